@@ -1,0 +1,35 @@
+"""The ``numba-conv3d`` command line (installed as ``numba_conv3d.cli``)."""
+import click
+
+from numba_conv3d import __version__
+from numba_conv3d.benchmark import DEFAULT_SUITE, format_table, gemm_peak_gflops, run_case
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="numba-conv3d")
+def main():
+    """numba_conv3d: 3-D convolution with torch.nn.Conv3d's semantics, compiled by Numba.
+
+    \b
+    Examples:
+      numba-conv3d bench            # the default suite, ours vs torch
+    """
+
+
+@main.command()
+@click.option("--repeat", default=5, show_default=True, help="Timed runs per side (medians).")
+def bench(repeat):
+    """Time the default suite: ours and torch side by side, alternating, medians.
+
+    Prints median milliseconds, the ratio (torch time / ours: above 1 means faster), GFLOP/s, the share
+    of the machine's measured GEMM peak and the first-call (compile) time.
+    """
+    peaks = {}
+    results = []
+    for case in DEFAULT_SUITE:
+        precision = "float64" if case.dtype in ("float64", "complex128") else "float32"
+        if precision not in peaks:
+            peaks[precision] = gemm_peak_gflops(precision)
+        results.append(run_case(case, repeat=repeat, peak_gflops=peaks[precision]))
+    click.echo(", ".join(f"{name} GEMM peak {gflops:.0f} GFLOP/s" for name, gflops in peaks.items()))
+    click.echo(format_table(results))

@@ -1,0 +1,9 @@
+"""numba_conv3d: 3-D convolution with the semantics of torch.nn.Conv3d, compiled by Numba."""
+from .api import conv3d
+from .layer import Conv3d
+from .plan import ConvPlan
+from .planner import plan_conv3d
+
+__version__ = "0.1.0"
+
+__all__ = ["Conv3d", "ConvPlan", "conv3d", "plan_conv3d", "__version__"]

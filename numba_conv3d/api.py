@@ -1,0 +1,64 @@
+"""The public functional API: plan, dispatch, run."""
+import numpy as np
+
+from .dispatch import backend_for
+from .planner import plan_for_arrays
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    """3-D convolution (cross-correlation), with exactly the semantics of ``torch.nn.functional.conv3d``.
+
+    Equivalent to ``torch.nn.functional.conv3d(input, weight, bias, stride, padding, dilation,
+    groups)``, plus ``padding_mode`` as ``torch.nn.Conv3d`` applies it (the input is padded with that
+    mode, then convolved without padding).
+
+    Parameters
+    ----------
+    input : numpy.ndarray
+        (N, C_in, D, H, W), or unbatched (C_in, D, H, W); any memory layout; N may be 0.
+    weight : numpy.ndarray
+        (C_out, C_in / groups, KD, KH, KW), same dtype as ``input``.
+    bias : numpy.ndarray, optional
+        (C_out,), same dtype as ``input``.
+    stride : int or tuple of 3 ints, optional
+        Step of the kernel over (D, H, W). Default 1.
+    padding : int or tuple of 3 ints or {'valid', 'same'}, optional
+        Pads added to both sides of each spatial dimension; 'valid' is no padding, 'same' keeps the
+        input's extent (stride 1 only; an odd total pad puts the extra element at the back). Default 0.
+    dilation : int or tuple of 3 ints, optional
+        Spacing between kernel taps. Default 1.
+    groups : int, optional
+        Number of channel groups; divides C_in and C_out. ``groups == C_in`` is depthwise. Default 1.
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, optional
+        How pads are filled, as in ``torch.nn.Conv3d``. Default 'zeros'.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new C-contiguous array (N, C_out, OD, OH, OW) (unbatched: without N) of the input's dtype,
+        with ``O = floor((I + pad_front + pad_back - dilation * (K - 1) - 1) / stride) + 1``.
+        The inputs are never modified.
+
+    Raises
+    ------
+    ValueError
+        Bad values or shapes (message names the argument and the numbers), before any computation.
+    TypeError
+        Non-array operands, unsupported or mismatched dtypes, non-integer arguments.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numba_conv3d import conv3d
+    >>> x = np.ones((1, 2, 4, 4, 4), np.float32)
+    >>> w = np.ones((3, 2, 3, 3, 3), np.float32)
+    >>> conv3d(x, w, padding=1).shape
+    (1, 3, 4, 4, 4)
+    """
+    backend = backend_for(input)
+    plan = plan_for_arrays(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                           groups=groups, padding_mode=padding_mode)
+    x = input if plan.batched else input[np.newaxis]
+    out = np.empty((plan.batch, plan.out_channels) + plan.output_size, plan.dtype)
+    backend.run(plan, x, weight, bias, out)
+    return out if plan.batched else out[0]

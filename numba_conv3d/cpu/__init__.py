@@ -1,0 +1,28 @@
+"""CPU backend: the table of algorithms the planner chooses from, and the entry that runs a plan."""
+from collections import namedtuple
+
+from . import direct
+
+Algorithm = namedtuple("Algorithm", "name reason applies workspace_bytes run")
+Algorithm.__doc__ = """One row of the CPU algorithm table.
+
+name, reason : str
+    What ``ConvPlan.algorithm`` holds, and why the planner picks it (``numba-conv3d plan`` prints it).
+applies : callable(ConvPlan) -> bool
+    Whether the row serves a plan; the planner takes the first row that does.
+workspace_bytes : callable(ConvPlan) -> int
+    Scratch bytes per worker thread.
+run : callable(ConvPlan, input, weight, bias, output)
+    Fills the batched 5-D ``output``.
+"""
+
+ALGORITHMS = (
+    Algorithm("direct", "direct convolution over per-task padded input slabs; serves every argument",
+              lambda plan: True, direct.workspace_bytes, direct.run),
+)
+
+
+def run(plan, x, weight, bias, out):
+    """Run ``plan`` on the CPU: batched 5-D NumPy ``x`` into the preallocated 5-D ``out``."""
+    algorithm = next(a for a in ALGORITHMS if a.name == plan.algorithm)
+    algorithm.run(plan, x, weight, bias, out)

@@ -1,0 +1,140 @@
+"""Direct 3-D convolution on the CPU, over padded input slabs gathered per task.
+
+The output is cut into independent tasks, one per (batch item, group, output depth plane, block of
+output channels), run in parallel with ``prange``. A task gathers the input planes it reads into a
+padded slab (every padding mode is an index map, so no padded copy of the whole volume exists), with
+each row split into ``stride_w`` phases so that the innermost loop walks contiguous memory whatever the
+stride. Each output element is summed by one thread in one fixed order (input channel, kd, kh, kw), so
+results are bitwise equal for any thread count.
+"""
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ..shape_rules import dilated_extent, padded_source_index
+
+TASKS_PER_THREAD = 4
+
+
+@njit(cache=True)
+def _index_map(padded_extent, pad_front, size, mode):
+    """Source index in the input for every padded coordinate (-1 reads a zero)."""
+    index = np.empty(padded_extent, np.int64)
+    for p in range(padded_extent):
+        index[p] = padded_source_index(p, pad_front, size, mode)
+    return index
+
+
+@njit(cache=True)
+def _gather_slab(x, n, c0, depth0, map_d, map_h, map_w, slab):
+    """Fill ``slab[c, z, row, phase, j]`` with padded input at (c0 + c, depth0 + z, row, j * S + phase).
+
+    S is ``slab.shape[3]``, the stride along W; coordinates past the padded width read zero (never used).
+    """
+    channels, depth, rows, phases, columns = slab.shape
+    padded_w = map_w.shape[0]
+    for c in range(channels):
+        for z in range(depth):
+            sd = map_d[depth0 + z]
+            for row in range(rows):
+                sh = map_h[row]
+                for phase in range(phases):
+                    for j in range(columns):
+                        col = j * phases + phase
+                        sw = map_w[col] if col < padded_w else -1
+                        if sd < 0 or sh < 0 or sw < 0:
+                            slab[c, z, row, phase, j] = 0
+                        else:
+                            slab[c, z, row, phase, j] = x[n, c0 + c, sd, sh, sw]
+
+
+@njit(cache=True)
+def _output_row(slab, weight, o, oh, stride_h, dilation, acc):
+    """``acc[ow]`` = sum over (c, kd, kh, kw) of weight[o, c, kd, kh, kw] * slab at output (oh, ow)."""
+    channels, kd_, kh_, kw_ = weight.shape[1:]
+    phases = slab.shape[3]
+    acc[:] = 0
+    for c in range(channels):
+        for kz in range(kd_):
+            z = kz * dilation[0]
+            for ky in range(kh_):
+                row = oh * stride_h + ky * dilation[1]
+                for kx in range(kw_):
+                    col = kx * dilation[2]
+                    source = slab[c, z, row, col % phases, col // phases:]
+                    tap = weight[o, c, kz, ky, kx]
+                    for ow in range(acc.shape[0]):
+                        acc[ow] += tap * source[ow]
+
+
+@njit(parallel=True, cache=True)
+def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups,
+                   channel_blocks):
+    """Fill ``out`` (N, C_out, OD, OH, OW) with the convolution of ``x`` (N, C_in, D, H, W)."""
+    batch, _, depth, height, width = x.shape
+    out_depth, out_height, out_width = out.shape[2:]
+    in_per_group = weight.shape[1]
+    out_per_group = out.shape[1] // groups
+    map_d = _index_map(padded[0], pad_front[0], depth, mode)
+    map_h = _index_map(padded[1], pad_front[1], height, mode)
+    map_w = _index_map(padded[2], pad_front[2], width, mode)
+    slab_depth = dilated_extent(weight.shape[2], dilation[0])
+    phase_columns = (padded[2] + stride[2] - 1) // stride[2]
+    block = (out_per_group + channel_blocks - 1) // channel_blocks
+    for task in prange(batch * groups * out_depth * channel_blocks):
+        channel_block = task % channel_blocks
+        od = (task // channel_blocks) % out_depth
+        g = (task // (channel_blocks * out_depth)) % groups
+        n = task // (channel_blocks * out_depth * groups)
+        slab = np.empty((in_per_group, slab_depth, padded[1], stride[2], phase_columns), x.dtype)
+        _gather_slab(x, n, g * in_per_group, od * stride[0], map_d, map_h, map_w, slab)
+        acc = np.empty(out_width, x.dtype)
+        first = channel_block * block
+        for o in range(g * out_per_group + first, g * out_per_group + min(first + block, out_per_group)):
+            for oh in range(out_height):
+                _output_row(slab, weight, o, oh, stride[1], dilation, acc)
+                if has_bias:
+                    for ow in range(out_width):
+                        out[n, o, od, oh, ow] = acc[ow] + bias[o]
+                else:
+                    out[n, o, od, oh, :] = acc
+
+
+def _slab_shape(plan):
+    padded_w = plan.padded_size[2]
+    stride_w = plan.stride[2]
+    return (plan.in_per_group, dilated_extent(plan.kernel_size[0], plan.dilation[0]),
+            plan.padded_size[1], stride_w, (padded_w + stride_w - 1) // stride_w)
+
+
+def workspace_bytes(plan):
+    """Scratch bytes one worker thread holds: its padded slab and one accumulator row."""
+    itemsize = np.dtype(plan.dtype).itemsize
+    return (int(np.prod(_slab_shape(plan))) + plan.output_size[2]) * itemsize
+
+
+def run(plan, x, weight, bias, out):
+    """Compute ``plan`` for the batched 5-D ``x`` into ``out`` with the direct kernel.
+
+    Parameters
+    ----------
+    plan : ConvPlan
+        Validated plan; its numbers are passed as runtime arguments (no per-shape compilation).
+    x : numpy.ndarray
+        (N, C_in, D, H, W), any memory layout.
+    weight : numpy.ndarray
+        (C_out, C_in / groups, KD, KH, KW).
+    bias : numpy.ndarray or None
+        (C_out,) or None.
+    out : numpy.ndarray
+        C-contiguous (N, C_out, OD, OH, OW), overwritten.
+    """
+    tasks = plan.batch * plan.groups * plan.output_size[0]
+    if tasks == 0:
+        return
+    wanted = TASKS_PER_THREAD * numba.get_num_threads()
+    channel_blocks = min(plan.out_per_group, -(-wanted // tasks))
+    weight = np.ascontiguousarray(weight)
+    bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias)
+    _direct_kernel(x, weight, bias, plan.has_bias, out, plan.stride, plan.dilation, plan.pad_front,
+                   plan.padded_size, plan.mode_code, plan.groups, channel_blocks)

@@ -1,0 +1,133 @@
+"""``Conv3d``: a thin layer holding ``weight`` and ``bias``, like ``torch.nn.Conv3d``."""
+import math
+
+import numpy as np
+
+from .api import conv3d
+from .planner import (check_same_stride, normalize_groups, normalize_padding,
+                      normalize_padding_mode, normalize_triple, resolve_dtype)
+
+_OP = "Conv3d"
+
+
+def _positive_count(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{_OP}: {name} must be an int, but got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{_OP}: {name} must be a positive integer, but got {name}={value}")
+    return int(value)
+
+
+class Conv3d:
+    """3-D convolution layer with the constructor, initialisation and ``repr`` of ``torch.nn.Conv3d``.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channel counts; positive (torch silently builds empty layers from zeros; this refuses them)
+        and divisible by ``groups``.
+    kernel_size : int or tuple of 3 ints
+        Positive kernel extents (KD, KH, KW).
+    stride, padding, dilation, groups, padding_mode
+        As in :func:`numba_conv3d.conv3d`.
+    bias : bool, optional
+        Whether the layer has a learnable bias. With False, ``self.bias is None``.
+    device : {None, 'cpu'}, optional
+        Where the parameters live; this version computes on the CPU only.
+    dtype : dtype-like, optional
+        float32 (default, like torch), float64, complex64 or complex128.
+    rng : None, int or numpy.random.Generator, optional
+        Seed or generator for :meth:`reset_parameters` (not in torch: makes initialisation repeatable).
+
+    Attributes
+    ----------
+    weight : numpy.ndarray
+        (out_channels, in_channels / groups, KD, KH, KW), drawn from U(-sqrt(k), sqrt(k)) with
+        k = groups / (in_channels * KD * KH * KW), as torch does.
+    bias : numpy.ndarray or None
+        (out_channels,), drawn from the same distribution.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *, rng=None):
+        self.in_channels = _positive_count("in_channels", in_channels)
+        self.out_channels = _positive_count("out_channels", out_channels)
+        self.groups = normalize_groups(_OP, groups)
+        for name, count in (("in_channels", self.in_channels), ("out_channels", self.out_channels)):
+            if count % self.groups:
+                raise ValueError(f"{_OP}: {name} must be divisible by groups, but got "
+                                 f"{name}={count} and groups={self.groups}")
+        self.kernel_size = normalize_triple(_OP, "kernel_size", kernel_size, 1)
+        self.stride = normalize_triple(_OP, "stride", stride, 1)
+        self.padding = normalize_padding(_OP, padding)
+        self.dilation = normalize_triple(_OP, "dilation", dilation, 1)
+        check_same_stride(_OP, self.padding, self.stride)
+        self.padding_mode = normalize_padding_mode(_OP, padding_mode)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"{_OP}: bias must be True or False, but got {type(bias).__name__}")
+        if device not in (None, "cpu"):
+            raise ValueError(f"{_OP}: device={device!r} is not available; this version computes "
+                             f"on the CPU only (device=None or 'cpu')")
+        dtype = resolve_dtype(_OP, "dtype", np.float32 if dtype is None else dtype)
+        weight_shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
+        self.weight = np.empty(weight_shape, dtype)
+        self.bias = np.empty(self.out_channels, dtype) if bias else None
+        self.reset_parameters(rng)
+
+    def reset_parameters(self, rng=None):
+        """Redraw ``weight`` and ``bias`` from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), like torch.
+
+        torch's ``kaiming_uniform_(a=sqrt(5))`` on the weight and its bias rule both reduce to this
+        bound, with fan_in = (in_channels / groups) * KD * KH * KW. Complex parameters draw their real
+        and imaginary parts independently from that interval, as torch's ``uniform_`` does.
+
+        Parameters
+        ----------
+        rng : None, int or numpy.random.Generator, optional
+            Seed or generator; None draws fresh entropy.
+        """
+        rng = np.random.default_rng(rng)
+        bound = 1.0 / math.sqrt(self.weight[0].size)
+        for param in (self.weight, self.bias):
+            if param is None:
+                continue
+            param.real = rng.uniform(-bound, bound, param.shape)
+            if np.iscomplexobj(param):
+                param.imag = rng.uniform(-bound, bound, param.shape)
+
+    def forward(self, input):
+        """Apply the layer: ``conv3d(input, weight, bias, ...)`` with this layer's arguments.
+
+        Parameters
+        ----------
+        input : numpy.ndarray
+            (N, C_in, D, H, W) or (C_in, D, H, W), of the layer's dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            The convolution, as :func:`numba_conv3d.conv3d` returns it.
+        """
+        return conv3d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                      self.groups, self.padding_mode)
+
+    __call__ = forward
+
+    def extra_repr(self):
+        """The argument summary torch prints inside ``Conv3d(...)``."""
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}")
+        if self.padding != (0, 0, 0):
+            text += f", padding={self.padding}"
+        if self.dilation != (1, 1, 1):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        if self.padding_mode != "zeros":
+            text += f", padding_mode={self.padding_mode}"
+        return text
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"

@@ -1,0 +1,136 @@
+"""The conv plan: every number a kernel needs, already checked against torch's rules."""
+from dataclasses import asdict, dataclass
+from math import prod
+
+import numpy as np
+
+from .shape_rules import PADDING_MODES, conv_output_size
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """A lowered, validated 3-D convolution: frozen and hashable, so it can key a cache.
+
+    Built only by :func:`numba_conv3d.plan_conv3d`; kernels trust it and never validate again. Shapes are
+    those of the batched (5-D) problem; ``batched`` says whether the caller passed 4-D input.
+
+    Attributes
+    ----------
+    batched : bool
+        False when the caller's input was unbatched (C, D, H, W).
+    batch, in_channels, out_channels, groups : int
+        N, C_in, C_out and the group count.
+    input_size, kernel_size, stride, dilation : tuple of 3 ints
+        Spatial (D, H, W) extents of the input and the kernel, and the normalized stride and dilation.
+    pads : tuple of 3 (front, back) pairs
+        Explicit pads per spatial dimension ('same' and 'valid' already resolved).
+    padding_mode : str
+        'zeros', 'reflect', 'replicate' or 'circular'.
+    has_bias : bool
+        Whether a bias of ``out_channels`` elements is added.
+    dtype : str
+        NumPy dtype name of input, weight, bias and output.
+    algorithm, algorithm_reason : str
+        The CPU algorithm chosen and why.
+    workspace_bytes : int
+        Scratch memory one worker thread holds while the kernel runs.
+    """
+
+    batched: bool
+    batch: int
+    in_channels: int
+    out_channels: int
+    groups: int
+    input_size: tuple
+    kernel_size: tuple
+    stride: tuple
+    dilation: tuple
+    pads: tuple
+    padding_mode: str
+    has_bias: bool
+    dtype: str
+    algorithm: str
+    algorithm_reason: str
+    workspace_bytes: int
+
+    @property
+    def in_per_group(self):
+        """Input channels each group reads (weight.shape[1])."""
+        return self.in_channels // self.groups
+
+    @property
+    def out_per_group(self):
+        """Output channels each group produces."""
+        return self.out_channels // self.groups
+
+    def group_channels(self, group):
+        """Input and output channel slices of ``group``, like torch's grouped convolution."""
+        i, o = self.in_per_group, self.out_per_group
+        return slice(group * i, (group + 1) * i), slice(group * o, (group + 1) * o)
+
+    @property
+    def pad_front(self):
+        """Front pad per spatial dimension."""
+        return tuple(f for f, _ in self.pads)
+
+    @property
+    def padded_size(self):
+        """Spatial extents of the padded input."""
+        return tuple(n + f + b for n, (f, b) in zip(self.input_size, self.pads))
+
+    @property
+    def output_size(self):
+        """Spatial extents of the output."""
+        return tuple(
+            conv_output_size(n, f, b, k, s, d)
+            for n, (f, b), k, s, d in zip(self.input_size, self.pads, self.kernel_size, self.stride,
+                                          self.dilation))
+
+    @property
+    def mode_code(self):
+        """Integer code of ``padding_mode`` (``shape_rules.PAD_*``), as kernels take it."""
+        return PADDING_MODES.index(self.padding_mode)
+
+    @property
+    def input_shape(self):
+        """Shape of the caller's input (4-D when unbatched)."""
+        return self._caller_shape(self.in_channels, self.input_size)
+
+    @property
+    def weight_shape(self):
+        """Shape of the weight: (C_out, C_in / groups, KD, KH, KW)."""
+        return (self.out_channels, self.in_per_group) + self.kernel_size
+
+    @property
+    def output_shape(self):
+        """Shape of the result (4-D when the input was unbatched)."""
+        return self._caller_shape(self.out_channels, self.output_size)
+
+    def _caller_shape(self, channels, spatial):
+        return ((self.batch,) if self.batched else ()) + (channels,) + tuple(spatial)
+
+    @property
+    def is_complex(self):
+        """Whether the dtype is complex."""
+        return np.dtype(self.dtype).kind == "c"
+
+    @property
+    def macs(self):
+        """Multiply-accumulates of the convolution, bias excluded."""
+        return (self.batch * self.out_channels * prod(self.output_size) * self.in_per_group
+                * prod(self.kernel_size))
+
+    @property
+    def flops(self):
+        """Real floating-point operations: 2 per real MAC, 8 per complex MAC, plus the bias adds."""
+        per_mac = 8 if self.is_complex else 2
+        bias_adds = self.batch * self.out_channels * prod(self.output_size) if self.has_bias else 0
+        return per_mac * self.macs + (2 if self.is_complex else 1) * bias_adds
+
+    def as_dict(self):
+        """All fields and derived numbers, JSON-ready."""
+        record = asdict(self)
+        for name in ("in_per_group", "out_per_group", "padded_size", "output_size", "input_shape",
+                     "weight_shape", "output_shape", "flops"):
+            record[name] = getattr(self, name)
+        return record

@@ -1,0 +1,268 @@
+"""torch.nn.Conv3d's rules, once: normalize the arguments, validate them, choose the algorithm.
+
+Only this module knows the rules; kernels trust the :class:`~numba_conv3d.plan.ConvPlan` it returns.
+Messages name the operation, the argument and the numbers received. ``ValueError`` is raised for bad
+values and shapes, ``TypeError`` for bad types.
+"""
+from dataclasses import replace
+
+import numpy as np
+
+from .plan import ConvPlan
+from .shape_rules import PADDING_MODES, dilated_extent, same_pads
+
+SUPPORTED_DTYPES = ("float32", "float64", "complex64", "complex128")
+PADDING_STRINGS = ("valid", "same")
+
+
+def _as_int(op, name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{op}: {name} must be an int or a tuple of 3 ints, "
+                        f"but got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+def normalize_triple(op, name, value, minimum):
+    """An int or a sequence of 3 ints -> a 3-tuple of ints, each at least ``minimum``.
+
+    Parameters
+    ----------
+    op, name : str
+        Operation and argument named in error messages.
+    value : int or tuple or list of 3 ints
+        What the caller passed; an int applies to all three dimensions, as in torch.
+    minimum : int
+        Smallest allowed element.
+
+    Returns
+    -------
+    tuple of 3 int
+    """
+    if isinstance(value, (tuple, list)):
+        if len(value) != 3:
+            raise ValueError(f"{op}: {name} must be an int or have 3 elements (D, H, W), "
+                             f"but got {len(value)}: {tuple(value)!r}")
+        triple = tuple(_as_int(op, name, v) for v in value)
+    else:
+        triple = (_as_int(op, name, value),) * 3
+    if min(triple) < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum} in every dimension, but got {triple}")
+    return triple
+
+
+def normalize_padding(op, padding):
+    """``padding`` as torch takes it -> 'valid', 'same' or a 3-tuple of non-negative ints."""
+    if isinstance(padding, str):
+        if padding not in PADDING_STRINGS:
+            raise ValueError(f"{op}: invalid padding string {padding!r}, should be one of "
+                             f"{PADDING_STRINGS}")
+        return padding
+    return normalize_triple(op, "padding", padding, 0)
+
+
+def normalize_groups(op, groups):
+    """``groups`` -> a positive int."""
+    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
+        raise TypeError(f"{op}: groups must be an int, but got {type(groups).__name__} {groups!r}")
+    if groups < 1:
+        raise ValueError(f"{op}: groups must be a positive integer, but got groups={groups}")
+    return int(groups)
+
+
+def normalize_padding_mode(op, padding_mode):
+    """``padding_mode`` -> one of 'zeros', 'reflect', 'replicate', 'circular'."""
+    if not isinstance(padding_mode, str):
+        raise TypeError(f"{op}: padding_mode must be a string, but got "
+                        f"{type(padding_mode).__name__} {padding_mode!r}")
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"{op}: padding_mode must be one of {list(PADDING_MODES)}, "
+                         f"but got padding_mode={padding_mode!r}")
+    return padding_mode
+
+
+def resolve_dtype(op, name, dtype):
+    """A dtype-like (NumPy dtype, type, name, or a torch dtype) -> a supported NumPy dtype."""
+    spec = str(dtype).removeprefix("torch.") if type(dtype).__module__ == "torch" else dtype
+    try:
+        resolved = np.dtype(spec)
+    except TypeError as err:
+        raise TypeError(f"{op}: {name} {dtype!r} is not a dtype") from err
+    if resolved.name not in SUPPORTED_DTYPES:
+        raise TypeError(f"{op}: {name} {resolved} is not supported; use one of {SUPPORTED_DTYPES}")
+    if not resolved.isnative:
+        raise TypeError(f"{op}: {name} {resolved.str} is not in native byte order; "
+                        f"convert with .astype({resolved.name!r})")
+    return resolved
+
+
+def _normalize_shape(op, name, shape, ndims):
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{op}: {name} shape must be a tuple of ints, but got {type(shape).__name__}")
+    dims = tuple(_as_int(op, f"{name} shape", n) for n in shape)
+    if len(dims) not in ndims:
+        expected = " or ".join(str(n) for n in ndims)
+        raise ValueError(f"{op}: expected {name} to have {expected} dimensions, "
+                         f"but got {name} of shape {dims} ({len(dims)} dimensions)")
+    first_spatial = len(dims) - 4
+    if min(dims[first_spatial:]) < 1 or dims[0] < 0:
+        raise ValueError(f"{op}: {name} of shape {dims} has an empty dimension; only the batch "
+                         f"dimension of the input may be 0")
+    return dims
+
+
+def check_same_stride(op, padding, stride):
+    """Raise ValueError when normalized ``padding`` is 'same' and the normalized ``stride`` is not 1."""
+    if padding == "same" and max(stride) > 1:
+        raise ValueError(f"{op}: padding='same' is not supported for strided convolutions, "
+                         f"but got stride={stride}")
+
+
+def _resolve_pads(op, padding, kernel, stride, dilation):
+    check_same_stride(op, padding, stride)
+    if padding == "valid":
+        return ((0, 0),) * 3
+    if padding == "same":
+        return tuple(same_pads(k, d) for k, d in zip(kernel, dilation))
+    return tuple((p, p) for p in padding)
+
+
+def _check_mode_limits(op, padding_mode, pads, size):
+    for dim, ((front, back), n) in enumerate(zip(pads, size)):
+        if padding_mode == "reflect" and max(front, back) >= n:
+            raise ValueError(f"{op}: padding_mode='reflect' needs pads smaller than the input extent, "
+                             f"but got pads ({front}, {back}) for extent {n} in spatial dimension {dim}")
+        if padding_mode == "circular" and max(front, back) > n:
+            raise ValueError(f"{op}: padding_mode='circular' needs pads no larger than the input "
+                             f"extent (it would wrap around more than once), but got pads "
+                             f"({front}, {back}) for extent {n} in spatial dimension {dim}")
+
+
+def _choose_algorithm(plan):
+    from .cpu import ALGORITHMS
+
+    algorithm = next(a for a in ALGORITHMS if a.applies(plan))
+    return replace(plan, algorithm=algorithm.name, algorithm_reason=algorithm.reason,
+                   workspace_bytes=algorithm.workspace_bytes(plan))
+
+
+def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, dilation=1, groups=1,
+                padding_mode="zeros", dtype="float32", op="conv3d"):
+    """Validate a 3-D convolution's arguments and lower them into a :class:`ConvPlan`.
+
+    Follows ``torch.nn.functional.conv3d`` (and ``torch.nn.Conv3d`` for ``padding_mode``): the same
+    output extents, the same split of 'same' padding (the odd element goes to the back), the same
+    limits on reflect and circular padding.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        (N, C_in, D, H, W), or (C_in, D, H, W) for unbatched input. Only N may be 0.
+    weight_shape : tuple of int
+        (C_out, C_in / groups, KD, KH, KW).
+    bias : bool or None or tuple of int, optional
+        True (a bias of C_out elements), False or None (no bias), or the bias's shape to check.
+    stride, dilation : int or tuple of 3 ints, optional
+        Positive.
+    padding : int or tuple of 3 ints or {'valid', 'same'}, optional
+        Non-negative pads applied to both sides, or a string; 'same' requires stride 1.
+    groups : int, optional
+        Divides C_in and C_out.
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, optional
+        How the pads are filled; reflect needs pads < extent, circular pads <= extent.
+    dtype : dtype-like, optional
+        float32, float64, complex64 or complex128.
+    op : str, optional
+        Name used in error messages.
+
+    Returns
+    -------
+    ConvPlan
+
+    Raises
+    ------
+    ValueError
+        For bad values or shapes, naming the argument and the numbers.
+    TypeError
+        For arguments of the wrong type and unsupported dtypes.
+    """
+    x_shape = _normalize_shape(op, "input", input_shape, (4, 5))
+    w_shape = _normalize_shape(op, "weight", weight_shape, (5,))
+    stride = normalize_triple(op, "stride", stride, 1)
+    dilation = normalize_triple(op, "dilation", dilation, 1)
+    padding = normalize_padding(op, padding)
+    groups = normalize_groups(op, groups)
+    padding_mode = normalize_padding_mode(op, padding_mode)
+    dtype = resolve_dtype(op, "dtype", dtype)
+
+    batched = len(x_shape) == 5
+    batch, in_channels = (x_shape[0], x_shape[1]) if batched else (1, x_shape[0])
+    out_channels, in_per_group = w_shape[:2]
+    kernel, size = w_shape[2:], x_shape[-3:]
+    if out_channels % groups:
+        raise ValueError(f"{op}: weight of shape {w_shape} has {out_channels} output channels, "
+                         f"which groups={groups} does not divide")
+    if in_per_group * groups != in_channels:
+        raise ValueError(f"{op}: given groups={groups} and weight of shape {w_shape}, expected input "
+                         f"of shape {x_shape} to have {in_per_group * groups} channels, "
+                         f"but got {in_channels} channels")
+    has_bias = _check_bias(op, bias, out_channels, w_shape)
+    pads = _resolve_pads(op, padding, kernel, stride, dilation)
+    _check_mode_limits(op, padding_mode, pads, size)
+    padded = tuple(n + f + b for n, (f, b) in zip(size, pads))
+    spans = tuple(dilated_extent(k, d) for k, d in zip(kernel, dilation))
+    if any(p < s for p, s in zip(padded, spans)):
+        raise ValueError(f"{op}: the padded input extent {padded} is smaller than the dilated kernel "
+                         f"extent {spans} (kernel {kernel}, dilation {dilation}) in some dimension")
+    plan = ConvPlan(batched=batched, batch=batch, in_channels=in_channels, out_channels=out_channels,
+                    groups=groups, input_size=size, kernel_size=kernel, stride=stride,
+                    dilation=dilation, pads=pads, padding_mode=padding_mode, has_bias=has_bias,
+                    dtype=dtype.name, algorithm="", algorithm_reason="", workspace_bytes=0)
+    return _choose_algorithm(plan)
+
+
+def _check_bias(op, bias, out_channels, w_shape):
+    if bias is None or bias is False:
+        return False
+    if bias is True:
+        return True
+    shape = tuple(bias) if isinstance(bias, (tuple, list)) else None
+    if shape != (out_channels,):
+        raise ValueError(f"{op}: given weight of shape {w_shape}, expected bias to be 1-dimensional "
+                         f"with {out_channels} elements, but got bias of shape {shape or bias!r}")
+    return True
+
+
+def _check_array(op, name, array, dtype=None):
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a NumPy array, but got {type(array).__name__}")
+    resolved = resolve_dtype(op, f"{name} dtype", array.dtype)
+    if dtype is not None and resolved != dtype:
+        raise TypeError(f"{op}: {name} dtype {resolved} does not match input dtype {dtype} "
+                        f"(like torch, input, weight and bias must share one dtype)")
+    return resolved
+
+
+def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                    padding_mode="zeros", op="conv3d"):
+    """Check the operands' types and dtypes, then :func:`plan_conv3d` their shapes.
+
+    Parameters
+    ----------
+    input, weight : numpy.ndarray
+        Operands of :func:`numba_conv3d.conv3d`.
+    bias : numpy.ndarray or None
+        Optional bias.
+    stride, padding, dilation, groups, padding_mode, op
+        As in :func:`plan_conv3d`.
+
+    Returns
+    -------
+    ConvPlan
+    """
+    dtype = _check_array(op, "input", input)
+    _check_array(op, "weight", weight, dtype)
+    if bias is not None:
+        _check_array(op, "bias", bias, dtype)
+    return plan_conv3d(input.shape, weight.shape, bias=None if bias is None else bias.shape,
+                       stride=stride, padding=padding, dilation=dilation, groups=groups,
+                       padding_mode=padding_mode, dtype=dtype, op=op)

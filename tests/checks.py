@@ -1,0 +1,60 @@
+"""Comparisons with tolerances tied to the accumulation length, never a blanket rtol."""
+import math
+
+import numpy as np
+
+from reference import conv3d_reference
+
+
+def _abs_or_none(a):
+    return None if a is None else np.abs(a)
+
+
+def rounding_bound(dtype, x, w, b=None, **kwargs):
+    """Worst-case rounding error of a dtype-precision convolution, per output element.
+
+    Recursive summation of L products has error at most about L * eps * sum(|x| |w|) (+ |b|); complex
+    multiplication at most doubles it. L counts the taps of one output element and the bias.
+    """
+    w = np.asarray(w)
+    length = w.shape[1] * math.prod(w.shape[2:]) + (b is not None)
+    eps = np.finfo(dtype).eps
+    factor = (length + 2) * eps * (2 if np.dtype(dtype).kind == "c" else 1)
+    magnitude = conv3d_reference(np.abs(x), np.abs(w), _abs_or_none(b), **kwargs)
+    return factor * magnitude + np.finfo(dtype).tiny
+
+
+def assert_close(actual, expected, bound):
+    """``actual`` within ``bound`` of ``expected`` where finite; NaN and Inf exactly where expected has them."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    expected_nan = np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(actual), expected_nan, err_msg="NaN positions differ")
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(actual[~finite & ~expected_nan], expected[~finite & ~expected_nan],
+                                  err_msg="Inf values differ")
+    error = np.abs(actual[finite] - expected[finite])
+    limit = np.broadcast_to(bound, expected.shape)[finite]
+    worst = np.argmax(error - limit) if error.size else None
+    assert np.all(error <= limit), (f"error {error[worst]:.3e} exceeds bound {limit[worst]:.3e} "
+                                    f"({np.count_nonzero(error > limit)} of {error.size} elements)")
+
+
+def assert_matches_reference(actual, x, w, b=None, **kwargs):
+    """Compare a numba_conv3d result with the float64 oracle under the rounding bound of its dtype."""
+    assert actual.dtype == np.asarray(x).dtype
+    expected = conv3d_reference(x, w, b, **kwargs)
+    assert_close(actual, expected, rounding_bound(actual.dtype, x, w, b, **kwargs))
+
+
+def random_operands(rng, input_shape, weight_shape, bias, dtype):
+    """Standard-normal input, weight and (optional) bias of ``dtype`` (complex: both parts drawn)."""
+    def draw(shape):
+        values = rng.standard_normal(shape)
+        if np.dtype(dtype).kind == "c":
+            values = values + 1j * rng.standard_normal(shape)
+        return values.astype(dtype)
+
+    return (draw(input_shape), draw(weight_shape),
+            draw((weight_shape[0],)) if bias else None)

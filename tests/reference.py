@@ -1,0 +1,72 @@
+"""An independent float64 oracle for 3-D convolution, written plainly from torch's documentation.
+
+It shares nothing with numba_conv3d: its own argument handling, ``np.pad`` for every padding mode, and
+one ``einsum`` per kernel tap. Slow, simple and exact to float64 (complex128) rounding.
+"""
+import numpy as np
+
+NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _three(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value, value)
+
+
+def reference_pads(padding, kernel, dilation):
+    """(front, back) pads per dimension for an int, a 3-tuple, 'valid' or 'same' (extra at the back)."""
+    if padding == "valid":
+        return [(0, 0)] * 3
+    if padding == "same":
+        totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return [(t // 2, t - t // 2) for t in totals]
+    return [(p, p) for p in _three(padding)]
+
+
+def conv3d_reference(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    """torch.nn.Conv3d's forward in float64 (complex128 for complex operands).
+
+    Parameters
+    ----------
+    x : array_like
+        (N, C, D, H, W) or (C, D, H, W).
+    w : array_like
+        (O, C / groups, KD, KH, KW).
+    b : array_like or None
+        (O,).
+    stride, padding, dilation, groups, padding_mode
+        As torch.nn.Conv3d takes them.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 or complex128 result of the caller's rank.
+    """
+    work = np.complex128 if np.iscomplexobj(x) or np.iscomplexobj(w) else np.float64
+    x = np.asarray(x, dtype=work)
+    w = np.asarray(w, dtype=work)
+    unbatched = x.ndim == 4
+    if unbatched:
+        x = x[None]
+    stride, dilation = _three(stride), _three(dilation)
+    kernel = w.shape[2:]
+    pads = reference_pads(padding, kernel, dilation)
+    xp = np.pad(x, [(0, 0), (0, 0)] + pads, mode=NUMPY_PAD_MODES[padding_mode])
+    out_size = [(n - d * (k - 1) - 1) // s + 1
+                for n, k, s, d in zip(xp.shape[2:], kernel, stride, dilation)]
+    cin_g, cout_g = x.shape[1] // groups, w.shape[0] // groups
+    out = np.zeros((x.shape[0], w.shape[0], *out_size), dtype=work)
+    for g in range(groups):
+        xg = xp[:, g * cin_g:(g + 1) * cin_g]
+        wg = w[g * cout_g:(g + 1) * cout_g]
+        for kd in range(kernel[0]):
+            for kh in range(kernel[1]):
+                for kw in range(kernel[2]):
+                    starts = (kd * dilation[0], kh * dilation[1], kw * dilation[2])
+                    window = tuple(slice(s0, s0 + st * (n - 1) + 1, st)
+                                   for s0, st, n in zip(starts, stride, out_size))
+                    patch = xg[(slice(None), slice(None)) + window]
+                    out[:, g * cout_g:(g + 1) * cout_g] += np.einsum(
+                        "ncdhw,oc->nodhw", patch, wg[:, :, kd, kh, kw])
+    if b is not None:
+        out += np.asarray(b, dtype=work)[None, :, None, None, None]
+    return out[0] if unbatched else out

@@ -1,0 +1,134 @@
+"""conv3d against the independent float64 oracle: named corner cases, layouts, dtypes, NaN/Inf."""
+import numba
+import numpy as np
+import pytest
+
+from checks import assert_matches_reference, random_operands
+from numba_conv3d import conv3d
+
+MODES = ("zeros", "reflect", "replicate", "circular")
+
+# (input shape, weight shape, bias, conv3d keyword arguments)
+NAMED_CASES = {
+    "pointwise": ((2, 3, 4, 5, 6), (4, 3, 1, 1, 1), True, {}),
+    "k3-pad1": ((1, 2, 5, 6, 7), (3, 2, 3, 3, 3), True, {"padding": 1}),
+    "anisotropic-kernel-stride-pad": ((2, 3, 7, 6, 9), (4, 3, 3, 5, 2), True,
+                                      {"stride": (2, 1, 1), "padding": (4, 2, 0)}),
+    "doc-example-small": ((2, 4, 5, 9, 11), (5, 4, 3, 3, 3), True, {"stride": 2}),
+    "dilated-strided": ((2, 3, 9, 9, 9), (2, 3, 2, 2, 2), False, {"dilation": 2, "stride": 2}),
+    "mixed-dilation": ((1, 2, 9, 8, 10), (3, 2, 2, 3, 2), True, {"dilation": (3, 1, 2)}),
+    "same-even-kernel": ((1, 2, 6, 5, 7), (3, 2, 2, 4, 6), True, {"padding": "same"}),
+    "same-even-dilated": ((1, 2, 6, 7, 8), (2, 2, 2, 3, 4), True,
+                          {"padding": "same", "dilation": (3, 2, 1)}),
+    "valid": ((1, 2, 5, 6, 7), (3, 2, 3, 2, 4), True, {"padding": "valid"}),
+    "grouped": ((2, 6, 4, 5, 6), (4, 3, 2, 3, 2), True, {"groups": 2, "padding": 1}),
+    "depthwise": ((1, 4, 5, 6, 7), (4, 1, 3, 3, 3), True, {"groups": 4, "padding": 1}),
+    "depth-multiplier": ((1, 3, 5, 6, 7), (6, 1, 3, 3, 3), False, {"groups": 3, "stride": (1, 2, 3)}),
+    "kernel-equals-input": ((2, 2, 3, 4, 5), (3, 2, 3, 4, 5), True, {}),
+    "kernel-equals-padded-input": ((1, 2, 2, 3, 1), (2, 2, 4, 5, 3), True, {"padding": 1}),
+    "stride-larger-than-kernel": ((1, 2, 9, 10, 11), (2, 2, 2, 2, 2), True, {"stride": (4, 5, 3)}),
+    "width-one": ((1, 2, 4, 4, 1), (2, 2, 3, 3, 1), True, {"padding": (1, 1, 0)}),
+    "many-output-channels": ((1, 3, 3, 4, 5), (40, 3, 2, 2, 2), True, {"padding": 1}),
+}
+
+
+@pytest.mark.parametrize("name", NAMED_CASES)
+@pytest.mark.parametrize("mode", MODES)
+def test_named_case_every_mode(name, mode):
+    input_shape, weight_shape, bias, kwargs = NAMED_CASES[name]
+    if mode != "zeros" and "padding" not in kwargs:
+        # give the mode something to fill; reflect cannot pad an extent of 1
+        kwargs = dict(kwargs, padding=tuple(int(n > 1) for n in input_shape[2:]))
+    x, w, b = random_operands(np.random.default_rng(len(name)), input_shape, weight_shape, bias,
+                              np.float64)
+    out = conv3d(x, w, b, padding_mode=mode, **kwargs)
+    assert_matches_reference(out, x, w, b, padding_mode=mode, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("mode", MODES)
+def test_every_dtype_and_mode(dtype, mode):
+    x, w, b = random_operands(np.random.default_rng(1), (2, 4, 5, 6, 7), (6, 2, 3, 2, 3), True, dtype)
+    kwargs = dict(stride=(1, 2, 1), padding=(1, 1, 2), dilation=(1, 1, 2), groups=2, padding_mode=mode)
+    out = conv3d(x, w, b, **kwargs)
+    assert out.dtype == dtype
+    assert_matches_reference(out, x, w, b, **kwargs)
+
+
+def test_unbatched_input_gives_unbatched_output():
+    x, w, b = random_operands(np.random.default_rng(2), (3, 5, 6, 7), (4, 3, 3, 3, 3), True,
+                              np.float32)
+    out = conv3d(x, w, b, padding=1, padding_mode="circular")
+    assert out.shape == (4, 5, 6, 7)
+    np.testing.assert_array_equal(out, conv3d(x[None], w, b, padding=1, padding_mode="circular")[0])
+    assert_matches_reference(out, x, w, b, padding=1, padding_mode="circular")
+
+
+def test_zero_size_batch():
+    x = np.empty((0, 3, 4, 5, 6), np.float32)
+    w = np.ones((2, 3, 2, 2, 2), np.float32)
+    out = conv3d(x, w, stride=2)
+    assert out.shape == (0, 2, 2, 2, 3) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("layout", ["fortran", "strided-view", "negative-strides", "broadcast",
+                                    "read-only"])
+def test_input_layouts(layout):
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((2, 6, 7, 8, 9))
+    x = {"fortran": lambda: np.asfortranarray(base[:, :3]),
+         "strided-view": lambda: base[:, ::2, 1:, ::2, 1::2],
+         "negative-strides": lambda: base[::-1, :3, ::-1, :, ::-1],
+         "broadcast": lambda: np.broadcast_to(base[:1, :3, :1], (2, 3, 7, 8, 9)),
+         "read-only": lambda: _read_only(base[:, :3])}[layout]()
+    w = _read_only(np.asfortranarray(rng.standard_normal((2, 3, 3, 2, 3))))
+    b = rng.standard_normal(2)
+    out = conv3d(x, w, b, padding=(1, 0, 1), padding_mode="reflect")
+    assert out.flags.c_contiguous
+    np.testing.assert_array_equal(out, conv3d(np.ascontiguousarray(x), np.ascontiguousarray(w), b,
+                                              padding=(1, 0, 1), padding_mode="reflect"))
+    assert_matches_reference(out, x, w, b, padding=(1, 0, 1), padding_mode="reflect")
+
+
+def _read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def test_inputs_are_not_modified_and_output_is_new():
+    x, w, b = random_operands(np.random.default_rng(4), (1, 2, 4, 4, 4), (2, 2, 3, 3, 3), True,
+                              np.float32)
+    copies = [a.copy() for a in (x, w, b)]
+    out = conv3d(x, w, b, padding="same", padding_mode="replicate")
+    for before, after in zip(copies, (x, w, b)):
+        np.testing.assert_array_equal(before, after)
+    assert not any(np.shares_memory(out, a) for a in (x, w, b))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_nan_and_inf_reach_exactly_their_receptive_fields(mode):
+    rng = np.random.default_rng(5)
+    x, w, b = random_operands(rng, (1, 2, 6, 7, 8), (3, 2, 3, 3, 3), True, np.float32)
+    w = np.abs(w) + np.float32(0.1)  # no zero weights: 0 * inf would turn an Inf into NaN
+    x[0, 0, 1, 2, 3] = np.nan
+    x[0, 1, 4, 5, 6] = np.inf
+    x[0, 1, 0, 0, 0] = -np.inf
+    out = conv3d(x, w, b, padding=1, padding_mode=mode)
+    assert_matches_reference(out, x, w, b, padding=1, padding_mode=mode)
+    assert np.isnan(out).any() and np.isinf(out).any() and np.isfinite(out).any()
+
+
+def test_same_plan_twice_and_bitwise_for_any_thread_count():
+    x, w, b = random_operands(np.random.default_rng(6), (2, 8, 6, 9, 10), (8, 4, 3, 3, 3), True,
+                              np.float32)
+    kwargs = dict(padding=1, groups=2, stride=(1, 2, 1), padding_mode="reflect")
+    first = conv3d(x, w, b, **kwargs)
+    np.testing.assert_array_equal(first, conv3d(x, w, b, **kwargs))
+    threads = numba.get_num_threads()
+    try:
+        for count in range(1, threads + 1):
+            numba.set_num_threads(count)
+            np.testing.assert_array_equal(first, conv3d(x, w, b, **kwargs))
+    finally:
+        numba.set_num_threads(threads)

@@ -1,0 +1,71 @@
+"""Table tests of the planner: arguments in, pads, extents, group slicing and counts out."""
+import numpy as np
+import pytest
+
+from numba_conv3d import ConvPlan, plan_conv3d
+
+
+@pytest.mark.parametrize("x, w, kwargs, pads, out_shape", [
+    ((20, 16, 10, 50, 100), (33, 16, 3, 3, 3), {"stride": 2}, ((0, 0),) * 3, (20, 33, 4, 24, 49)),
+    ((20, 16, 10, 50, 100), (33, 16, 3, 5, 2), {"stride": (2, 1, 1), "padding": (4, 2, 0)},
+     ((4, 4), (2, 2), (0, 0)), (20, 33, 8, 50, 99)),
+    ((1, 3, 6, 5, 4), (4, 3, 2, 3, 4), {"padding": "same"}, ((0, 1), (1, 1), (1, 2)), (1, 4, 6, 5, 4)),
+    ((1, 3, 6, 5, 4), (4, 3, 2, 3, 4), {"padding": "same", "dilation": 2},
+     ((1, 1), (2, 2), (3, 3)), (1, 4, 6, 5, 4)),
+    ((1, 1, 10, 11, 12), (1, 1, 4, 4, 4), {"padding": "same", "dilation": 3},
+     ((4, 5), (4, 5), (4, 5)), (1, 1, 10, 11, 12)),
+    ((1, 3, 6, 5, 4), (4, 3, 2, 3, 4), {"padding": "valid"}, ((0, 0),) * 3, (1, 4, 5, 3, 1)),
+    ((3, 5, 7, 9), (2, 3, 3, 3, 3), {"padding": [1, 2, 3]}, ((1, 1), (2, 2), (3, 3)), (2, 5, 9, 13)),
+    ((2, 3, 5, 5, 5), (4, 3, 2, 2, 2), {"dilation": 2, "stride": 2}, ((0, 0),) * 3, (2, 4, 2, 2, 2)),
+    ((0, 3, 3, 4, 5), (4, 3, 2, 3, 4), {}, ((0, 0),) * 3, (0, 4, 2, 2, 2)),
+])
+def test_pads_and_output_shape(x, w, kwargs, pads, out_shape):
+    plan = plan_conv3d(x, w, **kwargs)
+    assert plan.pads == pads
+    assert plan.output_shape == out_shape
+    assert plan.batched == (len(x) == 5)
+    assert plan.padded_size == tuple(n + f + b for n, (f, b) in zip(x[-3:], pads))
+
+
+def test_normalized_triples_groups_and_counts():
+    plan = plan_conv3d((2, 6, 8, 9, 10), (9, 2, 3, 1, 2), stride=(1, 2, np.int64(3)), dilation=2,
+                       groups=3, padding=1, padding_mode="circular", dtype="complex64")
+    assert plan.stride == (1, 2, 3) and plan.dilation == (2, 2, 2)
+    assert (plan.in_per_group, plan.out_per_group) == (2, 3)
+    assert plan.group_channels(1) == (slice(2, 4), slice(3, 6))
+    assert plan.mode_code == 3 and plan.dtype == "complex64"
+    assert plan.weight_shape == (9, 2, 3, 1, 2)
+    assert plan.output_size == (6, 6, 4)
+    assert plan.macs == 2 * 9 * (6 * 6 * 4) * 2 * (3 * 1 * 2)
+    assert plan.flops == 8 * plan.macs + 2 * (2 * 9 * 6 * 6 * 4)
+    assert plan.algorithm == "direct" and plan.algorithm_reason
+    assert plan.workspace_bytes > 0
+
+
+def test_plan_is_frozen_hashable_and_equal_for_equal_arguments():
+    a = plan_conv3d((1, 2, 4, 4, 4), (2, 2, 3, 3, 3), padding=1)
+    b = plan_conv3d([1, 2, 4, 4, 4], [2, 2, 3, 3, 3], padding=(1, 1, 1), bias=(2,))
+    assert isinstance(a, ConvPlan) and a == b and hash(a) == hash(b)
+    assert len({a, b}) == 1
+    with pytest.raises(AttributeError):
+        a.groups = 2
+    assert plan_conv3d((1, 2, 4, 4, 4), (2, 2, 3, 3, 3), bias=None).flops < a.flops
+
+
+def test_workspace_grows_with_one_plane_not_the_volume():
+    small = plan_conv3d((1, 1, 64, 64, 64), (1, 1, 3, 3, 3), padding=1)
+    deep = plan_conv3d((1, 1, 4096, 64, 64), (1, 1, 3, 3, 3), padding=1)
+    assert small.workspace_bytes == deep.workspace_bytes < 64 * 66 * 66 * 4
+
+
+def test_extents_past_two_to_the_31_are_exact():
+    plan = plan_conv3d((2, 3, 2 ** 20, 2 ** 12, 2 ** 12), (5, 3, 3, 3, 3), padding=1, stride=(1, 1, 2))
+    assert plan.output_shape == (2, 5, 2 ** 20, 2 ** 12, 2 ** 11)
+    assert plan.macs == 2 * 5 * 2 ** 43 * 3 * 27
+
+
+def test_as_dict_holds_fields_and_derived_numbers():
+    record = plan_conv3d((1, 2, 4, 4, 4), (2, 2, 3, 3, 3), padding="same").as_dict()
+    assert record["output_shape"] == (1, 2, 4, 4, 4)
+    assert record["pads"] == ((1, 1), (1, 1), (1, 1))
+    assert record["flops"] > 0 and record["algorithm"] == "direct"
