@@ -103,8 +103,8 @@ def _normalize_shape(op, name, shape, ndims):
         expected = " or ".join(str(n) for n in ndims)
         raise ValueError(f"{op}: expected {name} to have {expected} dimensions, "
                          f"but got {name} of shape {dims} ({len(dims)} dimensions)")
-    first_spatial = len(dims) - 4
-    if min(dims[first_spatial:]) < 1 or dims[0] < 0:
+    batch_may_be_empty = name == "input" and len(dims) == 5
+    if min(dims[batch_may_be_empty:]) < 1 or dims[0] < 0:
         raise ValueError(f"{op}: {name} of shape {dims} has an empty dimension; only the batch "
                          f"dimension of the input may be 0")
     return dims
