@@ -2,7 +2,7 @@
 import click
 
 from numba_conv3d import __version__
-from numba_conv3d.benchmark import DEFAULT_SUITE, format_table, gemm_peak_gflops, run_case
+from numba_conv3d.benchmark import DEFAULT_SUITE, format_report, run_suite
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,12 +24,4 @@ def bench(repeat):
     Prints median milliseconds, the ratio (torch time / ours: above 1 means faster), GFLOP/s, the share
     of the machine's measured GEMM peak and the first-call (compile) time.
     """
-    peaks = {}
-    results = []
-    for case in DEFAULT_SUITE:
-        precision = "float64" if case.dtype in ("float64", "complex128") else "float32"
-        if precision not in peaks:
-            peaks[precision] = gemm_peak_gflops(precision)
-        results.append(run_case(case, repeat=repeat, peak_gflops=peaks[precision]))
-    click.echo(", ".join(f"{name} GEMM peak {gflops:.0f} GFLOP/s" for name, gflops in peaks.items()))
-    click.echo(format_table(results))
+    click.echo(format_report(*run_suite(DEFAULT_SUITE, repeat=repeat)))

@@ -111,7 +111,7 @@ def _torch_peer(case, x, w, b):
     return run
 
 
-def gemm_peak_gflops(dtype, size=1024, repeat=5):
+def gemm_peak_gflops(dtype, size=2048, repeat=5):
     """GFLOP/s of a square GEMM of ``dtype`` (real part's precision): the machine's practical peak.
 
     Uses torch when installed (its BLAS is what the peer runs on), NumPy's BLAS otherwise.
@@ -184,3 +184,27 @@ def format_table(results):
         rows.append(f"{r.case.name:24} {r.ours_s * 1e3:9.2f} {peer} {ratio} {r.gflops:8.1f} "
                     f"{100 * r.fraction_of_peak:6.1f}% {r.ours_first_s:9.2f}")
     return "\n".join(rows)
+
+
+def run_suite(cases, repeat=5, threads=None):
+    """Run ``cases``; return the GEMM peak per real precision and the results.
+
+    Returns
+    -------
+    peaks : dict of str to float
+        GFLOP/s of a square GEMM, keyed by 'float32' / 'float64'.
+    results : list of BenchResult
+    """
+    peaks, results = {}, []
+    for case in cases:
+        precision = np.dtype(case.dtype).type(0).real.dtype.name
+        if precision not in peaks:
+            peaks[precision] = gemm_peak_gflops(precision)
+        results.append(run_case(case, repeat=repeat, threads=threads, peak_gflops=peaks[precision]))
+    return peaks, results
+
+
+def format_report(peaks, results):
+    """The peaks line and the results table."""
+    line = ", ".join(f"{name} GEMM peak {gflops:.0f} GFLOP/s" for name, gflops in peaks.items())
+    return line + "\n" + format_table(results)

@@ -53,9 +53,17 @@ def conv3d_reference(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, pa
     xp = np.pad(x, [(0, 0), (0, 0)] + pads, mode=NUMPY_PAD_MODES[padding_mode])
     out_size = [(n - d * (k - 1) - 1) // s + 1
                 for n, k, s, d in zip(xp.shape[2:], kernel, stride, dilation)]
-    cin_g, cout_g = x.shape[1] // groups, w.shape[0] // groups
     out = np.zeros((x.shape[0], w.shape[0], *out_size), dtype=work)
+    with np.errstate(invalid="ignore"):  # Inf - Inf is NaN, as in torch
+        _accumulate_taps(out, xp, w, groups, kernel, stride, dilation, out_size)
+    if b is not None:
+        out += np.asarray(b, dtype=work)[None, :, None, None, None]
+    return out[0] if unbatched else out
+
+
+def _accumulate_taps(out, xp, w, groups, kernel, stride, dilation, out_size):
     for g in range(groups):
+        cin_g, cout_g = xp.shape[1] // groups, w.shape[0] // groups
         xg = xp[:, g * cin_g:(g + 1) * cin_g]
         wg = w[g * cout_g:(g + 1) * cout_g]
         for kd in range(kernel[0]):
@@ -67,6 +75,3 @@ def conv3d_reference(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, pa
                     patch = xg[(slice(None), slice(None)) + window]
                     out[:, g * cout_g:(g + 1) * cout_g] += np.einsum(
                         "ncdhw,oc->nodhw", patch, wg[:, :, kd, kh, kw])
-    if b is not None:
-        out += np.asarray(b, dtype=work)[None, :, None, None, None]
-    return out[0] if unbatched else out

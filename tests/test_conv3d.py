@@ -25,7 +25,7 @@ NAMED_CASES = {
     "depthwise": ((1, 4, 5, 6, 7), (4, 1, 3, 3, 3), True, {"groups": 4, "padding": 1}),
     "depth-multiplier": ((1, 3, 5, 6, 7), (6, 1, 3, 3, 3), False, {"groups": 3, "stride": (1, 2, 3)}),
     "kernel-equals-input": ((2, 2, 3, 4, 5), (3, 2, 3, 4, 5), True, {}),
-    "kernel-equals-padded-input": ((1, 2, 2, 3, 1), (2, 2, 4, 5, 3), True, {"padding": 1}),
+    "kernel-equals-padded-input": ((1, 2, 2, 3, 2), (2, 2, 4, 5, 4), True, {"padding": 1}),
     "stride-larger-than-kernel": ((1, 2, 9, 10, 11), (2, 2, 2, 2, 2), True, {"stride": (4, 5, 3)}),
     "width-one": ((1, 2, 4, 4, 1), (2, 2, 3, 3, 1), True, {"padding": (1, 1, 0)}),
     "many-output-channels": ((1, 3, 3, 4, 5), (40, 3, 2, 2, 2), True, {"padding": 1}),
