@@ -25,7 +25,8 @@ def rounding_bound(dtype, x, w, b=None, **kwargs):
 
 
 def assert_close(actual, expected, bound):
-    """``actual`` within ``bound`` of ``expected`` where finite; NaN and Inf exactly where expected has them."""
+    """``actual`` within ``bound`` of ``expected`` where finite; NaN and Inf exactly where ``expected``
+    has them."""
     actual = np.asarray(actual)
     expected = np.asarray(expected)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)

@@ -52,7 +52,8 @@ def test_bad_values_raise_value_error(case):
 
 BAD_SHAPES = {
     "3-D input": (np.zeros((4, 5, 6), np.float32), W, None, r"input .* 4 or 5 dimensions.* \(4, 5, 6\)"),
-    "6-D input": (np.zeros((1, 1, 4, 5, 6, 7), np.float32), W, None, r"input of shape \(1, 1, 4, 5, 6, 7\) \(6 dimensions\)"),
+    "6-D input": (np.zeros((1, 1, 4, 5, 6, 7), np.float32), W, None,
+                  r"input of shape \(1, 1, 4, 5, 6, 7\) \(6 dimensions\)"),
     "4-D weight": (X, np.zeros((6, 2, 3, 3), np.float32), None, r"weight to have 5 dimensions"),
     "empty spatial extent": (np.zeros((1, 4, 0, 6, 7), np.float32), W, None,
                              r"input of shape \(1, 4, 0, 6, 7\) has an empty dimension"),

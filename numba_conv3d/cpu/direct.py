@@ -10,10 +10,18 @@ results are bitwise equal for any thread count.
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
 from ..shape_rules import dilated_extent, padded_source_index
 
 TASKS_PER_THREAD = 4
+
+
+@register_jitable
+def slab_shape(in_per_group, kernel_d, dilation_d, padded_h, padded_w, stride_w):
+    """Shape of one task's padded slab: (channels, planes, rows, W phases, columns per phase)."""
+    return (in_per_group, dilated_extent(kernel_d, dilation_d), padded_h, stride_w,
+            (padded_w + stride_w - 1) // stride_w)
 
 
 @njit(cache=True)
@@ -78,15 +86,14 @@ def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, 
     map_d = _index_map(padded[0], pad_front[0], depth, mode)
     map_h = _index_map(padded[1], pad_front[1], height, mode)
     map_w = _index_map(padded[2], pad_front[2], width, mode)
-    slab_depth = dilated_extent(weight.shape[2], dilation[0])
-    phase_columns = (padded[2] + stride[2] - 1) // stride[2]
+    slab_dims = slab_shape(in_per_group, weight.shape[2], dilation[0], padded[1], padded[2], stride[2])
     block = (out_per_group + channel_blocks - 1) // channel_blocks
     for task in prange(batch * groups * out_depth * channel_blocks):
         channel_block = task % channel_blocks
         od = (task // channel_blocks) % out_depth
         g = (task // (channel_blocks * out_depth)) % groups
         n = task // (channel_blocks * out_depth * groups)
-        slab = np.empty((in_per_group, slab_depth, padded[1], stride[2], phase_columns), x.dtype)
+        slab = np.empty(slab_dims, x.dtype)
         _gather_slab(x, n, g * in_per_group, od * stride[0], map_d, map_h, map_w, slab)
         acc = np.empty(out_width, x.dtype)
         first = channel_block * block
@@ -100,17 +107,12 @@ def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, 
                     out[n, o, od, oh, :] = acc
 
 
-def _slab_shape(plan):
-    padded_w = plan.padded_size[2]
-    stride_w = plan.stride[2]
-    return (plan.in_per_group, dilated_extent(plan.kernel_size[0], plan.dilation[0]),
-            plan.padded_size[1], stride_w, (padded_w + stride_w - 1) // stride_w)
-
-
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds: its padded slab and one accumulator row."""
     itemsize = np.dtype(plan.dtype).itemsize
-    return (int(np.prod(_slab_shape(plan))) + plan.output_size[2]) * itemsize
+    slab = slab_shape(plan.in_per_group, plan.kernel_size[0], plan.dilation[0], *plan.padded_size[1:],
+                      plan.stride[2])
+    return (int(np.prod(slab)) + plan.output_size[2]) * itemsize
 
 
 def run(plan, x, weight, bias, out):
