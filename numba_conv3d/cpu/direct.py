@@ -12,9 +12,8 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
+from ..config import ACCUMULATOR_TILE_BYTES, TASKS_PER_THREAD
 from ..shape_rules import dilated_extent, padded_source_index
-
-TASKS_PER_THREAD = 4
 
 
 @register_jitable
@@ -22,6 +21,12 @@ def slab_shape(in_per_group, kernel_d, dilation_d, padded_h, padded_w, stride_w)
     """Shape of one task's padded slab: (channels, planes, rows, W phases, columns per phase)."""
     return (in_per_group, dilated_extent(kernel_d, dilation_d), padded_h, stride_w,
             (padded_w + stride_w - 1) // stride_w)
+
+
+@register_jitable
+def accumulator_tile_rows(out_width, itemsize):
+    """Output rows summed together: as many as fit in ``ACCUMULATOR_TILE_BYTES``, at least one."""
+    return max(1, ACCUMULATOR_TILE_BYTES // (out_width * itemsize))
 
 
 @njit(cache=True)
@@ -57,22 +62,31 @@ def _gather_slab(x, n, c0, depth0, map_d, map_h, map_w, slab):
 
 
 @njit(cache=True)
-def _output_row(slab, weight, o, oh, stride_h, dilation, acc):
-    """``acc[ow]`` = sum over (c, kd, kh, kw) of weight[o, c, kd, kh, kw] * slab at output (oh, ow)."""
+def _output_rows(slab, weight, o, oh0, rows, stride_h, dilation, acc):
+    """``acc[r, ow]`` = sum over (c, kd, kh, kw) of weight[o, c, kd, kh, kw] * slab at output
+    (oh0 + r, ow) for r < ``rows``, summed in that fixed order for every element.
+
+    The tap loops are outside the row loop, so each tap's overhead is paid once per tile of rows.
+    ``acc`` stays a whole C-contiguous tile so that the column loop is vectorized.
+    """
     channels, kd_, kh_, kw_ = weight.shape[1:]
+    columns = acc.shape[1]
     phases = slab.shape[3]
-    acc[:] = 0
+    acc[:rows] = 0
     for c in range(channels):
         for kz in range(kd_):
             z = kz * dilation[0]
             for ky in range(kh_):
-                row = oh * stride_h + ky * dilation[1]
+                row0 = oh0 * stride_h + ky * dilation[1]
                 for kx in range(kw_):
                     col = kx * dilation[2]
-                    source = slab[c, z, row, col % phases, col // phases:]
+                    phase, j0 = col % phases, col // phases
                     tap = weight[o, c, kz, ky, kx]
-                    for ow in range(acc.shape[0]):
-                        acc[ow] += tap * source[ow]
+                    for r in range(rows):
+                        source = slab[c, z, row0 + r * stride_h, phase, j0:j0 + columns]
+                        target = acc[r]
+                        for ow in range(columns):
+                            target[ow] += tap * source[ow]
 
 
 @njit(parallel=True, cache=True)
@@ -88,6 +102,7 @@ def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, 
     map_w = _index_map(padded[2], pad_front[2], width, mode)
     slab_dims = slab_shape(in_per_group, weight.shape[2], dilation[0], padded[1], padded[2], stride[2])
     block = (out_per_group + channel_blocks - 1) // channel_blocks
+    tile_rows = accumulator_tile_rows(out_width, x.itemsize)
     for task in prange(batch * groups * out_depth * channel_blocks):
         channel_block = task % channel_blocks
         od = (task // channel_blocks) % out_depth
@@ -95,24 +110,27 @@ def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, 
         n = task // (channel_blocks * out_depth * groups)
         slab = np.empty(slab_dims, x.dtype)
         _gather_slab(x, n, g * in_per_group, od * stride[0], map_d, map_h, map_w, slab)
-        acc = np.empty(out_width, x.dtype)
+        acc_tile = np.empty((tile_rows, out_width), x.dtype)
         first = channel_block * block
         for o in range(g * out_per_group + first, g * out_per_group + min(first + block, out_per_group)):
-            for oh in range(out_height):
-                _output_row(slab, weight, o, oh, stride[1], dilation, acc)
+            for oh0 in range(0, out_height, tile_rows):
+                rows = min(tile_rows, out_height - oh0)
+                _output_rows(slab, weight, o, oh0, rows, stride[1], dilation, acc_tile)
+                target = out[n, o, od, oh0:oh0 + rows]
                 if has_bias:
-                    for ow in range(out_width):
-                        out[n, o, od, oh, ow] = acc[ow] + bias[o]
+                    target[:] = acc_tile[:rows] + bias[o]
                 else:
-                    out[n, o, od, oh, :] = acc
+                    target[:] = acc_tile[:rows]
 
 
 def workspace_bytes(plan):
-    """Scratch bytes one worker thread holds: its padded slab and one accumulator row."""
+    """Scratch bytes one worker thread holds: its padded slab and its accumulator tile."""
     itemsize = np.dtype(plan.dtype).itemsize
     slab = slab_shape(plan.in_per_group, plan.kernel_size[0], plan.dilation[0], *plan.padded_size[1:],
                       plan.stride[2])
-    return (int(np.prod(slab)) + plan.output_size[2]) * itemsize
+    out_width = plan.output_size[2]
+    tile = accumulator_tile_rows(out_width, itemsize) * out_width
+    return (int(np.prod(slab)) + tile) * itemsize
 
 
 def run(plan, x, weight, bias, out):

@@ -1,0 +1,10 @@
+"""Tunables of the kernels, in one place (never literals inside kernels).
+
+Numba freezes module globals into compiled code, so a change here takes effect on the next compilation.
+"""
+
+# Parallel tasks wanted per worker thread; output-channel blocks are split until there are this many.
+TASKS_PER_THREAD = 4
+
+# Bytes of the accumulator tile of output rows that one task sums at a time (about half of L1).
+ACCUMULATOR_TILE_BYTES = 16 * 1024
