@@ -4,18 +4,10 @@ import math
 import numpy as np
 
 from .api import conv3d
-from .planner import (check_same_stride, normalize_groups, normalize_padding,
-                      normalize_padding_mode, normalize_triple, resolve_dtype)
+from .planner import (check_same_stride, normalize_padding, normalize_padding_mode,
+                      normalize_positive_int, normalize_triple, resolve_dtype)
 
 _OP = "Conv3d"
-
-
-def _positive_count(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{_OP}: {name} must be an int, but got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{_OP}: {name} must be a positive integer, but got {name}={value}")
-    return int(value)
 
 
 class Conv3d:
@@ -50,9 +42,9 @@ class Conv3d:
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *, rng=None):
-        self.in_channels = _positive_count("in_channels", in_channels)
-        self.out_channels = _positive_count("out_channels", out_channels)
-        self.groups = normalize_groups(_OP, groups)
+        self.in_channels = normalize_positive_int(_OP, "in_channels", in_channels)
+        self.out_channels = normalize_positive_int(_OP, "out_channels", out_channels)
+        self.groups = normalize_positive_int(_OP, "groups", groups)
         for name, count in (("in_channels", self.in_channels), ("out_channels", self.out_channels)):
             if count % self.groups:
                 raise ValueError(f"{_OP}: {name} must be divisible by groups, but got "

@@ -60,13 +60,13 @@ def normalize_padding(op, padding):
     return normalize_triple(op, "padding", padding, 0)
 
 
-def normalize_groups(op, groups):
-    """``groups`` -> a positive int."""
-    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
-        raise TypeError(f"{op}: groups must be an int, but got {type(groups).__name__} {groups!r}")
-    if groups < 1:
-        raise ValueError(f"{op}: groups must be a positive integer, but got groups={groups}")
-    return int(groups)
+def normalize_positive_int(op, name, value):
+    """A positive int argument (``groups``, channel counts) -> int; bools and floats are TypeErrors."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{op}: {name} must be an int, but got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{op}: {name} must be a positive integer, but got {name}={value}")
+    return int(value)
 
 
 def normalize_padding_mode(op, padding_mode):
@@ -190,7 +190,7 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
     stride = normalize_triple(op, "stride", stride, 1)
     dilation = normalize_triple(op, "dilation", dilation, 1)
     padding = normalize_padding(op, padding)
-    groups = normalize_groups(op, groups)
+    groups = normalize_positive_int(op, "groups", groups)
     padding_mode = normalize_padding_mode(op, padding_mode)
     dtype = resolve_dtype(op, "dtype", dtype)
 
