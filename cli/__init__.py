@@ -2,7 +2,10 @@
 import click
 
 from numba_conv3d import __version__
-from numba_conv3d.benchmark import DEFAULT_SUITE, format_report, run_suite
+
+from .bench import bench
+from .info import info
+from .plan import plan
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -12,16 +15,12 @@ def main():
 
     \b
     Examples:
-      numba-conv3d bench            # the default suite, ours vs torch
+      numba-conv3d bench                      # the default suite, ours vs torch
+      numba-conv3d plan --input 1,16,32,32,32 --weight 32,16,3,3,3 --padding same
+      numba-conv3d info
     """
 
 
-@main.command()
-@click.option("--repeat", default=5, show_default=True, help="Timed runs per side (medians).")
-def bench(repeat):
-    """Time the default suite: ours and torch side by side, alternating, medians.
-
-    Prints median milliseconds, the ratio (torch time / ours: above 1 means faster), GFLOP/s, the share
-    of the machine's measured GEMM peak and the first-call (compile) time.
-    """
-    click.echo(format_report(*run_suite(DEFAULT_SUITE, repeat=repeat)))
+main.add_command(bench)
+main.add_command(plan)
+main.add_command(info)

@@ -81,6 +81,16 @@ class BenchResult:
         """Our GFLOP/s over the machine's measured GEMM peak of the same precision."""
         return self.gflops / self.peak_gflops
 
+    def as_dict(self):
+        """JSON-ready record: the case, times in ms, ratio, GFLOP/s, fraction of peak."""
+        ms = (lambda s: None if s is None else s * 1e3)  # noqa: E731
+        return {"case": self.case.name, "input": self.case.input_shape,
+                "weight": self.case.weight_shape, "kwargs": self.case.kwargs,
+                "dtype": self.case.dtype, "bias": self.case.bias, "flops": self.flops,
+                "ours_ms": ms(self.ours_s), "torch_ms": ms(self.peer_s),
+                "compile_s": self.ours_first_s, "ratio": self.ratio, "gflops": self.gflops,
+                "peak_gflops": self.peak_gflops, "fraction_of_peak": self.fraction_of_peak}
+
 
 def _torch():
     try:
@@ -173,21 +183,30 @@ def run_case(case, repeat=5, warmup=1, peak_gflops=None, threads=None):
                        peak_gflops or gemm_peak_gflops(case.dtype))
 
 
+def _shapes(case):
+    shape = lambda dims: "x".join(map(str, dims))  # noqa: E731
+    return f"{shape(case.input_shape)} * {shape(case.weight_shape)} {case.dtype}"
+
+
 def format_table(results):
     """A plain-text table of results, one row a case."""
-    header = (f"{'case':24} {'ours ms':>9} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8} "
-              f"{'% peak':>7} {'compile s':>9}")
+    width = max([len(_shapes(r.case)) for r in results] + [6])
+    header = (f"{'case':24} {'shapes':{width}} {'ours ms':>9} {'torch ms':>9} {'ratio':>6} "
+              f"{'GFLOP/s':>8} {'% peak':>7} {'compile s':>9}")
     rows = [header, "-" * len(header)]
     for r in results:
         peer = f"{r.peer_s * 1e3:9.2f}" if r.peer_s is not None else f"{'absent':>9}"
         ratio = f"{r.ratio:6.2f}" if r.ratio is not None else f"{'-':>6}"
-        rows.append(f"{r.case.name:24} {r.ours_s * 1e3:9.2f} {peer} {ratio} {r.gflops:8.1f} "
+        rows.append(f"{r.case.name:24} {_shapes(r.case):{width}} {r.ours_s * 1e3:9.2f} {peer} {ratio} "
+                    f"{r.gflops:8.1f} "
                     f"{100 * r.fraction_of_peak:6.1f}% {r.ours_first_s:9.2f}")
     return "\n".join(rows)
 
 
-def run_suite(cases, repeat=5, threads=None):
+def run_suite(cases, repeat=5, warmup=1, threads=None, progress=iter):
     """Run ``cases``; return the GEMM peak per real precision and the results.
+
+    ``progress`` wraps the iteration over cases (a progress bar, say).
 
     Returns
     -------
@@ -196,15 +215,18 @@ def run_suite(cases, repeat=5, threads=None):
     results : list of BenchResult
     """
     peaks, results = {}, []
-    for case in cases:
+    for case in progress(cases):
         precision = np.dtype(case.dtype).type(0).real.dtype.name
         if precision not in peaks:
             peaks[precision] = gemm_peak_gflops(precision)
-        results.append(run_case(case, repeat=repeat, threads=threads, peak_gflops=peaks[precision]))
+        results.append(run_case(case, repeat=repeat, warmup=warmup, threads=threads,
+                                peak_gflops=peaks[precision]))
     return peaks, results
 
 
 def format_report(peaks, results):
-    """The peaks line and the results table."""
+    """The peaks line, the peer's presence and the results table."""
     line = ", ".join(f"{name} GEMM peak {gflops:.0f} GFLOP/s" for name, gflops in peaks.items())
+    if _torch() is None:
+        line += "; torch is not installed: the peer columns are absent"
     return line + "\n" + format_table(results)

@@ -1,0 +1,39 @@
+"""``numba-conv3d plan``: the lowered plan of one convolution."""
+import json
+
+import click
+
+from numba_conv3d.benchmark import BenchCase
+
+from .options import checked, conv_kwargs, problem_options
+
+
+@click.command()
+@problem_options(required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(input_shape, weight_shape, stride, padding, dilation, groups, padding_mode, no_bias, dtype,
+         as_json):
+    """Print the plan of a convolution: output shape, pads, algorithm and why, workspace, FLOPs.
+
+    \b
+    Examples:
+      numba-conv3d plan --input 20,16,10,50,100 --weight 33,16,3,3,3 --stride 2
+      numba-conv3d plan --input 1,1,96,96,96 --weight 1,1,7,7,7 --padding same --padding-mode reflect
+      numba-conv3d plan --input 4,8,8,8 --weight 8,1,3,3,3 --groups 8 --json
+    """
+    case = checked(BenchCase("plan", input_shape, weight_shape,
+                             conv_kwargs(stride, padding, dilation, groups, padding_mode), dtype,
+                             not no_bias))
+    lowered = case.plan()
+    if as_json:
+        click.echo(json.dumps(lowered.as_dict(), indent=2))
+        return
+    pads = ", ".join(f"{axis} {front}+{back}" for axis, (front, back) in zip("DHW", lowered.pads))
+    click.echo(f"input        {lowered.input_shape} {lowered.dtype}")
+    click.echo(f"weight       {lowered.weight_shape}{'' if lowered.has_bias else ' (no bias)'}")
+    click.echo(f"output       {lowered.output_shape}")
+    click.echo(f"pads         {pads} (front+back), mode {lowered.padding_mode}")
+    click.echo(f"stride       {lowered.stride}, dilation {lowered.dilation}, groups {lowered.groups}")
+    click.echo(f"algorithm    {lowered.algorithm}: {lowered.algorithm_reason}")
+    click.echo(f"workspace    {lowered.workspace_bytes:,} bytes per thread")
+    click.echo(f"flops        {lowered.flops:,}")

@@ -1,0 +1,91 @@
+"""What this process runs on: versions, CPU and SIMD, threads, cache, CUDA (for ``info`` and benchmarks)."""
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+
+import llvmlite.binding
+import numba
+from numba import njit, prange
+
+SIMD_PREFIXES = ("avx", "fma", "sse4", "neon", "sve")
+
+
+@njit(parallel=True, cache=True)
+def _start_threads(n):
+    total = 0
+    for i in prange(n):
+        total += i
+    return total
+
+
+def _version(package):
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_name():
+    """The CPU's marketing name where the OS tells it, else LLVM's name for the host."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or llvmlite.binding.get_host_cpu_name()
+
+
+def cache_directory():
+    """Where Numba caches this package's compiled kernels.
+
+    ``NUMBA_CACHE_DIR`` when set; otherwise the ``__pycache__`` beside the kernels when writable, else
+    Numba's per-user fallback (Numba's own locator rules).
+    """
+    if numba.config.CACHE_DIR:
+        return numba.config.CACHE_DIR
+    kernels = Path(__file__).parent / "cpu"
+    if os.access(kernels, os.W_OK):
+        return str(kernels / "__pycache__")
+    return "per-user cache (the package directory is not writable)"
+
+
+def cuda_devices():
+    """Names of the CUDA devices Numba sees; empty when numba-cuda or a GPU is missing."""
+    try:
+        from numba import cuda
+
+        if not cuda.is_available():
+            return []
+        return [device.name.decode() if isinstance(device.name, bytes) else str(device.name)
+                for device in cuda.gpus]
+    except Exception:  # noqa: BLE001 - any CUDA driver failure means "no usable GPU" here
+        return []
+
+
+def describe():
+    """A JSON-ready record of the environment.
+
+    Returns
+    -------
+    dict
+        Versions (numba_conv3d, numba, llvmlite, numpy, torch or None), Python, CPU name, LLVM CPU and
+        its SIMD features, threading layer and thread count, the kernel cache directory, CUDA devices.
+    """
+    from . import __version__
+
+    _start_threads(numba.get_num_threads())
+    features = llvmlite.binding.get_host_cpu_features()
+    return {
+        "versions": {"numba_conv3d": __version__, "numba": numba.__version__,
+                     "llvmlite": llvmlite.__version__, "numpy": _version("numpy"),
+                     "torch": _version("torch"), "python": platform.python_version()},
+        "cpu": cpu_name(),
+        "llvm_cpu": llvmlite.binding.get_host_cpu_name(),
+        "simd": sorted(name for name, on in features.items() if on and name.startswith(SIMD_PREFIXES)),
+        "threading_layer": numba.threading_layer(),
+        "threads": numba.get_num_threads(),
+        "cache_dir": cache_directory(),
+        "cuda_devices": cuda_devices(),
+    }

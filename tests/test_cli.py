@@ -1,0 +1,132 @@
+"""The numba-conv3d command line, through click's CliRunner."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import numba_conv3d.benchmark
+from numba_conv3d import __version__
+from numba_conv3d.cli import main
+
+TINY = ["--input", "1,2,6,6,6", "--weight", "3,2,3,3,3", "--repeat", "1", "--warmup", "0"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_version_and_help_with_examples():
+    assert __version__ in invoke("--version").output
+    for command in ([], ["bench"], ["plan"], ["info"]):
+        result = invoke(*command, "--help")
+        assert result.exit_code == 0 and "Examples:" in result.output
+
+
+def test_bench_custom_case_prints_the_table():
+    result = invoke("bench", *TINY, "--padding", "same", "--padding-mode", "reflect", "--quiet")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("custom"))
+    assert "1x2x6x6x6 * 3x2x3x3x3 float32" in row
+    assert "GEMM peak" in result.output
+
+
+def test_bench_suite_case_list_threads_dtype_and_json(tmp_path):
+    listing = invoke("bench", "--list")
+    assert listing.exit_code == 0 and "doc-example" in listing.output
+    path = tmp_path / "out.json"
+    result = invoke("bench", "--case", "one-channel-k7-reflect", "--repeat", "1", "--threads", "1",
+                    "--json", str(path))
+    assert result.exit_code == 0, result.output
+    record = json.loads(path.read_text())
+    (row,) = record["results"]
+    assert row["case"] == "one-channel-k7-reflect" and row["ours_ms"] > 0
+    assert row["gflops"] == pytest.approx(row["flops"] / row["ours_ms"] / 1e6)
+    assert record["environment"]["versions"]["numba_conv3d"] == __version__
+    assert set(record["peak_gflops"]) == {"float32"}
+
+
+def test_bench_other_options(tmp_path):
+    path = tmp_path / "c.json"
+    result = invoke("bench", *TINY, "--stride", "1,2,1", "--dilation", "1", "--groups", "1",
+                    "--no-bias", "--dtype", "complex64", "--json", str(path))
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(path.read_text())["results"]
+    assert row["dtype"] == "complex64" and row["bias"] is False
+    assert row["kwargs"]["stride"] == [1, 2, 1]
+
+
+def test_bench_without_torch_says_the_peer_is_absent(monkeypatch):
+    monkeypatch.setattr(numba_conv3d.benchmark, "_torch", lambda: None)
+    result = invoke("bench", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "torch is not installed" in result.output and "absent" in result.output
+
+
+def test_plan_text_and_json():
+    args = ["plan", "--input", "1,3,6,5,4", "--weight", "4,3,2,3,4", "--padding", "same"]
+    text = invoke(*args)
+    assert text.exit_code == 0
+    assert "D 0+1, H 1+1, W 1+2" in text.output and "(1, 4, 6, 5, 4)" in text.output
+    record = json.loads(invoke(*args, "--json").output)
+    assert record["pads"] == [[0, 1], [1, 1], [1, 2]] and record["output_shape"] == [1, 4, 6, 5, 4]
+    assert record["algorithm"] == "direct" and record["flops"] > 0
+
+
+def test_info_text_and_json():
+    text = invoke("info")
+    assert text.exit_code == 0 and "numba_conv3d " + __version__ in text.output
+    record = json.loads(invoke("info", "--json").output)
+    assert record["threads"] >= 1 and record["threading_layer"]
+    assert {"numba", "llvmlite", "numpy", "torch"} <= set(record["versions"])
+
+
+BAD = {
+    "malformed shape": (["bench", "--input", "1,2,x", "--weight", "1,2,1,1,1"], "--input"),
+    "shape of 3": (["plan", "--input", "2,3,4", "--weight", "1,2,1,1,1"], "has 3 numbers"),
+    "unknown mode": (["bench", *TINY, "--padding-mode", "mirror"], "--padding-mode"),
+    "unknown padding word": (["plan", "--input", "1,2,4,4,4", "--weight", "1,2,1,1,1", "--padding",
+                              "full"], "--padding"),
+    "unknown case": (["bench", "--case", "nope"], "--case"),
+    "planner rejects kernel": (["plan", "--input", "1,2,4,4,4", "--weight", "1,2,5,1,1"],
+                               "smaller than the dilated kernel"),
+    "same with stride": (["bench", *TINY, "--padding", "same", "--stride", "2"], "padding='same'"),
+    "groups mismatch": (["plan", "--input", "1,2,4,4,4", "--weight", "3,2,1,1,1", "--groups", "2"],
+                        "groups=2"),
+    "weight without input": (["bench", "--weight", "1,2,1,1,1"], "both --input and --weight"),
+    "cuda backend": (["bench", *TINY, "--backend", "cuda"], "no CUDA backend"),
+    "too many threads": (["bench", *TINY, "--threads", "4096"], "--threads"),
+    "zero repeat": (["bench", *TINY, "--repeat", "0"], "--repeat"),
+    "plan without shapes": (["plan"], "--input"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_exits_2_with_one_error_line(case):
+    args, fragment = BAD[case]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and fragment in errors[0]
+
+
+def test_failure_inside_a_run_exits_non_zero_with_the_reason(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr("numba_conv3d.benchmark.run_case", broken)
+    result = CliRunner().invoke(main, ["bench", *TINY])
+    assert result.exit_code == 1
+    assert "Error: the benchmark failed: RuntimeError: out of memory" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_progress_bar_only_on_a_terminal_and_not_when_quiet(monkeypatch, capsys):
+    from numba_conv3d.cli.bench import _progress
+
+    assert _progress(quiet=True) is iter
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False)
+    assert _progress(quiet=False) is iter
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    cases = list(numba_conv3d.benchmark.DEFAULT_SUITE[:2])
+    assert list(_progress(quiet=False)(cases)) == cases
