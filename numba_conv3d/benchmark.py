@@ -3,6 +3,7 @@
 Runs alternate (ours, peer, ours, peer, ...) in one process so that machine noise hits both alike;
 medians are reported, with the first call (compilation) timed apart.
 """
+import contextlib
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -154,16 +155,33 @@ def run_case(case, repeat=5, warmup=1, peak_gflops=None, threads=None):
     peak_gflops : float, optional
         The machine's peak for this precision; measured when None.
     threads : int, optional
-        Numba and torch thread count (default: all).
+        Numba and torch thread count while the case runs (default: as set); restored afterwards.
 
     Returns
     -------
     BenchResult
     """
+    with _thread_count(threads):
+        return _time_case(case, repeat, warmup, peak_gflops)
+
+
+@contextlib.contextmanager
+def _thread_count(threads):
+    torch = _torch()
+    before = numba.get_num_threads(), torch.get_num_threads() if torch else None
     if threads:
         numba.set_num_threads(threads)
-        if _torch():
-            _torch().set_num_threads(threads)
+        if torch:
+            torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before[0])
+        if torch:
+            torch.set_num_threads(before[1])
+
+
+def _time_case(case, repeat, warmup, peak_gflops):
     plan = case.plan()
     x, w, b = case.operands()
     ours = lambda: conv3d(x, w, b, **case.kwargs)  # noqa: E731

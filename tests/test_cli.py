@@ -1,6 +1,7 @@
 """The numba-conv3d command line, through click's CliRunner."""
 import json
 
+import numba
 import pytest
 from click.testing import CliRunner
 
@@ -37,6 +38,7 @@ def test_bench_suite_case_list_threads_dtype_and_json(tmp_path):
     result = invoke("bench", "--case", "one-channel-k7-reflect", "--repeat", "1", "--threads", "1",
                     "--json", str(path))
     assert result.exit_code == 0, result.output
+    assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # --threads is restored
     record = json.loads(path.read_text())
     (row,) = record["results"]
     assert row["case"] == "one-channel-k7-reflect" and row["ours_ms"] > 0
