@@ -117,10 +117,9 @@ def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, 
                 rows = min(tile_rows, out_height - oh0)
                 _output_rows(slab, weight, o, oh0, rows, stride[1], dilation, acc_tile)
                 target = out[n, o, od, oh0:oh0 + rows]
+                target[:] = acc_tile[:rows]
                 if has_bias:
-                    target[:] = acc_tile[:rows] + bias[o]
-                else:
-                    target[:] = acc_tile[:rows]
+                    target += bias[o]
 
 
 def workspace_bytes(plan):
