@@ -58,6 +58,19 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     backend = backend_for(input)
     plan = plan_for_arrays(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
                            groups=groups, padding_mode=padding_mode)
+    return _run(backend, plan, input, weight, bias)
+
+
+def run_plan(plan, input, weight, bias=None):
+    """Compute an already validated ``plan`` on operands of its shapes and dtype.
+
+    ``plan`` must come from :func:`numba_conv3d.plan_conv3d` (or ``plan_for_arrays``) for exactly
+    these operands; nothing is checked again. Returns what :func:`conv3d` returns.
+    """
+    return _run(backend_for(input), plan, input, weight, bias)
+
+
+def _run(backend, plan, input, weight, bias):
     x = input if plan.batched else input[np.newaxis]
     out = np.empty((plan.batch, plan.out_channels) + plan.output_size, plan.dtype)
     backend.run(plan, x, weight, bias, out)

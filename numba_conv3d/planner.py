@@ -137,16 +137,25 @@ def _check_mode_limits(op, padding_mode, pads, size):
                              f"({front}, {back}) for extent {n} in spatial dimension {dim}")
 
 
-def _choose_algorithm(plan):
+def _choose_algorithm(op, plan, name):
     from .cpu import ALGORITHMS
 
-    algorithm = next(a for a in ALGORITHMS if a.applies(plan))
+    rows = [a for a in ALGORITHMS if a.applies(plan)]
+    if name is not None:
+        known = [a.name for a in ALGORITHMS]
+        if name not in known:
+            raise ValueError(f"{op}: unknown algorithm {name!r}; known: {known}")
+        rows = [a for a in rows if a.name == name]
+        if not rows:
+            raise ValueError(f"{op}: algorithm {name!r} does not serve this convolution "
+                             f"(dtype {plan.dtype})")
+    algorithm = rows[0]
     return replace(plan, algorithm=algorithm.name, algorithm_reason=algorithm.reason,
                    workspace_bytes=algorithm.workspace_bytes(plan))
 
 
 def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, dilation=1, groups=1,
-                padding_mode="zeros", dtype="float32", op="conv3d"):
+                padding_mode="zeros", dtype="float32", algorithm=None, op="conv3d"):
     """Validate a 3-D convolution's arguments and lower them into a :class:`ConvPlan`.
 
     Follows ``torch.nn.functional.conv3d`` (and ``torch.nn.Conv3d`` for ``padding_mode``): the same
@@ -171,6 +180,9 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
         How the pads are filled; reflect needs pads < extent, circular pads <= extent.
     dtype : dtype-like, optional
         float32, float64, complex64 or complex128.
+    algorithm : str, optional
+        Force a row of the algorithm table (tests and benchmarks); by default the first row that
+        serves the convolution.
     op : str, optional
         Name used in error messages.
 
@@ -217,7 +229,7 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
                     groups=groups, input_size=size, kernel_size=kernel, stride=stride,
                     dilation=dilation, pads=pads, padding_mode=padding_mode, has_bias=has_bias,
                     dtype=dtype.name, algorithm="", algorithm_reason="", workspace_bytes=0)
-    return _choose_algorithm(plan)
+    return _choose_algorithm(op, plan, algorithm)
 
 
 def _check_bias(op, bias, out_channels, w_shape):
@@ -243,7 +255,7 @@ def _check_array(op, name, array, dtype=None):
 
 
 def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                    padding_mode="zeros", op="conv3d"):
+                    padding_mode="zeros", algorithm=None, op="conv3d"):
     """Check the operands' types and dtypes, then :func:`plan_conv3d` their shapes.
 
     Parameters
@@ -252,7 +264,7 @@ def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, g
         Operands of :func:`numba_conv3d.conv3d`.
     bias : numpy.ndarray or None
         Optional bias.
-    stride, padding, dilation, groups, padding_mode, op
+    stride, padding, dilation, groups, padding_mode, algorithm, op
         As in :func:`plan_conv3d`.
 
     Returns
@@ -265,4 +277,4 @@ def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, g
         _check_array(op, "bias", bias, dtype)
     return plan_conv3d(input.shape, weight.shape, bias=None if bias is None else bias.shape,
                        stride=stride, padding=padding, dilation=dilation, groups=groups,
-                       padding_mode=padding_mode, dtype=dtype, op=op)
+                       padding_mode=padding_mode, dtype=dtype, algorithm=algorithm, op=op)

@@ -59,3 +59,29 @@ def random_operands(rng, input_shape, weight_shape, bias, dtype):
 
     return (draw(input_shape), draw(weight_shape),
             draw((weight_shape[0],)) if bias else None)
+
+
+def serving_algorithms(x, w, b=None, **kwargs):
+    """Names of every CPU algorithm that serves this convolution (the planner's table, in order)."""
+    from numba_conv3d.cpu import ALGORITHMS
+    from numba_conv3d.planner import plan_for_arrays
+
+    plan = plan_for_arrays(x, w, b, **kwargs)
+    return [a.name for a in ALGORITHMS if a.applies(plan)]
+
+
+def conv3d_with(algorithm, x, w, b=None, **kwargs):
+    """conv3d computed by the named algorithm (the planner would pick the first serving one)."""
+    from numba_conv3d.api import run_plan
+    from numba_conv3d.planner import plan_for_arrays
+
+    return run_plan(plan_for_arrays(x, w, b, algorithm=algorithm, **kwargs), x, w, b)
+
+
+def assert_every_algorithm_matches_reference(x, w, b=None, **kwargs):
+    """Each serving algorithm agrees with the oracle; returns the results by algorithm name."""
+    results = {}
+    for name in serving_algorithms(x, w, b, **kwargs):
+        results[name] = conv3d_with(name, x, w, b, **kwargs)
+        assert_matches_reference(results[name], x, w, b, **kwargs)
+    return results

@@ -71,7 +71,7 @@ def test_plan_text_and_json():
     assert "D 0+1, H 1+1, W 1+2" in text.output and "(1, 4, 6, 5, 4)" in text.output
     record = json.loads(invoke(*args, "--json").output)
     assert record["pads"] == [[0, 1], [1, 1], [1, 2]] and record["output_shape"] == [1, 4, 6, 5, 4]
-    assert record["algorithm"] == "direct" and record["flops"] > 0
+    assert record["algorithm"] == "blocked" and record["flops"] > 0  # 4 output channels, float32
 
 
 def test_info_text_and_json():

@@ -3,7 +3,8 @@ import numba
 import numpy as np
 import pytest
 
-from checks import assert_matches_reference, random_operands
+from checks import (assert_every_algorithm_matches_reference, assert_matches_reference,
+                    conv3d_with, random_operands, serving_algorithms)
 from numba_conv3d import conv3d
 
 MODES = ("zeros", "reflect", "replicate", "circular")
@@ -21,7 +22,8 @@ NAMED_CASES = {
     "same-even-dilated": ((1, 2, 6, 7, 8), (2, 2, 2, 3, 4), True,
                           {"padding": "same", "dilation": (3, 2, 1)}),
     "valid": ((1, 2, 5, 6, 7), (3, 2, 3, 2, 4), True, {"padding": "valid"}),
-    "grouped": ((2, 6, 4, 5, 6), (4, 3, 2, 3, 2), True, {"groups": 2, "padding": 1}),
+    "grouped": ((2, 6, 4, 5, 6), (8, 3, 2, 3, 2), True, {"groups": 2, "padding": 1}),
+    "grouped-partial-block": ((1, 6, 4, 5, 6), (10, 3, 2, 2, 3), True, {"groups": 2, "stride": 2}),
     "depthwise": ((1, 4, 5, 6, 7), (4, 1, 3, 3, 3), True, {"groups": 4, "padding": 1}),
     "depth-multiplier": ((1, 3, 5, 6, 7), (6, 1, 3, 3, 3), False, {"groups": 3, "stride": (1, 2, 3)}),
     "kernel-equals-input": ((2, 2, 3, 4, 5), (3, 2, 3, 4, 5), True, {}),
@@ -29,6 +31,8 @@ NAMED_CASES = {
     "stride-larger-than-kernel": ((1, 2, 9, 10, 11), (2, 2, 2, 2, 2), True, {"stride": (4, 5, 3)}),
     "width-one": ((1, 2, 4, 4, 1), (2, 2, 3, 3, 1), True, {"padding": (1, 1, 0)}),
     "many-output-channels": ((1, 3, 3, 4, 5), (40, 3, 2, 2, 2), True, {"padding": 1}),
+    "wide-rows-many-column-blocks": ((1, 2, 3, 4, 150), (5, 2, 2, 3, 5), True,
+                                     {"stride": (1, 1, 3), "dilation": (1, 1, 4)}),
 }
 
 
@@ -41,18 +45,19 @@ def test_named_case_every_mode(name, mode):
         kwargs = dict(kwargs, padding=tuple(int(n > 1) for n in input_shape[2:]))
     x, w, b = random_operands(np.random.default_rng(len(name)), input_shape, weight_shape, bias,
                               np.float64)
-    out = conv3d(x, w, b, padding_mode=mode, **kwargs)
-    assert_matches_reference(out, x, w, b, padding_mode=mode, **kwargs)
+    results = assert_every_algorithm_matches_reference(x, w, b, padding_mode=mode, **kwargs)
+    np.testing.assert_array_equal(conv3d(x, w, b, padding_mode=mode, **kwargs),
+                                  next(iter(results.values())))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
 @pytest.mark.parametrize("mode", MODES)
 def test_every_dtype_and_mode(dtype, mode):
-    x, w, b = random_operands(np.random.default_rng(1), (2, 4, 5, 6, 7), (6, 2, 3, 2, 3), True, dtype)
+    x, w, b = random_operands(np.random.default_rng(1), (2, 4, 5, 6, 7), (8, 2, 3, 2, 3), True, dtype)
     kwargs = dict(stride=(1, 2, 1), padding=(1, 1, 2), dilation=(1, 1, 2), groups=2, padding_mode=mode)
-    out = conv3d(x, w, b, **kwargs)
-    assert out.dtype == dtype
-    assert_matches_reference(out, x, w, b, **kwargs)
+    assert conv3d(x, w, b, **kwargs).dtype == dtype
+    results = assert_every_algorithm_matches_reference(x, w, b, **kwargs)
+    assert ("blocked" in results) == (np.dtype(dtype).kind == "f")
 
 
 def test_unbatched_input_gives_unbatched_output():
@@ -109,26 +114,28 @@ def test_inputs_are_not_modified_and_output_is_new():
 @pytest.mark.parametrize("mode", MODES)
 def test_nan_and_inf_reach_exactly_their_receptive_fields(mode):
     rng = np.random.default_rng(5)
-    x, w, b = random_operands(rng, (1, 2, 6, 7, 8), (3, 2, 3, 3, 3), True, np.float32)
+    x, w, b = random_operands(rng, (1, 2, 6, 7, 8), (4, 2, 3, 3, 3), True, np.float32)
     w = np.abs(w) + np.float32(0.1)  # no zero weights: 0 * inf would turn an Inf into NaN
     x[0, 0, 1, 2, 3] = np.nan
     x[0, 1, 4, 5, 6] = np.inf
     x[0, 1, 0, 0, 0] = -np.inf
-    out = conv3d(x, w, b, padding=1, padding_mode=mode)
-    assert_matches_reference(out, x, w, b, padding=1, padding_mode=mode)
-    assert np.isnan(out).any() and np.isinf(out).any() and np.isfinite(out).any()
+    results = assert_every_algorithm_matches_reference(x, w, b, padding=1, padding_mode=mode)
+    assert set(results) == {"blocked", "direct"}
+    for out in results.values():
+        assert np.isnan(out).any() and np.isinf(out).any() and np.isfinite(out).any()
 
 
-def test_same_plan_twice_and_bitwise_for_any_thread_count():
-    x, w, b = random_operands(np.random.default_rng(6), (2, 8, 6, 9, 10), (8, 4, 3, 3, 3), True,
-                              np.float32)
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64])
+def test_same_plan_twice_and_bitwise_for_any_thread_count(dtype):
+    x, w, b = random_operands(np.random.default_rng(6), (2, 8, 6, 9, 40), (8, 4, 3, 3, 3), True, dtype)
     kwargs = dict(padding=1, groups=2, stride=(1, 2, 1), padding_mode="reflect")
-    first = conv3d(x, w, b, **kwargs)
-    np.testing.assert_array_equal(first, conv3d(x, w, b, **kwargs))
     threads = numba.get_num_threads()
-    try:
-        for count in range(1, numba.config.NUMBA_NUM_THREADS + 1):
-            numba.set_num_threads(count)
-            np.testing.assert_array_equal(first, conv3d(x, w, b, **kwargs))
-    finally:
-        numba.set_num_threads(threads)
+    for name in serving_algorithms(x, w, b, **kwargs):
+        first = conv3d_with(name, x, w, b, **kwargs)
+        np.testing.assert_array_equal(first, conv3d_with(name, x, w, b, **kwargs))
+        try:
+            for count in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+                numba.set_num_threads(count)
+                np.testing.assert_array_equal(first, conv3d_with(name, x, w, b, **kwargs))
+        finally:
+            numba.set_num_threads(threads)

@@ -69,3 +69,24 @@ def test_as_dict_holds_fields_and_derived_numbers():
     assert record["output_shape"] == (1, 2, 4, 4, 4)
     assert record["pads"] == ((1, 1), (1, 1), (1, 1))
     assert record["flops"] > 0 and record["algorithm"] == "direct"
+
+
+@pytest.mark.parametrize("weight, groups, dtype, expected", [
+    ((8, 4, 3, 3, 3), 1, "float32", "blocked"),
+    ((8, 2, 3, 3, 3), 2, "float64", "blocked"),
+    ((6, 2, 3, 3, 3), 2, "float32", "direct"),      # 3 output channels per group
+    ((4, 1, 3, 3, 3), 4, "float32", "direct"),      # depthwise
+    ((1, 4, 7, 7, 7), 1, "float32", "direct"),      # one output channel
+    ((8, 4, 3, 3, 3), 1, "complex64", "direct"),
+])
+def test_algorithm_table(weight, groups, dtype, expected):
+    plan = plan_conv3d((1, 4, 9, 9, 9), weight, groups=groups, dtype=dtype)
+    assert plan.algorithm == expected and plan.algorithm_reason
+
+
+def test_forced_algorithm():
+    assert plan_conv3d((1, 4, 9, 9, 9), (8, 4, 3, 3, 3), algorithm="direct").algorithm == "direct"
+    with pytest.raises(ValueError, match=r"unknown algorithm 'fft'"):
+        plan_conv3d((1, 4, 9, 9, 9), (8, 4, 3, 3, 3), algorithm="fft")
+    with pytest.raises(ValueError, match=r"algorithm 'blocked' does not serve .* complex64"):
+        plan_conv3d((1, 4, 9, 9, 9), (8, 4, 3, 3, 3), algorithm="blocked", dtype="complex64")

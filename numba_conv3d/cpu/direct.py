@@ -7,58 +7,19 @@ each row split into ``stride_w`` phases so that the innermost loop walks contigu
 stride. Each output element is summed by one thread in one fixed order (input channel, kd, kh, kw), so
 results are bitwise equal for any thread count.
 """
-import numba
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from ..config import ACCUMULATOR_TILE_BYTES, TASKS_PER_THREAD
-from ..shape_rules import dilated_extent, padded_source_index
-
-
-@register_jitable
-def slab_shape(in_per_group, kernel_d, dilation_d, padded_h, padded_w, stride_w):
-    """Shape of one task's padded slab: (channels, planes, rows, W phases, columns per phase)."""
-    return (in_per_group, dilated_extent(kernel_d, dilation_d), padded_h, stride_w,
-            (padded_w + stride_w - 1) // stride_w)
+from ..config import ACCUMULATOR_TILE_BYTES
+from .slab import gather_slab, index_maps, phase_columns, slab_shape
+from .tasks import channel_splits
 
 
 @register_jitable
 def accumulator_tile_rows(out_width, itemsize):
     """Output rows summed together: as many as fit in ``ACCUMULATOR_TILE_BYTES``, at least one."""
     return max(1, ACCUMULATOR_TILE_BYTES // (out_width * itemsize))
-
-
-@njit(cache=True)
-def _index_map(padded_extent, pad_front, size, mode):
-    """Source index in the input for every padded coordinate (-1 reads a zero)."""
-    index = np.empty(padded_extent, np.int64)
-    for p in range(padded_extent):
-        index[p] = padded_source_index(p, pad_front, size, mode)
-    return index
-
-
-@njit(cache=True)
-def _gather_slab(x, n, c0, depth0, map_d, map_h, map_w, slab):
-    """Fill ``slab[c, z, row, phase, j]`` with padded input at (c0 + c, depth0 + z, row, j * S + phase).
-
-    S is ``slab.shape[3]``, the stride along W; coordinates past the padded width read zero (never used).
-    """
-    channels, depth, rows, phases, columns = slab.shape
-    padded_w = map_w.shape[0]
-    for c in range(channels):
-        for z in range(depth):
-            sd = map_d[depth0 + z]
-            for row in range(rows):
-                sh = map_h[row]
-                for phase in range(phases):
-                    for j in range(columns):
-                        col = j * phases + phase
-                        sw = map_w[col] if col < padded_w else -1
-                        if sd < 0 or sh < 0 or sw < 0:
-                            slab[c, z, row, phase, j] = 0
-                        else:
-                            slab[c, z, row, phase, j] = x[n, c0 + c, sd, sh, sw]
 
 
 @njit(cache=True)
@@ -93,14 +54,13 @@ def _output_rows(slab, weight, o, oh0, rows, stride_h, dilation, acc):
 def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups,
                    channel_blocks):
     """Fill ``out`` (N, C_out, OD, OH, OW) with the convolution of ``x`` (N, C_in, D, H, W)."""
-    batch, _, depth, height, width = x.shape
+    batch = x.shape[0]
     out_depth, out_height, out_width = out.shape[2:]
     in_per_group = weight.shape[1]
     out_per_group = out.shape[1] // groups
-    map_d = _index_map(padded[0], pad_front[0], depth, mode)
-    map_h = _index_map(padded[1], pad_front[1], height, mode)
-    map_w = _index_map(padded[2], pad_front[2], width, mode)
-    slab_dims = slab_shape(in_per_group, weight.shape[2], dilation[0], padded[1], padded[2], stride[2])
+    map_d, map_h, map_w = index_maps(x, padded, pad_front, mode)
+    slab_dims = slab_shape(in_per_group, weight.shape[2], dilation[0], padded[1], stride[2],
+                           phase_columns(padded[2], stride[2]))
     block = (out_per_group + channel_blocks - 1) // channel_blocks
     tile_rows = accumulator_tile_rows(out_width, x.itemsize)
     for task in prange(batch * groups * out_depth * channel_blocks):
@@ -109,7 +69,7 @@ def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, 
         g = (task // (channel_blocks * out_depth)) % groups
         n = task // (channel_blocks * out_depth * groups)
         slab = np.empty(slab_dims, x.dtype)
-        _gather_slab(x, n, g * in_per_group, od * stride[0], map_d, map_h, map_w, slab)
+        gather_slab(x, n, g * in_per_group, od * stride[0], map_d, map_h, map_w, slab)
         acc_tile = np.empty((tile_rows, out_width), x.dtype)
         first = channel_block * block
         for o in range(g * out_per_group + first, g * out_per_group + min(first + block, out_per_group)):
@@ -125,8 +85,8 @@ def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, 
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds: its padded slab and its accumulator tile."""
     itemsize = np.dtype(plan.dtype).itemsize
-    slab = slab_shape(plan.in_per_group, plan.kernel_size[0], plan.dilation[0], *plan.padded_size[1:],
-                      plan.stride[2])
+    slab = slab_shape(plan.in_per_group, plan.kernel_size[0], plan.dilation[0], plan.padded_size[1],
+                      plan.stride[2], phase_columns(plan.padded_size[2], plan.stride[2]))
     out_width = plan.output_size[2]
     tile = accumulator_tile_rows(out_width, itemsize) * out_width
     return (int(np.prod(slab)) + tile) * itemsize
@@ -151,8 +111,7 @@ def run(plan, x, weight, bias, out):
     tasks = plan.batch * plan.groups * plan.output_size[0]
     if tasks == 0:
         return
-    wanted = TASKS_PER_THREAD * numba.get_num_threads()
-    channel_blocks = min(plan.out_per_group, -(-wanted // tasks))
+    channel_blocks = channel_splits(plan.out_per_group, tasks)
     weight = np.ascontiguousarray(weight)
     bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias)
     _direct_kernel(x, weight, bias, plan.has_bias, out, plan.stride, plan.dilation, plan.pad_front,

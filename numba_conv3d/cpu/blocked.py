@@ -1,0 +1,144 @@
+"""Register-blocked direct convolution on the CPU, for real dtypes.
+
+Each inner step computes a block of 4 output channels x ``BLOCK_BYTES`` of output columns (32 float32
+or 16 float64) held in a stack buffer that LLVM keeps in vector registers across the whole sum over
+input channels and kernel taps; one slab row segment is loaded per tap and multiplied by the 4
+channels' weights (packed contiguously). Tasks, slabs and padding are those of the direct kernel
+(``slab.py``); slab rows carry extra zero columns so that every column block is whole. Each output
+element is still summed by one thread in the fixed order (input channel, kd, kh, kw), with fused
+multiply-adds: results are bitwise equal for any thread count.
+"""
+import numba
+import numpy as np
+from numba import njit, prange
+from numba.extending import register_jitable
+
+from ..config import BLOCK_BYTES
+from .pointers import block_columns, element_pointer, stack_buffer
+from .slab import gather_slab, index_maps, slab_shape
+from .tasks import channel_splits
+
+# Output channels per register block; the inner loop below is written out for exactly four.
+BLOCK_CHANNELS = 4
+STACK_ITEMS = BLOCK_CHANNELS * BLOCK_BYTES // 4
+
+
+@register_jitable
+def blocked_columns(out_width, kernel_w, dilation_w, stride_w, columns_per_block):
+    """Slab columns per phase: whole column blocks plus the furthest tap's offset."""
+    blocks = (out_width + columns_per_block - 1) // columns_per_block
+    return blocks * columns_per_block + (kernel_w - 1) * dilation_w // stride_w
+
+
+@njit(cache=True)
+def _tap_offsets(kernel, dilation, slab_dims):
+    """Flat slab offset of every tap (kd, kh, kw) relative to its output block's first element."""
+    _, _, rows, phases, columns = slab_dims
+    offsets = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
+    t = 0
+    for kz in range(kernel[0]):
+        for ky in range(kernel[1]):
+            for kx in range(kernel[2]):
+                col = kx * dilation[2]
+                offsets[t] = (((kz * dilation[0] * rows + ky * dilation[1]) * phases + col % phases)
+                              * columns + col // phases)
+                t += 1
+    return offsets
+
+
+@njit(cache=True, fastmath={"contract"})
+def _block(slab, packed, taps, g, block, oh, col0, stride_h, out, n, od, bias, has_bias):
+    """Sum one block (4 output channels of group ``g`` x the columns from ``col0``) of output row
+    ``oh`` and store the part that lies inside ``out``."""
+    columns = block_columns(slab)
+    acc = numba.carray(stack_buffer(STACK_ITEMS, slab.dtype), (BLOCK_CHANNELS, columns))
+    for o in range(BLOCK_CHANNELS):
+        for j in range(columns):
+            acc[o, j] = 0
+    blocks, channels, ntaps = packed.shape[1], packed.shape[2], taps.shape[0]
+    row_size = slab.shape[3] * slab.shape[4]
+    channel_size = slab.shape[1] * slab.shape[2] * row_size
+    for c in range(channels):
+        start = c * channel_size + oh * stride_h * row_size + col0
+        weights = ((g * blocks + block) * channels + c) * ntaps * BLOCK_CHANNELS
+        for t in range(ntaps):
+            source = numba.carray(element_pointer(slab, start + taps[t]), columns)
+            w = numba.carray(element_pointer(packed, weights + t * BLOCK_CHANNELS), BLOCK_CHANNELS)
+            w0, w1, w2, w3 = w[0], w[1], w[2], w[3]
+            for j in range(columns):
+                value = source[j]
+                acc[0, j] += w0 * value
+                acc[1, j] += w1 * value
+                acc[2, j] += w2 * value
+                acc[3, j] += w3 * value
+    out_per_group = out.shape[1] // packed.shape[0]
+    width = min(columns, out.shape[4] - col0)
+    for o in range(min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS)):
+        channel = g * out_per_group + block * BLOCK_CHANNELS + o
+        target = out[n, channel, od, oh, col0:col0 + width]
+        for j in range(width):
+            target[j] = acc[o, j] + bias[channel] if has_bias else acc[o, j]
+
+
+@njit(parallel=True, cache=True)
+def _blocked_kernel(x, packed, bias, has_bias, out, stride, dilation, pad_front, padded, mode,
+                    kernel, block_splits):
+    """Fill ``out`` (N, C_out, OD, OH, OW) from ``x`` with the weights packed by ``pack_weights``."""
+    groups, blocks, in_per_group = packed.shape[:3]
+    out_depth, out_height, out_width = out.shape[2:]
+    columns = block_columns(x)
+    map_d, map_h, map_w = index_maps(x, padded, pad_front, mode)
+    slab_dims = slab_shape(in_per_group, kernel[0], dilation[0], padded[1], stride[2],
+                           blocked_columns(out_width, kernel[2], dilation[2], stride[2], columns))
+    taps = _tap_offsets(kernel, dilation, slab_dims)
+    per_split = (blocks + block_splits - 1) // block_splits
+    for task in prange(x.shape[0] * groups * out_depth * block_splits):
+        split = task % block_splits
+        od = (task // block_splits) % out_depth
+        g = (task // (block_splits * out_depth)) % groups
+        n = task // (block_splits * out_depth * groups)
+        slab = np.empty(slab_dims, x.dtype)
+        gather_slab(x, n, g * in_per_group, od * stride[0], map_d, map_h, map_w, slab)
+        for oh in range(out_height):
+            for col0 in range(0, out_width, columns):
+                for block in range(split * per_split, min(blocks, (split + 1) * per_split)):
+                    _block(slab, packed, taps, g, block, oh, col0, stride[1], out, n, od, bias,
+                           has_bias)
+
+
+def pack_weights(weight, groups):
+    """(C_out, C_in/g, KD, KH, KW) -> (g, blocks, C_in/g, taps, 4): each block's 4 channels' weights
+    for one tap side by side; missing channels of the last block are zeros."""
+    out_channels, in_per_group = weight.shape[:2]
+    out_per_group = out_channels // groups
+    blocks = -(-out_per_group // BLOCK_CHANNELS)
+    taps = int(np.prod(weight.shape[2:]))
+    grouped = np.zeros((groups, blocks * BLOCK_CHANNELS, in_per_group, taps), weight.dtype)
+    grouped[:, :out_per_group] = weight.reshape(groups, out_per_group, in_per_group, taps)
+    blocked = grouped.reshape(groups, blocks, BLOCK_CHANNELS, in_per_group, taps)
+    return np.ascontiguousarray(blocked.transpose(0, 1, 3, 4, 2))
+
+
+def workspace_bytes(plan):
+    """Scratch bytes one worker thread holds: its padded slab (the stack block is negligible)."""
+    itemsize = np.dtype(plan.dtype).itemsize
+    columns = blocked_columns(plan.output_size[2], plan.kernel_size[2], plan.dilation[2],
+                              plan.stride[2], BLOCK_BYTES // itemsize)
+    slab = slab_shape(plan.in_per_group, plan.kernel_size[0], plan.dilation[0], plan.padded_size[1],
+                      plan.stride[2], columns)
+    return int(np.prod(slab)) * itemsize
+
+
+def run(plan, x, weight, bias, out):
+    """Compute ``plan`` (a real dtype) for the batched 5-D ``x`` into ``out`` with the blocked kernel.
+
+    Parameters are those of :func:`numba_conv3d.cpu.direct.run`.
+    """
+    tasks = plan.batch * plan.groups * plan.output_size[0]
+    if tasks == 0:
+        return
+    packed = pack_weights(weight, plan.groups)
+    bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias)
+    _blocked_kernel(x, packed, bias, plan.has_bias, out, plan.stride, plan.dilation, plan.pad_front,
+                    plan.padded_size, plan.mode_code, plan.kernel_size,
+                    channel_splits(packed.shape[1], tasks))

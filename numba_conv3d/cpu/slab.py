@@ -1,0 +1,66 @@
+"""Padded input slabs, shared by the CPU kernels.
+
+A task reads a few input planes; it gathers them into a small padded slab through one index map per
+dimension (every padding mode is an index map, so no padded copy of the whole volume exists). Each row
+is split into ``stride_w`` phases, so that a kernel's innermost loop walks contiguous memory whatever
+the stride: padded column ``j * stride_w + phase`` lands at ``slab[c, z, row, phase, j]``.
+"""
+import numpy as np
+from numba import njit
+from numba.extending import register_jitable
+
+from ..shape_rules import dilated_extent, padded_source_index
+
+
+@register_jitable
+def slab_shape(channels, kernel_d, dilation_d, padded_h, stride_w, columns):
+    """Shape of one task's slab: (channels, planes, rows, W phases, ``columns`` per phase)."""
+    return (channels, dilated_extent(kernel_d, dilation_d), padded_h, stride_w, columns)
+
+
+@register_jitable
+def phase_columns(padded_w, stride_w):
+    """Columns per phase that hold the whole padded width."""
+    return (padded_w + stride_w - 1) // stride_w
+
+
+@njit(cache=True)
+def index_map(padded_extent, pad_front, size, mode):
+    """Source index in the input for every padded coordinate (-1 reads a zero)."""
+    index = np.empty(padded_extent, np.int64)
+    for p in range(padded_extent):
+        index[p] = padded_source_index(p, pad_front, size, mode)
+    return index
+
+
+@njit(cache=True)
+def gather_slab(x, n, c0, depth0, map_d, map_h, map_w, slab):
+    """Fill ``slab[c, z, row, phase, j]`` with padded input at (c0 + c, depth0 + z, row, j * S + phase).
+
+    S is ``slab.shape[3]``, the stride along W; columns past the padded width read zero, so a kernel
+    may compute whole column blocks past the output's edge.
+    """
+    channels, depth, rows, phases, columns = slab.shape
+    padded_w = map_w.shape[0]
+    for c in range(channels):
+        for z in range(depth):
+            sd = map_d[depth0 + z]
+            for row in range(rows):
+                sh = map_h[row]
+                for phase in range(phases):
+                    for j in range(columns):
+                        col = j * phases + phase
+                        sw = map_w[col] if col < padded_w else -1
+                        if sd < 0 or sh < 0 or sw < 0:
+                            slab[c, z, row, phase, j] = 0
+                        else:
+                            slab[c, z, row, phase, j] = x[n, c0 + c, sd, sh, sw]
+
+
+@njit(cache=True)
+def index_maps(x, padded, pad_front, mode):
+    """The D, H and W index maps of batched input ``x`` for the plan's pads and mode."""
+    depth, height, width = x.shape[2:]
+    return (index_map(padded[0], pad_front[0], depth, mode),
+            index_map(padded[1], pad_front[1], height, mode),
+            index_map(padded[2], pad_front[2], width, mode))
