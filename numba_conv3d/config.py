@@ -13,3 +13,7 @@ ACCUMULATOR_TILE_BYTES = 16 * 1024
 # 4 AVX2 vectors, i.e. 32 float32 or 16 float64 columns; measured best on this machine (24 float32
 # columns ran at a third of the speed: the loop no longer vectorizes cleanly).
 BLOCK_BYTES = 128
+
+# Bytes of slab rows one register block may read per pass over input channels (blocked kernel): about
+# half of a 32 KiB L1 data cache, the rest for the packed weights.
+L1_BLOCK_BYTES = 16 * 1024

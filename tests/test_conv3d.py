@@ -31,6 +31,7 @@ NAMED_CASES = {
     "stride-larger-than-kernel": ((1, 2, 9, 10, 11), (2, 2, 2, 2, 2), True, {"stride": (4, 5, 3)}),
     "width-one": ((1, 2, 4, 4, 1), (2, 2, 3, 3, 1), True, {"padding": (1, 1, 0)}),
     "many-output-channels": ((1, 3, 3, 4, 5), (40, 3, 2, 2, 2), True, {"padding": 1}),
+    "many-input-channels-in-chunks": ((1, 40, 4, 5, 6), (5, 40, 3, 3, 3), True, {"padding": 1}),
     "wide-rows-many-column-blocks": ((1, 2, 3, 4, 150), (5, 2, 2, 3, 5), True,
                                      {"stride": (1, 1, 3), "dilation": (1, 1, 4)}),
 }

@@ -6,14 +6,16 @@ input channels and kernel taps; one slab row segment is loaded per tap and multi
 channels' weights (packed contiguously). Tasks, slabs and padding are those of the direct kernel
 (``slab.py``); slab rows carry extra zero columns so that every column block is whole. Each output
 element is still summed by one thread in the fixed order (input channel, kd, kh, kw), with fused
-multiply-adds: results are bitwise equal for any thread count.
+multiply-adds: results are bitwise equal for any thread count. Input channels are summed in chunks
+whose slab rows fit in L1; between chunks the partial sums wait in the output (exact: they are
+stored in the output's dtype, the accumulators' own).
 """
 import numba
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from ..config import BLOCK_BYTES
+from ..config import BLOCK_BYTES, L1_BLOCK_BYTES
 from .pointers import block_columns, element_pointer, stack_buffer
 from .slab import gather_slab, index_maps, slab_shape
 from .tasks import channel_splits
@@ -47,18 +49,27 @@ def _tap_offsets(kernel, dilation, slab_dims):
 
 
 @njit(cache=True, fastmath={"contract"})
-def _block(slab, packed, taps, g, block, oh, col0, stride_h, out, n, od, bias, has_bias):
-    """Sum one block (4 output channels of group ``g`` x the columns from ``col0``) of output row
-    ``oh`` and store the part that lies inside ``out``."""
+def _block(slab, packed, taps, g, block, c0, c1, oh, col0, stride_h, out, n, od, bias, has_bias):
+    """Add input channels ``c0:c1`` to one block (4 output channels of group ``g`` x the columns from
+    ``col0``) of output row ``oh``: starting from zero when ``c0`` is 0, else from the partial sums in
+    ``out``; the bias joins after the last channel."""
     columns = block_columns(slab)
     acc = numba.carray(stack_buffer(STACK_ITEMS, slab.dtype), (BLOCK_CHANNELS, columns))
+    blocks, channels, ntaps = packed.shape[1], packed.shape[2], taps.shape[0]
+    out_per_group = out.shape[1] // packed.shape[0]
+    width = min(columns, out.shape[4] - col0)
+    outputs = min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS)
+    first_channel = g * out_per_group + block * BLOCK_CHANNELS
     for o in range(BLOCK_CHANNELS):
         for j in range(columns):
             acc[o, j] = 0
-    blocks, channels, ntaps = packed.shape[1], packed.shape[2], taps.shape[0]
+    if c0 > 0:
+        for o in range(outputs):
+            for j in range(width):
+                acc[o, j] = out[n, first_channel + o, od, oh, col0 + j]
     row_size = slab.shape[3] * slab.shape[4]
     channel_size = slab.shape[1] * slab.shape[2] * row_size
-    for c in range(channels):
+    for c in range(c0, c1):
         start = c * channel_size + oh * stride_h * row_size + col0
         weights = ((g * blocks + block) * channels + c) * ntaps * BLOCK_CHANNELS
         for t in range(ntaps):
@@ -71,13 +82,18 @@ def _block(slab, packed, taps, g, block, oh, col0, stride_h, out, n, od, bias, h
                 acc[1, j] += w1 * value
                 acc[2, j] += w2 * value
                 acc[3, j] += w3 * value
-    out_per_group = out.shape[1] // packed.shape[0]
-    width = min(columns, out.shape[4] - col0)
-    for o in range(min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS)):
-        channel = g * out_per_group + block * BLOCK_CHANNELS + o
-        target = out[n, channel, od, oh, col0:col0 + width]
+    last = c1 == channels and has_bias
+    for o in range(outputs):
+        target = out[n, first_channel + o, od, oh, col0:col0 + width]
         for j in range(width):
-            target[j] = acc[o, j] + bias[channel] if has_bias else acc[o, j]
+            target[j] = acc[o, j] + bias[first_channel + o] if last else acc[o, j]
+
+
+@register_jitable
+def channel_chunk(kernel, dilation, itemsize, in_per_group):
+    """Input channels summed per pass, so that their slab rows under one block stay in L1."""
+    row_bytes = BLOCK_BYTES + (kernel[2] - 1) * dilation[2] * itemsize
+    return max(1, min(in_per_group, L1_BLOCK_BYTES // (kernel[0] * kernel[1] * row_bytes)))
 
 
 @njit(parallel=True, cache=True)
@@ -92,6 +108,7 @@ def _blocked_kernel(x, packed, bias, has_bias, out, stride, dilation, pad_front,
                            blocked_columns(out_width, kernel[2], dilation[2], stride[2], columns))
     taps = _tap_offsets(kernel, dilation, slab_dims)
     per_split = (blocks + block_splits - 1) // block_splits
+    chunk = channel_chunk(kernel, dilation, x.itemsize, in_per_group)
     for task in prange(x.shape[0] * groups * out_depth * block_splits):
         split = task % block_splits
         od = (task // block_splits) % out_depth
@@ -99,11 +116,13 @@ def _blocked_kernel(x, packed, bias, has_bias, out, stride, dilation, pad_front,
         n = task // (block_splits * out_depth * groups)
         slab = np.empty(slab_dims, x.dtype)
         gather_slab(x, n, g * in_per_group, od * stride[0], map_d, map_h, map_w, slab)
-        for oh in range(out_height):
-            for col0 in range(0, out_width, columns):
-                for block in range(split * per_split, min(blocks, (split + 1) * per_split)):
-                    _block(slab, packed, taps, g, block, oh, col0, stride[1], out, n, od, bias,
-                           has_bias)
+        for c0 in range(0, in_per_group, chunk):
+            c1 = min(c0 + chunk, in_per_group)
+            for oh in range(out_height):
+                for col0 in range(0, out_width, columns):
+                    for block in range(split * per_split, min(blocks, (split + 1) * per_split)):
+                        _block(slab, packed, taps, g, block, c0, c1, oh, col0, stride[1], out, n, od,
+                               bias, has_bias)
 
 
 def pack_weights(weight, groups):
