@@ -18,7 +18,7 @@ from numba.extending import register_jitable
 from ..config import BLOCK_BYTES, L1_BLOCK_BYTES
 from .pointers import block_columns, element_pointer, stack_buffer
 from .slab import gather_slab, index_maps, slab_shape
-from .tasks import channel_splits
+from .tasks import channel_splits, decode_task, split_range
 
 # Output channels per register block; the inner loop below is written out for exactly four.
 BLOCK_CHANNELS = 4
@@ -107,20 +107,17 @@ def _blocked_kernel(x, packed, bias, has_bias, out, stride, dilation, pad_front,
     slab_dims = slab_shape(in_per_group, kernel[0], dilation[0], padded[1], stride[2],
                            blocked_columns(out_width, kernel[2], dilation[2], stride[2], columns))
     taps = _tap_offsets(kernel, dilation, slab_dims)
-    per_split = (blocks + block_splits - 1) // block_splits
     chunk = channel_chunk(kernel, dilation, x.itemsize, in_per_group)
     for task in prange(x.shape[0] * groups * out_depth * block_splits):
-        split = task % block_splits
-        od = (task // block_splits) % out_depth
-        g = (task // (block_splits * out_depth)) % groups
-        n = task // (block_splits * out_depth * groups)
+        n, g, od, split = decode_task(task, block_splits, out_depth, groups)
+        first, stop = split_range(split, blocks, block_splits)
         slab = np.empty(slab_dims, x.dtype)
         gather_slab(x, n, g * in_per_group, od * stride[0], map_d, map_h, map_w, slab)
         for c0 in range(0, in_per_group, chunk):
             c1 = min(c0 + chunk, in_per_group)
             for oh in range(out_height):
                 for col0 in range(0, out_width, columns):
-                    for block in range(split * per_split, min(blocks, (split + 1) * per_split)):
+                    for block in range(first, stop):
                         _block(slab, packed, taps, g, block, c0, c1, oh, col0, stride[1], out, n, od,
                                bias, has_bias)
 

@@ -13,7 +13,7 @@ from numba.extending import register_jitable
 
 from ..config import ACCUMULATOR_TILE_BYTES
 from .slab import gather_slab, index_maps, phase_columns, slab_shape
-from .tasks import channel_splits
+from .tasks import channel_splits, decode_task, split_range
 
 
 @register_jitable
@@ -61,18 +61,14 @@ def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, 
     map_d, map_h, map_w = index_maps(x, padded, pad_front, mode)
     slab_dims = slab_shape(in_per_group, weight.shape[2], dilation[0], padded[1], stride[2],
                            phase_columns(padded[2], stride[2]))
-    block = (out_per_group + channel_blocks - 1) // channel_blocks
     tile_rows = accumulator_tile_rows(out_width, x.itemsize)
     for task in prange(batch * groups * out_depth * channel_blocks):
-        channel_block = task % channel_blocks
-        od = (task // channel_blocks) % out_depth
-        g = (task // (channel_blocks * out_depth)) % groups
-        n = task // (channel_blocks * out_depth * groups)
+        n, g, od, split = decode_task(task, channel_blocks, out_depth, groups)
+        first, stop = split_range(split, out_per_group, channel_blocks)
         slab = np.empty(slab_dims, x.dtype)
         gather_slab(x, n, g * in_per_group, od * stride[0], map_d, map_h, map_w, slab)
         acc_tile = np.empty((tile_rows, out_width), x.dtype)
-        first = channel_block * block
-        for o in range(g * out_per_group + first, g * out_per_group + min(first + block, out_per_group)):
+        for o in range(g * out_per_group + first, g * out_per_group + stop):
             for oh0 in range(0, out_height, tile_rows):
                 rows = min(tile_rows, out_height - oh0)
                 _output_rows(slab, weight, o, oh0, rows, stride[1], dilation, acc_tile)

@@ -1,5 +1,7 @@
-"""How many pieces the output channels of a task are split into, so both cores stay busy."""
+"""How the output is cut into parallel tasks: (batch item, group, output plane, split of the output
+channels), with enough splits that every thread stays busy."""
 import numba
+from numba.extending import register_jitable
 
 from ..config import TASKS_PER_THREAD
 
@@ -9,3 +11,19 @@ def channel_splits(units, tasks):
     enough pieces for ``TASKS_PER_THREAD`` tasks per thread; never more pieces than units."""
     wanted = TASKS_PER_THREAD * numba.get_num_threads()
     return max(1, min(units, -(-wanted // max(tasks, 1))))
+
+
+@register_jitable
+def decode_task(task, splits, out_depth, groups):
+    """Task number -> (batch item, group, output plane, split), the split varying fastest."""
+    split = task % splits
+    od = (task // splits) % out_depth
+    g = (task // (splits * out_depth)) % groups
+    return task // (splits * out_depth * groups), g, od, split
+
+
+@register_jitable
+def split_range(split, units, splits):
+    """The units (channels or channel blocks) that piece ``split`` of ``splits`` covers."""
+    size = (units + splits - 1) // splits
+    return split * size, min(units, (split + 1) * size)
