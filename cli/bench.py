@@ -42,7 +42,7 @@ def _progress(quiet):
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for ours and torch [default: all].")
 @click.option("--repeat", type=click.IntRange(min=1), default=5, show_default=True,
               help="Timed runs per side; medians are reported.")
-@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True,
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
               help="Untimed runs per side after the first (compiling) call.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               help="Also write the results and the environment as JSON to this file.")

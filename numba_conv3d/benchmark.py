@@ -148,7 +148,7 @@ def _seconds(fn):
     return time.perf_counter() - start
 
 
-def run_case(case, repeat=5, warmup=1, peak_gflops=None, threads=None):
+def run_case(case, repeat=5, warmup=3, peak_gflops=None, threads=None):
     """Time ``case``: first call apart, then ``repeat`` alternating runs of ours and the peer.
 
     Parameters
@@ -225,7 +225,7 @@ def format_table(results):
     return "\n".join(rows)
 
 
-def run_suite(cases, repeat=5, warmup=1, threads=None, progress=iter):
+def run_suite(cases, repeat=5, warmup=3, threads=None, progress=iter):
     """Run ``cases``; return the GEMM peak per real precision and the results.
 
     ``progress`` wraps the iteration over cases (a progress bar, say).

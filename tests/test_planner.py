@@ -68,15 +68,15 @@ def test_as_dict_holds_fields_and_derived_numbers():
     record = plan_conv3d((1, 2, 4, 4, 4), (2, 2, 3, 3, 3), padding="same").as_dict()
     assert record["output_shape"] == (1, 2, 4, 4, 4)
     assert record["pads"] == ((1, 1), (1, 1), (1, 1))
-    assert record["flops"] > 0 and record["algorithm"] == "direct"
+    assert record["flops"] > 0 and record["algorithm"] == "row-blocked"
 
 
 @pytest.mark.parametrize("weight, groups, dtype, expected", [
     ((8, 4, 3, 3, 3), 1, "float32", "blocked"),
     ((8, 2, 3, 3, 3), 2, "float64", "blocked"),
-    ((6, 2, 3, 3, 3), 2, "float32", "direct"),      # 3 output channels per group
-    ((4, 1, 3, 3, 3), 4, "float32", "direct"),      # depthwise
-    ((1, 4, 7, 7, 7), 1, "float32", "direct"),      # one output channel
+    ((6, 2, 3, 3, 3), 2, "float32", "row-blocked"),  # 3 output channels per group
+    ((4, 1, 3, 3, 3), 4, "float32", "row-blocked"),  # depthwise
+    ((1, 4, 7, 7, 7), 1, "float64", "row-blocked"),  # one output channel
     ((8, 4, 3, 3, 3), 1, "complex64", "direct"),
 ])
 def test_algorithm_table(weight, groups, dtype, expected):

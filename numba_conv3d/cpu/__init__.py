@@ -1,7 +1,7 @@
 """CPU backend: the table of algorithms the planner chooses from, and the entry that runs a plan."""
 from collections import namedtuple
 
-from . import blocked, direct
+from . import blocked, direct, row_blocked
 
 Algorithm = namedtuple("Algorithm", "name reason applies workspace_bytes run")
 Algorithm.__doc__ = """One row of the CPU algorithm table.
@@ -21,6 +21,9 @@ ALGORITHMS = (
               "bytes of columns summed in registers (1.4-2.5x the direct kernel where it applies)",
               lambda plan: not plan.is_complex and plan.out_per_group >= blocked.BLOCK_CHANNELS,
               blocked.workspace_bytes, blocked.run),
+    Algorithm("row-blocked", "real dtype, < 4 output channels per group (one-channel, depthwise): "
+              "blocks of 4 output rows x 128 bytes of columns summed in registers",
+              lambda plan: not plan.is_complex, row_blocked.workspace_bytes, row_blocked.run),
     Algorithm("direct", "direct convolution over per-task padded input slabs; serves every argument "
               "(complex, fewer than 4 output channels per group)",
               lambda plan: True, direct.workspace_bytes, direct.run),

@@ -33,7 +33,7 @@ def blocked_columns(out_width, kernel_w, dilation_w, stride_w, columns_per_block
 
 
 @njit(cache=True)
-def _tap_offsets(kernel, dilation, slab_dims):
+def tap_offsets(kernel, dilation, slab_dims):
     """Flat slab offset of every tap (kd, kh, kw) relative to its output block's first element."""
     _, _, rows, phases, columns = slab_dims
     offsets = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
@@ -48,6 +48,32 @@ def _tap_offsets(kernel, dilation, slab_dims):
     return offsets
 
 
+@njit(cache=True)
+def start_block(acc, resume, out, n, channel0, channel_step, od, row0, row_step, col0, lanes):
+    """Zero the accumulator block, or (``resume``) load the partial sums of its first ``lanes`` lanes;
+    lane i is output channel ``channel0 + i * channel_step``, row ``row0 + i * row_step``."""
+    acc[:] = 0
+    if resume:
+        width = min(acc.shape[1], out.shape[4] - col0)
+        for i in range(lanes):
+            source = out[n, channel0 + i * channel_step, od, row0 + i * row_step, col0:col0 + width]
+            for j in range(width):
+                acc[i, j] = source[j]
+
+
+@njit(cache=True)
+def finish_block(acc, out, n, channel0, channel_step, od, row0, row_step, col0, lanes, bias,
+                 add_bias):
+    """Store the first ``lanes`` lanes of the block (laid out as in ``start_block``), with the bias
+    when ``add_bias``."""
+    width = min(acc.shape[1], out.shape[4] - col0)
+    for i in range(lanes):
+        channel = channel0 + i * channel_step
+        target = out[n, channel, od, row0 + i * row_step, col0:col0 + width]
+        for j in range(width):
+            target[j] = acc[i, j] + bias[channel] if add_bias else acc[i, j]
+
+
 @njit(cache=True, fastmath={"contract"})
 def _block(slab, packed, taps, g, block, c0, c1, oh, col0, stride_h, out, n, od, bias, has_bias):
     """Add input channels ``c0:c1`` to one block (4 output channels of group ``g`` x the columns from
@@ -57,16 +83,9 @@ def _block(slab, packed, taps, g, block, c0, c1, oh, col0, stride_h, out, n, od,
     acc = numba.carray(stack_buffer(STACK_ITEMS, slab.dtype), (BLOCK_CHANNELS, columns))
     blocks, channels, ntaps = packed.shape[1], packed.shape[2], taps.shape[0]
     out_per_group = out.shape[1] // packed.shape[0]
-    width = min(columns, out.shape[4] - col0)
     outputs = min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS)
     first_channel = g * out_per_group + block * BLOCK_CHANNELS
-    for o in range(BLOCK_CHANNELS):
-        for j in range(columns):
-            acc[o, j] = 0
-    if c0 > 0:
-        for o in range(outputs):
-            for j in range(width):
-                acc[o, j] = out[n, first_channel + o, od, oh, col0 + j]
+    start_block(acc, c0 > 0, out, n, first_channel, 1, od, oh, 0, col0, outputs)
     row_size = slab.shape[3] * slab.shape[4]
     channel_size = slab.shape[1] * slab.shape[2] * row_size
     for c in range(c0, c1):
@@ -82,11 +101,8 @@ def _block(slab, packed, taps, g, block, c0, c1, oh, col0, stride_h, out, n, od,
                 acc[1, j] += w1 * value
                 acc[2, j] += w2 * value
                 acc[3, j] += w3 * value
-    last = c1 == channels and has_bias
-    for o in range(outputs):
-        target = out[n, first_channel + o, od, oh, col0:col0 + width]
-        for j in range(width):
-            target[j] = acc[o, j] + bias[first_channel + o] if last else acc[o, j]
+    finish_block(acc, out, n, first_channel, 1, od, oh, 0, col0, outputs, bias,
+                 has_bias and c1 == channels)
 
 
 @register_jitable
@@ -106,7 +122,7 @@ def _blocked_kernel(x, packed, bias, has_bias, out, stride, dilation, pad_front,
     map_d, map_h, map_w = index_maps(x, padded, pad_front, mode)
     slab_dims = slab_shape(in_per_group, kernel[0], dilation[0], padded[1], stride[2],
                            blocked_columns(out_width, kernel[2], dilation[2], stride[2], columns))
-    taps = _tap_offsets(kernel, dilation, slab_dims)
+    taps = tap_offsets(kernel, dilation, slab_dims)
     chunk = channel_chunk(kernel, dilation, x.itemsize, in_per_group)
     for task in prange(x.shape[0] * groups * out_depth * block_splits):
         n, g, od, split = decode_task(task, block_splits, out_depth, groups)

@@ -37,16 +37,16 @@ def index_map(padded_extent, pad_front, size, mode):
 def gather_slab(x, n, c0, depth0, map_d, map_h, map_w, slab):
     """Fill ``slab[c, z, row, phase, j]`` with padded input at (c0 + c, depth0 + z, row, j * S + phase).
 
-    S is ``slab.shape[3]``, the stride along W; columns past the padded width read zero, so a kernel
-    may compute whole column blocks past the output's edge.
+    S is ``slab.shape[3]``, the stride along W; rows and columns past the padded extents read zero, so
+    a kernel may compute whole blocks past the output's edges.
     """
     channels, depth, rows, phases, columns = slab.shape
-    padded_w = map_w.shape[0]
+    padded_h, padded_w = map_h.shape[0], map_w.shape[0]
     for c in range(channels):
         for z in range(depth):
             sd = map_d[depth0 + z]
             for row in range(rows):
-                sh = map_h[row]
+                sh = map_h[row] if row < padded_h else -1
                 for phase in range(phases):
                     for j in range(columns):
                         col = j * phases + phase

@@ -1,0 +1,101 @@
+"""Register-blocked convolution for few output channels per group (one-channel volumes, depthwise).
+
+The sibling of ``blocked.py`` for real dtypes with fewer than 4 output channels per group, where a block
+of 4 channels would compute mostly zeros: here a block is 4 consecutive output rows x ``BLOCK_BYTES``
+of columns of one output channel, the 4 rows sharing each weight. Slabs carry 3 strides' worth of zero
+rows so the last block of rows is whole. Same fixed summation order (input channel, kd, kh, kw).
+"""
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ..config import BLOCK_BYTES
+from .blocked import (BLOCK_CHANNELS, STACK_ITEMS, blocked_columns, channel_chunk, finish_block,
+                      start_block, tap_offsets)
+from .pointers import block_columns, element_pointer, stack_buffer
+from .slab import gather_slab, index_maps, slab_shape
+from .tasks import channel_splits, decode_task, split_range
+
+BLOCK_ROWS = BLOCK_CHANNELS
+
+
+@njit(cache=True, fastmath={"contract"})
+def _row_block(slab, weight, taps, channel, c0, c1, oh0, col0, stride_h, out, n, od, bias, has_bias):
+    """Add input channels ``c0:c1`` to rows ``oh0:oh0 + 4`` x the columns from ``col0`` of output
+    ``channel``, resuming from ``out`` after the first chunk; the bias joins after the last."""
+    columns = block_columns(slab)
+    acc = numba.carray(stack_buffer(STACK_ITEMS, slab.dtype), (BLOCK_ROWS, columns))
+    channels, ntaps = weight.shape[1], taps.shape[0]
+    lanes = min(BLOCK_ROWS, out.shape[3] - oh0)
+    start_block(acc, c0 > 0, out, n, channel, 0, od, oh0, 1, col0, lanes)
+    row_size = slab.shape[3] * slab.shape[4]
+    lane_step = stride_h * row_size
+    channel_size = slab.shape[1] * slab.shape[2] * row_size
+    for c in range(c0, c1):
+        start = c * channel_size + oh0 * lane_step + col0
+        for t in range(ntaps):
+            tap = weight[channel, c, t]
+            offset = start + taps[t]
+            s0 = numba.carray(element_pointer(slab, offset), columns)
+            s1 = numba.carray(element_pointer(slab, offset + lane_step), columns)
+            s2 = numba.carray(element_pointer(slab, offset + 2 * lane_step), columns)
+            s3 = numba.carray(element_pointer(slab, offset + 3 * lane_step), columns)
+            for j in range(columns):
+                acc[0, j] += tap * s0[j]
+                acc[1, j] += tap * s1[j]
+                acc[2, j] += tap * s2[j]
+                acc[3, j] += tap * s3[j]
+    finish_block(acc, out, n, channel, 0, od, oh0, 1, col0, lanes, bias, has_bias and c1 == channels)
+
+
+@njit(parallel=True, cache=True)
+def _row_blocked_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode,
+                        kernel, groups, channel_splits_):
+    """Fill ``out`` from ``x`` with ``weight`` reshaped to (C_out, C_in / groups, taps)."""
+    in_per_group = weight.shape[1]
+    out_depth, out_height, out_width = out.shape[2:]
+    out_per_group = out.shape[1] // groups
+    columns = block_columns(x)
+    map_d, map_h, map_w = index_maps(x, padded, pad_front, mode)
+    slab_dims = slab_shape(in_per_group, kernel[0], dilation[0],
+                           padded[1] + (BLOCK_ROWS - 1) * stride[1], stride[2],
+                           blocked_columns(out_width, kernel[2], dilation[2], stride[2], columns))
+    taps = tap_offsets(kernel, dilation, slab_dims)
+    chunk = channel_chunk(kernel, dilation, x.itemsize, in_per_group)
+    for task in prange(x.shape[0] * groups * out_depth * channel_splits_):
+        n, g, od, split = decode_task(task, channel_splits_, out_depth, groups)
+        first, stop = split_range(split, out_per_group, channel_splits_)
+        slab = np.empty(slab_dims, x.dtype)
+        gather_slab(x, n, g * in_per_group, od * stride[0], map_d, map_h, map_w, slab)
+        for c0 in range(0, in_per_group, chunk):
+            c1 = min(c0 + chunk, in_per_group)
+            for oh0 in range(0, out_height, BLOCK_ROWS):
+                for col0 in range(0, out_width, columns):
+                    for o in range(g * out_per_group + first, g * out_per_group + stop):
+                        _row_block(slab, weight, taps, o, c0, c1, oh0, col0, stride[1], out, n, od,
+                                   bias, has_bias)
+
+
+def workspace_bytes(plan):
+    """Scratch bytes one worker thread holds: its padded slab with the extra rows."""
+    itemsize = np.dtype(plan.dtype).itemsize
+    columns = blocked_columns(plan.output_size[2], plan.kernel_size[2], plan.dilation[2],
+                              plan.stride[2], BLOCK_BYTES // itemsize)
+    slab = slab_shape(plan.in_per_group, plan.kernel_size[0], plan.dilation[0],
+                      plan.padded_size[1] + (BLOCK_ROWS - 1) * plan.stride[1], plan.stride[2], columns)
+    return int(np.prod(slab)) * itemsize
+
+
+def run(plan, x, weight, bias, out):
+    """Compute ``plan`` (a real dtype) for the batched 5-D ``x`` into ``out`` with 4-row blocks.
+
+    Parameters are those of :func:`numba_conv3d.cpu.direct.run`.
+    """
+    tasks = plan.batch * plan.groups * plan.output_size[0]
+    if tasks == 0:
+        return
+    taps = np.ascontiguousarray(weight).reshape(plan.out_channels, plan.in_per_group, -1)
+    bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias)
+    _row_blocked_kernel(x, taps, bias, plan.has_bias, out, plan.stride, plan.dilation,
+                        plan.pad_front, plan.padded_size, plan.mode_code, plan.kernel_size,
+                        plan.groups, channel_splits(plan.out_per_group, tasks))
