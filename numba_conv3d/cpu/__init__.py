@@ -1,6 +1,8 @@
 """CPU backend: the table of algorithms the planner chooses from, and the entry that runs a plan."""
 from collections import namedtuple
 
+import numpy as np
+
 from . import blocked, direct, row_blocked
 
 Algorithm = namedtuple("Algorithm", "name reason applies workspace_bytes run")
@@ -13,7 +15,7 @@ applies : callable(ConvPlan) -> bool
 workspace_bytes : callable(ConvPlan) -> int
     Scratch bytes per worker thread.
 run : callable(ConvPlan, input, weight, bias, output)
-    Fills the batched 5-D ``output``.
+    Fills the batched 5-D ``output`` (batch > 0); ``bias`` is always an array, empty without bias.
 """
 
 ALGORITHMS = (
@@ -32,5 +34,8 @@ ALGORITHMS = (
 
 def run(plan, x, weight, bias, out):
     """Run ``plan`` on the CPU: batched 5-D NumPy ``x`` into the preallocated 5-D ``out``."""
+    if plan.batch == 0:
+        return
     algorithm = next(a for a in ALGORITHMS if a.name == plan.algorithm)
+    bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias)
     algorithm.run(plan, x, weight, bias, out)

@@ -26,10 +26,23 @@ STACK_ITEMS = BLOCK_CHANNELS * BLOCK_BYTES // 4
 
 
 @register_jitable
-def blocked_columns(out_width, kernel_w, dilation_w, stride_w, columns_per_block):
-    """Slab columns per phase: whole column blocks plus the furthest tap's offset."""
-    blocks = (out_width + columns_per_block - 1) // columns_per_block
-    return blocks * columns_per_block + (kernel_w - 1) * dilation_w // stride_w
+def blocked_slab_shape(in_per_group, kernel, dilation, stride, padded_h, out_width, itemsize,
+                       extra_rows):
+    """Slab of a register-blocked kernel: whole column blocks plus the furthest tap's offset per
+    phase, and ``extra_rows`` zero rows below the padded input."""
+    per_block = BLOCK_BYTES // itemsize
+    blocks = (out_width + per_block - 1) // per_block
+    columns = blocks * per_block + (kernel[2] - 1) * dilation[2] // stride[2]
+    return slab_shape(in_per_group, kernel[0], dilation[0], padded_h + extra_rows, stride[2], columns)
+
+
+def blocked_workspace_bytes(plan, extra_rows):
+    """Scratch bytes one worker thread of a register-blocked kernel holds: its slab (the stack
+    block is negligible)."""
+    itemsize = np.dtype(plan.dtype).itemsize
+    slab = blocked_slab_shape(plan.in_per_group, plan.kernel_size, plan.dilation, plan.stride,
+                              plan.padded_size[1], plan.output_size[2], itemsize, extra_rows)
+    return int(np.prod(slab)) * itemsize
 
 
 @njit(cache=True)
@@ -120,8 +133,8 @@ def _blocked_kernel(x, packed, bias, has_bias, out, stride, dilation, pad_front,
     out_depth, out_height, out_width = out.shape[2:]
     columns = block_columns(x)
     map_d, map_h, map_w = index_maps(x, padded, pad_front, mode)
-    slab_dims = slab_shape(in_per_group, kernel[0], dilation[0], padded[1], stride[2],
-                           blocked_columns(out_width, kernel[2], dilation[2], stride[2], columns))
+    slab_dims = blocked_slab_shape(in_per_group, kernel, dilation, stride, padded[1], out_width,
+                                   x.itemsize, 0)
     taps = tap_offsets(kernel, dilation, slab_dims)
     chunk = channel_chunk(kernel, dilation, x.itemsize, in_per_group)
     for task in prange(x.shape[0] * groups * out_depth * block_splits):
@@ -152,13 +165,8 @@ def pack_weights(weight, groups):
 
 
 def workspace_bytes(plan):
-    """Scratch bytes one worker thread holds: its padded slab (the stack block is negligible)."""
-    itemsize = np.dtype(plan.dtype).itemsize
-    columns = blocked_columns(plan.output_size[2], plan.kernel_size[2], plan.dilation[2],
-                              plan.stride[2], BLOCK_BYTES // itemsize)
-    slab = slab_shape(plan.in_per_group, plan.kernel_size[0], plan.dilation[0], plan.padded_size[1],
-                      plan.stride[2], columns)
-    return int(np.prod(slab)) * itemsize
+    """Scratch bytes one worker thread holds."""
+    return blocked_workspace_bytes(plan, 0)
 
 
 def run(plan, x, weight, bias, out):
@@ -167,10 +175,7 @@ def run(plan, x, weight, bias, out):
     Parameters are those of :func:`numba_conv3d.cpu.direct.run`.
     """
     tasks = plan.batch * plan.groups * plan.output_size[0]
-    if tasks == 0:
-        return
     packed = pack_weights(weight, plan.groups)
-    bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias)
     _blocked_kernel(x, packed, bias, plan.has_bias, out, plan.stride, plan.dilation, plan.pad_front,
                     plan.padded_size, plan.mode_code, plan.kernel_size,
                     channel_splits(packed.shape[1], tasks))

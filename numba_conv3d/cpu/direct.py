@@ -105,10 +105,7 @@ def run(plan, x, weight, bias, out):
         C-contiguous (N, C_out, OD, OH, OW), overwritten.
     """
     tasks = plan.batch * plan.groups * plan.output_size[0]
-    if tasks == 0:
-        return
     channel_blocks = channel_splits(plan.out_per_group, tasks)
     weight = np.ascontiguousarray(weight)
-    bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias)
     _direct_kernel(x, weight, bias, plan.has_bias, out, plan.stride, plan.dilation, plan.pad_front,
                    plan.padded_size, plan.mode_code, plan.groups, channel_blocks)

@@ -9,11 +9,10 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..config import BLOCK_BYTES
-from .blocked import (BLOCK_CHANNELS, STACK_ITEMS, blocked_columns, channel_chunk, finish_block,
-                      start_block, tap_offsets)
+from .blocked import (BLOCK_CHANNELS, STACK_ITEMS, blocked_slab_shape, blocked_workspace_bytes,
+                      channel_chunk, finish_block, start_block, tap_offsets)
 from .pointers import block_columns, element_pointer, stack_buffer
-from .slab import gather_slab, index_maps, slab_shape
+from .slab import gather_slab, index_maps
 from .tasks import channel_splits, decode_task, split_range
 
 BLOCK_ROWS = BLOCK_CHANNELS
@@ -57,9 +56,8 @@ def _row_blocked_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_fr
     out_per_group = out.shape[1] // groups
     columns = block_columns(x)
     map_d, map_h, map_w = index_maps(x, padded, pad_front, mode)
-    slab_dims = slab_shape(in_per_group, kernel[0], dilation[0],
-                           padded[1] + (BLOCK_ROWS - 1) * stride[1], stride[2],
-                           blocked_columns(out_width, kernel[2], dilation[2], stride[2], columns))
+    slab_dims = blocked_slab_shape(in_per_group, kernel, dilation, stride, padded[1], out_width,
+                                   x.itemsize, (BLOCK_ROWS - 1) * stride[1])
     taps = tap_offsets(kernel, dilation, slab_dims)
     chunk = channel_chunk(kernel, dilation, x.itemsize, in_per_group)
     for task in prange(x.shape[0] * groups * out_depth * channel_splits_):
@@ -77,13 +75,8 @@ def _row_blocked_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_fr
 
 
 def workspace_bytes(plan):
-    """Scratch bytes one worker thread holds: its padded slab with the extra rows."""
-    itemsize = np.dtype(plan.dtype).itemsize
-    columns = blocked_columns(plan.output_size[2], plan.kernel_size[2], plan.dilation[2],
-                              plan.stride[2], BLOCK_BYTES // itemsize)
-    slab = slab_shape(plan.in_per_group, plan.kernel_size[0], plan.dilation[0],
-                      plan.padded_size[1] + (BLOCK_ROWS - 1) * plan.stride[1], plan.stride[2], columns)
-    return int(np.prod(slab)) * itemsize
+    """Scratch bytes one worker thread holds (its slab carries the extra rows)."""
+    return blocked_workspace_bytes(plan, (BLOCK_ROWS - 1) * plan.stride[1])
 
 
 def run(plan, x, weight, bias, out):
@@ -92,10 +85,7 @@ def run(plan, x, weight, bias, out):
     Parameters are those of :func:`numba_conv3d.cpu.direct.run`.
     """
     tasks = plan.batch * plan.groups * plan.output_size[0]
-    if tasks == 0:
-        return
     taps = np.ascontiguousarray(weight).reshape(plan.out_channels, plan.in_per_group, -1)
-    bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias)
     _row_blocked_kernel(x, taps, bias, plan.has_bias, out, plan.stride, plan.dilation,
                         plan.pad_front, plan.padded_size, plan.mode_code, plan.kernel_size,
                         plan.groups, channel_splits(plan.out_per_group, tasks))
