@@ -14,8 +14,6 @@ import numpy as np
 from .api import conv3d
 from .planner import plan_conv3d
 
-SETTLE_SECONDS = 0.05
-
 
 @dataclass(frozen=True)
 class BenchCase:
@@ -141,8 +139,6 @@ def gemm_peak_gflops(dtype, size=2048, repeat=5):
 
 
 def _seconds(fn):
-    # Let the other library's idle OpenMP threads stop spinning first: they would steal the cores.
-    time.sleep(SETTLE_SECONDS)
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
