@@ -125,6 +125,18 @@ def channel_chunk(kernel, dilation, itemsize, in_per_group):
     return max(1, min(in_per_group, L1_BLOCK_BYTES // (kernel[0] * kernel[1] * row_bytes)))
 
 
+@njit(cache=True)
+def blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front, padded, mode, out_width,
+                  extra_rows):
+    """What a register-blocked kernel computes once per call: the index maps, the slab shape, the
+    taps' slab offsets and the input-channel chunk."""
+    maps = index_maps(x, padded, pad_front, mode)
+    slab_dims = blocked_slab_shape(in_per_group, kernel, dilation, stride, padded[1], out_width,
+                                   x.itemsize, extra_rows)
+    return (maps, slab_dims, tap_offsets(kernel, dilation, slab_dims),
+            channel_chunk(kernel, dilation, x.itemsize, in_per_group))
+
+
 @njit(parallel=True, cache=True)
 def _blocked_kernel(x, packed, bias, has_bias, out, stride, dilation, pad_front, padded, mode,
                     kernel, block_splits):
@@ -132,11 +144,8 @@ def _blocked_kernel(x, packed, bias, has_bias, out, stride, dilation, pad_front,
     groups, blocks, in_per_group = packed.shape[:3]
     out_depth, out_height, out_width = out.shape[2:]
     columns = block_columns(x)
-    map_d, map_h, map_w = index_maps(x, padded, pad_front, mode)
-    slab_dims = blocked_slab_shape(in_per_group, kernel, dilation, stride, padded[1], out_width,
-                                   x.itemsize, 0)
-    taps = tap_offsets(kernel, dilation, slab_dims)
-    chunk = channel_chunk(kernel, dilation, x.itemsize, in_per_group)
+    (map_d, map_h, map_w), slab_dims, taps, chunk = blocked_setup(
+        x, in_per_group, kernel, stride, dilation, pad_front, padded, mode, out_width, 0)
     for task in prange(x.shape[0] * groups * out_depth * block_splits):
         n, g, od, split = decode_task(task, block_splits, out_depth, groups)
         first, stop = split_range(split, blocks, block_splits)

@@ -9,10 +9,10 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .blocked import (BLOCK_CHANNELS, STACK_ITEMS, blocked_slab_shape, blocked_workspace_bytes,
-                      channel_chunk, finish_block, start_block, tap_offsets)
+from .blocked import (BLOCK_CHANNELS, STACK_ITEMS, blocked_setup, blocked_workspace_bytes,
+                      finish_block, start_block)
 from .pointers import block_columns, element_pointer, stack_buffer
-from .slab import gather_slab, index_maps
+from .slab import gather_slab
 from .tasks import channel_splits, decode_task, split_range
 
 BLOCK_ROWS = BLOCK_CHANNELS
@@ -55,11 +55,9 @@ def _row_blocked_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_fr
     out_depth, out_height, out_width = out.shape[2:]
     out_per_group = out.shape[1] // groups
     columns = block_columns(x)
-    map_d, map_h, map_w = index_maps(x, padded, pad_front, mode)
-    slab_dims = blocked_slab_shape(in_per_group, kernel, dilation, stride, padded[1], out_width,
-                                   x.itemsize, (BLOCK_ROWS - 1) * stride[1])
-    taps = tap_offsets(kernel, dilation, slab_dims)
-    chunk = channel_chunk(kernel, dilation, x.itemsize, in_per_group)
+    (map_d, map_h, map_w), slab_dims, taps, chunk = blocked_setup(
+        x, in_per_group, kernel, stride, dilation, pad_front, padded, mode, out_width,
+        (BLOCK_ROWS - 1) * stride[1])
     for task in prange(x.shape[0] * groups * out_depth * channel_splits_):
         n, g, od, split = decode_task(task, channel_splits_, out_depth, groups)
         first, stop = split_range(split, out_per_group, channel_splits_)
