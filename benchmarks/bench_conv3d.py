@@ -1,21 +1,34 @@
-"""Ours vs torch on the default suite (or chosen cases), side by side in one process.
+"""Ours vs torch on a backend's suite (or chosen cases), side by side in one process.
 
-Usage: python benchmarks/bench_conv3d.py [--case NAME ...] [--repeat N] [--threads N]
+Usage: python benchmarks/bench_conv3d.py [--backend cpu|cuda] [--case NAME ...] [--repeat N]
+[--threads N] [--json FILE]
 """
 import argparse
+import json
 
-from numba_conv3d.benchmark import DEFAULT_SUITE, format_report, run_suite
+from numba_conv3d.benchmark import SUITES, format_report, run_suite
+from numba_conv3d.environment import describe
 
 
 def main():
-    cases = {case.name: case for case in DEFAULT_SUITE}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", action="append", choices=sorted(cases), help="repeatable")
+    parser.add_argument("--backend", choices=sorted(SUITES), default="cpu")
+    parser.add_argument("--case", action="append", help="a case name of the backend's suite; repeatable")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", help="also write the results and the environment to this file")
     args = parser.parse_args()
-    chosen = [cases[name] for name in args.case] if args.case else list(DEFAULT_SUITE)
-    print(format_report(*run_suite(chosen, repeat=args.repeat, threads=args.threads)))
+    cases = {case.name: case for case in SUITES[args.backend]}
+    unknown = set(args.case or ()) - set(cases)
+    if unknown:
+        parser.error(f"not in the {args.backend} suite: {sorted(unknown)}; known: {sorted(cases)}")
+    chosen = [cases[name] for name in args.case] if args.case else list(cases.values())
+    peaks, results = run_suite(chosen, repeat=args.repeat, threads=args.threads, backend=args.backend)
+    print(format_report(peaks, results))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"environment": describe(), "peak_gflops": peaks,
+                       "results": [r.as_dict() for r in results]}, out, indent=2)
 
 
 if __name__ == "__main__":

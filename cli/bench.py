@@ -5,20 +5,25 @@ import sys
 import click
 import numba
 
-from numba_conv3d.benchmark import DEFAULT_SUITE, BenchCase, format_report, run_suite
-from numba_conv3d.environment import describe
+from numba_conv3d.benchmark import SUITES, BenchCase, format_report, run_suite
+from numba_conv3d.environment import cuda_devices, describe
 
 from .options import checked, conv_kwargs, problem_options
 
-SUITE = {case.name: case for case in DEFAULT_SUITE}
+CASE_NAMES = sorted({case.name for suite in SUITES.values() for case in suite})
 
 
-def _chosen_cases(names, input_shape, weight_shape, no_bias, dtype, kwargs):
+def _chosen_cases(backend, names, input_shape, weight_shape, no_bias, dtype, kwargs):
     if (input_shape is None) != (weight_shape is None):
         raise click.UsageError("a custom case needs both --input and --weight")
     if input_shape is not None:
         return [checked(BenchCase("custom", input_shape, weight_shape, kwargs, dtype, not no_bias))]
-    return [SUITE[name] for name in names] if names else list(DEFAULT_SUITE)
+    suite = {case.name: case for case in SUITES[backend]}
+    unknown = [name for name in names if name not in suite]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)} not in the {backend} suite; see --list",
+                                 param_hint="--case")
+    return [suite[name] for name in names] if names else list(SUITES[backend])
 
 
 def _progress(quiet):
@@ -34,11 +39,13 @@ def _progress(quiet):
 
 
 @click.command()
-@click.option("--case", "names", multiple=True, type=click.Choice(sorted(SUITE)),
-              help="A case of the default suite (repeatable); see --list.")
-@click.option("--list", "list_cases", is_flag=True, help="List the default suite and exit.")
+@click.option("--case", "names", multiple=True, type=click.Choice(CASE_NAMES),
+              help="A case of the backend's suite (repeatable); see --list.")
+@click.option("--list", "list_cases", is_flag=True, help="List the backend's suite and exit.")
 @problem_options(required=False)
-@click.option("--backend", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--backend", type=click.Choice(sorted(SUITES)), default="cpu", show_default=True,
+              help="Run on the CPU (NumPy arrays) or a CUDA GPU (device arrays; the peer is torch "
+                   "CUDA with TF32 off, and with its TF32 default).")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for ours and torch [default: all].")
 @click.option("--repeat", type=click.IntRange(min=1), default=5, show_default=True,
               help="Timed runs per side; medians are reported.")
@@ -51,10 +58,10 @@ def bench(names, list_cases, input_shape, weight_shape, stride, padding, dilatio
           padding_mode, no_bias, dtype, backend, threads, repeat, warmup, json_path, quiet):
     """Time convolutions: ours and torch alternating in one process, medians.
 
-    With no options, runs the default suite (about a minute on 2 cores, compilation included). The
-    table shows median ms of ours and torch (absent when torch is not installed), the ratio torch/ours
+    With no options, runs the CPU suite (about a minute on 2 cores, compilation included). The table
+    shows median ms of ours and torch (absent when torch is not installed), the ratio torch/ours
     (above 1: we are faster), GFLOP/s, the share of a GEMM peak measured at start, and the first-call
-    (compile) time.
+    (compile) time. With --backend cuda, runs the GPU suite, timing after device synchronization.
 
     \b
     Examples:
@@ -62,22 +69,23 @@ def bench(names, list_cases, input_shape, weight_shape, stride, padding, dilatio
       numba-conv3d bench --list
       numba-conv3d bench --case dense-k3 --case pointwise --repeat 9
       numba-conv3d bench --input 1,32,64,64,64 --weight 32,32,3,3,3 --padding same --json out.json
+      numba-conv3d bench --backend cuda
     """
     if list_cases:
-        for case in DEFAULT_SUITE:
+        for case in SUITES[backend]:
             click.echo(f"{case.name:24} input {case.input_shape} weight {case.weight_shape} "
                        f"{case.kwargs} {case.dtype}")
         return
-    cases = _chosen_cases(names, input_shape, weight_shape, no_bias, dtype,
+    cases = _chosen_cases(backend, names, input_shape, weight_shape, no_bias, dtype,
                           conv_kwargs(stride, padding, dilation, groups, padding_mode))
-    if backend == "cuda":
-        raise click.UsageError("--backend cuda: this version of numba_conv3d has no CUDA backend")
+    if backend == "cuda" and not cuda_devices():
+        raise click.UsageError("--backend cuda: no CUDA GPU is available (see numba-conv3d info)")
     if threads is not None and threads > numba.config.NUMBA_NUM_THREADS:
         raise click.BadParameter(f"{threads} exceeds the {numba.config.NUMBA_NUM_THREADS} threads "
                                  f"Numba started with", param_hint="--threads")
     try:
         peaks, results = run_suite(cases, repeat=repeat, warmup=warmup, threads=threads,
-                                   progress=_progress(quiet))
+                                   progress=_progress(quiet), backend=backend)
     except Exception as err:  # noqa: BLE001 - report the reason, not a traceback
         raise click.ClickException(f"the benchmark failed: {type(err).__name__}: {err}") from None
     click.echo(format_report(peaks, results))

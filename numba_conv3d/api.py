@@ -1,6 +1,4 @@
 """The public functional API: plan, dispatch, run."""
-import numpy as np
-
 from .dispatch import backend_for
 from .planner import plan_for_arrays
 
@@ -14,12 +12,15 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     Parameters
     ----------
-    input : numpy.ndarray
-        (N, C_in, D, H, W), or unbatched (C_in, D, H, W); any memory layout; N may be 0.
-    weight : numpy.ndarray
-        (C_out, C_in / groups, KD, KH, KW), same dtype as ``input``.
-    bias : numpy.ndarray, optional
-        (C_out,), same dtype as ``input``.
+    input : numpy.ndarray or CUDA array
+        (N, C_in, D, H, W), or unbatched (C_in, D, H, W); any memory layout; N may be 0. A CUDA array
+        (anything with ``__cuda_array_interface__``: Numba device arrays, CuPy arrays, torch CUDA
+        tensors) runs on the GPU, without host copies.
+    weight : numpy.ndarray or CUDA array
+        (C_out, C_in / groups, KD, KH, KW), same dtype as ``input``. With a CUDA input it may be a host
+        array (copied to the device for this call).
+    bias : numpy.ndarray or CUDA array, optional
+        (C_out,), same dtype as ``input``; on the host or the device like ``weight``.
     stride : int or tuple of 3 ints, optional
         Step of the kernel over (D, H, W). Default 1.
     padding : int or tuple of 3 ints or {'valid', 'same'}, optional
@@ -34,8 +35,10 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     Returns
     -------
-    numpy.ndarray
+    numpy.ndarray or CUDA array
         A new C-contiguous array (N, C_out, OD, OH, OW) (unbatched: without N) of the input's dtype,
+        on the input's device: a NumPy array, or for CUDA input a Numba device array (a torch tensor or
+        CuPy array, zero-copy, when the input is one), computed asynchronously on the default stream
         with ``O = floor((I + pad_front + pad_back - dilation * (K - 1) - 1) / stride) + 1``.
         The inputs are never modified.
 
@@ -44,7 +47,10 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     ValueError
         Bad values or shapes (message names the argument and the numbers), before any computation.
     TypeError
-        Non-array operands, unsupported or mismatched dtypes, non-integer arguments.
+        Non-array operands, unsupported or mismatched dtypes, non-integer arguments, a CUDA weight or
+        bias with a host input, a CUDA input without numba-cuda installed.
+    RuntimeError
+        A CUDA input when Numba finds no usable GPU.
 
     Examples
     --------
@@ -55,23 +61,26 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     >>> conv3d(x, w, padding=1).shape
     (1, 3, 4, 4, 4)
     """
-    backend = backend_for(input)
+    backend = backend_for(input, weight, bias)
     plan = plan_for_arrays(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                           groups=groups, padding_mode=padding_mode)
-    return _run(backend, plan, input, weight, bias)
+                           groups=groups, padding_mode=padding_mode, backend=backend.NAME)
+    return backend.execute(plan, input, weight, bias)
 
 
 def run_plan(plan, input, weight, bias=None):
     """Compute an already validated ``plan`` on operands of its shapes and dtype.
 
     ``plan`` must come from :func:`numba_conv3d.plan_conv3d` (or ``plan_for_arrays``) for exactly
-    these operands; nothing is checked again. Returns what :func:`conv3d` returns.
+    these operands, with the backend where ``input`` lives; only that backend is checked again.
+    Returns what :func:`conv3d` returns.
+
+    Raises
+    ------
+    ValueError
+        When the plan was made for another backend than the one ``input`` lives on.
     """
-    return _run(backend_for(input), plan, input, weight, bias)
-
-
-def _run(backend, plan, input, weight, bias):
-    x = input if plan.batched else input[np.newaxis]
-    out = np.empty((plan.batch, plan.out_channels) + plan.output_size, plan.dtype)
-    backend.run(plan, x, weight, bias, out)
-    return out if plan.batched else out[0]
+    backend = backend_for(input, weight, bias)
+    if plan.backend != backend.NAME:
+        raise ValueError(f"run_plan: the plan is for backend {plan.backend!r}, but input is a "
+                         f"{backend.NAME} array")
+    return backend.execute(plan, input, weight, bias)

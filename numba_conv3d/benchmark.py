@@ -55,17 +55,31 @@ DEFAULT_SUITE = (
               dtype="float64"),
 )
 
+CUDA_SUITE = (
+    BenchCase("dense-k3-c32-64^3", (1, 32, 64, 64, 64), (32, 32, 3, 3, 3), {"padding": 1}),
+    BenchCase("dense-k3-c64-48^3", (1, 64, 48, 48, 48), (64, 64, 3, 3, 3), {"padding": 1}),
+    BenchCase("depthwise-k3", (2, 96, 16, 28, 28), (96, 1, 3, 3, 3), {"padding": 1, "groups": 96}),
+    BenchCase("dilated-k3-d2", (2, 16, 32, 32, 32), (16, 16, 3, 3, 3), {"padding": 2, "dilation": 2}),
+    BenchCase("one-channel-k7-256^3", (1, 1, 256, 256, 256), (1, 1, 7, 7, 7), {"padding": 3}),
+)
+
+SUITES = {"cpu": DEFAULT_SUITE, "cuda": CUDA_SUITE}
+
 
 @dataclass
 class BenchResult:
-    """Timings of one case: medians in seconds, compile (first-call) time, and derived rates."""
+    """Timings of one case: medians in seconds, compile (first-call) time, and derived rates.
+
+    ``peers`` maps a peer's name ('torch'; on CUDA also 'torch-tf32', torch's default TF32 mode) to
+    its median seconds; it is empty when torch is not installed.
+    """
 
     case: BenchCase
     flops: int
     ours_s: float
     ours_first_s: float
-    peer_s: float | None
-    peak_gflops: float
+    peers: dict
+    peak_gflops: float | None
 
     @property
     def gflops(self):
@@ -74,23 +88,24 @@ class BenchResult:
 
     @property
     def ratio(self):
-        """Peer time over ours: above 1 means we are faster."""
-        return None if self.peer_s is None else self.peer_s / self.ours_s
+        """torch's time over ours (exact arithmetic, our semantics): above 1 means we are faster."""
+        return self.peers["torch"] / self.ours_s if "torch" in self.peers else None
 
     @property
     def fraction_of_peak(self):
-        """Our GFLOP/s over the machine's measured GEMM peak of the same precision."""
-        return self.gflops / self.peak_gflops
+        """Our GFLOP/s over the measured GEMM peak of the same precision (None when unmeasured)."""
+        return self.gflops / self.peak_gflops if self.peak_gflops else None
 
     def as_dict(self):
         """JSON-ready record: the case, times in ms, ratio, GFLOP/s, fraction of peak."""
-        ms = (lambda s: None if s is None else s * 1e3)  # noqa: E731
-        return {"case": self.case.name, "input": self.case.input_shape,
-                "weight": self.case.weight_shape, "kwargs": self.case.kwargs,
-                "dtype": self.case.dtype, "bias": self.case.bias, "flops": self.flops,
-                "ours_ms": ms(self.ours_s), "torch_ms": ms(self.peer_s),
-                "compile_s": self.ours_first_s, "ratio": self.ratio, "gflops": self.gflops,
-                "peak_gflops": self.peak_gflops, "fraction_of_peak": self.fraction_of_peak}
+        record = {"case": self.case.name, "input": self.case.input_shape,
+                  "weight": self.case.weight_shape, "kwargs": self.case.kwargs,
+                  "dtype": self.case.dtype, "bias": self.case.bias, "flops": self.flops,
+                  "ours_ms": self.ours_s * 1e3, "compile_s": self.ours_first_s, "ratio": self.ratio,
+                  "gflops": self.gflops, "peak_gflops": self.peak_gflops,
+                  "fraction_of_peak": self.fraction_of_peak}
+        record.update({f"{name}_ms": seconds * 1e3 for name, seconds in self.peers.items()})
+        return record
 
 
 def _torch():
@@ -101,11 +116,49 @@ def _torch():
     return torch
 
 
-def _torch_peer(case, x, w, b):
-    """A callable running torch.nn.Conv3d on the case's operands, or None without torch."""
+class _Device:
+    """Where a benchmark runs: moves operands there, and waits for queued work before a clock read."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.cuda = None
+        if backend == "cuda":
+            from numba import cuda
+
+            self.cuda = cuda
+
+    def ours(self, array):
+        """``array`` as our engine takes it on this device."""
+        return array if self.cuda is None or array is None else self.cuda.to_device(array)
+
+    def torch(self, torch, array):
+        """``array`` as a torch tensor on this device."""
+        tensor = torch.from_numpy(array)
+        return tensor if self.cuda is None else tensor.cuda()
+
+    def synchronize(self):
+        """Wait for queued device work (nothing to wait for on the CPU)."""
+        if self.cuda is not None:
+            self.cuda.synchronize()
+
+    def seconds(self, fn):
+        """Wall seconds of ``fn()`` including the device work it queued."""
+        self.synchronize()
+        start = time.perf_counter()
+        fn()
+        self.synchronize()
+        return time.perf_counter() - start
+
+
+def _torch_peers(case, device, x, w, b):
+    """Callables running torch.nn.Conv3d on the case's operands, by peer name; empty without torch.
+
+    On CUDA, 'torch' runs cuDNN with TF32 off (exact float32, our semantics) and 'torch-tf32' with
+    torch's default TF32 convolutions; there is no peer when torch sees no GPU (the simulator).
+    """
     torch = _torch()
-    if torch is None:
-        return None
+    if torch is None or (device.cuda is not None and not torch.cuda.is_available()):
+        return {}
     module = torch.nn.Conv3d(case.weight_shape[1] * case.kwargs.get("groups", 1),
                              case.weight_shape[0], case.weight_shape[2:], bias=b is not None,
                              dtype=getattr(torch, case.dtype), **case.kwargs)
@@ -113,39 +166,47 @@ def _torch_peer(case, x, w, b):
         module.weight.copy_(torch.from_numpy(w))
         if b is not None:
             module.bias.copy_(torch.from_numpy(b))
-    xt = torch.from_numpy(x)
+    xt = device.torch(torch, x)
+    if device.cuda is not None:
+        module = module.cuda()
 
-    def run():
-        with torch.no_grad():
-            return module(xt)
+    def peer(tf32):
+        def run():
+            torch.backends.cudnn.allow_tf32 = tf32
+            with torch.no_grad():
+                return module(xt)
 
-    return run
+        return run
+
+    if device.cuda is None:
+        return {"torch": peer(False)}
+    default_tf32 = torch.backends.cudnn.allow_tf32
+    return {"torch": peer(False), "torch-tf32": peer(default_tf32)}
 
 
-def gemm_peak_gflops(dtype, size=2048, repeat=5):
+def gemm_peak_gflops(dtype, size=2048, repeat=5, backend="cpu"):
     """GFLOP/s of a square GEMM of ``dtype`` (real part's precision): the machine's practical peak.
 
-    Uses torch when installed (its BLAS is what the peer runs on), NumPy's BLAS otherwise.
+    Uses torch when installed (its BLAS is what the peer runs on; on CUDA with TF32 off), NumPy's BLAS
+    otherwise; None on CUDA where torch sees no GPU.
     """
     real = np.dtype(dtype).type(0).real.dtype
     a = np.random.default_rng(0).standard_normal((size, size)).astype(real)
     torch = _torch()
+    device = _Device(backend)
+    if device.cuda is not None and (torch is None or not torch.cuda.is_available()):
+        return None
     if torch:
-        a = torch.from_numpy(a)
+        a = device.torch(torch, a)
+        torch.backends.cuda.matmul.allow_tf32 = False
     matmul = (lambda: torch.mm(a, a)) if torch else (lambda: a @ a)
     matmul()
-    best = min(_seconds(matmul) for _ in range(repeat))
+    best = min(device.seconds(matmul) for _ in range(repeat))
     return 2 * size ** 3 / best / 1e9
 
 
-def _seconds(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def run_case(case, repeat=5, warmup=3, peak_gflops=None, threads=None):
-    """Time ``case``: first call apart, then ``repeat`` alternating runs of ours and the peer.
+def run_case(case, repeat=5, warmup=3, peak_gflops=None, threads=None, backend="cpu"):
+    """Time ``case``: first call apart, then ``repeat`` alternating runs of ours and each peer.
 
     Parameters
     ----------
@@ -156,13 +217,15 @@ def run_case(case, repeat=5, warmup=3, peak_gflops=None, threads=None):
         The machine's peak for this precision; measured when None.
     threads : int, optional
         Numba and torch thread count while the case runs (default: as set); restored afterwards.
+    backend : {'cpu', 'cuda'}, optional
+        Where ours and the peers run; on 'cuda' the clock is read after synchronizing the device.
 
     Returns
     -------
     BenchResult
     """
     with _thread_count(threads):
-        return _time_case(case, repeat, warmup, peak_gflops)
+        return _time_case(case, repeat, warmup, peak_gflops, _Device(backend))
 
 
 @contextlib.contextmanager
@@ -181,24 +244,24 @@ def _thread_count(threads):
             torch.set_num_threads(before[1])
 
 
-def _time_case(case, repeat, warmup, peak_gflops):
+def _time_case(case, repeat, warmup, peak_gflops, device):
     plan = case.plan()
     x, w, b = case.operands()
-    ours = lambda: conv3d(x, w, b, **case.kwargs)  # noqa: E731
-    first = _seconds(ours)
-    peer = _torch_peer(case, x, w, b)
+    xo, wo, bo = (device.ours(array) for array in (x, w, b))
+    ours = lambda: conv3d(xo, wo, bo, **case.kwargs)  # noqa: E731
+    first = device.seconds(ours)
+    sides = {"ours": ours, **_torch_peers(case, device, x, w, b)}
     for _ in range(warmup):
-        ours()
-        if peer:
-            peer()
-    ours_times, peer_times = [], []
+        for run in sides.values():
+            run()
+    times = {name: [] for name in sides}
     for _ in range(repeat):
-        ours_times.append(_seconds(ours))
-        if peer:
-            peer_times.append(_seconds(peer))
-    return BenchResult(case, plan.flops, statistics.median(ours_times), first,
-                       statistics.median(peer_times) if peer else None,
-                       peak_gflops or gemm_peak_gflops(case.dtype))
+        for name, run in sides.items():
+            times[name].append(device.seconds(run))
+    medians = {name: statistics.median(seconds) for name, seconds in times.items()}
+    if peak_gflops is None:
+        peak_gflops = gemm_peak_gflops(case.dtype, backend=device.backend)
+    return BenchResult(case, plan.flops, medians.pop("ours"), first, medians, peak_gflops)
 
 
 def _shapes(case):
@@ -207,44 +270,48 @@ def _shapes(case):
 
 
 def format_table(results):
-    """A plain-text table of results, one row a case."""
+    """A plain-text table of results, one row a case, one column of median ms per peer."""
     width = max([len(_shapes(r.case)) for r in results] + [6])
-    header = (f"{'case':24} {'shapes':{width}} {'ours ms':>9} {'torch ms':>9} {'ratio':>6} "
-              f"{'GFLOP/s':>8} {'% peak':>7} {'compile s':>9}")
+    peers = list(dict.fromkeys(name for r in results for name in r.peers)) or ["torch"]
+    header = (f"{'case':24} {'shapes':{width}} {'ours ms':>9} "
+              + "".join(f"{name + ' ms':>{max(9, len(name) + 4)}} " for name in peers)
+              + f"{'ratio':>6} {'GFLOP/s':>8} {'% peak':>7} {'compile s':>9}")
     rows = [header, "-" * len(header)]
     for r in results:
-        peer = f"{r.peer_s * 1e3:9.2f}" if r.peer_s is not None else f"{'absent':>9}"
+        cells = "".join(f"{r.peers[name] * 1e3:{max(9, len(name) + 4)}.2f} " if name in r.peers
+                        else f"{'absent':>{max(9, len(name) + 4)}} " for name in peers)
         ratio = f"{r.ratio:6.2f}" if r.ratio is not None else f"{'-':>6}"
-        rows.append(f"{r.case.name:24} {_shapes(r.case):{width}} {r.ours_s * 1e3:9.2f} {peer} {ratio} "
-                    f"{r.gflops:8.1f} "
-                    f"{100 * r.fraction_of_peak:6.1f}% {r.ours_first_s:9.2f}")
+        peak = f"{100 * r.fraction_of_peak:6.1f}%" if r.fraction_of_peak is not None else f"{'-':>7}"
+        rows.append(f"{r.case.name:24} {_shapes(r.case):{width}} {r.ours_s * 1e3:9.2f} {cells}{ratio} "
+                    f"{r.gflops:8.1f} {peak} {r.ours_first_s:9.2f}")
     return "\n".join(rows)
 
 
-def run_suite(cases, repeat=5, warmup=3, threads=None, progress=iter):
-    """Run ``cases``; return the GEMM peak per real precision and the results.
+def run_suite(cases, repeat=5, warmup=3, threads=None, progress=iter, backend="cpu"):
+    """Run ``cases`` on ``backend``; return the GEMM peak per real precision and the results.
 
     ``progress`` wraps the iteration over cases (a progress bar, say).
 
     Returns
     -------
     peaks : dict of str to float
-        GFLOP/s of a square GEMM, keyed by 'float32' / 'float64'.
+        GFLOP/s of a square GEMM, keyed by 'float32' / 'float64' (None where unmeasured).
     results : list of BenchResult
     """
     peaks, results = {}, []
     for case in progress(cases):
         precision = np.dtype(case.dtype).type(0).real.dtype.name
         if precision not in peaks:
-            peaks[precision] = gemm_peak_gflops(precision)
+            peaks[precision] = gemm_peak_gflops(precision, backend=backend)
         results.append(run_case(case, repeat=repeat, warmup=warmup, threads=threads,
-                                peak_gflops=peaks[precision]))
+                                peak_gflops=peaks[precision], backend=backend))
     return peaks, results
 
 
 def format_report(peaks, results):
     """The peaks line, the peer's presence and the results table."""
-    line = ", ".join(f"{name} GEMM peak {gflops:.0f} GFLOP/s" for name, gflops in peaks.items())
+    line = ", ".join(f"{name} GEMM peak {gflops:.0f} GFLOP/s" if gflops else f"{name} GEMM peak unmeasured"
+                     for name, gflops in peaks.items())
     if _torch() is None:
         line += "; torch is not installed: the peer columns are absent"
     return line + "\n" + format_table(results)

@@ -17,3 +17,23 @@ BLOCK_BYTES = 128
 # Bytes of slab rows one register block may read per pass over input channels (blocked kernel): about
 # half of a 32 KiB L1 data cache, the rest for the packed weights.
 L1_BLOCK_BYTES = 16 * 1024
+
+# CUDA thread-block tiles (``numba_conv3d.cuda.tiling.Tile``): a block of ``columns x thread_rows x
+# channel_threads`` threads computes ``columns`` output columns x ``thread_rows * rows_per_thread``
+# output rows of one output depth, for ``channel_threads * channels_per_thread`` output channels; each
+# thread keeps ``rows_per_thread x channels_per_thread`` sums in registers. ``stage_channels`` input
+# channels (each one plane of the padded input plus halo, and their weights) are staged in shared memory
+# per barrier. 32 columns keep global loads and stores coalesced along W.
+CUDA_CHANNEL_TILE = dict(columns=32, thread_rows=4, rows_per_thread=4, channel_threads=2,
+                         channels_per_thread=8, stage_channels=4)
+CUDA_ROW_TILE = dict(columns=32, thread_rows=8, rows_per_thread=4, channel_threads=1,
+                     channels_per_thread=1, stage_channels=1)
+
+# Threads per block of the fallback kernel (one output element per thread, no shared memory).
+CUDA_DIRECT_THREADS = 256
+
+# Dynamic shared memory a block may use without an opt-in on any CUDA GPU.
+CUDA_SHARED_BYTES = 48 * 1024
+
+# Most thread blocks launched; larger problems loop over their tiles (grid-stride).
+CUDA_MAX_BLOCKS = 1 << 20

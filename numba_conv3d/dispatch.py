@@ -1,24 +1,25 @@
-"""Which backend runs a call, decided by the kind of the input array."""
-from . import cpu
+"""Which backend runs a call, decided by where the input lives."""
+from . import cpu, cuda
+from .cuda.arrays import is_device_array
+
+BACKENDS = {backend.NAME: backend for backend in (cpu, cuda)}
 
 
-def _is_cuda_array(array):
-    try:
-        return hasattr(array, "__cuda_array_interface__")
-    except RuntimeError:
-        # torch raises on tensors that require grad; such a tensor is a device array all the same.
-        return True
+def backend_for(input, weight=None, bias=None, op="conv3d"):
+    """The backend module for ``input``: ``cuda`` for CUDA arrays, ``cpu`` for everything else.
 
-
-def backend_for(input, op="conv3d"):
-    """The backend module for ``input``: the CPU backend for host arrays.
+    A CUDA input may take host or device weight and bias (host ones are copied to the device); a host
+    input must have host weight and bias.
 
     Raises
     ------
     TypeError
-        For CUDA arrays (``__cuda_array_interface__``): this version has no CUDA backend.
+        When ``weight`` or ``bias`` is a CUDA array but ``input`` is not.
     """
-    if _is_cuda_array(input):
-        raise TypeError(f"{op}: input is a CUDA array, but this version of numba_conv3d has no CUDA "
-                        f"backend; copy it to a NumPy array first")
+    if is_device_array(input):
+        return cuda
+    for name, operand in (("weight", weight), ("bias", bias)):
+        if is_device_array(operand):
+            raise TypeError(f"{op}: {name} is a CUDA array but input is not; put input on the GPU "
+                            f"too, or copy {name} to the host")
     return cpu

@@ -24,8 +24,10 @@ class Conv3d:
         As in :func:`numba_conv3d.conv3d`.
     bias : bool, optional
         Whether the layer has a learnable bias. With False, ``self.bias is None``.
-    device : {None, 'cpu'}, optional
-        Where the parameters live; this version computes on the CPU only.
+    device : {None, 'cpu', 'cuda'}, optional
+        Where the parameters live: host NumPy arrays (None, 'cpu'), or Numba device arrays on the
+        current CUDA device ('cuda', 'cuda:N' with N the current device). Initialisation draws on the
+        host either way, so a seed gives the same parameters everywhere.
     dtype : dtype-like, optional
         float32 (default, like torch), float64, complex64 or complex128.
     rng : None, int or numpy.random.Generator, optional
@@ -57,14 +59,30 @@ class Conv3d:
         self.padding_mode = normalize_padding_mode(_OP, padding_mode)
         if not isinstance(bias, (bool, np.bool_)):
             raise TypeError(f"{_OP}: bias must be True or False, but got {type(bias).__name__}")
-        if device not in (None, "cpu"):
-            raise ValueError(f"{_OP}: device={device!r} is not available; this version computes "
-                             f"on the CPU only (device=None or 'cpu')")
+        target = _normalize_device(device)
+        self.device = "cpu"
         dtype = resolve_dtype(_OP, "dtype", np.float32 if dtype is None else dtype)
         weight_shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         self.weight = np.empty(weight_shape, dtype)
         self.bias = np.empty(self.out_channels, dtype) if bias else None
         self.reset_parameters(rng)
+        self.to(target)
+
+    def to(self, device):
+        """Move ``weight`` and ``bias`` to ``device`` ('cpu' or 'cuda'), like ``torch.nn.Module.to``.
+
+        Returns
+        -------
+        Conv3d
+            This layer (moved in place), as torch returns the module.
+        """
+        target = _normalize_device(device)
+        if target != self.device:
+            move = _to_host if target == "cpu" else _to_gpu
+            self.weight = move(self.weight)
+            self.bias = None if self.bias is None else move(self.bias)
+            self.device = target
+        return self
 
     def reset_parameters(self, rng=None):
         """Redraw ``weight`` and ``bias`` from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), like torch.
@@ -79,6 +97,8 @@ class Conv3d:
             Seed or generator; None draws fresh entropy.
         """
         rng = np.random.default_rng(rng)
+        device = self.device
+        self.to("cpu")
         bound = 1.0 / math.sqrt(self.weight[0].size)
         for param in (self.weight, self.bias):
             if param is None:
@@ -86,14 +106,16 @@ class Conv3d:
             param.real = rng.uniform(-bound, bound, param.shape)
             if np.iscomplexobj(param):
                 param.imag = rng.uniform(-bound, bound, param.shape)
+        self.to(device)
 
     def forward(self, input):
         """Apply the layer: ``conv3d(input, weight, bias, ...)`` with this layer's arguments.
 
         Parameters
         ----------
-        input : numpy.ndarray
-            (N, C_in, D, H, W) or (C_in, D, H, W), of the layer's dtype.
+        input : numpy.ndarray or CUDA array
+            (N, C_in, D, H, W) or (C_in, D, H, W), of the layer's dtype, on the layer's device (a
+            CUDA input may also use a layer on the CPU: its parameters are then copied per call).
 
         Returns
         -------
@@ -123,3 +145,33 @@ class Conv3d:
 
     def __repr__(self):
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def _normalize_device(device):
+    """None, 'cpu', 'cuda' or 'cuda:N' (N the current CUDA device) -> 'cpu' or 'cuda'."""
+    if device is None:
+        return "cpu"
+    text = str(device)
+    if text == "cpu":
+        return "cpu"
+    if text == "cuda" or text.startswith("cuda:"):
+        from .cuda.arrays import cuda_module
+
+        cuda = cuda_module(_OP)
+        index = text.partition(":")[2]
+        current = getattr(cuda.get_current_device(), "id", 0)  # the simulator's device has no id
+        if index and index != str(current):
+            raise ValueError(f"{_OP}: device={device!r} is not the current CUDA device {current}; "
+                             f"select it first with numba.cuda.select_device({index})")
+        return "cuda"
+    raise ValueError(f"{_OP}: device must be None, 'cpu', 'cuda' or 'cuda:N', but got device={device!r}")
+
+
+def _to_host(array):
+    return array.copy_to_host()
+
+
+def _to_gpu(array):
+    from numba import cuda
+
+    return cuda.to_device(array)

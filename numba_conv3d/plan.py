@@ -30,10 +30,13 @@ class ConvPlan:
         Whether a bias of ``out_channels`` elements is added.
     dtype : str
         NumPy dtype name of input, weight, bias and output.
+    backend : str
+        'cpu' or 'cuda': the backend whose algorithm table was chosen from.
     algorithm, algorithm_reason : str
-        The CPU algorithm chosen and why.
+        The algorithm chosen and why.
     workspace_bytes : int
-        Scratch memory one worker thread holds while the kernel runs.
+        Scratch memory one worker holds while the kernel runs: per CPU thread, or the dynamic shared
+        memory of one CUDA thread block.
     """
 
     batched: bool
@@ -49,6 +52,7 @@ class ConvPlan:
     padding_mode: str
     has_bias: bool
     dtype: str
+    backend: str
     algorithm: str
     algorithm_reason: str
     workspace_bytes: int

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .cuda.arrays import is_device_array
 from .plan import ConvPlan
 from .shape_rules import PADDING_MODES, dilated_extent, same_pads
 
@@ -137,14 +138,22 @@ def _check_mode_limits(op, padding_mode, pads, size):
                              f"({front}, {back}) for extent {n} in spatial dimension {dim}")
 
 
-def _choose_algorithm(op, plan, name):
-    from .cpu import ALGORITHMS
+def _algorithm_table(op, backend):
+    from . import cpu, cuda
 
-    rows = [a for a in ALGORITHMS if a.applies(plan)]
+    tables = {module.NAME: module.ALGORITHMS for module in (cpu, cuda)}
+    if backend not in tables:
+        raise ValueError(f"{op}: backend must be one of {list(tables)}, but got backend={backend!r}")
+    return tables[backend]
+
+
+def _choose_algorithm(op, plan, name):
+    table = _algorithm_table(op, plan.backend)
+    rows = [a for a in table if a.applies(plan)]
     if name is not None:
-        known = [a.name for a in ALGORITHMS]
+        known = [a.name for a in table]
         if name not in known:
-            raise ValueError(f"{op}: unknown algorithm {name!r}; known: {known}")
+            raise ValueError(f"{op}: unknown {plan.backend} algorithm {name!r}; known: {known}")
         rows = [a for a in rows if a.name == name]
         if not rows:
             raise ValueError(f"{op}: algorithm {name!r} does not serve this convolution "
@@ -155,7 +164,7 @@ def _choose_algorithm(op, plan, name):
 
 
 def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, dilation=1, groups=1,
-                padding_mode="zeros", dtype="float32", algorithm=None, op="conv3d"):
+                padding_mode="zeros", dtype="float32", backend="cpu", algorithm=None, op="conv3d"):
     """Validate a 3-D convolution's arguments and lower them into a :class:`ConvPlan`.
 
     Follows ``torch.nn.functional.conv3d`` (and ``torch.nn.Conv3d`` for ``padding_mode``): the same
@@ -180,6 +189,8 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
         How the pads are filled; reflect needs pads < extent, circular pads <= extent.
     dtype : dtype-like, optional
         float32, float64, complex64 or complex128.
+    backend : {'cpu', 'cuda'}, optional
+        Whose algorithm table to choose from (``numba_conv3d.dispatch.backend_for`` tells an array's).
     algorithm : str, optional
         Force a row of the algorithm table (tests and benchmarks); by default the first row that
         serves the convolution.
@@ -228,7 +239,8 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
     plan = ConvPlan(batched=batched, batch=batch, in_channels=in_channels, out_channels=out_channels,
                     groups=groups, input_size=size, kernel_size=kernel, stride=stride,
                     dilation=dilation, pads=pads, padding_mode=padding_mode, has_bias=has_bias,
-                    dtype=dtype.name, algorithm="", algorithm_reason="", workspace_bytes=0)
+                    dtype=dtype.name, backend=backend, algorithm="", algorithm_reason="",
+                    workspace_bytes=0)
     return _choose_algorithm(op, plan, algorithm)
 
 
@@ -244,9 +256,12 @@ def _check_bias(op, bias, out_channels, w_shape):
     return True
 
 
-def _check_array(op, name, array, dtype=None):
-    if not isinstance(array, np.ndarray):
-        raise TypeError(f"{op}: {name} must be a NumPy array, but got {type(array).__name__}")
+def _check_array(op, name, array, backend, dtype=None):
+    if not (isinstance(array, np.ndarray) or (backend == "cuda" and is_device_array(array))):
+        kinds = "a NumPy or CUDA array" if backend == "cuda" else "a NumPy array"
+        raise TypeError(f"{op}: {name} must be {kinds}, but got {type(array).__name__}")
+    if not (hasattr(array, "shape") and hasattr(array, "dtype")):
+        raise TypeError(f"{op}: {name} ({type(array).__name__}) has no shape and dtype attributes")
     resolved = resolve_dtype(op, f"{name} dtype", array.dtype)
     if dtype is not None and resolved != dtype:
         raise TypeError(f"{op}: {name} dtype {resolved} does not match input dtype {dtype} "
@@ -255,26 +270,27 @@ def _check_array(op, name, array, dtype=None):
 
 
 def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                    padding_mode="zeros", algorithm=None, op="conv3d"):
+                    padding_mode="zeros", backend="cpu", algorithm=None, op="conv3d"):
     """Check the operands' types and dtypes, then :func:`plan_conv3d` their shapes.
 
     Parameters
     ----------
-    input, weight : numpy.ndarray
-        Operands of :func:`numba_conv3d.conv3d`.
-    bias : numpy.ndarray or None
+    input, weight : numpy.ndarray or CUDA array
+        Operands of :func:`numba_conv3d.conv3d`; CUDA arrays only with ``backend='cuda'``.
+    bias : numpy.ndarray or CUDA array or None
         Optional bias.
-    stride, padding, dilation, groups, padding_mode, algorithm, op
+    stride, padding, dilation, groups, padding_mode, backend, algorithm, op
         As in :func:`plan_conv3d`.
 
     Returns
     -------
     ConvPlan
     """
-    dtype = _check_array(op, "input", input)
-    _check_array(op, "weight", weight, dtype)
+    dtype = _check_array(op, "input", input, backend)
+    _check_array(op, "weight", weight, backend, dtype)
     if bias is not None:
-        _check_array(op, "bias", bias, dtype)
-    return plan_conv3d(input.shape, weight.shape, bias=None if bias is None else bias.shape,
-                       stride=stride, padding=padding, dilation=dilation, groups=groups,
-                       padding_mode=padding_mode, dtype=dtype, algorithm=algorithm, op=op)
+        _check_array(op, "bias", bias, backend, dtype)
+    return plan_conv3d(tuple(input.shape), tuple(weight.shape),
+                       bias=None if bias is None else tuple(bias.shape), stride=stride,
+                       padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
+                       dtype=dtype, backend=backend, algorithm=algorithm, op=op)

@@ -1,5 +1,6 @@
 """The numba-conv3d command line, through click's CliRunner."""
 import json
+import sys
 
 import numba
 import pytest
@@ -95,7 +96,7 @@ BAD = {
     "groups mismatch": (["plan", "--input", "1,2,4,4,4", "--weight", "3,2,1,1,1", "--groups", "2"],
                         "groups=2"),
     "weight without input": (["bench", "--weight", "1,2,1,1,1"], "both --input and --weight"),
-    "cuda backend": (["bench", *TINY, "--backend", "cuda"], "no CUDA backend"),
+    "cpu case on cuda": (["bench", "--backend", "cuda", "--case", "pointwise"], "not in the cuda suite"),
     "too many threads": (["bench", *TINY, "--threads", "4096"], "--threads"),
     "zero repeat": (["bench", *TINY, "--repeat", "0"], "--repeat"),
     "plan without shapes": (["plan"], "--input"),
@@ -110,6 +111,19 @@ def test_bad_input_exits_2_with_one_error_line(case):
     assert "Traceback" not in result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and fragment in errors[0]
+
+
+def test_cuda_bench_without_a_gpu_is_a_usage_error(monkeypatch):
+    monkeypatch.setattr(sys.modules["numba_conv3d.cli.bench"], "cuda_devices", lambda: [])
+    result = CliRunner().invoke(main, ["bench", *TINY, "--backend", "cuda"])
+    assert result.exit_code == 2
+    assert "Error: --backend cuda: no CUDA GPU is available" in result.output
+
+
+def test_list_shows_the_chosen_backends_suite():
+    for backend, suite in numba_conv3d.benchmark.SUITES.items():
+        listed = invoke("bench", "--list", "--backend", backend).output
+        assert [line.split()[0] for line in listed.splitlines()] == [case.name for case in suite]
 
 
 def test_failure_inside_a_run_exits_non_zero_with_the_reason(monkeypatch):

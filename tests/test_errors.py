@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import numba_conv3d.cpu
+import numba_conv3d.cuda
 from numba_conv3d import Conv3d, conv3d, plan_conv3d
 
 X = np.zeros((1, 4, 5, 6, 7), np.float32)
@@ -14,7 +15,8 @@ def no_kernel_may_run(monkeypatch):
     def forbidden(*args):
         raise AssertionError("a kernel ran although the arguments are invalid")
 
-    monkeypatch.setattr(numba_conv3d.cpu, "run", forbidden)
+    for backend in (numba_conv3d.cpu, numba_conv3d.cuda):
+        monkeypatch.setattr(backend, "execute", forbidden)
 
 
 BAD_VALUES = {
@@ -95,7 +97,9 @@ BAD_TYPES = {
     "bool dilation": (X, W, None, {"dilation": True}, r"dilation must be an int .* bool"),
     "float groups": (X, W, None, {"groups": 2.0}, r"groups must be an int, but got float"),
     "non-string padding mode": (X, W, None, {"padding_mode": 0}, r"padding_mode must be a string"),
-    "CUDA array input": (FakeCudaArray(), W, None, {}, r"input is a CUDA array"),
+    "CUDA array without dtype": (FakeCudaArray(), W, None, {}, r"input \(FakeCudaArray\) has no shape"),
+    "CUDA weight, host input": (X, FakeCudaArray(), None, {}, r"weight is a CUDA array but input is not"),
+    "CUDA bias, host input": (X, W, FakeCudaArray(), {}, r"bias is a CUDA array but input is not"),
 }
 
 
@@ -132,7 +136,7 @@ BAD_LAYERS = {
     "unknown padding string": (dict(padding="full"), ValueError, r"invalid padding string"),
     "unknown mode": (dict(padding_mode="wrap"), ValueError, r"padding_mode must be one of"),
     "negative padding": (dict(padding=(0, -1, 0)), ValueError, r"padding must be >= 0"),
-    "cuda device": (dict(device="cuda"), ValueError, r"device='cuda' is not available"),
+    "unknown device": (dict(device="tpu"), ValueError, r"device must be None, 'cpu', 'cuda'.*'tpu'"),
     "float channels": (dict(in_channels=4.0), TypeError, r"in_channels must be an int"),
     "float stride": (dict(stride=2.5), TypeError, r"stride must be an int"),
     "int dtype": (dict(dtype=np.int32), TypeError, r"dtype int32 is not supported"),

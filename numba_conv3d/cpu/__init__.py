@@ -1,22 +1,10 @@
 """CPU backend: the table of algorithms the planner chooses from, and the entry that runs a plan."""
-from collections import namedtuple
-
 import numpy as np
 
+from ..algorithm import Algorithm
 from . import blocked, direct, row_blocked
 
-Algorithm = namedtuple("Algorithm", "name reason applies workspace_bytes run")
-Algorithm.__doc__ = """One row of the CPU algorithm table.
-
-name, reason : str
-    What ``ConvPlan.algorithm`` holds, and why the planner picks it (``numba-conv3d plan`` prints it).
-applies : callable(ConvPlan) -> bool
-    Whether the row serves a plan; the planner takes the first row that does.
-workspace_bytes : callable(ConvPlan) -> int
-    Scratch bytes per worker thread.
-run : callable(ConvPlan, input, weight, bias, output)
-    Fills the batched 5-D ``output`` (batch > 0); ``bias`` is always an array, empty without bias.
-"""
+NAME = "cpu"
 
 ALGORITHMS = (
     Algorithm("blocked", "real dtype, >= 4 output channels per group: blocks of 4 channels x 128 "
@@ -32,10 +20,12 @@ ALGORITHMS = (
 )
 
 
-def run(plan, x, weight, bias, out):
-    """Run ``plan`` on the CPU: batched 5-D NumPy ``x`` into the preallocated 5-D ``out``."""
-    if plan.batch == 0:
-        return
-    algorithm = next(a for a in ALGORITHMS if a.name == plan.algorithm)
-    bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias)
-    algorithm.run(plan, x, weight, bias, out)
+def execute(plan, input, weight, bias):
+    """Run ``plan`` on NumPy operands; see :func:`numba_conv3d.conv3d` for what it returns."""
+    x = input if plan.batched else input[np.newaxis]
+    out = np.empty((plan.batch, plan.out_channels) + plan.output_size, plan.dtype)
+    if plan.batch:
+        algorithm = next(a for a in ALGORITHMS if a.name == plan.algorithm)
+        bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias)
+        algorithm.run(plan, x, weight, bias, out)
+    return out if plan.batched else out[0]

@@ -1,0 +1,15 @@
+"""The row type of the backends' algorithm tables (``cpu.ALGORITHMS``, ``cuda.ALGORITHMS``)."""
+from collections import namedtuple
+
+Algorithm = namedtuple("Algorithm", "name reason applies workspace_bytes run")
+Algorithm.__doc__ = """One row of a backend's algorithm table; the planner takes the first row that applies.
+
+name, reason : str
+    What ``ConvPlan.algorithm`` holds, and why the planner picks it (``numba-conv3d plan`` prints it).
+applies : callable(ConvPlan) -> bool
+    Whether the row serves a plan.
+workspace_bytes : callable(ConvPlan) -> int
+    Scratch bytes per worker (a CPU thread, a CUDA thread block's shared memory).
+run : callable(ConvPlan, input, weight, bias, output)
+    Fills the batched 5-D ``output`` (batch > 0); ``bias`` is always an array, empty without bias.
+"""

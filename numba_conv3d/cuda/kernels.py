@@ -1,0 +1,167 @@
+"""The ``@cuda.jit`` kernels: a shared-memory tiled kernel (two tile shapes) and a direct fallback.
+
+Every output element is summed by one thread in the fixed order (input-channel stage, kd, channel in
+stage, kh, kw), without atomics: results are bitwise equal from run to run. Plan numbers arrive as
+runtime arguments; only the dtype and the tile shape are compiled in (a handful of variants, cached).
+"""
+import functools
+
+import numpy as np
+from numba import cuda, from_dtype
+
+from ..shape_rules import padded_source_index
+from .tiling import staged_plane, tile_counts
+
+
+@functools.lru_cache(maxsize=None)
+def tiled_kernel(dtype, tile):
+    """The tiled kernel for ``dtype`` (a NumPy dtype name) and ``tile`` (a ``tiling.Tile``).
+
+    A block computes a tile of output columns x rows x channels at one output depth. For each stage
+    of ``tile.stage_channels`` input channels and each kd, it stages the padded input planes the tile
+    reads (every padding mode through ``padded_source_index``) and their weights in shared memory;
+    each thread then accumulates ``rows_per_thread x channels_per_thread`` outputs in registers.
+    Launch with ``tile.block_shape`` threads and ``tiling.shared_bytes`` of dynamic shared memory.
+    """
+    value = from_dtype(np.dtype(dtype))
+    columns, thread_rows, rows_per_thread, _, channels_per_thread, stage_channels = tile
+    block_rows, block_channels = tile.block_rows, tile.block_channels
+    threads = columns * thread_rows * tile.channel_threads
+
+    @cuda.jit(cache=True)
+    def kernel(x, w, b, out, groups, stride, dilation, front, padded, mode, has_bias):
+        batch, _, depth, height, width = x.shape
+        out_channels, in_per_group, kernel_d, kernel_h, kernel_w = w.shape
+        out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
+        out_per_group = out_channels // groups
+        channel_blocks, row_tiles, column_tiles = tile_counts(
+            out_per_group, out_height, out_width, block_channels, block_rows, columns)
+        tiles = batch * groups * out_depth * row_tiles * column_tiles * channel_blocks
+        staged_columns, plane = staged_plane(block_rows, columns, stride[1], stride[2], kernel_h,
+                                             kernel_w, dilation[1], dilation[2])
+        taps = kernel_h * kernel_w
+        shared = cuda.shared.array(0, value)
+        staged_weights = shared[stage_channels * plane:]
+        tx, ty, tz = cuda.threadIdx.x, cuda.threadIdx.y, cuda.threadIdx.z
+        thread = tx + columns * (ty + thread_rows * tz)
+        sums = cuda.local.array((rows_per_thread, channels_per_thread), value)
+        weight_row = cuda.local.array(channels_per_thread, value)
+
+        for tile_index in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):
+            channel_block = tile_index % channel_blocks
+            rest = tile_index // channel_blocks
+            column_tile = rest % column_tiles
+            rest //= column_tiles
+            row_tile = rest % row_tiles
+            rest //= row_tiles
+            od = rest % out_depth
+            rest //= out_depth
+            group = rest % groups
+            n = rest // groups
+            first_channel = channel_block * block_channels
+            row0 = row_tile * block_rows * stride[1]
+            column0 = column_tile * columns * stride[2]
+            for r in range(rows_per_thread):
+                for j in range(channels_per_thread):
+                    sums[r, j] = 0
+
+            for c0 in range(0, in_per_group, stage_channels):
+                stage = min(stage_channels, in_per_group - c0)
+                for kd in range(kernel_d):
+                    source_d = padded_source_index(od * stride[0] + kd * dilation[0], front[0], depth,
+                                                   mode)
+                    if source_d < 0:
+                        continue  # a zero pad plane adds nothing (the branch is uniform per block)
+                    cuda.syncthreads()
+                    for e in range(thread, stage * plane, threads):
+                        ch = e // plane
+                        row = (e - ch * plane) // staged_columns
+                        ph = row0 + row
+                        pw = column0 + e - ch * plane - row * staged_columns
+                        source_h = padded_source_index(ph, front[1], height, mode)
+                        source_w = padded_source_index(pw, front[2], width, mode)
+                        if ph < padded[1] and pw < padded[2] and source_h >= 0 and source_w >= 0:
+                            shared[e] = x[n, group * in_per_group + c0 + ch, source_d, source_h,
+                                          source_w]
+                        else:
+                            shared[e] = 0
+                    for e in range(thread, stage * taps * block_channels, threads):
+                        local_channel = first_channel + e % block_channels
+                        tap = (e // block_channels) % taps
+                        ch = e // (block_channels * taps)
+                        if local_channel < out_per_group:
+                            staged_weights[e] = w[group * out_per_group + local_channel, c0 + ch, kd,
+                                                  tap // kernel_w, tap % kernel_w]
+                        else:
+                            staged_weights[e] = 0
+                    cuda.syncthreads()
+
+                    for ch in range(stage):
+                        for kh in range(kernel_h):
+                            for kw in range(kernel_w):
+                                weights_at = ((ch * taps + kh * kernel_w + kw) * block_channels
+                                              + tz * channels_per_thread)
+                                for j in range(channels_per_thread):
+                                    weight_row[j] = staged_weights[weights_at + j]
+                                inputs_at = (ch * plane + (ty * rows_per_thread * stride[1]
+                                                           + kh * dilation[1]) * staged_columns
+                                             + tx * stride[2] + kw * dilation[2])
+                                for r in range(rows_per_thread):
+                                    v = shared[inputs_at + r * stride[1] * staged_columns]
+                                    for j in range(channels_per_thread):
+                                        sums[r, j] += v * weight_row[j]
+
+            ow = column_tile * columns + tx
+            for r in range(rows_per_thread):
+                oh = row_tile * block_rows + ty * rows_per_thread + r
+                for j in range(channels_per_thread):
+                    local_channel = first_channel + tz * channels_per_thread + j
+                    if oh < out_height and ow < out_width and local_channel < out_per_group:
+                        oc = group * out_per_group + local_channel
+                        out[n, oc, od, oh, ow] = sums[r, j] + b[oc] if has_bias else sums[r, j]
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def direct_kernel(dtype):
+    """The fallback kernel for ``dtype``: one output element per thread, input read through the
+    padding index maps from global memory, no shared memory (any kernel size or dilation)."""
+    value = from_dtype(np.dtype(dtype))
+
+    @cuda.jit(cache=True)
+    def kernel(x, w, b, out, groups, stride, dilation, front, padded, mode, has_bias):
+        _, _, depth, height, width = x.shape
+        out_channels, in_per_group, kernel_d, kernel_h, kernel_w = w.shape
+        _, _, out_depth, out_height, out_width = out.shape
+        out_per_group = out_channels // groups
+        total = out.shape[0] * out_channels * out_depth * out_height * out_width
+        sums = cuda.local.array(1, value)
+        for index in range(cuda.grid(1), total, cuda.gridsize(1)):
+            ow = index % out_width
+            rest = index // out_width
+            oh = rest % out_height
+            rest //= out_height
+            od = rest % out_depth
+            rest //= out_depth
+            oc = rest % out_channels
+            n = rest // out_channels
+            first_input = (oc // out_per_group) * in_per_group
+            sums[0] = 0
+            for c in range(in_per_group):
+                for kd in range(kernel_d):
+                    source_d = padded_source_index(od * stride[0] + kd * dilation[0], front[0], depth,
+                                                   mode)
+                    for kh in range(kernel_h):
+                        source_h = padded_source_index(oh * stride[1] + kh * dilation[1], front[1],
+                                                       height, mode)
+                        for kw in range(kernel_w):
+                            source_w = padded_source_index(ow * stride[2] + kw * dilation[2],
+                                                           front[2], width, mode)
+                            if source_d >= 0 and source_h >= 0 and source_w >= 0:
+                                sums[0] += (x[n, first_input + c, source_d, source_h, source_w]
+                                            * w[oc, c, kd, kh, kw])
+            out[n, oc, od, oh, ow] = sums[0] + b[oc] if has_bias else sums[0]
+
+    return kernel
+

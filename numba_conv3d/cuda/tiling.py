@@ -1,0 +1,97 @@
+"""Tile geometry of the CUDA kernels: written once for the planner (shared-memory bytes, launch size)
+and for the kernels (``register_jitable``), and free of any ``numba.cuda`` import."""
+from collections import namedtuple
+
+import numpy as np
+from numba.extending import register_jitable
+
+from .. import config
+from ..shape_rules import dilated_extent
+
+_TILE_FIELDS = ("columns", "thread_rows", "rows_per_thread", "channel_threads", "channels_per_thread",
+                "stage_channels")
+
+
+class Tile(namedtuple("Tile", _TILE_FIELDS)):
+    """The work of one thread block of a tiled kernel (see ``config.CUDA_CHANNEL_TILE``)."""
+
+    __slots__ = ()
+
+    @property
+    def block_rows(self):
+        """Output rows a block computes."""
+        return self.thread_rows * self.rows_per_thread
+
+    @property
+    def block_channels(self):
+        """Output channels a block computes."""
+        return self.channel_threads * self.channels_per_thread
+
+    @property
+    def block_shape(self):
+        """CUDA block dimensions (x: columns, y: thread rows, z: channel threads)."""
+        return self.columns, self.thread_rows, self.channel_threads
+
+
+def channel_tile():
+    """The tile of the channel-blocked kernel, read from ``config`` now (tests shrink it)."""
+    return Tile(**config.CUDA_CHANNEL_TILE)
+
+
+def row_tile():
+    """The tile of the row-blocked kernel (few output channels per group), read from ``config``."""
+    return Tile(**config.CUDA_ROW_TILE)
+
+
+@register_jitable
+def ceil_div(a, b):
+    """``ceil(a / b)`` for non-negative ints."""
+    return (a + b - 1) // b
+
+
+@register_jitable
+def staged_extent(outputs, stride, kernel, dilation):
+    """Input extent read by ``outputs`` consecutive outputs along one dimension (tile plus halo)."""
+    return (outputs - 1) * stride + dilated_extent(kernel, dilation)
+
+
+@register_jitable
+def tile_counts(out_per_group, out_height, out_width, block_channels, block_rows, columns):
+    """Channel blocks per group, row tiles and column tiles of one output depth slice."""
+    return (ceil_div(out_per_group, block_channels), ceil_div(out_height, block_rows),
+            ceil_div(out_width, columns))
+
+
+@register_jitable
+def staged_plane(block_rows, columns, stride_h, stride_w, kernel_h, kernel_w, dilation_h, dilation_w):
+    """Columns of one staged input plane, and its element count (rows x columns)."""
+    staged_columns = staged_extent(columns, stride_w, kernel_w, dilation_w)
+    return staged_columns, staged_extent(block_rows, stride_h, kernel_h, dilation_h) * staged_columns
+
+
+def shared_bytes(plan, tile):
+    """Dynamic shared memory of one block of ``tile`` on ``plan``: staged input planes, then weights."""
+    _, plane = staged_plane(tile.block_rows, tile.columns, *plan.stride[1:], *plan.kernel_size[1:],
+                            *plan.dilation[1:])
+    weights = tile.block_channels * plan.kernel_size[1] * plan.kernel_size[2]
+    return tile.stage_channels * (plane + weights) * np.dtype(plan.dtype).itemsize
+
+
+def fits(plan, tile):
+    """Whether ``tile`` on ``plan`` stays within ``config.CUDA_SHARED_BYTES``."""
+    return shared_bytes(plan, tile) <= config.CUDA_SHARED_BYTES
+
+
+def tile_launch_blocks(plan, tile):
+    """Thread blocks to launch: one per tile, at most ``config.CUDA_MAX_BLOCKS``."""
+    out_depth, out_height, out_width = plan.output_size
+    per_slice = np.prod(tile_counts(plan.out_per_group, out_height, out_width, tile.block_channels,
+                                    tile.block_rows, tile.columns))
+    return int(min(plan.batch * plan.groups * out_depth * per_slice, config.CUDA_MAX_BLOCKS))
+
+
+def direct_launch_blocks(plan):
+    """Thread blocks of the direct kernel: one thread per output element, at most
+    ``config.CUDA_MAX_BLOCKS`` blocks."""
+    elements = plan.batch * plan.out_channels * int(np.prod(plan.output_size))
+    return int(min(ceil_div(elements, config.CUDA_DIRECT_THREADS), config.CUDA_MAX_BLOCKS))

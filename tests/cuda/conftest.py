@@ -1,0 +1,47 @@
+"""The CUDA suite runs on a real GPU, or under Numba's simulator in its own process:
+
+    NUMBA_ENABLE_CUDASIM=1 pytest tests/cuda
+
+Without either, every test here is skipped with that reason. Under the simulator the tiles shrink (a few
+threads per block, at most a few blocks), so that tiny shapes still cross blocks, tile edges, channel
+stages and the grid-stride loop.
+"""
+import numba
+import pytest
+
+from numba_conv3d import config
+
+SIMULATED = bool(numba.config.ENABLE_CUDASIM)
+
+
+def _gpu_available():
+    try:
+        from numba import cuda
+    except ImportError:
+        return False
+    return cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    if _gpu_available():
+        return
+    reason = pytest.mark.skip(reason="no CUDA GPU here (numba-cuda missing or no device); the "
+                                     "simulator runs this suite: NUMBA_ENABLE_CUDASIM=1 pytest tests/cuda")
+    for item in items:
+        if "tests/cuda/" in item.nodeid:
+            item.add_marker(reason)
+
+
+@pytest.fixture(autouse=True)
+def simulator_tiles(monkeypatch):
+    """Tiny tiles under the simulator: 4 columns x 2 thread rows x 2 channel threads, 2 rows and 2
+    channels per thread, 2 channels per stage; at most 3 blocks per launch."""
+    if SIMULATED:
+        monkeypatch.setattr(config, "CUDA_CHANNEL_TILE", dict(
+            columns=4, thread_rows=2, rows_per_thread=2, channel_threads=2, channels_per_thread=2,
+            stage_channels=2))
+        monkeypatch.setattr(config, "CUDA_ROW_TILE", dict(
+            columns=4, thread_rows=2, rows_per_thread=2, channel_threads=1, channels_per_thread=1,
+            stage_channels=1))
+        monkeypatch.setattr(config, "CUDA_DIRECT_THREADS", 8)
+        monkeypatch.setattr(config, "CUDA_MAX_BLOCKS", 3)
