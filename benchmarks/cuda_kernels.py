@@ -18,10 +18,33 @@ def main():
             conv3d(xs, np.ones(weight_shape, dtype), padding=1, groups=groups)
         for name, kernel in (("channel-tiled", kernels.tiled_kernel(dtype, tiling.channel_tile())),
                              ("row-tiled", kernels.tiled_kernel(dtype, tiling.row_tile()))):
-            for signature in kernel.overloads:
-                print(f"{dtype:10} {name:14} registers {kernel.get_regs_per_thread(signature):3} "
-                      f"local bytes {kernel.get_local_mem_per_thread(signature)}")
+            registers, local = kernel.get_regs_per_thread(), kernel.get_local_mem_per_thread()
+            for signature in registers:
+                print(f"{dtype:10} {name:14} registers {registers[signature]:3} "
+                      f"local bytes {local[signature]}")
     del x
+    overhead()
+
+
+def overhead(calls=200):
+    """Host-side cost of one call on a tiny device problem, and of its pieces."""
+    import time
+
+    from numba_conv3d.planner import plan_for_arrays
+
+    x = cuda.to_device(np.ones((1, 1, 4, 4, 4), np.float32))
+    w = cuda.to_device(np.ones((1, 1, 3, 3, 3), np.float32))
+    pieces = {"conv3d": lambda: conv3d(x, w),
+              "plan": lambda: plan_for_arrays(x, w, backend="cuda"),
+              "device_array": lambda: cuda.device_array((1, 1, 2, 2, 2), np.float32)}
+    for name, fn in pieces.items():
+        fn()
+        cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        cuda.synchronize()
+        print(f"{name:12} {(time.perf_counter() - start) / calls * 1e6:8.1f} us per call")
 
 
 if __name__ == "__main__":

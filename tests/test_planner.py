@@ -86,7 +86,47 @@ def test_algorithm_table(weight, groups, dtype, expected):
 
 def test_forced_algorithm():
     assert plan_conv3d((1, 4, 9, 9, 9), (8, 4, 3, 3, 3), algorithm="direct").algorithm == "direct"
-    with pytest.raises(ValueError, match=r"unknown algorithm 'fft'"):
+    with pytest.raises(ValueError, match=r"unknown cpu algorithm 'fft'"):
         plan_conv3d((1, 4, 9, 9, 9), (8, 4, 3, 3, 3), algorithm="fft")
     with pytest.raises(ValueError, match=r"algorithm 'blocked' does not serve .* complex64"):
         plan_conv3d((1, 4, 9, 9, 9), (8, 4, 3, 3, 3), algorithm="blocked", dtype="complex64")
+
+
+def test_cuda_plans_choose_from_the_cuda_table():
+    dense = plan_conv3d((1, 32, 16, 16, 16), (32, 32, 3, 3, 3), backend="cuda")
+    assert (dense.backend, dense.algorithm) == ("cuda", "cuda-channel-tiled")
+    depthwise = plan_conv3d((1, 8, 16, 16, 16), (8, 1, 3, 3, 3), groups=8, backend="cuda")
+    assert depthwise.algorithm == "cuda-row-tiled"
+    huge = plan_conv3d((1, 2, 4, 300, 300), (2, 2, 1, 31, 31), dilation=(1, 8, 8), backend="cuda")
+    assert (huge.algorithm, huge.workspace_bytes) == ("cuda-direct", 0)
+
+
+def test_planning_for_cuda_imports_no_cuda_module():
+    import subprocess
+    import sys
+
+    script = ("import sys, numba_conv3d; numba_conv3d.plan_conv3d((1, 4, 8, 8, 8), (4, 4, 3, 3, 3), "
+              "backend='cuda'); print(sorted(m for m in sys.modules if m.startswith(('numba.cuda', "
+              "'numba_cuda'))))")
+    assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"
+
+
+def test_cuda_workspace_is_the_shared_memory_of_a_block():
+    from numba_conv3d import config
+
+    plan = plan_conv3d((1, 32, 16, 16, 16), (32, 32, 3, 3, 3), stride=(1, 2, 1), backend="cuda",
+                       dtype="float64")
+    tile = config.CUDA_CHANNEL_TILE
+    rows = (tile["thread_rows"] * tile["rows_per_thread"] - 1) * 2 + 3
+    columns = tile["columns"] + 2
+    weights = tile["channel_threads"] * tile["channels_per_thread"] * 9
+    assert plan.workspace_bytes == tile["stage_channels"] * (rows * columns + weights) * 8
+    assert plan.workspace_bytes <= config.CUDA_SHARED_BYTES
+
+
+def test_unknown_backend_and_cross_backend_algorithms_are_refused():
+    with pytest.raises(ValueError, match=r"backend must be one of \['cpu', 'cuda'\], but got backend='tpu'"):
+        plan_conv3d((1, 4, 9, 9, 9), (8, 4, 3, 3, 3), backend="tpu")
+    with pytest.raises(ValueError, match=r"unknown cuda algorithm 'blocked'"):
+        plan_conv3d((1, 4, 9, 9, 9), (8, 4, 3, 3, 3), backend="cuda", algorithm="blocked")

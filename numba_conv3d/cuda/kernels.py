@@ -24,9 +24,10 @@ def tiled_kernel(dtype, tile):
     Launch with ``tile.block_shape`` threads and ``tiling.shared_bytes`` of dynamic shared memory.
     """
     value = from_dtype(np.dtype(dtype))
-    columns, thread_rows, rows_per_thread, _, channels_per_thread, stage_channels = tile
+    columns, thread_rows, rows_per_thread, channel_threads, channels_per_thread, stage_channels = tile
     block_rows, block_channels = tile.block_rows, tile.block_channels
-    threads = columns * thread_rows * tile.channel_threads
+    row_lanes = thread_rows * channel_threads
+    tap_lanes = columns * row_lanes // block_channels
 
     @cuda.jit(cache=True)
     def kernel(x, w, b, out, groups, stride, dilation, front, padded, mode, has_bias):
@@ -39,11 +40,17 @@ def tiled_kernel(dtype, tile):
         tiles = batch * groups * out_depth * row_tiles * column_tiles * channel_blocks
         staged_columns, plane = staged_plane(block_rows, columns, stride[1], stride[2], kernel_h,
                                              kernel_w, dilation[1], dilation[2])
+        staged_rows = plane // staged_columns
         taps = kernel_h * kernel_w
         shared = cuda.shared.array(0, value)
         staged_weights = shared[stage_channels * plane:]
         tx, ty, tz = cuda.threadIdx.x, cuda.threadIdx.y, cuda.threadIdx.z
-        thread = tx + columns * (ty + thread_rows * tz)
+        row_lane = ty + thread_rows * tz
+        thread = tx + columns * row_lane
+        channel_lane = thread % block_channels
+        tap_lane = thread // block_channels
+        thread_inputs = ty * rows_per_thread * stride[1] * staged_columns + tx * stride[2]
+        row_step = stride[1] * staged_columns
         sums = cuda.local.array((rows_per_thread, channels_per_thread), value)
         weight_row = cuda.local.array(channels_per_thread, value)
 
@@ -59,6 +66,8 @@ def tiled_kernel(dtype, tile):
             group = rest % groups
             n = rest // groups
             first_channel = channel_block * block_channels
+            out_channel = group * out_per_group + first_channel + channel_lane
+            stages_weight = first_channel + channel_lane < out_per_group
             row0 = row_tile * block_rows * stride[1]
             column0 = column_tile * columns * stride[2]
             for r in range(rows_per_thread):
@@ -73,27 +82,27 @@ def tiled_kernel(dtype, tile):
                     if source_d < 0:
                         continue  # a zero pad plane adds nothing (the branch is uniform per block)
                     cuda.syncthreads()
-                    for e in range(thread, stage * plane, threads):
-                        ch = e // plane
-                        row = (e - ch * plane) // staged_columns
-                        ph = row0 + row
-                        pw = column0 + e - ch * plane - row * staged_columns
-                        source_h = padded_source_index(ph, front[1], height, mode)
-                        source_w = padded_source_index(pw, front[2], width, mode)
-                        if ph < padded[1] and pw < padded[2] and source_h >= 0 and source_w >= 0:
-                            shared[e] = x[n, group * in_per_group + c0 + ch, source_d, source_h,
-                                          source_w]
-                        else:
-                            shared[e] = 0
-                    for e in range(thread, stage * taps * block_channels, threads):
-                        local_channel = first_channel + e % block_channels
-                        tap = (e // block_channels) % taps
-                        ch = e // (block_channels * taps)
-                        if local_channel < out_per_group:
-                            staged_weights[e] = w[group * out_per_group + local_channel, c0 + ch, kd,
-                                                  tap // kernel_w, tap % kernel_w]
-                        else:
-                            staged_weights[e] = 0
+                    for ch in range(stage):
+                        channel = group * in_per_group + c0 + ch
+                        for row in range(row_lane, staged_rows, row_lanes):
+                            ph = row0 + row
+                            source_h = padded_source_index(ph, front[1], height, mode)
+                            for column in range(tx, staged_columns, columns):
+                                pw = column0 + column
+                                source_w = padded_source_index(pw, front[2], width, mode)
+                                at = ch * plane + row * staged_columns + column
+                                if (ph < padded[1] and pw < padded[2] and source_h >= 0
+                                        and source_w >= 0):
+                                    shared[at] = x[n, channel, source_d, source_h, source_w]
+                                else:
+                                    shared[at] = 0
+                        for tap in range(tap_lane, taps, tap_lanes):
+                            kh = tap // kernel_w
+                            at = (ch * taps + tap) * block_channels + channel_lane
+                            if stages_weight:
+                                staged_weights[at] = w[out_channel, c0 + ch, kd, kh, tap - kh * kernel_w]
+                            else:
+                                staged_weights[at] = 0
                     cuda.syncthreads()
 
                     for ch in range(stage):
@@ -103,11 +112,10 @@ def tiled_kernel(dtype, tile):
                                               + tz * channels_per_thread)
                                 for j in range(channels_per_thread):
                                     weight_row[j] = staged_weights[weights_at + j]
-                                inputs_at = (ch * plane + (ty * rows_per_thread * stride[1]
-                                                           + kh * dilation[1]) * staged_columns
-                                             + tx * stride[2] + kw * dilation[2])
+                                inputs_at = (ch * plane + kh * dilation[1] * staged_columns
+                                             + kw * dilation[2] + thread_inputs)
                                 for r in range(rows_per_thread):
-                                    v = shared[inputs_at + r * stride[1] * staged_columns]
+                                    v = shared[inputs_at + r * row_step]
                                     for j in range(channels_per_thread):
                                         sums[r, j] += v * weight_row[j]
 

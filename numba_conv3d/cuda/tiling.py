@@ -33,14 +33,23 @@ class Tile(namedtuple("Tile", _TILE_FIELDS)):
         return self.columns, self.thread_rows, self.channel_threads
 
 
+def _checked(name, settings):
+    tile = Tile(**settings)
+    threads = tile.columns * tile.thread_rows * tile.channel_threads
+    if threads % tile.block_channels:
+        raise ValueError(f"config.{name}: the block's {threads} threads must be a multiple of its "
+                         f"{tile.block_channels} output channels (weights are staged one per thread)")
+    return tile
+
+
 def channel_tile():
     """The tile of the channel-blocked kernel, read from ``config`` now (tests shrink it)."""
-    return Tile(**config.CUDA_CHANNEL_TILE)
+    return _checked("CUDA_CHANNEL_TILE", config.CUDA_CHANNEL_TILE)
 
 
 def row_tile():
     """The tile of the row-blocked kernel (few output channels per group), read from ``config``."""
-    return Tile(**config.CUDA_ROW_TILE)
+    return _checked("CUDA_ROW_TILE", config.CUDA_ROW_TILE)
 
 
 @register_jitable
