@@ -17,7 +17,8 @@ def _chosen_cases(backend, names, input_shape, weight_shape, no_bias, dtype, kwa
     if (input_shape is None) != (weight_shape is None):
         raise click.UsageError("a custom case needs both --input and --weight")
     if input_shape is not None:
-        return [checked(BenchCase("custom", input_shape, weight_shape, kwargs, dtype, not no_bias))]
+        return [checked(BenchCase("custom", input_shape, weight_shape, kwargs, dtype, not no_bias,
+                                  backend))]
     suite = {case.name: case for case in SUITES[backend]}
     unknown = [name for name in names if name not in suite]
     if unknown:

@@ -10,9 +10,11 @@ from .options import checked, conv_kwargs, problem_options
 
 @click.command()
 @problem_options(required=True)
+@click.option("--backend", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Plan for the CPU or a CUDA GPU (needs no GPU).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(input_shape, weight_shape, stride, padding, dilation, groups, padding_mode, no_bias, dtype,
-         as_json):
+         backend, as_json):
     """Print the plan of a convolution: output shape, pads, algorithm and why, workspace, FLOPs.
 
     \b
@@ -20,10 +22,11 @@ def plan(input_shape, weight_shape, stride, padding, dilation, groups, padding_m
       numba-conv3d plan --input 20,16,10,50,100 --weight 33,16,3,3,3 --stride 2
       numba-conv3d plan --input 1,1,96,96,96 --weight 1,1,7,7,7 --padding same --padding-mode reflect
       numba-conv3d plan --input 4,8,8,8 --weight 8,1,3,3,3 --groups 8 --json
+      numba-conv3d plan --input 1,32,64,64,64 --weight 32,32,3,3,3 --padding 1 --backend cuda
     """
     case = checked(BenchCase("plan", input_shape, weight_shape,
                              conv_kwargs(stride, padding, dilation, groups, padding_mode), dtype,
-                             not no_bias))
+                             not no_bias, backend))
     lowered = case.plan()
     if as_json:
         click.echo(json.dumps(lowered.as_dict(), indent=2))
@@ -35,5 +38,7 @@ def plan(input_shape, weight_shape, stride, padding, dilation, groups, padding_m
     click.echo(f"pads         {pads} (front+back), mode {lowered.padding_mode}")
     click.echo(f"stride       {lowered.stride}, dilation {lowered.dilation}, groups {lowered.groups}")
     click.echo(f"algorithm    {lowered.algorithm}: {lowered.algorithm_reason}")
-    click.echo(f"workspace    {lowered.workspace_bytes:,} bytes per thread")
+    per = "per thread" if lowered.backend == "cpu" else "of shared memory per thread block"
+    click.echo(f"backend      {lowered.backend}")
+    click.echo(f"workspace    {lowered.workspace_bytes:,} bytes {per}")
     click.echo(f"flops        {lowered.flops:,}")

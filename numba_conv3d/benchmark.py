@@ -25,11 +25,12 @@ class BenchCase:
     kwargs: dict = field(default_factory=dict)
     dtype: str = "float32"
     bias: bool = True
+    backend: str = "cpu"
 
     def plan(self):
-        """The plan of this case (validates it)."""
+        """The plan of this case on its backend (validates it)."""
         return plan_conv3d(self.input_shape, self.weight_shape, bias=self.bias, dtype=self.dtype,
-                           **self.kwargs)
+                           backend=self.backend, **self.kwargs)
 
     def operands(self, seed=0):
         """Random input, weight and bias of the case's shapes and dtype."""
@@ -55,13 +56,13 @@ DEFAULT_SUITE = (
               dtype="float64"),
 )
 
-CUDA_SUITE = (
-    BenchCase("dense-k3-c32-64^3", (1, 32, 64, 64, 64), (32, 32, 3, 3, 3), {"padding": 1}),
-    BenchCase("dense-k3-c64-48^3", (1, 64, 48, 48, 48), (64, 64, 3, 3, 3), {"padding": 1}),
-    BenchCase("depthwise-k3", (2, 96, 16, 28, 28), (96, 1, 3, 3, 3), {"padding": 1, "groups": 96}),
-    BenchCase("dilated-k3-d2", (2, 16, 32, 32, 32), (16, 16, 3, 3, 3), {"padding": 2, "dilation": 2}),
-    BenchCase("one-channel-k7-256^3", (1, 1, 256, 256, 256), (1, 1, 7, 7, 7), {"padding": 3}),
-)
+CUDA_SUITE = tuple(BenchCase(*fields, backend="cuda") for fields in (
+    ("dense-k3-c32-64^3", (1, 32, 64, 64, 64), (32, 32, 3, 3, 3), {"padding": 1}),
+    ("dense-k3-c64-48^3", (1, 64, 48, 48, 48), (64, 64, 3, 3, 3), {"padding": 1}),
+    ("depthwise-k3", (2, 96, 16, 28, 28), (96, 1, 3, 3, 3), {"padding": 1, "groups": 96}),
+    ("dilated-k3-d2", (2, 16, 32, 32, 32), (16, 16, 3, 3, 3), {"padding": 2, "dilation": 2}),
+    ("one-channel-k7-256^3", (1, 1, 256, 256, 256), (1, 1, 7, 7, 7), {"padding": 3}),
+))
 
 SUITES = {"cpu": DEFAULT_SUITE, "cuda": CUDA_SUITE}
 

@@ -23,11 +23,22 @@ L1_BLOCK_BYTES = 16 * 1024
 # output rows of one output depth, for ``channel_threads * channels_per_thread`` output channels; each
 # thread keeps ``rows_per_thread x channels_per_thread`` sums in registers. ``stage_channels`` input
 # channels (each one plane of the padded input plus halo, and their weights) are staged in shared memory
-# per barrier. 32 columns keep global loads and stores coalesced along W.
-CUDA_CHANNEL_TILE = dict(columns=32, thread_rows=4, rows_per_thread=4, channel_threads=2,
+# per barrier. 32 columns keep global loads and stores coalesced along W. Chosen with
+# benchmarks/cuda_tiles.py on an H100: 8 rows x 8 channels per thread ran 1.2x faster than 4 x 8 on
+# dense k3, and 16 rows per thread 1.5x faster than 4 on one-channel k7.
+CUDA_CHANNEL_TILE = dict(columns=32, thread_rows=2, rows_per_thread=8, channel_threads=2,
                          channels_per_thread=8, stage_channels=4)
-CUDA_ROW_TILE = dict(columns=32, thread_rows=8, rows_per_thread=4, channel_threads=1,
+CUDA_ROW_TILE = dict(columns=32, thread_rows=2, rows_per_thread=16, channel_threads=1,
                      channels_per_thread=1, stage_channels=1)
+
+# Bytes of register sums per thread; wider dtypes get fewer rows per thread (and more thread rows).
+# Above this NVVM keeps the sums of complex tiles in local memory.
+CUDA_SUM_BYTES = 256
+
+# Blocks of a tiled kernel that must fit on one multiprocessor at once (launch bounds: caps the
+# registers per thread). 2 would let one block compute while another stages, but the 128-register cap
+# spills the sums to local memory: 1 measured 1.2x faster on an H100 (dense k3, 32 channels).
+CUDA_MIN_BLOCKS_PER_SM = 1
 
 # Threads per block of the fallback kernel (one output element per thread, no shared memory).
 CUDA_DIRECT_THREADS = 256

@@ -52,14 +52,19 @@ def cache_directory():
 
 
 def cuda_devices():
-    """Names of the CUDA devices Numba sees; empty when numba-cuda or a GPU is missing."""
+    """The CUDA devices Numba sees, as 'name (compute capability x.y)'; empty when numba-cuda or a GPU
+    is missing. Under the simulator (``NUMBA_ENABLE_CUDASIM=1``) the simulated device is listed."""
     try:
         from numba import cuda
 
         if not cuda.is_available():
             return []
-        return [device.name.decode() if isinstance(device.name, bytes) else str(device.name)
-                for device in cuda.gpus]
+        devices = []
+        for device in cuda.gpus:
+            name = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
+            major, minor = getattr(device, "compute_capability", ("?", "?"))
+            devices.append(f"{name} (compute capability {major}.{minor})")
+        return devices
     except Exception:  # noqa: BLE001 - any CUDA driver failure means "no usable GPU" here
         return []
 
@@ -80,6 +85,7 @@ def describe():
     return {
         "versions": {"numba_conv3d": __version__, "numba": numba.__version__,
                      "llvmlite": llvmlite.__version__, "numpy": _version("numpy"),
+                     "numba-cuda": _version("numba-cuda"),
                      "torch": _version("torch"), "python": platform.python_version()},
         "cpu": cpu_name(),
         "llvm_cpu": llvmlite.binding.get_host_cpu_name(),

@@ -146,3 +146,13 @@ def test_progress_bar_only_on_a_terminal_and_not_when_quiet(monkeypatch, capsys)
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
     cases = list(numba_conv3d.benchmark.DEFAULT_SUITE[:2])
     assert list(_progress(quiet=False)(cases)) == cases
+
+
+def test_plan_for_cuda_needs_no_gpu():
+    text = invoke("plan", "--input", "1,1,32,32,32", "--weight", "1,1,7,7,7", "--padding", "3",
+                  "--backend", "cuda").output
+    assert "algorithm    cuda-row-tiled" in text
+    assert "bytes of shared memory per thread block" in text
+    record = json.loads(invoke("plan", "--input", "1,4,8,8,8", "--weight", "4,4,3,3,3", "--backend",
+                               "cuda", "--json").output)
+    assert (record["backend"], record["algorithm"]) == ("cuda", "cuda-channel-tiled")

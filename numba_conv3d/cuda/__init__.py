@@ -4,7 +4,7 @@ Importing this package imports neither ``numba.cuda`` nor any kernel: the planne
 on any machine, and kernels load (and compile, or come from the cache) on the first run.
 """
 from ..algorithm import Algorithm
-from . import tiling
+from . import arrays, tiling
 
 NAME = "cuda"
 
@@ -13,14 +13,14 @@ def _launcher(name, *tile):
     def run(plan, x, w, b, out):
         from . import launch
 
-        getattr(launch, name)(plan, x, w, b, out, *(make() for make in tile))
+        getattr(launch, name)(plan, x, w, b, out, *(make(plan.dtype) for make in tile))
 
     return run
 
 
 def _tiled_row(name, reason, make_tile, applies):
-    return Algorithm(name, reason, lambda plan: applies(plan) and tiling.fits(plan, make_tile()),
-                     lambda plan: tiling.shared_bytes(plan, make_tile()),
+    return Algorithm(name, reason, lambda plan: applies(plan) and tiling.fits(plan, make_tile),
+                     lambda plan: tiling.shared_bytes(plan, make_tile),
                      _launcher("run_tiled", make_tile))
 
 
@@ -28,7 +28,7 @@ ALGORITHMS = (
     _tiled_row("cuda-channel-tiled", "shared-memory tiles of input plus halo; each thread sums "
                "rows x channels of outputs in registers (at least half a block of output channels per "
                "group)", tiling.channel_tile,
-               lambda plan: plan.out_per_group * 2 >= tiling.channel_tile().block_channels),
+               lambda plan: plan.out_per_group * 2 >= tiling.channel_tile(plan.dtype).block_channels),
     _tiled_row("cuda-row-tiled", "shared-memory tiles of input plus halo; each thread sums several "
                "output rows of one channel in registers (few output channels per group: one-channel, "
                "depthwise)", tiling.row_tile, lambda plan: True),
@@ -40,6 +40,7 @@ ALGORITHMS = (
 
 def execute(plan, input, weight, bias):
     """Run ``plan`` on a CUDA ``input``; see :func:`numba_conv3d.conv3d` for what it returns."""
+    arrays.cuda_module("conv3d")  # a clear error before anything imports numba.cuda
     from . import launch
 
     algorithm = next(a for a in ALGORITHMS if a.name == plan.algorithm)

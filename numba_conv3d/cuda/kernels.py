@@ -6,6 +6,7 @@ runtime arguments; only the dtype and the tile shape are compiled in (a handful 
 """
 import functools
 
+import numba
 import numpy as np
 from numba import cuda, from_dtype
 
@@ -13,9 +14,22 @@ from ..shape_rules import padded_source_index
 from .tiling import staged_plane, tile_counts
 
 
+# Shared-memory offsets (< 48 KiB) as unsigned ints: Numba then skips its negative-index wraparound.
+_at = numba.uint32
+
+
+def _jit(threads, min_blocks):
+    """``cuda.jit`` with launch bounds (``threads`` per block, ``min_blocks`` resident per SM, which
+    caps registers per thread); the simulator takes no launch bounds."""
+    if numba.config.ENABLE_CUDASIM:
+        return cuda.jit(cache=True)
+    return cuda.jit(cache=True, launch_bounds=(threads, min_blocks))
+
+
 @functools.lru_cache(maxsize=None)
-def tiled_kernel(dtype, tile):
-    """The tiled kernel for ``dtype`` (a NumPy dtype name) and ``tile`` (a ``tiling.Tile``).
+def tiled_kernel(dtype, tile, min_blocks):
+    """The tiled kernel for ``dtype`` (a NumPy dtype name) and ``tile`` (a ``tiling.Tile``), compiled
+    for at least ``min_blocks`` resident blocks per multiprocessor.
 
     A block computes a tile of output columns x rows x channels at one output depth. For each stage
     of ``tile.stage_channels`` input channels and each kd, it stages the padded input planes the tile
@@ -29,7 +43,7 @@ def tiled_kernel(dtype, tile):
     row_lanes = thread_rows * channel_threads
     tap_lanes = columns * row_lanes // block_channels
 
-    @cuda.jit(cache=True)
+    @_jit(columns * row_lanes, min_blocks)
     def kernel(x, w, b, out, groups, stride, dilation, front, padded, mode, has_bias):
         batch, _, depth, height, width = x.shape
         out_channels, in_per_group, kernel_d, kernel_h, kernel_w = w.shape
@@ -93,31 +107,37 @@ def tiled_kernel(dtype, tile):
                                 at = ch * plane + row * staged_columns + column
                                 if (ph < padded[1] and pw < padded[2] and source_h >= 0
                                         and source_w >= 0):
-                                    shared[at] = x[n, channel, source_d, source_h, source_w]
+                                    shared[_at(at)] = x[n, channel, source_d, source_h, source_w]
                                 else:
-                                    shared[at] = 0
+                                    shared[_at(at)] = 0
                         for tap in range(tap_lane, taps, tap_lanes):
                             kh = tap // kernel_w
                             at = (ch * taps + tap) * block_channels + channel_lane
                             if stages_weight:
-                                staged_weights[at] = w[out_channel, c0 + ch, kd, kh, tap - kh * kernel_w]
+                                staged_weights[_at(at)] = w[out_channel, c0 + ch, kd, kh,
+                                                                    tap - kh * kernel_w]
                             else:
-                                staged_weights[at] = 0
+                                staged_weights[_at(at)] = 0
                     cuda.syncthreads()
 
                     for ch in range(stage):
-                        for kh in range(kernel_h):
-                            for kw in range(kernel_w):
-                                weights_at = ((ch * taps + kh * kernel_w + kw) * block_channels
-                                              + tz * channels_per_thread)
+                        weights_at = ch * taps * block_channels + tz * channels_per_thread
+                        row_at = ch * plane + thread_inputs
+                        for _ in range(kernel_h):
+                            inputs_at = row_at
+                            for _ in range(kernel_w):
+                                # A view read at constant indices: the compiler folds each shared
+                                # load's offset into the instruction.
+                                tap_weights = staged_weights[weights_at:weights_at + channels_per_thread]
                                 for j in range(channels_per_thread):
-                                    weight_row[j] = staged_weights[weights_at + j]
-                                inputs_at = (ch * plane + kh * dilation[1] * staged_columns
-                                             + kw * dilation[2] + thread_inputs)
+                                    weight_row[j] = tap_weights[j]
                                 for r in range(rows_per_thread):
-                                    v = shared[inputs_at + r * row_step]
+                                    v = shared[_at(inputs_at + r * row_step)]
                                     for j in range(channels_per_thread):
                                         sums[r, j] += v * weight_row[j]
+                                weights_at += block_channels
+                                inputs_at += dilation[2]
+                            row_at += dilation[1] * staged_columns
 
             ow = column_tile * columns + tx
             for r in range(rows_per_thread):
@@ -132,12 +152,13 @@ def tiled_kernel(dtype, tile):
 
 
 @functools.lru_cache(maxsize=None)
-def direct_kernel(dtype):
-    """The fallback kernel for ``dtype``: one output element per thread, input read through the
-    padding index maps from global memory, no shared memory (any kernel size or dilation)."""
+def direct_kernel(dtype, threads):
+    """The fallback kernel for ``dtype`` at ``threads`` per block: one output element per thread,
+    input read through the padding index maps from global memory, no shared memory (any kernel size
+    or dilation)."""
     value = from_dtype(np.dtype(dtype))
 
-    @cuda.jit(cache=True)
+    @_jit(threads, 1)
     def kernel(x, w, b, out, groups, stride, dilation, front, padded, mode, has_bias):
         _, _, depth, height, width = x.shape
         out_channels, in_per_group, kernel_d, kernel_h, kernel_w = w.shape

@@ -33,8 +33,12 @@ class Tile(namedtuple("Tile", _TILE_FIELDS)):
         return self.columns, self.thread_rows, self.channel_threads
 
 
-def _checked(name, settings):
+def _checked(name, settings, dtype):
     tile = Tile(**settings)
+    itemsize = np.dtype(dtype).itemsize
+    while (tile.rows_per_thread > 1
+           and tile.rows_per_thread * tile.channels_per_thread * itemsize > config.CUDA_SUM_BYTES):
+        tile = tile._replace(rows_per_thread=tile.rows_per_thread // 2, thread_rows=tile.thread_rows * 2)
     threads = tile.columns * tile.thread_rows * tile.channel_threads
     if threads % tile.block_channels:
         raise ValueError(f"config.{name}: the block's {threads} threads must be a multiple of its "
@@ -42,14 +46,16 @@ def _checked(name, settings):
     return tile
 
 
-def channel_tile():
-    """The tile of the channel-blocked kernel, read from ``config`` now (tests shrink it)."""
-    return _checked("CUDA_CHANNEL_TILE", config.CUDA_CHANNEL_TILE)
+def channel_tile(dtype):
+    """The tile of the channel-blocked kernel for ``dtype``, read from ``config`` now (tests shrink
+    it); wide dtypes trade rows per thread for thread rows to keep the sums within
+    ``config.CUDA_SUM_BYTES``."""
+    return _checked("CUDA_CHANNEL_TILE", config.CUDA_CHANNEL_TILE, dtype)
 
 
-def row_tile():
-    """The tile of the row-blocked kernel (few output channels per group), read from ``config``."""
-    return _checked("CUDA_ROW_TILE", config.CUDA_ROW_TILE)
+def row_tile(dtype):
+    """The tile of the row-blocked kernel (few output channels per group) for ``dtype``."""
+    return _checked("CUDA_ROW_TILE", config.CUDA_ROW_TILE, dtype)
 
 
 @register_jitable
@@ -78,17 +84,19 @@ def staged_plane(block_rows, columns, stride_h, stride_w, kernel_h, kernel_w, di
     return staged_columns, staged_extent(block_rows, stride_h, kernel_h, dilation_h) * staged_columns
 
 
-def shared_bytes(plan, tile):
-    """Dynamic shared memory of one block of ``tile`` on ``plan``: staged input planes, then weights."""
+def shared_bytes(plan, make_tile):
+    """Dynamic shared memory of one block of ``make_tile(dtype)`` on ``plan``: staged input planes, then
+    weights."""
+    tile = make_tile(plan.dtype)
     _, plane = staged_plane(tile.block_rows, tile.columns, *plan.stride[1:], *plan.kernel_size[1:],
                             *plan.dilation[1:])
     weights = tile.block_channels * plan.kernel_size[1] * plan.kernel_size[2]
     return tile.stage_channels * (plane + weights) * np.dtype(plan.dtype).itemsize
 
 
-def fits(plan, tile):
-    """Whether ``tile`` on ``plan`` stays within ``config.CUDA_SHARED_BYTES``."""
-    return shared_bytes(plan, tile) <= config.CUDA_SHARED_BYTES
+def fits(plan, make_tile):
+    """Whether ``make_tile(dtype)`` on ``plan`` stays within ``config.CUDA_SHARED_BYTES``."""
+    return shared_bytes(plan, make_tile) <= config.CUDA_SHARED_BYTES
 
 
 def tile_launch_blocks(plan, tile):

@@ -118,3 +118,28 @@ def test_inputs_are_not_modified():
     conv3d(xd, wd, bd, padding=1, padding_mode="reflect")
     for host, device in ((x, xd), (w, wd), (b, bd)):
         np.testing.assert_array_equal(device.copy_to_host(), host)
+
+
+def test_torch_cuda_tensors_in_torch_tensors_out():
+    torch = pytest.importorskip("torch")
+    if SIMULATED or not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    x, w, b = random_operands(np.random.default_rng(8), (1, 3, 4, 5, 6), (2, 3, 3, 3, 3), True,
+                              np.float32)
+    out = conv3d(torch.from_numpy(x).cuda(), torch.from_numpy(w).cuda(), b, padding=1)
+    assert isinstance(out, torch.Tensor) and out.is_cuda
+    assert_matches_reference(out.cpu().numpy(), x, w, b, padding=1)
+    with pytest.raises(TypeError, match=r"input is a CUDA tensor that requires grad; pass input.detach"):
+        conv3d(torch.from_numpy(x).cuda().requires_grad_(), w)
+
+
+def test_cupy_arrays_in_cupy_arrays_out():
+    cupy = pytest.importorskip("cupy")
+    if SIMULATED:
+        pytest.skip("CuPy needs a real GPU")
+    x, w, _ = random_operands(np.random.default_rng(9), (2, 4, 5, 6), (2, 2, 1, 3, 3), False,
+                              np.float64)
+    out = conv3d(cupy.asarray(x), cupy.asarray(w), groups=2, padding=(0, 1, 1), padding_mode="reflect")
+    assert isinstance(out, cupy.ndarray)
+    assert_matches_reference(cupy.asnumpy(out), x, w, groups=2, padding=(0, 1, 1),
+                             padding_mode="reflect")
