@@ -25,9 +25,10 @@ L1_BLOCK_BYTES = 16 * 1024
 # channels (each one plane of the padded input plus halo, and their weights) are staged in shared memory
 # per barrier. 32 columns keep global loads and stores coalesced along W. Chosen with
 # benchmarks/cuda_tiles.py on an H100: 8 rows x 8 channels per thread ran 1.2x faster than 4 x 8 on
-# dense k3, and 16 rows per thread 1.5x faster than 4 on one-channel k7.
+# dense k3, and 16 rows per thread 1.5x faster than 4 on one-channel k7; 2 stage channels were within
+# noise of 4 and 8 on dense k3 and faster on the smaller cases.
 CUDA_CHANNEL_TILE = dict(columns=32, thread_rows=2, rows_per_thread=8, channel_threads=2,
-                         channels_per_thread=8, stage_channels=4)
+                         channels_per_thread=8, stage_channels=2)
 CUDA_ROW_TILE = dict(columns=32, thread_rows=2, rows_per_thread=16, channel_threads=1,
                      channels_per_thread=1, stage_channels=1)
 

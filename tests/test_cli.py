@@ -153,6 +153,6 @@ def test_plan_for_cuda_needs_no_gpu():
                   "--backend", "cuda").output
     assert "algorithm    cuda-row-tiled" in text
     assert "bytes of shared memory per thread block" in text
-    record = json.loads(invoke("plan", "--input", "1,4,8,8,8", "--weight", "4,4,3,3,3", "--backend",
+    record = json.loads(invoke("plan", "--input", "1,4,8,8,8", "--weight", "8,4,3,3,3", "--backend",
                                "cuda", "--json").output)
     assert (record["backend"], record["algorithm"]) == ("cuda", "cuda-channel-tiled")

@@ -14,8 +14,10 @@ from ..shape_rules import padded_source_index
 from .tiling import staged_plane, tile_counts
 
 
-# Shared-memory offsets (< 48 KiB) as unsigned ints: Numba then skips its negative-index wraparound.
-_at = numba.uint32
+# Shared-memory offsets as unsigned 64-bit ints, kept unsigned through their sums (a signed operand
+# would make Numba promote the sum to float64): Numba then skips its negative-index wraparound, and
+# the compiler folds constant offsets into the load instructions.
+_at = numba.uint64
 
 
 def _jit(threads, min_blocks):
@@ -65,6 +67,9 @@ def tiled_kernel(dtype, tile, min_blocks):
         tap_lane = thread // block_channels
         thread_inputs = ty * rows_per_thread * stride[1] * staged_columns + tx * stride[2]
         row_step = stride[1] * staged_columns
+        weight_step = _at(block_channels)
+        column_step = _at(dilation[2])
+        row_jump = _at(dilation[1] * staged_columns)
         sums = cuda.local.array((rows_per_thread, channels_per_thread), value)
         weight_row = cuda.local.array(channels_per_thread, value)
 
@@ -121,23 +126,20 @@ def tiled_kernel(dtype, tile, min_blocks):
                     cuda.syncthreads()
 
                     for ch in range(stage):
-                        weights_at = ch * taps * block_channels + tz * channels_per_thread
-                        row_at = ch * plane + thread_inputs
+                        weights_at = _at(ch * taps * block_channels + tz * channels_per_thread)
+                        row_at = _at(ch * plane + thread_inputs)
                         for _ in range(kernel_h):
                             inputs_at = row_at
                             for _ in range(kernel_w):
-                                # A view read at constant indices: the compiler folds each shared
-                                # load's offset into the instruction.
-                                tap_weights = staged_weights[weights_at:weights_at + channels_per_thread]
                                 for j in range(channels_per_thread):
-                                    weight_row[j] = tap_weights[j]
+                                    weight_row[j] = staged_weights[weights_at + _at(j)]
                                 for r in range(rows_per_thread):
-                                    v = shared[_at(inputs_at + r * row_step)]
+                                    v = shared[inputs_at + _at(r * row_step)]
                                     for j in range(channels_per_thread):
                                         sums[r, j] += v * weight_row[j]
-                                weights_at += block_channels
-                                inputs_at += dilation[2]
-                            row_at += dilation[1] * staged_columns
+                                weights_at += weight_step
+                                inputs_at += column_step
+                            row_at += row_jump
 
             ow = column_tile * columns + tx
             for r in range(rows_per_thread):
