@@ -1,4 +1,6 @@
 """Device arrays: recognised without importing ``numba.cuda``; operands moved onto the GPU once."""
+import functools
+
 import numpy as np
 
 
@@ -18,14 +20,24 @@ def is_device_array(obj):
         return True
 
 
-def cuda_module(op):
-    """``numba.cuda``, once it is known to be installed and to see a GPU (or the simulator)."""
+@functools.cache
+def _cuda_status():
+    """(``numba.cuda`` or None, whether it sees a GPU): asked once per process, since
+    ``cuda.is_available()`` costs more than a whole small convolution."""
     try:
         from numba import cuda
-    except ImportError as err:
+    except ImportError:
+        return None, False
+    return cuda, cuda.is_available()
+
+
+def cuda_module(op):
+    """``numba.cuda``, once it is known to be installed and to see a GPU (or the simulator)."""
+    cuda, available = _cuda_status()
+    if cuda is None:
         raise TypeError(f"{op}: input is a CUDA array, but numba-cuda is not installed; "
-                        f"pip install 'numba_conv3d[cuda]'") from err
-    if not cuda.is_available():
+                        f"pip install 'numba_conv3d[cuda]'")
+    if not available:
         raise RuntimeError(f"{op}: input is a CUDA array, but Numba finds no usable CUDA GPU "
                            f"(driver or toolkit missing: see `numba -s` and `numba-conv3d info`)")
     return cuda

@@ -137,7 +137,7 @@ def test_cupy_arrays_in_cupy_arrays_out():
     cupy = pytest.importorskip("cupy")
     if SIMULATED:
         pytest.skip("CuPy needs a real GPU")
-    x, w, _ = random_operands(np.random.default_rng(9), (2, 4, 5, 6), (2, 2, 1, 3, 3), False,
+    x, w, _ = random_operands(np.random.default_rng(9), (4, 4, 5, 6), (2, 2, 1, 3, 3), False,
                               np.float64)
     out = conv3d(cupy.asarray(x), cupy.asarray(w), groups=2, padding=(0, 1, 1), padding_mode="reflect")
     assert isinstance(out, cupy.ndarray)
