@@ -11,7 +11,7 @@ import numpy as np
 from numba import cuda, from_dtype
 
 from ..shape_rules import padded_source_index
-from .tiling import staged_plane, tile_counts
+from .tiling import staged_plane, tile_counts, unravel
 
 
 # Shared-memory offsets as unsigned 64-bit ints, kept unsigned through their sums (a signed operand
@@ -74,16 +74,10 @@ def tiled_kernel(dtype, tile, min_blocks):
         weight_row = cuda.local.array(channels_per_thread, value)
 
         for tile_index in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):
-            channel_block = tile_index % channel_blocks
-            rest = tile_index // channel_blocks
-            column_tile = rest % column_tiles
-            rest //= column_tiles
-            row_tile = rest % row_tiles
-            rest //= row_tiles
-            od = rest % out_depth
-            rest //= out_depth
-            group = rest % groups
-            n = rest // groups
+            channel_block, column_tile, row_tile, od, item = unravel(
+                tile_index, channel_blocks, column_tiles, row_tiles, out_depth)
+            group = item % groups
+            n = item // groups
             first_channel = channel_block * block_channels
             out_channel = group * out_per_group + first_channel + channel_lane
             stages_weight = first_channel + channel_lane < out_per_group
@@ -169,14 +163,7 @@ def direct_kernel(dtype, threads):
         total = out.shape[0] * out_channels * out_depth * out_height * out_width
         sums = cuda.local.array(1, value)
         for index in range(cuda.grid(1), total, cuda.gridsize(1)):
-            ow = index % out_width
-            rest = index // out_width
-            oh = rest % out_height
-            rest //= out_height
-            od = rest % out_depth
-            rest //= out_depth
-            oc = rest % out_channels
-            n = rest // out_channels
+            ow, oh, od, oc, n = unravel(index, out_width, out_height, out_depth, out_channels)
             first_input = (oc // out_per_group) * in_per_group
             sums[0] = 0
             for c in range(in_per_group):

@@ -65,6 +65,19 @@ def ceil_div(a, b):
 
 
 @register_jitable
+def unravel(index, first, second, third, fourth):
+    """Digits of ``index`` in the mixed radix (first, second, third, fourth, unbounded), least
+    significant first: how a flat work-item number becomes coordinates."""
+    rest = index // first
+    digit1 = index - rest * first
+    digit2 = rest % second
+    rest //= second
+    digit3 = rest % third
+    rest //= third
+    return digit1, digit2, digit3, rest % fourth, rest // fourth
+
+
+@register_jitable
 def staged_extent(outputs, stride, kernel, dilation):
     """Input extent read by ``outputs`` consecutive outputs along one dimension (tile plus halo)."""
     return (outputs - 1) * stride + dilated_extent(kernel, dilation)
