@@ -1,4 +1,5 @@
 """numba_conv3d: 3-D convolution with the semantics of torch.nn.Conv3d, compiled by Numba."""
+from . import jit_api  # noqa: F401 - registers conv3d for users' @njit code
 from .api import conv3d
 from .layer import Conv3d
 from .plan import ConvPlan

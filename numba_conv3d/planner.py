@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 from .cuda.arrays import is_device_array
+from . import shape_checks
 from .plan import ConvPlan
 from .shape_rules import PADDING_MODES, dilated_extent, same_pads
 
@@ -46,8 +47,7 @@ def normalize_triple(op, name, value, minimum):
         triple = tuple(_as_int(op, name, v) for v in value)
     else:
         triple = (_as_int(op, name, value),) * 3
-    if min(triple) < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum} in every dimension, but got {triple}")
+    shape_checks.check_minimum(op, name, triple, minimum)
     return triple
 
 
@@ -65,8 +65,7 @@ def normalize_positive_int(op, name, value):
     """A positive int argument (``groups``, channel counts) -> int; bools and floats are TypeErrors."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{op}: {name} must be an int, but got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{op}: {name} must be a positive integer, but got {name}={value}")
+    shape_checks.check_positive(op, name, int(value))
     return int(value)
 
 
@@ -104,18 +103,14 @@ def _normalize_shape(op, name, shape, ndims):
         expected = " or ".join(str(n) for n in ndims)
         raise ValueError(f"{op}: expected {name} to have {expected} dimensions, "
                          f"but got {name} of shape {dims} ({len(dims)} dimensions)")
-    batch_may_be_empty = name == "input" and len(dims) == 5
-    if min(dims[batch_may_be_empty:]) < 1 or dims[0] < 0:
-        raise ValueError(f"{op}: {name} of shape {dims} has an empty dimension; only the batch "
-                         f"dimension of the input may be 0")
+    shape_checks.check_not_empty(op, name, dims, name == "input" and len(dims) == 5)
     return dims
 
 
 def check_same_stride(op, padding, stride):
     """Raise ValueError when normalized ``padding`` is 'same' and the normalized ``stride`` is not 1."""
-    if padding == "same" and max(stride) > 1:
-        raise ValueError(f"{op}: padding='same' is not supported for strided convolutions, "
-                         f"but got stride={stride}")
+    if padding == "same":
+        shape_checks.check_same_stride(op, stride)
 
 
 def _resolve_pads(op, padding, kernel, stride, dilation):
@@ -125,17 +120,6 @@ def _resolve_pads(op, padding, kernel, stride, dilation):
     if padding == "same":
         return tuple(same_pads(k, d) for k, d in zip(kernel, dilation))
     return tuple((p, p) for p in padding)
-
-
-def _check_mode_limits(op, padding_mode, pads, size):
-    for dim, ((front, back), n) in enumerate(zip(pads, size)):
-        if padding_mode == "reflect" and max(front, back) >= n:
-            raise ValueError(f"{op}: padding_mode='reflect' needs pads smaller than the input extent, "
-                             f"but got pads ({front}, {back}) for extent {n} in spatial dimension {dim}")
-        if padding_mode == "circular" and max(front, back) > n:
-            raise ValueError(f"{op}: padding_mode='circular' needs pads no larger than the input "
-                             f"extent (it would wrap around more than once), but got pads "
-                             f"({front}, {back}) for extent {n} in spatial dimension {dim}")
 
 
 def _algorithm_table(op, backend):
@@ -221,21 +205,14 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
     batch, in_channels = (x_shape[0], x_shape[1]) if batched else (1, x_shape[0])
     out_channels, in_per_group = w_shape[:2]
     kernel, size = w_shape[2:], x_shape[-3:]
-    if out_channels % groups:
-        raise ValueError(f"{op}: weight of shape {w_shape} has {out_channels} output channels, "
-                         f"which groups={groups} does not divide")
-    if in_per_group * groups != in_channels:
-        raise ValueError(f"{op}: given groups={groups} and weight of shape {w_shape}, expected input "
-                         f"of shape {x_shape} to have {in_per_group * groups} channels, "
-                         f"but got {in_channels} channels")
-    has_bias = _check_bias(op, bias, out_channels, w_shape)
+    shape_checks.check_groups(op, x_shape, w_shape, groups)
+    has_bias = _check_bias(op, bias, w_shape)
     pads = _resolve_pads(op, padding, kernel, stride, dilation)
-    _check_mode_limits(op, padding_mode, pads, size)
+    front, back = tuple(f for f, _ in pads), tuple(b for _, b in pads)
+    shape_checks.check_mode_limits(op, PADDING_MODES.index(padding_mode), front, back, size)
     padded = tuple(n + f + b for n, (f, b) in zip(size, pads))
     spans = tuple(dilated_extent(k, d) for k, d in zip(kernel, dilation))
-    if any(p < s for p, s in zip(padded, spans)):
-        raise ValueError(f"{op}: the padded input extent {padded} is smaller than the dilated kernel "
-                         f"extent {spans} (kernel {kernel}, dilation {dilation}) in some dimension")
+    shape_checks.check_kernel_fits(op, padded, spans, kernel, dilation)
     plan = ConvPlan(batched=batched, batch=batch, in_channels=in_channels, out_channels=out_channels,
                     groups=groups, input_size=size, kernel_size=kernel, stride=stride,
                     dilation=dilation, pads=pads, padding_mode=padding_mode, has_bias=has_bias,
@@ -244,15 +221,14 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
     return _choose_algorithm(op, plan, algorithm)
 
 
-def _check_bias(op, bias, out_channels, w_shape):
+def _check_bias(op, bias, w_shape):
     if bias is None or bias is False:
         return False
     if bias is True:
         return True
-    shape = tuple(bias) if isinstance(bias, (tuple, list)) else None
-    if shape != (out_channels,):
-        raise ValueError(f"{op}: given weight of shape {w_shape}, expected bias to be 1-dimensional "
-                         f"with {out_channels} elements, but got bias of shape {shape or bias!r}")
+    if not isinstance(bias, (tuple, list)):
+        raise TypeError(f"{op}: bias must be True, False, None or the bias's shape, but got {bias!r}")
+    shape_checks.check_bias_shape(op, w_shape, tuple(_as_int(op, "bias shape", n) for n in bias))
     return True
 
 

@@ -6,17 +6,28 @@ from . import blocked, direct, row_blocked
 
 NAME = "cpu"
 
+
+def _runner(compute):
+    """An algorithm's ``run``: its jitted ``compute`` given the plan's numbers."""
+    def run(plan, x, weight, bias, out):
+        compute(x, weight, bias, plan.has_bias, out, plan.stride, plan.dilation, plan.pad_front,
+                plan.padded_size, plan.mode_code, plan.groups)
+
+    return run
+
+
 ALGORITHMS = (
     Algorithm("blocked", "real dtype, >= 4 output channels per group: blocks of 4 channels x 128 "
               "bytes of columns summed in registers (1.4-2.5x the direct kernel where it applies)",
-              lambda plan: not plan.is_complex and plan.out_per_group >= blocked.BLOCK_CHANNELS,
-              blocked.workspace_bytes, blocked.run),
+              lambda plan: blocked.serves(plan.is_complex, plan.out_per_group),
+              blocked.workspace_bytes, _runner(blocked.compute)),
     Algorithm("row-blocked", "real dtype, < 4 output channels per group (one-channel, depthwise): "
               "blocks of 4 output rows x 128 bytes of columns summed in registers",
-              lambda plan: not plan.is_complex, row_blocked.workspace_bytes, row_blocked.run),
+              lambda plan: not plan.is_complex, row_blocked.workspace_bytes,
+              _runner(row_blocked.compute)),
     Algorithm("direct", "direct convolution over per-task padded input slabs; serves every argument "
               "(complex, fewer than 4 output channels per group)",
-              lambda plan: True, direct.workspace_bytes, direct.run),
+              lambda plan: True, direct.workspace_bytes, _runner(direct.compute)),
 )
 
 

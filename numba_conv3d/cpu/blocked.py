@@ -160,17 +160,33 @@ def _blocked_kernel(x, packed, bias, has_bias, out, stride, dilation, pad_front,
                                bias, has_bias)
 
 
+@register_jitable
+def serves(is_complex, out_per_group):
+    """Whether the blocked kernel serves a convolution: real dtypes, at least one whole block of
+    output channels per group (the planner's table and jitted ``conv3d`` both ask this)."""
+    return not is_complex and out_per_group >= BLOCK_CHANNELS
+
+
+@njit(cache=True)
 def pack_weights(weight, groups):
     """(C_out, C_in/g, KD, KH, KW) -> (g, blocks, C_in/g, taps, 4): each block's 4 channels' weights
     for one tap side by side; missing channels of the last block are zeros."""
     out_channels, in_per_group = weight.shape[:2]
     out_per_group = out_channels // groups
-    blocks = -(-out_per_group // BLOCK_CHANNELS)
-    taps = int(np.prod(weight.shape[2:]))
-    grouped = np.zeros((groups, blocks * BLOCK_CHANNELS, in_per_group, taps), weight.dtype)
-    grouped[:, :out_per_group] = weight.reshape(groups, out_per_group, in_per_group, taps)
-    blocked = grouped.reshape(groups, blocks, BLOCK_CHANNELS, in_per_group, taps)
-    return np.ascontiguousarray(blocked.transpose(0, 1, 3, 4, 2))
+    blocks = (out_per_group + BLOCK_CHANNELS - 1) // BLOCK_CHANNELS
+    taps = weight.shape[2] * weight.shape[3] * weight.shape[4]
+    packed = np.zeros((groups, blocks, in_per_group, taps, BLOCK_CHANNELS), weight.dtype)
+    for o in range(out_channels):
+        g, local = o // out_per_group, o % out_per_group
+        block, lane = local // BLOCK_CHANNELS, local % BLOCK_CHANNELS
+        for c in range(in_per_group):
+            tap = 0
+            for kd in range(weight.shape[2]):
+                for kh in range(weight.shape[3]):
+                    for kw in range(weight.shape[4]):
+                        packed[g, block, c, tap, lane] = weight[o, c, kd, kh, kw]
+                        tap += 1
+    return packed
 
 
 def workspace_bytes(plan):
@@ -178,13 +194,13 @@ def workspace_bytes(plan):
     return blocked_workspace_bytes(plan, 0)
 
 
-def run(plan, x, weight, bias, out):
-    """Compute ``plan`` (a real dtype) for the batched 5-D ``x`` into ``out`` with the blocked kernel.
+@register_jitable
+def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """Fill the batched ``out`` from the batched ``x`` with the blocked kernel (real dtypes).
 
-    Parameters are those of :func:`numba_conv3d.cpu.direct.run`.
+    The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    tasks = plan.batch * plan.groups * plan.output_size[0]
-    packed = pack_weights(weight, plan.groups)
-    _blocked_kernel(x, packed, bias, plan.has_bias, out, plan.stride, plan.dilation, plan.pad_front,
-                    plan.padded_size, plan.mode_code, plan.kernel_size,
-                    channel_splits(packed.shape[1], tasks))
+    tasks = x.shape[0] * groups * out.shape[2]
+    packed = pack_weights(weight, groups)
+    _blocked_kernel(x, packed, bias, has_bias, out, stride, dilation, pad_front, padded, mode,
+                    weight.shape[2:], channel_splits(packed.shape[1], tasks))

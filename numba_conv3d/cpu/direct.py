@@ -88,24 +88,31 @@ def workspace_bytes(plan):
     return (int(np.prod(slab)) + tile) * itemsize
 
 
-def run(plan, x, weight, bias, out):
-    """Compute ``plan`` for the batched 5-D ``x`` into ``out`` with the direct kernel.
+@register_jitable
+def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """Fill ``out`` with the convolution of ``x`` by the direct kernel (every dtype).
+
+    Plain Python when the CPU backend calls it with a plan's numbers (the kernel it calls is compiled
+    and cached); compiled into the caller when ``conv3d`` runs inside a user's jitted code.
 
     Parameters
     ----------
-    plan : ConvPlan
-        Validated plan; its numbers are passed as runtime arguments (no per-shape compilation).
     x : numpy.ndarray
-        (N, C_in, D, H, W), any memory layout.
+        (N, C_in, D, H, W), N > 0, any memory layout.
     weight : numpy.ndarray
         (C_out, C_in / groups, KD, KH, KW).
-    bias : numpy.ndarray or None
-        (C_out,) or None.
+    bias : numpy.ndarray
+        (C_out,), or empty when ``has_bias`` is False.
+    has_bias : bool
     out : numpy.ndarray
         C-contiguous (N, C_out, OD, OH, OW), overwritten.
+    stride, dilation, pad_front, padded : tuple of 3 ints
+        Normalized stride and dilation, front pads and padded extents (D, H, W).
+    mode : int
+        Padding mode code (``shape_rules.PAD_*``).
+    groups : int
     """
-    tasks = plan.batch * plan.groups * plan.output_size[0]
-    channel_blocks = channel_splits(plan.out_per_group, tasks)
-    weight = np.ascontiguousarray(weight)
-    _direct_kernel(x, weight, bias, plan.has_bias, out, plan.stride, plan.dilation, plan.pad_front,
-                   plan.padded_size, plan.mode_code, plan.groups, channel_blocks)
+    tasks = x.shape[0] * groups * out.shape[2]
+    channel_blocks = channel_splits(weight.shape[0] // groups, tasks)
+    _direct_kernel(x, np.ascontiguousarray(weight), bias, has_bias, out, stride, dilation, pad_front,
+                   padded, mode, groups, channel_blocks)

@@ -8,6 +8,7 @@ rows so the last block of rows is whole. Same fixed summation order (input chann
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
 from .blocked import (BLOCK_CHANNELS, STACK_ITEMS, blocked_setup, blocked_workspace_bytes,
                       finish_block, start_block)
@@ -77,13 +78,14 @@ def workspace_bytes(plan):
     return blocked_workspace_bytes(plan, (BLOCK_ROWS - 1) * plan.stride[1])
 
 
-def run(plan, x, weight, bias, out):
-    """Compute ``plan`` (a real dtype) for the batched 5-D ``x`` into ``out`` with 4-row blocks.
+@register_jitable
+def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """Fill the batched ``out`` from the batched ``x`` with 4-row blocks (real dtypes).
 
-    Parameters are those of :func:`numba_conv3d.cpu.direct.run`.
+    The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    tasks = plan.batch * plan.groups * plan.output_size[0]
-    taps = np.ascontiguousarray(weight).reshape(plan.out_channels, plan.in_per_group, -1)
-    _row_blocked_kernel(x, taps, bias, plan.has_bias, out, plan.stride, plan.dilation,
-                        plan.pad_front, plan.padded_size, plan.mode_code, plan.kernel_size,
-                        plan.groups, channel_splits(plan.out_per_group, tasks))
+    tasks = x.shape[0] * groups * out.shape[2]
+    out_channels, in_per_group = weight.shape[0], weight.shape[1]
+    taps = np.ascontiguousarray(weight).reshape(out_channels, in_per_group, -1)
+    _row_blocked_kernel(x, taps, bias, has_bias, out, stride, dilation, pad_front, padded, mode,
+                        weight.shape[2:], groups, channel_splits(out_channels // groups, tasks))

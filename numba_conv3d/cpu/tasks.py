@@ -6,11 +6,12 @@ from numba.extending import register_jitable
 from ..config import TASKS_PER_THREAD
 
 
+@register_jitable
 def channel_splits(units, tasks):
     """Split ``units`` (output channels or channel blocks) of each of ``tasks`` independent tasks into
     enough pieces for ``TASKS_PER_THREAD`` tasks per thread; never more pieces than units."""
     wanted = TASKS_PER_THREAD * numba.get_num_threads()
-    return max(1, min(units, -(-wanted // max(tasks, 1))))
+    return max(1, min(units, (wanted + max(tasks, 1) - 1) // max(tasks, 1)))
 
 
 @register_jitable

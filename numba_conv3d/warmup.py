@@ -1,0 +1,53 @@
+"""Compile (or load from Numba's on-disk cache) the CPU kernels of the common signatures ahead of use."""
+import time
+
+import numpy as np
+
+from .api import run_plan
+from .cpu import ALGORITHMS
+from .planner import plan_conv3d
+
+# A tiny problem that every CPU algorithm serves: 4 output channels per group (the blocked kernel),
+# and 1 per group with groups=4 (row-blocked, direct).
+_SHAPES = (((1, 4, 3, 4, 5), (4, 4, 2, 2, 2), 1), ((1, 4, 3, 4, 5), (4, 1, 2, 2, 2), 4))
+
+
+def _operands(algorithm, dtype):
+    """A plan forcing ``algorithm`` on a tiny problem it serves, and its operands."""
+    for input_shape, weight_shape, groups in _SHAPES:
+        plan = plan_conv3d(input_shape, weight_shape, groups=groups, dtype=dtype)
+        if algorithm.applies(plan):
+            plan = plan_conv3d(input_shape, weight_shape, groups=groups, dtype=dtype,
+                               algorithm=algorithm.name)
+            return plan, np.ones(input_shape, dtype), np.ones(weight_shape, dtype), np.ones(4, dtype)
+    return None
+
+
+def warm_cache(dtypes=("float32", "float64"), report=None):
+    """Run each CPU algorithm once per dtype on C-contiguous operands, so that later processes load the
+    compiled kernels from the cache instead of compiling them (Numba caches per argument types: other
+    layouts, such as strided views, compile on their first use).
+
+    Parameters
+    ----------
+    dtypes : iterable of str
+        Dtypes to compile for.
+    report : callable(str, float), optional
+        Called with the algorithm/dtype name and the seconds it took.
+
+    Returns
+    -------
+    float
+        Total seconds.
+    """
+    start = time.perf_counter()
+    for dtype in dtypes:
+        for algorithm in ALGORITHMS:
+            problem = _operands(algorithm, dtype)
+            if problem is None:
+                continue
+            began = time.perf_counter()
+            run_plan(*problem)
+            if report:
+                report(f"{algorithm.name} {dtype}", time.perf_counter() - began)
+    return time.perf_counter() - start
