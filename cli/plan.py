@@ -2,6 +2,7 @@
 import json
 
 import click
+import numba
 
 from numba_conv3d.benchmark import BenchCase
 
@@ -41,4 +42,7 @@ def plan(input_shape, weight_shape, stride, padding, dilation, groups, padding_m
     per = "per thread" if lowered.backend == "cpu" else "of shared memory per thread block"
     click.echo(f"backend      {lowered.backend}")
     click.echo(f"workspace    {lowered.workspace_bytes:,} bytes {per}")
+    threads = numba.get_num_threads()
+    click.echo(f"memory       {lowered.memory_bytes(threads):,} bytes allocated by a call "
+               f"({threads} threads; output {lowered.output_bytes:,})")
     click.echo(f"flops        {lowered.flops:,}")

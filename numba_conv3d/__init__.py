@@ -1,10 +1,13 @@
 """numba_conv3d: 3-D convolution with the semantics of torch.nn.Conv3d, compiled by Numba."""
 from . import jit_api  # noqa: F401 - registers conv3d for users' @njit code
+from .parallelism import make_pip_tbb_findable
 from .api import conv3d
 from .layer import Conv3d
 from .plan import ConvPlan
 from .planner import plan_conv3d
 
 __version__ = "0.1.0"
+
+make_pip_tbb_findable()
 
 __all__ = ["Conv3d", "ConvPlan", "conv3d", "plan_conv3d", "__version__"]

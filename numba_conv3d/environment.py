@@ -6,17 +6,10 @@ from pathlib import Path
 
 import llvmlite.binding
 import numba
-from numba import njit, prange
+
+from .parallelism import threading_layer
 
 SIMD_PREFIXES = ("avx", "fma", "sse4", "neon", "sve")
-
-
-@njit(parallel=True, cache=True)
-def _start_threads(n):
-    total = 0
-    for i in prange(n):
-        total += i
-    return total
 
 
 def _version(package):
@@ -80,7 +73,6 @@ def describe():
     """
     from . import __version__
 
-    _start_threads(numba.get_num_threads())
     features = llvmlite.binding.get_host_cpu_features()
     return {
         "versions": {"numba_conv3d": __version__, "numba": numba.__version__,
@@ -90,7 +82,7 @@ def describe():
         "cpu": cpu_name(),
         "llvm_cpu": llvmlite.binding.get_host_cpu_name(),
         "simd": sorted(name for name, on in features.items() if on and name.startswith(SIMD_PREFIXES)),
-        "threading_layer": numba.threading_layer(),
+        "threading_layer": threading_layer(),
         "threads": numba.get_num_threads(),
         "cache_dir": cache_directory(),
         "cuda_devices": cuda_devices(),

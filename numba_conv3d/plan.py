@@ -119,6 +119,18 @@ class ConvPlan:
         return np.dtype(self.dtype).kind == "c"
 
     @property
+    def output_bytes(self):
+        """Bytes of the result array."""
+        return prod(self.output_shape) * np.dtype(self.dtype).itemsize
+
+    def memory_bytes(self, workers):
+        """Bytes a call allocates: the result, the weights' working copy, and the workspace of
+        ``workers`` threads (CPU) or one block's shared memory (CUDA: not host memory)."""
+        weight_copy = prod(self.weight_shape) * np.dtype(self.dtype).itemsize
+        workspace = self.workspace_bytes * workers if self.backend == "cpu" else 0
+        return self.output_bytes + weight_copy + workspace
+
+    @property
     def macs(self):
         """Multiply-accumulates of the convolution, bias excluded."""
         return (self.batch * self.out_channels * prod(self.output_size) * self.in_per_group

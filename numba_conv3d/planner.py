@@ -2,14 +2,15 @@
 
 Only this module knows the rules; kernels trust the :class:`~numba_conv3d.plan.ConvPlan` it returns.
 Messages name the operation, the argument and the numbers received. ``ValueError`` is raised for bad
-values and shapes, ``TypeError`` for bad types.
+values and shapes, ``TypeError`` for bad types, ``MemoryError`` for a call that cannot fit in memory.
 """
 from dataclasses import replace
 
+import numba
 import numpy as np
 
-from .cuda.arrays import is_device_array
 from . import shape_checks
+from .cuda.arrays import is_device_array
 from .plan import ConvPlan
 from .shape_rules import PADDING_MODES, dilated_extent, same_pads
 
@@ -266,7 +267,37 @@ def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, g
     _check_array(op, "weight", weight, backend, dtype)
     if bias is not None:
         _check_array(op, "bias", bias, backend, dtype)
-    return plan_conv3d(tuple(input.shape), tuple(weight.shape),
+    plan = plan_conv3d(tuple(input.shape), tuple(weight.shape),
                        bias=None if bias is None else tuple(bias.shape), stride=stride,
                        padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
                        dtype=dtype, backend=backend, algorithm=algorithm, op=op)
+    if backend == "cpu":
+        check_host_memory(op, plan)
+    return plan
+
+
+def available_memory():
+    """Bytes the kernel can still give this process without swapping (Linux ``MemAvailable``), or None
+    where unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_host_memory(op, plan, available=None):
+    """Raise MemoryError, before anything is allocated, when a CPU call needs more memory than is
+    available (``available`` bytes; read from the system when None)."""
+    available = available_memory() if available is None else available
+    workers = numba.get_num_threads()
+    needed = plan.memory_bytes(workers)
+    if available is not None and needed > available:
+        gib = 2.0 ** 30
+        raise MemoryError(f"{op}: this call needs {needed / gib:.2f} GiB (output {plan.output_shape} "
+                          f"{plan.dtype}: {plan.output_bytes / gib:.2f} GiB; workspace "
+                          f"{plan.workspace_bytes / 2 ** 20:.1f} MiB per thread x {workers} threads), "
+                          f"but only {available / gib:.2f} GiB of memory is available")

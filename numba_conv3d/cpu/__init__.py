@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..algorithm import Algorithm
+from ..parallelism import safe_to_run
 from . import blocked, direct, row_blocked
 
 NAME = "cpu"
@@ -38,5 +39,6 @@ def execute(plan, input, weight, bias):
     if plan.batch:
         algorithm = next(a for a in ALGORITHMS if a.name == plan.algorithm)
         bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias)
-        algorithm.run(plan, x, weight, bias, out)
+        with safe_to_run():
+            algorithm.run(plan, x, weight, bias, out)
     return out if plan.batched else out[0]
