@@ -11,6 +11,7 @@ from numba_conv3d.environment import describe
 
 
 def main():
+    """Parse the command line, run, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=sorted(SUITES), default="cpu")
     parser.add_argument("--case", action="append", help="a case name of the backend's suite; repeatable")

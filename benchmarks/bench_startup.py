@@ -39,6 +39,7 @@ def measure(cache_dir, dtype):
 
 
 def main():
+    """Parse the command line, run, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dtype", default="float32")

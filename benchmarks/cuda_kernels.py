@@ -11,6 +11,7 @@ from numba_conv3d.cuda import kernels, tiling
 
 
 def main():
+    """Print registers and local memory of each tiled kernel per dtype, then the host-side overhead."""
     for dtype in ("float32", "float64", "complex64", "complex128"):
         xs = cuda.to_device(np.ones((1, 16, 8, 40, 40), dtype))
         for weight_shape, groups in (((16, 16, 3, 3, 3), 1), ((16, 1, 3, 3, 3), 16)):

@@ -17,6 +17,7 @@ from numba_conv3d.benchmark import CUDA_SUITE
 
 
 def median_ms(fn, repeat=9):
+    """Median milliseconds of ``fn()`` with the device synchronized around each run, after a warm-up."""
     fn()
     cuda.synchronize()
     times = []
@@ -29,6 +30,7 @@ def median_ms(fn, repeat=9):
 
 
 def main():
+    """Time every CUDA-suite case under each variant of config overrides given on the command line."""
     variants = [json.loads(text) for text in sys.argv[1:]] or [{}]
     operands = {case.name: [None if a is None else cuda.to_device(a) for a in case.operands()]
                 for case in CUDA_SUITE}

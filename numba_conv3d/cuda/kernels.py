@@ -151,7 +151,8 @@ def tiled_kernel(dtype, tile, min_blocks):
 def direct_kernel(dtype, threads):
     """The fallback kernel for ``dtype`` at ``threads`` per block: one output element per thread,
     input read through the padding index maps from global memory, no shared memory (any kernel size
-    or dilation)."""
+    or dilation). It takes the tiled kernel's arguments, so one launcher serves both (it needs no
+    ``padded``: every output it computes reads inside the padded extents)."""
     value = from_dtype(np.dtype(dtype))
 
     @_jit(threads, 1)
