@@ -1,12 +1,12 @@
 """Ours vs torch on a backend's suite (or chosen cases), side by side in one process.
 
-Usage: python benchmarks/bench_conv3d.py [--backend cpu|cuda] [--case NAME ...] [--repeat N]
+Usage: python benchmarks/bench_conv3d.py [--backend cpu|cuda] [--full] [--case NAME ...] [--repeat N]
 [--threads N] [--json FILE]
 """
 import argparse
 import json
 
-from numba_conv3d.benchmark import SUITES, format_report, run_suite
+from numba_conv3d.benchmark import FULL_SUITES, SUITES, format_report, run_suite
 from numba_conv3d.environment import describe
 
 
@@ -14,12 +14,13 @@ def main():
     """Parse the command line, run, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=sorted(SUITES), default="cpu")
+    parser.add_argument("--full", action="store_true", help="the full suite: every class of issue 4")
     parser.add_argument("--case", action="append", help="a case name of the backend's suite; repeatable")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", help="also write the results and the environment to this file")
     args = parser.parse_args()
-    cases = {case.name: case for case in SUITES[args.backend]}
+    cases = {case.name: case for case in (FULL_SUITES if args.full else SUITES)[args.backend]}
     unknown = set(args.case or ()) - set(cases)
     if unknown:
         parser.error(f"not in the {args.backend} suite: {sorted(unknown)}; known: {sorted(cases)}")

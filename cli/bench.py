@@ -5,26 +5,27 @@ import sys
 import click
 import numba
 
-from numba_conv3d.benchmark import SUITES, BenchCase, format_report, run_suite
+from numba_conv3d.benchmark import FULL_SUITES, SUITES, BenchCase, format_report, run_suite
 from numba_conv3d.environment import cuda_devices, describe
 
 from .options import checked, conv_kwargs, problem_options
 
-CASE_NAMES = sorted({case.name for suite in SUITES.values() for case in suite})
+CASE_NAMES = sorted({case.name for suites in (SUITES, FULL_SUITES) for suite in suites.values()
+                     for case in suite})
 
 
-def _chosen_cases(backend, names, input_shape, weight_shape, no_bias, dtype, kwargs):
+def _chosen_cases(suite, names, input_shape, weight_shape, no_bias, dtype, kwargs, backend):
     if (input_shape is None) != (weight_shape is None):
         raise click.UsageError("a custom case needs both --input and --weight")
     if input_shape is not None:
         return [checked(BenchCase("custom", input_shape, weight_shape, kwargs, dtype, not no_bias,
                                   backend))]
-    suite = {case.name: case for case in SUITES[backend]}
-    unknown = [name for name in names if name not in suite]
+    by_name = {case.name: case for case in suite}
+    unknown = [name for name in names if name not in by_name]
     if unknown:
         raise click.BadParameter(f"{', '.join(unknown)} not in the {backend} suite; see --list",
                                  param_hint="--case")
-    return [suite[name] for name in names] if names else list(SUITES[backend])
+    return [by_name[name] for name in names] if names else list(suite)
 
 
 def _progress(quiet):
@@ -43,6 +44,9 @@ def _progress(quiet):
 @click.option("--case", "names", multiple=True, type=click.Choice(CASE_NAMES),
               help="A case of the backend's suite (repeatable); see --list.")
 @click.option("--list", "list_cases", is_flag=True, help="List the backend's suite and exit.")
+@click.option("--full", is_flag=True,
+              help="The full CPU suite: every convolution class, float64 and complex64 variants, "
+                   "scipy beside one-channel volumes (several minutes).")
 @problem_options(required=False)
 @click.option("--backend", type=click.Choice(sorted(SUITES)), default="cpu", show_default=True,
               help="Run on the CPU (NumPy arrays) or a CUDA GPU (device arrays; the peer is torch "
@@ -55,7 +59,7 @@ def _progress(quiet):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               help="Also write the results and the environment as JSON to this file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def bench(names, list_cases, input_shape, weight_shape, stride, padding, dilation, groups,
+def bench(names, list_cases, full, input_shape, weight_shape, stride, padding, dilation, groups,
           padding_mode, no_bias, dtype, backend, threads, repeat, warmup, json_path, quiet):
     """Time convolutions: ours and torch alternating in one process, medians.
 
@@ -71,14 +75,16 @@ def bench(names, list_cases, input_shape, weight_shape, stride, padding, dilatio
       numba-conv3d bench --case dense-k3 --case pointwise --repeat 9
       numba-conv3d bench --input 1,32,64,64,64 --weight 32,32,3,3,3 --padding same --json out.json
       numba-conv3d bench --backend cuda
+      numba-conv3d bench --full --case one-channel-k7-96^3
     """
+    suite = (FULL_SUITES if full else SUITES)[backend]
     if list_cases:
-        for case in SUITES[backend]:
+        for case in suite:
             click.echo(f"{case.name:24} input {case.input_shape} weight {case.weight_shape} "
                        f"{case.kwargs} {case.dtype}")
         return
-    cases = _chosen_cases(backend, names, input_shape, weight_shape, no_bias, dtype,
-                          conv_kwargs(stride, padding, dilation, groups, padding_mode))
+    cases = _chosen_cases(suite, names, input_shape, weight_shape, no_bias, dtype,
+                          conv_kwargs(stride, padding, dilation, groups, padding_mode), backend)
     if backend == "cuda" and not cuda_devices():
         raise click.UsageError("--backend cuda: no CUDA GPU is available (see numba-conv3d info)")
     if threads is not None and threads > numba.config.NUMBA_NUM_THREADS:

@@ -56,6 +56,35 @@ DEFAULT_SUITE = (
               dtype="float64"),
 )
 
+# Every class of issue 4's suite: dense and strided k3/k5, both doc examples, a 3-channel stem, 1x7x7,
+# dilated, grouped, depthwise, pointwise, one-channel volumes (k5/k7/k9 at 96^3 and 192^3, reflect),
+# float64 and complex64 variants. scipy.signal.fftconvolve runs beside the one-channel cases.
+FULL_SUITE = tuple(BenchCase(*fields) for fields in (
+    ("dense-k3-c32-64^3", (1, 32, 64, 64, 64), (32, 32, 3, 3, 3), {"padding": 1}),
+    ("dense-k3-c64-32^3", (1, 64, 32, 32, 32), (64, 64, 3, 3, 3), {"padding": 1}),
+    ("dense-k5-c32-32^3", (1, 32, 32, 32, 32), (32, 32, 5, 5, 5), {"padding": 2}),
+    ("strided-k3-s2", (2, 32, 32, 64, 64), (64, 32, 3, 3, 3), {"padding": 1, "stride": 2}),
+    ("strided-k5-s2", (1, 32, 32, 64, 64), (64, 32, 5, 5, 5), {"padding": 2, "stride": 2}),
+    ("doc-example", (20, 16, 10, 50, 100), (33, 16, 3, 3, 3), {"stride": 2}),
+    ("doc-example-2", (20, 16, 10, 50, 100), (33, 16, 3, 5, 2),
+     {"stride": (2, 1, 1), "padding": (4, 2, 0)}),
+    ("stem-3ch-k3x7x7", (1, 3, 32, 112, 112), (64, 3, 3, 7, 7),
+     {"stride": (1, 2, 2), "padding": (1, 3, 3)}),
+    ("anisotropic-1x7x7", (1, 32, 16, 56, 56), (32, 32, 1, 7, 7), {"padding": (0, 3, 3)}),
+    ("dilated-k3-d2", (1, 32, 32, 32, 32), (32, 32, 3, 3, 3), {"padding": 2, "dilation": 2}),
+    ("grouped-g4", (1, 64, 32, 32, 32), (64, 16, 3, 3, 3), {"padding": 1, "groups": 4}),
+    ("depthwise-k3", (1, 64, 32, 32, 32), (64, 1, 3, 3, 3), {"padding": 1, "groups": 64}),
+    ("pointwise-64-128", (1, 64, 32, 32, 32), (128, 64, 1, 1, 1), {}),
+    *((f"one-channel-k{k}-{n}^3", (1, 1, n, n, n), (1, 1, k, k, k),
+       {"padding": "same", "padding_mode": "reflect"}) for n in (96, 192) for k in (5, 7, 9)),
+    ("dense-k3-float64", (1, 32, 32, 32, 32), (32, 32, 3, 3, 3), {"padding": 1}, "float64"),
+    ("dense-k3-complex64", (1, 16, 32, 32, 32), (16, 16, 3, 3, 3), {"padding": 1}, "complex64"),
+    ("one-channel-k7-float64", (1, 1, 96, 96, 96), (1, 1, 7, 7, 7),
+     {"padding": "same", "padding_mode": "reflect"}, "float64"),
+    ("one-channel-k7-complex64", (1, 1, 96, 96, 96), (1, 1, 7, 7, 7),
+     {"padding": "same", "padding_mode": "reflect"}, "complex64"),
+))
+
 CUDA_SUITE = tuple(BenchCase(*fields, backend="cuda") for fields in (
     ("dense-k3-c32-64^3", (1, 32, 64, 64, 64), (32, 32, 3, 3, 3), {"padding": 1}),
     ("dense-k3-c64-48^3", (1, 64, 48, 48, 48), (64, 64, 3, 3, 3), {"padding": 1}),
@@ -65,14 +94,16 @@ CUDA_SUITE = tuple(BenchCase(*fields, backend="cuda") for fields in (
 ))
 
 SUITES = {"cpu": DEFAULT_SUITE, "cuda": CUDA_SUITE}
+FULL_SUITES = {"cpu": FULL_SUITE, "cuda": CUDA_SUITE}
 
 
 @dataclass
 class BenchResult:
     """Timings of one case: medians in seconds, compile (first-call) time, and derived rates.
 
-    ``peers`` maps a peer's name ('torch'; on CUDA also 'torch-tf32', torch's default TF32 mode) to
-    its median seconds; it is empty when torch is not installed.
+    ``peers`` maps a peer's name ('torch'; on CUDA also 'torch-tf32', torch's default TF32 mode; on
+    one-channel CPU cases also 'scipy', ``scipy.signal.fftconvolve``) to its median seconds; it is empty
+    when no peer is installed.
     """
 
     case: BenchCase
@@ -185,6 +216,28 @@ def _torch_peers(case, device, x, w, b):
     return {"torch": peer(False), "torch-tf32": peer(default_tf32)}
 
 
+def _scipy_peer(case, device, x, w, b):
+    """scipy.signal.fftconvolve on a one-channel CPU case (the input padded as the case asks, the kernel
+    flipped: convolution is correlation with a flipped kernel), or None where it does not apply."""
+    plan = case.plan()
+    one_channel = plan.batch == 1 and plan.in_channels == 1 and plan.out_channels == 1
+    if device.cuda is not None or not one_channel or max(plan.stride + plan.dilation) > 1:
+        return None
+    try:
+        from scipy.signal import fftconvolve
+    except ImportError:
+        return None
+    numpy_modes = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+    kernel = np.ascontiguousarray(w[0, 0, ::-1, ::-1, ::-1])
+
+    def run():
+        volume = np.pad(x[0, 0], plan.pads, mode=numpy_modes[plan.padding_mode])
+        out = fftconvolve(volume, kernel, mode="valid")
+        return out + b[0] if b is not None else out
+
+    return run
+
+
 def gemm_peak_gflops(dtype, size=2048, repeat=5, backend="cpu"):
     """GFLOP/s of a square GEMM of ``dtype`` (real part's precision): the machine's practical peak.
 
@@ -252,6 +305,9 @@ def _time_case(case, repeat, warmup, peak_gflops, device):
     ours = lambda: conv3d(xo, wo, bo, **case.kwargs)  # noqa: E731
     first = device.seconds(ours)
     sides = {"ours": ours, **_torch_peers(case, device, x, w, b)}
+    scipy_peer = _scipy_peer(case, device, x, w, b)
+    if scipy_peer:
+        sides["scipy"] = scipy_peer
     for _ in range(warmup):
         for run in sides.values():
             run()

@@ -3,6 +3,7 @@ import json
 import sys
 
 import numba
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -156,3 +157,26 @@ def test_plan_for_cuda_needs_no_gpu():
     record = json.loads(invoke("plan", "--input", "1,4,8,8,8", "--weight", "8,4,3,3,3", "--backend",
                                "cuda", "--json").output)
     assert (record["backend"], record["algorithm"]) == ("cuda", "cuda-channel-tiled")
+
+
+def test_full_suite_lists_every_class():
+    names = [line.split()[0] for line in invoke("bench", "--full", "--list").output.splitlines()]
+    assert names == [case.name for case in numba_conv3d.benchmark.FULL_SUITE]
+    for fragment in ("dense-k3", "strided", "doc-example-2", "stem", "1x7x7", "dilated", "grouped",
+                     "depthwise", "pointwise", "one-channel-k9-192^3", "float64", "complex64"):
+        assert any(fragment in name for name in names), fragment
+
+
+def test_scipy_peer_computes_the_same_convolution():
+    pytest.importorskip("scipy")
+    from numba_conv3d.benchmark import BenchCase, _Device, _scipy_peer
+
+    for mode in ("zeros", "reflect", "replicate", "circular"):
+        case = BenchCase("tiny", (1, 1, 7, 8, 9), (1, 1, 2, 3, 4), {"padding": "same", "padding_mode": mode},
+                         "float64")
+        x, w, b = case.operands()
+        ours = numba_conv3d.conv3d(x, w, b, **case.kwargs)[0, 0]
+        np.testing.assert_allclose(_scipy_peer(case, _Device("cpu"), x, w, b)(), ours, rtol=1e-10,
+                                   atol=1e-10)
+    strided = BenchCase("strided", (1, 1, 7, 8, 9), (1, 1, 3, 3, 3), {"stride": 2})
+    assert _scipy_peer(strided, _Device("cpu"), *strided.operands()) is None
