@@ -17,8 +17,8 @@ from numba.extending import register_jitable
 
 from ..config import BLOCK_BYTES, L1_BLOCK_BYTES
 from .pointers import block_columns, element_pointer, stack_buffer
-from .slab import gather_slab, index_maps, slab_shape
-from .tasks import channel_splits, decode_task, split_range
+from .slab import index_maps, slab_shape, task_slab
+from .tasks import channel_splits
 
 # Output channels per register block; the inner loop below is written out for exactly four.
 BLOCK_CHANNELS = 4
@@ -144,13 +144,11 @@ def _blocked_kernel(x, packed, bias, has_bias, out, stride, dilation, pad_front,
     groups, blocks, in_per_group = packed.shape[:3]
     out_depth, out_height, out_width = out.shape[2:]
     columns = block_columns(x)
-    (map_d, map_h, map_w), slab_dims, taps, chunk = blocked_setup(
+    maps, slab_dims, taps, chunk = blocked_setup(
         x, in_per_group, kernel, stride, dilation, pad_front, padded, mode, out_width, 0)
     for task in prange(x.shape[0] * groups * out_depth * block_splits):
-        n, g, od, split = decode_task(task, block_splits, out_depth, groups)
-        first, stop = split_range(split, blocks, block_splits)
-        slab = np.empty(slab_dims, x.dtype)
-        gather_slab(x, n, g * in_per_group, od * stride[0], map_d, map_h, map_w, slab)
+        n, g, od, first, stop, slab = task_slab(x, task, block_splits, blocks, out_depth, groups,
+                                                stride[0], maps, slab_dims)
         for c0 in range(0, in_per_group, chunk):
             c1 = min(c0 + chunk, in_per_group)
             for oh in range(out_height):

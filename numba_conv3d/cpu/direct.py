@@ -12,8 +12,8 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from ..config import ACCUMULATOR_TILE_BYTES
-from .slab import gather_slab, index_maps, phase_columns, slab_shape
-from .tasks import channel_splits, decode_task, split_range
+from .slab import index_maps, phase_columns, slab_shape, task_slab
+from .tasks import channel_splits
 
 
 @register_jitable
@@ -58,15 +58,13 @@ def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, 
     out_depth, out_height, out_width = out.shape[2:]
     in_per_group = weight.shape[1]
     out_per_group = out.shape[1] // groups
-    map_d, map_h, map_w = index_maps(x, padded, pad_front, mode)
+    maps = index_maps(x, padded, pad_front, mode)
     slab_dims = slab_shape(in_per_group, weight.shape[2], dilation[0], padded[1], stride[2],
                            phase_columns(padded[2], stride[2]))
     tile_rows = accumulator_tile_rows(out_width, x.itemsize)
     for task in prange(batch * groups * out_depth * channel_blocks):
-        n, g, od, split = decode_task(task, channel_blocks, out_depth, groups)
-        first, stop = split_range(split, out_per_group, channel_blocks)
-        slab = np.empty(slab_dims, x.dtype)
-        gather_slab(x, n, g * in_per_group, od * stride[0], map_d, map_h, map_w, slab)
+        n, g, od, first, stop, slab = task_slab(x, task, channel_blocks, out_per_group, out_depth,
+                                                groups, stride[0], maps, slab_dims)
         acc_tile = np.empty((tile_rows, out_width), x.dtype)
         for o in range(g * out_per_group + first, g * out_per_group + stop):
             for oh0 in range(0, out_height, tile_rows):

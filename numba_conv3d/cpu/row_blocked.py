@@ -13,8 +13,8 @@ from numba.extending import register_jitable
 from .blocked import (BLOCK_CHANNELS, STACK_ITEMS, blocked_setup, blocked_workspace_bytes,
                       finish_block, start_block)
 from .pointers import block_columns, element_pointer, stack_buffer
-from .slab import gather_slab
-from .tasks import channel_splits, decode_task, split_range
+from .slab import task_slab
+from .tasks import channel_splits
 
 BLOCK_ROWS = BLOCK_CHANNELS
 
@@ -56,14 +56,12 @@ def _row_blocked_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_fr
     out_depth, out_height, out_width = out.shape[2:]
     out_per_group = out.shape[1] // groups
     columns = block_columns(x)
-    (map_d, map_h, map_w), slab_dims, taps, chunk = blocked_setup(
+    maps, slab_dims, taps, chunk = blocked_setup(
         x, in_per_group, kernel, stride, dilation, pad_front, padded, mode, out_width,
         (BLOCK_ROWS - 1) * stride[1])
     for task in prange(x.shape[0] * groups * out_depth * channel_splits_):
-        n, g, od, split = decode_task(task, channel_splits_, out_depth, groups)
-        first, stop = split_range(split, out_per_group, channel_splits_)
-        slab = np.empty(slab_dims, x.dtype)
-        gather_slab(x, n, g * in_per_group, od * stride[0], map_d, map_h, map_w, slab)
+        n, g, od, first, stop, slab = task_slab(x, task, channel_splits_, out_per_group, out_depth,
+                                                groups, stride[0], maps, slab_dims)
         for c0 in range(0, in_per_group, chunk):
             c1 = min(c0 + chunk, in_per_group)
             for oh0 in range(0, out_height, BLOCK_ROWS):

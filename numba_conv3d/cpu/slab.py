@@ -10,6 +10,7 @@ from numba import njit
 from numba.extending import register_jitable
 
 from ..shape_rules import dilated_extent, padded_source_index
+from .tasks import decode_task, split_range
 
 
 @register_jitable
@@ -64,3 +65,20 @@ def index_maps(x, padded, pad_front, mode):
     return (index_map(padded[0], pad_front[0], depth, mode),
             index_map(padded[1], pad_front[1], height, mode),
             index_map(padded[2], pad_front[2], width, mode))
+
+
+@register_jitable
+def task_slab(x, task, splits, units, out_depth, groups, stride_d, maps, slab_dims):
+    """What every kernel's task starts with: its coordinates, its share of the ``units`` (output
+    channels or channel blocks) and the slab of input planes it reads, gathered.
+
+    Returns
+    -------
+    n, g, od, first, stop, slab
+        Batch item, group, output plane, the units ``[first, stop)``, and the filled slab.
+    """
+    n, g, od, split = decode_task(task, splits, out_depth, groups)
+    first, stop = split_range(split, units, splits)
+    slab = np.empty(slab_dims, x.dtype)
+    gather_slab(x, n, g * (x.shape[1] // groups), od * stride_d, maps[0], maps[1], maps[2], slab)
+    return n, g, od, first, stop, slab
