@@ -49,3 +49,7 @@ CUDA_SHARED_BYTES = 48 * 1024
 
 # Most thread blocks launched; larger problems loop over their tiles (grid-stride).
 CUDA_MAX_BLOCKS = 1 << 20
+
+# CPU calls that allocate more than this ask the system for the memory available first (a file read
+# of about 50 us) and fail early with MemoryError when it is short; smaller ones skip the query.
+MEMORY_QUERY_BYTES = 64 * 2 ** 20

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numba
 import numpy as np
 
-from . import shape_checks
+from . import config, shape_checks
 from .cuda.arrays import is_device_array
 from .plan import ConvPlan
 from .shape_rules import PADDING_MODES, dilated_extent, same_pads
@@ -292,9 +292,12 @@ def available_memory():
 def check_host_memory(op, plan, available=None):
     """Raise MemoryError, before anything is allocated, when a CPU call needs more memory than is
     available (``available`` bytes; read from the system when None)."""
-    available = available_memory() if available is None else available
     workers = numba.get_num_threads()
     needed = plan.memory_bytes(workers)
+    if available is None:
+        if needed <= config.MEMORY_QUERY_BYTES:
+            return  # reading /proc/meminfo would cost more than such a call's allocation
+        available = available_memory()
     if available is not None and needed > available:
         gib = 2.0 ** 30
         raise MemoryError(f"{op}: this call needs {needed / gib:.2f} GiB (output {plan.output_shape} "
