@@ -9,14 +9,24 @@ TASKS_PER_THREAD = 4
 # Bytes of the accumulator tile of output rows that one task sums at a time (about half of L1).
 ACCUMULATOR_TILE_BYTES = 16 * 1024
 
-# Bytes of output columns one register block holds per output channel (blocked kernel): 128 bytes are
-# 4 AVX2 vectors, i.e. 32 float32 or 16 float64 columns; measured best on this machine (24 float32
-# columns ran at a third of the speed: the loop no longer vectorizes cleanly).
-BLOCK_BYTES = 128
+# Bytes of one SIMD register the CPU register blocks are built from (``cpu/simd.py``): 32 for AVX2
+# (8 float32 or 4 float64). AVX2 has 16 such registers; a block of accumulators takes 12 of them.
+VECTOR_BYTES = 32
 
-# Bytes of slab rows one register block may read per pass over input channels (blocked kernel): about
-# half of a 32 KiB L1 data cache, the rest for the packed weights.
-L1_BLOCK_BYTES = 16 * 1024
+# Register block of the channel-blocked kernel: output channels x vectors of output columns per
+# channel. 4 x 3 vectors (24 float32 columns) keeps 12 accumulators, 3 input vectors and 1 broadcast
+# weight in the 16 registers with no spill; measured on this machine (one thread, inner loop alone):
+# 4 x 3 ran 76 GFLOP/s, 6 x 2 70, 4 x 2 65, 3 x 4 and 4 x 4 (which spill) 35-37.
+BLOCK_CHANNELS = 4
+BLOCK_VECTORS = 3
+
+# Bytes of padded input one task of a register-blocked kernel gathers (at most, unless one row of
+# output needs more): tasks cover tiles of output rows so that their slab stays in L2 (1 MiB per core
+# on Zen 4) beside the weights and the output rows it writes.
+SLAB_BYTES = 1024 * 1024
+
+# Output rows of one channel per register block of the row-blocked kernel (``BLOCK_VECTORS`` each).
+BLOCK_ROWS = 4
 
 # CUDA thread-block tiles (``numba_conv3d.cuda.tiling.Tile``): a block of ``columns x thread_rows x
 # channel_threads`` threads computes ``columns`` output columns x ``thread_rows * rows_per_thread``

@@ -1,47 +1,69 @@
 """Register-blocked direct convolution on the CPU, for real dtypes.
 
-Each inner step computes a block of 4 output channels x ``BLOCK_BYTES`` of output columns (32 float32
-or 16 float64) held in a stack buffer that LLVM keeps in vector registers across the whole sum over
-input channels and kernel taps; one slab row segment is loaded per tap and multiplied by the 4
-channels' weights (packed contiguously). Tasks, slabs and padding are those of the direct kernel
-(``slab.py``); slab rows carry extra zero columns so that every column block is whole. Each output
-element is still summed by one thread in the fixed order (input channel, kd, kh, kw), with fused
-multiply-adds: results are bitwise equal for any thread count. Input channels are summed in chunks
-whose slab rows fit in L1; between chunks the partial sums wait in the output (exact: they are
-stored in the output's dtype, the accumulators' own).
+Each inner step computes a block of ``BLOCK_CHANNELS`` output channels x ``BLOCK_VECTORS`` SIMD vectors
+of output columns (4 x 24 float32 or 4 x 12 float64 on AVX2), held in registers as a tuple of vectors
+(``simd.py``) across the whole sum over input channels and kernel taps; per tap, one slab row segment
+is loaded and multiplied by each channel's weight (packed contiguously, broadcast). The last block of
+a row has only the vectors the row still needs. Tasks, slabs and padding are those of the direct
+kernel (``slab.py``); slab rows carry zero columns up to a whole vector. Each output element is
+summed by one thread in the fixed order (bias, input channel, kd, kh, kw), with fused multiply-adds:
+results are bitwise equal for any thread count.
 """
 import numba
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from ..config import BLOCK_BYTES, L1_BLOCK_BYTES
-from .pointers import block_columns, element_pointer, stack_buffer
+from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, SLAB_BYTES, VECTOR_BYTES
+from ..shape_rules import dilated_extent
+from .pointers import element_pointer, stack_buffer
+from .simd import fma_block, splat_rows, store_block, store_rows, vector_lanes, zero_block
 from .slab import index_maps, slab_shape, task_slab
 from .tasks import channel_splits
 
-# Output channels per register block; the inner loop below is written out for exactly four.
-BLOCK_CHANNELS = 4
-STACK_ITEMS = BLOCK_CHANNELS * BLOCK_BYTES // 4
+# Vectors per row of the narrower blocks that end a row.
+NARROW_VECTORS = BLOCK_VECTORS - 1
+# Elements of the stack buffer a partial block passes through on its way to the output (a block of
+# at most 4 rows of float32).
+STACK_ITEMS = 4 * BLOCK_VECTORS * VECTOR_BYTES // 4
 
 
 @register_jitable
-def blocked_slab_shape(in_per_group, kernel, dilation, stride, padded_h, out_width, itemsize,
-                       extra_rows):
-    """Slab of a register-blocked kernel: whole column blocks plus the furthest tap's offset per
-    phase, and ``extra_rows`` zero rows below the padded input."""
-    per_block = BLOCK_BYTES // itemsize
-    blocks = (out_width + per_block - 1) // per_block
-    columns = blocks * per_block + (kernel[2] - 1) * dilation[2] // stride[2]
-    return slab_shape(in_per_group, kernel[0], dilation[0], padded_h + extra_rows, stride[2], columns)
+def slab_columns(kernel, dilation, stride, out_width, itemsize):
+    """Columns per phase of a register-blocked kernel's slab rows: the output width rounded up to
+    whole vectors plus the furthest tap's offset."""
+    lanes = VECTOR_BYTES // itemsize
+    return (out_width + lanes - 1) // lanes * lanes + (kernel[2] - 1) * dilation[2] // stride[2]
 
 
-def blocked_workspace_bytes(plan, extra_rows):
+@register_jitable
+def tile_rows(in_per_group, kernel, dilation, stride, out_height, out_width, itemsize, multiple):
+    """Output rows per task: a multiple of ``multiple``, as many as keep the task's slab within
+    ``SLAB_BYTES`` (at least ``multiple``), no more than the output needs."""
+    row_bytes = (in_per_group * dilated_extent(kernel[0], dilation[0]) * stride[2]
+                 * slab_columns(kernel, dilation, stride, out_width, itemsize) * itemsize)
+    halo = dilated_extent(kernel[1], dilation[1]) - 1
+    fitting = (SLAB_BYTES // row_bytes - halo - 1) // stride[1] + 1
+    most = (out_height + multiple - 1) // multiple * multiple
+    return min(most, max(multiple, fitting // multiple * multiple))
+
+
+@register_jitable
+def blocked_slab_shape(in_per_group, kernel, dilation, stride, out_width, itemsize, rows):
+    """Slab of a register-blocked kernel's task of ``rows`` output rows."""
+    return slab_shape(in_per_group, kernel[0], dilation[0],
+                      (rows - 1) * stride[1] + dilated_extent(kernel[1], dilation[1]), stride[2],
+                      slab_columns(kernel, dilation, stride, out_width, itemsize))
+
+
+def blocked_workspace_bytes(plan, multiple):
     """Scratch bytes one worker thread of a register-blocked kernel holds: its slab (the stack
-    block is negligible)."""
+    block is negligible); its tiles of rows are a multiple of ``multiple``."""
     itemsize = np.dtype(plan.dtype).itemsize
+    rows = tile_rows(plan.in_per_group, plan.kernel_size, plan.dilation, plan.stride,
+                     plan.output_size[1], plan.output_size[2], itemsize, multiple)
     slab = blocked_slab_shape(plan.in_per_group, plan.kernel_size, plan.dilation, plan.stride,
-                              plan.padded_size[1], plan.output_size[2], itemsize, extra_rows)
+                              plan.output_size[2], itemsize, rows)
     return int(np.prod(slab)) * itemsize
 
 
@@ -61,101 +83,131 @@ def tap_offsets(kernel, dilation, slab_dims):
     return offsets
 
 
-@njit(cache=True)
-def start_block(acc, resume, out, n, channel0, channel_step, od, row0, row_step, col0, lanes):
-    """Zero the accumulator block, or (``resume``) load the partial sums of its first ``lanes`` lanes;
-    lane i is output channel ``channel0 + i * channel_step``, row ``row0 + i * row_step``."""
-    acc[:] = 0
-    if resume:
-        width = min(acc.shape[1], out.shape[4] - col0)
-        for i in range(lanes):
-            source = out[n, channel0 + i * channel_step, od, row0 + i * row_step, col0:col0 + width]
-            for j in range(width):
-                acc[i, j] = source[j]
-
-
-@njit(cache=True)
-def finish_block(acc, out, n, channel0, channel_step, od, row0, row_step, col0, lanes, bias,
-                 add_bias):
-    """Store the first ``lanes`` lanes of the block (laid out as in ``start_block``), with the bias
-    when ``add_bias``."""
-    width = min(acc.shape[1], out.shape[4] - col0)
-    for i in range(lanes):
-        channel = channel0 + i * channel_step
-        target = out[n, channel, od, row0 + i * row_step, col0:col0 + width]
-        for j in range(width):
-            target[j] = acc[i, j] + bias[channel] if add_bias else acc[i, j]
-
-
-@njit(cache=True, fastmath={"contract"})
-def _block(slab, packed, taps, g, block, c0, c1, oh, col0, stride_h, out, n, od, bias, has_bias):
-    """Add input channels ``c0:c1`` to one block (4 output channels of group ``g`` x the columns from
-    ``col0``) of output row ``oh``: starting from zero when ``c0`` is 0, else from the partial sums in
-    ``out``; the bias joins after the last channel."""
-    columns = block_columns(slab)
-    acc = numba.carray(stack_buffer(STACK_ITEMS, slab.dtype), (BLOCK_CHANNELS, columns))
-    blocks, channels, ntaps = packed.shape[1], packed.shape[2], taps.shape[0]
-    out_per_group = out.shape[1] // packed.shape[0]
-    outputs = min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS)
-    first_channel = g * out_per_group + block * BLOCK_CHANNELS
-    start_block(acc, c0 > 0, out, n, first_channel, 1, od, oh, 0, col0, outputs)
-    row_size = slab.shape[3] * slab.shape[4]
-    channel_size = slab.shape[1] * slab.shape[2] * row_size
-    for c in range(c0, c1):
-        start = c * channel_size + oh * stride_h * row_size + col0
-        weights = ((g * blocks + block) * channels + c) * ntaps * BLOCK_CHANNELS
-        for t in range(ntaps):
-            source = numba.carray(element_pointer(slab, start + taps[t]), columns)
-            w = numba.carray(element_pointer(packed, weights + t * BLOCK_CHANNELS), BLOCK_CHANNELS)
-            w0, w1, w2, w3 = w[0], w[1], w[2], w[3]
-            for j in range(columns):
-                value = source[j]
-                acc[0, j] += w0 * value
-                acc[1, j] += w1 * value
-                acc[2, j] += w2 * value
-                acc[3, j] += w3 * value
-    finish_block(acc, out, n, first_channel, 1, od, oh, 0, col0, outputs, bias,
-                 has_bias and c1 == channels)
-
-
 @register_jitable
-def channel_chunk(kernel, dilation, itemsize, in_per_group):
-    """Input channels summed per pass, so that their slab rows under one block stay in L1."""
-    row_bytes = BLOCK_BYTES + (kernel[2] - 1) * dilation[2] * itemsize
-    return max(1, min(in_per_group, L1_BLOCK_BYTES // (kernel[0] * kernel[1] * row_bytes)))
+def task_grid(x, out, in_per_group, kernel, stride, dilation, units, groups, multiple):
+    """How a register-blocked kernel cuts ``out`` into tasks: output rows per task (a multiple of
+    ``multiple``), tiles of them per plane, and splits of the ``units`` (channel blocks, channels)."""
+    rows = tile_rows(in_per_group, kernel, dilation, stride, out.shape[3], out.shape[4], x.itemsize,
+                     multiple)
+    tiles = (out.shape[3] + rows - 1) // rows
+    return rows, tiles, channel_splits(units, x.shape[0] * groups * out.shape[2] * tiles)
 
 
 @njit(cache=True)
 def blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front, padded, mode, out_width,
-                  extra_rows):
-    """What a register-blocked kernel computes once per call: the index maps, the slab shape, the
-    taps' slab offsets and the input-channel chunk."""
+                  rows):
+    """What a register-blocked kernel computes once per call: the index maps, the shape of a slab
+    for ``rows`` output rows and the taps' offsets in it."""
     maps = index_maps(x, padded, pad_front, mode)
-    slab_dims = blocked_slab_shape(in_per_group, kernel, dilation, stride, padded[1], out_width,
-                                   x.itemsize, extra_rows)
-    return (maps, slab_dims, tap_offsets(kernel, dilation, slab_dims),
-            channel_chunk(kernel, dilation, x.itemsize, in_per_group))
+    slab_dims = blocked_slab_shape(in_per_group, kernel, dilation, stride, out_width, x.itemsize,
+                                   rows)
+    return maps, slab_dims, tap_offsets(kernel, dilation, slab_dims)
+
+
+@njit(cache=True, inline='always')
+def accumulate(slab, taps, source_start, source_step, weights, weight_start, weights_per_tap,
+               weight_step, bias, bias_start, bias_step, rows, vectors):
+    """A ``rows x vectors`` register block: row r starts from ``bias[bias_start + r * bias_step]``
+    and adds, for every input channel c and tap t of the slab, ``weights[weight_start + (c * taps + t)
+    * weights_per_tap + r * weight_step]`` times the slab's vectors at ``source_start + r *
+    source_step`` + channel c + tap t (see :func:`numba_conv3d.cpu.simd.fma_block`)."""
+    acc = splat_rows(zero_block(slab, rows, vectors), bias, bias_start, bias_step, vectors)
+    ntaps = taps.shape[0]
+    channel_size = slab.shape[1] * slab.shape[2] * slab.shape[3] * slab.shape[4]
+    for c in range(slab.shape[0]):
+        source = source_start + c * channel_size
+        weight = weight_start + c * ntaps * weights_per_tap
+        for t in range(ntaps):
+            acc = fma_block(acc, weights, weight + t * weights_per_tap, weight_step, slab,
+                            source + taps[t], source_step, vectors)
+    return acc
+
+
+@njit(cache=True, inline='always')
+def store_output(block, out, start, row_step, rows, width, vectors):
+    """Write the first ``rows`` rows x ``width`` columns of ``block`` (``vectors`` per row) to the
+    C-contiguous ``out``, row r from flat element ``start + r * row_step``: vector stores when the
+    block is whole, else through a stack buffer."""
+    lanes = vector_lanes(out)
+    block_rows = len(block) // vectors
+    if rows == block_rows and width == vectors * lanes:
+        store_rows(block, out, start, row_step, vectors)
+        return
+    buffer = numba.carray(stack_buffer(STACK_ITEMS, out.dtype), (block_rows, vectors * lanes))
+    store_block(block, buffer, 0)
+    for r in range(rows):
+        target = numba.carray(element_pointer(out, start + r * row_step), width)
+        for j in range(width):
+            target[j] = buffer[r, j]
+
+
+@register_jitable
+def output_offset(out, n, channel, od, oh, col):
+    """Flat element offset of ``out[n, channel, od, oh, col]`` (C-contiguous)."""
+    return (((n * out.shape[1] + channel) * out.shape[2] + od) * out.shape[3] + oh) * out.shape[4] + col
+
+
+@register_jitable
+def row_blocks(out_width, lanes):
+    """How a row of ``out_width`` output columns is cut into register blocks: the numbers of blocks
+    of ``BLOCK_VECTORS``, of ``NARROW_VECTORS`` and of 1 vectors, in that order along the row (the
+    last vector may be partial). A row of 4 vectors is two blocks of 2 rather than 3 + 1: a block of
+    one vector per row keeps too few sums in flight to hide the multiply-add latency."""
+    vectors = (out_width + lanes - 1) // lanes
+    whole, rest = divmod(vectors, BLOCK_VECTORS)
+    if rest == 0 or vectors == 1:
+        return whole, 0, rest
+    if rest == NARROW_VECTORS:
+        return whole, 1, 0
+    return whole - 1, 2, 0
+
+
+@njit(cache=True, inline='always')
+def _block(slab, packed, packed_bias, taps, g, block, oh, oh0, col0, stride_h, out, n, od, vectors):
+    """Output channels ``BLOCK_CHANNELS`` of group ``g``'s block ``block`` x ``vectors`` vectors of
+    columns from ``col0``, of output row ``oh`` (the slab starts at output row ``oh0``)."""
+    blocks, channels = packed.shape[1], packed.shape[2]
+    unit = g * blocks + block
+    row_size = slab.shape[3] * slab.shape[4]
+    acc = accumulate(slab, taps, (oh - oh0) * stride_h * row_size + col0, 0, packed,
+                     unit * channels * taps.shape[0] * BLOCK_CHANNELS, BLOCK_CHANNELS, 1,
+                     packed_bias, unit * BLOCK_CHANNELS, 1, BLOCK_CHANNELS, vectors)
+    out_per_group = out.shape[1] // packed.shape[0]
+    first_channel = g * out_per_group + block * BLOCK_CHANNELS
+    store_output(acc, out, output_offset(out, n, first_channel, od, oh, col0),
+                 out.shape[2] * out.shape[3] * out.shape[4],
+                 min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS),
+                 min(vectors * vector_lanes(out), out.shape[4] - col0), vectors)
 
 
 @njit(parallel=True, cache=True)
-def _blocked_kernel(x, packed, bias, has_bias, out, stride, dilation, pad_front, padded, mode,
-                    kernel, block_splits):
-    """Fill ``out`` (N, C_out, OD, OH, OW) from ``x`` with the weights packed by ``pack_weights``."""
+def _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode, kernel,
+                    rows, tiles, splits):
+    """Fill ``out`` (N, C_out, OD, OH, OW) from ``x`` with the weights and bias packed by
+    ``pack_weights``, in the tasks of ``task_grid``."""
     groups, blocks, in_per_group = packed.shape[:3]
     out_depth, out_height, out_width = out.shape[2:]
-    columns = block_columns(x)
-    maps, slab_dims, taps, chunk = blocked_setup(
-        x, in_per_group, kernel, stride, dilation, pad_front, padded, mode, out_width, 0)
-    for task in prange(x.shape[0] * groups * out_depth * block_splits):
-        n, g, od, first, stop, slab = task_slab(x, task, block_splits, blocks, out_depth, groups,
-                                                stride[0], maps, slab_dims)
-        for c0 in range(0, in_per_group, chunk):
-            c1 = min(c0 + chunk, in_per_group)
-            for oh in range(out_height):
-                for col0 in range(0, out_width, columns):
-                    for block in range(first, stop):
-                        _block(slab, packed, taps, g, block, c0, c1, oh, col0, stride[1], out, n, od,
-                               bias, has_bias)
+    lanes = vector_lanes(x)
+    wide, narrow, single = row_blocks(out_width, lanes)
+    maps, slab_dims, taps = blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front,
+                                          padded, mode, out_width, rows)
+    for task in prange(x.shape[0] * groups * out_depth * tiles * splits):
+        n, g, od, oh0, first, stop, slab = task_slab(x, task, splits, blocks, tiles, rows, out_depth,
+                                                     groups, stride, maps, slab_dims)
+        for block in range(first, stop):
+            for oh in range(oh0, min(oh0 + rows, out_height)):
+                col0 = 0
+                for _ in range(wide):
+                    _block(slab, packed, packed_bias, taps, g, block, oh, oh0, col0, stride[1], out,
+                           n, od, BLOCK_VECTORS)
+                    col0 += BLOCK_VECTORS * lanes
+                for _ in range(narrow):
+                    _block(slab, packed, packed_bias, taps, g, block, oh, oh0, col0, stride[1], out,
+                           n, od, NARROW_VECTORS)
+                    col0 += NARROW_VECTORS * lanes
+                if single:
+                    _block(slab, packed, packed_bias, taps, g, block, oh, oh0, col0, stride[1], out,
+                           n, od, 1)
 
 
 @register_jitable
@@ -166,17 +218,21 @@ def serves(is_complex, out_per_group):
 
 
 @njit(cache=True)
-def pack_weights(weight, groups):
-    """(C_out, C_in/g, KD, KH, KW) -> (g, blocks, C_in/g, taps, 4): each block's 4 channels' weights
-    for one tap side by side; missing channels of the last block are zeros."""
+def pack_weights(weight, bias, has_bias, groups):
+    """Weights (C_out, C_in/g, KD, KH, KW) -> (g, blocks, C_in/g, taps, ``BLOCK_CHANNELS``): each
+    block's channels' weights for one tap side by side; and the bias (zeros without one) -> (g *
+    blocks * ``BLOCK_CHANNELS``,). Missing channels of a group's last block get zeros."""
     out_channels, in_per_group = weight.shape[:2]
     out_per_group = out_channels // groups
     blocks = (out_per_group + BLOCK_CHANNELS - 1) // BLOCK_CHANNELS
     taps = weight.shape[2] * weight.shape[3] * weight.shape[4]
     packed = np.zeros((groups, blocks, in_per_group, taps, BLOCK_CHANNELS), weight.dtype)
+    packed_bias = np.zeros(groups * blocks * BLOCK_CHANNELS, weight.dtype)
     for o in range(out_channels):
         g, local = o // out_per_group, o % out_per_group
         block, lane = local // BLOCK_CHANNELS, local % BLOCK_CHANNELS
+        if has_bias:
+            packed_bias[(g * blocks + block) * BLOCK_CHANNELS + lane] = bias[o]
         for c in range(in_per_group):
             tap = 0
             for kd in range(weight.shape[2]):
@@ -184,12 +240,12 @@ def pack_weights(weight, groups):
                     for kw in range(weight.shape[4]):
                         packed[g, block, c, tap, lane] = weight[o, c, kd, kh, kw]
                         tap += 1
-    return packed
+    return packed, packed_bias
 
 
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds."""
-    return blocked_workspace_bytes(plan, 0)
+    return blocked_workspace_bytes(plan, 1)
 
 
 @register_jitable
@@ -198,7 +254,8 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    tasks = x.shape[0] * groups * out.shape[2]
-    packed = pack_weights(weight, groups)
-    _blocked_kernel(x, packed, bias, has_bias, out, stride, dilation, pad_front, padded, mode,
-                    weight.shape[2:], channel_splits(packed.shape[1], tasks))
+    packed, packed_bias = pack_weights(weight, bias, has_bias, groups)
+    rows, tiles, splits = task_grid(x, out, weight.shape[1], weight.shape[2:], stride, dilation,
+                                    packed.shape[1], groups, 1)
+    _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
+                    weight.shape[2:], rows, tiles, splits)

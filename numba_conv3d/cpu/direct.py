@@ -63,8 +63,9 @@ def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, 
                            phase_columns(padded[2], stride[2]))
     tile_rows = accumulator_tile_rows(out_width, x.itemsize)
     for task in prange(batch * groups * out_depth * channel_blocks):
-        n, g, od, first, stop, slab = task_slab(x, task, channel_blocks, out_per_group, out_depth,
-                                                groups, stride[0], maps, slab_dims)
+        n, g, od, _, first, stop, slab = task_slab(x, task, channel_blocks, out_per_group, 1,
+                                                   out_height, out_depth, groups, stride, maps,
+                                                   slab_dims)
         acc_tile = np.empty((tile_rows, out_width), x.dtype)
         for o in range(g * out_per_group + first, g * out_per_group + stop):
             for oh0 in range(0, out_height, tile_rows):

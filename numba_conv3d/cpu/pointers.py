@@ -1,15 +1,13 @@
-"""Low-level helpers that let LLVM keep accumulators in registers and drop index checks.
+"""Low-level helpers for hot loops: a fixed-size stack buffer and a raw element pointer.
 
-Numba arrays index with Python's negative-index wraparound and live on the heap; a hot loop over a
-small block needs neither. These intrinsics give a fixed-size stack buffer and a raw element pointer,
-both viewed with ``numba.carray`` so that indexing keeps array syntax.
+Numba arrays index with Python's negative-index wraparound, live on the heap and are reference
+counted when sliced; a small scratch block or a row of the output needs none of that. Both are viewed
+with ``numba.carray`` so that indexing keeps array syntax.
 """
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
-
-from ..config import BLOCK_BYTES
+from numba.extending import intrinsic
 
 
 @intrinsic
@@ -36,15 +34,3 @@ def element_pointer(typingctx, array, offset):
         return builder.gep(data, [args[1]])
 
     return types.CPointer(array.dtype)(array, offset), codegen
-
-
-def block_columns(array):
-    """Output columns of one register block for ``array``'s dtype (compile-time constant)."""
-    raise NotImplementedError("block_columns is only callable from jitted code")
-
-
-@overload(block_columns)
-def _block_columns(array):
-    columns = BLOCK_BYTES // (array.dtype.bitwidth // 8)
-    return lambda array: columns
-

@@ -35,8 +35,9 @@ def index_map(padded_extent, pad_front, size, mode):
 
 
 @njit(cache=True)
-def gather_slab(x, n, c0, depth0, map_d, map_h, map_w, slab):
-    """Fill ``slab[c, z, row, phase, j]`` with padded input at (c0 + c, depth0 + z, row, j * S + phase).
+def gather_slab(x, n, c0, depth0, row0, map_d, map_h, map_w, slab):
+    """Fill ``slab[c, z, row, phase, j]`` with padded input at (c0 + c, depth0 + z, row0 + row,
+    j * S + phase).
 
     S is ``slab.shape[3]``, the stride along W; rows and columns past the padded extents read zero, so
     a kernel may compute whole blocks past the output's edges.
@@ -47,7 +48,7 @@ def gather_slab(x, n, c0, depth0, map_d, map_h, map_w, slab):
         for z in range(depth):
             sd = map_d[depth0 + z]
             for row in range(rows):
-                sh = map_h[row] if row < padded_h else -1
+                sh = map_h[row0 + row] if row0 + row < padded_h else -1
                 for phase in range(phases):
                     for j in range(columns):
                         col = j * phases + phase
@@ -68,17 +69,22 @@ def index_maps(x, padded, pad_front, mode):
 
 
 @register_jitable
-def task_slab(x, task, splits, units, out_depth, groups, stride_d, maps, slab_dims):
+def task_slab(x, task, splits, units, tiles, tile_rows, out_depth, groups, stride, maps, slab_dims):
     """What every kernel's task starts with: its coordinates, its share of the ``units`` (output
-    channels or channel blocks) and the slab of input planes it reads, gathered.
+    channels or channel blocks) and the slab of input planes and rows it reads, gathered.
+
+    A task computes output rows ``[oh0, oh0 + tile_rows)`` (clipped to the output) of one plane;
+    its slab's row 0 is padded input row ``oh0 * stride_h``.
 
     Returns
     -------
-    n, g, od, first, stop, slab
-        Batch item, group, output plane, the units ``[first, stop)``, and the filled slab.
+    n, g, od, oh0, first, stop, slab
+        Batch item, group, output plane, first output row, the units ``[first, stop)``, the slab.
     """
-    n, g, od, split = decode_task(task, splits, out_depth, groups)
+    n, g, od, tile, split = decode_task(task, splits, tiles, out_depth, groups)
     first, stop = split_range(split, units, splits)
+    oh0 = tile * tile_rows
     slab = np.empty(slab_dims, x.dtype)
-    gather_slab(x, n, g * (x.shape[1] // groups), od * stride_d, maps[0], maps[1], maps[2], slab)
-    return n, g, od, first, stop, slab
+    gather_slab(x, n, g * (x.shape[1] // groups), od * stride[0], oh0 * stride[1], maps[0], maps[1],
+                maps[2], slab)
+    return n, g, od, oh0, first, stop, slab

@@ -1,5 +1,5 @@
-"""How the output is cut into parallel tasks: (batch item, group, output plane, split of the output
-channels), with enough splits that every thread stays busy."""
+"""How the output is cut into parallel tasks: (batch item, group, output plane, tile of output rows,
+split of the output channels), with enough splits that every thread stays busy."""
 import numba
 from numba.extending import register_jitable
 
@@ -15,12 +15,15 @@ def channel_splits(units, tasks):
 
 
 @register_jitable
-def decode_task(task, splits, out_depth, groups):
-    """Task number -> (batch item, group, output plane, split), the split varying fastest."""
+def decode_task(task, splits, tiles, out_depth, groups):
+    """Task number -> (batch item, group, output plane, row tile, split), the split varying fastest."""
     split = task % splits
-    od = (task // splits) % out_depth
-    g = (task // (splits * out_depth)) % groups
-    return task // (splits * out_depth * groups), g, od, split
+    rest = task // splits
+    tile = rest % tiles
+    rest //= tiles
+    od = rest % out_depth
+    rest //= out_depth
+    return rest // groups, rest % groups, od, tile, split
 
 
 @register_jitable
