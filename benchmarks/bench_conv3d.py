@@ -6,7 +6,7 @@ Usage: python benchmarks/bench_conv3d.py [--backend cpu|cuda] [--full] [--case N
 import argparse
 import json
 
-from numba_conv3d.benchmark import FULL_SUITES, SUITES, format_report, run_suite
+from numba_conv3d.benchmark import FULL_SUITES, SUITES, format_report, ratio_summary, run_suite
 from numba_conv3d.environment import describe
 
 
@@ -30,7 +30,8 @@ def main():
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"environment": describe(), "peak_gflops": peaks,
-                       "results": [r.as_dict() for r in results]}, out, indent=2)
+                       "results": [r.as_dict() for r in results],
+                       "summary": ratio_summary(results)}, out, indent=2)
 
 
 if __name__ == "__main__":

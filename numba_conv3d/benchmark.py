@@ -4,6 +4,7 @@ Runs alternate (ours, peer, ours, peer, ...) in one process so that machine nois
 medians are reported, with the first call (compilation) timed apart.
 """
 import contextlib
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -365,10 +366,28 @@ def run_suite(cases, repeat=5, warmup=3, threads=None, progress=iter, backend="c
     return peaks, results
 
 
+def ratio_summary(results):
+    """Geometric mean of the speed ratios over torch (torch's time over ours), with the number of
+    cases and the slowest case; None without torch."""
+    timed = [r for r in results if r.ratio is not None]
+    if not timed:
+        return None
+    geomean = math.exp(sum(math.log(r.ratio) for r in timed) / len(timed))
+    slowest = min(timed, key=lambda r: r.ratio)
+    return {"geomean_ratio": geomean, "cases": len(timed), "slowest_case": slowest.case.name,
+            "slowest_ratio": slowest.ratio}
+
+
 def format_report(peaks, results):
-    """The peaks line, the peer's presence and the results table."""
+    """The peaks line, the peer's presence, the results table and the ratios' geometric mean."""
     line = ", ".join(f"{name} GEMM peak {gflops:.0f} GFLOP/s" if gflops else f"{name} GEMM peak unmeasured"
                      for name, gflops in peaks.items())
     if _torch() is None:
         line += "; torch is not installed: the peer columns are absent"
-    return line + "\n" + format_table(results)
+    report = line + "\n" + format_table(results)
+    summary = ratio_summary(results)
+    if summary:
+        report += (f"\ngeometric mean of the ratio over {summary['cases']} cases: "
+                   f"{summary['geomean_ratio']:.2f}; slowest: {summary['slowest_case']} "
+                   f"({summary['slowest_ratio']:.2f})")
+    return report

@@ -180,3 +180,17 @@ def test_scipy_peer_computes_the_same_convolution():
                                    atol=1e-10)
     strided = BenchCase("strided", (1, 1, 7, 8, 9), (1, 1, 3, 3, 3), {"stride": 2})
     assert _scipy_peer(strided, _Device("cpu"), *strided.operands()) is None
+
+
+def test_ratio_summary_is_the_geometric_mean_and_names_the_slowest_case():
+    case = numba_conv3d.benchmark.BenchCase("a", (1, 1, 4, 4, 4), (1, 1, 1, 1, 1))
+    results = [numba_conv3d.benchmark.BenchResult(
+        numba_conv3d.benchmark.BenchCase(name, case.input_shape, case.weight_shape), 1, ours, ours,
+        {"torch": 1.0}, None) for name, ours in (("fast", 0.25), ("slow", 2.0), ("even", 1.0))]
+    summary = numba_conv3d.benchmark.ratio_summary(results)
+    assert summary["geomean_ratio"] == pytest.approx(2 ** (1 / 3))
+    assert (summary["cases"], summary["slowest_case"], summary["slowest_ratio"]) == (3, "slow", 0.5)
+    assert "geometric mean of the ratio over 3 cases: 1.26; slowest: slow (0.50)" in (
+        numba_conv3d.benchmark.format_report({}, results))
+    no_peer = [numba_conv3d.benchmark.BenchResult(case, 1, 1.0, 1.0, {}, None)]
+    assert numba_conv3d.benchmark.ratio_summary(no_peer) is None
