@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from numba_conv3d import ConvPlan, plan_conv3d
+from numba_conv3d.config import SLAB_BYTES
 
 
 @pytest.mark.parametrize("x, w, kwargs, pads, out_shape", [
@@ -52,10 +53,13 @@ def test_plan_is_frozen_hashable_and_equal_for_equal_arguments():
     assert plan_conv3d((1, 2, 4, 4, 4), (2, 2, 3, 3, 3), bias=None).flops < a.flops
 
 
-def test_workspace_grows_with_one_plane_not_the_volume():
+def test_workspace_is_bounded_whatever_the_volume():
     small = plan_conv3d((1, 1, 64, 64, 64), (1, 1, 3, 3, 3), padding=1)
     deep = plan_conv3d((1, 1, 4096, 64, 64), (1, 1, 3, 3, 3), padding=1)
-    assert small.workspace_bytes == deep.workspace_bytes < 64 * 66 * 66 * 4
+    deeper = plan_conv3d((1, 1, 16384, 64, 64), (1, 1, 3, 3, 3), padding=1)
+    wide = plan_conv3d((1, 32, 64, 512, 512), (32, 32, 3, 3, 3), padding=1)
+    assert small.workspace_bytes <= deep.workspace_bytes == deeper.workspace_bytes <= SLAB_BYTES
+    assert wide.workspace_bytes <= SLAB_BYTES
 
 
 def test_extents_past_two_to_the_31_are_exact():

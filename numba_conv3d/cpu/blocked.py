@@ -19,7 +19,7 @@ from ..shape_rules import dilated_extent
 from .pointers import element_pointer, stack_buffer
 from .simd import fma_block, splat_rows, store_block, store_rows, vector_lanes, zero_block
 from .slab import index_maps, slab_shape, task_slab
-from .tasks import channel_splits
+from .tasks import balanced, channel_splits, task_count, tasks_wanted
 
 # Vectors per row of the narrower blocks that end a row.
 NARROW_VECTORS = BLOCK_VECTORS - 1
@@ -37,33 +37,44 @@ def slab_columns(kernel, dilation, stride, out_width, itemsize):
 
 
 @register_jitable
-def tile_rows(in_per_group, kernel, dilation, stride, out_height, out_width, itemsize, multiple):
-    """Output rows per task: a multiple of ``multiple``, as many as keep the task's slab within
-    ``SLAB_BYTES`` (at least ``multiple``), no more than the output needs."""
-    row_bytes = (in_per_group * dilated_extent(kernel[0], dilation[0]) * stride[2]
-                 * slab_columns(kernel, dilation, stride, out_width, itemsize) * itemsize)
-    halo = dilated_extent(kernel[1], dilation[1]) - 1
-    fitting = (SLAB_BYTES // row_bytes - halo - 1) // stride[1] + 1
-    most = (out_height + multiple - 1) // multiple * multiple
-    return min(most, max(multiple, fitting // multiple * multiple))
+def task_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation, units, groups,
+              multiple):
+    """How a register-blocked kernel cuts its output into tasks (a grid, see ``tasks.py``), so that a
+    task's slab stays within ``SLAB_BYTES`` (unless one output row needs more): tiles of output rows
+    (a multiple of ``multiple``) where a plane's slab is larger; otherwise whole planes, several per
+    task while enough tasks remain, so that input planes are gathered once for several outputs."""
+    out_depth, out_height, out_width = out_size
+    row_bytes = stride[2] * slab_columns(kernel, dilation, stride, out_width, itemsize) * itemsize
+    kernel_planes, kernel_rows = dilated_extent(kernel[0], dilation[0]), dilated_extent(kernel[1],
+                                                                                      dilation[1])
+    plane_rows = SLAB_BYTES // (in_per_group * kernel_planes * row_bytes)
+    rows, row_tiles = balanced(out_height, (plane_rows - kernel_rows) // stride[1] + 1, multiple)
+    most_planes = 1
+    if row_tiles == 1:
+        slab_rows = (rows - 1) * stride[1] + kernel_rows
+        fitting = (SLAB_BYTES // (in_per_group * slab_rows * row_bytes) - kernel_planes) // stride[0] + 1
+        most_planes = min(fitting, batch * groups * out_depth // tasks_wanted())
+    planes, plane_tiles = balanced(out_depth, most_planes, 1)
+    splits = channel_splits(units, batch * groups * plane_tiles * row_tiles)
+    return planes, plane_tiles, rows, row_tiles, splits
 
 
 @register_jitable
-def blocked_slab_shape(in_per_group, kernel, dilation, stride, out_width, itemsize, rows):
-    """Slab of a register-blocked kernel's task of ``rows`` output rows."""
-    return slab_shape(in_per_group, kernel[0], dilation[0],
-                      (rows - 1) * stride[1] + dilated_extent(kernel[1], dilation[1]), stride[2],
+def blocked_slab_shape(in_per_group, kernel, dilation, stride, out_width, itemsize, grid):
+    """Slab of a register-blocked kernel's task of ``grid``."""
+    return slab_shape(in_per_group, kernel[0], dilation[0], stride[0], grid[0],
+                      (grid[2] - 1) * stride[1] + dilated_extent(kernel[1], dilation[1]), stride[2],
                       slab_columns(kernel, dilation, stride, out_width, itemsize))
 
 
-def blocked_workspace_bytes(plan, multiple):
+def blocked_workspace_bytes(plan, units, multiple):
     """Scratch bytes one worker thread of a register-blocked kernel holds: its slab (the stack
-    block is negligible); its tiles of rows are a multiple of ``multiple``."""
+    block is negligible); its grid splits ``units`` and tiles rows by ``multiple``."""
     itemsize = np.dtype(plan.dtype).itemsize
-    rows = tile_rows(plan.in_per_group, plan.kernel_size, plan.dilation, plan.stride,
-                     plan.output_size[1], plan.output_size[2], itemsize, multiple)
+    grid = task_grid(plan.batch, plan.output_size, itemsize, plan.in_per_group, plan.kernel_size,
+                     plan.stride, plan.dilation, units, plan.groups, multiple)
     slab = blocked_slab_shape(plan.in_per_group, plan.kernel_size, plan.dilation, plan.stride,
-                              plan.output_size[2], itemsize, rows)
+                              plan.output_size[2], itemsize, grid)
     return int(np.prod(slab)) * itemsize
 
 
@@ -83,24 +94,14 @@ def tap_offsets(kernel, dilation, slab_dims):
     return offsets
 
 
-@register_jitable
-def task_grid(x, out, in_per_group, kernel, stride, dilation, units, groups, multiple):
-    """How a register-blocked kernel cuts ``out`` into tasks: output rows per task (a multiple of
-    ``multiple``), tiles of them per plane, and splits of the ``units`` (channel blocks, channels)."""
-    rows = tile_rows(in_per_group, kernel, dilation, stride, out.shape[3], out.shape[4], x.itemsize,
-                     multiple)
-    tiles = (out.shape[3] + rows - 1) // rows
-    return rows, tiles, channel_splits(units, x.shape[0] * groups * out.shape[2] * tiles)
-
-
 @njit(cache=True)
 def blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front, padded, mode, out_width,
-                  rows):
+                  grid):
     """What a register-blocked kernel computes once per call: the index maps, the shape of a slab
-    for ``rows`` output rows and the taps' offsets in it."""
+    of a task of ``grid`` and the taps' offsets in it."""
     maps = index_maps(x, padded, pad_front, mode)
     slab_dims = blocked_slab_shape(in_per_group, kernel, dilation, stride, out_width, x.itemsize,
-                                   rows)
+                                   grid)
     return maps, slab_dims, tap_offsets(kernel, dilation, slab_dims)
 
 
@@ -162,16 +163,23 @@ def row_blocks(out_width, lanes):
     return whole - 1, 2, 0
 
 
+@register_jitable
+def slab_offset(slab, plane, row, col, stride):
+    """Flat offset in ``slab`` of output (plane, row, col) relative to the task's first output plane
+    and row: where the block there reads its first tap."""
+    plane_size = slab.shape[2] * slab.shape[3] * slab.shape[4]
+    return plane * stride[0] * plane_size + row * stride[1] * slab.shape[3] * slab.shape[4] + col
+
+
 @njit(cache=True, inline='always')
-def _block(slab, packed, packed_bias, taps, g, block, oh, oh0, col0, stride_h, out, n, od, vectors):
+def _block(slab, packed, packed_bias, taps, g, block, source, out, n, od, oh, col0, vectors):
     """Output channels ``BLOCK_CHANNELS`` of group ``g``'s block ``block`` x ``vectors`` vectors of
-    columns from ``col0``, of output row ``oh`` (the slab starts at output row ``oh0``)."""
+    columns of output row (``od``, ``oh``) from ``col0``, reading the slab from offset ``source``."""
     blocks, channels = packed.shape[1], packed.shape[2]
     unit = g * blocks + block
-    row_size = slab.shape[3] * slab.shape[4]
-    acc = accumulate(slab, taps, (oh - oh0) * stride_h * row_size + col0, 0, packed,
-                     unit * channels * taps.shape[0] * BLOCK_CHANNELS, BLOCK_CHANNELS, 1,
-                     packed_bias, unit * BLOCK_CHANNELS, 1, BLOCK_CHANNELS, vectors)
+    acc = accumulate(slab, taps, source, 0, packed, unit * channels * taps.shape[0] * BLOCK_CHANNELS,
+                     BLOCK_CHANNELS, 1, packed_bias, unit * BLOCK_CHANNELS, 1, BLOCK_CHANNELS,
+                     vectors)
     out_per_group = out.shape[1] // packed.shape[0]
     first_channel = g * out_per_group + block * BLOCK_CHANNELS
     store_output(acc, out, output_offset(out, n, first_channel, od, oh, col0),
@@ -182,32 +190,36 @@ def _block(slab, packed, packed_bias, taps, g, block, oh, oh0, col0, stride_h, o
 
 @njit(parallel=True, cache=True)
 def _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode, kernel,
-                    rows, tiles, splits):
+                    grid):
     """Fill ``out`` (N, C_out, OD, OH, OW) from ``x`` with the weights and bias packed by
-    ``pack_weights``, in the tasks of ``task_grid``."""
+    ``pack_weights``, in the tasks of ``grid`` (``task_grid``)."""
     groups, blocks, in_per_group = packed.shape[:3]
     out_depth, out_height, out_width = out.shape[2:]
     lanes = vector_lanes(x)
     wide, narrow, single = row_blocks(out_width, lanes)
     maps, slab_dims, taps = blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front,
-                                          padded, mode, out_width, rows)
-    for task in prange(x.shape[0] * groups * out_depth * tiles * splits):
-        n, g, od, oh0, first, stop, slab = task_slab(x, task, splits, blocks, tiles, rows, out_depth,
-                                                     groups, stride, maps, slab_dims)
+                                          padded, mode, out_width, grid)
+    for task in prange(task_count(x.shape[0], groups, grid)):
+        n, g, od0, oh0, first, stop, slab = task_slab(x, task, grid, blocks, groups, stride, maps,
+                                                      slab_dims)
         for block in range(first, stop):
-            for oh in range(oh0, min(oh0 + rows, out_height)):
-                col0 = 0
-                for _ in range(wide):
-                    _block(slab, packed, packed_bias, taps, g, block, oh, oh0, col0, stride[1], out,
-                           n, od, BLOCK_VECTORS)
-                    col0 += BLOCK_VECTORS * lanes
-                for _ in range(narrow):
-                    _block(slab, packed, packed_bias, taps, g, block, oh, oh0, col0, stride[1], out,
-                           n, od, NARROW_VECTORS)
-                    col0 += NARROW_VECTORS * lanes
-                if single:
-                    _block(slab, packed, packed_bias, taps, g, block, oh, oh0, col0, stride[1], out,
-                           n, od, 1)
+            for od in range(od0, min(od0 + grid[0], out_depth)):
+                for oh in range(oh0, min(oh0 + grid[2], out_height)):
+                    col0 = 0
+                    for _ in range(wide):
+                        _block(slab, packed, packed_bias, taps, g, block,
+                               slab_offset(slab, od - od0, oh - oh0, col0, stride), out, n, od, oh,
+                               col0, BLOCK_VECTORS)
+                        col0 += BLOCK_VECTORS * lanes
+                    for _ in range(narrow):
+                        _block(slab, packed, packed_bias, taps, g, block,
+                               slab_offset(slab, od - od0, oh - oh0, col0, stride), out, n, od, oh,
+                               col0, NARROW_VECTORS)
+                        col0 += NARROW_VECTORS * lanes
+                    if single:
+                        _block(slab, packed, packed_bias, taps, g, block,
+                               slab_offset(slab, od - od0, oh - oh0, col0, stride), out, n, od, oh,
+                               col0, 1)
 
 
 @register_jitable
@@ -245,7 +257,7 @@ def pack_weights(weight, bias, has_bias, groups):
 
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds."""
-    return blocked_workspace_bytes(plan, 1)
+    return blocked_workspace_bytes(plan, (plan.out_per_group + BLOCK_CHANNELS - 1) // BLOCK_CHANNELS, 1)
 
 
 @register_jitable
@@ -255,7 +267,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
     packed, packed_bias = pack_weights(weight, bias, has_bias, groups)
-    rows, tiles, splits = task_grid(x, out, weight.shape[1], weight.shape[2:], stride, dilation,
-                                    packed.shape[1], groups, 1)
+    grid = task_grid(x.shape[0], out.shape[2:], x.itemsize, weight.shape[1], weight.shape[2:], stride,
+                     dilation, packed.shape[1], groups, 1)
     _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
-                    weight.shape[2:], rows, tiles, splits)
+                    weight.shape[2:], grid)

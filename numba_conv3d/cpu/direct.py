@@ -13,7 +13,7 @@ from numba.extending import register_jitable
 
 from ..config import ACCUMULATOR_TILE_BYTES
 from .slab import index_maps, phase_columns, slab_shape, task_slab
-from .tasks import channel_splits
+from .tasks import channel_splits, task_count
 
 
 @register_jitable
@@ -59,12 +59,12 @@ def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, 
     in_per_group = weight.shape[1]
     out_per_group = out.shape[1] // groups
     maps = index_maps(x, padded, pad_front, mode)
-    slab_dims = slab_shape(in_per_group, weight.shape[2], dilation[0], padded[1], stride[2],
-                           phase_columns(padded[2], stride[2]))
+    slab_dims = slab_shape(in_per_group, weight.shape[2], dilation[0], stride[0], 1, padded[1],
+                           stride[2], phase_columns(padded[2], stride[2]))
     tile_rows = accumulator_tile_rows(out_width, x.itemsize)
-    for task in prange(batch * groups * out_depth * channel_blocks):
-        n, g, od, _, first, stop, slab = task_slab(x, task, channel_blocks, out_per_group, 1,
-                                                   out_height, out_depth, groups, stride, maps,
+    grid = (1, out_depth, out_height, 1, channel_blocks)
+    for task in prange(task_count(batch, groups, grid)):
+        n, g, od, _, first, stop, slab = task_slab(x, task, grid, out_per_group, groups, stride, maps,
                                                    slab_dims)
         acc_tile = np.empty((tile_rows, out_width), x.dtype)
         for o in range(g * out_per_group + first, g * out_per_group + stop):
@@ -80,8 +80,9 @@ def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, 
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds: its padded slab and its accumulator tile."""
     itemsize = np.dtype(plan.dtype).itemsize
-    slab = slab_shape(plan.in_per_group, plan.kernel_size[0], plan.dilation[0], plan.padded_size[1],
-                      plan.stride[2], phase_columns(plan.padded_size[2], plan.stride[2]))
+    slab = slab_shape(plan.in_per_group, plan.kernel_size[0], plan.dilation[0], plan.stride[0], 1,
+                      plan.padded_size[1], plan.stride[2],
+                      phase_columns(plan.padded_size[2], plan.stride[2]))
     out_width = plan.output_size[2]
     tile = accumulator_tile_rows(out_width, itemsize) * out_width
     return (int(np.prod(slab)) + tile) * itemsize

@@ -12,20 +12,19 @@ from numba.extending import register_jitable
 
 from ..config import BLOCK_ROWS, BLOCK_VECTORS
 from .blocked import (NARROW_VECTORS, accumulate, blocked_setup, blocked_workspace_bytes,
-                      output_offset, row_blocks, store_output, task_grid)
+                      output_offset, row_blocks, slab_offset, store_output,
+                      task_grid)
 from .simd import vector_lanes
 from .slab import task_slab
+from .tasks import task_count
 
 
 @njit(cache=True, inline='always')
-def _row_block(slab, weight, bias, taps, channel, oh, oh0, col0, stride_h, out, n, od, vectors):
+def _row_block(slab, weight, bias, taps, channel, source, row_step, out, n, od, oh, col0, vectors):
     """Rows ``oh:oh + BLOCK_ROWS`` x ``vectors`` vectors of columns from ``col0`` of output
-    ``channel`` (the slab starts at output row ``oh0``)."""
-    row_size = slab.shape[3] * slab.shape[4]
-    row_step = stride_h * row_size
-    acc = accumulate(slab, taps, (oh - oh0) * row_step + col0, row_step, weight,
-                     channel * weight.shape[1] * taps.shape[0], 1, 0, bias, channel, 0, BLOCK_ROWS,
-                     vectors)
+    ``channel``, plane ``od``, reading the slab from offset ``source``, ``row_step`` per row."""
+    acc = accumulate(slab, taps, source, row_step, weight, channel * weight.shape[1] * taps.shape[0],
+                     1, 0, bias, channel, 0, BLOCK_ROWS, vectors)
     store_output(acc, out, output_offset(out, n, channel, od, oh, col0), out.shape[4],
                  min(BLOCK_ROWS, out.shape[3] - oh), min(vectors * vector_lanes(out),
                                                          out.shape[4] - col0), vectors)
@@ -33,36 +32,42 @@ def _row_block(slab, weight, bias, taps, channel, oh, oh0, col0, stride_h, out, 
 
 @njit(parallel=True, cache=True)
 def _row_blocked_kernel(x, weight, bias, out, stride, dilation, pad_front, padded, mode, kernel,
-                        groups, rows, tiles, splits):
+                        groups, grid):
     """Fill ``out`` from ``x`` with ``weight`` reshaped to (C_out, C_in / groups, taps) and ``bias``
-    (C_out,), zeros when the convolution has none, in the tasks of ``task_grid``."""
+    (C_out,), zeros when the convolution has none, in the tasks of ``grid`` (``task_grid``)."""
     out_depth, out_height, out_width = out.shape[2:]
     out_per_group = out.shape[1] // groups
     lanes = vector_lanes(x)
     wide, narrow, single = row_blocks(out_width, lanes)
     maps, slab_dims, taps = blocked_setup(x, weight.shape[1], kernel, stride, dilation, pad_front,
-                                          padded, mode, out_width, rows)
-    for task in prange(x.shape[0] * groups * out_depth * tiles * splits):
-        n, g, od, oh0, first, stop, slab = task_slab(x, task, splits, out_per_group, tiles, rows,
-                                                     out_depth, groups, stride, maps, slab_dims)
+                                          padded, mode, out_width, grid)
+    for task in prange(task_count(x.shape[0], groups, grid)):
+        n, g, od0, oh0, first, stop, slab = task_slab(x, task, grid, out_per_group, groups, stride,
+                                                      maps, slab_dims)
+        row_step = slab_offset(slab, 0, 1, 0, stride)
         for o in range(g * out_per_group + first, g * out_per_group + stop):
-            for oh in range(oh0, min(oh0 + rows, out_height), BLOCK_ROWS):
-                col0 = 0
-                for _ in range(wide):
-                    _row_block(slab, weight, bias, taps, o, oh, oh0, col0, stride[1], out, n, od,
-                               BLOCK_VECTORS)
-                    col0 += BLOCK_VECTORS * lanes
-                for _ in range(narrow):
-                    _row_block(slab, weight, bias, taps, o, oh, oh0, col0, stride[1], out, n, od,
-                               NARROW_VECTORS)
-                    col0 += NARROW_VECTORS * lanes
-                if single:
-                    _row_block(slab, weight, bias, taps, o, oh, oh0, col0, stride[1], out, n, od, 1)
+            for od in range(od0, min(od0 + grid[0], out_depth)):
+                for oh in range(oh0, min(oh0 + grid[2], out_height), BLOCK_ROWS):
+                    col0 = 0
+                    for _ in range(wide):
+                        _row_block(slab, weight, bias, taps, o,
+                                   slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out,
+                                   n, od, oh, col0, BLOCK_VECTORS)
+                        col0 += BLOCK_VECTORS * lanes
+                    for _ in range(narrow):
+                        _row_block(slab, weight, bias, taps, o,
+                                   slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out,
+                                   n, od, oh, col0, NARROW_VECTORS)
+                        col0 += NARROW_VECTORS * lanes
+                    if single:
+                        _row_block(slab, weight, bias, taps, o,
+                                   slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out,
+                                   n, od, oh, col0, 1)
 
 
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds."""
-    return blocked_workspace_bytes(plan, BLOCK_ROWS)
+    return blocked_workspace_bytes(plan, plan.out_per_group, BLOCK_ROWS)
 
 
 @register_jitable
@@ -74,7 +79,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     out_channels, in_per_group = weight.shape[0], weight.shape[1]
     taps = np.ascontiguousarray(weight).reshape(out_channels, in_per_group, -1)
     full_bias = bias if has_bias else np.zeros(out_channels, x.dtype)
-    rows, tiles, splits = task_grid(x, out, in_per_group, weight.shape[2:], stride, dilation,
-                                    out_channels // groups, groups, BLOCK_ROWS)
+    grid = task_grid(x.shape[0], out.shape[2:], x.itemsize, in_per_group, weight.shape[2:], stride,
+                     dilation, out_channels // groups, groups, BLOCK_ROWS)
     _row_blocked_kernel(x, taps, full_bias, out, stride, dilation, pad_front, padded, mode,
-                        weight.shape[2:], groups, rows, tiles, splits)
+                        weight.shape[2:], groups, grid)

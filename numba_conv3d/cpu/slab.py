@@ -14,9 +14,11 @@ from .tasks import decode_task, split_range
 
 
 @register_jitable
-def slab_shape(channels, kernel_d, dilation_d, padded_h, stride_w, columns):
-    """Shape of one task's slab: (channels, planes, rows, W phases, ``columns`` per phase)."""
-    return (channels, dilated_extent(kernel_d, dilation_d), padded_h, stride_w, columns)
+def slab_shape(channels, kernel_d, dilation_d, stride_d, out_planes, rows, stride_w, columns):
+    """Shape of the slab of a task of ``out_planes`` output planes: (channels, input planes, ``rows``,
+    W phases, ``columns`` per phase)."""
+    return (channels, (out_planes - 1) * stride_d + dilated_extent(kernel_d, dilation_d), rows,
+            stride_w, columns)
 
 
 @register_jitable
@@ -39,14 +41,14 @@ def gather_slab(x, n, c0, depth0, row0, map_d, map_h, map_w, slab):
     """Fill ``slab[c, z, row, phase, j]`` with padded input at (c0 + c, depth0 + z, row0 + row,
     j * S + phase).
 
-    S is ``slab.shape[3]``, the stride along W; rows and columns past the padded extents read zero, so
-    a kernel may compute whole blocks past the output's edges.
+    S is ``slab.shape[3]``, the stride along W; planes, rows and columns past the padded extents read
+    zero, so a kernel may compute whole blocks past the output's edges.
     """
     channels, depth, rows, phases, columns = slab.shape
-    padded_h, padded_w = map_h.shape[0], map_w.shape[0]
+    padded_d, padded_h, padded_w = map_d.shape[0], map_h.shape[0], map_w.shape[0]
     for c in range(channels):
         for z in range(depth):
-            sd = map_d[depth0 + z]
+            sd = map_d[depth0 + z] if depth0 + z < padded_d else -1
             for row in range(rows):
                 sh = map_h[row0 + row] if row0 + row < padded_h else -1
                 for phase in range(phases):
@@ -69,22 +71,22 @@ def index_maps(x, padded, pad_front, mode):
 
 
 @register_jitable
-def task_slab(x, task, splits, units, tiles, tile_rows, out_depth, groups, stride, maps, slab_dims):
+def task_slab(x, task, grid, units, groups, stride, maps, slab_dims):
     """What every kernel's task starts with: its coordinates, its share of the ``units`` (output
     channels or channel blocks) and the slab of input planes and rows it reads, gathered.
 
-    A task computes output rows ``[oh0, oh0 + tile_rows)`` (clipped to the output) of one plane;
-    its slab's row 0 is padded input row ``oh0 * stride_h``.
+    A task of ``grid`` (see ``tasks.py``) computes output planes ``[od0, od0 + planes)`` and rows
+    ``[oh0, oh0 + rows)`` (clipped to the output); its slab starts at padded input plane
+    ``od0 * stride_d`` and row ``oh0 * stride_h``.
 
     Returns
     -------
-    n, g, od, oh0, first, stop, slab
-        Batch item, group, output plane, first output row, the units ``[first, stop)``, the slab.
+    n, g, od0, oh0, first, stop, slab
+        Batch item, group, first output plane and row, the units ``[first, stop)``, the slab.
     """
-    n, g, od, tile, split = decode_task(task, splits, tiles, out_depth, groups)
-    first, stop = split_range(split, units, splits)
-    oh0 = tile * tile_rows
+    n, g, od0, oh0, split = decode_task(task, grid, groups)
+    first, stop = split_range(split, units, grid[4])
     slab = np.empty(slab_dims, x.dtype)
-    gather_slab(x, n, g * (x.shape[1] // groups), od * stride[0], oh0 * stride[1], maps[0], maps[1],
+    gather_slab(x, n, g * (x.shape[1] // groups), od0 * stride[0], oh0 * stride[1], maps[0], maps[1],
                 maps[2], slab)
-    return n, g, od, oh0, first, stop, slab
+    return n, g, od0, oh0, first, stop, slab

@@ -1,5 +1,9 @@
-"""How the output is cut into parallel tasks: (batch item, group, output plane, tile of output rows,
-split of the output channels), with enough splits that every thread stays busy."""
+"""How the output is cut into parallel tasks: (batch item, group, tile of output planes, tile of
+output rows, split of the output channels), with enough splits that every thread stays busy.
+
+A task grid is the tuple ``(planes, plane_tiles, rows, row_tiles, splits)``: output planes and rows
+per task, tiles of them per volume, and splits of the channels (or channel blocks).
+"""
 import numba
 from numba.extending import register_jitable
 
@@ -7,23 +11,46 @@ from ..config import TASKS_PER_THREAD
 
 
 @register_jitable
-def channel_splits(units, tasks):
-    """Split ``units`` (output channels or channel blocks) of each of ``tasks`` independent tasks into
-    enough pieces for ``TASKS_PER_THREAD`` tasks per thread; never more pieces than units."""
-    wanted = TASKS_PER_THREAD * numba.get_num_threads()
-    return max(1, min(units, (wanted + max(tasks, 1) - 1) // max(tasks, 1)))
+def tasks_wanted():
+    """Parallel tasks that keep every thread busy: ``TASKS_PER_THREAD`` per thread."""
+    return TASKS_PER_THREAD * numba.get_num_threads()
 
 
 @register_jitable
-def decode_task(task, splits, tiles, out_depth, groups):
-    """Task number -> (batch item, group, output plane, row tile, split), the split varying fastest."""
+def channel_splits(units, tasks):
+    """Split ``units`` (output channels or channel blocks) of each of ``tasks`` independent tasks into
+    enough pieces for ``tasks_wanted()`` tasks; never more pieces than units."""
+    return max(1, min(units, (tasks_wanted() + max(tasks, 1) - 1) // max(tasks, 1)))
+
+
+@register_jitable
+def balanced(extent, most, multiple):
+    """Tiles of at most ``most`` (rounded down to ``multiple``, at least ``multiple``) covering
+    ``extent``, made as even as possible: (size of a tile, a multiple of ``multiple``; tiles)."""
+    most = max(multiple, most // multiple * multiple)
+    tiles = max(1, (extent + most - 1) // most)
+    size = (extent + tiles - 1) // tiles
+    return (size + multiple - 1) // multiple * multiple, tiles
+
+
+@register_jitable
+def task_count(batch, groups, grid):
+    """Tasks of a grid."""
+    return batch * groups * grid[1] * grid[3] * grid[4]
+
+
+@register_jitable
+def decode_task(task, grid, groups):
+    """Task number -> (batch item, group, first output plane, first output row, split), the split
+    varying fastest."""
+    planes, plane_tiles, rows, row_tiles, splits = grid
     split = task % splits
     rest = task // splits
-    tile = rest % tiles
-    rest //= tiles
-    od = rest % out_depth
-    rest //= out_depth
-    return rest // groups, rest % groups, od, tile, split
+    row_tile = rest % row_tiles
+    rest //= row_tiles
+    plane_tile = rest % plane_tiles
+    rest //= plane_tiles
+    return rest // groups, rest % groups, plane_tile * planes, row_tile * rows, split
 
 
 @register_jitable
