@@ -2,10 +2,11 @@
 
 Each inner step computes a block of ``BLOCK_CHANNELS`` output channels x ``BLOCK_VECTORS`` SIMD vectors
 of output columns (4 x 24 float32 or 4 x 12 float64 on AVX2), held in registers as a tuple of vectors
-(``simd.py``) across the whole sum over input channels and kernel taps; per tap, one slab row segment
-is loaded and multiplied by each channel's weight (packed contiguously, broadcast). The last block of
-a row has only the vectors the row still needs. Tasks, slabs and padding are those of the direct
-kernel (``slab.py``); slab rows carry zero columns up to a whole vector. Each output element is
+(``simd.py``) across the whole sum over input channels and kernel taps; per tap, the block's input
+vectors are loaded once and multiplied by each channel's weight (packed contiguously, broadcast). A row
+ends in narrower blocks; where those would cost more, blocks stack ``BLOCK_VECTORS`` output rows of one
+vector instead (narrow outputs, such as 32 float32 columns). Tasks, slabs and padding are those of the
+direct kernel (``slab.py``); slab rows carry zero columns up to a whole vector. Each output element is
 summed by one thread in the fixed order (bias, input channel, kd, kh, kw), with fused multiply-adds:
 results are bitwise equal for any thread count.
 """
@@ -17,14 +18,14 @@ from numba.extending import register_jitable
 from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, SLAB_BYTES, VECTOR_BYTES
 from ..shape_rules import dilated_extent
 from .pointers import element_pointer, stack_buffer
-from .simd import fma_block, splat_rows, store_block, store_rows, vector_lanes, zero_block
+from .simd import fma_block, splat_channels, store_block, store_rows, vector_lanes, zero_block
 from .slab import index_maps, slab_shape, task_slab
 from .tasks import balanced, channel_splits, task_count, tasks_wanted
 
 # Vectors per row of the narrower blocks that end a row.
 NARROW_VECTORS = BLOCK_VECTORS - 1
-# Elements of the stack buffer a partial block passes through on its way to the output (a block of
-# at most 4 rows of float32).
+# Elements of the stack buffer a partial block passes through on its way to the output: the largest
+# block, 4 channels (or rows) x BLOCK_VECTORS vectors (of float32) in any arrangement.
 STACK_ITEMS = 4 * BLOCK_VECTORS * VECTOR_BYTES // 4
 
 
@@ -107,39 +108,43 @@ def blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front, padded, 
 
 @njit(cache=True, inline='always')
 def accumulate(slab, taps, source_start, source_step, weights, weight_start, weights_per_tap,
-               weight_step, bias, bias_start, bias_step, rows, vectors):
-    """A ``rows x vectors`` register block: row r starts from ``bias[bias_start + r * bias_step]``
-    and adds, for every input channel c and tap t of the slab, ``weights[weight_start + (c * taps + t)
-    * weights_per_tap + r * weight_step]`` times the slab's vectors at ``source_start + r *
-    source_step`` + channel c + tap t (see :func:`numba_conv3d.cpu.simd.fma_block`)."""
-    acc = splat_rows(zero_block(slab, rows, vectors), bias, bias_start, bias_step, vectors)
+               weight_step, bias, bias_start, bias_step, channels, rows, vectors):
+    """A ``channels x rows x vectors`` register block: channel c starts from ``bias[bias_start + c *
+    bias_step]`` and adds, for every input channel i and tap t of the slab, ``weights[weight_start +
+    (i * taps + t) * weights_per_tap + c * weight_step]`` times the slab's vectors at ``source_start
+    + r * source_step`` + channel i + tap t (see :func:`numba_conv3d.cpu.simd.fma_block`)."""
+    acc = splat_channels(zero_block(slab, channels, rows, vectors), bias, bias_start, bias_step,
+                         rows, vectors)
     ntaps = taps.shape[0]
     channel_size = slab.shape[1] * slab.shape[2] * slab.shape[3] * slab.shape[4]
-    for c in range(slab.shape[0]):
-        source = source_start + c * channel_size
-        weight = weight_start + c * ntaps * weights_per_tap
+    for i in range(slab.shape[0]):
+        source = source_start + i * channel_size
+        weight = weight_start + i * ntaps * weights_per_tap
         for t in range(ntaps):
             acc = fma_block(acc, weights, weight + t * weights_per_tap, weight_step, slab,
-                            source + taps[t], source_step, vectors)
+                            source + taps[t], source_step, rows, vectors)
     return acc
 
 
 @njit(cache=True, inline='always')
-def store_output(block, out, start, row_step, rows, width, vectors):
-    """Write the first ``rows`` rows x ``width`` columns of ``block`` (``vectors`` per row) to the
-    C-contiguous ``out``, row r from flat element ``start + r * row_step``: vector stores when the
-    block is whole, else through a stack buffer."""
+def store_output(block, out, start, channel_step, valid_channels, valid_rows, width, rows, vectors):
+    """Write the first ``valid_channels`` x ``valid_rows`` x ``width`` columns of ``block`` (``rows x
+    vectors`` per channel) to the C-contiguous ``out`` from flat element ``start``, channels
+    ``channel_step`` apart and rows an output row apart: vector stores when the block is whole, else
+    through a stack buffer."""
     lanes = vector_lanes(out)
-    block_rows = len(block) // vectors
-    if rows == block_rows and width == vectors * lanes:
-        store_rows(block, out, start, row_step, vectors)
+    channels = len(block) // (rows * vectors)
+    if valid_channels == channels and valid_rows == rows and width == vectors * lanes:
+        store_rows(block, out, start, channel_step, out.shape[4], rows, vectors)
         return
-    buffer = numba.carray(stack_buffer(STACK_ITEMS, out.dtype), (block_rows, vectors * lanes))
+    buffer = numba.carray(stack_buffer(STACK_ITEMS, out.dtype), (channels, rows, vectors * lanes))
     store_block(block, buffer, 0)
-    for r in range(rows):
-        target = numba.carray(element_pointer(out, start + r * row_step), width)
-        for j in range(width):
-            target[j] = buffer[r, j]
+    for c in range(valid_channels):
+        for r in range(valid_rows):
+            target = numba.carray(element_pointer(out, start + c * channel_step + r * out.shape[4]),
+                                  width)
+            for j in range(width):
+                target[j] = buffer[c, r, j]
 
 
 @register_jitable
@@ -164,6 +169,19 @@ def row_blocks(out_width, lanes):
 
 
 @register_jitable
+def stacks_rows(out_height, out_width, lanes):
+    """Whether the channel-blocked kernel stacks ``BLOCK_VECTORS`` output rows x 1 vector per block
+    rather than laying ``BLOCK_VECTORS`` vectors along a row: when the row is one vector wide (a block
+    of one vector per row keeps too few sums in flight: about twice the time per vector) and that
+    costs more than the rows computed past the output's last (the stacks' rounding). Blocks of 2
+    vectors ran as fast per vector as blocks of 3 (same process, alternating: dense k3, k5, dilated,
+    pointwise, float64 at 32 columns; stacking was 0.93-1.08x the time)."""
+    vectors = (out_width + lanes - 1) // lanes
+    stacked_rows = (out_height + BLOCK_VECTORS - 1) // BLOCK_VECTORS * BLOCK_VECTORS
+    return vectors == 1 and stacked_rows < 2 * out_height
+
+
+@register_jitable
 def slab_offset(slab, plane, row, col, stride):
     """Flat offset in ``slab`` of output (plane, row, col) relative to the task's first output plane
     and row: where the block there reads its first tap."""
@@ -172,27 +190,31 @@ def slab_offset(slab, plane, row, col, stride):
 
 
 @njit(cache=True, inline='always')
-def _block(slab, packed, packed_bias, taps, g, block, source, out, n, od, oh, col0, vectors):
-    """Output channels ``BLOCK_CHANNELS`` of group ``g``'s block ``block`` x ``vectors`` vectors of
-    columns of output row (``od``, ``oh``) from ``col0``, reading the slab from offset ``source``."""
+def _block(slab, packed, packed_bias, taps, g, block, source, row_step, out, n, od, oh, col0, rows,
+           vectors):
+    """Output channels ``BLOCK_CHANNELS`` of group ``g``'s block ``block`` x ``rows`` output rows from
+    (``od``, ``oh``) x ``vectors`` vectors of columns from ``col0``, reading the slab from offset
+    ``source``, ``row_step`` per row."""
     blocks, channels = packed.shape[1], packed.shape[2]
     unit = g * blocks + block
-    acc = accumulate(slab, taps, source, 0, packed, unit * channels * taps.shape[0] * BLOCK_CHANNELS,
-                     BLOCK_CHANNELS, 1, packed_bias, unit * BLOCK_CHANNELS, 1, BLOCK_CHANNELS,
-                     vectors)
+    acc = accumulate(slab, taps, source, row_step, packed,
+                     unit * channels * taps.shape[0] * BLOCK_CHANNELS, BLOCK_CHANNELS, 1, packed_bias,
+                     unit * BLOCK_CHANNELS, 1, BLOCK_CHANNELS, rows, vectors)
     out_per_group = out.shape[1] // packed.shape[0]
     first_channel = g * out_per_group + block * BLOCK_CHANNELS
     store_output(acc, out, output_offset(out, n, first_channel, od, oh, col0),
                  out.shape[2] * out.shape[3] * out.shape[4],
                  min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS),
-                 min(vectors * vector_lanes(out), out.shape[4] - col0), vectors)
+                 min(rows, out.shape[3] - oh), min(vectors * vector_lanes(out), out.shape[4] - col0),
+                 rows, vectors)
 
 
 @njit(parallel=True, cache=True)
 def _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode, kernel,
-                    grid):
+                    grid, stacked):
     """Fill ``out`` (N, C_out, OD, OH, OW) from ``x`` with the weights and bias packed by
-    ``pack_weights``, in the tasks of ``grid`` (``task_grid``)."""
+    ``pack_weights``, in the tasks of ``grid`` (``task_grid``), with blocks of stacked rows when
+    ``stacked`` (``stacks_rows``)."""
     groups, blocks, in_per_group = packed.shape[:3]
     out_depth, out_height, out_width = out.shape[2:]
     lanes = vector_lanes(x)
@@ -202,24 +224,32 @@ def _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, pa
     for task in prange(task_count(x.shape[0], groups, grid)):
         n, g, od0, oh0, first, stop, slab = task_slab(x, task, grid, blocks, groups, stride, maps,
                                                       slab_dims)
+        row_step = slab_offset(slab, 0, 1, 0, stride)
         for block in range(first, stop):
             for od in range(od0, min(od0 + grid[0], out_depth)):
+                if stacked:
+                    for oh in range(oh0, min(oh0 + grid[2], out_height), BLOCK_VECTORS):
+                        for col0 in range(0, out_width, lanes):
+                            _block(slab, packed, packed_bias, taps, g, block,
+                                   slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out,
+                                   n, od, oh, col0, BLOCK_VECTORS, 1)
+                    continue
                 for oh in range(oh0, min(oh0 + grid[2], out_height)):
                     col0 = 0
                     for _ in range(wide):
                         _block(slab, packed, packed_bias, taps, g, block,
-                               slab_offset(slab, od - od0, oh - oh0, col0, stride), out, n, od, oh,
-                               col0, BLOCK_VECTORS)
+                               slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out, n,
+                               od, oh, col0, 1, BLOCK_VECTORS)
                         col0 += BLOCK_VECTORS * lanes
                     for _ in range(narrow):
                         _block(slab, packed, packed_bias, taps, g, block,
-                               slab_offset(slab, od - od0, oh - oh0, col0, stride), out, n, od, oh,
-                               col0, NARROW_VECTORS)
+                               slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out, n,
+                               od, oh, col0, 1, NARROW_VECTORS)
                         col0 += NARROW_VECTORS * lanes
                     if single:
                         _block(slab, packed, packed_bias, taps, g, block,
-                               slab_offset(slab, od - od0, oh - oh0, col0, stride), out, n, od, oh,
-                               col0, 1)
+                               slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out, n,
+                               od, oh, col0, 1, 1)
 
 
 @register_jitable
@@ -256,8 +286,12 @@ def pack_weights(weight, bias, has_bias, groups):
 
 
 def workspace_bytes(plan):
-    """Scratch bytes one worker thread holds."""
-    return blocked_workspace_bytes(plan, (plan.out_per_group + BLOCK_CHANNELS - 1) // BLOCK_CHANNELS, 1)
+    """Scratch bytes one worker thread holds (its tasks' rows are a multiple of a stack of rows when
+    blocks stack them)."""
+    lanes = VECTOR_BYTES // np.dtype(plan.dtype).itemsize
+    stacked = stacks_rows(plan.output_size[1], plan.output_size[2], lanes)
+    return blocked_workspace_bytes(plan, (plan.out_per_group + BLOCK_CHANNELS - 1) // BLOCK_CHANNELS,
+                                   BLOCK_VECTORS if stacked else 1)
 
 
 @register_jitable
@@ -267,7 +301,8 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
     packed, packed_bias = pack_weights(weight, bias, has_bias, groups)
+    stacked = stacks_rows(out.shape[3], out.shape[4], VECTOR_BYTES // x.itemsize)
     grid = task_grid(x.shape[0], out.shape[2:], x.itemsize, weight.shape[1], weight.shape[2:], stride,
-                     dilation, packed.shape[1], groups, 1)
+                     dilation, packed.shape[1], groups, BLOCK_VECTORS if stacked else 1)
     _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
-                    weight.shape[2:], grid)
+                    weight.shape[2:], grid, stacked)

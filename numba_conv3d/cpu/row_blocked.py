@@ -1,10 +1,11 @@
 """Register-blocked convolution for few output channels per group (one-channel volumes, depthwise).
 
 The sibling of ``blocked.py`` for real dtypes with fewer than ``BLOCK_CHANNELS`` output channels per
-group, where a block of channels would compute mostly zeros: here a block is ``BLOCK_ROWS``
-consecutive output rows x ``BLOCK_VECTORS`` SIMD vectors of columns of one output channel, the rows
-sharing each (broadcast) weight. Slabs carry ``BLOCK_ROWS - 1`` strides' worth of zero rows so the
-last block of rows is whole. Same fixed summation order (bias, then input channel, kd, kh, kw).
+group, where a block of channels would compute mostly zeros: here a block is ``BLOCK_ROWS`` consecutive
+output rows x ``BLOCK_VECTORS`` SIMD vectors of columns of one output channel, the rows sharing each
+(broadcast) weight. Tasks cover a multiple of ``BLOCK_ROWS`` output rows, so every block of rows lies in
+its task's slab (past the output's last row, on zero rows it does not store). Same fixed summation order
+(bias, then input channel, kd, kh, kw).
 """
 import numpy as np
 from numba import njit, prange
@@ -24,10 +25,10 @@ def _row_block(slab, weight, bias, taps, channel, source, row_step, out, n, od, 
     """Rows ``oh:oh + BLOCK_ROWS`` x ``vectors`` vectors of columns from ``col0`` of output
     ``channel``, plane ``od``, reading the slab from offset ``source``, ``row_step`` per row."""
     acc = accumulate(slab, taps, source, row_step, weight, channel * weight.shape[1] * taps.shape[0],
-                     1, 0, bias, channel, 0, BLOCK_ROWS, vectors)
-    store_output(acc, out, output_offset(out, n, channel, od, oh, col0), out.shape[4],
-                 min(BLOCK_ROWS, out.shape[3] - oh), min(vectors * vector_lanes(out),
-                                                         out.shape[4] - col0), vectors)
+                     1, 0, bias, channel, 0, 1, BLOCK_ROWS, vectors)
+    store_output(acc, out, output_offset(out, n, channel, od, oh, col0), 0, 1,
+                 min(BLOCK_ROWS, out.shape[3] - oh),
+                 min(vectors * vector_lanes(out), out.shape[4] - col0), BLOCK_ROWS, vectors)
 
 
 @njit(parallel=True, cache=True)

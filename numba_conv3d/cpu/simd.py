@@ -1,16 +1,18 @@
 """Explicit SIMD register blocks for the CPU kernels.
 
 LLVM's auto-vectorizer turns a register block written as loops over a stack array into vector code only
-for some block shapes, and then often keeps more broadcast weights live than there are registers (16
-on AVX2) and spills accumulators. These intrinsics state the block directly: a block is a tuple of
-LLVM vectors (``lanes`` elements each, one register), and one multiply-add step adds weights times
-input vectors to it with ``llvm.fma`` (one rounding per multiply-add, as a fused scalar loop would).
-Numba keeps the tuple in SSA values, so the block stays in registers across the loops around it.
+for some block shapes, and then often keeps more broadcast weights live than there are registers (16 on
+AVX2) and spills accumulators. These intrinsics state the block directly: a block is a tuple of LLVM
+vectors (``lanes`` elements each, one register), and one multiply-add step adds weights times input
+vectors to it with ``llvm.fma`` (one rounding per multiply-add, as a fused scalar loop would). Numba
+keeps the tuple in SSA values, so the block stays in registers across the loops around it.
 
-A block of ``rows x vectors`` accumulators is a flat tuple, row-major: element ``r * vectors + v``
-holds lanes ``v * lanes ...`` of row ``r``. Rows are output channels (``blocked.py``) or output rows
-(``row_blocked.py``). Arrays are read and written as C-contiguous memory at element offsets, without
-bounds checks: callers guarantee the extents (slabs carry whole blocks of zero columns).
+A block of ``channels x rows x vectors`` accumulators is a flat tuple in that order: element ``(c * rows
++ r) * vectors + v`` holds lanes ``v * lanes ...`` of output row ``r`` of channel ``c``. The channel-
+blocked kernel uses 4 channels x 1 row x 3 vectors, or 4 x 3 x 1 on narrow outputs; the row-blocked
+kernel 1 channel x 4 rows x 3 vectors (``blocked.py``, ``row_blocked.py``). Arrays are read and written
+as C-contiguous memory at element offsets, without bounds checks: callers guarantee the extents (slabs
+carry whole blocks of zero columns).
 """
 from llvmlite import ir
 from numba import types
@@ -50,11 +52,17 @@ def _vectors_at(context, builder, array_type, array, offsets, vector_type):
             for at in offsets]
 
 
-def _offsets(builder, start, row_step, rows, vectors, lanes):
-    """Element offsets of a ``rows x vectors`` block: ``start + r * row_step + v * lanes``."""
-    return [builder.add(start, builder.add(builder.mul(row_step, row_step.type(r)),
-                                           row_step.type(v * lanes)))
-            for r in range(rows) for v in range(vectors)]
+def _offsets(builder, start, channel_step, row_step, count, rows, vectors, lanes):
+    """Element offsets of the ``count`` vectors of a block of ``rows x vectors`` per channel:
+    ``start + c * channel_step + r * row_step + v * lanes``."""
+    per_channel = rows * vectors
+    offsets = []
+    for k in range(count):
+        c, r, v = k // per_channel, k % per_channel // vectors, k % vectors
+        at = builder.add(builder.mul(channel_step, channel_step.type(c)),
+                         builder.mul(row_step, row_step.type(r)))
+        offsets.append(builder.add(start, builder.add(at, start.type(v * lanes))))
+    return offsets
 
 
 def _lanes(dtype):
@@ -73,18 +81,19 @@ def _vector_lanes(array):
 
 
 @intrinsic
-def zero_block(typingctx, array, rows, vectors):
-    """A block of ``rows x vectors`` (compile-time ints) zero vectors of ``array``'s dtype."""
-    if not _is_literal_int(rows, vectors):
+def zero_block(typingctx, array, channels, rows, vectors):
+    """A block of ``channels x rows x vectors`` (compile-time ints) zero vectors of ``array``'s
+    dtype."""
+    if not _is_literal_int(channels, rows, vectors):
         return None
-    count = rows.literal_value * vectors.literal_value
+    count = channels.literal_value * rows.literal_value * vectors.literal_value
     block = types.UniTuple(Vector(array.dtype, _lanes(array.dtype)), count)
 
     def codegen(context, builder, signature, args):
         zero = context.get_constant_null(block.dtype)
         return context.make_tuple(builder, block, [zero] * count)
 
-    return block(array, rows, vectors), codegen
+    return block(array, channels, rows, vectors), codegen
 
 
 @intrinsic
@@ -106,46 +115,45 @@ def store_block(typingctx, block, array, start):
 
 
 @intrinsic
-def store_rows(typingctx, block, array, start, row_step, vectors):
-    """Write ``block`` (``vectors`` per row, a compile-time int) to ``array``: row r, vector v at
-    element ``start + r * row_step + v * lanes`` (rows of an output, any distance apart)."""
-    if not _is_literal_int(vectors):
+def store_rows(typingctx, block, array, start, channel_step, row_step, rows, vectors):
+    """Write ``block`` (``rows x vectors`` per channel, compile-time ints) to ``array``: channel c,
+    row r, vector v at element ``start + c * channel_step + r * row_step + v * lanes``."""
+    if not _is_literal_int(rows, vectors):
         return None
 
     def codegen(context, builder, signature, args):
-        values, array, start, row_step, _ = args
-        per_row = vectors.literal_value
+        values, array, start, channel_step, row_step, _, _ = args
         vector_pointer = context.get_value_type(block.dtype).as_pointer()
-        offsets = _offsets(builder, start, row_step, block.count // per_row, per_row,
-                           block.dtype.lanes)
+        offsets = _offsets(builder, start, channel_step, row_step, block.count, rows.literal_value,
+                           vectors.literal_value, block.dtype.lanes)
         for k, at in enumerate(offsets):
             pointer = _element_pointer(context, builder, signature.args[1], array, at)
             builder.store(builder.extract_value(values, k), builder.bitcast(pointer, vector_pointer),
                           align=1)
         return context.get_dummy_value()
 
-    return types.none(block, array, start, row_step, vectors), codegen
+    return types.none(block, array, start, channel_step, row_step, rows, vectors), codegen
 
 
 @intrinsic
-def splat_rows(typingctx, like, values, start, step, vectors):
-    """A block shaped as ``like`` whose row r is ``values[start + r * step]`` in every lane (the
-    bias: ``step`` 1 when rows are channels, 0 when they are rows of one channel)."""
-    if not _is_literal_int(vectors):
+def splat_channels(typingctx, like, values, start, step, rows, vectors):
+    """A block shaped as ``like`` (``rows x vectors`` per channel) whose channel c is
+    ``values[start + c * step]`` in every lane: the bias."""
+    if not _is_literal_int(rows, vectors):
         return None
 
     def codegen(context, builder, signature, args):
-        _, values, start, step, _ = args
-        per_row = vectors.literal_value
+        _, values, start, step, _, _ = args
+        per_channel = rows.literal_value * vectors.literal_value
         vector_type = context.get_value_type(like.dtype)
         out = []
-        for r in range(like.count // per_row):
-            at = builder.add(start, builder.mul(step, step.type(r)))
+        for c in range(like.count // per_channel):
+            at = builder.add(start, builder.mul(step, step.type(c)))
             value = builder.load(_element_pointer(context, builder, signature.args[1], values, at))
-            out.extend([_splat(builder, value, vector_type)] * per_row)
+            out.extend([_splat(builder, value, vector_type)] * per_channel)
         return context.make_tuple(builder, like, out)
 
-    return like(like, values, start, step, vectors), codegen
+    return like(like, values, start, step, rows, vectors), codegen
 
 
 def _splat(builder, scalar, vector_type):
@@ -167,34 +175,32 @@ def _fma(builder, a, b, c):
 
 
 @intrinsic
-def fma_block(typingctx, block, weights, w_start, w_step, source, s_start, s_step, vectors):
-    """``block[r, v] += weights[w_start + r * w_step] * source[s_start + r * s_step + v * lanes ...]``
-    with one rounding per element; ``vectors`` per row is a compile-time int.
+def fma_block(typingctx, block, weights, w_start, w_step, source, s_start, s_step, rows, vectors):
+    """``block[c, r, v] += weights[w_start + c * w_step] * source[s_start + r * s_step + v * lanes
+    ...]`` with one rounding per element; ``rows`` and ``vectors`` per channel are compile-time ints.
 
-    Rows are output channels sharing one input row (``s_step`` the literal 0: the row's vectors are
-    loaded once, each channel's weight broadcast) or output rows of one channel (``w_step`` 0, one
-    broadcast weight for all rows, ``s_step`` the distance between input rows).
+    Channels (output channels, or one output channel) share the input vectors, loaded once; each
+    channel's weight is broadcast; rows are output rows, ``s_step`` apart in the input.
     """
-    if not _is_literal_int(vectors):
+    if not _is_literal_int(rows, vectors):
         return None
-    shared_source = isinstance(s_step, types.IntegerLiteral) and s_step.literal_value == 0
 
     def codegen(context, builder, signature, args):
-        values, weights, w_start, w_step, source, s_start, s_step, _ = args
-        per_row = vectors.literal_value
-        rows = block.count // per_row
+        values, weights, w_start, w_step, source, s_start, s_step, _, _ = args
+        per_channel = rows.literal_value * vectors.literal_value
         vector_type = context.get_value_type(block.dtype)
+        zero = s_start.type(0)
         loaded = _vectors_at(context, builder, signature.args[4], source,
-                             _offsets(builder, s_start, s_step, 1 if shared_source else rows,
-                                      per_row, block.dtype.lanes), vector_type)
+                             _offsets(builder, s_start, zero, s_step, per_channel, rows.literal_value,
+                                      vectors.literal_value, block.dtype.lanes), vector_type)
         out = []
-        for r in range(rows):
-            w_at = builder.add(w_start, builder.mul(w_step, w_step.type(r)))
+        for c in range(block.count // per_channel):
+            w_at = builder.add(w_start, builder.mul(w_step, w_step.type(c)))
             weight = builder.load(_element_pointer(context, builder, signature.args[1], weights, w_at))
             splat = _splat(builder, weight, vector_type)
-            for v in range(per_row):
-                x = loaded[v if shared_source else r * per_row + v]
-                out.append(_fma(builder, splat, x, builder.extract_value(values, r * per_row + v)))
+            for k in range(per_channel):
+                acc = builder.extract_value(values, c * per_channel + k)
+                out.append(_fma(builder, splat, loaded[k], acc))
         return context.make_tuple(builder, block, out)
 
-    return block(block, weights, w_start, w_step, source, s_start, s_step, vectors), codegen
+    return block(block, weights, w_start, w_step, source, s_start, s_step, rows, vectors), codegen
