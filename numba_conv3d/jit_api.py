@@ -14,8 +14,7 @@ from numba.extending import overload, register_jitable
 from . import shape_checks
 from .api import conv3d
 from .cpu import blocked, direct, row_blocked
-from .shape_rules import (PAD_CIRCULAR, PAD_REFLECT, PAD_REPLICATE, PAD_ZEROS, conv_output_size,
-                          dilated_extent, same_pads)
+from .shape_rules import conv_output_size, dilated_extent, padding_mode_code, same_pads
 
 _OP = "conv3d"
 _DTYPES = (types.float32, types.float64, types.complex64, types.complex128)
@@ -111,14 +110,9 @@ def _resolve_pads(padding, kernel, stride, dilation):
 @register_jitable
 def mode_code(padding_mode):
     """``padding_mode`` string -> its ``PAD_*`` code; ValueError for an unknown mode."""
-    if padding_mode == "zeros":
-        return PAD_ZEROS
-    if padding_mode == "reflect":
-        return PAD_REFLECT
-    if padding_mode == "replicate":
-        return PAD_REPLICATE
-    if padding_mode == "circular":
-        return PAD_CIRCULAR
+    code = padding_mode_code(padding_mode)
+    if code >= 0:
+        return code
     raise ValueError(_OP + ": padding_mode must be one of ['zeros', 'reflect', 'replicate', "
                      + "'circular'], but got padding_mode='" + padding_mode + "'")
 

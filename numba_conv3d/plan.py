@@ -4,7 +4,7 @@ from math import prod
 
 import numpy as np
 
-from .shape_rules import PADDING_MODES, conv_output_size
+from .shape_rules import conv_output_size, padding_mode_code
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class ConvPlan:
     @property
     def mode_code(self):
         """Integer code of ``padding_mode`` (``shape_rules.PAD_*``), as kernels take it."""
-        return PADDING_MODES.index(self.padding_mode)
+        return padding_mode_code(self.padding_mode)
 
     @property
     def input_shape(self):

@@ -12,7 +12,7 @@ import numpy as np
 from . import config, shape_checks
 from .cuda.arrays import is_device_array
 from .plan import ConvPlan
-from .shape_rules import PADDING_MODES, dilated_extent, same_pads
+from .shape_rules import PADDING_MODES, dilated_extent, padding_mode_code, same_pads
 
 SUPPORTED_DTYPES = ("float32", "float64", "complex64", "complex128")
 PADDING_STRINGS = ("valid", "same")
@@ -210,7 +210,7 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
     has_bias = _check_bias(op, bias, w_shape)
     pads = _resolve_pads(op, padding, kernel, stride, dilation)
     front, back = tuple(f for f, _ in pads), tuple(b for _, b in pads)
-    shape_checks.check_mode_limits(op, PADDING_MODES.index(padding_mode), front, back, size)
+    shape_checks.check_mode_limits(op, padding_mode_code(padding_mode), front, back, size)
     padded = tuple(n + f + b for n, (f, b) in zip(size, pads))
     spans = tuple(dilated_extent(k, d) for k, d in zip(kernel, dilation))
     shape_checks.check_kernel_fits(op, padded, spans, kernel, dilation)

@@ -10,7 +10,17 @@ PAD_REFLECT = 1
 PAD_REPLICATE = 2
 PAD_CIRCULAR = 3
 
+# Indexed by the codes above.
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+@register_jitable
+def padding_mode_code(padding_mode):
+    """``padding_mode`` string -> its ``PAD_*`` code (its index in ``PADDING_MODES``); -1 if unknown."""
+    for code in range(len(PADDING_MODES)):
+        if PADDING_MODES[code] == padding_mode:
+            return code
+    return -1
 
 
 @register_jitable
