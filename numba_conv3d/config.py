@@ -25,6 +25,11 @@ BLOCK_VECTORS = 3
 # on Zen 4) beside the weights and the output rows it writes.
 SLAB_BYTES = 1024 * 1024
 
+# Columns a row should reach when the kernels lay several rows of a convolution that is pointwise in
+# (H, W) side by side (``ConvPlan.rows_merged``): whole blocks of ``BLOCK_VECTORS`` vectors along long
+# rows rather than narrow blocks at the end of short ones.
+MERGED_ROW_COLUMNS = 1024
+
 # Output rows of one channel per register block of the row-blocked kernel (``BLOCK_VECTORS`` each).
 BLOCK_ROWS = 4
 

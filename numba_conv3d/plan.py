@@ -1,10 +1,11 @@
 """The conv plan: every number a kernel needs, already checked against torch's rules."""
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from math import prod
 
 import numpy as np
 
-from .shape_rules import conv_output_size, padding_mode_code
+from .config import MERGED_ROW_COLUMNS
+from .shape_rules import conv_output_size, padding_mode_code, row_merge
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,20 @@ class ConvPlan:
             conv_output_size(n, f, b, k, s, d)
             for n, (f, b), k, s, d in zip(self.input_size, self.pads, self.kernel_size, self.stride,
                                           self.dilation))
+
+    def rows_merged(self):
+        """The same convolution with rows laid side by side, where it is pointwise in (H, W) (kernel 1,
+        stride 1 and no pads along both): input (D, H, W) -> (D, H / m, W * m), output likewise, with
+        ``m`` from :func:`numba_conv3d.shape_rules.row_merge`; the kernels then run long rows of whole
+        register blocks. ``self`` where the convolution is not pointwise in (H, W) or ``m`` is 1."""
+        pointwise = all(self.kernel_size[d] == 1 and self.stride[d] == 1 and self.pads[d] == (0, 0)
+                        for d in (1, 2))
+        depth, height, width = self.input_size
+        rows = row_merge(height, width, MERGED_ROW_COLUMNS) if pointwise else 1
+        if rows == 1:
+            return self
+        return replace(self, input_size=(depth, height // rows, width * rows),
+                       dilation=(self.dilation[0], 1, 1))
 
     @property
     def mode_code(self):

@@ -55,6 +55,18 @@ def conv_output_size(size, pad_front, pad_back, kernel, stride, dilation):
 
 
 @register_jitable
+def row_merge(height, width, least_columns):
+    """How many rows of a convolution that is pointwise in (H, W) (kernel 1, stride 1, no pads along
+    both) can be laid side by side as one row: the smallest divisor ``m`` of ``height`` with ``m *
+    width >= least_columns``, or ``height`` when there is none. Such a convolution of (D, H, W) is the
+    same as one of (D, H / m, W * m), element for element."""
+    for rows in range(1, height + 1):
+        if height % rows == 0 and rows * width >= least_columns:
+            return rows
+    return max(height, 1)
+
+
+@register_jitable
 def padded_source_index(position, pad_front, size, mode):
     """Index into the unpadded input that a padded coordinate reads, or -1 for a zero pad.
 

@@ -97,6 +97,24 @@ def test_input_layouts(layout):
     assert_matches_reference(out, x, w, b, padding=(1, 0, 1), padding_mode="reflect")
 
 
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 8, 3, 12, 10), (8, 8, 1, 1, 1), {}),
+    ((1, 4, 5, 6, 7), (8, 2, 3, 1, 1), {"stride": (2, 1, 1), "padding": (1, 0, 0), "groups": 2,
+                                        "padding_mode": "circular"}),
+    ((1, 3, 4, 9, 5), (3, 1, 2, 1, 1), {"dilation": (2, 3, 1), "groups": 3}),
+])
+def test_convolutions_pointwise_in_plane_run_on_merged_rows_bitwise(x_shape, w_shape, kwargs):
+    """Where a convolution is pointwise in (H, W) the kernels run rows laid side by side
+    (``ConvPlan.rows_merged``); a strided view, which they cannot merge, gives the same bits."""
+    rng = np.random.default_rng(5)
+    x, w, b = random_operands(rng, x_shape, w_shape, True, np.float32)
+    out = conv3d(x, w, b, **kwargs)
+    strided = np.empty(x_shape[:4] + (2 * x_shape[4],), np.float32)[..., ::2]
+    strided[...] = x
+    np.testing.assert_array_equal(out, conv3d(strided, w, b, **kwargs))
+    assert_matches_reference(out, x, w, b, **kwargs)
+
+
 def _read_only(a):
     a = a.copy()
     a.flags.writeable = False

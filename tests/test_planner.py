@@ -134,3 +134,20 @@ def test_unknown_backend_and_cross_backend_algorithms_are_refused():
         plan_conv3d((1, 4, 9, 9, 9), (8, 4, 3, 3, 3), backend="tpu")
     with pytest.raises(ValueError, match=r"unknown cuda algorithm 'blocked'"):
         plan_conv3d((1, 4, 9, 9, 9), (8, 4, 3, 3, 3), backend="cuda", algorithm="blocked")
+
+
+@pytest.mark.parametrize("x, w, kwargs, merged", [
+    ((1, 64, 32, 32, 32), (128, 64, 1, 1, 1), {}, (32, 1, 1024)),
+    ((2, 4, 5, 12, 10), (4, 4, 3, 1, 1), {"stride": (2, 1, 1), "padding": (1, 0, 0)}, (5, 1, 120)),
+    ((1, 4, 5, 12, 2000), (4, 4, 1, 1, 1), {}, (5, 12, 2000)),
+    ((1, 4, 5, 12, 10), (4, 4, 1, 3, 1), {}, (5, 12, 10)),
+    ((1, 4, 5, 12, 10), (4, 4, 1, 1, 1), {"stride": (1, 2, 1)}, (5, 12, 10)),
+    ((1, 4, 5, 12, 10), (4, 4, 1, 1, 1), {"padding": (0, 1, 0)}, (5, 12, 10)),
+])
+def test_rows_merged_only_where_pointwise_in_plane(x, w, kwargs, merged):
+    plan = plan_conv3d(x, w, **kwargs)
+    lowered = plan.rows_merged()
+    assert lowered.input_size == merged
+    assert lowered.output_size[0] == plan.output_size[0]
+    assert np.prod(lowered.output_size[1:]) == np.prod(plan.output_size[1:])
+    assert (lowered is plan) == (merged == plan.input_size)

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from numba_conv3d.shape_rules import (PAD_CIRCULAR, PAD_REFLECT, PAD_REPLICATE, PAD_ZEROS,
-                                      conv_output_size, padded_source_index, same_pads)
+                                      conv_output_size, padded_source_index, row_merge,
+                                      same_pads)
 from reference import NUMPY_PAD_MODES
 
 
@@ -35,3 +36,11 @@ def test_padded_source_index_agrees_with_numpy_pad(mode, code, size):
         index = np.pad(np.arange(size), (front, back), mode=NUMPY_PAD_MODES[mode], **fill)
         got = [padded_source_index(p, front, size, code) for p in range(size + front + back)]
         assert got == list(index)
+
+
+@pytest.mark.parametrize("height, width, least, expected", [
+    (32, 32, 1024, 32), (32, 32, 256, 8), (12, 10, 25, 3), (7, 10, 25, 7), (6, 2000, 1024, 1),
+    (1, 5, 1024, 1), (0, 5, 1024, 1),
+])
+def test_row_merge_takes_the_smallest_divisor_reaching_the_columns(height, width, least, expected):
+    assert row_merge(height, width, least) == expected

@@ -8,6 +8,11 @@ from . import blocked, direct, row_blocked
 NAME = "cpu"
 
 
+def _on_merged_rows(workspace_bytes):
+    """An algorithm's ``workspace_bytes`` for the geometry its kernel runs (``ConvPlan.rows_merged``)."""
+    return lambda plan: workspace_bytes(plan.rows_merged())
+
+
 def _runner(compute):
     """An algorithm's ``run``: its jitted ``compute`` given the plan's numbers."""
     def run(plan, x, weight, bias, out):
@@ -22,25 +27,36 @@ ALGORITHMS = (
               "vectors of columns summed in registers (float32 dense k3: 80-115 GFLOP/s on 2 cores, "
               "6.5x the direct kernel)",
               lambda plan: blocked.serves(plan.is_complex, plan.out_per_group),
-              blocked.workspace_bytes, _runner(blocked.compute)),
+              _on_merged_rows(blocked.workspace_bytes), _runner(blocked.compute)),
     Algorithm("row-blocked", "real dtype, < 4 output channels per group (one-channel, depthwise): "
               "blocks of 4 output rows x 3 SIMD vectors of columns summed in registers (one-channel k7: "
               "2.7x the direct kernel)",
-              lambda plan: not plan.is_complex, row_blocked.workspace_bytes,
+              lambda plan: not plan.is_complex, _on_merged_rows(row_blocked.workspace_bytes),
               _runner(row_blocked.compute)),
     Algorithm("direct", "direct convolution over per-task padded input slabs; serves every argument "
               "(complex, fewer than 4 output channels per group)",
-              lambda plan: True, direct.workspace_bytes, _runner(direct.compute)),
+              lambda plan: True, _on_merged_rows(direct.workspace_bytes), _runner(direct.compute)),
 )
+
+
+def _merged_view(x, plan):
+    """``plan.rows_merged()`` and the batched input as its kernels read it: a view of ``x`` with rows
+    side by side where its strides allow one, else ``plan`` and ``x`` as they are."""
+    merged = plan.rows_merged()
+    height, width = x.shape[3:]
+    if merged is plan or (height > 1 and x.strides[3] != width * x.strides[4]):
+        return plan, x
+    return merged, x.reshape(x.shape[:2] + merged.input_size)
 
 
 def execute(plan, input, weight, bias):
     """Run ``plan`` on NumPy operands; see :func:`numba_conv3d.conv3d` for what it returns."""
-    x = input if plan.batched else input[np.newaxis]
     out = np.empty((plan.batch, plan.out_channels) + plan.output_size, plan.dtype)
     if plan.batch:
         algorithm = next(a for a in ALGORITHMS if a.name == plan.algorithm)
-        bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias)
+        bias = np.zeros(0, input.dtype) if bias is None else np.ascontiguousarray(bias)
+        kernel_plan, x = _merged_view(input if plan.batched else input[np.newaxis], plan)
         with safe_to_run():
-            algorithm.run(plan, x, weight, bias, out)
+            algorithm.run(kernel_plan, x, weight, bias,
+                          out.reshape(out.shape[:2] + kernel_plan.output_size))
     return out if plan.batched else out[0]
