@@ -39,6 +39,10 @@ def plan(input_shape, weight_shape, stride, padding, dilation, groups, padding_m
     click.echo(f"pads         {pads} (front+back), mode {lowered.padding_mode}")
     click.echo(f"stride       {lowered.stride}, dilation {lowered.dilation}, groups {lowered.groups}")
     click.echo(f"algorithm    {lowered.algorithm}: {lowered.algorithm_reason}")
+    merged = lowered.rows_merged()
+    if lowered.backend == "cpu" and merged is not lowered:
+        click.echo(f"rows         pointwise in (H, W): the kernels run rows side by side, input (D, H, W) "
+                   f"{merged.input_size}")
     per = "per thread" if lowered.backend == "cpu" else "of shared memory per thread block"
     click.echo(f"backend      {lowered.backend}")
     click.echo(f"workspace    {lowered.workspace_bytes:,} bytes {per}")

@@ -159,9 +159,11 @@ class ConvPlan:
         return per_mac * self.macs + (2 if self.is_complex else 1) * bias_adds
 
     def as_dict(self):
-        """All fields and derived numbers, JSON-ready."""
+        """All fields and derived numbers, JSON-ready (``merged_input_size``: the (D, H, W) the CPU
+        kernels run, see :meth:`rows_merged`)."""
         record = asdict(self)
         for name in ("in_per_group", "out_per_group", "padded_size", "output_size", "input_shape",
                      "weight_shape", "output_shape", "flops"):
             record[name] = getattr(self, name)
+        record["merged_input_size"] = self.rows_merged().input_size
         return record

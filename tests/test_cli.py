@@ -74,6 +74,13 @@ def test_plan_text_and_json():
     record = json.loads(invoke(*args, "--json").output)
     assert record["pads"] == [[0, 1], [1, 1], [1, 2]] and record["output_shape"] == [1, 4, 6, 5, 4]
     assert record["algorithm"] == "blocked" and record["flops"] > 0  # 4 output channels, float32
+    assert "side by side" not in text.output and record["merged_input_size"] == [6, 5, 4]
+
+
+def test_plan_shows_rows_merged_for_pointwise_in_plane():
+    args = ["plan", "--input", "1,8,4,32,32", "--weight", "16,8,3,1,1", "--padding", "1,0,0"]
+    assert "side by side, input (D, H, W) (4, 1, 1024)" in invoke(*args).output
+    assert json.loads(invoke(*args, "--json").output)["merged_input_size"] == [4, 1, 1024]
 
 
 def test_info_text_and_json():
