@@ -5,7 +5,8 @@ import sys
 import click
 import numba
 
-from numba_conv3d.benchmark import FULL_SUITES, SUITES, BenchCase, format_report, run_suite
+from numba_conv3d.benchmark import (FULL_SUITES, SETTLE_SECONDS, SUITES, BenchCase, format_report,
+                                    run_suite)
 from numba_conv3d.environment import cuda_devices, describe
 
 from .options import checked, conv_kwargs, problem_options
@@ -56,12 +57,15 @@ def _progress(quiet):
               help="Timed runs per side; medians are reported.")
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
               help="Untimed runs per side after the first (compiling) call.")
+@click.option("--settle", type=click.FloatRange(min=0), default=SETTLE_SECONDS, show_default=True,
+              help="Seconds of pause before each timed run, so that the other side's threads are idle.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               help="Also write the results and the environment as JSON to this file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(names, list_cases, full, input_shape, weight_shape, stride, padding, dilation, groups,
-          padding_mode, no_bias, dtype, backend, threads, repeat, warmup, json_path, quiet):
-    """Time convolutions: ours and torch alternating in one process, medians.
+          padding_mode, no_bias, dtype, backend, threads, repeat, warmup, settle, json_path, quiet):
+    """Time convolutions: ours and torch alternating in one process (a pause of --settle before each
+    timed run), medians.
 
     With no options, runs the CPU suite (about a minute on 2 cores, compilation included). The table
     shows median ms of ours and torch (absent when torch is not installed), the ratio torch/ours
@@ -92,7 +96,7 @@ def bench(names, list_cases, full, input_shape, weight_shape, stride, padding, d
                                  f"Numba started with", param_hint="--threads")
     try:
         peaks, results = run_suite(cases, repeat=repeat, warmup=warmup, threads=threads,
-                                   progress=_progress(quiet), backend=backend)
+                                   progress=_progress(quiet), backend=backend, settle=settle)
     except Exception as err:  # noqa: BLE001 - report the reason, not a traceback
         raise click.ClickException(f"the benchmark failed: {type(err).__name__}: {err}") from None
     click.echo(format_report(peaks, results))

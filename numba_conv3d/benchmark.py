@@ -95,6 +95,13 @@ CUDA_SUITE = tuple(BenchCase(*fields, backend="cuda") for fields in (
 ))
 
 SUITES = {"cpu": DEFAULT_SUITE, "cuda": CUDA_SUITE}
+
+# Pause before each timed run, so that it starts with the other side's worker threads idle: torch's
+# libgomp threads spin-wait for milliseconds after each parallel region, and the run that follows at
+# once gets less than the machine (on 2 cores: our depthwise case 3.7 ms alone, 6.4 ms right after
+# torch). 10 ms is past that spin, and short enough that idle cores do not fall asleep (0.2 s pauses
+# slowed both sides 2-4x on this VM).
+SETTLE_SECONDS = 0.01
 FULL_SUITES = {"cpu": FULL_SUITE, "cuda": CUDA_SUITE}
 
 
@@ -260,8 +267,10 @@ def gemm_peak_gflops(dtype, size=2048, repeat=5, backend="cpu"):
     return 2 * size ** 3 / best / 1e9
 
 
-def run_case(case, repeat=5, warmup=3, peak_gflops=None, threads=None, backend="cpu"):
-    """Time ``case``: first call apart, then ``repeat`` alternating runs of ours and each peer.
+def run_case(case, repeat=5, warmup=3, peak_gflops=None, threads=None, backend="cpu",
+             settle=SETTLE_SECONDS):
+    """Time ``case``: first call apart, then ``repeat`` alternating runs of ours and each peer, each
+    timed run after a pause of ``settle`` seconds (see ``SETTLE_SECONDS``).
 
     Parameters
     ----------
@@ -274,13 +283,15 @@ def run_case(case, repeat=5, warmup=3, peak_gflops=None, threads=None, backend="
         Numba and torch thread count while the case runs (default: as set); restored afterwards.
     backend : {'cpu', 'cuda'}, optional
         Where ours and the peers run; on 'cuda' the clock is read after synchronizing the device.
+    settle : float, optional
+        Seconds of pause before each timed run.
 
     Returns
     -------
     BenchResult
     """
     with _thread_count(threads):
-        return _time_case(case, repeat, warmup, peak_gflops, _Device(backend))
+        return _time_case(case, repeat, warmup, peak_gflops, _Device(backend), settle)
 
 
 @contextlib.contextmanager
@@ -299,7 +310,7 @@ def _thread_count(threads):
             torch.set_num_threads(before[1])
 
 
-def _time_case(case, repeat, warmup, peak_gflops, device):
+def _time_case(case, repeat, warmup, peak_gflops, device, settle):
     plan = case.plan()
     x, w, b = case.operands()
     xo, wo, bo = (device.ours(array) for array in (x, w, b))
@@ -315,6 +326,7 @@ def _time_case(case, repeat, warmup, peak_gflops, device):
     times = {name: [] for name in sides}
     for _ in range(repeat):
         for name, run in sides.items():
+            time.sleep(settle)
             times[name].append(device.seconds(run))
     medians = {name: statistics.median(seconds) for name, seconds in times.items()}
     if peak_gflops is None:
@@ -345,10 +357,12 @@ def format_table(results):
     return "\n".join(rows)
 
 
-def run_suite(cases, repeat=5, warmup=3, threads=None, progress=iter, backend="cpu"):
+def run_suite(cases, repeat=5, warmup=3, threads=None, progress=iter, backend="cpu",
+              settle=SETTLE_SECONDS):
     """Run ``cases`` on ``backend``; return the GEMM peak per real precision and the results.
 
-    ``progress`` wraps the iteration over cases (a progress bar, say).
+    ``progress`` wraps the iteration over cases (a progress bar, say); ``settle`` is
+    :func:`run_case`'s.
 
     Returns
     -------
@@ -362,7 +376,7 @@ def run_suite(cases, repeat=5, warmup=3, threads=None, progress=iter, backend="c
         if precision not in peaks:
             peaks[precision] = gemm_peak_gflops(precision, backend=backend)
         results.append(run_case(case, repeat=repeat, warmup=warmup, threads=threads,
-                                peak_gflops=peaks[precision], backend=backend))
+                                peak_gflops=peaks[precision], backend=backend, settle=settle))
     return peaks, results
 
 

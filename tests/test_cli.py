@@ -201,3 +201,12 @@ def test_ratio_summary_is_the_geometric_mean_and_names_the_slowest_case():
         numba_conv3d.benchmark.format_report({}, results))
     no_peer = [numba_conv3d.benchmark.BenchResult(case, 1, 1.0, 1.0, {}, None)]
     assert numba_conv3d.benchmark.ratio_summary(no_peer) is None
+
+
+def test_bench_pauses_settle_seconds_before_every_timed_run(monkeypatch):
+    pauses = []
+    monkeypatch.setattr(numba_conv3d.benchmark.time, "sleep", pauses.append)
+    result = invoke("bench", *TINY, "--repeat", "3", "--warmup", "0", "--settle", "0.125", "--quiet")
+    assert result.exit_code == 0, result.output
+    sides = 2 if numba_conv3d.benchmark._torch() else 1
+    assert pauses == [0.125] * (3 * sides)
