@@ -2,6 +2,7 @@
 from . import jit_api  # noqa: F401 - registers conv3d for users' @njit code
 from .parallelism import make_pip_tbb_findable
 from .api import conv3d
+from .dask import dask_conv3d
 from .layer import Conv3d
 from .plan import ConvPlan
 from .planner import plan_conv3d
@@ -10,4 +11,4 @@ __version__ = "0.1.0"
 
 make_pip_tbb_findable()
 
-__all__ = ["Conv3d", "ConvPlan", "conv3d", "plan_conv3d", "__version__"]
+__all__ = ["Conv3d", "ConvPlan", "conv3d", "dask_conv3d", "plan_conv3d", "__version__"]

@@ -1,5 +1,6 @@
 """The public functional API: plan, dispatch, run."""
-from .dispatch import backend_for
+from .dask import dask_conv3d
+from .dispatch import backend_for, is_dask_array
 from .planner import plan_for_arrays
 
 
@@ -12,10 +13,11 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     Parameters
     ----------
-    input : numpy.ndarray or CUDA array
+    input : numpy.ndarray or CUDA array or dask.array.Array
         (N, C_in, D, H, W), or unbatched (C_in, D, H, W); any memory layout; N may be 0. A CUDA array
         (anything with ``__cuda_array_interface__``: Numba device arrays, CuPy arrays, torch CUDA
-        tensors) runs on the GPU, without host copies.
+        tensors) runs on the GPU, without host copies. A Dask array gives a lazy Dask array: see
+        :func:`numba_conv3d.dask_conv3d`, which this calls with its default output chunks.
     weight : numpy.ndarray or CUDA array
         (C_out, C_in / groups, KD, KH, KW), same dtype as ``input``. With a CUDA input it may be a host
         array (copied to the device for this call).
@@ -35,7 +37,7 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     Returns
     -------
-    numpy.ndarray or CUDA array
+    numpy.ndarray or CUDA array or dask.array.Array
         A new C-contiguous array (N, C_out, OD, OH, OW) (unbatched: without N) of the input's dtype,
         on the input's device: a NumPy array, or for CUDA input a Numba device array (a torch tensor or
         CuPy array, zero-copy, when the input is one), computed asynchronously on the default stream
@@ -61,6 +63,8 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     >>> conv3d(x, w, padding=1).shape
     (1, 3, 4, 4, 4)
     """
+    if is_dask_array(input):
+        return dask_conv3d(input, weight, bias, stride, padding, dilation, groups, padding_mode)
     backend = backend_for(input, weight, bias)
     plan = plan_for_arrays(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
                            groups=groups, padding_mode=padding_mode, backend=backend.NAME)

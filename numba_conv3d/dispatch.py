@@ -1,4 +1,6 @@
 """Which backend runs a call, decided by where the input lives."""
+import sys
+
 from . import cpu, cuda
 from .cuda.arrays import is_device_array
 
@@ -23,3 +25,10 @@ def backend_for(input, weight=None, bias=None, op="conv3d"):
             raise TypeError(f"{op}: {name} is a CUDA array but input is not; put input on the GPU "
                             f"too, or copy {name} to the host")
     return cpu
+
+
+def is_dask_array(obj):
+    """Whether ``obj`` is a ``dask.array.Array`` (the Dask front splits it), told without importing Dask:
+    no Dask array exists before ``dask.array`` is imported."""
+    array_type = getattr(sys.modules.get("dask.array"), "Array", None)
+    return array_type is not None and isinstance(obj, array_type)

@@ -113,13 +113,14 @@ class Conv3d:
 
         Parameters
         ----------
-        input : numpy.ndarray or CUDA array
+        input : numpy.ndarray or CUDA array or dask.array.Array
             (N, C_in, D, H, W) or (C_in, D, H, W), of the layer's dtype, on the layer's device (a
-            CUDA input may also use a layer on the CPU: its parameters are then copied per call).
+            CUDA input may also use a layer on the CPU: its parameters are then copied per call). A
+            Dask array gives a lazy Dask array (:func:`numba_conv3d.dask_conv3d`).
 
         Returns
         -------
-        numpy.ndarray
+        numpy.ndarray or CUDA array or dask.array.Array
             The convolution, as :func:`numba_conv3d.conv3d` returns it.
         """
         return conv3d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,

@@ -264,16 +264,40 @@ def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, g
     ConvPlan
     """
     dtype = _check_array(op, "input", input, backend)
-    _check_array(op, "weight", weight, backend, dtype)
-    if bias is not None:
-        _check_array(op, "bias", bias, backend, dtype)
-    plan = plan_conv3d(tuple(input.shape), tuple(weight.shape),
-                       bias=None if bias is None else tuple(bias.shape), stride=stride,
-                       padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
-                       dtype=dtype, backend=backend, algorithm=algorithm, op=op)
+    plan = plan_for_input_shape(tuple(input.shape), dtype, weight, bias, stride=stride, padding=padding,
+                                dilation=dilation, groups=groups, padding_mode=padding_mode,
+                                backend=backend, algorithm=algorithm, op=op)
     if backend == "cpu":
         check_host_memory(op, plan)
     return plan
+
+
+def plan_for_input_shape(input_shape, dtype, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                         padding_mode="zeros", backend="cpu", algorithm=None, op="conv3d"):
+    """Like :func:`plan_for_arrays` for an input known only by its shape and dtype (a Dask array's),
+    without the memory check: a split input is checked piece by piece when the pieces run.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        (N, C_in, D, H, W) or (C_in, D, H, W).
+    dtype : dtype-like
+        The input's dtype.
+    weight, bias, stride, padding, dilation, groups, padding_mode, backend, algorithm, op
+        As in :func:`plan_for_arrays`.
+
+    Returns
+    -------
+    ConvPlan
+    """
+    dtype = resolve_dtype(op, "input dtype", dtype)
+    _check_array(op, "weight", weight, backend, dtype)
+    if bias is not None:
+        _check_array(op, "bias", bias, backend, dtype)
+    return plan_conv3d(input_shape, tuple(weight.shape),
+                       bias=None if bias is None else tuple(bias.shape), stride=stride,
+                       padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
+                       dtype=dtype, backend=backend, algorithm=algorithm, op=op)
 
 
 def available_memory():
