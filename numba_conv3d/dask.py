@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import DASK_WHOLE_BLOCK_BYTES
 from .dispatch import BACKENDS, backend_for, is_dask_array
 from .planner import plan_for_arrays, plan_for_input_shape
 from .shape_rules import PAD_ZEROS, dilated_extent, padded_source_index
@@ -251,22 +252,36 @@ class ChunkConvolution:
 
 def padded_piece(parts, reads):
     """The padded input of one output chunk from the ``parts`` of blocks it reads (nested lists, one
-    level per axis) and its :class:`AxisRead` per axis."""
+    level per axis; a small block may come whole, see :func:`_part_keys`) and its :class:`AxisRead`
+    per axis."""
     from dask.array.core import concatenate3
 
-    piece = concatenate3(parts)
+    piece = concatenate3(_cut(parts, reads))
     for axis, read in enumerate(reads):
         piece = read.pad(piece, axis)
     return piece
 
 
+def _cut(parts, reads, cuts=()):
+    """``parts`` with every block that came whole cut to the part ``reads`` take of it."""
+    if len(cuts) == len(reads):
+        part_shape = tuple(cut.stop - cut.start for cut in cuts)
+        return parts if parts.shape == part_shape else parts[cuts]
+    read = reads[len(cuts)]
+    return [_cut(part, reads, cuts + (cut,)) for part, cut in zip(parts, read.cuts)]
+
+
 def _part_keys(x, reads, layer, name, blocks=(), cuts=()):
     """Nested lists (one level per axis) of the keys of the parts of the input blocks that ``reads``
-    take: a whole block's own key, or the key of a task that cuts the part out of the block (added to
-    ``layer`` once), which Dask runs where the block lives, so that only the part travels."""
+    take: the block's own key where the part is the whole block or the block is small (at most
+    ``DASK_WHOLE_BLOCK_BYTES``: the task cuts it), else the key of a task that cuts the part out of the
+    block (added to ``layer`` once), which Dask runs where the block lives, so that only the part
+    travels."""
     if len(blocks) == len(reads):
         block = (x.name,) + blocks
-        if all(cut == slice(0, x.chunks[axis][b]) for axis, (b, cut) in enumerate(zip(blocks, cuts))):
+        shape = tuple(x.chunks[axis][b] for axis, b in enumerate(blocks))
+        whole = all(cut == slice(0, n) for cut, n in zip(cuts, shape))
+        if whole or math.prod(shape) * x.dtype.itemsize <= DASK_WHOLE_BLOCK_BYTES:
             return block
         key = (f"{name}-part",) + blocks + tuple(c.start for c in cuts) + tuple(c.stop for c in cuts)
         layer[key] = (operator.getitem, block, cuts)

@@ -67,6 +67,25 @@ def test_float64_is_bitwise_the_in_memory_result(client, name):
     np.testing.assert_array_equal(y.compute(), expected)
 
 
+@pytest.mark.parametrize("name", ["circular, wrapping to the far blocks", "uneven chunks",
+                                  "chunks smaller than the halo", "unbatched"])
+def test_parts_cut_where_their_blocks_live_give_the_same_bits(client, monkeypatch, name):
+    """Blocks larger than DASK_WHOLE_BLOCK_BYTES are cut by tasks of their own (here: every block)."""
+    monkeypatch.setattr(front, "DASK_WHOLE_BLOCK_BYTES", 0)
+    input_shape, weight_shape, chunks, kwargs = CASES[name]
+    x, w, b = operands(input_shape, weight_shape)
+    y = conv3d(da.from_array(x, chunks=chunks), w, b, **kwargs)
+    assert any("-part" in str(key) for key in dict(y.__dask_graph__()))
+    np.testing.assert_array_equal(y.compute(), conv3d(x, w, b, **kwargs))
+
+
+def test_small_blocks_go_whole_to_the_tasks():
+    x = da.zeros((1, 1, 12, 12, 12), chunks=4)
+    y = conv3d(x, np.ones((1, 1, 3, 3, 3)), padding=1)
+    assert not any("-part" in str(key) for key in dict(y.__dask_graph__()))
+    assert y.numblocks == (1, 1, 3, 3, 3)
+
+
 @pytest.mark.parametrize("name", ["reflect", "depthwise", "chunks smaller than the halo"])
 def test_float32_within_rounding(client, name):
     input_shape, weight_shape, chunks, kwargs = CASES[name]
