@@ -39,21 +39,23 @@ def dask_conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     ----------
     input : dask.array.Array
         (N, C_in, D, H, W) or unbatched (C_in, D, H, W), of known chunk sizes, with NumPy (CPU) or CuPy
-        (GPU) chunks. Spatial and batch chunks may have any sizes, smaller than the kernel's halo too;
-        the channel axis is rechunked into a single chunk (a no-op when it already is one).
+        (GPU) chunks. Spatial and batch chunks may have any sizes, smaller than the kernel's halo too.
+        Input channels stay split where chunks hold whole groups (grouped and depthwise convolutions:
+        each task then reads only its groups' channels); otherwise each channel chunk boundary moves
+        down to a group boundary (without groups: one channel chunk).
     weight : numpy.ndarray or CUDA array or dask.array.Array
         (C_out, C_in / groups, KD, KH, KW), the input's dtype. A Dask weight is computed once. It enters
-        the graph once, as its own key.
+        the graph once, as one key per output channel chunk (its slice).
     bias : numpy.ndarray or CUDA array or dask.array.Array, optional
         (C_out,), like ``weight``.
     stride, padding, dilation, groups, padding_mode
         As in :func:`numba_conv3d.conv3d`.
     output_chunks : optional
         Chunks of the result, in any form ``dask.array.core.normalize_chunks`` takes for the output's
-        shape (a dict names only the axes to change). The channel axis must be one chunk; spatial
-        chunks must not be empty. By default the batch chunks are the input's and each spatial input
-        chunk boundary ``b`` becomes the output boundary ``ceil(b / stride)`` (clipped to the output's
-        extent, duplicates dropped).
+        shape (a dict names only the axes to change). The channel axis must be chunked as by default
+        (the output channels of each input channel chunk's groups); spatial chunks must not be empty.
+        By default the batch chunks are the input's and each spatial input chunk boundary ``b`` becomes
+        the output boundary ``ceil(b / stride)`` (clipped to the output's extent, duplicates dropped).
 
     Returns
     -------
@@ -85,7 +87,8 @@ def dask_conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     plan = plan_for_input_shape(tuple(input.shape), input.dtype, weight, bias, stride=stride,
                                 padding=padding, dilation=dilation, groups=groups,
                                 padding_mode=padding_mode, backend=backend.NAME, op=_OP)
-    x = (input if plan.batched else input[np.newaxis]).rechunk({1: -1})
+    x = input if plan.batched else input[np.newaxis]
+    x = x.rechunk({1: _group_chunks(x.chunks[1], plan.in_per_group)})
     chunks = _output_chunks(plan, x.chunks, output_chunks)
     y = _convolution_graph(plan, x, weight, bias, chunks)
     return y if plan.batched else y[0]
@@ -102,9 +105,20 @@ def _check_known_chunks(input):
                          f"input.compute_chunk_sizes() first")
 
 
+def _group_chunks(channel_chunks, in_per_group):
+    """Input channel chunks of whole groups: each boundary of ``channel_chunks`` moved down to a group
+    boundary (duplicates dropped); one chunk without groups."""
+    total = sum(channel_chunks)
+    inner = {int(b) // in_per_group * in_per_group for b in np.cumsum(channel_chunks)[:-1]}
+    bounds = sorted((inner - {0}) | {0, total})
+    return tuple(int(n) for n in np.diff(bounds))
+
+
 def _output_chunks(plan, input_chunks, requested):
-    """The batched (5-D) output chunks: the default from ``input_chunks``, or ``requested`` checked."""
-    default = (input_chunks[0], (plan.out_channels,)) + tuple(
+    """The batched (5-D) output chunks: the default from ``input_chunks``, or ``requested`` checked.
+    Output channels are chunked like the input's (chunks of whole groups), the groups' outputs."""
+    channels = tuple(n // plan.in_per_group * plan.out_per_group for n in input_chunks[1])
+    default = (input_chunks[0], channels) + tuple(
         _strided_chunks(chunks, stride, size)
         for chunks, stride, size in zip(input_chunks[2:], plan.stride, plan.output_size))
     if requested is None:
@@ -116,9 +130,9 @@ def _output_chunks(plan, input_chunks, requested):
         requested = tuple(requested.get(axis, chunks) for axis, chunks in enumerate(own))
     chunks = normalize_chunks(requested, shape=plan.output_shape, dtype=plan.dtype)
     chunks = chunks if plan.batched else ((1,),) + chunks
-    if len(chunks[1]) != 1:
-        raise ValueError(f"{_OP}: output_chunks must keep the {plan.out_channels} output channels in "
-                         f"one chunk, but got channel chunks {chunks[1]}")
+    if chunks[1] != channels:
+        raise ValueError(f"{_OP}: output_chunks must keep the output channels in chunks {channels} "
+                         f"(the groups of each input channel chunk), but got channel chunks {chunks[1]}")
     if any(0 in spatial for spatial in chunks[2:]):
         raise ValueError(f"{_OP}: output_chunks must not hold empty spatial chunks, but got "
                          f"{chunks[2:]}")
@@ -135,8 +149,8 @@ def _strided_chunks(input_chunks, stride, output_size):
 @dataclass(frozen=True)
 class AxisSpec:
     """How one axis of the batched input is read: the convolution's numbers along it. The batch axis
-    reads its own positions (stride 1, span 1, no pad); the channel axis is read as one output of span
-    C_in (every output chunk reads all input channels)."""
+    reads its own positions (stride 1, span 1, no pad); the channel axis is read by groups: group g
+    reads the ``C_in / groups`` input channels from ``g * C_in / groups``."""
 
     stride: int
     span: int
@@ -157,8 +171,8 @@ def _axis_specs(plan):
                     for s, k, d, f, n in zip(plan.stride, plan.kernel_size, plan.dilation, plan.pad_front,
                                              plan.input_size))
     batch = AxisSpec(1, 1, 0, plan.batch, PAD_ZEROS)
-    channels = AxisSpec(1, plan.in_channels, 0, plan.in_channels, PAD_ZEROS)
-    return (batch, channels) + spatial
+    groups = AxisSpec(plan.in_per_group, plan.in_per_group, 0, plan.in_channels, PAD_ZEROS)
+    return (batch, groups) + spatial
 
 
 @dataclass(frozen=True, eq=False)
@@ -235,18 +249,19 @@ def _axis_reads(specs, input_chunks, output_chunks):
 @dataclass(frozen=True)
 class ChunkConvolution:
     """The task of one output chunk: join and pad the parts of blocks it is given, then convolve them in
-    memory with no padding and the whole-volume plan's stride, dilation, groups, backend and algorithm."""
+    memory with no padding, the whole-volume plan's stride, dilation, backend and algorithm, and the
+    weight and bias of the chunk's groups."""
 
     stride: tuple
     dilation: tuple
-    groups: int
     backend: str
     algorithm: str
 
     def __call__(self, parts, reads, weight, bias):
         piece = padded_piece(parts, reads)
         plan = plan_for_arrays(piece, weight, bias, stride=self.stride, dilation=self.dilation,
-                               groups=self.groups, backend=self.backend, algorithm=self.algorithm, op=_OP)
+                               groups=piece.shape[1] // weight.shape[1], backend=self.backend,
+                               algorithm=self.algorithm, op=_OP)
         return BACKENDS[plan.backend].execute(plan, piece, weight, bias)
 
 
@@ -292,22 +307,27 @@ def _part_keys(x, reads, layer, name, blocks=(), cuts=()):
 
 
 def _convolution_graph(plan, x, weight, bias, chunks):
-    """The lazy batched result: one task per output chunk of ``chunks``, weight and bias as keys."""
+    """The lazy batched result: one task per output chunk of ``chunks``; the weight and bias of each
+    output channel chunk as keys."""
     from dask.array import Array
     from dask.array.utils import meta_from_array
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
     name = "conv3d-" + tokenize(x, weight, bias, plan, chunks)
-    layer = {f"{name}-weight": weight}
-    if bias is not None:
-        layer[f"{name}-bias"] = bias
-    bias_key = f"{name}-bias" if bias is not None else None
-    task = ChunkConvolution(plan.stride, plan.dilation, plan.groups, plan.backend, plan.algorithm)
-    reads = _axis_reads(_axis_specs(plan), x.chunks, (chunks[0], (1,)) + chunks[2:])
+    layer = {}
+    stops = np.cumsum(chunks[1])
+    for j, (n, stop) in enumerate(zip(chunks[1], stops)):
+        layer[f"{name}-weight-{j}"] = weight[stop - n:stop]
+        if bias is not None:
+            layer[f"{name}-bias-{j}"] = bias[stop - n:stop]
+    task = ChunkConvolution(plan.stride, plan.dilation, plan.backend, plan.algorithm)
+    group_chunks = tuple(n // plan.out_per_group for n in chunks[1])
+    reads = _axis_reads(_axis_specs(plan), x.chunks, (chunks[0], group_chunks) + chunks[2:])
     for position in itertools.product(*(range(len(c)) for c in chunks)):
         chunk_reads = tuple(axis[i] for axis, i in zip(reads, position))
+        j = position[1]
         layer[(name,) + position] = (task, _part_keys(x, chunk_reads, layer, name), chunk_reads,
-                                     f"{name}-weight", bias_key)
+                                     f"{name}-weight-{j}", f"{name}-bias-{j}" if bias is not None else None)
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[x])
     return Array(graph, name, chunks, meta=meta_from_array(x._meta, ndim=5, dtype=plan.dtype))

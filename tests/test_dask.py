@@ -122,6 +122,23 @@ def test_explicit_output_chunks(client, output_chunks, expected):
     np.testing.assert_array_equal(y.compute(), conv3d(x, w, b, padding=1, padding_mode="reflect"))
 
 
+@pytest.mark.parametrize("weight_shape, groups, channel_chunks, kept", [
+    ((8, 1, 3, 3, 3), 4, (1, 3), (1, 3)),     # depthwise: any channel chunks hold whole groups
+    ((4, 2, 3, 3, 3), 2, (2, 2), (2, 2)),
+    ((4, 2, 3, 3, 3), 2, (1, 3), (4,)),       # a boundary inside a group moves down to 0
+    ((8, 1, 3, 3, 3), 4, (2, 1, 1), (2, 1, 1)),
+    ((3, 4, 3, 3, 3), 1, (2, 2), (4,)),       # no groups: one chunk
+])
+def test_channels_stay_split_where_chunks_hold_whole_groups(client, weight_shape, groups,
+                                                            channel_chunks, kept):
+    x, w, b = operands((1, 4, 6, 6, 6), weight_shape, seed=3)
+    kwargs = dict(groups=groups, padding=1, padding_mode="reflect")
+    y = conv3d(da.from_array(x, chunks=(1, channel_chunks, 3, 6, 6)), w, b, **kwargs)
+    out_per_group, in_per_group = w.shape[0] // groups, 4 // groups
+    assert y.chunks[1] == tuple(n // in_per_group * out_per_group for n in kept)
+    np.testing.assert_array_equal(y.compute(), conv3d(x, w, b, **kwargs))
+
+
 def test_default_output_chunks_follow_input_chunks_over_the_stride():
     x = da.zeros((1, 1, 12, 12, 13), chunks=(1, 1, 4, (5, 3, 4), 13))
     y = conv3d(x, np.zeros((1, 1, 3, 3, 3)), stride=(2, 3, 1), padding=1)
@@ -135,7 +152,7 @@ BAD = {
     "weight dtype": (dict(weight=np.zeros((3, 2, 3, 3, 3), np.float32)), TypeError,
                      r"weight dtype float32"),
     "output channels split": (dict(output_chunks={1: 1}), ValueError,
-                              r"one chunk, but got channel chunks"),
+                              r"output channels in chunks \(3,\) .* but got channel chunks \(1, 1, 1\)"),
     "empty output chunk": (dict(output_chunks={2: (0, 6)}), ValueError, r"must not hold empty"),
 }
 
