@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from .api import conv3d
+from .grad import conv3d_backward
 from .planner import (check_same_stride, normalize_padding, normalize_padding_mode,
                       normalize_positive_int, normalize_triple, resolve_dtype)
 
@@ -44,21 +45,11 @@ class Conv3d:
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *, rng=None):
-        self.in_channels = normalize_positive_int(_OP, "in_channels", in_channels)
-        self.out_channels = normalize_positive_int(_OP, "out_channels", out_channels)
-        self.groups = normalize_positive_int(_OP, "groups", groups)
-        for name, count in (("in_channels", self.in_channels), ("out_channels", self.out_channels)):
-            if count % self.groups:
-                raise ValueError(f"{_OP}: {name} must be divisible by groups, but got "
-                                 f"{name}={count} and groups={self.groups}")
-        self.kernel_size = normalize_triple(_OP, "kernel_size", kernel_size, 1)
-        self.stride = normalize_triple(_OP, "stride", stride, 1)
+        set_layer_fields(self, _OP, in_channels, out_channels, kernel_size, stride, dilation, groups, bias)
         self.padding = normalize_padding(_OP, padding)
-        self.dilation = normalize_triple(_OP, "dilation", dilation, 1)
         check_same_stride(_OP, self.padding, self.stride)
         self.padding_mode = normalize_padding_mode(_OP, padding_mode)
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"{_OP}: bias must be True or False, but got {type(bias).__name__}")
+        self.weight_grad = self.bias_grad = self._last_input = None
         target = _normalize_device(device)
         self.device = "cpu"
         dtype = resolve_dtype(_OP, "dtype", np.float32 if dtype is None else dtype)
@@ -123,10 +114,41 @@ class Conv3d:
         numpy.ndarray or CUDA array or dask.array.Array
             The convolution, as :func:`numba_conv3d.conv3d` returns it.
         """
+        self._last_input = input
         return conv3d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
                       self.groups, self.padding_mode)
 
     __call__ = forward
+
+    def backward(self, grad_output):
+        """Gradients of the last forward call, like ``loss.backward()`` through ``torch.nn.Conv3d``.
+
+        Stores ``weight_grad`` and ``bias_grad`` (None without a bias), the gradients of the loss with
+        respect to the parameters, and returns the gradient with respect to the last forward call's
+        input (:func:`numba_conv3d.grad.conv3d_backward`). The layer keeps a reference to that input
+        until the next call, as torch's autograd saves it. NumPy (CPU) layers and inputs only.
+
+        Parameters
+        ----------
+        grad_output : numpy.ndarray
+            Gradient of the loss with respect to the last forward call's output (its shape and dtype).
+
+        Returns
+        -------
+        numpy.ndarray
+            The gradient with respect to the last input, of its shape.
+
+        Raises
+        ------
+        RuntimeError
+            When the layer has not been called yet.
+        """
+        if self._last_input is None:
+            raise RuntimeError(f"{_OP}.backward: call the layer on an input first")
+        grad_input, self.weight_grad, self.bias_grad = conv3d_backward(
+            self._last_input, self.weight, grad_output, self.stride, self.padding, self.dilation,
+            self.groups, self.padding_mode, bias=self.bias is not None)
+        return grad_input
 
     def extra_repr(self):
         """The argument summary torch prints inside ``Conv3d(...)``."""
@@ -146,6 +168,31 @@ class Conv3d:
 
     def __repr__(self):
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def set_layer_fields(layer, op, in_channels, out_channels, kernel_size, stride, dilation, groups, bias):
+    """Check and set the fields torch's convolution layers share (``op`` names the layer in messages):
+    channel counts divisible by ``groups``, normalized 3-tuples, and ``bias`` a bool.
+
+    Raises
+    ------
+    ValueError
+        Non-positive counts or extents, channels not divisible by ``groups``.
+    TypeError
+        Non-integer counts or extents, a non-bool ``bias``.
+    """
+    layer.in_channels = normalize_positive_int(op, "in_channels", in_channels)
+    layer.out_channels = normalize_positive_int(op, "out_channels", out_channels)
+    layer.groups = normalize_positive_int(op, "groups", groups)
+    for name, count in (("in_channels", layer.in_channels), ("out_channels", layer.out_channels)):
+        if count % layer.groups:
+            raise ValueError(f"{op}: {name} must be divisible by groups, but got {name}={count} and "
+                             f"groups={layer.groups}")
+    layer.kernel_size = normalize_triple(op, "kernel_size", kernel_size, 1)
+    layer.stride = normalize_triple(op, "stride", stride, 1)
+    layer.dilation = normalize_triple(op, "dilation", dilation, 1)
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"{op}: bias must be True or False, but got {type(bias).__name__}")
 
 
 def _normalize_device(device):

@@ -233,7 +233,15 @@ def _check_bias(op, bias, w_shape):
     return True
 
 
-def _check_array(op, name, array, backend, dtype=None):
+def check_array(op, name, array, backend="cpu", dtype=None, dtype_of="input"):
+    """An operand of ``backend`` (a NumPy array; or a CUDA array for 'cuda') of a supported dtype, equal
+    to ``dtype`` (``dtype_of``'s) when given -> its dtype.
+
+    Raises
+    ------
+    TypeError
+        Another kind of operand, an unsupported dtype, or one that differs from ``dtype``.
+    """
     if not (isinstance(array, np.ndarray) or (backend == "cuda" and is_device_array(array))):
         kinds = "a NumPy or CUDA array" if backend == "cuda" else "a NumPy array"
         raise TypeError(f"{op}: {name} must be {kinds}, but got {type(array).__name__}")
@@ -241,8 +249,8 @@ def _check_array(op, name, array, backend, dtype=None):
         raise TypeError(f"{op}: {name} ({type(array).__name__}) has no shape and dtype attributes")
     resolved = resolve_dtype(op, f"{name} dtype", array.dtype)
     if dtype is not None and resolved != dtype:
-        raise TypeError(f"{op}: {name} dtype {resolved} does not match input dtype {dtype} "
-                        f"(like torch, input, weight and bias must share one dtype)")
+        raise TypeError(f"{op}: {name} dtype {resolved} does not match {dtype_of} dtype {dtype} "
+                        f"(like torch, the operands must share one dtype)")
     return resolved
 
 
@@ -263,7 +271,7 @@ def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, g
     -------
     ConvPlan
     """
-    dtype = _check_array(op, "input", input, backend)
+    dtype = check_array(op, "input", input, backend)
     plan = plan_for_input_shape(tuple(input.shape), dtype, weight, bias, stride=stride, padding=padding,
                                 dilation=dilation, groups=groups, padding_mode=padding_mode,
                                 backend=backend, algorithm=algorithm, op=op)
@@ -291,9 +299,9 @@ def plan_for_input_shape(input_shape, dtype, weight, bias=None, stride=1, paddin
     ConvPlan
     """
     dtype = resolve_dtype(op, "input dtype", dtype)
-    _check_array(op, "weight", weight, backend, dtype)
+    check_array(op, "weight", weight, backend, dtype)
     if bias is not None:
-        _check_array(op, "bias", bias, backend, dtype)
+        check_array(op, "bias", bias, backend, dtype)
     return plan_conv3d(input_shape, tuple(weight.shape),
                        bias=None if bias is None else tuple(bias.shape), stride=stride,
                        padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
