@@ -209,6 +209,18 @@ def _block(slab, packed, packed_bias, taps, g, block, source, row_step, out, n, 
                  rows, vectors)
 
 
+@njit(cache=True, inline='always')
+def _channel_blocks(slab, packed, packed_bias, taps, g, first, stop, source, row_step, out, n, od, oh,
+                    col0, rows, vectors):
+    """Blocks ``[first, stop)`` of group ``g``'s output channels at one output position (see
+    :func:`_block`), one after another while the input they all read is hot in L1: 1.0-1.14x faster
+    than sweeping the slab once per channel block (same process, alternating; dense k3, k5, dilated,
+    strided, pointwise)."""
+    for block in range(first, stop):
+        _block(slab, packed, packed_bias, taps, g, block, source, row_step, out, n, od, oh, col0, rows,
+               vectors)
+
+
 @njit(parallel=True, cache=True)
 def _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode, kernel,
                     grid, stacked):
@@ -225,31 +237,30 @@ def _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, pa
         n, g, od0, oh0, first, stop, slab = task_slab(x, task, grid, blocks, groups, stride, maps,
                                                       slab_dims)
         row_step = slab_offset(slab, 0, 1, 0, stride)
-        for block in range(first, stop):
-            for od in range(od0, min(od0 + grid[0], out_depth)):
-                if stacked:
-                    for oh in range(oh0, min(oh0 + grid[2], out_height), BLOCK_VECTORS):
-                        for col0 in range(0, out_width, lanes):
-                            _block(slab, packed, packed_bias, taps, g, block,
-                                   slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out,
-                                   n, od, oh, col0, BLOCK_VECTORS, 1)
-                    continue
-                for oh in range(oh0, min(oh0 + grid[2], out_height)):
-                    col0 = 0
-                    for _ in range(wide):
-                        _block(slab, packed, packed_bias, taps, g, block,
-                               slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out, n,
-                               od, oh, col0, 1, BLOCK_VECTORS)
-                        col0 += BLOCK_VECTORS * lanes
-                    for _ in range(narrow):
-                        _block(slab, packed, packed_bias, taps, g, block,
-                               slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out, n,
-                               od, oh, col0, 1, NARROW_VECTORS)
-                        col0 += NARROW_VECTORS * lanes
-                    if single:
-                        _block(slab, packed, packed_bias, taps, g, block,
-                               slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out, n,
-                               od, oh, col0, 1, 1)
+        for od in range(od0, min(od0 + grid[0], out_depth)):
+            if stacked:
+                for oh in range(oh0, min(oh0 + grid[2], out_height), BLOCK_VECTORS):
+                    for col0 in range(0, out_width, lanes):
+                        _channel_blocks(slab, packed, packed_bias, taps, g, first, stop,
+                                        slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step,
+                                        out, n, od, oh, col0, BLOCK_VECTORS, 1)
+                continue
+            for oh in range(oh0, min(oh0 + grid[2], out_height)):
+                col0 = 0
+                for _ in range(wide):
+                    _channel_blocks(slab, packed, packed_bias, taps, g, first, stop,
+                                    slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out,
+                                    n, od, oh, col0, 1, BLOCK_VECTORS)
+                    col0 += BLOCK_VECTORS * lanes
+                for _ in range(narrow):
+                    _channel_blocks(slab, packed, packed_bias, taps, g, first, stop,
+                                    slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out,
+                                    n, od, oh, col0, 1, NARROW_VECTORS)
+                    col0 += NARROW_VECTORS * lanes
+                if single:
+                    _channel_blocks(slab, packed, packed_bias, taps, g, first, stop,
+                                    slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out,
+                                    n, od, oh, col0, 1, 1)
 
 
 @register_jitable
