@@ -40,6 +40,16 @@ DASK_WHOLE_BLOCK_BYTES = 4 * 2 ** 20
 # Output rows of one channel per register block of the row-blocked kernel (``BLOCK_VECTORS`` each).
 BLOCK_ROWS = 4
 
+# Register block of the weight gradient (``cpu/weight_grad.py``): output channels x kernel taps of one
+# input channel, one accumulator vector each (12 of the 16 AVX2 registers); a group with fewer output
+# channels takes blocks of 1 channel x (channels x taps) taps instead.
+WEIGHT_BLOCK_CHANNELS = 4
+WEIGHT_BLOCK_TAPS = 3
+
+# Output positions (whole output rows, at least one) a task of the weight gradient sums at a time for
+# all its blocks, so that their rows of the output gradient stay in L1 between blocks.
+WEIGHT_GRAD_CHUNK = 512
+
 # CUDA thread-block tiles (``numba_conv3d.cuda.tiling.Tile``): a block of ``columns x thread_rows x
 # channel_threads`` threads computes ``columns`` output columns x ``thread_rows * rows_per_thread``
 # output rows of one output depth, for ``channel_threads * channels_per_thread`` output channels; each

@@ -204,3 +204,85 @@ def fma_block(typingctx, block, weights, w_start, w_step, source, s_start, s_ste
         return context.make_tuple(builder, block, out)
 
     return block(block, weights, w_start, w_step, source, s_start, s_step, rows, vectors), codegen
+
+
+@intrinsic
+def load_block(typingctx, like, array, start):
+    """A block shaped as ``like`` read from ``array``, vector k from element ``start + k * lanes``
+    (what :func:`store_block` wrote)."""
+
+    def codegen(context, builder, signature, args):
+        _, array, start = args
+        offsets = [builder.add(start, start.type(k * like.dtype.lanes)) for k in range(like.count)]
+        return context.make_tuple(builder, like, _vectors_at(context, builder, signature.args[1], array,
+                                                             offsets, context.get_value_type(like.dtype)))
+
+    return like(like, array, start), codegen
+
+
+def _masked_vectors_at(context, builder, array_type, array, offsets, vector_type, valid):
+    """Loads of ``vector_type`` at each element offset of ``array`` whose lanes from ``valid`` on read
+    zero and touch no memory (``llvm.masked.load``)."""
+    lanes = vector_type.count
+    index_type = ir.VectorType(valid.type, lanes)
+    mask = builder.icmp_signed("<", ir.Constant(index_type, list(range(lanes))),
+                               _splat(builder, valid, index_type))
+    scalar = "f32" if vector_type.element == ir.FloatType() else "f64"
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector_type, [vector_type.as_pointer(), ir.IntType(32), mask.type,
+                                                      vector_type]),
+        f"llvm.masked.load.v{lanes}{scalar}.p0")
+    alignment, zero = ir.Constant(ir.IntType(32), 1), ir.Constant(vector_type, None)
+    return [builder.call(function, [builder.bitcast(_element_pointer(context, builder, array_type, array, at),
+                                                    vector_type.as_pointer()), alignment, mask, zero])
+            for at in offsets]
+
+
+def _outer_fma(block, channels, valid):
+    """Code of :func:`outer_fma` (every lane) or :func:`outer_fma_tail` (the first ``valid`` lanes)."""
+    per_channel = block.count // channels.literal_value
+
+    def codegen(context, builder, signature, args):
+        values, grad, g_start, g_step, source, s_start, offsets, first = args[:8]
+        vector_type = context.get_value_type(block.dtype)
+        g_at = [builder.add(g_start, builder.mul(g_step, g_step.type(c))) for c in range(channels.literal_value)]
+        s_at = [builder.add(s_start, builder.load(_element_pointer(context, builder, signature.args[6], offsets,
+                                                                   builder.add(first, first.type(t)))))
+                for t in range(per_channel)]
+        if valid:
+            g_vectors = _masked_vectors_at(context, builder, signature.args[1], grad, g_at, vector_type, args[9])
+            s_vectors = _masked_vectors_at(context, builder, signature.args[4], source, s_at, vector_type,
+                                           args[9])
+        else:
+            g_vectors = _vectors_at(context, builder, signature.args[1], grad, g_at, vector_type)
+            s_vectors = _vectors_at(context, builder, signature.args[4], source, s_at, vector_type)
+        out = [_fma(builder, g_vectors[k // per_channel], s_vectors[k % per_channel],
+                    builder.extract_value(values, k)) for k in range(block.count)]
+        return context.make_tuple(builder, block, out)
+
+    return codegen
+
+
+@intrinsic
+def outer_fma(typingctx, block, grad, g_start, g_step, source, s_start, offsets, first, channels):
+    """``block[c, t] += grad[g_start + c * g_step ...] * source[s_start + offsets[first + t] ...]``, one
+    vector each, with one rounding per element: the outer product of ``channels`` (a compile-time int)
+    vectors of ``grad`` and ``len(block) // channels`` vectors of ``source``, each loaded once.
+
+    The block is a flat tuple of ``channels x len(block) // channels`` vectors, channel-major.
+    """
+    if not _is_literal_int(channels):
+        return None
+    return (block(block, grad, g_start, g_step, source, s_start, offsets, first, channels),
+            _outer_fma(block, channels, False))
+
+
+@intrinsic
+def outer_fma_tail(typingctx, block, grad, g_start, g_step, source, s_start, offsets, first, channels,
+                   valid):
+    """:func:`outer_fma` on the first ``valid`` lanes of each vector: the others read zero (and no
+    memory), so a row may end inside a vector."""
+    if not _is_literal_int(channels):
+        return None
+    return (block(block, grad, g_start, g_step, source, s_start, offsets, first, channels, valid),
+            _outer_fma(block, channels, True))

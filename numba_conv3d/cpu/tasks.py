@@ -55,6 +55,7 @@ def decode_task(task, grid, groups):
 
 @register_jitable
 def split_range(split, units, splits):
-    """The units (channels or channel blocks) that piece ``split`` of ``splits`` covers."""
+    """The units (channels or channel blocks) that piece ``split`` of ``splits`` covers: ``[first,
+    stop)``, empty (``first == stop``) for the last pieces when ``splits`` does not divide evenly."""
     size = (units + splits - 1) // splits
-    return split * size, min(units, (split + 1) * size)
+    return min(units, split * size), min(units, (split + 1) * size)
