@@ -76,6 +76,10 @@ CUDA_MIN_BLOCKS_PER_SM = 1
 # Threads per block of the fallback kernel (one output element per thread, no shared memory).
 CUDA_DIRECT_THREADS = 256
 
+# Threads per block of the CUDA reductions (weight and bias gradients: a block sums one element over
+# every output position, then a tree over its threads); a power of two.
+CUDA_REDUCE_THREADS = 256
+
 # Dynamic shared memory a block may use without an opt-in on any CUDA GPU.
 CUDA_SHARED_BYTES = 48 * 1024
 

@@ -1,4 +1,5 @@
-"""Gradients of 3-D convolution on the CPU, with the semantics of ``torch.nn.grad`` and torch's autograd.
+"""Gradients of 3-D convolution on the CPU and the GPU, with the semantics of ``torch.nn.grad`` and
+torch's autograd.
 
 ``conv3d_input`` and ``conv3d_weight`` take every argument of :func:`numba_conv3d.conv3d`, padding
 modes and 'same'/'valid' included: the gradient flows back through reflect, replicate and circular
@@ -6,39 +7,29 @@ padding as torch's autograd sends it through ``torch.nn.Conv3d`` (each pad eleme
 onto the element it copied). Complex gradients follow torch's convention (the conjugate Wirtinger
 derivative): ``conv3d_input`` correlates with the conjugated weight, ``conv3d_weight`` with the
 conjugated input. Every element is summed by one thread in one fixed order: results are bitwise equal
-for any thread count.
+for any thread count, and from run to run on the GPU.
+
+Where the operands live picks the backend (NumPy arrays: ``cpu/gradients.py``; CUDA arrays:
+``cuda/gradients.py``, the same functions for device arrays); the steps and the choice of route are
+written once, here.
 """
-import numpy as np
+import importlib
 
 from .api import conv3d
-from .cpu.input_grad import padded_input_grad
-from .cpu.pad_fold import fold_padding
-from .cpu.weight_grad import weight_grad
+from .cuda.arrays import cuda_module
+from .dispatch import backend_of
 from .grad_planner import plan_input_grad, plan_weight_grad
 from .planner import check_array
-from .parallelism import safe_to_run
 
 
-def _batched(array, plan):
-    return array if plan.batched else array[np.newaxis]
-
-
-def _caller_rank(array, plan):
-    return array if plan.batched else array[0]
-
-
-def _conj(array):
-    return np.conj(array) if np.iscomplexobj(array) else array
-
-
-def _flipped_transpose(weight, groups):
-    """(C_out, C_in / g, K...) -> (C_in, C_out / g, K...), each group's channels swapped and every
-    kernel flipped in D, H and W: the weight of the full correlation that is the input gradient."""
-    out_channels, in_per_group = weight.shape[:2]
-    per_group = weight.reshape((groups, out_channels // groups, in_per_group) + weight.shape[2:])
-    swapped = per_group.transpose(0, 2, 1, 3, 4, 5).reshape((in_per_group * groups, out_channels // groups)
-                                                            + weight.shape[2:])
-    return np.ascontiguousarray(swapped[:, :, ::-1, ::-1, ::-1])
+def gradient_backend(op, lead_name, lead, **others):
+    """The module that computes gradients where ``lead`` lives: ``cpu.gradients`` for NumPy arrays,
+    ``cuda.gradients`` (imported only then) for CUDA arrays; the ``others`` may be host arrays with a
+    CUDA ``lead`` (copied for the call), never CUDA arrays with a host one."""
+    backend = backend_of(op, lead_name, lead, **others)
+    if backend.NAME == "cuda":
+        cuda_module(op)  # a clear error before anything imports numba.cuda
+    return importlib.import_module(f"{backend.__name__}.gradients")
 
 
 def _covers_padded_input(plan, grad):
@@ -48,64 +39,67 @@ def _covers_padded_input(plan, grad):
                                                    plan.padded_size))
 
 
-def _by_forward_correlation(plan, grad, weight):
-    """At unit stride the padded input's gradient is a forward convolution (by the fast forward kernels)
-    of ``grad`` padded by ``dilation * (K - 1)``, with the flipped, channel-swapped weight."""
+def _by_forward_correlation(plan, grad, weight, conjugate, backend):
+    """At unit stride the padded input's gradient is a forward convolution (by the fast forward kernels
+    of the backend) of ``grad`` padded by ``dilation * (K - 1)``, with the flipped, channel-swapped
+    weight."""
     pads = tuple(d * (k - 1) for d, k in zip(plan.dilation, plan.kernel_size))
-    return conv3d(grad, _flipped_transpose(weight, plan.groups), padding=pads, dilation=plan.dilation,
-                  groups=plan.groups)
+    return conv3d(grad, backend.flipped_transpose(weight, plan.groups, conjugate), padding=pads,
+                  dilation=plan.dilation, groups=plan.groups)
 
 
-def _by_gather(plan, grad, weight):
-    """Any stride: the gather kernel (``cpu/input_grad.py``)."""
-    with safe_to_run():
-        return padded_input_grad(grad, np.ascontiguousarray(weight), plan.padded_size, plan.stride,
-                                 plan.dilation, plan.groups)
+def _by_gather(plan, grad, weight, conjugate, backend):
+    """Any stride: the gather kernel (``cpu/input_grad.py``, ``cuda/grad_kernels.py``)."""
+    return backend.gathered_input_grad(plan, grad, weight, conjugate)
 
 
-# (name, applies(plan, batched grad), padded input gradient(plan, batched grad, weight)); the first row
-# that applies runs. Dense float32 k3 at 32^3 on 2 cores: forward correlation 0.064 s, gather 0.35 s.
+# (name, applies(plan, batched grad), padded input gradient(plan, batched grad, weight, conjugate,
+# backend)); the first row that applies runs. Dense float32 k3 at 32^3 on 2 cores: forward correlation
+# 0.064 s, gather 0.35 s.
 INPUT_GRAD_ALGORITHMS = (
     ("forward-correlation", _covers_padded_input, _by_forward_correlation),
     ("gather", lambda plan, grad: True, _by_gather),
 )
 
 
-def input_gradient(plan, grad, weight):
+def input_gradient(op, plan, grad, weight, conjugate, backend, bias=None):
     """Gradient of ``plan``'s input, given ``grad`` (of the caller's rank) for its output.
 
-    Shared by :func:`conv3d_input` and :func:`numba_conv3d.transposed.conv_transpose3d`; no conjugation
-    here (the caller passes the conjugated weight for a complex gradient). ``grad``'s spatial extents
-    may be smaller than ``plan.output_size`` (a transposed convolution's ``output_padding >= stride``):
-    the rest of the output then has no gradient.
+    Shared by :func:`conv3d_input` (``conjugate``: a complex gradient correlates with the conjugated
+    weight) and :func:`numba_conv3d.transposed.conv_transpose3d` (which adds ``bias``); ``backend`` is
+    the module of :func:`gradient_backend`. ``grad``'s spatial extents may be smaller than
+    ``plan.output_size`` (a transposed convolution's ``output_padding >= stride``): the rest of the
+    output then has no gradient.
 
     Returns
     -------
-    numpy.ndarray
-        A new C-contiguous array of ``plan.input_shape``.
+    numpy.ndarray or CUDA array
+        A new C-contiguous array of ``plan.input_shape``, where ``grad`` lives, of its kind.
     """
+    weight = backend.operand(op, "weight", weight)
+    bias = None if bias is None else backend.operand(op, "bias", bias)
     if plan.batch == 0:
-        return np.zeros(plan.input_shape, plan.dtype)
-    grad = np.ascontiguousarray(_batched(grad, plan))
-    compute = next(run for _, applies, run in INPUT_GRAD_ALGORITHMS if applies(plan, grad))
-    padded = compute(plan, grad, weight)  # each row enters safe_to_run itself (its lock is not reentrant)
-    with safe_to_run():
-        result = fold_padding(padded, plan.pad_front, plan.input_size, plan.mode_code)
-    return _caller_rank(result, plan)
+        result = backend.zeros((0, plan.in_channels) + plan.input_size, plan.dtype)
+    else:
+        batched = backend.batched(backend.operand(op, "grad_output", grad), plan)
+        compute = next(run for _, applies, run in INPUT_GRAD_ALGORITHMS if applies(plan, batched))
+        result = backend.fold(plan, compute(plan, batched, weight, conjugate, backend), bias)
+    return backend.like(backend.caller_rank(result, plan), grad)
 
 
-def _weight_gradient(plan, input, grad):
+def _weight_gradient(op, plan, input, grad, backend):
     if plan.batch == 0:
-        return np.zeros(plan.weight_shape, plan.dtype)
-    with safe_to_run():
-        return weight_grad(_conj(_batched(input, plan)), np.ascontiguousarray(_batched(grad, plan)),
-                           plan.weight_shape, plan.stride, plan.dilation, plan.pad_front, plan.padded_size,
-                           plan.mode_code, plan.groups)
+        result = backend.zeros(plan.weight_shape, plan.dtype)
+    else:
+        result = backend.weight_gradient(plan, backend.batched(backend.operand(op, "input", input), plan),
+                                         backend.batched(backend.operand(op, "grad_output", grad), plan))
+    return backend.like(result, input)
 
 
-def _bias_gradient(grad):
-    # NumPy's summation order follows the memory layout: a C-contiguous copy fixes it
-    return np.ascontiguousarray(grad).sum(axis=(0, 2, 3, 4) if grad.ndim == 5 else (1, 2, 3))
+def _bias_gradient(op, grad, backend):
+    array = backend.operand(op, "grad_output", grad)
+    return backend.like(backend.bias_gradient(array if grad.ndim == 5 else backend.with_batch_axis(array)),
+                        grad)
 
 
 def conv3d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1,
@@ -121,18 +115,20 @@ def conv3d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation
     ----------
     input_shape : tuple of int
         Shape of the forward input: (N, C_in, D, H, W) or unbatched (C_in, D, H, W).
-    weight : numpy.ndarray
-        (C_out, C_in / groups, KD, KH, KW); float32, float64, complex64 or complex128.
-    grad_output : numpy.ndarray
+    weight : numpy.ndarray or CUDA array
+        (C_out, C_in / groups, KD, KH, KW); float32, float64, complex64 or complex128. A host array with
+        a CUDA ``grad_output`` is copied to the device for the call.
+    grad_output : numpy.ndarray or CUDA array
         Gradient of the forward output: exactly the output shape of the convolution, ``weight``'s dtype;
-        any memory layout.
+        any memory layout. A CUDA array computes on the GPU.
     stride, padding, dilation, groups, padding_mode
         As in :func:`numba_conv3d.conv3d`.
 
     Returns
     -------
-    numpy.ndarray
-        A new C-contiguous array of ``input_shape`` and the operands' dtype.
+    numpy.ndarray or CUDA array
+        A new C-contiguous array of ``input_shape`` and the operands' dtype, where ``grad_output`` lives
+        (of its kind: a torch tensor or CuPy array for one).
 
     Raises
     ------
@@ -140,11 +136,14 @@ def conv3d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation
         Bad values or shapes (as :func:`numba_conv3d.plan_conv3d`), or a ``grad_output`` whose shape is
         not the forward output's, before any computation.
     TypeError
-        Non-NumPy operands, unsupported or mismatched dtypes, non-integer arguments.
+        Non-array operands, unsupported or mismatched dtypes, non-integer arguments, a CUDA weight
+        with a host ``grad_output``.
     """
-    plan = plan_input_grad("conv3d_input", input_shape, weight, grad_output, stride, padding, dilation,
-                           groups, padding_mode)
-    return input_gradient(plan, grad_output, _conj(weight))
+    op = "conv3d_input"
+    backend = gradient_backend(op, "grad_output", grad_output, weight=weight)
+    plan = plan_input_grad(op, input_shape, weight, grad_output, stride, padding, dilation, groups,
+                           padding_mode, backend.NAME)
+    return input_gradient(op, plan, grad_output, weight, True, backend)
 
 
 def conv3d_weight(input, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1,
@@ -157,30 +156,35 @@ def conv3d_weight(input, weight_shape, grad_output, stride=1, padding=0, dilatio
 
     Parameters
     ----------
-    input : numpy.ndarray
-        The forward input: (N, C_in, D, H, W) or (C_in, D, H, W); any memory layout.
+    input : numpy.ndarray or CUDA array
+        The forward input: (N, C_in, D, H, W) or (C_in, D, H, W); any memory layout. A CUDA array
+        computes on the GPU.
     weight_shape : tuple of int
         (C_out, C_in / groups, KD, KH, KW).
-    grad_output : numpy.ndarray
-        Gradient of the forward output: its exact shape, ``input``'s dtype.
+    grad_output : numpy.ndarray or CUDA array
+        Gradient of the forward output: its exact shape, ``input``'s dtype (a host array with a CUDA
+        input is copied to the device).
     stride, padding, dilation, groups, padding_mode
         As in :func:`numba_conv3d.conv3d`.
 
     Returns
     -------
-    numpy.ndarray
-        A new C-contiguous array of ``weight_shape`` and ``input``'s dtype.
+    numpy.ndarray or CUDA array
+        A new C-contiguous array of ``weight_shape`` and ``input``'s dtype, where ``input`` lives.
 
     Raises
     ------
     ValueError
         Bad values or shapes, or a ``grad_output`` of the wrong shape, before any computation.
     TypeError
-        Non-NumPy operands, unsupported or mismatched dtypes, non-integer arguments.
+        Non-array operands, unsupported or mismatched dtypes, non-integer arguments, a CUDA
+        ``grad_output`` with a host input.
     """
-    plan = plan_weight_grad("conv3d_weight", input, weight_shape, grad_output, stride, padding, dilation,
-                            groups, padding_mode)
-    return _weight_gradient(plan, input, grad_output)
+    op = "conv3d_weight"
+    backend = gradient_backend(op, "input", input, grad_output=grad_output)
+    plan = plan_weight_grad(op, input, weight_shape, grad_output, stride, padding, dilation, groups,
+                            padding_mode, backend.NAME)
+    return _weight_gradient(op, plan, input, grad_output, backend)
 
 
 def conv3d_bias(grad_output):
@@ -189,27 +193,30 @@ def conv3d_bias(grad_output):
 
     Parameters
     ----------
-    grad_output : numpy.ndarray
+    grad_output : numpy.ndarray or CUDA array
         (N, C_out, OD, OH, OW) or unbatched (C_out, OD, OH, OW).
 
     Returns
     -------
-    numpy.ndarray
-        (C_out,), ``grad_output``'s dtype; summed by NumPy in one fixed order, whatever the memory
-        layout (one thread).
+    numpy.ndarray or CUDA array
+        (C_out,), ``grad_output``'s dtype, where it lives; summed in one fixed order whatever the memory
+        layout (by NumPy on the host; on the GPU a block per channel, each thread a fixed slice, then a
+        fixed tree).
 
     Raises
     ------
     ValueError
         ``grad_output`` without 4 or 5 dimensions.
     TypeError
-        A non-NumPy or unsupported-dtype ``grad_output``.
+        A non-array or unsupported-dtype ``grad_output``.
     """
-    check_array("conv3d_bias", "grad_output", grad_output)
+    op = "conv3d_bias"
+    backend = gradient_backend(op, "grad_output", grad_output)
+    check_array(op, "grad_output", grad_output, backend.NAME)
     if grad_output.ndim not in (4, 5):
-        raise ValueError(f"conv3d_bias: expected grad_output to have 4 or 5 dimensions, but got shape "
-                         f"{grad_output.shape}")
-    return _bias_gradient(grad_output)
+        raise ValueError(f"{op}: expected grad_output to have 4 or 5 dimensions, but got shape "
+                         f"{tuple(grad_output.shape)}")
+    return _bias_gradient(op, grad_output, backend)
 
 
 def conv3d_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, groups=1,
@@ -221,8 +228,10 @@ def conv3d_backward(input, weight, grad_output, stride=1, padding=0, dilation=1,
 
     Parameters
     ----------
-    input, weight, grad_output : numpy.ndarray
-        The forward input and weight, and the gradient of the forward output (its shape), one dtype.
+    input, weight, grad_output : numpy.ndarray or CUDA array
+        The forward input and weight, and the gradient of the forward output (its shape), one dtype. A
+        CUDA input computes on the GPU (a host weight or ``grad_output`` is then copied there); a
+        host input takes host operands only.
     stride, padding, dilation, groups, padding_mode
         As in :func:`numba_conv3d.conv3d`.
     bias : bool, optional
@@ -230,11 +239,15 @@ def conv3d_backward(input, weight, grad_output, stride=1, padding=0, dilation=1,
 
     Returns
     -------
-    grad_input, grad_weight, grad_bias : numpy.ndarray
-        Of the shapes of ``input``, ``weight`` and (C_out,); ``grad_bias`` is None without a bias.
+    grad_input, grad_weight, grad_bias : numpy.ndarray or CUDA array
+        Of the shapes of ``input``, ``weight`` and (C_out,), where ``input`` lives; ``grad_bias`` is None
+        without a bias.
     """
-    check_array("conv3d_backward", "weight", weight, dtype=check_array("conv3d_backward", "input", input))
-    plan = plan_input_grad("conv3d_backward", tuple(input.shape), weight, grad_output, stride, padding,
-                           dilation, groups, padding_mode)
-    return (input_gradient(plan, grad_output, _conj(weight)), _weight_gradient(plan, input, grad_output),
-            _bias_gradient(grad_output) if bias else None)
+    op = "conv3d_backward"
+    backend = gradient_backend(op, "input", input, weight=weight, grad_output=grad_output)
+    check_array(op, "weight", weight, backend.NAME, dtype=check_array(op, "input", input, backend.NAME))
+    plan = plan_input_grad(op, tuple(input.shape), weight, grad_output, stride, padding, dilation, groups,
+                           padding_mode, backend.NAME)
+    return (input_gradient(op, plan, grad_output, weight, True, backend),
+            _weight_gradient(op, plan, input, grad_output, backend),
+            _bias_gradient(op, grad_output, backend) if bias else None)

@@ -21,8 +21,10 @@ def _check_grad_shape(op, plan, grad_output):
                          f"{tuple(grad_output.shape)}")
 
 
-def plan_input_grad(op, input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode):
-    """Validate ``conv3d_input``'s arguments; return the forward convolution's plan.
+def plan_input_grad(op, input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode,
+                    backend="cpu"):
+    """Validate ``conv3d_input``'s arguments; return the forward convolution's plan (``backend``: where
+    the operands may live, see :func:`numba_conv3d.planner.check_array`).
 
     Returns
     -------
@@ -30,17 +32,19 @@ def plan_input_grad(op, input_shape, weight, grad_output, stride, padding, dilat
         The plan of the convolution of an input of ``input_shape`` by ``weight``; ``grad_output`` has
         its output shape and dtype.
     """
-    dtype = check_array(op, "weight", weight)
-    check_array(op, "grad_output", grad_output, dtype=dtype, dtype_of="weight")
+    dtype = check_array(op, "weight", weight, backend)
+    check_array(op, "grad_output", grad_output, backend, dtype=dtype, dtype_of="weight")
     plan = plan_conv3d(input_shape, tuple(weight.shape), bias=False, stride=stride, padding=padding,
-                       dilation=dilation, groups=groups, padding_mode=padding_mode, dtype=dtype, op=op)
+                       dilation=dilation, groups=groups, padding_mode=padding_mode, dtype=dtype,
+                       backend=backend, op=op)
     _check_grad_shape(op, plan, grad_output)
     return plan
 
 
 def plan_weight_grad(op, input, weight_shape, grad_output, stride, padding, dilation, groups,
-                     padding_mode):
-    """Validate ``conv3d_weight``'s arguments; return the forward convolution's plan.
+                     padding_mode, backend="cpu"):
+    """Validate ``conv3d_weight``'s arguments; return the forward convolution's plan (``backend`` as in
+    :func:`plan_input_grad`).
 
     Returns
     -------
@@ -48,10 +52,11 @@ def plan_weight_grad(op, input, weight_shape, grad_output, stride, padding, dila
         The plan of the convolution of ``input`` by a weight of ``weight_shape``; ``grad_output`` has
         its output shape and dtype.
     """
-    dtype = check_array(op, "input", input)
-    check_array(op, "grad_output", grad_output, dtype=dtype)
+    dtype = check_array(op, "input", input, backend)
+    check_array(op, "grad_output", grad_output, backend, dtype=dtype)
     plan = plan_conv3d(tuple(input.shape), weight_shape, bias=False, stride=stride, padding=padding,
-                       dilation=dilation, groups=groups, padding_mode=padding_mode, dtype=dtype, op=op)
+                       dilation=dilation, groups=groups, padding_mode=padding_mode, dtype=dtype,
+                       backend=backend, op=op)
     _check_grad_shape(op, plan, grad_output)
     return plan
 
@@ -102,8 +107,10 @@ def output_padding_for(op, input_shape, output_size, stride, padding, kernel_siz
     return tuple(n - lo for n, lo in zip(size, smallest))
 
 
-def plan_conv_transpose3d(op, input, weight, bias, stride, padding, output_padding, groups, dilation):
-    """Validate ``conv_transpose3d``'s arguments (``torch.nn.functional.conv_transpose3d``'s rules).
+def plan_conv_transpose3d(op, input, weight, bias, stride, padding, output_padding, groups, dilation,
+                          backend="cpu"):
+    """Validate ``conv_transpose3d``'s arguments (``torch.nn.functional.conv_transpose3d``'s rules;
+    ``backend`` as in :func:`plan_input_grad`).
 
     A transposed convolution of ``input`` is the input gradient of the convolution by ``weight`` of an
     input of the transposed output's shape; this returns that convolution's plan.
@@ -114,23 +121,25 @@ def plan_conv_transpose3d(op, input, weight, bias, stride, padding, output_paddi
         ``plan.input_shape`` is the shape of the result; ``plan.output_size`` is at least the input's
         extents (larger where ``output_padding >= stride``, allowed with ``dilation > stride``).
     """
-    dtype = check_array(op, "input", input)
-    check_array(op, "weight", weight, dtype=dtype)
+    dtype = check_array(op, "input", input, backend)
+    check_array(op, "weight", weight, backend, dtype=dtype)
     if bias is not None:
-        check_array(op, "bias", bias, dtype=dtype)
+        check_array(op, "bias", bias, backend, dtype=dtype)
+    # tuples: the CUDA simulator's shapes take no negative index
+    input_shape, weight_shape = tuple(input.shape), tuple(weight.shape)
     if input.ndim not in (4, 5) or weight.ndim != 5:
         raise ValueError(f"{op}: expected input of 4 or 5 dimensions and weight of 5, but got input of "
-                         f"shape {input.shape} and weight of shape {weight.shape}")
-    shape_checks.check_not_empty(op, "input", input.shape, input.ndim == 5)
+                         f"shape {input_shape} and weight of shape {weight_shape}")
+    shape_checks.check_not_empty(op, "input", input_shape, input.ndim == 5)
     stride = normalize_triple(op, "stride", stride, 1)
     padding = normalize_triple(op, "padding", padding, 0)
     output_padding = normalize_triple(op, "output_padding", output_padding, 0)
     dilation = normalize_triple(op, "dilation", dilation, 1)
     groups = normalize_positive_int(op, "groups", groups)
-    channels = input.shape[-4]
-    if weight.shape[0] != channels:
-        raise ValueError(f"{op}: weight of shape {weight.shape} expects input with {weight.shape[0]} "
-                         f"channels (weight.shape[0]), but got input of shape {input.shape} with "
+    channels = input_shape[-4]
+    if weight_shape[0] != channels:
+        raise ValueError(f"{op}: weight of shape {weight_shape} expects input with {weight_shape[0]} "
+                         f"channels (weight.shape[0]), but got input of shape {input_shape} with "
                          f"{channels} channels")
     if channels % groups:
         raise ValueError(f"{op}: groups={groups} must divide the input channels, but got {channels}")
@@ -140,15 +149,15 @@ def plan_conv_transpose3d(op, input, weight, bias, stride, padding, output_paddi
                              f"but got output_padding={output_padding}, stride={stride}, "
                              f"dilation={dilation}")
     size = tuple(transposed_min_size(n, s, p, k, d) + extra for n, s, p, k, d, extra
-                 in zip(input.shape[-3:], stride, padding, weight.shape[2:], dilation, output_padding))
+                 in zip(input_shape[-3:], stride, padding, weight_shape[2:], dilation, output_padding))
     if min(size) < 1:
-        raise ValueError(f"{op}: for input extents {input.shape[-3:]}, the output extents {size} "
-                         f"(stride {stride}, padding {padding}, kernel {weight.shape[2:]}, dilation "
+        raise ValueError(f"{op}: for input extents {input_shape[-3:]}, the output extents {size} "
+                         f"(stride {stride}, padding {padding}, kernel {weight_shape[2:]}, dilation "
                          f"{dilation}, output_padding {output_padding}) are too small")
-    output_shape = input.shape[:-4] + (weight.shape[1] * groups,) + size
+    output_shape = input_shape[:-4] + (weight_shape[1] * groups,) + size
     bias_shape = None if bias is None else tuple(bias.shape)
     if bias_shape is not None and bias_shape != (output_shape[-4],):
         raise ValueError(f"{op}: expected bias of shape {(output_shape[-4],)} (weight.shape[1] * "
                          f"groups), but got bias of shape {bias_shape}")
-    return plan_conv3d(output_shape, tuple(weight.shape), bias=False, stride=stride, padding=padding,
-                       dilation=dilation, groups=groups, dtype=dtype, op=op)
+    return plan_conv3d(output_shape, tuple(weight_shape), bias=False, stride=stride, padding=padding,
+                       dilation=dilation, groups=groups, dtype=dtype, backend=backend, op=op)

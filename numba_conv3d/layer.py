@@ -50,7 +50,7 @@ class Conv3d:
         check_same_stride(_OP, self.padding, self.stride)
         self.padding_mode = normalize_padding_mode(_OP, padding_mode)
         self.weight_grad = self.bias_grad = self._last_input = None
-        target = _normalize_device(device)
+        target = normalize_device(_OP, device)
         self.device = "cpu"
         dtype = resolve_dtype(_OP, "dtype", np.float32 if dtype is None else dtype)
         weight_shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
@@ -67,7 +67,7 @@ class Conv3d:
         Conv3d
             This layer (moved in place), as torch returns the module.
         """
-        target = _normalize_device(device)
+        target = normalize_device(type(self).__name__, device)
         if target != self.device:
             move = _to_host if target == "cpu" else _to_gpu
             self.weight = move(self.weight)
@@ -126,17 +126,18 @@ class Conv3d:
         Stores ``weight_grad`` and ``bias_grad`` (None without a bias), the gradients of the loss with
         respect to the parameters, and returns the gradient with respect to the last forward call's
         input (:func:`numba_conv3d.grad.conv3d_backward`). The layer keeps a reference to that input
-        until the next call, as torch's autograd saves it. NumPy (CPU) layers and inputs only.
+        until the next call, as torch's autograd saves it. On the GPU when that input was a CUDA array
+        (the gradients are then device arrays).
 
         Parameters
         ----------
-        grad_output : numpy.ndarray
+        grad_output : numpy.ndarray or CUDA array
             Gradient of the loss with respect to the last forward call's output (its shape and dtype).
 
         Returns
         -------
-        numpy.ndarray
-            The gradient with respect to the last input, of its shape.
+        numpy.ndarray or CUDA array
+            The gradient with respect to the last input, of its shape, where that input lives.
 
         Raises
         ------
@@ -195,8 +196,9 @@ def set_layer_fields(layer, op, in_channels, out_channels, kernel_size, stride, 
         raise TypeError(f"{op}: bias must be True or False, but got {type(bias).__name__}")
 
 
-def _normalize_device(device):
-    """None, 'cpu', 'cuda' or 'cuda:N' (N the current CUDA device) -> 'cpu' or 'cuda'."""
+def normalize_device(op, device):
+    """None, 'cpu', 'cuda' or 'cuda:N' (N the current CUDA device) -> 'cpu' or 'cuda' (``op`` names the
+    layer in messages)."""
     if device is None:
         return "cpu"
     text = str(device)
@@ -205,14 +207,14 @@ def _normalize_device(device):
     if text == "cuda" or text.startswith("cuda:"):
         from .cuda.arrays import cuda_module
 
-        cuda = cuda_module(_OP)
+        cuda = cuda_module(op)
         index = text.partition(":")[2]
         current = getattr(cuda.get_current_device(), "id", 0)  # the simulator's device has no id
         if index and index != str(current):
-            raise ValueError(f"{_OP}: device={device!r} is not the current CUDA device {current}; "
+            raise ValueError(f"{op}: device={device!r} is not the current CUDA device {current}; "
                              f"select it first with numba.cuda.select_device({index})")
         return "cuda"
-    raise ValueError(f"{_OP}: device must be None, 'cpu', 'cuda' or 'cuda:N', but got device={device!r}")
+    raise ValueError(f"{op}: device must be None, 'cpu', 'cuda' or 'cuda:N', but got device={device!r}")
 
 
 def _to_host(array):

@@ -55,6 +55,18 @@ def conv_output_size(size, pad_front, pad_back, kernel, stride, dilation):
 
 
 @register_jitable
+def output_reading(position, tap, stride, dilation, out_extent):
+    """The output index whose tap ``tap`` reads padded coordinate ``position`` along one dimension
+    (``position = output * stride + tap * dilation``), or -1 when no output in ``[0, out_extent)``
+    does: where a padded element's gradient comes from."""
+    offset = position - tap * dilation
+    if offset < 0 or offset % stride:
+        return -1
+    output = offset // stride
+    return output if output < out_extent else -1
+
+
+@register_jitable
 def row_merge(height, width, least_columns):
     """How many rows of a convolution that is pointwise in (H, W) (kernel 1, stride 1, no pads along
     both) can be laid side by side as one row: the smallest divisor ``m`` of ``height`` with ``m *

@@ -1,4 +1,5 @@
-"""Transposed 3-D convolution on the CPU: ``conv_transpose3d`` and the ``ConvTranspose3d`` layer.
+"""Transposed 3-D convolution on the CPU and the GPU: ``conv_transpose3d`` and the ``ConvTranspose3d``
+layer.
 
 A transposed convolution is the input gradient of the convolution it transposes (same weight, stride,
 padding, dilation, groups), so it runs :func:`numba_conv3d.grad.input_gradient` with the kernels of
@@ -6,9 +7,9 @@ padding, dilation, groups), so it runs :func:`numba_conv3d.grad.input_gradient` 
 """
 import numpy as np
 
-from .grad import input_gradient
+from .grad import gradient_backend, input_gradient
 from .grad_planner import output_padding_for, plan_conv_transpose3d
-from .layer import Conv3d, set_layer_fields
+from .layer import Conv3d, normalize_device, set_layer_fields
 from .planner import normalize_padding_mode, normalize_triple, resolve_dtype
 
 _OP = "ConvTranspose3d"
@@ -19,13 +20,14 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
     Parameters
     ----------
-    input : numpy.ndarray
+    input : numpy.ndarray or CUDA array
         (N, C_in, D, H, W) or unbatched (C_in, D, H, W); float32, float64, complex64 or complex128; any
-        memory layout. N may be 0.
-    weight : numpy.ndarray
-        (C_in, C_out / groups, KD, KH, KW), ``input``'s dtype.
-    bias : numpy.ndarray, optional
-        (C_out,).
+        memory layout. N may be 0. A CUDA array computes on the GPU.
+    weight : numpy.ndarray or CUDA array
+        (C_in, C_out / groups, KD, KH, KW), ``input``'s dtype; a host array with a CUDA input is copied
+        to the device.
+    bias : numpy.ndarray or CUDA array, optional
+        (C_out,), like ``weight``.
     stride, dilation : int or tuple of 3 ints, optional
         Positive. Default 1.
     padding : int or tuple of 3 ints, optional
@@ -37,9 +39,10 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
     Returns
     -------
-    numpy.ndarray
-        A new C-contiguous (N, C_out, OD, OH, OW) array with ``O = (I - 1) * stride - 2 * padding +
-        dilation * (K - 1) + output_padding + 1``; unbatched input gives an unbatched result.
+    numpy.ndarray or CUDA array
+        A new C-contiguous (N, C_out, OD, OH, OW) array, where ``input`` lives (of its kind), with ``O =
+        (I - 1) * stride - 2 * padding + dilation * (K - 1) + output_padding + 1``; unbatched input gives
+        an unbatched result.
 
     Raises
     ------
@@ -47,14 +50,14 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         Bad values or shapes (output_padding too large, too small an output, channel mismatch), before
         any computation.
     TypeError
-        Non-NumPy operands, unsupported or mismatched dtypes, non-integer arguments.
+        Non-array operands, unsupported or mismatched dtypes, non-integer arguments, a CUDA weight
+        or bias with a host input.
     """
-    plan = plan_conv_transpose3d("conv_transpose3d", input, weight, bias, stride, padding, output_padding,
-                                 groups, dilation)
-    out = input_gradient(plan, input, weight)
-    if bias is not None:
-        out += bias.reshape((-1, 1, 1, 1))
-    return out
+    op = "conv_transpose3d"
+    backend = gradient_backend(op, "input", input, weight=weight, bias=bias)
+    plan = plan_conv_transpose3d(op, input, weight, bias, stride, padding, output_padding, groups, dilation,
+                                 backend.NAME)
+    return input_gradient(op, plan, input, weight, False, backend, bias)
 
 
 class ConvTranspose3d:
@@ -73,8 +76,8 @@ class ConvTranspose3d:
         Whether the layer has a learnable bias. With False, ``self.bias is None``.
     padding_mode : {'zeros'}, optional
         Only 'zeros', like torch.
-    device : {None, 'cpu'}, optional
-        The parameters live on the host.
+    device : {None, 'cpu', 'cuda'}, optional
+        Where the parameters live, as in :class:`numba_conv3d.Conv3d` (``to`` moves them).
     dtype : dtype-like, optional
         float32 (default), float64, complex64 or complex128.
     rng : None, int or numpy.random.Generator, optional
@@ -99,14 +102,14 @@ class ConvTranspose3d:
             raise ValueError(f"{_OP}: only padding_mode='zeros' is supported (like torch), but got "
                              f"padding_mode={padding_mode!r}")
         self.padding_mode = padding_mode
-        if device is not None and str(device) != "cpu":
-            raise ValueError(f"{_OP}: only device None or 'cpu' is supported, but got device={device!r}")
+        target = normalize_device(_OP, device)
         self.device = "cpu"
         dtype = resolve_dtype(_OP, "dtype", np.float32 if dtype is None else dtype)
         self.weight = np.empty((self.in_channels, self.out_channels // self.groups) + self.kernel_size,
                                dtype)
         self.bias = np.empty(self.out_channels, dtype) if bias else None
         self.reset_parameters(rng)
+        self.to(target)
 
     # Conv3d's initialisation bound is 1 / sqrt(weight[0].size): here (out_channels / groups) * prod(K),
     # torch's fan_in of a transposed weight.
@@ -118,7 +121,7 @@ class ConvTranspose3d:
 
         Parameters
         ----------
-        input : numpy.ndarray
+        input : numpy.ndarray or CUDA array
             (N, C_in, D, H, W) or (C_in, D, H, W), of the layer's dtype.
         output_size : sequence of int, optional
             The wanted output extents (3, or the whole output shape); sets the output padding for
@@ -127,7 +130,7 @@ class ConvTranspose3d:
 
         Returns
         -------
-        numpy.ndarray
+        numpy.ndarray or CUDA array
             :func:`conv_transpose3d` of ``input`` with this layer's parameters.
         """
         output_padding = self.output_padding

@@ -49,6 +49,21 @@ def assert_matches_reference(actual, x, w, b=None, **kwargs):
     assert_close(actual, expected, rounding_bound(actual.dtype, x, w, b, **kwargs))
 
 
+def gradient_bounds(dtype, w, g, magnitudes, **kwargs):
+    """Rounding bounds of the input, weight and bias gradients of a convolution by ``w`` with output
+    gradient ``g``: (length + 2) * eps * the gradient of the magnitudes, where length counts the terms one
+    element sums (fold terms included). ``magnitudes`` are the float64 input and weight gradients of
+    (|x|, |w|, |g|)."""
+    eps = np.finfo(dtype).eps * (2 if np.dtype(dtype).kind == "c" else 1)
+    gx, gw = magnitudes
+    fold = math.prod(max(w.shape[2:]) * d + 1 for d in np.broadcast_to(kwargs.get("dilation", 1), 3))
+    input_terms = w.shape[0] // kwargs.get("groups", 1) * math.prod(w.shape[2:]) + fold
+    weight_terms = math.prod(g.shape[-3:]) * (g.shape[0] if g.ndim == 5 else 1)
+    gb = np.abs(g).astype(np.float64).sum(axis=(0, 2, 3, 4) if g.ndim == 5 else (1, 2, 3))
+    return tuple((terms + 2) * eps * magnitude + np.finfo(dtype).tiny
+                 for terms, magnitude in ((input_terms, gx), (weight_terms, gw), (weight_terms, gb)))
+
+
 def random_operands(rng, input_shape, weight_shape, bias, dtype):
     """Standard-normal input, weight and (optional) bias of ``dtype`` (complex: both parts drawn)."""
     def draw(shape):

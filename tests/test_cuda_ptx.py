@@ -48,3 +48,31 @@ def test_every_kernel_compiles_to_ptx_without_local_memory_for_the_sums(any_devi
         ptx, _ = cuda.compile_ptx(kernel.py_func, kernel_signature(dtype), cc=(9, 0))
         assert ".entry" in ptx
         assert "ld.local" not in ptx, "register sums were demoted to local memory"
+
+
+def gradient_kernels(dtype):
+    """Every gradient kernel variant for ``dtype`` with its argument types: (kernel, signature)."""
+    from numba_conv3d.cuda import grad_kernels
+
+    value = numba.from_dtype(np.dtype(dtype))
+    triple = types.UniTuple(types.int64, 3)
+    view, result = types.Array(value, 5, "A"), types.Array(value, 5, "C")
+    maps = types.Array(types.int64, 2, "C")
+    threads, reduce = config.CUDA_DIRECT_THREADS, config.CUDA_REDUCE_THREADS
+    variants = [(grad_kernels.gather_kernel(dtype, threads, conjugate),
+                 (view, view, types.int64, triple, triple, result)) for conjugate in (False, True)]
+    variants += [(grad_kernels.flip_kernel(dtype, threads, conjugate), (view, result))
+                 for conjugate in (False, True)]
+    variants.append((grad_kernels.fold_kernel(dtype, threads),
+                     (result, maps, maps, types.Array(value, 1, "A"), types.boolean, result)))
+    variants.append((grad_kernels.weight_grad_kernel(dtype, reduce),
+                     (view, view, result, types.int64, triple, triple, triple, types.int64)))
+    variants.append((grad_kernels.bias_grad_kernel(dtype, reduce), (view, types.Array(value, 1, "C"))))
+    return variants
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128"])
+def test_every_gradient_kernel_compiles_to_ptx(any_device, dtype):
+    for kernel, signature in gradient_kernels(dtype):
+        ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
+        assert ".entry" in ptx

@@ -1,9 +1,10 @@
-"""Tile geometry of the CUDA kernels (pure Python: runs everywhere)."""
+"""Tile geometry and index maps of the CUDA kernels (pure Python: runs everywhere)."""
 import numpy as np
 import pytest
 
-from numba_conv3d import config
+from numba_conv3d import config, plan_conv3d
 from numba_conv3d.cuda import tiling
+from numba_conv3d.shape_rules import padded_source_index
 
 
 def test_unravel_matches_numpy():
@@ -33,3 +34,19 @@ def test_a_tile_whose_threads_cannot_stage_its_weights_is_refused(monkeypatch):
                                                           thread_rows=1, channel_threads=2))
     with pytest.raises(ValueError, match=r"CUDA_CHANNEL_TILE: the block's 6 threads must be a multiple"):
         tiling.channel_tile("float32")
+
+
+@pytest.mark.parametrize("padding, mode", [(2, "zeros"), ((1, 2, 3), "reflect"), (3, "replicate"),
+                                           ((4, 0, 5), "circular")])
+def test_inverse_index_maps_list_every_copy_of_each_input_index_in_ascending_order(padding, mode):
+    pytest.importorskip("numba.cuda")
+    from numba_conv3d.cuda.gradients import inverse_index_maps
+
+    plan = plan_conv3d((1, 1, 4, 5, 6), (1, 1, 2, 2, 2), padding=padding, padding_mode=mode)
+    starts, positions = inverse_index_maps(plan)
+    for axis in range(3):
+        front, size = plan.pad_front[axis], plan.input_size[axis]
+        for i in range(size):
+            copies = [p for p in range(plan.padded_size[axis]) if padded_source_index(p, front, size,
+                                                                                      plan.mode_code) == i]
+            assert list(positions[axis, starts[axis, i]:starts[axis, i + 1]]) == copies

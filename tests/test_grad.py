@@ -1,13 +1,13 @@
 """Gradients of conv3d (numba_conv3d.grad) against torch's autograd, an independent finite-difference
 Jacobian, and the rules: validation, determinism across thread counts, a NumPy training loop."""
-import math
 
 import numba
 import numpy as np
 import pytest
 
-from checks import assert_close, random_operands
+from checks import assert_close, gradient_bounds, random_operands
 from numba_conv3d import Conv3d, conv3d
+from numba_conv3d.cpu import gradients as cpu_gradients
 from numba_conv3d.grad import (INPUT_GRAD_ALGORITHMS, conv3d_backward, conv3d_bias, conv3d_input,
                                conv3d_weight)
 from numba_conv3d.grad_planner import plan_input_grad
@@ -52,19 +52,6 @@ def torch_gradients(x, w, b, g, stride=1, padding=0, dilation=1, groups=1, paddi
     return [t.numpy() for t in grads] + ([] if b is not None else [None])
 
 
-def gradient_bounds(dtype, x, w, g, **kwargs):
-    """Rounding bounds of the input, weight and bias gradients: (length + 2) * eps * the gradient of the
-    magnitudes, where length counts the terms one element sums (fold terms included)."""
-    eps = np.finfo(dtype).eps * (2 if np.dtype(dtype).kind == "c" else 1)
-    gx, gw, _ = torch_gradients(np.abs(x), np.abs(w), None, np.abs(g), **kwargs)
-    fold = math.prod(max(w.shape[2:]) * d + 1 for d in np.broadcast_to(kwargs.get("dilation", 1), 3))
-    input_terms = w.shape[0] // kwargs.get("groups", 1) * math.prod(w.shape[2:]) + fold
-    weight_terms = math.prod(g.shape[-3:]) * (g.shape[0] if g.ndim == 5 else 1)
-    gb = np.abs(g).astype(np.float64).sum(axis=(0, 2, 3, 4) if g.ndim == 5 else (1, 2, 3))
-    return tuple((terms + 2) * eps * magnitude + np.finfo(dtype).tiny
-                 for terms, magnitude in ((input_terms, gx), (weight_terms, gw), (weight_terms, gb)))
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("input_shape, weight_shape, kwargs", CASES)
 def test_gradients_match_torch_autograd(input_shape, weight_shape, kwargs, dtype):
@@ -74,7 +61,8 @@ def test_gradients_match_torch_autograd(input_shape, weight_shape, kwargs, dtype
     expected = torch_gradients(x, w, b, g, **kwargs)
     grads = conv3d_backward(x, w, g, **kwargs)
     # ours and torch's float64 each lie within the bound of the exact gradient
-    for actual, wanted, bound in zip(grads, expected, gradient_bounds(dtype, x, w, g, **kwargs)):
+    magnitudes = torch_gradients(np.abs(x), np.abs(w), None, np.abs(g), **kwargs)[:2]
+    for actual, wanted, bound in zip(grads, expected, gradient_bounds(dtype, w, g, magnitudes, **kwargs)):
         assert actual.dtype == np.dtype(dtype) and actual.flags.c_contiguous
         assert_close(actual, wanted, 2 * bound)
     # the one-gradient functions give the very same bits
@@ -112,16 +100,19 @@ def test_gradients_match_finite_differences_of_the_reference(input_shape, weight
     np.testing.assert_allclose(conv3d_weight(x, w.shape, g, **kwargs), expected_w, rtol=1e-12, atol=1e-12)
 
 
-def test_gather_and_forward_correlation_agree_at_unit_stride():
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_gather_and_forward_correlation_agree_at_unit_stride(dtype):
     rng = np.random.default_rng(2)
-    x, w, _ = random_operands(rng, (2, 4, 5, 6, 7), (6, 2, 3, 2, 3), False, np.float64)
+    x, w, _ = random_operands(rng, (2, 4, 5, 6, 7), (6, 2, 3, 2, 3), False, dtype)
     kwargs = dict(groups=2, padding=(1, 2, 0), dilation=(1, 2, 1), padding_mode="reflect")
     g = conv3d(x, w, **kwargs)
     plan = plan_input_grad("test", x.shape, w, g, stride=1, padding=kwargs["padding"],
                            dilation=kwargs["dilation"], groups=2, padding_mode="reflect")
     (_, fast_applies, fast), (_, _, gather) = INPUT_GRAD_ALGORITHMS
     assert fast_applies(plan, g)
-    np.testing.assert_allclose(fast(plan, g, w), gather(plan, g, w), rtol=1e-13, atol=1e-13)
+    for conjugate in (False, True):
+        np.testing.assert_allclose(fast(plan, g, w, conjugate, cpu_gradients),
+                                   gather(plan, g, w, conjugate, cpu_gradients), rtol=1e-13, atol=1e-13)
 
 
 def test_any_memory_layout_and_empty_batch():

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from numba_conv3d.shape_rules import (PAD_CIRCULAR, PAD_REFLECT, PAD_REPLICATE, PAD_ZEROS,
-                                      conv_output_size, padded_source_index, row_merge,
-                                      same_pads)
+                                      conv_output_size, output_reading, padded_source_index,
+                                      row_merge, same_pads)
 from reference import NUMPY_PAD_MODES
 
 
@@ -44,3 +44,11 @@ def test_padded_source_index_agrees_with_numpy_pad(mode, code, size):
 ])
 def test_row_merge_takes_the_smallest_divisor_reaching_the_columns(height, width, least, expected):
     assert row_merge(height, width, least) == expected
+
+
+@pytest.mark.parametrize("stride, dilation, tap, out_extent", [(1, 1, 0, 5), (2, 1, 1, 4), (3, 2, 2, 3),
+                                                               (2, 3, 1, 6), (1, 4, 2, 2)])
+def test_output_reading_inverts_the_forward_index(stride, dilation, tap, out_extent):
+    read_by = {o * stride + tap * dilation: o for o in range(out_extent)}
+    for position in range(-2, out_extent * stride + tap * dilation + 3):
+        assert output_reading(position, tap, stride, dilation, out_extent) == read_by.get(position, -1)

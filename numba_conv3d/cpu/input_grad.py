@@ -14,6 +14,7 @@ one phase, a loop the compiler vectorizes.
 import numpy as np
 from numba import njit, prange
 
+from ..shape_rules import output_reading
 from .slab import phase_columns
 
 
@@ -28,10 +29,9 @@ def _gather_plane(grad, weight, n, c, pd, stride, dilation, groups, acc):
     acc[:] = 0
     for o in range(g * out_per_group, (g + 1) * out_per_group):
         for kz in range(kd_):
-            offset = pd - kz * dilation[0]
-            if offset < 0 or offset % stride[0] or offset // stride[0] >= out_depth:
+            od = output_reading(pd, kz, stride[0], dilation[0], out_depth)
+            if od < 0:
                 continue
-            od = offset // stride[0]
             for ky in range(kh_):
                 for oh in range(out_height):
                     ph = oh * stride[1] + ky * dilation[1]

@@ -244,18 +244,19 @@ def _outer_fma(block, channels, valid):
 
     def codegen(context, builder, signature, args):
         values, grad, g_start, g_step, source, s_start, offsets, first = args[:8]
+        grad_type, source_type, offsets_type = signature.args[1], signature.args[4], signature.args[6]
         vector_type = context.get_value_type(block.dtype)
-        g_at = [builder.add(g_start, builder.mul(g_step, g_step.type(c))) for c in range(channels.literal_value)]
-        s_at = [builder.add(s_start, builder.load(_element_pointer(context, builder, signature.args[6], offsets,
+        g_at = [builder.add(g_start, builder.mul(g_step, g_step.type(c)))
+                for c in range(channels.literal_value)]
+        s_at = [builder.add(s_start, builder.load(_element_pointer(context, builder, offsets_type, offsets,
                                                                    builder.add(first, first.type(t)))))
                 for t in range(per_channel)]
         if valid:
-            g_vectors = _masked_vectors_at(context, builder, signature.args[1], grad, g_at, vector_type, args[9])
-            s_vectors = _masked_vectors_at(context, builder, signature.args[4], source, s_at, vector_type,
-                                           args[9])
+            g_vectors = _masked_vectors_at(context, builder, grad_type, grad, g_at, vector_type, args[9])
+            s_vectors = _masked_vectors_at(context, builder, source_type, source, s_at, vector_type, args[9])
         else:
-            g_vectors = _vectors_at(context, builder, signature.args[1], grad, g_at, vector_type)
-            s_vectors = _vectors_at(context, builder, signature.args[4], source, s_at, vector_type)
+            g_vectors = _vectors_at(context, builder, grad_type, grad, g_at, vector_type)
+            s_vectors = _vectors_at(context, builder, source_type, source, s_at, vector_type)
         out = [_fma(builder, g_vectors[k // per_channel], s_vectors[k % per_channel],
                     builder.extract_value(values, k)) for k in range(block.count)]
         return context.make_tuple(builder, block, out)

@@ -20,7 +20,7 @@ from .tiling import staged_plane, tile_counts, unravel
 _at = numba.uint64
 
 
-def _jit(threads, min_blocks):
+def jit_kernel(threads, min_blocks):
     """``cuda.jit`` with launch bounds (``threads`` per block, ``min_blocks`` resident per SM, which
     caps registers per thread); the simulator takes no launch bounds."""
     if numba.config.ENABLE_CUDASIM:
@@ -45,7 +45,7 @@ def tiled_kernel(dtype, tile, min_blocks):
     row_lanes = thread_rows * channel_threads
     tap_lanes = columns * row_lanes // block_channels
 
-    @_jit(columns * row_lanes, min_blocks)
+    @jit_kernel(columns * row_lanes, min_blocks)
     def kernel(x, w, b, out, groups, stride, dilation, front, padded, mode, has_bias):
         batch, _, depth, height, width = x.shape
         out_channels, in_per_group, kernel_d, kernel_h, kernel_w = w.shape
@@ -155,7 +155,7 @@ def direct_kernel(dtype, threads):
     ``padded``: every output it computes reads inside the padded extents)."""
     value = from_dtype(np.dtype(dtype))
 
-    @_jit(threads, 1)
+    @jit_kernel(threads, 1)
     def kernel(x, w, b, out, groups, stride, dilation, front, padded, mode, has_bias):
         _, _, depth, height, width = x.shape
         out_channels, in_per_group, kernel_d, kernel_h, kernel_w = w.shape

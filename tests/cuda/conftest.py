@@ -35,7 +35,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def simulator_tiles(monkeypatch):
     """Tiny tiles under the simulator: 4 columns x 2 thread rows x 2 channel threads, 2 rows and 2
-    channels per thread, 2 channels per stage; at most 3 blocks per launch."""
+    channels per thread, 2 channels per stage; 8 threads per elementwise block, 4 per reduction; at
+    most 3 blocks per launch."""
     if SIMULATED:
         monkeypatch.setattr(config, "CUDA_CHANNEL_TILE", dict(
             columns=4, thread_rows=2, rows_per_thread=2, channel_threads=2, channels_per_thread=2,
@@ -44,4 +45,5 @@ def simulator_tiles(monkeypatch):
             columns=4, thread_rows=2, rows_per_thread=2, channel_threads=1, channels_per_thread=1,
             stage_channels=1))
         monkeypatch.setattr(config, "CUDA_DIRECT_THREADS", 8)
+        monkeypatch.setattr(config, "CUDA_REDUCE_THREADS", 4)
         monkeypatch.setattr(config, "CUDA_MAX_BLOCKS", 3)

@@ -1,0 +1,88 @@
+"""The CPU side of the gradients (``numba_conv3d.grad``): NumPy operands, the kernels of ``input_grad.py``,
+``pad_fold.py`` and ``weight_grad.py``, each call inside ``safe_to_run``.
+
+``numba_conv3d/cuda/gradients.py`` offers the same functions for CUDA operands; ``grad.py`` picks one
+module by where the operands live and runs the same steps on it.
+"""
+import numpy as np
+
+from ..parallelism import safe_to_run
+from .input_grad import padded_input_grad
+from .pad_fold import fold_padding
+from .weight_grad import weight_grad
+
+NAME = "cpu"
+
+
+def _conj(array, conjugate=True):
+    return np.conj(array) if conjugate and np.iscomplexobj(array) else array
+
+
+def operand(op, name, array):
+    """``array`` as the kernels read it (NumPy arrays are read in place, in any layout)."""
+    return array
+
+
+def with_batch_axis(array):
+    """A view of 4-D ``array`` with a leading batch axis of 1."""
+    return array[np.newaxis]
+
+
+def batched(array, plan):
+    """``array`` (of the caller's rank) with a batch axis."""
+    return array if plan.batched else with_batch_axis(array)
+
+
+def caller_rank(array, plan):
+    """The batched result ``array`` in the caller's rank."""
+    return array if plan.batched else array[0]
+
+
+def like(array, lead):
+    """``array`` as the kind of array ``lead`` is (NumPy: as it is)."""
+    return array
+
+
+def zeros(shape, dtype):
+    """A new array of zeros."""
+    return np.zeros(shape, dtype)
+
+
+def flipped_transpose(weight, groups, conjugate):
+    """(C_out, C_in / g, K...) -> (C_in, C_out / g, K...), each group's channels swapped and every kernel
+    flipped in D, H and W (and conjugated if ``conjugate``): the weight of the full correlation that is
+    the input gradient."""
+    out_channels, in_per_group = weight.shape[:2]
+    per_group = weight.reshape((groups, out_channels // groups, in_per_group) + weight.shape[2:])
+    swapped = per_group.transpose(0, 2, 1, 3, 4, 5).reshape((in_per_group * groups, out_channels // groups)
+                                                            + weight.shape[2:])
+    return np.ascontiguousarray(_conj(swapped[:, :, ::-1, ::-1, ::-1], conjugate))
+
+
+def gathered_input_grad(plan, grad, weight, conjugate):
+    """The padded input's gradient by the gather kernel (any stride)."""
+    with safe_to_run():
+        return padded_input_grad(np.ascontiguousarray(grad), np.ascontiguousarray(_conj(weight, conjugate)),
+                                 plan.padded_size, plan.stride, plan.dilation, plan.groups)
+
+
+def fold(plan, padded, bias):
+    """The input's gradient from its padded copy's, plus ``bias`` per channel when given."""
+    with safe_to_run():
+        result = fold_padding(padded, plan.pad_front, plan.input_size, plan.mode_code)
+    if bias is not None:
+        result += bias.reshape((-1, 1, 1, 1))
+    return result
+
+
+def weight_gradient(plan, input, grad):
+    """The weight's gradient, ``plan.weight_shape``, from the batched input and output gradient."""
+    with safe_to_run():
+        return weight_grad(_conj(input), np.ascontiguousarray(grad), plan.weight_shape, plan.stride,
+                           plan.dilation, plan.pad_front, plan.padded_size, plan.mode_code, plan.groups)
+
+
+def bias_gradient(grad):
+    """``grad`` (batched) summed over batch and space."""
+    # NumPy's summation order follows the memory layout: a C-contiguous copy fixes it
+    return np.ascontiguousarray(grad).sum(axis=(0, 2, 3, 4))

@@ -1,0 +1,121 @@
+"""The CUDA side of the gradients (``numba_conv3d.grad``): the functions of ``cpu/gradients.py`` for CUDA
+operands, launching the kernels of ``grad_kernels.py``.
+
+Operands are read in place in any layout (host weights and biases are copied to the device for the
+call); results are new C-contiguous device arrays, of the leading operand's kind (torch, CuPy: zero-copy
+views), queued on the default stream like the forward convolution.
+"""
+import numpy as np
+from numba import cuda
+
+from .. import config
+from ..shape_rules import padded_source_index
+from . import arrays, grad_kernels
+from .tiling import ceil_div
+
+NAME = "cuda"
+
+
+def _blocks(work, threads):
+    """Thread blocks of a grid-stride launch over ``work`` items of ``threads`` per block."""
+    return int(max(1, min(ceil_div(work, threads), config.CUDA_MAX_BLOCKS)))
+
+
+def _elementwise(kernel_for, out, *arguments):
+    """Launch the one-thread-per-element kernel ``kernel_for(threads)`` over ``out`` (its last argument)."""
+    threads = config.CUDA_DIRECT_THREADS
+    kernel_for(threads)[_blocks(out.size, threads), threads](*arguments, out)
+    return out
+
+
+def _reduce_threads():
+    threads = config.CUDA_REDUCE_THREADS
+    if threads < 1 or threads & (threads - 1):
+        raise ValueError(f"config.CUDA_REDUCE_THREADS must be a power of two, but is {threads}")
+    return threads
+
+
+def operand(op, name, array):
+    """``array`` as a Numba device array (host arrays copied)."""
+    return arrays.to_device(cuda, op, name, array)
+
+
+with_batch_axis = arrays.with_batch_axis
+
+
+def batched(array, plan):
+    """``array`` (a device array of the caller's rank) with a batch axis, a view."""
+    return array if plan.batched else with_batch_axis(array)
+
+
+def caller_rank(array, plan):
+    """The batched result ``array`` in the caller's rank."""
+    return array if plan.batched else array[0]
+
+
+def like(array, lead):
+    """``array`` as the kind of array ``lead`` is (torch and CuPy: zero-copy views)."""
+    return arrays.like_input(array, lead)
+
+
+def zeros(shape, dtype):
+    """A new device array of zeros."""
+    return cuda.to_device(np.zeros(shape, dtype))
+
+
+def flipped_transpose(weight, groups, conjugate):
+    """The weight of the full correlation that is the input gradient (see ``cpu/gradients.py``)."""
+    out_channels, in_per_group = weight.shape[:2]
+    out = cuda.device_array((in_per_group * groups, out_channels // groups) + tuple(weight.shape[2:]),
+                            weight.dtype)
+    return _elementwise(lambda threads: grad_kernels.flip_kernel(weight.dtype.name, threads, conjugate),
+                        out, weight)
+
+
+def gathered_input_grad(plan, grad, weight, conjugate):
+    """The padded input's gradient by the gather kernel (any stride)."""
+    out = cuda.device_array((grad.shape[0], plan.in_channels) + plan.padded_size, plan.dtype)
+    return _elementwise(lambda threads: grad_kernels.gather_kernel(plan.dtype, threads, conjugate), out,
+                        grad, weight, plan.groups, plan.stride, plan.dilation)
+
+
+def inverse_index_maps(plan):
+    """Per axis, the padded positions that copy each input index, ascending, as ``(starts, positions)``
+    (3 rows each, CSR-style): input index i of axis a is copied by ``positions[a, starts[a, i]:starts[a,
+    i + 1]]``. Built from the forward pads' index maps (``padded_source_index``)."""
+    starts = np.zeros((3, max(plan.input_size) + 1), np.int64)
+    positions = np.zeros((3, max(plan.padded_size)), np.int64)
+    for axis, (padded, front, size) in enumerate(zip(plan.padded_size, plan.pad_front, plan.input_size)):
+        sources = np.array([padded_source_index(p, front, size, plan.mode_code) for p in range(padded)])
+        copies = np.flatnonzero(sources >= 0)
+        order = np.argsort(sources[copies], kind="stable")
+        positions[axis, :copies.size] = copies[order]
+        starts[axis, 1:size + 1] = np.cumsum(np.bincount(sources[copies], minlength=size))
+    return starts, positions
+
+
+def fold(plan, padded, bias):
+    """The input's gradient from its padded copy's, plus ``bias`` per channel when given."""
+    starts, positions = inverse_index_maps(plan)
+    out = cuda.device_array((padded.shape[0], plan.in_channels) + plan.input_size, plan.dtype)
+    bias_values = cuda.device_array(1, plan.dtype) if bias is None else bias  # unread without a bias
+    return _elementwise(lambda threads: grad_kernels.fold_kernel(plan.dtype, threads), out, padded,
+                        cuda.to_device(starts), cuda.to_device(positions), bias_values, bias is not None)
+
+
+def weight_gradient(plan, input, grad):
+    """The weight's gradient, ``plan.weight_shape``, from the batched input and output gradient."""
+    threads = _reduce_threads()
+    out = cuda.device_array(plan.weight_shape, plan.dtype)
+    kernel = grad_kernels.weight_grad_kernel(plan.dtype, threads)
+    kernel[_blocks(out.size, 1), threads](input, grad, out, plan.groups, plan.stride, plan.dilation,
+                                          plan.pad_front, plan.mode_code)
+    return out
+
+
+def bias_gradient(grad):
+    """``grad`` (batched) summed over batch and space."""
+    threads = _reduce_threads()
+    out = cuda.device_array(grad.shape[1], grad.dtype)
+    grad_kernels.bias_grad_kernel(grad.dtype.name, threads)[_blocks(out.size, 1), threads](grad, out)
+    return out
