@@ -24,7 +24,8 @@ def info(as_json):
                          for name, version in record["versions"].items())
     click.echo(f"versions     {versions}")
     click.echo(f"cpu          {record['cpu']} (LLVM: {record['llvm_cpu']})")
-    click.echo(f"simd         {' '.join(record['simd']) or 'none reported'}")
+    click.echo(f"simd         {' '.join(record['simd']) or 'none reported'} (kernels use "
+               f"{record['kernel_vector_bits']}-bit vectors)")
     click.echo(f"threads      {record['threads']} ({record['threading_layer']} threading layer)")
     click.echo(f"cache        {record['cache_dir']}")
     click.echo(f"cuda         {', '.join(record['cuda_devices']) or 'no CUDA device available'}")

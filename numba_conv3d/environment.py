@@ -7,6 +7,7 @@ from pathlib import Path
 import llvmlite.binding
 import numba
 
+from .config import VECTOR_BYTES
 from .parallelism import threading_layer
 
 SIMD_PREFIXES = ("avx", "fma", "sse4", "neon", "sve")
@@ -69,7 +70,8 @@ def describe():
     -------
     dict
         Versions (numba_conv3d, numba, llvmlite, numpy, torch or None), Python, CPU name, LLVM CPU and
-        its SIMD features, threading layer and thread count, the kernel cache directory, CUDA devices.
+        its SIMD features, the width of the CPU kernels' vectors, threading layer and thread count, the
+        kernel cache directory, CUDA devices.
     """
     from . import __version__
 
@@ -82,6 +84,7 @@ def describe():
         "cpu": cpu_name(),
         "llvm_cpu": llvmlite.binding.get_host_cpu_name(),
         "simd": sorted(name for name, on in features.items() if on and name.startswith(SIMD_PREFIXES)),
+        "kernel_vector_bits": 8 * VECTOR_BYTES,
         "threading_layer": threading_layer(),
         "threads": numba.get_num_threads(),
         "cache_dir": cache_directory(),
