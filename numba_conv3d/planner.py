@@ -149,7 +149,8 @@ def _choose_algorithm(op, plan, name):
 
 
 def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, dilation=1, groups=1,
-                padding_mode="zeros", dtype="float32", backend="cpu", algorithm=None, op="conv3d"):
+                padding_mode="zeros", dtype="float32", backend="cpu", algorithm=None, op="conv3d",
+                pads=None):
     """Validate a 3-D convolution's arguments and lower them into a :class:`ConvPlan`.
 
     Follows ``torch.nn.functional.conv3d`` (and ``torch.nn.Conv3d`` for ``padding_mode``): the same
@@ -181,6 +182,9 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
         serves the convolution.
     op : str, optional
         Name used in error messages.
+    pads : tuple of 3 (front, back) pairs of non-negative ints, optional
+        Explicit pads per dimension, used instead of ``padding`` (torch's API has no such argument;
+        the gradients use it to compute a cropped correlation).
 
     Returns
     -------
@@ -208,7 +212,8 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
     kernel, size = w_shape[2:], x_shape[-3:]
     shape_checks.check_groups(op, x_shape, w_shape, groups)
     has_bias = _check_bias(op, bias, w_shape)
-    pads = _resolve_pads(op, padding, kernel, stride, dilation)
+    pads = _resolve_pads(op, padding, kernel, stride, dilation) if pads is None else tuple(
+        (int(front), int(back)) for front, back in pads)
     front, back = tuple(f for f, _ in pads), tuple(b for _, b in pads)
     shape_checks.check_mode_limits(op, padding_mode_code(padding_mode), front, back, size)
     padded = tuple(n + f + b for n, (f, b) in zip(size, pads))

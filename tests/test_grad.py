@@ -27,6 +27,8 @@ CASES = [
     ((2, 5, 6, 7), (4, 2, 2, 3, 4), dict(padding="same", dilation=(2, 1, 1), padding_mode="circular")),
     ((2, 2, 5, 6, 7), (2, 2, 2, 2, 3), dict(padding="same", padding_mode="replicate", dilation=2)),
     ((1, 2, 5, 6, 7), (3, 2, 2, 3, 2), dict(padding="valid", stride=(1, 3, 2), dilation=(2, 1, 2))),
+    ((1, 3, 5, 6, 7), (4, 3, 3, 3, 3), dict(padding=(1, 2, 0))),  # zero pads: the cropped correlation
+    ((1, 2, 4, 5, 6), (3, 2, 2, 2, 2), dict(padding=(3, 0, 1))),  # zero pads wider than the kernel
 ]
 DTYPES = [np.float32, np.float64, np.complex64]
 
@@ -101,18 +103,22 @@ def test_gradients_match_finite_differences_of_the_reference(input_shape, weight
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
-def test_gather_and_forward_correlation_agree_at_unit_stride(dtype):
+@pytest.mark.parametrize("mode", ["zeros", "reflect"])
+def test_every_input_gradient_route_agrees(dtype, mode):
     rng = np.random.default_rng(2)
-    x, w, _ = random_operands(rng, (2, 4, 5, 6, 7), (6, 2, 3, 2, 3), False, dtype)
-    kwargs = dict(groups=2, padding=(1, 2, 0), dilation=(1, 2, 1), padding_mode="reflect")
+    x, w, b = random_operands(rng, (2, 4, 5, 6, 7), (6, 2, 3, 2, 3), True, dtype)
+    kwargs = dict(groups=2, padding=(1, 2, 0), dilation=(1, 2, 1), padding_mode=mode)
     g = conv3d(x, w, **kwargs)
     plan = plan_input_grad("test", x.shape, w, g, stride=1, padding=kwargs["padding"],
-                           dilation=kwargs["dilation"], groups=2, padding_mode="reflect")
-    (_, fast_applies, fast), (_, _, gather) = INPUT_GRAD_ALGORITHMS
-    assert fast_applies(plan, g)
+                           dilation=kwargs["dilation"], groups=2, padding_mode=mode)
+    routes = [(name, run) for name, applies, run in INPUT_GRAD_ALGORITHMS if applies(plan, g)]
+    assert [name for name, _ in routes][-2:] == ["full-correlation", "gather"]
+    assert (routes[0][0] == "cropped-correlation") == (mode == "zeros")
+    bias = b[:4]  # a transposed convolution's bias: one per input channel
     for conjugate in (False, True):
-        np.testing.assert_allclose(fast(plan, g, w, conjugate, cpu_gradients),
-                                   gather(plan, g, w, conjugate, cpu_gradients), rtol=1e-13, atol=1e-13)
+        results = [run(plan, g, w, conjugate, cpu_gradients, bias) for _, run in routes]
+        for result in results[1:]:
+            np.testing.assert_allclose(result, results[0], rtol=1e-13, atol=1e-13)
 
 
 def test_any_memory_layout_and_empty_batch():

@@ -88,17 +88,17 @@ def test_one_gradient_functions_give_the_same_bits_and_run_to_run():
             np.testing.assert_array_equal(host(again), first)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "complex128"])
-def test_gather_and_forward_correlation_agree_at_unit_stride(dtype):
-    x, w, g, kwargs = operands("reflect, unit stride", dtype)
-    plan = plan_input_grad("test", x.shape, w, g, 1, kwargs["padding"], 1, 1, "reflect", "cuda")
-    (_, fast_applies, fast), (_, _, gather) = INPUT_GRAD_ALGORITHMS
-    wd, gd = cuda.to_device(w), cuda.to_device(g)
-    assert fast_applies(plan, gd)
+@pytest.mark.parametrize("mode", ["zeros", "reflect"])
+def test_every_input_gradient_route_agrees(mode):
+    x, w, g, kwargs = operands("reflect, unit stride", "complex128")
+    plan = plan_input_grad("test", x.shape, w, g, 1, kwargs["padding"], 1, 1, mode, "cuda")
+    wd, gd, bias = cuda.to_device(w), cuda.to_device(g), cuda.to_device(w[0, :, 0, 0, 0].copy())
+    routes = [run for _, applies, run in INPUT_GRAD_ALGORITHMS if applies(plan, gd)]
+    assert len(routes) == (3 if mode == "zeros" else 2)
     for conjugate in (False, True):
-        np.testing.assert_allclose(host(fast(plan, gd, wd, conjugate, cuda_gradients)),
-                                   host(gather(plan, gd, wd, conjugate, cuda_gradients)), rtol=1e-13,
-                                   atol=1e-13)
+        results = [host(run(plan, gd, wd, conjugate, cuda_gradients, bias)) for run in routes]
+        for result in results[1:]:
+            np.testing.assert_allclose(result, results[0], rtol=1e-13, atol=1e-13)
 
 
 def test_empty_batch():
