@@ -61,6 +61,7 @@ def gradient_kernels(dtype):
     threads, reduce = config.CUDA_DIRECT_THREADS, config.CUDA_REDUCE_THREADS
     variants = [(grad_kernels.gather_kernel(dtype, threads, conjugate),
                  (view, view, types.int64, triple, triple, result)) for conjugate in (False, True)]
+    variants.append((grad_kernels.upsample_kernel(dtype, threads), (view, triple, result)))
     variants += [(grad_kernels.flip_kernel(dtype, threads, conjugate), (view, result))
                  for conjugate in (False, True)]
     variants.append((grad_kernels.fold_kernel(dtype, threads),

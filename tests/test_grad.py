@@ -103,17 +103,20 @@ def test_gradients_match_finite_differences_of_the_reference(input_shape, weight
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
-@pytest.mark.parametrize("mode", ["zeros", "reflect"])
-def test_every_input_gradient_route_agrees(dtype, mode):
+@pytest.mark.parametrize("stride, mode, names", [
+    (1, "zeros", ["cropped-correlation", "full-correlation", "gather"]),
+    (1, "reflect", ["full-correlation", "gather"]),
+    ((2, 1, 3), "zeros", ["upsampled-correlation", "gather"]),
+    ((2, 1, 3), "reflect", ["upsampled-correlation", "gather"]),
+])
+def test_every_input_gradient_route_agrees(dtype, stride, mode, names):
     rng = np.random.default_rng(2)
     x, w, b = random_operands(rng, (2, 4, 5, 6, 7), (6, 2, 3, 2, 3), True, dtype)
-    kwargs = dict(groups=2, padding=(1, 2, 0), dilation=(1, 2, 1), padding_mode=mode)
+    kwargs = dict(groups=2, stride=stride, padding=(1, 2, 0), dilation=(1, 2, 1), padding_mode=mode)
     g = conv3d(x, w, **kwargs)
-    plan = plan_input_grad("test", x.shape, w, g, stride=1, padding=kwargs["padding"],
-                           dilation=kwargs["dilation"], groups=2, padding_mode=mode)
+    plan = plan_input_grad("test", x.shape, w, g, **kwargs)
     routes = [(name, run) for name, applies, run in INPUT_GRAD_ALGORITHMS if applies(plan, g)]
-    assert [name for name, _ in routes][-2:] == ["full-correlation", "gather"]
-    assert (routes[0][0] == "cropped-correlation") == (mode == "zeros")
+    assert [name for name, _ in routes] == names
     bias = b[:4]  # a transposed convolution's bias: one per input channel
     for conjugate in (False, True):
         results = [run(plan, g, w, conjugate, cpu_gradients, bias) for _, run in routes]

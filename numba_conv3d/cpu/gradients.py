@@ -59,6 +59,14 @@ def flipped_transpose(weight, groups, conjugate):
     return np.ascontiguousarray(_conj(swapped[:, :, ::-1, ::-1, ::-1], conjugate))
 
 
+def upsampled(grad, stride, extents):
+    """``grad`` (batched) spread ``stride`` apart along D, H, W in zeros of spatial ``extents``."""
+    out = np.zeros(grad.shape[:2] + tuple(extents), grad.dtype)
+    out[:, :, :grad.shape[2] * stride[0]:stride[0], :grad.shape[3] * stride[1]:stride[1],
+        :grad.shape[4] * stride[2]:stride[2]] = grad
+    return out
+
+
 def gathered_input_grad(plan, grad, weight, conjugate):
     """The padded input's gradient by the gather kernel (any stride)."""
     with safe_to_run():

@@ -1,7 +1,8 @@
 """The ``@cuda.jit`` kernels of the gradients and of the transposed convolution.
 
 The siblings of the CPU's ``input_grad.py``, ``pad_fold.py`` and ``weight_grad.py``: a gather kernel
-for the padded input's gradient (one thread per element), a fold of the padded gradient back onto the
+for the padded input's gradient (one thread per element), the output gradient spread by the stride
+(zeros between) for the upsampled route, a fold of the padded gradient back onto the
 input along inverse index maps (every padding mode), the flipped and channel-swapped weight of the
 unit-stride route, and block reductions for the weight and bias gradients (one thread block per
 element, each thread summing a fixed slice of the positions, then a fixed tree). No atomics: every
@@ -86,6 +87,27 @@ def gather_kernel(dtype, threads, conjugate):
                             if ow >= 0:
                                 sums[0] += read_weight(w[o, i, kd, kh, kw]) * grad[n, o, od, oh, ow]
             out[n, c, pd, ph, pw] = sums[0]
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def upsample_kernel(dtype, threads):
+    """``out[n, c, a, b, e]`` = ``grad[n, c, a / s0, b / s1, e / s2]`` where ``stride`` divides every
+    coordinate and the quotient is inside ``grad``, else zero; one thread per element."""
+
+    @jit_kernel(threads, 1)
+    def kernel(grad, stride, out):
+        batch, channels, depth, height, width = out.shape
+        total = batch * channels * depth * height * width
+        for index in range(cuda.grid(1), total, cuda.gridsize(1)):
+            e, b, a, c, n = unravel(index, width, height, depth, channels)
+            od, oh, ow = a // stride[0], b // stride[1], e // stride[2]
+            if (a == od * stride[0] and b == oh * stride[1] and e == ow * stride[2] and od < grad.shape[2]
+                    and oh < grad.shape[3] and ow < grad.shape[4]):
+                out[n, c, a, b, e] = grad[n, c, od, oh, ow]
+            else:
+                out[n, c, a, b, e] = 0
 
     return kernel
 

@@ -72,6 +72,13 @@ def flipped_transpose(weight, groups, conjugate):
                         out, weight)
 
 
+def upsampled(grad, stride, extents):
+    """``grad`` (batched) spread ``stride`` apart along D, H, W in zeros of spatial ``extents``."""
+    out = cuda.device_array(tuple(grad.shape[:2]) + tuple(extents), grad.dtype)
+    return _elementwise(lambda threads: grad_kernels.upsample_kernel(grad.dtype.name, threads), out, grad,
+                        tuple(stride))
+
+
 def gathered_input_grad(plan, grad, weight, conjugate):
     """The padded input's gradient by the gather kernel (any stride)."""
     out = cuda.device_array((grad.shape[0], plan.in_channels) + plan.padded_size, plan.dtype)

@@ -88,15 +88,18 @@ def test_one_gradient_functions_give_the_same_bits_and_run_to_run():
             np.testing.assert_array_equal(host(again), first)
 
 
-@pytest.mark.parametrize("mode", ["zeros", "reflect"])
-def test_every_input_gradient_route_agrees(mode):
-    x, w, g, kwargs = operands("reflect, unit stride", "complex128")
-    plan = plan_input_grad("test", x.shape, w, g, 1, kwargs["padding"], 1, 1, mode, "cuda")
+@pytest.mark.parametrize("case, mode, routes", [("reflect, unit stride", "zeros", 3),
+                                                 ("reflect, unit stride", "reflect", 2),
+                                                 ("replicate, stride 2", "replicate", 2)])
+def test_every_input_gradient_route_agrees(case, mode, routes):
+    x, w, g, kwargs = operands(case, "complex128")
+    plan = plan_input_grad("test", x.shape, w, g, **dict(kwargs, padding_mode=mode, groups=1, dilation=1,
+                                                         stride=kwargs.get("stride", 1)), backend="cuda")
     wd, gd, bias = cuda.to_device(w), cuda.to_device(g), cuda.to_device(w[0, :, 0, 0, 0].copy())
-    routes = [run for _, applies, run in INPUT_GRAD_ALGORITHMS if applies(plan, gd)]
-    assert len(routes) == (3 if mode == "zeros" else 2)
+    serving = [run for _, applies, run in INPUT_GRAD_ALGORITHMS if applies(plan, gd)]
+    assert len(serving) == routes
     for conjugate in (False, True):
-        results = [host(run(plan, gd, wd, conjugate, cuda_gradients, bias)) for run in routes]
+        results = [host(run(plan, gd, wd, conjugate, cuda_gradients, bias)) for run in serving]
         for result in results[1:]:
             np.testing.assert_allclose(result, results[0], rtol=1e-13, atol=1e-13)
 
