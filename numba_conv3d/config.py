@@ -32,11 +32,17 @@ def _target_vector_bytes():
 VECTOR_BYTES = _target_vector_bytes()
 
 # Register block of the channel-blocked kernel: output channels x vectors of output columns per
-# channel. 4 x 3 vectors (24 float32 columns) keeps 12 accumulators, 3 input vectors and 1 broadcast
-# weight in the 16 registers with no spill; measured on this machine (one thread, inner loop alone):
-# 4 x 3 ran 76 GFLOP/s, 6 x 2 70, 4 x 2 65, 3 x 4 and 4 x 4 (which spill) 35-37.
-BLOCK_CHANNELS = 4
+# channel. With AVX2, 4 x 3 vectors (24 float32 columns) keeps 12 accumulators, 3 input vectors and 1
+# broadcast weight in the 16 registers with no spill (a Zen 4 VM, one thread, inner loop alone: 4 x 3
+# ran 76 GFLOP/s, 6 x 2 70, 4 x 2 65, 3 x 4 and 4 x 4, which spill, 35-37). AVX-512's 32 registers hold
+# 8 x 3 (24 accumulators): 1.05-1.35x the speed of 4 x 3 on the dense, k5, dilated, grouped and
+# pointwise cases (2-core Xeon, processes alternating); 4 x 6 spills (0.5x).
+BLOCK_CHANNELS = 8 if VECTOR_BYTES == 64 else 4
 BLOCK_VECTORS = 3
+
+# Fewest output channels per group the channel-blocked kernel serves (a block's missing channels are
+# computed as zeros); below it the row-blocked kernel (one channel x ``BLOCK_ROWS`` rows) runs.
+BLOCKED_MIN_CHANNELS = 4
 
 # Bytes of padded input one task of a register-blocked kernel gathers (at most, unless one row of
 # output needs more): tasks cover tiles of output rows so that their slab stays in L2 (1 MiB per core

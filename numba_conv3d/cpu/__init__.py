@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..algorithm import Algorithm
+from ..config import BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS
 from ..parallelism import safe_to_run
 from . import blocked, direct, row_blocked
 
@@ -23,14 +24,14 @@ def _runner(compute):
 
 
 ALGORITHMS = (
-    Algorithm("blocked", "real dtype, >= 4 output channels per group: blocks of 4 channels x 3 SIMD "
-              "vectors of columns summed in registers (float32 dense k3: 80-115 GFLOP/s on 2 cores, "
-              "6.5x the direct kernel)",
+    Algorithm("blocked", f"real dtype, >= {BLOCKED_MIN_CHANNELS} output channels per group: blocks of "
+              f"{BLOCK_CHANNELS} channels x {BLOCK_VECTORS} SIMD vectors of columns summed in registers "
+              "(float32 dense k3: 90-160 GFLOP/s on 2 cores, 6.5x the direct kernel)",
               lambda plan: blocked.serves(plan.is_complex, plan.out_per_group),
               _on_merged_rows(blocked.workspace_bytes), _runner(blocked.compute)),
-    Algorithm("row-blocked", "real dtype, < 4 output channels per group (one-channel, depthwise): "
-              "blocks of 4 output rows x 3 SIMD vectors of columns summed in registers (one-channel k7: "
-              "2.7x the direct kernel)",
+    Algorithm("row-blocked", f"real dtype, < {BLOCKED_MIN_CHANNELS} output channels per group "
+              f"(one-channel, depthwise): blocks of {BLOCK_ROWS} output rows x {BLOCK_VECTORS} SIMD vectors "
+              "of columns summed in registers (one-channel k7: 2.7x the direct kernel)",
               lambda plan: not plan.is_complex, _on_merged_rows(row_blocked.workspace_bytes),
               _runner(row_blocked.compute)),
     Algorithm("direct", "direct convolution over per-task padded input slabs; serves every argument "

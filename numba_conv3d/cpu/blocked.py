@@ -1,21 +1,22 @@
 """Register-blocked direct convolution on the CPU, for real dtypes.
 
 Each inner step computes a block of ``BLOCK_CHANNELS`` output channels x ``BLOCK_VECTORS`` SIMD vectors
-of output columns (4 x 24 float32 or 4 x 12 float64 on AVX2), held in registers as a tuple of vectors
-(``simd.py``) across the whole sum over input channels and kernel taps; per tap, the block's input
-vectors are loaded once and multiplied by each channel's weight (packed contiguously, broadcast). A row
-ends in narrower blocks; where those would cost more, blocks stack ``BLOCK_VECTORS`` output rows of one
-vector instead (narrow outputs, such as 32 float32 columns). Tasks, slabs and padding are those of the
-direct kernel (``slab.py``); slab rows carry zero columns up to a whole vector. Each output element is
-summed by one thread in the fixed order (bias, input channel, kd, kh, kw), with fused multiply-adds:
-results are bitwise equal for any thread count.
+of output columns (4 x 24 float32 or 4 x 12 float64 on AVX2, 8 x 48 or 8 x 24 with AVX-512), held in
+registers as a tuple of vectors (``simd.py``) across the whole sum over input channels and kernel taps;
+per tap, the block's input vectors are loaded once and multiplied by each channel's weight (packed
+contiguously, broadcast). A row ends in narrower blocks; where those would cost more, blocks stack
+``BLOCK_VECTORS`` output rows of one vector instead (narrow outputs, such as 32 float32 columns). Tasks,
+slabs and padding are those of the direct kernel (``slab.py``); slab rows carry zero columns up to a
+whole vector. Each output element is summed by one thread in the fixed order (bias, input channel, kd,
+kh, kw), with fused multiply-adds: results are bitwise equal for any thread count.
 """
 import numba
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, SLAB_BYTES, VECTOR_BYTES
+from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS, SLAB_BYTES,
+                      VECTOR_BYTES)
 from ..shape_rules import dilated_extent
 from .pointers import element_pointer, stack_buffer
 from .simd import fma_block, splat_channels, store_block, store_rows, vector_lanes, zero_block
@@ -25,8 +26,9 @@ from .tasks import balanced, channel_splits, task_count, tasks_wanted
 # Vectors per row of the narrower blocks that end a row.
 NARROW_VECTORS = BLOCK_VECTORS - 1
 # Elements of the stack buffer a partial block passes through on its way to the output: the largest
-# block, 4 channels (or rows) x BLOCK_VECTORS vectors (of float32) in any arrangement.
-STACK_ITEMS = 4 * BLOCK_VECTORS * VECTOR_BYTES // 4
+# block, BLOCK_CHANNELS channels (or BLOCK_ROWS rows) x BLOCK_VECTORS vectors (of float32) in any
+# arrangement.
+STACK_ITEMS = max(BLOCK_CHANNELS, BLOCK_ROWS) * BLOCK_VECTORS * VECTOR_BYTES // 4
 
 
 @register_jitable
@@ -265,9 +267,9 @@ def _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, pa
 
 @register_jitable
 def serves(is_complex, out_per_group):
-    """Whether the blocked kernel serves a convolution: real dtypes, at least one whole block of
+    """Whether the blocked kernel serves a convolution: real dtypes, at least ``BLOCKED_MIN_CHANNELS``
     output channels per group (the planner's table and jitted ``conv3d`` both ask this)."""
-    return not is_complex and out_per_group >= BLOCK_CHANNELS
+    return not is_complex and out_per_group >= BLOCKED_MIN_CHANNELS
 
 
 @njit(cache=True)
