@@ -1,4 +1,5 @@
 """numba_conv3d: 3-D convolution with the semantics of torch.nn.Conv3d, compiled by Numba."""
+from . import kernel_cache  # noqa: F401 - first: its cache locators must exist before any kernel
 from . import jit_api  # noqa: F401 - registers conv3d for users' @njit code
 from .parallelism import make_pip_tbb_findable
 from .api import conv3d
