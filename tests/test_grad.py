@@ -29,6 +29,7 @@ CASES = [
     ((1, 2, 5, 6, 7), (3, 2, 2, 3, 2), dict(padding="valid", stride=(1, 3, 2), dilation=(2, 1, 2))),
     ((1, 3, 5, 6, 7), (4, 3, 3, 3, 3), dict(padding=(1, 2, 0))),  # zero pads: the cropped correlation
     ((1, 2, 4, 5, 6), (3, 2, 2, 2, 2), dict(padding=(3, 0, 1))),  # zero pads wider than the kernel
+    ((2, 3, 4, 5, 19), (10, 3, 2, 2, 3), dict(padding=1, padding_mode="circular")),  # partial blocks
 ]
 DTYPES = [np.float32, np.float64, np.complex64]
 

@@ -7,30 +7,32 @@ The input is padded once, with W split into ``stride_w`` phases (``slab.py``), s
 window along an output row is a contiguous run.
 
 Real dtypes use register blocks (``simd.py``) of ``WEIGHT_BLOCK_CHANNELS`` output channels x
-``WEIGHT_BLOCK_TAPS`` taps of one input channel (1 channel x ``BLOCK_SUMS`` taps where a group has
-fewer output channels: depthwise), one accumulator vector per (channel, tap) whose lanes sum every
-lanes-th position; a step loads one vector of positions of each channel's output gradient and of each
-tap's input row and multiply-adds their outer product. A row ends in a masked vector. A task owns a
+``WEIGHT_BLOCK_TAPS`` taps of one input channel (1 channel x ``WEIGHT_BLOCK_SINGLE_TAPS`` taps where a
+group has fewer output channels: depthwise), one accumulator vector per (channel, tap) whose lanes sum
+every lanes-th position; a step loads one vector of positions of each channel's output gradient and of
+each tap's input row and multiply-adds their outer product. A row ends in a masked vector. A task owns a
 block of output channels and a range of units (input channel, block of taps); it walks the output in
 chunks of ``WEIGHT_GRAD_CHUNK`` positions, every unit's block summing the chunk's rows (hot in L1) in
-registers and resting in a small array between chunks. At the end each sum adds its lanes in lane
-order. Complex dtypes take a plain loop over output rows (``_plain_kernel``).
+registers and resting in a small array between chunks. At the end each sum adds its lanes in lane order.
+Complex dtypes take a plain loop over output rows (``_plain_kernel``).
 
 Every weight element is summed by one thread in one fixed order: bitwise equal for any thread count.
 """
+import math
+
 import numpy as np
 from numba import carray, njit, prange
 from numba.extending import register_jitable
 
-from ..config import WEIGHT_BLOCK_CHANNELS, WEIGHT_BLOCK_TAPS, WEIGHT_GRAD_CHUNK
+from ..config import WEIGHT_BLOCK_CHANNELS, WEIGHT_BLOCK_SINGLE_TAPS, WEIGHT_BLOCK_TAPS, WEIGHT_GRAD_CHUNK
 from .blocked import tap_offsets
 from .pointers import element_pointer
 from .simd import load_block, outer_fma, outer_fma_tail, store_block, vector_lanes, zero_block
 from .slab import gather_slab, index_maps, phase_columns
 from .tasks import channel_splits, split_range
 
-# Accumulators of a block, and the taps of a block of one output channel.
-BLOCK_SUMS = WEIGHT_BLOCK_CHANNELS * WEIGHT_BLOCK_TAPS
+# Taps that the offsets are padded to a multiple of: whole blocks of either shape.
+TAP_MULTIPLE = math.lcm(WEIGHT_BLOCK_TAPS, WEIGHT_BLOCK_SINGLE_TAPS)
 
 
 @njit(parallel=True, cache=True)
@@ -144,7 +146,7 @@ def _block_shape(out_per_group):
     """(output channels, taps) of a register block for a group of ``out_per_group`` output channels."""
     if out_per_group >= WEIGHT_BLOCK_CHANNELS:
         return WEIGHT_BLOCK_CHANNELS, WEIGHT_BLOCK_TAPS
-    return 1, BLOCK_SUMS
+    return 1, WEIGHT_BLOCK_SINGLE_TAPS
 
 
 @njit(parallel=True, cache=True)
@@ -154,7 +156,7 @@ def _blocked_kernel(grad, padded_x, taps_at, out, stride, groups, channels, spli
     ``splits`` tasks per block of channels.
 
     ``taps_at`` holds every tap's offset in a padded input channel, then copies of the last up to a
-    multiple of ``BLOCK_SUMS`` (blocks past the last tap compute it again and store nothing).
+    multiple of ``TAP_MULTIPLE`` (blocks past the last tap compute it again and store nothing).
     """
     blocks = groups * ((out.shape[0] // groups + channels - 1) // channels)
     for task in prange(blocks * splits):
@@ -162,7 +164,8 @@ def _blocked_kernel(grad, padded_x, taps_at, out, stride, groups, channels, spli
             _block_task(grad, padded_x, taps_at, out, stride, groups, task, splits, WEIGHT_BLOCK_CHANNELS,
                         WEIGHT_BLOCK_TAPS)
         else:
-            _block_task(grad, padded_x, taps_at, out, stride, groups, task, splits, 1, BLOCK_SUMS)
+            _block_task(grad, padded_x, taps_at, out, stride, groups, task, splits, 1,
+                        WEIGHT_BLOCK_SINGLE_TAPS)
 
 
 def _run_blocked(grad, padded_x, taps_at, out, stride, groups):
@@ -228,9 +231,9 @@ def _plain_kernel(grad, padded_x, out, stride, dilation, groups):
 
 def _padded_tap_offsets(kernel, dilation, padded_x):
     """Every tap's offset in a padded input channel, then copies of the last up to a multiple of
-    ``BLOCK_SUMS``."""
+    ``TAP_MULTIPLE``."""
     offsets = tap_offsets(tuple(kernel), tuple(dilation), padded_x.shape)
-    return np.concatenate([offsets, np.full(-len(offsets) % BLOCK_SUMS, offsets[-1])])
+    return np.concatenate([offsets, np.full(-len(offsets) % TAP_MULTIPLE, offsets[-1])])
 
 
 def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode, groups):
