@@ -19,7 +19,7 @@ cuda = pytest.importorskip("numba.cuda")
 CASES = {
     "groups, stride, dilation": ((2, 4, 3, 4, 5), (4, 2, 2, 2, 3),
                                  dict(groups=2, stride=(2, 1, 2), padding=(1, 1, 0), dilation=(1, 2, 1))),
-    "reflect, unit stride": ((1, 2, 4, 5, 5), (3, 2, 3, 3, 2),
+    "reflect, unit stride": ((1, 2, 3, 4, 5), (2, 2, 2, 3, 2),
                              dict(padding=(1, 2, 1), padding_mode="reflect")),
     "same, even kernel, circular": ((1, 2, 3, 4, 5), (2, 2, 2, 3, 2),
                                     dict(padding="same", padding_mode="circular")),
@@ -65,8 +65,9 @@ def test_gradients_match_the_float64_gradients(case):
         assert_close(host(actual), wanted, bound)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "complex64", "complex128"])
-@pytest.mark.parametrize("case", ["groups, stride, dilation", "reflect, unit stride"])
+@pytest.mark.parametrize("case, dtype", [("groups, stride, dilation", "float64"),
+                                         ("reflect, unit stride", "complex64"),
+                                         ("groups, stride, dilation", "complex128")])
 def test_dtypes_and_the_conjugate_convention(case, dtype):
     x, w, g, kwargs = operands(case, dtype)
     grads = conv3d_backward(cuda.to_device(x), w, cuda.to_device(g), **kwargs)  # a host weight too
@@ -83,9 +84,8 @@ def test_one_gradient_functions_give_the_same_bits_and_run_to_run():
     np.testing.assert_array_equal(host(conv3d_input(x.shape, wd, gd, **kwargs)), grads[0])
     np.testing.assert_array_equal(host(conv3d_weight(xd, w.shape, gd, **kwargs)), grads[1])
     np.testing.assert_array_equal(host(conv3d_bias(gd)), grads[2])
-    for _ in range(2):
-        for again, first in zip(conv3d_backward(xd, wd, gd, **kwargs), grads):
-            np.testing.assert_array_equal(host(again), first)
+    for again, first in zip(conv3d_backward(xd, wd, gd, **kwargs), grads):
+        np.testing.assert_array_equal(host(again), first)
 
 
 @pytest.mark.parametrize("case, mode, routes", [("reflect, unit stride", "zeros", 3),
