@@ -50,15 +50,24 @@ def _package_locator(base):
     return PackageLocator
 
 
+def _numba_name(name):
+    """``caching.<name>``, public since Numba 0.61, underscored before; None when absent."""
+    return getattr(caching, name, None) or getattr(caching, f"_{name}", None)
+
+
 def install():
     """Put the package's locators first in Numba's list (once), in Numba's own order of preference:
-    ``NUMBA_CACHE_DIR``, beside the sources, the user-wide cache."""
-    classes = caching.CacheImpl._locator_classes
+    ``NUMBA_CACHE_DIR``, beside the sources, the user-wide cache. A Numba whose caching internals
+    differ keeps its own locators (and its per-file invalidation)."""
+    implementation = _numba_name("CacheImpl")
+    bases = [_numba_name(name) for name in ("UserProvidedCacheLocator", "InTreeCacheLocator",
+                                            "UserWideCacheLocator")]
+    classes = getattr(implementation, "_locator_classes", None)
+    if not isinstance(classes, list) or None in bases:
+        return
     if any(getattr(locator, "__module__", None) == __name__ for locator in classes):
         return
-    classes[:0] = [_package_locator(base) for base in (caching.UserProvidedCacheLocator,
-                                                        caching.InTreeCacheLocator,
-                                                        caching.UserWideCacheLocator)]
+    classes[:0] = [_package_locator(base) for base in bases]
 
 
 install()
