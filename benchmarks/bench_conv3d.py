@@ -6,8 +6,8 @@ Usage: python benchmarks/bench_conv3d.py [--backend cpu|cuda] [--full] [--case N
 import argparse
 import json
 
-from numba_conv3d.benchmark import (FULL_SUITES, SETTLE_SECONDS, SUITES, format_report, ratio_summary,
-                                    run_suite)
+from numba_conv3d.bench_cases import FULL_SUITES, SUITES
+from numba_conv3d.benchmark import SETTLE_SECONDS, format_report, ratio_summary, run_suite
 from numba_conv3d.environment import describe
 
 

@@ -18,7 +18,7 @@ import sys
 CHILD = r"""
 import ctypes, gc, json, sys
 import numpy as np
-from numba_conv3d.benchmark import FULL_SUITES
+from numba_conv3d.bench_cases import FULL_SUITES
 
 def status(field):
     with open("/proc/self/status") as f:

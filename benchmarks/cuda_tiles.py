@@ -13,7 +13,7 @@ import time
 from numba import cuda
 
 from numba_conv3d import config, conv3d
-from numba_conv3d.benchmark import CUDA_SUITE
+from numba_conv3d.bench_cases import CUDA_SUITE
 
 
 def median_ms(fn, repeat=9):

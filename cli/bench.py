@@ -5,8 +5,8 @@ import sys
 import click
 import numba
 
-from numba_conv3d.benchmark import (FULL_SUITES, SETTLE_SECONDS, SUITES, BenchCase, format_report,
-                                    run_suite)
+from numba_conv3d.bench_cases import FULL_SUITES, SUITES, BenchCase
+from numba_conv3d.benchmark import SETTLE_SECONDS, format_report, run_suite
 from numba_conv3d.environment import cuda_devices, describe
 
 from .options import checked, conv_kwargs, problem_options

@@ -4,7 +4,7 @@ import json
 import click
 import numba
 
-from numba_conv3d.benchmark import BenchCase
+from numba_conv3d.bench_cases import BenchCase
 
 from .options import checked, conv_kwargs, problem_options
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import numba_conv3d.bench_cases
 import numba_conv3d.benchmark
 from numba_conv3d import __version__
 from numba_conv3d.cli import main
@@ -129,7 +130,7 @@ def test_cuda_bench_without_a_gpu_is_a_usage_error(monkeypatch):
 
 
 def test_list_shows_the_chosen_backends_suite():
-    for backend, suite in numba_conv3d.benchmark.SUITES.items():
+    for backend, suite in numba_conv3d.bench_cases.SUITES.items():
         listed = invoke("bench", "--list", "--backend", backend).output
         assert [line.split()[0] for line in listed.splitlines()] == [case.name for case in suite]
 
@@ -152,7 +153,7 @@ def test_progress_bar_only_on_a_terminal_and_not_when_quiet(monkeypatch, capsys)
     monkeypatch.setattr("sys.stderr.isatty", lambda: False)
     assert _progress(quiet=False) is iter
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
-    cases = list(numba_conv3d.benchmark.DEFAULT_SUITE[:2])
+    cases = list(numba_conv3d.bench_cases.DEFAULT_SUITE[:2])
     assert list(_progress(quiet=False)(cases)) == cases
 
 
@@ -168,7 +169,7 @@ def test_plan_for_cuda_needs_no_gpu():
 
 def test_full_suite_lists_every_class():
     names = [line.split()[0] for line in invoke("bench", "--full", "--list").output.splitlines()]
-    assert names == [case.name for case in numba_conv3d.benchmark.FULL_SUITE]
+    assert names == [case.name for case in numba_conv3d.bench_cases.FULL_SUITE]
     for fragment in ("dense-k3", "strided", "doc-example-2", "stem", "1x7x7", "dilated", "grouped",
                      "depthwise", "pointwise", "one-channel-k9-192^3", "float64", "complex64"):
         assert any(fragment in name for name in names), fragment
@@ -176,7 +177,8 @@ def test_full_suite_lists_every_class():
 
 def test_scipy_peer_computes_the_same_convolution():
     pytest.importorskip("scipy")
-    from numba_conv3d.benchmark import BenchCase, _Device, _scipy_peer
+    from numba_conv3d.bench_cases import BenchCase
+    from numba_conv3d.benchmark import _Device, _scipy_peer
 
     for mode in ("zeros", "reflect", "replicate", "circular"):
         case = BenchCase("tiny", (1, 1, 7, 8, 9), (1, 1, 2, 3, 4), {"padding": "same", "padding_mode": mode},
@@ -190,9 +192,9 @@ def test_scipy_peer_computes_the_same_convolution():
 
 
 def test_ratio_summary_is_the_geometric_mean_and_names_the_slowest_case():
-    case = numba_conv3d.benchmark.BenchCase("a", (1, 1, 4, 4, 4), (1, 1, 1, 1, 1))
+    case = numba_conv3d.bench_cases.BenchCase("a", (1, 1, 4, 4, 4), (1, 1, 1, 1, 1))
     results = [numba_conv3d.benchmark.BenchResult(
-        numba_conv3d.benchmark.BenchCase(name, case.input_shape, case.weight_shape), 1, ours, ours,
+        numba_conv3d.bench_cases.BenchCase(name, case.input_shape, case.weight_shape), 1, ours, ours,
         {"torch": 1.0}, None) for name, ours in (("fast", 0.25), ("slow", 2.0), ("even", 1.0))]
     summary = numba_conv3d.benchmark.ratio_summary(results)
     assert summary["geomean_ratio"] == pytest.approx(2 ** (1 / 3))
