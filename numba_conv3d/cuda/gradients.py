@@ -11,20 +11,15 @@ from numba import cuda
 from .. import config
 from ..shape_rules import padded_source_index
 from . import arrays, grad_kernels
-from .tiling import ceil_div
+from .tiling import grid_blocks
 
 NAME = "cuda"
-
-
-def _blocks(work, threads):
-    """Thread blocks of a grid-stride launch over ``work`` items of ``threads`` per block."""
-    return int(max(1, min(ceil_div(work, threads), config.CUDA_MAX_BLOCKS)))
 
 
 def _elementwise(kernel_for, out, *arguments):
     """Launch the one-thread-per-element kernel ``kernel_for(threads)`` over ``out`` (its last argument)."""
     threads = config.CUDA_DIRECT_THREADS
-    kernel_for(threads)[_blocks(out.size, threads), threads](*arguments, out)
+    kernel_for(threads)[grid_blocks(out.size, threads), threads](*arguments, out)
     return out
 
 
@@ -115,7 +110,7 @@ def weight_gradient(plan, input, grad):
     threads = _reduce_threads()
     out = cuda.device_array(plan.weight_shape, plan.dtype)
     kernel = grad_kernels.weight_grad_kernel(plan.dtype, threads)
-    kernel[_blocks(out.size, 1), threads](input, grad, out, plan.groups, plan.stride, plan.dilation,
+    kernel[grid_blocks(out.size, 1), threads](input, grad, out, plan.groups, plan.stride, plan.dilation,
                                           plan.pad_front, plan.mode_code)
     return out
 
@@ -124,5 +119,5 @@ def bias_gradient(grad):
     """``grad`` (batched) summed over batch and space."""
     threads = _reduce_threads()
     out = cuda.device_array(grad.shape[1], grad.dtype)
-    grad_kernels.bias_grad_kernel(grad.dtype.name, threads)[_blocks(out.size, 1), threads](grad, out)
+    grad_kernels.bias_grad_kernel(grad.dtype.name, threads)[grid_blocks(out.size, 1), threads](grad, out)
     return out

@@ -120,8 +120,13 @@ def tile_launch_blocks(plan, tile):
     return int(min(plan.batch * plan.groups * out_depth * per_slice, config.CUDA_MAX_BLOCKS))
 
 
+def grid_blocks(work, threads):
+    """Thread blocks of a grid-stride launch over ``work`` items at ``threads`` items per block: one
+    block per ``threads`` items, at least one, at most ``config.CUDA_MAX_BLOCKS``."""
+    return int(max(1, min(ceil_div(work, threads), config.CUDA_MAX_BLOCKS)))
+
+
 def direct_launch_blocks(plan):
-    """Thread blocks of the direct kernel: one thread per output element, at most
-    ``config.CUDA_MAX_BLOCKS`` blocks."""
+    """Thread blocks of the direct kernel: one thread per output element."""
     elements = plan.batch * plan.out_channels * int(np.prod(plan.output_size))
-    return int(min(ceil_div(elements, config.CUDA_DIRECT_THREADS), config.CUDA_MAX_BLOCKS))
+    return grid_blocks(elements, config.CUDA_DIRECT_THREADS)
