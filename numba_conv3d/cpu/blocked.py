@@ -20,7 +20,7 @@ from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHA
 from ..shape_rules import dilated_extent
 from .pointers import element_pointer, stack_buffer
 from .simd import fma_block, splat_channels, store_block, store_rows, vector_lanes, zero_block
-from .slab import index_maps, slab_shape, task_slab
+from .slab import advance_ring, index_maps, slab_shape, task_start
 from .tasks import balanced, channel_splits, task_count, tasks_wanted
 
 # Vectors per row of the narrower blocks that end a row.
@@ -42,30 +42,28 @@ def slab_columns(kernel, dilation, stride, out_width, itemsize):
 @register_jitable
 def task_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation, units, groups,
               multiple):
-    """How a register-blocked kernel cuts its output into tasks (a grid, see ``tasks.py``), so that a
-    task's slab stays within ``SLAB_BYTES`` (unless one output row needs more): tiles of output rows
-    (a multiple of ``multiple``) where a plane's slab is larger; otherwise whole planes, several per
-    task while enough tasks remain, so that input planes are gathered once for several outputs."""
+    """How a register-blocked kernel cuts its output into tasks (a grid, see ``tasks.py``): tiles of
+    output rows (a multiple of ``multiple``) where the slab one output plane reads would exceed
+    ``SLAB_BYTES`` (unless one output row needs more); several output planes per task, as many as
+    leave ``tasks_wanted()`` tasks. A task computes its planes in turn over a ring slab, so that each
+    input plane is gathered once per task rather than once per output plane that reads it."""
     out_depth, out_height, out_width = out_size
     row_bytes = stride[2] * slab_columns(kernel, dilation, stride, out_width, itemsize) * itemsize
     kernel_planes, kernel_rows = dilated_extent(kernel[0], dilation[0]), dilated_extent(kernel[1],
                                                                                       dilation[1])
     plane_rows = SLAB_BYTES // (in_per_group * kernel_planes * row_bytes)
     rows, row_tiles = balanced(out_height, (plane_rows - kernel_rows) // stride[1] + 1, multiple)
-    most_planes = 1
-    if row_tiles == 1:
-        slab_rows = (rows - 1) * stride[1] + kernel_rows
-        fitting = (SLAB_BYTES // (in_per_group * slab_rows * row_bytes) - kernel_planes) // stride[0] + 1
-        most_planes = min(fitting, batch * groups * out_depth // tasks_wanted())
-    planes, plane_tiles = balanced(out_depth, most_planes, 1)
-    splits = channel_splits(units, batch * groups * plane_tiles * row_tiles)
+    volumes = max(1, batch * groups * row_tiles)
+    planes, plane_tiles = balanced(out_depth, out_depth // ((tasks_wanted() + volumes - 1) // volumes),
+                                   1)
+    splits = channel_splits(units, volumes * plane_tiles)
     return planes, plane_tiles, rows, row_tiles, splits
 
 
 @register_jitable
 def blocked_slab_shape(in_per_group, kernel, dilation, stride, out_width, itemsize, grid):
-    """Slab of a register-blocked kernel's task of ``grid``."""
-    return slab_shape(in_per_group, kernel[0], dilation[0], stride[0], grid[0],
+    """Ring slab of a register-blocked kernel's task of ``grid``: the planes of one output plane."""
+    return slab_shape(in_per_group, kernel[0], dilation[0], stride[0], 1,
                       (grid[2] - 1) * stride[1] + dilated_extent(kernel[1], dilation[1]), stride[2],
                       slab_columns(kernel, dilation, stride, out_width, itemsize))
 
@@ -81,31 +79,50 @@ def blocked_workspace_bytes(plan, units, multiple):
     return int(np.prod(slab)) * itemsize
 
 
-@njit(cache=True)
-def tap_offsets(kernel, dilation, slab_dims):
-    """Flat slab offset of every tap (kd, kh, kw) relative to its output block's first element."""
-    _, _, rows, phases, columns = slab_dims
-    offsets = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
+@register_jitable
+def fill_tap_offsets(offsets, kernel, dilation, slab_dims, first_slot):
+    """``offsets[t]`` = flat slab offset of tap t = (kd, kh, kw) relative to its output block's first
+    element, the block's first input plane being in slot ``first_slot`` of the slab's ring of
+    planes."""
+    _, slots, rows, phases, columns = slab_dims
     t = 0
     for kz in range(kernel[0]):
+        slot = (first_slot + kz * dilation[0]) % slots
         for ky in range(kernel[1]):
             for kx in range(kernel[2]):
                 col = kx * dilation[2]
-                offsets[t] = (((kz * dilation[0] * rows + ky * dilation[1]) * phases + col % phases)
-                              * columns + col // phases)
+                offsets[t] = (((slot * rows + ky * dilation[1]) * phases + col % phases) * columns
+                              + col // phases)
                 t += 1
+
+
+@njit(cache=True)
+def tap_offsets(kernel, dilation, slab_dims):
+    """Flat slab offset of every tap (kd, kh, kw) relative to its output block's first element, the
+    slab's planes in order."""
+    offsets = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
+    fill_tap_offsets(offsets, kernel, dilation, slab_dims, 0)
     return offsets
 
 
 @njit(cache=True)
 def blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front, padded, mode, out_width,
                   grid):
-    """What a register-blocked kernel computes once per call: the index maps, the shape of a slab
-    of a task of ``grid`` and the taps' offsets in it."""
+    """What a register-blocked kernel computes once per call: the index maps and the shape of the
+    ring slab of a task of ``grid``."""
     maps = index_maps(x, padded, pad_front, mode)
-    slab_dims = blocked_slab_shape(in_per_group, kernel, dilation, stride, out_width, x.itemsize,
-                                   grid)
-    return maps, slab_dims, tap_offsets(kernel, dilation, slab_dims)
+    return maps, blocked_slab_shape(in_per_group, kernel, dilation, stride, out_width, x.itemsize,
+                                    grid)
+
+
+@register_jitable
+def enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, gathered, taps):
+    """Ready a task from output plane ``od0`` for output plane ``od``: its ring ``slab`` gathers the
+    input planes it lacks (it holds those before ``gathered``), and ``taps`` gets the taps' offsets
+    for the plane; returns the new ``gathered``."""
+    gathered, first_slot = advance_ring(x, n, g, groups, od0, od, oh0, stride, maps, slab, gathered)
+    fill_tap_offsets(taps, kernel, dilation, slab.shape, first_slot)
+    return gathered
 
 
 @njit(cache=True, inline='always')
@@ -184,11 +201,10 @@ def stacks_rows(out_height, out_width, lanes):
 
 
 @register_jitable
-def slab_offset(slab, plane, row, col, stride):
-    """Flat offset in ``slab`` of output (plane, row, col) relative to the task's first output plane
-    and row: where the block there reads its first tap."""
-    plane_size = slab.shape[2] * slab.shape[3] * slab.shape[4]
-    return plane * stride[0] * plane_size + row * stride[1] * slab.shape[3] * slab.shape[4] + col
+def slab_offset(slab, row, col, stride):
+    """Flat offset in a ring slab of output (row, col), the row relative to the task's first: where
+    the block there reads its first tap, before the tap's offset."""
+    return row * stride[1] * slab.shape[3] * slab.shape[4] + col
 
 
 @njit(cache=True, inline='always')
@@ -233,35 +249,38 @@ def _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, pa
     out_depth, out_height, out_width = out.shape[2:]
     lanes = vector_lanes(x)
     wide, narrow, single = row_blocks(out_width, lanes)
-    maps, slab_dims, taps = blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front,
-                                          padded, mode, out_width, grid)
+    maps, slab_dims = blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front, padded, mode,
+                                    out_width, grid)
     for task in prange(task_count(x.shape[0], groups, grid)):
-        n, g, od0, oh0, first, stop, slab = task_slab(x, task, grid, blocks, groups, stride, maps,
-                                                      slab_dims)
-        row_step = slab_offset(slab, 0, 1, 0, stride)
+        n, g, od0, oh0, first, stop, slab = task_start(x, task, grid, blocks, groups, slab_dims)
+        taps = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
+        row_step = slab_offset(slab, 1, 0, stride)
+        gathered = od0 * stride[0]
         for od in range(od0, min(od0 + grid[0], out_depth)):
+            gathered = enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab,
+                                   gathered, taps)
             if stacked:
                 for oh in range(oh0, min(oh0 + grid[2], out_height), BLOCK_VECTORS):
                     for col0 in range(0, out_width, lanes):
                         _channel_blocks(slab, packed, packed_bias, taps, g, first, stop,
-                                        slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step,
+                                        slab_offset(slab, oh - oh0, col0, stride), row_step,
                                         out, n, od, oh, col0, BLOCK_VECTORS, 1)
                 continue
             for oh in range(oh0, min(oh0 + grid[2], out_height)):
                 col0 = 0
                 for _ in range(wide):
                     _channel_blocks(slab, packed, packed_bias, taps, g, first, stop,
-                                    slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out,
+                                    slab_offset(slab, oh - oh0, col0, stride), row_step, out,
                                     n, od, oh, col0, 1, BLOCK_VECTORS)
                     col0 += BLOCK_VECTORS * lanes
                 for _ in range(narrow):
                     _channel_blocks(slab, packed, packed_bias, taps, g, first, stop,
-                                    slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out,
+                                    slab_offset(slab, oh - oh0, col0, stride), row_step, out,
                                     n, od, oh, col0, 1, NARROW_VECTORS)
                     col0 += NARROW_VECTORS * lanes
                 if single:
                     _channel_blocks(slab, packed, packed_bias, taps, g, first, stop,
-                                    slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out,
+                                    slab_offset(slab, oh - oh0, col0, stride), row_step, out,
                                     n, od, oh, col0, 1, 1)
 
 

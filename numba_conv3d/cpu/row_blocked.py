@@ -13,10 +13,9 @@ from numba.extending import register_jitable
 
 from ..config import BLOCK_ROWS, BLOCK_VECTORS
 from .blocked import (NARROW_VECTORS, accumulate, blocked_setup, blocked_workspace_bytes,
-                      output_offset, row_blocks, slab_offset, store_output,
-                      task_grid)
+                      enter_plane, output_offset, row_blocks, slab_offset, store_output, task_grid)
 from .simd import vector_lanes
-from .slab import task_slab
+from .slab import task_start
 from .tasks import task_count
 
 
@@ -40,29 +39,32 @@ def _row_blocked_kernel(x, weight, bias, out, stride, dilation, pad_front, padde
     out_per_group = out.shape[1] // groups
     lanes = vector_lanes(x)
     wide, narrow, single = row_blocks(out_width, lanes)
-    maps, slab_dims, taps = blocked_setup(x, weight.shape[1], kernel, stride, dilation, pad_front,
-                                          padded, mode, out_width, grid)
+    maps, slab_dims = blocked_setup(x, weight.shape[1], kernel, stride, dilation, pad_front, padded,
+                                    mode, out_width, grid)
     for task in prange(task_count(x.shape[0], groups, grid)):
-        n, g, od0, oh0, first, stop, slab = task_slab(x, task, grid, out_per_group, groups, stride,
-                                                      maps, slab_dims)
-        row_step = slab_offset(slab, 0, 1, 0, stride)
-        for o in range(g * out_per_group + first, g * out_per_group + stop):
-            for od in range(od0, min(od0 + grid[0], out_depth)):
+        n, g, od0, oh0, first, stop, slab = task_start(x, task, grid, out_per_group, groups, slab_dims)
+        taps = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
+        row_step = slab_offset(slab, 1, 0, stride)
+        gathered = od0 * stride[0]
+        for od in range(od0, min(od0 + grid[0], out_depth)):
+            gathered = enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab,
+                                   gathered, taps)
+            for o in range(g * out_per_group + first, g * out_per_group + stop):
                 for oh in range(oh0, min(oh0 + grid[2], out_height), BLOCK_ROWS):
                     col0 = 0
                     for _ in range(wide):
                         _row_block(slab, weight, bias, taps, o,
-                                   slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out,
+                                   slab_offset(slab, oh - oh0, col0, stride), row_step, out,
                                    n, od, oh, col0, BLOCK_VECTORS)
                         col0 += BLOCK_VECTORS * lanes
                     for _ in range(narrow):
                         _row_block(slab, weight, bias, taps, o,
-                                   slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out,
+                                   slab_offset(slab, oh - oh0, col0, stride), row_step, out,
                                    n, od, oh, col0, NARROW_VECTORS)
                         col0 += NARROW_VECTORS * lanes
                     if single:
                         _row_block(slab, weight, bias, taps, o,
-                                   slab_offset(slab, od - od0, oh - oh0, col0, stride), row_step, out,
+                                   slab_offset(slab, oh - oh0, col0, stride), row_step, out,
                                    n, od, oh, col0, 1)
 
 

@@ -4,6 +4,9 @@ A task reads a few input planes; it gathers them into a small padded slab throug
 dimension (every padding mode is an index map, so no padded copy of the whole volume exists). Each row
 is split into ``stride_w`` phases, so that a kernel's innermost loop walks contiguous memory whatever
 the stride: padded column ``j * stride_w + phase`` lands at ``slab[c, z, row, phase, j]``.
+
+A slab may be a ring of planes: a task that computes several output planes one after another keeps
+the planes they share and gathers only the new ones, each into slot ``plane % slots``.
 """
 import numpy as np
 from numba import njit
@@ -37,18 +40,20 @@ def index_map(padded_extent, pad_front, size, mode):
 
 
 @njit(cache=True)
-def gather_slab(x, n, c0, depth0, row0, map_d, map_h, map_w, slab):
-    """Fill ``slab[c, z, row, phase, j]`` with padded input at (c0 + c, depth0 + z, row0 + row,
-    j * S + phase).
+def gather_slab(x, n, c0, origin, first, stop, row0, map_d, map_h, map_w, slab):
+    """Fill ``slab[c, (plane - origin) % Z, row, phase, j]`` with padded input at (c0 + c, plane,
+    row0 + row, j * S + phase) for padded planes ``first <= plane < stop``.
 
-    S is ``slab.shape[3]``, the stride along W; planes, rows and columns past the padded extents read
-    zero, so a kernel may compute whole blocks past the output's edges.
+    Z is ``slab.shape[1]`` (Z planes from ``origin`` fill the slab in order), S is ``slab.shape[3]``,
+    the stride along W; planes, rows and columns past the padded extents read zero, so a kernel may
+    compute whole blocks past the output's edges.
     """
-    channels, depth, rows, phases, columns = slab.shape
+    channels, slots, rows, phases, columns = slab.shape
     padded_d, padded_h, padded_w = map_d.shape[0], map_h.shape[0], map_w.shape[0]
     for c in range(channels):
-        for z in range(depth):
-            sd = map_d[depth0 + z] if depth0 + z < padded_d else -1
+        for plane in range(first, stop):
+            z = (plane - origin) % slots
+            sd = map_d[plane] if plane < padded_d else -1
             for row in range(rows):
                 sh = map_h[row0 + row] if row0 + row < padded_h else -1
                 for phase in range(phases):
@@ -71,13 +76,12 @@ def index_maps(x, padded, pad_front, mode):
 
 
 @register_jitable
-def task_slab(x, task, grid, units, groups, stride, maps, slab_dims):
+def task_start(x, task, grid, units, groups, slab_dims):
     """What every kernel's task starts with: its coordinates, its share of the ``units`` (output
-    channels or channel blocks) and the slab of input planes and rows it reads, gathered.
+    channels or channel blocks) and an empty slab.
 
     A task of ``grid`` (see ``tasks.py``) computes output planes ``[od0, od0 + planes)`` and rows
-    ``[oh0, oh0 + rows)`` (clipped to the output); its slab starts at padded input plane
-    ``od0 * stride_d`` and row ``oh0 * stride_h``.
+    ``[oh0, oh0 + rows)`` (clipped to the output).
 
     Returns
     -------
@@ -86,7 +90,27 @@ def task_slab(x, task, grid, units, groups, stride, maps, slab_dims):
     """
     n, g, od0, oh0, split = decode_task(task, grid, groups)
     first, stop = split_range(split, units, grid[4])
-    slab = np.empty(slab_dims, x.dtype)
-    gather_slab(x, n, g * (x.shape[1] // groups), od0 * stride[0], oh0 * stride[1], maps[0], maps[1],
-                maps[2], slab)
+    return n, g, od0, oh0, first, stop, np.empty(slab_dims, x.dtype)
+
+
+@register_jitable
+def task_slab(x, task, grid, units, groups, stride, maps, slab_dims):
+    """:func:`task_start`, with the slab gathered: the input planes and rows of the task, from padded
+    input plane ``od0 * stride_d`` and row ``oh0 * stride_h``."""
+    n, g, od0, oh0, first, stop, slab = task_start(x, task, grid, units, groups, slab_dims)
+    first_plane = od0 * stride[0]
+    gather_slab(x, n, g * (x.shape[1] // groups), first_plane, first_plane, first_plane + slab.shape[1],
+                oh0 * stride[1], maps[0], maps[1], maps[2], slab)
     return n, g, od0, oh0, first, stop, slab
+
+
+@register_jitable
+def advance_ring(x, n, g, groups, od0, od, oh0, stride, maps, slab, gathered):
+    """Make the ring ``slab`` of a task from output plane ``od0`` hold the padded planes ``[od *
+    stride_d, od * stride_d + Z)`` that output plane ``od`` reads (Z = ``slab.shape[1]``), gathering
+    those from ``gathered`` (the end of the planes it holds) on; returns the new end and the slot of
+    the first plane."""
+    first_plane, slots = od * stride[0], slab.shape[1]
+    gather_slab(x, n, g * (x.shape[1] // groups), od0 * stride[0], max(gathered, first_plane),
+                first_plane + slots, oh0 * stride[1], maps[0], maps[1], maps[2], slab)
+    return first_plane + slots, (od - od0) * stride[0] % slots
