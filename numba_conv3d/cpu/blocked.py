@@ -37,9 +37,11 @@ STACK_ITEMS = max(BLOCK_CHANNELS, BLOCK_ROWS) * BLOCK_VECTORS * VECTOR_BYTES // 
 @register_jitable
 def slab_columns(kernel, dilation, stride, out_width, itemsize):
     """Columns per phase of a register-blocked kernel's slab rows: the output width rounded up to
-    whole vectors plus the furthest tap's offset."""
+    whole vectors plus the furthest tap's offset, rounded up to whole vectors so that every row
+    starts on a vector boundary."""
     lanes = VECTOR_BYTES // itemsize
-    return (out_width + lanes - 1) // lanes * lanes + (kernel[2] - 1) * dilation[2] // stride[2]
+    columns = (out_width + lanes - 1) // lanes * lanes + (kernel[2] - 1) * dilation[2] // stride[2]
+    return (columns + lanes - 1) // lanes * lanes
 
 
 @register_jitable

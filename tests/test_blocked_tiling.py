@@ -1,0 +1,118 @@
+"""How the register-blocked kernels tile their work (ring slabs of input planes, chunks of input
+channels, task grids) must not change a single bit of the result: every grid and every chunk size sums
+each output element in the same order."""
+import numpy as np
+import pytest
+
+from checks import assert_matches_reference
+from numba_conv3d.cpu import blocked, row_blocked
+from numba_conv3d.cpu.slab import advance_ring, index_maps, task_start
+from numba_conv3d.planner import plan_conv3d
+from numba_conv3d.shape_rules import PADDING_MODES
+
+# (input shape, weight shape, keyword arguments): depth strides below, equal to and above the kernel's
+# depth extent, depth dilation, every padding mode along D, groups, input channels that no chunk size
+# divides.
+CASES = [
+    ((1, 13, 11, 6, 21), (10, 13, 3, 3, 3), dict(padding=1)),
+    ((2, 6, 12, 5, 19), (9, 6, 3, 2, 3), dict(stride=(2, 1, 2), padding=(1, 0, 1),
+                                              padding_mode="reflect")),
+    ((1, 5, 13, 4, 18), (8, 5, 1, 3, 3), dict(stride=(3, 1, 1), padding=(0, 1, 1))),
+    ((1, 7, 14, 5, 17), (8, 7, 3, 3, 2), dict(dilation=(2, 1, 1), padding=(2, 1, 0),
+                                              padding_mode="circular")),
+    ((1, 8, 9, 5, 33), (12, 4, 2, 3, 3), dict(groups=2, padding="same", padding_mode="replicate")),
+]
+
+
+def _operands(input_shape, weight_shape, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(input_shape).astype(np.float32)
+    w = rng.standard_normal(weight_shape).astype(np.float32)
+    return x, w, rng.standard_normal(weight_shape[0]).astype(np.float32)
+
+
+def _plan(x, w, kwargs):
+    return plan_conv3d(x.shape, w.shape, bias=True, dtype=x.dtype, **kwargs)
+
+
+def _blocked(x, w, b, plan, grid, chunk):
+    out = np.empty((plan.batch, plan.out_channels) + plan.output_size, x.dtype)
+    packed, packed_bias = blocked.pack_weights(w, b, True, plan.groups)
+    blocked._blocked_kernel(x, packed, packed_bias, out, plan.stride, plan.dilation, plan.pad_front,
+                            plan.padded_size, plan.mode_code, plan.kernel_size, grid, False, chunk)
+    return out
+
+
+def _grids(plan, units):
+    """Task grids from one output plane per task to all planes in one task, with and without channel
+    splits."""
+    depth, height = plan.output_size[:2]
+    grids = []
+    for planes in sorted({1, 2, max(1, depth // 3), depth}):
+        for rows in sorted({height, max(1, height // 2)}):
+            for splits in sorted({1, min(2, units)}):
+                grids.append((planes, -(-depth // planes), rows, -(-height // rows), splits))
+    return grids
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, kwargs", CASES)
+def test_every_grid_and_chunk_gives_bitwise_the_same_output(input_shape, weight_shape, kwargs):
+    x, w, b = _operands(input_shape, weight_shape)
+    plan = _plan(x, w, kwargs)
+    units = -(-plan.out_per_group // blocked.BLOCK_CHANNELS)
+    in_channels = w.shape[1]
+    first = None
+    for grid in _grids(plan, units):
+        for chunk in sorted({1, 2, 3, in_channels}):
+            out = _blocked(x, w, b, plan, grid, chunk)
+            if first is None:
+                first = out
+                assert_matches_reference(out, x, w, b, **kwargs)
+            else:
+                np.testing.assert_array_equal(out, first, err_msg=f"grid {grid}, chunk {chunk}")
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, kwargs", CASES[:4])
+def test_row_blocked_grids_give_bitwise_the_same_output(input_shape, weight_shape, kwargs):
+    x, w, b = _operands(input_shape[:1] + (2,) + input_shape[2:], (3, 2) + weight_shape[2:])
+    plan = _plan(x, w, kwargs)
+    taps = w.reshape(w.shape[0], w.shape[1], -1)
+    first = None
+    for grid in _grids(plan, plan.out_per_group):
+        rows = -(-grid[2] // blocked.BLOCK_ROWS) * blocked.BLOCK_ROWS
+        grid = grid[:2] + (rows, -(-plan.output_size[1] // rows)) + grid[4:]
+        out = np.empty((plan.batch, plan.out_channels) + plan.output_size, x.dtype)
+        row_blocked._row_blocked_kernel(x, taps, b, out, plan.stride, plan.dilation, plan.pad_front,
+                                        plan.padded_size, plan.mode_code, plan.kernel_size, plan.groups,
+                                        grid)
+        if first is None:
+            first = out
+            assert_matches_reference(out, x, w, b, **kwargs)
+        else:
+            np.testing.assert_array_equal(out, first, err_msg=f"grid {grid}")
+
+
+@pytest.mark.parametrize("mode", PADDING_MODES)
+@pytest.mark.parametrize("stride_d, dilation_d", [(1, 1), (2, 1), (4, 1), (1, 2), (3, 2)])
+def test_a_ring_slab_holds_the_padded_planes_each_output_plane_reads(mode, stride_d, dilation_d):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 2, 7, 4, 5)).astype(np.float32)
+    kernel, pad = 3, 2
+    extent = (kernel - 1) * dilation_d + 1
+    padded = (7 + 2 * pad, 4, 5)
+    out_depth = (padded[0] - extent) // stride_d + 1
+    numpy_mode = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
+                  "circular": "wrap"}[mode]
+    expected = np.pad(x[0], ((0, 0), (pad, pad), (0, 0), (0, 0)), mode=numpy_mode)
+    maps = index_maps(x, padded, (pad, 0, 0), PADDING_MODES.index(mode))
+    stride = (stride_d, 1, 1)
+    od0 = 1
+    grid = (out_depth - od0, 2, 4, 1, 1)
+    _, _, _, _, _, _, slab = task_start(x, 0, grid, 1, 1, (2, extent, 4, 1, 5))
+    gathered = od0 * stride_d
+    for od in range(od0, out_depth):
+        gathered, first_slot = advance_ring(x, 0, 0, 1, od0, od, 0, stride, maps, slab, gathered)
+        for kz in range(kernel):
+            slot = (first_slot + kz * dilation_d) % extent
+            np.testing.assert_array_equal(slab[:, slot, :, 0, :],
+                                          expected[:, od * stride_d + kz * dilation_d])
