@@ -35,12 +35,18 @@ STACK_ITEMS = max(BLOCK_CHANNELS, BLOCK_ROWS) * BLOCK_VECTORS * VECTOR_BYTES // 
 
 
 @register_jitable
+def tap_columns(kernel, dilation, stride):
+    """Columns (per W phase) past an output block's own that its furthest tap along W reads."""
+    return (kernel[2] - 1) * dilation[2] // stride[2]
+
+
+@register_jitable
 def slab_columns(kernel, dilation, stride, out_width, itemsize):
     """Columns per phase of a register-blocked kernel's slab rows: the output width rounded up to
     whole vectors plus the furthest tap's offset, rounded up to whole vectors so that every row
     starts on a vector boundary."""
     lanes = VECTOR_BYTES // itemsize
-    columns = (out_width + lanes - 1) // lanes * lanes + (kernel[2] - 1) * dilation[2] // stride[2]
+    columns = (out_width + lanes - 1) // lanes * lanes + tap_columns(kernel, dilation, stride)
     return (columns + lanes - 1) // lanes * lanes
 
 
@@ -121,13 +127,11 @@ def blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front, padded, 
 
 
 @register_jitable
-def enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, gathered, taps):
-    """Ready a task from output plane ``od0`` for output plane ``od``: its ring ``slab`` gathers the
-    input planes it lacks (it holds those before ``gathered``), and ``taps`` gets the taps' offsets
-    for the plane; returns the new ``gathered``."""
-    gathered, first_slot = advance_ring(x, n, g, groups, od0, od, oh0, stride, maps, slab, gathered)
-    fill_tap_offsets(taps, kernel, dilation, slab.shape, first_slot)
-    return gathered
+def enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, taps):
+    """Ready a task from output plane ``od0`` for output plane ``od`` (planes in turn): its ring
+    ``slab`` gathers the input planes it lacks, and ``taps`` gets the taps' offsets for the plane."""
+    fill_tap_offsets(taps, kernel, dilation, slab.shape,
+                     advance_ring(x, n, g, groups, od0, od, oh0, stride, maps, slab))
 
 
 @njit(cache=True, inline='always')
@@ -262,7 +266,7 @@ def _channel_blocks(slab, packed, packed_bias, taps, g, first, stop, chunk, part
     part of the slab they read stays within L1 (``input_chunk``); each block keeps its sums in
     ``partial`` between chunks, so every output element is still summed in the same order."""
     channels = packed.shape[2]
-    items = len(zero_block(slab, BLOCK_CHANNELS, rows, vectors)) * vector_lanes(slab)
+    items = BLOCK_CHANNELS * rows * vectors * vector_lanes(slab)
     for channel_first in range(0, channels, chunk):
         channel_stop = min(channels, channel_first + chunk)
         for block in range(first, stop):
@@ -287,10 +291,8 @@ def _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, pa
         taps = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
         partial = np.empty(max(0, stop - first) * BLOCK_CHANNELS * BLOCK_VECTORS * lanes, x.dtype)
         row_step = slab_offset(slab, 1, 0, stride)
-        gathered = od0 * stride[0]
         for od in range(od0, min(od0 + grid[0], out_depth)):
-            gathered = enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab,
-                                   gathered, taps)
+            enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, taps)
             if stacked:
                 for oh in range(oh0, min(oh0 + grid[2], out_height), BLOCK_VECTORS):
                     for col0 in range(0, out_width, lanes):
@@ -364,7 +366,7 @@ def input_chunk(channels, kernel, dilation, stride, itemsize):
     at one output position: chunks as even as possible that keep the slab rows one block reads within
     ``INPUT_CHUNK_BYTES``, at least one channel."""
     lanes = VECTOR_BYTES // itemsize
-    row_bytes = stride[2] * (BLOCK_VECTORS * lanes + (kernel[2] - 1) * dilation[2] // stride[2]) * itemsize
+    row_bytes = stride[2] * (BLOCK_VECTORS * lanes + tap_columns(kernel, dilation, stride)) * itemsize
     return balanced(channels, INPUT_CHUNK_BYTES // (kernel[0] * kernel[1] * row_bytes), 1)[0]
 
 

@@ -45,10 +45,8 @@ def _row_blocked_kernel(x, weight, bias, out, stride, dilation, pad_front, padde
         n, g, od0, oh0, first, stop, slab = task_start(x, task, grid, out_per_group, groups, slab_dims)
         taps = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
         row_step = slab_offset(slab, 1, 0, stride)
-        gathered = od0 * stride[0]
         for od in range(od0, min(od0 + grid[0], out_depth)):
-            gathered = enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab,
-                                   gathered, taps)
+            enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, taps)
             for o in range(g * out_per_group + first, g * out_per_group + stop):
                 for oh in range(oh0, min(oh0 + grid[2], out_height), BLOCK_ROWS):
                     col0 = 0

@@ -6,7 +6,8 @@ is split into ``stride_w`` phases, so that a kernel's innermost loop walks conti
 the stride: padded column ``j * stride_w + phase`` lands at ``slab[c, z, row, phase, j]``.
 
 A slab may be a ring of planes: a task that computes several output planes one after another keeps
-the planes they share and gathers only the new ones, each into slot ``plane % slots``.
+the planes they share and gathers only the new ones, plane p into slot ``(p - first) % slots`` where
+``first`` is the task's first padded plane.
 """
 import numpy as np
 from numba import njit
@@ -98,19 +99,17 @@ def task_slab(x, task, grid, units, groups, stride, maps, slab_dims):
     """:func:`task_start`, with the slab gathered: the input planes and rows of the task, from padded
     input plane ``od0 * stride_d`` and row ``oh0 * stride_h``."""
     n, g, od0, oh0, first, stop, slab = task_start(x, task, grid, units, groups, slab_dims)
-    first_plane = od0 * stride[0]
-    gather_slab(x, n, g * (x.shape[1] // groups), first_plane, first_plane, first_plane + slab.shape[1],
-                oh0 * stride[1], maps[0], maps[1], maps[2], slab)
+    advance_ring(x, n, g, groups, od0, od0, oh0, stride, maps, slab)
     return n, g, od0, oh0, first, stop, slab
 
 
 @register_jitable
-def advance_ring(x, n, g, groups, od0, od, oh0, stride, maps, slab, gathered):
+def advance_ring(x, n, g, groups, od0, od, oh0, stride, maps, slab):
     """Make the ring ``slab`` of a task from output plane ``od0`` hold the padded planes ``[od *
-    stride_d, od * stride_d + Z)`` that output plane ``od`` reads (Z = ``slab.shape[1]``), gathering
-    those from ``gathered`` (the end of the planes it holds) on; returns the new end and the slot of
-    the first plane."""
+    stride_d, od * stride_d + Z)`` that output plane ``od`` reads (Z = ``slab.shape[1]``): all of them
+    at ``od0``, later those the previous output plane did not read. Returns the slot of the first."""
     first_plane, slots = od * stride[0], slab.shape[1]
-    gather_slab(x, n, g * (x.shape[1] // groups), od0 * stride[0], max(gathered, first_plane),
+    held_stop = first_plane if od == od0 else (od - 1) * stride[0] + slots
+    gather_slab(x, n, g * (x.shape[1] // groups), od0 * stride[0], max(held_stop, first_plane),
                 first_plane + slots, oh0 * stride[1], maps[0], maps[1], maps[2], slab)
-    return first_plane + slots, (od - od0) * stride[0] % slots
+    return (od - od0) * stride[0] % slots
