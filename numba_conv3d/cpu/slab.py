@@ -41,16 +41,32 @@ def index_map(padded_extent, pad_front, size, mode):
 
 
 @njit(cache=True)
-def gather_slab(x, n, c0, origin, first, stop, row0, map_d, map_h, map_w, slab):
+def gather_slab(x, n, c0, origin, first, stop, row0, maps, slab):
     """Fill ``slab[c, (plane - origin) % Z, row, phase, j]`` with padded input at (c0 + c, plane,
-    row0 + row, j * S + phase) for padded planes ``first <= plane < stop``.
+    row0 + row, j * S + phase) for padded planes ``first <= plane < stop``, through ``maps`` (see
+    :func:`index_maps`).
 
     Z is ``slab.shape[1]`` (Z planes from ``origin`` fill the slab in order), S is ``slab.shape[3]``,
     the stride along W; planes, rows and columns past the padded extents read zero, so a kernel may
-    compute whole blocks past the output's edges.
+    compute whole blocks past the output's edges. The columns that read the input itself (not its
+    padding) are a plain strided copy of the input row, which LLVM vectorizes; only the few padding
+    columns go through the W map.
     """
-    channels, slots, rows, phases, columns = slab.shape
-    padded_d, padded_h, padded_w = map_d.shape[0], map_h.shape[0], map_w.shape[0]
+    if slab.shape[3] == 1:
+        _gather_phases(x, n, c0, origin, first, stop, row0, maps, slab, 1)
+    elif slab.shape[3] == 2:
+        _gather_phases(x, n, c0, origin, first, stop, row0, maps, slab, 2)
+    else:
+        _gather_phases(x, n, c0, origin, first, stop, row0, maps, slab, slab.shape[3])
+
+
+@njit(cache=True, inline='always')
+def _gather_phases(x, n, c0, origin, first, stop, row0, maps, slab, phases):
+    """:func:`gather_slab` for ``phases`` W phases: a constant (1 or 2, the common strides) turns the
+    column arithmetic's divisions into shifts and lets LLVM vectorize the copy."""
+    map_d, map_h, map_w, pad_w = maps
+    channels, slots, rows, _, columns = slab.shape
+    padded_d, padded_h, padded_w, width = map_d.shape[0], map_h.shape[0], map_w.shape[0], x.shape[4]
     for c in range(channels):
         for plane in range(first, stop):
             z = (plane - origin) % slots
@@ -58,22 +74,57 @@ def gather_slab(x, n, c0, origin, first, stop, row0, map_d, map_h, map_w, slab):
             for row in range(rows):
                 sh = map_h[row0 + row] if row0 + row < padded_h else -1
                 for phase in range(phases):
-                    for j in range(columns):
-                        col = j * phases + phase
-                        sw = map_w[col] if col < padded_w else -1
-                        if sd < 0 or sh < 0 or sw < 0:
-                            slab[c, z, row, phase, j] = 0
-                        else:
-                            slab[c, z, row, phase, j] = x[n, c0 + c, sd, sh, sw]
+                    # Columns j whose padded column j * S + phase is in [0, inside_first * S) go
+                    # through the map, then the input row itself, then the map again, then zeros.
+                    inside_first = _first_column(pad_w, phase, phases, columns)
+                    inside_stop = max(inside_first, _first_column(pad_w + width, phase, phases,
+                                                                  columns))
+                    padding_stop = max(inside_stop, _first_column(padded_w, phase, phases,
+                                                                  columns))
+                    if sd < 0 or sh < 0:
+                        inside_first = inside_stop = padding_stop = 0
+                    for j in range(inside_first):
+                        slab[c, z, row, phase, j] = _padded_column(x, n, c0 + c, sd, sh, map_w,
+                                                                   j * phases + phase)
+                    _copy_columns(x, n, c0 + c, sd, sh, slab, c, z, row, phase, inside_first,
+                                  inside_stop, pad_w, phases)
+                    for j in range(inside_stop, padding_stop):
+                        slab[c, z, row, phase, j] = _padded_column(x, n, c0 + c, sd, sh, map_w,
+                                                                   j * phases + phase)
+                    for j in range(padding_stop, columns):
+                        slab[c, z, row, phase, np.uint64(j)] = 0
+
+
+@register_jitable
+def _first_column(padded_column, phase, phases, columns):
+    """First column (of ``columns``) of W phase ``phase`` at or past ``padded_column``."""
+    return min(columns, max(0, (padded_column - phase + phases - 1) // phases))
+
+
+@njit(cache=True, inline='always')
+def _copy_columns(x, n, c, d, h, slab, sc, z, row, phase, first, stop, pad_w, phases):
+    """``slab[sc, z, row, phase, j]`` = input (n, c, d, h, j * ``phases`` + phase - ``pad_w``) for
+    ``first <= j < stop``: a loop LLVM vectorizes when ``phases`` is a constant (the indices are
+    unsigned so that Numba adds no negative-index wraparound, which would make every load a gather)."""
+    for j in range(first, stop):
+        slab[sc, z, row, phase, np.uint64(j)] = x[n, c, d, h, np.uint64(j * phases + phase - pad_w)]
+
+
+@register_jitable
+def _padded_column(x, n, c, d, h, map_w, col):
+    """Padded column ``col`` of input row (n, c, d, h) through the W map (-1 reads zero)."""
+    sw = map_w[col]
+    return x[n, c, d, h, sw] if sw >= 0 else x.dtype.type(0)
 
 
 @njit(cache=True)
 def index_maps(x, padded, pad_front, mode):
-    """The D, H and W index maps of batched input ``x`` for the plan's pads and mode."""
+    """The D, H and W index maps of batched input ``x`` for the plan's pads and mode, and the front
+    pad along W: padded columns ``[pad, pad + W)`` read input columns ``[0, W)`` in every mode."""
     depth, height, width = x.shape[2:]
     return (index_map(padded[0], pad_front[0], depth, mode),
             index_map(padded[1], pad_front[1], height, mode),
-            index_map(padded[2], pad_front[2], width, mode))
+            index_map(padded[2], pad_front[2], width, mode), pad_front[2])
 
 
 @register_jitable
@@ -111,5 +162,5 @@ def advance_ring(x, n, g, groups, od0, od, oh0, stride, maps, slab):
     first_plane, slots = od * stride[0], slab.shape[1]
     held_stop = first_plane if od == od0 else (od - 1) * stride[0] + slots
     gather_slab(x, n, g * (x.shape[1] // groups), od0 * stride[0], max(held_stop, first_plane),
-                first_plane + slots, oh0 * stride[1], maps[0], maps[1], maps[2], slab)
+                first_plane + slots, oh0 * stride[1], maps, slab)
     return (od - od0) * stride[0] % slots

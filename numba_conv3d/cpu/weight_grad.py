@@ -41,8 +41,7 @@ def _pad_phases_kernel(x, padded, pad_front, mode, out):
     channels = x.shape[1]
     maps = index_maps(x, padded, pad_front, mode)
     for task in prange(out.shape[0]):
-        gather_slab(x, task // channels, task % channels, 0, 0, padded[0], 0, maps[0], maps[1],
-                    maps[2], out[task])
+        gather_slab(x, task // channels, task % channels, 0, 0, padded[0], 0, maps, out[task])
 
 
 def _padded_phases(x, padded, pad_front, mode, stride_w):
