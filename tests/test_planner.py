@@ -151,3 +151,28 @@ def test_rows_merged_only_where_pointwise_in_plane(x, w, kwargs, merged):
     assert lowered.output_size[0] == plan.output_size[0]
     assert np.prod(lowered.output_size[1:]) == np.prod(plan.output_size[1:])
     assert (lowered is plan) == (merged == plan.input_size)
+
+
+def test_plans_are_reused_for_the_same_arguments_and_thread_count():
+    import numba
+
+    args = ((2, 4, 6, 7, 8), (6, 2, 3, 3, 3))
+    kwargs = dict(padding=(1, 0, 2), groups=2, dtype="float32")
+    first = plan_conv3d(*args, **kwargs)
+    assert plan_conv3d(*args, **kwargs) is first
+    assert plan_conv3d(*args, **dict(kwargs, padding=[1, 0, 2])) == first  # a list: not cached
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one_thread = plan_conv3d(*args, **kwargs)
+        assert one_thread is not first
+        assert one_thread == plan_conv3d.__wrapped__(*args, **kwargs)
+    finally:
+        numba.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("stride, error", [(1.0, TypeError), (True, TypeError), (0, ValueError)])
+def test_a_cached_plan_never_answers_for_arguments_that_only_compare_equal(stride, error):
+    plan_conv3d((1, 2, 5, 5, 5), (2, 2, 3, 3, 3), stride=1)
+    with pytest.raises(error, match="stride"):
+        plan_conv3d((1, 2, 5, 5, 5), (2, 2, 3, 3, 3), stride=stride)
