@@ -32,6 +32,10 @@ NAMED_CASES = {
     "width-one": ((1, 2, 4, 4, 1), (2, 2, 3, 3, 1), True, {"padding": (1, 1, 0)}),
     "many-output-channels": ((1, 3, 3, 4, 5), (40, 3, 2, 2, 2), True, {"padding": 1}),
     "many-input-channels-in-chunks": ((1, 40, 4, 5, 6), (5, 40, 3, 3, 3), True, {"padding": 1}),
+    "depthwise-stride-equals-dilation": ((1, 3, 5, 9, 8), (3, 1, 2, 3, 3), True,
+                                         {"groups": 3, "stride": (1, 2, 1), "dilation": (2, 2, 1),
+                                          "padding": (1, 2, 1)}),
+    "one-channel-one-kernel-row": ((1, 2, 4, 5, 20), (1, 2, 3, 1, 5), True, {"padding": (1, 0, 2)}),
     "wide-rows-many-column-blocks": ((1, 2, 3, 4, 150), (5, 2, 2, 3, 5), True,
                                      {"stride": (1, 1, 3), "dilation": (1, 1, 4)}),
 }

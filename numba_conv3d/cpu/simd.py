@@ -207,6 +207,58 @@ def fma_block(typingctx, block, weights, w_start, w_step, source, s_start, s_ste
 
 
 @intrinsic
+def load_rows(typingctx, like, array, start, row_step, rows, vectors):
+    """A block shaped as ``like`` (one channel of ``rows x vectors``, compile-time ints) read from
+    ``array``: row r, vector v at element ``start + r * row_step + v * lanes``."""
+    if not _is_literal_int(rows, vectors):
+        return None
+
+    def codegen(context, builder, signature, args):
+        _, array, start, row_step, _, _ = args
+        offsets = _offsets(builder, start, start.type(0), row_step, like.count, rows.literal_value,
+                           vectors.literal_value, like.dtype.lanes)
+        return context.make_tuple(builder, like, _vectors_at(context, builder, signature.args[1], array,
+                                                             offsets, context.get_value_type(like.dtype)))
+
+    return like(like, array, start, row_step, rows, vectors), codegen
+
+
+@intrinsic
+def slide_rows(typingctx, window, array, start, vectors):
+    """``window`` (rows of ``vectors`` vectors, a compile-time int) one row further: its first row
+    dropped, the ``vectors`` vectors at elements ``start + v * lanes`` of ``array`` appended."""
+    if not _is_literal_int(vectors):
+        return None
+
+    def codegen(context, builder, signature, args):
+        values, array, start, _ = args
+        count, lanes = vectors.literal_value, window.dtype.lanes
+        kept = [builder.extract_value(values, k) for k in range(count, window.count)]
+        loaded = _vectors_at(context, builder, signature.args[1], array,
+                             [builder.add(start, start.type(v * lanes)) for v in range(count)],
+                             context.get_value_type(window.dtype))
+        return context.make_tuple(builder, window, kept + loaded)
+
+    return window(window, array, start, vectors), codegen
+
+
+@intrinsic
+def fma_vectors(typingctx, block, weights, w_at, vectors):
+    """``block[k] += weights[w_at] * vectors[k]`` for every vector k (one rounding per element)."""
+
+    def codegen(context, builder, signature, args):
+        values, weights, w_at, operands = args
+        splat = _splat(builder, builder.load(_element_pointer(context, builder, signature.args[1],
+                                                              weights, w_at)),
+                       context.get_value_type(block.dtype))
+        return context.make_tuple(builder, block, [
+            _fma(builder, splat, builder.extract_value(operands, k), builder.extract_value(values, k))
+            for k in range(block.count)])
+
+    return block(block, weights, w_at, vectors), codegen
+
+
+@intrinsic
 def load_block(typingctx, like, array, start):
     """A block shaped as ``like`` read from ``array``, vector k from element ``start + k * lanes``
     (what :func:`store_block` wrote)."""
