@@ -322,7 +322,7 @@ def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, g
                                 dilation=dilation, groups=groups, padding_mode=padding_mode,
                                 backend=backend, algorithm=algorithm, op=op)
     if backend == "cpu":
-        check_host_memory(op, plan)
+        check_host_memory(op, plan, input_copy_bytes=0 if input.flags.c_contiguous else input.nbytes)
     return plan
 
 
@@ -367,18 +367,20 @@ def available_memory():
     return None
 
 
-def check_host_memory(op, plan, available=None):
+def check_host_memory(op, plan, available=None, input_copy_bytes=0):
     """Raise MemoryError, before anything is allocated, when a CPU call needs more memory than is
-    available (``available`` bytes; read from the system when None)."""
+    available (``available`` bytes; read from the system when None), ``input_copy_bytes`` included
+    (a strided input is copied into C order first)."""
     workers = numba.get_num_threads()
-    needed = plan.memory_bytes(workers)
+    needed = plan.memory_bytes(workers) + input_copy_bytes
     if available is None:
         if needed <= config.MEMORY_QUERY_BYTES:
             return  # reading /proc/meminfo would cost more than such a call's allocation
         available = available_memory()
     if available is not None and needed > available:
         gib = 2.0 ** 30
+        copy = f"; input copied into C order: {input_copy_bytes / gib:.2f} GiB" if input_copy_bytes else ""
         raise MemoryError(f"{op}: this call needs {needed / gib:.2f} GiB (output {plan.output_shape} "
-                          f"{plan.dtype}: {plan.output_bytes / gib:.2f} GiB; workspace "
+                          f"{plan.dtype}: {plan.output_bytes / gib:.2f} GiB{copy}; workspace "
                           f"{plan.workspace_bytes / 2 ** 20:.1f} MiB per thread x {workers} threads), "
                           f"but only {available / gib:.2f} GiB of memory is available")

@@ -41,11 +41,10 @@ ALGORITHMS = (
 
 
 def _merged_view(x, plan):
-    """``plan.rows_merged()`` and the batched input as its kernels read it: a view of ``x`` with rows
-    side by side where its strides allow one, else ``plan`` and ``x`` as they are."""
+    """``plan.rows_merged()`` and the C-contiguous batched input as its kernels read it: with rows side
+    by side where the plan merges them."""
     merged = plan.rows_merged()
-    height, width = x.shape[3:]
-    if merged is plan or (height > 1 and x.strides[3] != width * x.strides[4]):
+    if merged is plan:
         return plan, x
     return merged, x.reshape(x.shape[:2] + merged.input_size)
 
@@ -56,7 +55,10 @@ def execute(plan, input, weight, bias):
     if plan.batch:
         algorithm = next(a for a in ALGORITHMS if a.name == plan.algorithm)
         bias = np.zeros(0, input.dtype) if bias is None else np.ascontiguousarray(bias)
-        kernel_plan, x = _merged_view(input if plan.batched else input[np.newaxis], plan)
+        # Like torch, a strided input is first copied into C order: the kernels then compile for
+        # C-contiguous inputs only, once per dtype rather than once per dtype and layout.
+        kernel_plan, x = _merged_view(np.ascontiguousarray(input if plan.batched else
+                                                           input[np.newaxis]), plan)
         with safe_to_run():
             algorithm.run(kernel_plan, x, weight, bias,
                           out.reshape(out.shape[:2] + kernel_plan.output_size))
