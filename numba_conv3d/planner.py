@@ -4,6 +4,7 @@ Only this module knows the rules; kernels trust the :class:`~numba_conv3d.plan.C
 Messages name the operation, the argument and the numbers received. ``ValueError`` is raised for bad
 values and shapes, ``TypeError`` for bad types, ``MemoryError`` for a call that cannot fit in memory.
 """
+import functools
 from dataclasses import replace
 
 import numba
@@ -160,14 +161,13 @@ def _typed_key(value):
     if isinstance(value, tuple):
         return tuple, tuple(_typed_key(item) for item in value)
     hash(value)
-    if isinstance(value, list):
-        raise TypeError("unhashable")
     return type(value), value
 
 
 def _memoized(plan_function):
     """``plan_function`` returning the same (frozen) CPU plan for the same arguments; arguments that
     are not hashable (lists), CUDA plans and calls that raise are not cached."""
+    @functools.wraps(plan_function)
     def cached(*args, **kwargs):
         if kwargs.get("backend", "cpu") != "cpu":
             return plan_function(*args, **kwargs)
@@ -183,8 +183,6 @@ def _memoized(plan_function):
             _PLANS[key] = plan
         return plan
 
-    cached.__doc__, cached.__name__, cached.__wrapped__ = (plan_function.__doc__,
-                                                           plan_function.__name__, plan_function)
     return cached
 
 
