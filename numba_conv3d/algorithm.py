@@ -1,8 +1,16 @@
 """The row type of the backends' algorithm tables (``cpu.ALGORITHMS``, ``cuda.ALGORITHMS``)."""
 from collections import namedtuple
 
-Algorithm = namedtuple("Algorithm", "name reason applies workspace_bytes run")
-Algorithm.__doc__ = """One row of a backend's algorithm table; the planner takes the first row that applies.
+
+
+def _always(plan):
+    return True
+
+
+Algorithm = namedtuple("Algorithm", "name reason applies workspace_bytes run prefers",
+                       defaults=(_always,))
+Algorithm.__doc__ = """One row of a backend's algorithm table; the planner takes the first row that applies
+and prefers the plan (a forced algorithm needs only to apply).
 
 name, reason : str
     What ``ConvPlan.algorithm`` holds, and why the planner picks it (``numba-conv3d plan`` prints it).
@@ -12,4 +20,7 @@ workspace_bytes : callable(ConvPlan) -> int
     Scratch bytes per worker (a CPU thread, a CUDA thread block's shared memory).
 run : callable(ConvPlan, input, weight, bias, output)
     Fills the batched 5-D ``output`` (batch > 0); ``bias`` is always an array, empty without bias.
+prefers : callable(ConvPlan) -> bool, optional
+    Whether the planner takes the row for a plan it applies to (by default, always); a row that
+    serves more plans than it is fastest on says here where it is.
 """

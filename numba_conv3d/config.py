@@ -40,6 +40,27 @@ VECTOR_BYTES = _target_vector_bytes()
 BLOCK_CHANNELS = 8 if VECTOR_BYTES == 64 else 4
 BLOCK_VECTORS = 3
 
+# Register block of the channel-vectorized kernel (``cpu/channel_vectorized.py``): output columns x
+# SIMD vectors of output channels. 14 x 2 keeps 28 accumulators, 2 weight vectors and 1 broadcast input
+# in AVX-512's 32 registers (its inner loop has no spill). On a 56-wide stem and 1x7x7 it ran 1.04-1.08x
+# faster than 8 x 2 and 12 x 2; 6 x 4 and 4 x 4 compute 64 channels where those have 32 (0.6x on
+# 1x7x7), and 7 x 4 spills (2-core Xeon, same process, alternating). 14 divides the widths 7, 14, 28
+# and 56 of networks' later layers. AVX2's 16 registers take 6 x 2 (12 accumulators, as the channel-
+# blocked kernel's 4 x 3; not measured).
+CHANNEL_BLOCK_COLUMNS = 14 if VECTOR_BYTES == 64 else 6
+CHANNEL_BLOCK_VECTORS = 2
+
+# How the planner weighs the channel-vectorized kernel against the channel-blocked one (lanes past the
+# output's last column or channel are computed and thrown away): it prefers the channel-vectorized
+# kernel when that keeps more than ``CHANNEL_VECTORS_MARGIN`` times the share of computed lanes the
+# channel-blocked kernel keeps, counting the channel-blocked kernel's lanes in whole blocks of
+# ``BLOCK_VECTORS`` vectors as ``1 + WIDE_BLOCK_GAIN`` lanes (they amortize their loads over more
+# multiply-adds). Measured per lane kept, channel-vectorized time / channel-blocked time was 0.93-1.1
+# against narrower blocks (widths 7, 14, 28, 32, 56, 99) and 1.16 against whole blocks (width 40)
+# (same process, alternating).
+CHANNEL_VECTORS_MARGIN = 1.05
+WIDE_BLOCK_GAIN = 0.15
+
 # Fewest output channels per group the channel-blocked kernel serves (a block's missing channels are
 # computed as zeros); below it the row-blocked kernel (one channel x ``BLOCK_ROWS`` rows) runs.
 BLOCKED_MIN_CHANNELS = 4

@@ -13,7 +13,7 @@ from numba.extending import overload, register_jitable
 
 from . import shape_checks
 from .api import conv3d
-from .cpu import blocked, direct, row_blocked
+from .cpu import blocked, channel_vectorized, direct, row_blocked
 from .shape_rules import conv_output_size, dilated_extent, padding_mode_code, same_pads
 
 _OP = "conv3d"
@@ -140,7 +140,8 @@ def _with_batch_axis(input):
 
 
 def run_cpu_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
-    """The CPU algorithm the planner's table would choose, on already checked operands."""
+    """The CPU algorithm the planner's table would choose for rows as given (the planner may also
+    merge rows, see ``ConvPlan.rows_merged``), on already checked operands."""
 
 
 @overload(run_cpu_kernel)
@@ -149,7 +150,10 @@ def _run_cpu_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front,
         return direct.compute
 
     def real(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
-        if blocked.serves(False, weight.shape[0] // groups):
+        if channel_vectorized.preferred(out.shape[4], weight.shape[0] // groups, x.itemsize):
+            channel_vectorized.compute(x, weight, bias, has_bias, out, stride, dilation, pad_front,
+                                       padded, mode, groups)
+        elif blocked.serves(False, weight.shape[0] // groups):
             blocked.compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
                             mode, groups)
         else:

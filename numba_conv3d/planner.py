@@ -144,6 +144,8 @@ def _choose_algorithm(op, plan, name):
         if not rows:
             raise ValueError(f"{op}: algorithm {name!r} does not serve this convolution "
                              f"(dtype {plan.dtype})")
+    else:
+        rows = [a for a in rows if a.prefers(plan)]
     algorithm = rows[0]
     return replace(plan, algorithm=algorithm.name, algorithm_reason=algorithm.reason,
                    workspace_bytes=algorithm.workspace_bytes(plan))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from checks import assert_matches_reference
-from numba_conv3d.cpu import blocked, row_blocked
+from numba_conv3d.cpu import blocked, channel_vectorized, row_blocked
 from numba_conv3d.cpu.slab import advance_ring, index_maps, task_start
 from numba_conv3d.planner import plan_conv3d
 from numba_conv3d.shape_rules import PADDING_MODES
@@ -37,7 +37,7 @@ def _plan(x, w, kwargs):
 
 def _blocked(x, w, b, plan, grid, chunk):
     out = np.empty((plan.batch, plan.out_channels) + plan.output_size, x.dtype)
-    packed, packed_bias = blocked.pack_weights(w, b, True, plan.groups)
+    packed, packed_bias = blocked.pack_weights(w, b, True, plan.groups, blocked.BLOCK_CHANNELS)
     blocked._blocked_kernel(x, packed, packed_bias, out, plan.stride, plan.dilation, plan.pad_front,
                             plan.padded_size, plan.mode_code, plan.kernel_size, grid, False, chunk)
     return out
@@ -115,3 +115,26 @@ def test_a_ring_slab_holds_the_padded_planes_each_output_plane_reads(mode, strid
             slot = (first_slot + kz * dilation_d) % extent
             np.testing.assert_array_equal(slab[:, slot, :, 0, :],
                                           expected[:, od * stride_d + kz * dilation_d])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("input_shape, weight_shape, kwargs", [
+    *CASES,
+    # rows of 56 and 29 columns (several blocks of columns, the last partial); 40 channels (a partial
+    # block of channels)
+    ((1, 3, 5, 9, 112), (40, 3, 3, 3, 7), dict(stride=(1, 2, 2), padding=(1, 1, 3))),
+    ((2, 4, 3, 4, 29), (36, 2, 1, 2, 3), dict(groups=2, padding=(0, 1, 1), padding_mode="reflect")),
+])
+def test_channel_vectorized_kernel_gives_the_blocked_kernels_bits(input_shape, weight_shape, kwargs,
+                                                                  dtype):
+    """Both kernels sum each output element in the order (bias, input channel, kd, kh, kw)."""
+    x, w, b = (a.astype(dtype) for a in _operands(input_shape, weight_shape))
+    plan = plan_conv3d(x.shape, w.shape, bias=True, dtype=x.dtype, **kwargs)
+    outputs = []
+    for module in (channel_vectorized, blocked):
+        out = np.empty((plan.batch, plan.out_channels) + plan.output_size, x.dtype)
+        module.compute(x, w, b, True, out, plan.stride, plan.dilation, plan.pad_front,
+                       plan.padded_size, plan.mode_code, plan.groups)
+        outputs.append(out)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert_matches_reference(outputs[0], x, w, b, **kwargs)

@@ -42,6 +42,8 @@ FORMS = {
                        np.float64),
     "unbatched depthwise": ((4, 6, 5, 7), (4, 1, 3, 3, 3), True, 1, 1, 1, 4, "reflect", np.float32),
     "complex64": ((1, 2, 4, 5, 6), (3, 2, 2, 2, 2), True, (1, 1, 2), 1, 1, 1, "zeros", np.complex64),
+    "rows of 14, channel-vectorized": ((1, 3, 4, 6, 14), (32, 3, 3, 3, 3), True, 1, 1, 1, 1, "zeros",
+                                       np.float32),
 }
 
 

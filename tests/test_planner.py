@@ -88,6 +88,22 @@ def test_algorithm_table(weight, groups, dtype, expected):
     assert plan.algorithm == expected and plan.algorithm_reason
 
 
+@pytest.mark.parametrize("input_shape, weight, kwargs, dtype, expected", [
+    # a stem: rows of 56 columns, 3.5 vectors of float32
+    ((1, 3, 8, 112, 112), (64, 3, 3, 7, 7), {"stride": (1, 2, 2), "padding": (1, 3, 3)}, "float32",
+     "channel-vectorized"),
+    ((1, 32, 4, 14, 14), (32, 32, 3, 3, 3), {"padding": 1}, "float32", "channel-vectorized"),
+    ((1, 32, 4, 14, 14), (32, 32, 3, 3, 3), {"padding": 1}, "float64", "channel-vectorized"),
+    ((1, 32, 4, 32, 32), (32, 32, 3, 3, 3), {"padding": 1}, "float32", "blocked"),  # whole vectors
+    ((1, 32, 4, 40, 40), (32, 32, 3, 3, 3), {"padding": 1}, "float32", "blocked"),  # whole blocks
+    ((1, 40, 4, 56, 56), (40, 40, 1, 7, 7), {"padding": (0, 3, 3)}, "float32", "blocked"),  # 40 of 64
+    ((1, 32, 4, 14, 14), (32, 32, 3, 3, 3), {"padding": 1}, "complex64", "direct"),
+])
+def test_channel_vectorized_where_it_keeps_more_lanes(input_shape, weight, kwargs, dtype, expected):
+    plan = plan_conv3d(input_shape, weight, dtype=dtype, **kwargs)
+    assert plan.algorithm == expected
+
+
 def test_forced_algorithm():
     assert plan_conv3d((1, 4, 9, 9, 9), (8, 4, 3, 3, 3), algorithm="direct").algorithm == "direct"
     with pytest.raises(ValueError, match=r"unknown cpu algorithm 'fft'"):

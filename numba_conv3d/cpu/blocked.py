@@ -79,14 +79,16 @@ def blocked_slab_shape(in_per_group, kernel, dilation, stride, out_width, itemsi
                       slab_columns(kernel, dilation, stride, out_width, itemsize))
 
 
-def blocked_workspace_bytes(plan, units, multiple):
+def blocked_workspace_bytes(plan, units, multiple, columns_multiple=1):
     """Scratch bytes one worker thread of a register-blocked kernel holds: its slab (the stack
-    block is negligible); its grid splits ``units`` and tiles rows by ``multiple``."""
+    block is negligible); its grid splits ``units`` and tiles rows by ``multiple``, and its blocks
+    cover the output rows' width rounded up to ``columns_multiple``."""
     itemsize = np.dtype(plan.dtype).itemsize
-    grid = task_grid(plan.batch, plan.output_size, itemsize, plan.in_per_group, plan.kernel_size,
-                     plan.stride, plan.dilation, units, plan.groups, multiple)
-    slab = blocked_slab_shape(plan.in_per_group, plan.kernel_size, plan.dilation, plan.stride,
-                              plan.output_size[2], itemsize, grid)
+    width = -(-plan.output_size[2] // columns_multiple) * columns_multiple
+    grid = task_grid(plan.batch, plan.output_size[:2] + (width,), itemsize, plan.in_per_group,
+                     plan.kernel_size, plan.stride, plan.dilation, units, plan.groups, multiple)
+    slab = blocked_slab_shape(plan.in_per_group, plan.kernel_size, plan.dilation, plan.stride, width,
+                              itemsize, grid)
     return int(np.prod(slab)) * itemsize
 
 
@@ -326,21 +328,21 @@ def serves(is_complex, out_per_group):
 
 
 @njit(cache=True)
-def pack_weights(weight, bias, has_bias, groups):
-    """Weights (C_out, C_in/g, KD, KH, KW) -> (g, blocks, C_in/g, taps, ``BLOCK_CHANNELS``): each
+def pack_weights(weight, bias, has_bias, groups, block_channels):
+    """Weights (C_out, C_in/g, KD, KH, KW) -> (g, blocks, C_in/g, taps, ``block_channels``): each
     block's channels' weights for one tap side by side; and the bias (zeros without one) -> (g *
-    blocks * ``BLOCK_CHANNELS``,). Missing channels of a group's last block get zeros."""
+    blocks * ``block_channels``,). Missing channels of a group's last block get zeros."""
     out_channels, in_per_group = weight.shape[:2]
     out_per_group = out_channels // groups
-    blocks = (out_per_group + BLOCK_CHANNELS - 1) // BLOCK_CHANNELS
+    blocks = (out_per_group + block_channels - 1) // block_channels
     taps = weight.shape[2] * weight.shape[3] * weight.shape[4]
-    packed = np.zeros((groups, blocks, in_per_group, taps, BLOCK_CHANNELS), weight.dtype)
-    packed_bias = np.zeros(groups * blocks * BLOCK_CHANNELS, weight.dtype)
+    packed = np.zeros((groups, blocks, in_per_group, taps, block_channels), weight.dtype)
+    packed_bias = np.zeros(groups * blocks * block_channels, weight.dtype)
     for o in range(out_channels):
         g, local = o // out_per_group, o % out_per_group
-        block, lane = local // BLOCK_CHANNELS, local % BLOCK_CHANNELS
+        block, lane = local // block_channels, local % block_channels
         if has_bias:
-            packed_bias[(g * blocks + block) * BLOCK_CHANNELS + lane] = bias[o]
+            packed_bias[(g * blocks + block) * block_channels + lane] = bias[o]
         for c in range(in_per_group):
             tap = 0
             for kd in range(weight.shape[2]):
@@ -376,7 +378,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    packed, packed_bias = pack_weights(weight, bias, has_bias, groups)
+    packed, packed_bias = pack_weights(weight, bias, has_bias, groups, BLOCK_CHANNELS)
     stacked = stacks_rows(out.shape[3], out.shape[4], VECTOR_BYTES // x.itemsize)
     grid = task_grid(x.shape[0], out.shape[2:], x.itemsize, weight.shape[1], weight.shape[2:], stride,
                      dilation, packed.shape[1], groups, BLOCK_VECTORS if stacked else 1)

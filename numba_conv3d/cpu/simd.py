@@ -272,13 +272,18 @@ def load_block(typingctx, like, array, start):
     return like(like, array, start), codegen
 
 
+def _lane_mask(builder, valid, lanes):
+    """The mask of lanes below ``valid`` (a vector of ``lanes`` i1)."""
+    index_type = ir.VectorType(valid.type, lanes)
+    return builder.icmp_signed("<", ir.Constant(index_type, list(range(lanes))),
+                               _splat(builder, valid, index_type))
+
+
 def _masked_vectors_at(context, builder, array_type, array, offsets, vector_type, valid):
     """Loads of ``vector_type`` at each element offset of ``array`` whose lanes from ``valid`` on read
     zero and touch no memory (``llvm.masked.load``)."""
     lanes = vector_type.count
-    index_type = ir.VectorType(valid.type, lanes)
-    mask = builder.icmp_signed("<", ir.Constant(index_type, list(range(lanes))),
-                               _splat(builder, valid, index_type))
+    mask = _lane_mask(builder, valid, lanes)
     scalar = "f32" if vector_type.element == ir.FloatType() else "f64"
     function = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(vector_type, [vector_type.as_pointer(), ir.IntType(32), mask.type,
@@ -339,3 +344,66 @@ def outer_fma_tail(typingctx, block, grad, g_start, g_step, source, s_start, off
         return None
     return (block(block, grad, g_start, g_step, source, s_start, offsets, first, channels, valid),
             _outer_fma(block, channels, True))
+
+
+def _transposed(builder, rows):
+    """The columns of the square matrix whose rows are the vectors ``rows`` (as many as their lanes, a
+    power of two): butterfly stages, each swapping the off-diagonal blocks of pairs of rows (one
+    two-source shuffle per row and stage)."""
+    n, rows = len(rows), list(rows)
+    distance = n // 2
+    while distance:
+        first = [j if not j & distance else n + j - distance for j in range(n)]
+        second = [j + distance if not j & distance else n + j for j in range(n)]
+        for r in range(n):
+            if not r & distance:
+                a, b = rows[r], rows[r + distance]
+                rows[r] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), n),
+                                                                   first))
+                rows[r + distance] = builder.shuffle_vector(
+                    a, b, ir.Constant(ir.VectorType(ir.IntType(32), n), second))
+        distance //= 2
+    return rows
+
+
+@intrinsic
+def store_channel_rows(typingctx, block, array, start, channel_step, valid_channels, valid_columns,
+                       columns, vectors):
+    """Write ``block`` (``columns`` output columns x ``vectors`` vectors of output channels,
+    compile-time ints: element ``j * vectors + v`` holds channels ``v * lanes ...`` of column j) to
+    ``array`` as rows of channels: channel c, column j at element ``start + c * channel_step + j``,
+    for channels below ``valid_channels`` and columns below ``valid_columns`` (no other element is
+    written). Tiles of lanes x lanes are transposed in registers and stored with masked stores."""
+    if not _is_literal_int(columns, vectors):
+        return None
+
+    def codegen(context, builder, signature, args):
+        values, array, start, channel_step, valid_channels, valid_columns = args[:6]
+        vector_type = context.get_value_type(block.dtype)
+        lanes, count = block.dtype.lanes, vectors.literal_value
+        width = columns.literal_value
+        scalar = "f32" if vector_type.element == ir.FloatType() else "f64"
+        arguments = [vector_type, vector_type.as_pointer(), ir.IntType(32),
+                     ir.VectorType(ir.IntType(1), lanes)]
+        store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), arguments),
+                                               f"llvm.masked.store.v{lanes}{scalar}.p0")
+        zero = ir.Constant(vector_type, None)
+        for first_column in range(0, width, lanes):
+            mask = _lane_mask(builder, builder.sub(valid_columns, valid_columns.type(first_column)), lanes)
+            for v in range(count):
+                tile = [builder.extract_value(values, j * count + v) if j < width else zero
+                        for j in range(first_column, first_column + lanes)]
+                for lane, row in enumerate(_transposed(builder, tile)):
+                    channel = v * lanes + lane
+                    with builder.if_then(builder.icmp_signed("<", valid_channels.type(channel),
+                                                             valid_channels), likely=True):
+                        at = builder.add(builder.add(start, builder.mul(channel_step,
+                                                                        channel_step.type(channel))),
+                                         start.type(first_column))
+                        pointer = builder.bitcast(_element_pointer(context, builder, signature.args[1],
+                                                                   array, at), vector_type.as_pointer())
+                        builder.call(store, [row, pointer, ir.Constant(ir.IntType(32), 1), mask])
+        return context.get_dummy_value()
+
+    return types.none(block, array, start, channel_step, valid_channels, valid_columns, columns,
+                      vectors), codegen
