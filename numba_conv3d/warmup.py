@@ -7,8 +7,8 @@ from .api import run_plan
 from .cpu import ALGORITHMS
 from .planner import plan_conv3d
 
-# A tiny problem that every CPU algorithm serves: 4 output channels per group (the blocked kernel),
-# and 1 per group with groups=4 (row-blocked, direct).
+# A tiny problem that every CPU algorithm serves: 4 output channels per group (the channel-vectorized
+# and blocked kernels), and 1 per group with groups=4 (row-blocked, direct).
 _SHAPES = (((1, 4, 3, 4, 5), (4, 4, 2, 2, 2), 1), ((1, 4, 3, 4, 5), (4, 1, 2, 2, 2), 4))
 
 

@@ -73,8 +73,10 @@ def test_inside_a_users_parallel_function():
     np.testing.assert_array_equal(user_pipeline(x, w, 2), expected)
 
 
+# Tuples throughout, so that the jitted calls share the "tuples" form's compiled signature (a padding
+# string adds one more): each new signature compiles every kernel's call path again (about 12 s).
 BAD_VALUES = {
-    "stride zero": dict(stride=0),
+    "stride zero": dict(stride=(1, 0, 1)),
     "negative dilation": dict(dilation=(1, -1, 1)),
     "negative padding": dict(padding=(0, -2, 0)),
     "groups zero": dict(groups=0),
@@ -82,9 +84,9 @@ BAD_VALUES = {
     "unknown padding string": dict(padding="full"),
     "same with stride": dict(padding="same", stride=(1, 2, 1)),
     "unknown mode": dict(padding_mode="wrap"),
-    "reflect pad too large": dict(padding=5, padding_mode="reflect"),
+    "reflect pad too large": dict(padding=(5, 5, 5), padding_mode="reflect"),
     "circular pad too large": dict(padding=(6, 0, 0), padding_mode="circular"),
-    "kernel larger than input": dict(dilation=4),
+    "kernel larger than input": dict(dilation=(4, 4, 4)),
 }
 
 
@@ -92,8 +94,8 @@ BAD_VALUES = {
 def test_bad_values_raise_the_python_message(case):
     x, w, b = random_operands(np.random.default_rng(3), (1, 6, 5, 6, 7), (6, 2, 3, 3, 3), True,
                               np.float32)
-    arguments = dict(dict(stride=1, padding=0, dilation=1, groups=3, padding_mode="zeros"),
-                     **BAD_VALUES[case])
+    arguments = dict(dict(stride=(1, 1, 1), padding=(0, 0, 0), dilation=(1, 1, 1), groups=3,
+                          padding_mode="zeros"), **BAD_VALUES[case])
     with pytest.raises(ValueError) as from_python:
         conv3d(x, w, b, **arguments)
     with pytest.raises(ValueError) as from_jit:
