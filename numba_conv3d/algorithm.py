@@ -2,7 +2,6 @@
 from collections import namedtuple
 
 
-
 def _always(plan):
     return True
 

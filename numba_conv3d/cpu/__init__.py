@@ -27,7 +27,7 @@ def _runner(compute):
 ALGORITHMS = (
     Algorithm("channel-vectorized", f"real dtype, rows cut into whole SIMD vectors would compute lanes past "
               f"their end: blocks of {CHANNEL_BLOCK_COLUMNS} output columns x {CHANNEL_BLOCK_VECTORS} SIMD "
-              "vectors of output channels summed in registers (56-wide stem, 1x7x7: 1.1-1.24x the blocked "
+              "vectors of output channels summed in registers (56-wide stem, 1x7x7: 1.22-1.25x the blocked "
               "kernel)",
               lambda plan: not plan.is_complex, _on_merged_rows(channel_vectorized.workspace_bytes),
               _runner(channel_vectorized.compute),

@@ -10,10 +10,11 @@ each column's input element is broadcast (``simd.fma_block`` with the weights an
 other's places). A row then ends within a block of columns rather than a vector, and the planner
 takes this kernel where that keeps more of the computed lanes (``preferred``).
 
-Slabs, tasks and padding are the channel-blocked kernel's; a block reaches the output transposed,
-through a stack buffer. Each output element is summed by one thread in the order (bias, input channel,
-kd, kh, kw) with fused multiply-adds, as in the channel-blocked kernel: the results are bitwise those
-of that kernel, for any thread count.
+Slabs, tasks and padding are the channel-blocked kernel's. A block reaches the output through
+in-register transposes and masked stores (``simd.store_channel_rows``): a scalar transpose through a
+stack buffer took a third of a stem's time. Each output element is summed by one thread in the order
+(bias, input channel, kd, kh, kw) with fused multiply-adds, as in the channel-blocked kernel: the
+results are bitwise those of that kernel, for any thread count.
 """
 import numpy as np
 from numba import njit, prange
@@ -26,6 +27,7 @@ from .blocked import (blocked_setup, blocked_workspace_bytes, enter_plane, outpu
 from .simd import fma_block, load_rows, store_channel_rows, zero_block
 from .slab import task_start
 from .tasks import task_count
+
 
 @register_jitable
 def block_channels(itemsize):
@@ -54,7 +56,8 @@ def preferred(out_width, out_per_group, itemsize):
     ``CHANNEL_VECTORS_MARGIN`` and ``WIDE_BLOCK_GAIN``): the channel-blocked kernel computes rows in
     whole vectors (blocks of ``BLOCK_VECTORS`` vectors where they fit, see ``row_blocks``) and
     channels in blocks of ``BLOCK_CHANNELS``. Stems and 1x7x7 convolutions with 56-wide rows, and
-    7-, 14- and 28-wide rows of 64 or 128 channels: 1.04-1.24x faster (same process, alternating)."""
+    7-, 14-, 24- and 28-wide rows of 64 or 128 channels: 1.04-1.25x faster (same process,
+    alternating)."""
     lanes = VECTOR_BYTES // itemsize
     wide = row_blocks(out_width, lanes)[0] * BLOCK_VECTORS
     vectors = -(-out_width // lanes)
