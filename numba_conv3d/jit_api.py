@@ -205,10 +205,14 @@ def convolve(input, weight, bias, stride, padding, dilation, groups, padding_mod
     strides, dilations, front, padded, mode, out_size = plan_numbers(
         input.shape, weight.shape, bias_shape, has_bias, stride, padding, dilation, groups,
         padding_mode)
-    x = with_batch_axis(input)
+    # As the Python call does, the kernels get C-contiguous writable arrays (a copy only where the input
+    # is not in C order): they then compile once per dtype, shared with the Python call through the
+    # cache, rather than once per layout and read-only flag of the user's arrays.
+    x = np.ascontiguousarray(with_batch_axis(input))
     out = np.empty((x.shape[0], weight.shape[0], out_size[0], out_size[1], out_size[2]), input.dtype)
     if x.shape[0] > 0:
-        run_cpu_kernel(x, weight, b, has_bias, out, strides, dilations, front, padded, mode, groups)
+        run_cpu_kernel(x, np.ascontiguousarray(weight), b, has_bias, out, strides, dilations, front,
+                       padded, mode, groups)
     return out
 
 
