@@ -11,7 +11,7 @@ other's places). A row then ends within a block of columns rather than a vector,
 takes this kernel where that keeps more of the computed lanes (``preferred``).
 
 Slabs, tasks and padding are the channel-blocked kernel's. A block reaches the output through
-in-register transposes and masked stores (``simd.store_channel_rows``): a scalar transpose through a
+in-register transposes and masked stores (``simd_masked.store_channel_rows``): a scalar transpose through a
 stack buffer took a third of a stem's time. Each output element is summed by one thread in the order
 (bias, input channel, kd, kh, kw) with fused multiply-adds, as in the channel-blocked kernel: the
 results are bitwise those of that kernel, for any thread count.
@@ -24,7 +24,8 @@ from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, CHANNEL_BLOCK_COLUMNS, CHAN
                       CHANNEL_VECTORS_MARGIN, VECTOR_BYTES, WIDE_BLOCK_GAIN)
 from .blocked import (blocked_setup, blocked_workspace_bytes, enter_plane, output_offset,
                       pack_weights, row_blocks, slab_offset, task_grid)
-from .simd import fma_block, load_rows, store_channel_rows, zero_block
+from .simd import fma_block, load_rows, zero_block
+from .simd_masked import store_channel_rows
 from .slab import task_start
 from .tasks import task_count
 

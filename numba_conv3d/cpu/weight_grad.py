@@ -27,7 +27,8 @@ from numba.extending import register_jitable
 from ..config import WEIGHT_BLOCK_CHANNELS, WEIGHT_BLOCK_SINGLE_TAPS, WEIGHT_BLOCK_TAPS, WEIGHT_GRAD_CHUNK
 from .blocked import tap_offsets
 from .pointers import element_pointer
-from .simd import load_block, outer_fma, outer_fma_tail, store_block, vector_lanes, zero_block
+from .simd import load_block, store_block, vector_lanes, zero_block
+from .simd_masked import outer_fma, outer_fma_tail
 from .slab import gather_slab, index_maps, phase_columns
 from .tasks import channel_splits, split_range
 

@@ -1,0 +1,151 @@
+"""SIMD operations on partial vectors, for the CPU kernels: masked loads and stores, and transposes.
+
+``simd.py`` holds the register blocks of whole vectors; here are the operations whose vectors end
+inside a row or are read across it: the weight gradient's outer products with a masked tail
+(``weight_grad.py``) and the channel-vectorized kernel's transposed, masked stores
+(``channel_vectorized.py``). The same conventions hold: blocks are tuples of LLVM vectors, arrays
+C-contiguous memory at element offsets, extents guaranteed by the callers.
+"""
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .simd import _element_pointer, _fma, _is_literal_int, _splat, _vectors_at
+
+
+def _lane_mask(builder, valid, lanes):
+    """The mask of lanes below ``valid`` (a vector of ``lanes`` i1)."""
+    index_type = ir.VectorType(valid.type, lanes)
+    return builder.icmp_signed("<", ir.Constant(index_type, list(range(lanes))),
+                               _splat(builder, valid, index_type))
+
+
+def _masked_vectors_at(context, builder, array_type, array, offsets, vector_type, valid):
+    """Loads of ``vector_type`` at each element offset of ``array`` whose lanes from ``valid`` on read
+    zero and touch no memory (``llvm.masked.load``)."""
+    lanes = vector_type.count
+    mask = _lane_mask(builder, valid, lanes)
+    scalar = "f32" if vector_type.element == ir.FloatType() else "f64"
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector_type, [vector_type.as_pointer(), ir.IntType(32), mask.type,
+                                                      vector_type]),
+        f"llvm.masked.load.v{lanes}{scalar}.p0")
+    alignment, zero = ir.Constant(ir.IntType(32), 1), ir.Constant(vector_type, None)
+    return [builder.call(function, [builder.bitcast(_element_pointer(context, builder, array_type, array, at),
+                                                    vector_type.as_pointer()), alignment, mask, zero])
+            for at in offsets]
+
+
+def _outer_fma(block, channels, valid):
+    """Code of :func:`outer_fma` (every lane) or :func:`outer_fma_tail` (the first ``valid`` lanes)."""
+    per_channel = block.count // channels.literal_value
+
+    def codegen(context, builder, signature, args):
+        values, grad, g_start, g_step, source, s_start, offsets, first = args[:8]
+        grad_type, source_type, offsets_type = signature.args[1], signature.args[4], signature.args[6]
+        vector_type = context.get_value_type(block.dtype)
+        g_at = [builder.add(g_start, builder.mul(g_step, g_step.type(c)))
+                for c in range(channels.literal_value)]
+        s_at = [builder.add(s_start, builder.load(_element_pointer(context, builder, offsets_type, offsets,
+                                                                   builder.add(first, first.type(t)))))
+                for t in range(per_channel)]
+        if valid:
+            g_vectors = _masked_vectors_at(context, builder, grad_type, grad, g_at, vector_type, args[9])
+            s_vectors = _masked_vectors_at(context, builder, source_type, source, s_at, vector_type, args[9])
+        else:
+            g_vectors = _vectors_at(context, builder, grad_type, grad, g_at, vector_type)
+            s_vectors = _vectors_at(context, builder, source_type, source, s_at, vector_type)
+        out = [_fma(builder, g_vectors[k // per_channel], s_vectors[k % per_channel],
+                    builder.extract_value(values, k)) for k in range(block.count)]
+        return context.make_tuple(builder, block, out)
+
+    return codegen
+
+
+@intrinsic
+def outer_fma(typingctx, block, grad, g_start, g_step, source, s_start, offsets, first, channels):
+    """``block[c, t] += grad[g_start + c * g_step ...] * source[s_start + offsets[first + t] ...]``, one
+    vector each, with one rounding per element: the outer product of ``channels`` (a compile-time int)
+    vectors of ``grad`` and ``len(block) // channels`` vectors of ``source``, each loaded once.
+
+    The block is a flat tuple of ``channels x len(block) // channels`` vectors, channel-major.
+    """
+    if not _is_literal_int(channels):
+        return None
+    return (block(block, grad, g_start, g_step, source, s_start, offsets, first, channels),
+            _outer_fma(block, channels, False))
+
+
+@intrinsic
+def outer_fma_tail(typingctx, block, grad, g_start, g_step, source, s_start, offsets, first, channels,
+                   valid):
+    """:func:`outer_fma` on the first ``valid`` lanes of each vector: the others read zero (and no
+    memory), so a row may end inside a vector."""
+    if not _is_literal_int(channels):
+        return None
+    return (block(block, grad, g_start, g_step, source, s_start, offsets, first, channels, valid),
+            _outer_fma(block, channels, True))
+
+
+def _transposed(builder, rows):
+    """The columns of the square matrix whose rows are the vectors ``rows`` (as many as their lanes, a
+    power of two): butterfly stages, each swapping the off-diagonal blocks of pairs of rows (one
+    two-source shuffle per row and stage)."""
+    n, rows = len(rows), list(rows)
+    distance = n // 2
+    while distance:
+        first = [j if not j & distance else n + j - distance for j in range(n)]
+        second = [j + distance if not j & distance else n + j for j in range(n)]
+        for r in range(n):
+            if not r & distance:
+                a, b = rows[r], rows[r + distance]
+                rows[r] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), n),
+                                                                   first))
+                rows[r + distance] = builder.shuffle_vector(
+                    a, b, ir.Constant(ir.VectorType(ir.IntType(32), n), second))
+        distance //= 2
+    return rows
+
+
+@intrinsic
+def store_channel_rows(typingctx, block, array, start, channel_step, valid_channels, valid_columns,
+                       columns, vectors):
+    """Write ``block`` (``columns`` output columns x ``vectors`` vectors of output channels,
+    compile-time ints: element ``j * vectors + v`` holds channels ``v * lanes ...`` of column j) to
+    ``array`` as rows of channels: channel c, column j at element ``start + c * channel_step + j``,
+    for channels below ``valid_channels`` and columns below ``valid_columns`` (no other element is
+    written). Tiles of lanes x lanes are transposed in registers and stored with masked stores."""
+    if not _is_literal_int(columns, vectors):
+        return None
+
+    def codegen(context, builder, signature, args):
+        values, array, start, channel_step, valid_channels, valid_columns = args[:6]
+        vector_type = context.get_value_type(block.dtype)
+        lanes, count = block.dtype.lanes, vectors.literal_value
+        width = columns.literal_value
+        scalar = "f32" if vector_type.element == ir.FloatType() else "f64"
+        arguments = [vector_type, vector_type.as_pointer(), ir.IntType(32),
+                     ir.VectorType(ir.IntType(1), lanes)]
+        store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), arguments),
+                                               f"llvm.masked.store.v{lanes}{scalar}.p0")
+        zero = ir.Constant(vector_type, None)
+        for first_column in range(0, width, lanes):
+            mask = _lane_mask(builder, builder.sub(valid_columns, valid_columns.type(first_column)), lanes)
+            for v in range(count):
+                tile = [builder.extract_value(values, j * count + v) if j < width else zero
+                        for j in range(first_column, first_column + lanes)]
+                for lane, row in enumerate(_transposed(builder, tile)):
+                    channel = v * lanes + lane
+                    with builder.if_then(builder.icmp_signed("<", valid_channels.type(channel),
+                                                             valid_channels), likely=True):
+                        at = builder.add(builder.add(start, builder.mul(channel_step,
+                                                                        channel_step.type(channel))),
+                                         start.type(first_column))
+                        pointer = builder.bitcast(_element_pointer(context, builder, signature.args[1],
+                                                                   array, at), vector_type.as_pointer())
+                        builder.call(store, [row, pointer, ir.Constant(ir.IntType(32), 1), mask])
+        return context.get_dummy_value()
+
+    return types.none(block, array, start, channel_step, valid_channels, valid_columns, columns,
+                      vectors), codegen
