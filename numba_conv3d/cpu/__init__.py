@@ -1,5 +1,6 @@
 """CPU backend: the table of algorithms the planner chooses from, and the entry that runs a plan."""
 import numpy as np
+from numba.extending import register_jitable
 
 from ..algorithm import Algorithm
 from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS,
@@ -24,26 +25,46 @@ def _runner(compute):
     return run
 
 
+# The register-blocked kernels of real dtypes, as ``real_kernel`` names them.
+CHANNEL_VECTORIZED, BLOCKED, ROW_BLOCKED = range(3)
+
+
+@register_jitable
+def real_kernel(out_width, out_per_group, itemsize):
+    """Which register-blocked kernel computes a real-dtype convolution whose output rows (as its kernel
+    runs them) are ``out_width`` wide: ``CHANNEL_VECTORIZED`` where it keeps more of its computed lanes
+    (``channel_vectorized.preferred``), else ``BLOCKED`` where that serves, else ``ROW_BLOCKED``. The
+    planner's table and jitted ``conv3d`` both choose by it."""
+    if channel_vectorized.preferred(out_width, out_per_group, itemsize):
+        return CHANNEL_VECTORIZED
+    if blocked.serves(False, out_per_group):
+        return BLOCKED
+    return ROW_BLOCKED
+
+
+def _picked(kernel):
+    """An algorithm's ``prefers``: whether ``real_kernel`` picks ``kernel`` for a plan."""
+    return lambda plan: real_kernel(plan.rows_merged().output_size[2], plan.out_per_group,
+                                    np.dtype(plan.dtype).itemsize) == kernel
+
+
 ALGORITHMS = (
     Algorithm("channel-vectorized", f"real dtype, rows cut into whole SIMD vectors would compute lanes past "
               f"their end: blocks of {CHANNEL_BLOCK_COLUMNS} output columns x {CHANNEL_BLOCK_VECTORS} SIMD "
               "vectors of output channels summed in registers (56-wide stem, 1x7x7: 1.22-1.25x the blocked "
               "kernel)",
               lambda plan: not plan.is_complex, _on_merged_rows(channel_vectorized.workspace_bytes),
-              _runner(channel_vectorized.compute),
-              lambda plan: channel_vectorized.preferred(plan.rows_merged().output_size[2],
-                                                        plan.out_per_group,
-                                                        np.dtype(plan.dtype).itemsize)),
+              _runner(channel_vectorized.compute), _picked(CHANNEL_VECTORIZED)),
     Algorithm("blocked", f"real dtype, >= {BLOCKED_MIN_CHANNELS} output channels per group: blocks of "
               f"{BLOCK_CHANNELS} channels x {BLOCK_VECTORS} SIMD vectors of columns summed in registers "
               "(float32 dense k3: 130-220 GFLOP/s on 2 cores)",
               lambda plan: blocked.serves(plan.is_complex, plan.out_per_group),
-              _on_merged_rows(blocked.workspace_bytes), _runner(blocked.compute)),
+              _on_merged_rows(blocked.workspace_bytes), _runner(blocked.compute), _picked(BLOCKED)),
     Algorithm("row-blocked", f"real dtype, < {BLOCKED_MIN_CHANNELS} output channels per group "
               f"(one-channel, depthwise): blocks of {BLOCK_ROWS} output rows x {BLOCK_VECTORS} SIMD vectors "
               "of columns summed in registers (one-channel k7: 2.7x the direct kernel)",
               lambda plan: not plan.is_complex, _on_merged_rows(row_blocked.workspace_bytes),
-              _runner(row_blocked.compute)),
+              _runner(row_blocked.compute), _picked(ROW_BLOCKED)),
     Algorithm("direct", "direct convolution over per-task padded input slabs; serves every argument "
               "(complex, fewer than 4 output channels per group)",
               lambda plan: True, _on_merged_rows(direct.workspace_bytes), _runner(direct.compute)),
