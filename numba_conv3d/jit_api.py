@@ -13,7 +13,7 @@ from numba.extending import overload, register_jitable
 
 from . import shape_checks
 from .api import conv3d
-from .cpu import blocked, channel_vectorized, direct, row_blocked
+from .jit_kernels import call_cpu_kernels
 from .shape_rules import conv_output_size, dilated_extent, padding_mode_code, same_pads
 
 _OP = "conv3d"
@@ -139,30 +139,6 @@ def _with_batch_axis(input):
     return lambda input: input[np.newaxis]
 
 
-def run_cpu_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
-    """The CPU algorithm the planner's table would choose for rows as given (the planner may also
-    merge rows, see ``ConvPlan.rows_merged``), on already checked operands."""
-
-
-@overload(run_cpu_kernel)
-def _run_cpu_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
-    if isinstance(x.dtype, types.Complex):
-        return direct.compute
-
-    def real(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
-        if channel_vectorized.preferred(out.shape[4], weight.shape[0] // groups, x.itemsize):
-            channel_vectorized.compute(x, weight, bias, has_bias, out, stride, dilation, pad_front,
-                                       padded, mode, groups)
-        elif blocked.serves(False, weight.shape[0] // groups):
-            blocked.compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
-                            mode, groups)
-        else:
-            row_blocked.compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
-                                mode, groups)
-
-    return real
-
-
 @njit(cache=True)
 def plan_numbers(input_shape, weight_shape, bias_shape, has_bias, stride, padding, dilation, groups,
                  padding_mode):
@@ -211,8 +187,8 @@ def convolve(input, weight, bias, stride, padding, dilation, groups, padding_mod
     x = np.ascontiguousarray(with_batch_axis(input))
     out = np.empty((x.shape[0], weight.shape[0], out_size[0], out_size[1], out_size[2]), input.dtype)
     if x.shape[0] > 0:
-        run_cpu_kernel(x, np.ascontiguousarray(weight), b, has_bias, out, strides, dilations, front,
-                       padded, mode, groups)
+        call_cpu_kernels(x, np.ascontiguousarray(weight), b, has_bias, out, strides, dilations, front,
+                         padded, mode, groups)
     return out
 
 

@@ -1,5 +1,11 @@
 """conv3d called from users' @njit code: the same arguments, bitwise the same result as from Python,
-the same ValueError messages, TypingError for wrong types."""
+the same ValueError messages, TypingError for wrong types; the kernels reached by name, so that a user's
+function neither compiles them again nor loses its own disk cache."""
+import re
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from numba import njit, prange
@@ -7,6 +13,7 @@ from numba.core.errors import TypingError
 
 from checks import assert_matches_reference, random_operands
 from numba_conv3d import conv3d
+from numba_conv3d.jit_kernels import symbol
 
 
 @njit
@@ -74,7 +81,7 @@ def test_inside_a_users_parallel_function():
 
 
 # Tuples throughout, so that the jitted calls share the "tuples" form's compiled signature (a padding
-# string adds one more): each new signature compiles every kernel's call path again (about 12 s).
+# string adds one more): each new signature compiles the checks again (about 3 s).
 BAD_VALUES = {
     "stride zero": dict(stride=(1, 0, 1)),
     "negative dilation": dict(dilation=(1, -1, 1)),
@@ -137,3 +144,40 @@ def test_mismatched_dtypes_and_int_arrays_are_typing_errors():
         user_conv(x, np.ones((2, 2, 1, 1, 1)), None, 1, 0, 1, 1, "zeros")
     with pytest.raises(TypingError, match=r"input dtype must be float32, float64"):
         user_conv(x.astype(np.int32), np.ones((2, 2, 1, 1, 1), np.int32), None, 1, 0, 1, 1, "zeros")
+
+
+def test_a_users_function_calls_the_kernels_by_name_without_compiling_them_in():
+    x, w, _ = random_operands(np.random.default_rng(6), (1, 2, 4, 5, 6), (4, 2, 3, 3, 3), False,
+                              np.float32)
+    user_conv_keywords(x, w)
+    llvm = user_conv_keywords.inspect_llvm(user_conv_keywords.signatures[0])
+    assert symbol("float32") in llvm
+    defined = re.findall(r"^define [^@]*@\"?([^(\"]+)", llvm, re.MULTILINE)
+    assert defined and not [name for name in defined if "numba_conv3d3cpu" in name]
+
+
+CACHED_USER_FUNCTION = textwrap.dedent("""
+    import numpy as np
+    from numba import njit
+    from numba_conv3d import conv3d
+
+    @njit(cache=True)
+    def smooth(x, w):
+        return conv3d(x, w, padding="same", padding_mode="reflect")
+
+    x = np.random.default_rng(0).standard_normal((1, 2, 9, 10, 11))
+    w = np.random.default_rng(1).standard_normal((3, 2, 3, 3, 3))
+    same = np.array_equal(smooth(x, w), conv3d(x, w, padding="same", padding_mode="reflect"))
+    print(same, sum(smooth.stats.cache_hits.values()))
+""")
+
+
+def test_a_users_cached_function_runs_when_loaded_from_the_cache(tmp_path):
+    script = tmp_path / "user_module.py"
+    script.write_text(CACHED_USER_FUNCTION)
+    runs = [subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+            for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    # The second process loads the user's function from its cache and must find the kernels' name.
+    assert [run.stdout.split() for run in runs] == [["True", "0"], ["True", "1"]]

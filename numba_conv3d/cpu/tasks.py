@@ -5,15 +5,46 @@ A task grid is the tuple ``(planes, plane_tiles, rows, row_tiles, splits)``: out
 per task, tiles of them per volume, and splits of the channels (or channel blocks).
 """
 import numba
-from numba.extending import register_jitable
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload, register_jitable
 
 from ..config import TASKS_PER_THREAD
+
+
+def thread_count():
+    """``numba.get_num_threads()``, also in jitted code that is cached on disk."""
+    return numba.get_num_threads()
+
+
+@intrinsic
+def _threading_layer_thread_count(typingctx):
+    # Numba's own overload of get_num_threads calls the threading layer through a ctypes pointer, an
+    # address that Numba refuses to cache. The layer also gives the function to LLVM by name, as parallel
+    # loops call it; like theirs, a function that calls it starts the threading layer when it is loaded
+    # from the cache (Numba's reload hook of parallel functions), so that the name resolves.
+    from numba.core.typed_passes import _reload_parfors
+    _reload_parfors()
+
+    def codegen(context, builder, signature, args):
+        context.active_code_library._reload_init.add(_reload_parfors)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(types.intp.bitwidth), []), "get_num_threads")
+        return builder.call(function, [])
+
+    return types.intp(), codegen
+
+
+@overload(thread_count)
+def _thread_count():
+    return lambda: _threading_layer_thread_count()
 
 
 @register_jitable
 def tasks_wanted():
     """Parallel tasks that keep every thread busy: ``TASKS_PER_THREAD`` per thread."""
-    return TASKS_PER_THREAD * numba.get_num_threads()
+    return TASKS_PER_THREAD * thread_count()
 
 
 @register_jitable
