@@ -20,7 +20,7 @@ import numpy as np
 from .config import DASK_WHOLE_BLOCK_BYTES
 from .dispatch import BACKENDS, backend_for, is_dask_array
 from .planner import plan_for_arrays, plan_for_input_shape
-from .shape_rules import PAD_ZEROS, dilated_extent, padded_source_index
+from .shape_rules import PAD_ZEROS, ceil_div, dilated_extent, padded_source_index
 
 _OP = "conv3d"
 
@@ -141,7 +141,7 @@ def _output_chunks(plan, input_chunks, requested):
 
 def _strided_chunks(input_chunks, stride, output_size):
     """Output chunks along one axis: input chunk boundary ``b`` -> ``ceil(b / stride)``, never empty."""
-    inner = {min(-(-int(b) // stride), output_size) for b in np.cumsum(input_chunks)[:-1]}
+    inner = {min(ceil_div(int(b), stride), output_size) for b in np.cumsum(input_chunks)[:-1]}
     bounds = sorted(inner | {0, output_size})
     return tuple(int(n) for n in np.diff(bounds))
 

@@ -24,6 +24,19 @@ def padding_mode_code(padding_mode):
 
 
 @register_jitable
+def ceil_div(a, b):
+    """``ceil(a / b)`` for an int ``a`` and a positive int ``b`` (floor division rounds negative
+    quotients down, so this holds for negative ``a`` too)."""
+    return (a + b - 1) // b
+
+
+@register_jitable
+def round_up(value, multiple):
+    """``value`` rounded up to a multiple of ``multiple`` (non-negative ints)."""
+    return ceil_div(value, multiple) * multiple
+
+
+@register_jitable
 def dilated_extent(kernel, dilation):
     """Span of a dilated kernel along one dimension: ``dilation * (kernel - 1) + 1``."""
     return dilation * (kernel - 1) + 1

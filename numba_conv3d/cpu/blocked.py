@@ -19,7 +19,7 @@ from numba.extending import register_jitable
 
 from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS,
                       INPUT_CHUNK_BYTES, SLAB_BYTES, VECTOR_BYTES)
-from ..shape_rules import dilated_extent
+from ..shape_rules import ceil_div, dilated_extent, round_up
 from .pointers import element_pointer, stack_buffer
 from .simd import (fma_block, load_block, splat_channels, store_block, store_rows, vector_lanes,
                    zero_block)
@@ -46,8 +46,7 @@ def slab_columns(kernel, dilation, stride, out_width, itemsize):
     whole vectors plus the furthest tap's offset, rounded up to whole vectors so that every row
     starts on a vector boundary."""
     lanes = VECTOR_BYTES // itemsize
-    columns = (out_width + lanes - 1) // lanes * lanes + tap_columns(kernel, dilation, stride)
-    return (columns + lanes - 1) // lanes * lanes
+    return round_up(round_up(out_width, lanes) + tap_columns(kernel, dilation, stride), lanes)
 
 
 @register_jitable
@@ -65,7 +64,7 @@ def task_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation,
     plane_rows = SLAB_BYTES // (in_per_group * kernel_planes * row_bytes)
     rows, row_tiles = balanced(out_height, (plane_rows - kernel_rows) // stride[1] + 1, multiple)
     volumes = max(1, batch * groups * row_tiles)
-    planes, plane_tiles = balanced(out_depth, out_depth // ((tasks_wanted() + volumes - 1) // volumes),
+    planes, plane_tiles = balanced(out_depth, out_depth // (ceil_div(tasks_wanted(), volumes)),
                                    1)
     splits = channel_splits(units, volumes * plane_tiles)
     return planes, plane_tiles, rows, row_tiles, splits
@@ -84,7 +83,7 @@ def blocked_workspace_bytes(plan, units, multiple, columns_multiple=1):
     block is negligible); its grid splits ``units`` and tiles rows by ``multiple``, and its blocks
     cover the output rows' width rounded up to ``columns_multiple``."""
     itemsize = np.dtype(plan.dtype).itemsize
-    width = -(-plan.output_size[2] // columns_multiple) * columns_multiple
+    width = round_up(plan.output_size[2], columns_multiple)
     grid = task_grid(plan.batch, plan.output_size[:2] + (width,), itemsize, plan.in_per_group,
                      plan.kernel_size, plan.stride, plan.dilation, units, plan.groups, multiple)
     slab = blocked_slab_shape(plan.in_per_group, plan.kernel_size, plan.dilation, plan.stride, width,
@@ -198,7 +197,7 @@ def row_blocks(out_width, lanes):
     of ``BLOCK_VECTORS``, of ``NARROW_VECTORS`` and of 1 vectors, in that order along the row (the
     last vector may be partial). A row of 4 vectors is two blocks of 2 rather than 3 + 1: a block of
     one vector per row keeps too few sums in flight to hide the multiply-add latency."""
-    vectors = (out_width + lanes - 1) // lanes
+    vectors = ceil_div(out_width, lanes)
     whole, rest = divmod(vectors, BLOCK_VECTORS)
     if rest == 0 or vectors == 1:
         return whole, 0, rest
@@ -215,8 +214,8 @@ def stacks_rows(out_height, out_width, lanes):
     costs more than the rows computed past the output's last (the stacks' rounding). Blocks of 2
     vectors ran as fast per vector as blocks of 3 (same process, alternating: dense k3, k5, dilated,
     pointwise, float64 at 32 columns; stacking was 0.93-1.08x the time)."""
-    vectors = (out_width + lanes - 1) // lanes
-    stacked_rows = (out_height + BLOCK_VECTORS - 1) // BLOCK_VECTORS * BLOCK_VECTORS
+    vectors = ceil_div(out_width, lanes)
+    stacked_rows = round_up(out_height, BLOCK_VECTORS)
     return vectors == 1 and stacked_rows < 2 * out_height
 
 
@@ -334,7 +333,7 @@ def pack_weights(weight, bias, has_bias, groups, block_channels):
     blocks * ``block_channels``,). Missing channels of a group's last block get zeros."""
     out_channels, in_per_group = weight.shape[:2]
     out_per_group = out_channels // groups
-    blocks = (out_per_group + block_channels - 1) // block_channels
+    blocks = ceil_div(out_per_group, block_channels)
     taps = weight.shape[2] * weight.shape[3] * weight.shape[4]
     packed = np.zeros((groups, blocks, in_per_group, taps, block_channels), weight.dtype)
     packed_bias = np.zeros(groups * blocks * block_channels, weight.dtype)
@@ -358,7 +357,7 @@ def workspace_bytes(plan):
     blocks stack them)."""
     lanes = VECTOR_BYTES // np.dtype(plan.dtype).itemsize
     stacked = stacks_rows(plan.output_size[1], plan.output_size[2], lanes)
-    return blocked_workspace_bytes(plan, (plan.out_per_group + BLOCK_CHANNELS - 1) // BLOCK_CHANNELS,
+    return blocked_workspace_bytes(plan, ceil_div(plan.out_per_group, BLOCK_CHANNELS),
                                    BLOCK_VECTORS if stacked else 1)
 
 

@@ -24,6 +24,7 @@ from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, CHANNEL_BLOCK_COLUMNS, CHAN
                       CHANNEL_VECTORS_MARGIN, VECTOR_BYTES, WIDE_BLOCK_GAIN)
 from .blocked import (blocked_setup, blocked_workspace_bytes, enter_plane, output_offset,
                       pack_weights, row_blocks, slab_offset, task_grid)
+from ..shape_rules import ceil_div, round_up
 from .simd import fma_block, load_rows, zero_block
 from .simd_masked import store_channel_rows
 from .slab import task_start
@@ -39,16 +40,14 @@ def block_channels(itemsize):
 @register_jitable
 def block_width(out_width):
     """The output rows' width rounded up to whole blocks of ``CHANNEL_BLOCK_COLUMNS`` columns."""
-    return -(-out_width // CHANNEL_BLOCK_COLUMNS) * CHANNEL_BLOCK_COLUMNS
+    return round_up(out_width, CHANNEL_BLOCK_COLUMNS)
 
 
 @register_jitable
 def kept_lanes(out_width, out_per_group, columns, channels):
     """Fraction of a kernel's computed lanes that reach the output when it computes rows in whole
     blocks of ``columns`` and a group's output channels in whole blocks of ``channels``."""
-    computed_columns = -(-out_width // columns) * columns
-    computed_channels = -(-out_per_group // channels) * channels
-    return out_width * out_per_group / (computed_columns * computed_channels)
+    return out_width * out_per_group / (round_up(out_width, columns) * round_up(out_per_group, channels))
 
 
 @register_jitable
@@ -61,7 +60,7 @@ def preferred(out_width, out_per_group, itemsize):
     alternating)."""
     lanes = VECTOR_BYTES // itemsize
     wide = row_blocks(out_width, lanes)[0] * BLOCK_VECTORS
-    vectors = -(-out_width // lanes)
+    vectors = ceil_div(out_width, lanes)
     blocked = (kept_lanes(out_width, out_per_group, lanes, BLOCK_CHANNELS)
                * (1 + WIDE_BLOCK_GAIN * wide / vectors))
     return (kept_lanes(out_width, out_per_group, CHANNEL_BLOCK_COLUMNS, block_channels(itemsize))
@@ -118,7 +117,7 @@ def _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation, pa
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds."""
     channels = block_channels(np.dtype(plan.dtype).itemsize)
-    return blocked_workspace_bytes(plan, -(-plan.out_per_group // channels), 1,
+    return blocked_workspace_bytes(plan, ceil_div(plan.out_per_group, channels), 1,
                                    CHANNEL_BLOCK_COLUMNS)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 from numba.extending import register_jitable
 
-from ..shape_rules import dilated_extent, padded_source_index
+from ..shape_rules import ceil_div, dilated_extent, padded_source_index
 from .tasks import decode_task, split_range
 
 
@@ -28,7 +28,7 @@ def slab_shape(channels, kernel_d, dilation_d, stride_d, out_planes, rows, strid
 @register_jitable
 def phase_columns(padded_w, stride_w):
     """Columns per phase that hold the whole padded width."""
-    return (padded_w + stride_w - 1) // stride_w
+    return ceil_div(padded_w, stride_w)
 
 
 @njit(cache=True)
@@ -98,7 +98,7 @@ def _gather_phases(x, n, c0, origin, first, stop, row0, maps, slab, phases):
 @register_jitable
 def _first_column(padded_column, phase, phases, columns):
     """First column (of ``columns``) of W phase ``phase`` at or past ``padded_column``."""
-    return min(columns, max(0, (padded_column - phase + phases - 1) // phases))
+    return min(columns, max(0, ceil_div(padded_column - phase, phases)))
 
 
 @njit(cache=True, inline='always')

@@ -11,6 +11,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload, register_jitable
 
 from ..config import TASKS_PER_THREAD
+from ..shape_rules import ceil_div, round_up
 
 
 def thread_count():
@@ -51,7 +52,7 @@ def tasks_wanted():
 def channel_splits(units, tasks):
     """Split ``units`` (output channels or channel blocks) of each of ``tasks`` independent tasks into
     enough pieces for ``tasks_wanted()`` tasks; never more pieces than units."""
-    return max(1, min(units, (tasks_wanted() + max(tasks, 1) - 1) // max(tasks, 1)))
+    return max(1, min(units, ceil_div(tasks_wanted(), max(tasks, 1))))
 
 
 @register_jitable
@@ -59,9 +60,8 @@ def balanced(extent, most, multiple):
     """Tiles of at most ``most`` (rounded down to ``multiple``, at least ``multiple``) covering
     ``extent``, made as even as possible: (size of a tile, a multiple of ``multiple``; tiles)."""
     most = max(multiple, most // multiple * multiple)
-    tiles = max(1, (extent + most - 1) // most)
-    size = (extent + tiles - 1) // tiles
-    return (size + multiple - 1) // multiple * multiple, tiles
+    tiles = max(1, ceil_div(extent, most))
+    return round_up(ceil_div(extent, tiles), multiple), tiles
 
 
 @register_jitable
@@ -88,5 +88,5 @@ def decode_task(task, grid, groups):
 def split_range(split, units, splits):
     """The units (channels or channel blocks) that piece ``split`` of ``splits`` covers: ``[first,
     stop)``, empty (``first == stop``) for the last pieces when ``splits`` does not divide evenly."""
-    size = (units + splits - 1) // splits
+    size = ceil_div(units, splits)
     return min(units, split * size), min(units, (split + 1) * size)

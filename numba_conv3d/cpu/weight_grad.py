@@ -25,6 +25,7 @@ from numba import carray, njit, prange
 from numba.extending import register_jitable
 
 from ..config import WEIGHT_BLOCK_CHANNELS, WEIGHT_BLOCK_SINGLE_TAPS, WEIGHT_BLOCK_TAPS, WEIGHT_GRAD_CHUNK
+from ..shape_rules import ceil_div
 from .blocked import tap_offsets
 from .pointers import element_pointer
 from .simd import load_block, store_block, vector_lanes, zero_block
@@ -131,8 +132,8 @@ def _block_task(grad, padded_x, taps_at, out, stride, groups, task, splits, chan
     channels no other block owns.
     """
     out_per_group, in_per_group = out.shape[0] // groups, out.shape[1]
-    blocks = (out_per_group + channels - 1) // channels
-    tap_blocks = (out.shape[2] + taps - 1) // taps
+    blocks = ceil_div(out_per_group, channels)
+    tap_blocks = ceil_div(out.shape[2], taps)
     split, g, block = task % splits, task // splits // blocks, task // splits % blocks
     first, stop = split_range(split, in_per_group * tap_blocks, splits)
     owned = g * out_per_group + block * channels
@@ -159,7 +160,7 @@ def _blocked_kernel(grad, padded_x, taps_at, out, stride, groups, channels, spli
     ``taps_at`` holds every tap's offset in a padded input channel, then copies of the last up to a
     multiple of ``TAP_MULTIPLE`` (blocks past the last tap compute it again and store nothing).
     """
-    blocks = groups * ((out.shape[0] // groups + channels - 1) // channels)
+    blocks = groups * ceil_div(out.shape[0] // groups, channels)
     for task in prange(blocks * splits):
         if channels == WEIGHT_BLOCK_CHANNELS:
             _block_task(grad, padded_x, taps_at, out, stride, groups, task, splits, WEIGHT_BLOCK_CHANNELS,
@@ -174,8 +175,8 @@ def _run_blocked(grad, padded_x, taps_at, out, stride, groups):
     is read in Python (a compiled read of it would keep the kernel out of the disk cache)."""
     out_per_group = out.shape[0] // groups
     channels, taps = _block_shape(out_per_group)
-    units = out.shape[1] * -(-out.shape[2] // taps)
-    splits = channel_splits(units, groups * -(-out_per_group // channels))
+    units = out.shape[1] * ceil_div(out.shape[2], taps)
+    splits = channel_splits(units, groups * ceil_div(out_per_group, channels))
     _blocked_kernel(grad, padded_x, taps_at, out, stride, groups, channels, splits)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from .. import config
-from ..shape_rules import dilated_extent
+from ..shape_rules import ceil_div, dilated_extent
 
 _TILE_FIELDS = ("columns", "thread_rows", "rows_per_thread", "channel_threads", "channels_per_thread",
                 "stage_channels")
@@ -56,12 +56,6 @@ def channel_tile(dtype):
 def row_tile(dtype):
     """The tile of the row-blocked kernel (few output channels per group) for ``dtype``."""
     return _checked("CUDA_ROW_TILE", config.CUDA_ROW_TILE, dtype)
-
-
-@register_jitable
-def ceil_div(a, b):
-    """``ceil(a / b)`` for non-negative ints."""
-    return (a + b - 1) // b
 
 
 @register_jitable
