@@ -9,7 +9,9 @@ from numba_conv3d.warmup import warm_cache
 @click.command()
 @click.option("--dtype", "dtypes", multiple=True, type=click.Choice(SUPPORTED_DTYPES),
               help="A dtype to compile for (repeatable) [default: float32 and float64].")
-def warmup(dtypes):
+@click.option("--jit", "jitted", is_flag=True,
+              help="Also compile what conv3d in your @njit code calls (about a minute per dtype).")
+def warmup(dtypes, jitted):
     """Compile the CPU kernels for C-contiguous operands into Numba's on-disk cache.
 
     Run it once after installing: later processes then load the kernels instead of compiling them
@@ -20,7 +22,9 @@ def warmup(dtypes):
     Examples:
       numba-conv3d warmup
       numba-conv3d warmup --dtype float32 --dtype complex64
+      numba-conv3d warmup --jit
     """
     total = warm_cache(dtypes or ("float32", "float64"),
-                       report=lambda name, seconds: click.echo(f"{name:24} {seconds:6.2f} s"))
+                       report=lambda name, seconds: click.echo(f"{name:24} {seconds:6.2f} s"),
+                       jitted=jitted)
     click.echo(f"{'total':24} {total:6.2f} s; cache: {cache_directory()}")

@@ -5,6 +5,7 @@ import numpy as np
 
 from .api import run_plan
 from .cpu import ALGORITHMS
+from .jit_kernels import ensure_compiled
 from .planner import plan_conv3d
 
 # A tiny problem that every CPU algorithm serves: 4 output channels per group (the channel-vectorized
@@ -24,7 +25,7 @@ def _operands(algorithm, dtype):
     return None
 
 
-def warm_cache(dtypes=("float32", "float64"), report=None):
+def warm_cache(dtypes=("float32", "float64"), report=None, jitted=False):
     """Run each CPU algorithm once per dtype on C-contiguous operands, so that later processes load the
     compiled kernels from the cache instead of compiling them (Numba caches per argument types: other
     layouts, such as strided views, compile on their first use).
@@ -35,6 +36,9 @@ def warm_cache(dtypes=("float32", "float64"), report=None):
         Dtypes to compile for.
     report : callable(str, float), optional
         Called with the algorithm/dtype name and the seconds it took.
+    jitted : bool
+        Also compile, per dtype, the C function through which ``conv3d`` in users' ``@njit`` code runs
+        the kernels (``jit_kernels.py``; about a minute each the first time).
 
     Returns
     -------
@@ -51,4 +55,9 @@ def warm_cache(dtypes=("float32", "float64"), report=None):
             run_plan(*problem)
             if report:
                 report(f"{algorithm.name} {dtype}", time.perf_counter() - began)
+        if jitted:
+            began = time.perf_counter()
+            ensure_compiled(dtype)
+            if report:
+                report(f"jitted-conv3d {dtype}", time.perf_counter() - began)
     return time.perf_counter() - start

@@ -22,11 +22,12 @@ def test_import_compiles_nothing_and_every_kernel_caches():
     assert done.stdout.strip() == "0 []"
 
 
-def test_warmup_compiles_each_algorithm_per_dtype(tmp_path):
-    result = CliRunner().invoke(main, ["warmup", "--dtype", "float64"], catch_exceptions=False)
+def test_warmup_compiles_each_algorithm_and_the_jitted_entry_per_dtype(tmp_path):
+    result = CliRunner().invoke(main, ["warmup", "--dtype", "float64", "--jit"], catch_exceptions=False)
     lines = result.output.splitlines()
-    assert [line.split()[:2] for line in lines[:4]] == [["channel-vectorized", "float64"],
+    assert [line.split()[:2] for line in lines[:5]] == [["channel-vectorized", "float64"],
                                                         ["blocked", "float64"],
                                                         ["row-blocked", "float64"],
-                                                        ["direct", "float64"]]
-    assert lines[4].startswith("total") and "cache:" in lines[4]
+                                                        ["direct", "float64"],
+                                                        ["jitted-conv3d", "float64"]]
+    assert lines[5].startswith("total") and "cache:" in lines[5]
