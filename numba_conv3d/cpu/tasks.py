@@ -8,6 +8,7 @@ import numba
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core.typed_passes import _reload_parfors
 from numba.extending import intrinsic, overload, register_jitable
 
 from ..config import TASKS_PER_THREAD
@@ -25,7 +26,6 @@ def _threading_layer_thread_count(typingctx):
     # address that Numba refuses to cache. The layer also gives the function to LLVM by name, as parallel
     # loops call it; like theirs, a function that calls it starts the threading layer when it is loaded
     # from the cache (Numba's reload hook of parallel functions), so that the name resolves.
-    from numba.core.typed_passes import _reload_parfors
     _reload_parfors()
 
     def codegen(context, builder, signature, args):
