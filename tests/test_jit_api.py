@@ -181,3 +181,37 @@ def test_a_users_cached_function_runs_when_loaded_from_the_cache(tmp_path):
         assert run.returncode == 0, run.stderr[-2000:]
     # The second process loads the user's function from its cache and must find the kernels' name.
     assert [run.stdout.split() for run in runs] == [["True", "0"], ["True", "1"]]
+
+
+WORKSPACE_BEYOND_THE_LIMIT = textwrap.dedent("""
+    import re, resource
+    import numpy as np
+    from numba import njit
+    from numba_conv3d import conv3d
+
+    @njit
+    def user(x, w):
+        return conv3d(x, w)
+
+    x = np.ones((1, 256, 3, 3, 3))
+    small = np.ones((8, 256, 3, 3, 3))
+    user(x, small)
+    large = np.ones((2048, 256, 3, 3, 3))  # 113 MB: the kernels' packed copy cannot fit below
+    used = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (used + 32 * 2 ** 20, resource.RLIM_INFINITY))
+    try:
+        user(x, large)
+        print("no error")
+    except MemoryError as error:
+        print(error)
+    print(np.array_equal(user(x, small), conv3d(x, small)))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="limits the address space via /proc")
+def test_kernels_that_cannot_allocate_raise_memory_error_and_the_process_goes_on():
+    done = subprocess.run([sys.executable, "-c", WORKSPACE_BEYOND_THE_LIMIT], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["conv3d: the CPU kernels could not allocate their workspace",
+                                        "True"]
