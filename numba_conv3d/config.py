@@ -65,6 +65,14 @@ WIDE_BLOCK_GAIN = 0.15
 # computed as zeros); below it the row-blocked kernel (one channel x ``BLOCK_ROWS`` rows) runs.
 BLOCKED_MIN_CHANNELS = 4
 
+# Least share of its blocks' channels that a group's output channels must fill for the planner to take
+# the channel-blocked kernel rather than the row-blocked one (whose time does not depend on how the
+# channels fall into blocks). Measured with 8-channel blocks, k3 at 32^3, 8-32 input channels per group
+# (same process, alternating; row-blocked time / channel-blocked time): 4 of 8 channels 0.67-0.75 (also
+# 0.76 at 28 and 0.86 at 64 columns), 9 of 16 0.75, 5 of 8 0.86, 10 of 16 0.81, 6 of 8 0.98-1.01, 12 of
+# 16 1.12, 7 of 8 1.04, 20 of 24 1.23, 8 of 8 1.58.
+BLOCKED_MIN_FILL = 0.7
+
 # Bytes of slab rows that one block of the channel-blocked kernel reads per chunk of input channels: the
 # kernel adds that many input channels to every block of an output position before the next chunk, so
 # that they stay in L1 (48 KiB on this Xeon, 32 KiB on Zen 4) beside the weights streaming through.

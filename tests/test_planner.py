@@ -77,7 +77,7 @@ def test_as_dict_holds_fields_and_derived_numbers():
 
 @pytest.mark.parametrize("weight, groups, dtype, expected", [
     ((8, 4, 3, 3, 3), 1, "float32", "blocked"),
-    ((8, 2, 3, 3, 3), 2, "float64", "blocked"),
+    ((12, 2, 3, 3, 3), 2, "float64", "blocked"),  # 6 output channels per group
     ((6, 2, 3, 3, 3), 2, "float32", "row-blocked"),  # 3 output channels per group
     ((4, 1, 3, 3, 3), 4, "float32", "row-blocked"),  # depthwise
     ((1, 4, 7, 7, 7), 1, "float64", "row-blocked"),  # one output channel
@@ -98,9 +98,15 @@ def test_algorithm_table(weight, groups, dtype, expected):
     ((1, 32, 4, 40, 40), (32, 32, 3, 3, 3), {"padding": 1}, "float32", "blocked"),  # whole blocks
     ((1, 40, 4, 56, 56), (40, 40, 1, 7, 7), {"padding": (0, 3, 3)}, "float32", "blocked"),  # 40 of 64
     ((1, 32, 4, 14, 14), (32, 32, 3, 3, 3), {"padding": 1}, "complex64", "direct"),
+    # groups whose channels fill 4 and 5 of 8-channel blocks, 9 of 16; then 6 of 8 and 12 of 16
+    ((1, 64, 4, 32, 32), (64, 4, 3, 3, 3), {"padding": 1, "groups": 16}, "float32", "row-blocked"),
+    ((1, 32, 4, 32, 32), (5, 32, 3, 3, 3), {"padding": 1}, "float32", "row-blocked"),
+    ((1, 64, 4, 32, 32), (72, 8, 3, 3, 3), {"padding": 1, "groups": 8}, "float32", "row-blocked"),
+    ((1, 64, 4, 32, 32), (48, 8, 3, 3, 3), {"padding": 1, "groups": 8}, "float32", "blocked"),
+    ((1, 64, 4, 32, 32), (48, 16, 3, 3, 3), {"padding": 1, "groups": 4}, "float32", "blocked"),
 ])
 @pytest.mark.skipif(VECTOR_BYTES != 64, reason="the lane counts here are those of 512-bit vectors")
-def test_channel_vectorized_where_it_keeps_more_lanes(input_shape, weight, kwargs, dtype, expected):
+def test_each_real_kernel_where_it_keeps_more_lanes(input_shape, weight, kwargs, dtype, expected):
     plan = plan_conv3d(input_shape, weight, dtype=dtype, **kwargs)
     assert plan.algorithm == expected
 

@@ -3,7 +3,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ..algorithm import Algorithm
-from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS,
+from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS, BLOCKED_MIN_FILL,
                       CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS)
 from ..parallelism import safe_to_run
 from . import blocked, channel_vectorized, direct, row_blocked
@@ -33,11 +33,12 @@ CHANNEL_VECTORIZED, BLOCKED, ROW_BLOCKED = range(3)
 def real_kernel(out_width, out_per_group, itemsize):
     """Which register-blocked kernel computes a real-dtype convolution whose output rows (as its kernel
     runs them) are ``out_width`` wide: ``CHANNEL_VECTORIZED`` where it keeps more of its computed lanes
-    (``channel_vectorized.preferred``), else ``BLOCKED`` where that serves, else ``ROW_BLOCKED``. The
-    planner's table and jitted ``conv3d`` both choose by it."""
+    (``channel_vectorized.preferred``), else ``BLOCKED`` where that serves and its channel blocks are
+    full enough (``blocked.fills_blocks``), else ``ROW_BLOCKED``. The planner's table and jitted
+    ``conv3d`` both choose by it."""
     if channel_vectorized.preferred(out_width, out_per_group, itemsize):
         return CHANNEL_VECTORIZED
-    if blocked.serves(False, out_per_group):
+    if blocked.serves(False, out_per_group) and blocked.fills_blocks(out_per_group):
         return BLOCKED
     return ROW_BLOCKED
 
@@ -55,14 +56,16 @@ ALGORITHMS = (
               "kernel)",
               lambda plan: not plan.is_complex, _on_merged_rows(channel_vectorized.workspace_bytes),
               _runner(channel_vectorized.compute), _picked(CHANNEL_VECTORIZED)),
-    Algorithm("blocked", f"real dtype, >= {BLOCKED_MIN_CHANNELS} output channels per group: blocks of "
-              f"{BLOCK_CHANNELS} channels x {BLOCK_VECTORS} SIMD vectors of columns summed in registers "
-              "(float32 dense k3: 130-220 GFLOP/s on 2 cores)",
+    Algorithm("blocked", f"real dtype, >= {BLOCKED_MIN_CHANNELS} output channels per group filling >= "
+              f"{BLOCKED_MIN_FILL:.0%} of its blocks: blocks of {BLOCK_CHANNELS} channels x {BLOCK_VECTORS} "
+              "SIMD vectors of columns summed in registers (float32 dense k3: 130-220 GFLOP/s on 2 cores)",
               lambda plan: blocked.serves(plan.is_complex, plan.out_per_group),
               _on_merged_rows(blocked.workspace_bytes), _runner(blocked.compute), _picked(BLOCKED)),
     Algorithm("row-blocked", f"real dtype, < {BLOCKED_MIN_CHANNELS} output channels per group "
-              f"(one-channel, depthwise): blocks of {BLOCK_ROWS} output rows x {BLOCK_VECTORS} SIMD vectors "
-              "of columns summed in registers (one-channel k7: 2.7x the direct kernel)",
+              f"(one-channel, depthwise), or too few to fill {BLOCKED_MIN_FILL:.0%} of the blocked "
+              f"kernel's {BLOCK_CHANNELS}-channel blocks (4 of 8: 1.3-1.5x faster than it): blocks of "
+              f"{BLOCK_ROWS} output rows x {BLOCK_VECTORS} SIMD vectors of columns summed in registers "
+              "(one-channel k7: 2.7x the direct kernel)",
               lambda plan: not plan.is_complex, _on_merged_rows(row_blocked.workspace_bytes),
               _runner(row_blocked.compute), _picked(ROW_BLOCKED)),
     Algorithm("direct", "direct convolution over per-task padded input slabs; serves every argument "

@@ -18,7 +18,7 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS,
-                      INPUT_CHUNK_BYTES, SLAB_BYTES, VECTOR_BYTES)
+                      BLOCKED_MIN_FILL, INPUT_CHUNK_BYTES, SLAB_BYTES, VECTOR_BYTES)
 from ..shape_rules import ceil_div, dilated_extent, round_up
 from .pointers import element_pointer, stack_buffer
 from .simd import (fma_block, load_block, splat_channels, store_block, store_rows, vector_lanes,
@@ -324,6 +324,13 @@ def serves(is_complex, out_per_group):
     """Whether the blocked kernel serves a convolution: real dtypes, at least ``BLOCKED_MIN_CHANNELS``
     output channels per group (the planner's table and jitted ``conv3d`` both ask this)."""
     return not is_complex and out_per_group >= BLOCKED_MIN_CHANNELS
+
+
+@register_jitable
+def fills_blocks(out_per_group):
+    """Whether a group's output channels fill at least ``BLOCKED_MIN_FILL`` of the channels of its
+    blocks, where the planner prefers this kernel to the row-blocked one."""
+    return out_per_group >= BLOCKED_MIN_FILL * round_up(out_per_group, BLOCK_CHANNELS)
 
 
 @njit(cache=True)
