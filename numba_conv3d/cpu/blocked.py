@@ -64,8 +64,7 @@ def task_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation,
     plane_rows = SLAB_BYTES // (in_per_group * kernel_planes * row_bytes)
     rows, row_tiles = balanced(out_height, (plane_rows - kernel_rows) // stride[1] + 1, multiple)
     volumes = max(1, batch * groups * row_tiles)
-    planes, plane_tiles = balanced(out_depth, out_depth // (ceil_div(tasks_wanted(), volumes)),
-                                   1)
+    planes, plane_tiles = balanced(out_depth, out_depth // ceil_div(tasks_wanted(), volumes), 1)
     splits = channel_splits(units, volumes * plane_tiles)
     return planes, plane_tiles, rows, row_tiles, splits
 
