@@ -68,13 +68,13 @@ def test_bench_without_torch_says_the_peer_is_absent(monkeypatch):
 
 
 def test_plan_text_and_json():
-    args = ["plan", "--input", "1,3,6,5,4", "--weight", "4,3,2,3,4", "--padding", "same"]
+    args = ["plan", "--input", "1,3,6,5,4", "--weight", "6,3,2,3,4", "--padding", "same"]
     text = invoke(*args)
     assert text.exit_code == 0
-    assert "D 0+1, H 1+1, W 1+2" in text.output and "(1, 4, 6, 5, 4)" in text.output
+    assert "D 0+1, H 1+1, W 1+2" in text.output and "(1, 6, 6, 5, 4)" in text.output
     record = json.loads(invoke(*args, "--json").output)
-    assert record["pads"] == [[0, 1], [1, 1], [1, 2]] and record["output_shape"] == [1, 4, 6, 5, 4]
-    assert record["algorithm"] == "blocked" and record["flops"] > 0  # 4 output channels, float32
+    assert record["pads"] == [[0, 1], [1, 1], [1, 2]] and record["output_shape"] == [1, 6, 6, 5, 4]
+    assert record["algorithm"] == "blocked" and record["flops"] > 0  # 6 output channels, float32
     assert "side by side" not in text.output and record["merged_input_size"] == [6, 5, 4]
 
 
