@@ -166,13 +166,17 @@ def _splat(builder, scalar, vector_type):
                                   ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
 
 
+def _overload_suffix(vector_type):
+    """The suffix of an LLVM vector intrinsic's name for ``vector_type``: ``v16f32``, ``v8f64``, ..."""
+    return f"v{vector_type.count}{'f32' if vector_type.element == ir.FloatType() else 'f64'}"
+
+
 def _fma(builder, a, b, c):
     """``a * b + c`` rounded once (``llvm.fma`` on vectors, declared by its mangled name)."""
     vector_type = a.type
-    scalar = "f32" if vector_type.element == ir.FloatType() else "f64"
     function = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(vector_type, [vector_type] * 3),
-        f"llvm.fma.v{vector_type.count}{scalar}")
+        f"llvm.fma.{_overload_suffix(vector_type)}")
     return builder.call(function, [a, b, c])
 
 

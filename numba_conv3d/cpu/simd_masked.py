@@ -11,7 +11,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .simd import _element_pointer, _fma, _is_literal_int, _splat, _vectors_at
+from .simd import _element_pointer, _fma, _is_literal_int, _overload_suffix, _splat, _vectors_at
 
 
 def _lane_mask(builder, valid, lanes):
@@ -26,11 +26,10 @@ def _masked_vectors_at(context, builder, array_type, array, offsets, vector_type
     zero and touch no memory (``llvm.masked.load``)."""
     lanes = vector_type.count
     mask = _lane_mask(builder, valid, lanes)
-    scalar = "f32" if vector_type.element == ir.FloatType() else "f64"
     function = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(vector_type, [vector_type.as_pointer(), ir.IntType(32), mask.type,
                                                       vector_type]),
-        f"llvm.masked.load.v{lanes}{scalar}.p0")
+        f"llvm.masked.load.{_overload_suffix(vector_type)}.p0")
     alignment, zero = ir.Constant(ir.IntType(32), 1), ir.Constant(vector_type, None)
     return [builder.call(function, [builder.bitcast(_element_pointer(context, builder, array_type, array, at),
                                                     vector_type.as_pointer()), alignment, mask, zero])
@@ -124,11 +123,10 @@ def store_channel_rows(typingctx, block, array, start, channel_step, valid_chann
         vector_type = context.get_value_type(block.dtype)
         lanes, count = block.dtype.lanes, vectors.literal_value
         width = columns.literal_value
-        scalar = "f32" if vector_type.element == ir.FloatType() else "f64"
         arguments = [vector_type, vector_type.as_pointer(), ir.IntType(32),
                      ir.VectorType(ir.IntType(1), lanes)]
         store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), arguments),
-                                               f"llvm.masked.store.v{lanes}{scalar}.p0")
+                                               f"llvm.masked.store.{_overload_suffix(vector_type)}.p0")
         zero = ir.Constant(vector_type, None)
         for first_column in range(0, width, lanes):
             mask = _lane_mask(builder, builder.sub(valid_columns, valid_columns.type(first_column)), lanes)
