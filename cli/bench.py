@@ -8,6 +8,8 @@ import numba
 from numba_conv3d.bench_cases import FULL_SUITES, SUITES, BenchCase
 from numba_conv3d.benchmark import SETTLE_SECONDS, format_report, run_suite
 from numba_conv3d.environment import cuda_devices, describe
+from numba_conv3d.network_bench import format_networks, run_networks
+from numba_conv3d.networks import NETWORKS, network_layers
 
 from .options import checked, conv_kwargs, problem_options
 
@@ -47,7 +49,17 @@ def _progress(quiet):
 @click.option("--list", "list_cases", is_flag=True, help="List the backend's suite and exit.")
 @click.option("--full", is_flag=True,
               help="The full CPU suite: every convolution class, float64 and complex64 variants, "
-                   "scipy beside one-channel volumes (several minutes).")
+                   "scipy beside one-channel volumes (several minutes); same as --suite full.")
+@click.option("--suite", type=click.Choice(["default", "full", "networks"]), default="default",
+              show_default=True,
+              help="'networks': every convolution layer of real 3-D networks (video ResNets, X3D, C3D, "
+                   "U-Nets, V-Net; CPU, float32), forward and forward + backward, summed per network "
+                   "(about 15 minutes on 2 cores; pick some with --network).")
+@click.option("--network", "network_names", multiple=True, type=click.Choice(sorted(NETWORKS)),
+              help="With --suite networks: a network to run (repeatable) [default: all].")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --suite networks: the batch size of the networks' input.")
+@click.option("--forward-only", is_flag=True, help="With --suite networks: time forward passes only.")
 @problem_options(required=False)
 @click.option("--backend", type=click.Choice(sorted(SUITES)), default="cpu", show_default=True,
               help="Run on the CPU (NumPy arrays) or a CUDA GPU (device arrays; the peer is torch "
@@ -62,8 +74,9 @@ def _progress(quiet):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               help="Also write the results and the environment as JSON to this file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def bench(names, list_cases, full, input_shape, weight_shape, stride, padding, dilation, groups,
-          padding_mode, no_bias, dtype, backend, threads, repeat, warmup, settle, json_path, quiet):
+def bench(names, list_cases, full, suite, network_names, batch, forward_only, input_shape, weight_shape,
+          stride, padding, dilation, groups, padding_mode, no_bias, dtype, backend, threads, repeat, warmup,
+          settle, json_path, quiet):
     """Time convolutions: ours and torch alternating in one process (a pause of --settle before each
     timed run), medians.
 
@@ -80,8 +93,13 @@ def bench(names, list_cases, full, input_shape, weight_shape, stride, padding, d
       numba-conv3d bench --input 1,32,64,64,64 --weight 32,32,3,3,3 --padding same --json out.json
       numba-conv3d bench --backend cuda
       numba-conv3d bench --full --case one-channel-k7-96^3
+      numba-conv3d bench --suite networks --network r3d_18 --batch 2 --json r3d.json
     """
-    suite = (FULL_SUITES if full else SUITES)[backend]
+    if suite == "networks":
+        _networks(network_names, batch, forward_only, list_cases, backend, threads, repeat, warmup, settle,
+                  json_path, quiet)
+        return
+    suite = (FULL_SUITES if full or suite == "full" else SUITES)[backend]
     if list_cases:
         for case in suite:
             click.echo(f"{case.name:24} input {case.input_shape} weight {case.weight_shape} "
@@ -105,3 +123,39 @@ def bench(names, list_cases, full, input_shape, weight_shape, stride, padding, d
                   "results": [r.as_dict() for r in results]}
         with open(json_path, "w") as out:
             json.dump(record, out, indent=2)
+
+
+def _networks(names, batch, forward_only, list_layers, backend, threads, repeat, warmup, settle, json_path,
+              quiet):
+    if backend != "cpu":
+        raise click.UsageError("--suite networks runs on the CPU only")
+    names = names or tuple(NETWORKS)
+    if list_layers:
+        for name in names:
+            for layer in network_layers(name, batch):
+                click.echo(f"{name:14} {layer.name:22} x{layer.count:<2} input {layer.input_shape} weight "
+                           f"{layer.weight_shape} {layer.kwargs}{' transposed' if layer.transposed else ''}")
+        return
+    progress = _progress(quiet)
+    labelled = lambda pairs: (pair for pair in progress(_Named(pairs)))  # noqa: E731
+    try:
+        results = run_networks(names, batch, repeat, warmup, threads, settle, not forward_only, labelled)
+    except Exception as err:  # noqa: BLE001 - report the reason, not a traceback
+        raise click.ClickException(f"the benchmark failed: {type(err).__name__}: {err}") from None
+    click.echo(format_networks(results, not forward_only))
+    if json_path:
+        with open(json_path, "w") as out:
+            json.dump({"environment": describe(), "networks": [r.as_dict() for r in results]}, out, indent=2)
+
+
+class _Named(list):
+    """(network, layer) pairs that the progress bar shows by name."""
+
+    def __iter__(self):
+        return (_Pair(pair) for pair in list.__iter__(self))
+
+
+class _Pair(tuple):
+    @property
+    def name(self):
+        return f"{self[0]} {self[1].name}"
