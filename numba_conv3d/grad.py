@@ -14,8 +14,11 @@ Where the operands live picks the backend (NumPy arrays: ``cpu/gradients.py``; C
 written once, here.
 """
 import importlib
+import itertools
 import math
 from dataclasses import replace
+
+import numpy as np
 
 from . import config
 from .api import run_plan
@@ -23,6 +26,7 @@ from .cuda.arrays import cuda_module
 from .dispatch import backend_of
 from .grad_planner import plan_input_grad, plan_weight_grad
 from .planner import check_array, plan_conv3d
+from .stride_phases import phases
 
 
 def gradient_backend(op, lead_name, lead, **others):
@@ -61,13 +65,14 @@ def _crops_zero_pads(plan, grad):
             and min(min(pair) for pair in _cropped_pads(plan)) >= 0)
 
 
-def _correlation(plan, grad, weight, conjugate, backend, bias, pads):
+def _correlation(plan, grad, weight, conjugate, backend, bias, pads, dilation=None):
     """The forward convolution (by the backend's fast forward kernels) of ``grad``, padded by ``pads``,
-    with the flipped, channel-swapped weight, plus ``bias``."""
+    with the flipped, channel-swapped weight, plus ``bias``; at ``dilation`` (default the plan's)."""
     flipped = backend.flipped_transpose(weight, plan.groups, conjugate)
     correlation = plan_conv3d(grad.shape, flipped.shape, bias=bias is not None, pads=pads,
-                              dilation=plan.dilation, groups=plan.groups, dtype=plan.dtype,
-                              backend=backend.NAME, op="input gradient")
+                              dilation=plan.dilation if dilation is None else dilation,
+                              groups=plan.groups, dtype=plan.dtype, backend=backend.NAME,
+                              op="input gradient")
     return run_plan(correlation, grad, flipped, bias)
 
 
@@ -100,6 +105,39 @@ def _by_upsampled_correlation(plan, grad, weight, conjugate, backend, bias):
     return compute(unit, upsampled, weight, conjugate, backend, bias)
 
 
+def _stride_phases_apply(plan, grad):
+    """Whether a strided input gradient runs as stride-phase correlations (NumPy operands; the GPU keeps
+    its own routes)."""
+    return plan.stride != (1, 1, 1) and plan.backend == "cpu"
+
+
+def _by_stride_phases(plan, grad, weight, conjugate, backend, bias):
+    """Any stride: ``prod(stride)`` unit-stride correlations of ``grad`` with sub-kernels, one per
+    stride phase (``stride_phases.py``), interleaved. With zero pads only the input's positions are
+    computed; other modes compute the whole padded input's gradient, then fold it."""
+    zero_pads = plan.padding_mode == "zeros"
+    starts = plan.pad_front if zero_pads else (0, 0, 0)
+    lengths = plan.input_size if zero_pads else plan.padded_size
+    per_dim = [phases(*numbers) for numbers in zip(starts, lengths, plan.kernel_size, plan.stride,
+                                                    plan.dilation, grad.shape[2:])]
+    result = np.empty((grad.shape[0], plan.in_channels) + tuple(lengths), plan.dtype)
+    phase_bias = bias if zero_pads else None
+    for combination in itertools.product(*per_dim):
+        target = result[(slice(None), slice(None)) + tuple(slice(p.offset, None, s) for p, s
+                                                            in zip(combination, plan.stride))]
+        if not all(p.taps for p in combination):
+            target[...] = 0 if phase_bias is None else phase_bias.reshape((-1, 1, 1, 1))
+            continue
+        sub_kernel = weight[:, :, list(combination[0].taps)][:, :, :, list(combination[1].taps)][
+            ..., list(combination[2].taps)]
+        cropped = grad[(slice(None), slice(None)) + tuple(
+            slice(max(0, -p.pads[0]), n - max(0, -p.pads[1])) for p, n in zip(combination, grad.shape[2:]))]
+        pads = tuple((max(0, p.pads[0]), max(0, p.pads[1])) for p in combination)
+        target[...] = _correlation(plan, np.ascontiguousarray(cropped), sub_kernel, conjugate, backend,
+                                   phase_bias, pads, tuple(p.dilation for p in combination))
+    return result if zero_pads else backend.fold(plan, result, bias)
+
+
 def _by_gather(plan, grad, weight, conjugate, backend, bias):
     """Any stride: the gather kernel (``cpu/input_grad.py``, ``cuda/grad_kernels.py``), then the fold."""
     return backend.fold(plan, backend.gathered_input_grad(plan, grad, weight, conjugate), bias)
@@ -112,6 +150,7 @@ def _by_gather(plan, grad, weight, conjugate, backend, bias):
 INPUT_GRAD_ALGORITHMS = (
     ("cropped-correlation", _crops_zero_pads, _by_cropped_correlation),
     ("full-correlation", _covers_padded_input, _by_full_correlation),
+    ("stride-phases", _stride_phases_apply, _by_stride_phases),
     ("upsampled-correlation", _upsamples, _by_upsampled_correlation),
     ("gather", lambda plan, grad: True, _by_gather),
 )

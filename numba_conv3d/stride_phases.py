@@ -1,0 +1,72 @@
+"""Stride-phase decomposition of a strided input gradient (and so of a transposed convolution).
+
+Padded input element ``p`` of a convolution received ``weight[k] * x[p]`` in output ``o`` when ``p = o *
+stride + k * dilation``. Along one dimension, the elements ``p = start + r + q * stride`` of one phase
+``r`` are reached by the same taps: those ``k`` with ``start + r - k * dilation`` a multiple of the
+stride, equally spaced. Their gradient is a dense, unit-stride correlation of the output gradient with
+those taps, flipped, at dilation ``dilation / gcd(stride, dilation)``: nothing is multiplied by the
+zeros that spreading the output gradient ``stride`` apart would insert. The three dimensions' phases
+combine into ``prod(stride)`` correlations, interleaved into the result (CUTLASS splits its strided
+dgrad the same way).
+"""
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase along one dimension: the positions ``start + offset + q * stride`` for ``q < size``.
+
+    Attributes
+    ----------
+    offset : int
+        The phase, ``0 <= offset < stride``.
+    size : int
+        How many positions of the wanted range fall in the phase.
+    taps : tuple of int
+        The kernel taps that reach them, ascending (empty: no output reads them; their gradient is 0).
+    dilation : int
+        Spacing of those taps in the output gradient (1 for one tap).
+    pads : tuple of 2 ints
+        (front, back) pads of the output gradient for the correlation; negative: that many of its
+        elements are cut off instead.
+    """
+
+    offset: int
+    size: int
+    taps: tuple
+    dilation: int
+    pads: tuple
+
+
+def phases(start, length, kernel, stride, dilation, grad_extent):
+    """The phases along one dimension of the padded positions ``[start, start + length)``.
+
+    Parameters
+    ----------
+    start, length : int
+        The wanted range of padded input positions.
+    kernel, stride, dilation : int
+        The convolution's, along this dimension.
+    grad_extent : int
+        The output gradient's extent along it.
+
+    Returns
+    -------
+    list of Phase
+        One per offset ``0 <= r < min(stride, length)``.
+    """
+    result = []
+    for offset in range(min(stride, length)):
+        size = (length - offset + stride - 1) // stride
+        position = start + offset
+        taps = tuple(k for k in range(kernel) if (position - k * dilation) % stride == 0)
+        if not taps:
+            result.append(Phase(offset, size, taps, 1, (0, 0)))
+            continue
+        spacing = (taps[1] - taps[0]) * dilation // stride if len(taps) > 1 else 1
+        # the largest tap reads the output gradient's earliest element: the correlation's first tap
+        first = (position - taps[-1] * dilation) // stride
+        front = -first
+        back = size + (len(taps) - 1) * spacing - grad_extent - front
+        result.append(Phase(offset, size, taps, spacing, (front, back)))
+    return result

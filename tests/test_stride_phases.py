@@ -1,0 +1,88 @@
+"""The stride-phase decomposition of strided input gradients and transposed convolutions: the phase
+arithmetic against a brute-force count, and the route against the float64 reference (adjoint) on
+strides, dilations, pads wider than the kernel, output padding, groups and every padding mode."""
+import numpy as np
+import pytest
+
+from numba_conv3d import conv3d
+from numba_conv3d.grad import conv3d_input
+from numba_conv3d.stride_phases import phases
+from numba_conv3d.transposed import conv_transpose3d
+from reference import conv3d_reference
+
+
+# (kernel, stride, dilation, start, length) whose kernel span fits in the padded extent start + length
+PHASE_CASES = [(k, s, d, start, length) for k in (1, 2, 3, 5) for s in (1, 2, 3, 4) for d in (1, 2, 3)
+               for start, length in ((0, 11), (1, 9), (3, 4), (2, 1)) if d * (k - 1) + 1 <= start + length]
+
+
+@pytest.mark.parametrize("kernel, stride, dilation, start, length", PHASE_CASES)
+def test_phases_list_exactly_the_taps_and_outputs_that_reach_each_position(kernel, stride, dilation, start,
+                                                                           length):
+    grad_extent = (start + length - dilation * (kernel - 1) - 1) // stride + 1
+    for phase in phases(start, length, kernel, stride, dilation, grad_extent):
+        for q in range(phase.size):
+            position = start + phase.offset + q * stride
+            # brute force: taps k and outputs o (of any index, in range or not) with o * s + k * d == p
+            expected = {k: (position - k * dilation) // stride for k in range(kernel)
+                        if (position - k * dilation) % stride == 0}
+            assert set(phase.taps) == set(expected)
+            for j, k in enumerate(reversed(phase.taps)):
+                # the correlation's tap j reads the output gradient at q - front + j * dilation
+                assert q - phase.pads[0] + j * phase.dilation == expected[k]
+            if phase.taps:
+                reads = q - phase.pads[0] + (len(phase.taps) - 1) * phase.dilation
+                assert reads <= grad_extent - 1 + phase.pads[1]
+        total = sum(p.size for p in phases(start, length, kernel, stride, dilation, grad_extent))
+        assert total == length
+
+
+def _adjoint_input_gradient(x_shape, w, g, **kwargs):
+    """The input gradient from the float64 reference: the vector-Jacobian product, column by column of
+    the (linear) convolution, as sum over input elements of <g, conv(e_i)> e_i."""
+    x = np.zeros(x_shape)
+    result = np.zeros(x_shape)
+    for index in np.ndindex(*x_shape):
+        x[index] = 1.0
+        result[index] = np.vdot(conv3d_reference(x, w, **kwargs), g).real
+        x[index] = 0.0
+    return result
+
+
+CASES = [
+    ((1, 2, 5, 6, 7), (3, 2, 3, 3, 3), dict(stride=2, padding=1)),
+    ((1, 2, 6, 5, 7), (4, 1, 3, 2, 3), dict(stride=(3, 2, 2), padding=(4, 0, 2), groups=2)),
+    ((1, 2, 7, 6, 5), (2, 2, 3, 3, 2), dict(stride=(2, 2, 3), dilation=(2, 1, 2), padding=(1, 3, 1))),
+    ((1, 1, 6, 7, 6), (2, 1, 3, 3, 3), dict(stride=2, padding=(1, 2, 2), padding_mode="reflect")),
+    ((1, 2, 5, 5, 6), (2, 2, 2, 3, 3), dict(stride=(2, 3, 2), padding=2, padding_mode="replicate")),
+    ((1, 2, 6, 6, 5), (2, 2, 3, 2, 3), dict(stride=(4, 2, 2), padding=(3, 1, 2), dilation=(1, 2, 1),
+                                            padding_mode="circular")),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
+def test_strided_input_gradient_is_the_adjoint_of_the_reference(x_shape, w_shape, kwargs):
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal(w_shape)
+    g = rng.standard_normal(conv3d_reference(np.zeros(x_shape), w, **kwargs).shape)
+    expected = _adjoint_input_gradient(x_shape, w, g, **kwargs)
+    np.testing.assert_allclose(conv3d_input(x_shape, w, g, **kwargs), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("output_padding", [0, 1])
+def test_transposed_k3_s2_p1_up_convolution_matches_the_reference(dtype, output_padding):
+    """The up-convolution of U-Nets, with a bias: conv_transpose3d(y) is the adjoint of conv3d, whose
+    bias is added to every output (also the positions of phases that no tap reaches)."""
+    rng = np.random.default_rng(5)
+    y = rng.standard_normal((2, 6, 4, 3, 5)).astype(dtype)
+    w = rng.standard_normal((6, 4, 3, 3, 3)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    kwargs = dict(stride=2, padding=1)
+    out = conv_transpose3d(y, w, b, output_padding=output_padding, **kwargs)
+    x_shape = out.shape
+    expected = np.stack([_adjoint_input_gradient(x_shape[1:], w.astype(np.float64), y[n].astype(np.float64),
+                                                 **kwargs) for n in range(2)]) + b.reshape(-1, 1, 1, 1)
+    tolerance = 4 * 6 * 8 * np.finfo(dtype).eps * (np.abs(expected).max() + 1)
+    np.testing.assert_allclose(out, expected, atol=tolerance, rtol=0)
+    assert conv3d(out.astype(np.float64), w.astype(np.float64), **kwargs).shape[2:] == y.shape[2:]
