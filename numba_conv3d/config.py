@@ -95,6 +95,34 @@ MERGED_ROW_COLUMNS = 1024
 # dominated (2-6 s against 0.6 s with 128^3 chunks).
 DASK_WHOLE_BLOCK_BYTES = 4 * 2 ** 20
 
+# Bytes of the im2col columns that the GEMM algorithm (``cpu/gemm.py``) gathers for one matrix product:
+# chunks of whole output planes, within the L3 cache beside the weights.
+GEMM_COLUMN_BYTES = 8 * 2 ** 20
+
+# Where the planner prefers the GEMM algorithm to the register-blocked kernels (``cpu.prefers_gemm``):
+# at least ``GEMM_MIN_OUT_CHANNELS`` output and ``GEMM_MIN_REDUCTION`` (input channels x taps) per
+# group, and at most ``GEMM_POSITIONS_PER_CHANNEL`` output positions per sample for each output channel
+# (``GEMM_STRIDED_POSITIONS_PER_CHANNEL`` when strided); strided 1x1x1 projections from
+# ``GEMM_POINTWISE_MIN_CHANNELS`` output channels at any size. Measured on the layers of the networks
+# suite (2-core Zen 2, AVX2, float32, same process; blocked-kernel time / GEMM time): unit stride 4x4x4
+# with 128-256 channels 1.2-1.9, 2x7x7 and 4x14x14 with 460-512 channels 1.5-2.3, 4x14x14 with 256
+# channels 0.75 (3 positions per channel), 8x28x28 with 256 channels 0.78-0.86, V-Net's k5 at 4x8x8
+# with 128 channels 0.72 (2 per channel) and 256 channels 0.92 (1 per channel); stride 2 at 3-12
+# positions per channel 1.4-1.9, at 49-98 0.64-1.0; strided 1x1x1 with 48-512 channels 1.3-3.6 (24
+# channels 0.92); depthwise and few-channel layers 0.03-0.5.
+GEMM_MIN_OUT_CHANNELS = 96
+GEMM_MIN_REDUCTION = 96
+GEMM_POSITIONS_PER_CHANNEL = 1.75
+GEMM_STRIDED_POSITIONS_PER_CHANNEL = 16
+GEMM_POINTWISE_MIN_CHANNELS = 32
+
+# A 1x1x1 convolution at unit stride without pads is one matrix product per sample and group with the
+# input itself as the columns (no im2col): the planner takes GEMM for it from ``GEMM_UNIT_MIN_INPUTS``
+# input channels per group (and 2 output channels). Measured against the register-blocked kernels (Zen
+# 2, same process): 1.1-1.9x on every pointwise layer of X3D-S, 32 -> 3 at 64^3 1.7x, 64 -> 128 at
+# 32^3 1.9x, 54 -> 8 on a 1x1x1 volume 1.8x.
+GEMM_UNIT_MIN_INPUTS = 8
+
 # Output rows of one channel per register block of the row-blocked kernel (``BLOCK_VECTORS`` each).
 BLOCK_ROWS = 4
 

@@ -1,12 +1,16 @@
 """CPU backend: the table of algorithms the planner chooses from, and the entry that runs a plan."""
+from math import prod
+
 import numpy as np
 from numba.extending import register_jitable
 
 from ..algorithm import Algorithm
 from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS, BLOCKED_MIN_FILL,
-                      CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS)
+                      CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS, GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION,
+                      GEMM_POINTWISE_MIN_CHANNELS, GEMM_POSITIONS_PER_CHANNEL,
+                      GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS)
 from ..parallelism import safe_to_run
-from . import blocked, channel_vectorized, direct, row_blocked
+from . import blocked, channel_vectorized, direct, gemm, row_blocked
 
 NAME = "cpu"
 
@@ -49,7 +53,28 @@ def _picked(kernel):
                                     np.dtype(plan.dtype).itemsize) == kernel
 
 
+def prefers_gemm(plan):
+    """Whether the planner takes the GEMM algorithm for a real-dtype plan: a 1x1x1 convolution that
+    reads its input as the matrix, a small output volume for its many channels, or a strided 1x1x1
+    projection (``config.GEMM_*``, measured crossovers)."""
+    strided = plan.stride != (1, 1, 1)
+    if gemm.reads_input_as_columns(plan):
+        return plan.in_per_group >= GEMM_UNIT_MIN_INPUTS and plan.out_per_group >= 2
+    if strided and plan.kernel_size == (1, 1, 1):
+        return plan.out_per_group >= GEMM_POINTWISE_MIN_CHANNELS
+    per_channel = GEMM_STRIDED_POSITIONS_PER_CHANNEL if strided else GEMM_POSITIONS_PER_CHANNEL
+    return (plan.out_per_group >= GEMM_MIN_OUT_CHANNELS
+            and plan.in_per_group * prod(plan.kernel_size) >= GEMM_MIN_REDUCTION
+            and prod(plan.output_size) <= per_channel * plan.out_per_group)
+
+
 ALGORITHMS = (
+    Algorithm("gemm", f"real dtype, a small output volume for many channels (>= {GEMM_MIN_OUT_CHANNELS} "
+              f"output channels per group, <= {GEMM_POSITIONS_PER_CHANNEL} output positions per channel, "
+              f"{GEMM_STRIDED_POSITIONS_PER_CHANNEL} when strided) or a strided 1x1x1 projection: im2col "
+              "columns of whole output planes times the weight matrix by NumPy's BLAS (2x7x7 with 512 "
+              "channels: 2.2x the blocked kernel)",
+              lambda plan: not plan.is_complex, gemm.workspace_bytes, _runner(gemm.compute), prefers_gemm),
     Algorithm("channel-vectorized", f"real dtype, rows cut into whole SIMD vectors would compute lanes past "
               f"their end: blocks of {CHANNEL_BLOCK_COLUMNS} output columns x {CHANNEL_BLOCK_VECTORS} SIMD "
               "vectors of output channels summed in registers (56-wide stem, 1x7x7: 1.22-1.25x the blocked "

@@ -7,6 +7,7 @@ module by where the operands live and runs the same steps on it.
 import numpy as np
 
 from ..parallelism import safe_to_run
+from . import gemm
 from .input_grad import padded_input_grad
 from .pad_fold import fold_padding
 from .weight_grad import weight_grad
@@ -84,8 +85,14 @@ def fold(plan, padded, bias):
 
 
 def weight_gradient(plan, input, grad):
-    """The weight's gradient, ``plan.weight_shape``, from the batched input and output gradient."""
+    """The weight's gradient, ``plan.weight_shape``, from the batched input and output gradient: as a
+    matrix product where the planner computes the forward convolution so (``cpu/gemm.py``), else by the
+    weight-gradient kernel."""
     with safe_to_run():
+        if plan.algorithm == "gemm":
+            return gemm.weight_grad(np.ascontiguousarray(input), np.ascontiguousarray(grad),
+                                    plan.weight_shape, plan.stride, plan.dilation, plan.pad_front,
+                                    plan.padded_size, plan.mode_code, plan.groups)
         return weight_grad(_conj(input), np.ascontiguousarray(grad), plan.weight_shape, plan.stride,
                            plan.dilation, plan.pad_front, plan.padded_size, plan.mode_code, plan.groups)
 

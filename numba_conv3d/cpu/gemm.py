@@ -1,0 +1,134 @@
+"""Convolution as a matrix product (im2col + GEMM) on the CPU, for real dtypes.
+
+For small output volumes with many channels (the deep layers of 3-D networks: 4x4x4, 2x7x7, 4x14x14
+outputs with 128-512 channels), the register-blocked kernels keep few outputs per weight they load and
+stream every weight from memory again for each block of outputs. Here the padded input's taps for a
+chunk of output planes are gathered into columns (one row per input channel and tap, one column per
+output position: ``im2col``) and one matrix product per group, by NumPy's BLAS, computes every output
+channel at once: near the machine's GEMM peak once the product is large enough.
+
+Padding modes are the slab's index maps. Chunks of output planes keep the columns within
+``GEMM_COLUMN_BYTES``. Each output element is one BLAS dot product over (input channel, kd, kh, kw), its
+order set by the BLAS and the matrix shapes, not by the thread count (BLAS threads split rows and
+columns of the product, never the sum); the bias is added after it. The weight gradient is the same
+product the other way round: the output gradient times the columns, transposed.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..config import GEMM_COLUMN_BYTES
+from .slab import index_map
+
+
+@njit(parallel=True, cache=True)
+def _im2col(x, n, c0, kernel, stride, dilation, map_d, map_h, map_w, od0, columns):
+    """Fill ``columns`` (C_in/g * KD * KH * KW, planes * OH * OW) with the padded input of sample ``n``
+    from channel ``c0``, for the output planes from ``od0``; ``map_*`` are index maps (-1: zero)."""
+    taps = kernel[0] * kernel[1] * kernel[2]
+    out_width = (map_w.shape[0] - (kernel[2] - 1) * dilation[2] - 1) // stride[2] + 1
+    out_height = (map_h.shape[0] - (kernel[1] - 1) * dilation[1] - 1) // stride[1] + 1
+    planes = columns.shape[1] // (out_height * out_width)
+    zero = x.dtype.type(0)
+    for row in prange(columns.shape[0]):
+        c, t = row // taps, row % taps
+        kd, kh, kw = t // (kernel[1] * kernel[2]), t // kernel[2] % kernel[1], t % kernel[2]
+        target = columns[row]
+        for z in range(planes):
+            sd = map_d[(od0 + z) * stride[0] + kd * dilation[0]]
+            for oh in range(out_height):
+                sh = map_h[oh * stride[1] + kh * dilation[1]]
+                base = (z * out_height + oh) * out_width
+                if sd < 0 or sh < 0:
+                    for ow in range(out_width):
+                        target[base + ow] = zero
+                    continue
+                source = x[n, c0 + c, sd, sh]
+                for ow in range(out_width):
+                    sw = map_w[ow * stride[2] + kw * dilation[2]]
+                    target[base + ow] = source[sw] if sw >= 0 else zero
+
+
+def _maps(x_shape, padded, pad_front, mode):
+    return tuple(index_map(padded[d], pad_front[d], x_shape[2 + d], mode) for d in range(3))
+
+
+def plane_chunk(in_per_group, kernel, out_size, itemsize):
+    """Output planes whose columns fit in ``GEMM_COLUMN_BYTES`` (at least one)."""
+    plane_bytes = in_per_group * int(np.prod(kernel)) * out_size[1] * out_size[2] * itemsize
+    return max(1, min(out_size[0], GEMM_COLUMN_BYTES // plane_bytes))
+
+
+def _input_is_columns(input_size, kernel, out_size, stride):
+    """Whether the input itself is the columns: a 1x1x1 kernel at unit stride with nothing padded."""
+    return tuple(kernel) == (1, 1, 1) and tuple(stride) == (1, 1, 1) and tuple(out_size) == tuple(input_size)
+
+
+def reads_input_as_columns(plan):
+    """Whether ``plan``'s input is its own columns (no im2col)."""
+    return _input_is_columns(plan.input_size, plan.kernel_size, plan.output_size, plan.stride)
+
+
+def _chunks(x, kernel, out_size, stride, dilation, pad_front, padded, mode, groups):
+    """For each sample, group and chunk of output planes: (n, g, first plane, planes, columns). A 1x1x1
+    convolution at unit stride with nothing padded reads its input as the columns, all planes at
+    once."""
+    in_per_group = x.shape[1] // groups
+    if _input_is_columns(x.shape[2:], kernel, out_size, stride):
+        for n in range(x.shape[0]):
+            for g in range(groups):
+                channels = x[n, g * in_per_group:(g + 1) * in_per_group]
+                yield n, g, 0, out_size[0], channels.reshape(in_per_group, -1)
+        return
+    planes = plane_chunk(in_per_group, kernel, out_size, x.itemsize)
+    plane = out_size[1] * out_size[2]
+    buffer = np.empty(in_per_group * int(np.prod(kernel)) * planes * plane, x.dtype)
+    maps = _maps(x.shape, padded, pad_front, mode)
+    for n in range(x.shape[0]):
+        for g in range(groups):
+            for od0 in range(0, out_size[0], planes):
+                count = min(planes, out_size[0] - od0)
+                columns = buffer[:in_per_group * int(np.prod(kernel)) * count * plane].reshape(
+                    in_per_group * int(np.prod(kernel)), count * plane)
+                _im2col(x, n, g * in_per_group, kernel, stride, dilation, *maps, od0, columns)
+                yield n, g, od0, count, columns
+
+
+def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """Fill the batched ``out`` from the batched ``x`` by im2col and GEMM (real dtypes).
+
+    The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
+    """
+    out_per_group = out.shape[1] // groups
+    matrix = np.ascontiguousarray(weight).reshape(weight.shape[0], -1)
+    for n, g, od0, count, columns in _chunks(x, weight.shape[2:], out.shape[2:], stride, dilation,
+                                              pad_front, padded, mode, groups):
+        channels = slice(g * out_per_group, (g + 1) * out_per_group)
+        target = out[n, channels, od0:od0 + count].reshape(out_per_group, -1)
+        np.matmul(matrix[channels], columns, out=target)
+        if has_bias:
+            target += bias[channels, np.newaxis]
+
+
+def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode, groups):
+    """The weight's gradient (``weight_shape``) from the batched input ``x`` and output gradient ``grad``
+    (C-contiguous): per group, the sum over samples and plane chunks, in that order, of the output
+    gradient's rows times the columns, transposed."""
+    out_per_group = weight_shape[0] // groups
+    result = np.zeros((weight_shape[0], int(np.prod(weight_shape[1:]))), x.dtype)
+    for n, g, od0, count, columns in _chunks(x, weight_shape[2:], grad.shape[2:], stride, dilation,
+                                              pad_front, padded, mode, groups):
+        channels = slice(g * out_per_group, (g + 1) * out_per_group)
+        result[channels] += grad[n, channels, od0:od0 + count].reshape(out_per_group, -1) @ columns.T
+    return result.reshape(weight_shape)
+
+
+def workspace_bytes(plan):
+    """Bytes of the columns of one chunk of output planes (one buffer per call, whatever the thread
+    count: counted once per worker, an overestimate); none where the input is the columns."""
+    itemsize = np.dtype(plan.dtype).itemsize
+    if reads_input_as_columns(plan):
+        return 0
+    size = plan.output_size
+    planes = plane_chunk(plan.in_per_group, plan.kernel_size, size, itemsize)
+    return plan.in_per_group * int(np.prod(plan.kernel_size)) * planes * size[1] * size[2] * itemsize
+

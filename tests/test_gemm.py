@@ -1,0 +1,80 @@
+"""The im2col + GEMM algorithm (cpu/gemm.py): forward chunks, its weight gradient against the weight-
+gradient kernel and the float64 reference, and where the planner takes it. (Every named case, mode and
+dtype also runs it through test_conv3d's every-algorithm checks.)"""
+import numpy as np
+import pytest
+
+from checks import assert_matches_reference, conv3d_with, random_operands
+from numba_conv3d.cpu import gemm
+from numba_conv3d.cpu.weight_grad import weight_grad
+from numba_conv3d.grad import conv3d_weight
+from numba_conv3d.planner import plan_conv3d
+from reference import conv3d_reference
+
+# (input shape, weight shape, conv3d keyword arguments): modes, strides, dilations, groups, odd extents
+CASES = [
+    ((2, 4, 5, 6, 7), (6, 2, 3, 2, 3), dict(groups=2, stride=(2, 1, 3), padding=(1, 2, 0),
+                                            dilation=(1, 2, 1))),
+    ((1, 3, 6, 5, 7), (4, 3, 3, 3, 3), dict(padding=1, padding_mode="reflect")),
+    ((1, 2, 5, 6, 7), (4, 2, 3, 3, 2), dict(stride=2, padding=(2, 1, 1), padding_mode="replicate")),
+    ((2, 2, 4, 5, 6), (3, 2, 2, 3, 2), dict(padding=(2, 1, 2), dilation=(1, 2, 1), padding_mode="circular")),
+    ((1, 3, 1, 4, 1), (2, 3, 1, 3, 1), dict(padding=(0, 1, 0))),
+]
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, kwargs", CASES)
+def test_forward_in_chunks_of_one_plane_matches_the_reference(monkeypatch, input_shape, weight_shape, kwargs):
+    x, w, b = random_operands(np.random.default_rng(0), input_shape, weight_shape, True, np.float64)
+    monkeypatch.setattr(gemm, "GEMM_COLUMN_BYTES", 1)
+    assert_matches_reference(conv3d_with("gemm", x, w, b, **kwargs), x, w, b, **kwargs)
+
+
+def _reference_weight_grad(x, w_shape, g, **kwargs):
+    """<conv(x, e_j), g> for every weight element j: the float64 reference is linear in the weight."""
+    result = np.zeros(w_shape)
+    unit = np.zeros(w_shape)
+    for index in np.ndindex(*w_shape):
+        unit[index] = 1.0
+        result[index] = np.vdot(conv3d_reference(x, unit, **kwargs), g)
+        unit[index] = 0.0
+    return result
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, kwargs", CASES)
+def test_weight_gradient_matches_the_kernel_and_the_reference(input_shape, weight_shape, kwargs):
+    rng = np.random.default_rng(1)
+    x, w, _ = random_operands(rng, input_shape, weight_shape, False, np.float64)
+    g = rng.standard_normal(conv3d_reference(x, w, **kwargs).shape)
+    plan = plan_conv3d(x.shape, w.shape, bias=False, dtype=x.dtype, **kwargs)
+    numbers = (plan.stride, plan.dilation, plan.pad_front, plan.padded_size, plan.mode_code, plan.groups)
+    ours = gemm.weight_grad(x, g, w.shape, *numbers)
+    np.testing.assert_allclose(ours, weight_grad(x, g, w.shape, *numbers), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ours, _reference_weight_grad(x, w.shape, g, **kwargs), rtol=1e-12, atol=1e-12)
+
+
+def test_conv3d_weight_of_a_deep_layer_runs_the_gemm_route_and_matches_the_kernel():
+    rng = np.random.default_rng(2)
+    x, w, _ = random_operands(rng, (2, 128, 2, 3, 3), (128, 128, 3, 3, 3), False, np.float64)
+    g = rng.standard_normal((2, 128, 2, 3, 3))
+    plan = plan_conv3d(x.shape, w.shape, bias=False, dtype=x.dtype, padding=1)
+    assert plan.algorithm == "gemm"
+    kernel = weight_grad(x, g, w.shape, plan.stride, plan.dilation, plan.pad_front, plan.padded_size,
+                         plan.mode_code, plan.groups)
+    np.testing.assert_allclose(conv3d_weight(x, w.shape, g, padding=1), kernel, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, kwargs, expected", [
+    ((1, 512, 2, 7, 7), (512, 512, 3, 3, 3), dict(padding=1), "gemm"),  # r3d_18 layer4
+    ((1, 256, 4, 4, 4), (256, 256, 3, 3, 3), dict(padding=1), "gemm"),  # a U-Net's bottom
+    ((1, 256, 4, 14, 14), (512, 256, 3, 3, 3), dict(stride=2, padding=1), "gemm"),  # strided, deep
+    ((1, 64, 16, 56, 56), (128, 64, 1, 1, 1), dict(stride=2), "gemm"),  # a strided 1x1x1 projection
+    ((1, 64, 16, 56, 56), (64, 64, 3, 3, 3), dict(padding=1), None),  # large volume: direct kernels
+    ((1, 24, 13, 40, 40), (24, 24, 1, 1, 1), dict(stride=(1, 2, 2)), None),  # too few channels
+    ((1, 432, 13, 5, 5), (432, 1, 3, 3, 3), dict(padding=1, groups=432), None),  # depthwise
+    ((1, 32, 2, 3, 3), (128, 32, 1, 1, 1), {}, None),  # a reduction of 32 input channels
+])
+def test_the_planner_takes_gemm_for_small_volumes_with_many_channels(input_shape, weight_shape, kwargs,
+                                                                     expected):
+    algorithm = plan_conv3d(input_shape, weight_shape, **kwargs).algorithm
+    assert (algorithm == "gemm") == (expected == "gemm"), algorithm
+    assert plan_conv3d(input_shape, weight_shape, dtype="complex64", **kwargs).algorithm != "gemm"
