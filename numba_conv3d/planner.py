@@ -317,13 +317,49 @@ def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, g
     -------
     ConvPlan
     """
-    dtype = check_array(op, "input", input, backend)
-    plan = plan_for_input_shape(tuple(input.shape), dtype, weight, bias, stride=stride, padding=padding,
-                                dilation=dilation, groups=groups, padding_mode=padding_mode,
-                                backend=backend, algorithm=algorithm, op=op)
-    if backend == "cpu":
-        check_host_memory(op, plan, input_copy_bytes=0 if input.flags.c_contiguous else input.nbytes)
+    key = _operands_key(input, weight, bias, (stride, padding, dilation, groups, padding_mode, backend,
+                                              algorithm, op))
+    known = _ARRAY_PLANS.get(key) if key is not None else None
+    if known is not None:
+        plan, checks_memory = known
+    else:
+        dtype = check_array(op, "input", input, backend)
+        plan = plan_for_input_shape(tuple(input.shape), dtype, weight, bias, stride=stride, padding=padding,
+                                    dilation=dilation, groups=groups, padding_mode=padding_mode,
+                                    backend=backend, algorithm=algorithm, op=op)
+        checks_memory = backend == "cpu"
+    copy_bytes = 0 if backend != "cpu" or input.flags.c_contiguous else input.nbytes
+    if checks_memory:
+        checks_memory = check_host_memory(op, plan, input_copy_bytes=copy_bytes)
+    if known is None and key is not None:
+        if len(_ARRAY_PLANS) >= PLAN_CACHE_SIZE:
+            _ARRAY_PLANS.clear()
+        _ARRAY_PLANS[key] = plan, checks_memory
     return plan
+
+
+# CPU plans of NumPy operands seen so far, by their shapes, dtypes, layout and arguments (with the
+# thread count), and whether their memory check must run again: the operands' checks and the plan's
+# arguments cost as long as a small convolution.
+_ARRAY_PLANS = {}
+
+
+def _exact(value):
+    """Whether ``value`` is None, an exact int or str, or a tuple of exact ints: arguments that are equal
+    only when they mean the same (unlike 1, 1.0 and True, or numpy integers)."""
+    kind = type(value)
+    return (value is None or kind is int or kind is str
+            or (kind is tuple and all(type(item) is int for item in value)))
+
+
+def _operands_key(input, weight, bias, arguments):
+    """A key for :func:`plan_for_arrays`'s cache, or None where the call must be planned in full (not
+    plain NumPy arrays on the CPU, or arguments of other types)."""
+    if not (arguments[5] == "cpu" and type(input) is np.ndarray and type(weight) is np.ndarray
+            and (bias is None or type(bias) is np.ndarray) and all(map(_exact, arguments))):
+        return None
+    return (input.shape, input.dtype, input.flags.c_contiguous, weight.shape, weight.dtype,
+            None if bias is None else (bias.shape, bias.dtype), arguments, numba.get_num_threads())
 
 
 def plan_for_input_shape(input_shape, dtype, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
@@ -370,12 +406,13 @@ def available_memory():
 def check_host_memory(op, plan, available=None, input_copy_bytes=0):
     """Raise MemoryError, before anything is allocated, when a CPU call needs more memory than is
     available (``available`` bytes; read from the system when None), ``input_copy_bytes`` included
-    (a strided input is copied into C order first)."""
+    (a strided input is copied into C order first). Returns whether it read the memory available (a
+    call small enough is let through unchecked)."""
     workers = numba.get_num_threads()
     needed = plan.memory_bytes(workers) + input_copy_bytes
     if available is None:
         if needed <= config.MEMORY_QUERY_BYTES:
-            return  # reading /proc/meminfo would cost more than such a call's allocation
+            return False  # reading /proc/meminfo would cost more than such a call's allocation
         available = available_memory()
     if available is not None and needed > available:
         gib = 2.0 ** 30
@@ -384,3 +421,4 @@ def check_host_memory(op, plan, available=None, input_copy_bytes=0):
                           f"{plan.dtype}: {plan.output_bytes / gib:.2f} GiB{copy}; workspace "
                           f"{plan.workspace_bytes / 2 ** 20:.1f} MiB per thread x {workers} threads), "
                           f"but only {available / gib:.2f} GiB of memory is available")
+    return True

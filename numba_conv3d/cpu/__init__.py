@@ -1,4 +1,5 @@
 """CPU backend: the table of algorithms the planner chooses from, and the entry that runs a plan."""
+import functools
 from math import prod
 
 import numpy as np
@@ -99,26 +100,31 @@ ALGORITHMS = (
 )
 
 
-def _merged_view(x, plan):
-    """``plan.rows_merged()`` and the C-contiguous batched input as its kernels read it: with rows side
-    by side where the plan merges them."""
-    merged = plan.rows_merged()
-    if merged is plan:
-        return plan, x
-    return merged, x.reshape(x.shape[:2] + merged.input_size)
+@functools.lru_cache(maxsize=256)
+def _launch(plan):
+    """What running ``plan`` needs beyond its operands, worked out once per plan: the algorithm's
+    ``run``, the plan its kernel runs (``plan.rows_merged()``), the batched output shape, the input
+    and output shapes as the kernel reads them (rows side by side where the plan merges them)."""
+    kernel_plan = plan.rows_merged()
+    batched = (plan.batch, plan.out_channels) + plan.output_size
+    return (next(a.run for a in ALGORITHMS if a.name == plan.algorithm), kernel_plan, batched,
+            (plan.batch, plan.in_channels) + kernel_plan.input_size,
+            (plan.batch, plan.out_channels) + kernel_plan.output_size)
 
 
 def execute(plan, input, weight, bias):
     """Run ``plan`` on NumPy operands; see :func:`numba_conv3d.conv3d` for what it returns."""
-    out = np.empty((plan.batch, plan.out_channels) + plan.output_size, plan.dtype)
+    run, kernel_plan, batched, input_shape, output_shape = _launch(plan)
+    out = np.empty(batched, plan.dtype)
     if plan.batch:
-        algorithm = next(a for a in ALGORITHMS if a.name == plan.algorithm)
-        bias = np.zeros(0, input.dtype) if bias is None else np.ascontiguousarray(bias)
+        bias = _NO_BIAS[plan.dtype] if bias is None else np.ascontiguousarray(bias)
         # Like torch, a strided input is first copied into C order: the kernels then compile for
         # C-contiguous inputs only, once per dtype rather than once per dtype and layout.
-        kernel_plan, x = _merged_view(np.ascontiguousarray(input if plan.batched else
-                                                           input[np.newaxis]), plan)
+        x = np.ascontiguousarray(input).reshape(input_shape)
         with safe_to_run():
-            algorithm.run(kernel_plan, x, weight, bias,
-                          out.reshape(out.shape[:2] + kernel_plan.output_size))
+            run(kernel_plan, x, weight, bias, out.reshape(output_shape))
     return out if plan.batched else out[0]
+
+
+# The empty bias array the kernels take when a convolution has none, per dtype name (never written).
+_NO_BIAS = {name: np.zeros(0, name) for name in ("float32", "float64", "complex64", "complex128")}
