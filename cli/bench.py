@@ -6,7 +6,7 @@ import click
 import numba
 
 from numba_conv3d.bench_cases import FULL_SUITES, SUITES, BenchCase
-from numba_conv3d.benchmark import SETTLE_SECONDS, format_report, run_suite
+from numba_conv3d.benchmark import SETTLE_SECONDS, format_report, gemm_peak_gflops, run_suite
 from numba_conv3d.environment import cuda_devices, describe
 from numba_conv3d.network_bench import format_networks, run_networks
 from numba_conv3d.networks import NETWORKS, network_layers
@@ -73,10 +73,14 @@ def _progress(quiet):
               help="Seconds of pause before each timed run, so that the other side's threads are idle.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               help="Also write the results and the environment as JSON to this file.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True),
+              help="Also draw the run as a PNG: speed against the peer per case (per network with "
+                   "--suite networks) and % of the measured GEMM peak; needs matplotlib (the 'plot' "
+                   "extra).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(names, list_cases, full, suite, network_names, batch, forward_only, input_shape, weight_shape,
           stride, padding, dilation, groups, padding_mode, no_bias, dtype, backend, threads, repeat, warmup,
-          settle, json_path, quiet):
+          settle, json_path, plot_path, quiet):
     """Time convolutions: ours and torch alternating in one process (a pause of --settle before each
     timed run), medians.
 
@@ -95,9 +99,11 @@ def bench(names, list_cases, full, suite, network_names, batch, forward_only, in
       numba-conv3d bench --full --case one-channel-k7-96^3
       numba-conv3d bench --suite networks --network r3d_18 --batch 2 --json r3d.json
     """
+    if plot_path:
+        _check_matplotlib()
     if suite == "networks":
         _networks(network_names, batch, forward_only, list_cases, backend, threads, repeat, warmup, settle,
-                  json_path, quiet)
+                  json_path, plot_path, quiet)
         return
     suite = (FULL_SUITES if full or suite == "full" else SUITES)[backend]
     if list_cases:
@@ -118,6 +124,10 @@ def bench(names, list_cases, full, suite, network_names, batch, forward_only, in
     except Exception as err:  # noqa: BLE001 - report the reason, not a traceback
         raise click.ClickException(f"the benchmark failed: {type(err).__name__}: {err}") from None
     click.echo(format_report(peaks, results))
+    if plot_path:
+        from numba_conv3d.plot import plot_cases
+
+        plot_cases(results, plot_path)
     if json_path:
         record = {"environment": describe(), "peak_gflops": peaks,
                   "results": [r.as_dict() for r in results]}
@@ -125,8 +135,15 @@ def bench(names, list_cases, full, suite, network_names, batch, forward_only, in
             json.dump(record, out, indent=2)
 
 
+def _check_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise click.UsageError("--plot needs matplotlib: pip install 'numba_conv3d[plot]'") from None
+
+
 def _networks(names, batch, forward_only, list_layers, backend, threads, repeat, warmup, settle, json_path,
-              quiet):
+              plot_path, quiet):
     if backend != "cpu":
         raise click.UsageError("--suite networks runs on the CPU only")
     names = names or tuple(NETWORKS)
@@ -143,9 +160,15 @@ def _networks(names, batch, forward_only, list_layers, backend, threads, repeat,
     except Exception as err:  # noqa: BLE001 - report the reason, not a traceback
         raise click.ClickException(f"the benchmark failed: {type(err).__name__}: {err}") from None
     click.echo(format_networks(results, not forward_only))
+    peak = gemm_peak_gflops("float32") if plot_path or json_path else None
+    if plot_path:
+        from numba_conv3d.plot import plot_networks
+
+        plot_networks(results, plot_path, peak)
     if json_path:
         with open(json_path, "w") as out:
-            json.dump({"environment": describe(), "networks": [r.as_dict() for r in results]}, out, indent=2)
+            json.dump({"environment": describe(), "peak_gflops": {"float32": peak},
+                       "networks": [r.as_dict() for r in results]}, out, indent=2)
 
 
 class _Named(list):
