@@ -50,6 +50,11 @@ BLOCK_VECTORS = 3
 CHANNEL_BLOCK_COLUMNS = 14 if VECTOR_BYTES == 64 else 6
 CHANNEL_BLOCK_VECTORS = 2
 
+# Bytes of one block's weights that the channel-vectorized kernel adds along a whole output row before the
+# next chunk of input channels (``channel_vectorized.weight_chunk``): they stay in L1 (32 KiB on Zen 2
+# and 4, 48 KiB on the Xeon) beside the slab rows the chunk reads.
+CHANNEL_WEIGHT_CHUNK_BYTES = 16 * 1024
+
 # How the planner weighs the channel-vectorized kernel against the channel-blocked one (lanes past the
 # output's last column or channel are computed and thrown away): it prefers the channel-vectorized
 # kernel when that keeps more than ``CHANNEL_VECTORS_MARGIN`` times the share of computed lanes the
@@ -60,6 +65,18 @@ CHANNEL_BLOCK_VECTORS = 2
 # (same process, alternating).
 CHANNEL_VECTORS_MARGIN = 1.05
 WIDE_BLOCK_GAIN = 0.15
+
+# With AVX2, the planner also prefers the channel-vectorized kernel where a group's reduction (input
+# channels x taps) is at least ``CHANNEL_VECTORS_MIN_REDUCTION`` and it keeps at least
+# ``CHANNEL_VECTORS_LONG_SHARE`` of the share of computed lanes the channel-blocked kernel keeps: it adds
+# chunks of input channels across the rows of a task with their weights in L1, where the channel-blocked
+# kernel streams every block's weights again for each block of columns. Measured on a 2-core Zen 2
+# (channel-vectorized speed / channel-blocked speed, same process): 64 -> 64 k3 at 16x56x56 1.20, 96 ->
+# 32 k3 at 64^3 1.08, 32 -> 32 k5 1.08, 128 -> 128 1x3x3 at 16x28x28 1.17 (reductions of 1152-4000);
+# 32 -> 32 k3 at 32^3 0.96, 16 -> 32 k3 0.96, 64 -> 144 1x3x3 0.98, 144 -> 64 3x1x1 0.76, the 3x7x7
+# stem 0.91 (reductions of 432-864). Not measured with AVX-512, where it stays off.
+CHANNEL_VECTORS_MIN_REDUCTION = 1000 if VECTOR_BYTES == 32 else 2 ** 62
+CHANNEL_VECTORS_LONG_SHARE = 0.9
 
 # Fewest output channels per group the channel-blocked kernel serves (a block's missing channels are
 # computed as zeros); below it the row-blocked kernel (one channel x ``BLOCK_ROWS`` rows) runs.

@@ -35,13 +35,14 @@ CHANNEL_VECTORIZED, BLOCKED, ROW_BLOCKED = range(3)
 
 
 @register_jitable
-def real_kernel(out_width, out_per_group, itemsize):
+def real_kernel(out_width, out_per_group, reduction, itemsize):
     """Which register-blocked kernel computes a real-dtype convolution whose output rows (as its kernel
-    runs them) are ``out_width`` wide: ``CHANNEL_VECTORIZED`` where it keeps more of its computed lanes
-    (``channel_vectorized.preferred``), else ``BLOCKED`` where that serves and its channel blocks are
-    full enough (``blocked.fills_blocks``), else ``ROW_BLOCKED``. The planner's table and jitted
-    ``conv3d`` both choose by it."""
-    if channel_vectorized.preferred(out_width, out_per_group, itemsize):
+    runs them) are ``out_width`` wide, with ``out_per_group`` output channels and ``reduction`` input
+    channels x taps per group: ``CHANNEL_VECTORIZED`` where it keeps more of its computed lanes, or
+    nearly as many over a long reduction (``channel_vectorized.preferred``), else ``BLOCKED`` where
+    that serves and its channel blocks are full enough (``blocked.fills_blocks``), else
+    ``ROW_BLOCKED``. The planner's table and jitted ``conv3d`` both choose by it."""
+    if channel_vectorized.preferred(out_width, out_per_group, reduction, itemsize):
         return CHANNEL_VECTORIZED
     if blocked.serves(False, out_per_group) and blocked.fills_blocks(out_per_group):
         return BLOCKED
@@ -51,6 +52,7 @@ def real_kernel(out_width, out_per_group, itemsize):
 def _picked(kernel):
     """An algorithm's ``prefers``: whether ``real_kernel`` picks ``kernel`` for a plan."""
     return lambda plan: real_kernel(plan.rows_merged().output_size[2], plan.out_per_group,
+                                    plan.in_per_group * prod(plan.kernel_size),
                                     np.dtype(plan.dtype).itemsize) == kernel
 
 

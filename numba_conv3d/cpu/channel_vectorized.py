@@ -21,14 +21,15 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS,
-                      CHANNEL_VECTORS_MARGIN, VECTOR_BYTES, WIDE_BLOCK_GAIN)
+                      CHANNEL_VECTORS_LONG_SHARE, CHANNEL_VECTORS_MARGIN, CHANNEL_VECTORS_MIN_REDUCTION,
+                      CHANNEL_WEIGHT_CHUNK_BYTES, VECTOR_BYTES, WIDE_BLOCK_GAIN)
 from .blocked import (blocked_setup, blocked_workspace_bytes, enter_plane, output_offset,
                       pack_weights, row_blocks, slab_offset, task_grid)
 from ..shape_rules import ceil_div, round_up
-from .simd import fma_block, load_rows, zero_block
+from .simd import fma_block, load_block, load_rows, store_block, vector_lanes, zero_block
 from .simd_masked import store_channel_rows
 from .slab import task_start
-from .tasks import task_count
+from .tasks import balanced, task_count
 
 
 @register_jitable
@@ -51,39 +52,52 @@ def kept_lanes(out_width, out_per_group, columns, channels):
 
 
 @register_jitable
-def preferred(out_width, out_per_group, itemsize):
-    """Whether the planner takes this kernel rather than the channel-blocked one (see
-    ``CHANNEL_VECTORS_MARGIN`` and ``WIDE_BLOCK_GAIN``): the channel-blocked kernel computes rows in
-    whole vectors (blocks of ``BLOCK_VECTORS`` vectors where they fit, see ``row_blocks``) and
-    channels in blocks of ``BLOCK_CHANNELS``. Stems and 1x7x7 convolutions with 56-wide rows, and
-    7-, 14-, 24- and 28-wide rows of 64 or 128 channels: 1.04-1.25x faster (same process,
-    alternating)."""
+def preferred(out_width, out_per_group, reduction, itemsize):
+    """Whether the planner takes this kernel rather than the channel-blocked one for rows of
+    ``out_width`` columns, ``out_per_group`` output channels and ``reduction`` (input channels x taps)
+    per group (see ``CHANNEL_VECTORS_MARGIN`` and ``WIDE_BLOCK_GAIN``): the channel-blocked kernel
+    computes rows in whole vectors (blocks of ``BLOCK_VECTORS`` vectors where they fit, see
+    ``row_blocks``) and channels in blocks of ``BLOCK_CHANNELS``. Stems and 1x7x7 convolutions with
+    56-wide rows, and 7-, 14-, 24- and 28-wide rows of 64 or 128 channels: 1.04-1.25x faster (same
+    process, alternating). With AVX2, also long reductions that keep nearly as many lanes
+    (``CHANNEL_VECTORS_MIN_REDUCTION``)."""
     lanes = VECTOR_BYTES // itemsize
     wide = row_blocks(out_width, lanes)[0] * BLOCK_VECTORS
     vectors = ceil_div(out_width, lanes)
-    blocked = (kept_lanes(out_width, out_per_group, lanes, BLOCK_CHANNELS)
-               * (1 + WIDE_BLOCK_GAIN * wide / vectors))
-    return (kept_lanes(out_width, out_per_group, CHANNEL_BLOCK_COLUMNS, block_channels(itemsize))
-            > CHANNEL_VECTORS_MARGIN * blocked)
+    kept_blocked = kept_lanes(out_width, out_per_group, lanes, BLOCK_CHANNELS)
+    kept = kept_lanes(out_width, out_per_group, CHANNEL_BLOCK_COLUMNS, block_channels(itemsize))
+    if reduction >= CHANNEL_VECTORS_MIN_REDUCTION and kept >= CHANNEL_VECTORS_LONG_SHARE * kept_blocked:
+        return True
+    return kept > CHANNEL_VECTORS_MARGIN * kept_blocked * (1 + WIDE_BLOCK_GAIN * wide / vectors)
 
 
 @njit(cache=True, inline='always')
-def _column_block(slab, packed, packed_bias, taps, g, block, source, out, n, od, oh, col0):
-    """Output channels ``block_channels`` of group ``g``'s block ``block`` x ``CHANNEL_BLOCK_COLUMNS``
-    columns from (``od``, ``oh``, ``col0``), reading the slab from offset ``source``."""
+def _column_block(slab, packed, packed_bias, taps, g, block, channel_first, channel_stop, partial,
+                  partial_start, source, out, n, od, oh, col0):
+    """Input channels ``[channel_first, channel_stop)`` of output channels ``block_channels`` of group
+    ``g``'s block ``block`` x ``CHANNEL_BLOCK_COLUMNS`` columns from (``od``, ``oh``, ``col0``), reading
+    the slab from offset ``source``. The block starts from the bias at the first input channel, else
+    from its sums so far in ``partial`` (from ``partial_start``); it goes to the output after the last
+    input channel, else back to ``partial``."""
     channels = block_channels(slab.itemsize)
     blocks, in_channels, ntaps = packed.shape[1], packed.shape[2], packed.shape[3]
     unit = g * blocks + block
-    # Every column starts from the same bias vectors.
-    acc = load_rows(zero_block(slab, CHANNEL_BLOCK_COLUMNS, 1, CHANNEL_BLOCK_VECTORS), packed_bias,
-                    unit * channels, 0, CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS)
+    like = zero_block(slab, CHANNEL_BLOCK_COLUMNS, 1, CHANNEL_BLOCK_VECTORS)
+    if channel_first == 0:
+        # every column starts from the same bias vectors
+        acc = load_rows(like, packed_bias, unit * channels, 0, CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS)
+    else:
+        acc = load_block(like, partial, partial_start)
     channel_size = slab.shape[1] * slab.shape[2] * slab.shape[3] * slab.shape[4]
-    for i in range(in_channels):
+    for i in range(channel_first, channel_stop):
         start = source + i * channel_size
         weight = (unit * in_channels + i) * ntaps * channels
         for t in range(ntaps):
             acc = fma_block(acc, slab, start + taps[t], 1, packed, weight + t * channels, 0, 1,
                             CHANNEL_BLOCK_VECTORS)
+    if channel_stop < in_channels:
+        store_block(acc, partial, partial_start)
+        return
     out_per_group = out.shape[1] // packed.shape[0]
     store_channel_rows(acc, out, output_offset(out, n, g * out_per_group + block * channels, od, oh, col0),
                        out.shape[2] * out.shape[3] * out.shape[4],
@@ -92,26 +106,45 @@ def _column_block(slab, packed, packed_bias, taps, g, block, source, out, n, od,
                        CHANNEL_BLOCK_VECTORS)
 
 
+@register_jitable
+def weight_chunk(in_per_group, ntaps, itemsize):
+    """Input channels whose weights for one block (``block_channels`` x taps each) fit in
+    ``CHANNEL_WEIGHT_CHUNK_BYTES``, balanced over ``in_per_group``: at least one."""
+    per_channel = ntaps * block_channels(itemsize) * itemsize
+    return balanced(in_per_group, CHANNEL_WEIGHT_CHUNK_BYTES // per_channel, 1)[0]
+
+
 @njit(parallel=True, cache=True)
 def _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded,
                                mode, kernel, grid):
     """Fill ``out`` (N, C_out, OD, OH, OW) from ``x`` with the weights and bias packed by
-    ``pack_weights`` in blocks of ``block_channels``, in the tasks of ``grid`` (``task_grid``)."""
+    ``pack_weights`` in blocks of ``block_channels``, in the tasks of ``grid`` (``task_grid``). In each
+    output plane, a block of output channels adds a chunk of input channels (``weight_chunk``) to every
+    block of columns of the task's rows before the next chunk, so that the chunk's weights stay in L1
+    across them; each column block waits in ``partial`` between chunks."""
     groups, blocks, in_per_group = packed.shape[:3]
     out_depth, out_height, out_width = out.shape[2:]
     maps, slab_dims = blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front, padded, mode,
                                     block_width(out_width), grid)
+    chunk = weight_chunk(in_per_group, packed.shape[3], x.itemsize)
+    items = CHANNEL_BLOCK_COLUMNS * CHANNEL_BLOCK_VECTORS * vector_lanes(x)
+    row_blocks = ceil_div(out_width, CHANNEL_BLOCK_COLUMNS)
     for task in prange(task_count(x.shape[0], groups, grid)):
         n, g, od0, oh0, first, stop, slab = task_start(x, task, grid, blocks, groups, slab_dims)
         taps = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
+        partial = np.empty(grid[2] * row_blocks * items, x.dtype)
+        rows = min(grid[2], out_height - oh0)
         for od in range(od0, min(od0 + grid[0], out_depth)):
             enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, taps)
-            for oh in range(oh0, min(oh0 + grid[2], out_height)):
-                for col0 in range(0, out_width, CHANNEL_BLOCK_COLUMNS):
-                    source = slab_offset(slab, oh - oh0, col0, stride)
-                    for block in range(first, stop):
-                        _column_block(slab, packed, packed_bias, taps, g, block, source, out, n, od,
-                                      oh, col0)
+            for block in range(first, stop):
+                for channel_first in range(0, in_per_group, chunk):
+                    channel_stop = min(in_per_group, channel_first + chunk)
+                    for row in range(rows):
+                        for k in range(row_blocks):
+                            col0 = k * CHANNEL_BLOCK_COLUMNS
+                            _column_block(slab, packed, packed_bias, taps, g, block, channel_first,
+                                          channel_stop, partial, (row * row_blocks + k) * items,
+                                          slab_offset(slab, row, col0, stride), out, n, od, oh0 + row, col0)
 
 
 def workspace_bytes(plan):
