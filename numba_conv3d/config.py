@@ -133,6 +133,13 @@ GEMM_POSITIONS_PER_CHANNEL = 1.75
 GEMM_STRIDED_POSITIONS_PER_CHANNEL = 16
 GEMM_POINTWISE_MIN_CHANNELS = 32
 
+# The weight gradient is a matrix product (``cpu/gemm.py``) where the forward plan takes GEMM, and also
+# from ``GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS`` output channels per group (with ``GEMM_MIN_REDUCTION``):
+# there its product reuses each gathered column over many channels. Measured against the weight-gradient
+# kernel (Zen 2, float32; kernel time / GEMM time): 256 channels at 8x28x28 and 4x14x14 1.56-1.71, 128
+# channels with stride 2 1.85, 128 channels 1x3x3 1.06; 64 channels 0.47-0.81, 32 channels 0.25-0.30.
+GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS = 128
+
 # A 1x1x1 convolution at unit stride without pads is one matrix product per sample and group with the
 # input itself as the columns (no im2col): the planner takes GEMM for it from ``GEMM_UNIT_MIN_INPUTS``
 # input channels per group (and 2 output channels). Measured against the register-blocked kernels (Zen

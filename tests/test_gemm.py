@@ -63,6 +63,19 @@ def test_conv3d_weight_of_a_deep_layer_runs_the_gemm_route_and_matches_the_kerne
     np.testing.assert_allclose(conv3d_weight(x, w.shape, g, padding=1), kernel, rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.parametrize("input_shape, weight_shape, dtype, expected", [
+    ((1, 128, 8, 28, 28), (256, 128, 3, 3, 3), "float32", True),  # many output channels
+    ((1, 64, 16, 56, 56), (64, 64, 3, 3, 3), "float32", False),  # the kernel: 64 channels
+    ((1, 512, 2, 7, 7), (64, 512, 3, 3, 3), "float64", False),
+    ((1, 512, 2, 7, 7), (512, 512, 3, 3, 3), "float64", True),  # the forward plan is GEMM
+    ((1, 128, 8, 28, 28), (256, 128, 3, 3, 3), "complex64", False),
+])
+def test_weight_gradient_is_a_matrix_product_for_many_output_channels(input_shape, weight_shape, dtype,
+                                                                       expected):
+    plan = plan_conv3d(input_shape, weight_shape, bias=False, padding=1, dtype=dtype)
+    assert gemm.computes_weight_grad(plan) == expected
+
+
 @pytest.mark.parametrize("input_shape, weight_shape, kwargs, expected", [
     ((1, 512, 2, 7, 7), (512, 512, 3, 3, 3), dict(padding=1), "gemm"),  # r3d_18 layer4
     ((1, 256, 4, 4, 4), (256, 256, 3, 3, 3), dict(padding=1), "gemm"),  # a U-Net's bottom
@@ -71,7 +84,9 @@ def test_conv3d_weight_of_a_deep_layer_runs_the_gemm_route_and_matches_the_kerne
     ((1, 64, 16, 56, 56), (64, 64, 3, 3, 3), dict(padding=1), None),  # large volume: direct kernels
     ((1, 24, 13, 40, 40), (24, 24, 1, 1, 1), dict(stride=(1, 2, 2)), None),  # too few channels
     ((1, 432, 13, 5, 5), (432, 1, 3, 3, 3), dict(padding=1, groups=432), None),  # depthwise
-    ((1, 32, 2, 3, 3), (128, 32, 1, 1, 1), {}, None),  # a reduction of 32 input channels
+    ((1, 8, 2, 3, 3), (128, 8, 1, 2, 2), {}, None),  # a reduction of 8 input channels x 4 taps
+    ((1, 32, 16, 56, 56), (64, 32, 1, 1, 1), {}, "gemm"),  # pointwise: the input is the matrix
+    ((1, 4, 16, 56, 56), (64, 4, 1, 1, 1), {}, None),  # pointwise from 4 channels
 ])
 def test_the_planner_takes_gemm_for_small_volumes_with_many_channels(input_shape, weight_shape, kwargs,
                                                                      expected):

@@ -16,7 +16,7 @@ product the other way round: the output gradient times the columns, transposed.
 import numpy as np
 from numba import njit, prange
 
-from ..config import GEMM_COLUMN_BYTES
+from ..config import GEMM_COLUMN_BYTES, GEMM_MIN_REDUCTION, GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS
 from .slab import index_map
 
 
@@ -120,6 +120,15 @@ def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode
         channels = slice(g * out_per_group, (g + 1) * out_per_group)
         result[channels] += grad[n, channels, od0:od0 + count].reshape(out_per_group, -1) @ columns.T
     return result.reshape(weight_shape)
+
+
+def computes_weight_grad(plan):
+    """Whether the weight gradient of ``plan`` (a real-dtype forward plan) is this matrix product:
+    where the forward convolution is one, or from ``GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS`` output
+    channels per group."""
+    return not plan.is_complex and (plan.algorithm == "gemm" or (
+        plan.out_per_group >= GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS
+        and plan.in_per_group * int(np.prod(plan.kernel_size)) >= GEMM_MIN_REDUCTION))
 
 
 def workspace_bytes(plan):

@@ -86,10 +86,9 @@ def fold(plan, padded, bias):
 
 def weight_gradient(plan, input, grad):
     """The weight's gradient, ``plan.weight_shape``, from the batched input and output gradient: as a
-    matrix product where the planner computes the forward convolution so (``cpu/gemm.py``), else by the
-    weight-gradient kernel."""
+    matrix product where ``gemm.computes_weight_grad``, else by the weight-gradient kernel."""
     with safe_to_run():
-        if plan.algorithm == "gemm":
+        if gemm.computes_weight_grad(plan):
             return gemm.weight_grad(np.ascontiguousarray(input), np.ascontiguousarray(grad),
                                     plan.weight_shape, plan.stride, plan.dilation, plan.pad_front,
                                     plan.padded_size, plan.mode_code, plan.groups)
