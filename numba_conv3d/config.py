@@ -162,6 +162,15 @@ WEIGHT_BLOCK_SINGLE_TAPS = 12
 # all its blocks, so that their rows of the output gradient stay in L1 between blocks.
 WEIGHT_GRAD_CHUNK = 512
 
+# Strided input gradients (and transposed convolutions) with at least this many output channels per
+# group run on the CPU as the weight matrix transposed times the output gradient, then col2im
+# (``cpu/gemm.py``), as do those whose forward plan is GEMM; fewer go through stride phases. Measured
+# (Zen 2, float32; against torch's input gradient, same process): stride 2 k3 64 -> 128 at 16x56x56
+# 0.43 -> 1.00x, 128 -> 256 at 8x28x28 0.37 -> 1.67x, 256 -> 512 at 4x14x14 0.38 -> 1.96x, 1x3x3
+# stride (1, 2, 2) 64 -> 128 0.78 -> 1.25x; unit stride where the forward is GEMM: 1.15-3.2x the
+# cropped correlation.
+COL2IM_MIN_OUT_CHANNELS = 64
+
 # Strided input gradients whose strides multiply to at most this run as unit-stride correlations of the
 # output gradient with zeros inserted (that many times the multiply-adds, on the fast forward kernels)
 # instead of the gather kernel: dense k3 stride 2 at 32^3, 32 channels, float32 on 2 cores, 49 -> 16 ms.

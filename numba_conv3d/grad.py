@@ -65,12 +65,17 @@ def _crops_zero_pads(plan, grad):
             and min(min(pair) for pair in _cropped_pads(plan)) >= 0)
 
 
-def _correlation(plan, grad, weight, conjugate, backend, bias, pads, dilation=None):
+def _correlation(plan, grad, weight, conjugate, backend, bias, pads):
     """The forward convolution (by the backend's fast forward kernels) of ``grad``, padded by ``pads``,
-    with the flipped, channel-swapped weight, plus ``bias``; at ``dilation`` (default the plan's)."""
-    flipped = backend.flipped_transpose(weight, plan.groups, conjugate)
-    correlation = plan_conv3d(grad.shape, flipped.shape, bias=bias is not None, pads=pads,
-                              dilation=plan.dilation if dilation is None else dilation,
+    with the flipped, channel-swapped weight, plus ``bias``."""
+    return _correlate(plan, grad, backend.flipped_transpose(weight, plan.groups, conjugate), backend, bias,
+                      pads, plan.dilation)
+
+
+def _correlate(plan, grad, flipped, backend, bias, pads, dilation):
+    """The forward convolution of ``grad``, padded by ``pads``, with ``flipped`` (a weight already
+    flipped and channel-swapped) at ``dilation``, plus ``bias``."""
+    correlation = plan_conv3d(grad.shape, flipped.shape, bias=bias is not None, pads=pads, dilation=dilation,
                               groups=plan.groups, dtype=plan.dtype, backend=backend.NAME,
                               op="input gradient")
     return run_plan(correlation, grad, flipped, bias)
@@ -101,7 +106,8 @@ def _by_upsampled_correlation(plan, grad, weight, conjugate, backend, bias):
     input exactly."""
     unit = replace(plan, stride=(1, 1, 1))
     upsampled = backend.upsampled(grad, plan.stride, unit.output_size)
-    compute = next(run for _, applies, run in INPUT_GRAD_ALGORITHMS[:2] if applies(unit, upsampled))
+    compute = next(run for name, applies, run in INPUT_GRAD_ALGORITHMS
+                   if name in ("cropped-correlation", "full-correlation") and applies(unit, upsampled))
     return compute(unit, upsampled, weight, conjugate, backend, bias)
 
 
@@ -128,14 +134,34 @@ def _by_stride_phases(plan, grad, weight, conjugate, backend, bias):
         if not all(p.taps for p in combination):
             target[...] = 0 if phase_bias is None else phase_bias.reshape((-1, 1, 1, 1))
             continue
-        sub_kernel = weight[:, :, list(combination[0].taps)][:, :, :, list(combination[1].taps)][
-            ..., list(combination[2].taps)]
+        sub_kernel = backend.flipped_transpose(weight, plan.groups, conjugate, [p.taps for p in combination])
         cropped = grad[(slice(None), slice(None)) + tuple(
             slice(max(0, -p.pads[0]), n - max(0, -p.pads[1])) for p, n in zip(combination, grad.shape[2:]))]
         pads = tuple((max(0, p.pads[0]), max(0, p.pads[1])) for p in combination)
-        target[...] = _correlation(plan, np.ascontiguousarray(cropped), sub_kernel, conjugate, backend,
-                                   phase_bias, pads, tuple(p.dilation for p in combination))
+        target[...] = _correlate(plan, np.ascontiguousarray(cropped), sub_kernel, backend, phase_bias, pads,
+                                 tuple(p.dilation for p in combination))
     return result if zero_pads else backend.fold(plan, result, bias)
+
+
+def _col2im_applies(plan, grad):
+    """Whether the input gradient is a matrix product and col2im (NumPy operands, real dtypes): where
+    the forward convolution is one (small volumes, many channels), and strided with at least
+    ``config.COL2IM_MIN_OUT_CHANNELS`` output channels per group to sum over."""
+    return plan.backend == "cpu" and not plan.is_complex and (plan.algorithm == "gemm" or (
+        plan.stride != (1, 1, 1) and plan.out_per_group >= config.COL2IM_MIN_OUT_CHANNELS))
+
+
+def _by_col2im(plan, grad, weight, conjugate, backend, bias):
+    """The weight matrix transposed times the output gradient, each column added back where its taps
+    read: the padded input's gradient, cropped (zero pads) or folded."""
+    padded = backend.col2im_input_grad(plan, grad, weight, conjugate)
+    if plan.padding_mode != "zeros":
+        return backend.fold(plan, padded, bias)
+    result = np.ascontiguousarray(padded[(slice(None), slice(None)) + tuple(
+        slice(front, front + n) for front, n in zip(plan.pad_front, plan.input_size))])
+    if bias is not None:
+        result += bias.reshape((-1, 1, 1, 1))
+    return result
 
 
 def _by_gather(plan, grad, weight, conjugate, backend, bias):
@@ -148,6 +174,7 @@ def _by_gather(plan, grad, weight, conjugate, backend, bias):
 # channels, cropped 4.9 ms, full correlation and fold 18 ms; dense 32 channels, 11 ms and 23 ms; the
 # gather took 0.35 s on dense (AVX2).
 INPUT_GRAD_ALGORITHMS = (
+    ("gemm-col2im", _col2im_applies, _by_col2im),
     ("cropped-correlation", _crops_zero_pads, _by_cropped_correlation),
     ("full-correlation", _covers_padded_input, _by_full_correlation),
     ("stride-phases", _stride_phases_apply, _by_stride_phases),

@@ -93,3 +93,37 @@ def test_the_planner_takes_gemm_for_small_volumes_with_many_channels(input_shape
     algorithm = plan_conv3d(input_shape, weight_shape, **kwargs).algorithm
     assert (algorithm == "gemm") == (expected == "gemm"), algorithm
     assert plan_conv3d(input_shape, weight_shape, dtype="complex64", **kwargs).algorithm != "gemm"
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(stride=2, padding=1),
+    dict(stride=(2, 1, 3), padding=(1, 2, 0), dilation=(1, 2, 1), groups=2),
+    dict(stride=(1, 2, 2), padding=(0, 1, 1), padding_mode="reflect"),
+    dict(stride=2, padding=2, padding_mode="circular"),
+    dict(padding=1),  # unit stride: the route where the forward plan is GEMM
+])
+def test_col2im_input_gradient_matches_the_gather_kernel_and_the_adjoint(kwargs):
+    from numba_conv3d.cpu import gradients as cpu_gradients
+    from numba_conv3d.grad import INPUT_GRAD_ALGORITHMS
+
+    rng = np.random.default_rng(3)
+    groups = kwargs.get("groups", 1)
+    x, w, _ = random_operands(rng, (2, 2 * groups, 5, 6, 7), (64 * groups, 2, 3, 2, 3), False, np.float64)
+    g = rng.standard_normal(conv3d_reference(x, w, **kwargs).shape)
+    routes = {name: (applies, run) for name, applies, run in INPUT_GRAD_ALGORITHMS}
+    # at unit stride the route serves plans whose forward convolution is a matrix product
+    forced = "gemm" if kwargs.get("stride", 1) == 1 else None
+    plan = plan_conv3d(x.shape, w.shape, bias=False, dtype=x.dtype, algorithm=forced, **kwargs)
+    assert routes["gemm-col2im"][0](plan, g)
+    bias = rng.standard_normal(2 * groups)
+    ours = routes["gemm-col2im"][1](plan, g, w, True, cpu_gradients, bias)
+    np.testing.assert_allclose(ours, routes["gather"][1](plan, g, w, True, cpu_gradients, bias), rtol=1e-12,
+                               atol=1e-12)
+    # the adjoint of the float64 reference: <conv(x), g> is linear in x
+    expected = np.zeros(x.shape)
+    unit = np.zeros(x.shape)
+    for index in np.ndindex(*x.shape):
+        unit[index] = 1.0
+        expected[index] = np.vdot(conv3d_reference(unit, w, **kwargs), g)
+        unit[index] = 0.0
+    np.testing.assert_allclose(ours, expected + bias.reshape(-1, 1, 1, 1), rtol=1e-11, atol=1e-11)

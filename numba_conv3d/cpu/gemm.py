@@ -122,6 +122,53 @@ def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode
     return result.reshape(weight_shape)
 
 
+@njit(parallel=True, cache=True)
+def _col2im(columns, target, n, c0, kernel, stride, dilation, od0, out_height, out_width):
+    """Add ``columns`` (C_in/g * KD * KH * KW, planes * OH * OW: each tap's share of the gradient of the
+    input it read, per output position from plane ``od0``) onto the padded input gradient ``target[n,
+    c0 + c]``: each channel by one thread, taps and positions in order."""
+    taps = kernel[0] * kernel[1] * kernel[2]
+    planes = columns.shape[1] // (out_height * out_width)
+    for c in prange(columns.shape[0] // taps):
+        volume = target[n, c0 + c]
+        for t in range(taps):
+            kd, kh, kw = t // (kernel[1] * kernel[2]), t // kernel[2] % kernel[1], t % kernel[2]
+            source = columns[c * taps + t]
+            for z in range(planes):
+                plane = volume[(od0 + z) * stride[0] + kd * dilation[0]]
+                for oh in range(out_height):
+                    row = plane[oh * stride[1] + kh * dilation[1]]
+                    base = (z * out_height + oh) * out_width
+                    for ow in range(out_width):
+                        row[ow * stride[2] + kw * dilation[2]] += source[base + ow]
+
+
+def padded_input_grad(grad, weight, padded_size, stride, dilation, groups):
+    """The gradient of a convolution with respect to its padded input (zeros where no output reads), as
+    per group the weight matrix transposed times the output gradient (one column per output position,
+    in chunks of output planes), each column added back where its taps read (col2im).
+
+    Parameters are those of :func:`numba_conv3d.cpu.input_grad.padded_input_grad` (``weight`` already
+    conjugated for a complex gradient)."""
+    out_channels, in_per_group = weight.shape[:2]
+    kernel, out_size = weight.shape[2:], grad.shape[2:]
+    out_per_group = out_channels // groups
+    result = np.zeros((grad.shape[0], in_per_group * groups) + tuple(padded_size), grad.dtype)
+    matrix = np.ascontiguousarray(weight).reshape(out_channels, -1)
+    planes = plane_chunk(in_per_group, kernel, out_size, grad.itemsize)
+    plane = out_size[1] * out_size[2]
+    for n in range(grad.shape[0]):
+        for g in range(groups):
+            channels = slice(g * out_per_group, (g + 1) * out_per_group)
+            for od0 in range(0, out_size[0], planes):
+                count = min(planes, out_size[0] - od0)
+                columns = matrix[channels].T @ grad[n, channels, od0:od0 + count].reshape(out_per_group,
+                                                                                          count * plane)
+                _col2im(columns, result, n, g * in_per_group, kernel, stride, dilation, od0, out_size[1],
+                        out_size[2])
+    return result
+
+
 def computes_weight_grad(plan):
     """Whether the weight gradient of ``plan`` (a real-dtype forward plan) is this matrix product:
     where the forward convolution is one, or from ``GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS`` output

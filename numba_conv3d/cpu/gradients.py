@@ -5,6 +5,7 @@
 module by where the operands live and runs the same steps on it.
 """
 import numpy as np
+from numba import njit, prange
 
 from ..parallelism import safe_to_run
 from . import gemm
@@ -49,15 +50,43 @@ def zeros(shape, dtype):
     return np.zeros(shape, dtype)
 
 
-def flipped_transpose(weight, groups, conjugate):
+def flipped_transpose(weight, groups, conjugate, taps=None):
     """(C_out, C_in / g, K...) -> (C_in, C_out / g, K...), each group's channels swapped and every kernel
     flipped in D, H and W (and conjugated if ``conjugate``): the weight of the full correlation that is
-    the input gradient."""
+    the input gradient. With ``taps`` (per dimension, the kernel taps to keep, ascending), only those
+    taps, flipped: the sub-kernel of one stride phase."""
+    if taps is None:
+        taps = tuple(range(k) for k in weight.shape[2:])
+    taps = tuple(np.asarray(t, np.int64)[::-1].copy() for t in taps)
     out_channels, in_per_group = weight.shape[:2]
-    per_group = weight.reshape((groups, out_channels // groups, in_per_group) + weight.shape[2:])
-    swapped = per_group.transpose(0, 2, 1, 3, 4, 5).reshape((in_per_group * groups, out_channels // groups)
-                                                            + weight.shape[2:])
-    return np.ascontiguousarray(_conj(swapped[:, :, ::-1, ::-1, ::-1], conjugate))
+    out = np.empty((in_per_group * groups, out_channels // groups) + tuple(t.size for t in taps),
+                   weight.dtype)
+    with safe_to_run():
+        _gather_flipped(np.ascontiguousarray(weight), groups, *taps, out)
+    return np.conj(out, out=out) if conjugate and np.iscomplexobj(out) else out
+
+
+# Channels per side of the tiles in which ``_gather_flipped`` transposes: a tile's rows of the weight
+# (TILE output channels x TILE input channels x taps) stay in L1 while its transposed rows are written.
+_TILE = 16
+
+
+@njit(parallel=True, cache=True)
+def _gather_flipped(weight, groups, taps_d, taps_h, taps_w, out):
+    """``out[c, o, a, b, e] = weight[g * O + o, c % I, taps_d[a], taps_h[b], taps_w[e]]`` for input
+    channel c of group g (O, I: output and input channels per group), in tiles of channels."""
+    out_per_group, in_per_group = out.shape[1], weight.shape[1]
+    for tile in prange((out.shape[0] + _TILE - 1) // _TILE):
+        for o0 in range(0, out_per_group, _TILE):
+            for c in range(tile * _TILE, min(out.shape[0], (tile + 1) * _TILE)):
+                g, i = c // in_per_group, c % in_per_group
+                for o in range(o0, min(out_per_group, o0 + _TILE)):
+                    source = weight[g * out_per_group + o, i]
+                    target = out[c, o]
+                    for a in range(taps_d.size):
+                        for b in range(taps_h.size):
+                            for e in range(taps_w.size):
+                                target[a, b, e] = source[taps_d[a], taps_h[b], taps_w[e]]
 
 
 def upsampled(grad, stride, extents):
@@ -73,6 +102,13 @@ def gathered_input_grad(plan, grad, weight, conjugate):
     with safe_to_run():
         return padded_input_grad(np.ascontiguousarray(grad), np.ascontiguousarray(_conj(weight, conjugate)),
                                  plan.padded_size, plan.stride, plan.dilation, plan.groups)
+
+
+def col2im_input_grad(plan, grad, weight, conjugate):
+    """The padded input's gradient as a matrix product and col2im (``gemm.padded_input_grad``)."""
+    with safe_to_run():
+        return gemm.padded_input_grad(np.ascontiguousarray(grad), _conj(weight, conjugate), plan.padded_size,
+                                      plan.stride, plan.dilation, plan.groups)
 
 
 def fold(plan, padded, bias):
