@@ -133,12 +133,16 @@ GEMM_POSITIONS_PER_CHANNEL = 1.75
 GEMM_STRIDED_POSITIONS_PER_CHANNEL = 16
 GEMM_POINTWISE_MIN_CHANNELS = 32
 
-# The weight gradient is a matrix product (``cpu/gemm.py``) where the forward plan takes GEMM, and also
-# from ``GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS`` output channels per group (with ``GEMM_MIN_REDUCTION``):
-# there its product reuses each gathered column over many channels. Measured against the weight-gradient
-# kernel (Zen 2, float32; kernel time / GEMM time): 256 channels at 8x28x28 and 4x14x14 1.56-1.71, 128
-# channels with stride 2 1.85, 128 channels 1x3x3 1.06; 64 channels 0.47-0.81, 32 channels 0.25-0.30.
+# The weight gradient is a matrix product (``cpu/gemm.py``) where the forward plan takes GEMM, from
+# ``GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS`` output channels per group (with ``GEMM_MIN_REDUCTION``) over at
+# most ``GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL`` output positions per sample for each output channel,
+# and from twice as many channels at any size. Measured against the weight-gradient kernel (Zen 2,
+# float32; kernel time / GEMM time): 256 channels at 8x28x28 and 4x14x14 1.56-1.71, 128 channels with
+# stride 2 at 8x28x28 (49 positions per channel) 1.85, 128 channels 1x3x3 at 16x28x28 (98) 1.06-1.28,
+# 128 channels from 384 at 16^3 (32) 0.85, 128 channels at 16x56x56 (392) 0.39; 64 channels
+# 0.42-0.81, 32 channels 0.25-0.30.
 GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS = 128
+GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL = 64
 
 # A 1x1x1 convolution at unit stride without pads is one matrix product per sample and group with the
 # input itself as the columns (no im2col): the planner takes GEMM for it from ``GEMM_UNIT_MIN_INPUTS``

@@ -65,6 +65,8 @@ def test_conv3d_weight_of_a_deep_layer_runs_the_gemm_route_and_matches_the_kerne
 
 @pytest.mark.parametrize("input_shape, weight_shape, dtype, expected", [
     ((1, 128, 8, 28, 28), (256, 128, 3, 3, 3), "float32", True),  # many output channels
+    ((1, 128, 8, 28, 28), (128, 128, 3, 3, 3), "float32", True),  # 49 positions per channel
+    ((1, 64, 16, 56, 56), (128, 64, 3, 3, 3), "float32", False),  # 392 positions per channel
     ((1, 64, 16, 56, 56), (64, 64, 3, 3, 3), "float32", False),  # the kernel: 64 channels
     ((1, 512, 2, 7, 7), (64, 512, 3, 3, 3), "float64", False),
     ((1, 512, 2, 7, 7), (512, 512, 3, 3, 3), "float64", True),  # the forward plan is GEMM

@@ -16,7 +16,8 @@ product the other way round: the output gradient times the columns, transposed.
 import numpy as np
 from numba import njit, prange
 
-from ..config import GEMM_COLUMN_BYTES, GEMM_MIN_REDUCTION, GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS
+from ..config import (GEMM_COLUMN_BYTES, GEMM_MIN_REDUCTION, GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS,
+                      GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL)
 from .slab import index_map
 
 
@@ -171,11 +172,14 @@ def padded_input_grad(grad, weight, padded_size, stride, dilation, groups):
 
 def computes_weight_grad(plan):
     """Whether the weight gradient of ``plan`` (a real-dtype forward plan) is this matrix product:
-    where the forward convolution is one, or from ``GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS`` output
-    channels per group."""
+    where the forward convolution is one, or with many output channels per group for the output's
+    size (``config.GEMM_WEIGHT_GRAD_*``)."""
+    channels = plan.out_per_group
+    few_positions = int(np.prod(plan.output_size)) <= GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL * channels
     return not plan.is_complex and (plan.algorithm == "gemm" or (
-        plan.out_per_group >= GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS
-        and plan.in_per_group * int(np.prod(plan.kernel_size)) >= GEMM_MIN_REDUCTION))
+        plan.in_per_group * int(np.prod(plan.kernel_size)) >= GEMM_MIN_REDUCTION
+        and (channels >= 2 * GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS
+             or (channels >= GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS and few_positions))))
 
 
 def workspace_bytes(plan):
