@@ -100,3 +100,16 @@ def assert_every_algorithm_matches_reference(x, w, b=None, **kwargs):
         results[name] = conv3d_with(name, x, w, b, **kwargs)
         assert_matches_reference(results[name], x, w, b, **kwargs)
     return results
+
+
+def reference_input_gradient(x_shape, w, g, **kwargs):
+    """The gradient of <conv3d_reference(x, w), g> with respect to x (of ``x_shape``, batched or not):
+    the convolution is linear in x, so each sample's gradient is the reference applied to every unit
+    input of one sample (as one batch), dotted with that sample's ``g``."""
+    batched = len(x_shape) == 5
+    sample_shape = tuple(x_shape[1:]) if batched else tuple(x_shape)
+    size = math.prod(sample_shape)
+    columns = conv3d_reference(np.eye(size).reshape((size,) + sample_shape), w, **kwargs).reshape(size, -1)
+    samples = g if batched else g[np.newaxis]
+    result = np.stack([(columns @ sample.reshape(-1)).reshape(sample_shape) for sample in samples])
+    return result if batched else result[0]

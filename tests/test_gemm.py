@@ -4,7 +4,7 @@ dtype also runs it through test_conv3d's every-algorithm checks.)"""
 import numpy as np
 import pytest
 
-from checks import assert_matches_reference, conv3d_with, random_operands
+from checks import assert_matches_reference, conv3d_with, random_operands, reference_input_gradient
 from numba_conv3d.cpu import gemm
 from numba_conv3d.cpu.weight_grad import weight_grad
 from numba_conv3d.grad import conv3d_weight
@@ -121,11 +121,5 @@ def test_col2im_input_gradient_matches_the_gather_kernel_and_the_adjoint(kwargs)
     ours = routes["gemm-col2im"][1](plan, g, w, True, cpu_gradients, bias)
     np.testing.assert_allclose(ours, routes["gather"][1](plan, g, w, True, cpu_gradients, bias), rtol=1e-12,
                                atol=1e-12)
-    # the adjoint of the float64 reference: <conv(x), g> is linear in x
-    expected = np.zeros(x.shape)
-    unit = np.zeros(x.shape)
-    for index in np.ndindex(*x.shape):
-        unit[index] = 1.0
-        expected[index] = np.vdot(conv3d_reference(unit, w, **kwargs), g)
-        unit[index] = 0.0
+    expected = reference_input_gradient(x.shape, w, g, **kwargs)
     np.testing.assert_allclose(ours, expected + bias.reshape(-1, 1, 1, 1), rtol=1e-11, atol=1e-11)
