@@ -229,6 +229,20 @@ def _thread_count(threads):
             torch.set_num_threads(before[1])
 
 
+def median_times(sides, repeat, warmup, settle, device):
+    """Median seconds of each callable in ``sides`` (by name): ``warmup`` untimed rounds, then
+    ``repeat`` rounds in which the sides run in turn, each after a pause of ``settle`` seconds."""
+    for _ in range(warmup):
+        for run in sides.values():
+            run()
+    times = {name: [] for name in sides}
+    for _ in range(repeat):
+        for name, run in sides.items():
+            time.sleep(settle)
+            times[name].append(device.seconds(run))
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
+
+
 def _time_case(case, repeat, warmup, peak_gflops, device, settle):
     plan = case.plan()
     x, w, b = case.operands()
@@ -239,15 +253,7 @@ def _time_case(case, repeat, warmup, peak_gflops, device, settle):
     scipy_peer = _scipy_peer(case, device, x, w, b)
     if scipy_peer:
         sides["scipy"] = scipy_peer
-    for _ in range(warmup):
-        for run in sides.values():
-            run()
-    times = {name: [] for name in sides}
-    for _ in range(repeat):
-        for name, run in sides.items():
-            time.sleep(settle)
-            times[name].append(device.seconds(run))
-    medians = {name: statistics.median(seconds) for name, seconds in times.items()}
+    medians = median_times(sides, repeat, warmup, settle, device)
     if peak_gflops is None:
         peak_gflops = gemm_peak_gflops(case.dtype, backend=device.backend)
     return BenchResult(case, plan.flops, medians.pop("ours"), first, medians, peak_gflops)

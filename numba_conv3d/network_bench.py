@@ -9,14 +9,13 @@ the data), on both sides: ours through ``conv3d_input`` / ``conv3d_weight`` / ``
 transposed layer's input gradient is a forward ``conv3d``), torch's through autograd.
 """
 import math
-import statistics
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from .api import conv3d
-from .benchmark import SETTLE_SECONDS, _Device, _thread_count, _torch
+from .benchmark import SETTLE_SECONDS, _Device, _thread_count, _torch, median_times
 from .grad import conv3d_bias, conv3d_input, conv3d_weight
 from .networks import NETWORKS, network_layers
 from .transposed import conv_transpose3d
@@ -120,18 +119,6 @@ class LayerResult:
                 "max_relative_difference": self.max_relative_difference}
 
 
-def _median_times(sides, repeat, warmup, settle, device):
-    for _ in range(warmup):
-        for run in sides.values():
-            run()
-    times = {name: [] for name in sides}
-    for _ in range(repeat):
-        for name, run in sides.items():
-            time.sleep(settle)
-            times[name].append(device.seconds(run))
-    return {name: statistics.median(seconds) for name, seconds in times.items()}
-
-
 def time_layer(layer, repeat=5, warmup=2, settle=SETTLE_SECONDS, training=True):
     """Time one layer (CPU, float32): ours and torch alternating, forward then training step.
 
@@ -155,8 +142,8 @@ def time_layer(layer, repeat=5, warmup=2, settle=SETTLE_SECONDS, training=True):
         reference = sides["torch"][0]().numpy()
         scale = float(np.abs(reference).max()) or 1.0
         difference = float(np.abs(ours_forward() - reference).max()) / scale
-    forward = _median_times({name: pair[0] for name, pair in sides.items()}, repeat, warmup, settle, device)
-    steps = (_median_times({name: pair[1] for name, pair in sides.items()}, repeat, warmup, settle, device)
+    forward = median_times({name: pair[0] for name, pair in sides.items()}, repeat, warmup, settle, device)
+    steps = (median_times({name: pair[1] for name, pair in sides.items()}, repeat, warmup, settle, device)
              if training else dict.fromkeys(sides, math.nan))
     return LayerResult(layer, forward["ours"], steps["ours"], first, forward.get("torch"), steps.get("torch"),
                        difference)
