@@ -154,9 +154,9 @@ def _networks(names, batch, forward_only, list_layers, backend, threads, repeat,
                            f"{layer.weight_shape} {layer.kwargs}{' transposed' if layer.transposed else ''}")
         return
     progress = _progress(quiet)
-    labelled = lambda pairs: (pair for pair in progress(_Named(pairs)))  # noqa: E731
     try:
-        results = run_networks(names, batch, repeat, warmup, threads, settle, not forward_only, labelled)
+        results = run_networks(names, batch, repeat, warmup, threads, settle, not forward_only,
+                               lambda pairs: progress(_Named(pairs)))
     except Exception as err:  # noqa: BLE001 - report the reason, not a traceback
         raise click.ClickException(f"the benchmark failed: {type(err).__name__}: {err}") from None
     click.echo(format_networks(results, not forward_only))

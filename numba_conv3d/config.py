@@ -50,9 +50,9 @@ BLOCK_VECTORS = 3
 CHANNEL_BLOCK_COLUMNS = 14 if VECTOR_BYTES == 64 else 6
 CHANNEL_BLOCK_VECTORS = 2
 
-# Bytes of one block's weights that the channel-vectorized kernel adds along a whole output row before the
-# next chunk of input channels (``channel_vectorized.weight_chunk``): they stay in L1 (32 KiB on Zen 2
-# and 4, 48 KiB on the Xeon) beside the slab rows the chunk reads.
+# Bytes of one block's weights that the channel-vectorized kernel adds to every column block of a task's
+# rows (in one output plane) before the next chunk of input channels (``channel_vectorized.weight_chunk``):
+# they stay in L1 (32 KiB on Zen 2 and 4, 48 KiB on the Xeon) beside the slab rows the chunk reads.
 CHANNEL_WEIGHT_CHUNK_BYTES = 16 * 1024
 
 # How the planner weighs the channel-vectorized kernel against the channel-blocked one (lanes past the
@@ -175,9 +175,10 @@ WEIGHT_GRAD_CHUNK = 512
 # cropped correlation.
 COL2IM_MIN_OUT_CHANNELS = 64
 
-# Strided input gradients whose strides multiply to at most this run as unit-stride correlations of the
-# output gradient with zeros inserted (that many times the multiply-adds, on the fast forward kernels)
-# instead of the gather kernel: dense k3 stride 2 at 32^3, 32 channels, float32 on 2 cores, 49 -> 16 ms.
+# Strided input gradients whose strides multiply to at most this run on the GPU as unit-stride
+# correlations of the output gradient with zeros inserted (that many times the multiply-adds, on the
+# fast forward kernels) instead of the gather kernel (the CPU takes col2im or stride phases first):
+# dense k3 stride 2 at 32^3, 32 channels, float32 on 2 CPU cores, before those existed, 49 -> 16 ms.
 GRAD_UPSAMPLE_MAX_STRIDES = 8
 
 # CUDA thread-block tiles (``numba_conv3d.cuda.tiling.Tile``): a block of ``columns x thread_rows x

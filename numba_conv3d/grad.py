@@ -7,7 +7,8 @@ padding as torch's autograd sends it through ``torch.nn.Conv3d`` (each pad eleme
 onto the element it copied). Complex gradients follow torch's convention (the conjugate Wirtinger
 derivative): ``conv3d_input`` correlates with the conjugated weight, ``conv3d_weight`` with the
 conjugated input. Every element is summed by one thread in one fixed order: results are bitwise equal
-for any thread count, and from run to run on the GPU.
+for any thread count, and from run to run on the GPU (on the CPU, a gradient computed as a matrix
+product sums in NumPy's BLAS, deterministically for a given BLAS).
 
 Where the operands live picks the backend (NumPy arrays: ``cpu/gradients.py``; CUDA arrays:
 ``cuda/gradients.py``, the same functions for device arrays); the steps and the choice of route are

@@ -79,6 +79,11 @@ def _torch_sides(torch, layer, x, w, b, g):
     return forward, training
 
 
+def _milliseconds(seconds):
+    """``seconds`` in ms, None where not timed (a JSON null)."""
+    return None if seconds is None else seconds * 1e3
+
+
 @dataclass
 class LayerResult:
     """Median seconds of one layer on each side (torch's None without torch), and how far our forward
@@ -86,7 +91,7 @@ class LayerResult:
 
     layer: object
     ours_forward_s: float
-    ours_training_s: float
+    ours_training_s: float | None
     ours_first_s: float
     torch_forward_s: float | None
     torch_training_s: float | None
@@ -110,10 +115,10 @@ class LayerResult:
         return {"layer": layer.name, "count": layer.count, "input": layer.input_shape,
                 "weight": layer.weight_shape, "kwargs": layer.kwargs, "transposed": layer.transposed,
                 "bias": layer.bias, "input_grad": layer.input_grad, "macs": layer.macs,
-                "ours_forward_ms": self.ours_forward_s * 1e3, "ours_training_ms": self.ours_training_s * 1e3,
-                "compile_s": self.ours_first_s,
-                "torch_forward_ms": None if self.torch_forward_s is None else self.torch_forward_s * 1e3,
-                "torch_training_ms": None if self.torch_training_s is None else self.torch_training_s * 1e3,
+                "ours_forward_ms": _milliseconds(self.ours_forward_s),
+                "ours_training_ms": _milliseconds(self.ours_training_s), "compile_s": self.ours_first_s,
+                "torch_forward_ms": _milliseconds(self.torch_forward_s),
+                "torch_training_ms": _milliseconds(self.torch_training_s),
                 "forward_ratio": self.forward_ratio, "training_ratio": self.training_ratio,
                 "forward_gflops": self.forward_gflops,
                 "max_relative_difference": self.max_relative_difference}
@@ -144,7 +149,7 @@ def time_layer(layer, repeat=5, warmup=2, settle=SETTLE_SECONDS, training=True):
         difference = float(np.abs(ours_forward() - reference).max()) / scale
     forward = median_times({name: pair[0] for name, pair in sides.items()}, repeat, warmup, settle, device)
     steps = (median_times({name: pair[1] for name, pair in sides.items()}, repeat, warmup, settle, device)
-             if training else dict.fromkeys(sides, math.nan))
+             if training else dict.fromkeys(sides))
     return LayerResult(layer, forward["ours"], steps["ours"], first, forward.get("torch"), steps.get("torch"),
                        difference)
 
@@ -171,8 +176,8 @@ class NetworkResult:
 
     def as_dict(self):
         return {"network": self.name, "batch": self.batch,
-                "ours_forward_ms": self.total("ours_forward_s") * 1e3,
-                "ours_training_ms": self.total("ours_training_s") * 1e3,
+                "ours_forward_ms": _milliseconds(self.total("ours_forward_s")),
+                "ours_training_ms": _milliseconds(self.total("ours_training_s")),
                 "forward_ratio": self.ratio("forward"), "training_ratio": self.ratio("training"),
                 "layers": [r.as_dict() for r in self.layers]}
 
@@ -210,13 +215,13 @@ def _ratio(value):
 
 
 def _ms(seconds):
-    return f"{seconds * 1e3:9.2f}" if seconds is not None and not math.isnan(seconds) else f"{'-':>9}"
+    return f"{seconds * 1e3:9.2f}" if seconds is not None else f"{'-':>9}"
 
 
 def geometric_mean(values):
     """Geometric mean of positive ``values`` (None when any is None or there are none)."""
     values = list(values)
-    if not values or any(v is None or math.isnan(v) for v in values):
+    if not values or any(v is None for v in values):
         return None
     return math.exp(sum(math.log(v) for v in values) / len(values))
 

@@ -113,28 +113,26 @@ class _Builder:
         self.shape = self.data = (batch, channels) + tuple(size)
         self.layers = []
 
-    def conv(self, name, out_channels, kernel, stride=1, padding=0, groups=1, bias=False, update=True):
-        """A Conv3d of the current activation; it becomes the current one unless ``update`` is False."""
+    def conv(self, name, out_channels, kernel, stride=1, padding=0, groups=1, bias=False):
+        """A Conv3d of the current activation, which becomes its output."""
         kwargs = {"stride": stride, "padding": padding}
         if groups != 1:
             kwargs["groups"] = groups
         weight = (out_channels, self.shape[1] // groups) + _triple(kernel)
         return self._add(Layer(name, self.shape, weight, kwargs, bias=bias,
-                               input_grad=self.shape is not self.data), update)
+                               input_grad=self.shape is not self.data))
 
     def up(self, name, out_channels, kernel, stride, padding=0, output_padding=0, bias=True):
         """A ConvTranspose3d of the current activation, which becomes its output."""
         kwargs = {"stride": stride, "padding": padding, "output_padding": output_padding}
         weight = (self.shape[1], out_channels) + _triple(kernel)
         return self._add(Layer(name, self.shape, weight, kwargs, transposed=True, bias=bias,
-                               input_grad=self.shape is not self.data), True)
+                               input_grad=self.shape is not self.data))
 
-    def _add(self, layer, update):
+    def _add(self, layer):
         self.layers.append(layer)
-        output = layer.output_shape
-        if update:
-            self.shape = output
-        return output
+        self.shape = layer.output_shape
+        return self.shape
 
     def pool(self, factors, pad=(0, 0, 0)):
         """Max pooling with kernel = stride = ``factors`` (and ``pad``): only the extents change."""

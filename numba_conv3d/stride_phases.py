@@ -23,7 +23,8 @@ class Phase:
     size : int
         How many positions of the wanted range fall in the phase.
     taps : tuple of int
-        The kernel taps that reach them, ascending (empty: no output reads them; their gradient is 0).
+        The kernel taps that reach them, ascending (empty: no output reads them, or none of the
+        output gradient's elements those taps reach exists; their gradient is 0).
     dilation : int
         Spacing of those taps in the output gradient (1 for one tap).
     pads : tuple of 2 ints
@@ -66,7 +67,10 @@ def phases(start, length, kernel, stride, dilation, grad_extent):
         spacing = (taps[1] - taps[0]) * dilation // stride if len(taps) > 1 else 1
         # the largest tap reads the output gradient's earliest element: the correlation's first tap
         first = (position - taps[-1] * dilation) // stride
-        front = -first
-        back = size + (len(taps) - 1) * spacing - grad_extent - front
-        result.append(Phase(offset, size, taps, spacing, (front, back)))
+        last = first + size - 1 + (len(taps) - 1) * spacing
+        if last < 0 or first >= grad_extent:  # every element the taps reach lies outside the gradient
+            result.append(Phase(offset, size, (), 1, (0, 0)))
+            continue
+        back = size + (len(taps) - 1) * spacing - grad_extent + first
+        result.append(Phase(offset, size, taps, spacing, (-first, back)))
     return result

@@ -1,4 +1,5 @@
-"""conv3d called from users' @njit code: the same arguments, bitwise the same result as from Python,
+"""conv3d called from users' @njit code: the same arguments, bitwise the same result as from Python
+(for plans of the register-blocked and direct kernels: jitted code runs no BLAS),
 the same ValueError messages, TypingError for wrong types; the kernels reached by name, so that a user's
 function neither compiles them again nor loses its own disk cache."""
 import re

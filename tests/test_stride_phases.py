@@ -27,6 +27,11 @@ def test_phases_list_exactly_the_taps_and_outputs_that_reach_each_position(kerne
             # brute force: taps k and outputs o (of any index, in range or not) with o * s + k * d == p
             expected = {k: (position - k * dilation) // stride for k in range(kernel)
                         if (position - k * dilation) % stride == 0}
+            if not phase.taps:  # no tap, or none of the outputs it would read exists in any position
+                assert all(not 0 <= start + phase.offset + r * stride - k * dilation < grad_extent * stride
+                           or (start + phase.offset + r * stride - k * dilation) % stride
+                           for r in range(phase.size) for k in range(kernel))
+                continue
             assert set(phase.taps) == set(expected)
             for j, k in enumerate(reversed(phase.taps)):
                 # the correlation's tap j reads the output gradient at q - front + j * dilation
@@ -46,6 +51,8 @@ CASES = [
     ((1, 2, 5, 5, 6), (2, 2, 2, 3, 3), dict(stride=(2, 3, 2), padding=2, padding_mode="replicate")),
     ((1, 2, 6, 6, 5), (2, 2, 3, 2, 3), dict(stride=(4, 2, 2), padding=(3, 1, 2), dilation=(1, 2, 1),
                                             padding_mode="circular")),
+    # a phase whose one tap reaches only a pad's output: its gradient window is empty
+    ((1, 1, 2, 2, 2), (1, 1, 2, 2, 2), dict(stride=2, dilation=3, padding=1)),
 ]
 
 

@@ -22,7 +22,7 @@ def _on_merged_rows(workspace_bytes):
 
 
 def _runner(compute):
-    """An algorithm's ``run``: its jitted ``compute`` given the plan's numbers."""
+    """An algorithm's ``run``: its ``compute`` given the plan's numbers."""
     def run(plan, x, weight, bias, out):
         compute(x, weight, bias, plan.has_bias, out, plan.stride, plan.dilation, plan.pad_front,
                 plan.padded_size, plan.mode_code, plan.groups)
@@ -72,12 +72,15 @@ def prefers_gemm(plan):
 
 
 ALGORITHMS = (
-    Algorithm("gemm", f"real dtype, a small output volume for many channels (>= {GEMM_MIN_OUT_CHANNELS} "
-              f"output channels per group, <= {GEMM_POSITIONS_PER_CHANNEL} output positions per channel, "
+    Algorithm("gemm", f"real dtype: a 1x1x1 unit-stride layer (>= {GEMM_UNIT_MIN_INPUTS} input channels "
+              f"per group; the input is the matrix), a small output volume for many channels (>= "
+              f"{GEMM_MIN_OUT_CHANNELS} output channels and >= {GEMM_MIN_REDUCTION} input channels x taps "
+              f"per group, <= {GEMM_POSITIONS_PER_CHANNEL} output positions per channel, "
               f"{GEMM_STRIDED_POSITIONS_PER_CHANNEL} when strided) or a strided 1x1x1 projection: im2col "
               "columns of whole output planes times the weight matrix by NumPy's BLAS (2x7x7 with 512 "
-              "channels: 2.2x the blocked kernel)",
-              lambda plan: not plan.is_complex, gemm.workspace_bytes, _runner(gemm.compute), prefers_gemm),
+              "channels: 2.2x the blocked kernel, pointwise 1.1-1.9x)",
+              lambda plan: not plan.is_complex, _on_merged_rows(gemm.workspace_bytes), _runner(gemm.compute),
+              prefers_gemm),
     Algorithm("channel-vectorized", f"real dtype, rows cut into whole SIMD vectors would compute lanes past "
               f"their end: blocks of {CHANNEL_BLOCK_COLUMNS} output columns x {CHANNEL_BLOCK_VECTORS} SIMD "
               "vectors of output channels summed in registers (56-wide stem, 1x7x7: 1.22-1.25x the blocked "

@@ -148,10 +148,13 @@ def _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation, pa
 
 
 def workspace_bytes(plan):
-    """Scratch bytes one worker thread holds."""
-    channels = block_channels(np.dtype(plan.dtype).itemsize)
-    return blocked_workspace_bytes(plan, ceil_div(plan.out_per_group, channels), 1,
-                                   CHANNEL_BLOCK_COLUMNS)
+    """Scratch bytes one worker thread holds: its slab, and the sums of its rows' column blocks between
+    chunks of input channels (counted for every output row, an upper bound)."""
+    itemsize = np.dtype(plan.dtype).itemsize
+    channels = block_channels(itemsize)
+    partial = plan.output_size[1] * block_width(plan.output_size[2]) * channels * itemsize
+    return partial + blocked_workspace_bytes(plan, ceil_div(plan.out_per_group, channels), 1,
+                                             CHANNEL_BLOCK_COLUMNS)
 
 
 @register_jitable
