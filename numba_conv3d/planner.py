@@ -4,7 +4,6 @@ Only this module knows the rules; kernels trust the :class:`~numba_conv3d.plan.C
 Messages name the operation, the argument and the numbers received. ``ValueError`` is raised for bad
 values and shapes, ``TypeError`` for bad types, ``MemoryError`` for a call that cannot fit in memory.
 """
-import functools
 from dataclasses import replace
 
 import numba
@@ -13,6 +12,7 @@ import numpy as np
 from . import config, shape_checks
 from .cuda.arrays import is_device_array
 from .plan import ConvPlan
+from .plan_cache import ARRAY_PLANS, memoized, operands_key
 from .shape_rules import PADDING_MODES, dilated_extent, padding_mode_code, same_pads
 
 SUPPORTED_DTYPES = ("float32", "float64", "complex64", "complex128")
@@ -151,44 +151,7 @@ def _choose_algorithm(op, plan, name):
                    workspace_bytes=algorithm.workspace_bytes(plan))
 
 
-# CPU plans made so far, by their arguments and the thread count their workspace depends on: planning
-# costs about 0.1 ms, as much as a small convolution's kernel. (A CUDA plan depends on the device.)
-_PLANS = {}
-PLAN_CACHE_SIZE = 256
-
-
-def _typed_key(value):
-    """``value`` as a hashable key that tells its type apart (``1``, ``1.0`` and ``True`` are
-    different arguments); TypeError for a value that is not a tuple of hashable scalars."""
-    if isinstance(value, tuple):
-        return tuple, tuple(_typed_key(item) for item in value)
-    hash(value)
-    return type(value), value
-
-
-def _memoized(plan_function):
-    """``plan_function`` returning the same (frozen) CPU plan for the same arguments; arguments that
-    are not hashable (lists), CUDA plans and calls that raise are not cached."""
-    @functools.wraps(plan_function)
-    def cached(*args, **kwargs):
-        if kwargs.get("backend", "cpu") != "cpu":
-            return plan_function(*args, **kwargs)
-        try:
-            key = _typed_key((args, tuple(sorted(kwargs.items())), numba.get_num_threads()))
-        except TypeError:
-            return plan_function(*args, **kwargs)
-        plan = _PLANS.get(key)
-        if plan is None:
-            plan = plan_function(*args, **kwargs)
-            if len(_PLANS) >= PLAN_CACHE_SIZE:
-                _PLANS.clear()
-            _PLANS[key] = plan
-        return plan
-
-    return cached
-
-
-@_memoized
+@memoized
 def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, dilation=1, groups=1,
                 padding_mode="zeros", dtype="float32", backend="cpu", algorithm=None, op="conv3d",
                 pads=None):
@@ -317,9 +280,9 @@ def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, g
     -------
     ConvPlan
     """
-    key = _operands_key(input, weight, bias, (stride, padding, dilation, groups, padding_mode, backend,
-                                              algorithm, op))
-    known = _ARRAY_PLANS.get(key) if key is not None else None
+    key = operands_key(input, weight, bias, (stride, padding, dilation, groups, padding_mode, backend,
+                                             algorithm, op))
+    known = ARRAY_PLANS.get(key) if key is not None else None
     if known is not None:
         plan, checks_memory = known
     else:
@@ -332,34 +295,8 @@ def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, g
     if checks_memory:
         checks_memory = check_host_memory(op, plan, input_copy_bytes=copy_bytes)
     if known is None and key is not None:
-        if len(_ARRAY_PLANS) >= PLAN_CACHE_SIZE:
-            _ARRAY_PLANS.clear()
-        _ARRAY_PLANS[key] = plan, checks_memory
+        ARRAY_PLANS.store(key, (plan, checks_memory))
     return plan
-
-
-# CPU plans of NumPy operands seen so far, by their shapes, dtypes, layout and arguments (with the
-# thread count), and whether their memory check must run again: the operands' checks and the plan's
-# arguments cost as long as a small convolution.
-_ARRAY_PLANS = {}
-
-
-def _exact(value):
-    """Whether ``value`` is None, an exact int or str, or a tuple of exact ints: arguments that are equal
-    only when they mean the same (unlike 1, 1.0 and True, or numpy integers)."""
-    kind = type(value)
-    return (value is None or kind is int or kind is str
-            or (kind is tuple and all(type(item) is int for item in value)))
-
-
-def _operands_key(input, weight, bias, arguments):
-    """A key for :func:`plan_for_arrays`'s cache, or None where the call must be planned in full (not
-    plain NumPy arrays on the CPU, or arguments of other types)."""
-    if not (arguments[5] == "cpu" and type(input) is np.ndarray and type(weight) is np.ndarray
-            and (bias is None or type(bias) is np.ndarray) and all(map(_exact, arguments))):
-        return None
-    return (input.shape, input.dtype, input.flags.c_contiguous, weight.shape, weight.dtype,
-            None if bias is None else (bias.shape, bias.dtype), arguments, numba.get_num_threads())
 
 
 def plan_for_input_shape(input_shape, dtype, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,

@@ -1,0 +1,78 @@
+"""The planner's caches of CPU plans: planning and checking the operands cost about as long as a small
+convolution's kernel, so calls that repeat their arguments reuse the plan made the first time.
+
+Keys tell apart arguments that compare equal but mean different things (``1``, ``1.0`` and ``True``); a
+CUDA plan depends on the device and is never cached.
+"""
+import functools
+
+import numba
+import numpy as np
+
+PLAN_CACHE_SIZE = 256
+
+
+class BoundedCache(dict):
+    """A dict emptied when it holds ``PLAN_CACHE_SIZE`` entries and another one is stored."""
+
+    def store(self, key, value):
+        if len(self) >= PLAN_CACHE_SIZE:
+            self.clear()
+        self[key] = value
+
+
+# CPU plans made so far, by their arguments and the thread count their workspace depends on.
+_PLANS = BoundedCache()
+
+# CPU plans of NumPy operands seen so far, by their shapes, dtypes, layout and arguments (with the
+# thread count), each with whether its memory check must run again.
+ARRAY_PLANS = BoundedCache()
+
+
+def _typed_key(value):
+    """``value`` as a hashable key that tells its type apart (``1``, ``1.0`` and ``True`` are
+    different arguments); TypeError for a value that is not a tuple of hashable scalars."""
+    if isinstance(value, tuple):
+        return tuple, tuple(_typed_key(item) for item in value)
+    hash(value)
+    return type(value), value
+
+
+def memoized(plan_function):
+    """``plan_function`` returning the same (frozen) CPU plan for the same arguments; arguments that
+    are not hashable (lists), CUDA plans and calls that raise are not cached."""
+    @functools.wraps(plan_function)
+    def cached(*args, **kwargs):
+        if kwargs.get("backend", "cpu") != "cpu":
+            return plan_function(*args, **kwargs)
+        try:
+            key = _typed_key((args, tuple(sorted(kwargs.items())), numba.get_num_threads()))
+        except TypeError:
+            return plan_function(*args, **kwargs)
+        plan = _PLANS.get(key)
+        if plan is None:
+            plan = plan_function(*args, **kwargs)
+            _PLANS.store(key, plan)
+        return plan
+
+    return cached
+
+
+def _exact(value):
+    """Whether ``value`` is None, an exact int or str, or a tuple of exact ints: arguments that are equal
+    only when they mean the same (unlike 1, 1.0 and True, or numpy integers). Cheaper than
+    ``_typed_key`` on the hot path of every call."""
+    kind = type(value)
+    return (value is None or kind is int or kind is str
+            or (kind is tuple and all(type(item) is int for item in value)))
+
+
+def operands_key(input, weight, bias, arguments):
+    """A key for ``ARRAY_PLANS``, or None where the call must be planned in full (not plain NumPy arrays
+    on the CPU, or arguments of other types); ``arguments`` are stride, padding, dilation, groups,
+    padding_mode, backend, algorithm and op."""
+    if not (arguments[5] == "cpu" and type(input) is np.ndarray and type(weight) is np.ndarray
+            and (bias is None or type(bias) is np.ndarray) and all(map(_exact, arguments))):
+        return None
+    return (input.shape, input.dtype, input.flags.c_contiguous, weight.shape, weight.dtype,
+            None if bias is None else (bias.shape, bias.dtype), arguments, numba.get_num_threads())
