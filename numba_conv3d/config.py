@@ -195,6 +195,27 @@ CUDA_CHANNEL_TILE = dict(columns=32, thread_rows=2, rows_per_thread=8, channel_t
 CUDA_ROW_TILE = dict(columns=32, thread_rows=2, rows_per_thread=16, channel_threads=1,
                      channels_per_thread=1, stage_channels=1)
 
+# Tiles of the CUDA implicit GEMM (``numba_conv3d.cuda.gemm_plan.GemmTile``: block_m positions x
+# block_n output channels, block_k reduction steps per stage, thread_m x thread_n sums per thread); a
+# plan takes the narrowest whose block_n covers its output channels per group.
+CUDA_GEMM_TILES = (
+    dict(block_m=128, block_n=32, block_k=8, thread_m=4, thread_n=4),
+    dict(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4),
+    dict(block_m=128, block_n=128, block_k=8, thread_m=8, thread_n=8),
+)
+
+# The implicit GEMM serves groups of at least this many output channels (fewer waste most of a tile:
+# depthwise and one-channel layers take the row-tiled kernel).
+CUDA_GEMM_MIN_OUT_CHANNELS = 8
+
+# Blocks the implicit GEMM aims to launch (two per multiprocessor of an H100 or H200): a layer whose
+# tiles are fewer splits its reduction, keeping at least CUDA_GEMM_MIN_SPLIT_STAGES stages per split.
+CUDA_GEMM_TARGET_BLOCKS = 264
+CUDA_GEMM_MIN_SPLIT_STAGES = 8
+
+# Blocks of the implicit GEMM that must fit on one multiprocessor (launch bounds).
+CUDA_GEMM_MIN_BLOCKS_PER_SM = 2
+
 # Bytes of register sums per thread; wider dtypes get fewer rows per thread (and more thread rows).
 # Above this NVVM keeps the sums of complex tiles in local memory.
 CUDA_SUM_BYTES = 256

@@ -4,7 +4,7 @@ Importing this package imports neither ``numba.cuda`` nor any kernel: the planne
 on any machine, and kernels load (and compile, or come from the cache) on the first run.
 """
 from ..algorithm import Algorithm
-from . import arrays, tiling
+from . import arrays, gemm_plan, tiling
 
 NAME = "cuda"
 
@@ -24,7 +24,17 @@ def _tiled_row(name, reason, make_tile, applies):
                      _launcher("run_tiled", make_tile))
 
 
+def _run_gemm(plan, x, w, b, out):
+    from . import gemm
+
+    gemm.run(plan, x, w, b, out)
+
+
 ALGORITHMS = (
+    Algorithm("cuda-implicit-gemm", "a matrix product of output positions x output channels over "
+              "input channels x taps, gathered tile by tile into shared memory (the reduction split "
+              "where the tiles alone would not fill the GPU)", gemm_plan.applies, gemm_plan.shared_bytes,
+              _run_gemm),
     _tiled_row("cuda-channel-tiled", "shared-memory tiles of input plus halo; each thread sums "
                "rows x channels of outputs in registers (at least half a block of output channels per "
                "group)", tiling.channel_tile,

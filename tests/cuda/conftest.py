@@ -35,7 +35,9 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def simulator_tiles(monkeypatch):
     """Tiny tiles under the simulator: 4 columns x 2 thread rows x 2 channel threads, 2 rows and 2
-    channels per thread, 2 channels per stage; 8 threads per elementwise block, 4 per reduction; at
+    channels per thread, 2 channels per stage; GEMM tiles of 8 threads for 2 or more
+    output channels per group that split reductions longer
+    than 4 stages; 8 threads per elementwise block, 4 per reduction; at
     most 3 blocks per launch."""
     if SIMULATED:
         monkeypatch.setattr(config, "CUDA_CHANNEL_TILE", dict(
@@ -44,6 +46,12 @@ def simulator_tiles(monkeypatch):
         monkeypatch.setattr(config, "CUDA_ROW_TILE", dict(
             columns=4, thread_rows=2, rows_per_thread=2, channel_threads=1, channels_per_thread=1,
             stage_channels=1))
+        monkeypatch.setattr(config, "CUDA_GEMM_TILES", (
+            dict(block_m=8, block_n=4, block_k=4, thread_m=2, thread_n=2),
+            dict(block_m=4, block_n=8, block_k=2, thread_m=1, thread_n=4)))
+        monkeypatch.setattr(config, "CUDA_GEMM_MIN_OUT_CHANNELS", 2)
+        monkeypatch.setattr(config, "CUDA_GEMM_TARGET_BLOCKS", 16)
+        monkeypatch.setattr(config, "CUDA_GEMM_MIN_SPLIT_STAGES", 2)
         monkeypatch.setattr(config, "CUDA_DIRECT_THREADS", 8)
         monkeypatch.setattr(config, "CUDA_REDUCE_THREADS", 4)
         monkeypatch.setattr(config, "CUDA_MAX_BLOCKS", 3)

@@ -143,3 +143,20 @@ def test_cupy_arrays_in_cupy_arrays_out():
     assert isinstance(out, cupy.ndarray)
     assert_matches_reference(cupy.asnumpy(out), x, w, groups=2, padding=(0, 1, 1),
                              padding_mode="reflect")
+
+
+def test_dask_arrays_of_cupy_chunks_compute_on_the_gpu():
+    cupy = pytest.importorskip("cupy")
+    da = pytest.importorskip("dask.array")
+    if SIMULATED:
+        pytest.skip("CuPy needs a real GPU")
+    from numba_conv3d import dask_conv3d
+
+    x, w, b = random_operands(np.random.default_rng(10), (2, 4, 12, 14, 16), (6, 4, 3, 3, 3), True,
+                              np.float32)
+    chunked = da.from_array(cupy.asarray(x), chunks=(1, 4, 5, 7, 9), asarray=False)
+    y = dask_conv3d(chunked, w, b, padding=1, padding_mode="reflect")
+    assert isinstance(y._meta, cupy.ndarray)
+    out = y.compute()
+    assert isinstance(out, cupy.ndarray)
+    assert_matches_reference(cupy.asnumpy(out), x, w, b, padding=1, padding_mode="reflect")

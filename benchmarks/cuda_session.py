@@ -1,0 +1,420 @@
+"""The prepared GPU session: everything a lent GPU should run, in one call, within a few minutes.
+
+1. the machine (GPU, driver, packages) and its two ceilings: float32 matrix product (cuBLAS, TF32 off)
+   and device-to-device copy bandwidth;
+2. correctness: random forward cases for every CUDA algorithm that serves them, against torch in
+   float64 on the GPU, outputs poisoned first;
+3. a sweep of implicit-GEMM tiles (and reduction splits) over the layer classes;
+4. ours against cuDNN (TF32 off, and TF32 on beside it): the CUDA suite's five shapes and every
+   distinct forward layer of the networks suite, per network weighted by layer counts; training steps
+   (forward and gradients) of the networks where ``--training`` asks;
+5. host overhead per call on a tiny layer (cached plan), for each array kind.
+
+Usage (on the GPU machine): python benchmarks/cuda_session.py OUT_DIR [--quick] [--training]
+Writes OUT_DIR/cuda_session.json and prints the tables; each section survives a failure of another.
+"""
+import argparse
+import functools
+import json
+import math
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+
+import numpy as np
+import torch
+
+import numba_conv3d
+from numba_conv3d import config, conv3d
+from numba_conv3d.bench_cases import CUDA_SUITE
+from numba_conv3d.networks import NETWORKS, network_layers
+from numba_conv3d.planner import plan_for_arrays
+
+RESULTS = {}
+OUT_FILE = []  # where each finished section rewrites the results (a run cut short keeps the rest)
+
+
+def section(name):
+    """Run the decorated section, store its result, print a traceback instead of stopping."""
+    def wrap(function):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            print(f"\n== {name}", flush=True)
+            try:
+                RESULTS[name] = function(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - a failed section must not cost the others
+                RESULTS[name] = {"error": traceback.format_exc()}
+                print(RESULTS[name]["error"], flush=True)
+            print(f"   ({time.perf_counter() - start:.1f} s)", flush=True)
+            for path in OUT_FILE:
+                with open(path, "w") as handle:
+                    json.dump(RESULTS, handle, indent=1, default=str)
+        return run
+    return wrap
+
+
+def gpu_ms(fn, repeat=7, inner=None, budget_ms=150.0):
+    """Median milliseconds per call of ``fn`` over ``repeat`` timed loops (CUDA events), each loop of
+    ``inner`` back-to-back calls (chosen so that a loop takes about ``budget_ms / repeat``)."""
+    fn()
+    torch.cuda.synchronize()
+    if inner is None:
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        once = max(time.perf_counter() - start, 1e-6) * 1e3
+        inner = int(min(200, max(1, budget_ms / repeat / once)))
+    times = []
+    for _ in range(repeat):
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        for _ in range(inner):
+            fn()
+        end.record()
+        end.synchronize()
+        times.append(begin.elapsed_time(end) / inner)
+    return statistics.median(times)
+
+
+def alternating_ms(fns, rounds=3, **kwargs):
+    """Median over ``rounds`` alternating rounds of each callable's ``gpu_ms``."""
+    samples = [[] for _ in fns]
+    for _ in range(rounds):
+        for sample, fn in zip(samples, fns):
+            sample.append(gpu_ms(fn, **kwargs))
+    return [statistics.median(s) for s in samples]
+
+
+@section("machine")
+def machine():
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm,memory.total",
+                          "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+    import numba
+    import numba.cuda
+
+    info = {"gpu": smi, "torch": torch.__version__, "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(), "numba": numba.__version__,
+            "numba_cuda": getattr(numba.cuda, "__version__", "?"), "python": platform.python_version(),
+            "numba_conv3d": numba_conv3d.__version__,
+            "multiprocessors": torch.cuda.get_device_properties(0).multi_processor_count}
+    torch.backends.cuda.matmul.allow_tf32 = False
+    info["fp32_gemm_tflops"] = _gemm_tflops(8192)
+    info["copy_tb_s"] = _copy_tb_s(1 << 29)
+    torch.cuda.empty_cache()
+    print(json.dumps(info, indent=1))
+    return info
+
+
+def _gemm_tflops(n):
+    """float32 matrix product rate (TF32 off) on random n x n operands."""
+    a, b = (torch.randn(n, n, device="cuda") for _ in range(2))
+    return 2 * n ** 3 / gpu_ms(functools.partial(torch.matmul, a, b), repeat=5, inner=5) / 1e9
+
+
+def _copy_tb_s(elements):
+    """Device-to-device copy rate, bytes read plus written."""
+    source = torch.randn(elements, device="cuda")
+    target = torch.empty_like(source)
+    return 2 * elements * 4 / gpu_ms(functools.partial(target.copy_, source), repeat=5, inner=5) / 1e9
+
+
+def _random_case(rng):
+    """A random forward case: (input shape, weight shape, kwargs)."""
+    groups = int(rng.choice([1, 1, 1, 2, 4]))
+    in_per, out_per = int(rng.integers(1, 24)), int(rng.integers(1, 80))
+    kernel = tuple(int(k) for k in rng.integers(1, 6, 3))
+    stride = tuple(int(s) for s in rng.integers(1, 4, 3))
+    dilation = tuple(int(d) for d in rng.choice([1, 1, 2], 3))
+    mode = str(rng.choice(["zeros", "zeros", "reflect", "replicate", "circular"]))
+    size = tuple(int(n) for n in rng.integers(6, 30, 3))
+    padding = tuple(int(min(p, (k - 1) * d, n - 1)) for p, k, d, n in
+                    zip(rng.integers(0, 4, 3), kernel, dilation, size))
+    batch = int(rng.integers(1, 4))
+    return ((batch, in_per * groups) + size, (out_per * groups, in_per) + kernel,
+            dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=mode))
+
+
+@section("correctness")
+def correctness(cases):
+    from numba_conv3d.api import run_plan
+    from numba_conv3d.cuda import ALGORITHMS
+
+    rng = np.random.default_rng(int(time.time()))
+    worst, failures, runs, by_algorithm = 0.0, [], 0, {}
+    for index in range(cases):
+        input_shape, weight_shape, kwargs = _random_case(rng)
+        x = torch.randn(input_shape, device="cuda")
+        w = torch.randn(weight_shape, device="cuda")
+        b = torch.randn(weight_shape[0], device="cuda")
+        try:
+            plan = plan_for_arrays(x, w, b, backend="cuda", **kwargs)
+        except ValueError:
+            continue
+        mode = kwargs["padding_mode"]
+        xd = x.double()
+        if mode != "zeros":
+            pads = [p for pair in reversed(plan.pads) for p in pair]
+            xd = torch.nn.functional.pad(xd, pads, mode=mode)
+            ref_kwargs = dict(kwargs, padding=0)
+        else:
+            ref_kwargs = dict(kwargs)
+        ref_kwargs.pop("padding_mode")
+        ref = torch.nn.functional.conv3d(xd, w.double(), b.double(), **ref_kwargs)
+        reduction = weight_shape[1] * math.prod(weight_shape[2:])
+        bound = 4 * np.finfo(np.float32).eps * math.sqrt(reduction + 1)
+        for algorithm in (a.name for a in ALGORITHMS if a.applies(plan)):
+            forced = plan_for_arrays(x, w, b, backend="cuda", algorithm=algorithm, **kwargs)
+            out = torch.as_tensor(run_plan(forced, x, w, b), device="cuda")
+            error = ((out.double() - ref).norm() / ref.norm()).item()
+            finite = bool(torch.isfinite(out).all())
+            runs += 1
+            by_algorithm[algorithm] = by_algorithm.get(algorithm, 0) + 1
+            worst = max(worst, error / bound)
+            if not finite or error > bound or out.shape != ref.shape:
+                failures.append(dict(case=index, algorithm=algorithm, shapes=[input_shape, weight_shape],
+                                     kwargs=kwargs, error=error, bound=bound, finite=finite))
+    # Run to run: the same inputs give bitwise the same output.
+    x = torch.randn(2, 48, 20, 22, 24, device="cuda")
+    w = torch.randn(64, 48, 3, 3, 3, device="cuda")
+    outs = [conv3d(x, w, padding=1) for _ in range(3)]
+    bitwise = all(bool(torch.equal(outs[0], o)) for o in outs[1:])
+    summary = dict(runs=runs, by_algorithm=by_algorithm, failures=failures[:20],
+                   failure_count=len(failures), worst_error_over_bound=worst, bitwise_repeatable=bitwise)
+    print(json.dumps({k: v for k, v in summary.items() if k != "failures"}, indent=1))
+    for failure in failures[:5]:
+        print(failure)
+    return summary
+
+
+def _set_tiles(tiles, target_blocks):
+    from numba_conv3d.cuda import gemm, gemm_plan
+
+    config.CUDA_GEMM_TILES = tuple(dict(zip(gemm_plan._TILE_FIELDS, t)) for t in tiles)
+    config.CUDA_GEMM_TARGET_BLOCKS = target_blocks
+    for cached in (gemm._prepared, gemm_plan.geometry, gemm_plan.taps):
+        cached.cache_clear()
+
+
+def _layer_operands(input_shape, weight_shape, bias=False):
+    x = torch.randn(input_shape, device="cuda")
+    w = torch.randn(weight_shape, device="cuda")
+    return x, w, torch.randn(weight_shape[0], device="cuda") if bias else None
+
+
+def _torch_conv(x, w, b, kwargs):
+    kwargs = dict(kwargs)
+    mode = kwargs.pop("padding_mode", "zeros")
+    if mode != "zeros":
+        raise ValueError("the benchmarks use zero padding")
+    return torch.nn.functional.conv3d(x, w, b, **kwargs)
+
+
+SWEEP_TILES = ((128, 32, 8, 4, 4), (128, 64, 8, 8, 4), (64, 128, 8, 4, 8), (64, 64, 8, 4, 4),
+               (128, 64, 16, 8, 4), (64, 32, 8, 4, 4), (32, 64, 8, 4, 4), (64, 64, 16, 4, 4))
+
+
+# Layers the tile sweep times besides the CUDA suite: each class of the networks suite (wide and narrow,
+# large and small volumes, strided, pointwise, 5x5x5, few input channels).
+SWEEP_PICKS = {
+    "r3d_18": ("layer1.0.conv1", "layer2.0.conv1", "layer3.0.conv1", "layer3.0.conv2",
+               "layer3.0.downsample", "layer4.0.conv1", "layer4.0.conv2"),
+    "mc3_18": ("stem",), "r2plus1d_18": ("layer1.0.conv1.temporal", "layer4.1.conv1.spatial"),
+    "x3d_s": ("res2.0.a", "res5.0.c"), "c3d": ("conv1a",),
+    "unet3d": ("down0.conv1", "down0.conv2", "up0.conv1", "down3.conv2"),
+    "vnet": ("input", "down1.conv0", "down3.conv0", "down4.conv0"),
+    "residual_unet": ("down0.conv1", "bottom.conv2"),
+}
+
+
+def sweep_layers():
+    """(name, input shape, weight shape, kwargs) of the layers the tile sweep times."""
+    layers = [(case.name, case.input_shape, case.weight_shape, case.kwargs) for case in CUDA_SUITE]
+    for network, names in SWEEP_PICKS.items():
+        layers += [(f"{network}:{layer.name}", layer.input_shape, layer.weight_shape, layer.kwargs)
+                   for layer in network_layers(network) if layer.name in names]
+    return layers
+
+
+@section("sweep")
+def sweep(quick):
+    from numba_conv3d.cuda import gemm_plan
+
+    default_tiles = [tuple(t.values()) for t in config.CUDA_GEMM_TILES]
+    default_target = config.CUDA_GEMM_TARGET_BLOCKS
+    rows = []
+    layers = sweep_layers()
+    seen = set()
+    for name, input_shape, weight_shape, kwargs in layers:
+        key = (input_shape, weight_shape, tuple(sorted((k, str(v)) for k, v in kwargs.items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        x, w, _ = _layer_operands(input_shape, weight_shape)
+        plan = plan_for_arrays(x, w, backend="cuda", **kwargs)
+        if not gemm_plan.applies(plan):
+            continue
+        cells = {}
+        cudnn = gpu_ms(functools.partial(_torch_conv, x, w, None, kwargs), repeat=5, budget_ms=60)
+        for tile in (SWEEP_TILES[:4] if quick else SWEEP_TILES):
+            for target in ((0, 264) if quick else (0, 264, 528)):
+                _set_tiles([tile], target)
+                cells[f"{tile}/{target}"] = gpu_ms(functools.partial(conv3d, x, w, **kwargs), repeat=5,
+                                                   budget_ms=60)
+        best = min(cells, key=cells.get)
+        rows.append(dict(layer=name, flops=plan.flops, cudnn_ms=cudnn, cells=cells, best=best,
+                         out_per_group=plan.out_per_group, positions=plan.batch * math.prod(plan.output_size),
+                         reduction=gemm_plan.reduction_length(plan)))
+        print(f"{name[:34]:34} opg {plan.out_per_group:4} pos {rows[-1]['positions']:8} "
+              f"cudnn {cudnn:7.3f} best {cells[best]:7.3f} {best}", flush=True)
+        del x, w
+    _set_tiles(default_tiles, default_target)
+    return rows
+
+
+def _compare(name, input_shape, weight_shape, kwargs, flops, peak, bias=False):
+    x, w, b = _layer_operands(input_shape, weight_shape, bias)
+    plan = plan_for_arrays(x, w, b, backend="cuda", **kwargs)
+
+    def tf32_off():
+        torch.backends.cudnn.allow_tf32 = False
+        return _torch_conv(x, w, b, kwargs)
+
+    def tf32_on():
+        torch.backends.cudnn.allow_tf32 = True
+        out = _torch_conv(x, w, b, kwargs)
+        torch.backends.cudnn.allow_tf32 = False
+        return out
+
+    ours = functools.partial(conv3d, x, w, b, **kwargs)
+    ours, cudnn, cudnn_tf32 = alternating_ms([ours, tf32_off, tf32_on], rounds=2, repeat=5, budget_ms=60)
+    return dict(layer=name, algorithm=plan.algorithm, ours_ms=ours, cudnn_ms=cudnn, cudnn_tf32_ms=cudnn_tf32,
+                ratio=cudnn / ours, gflops=flops / ours / 1e6, peak_share=flops / ours / 1e9 / peak)
+
+
+@section("forward")
+def forward(peak):
+    torch.backends.cudnn.benchmark = True
+    rows = []
+    for case in CUDA_SUITE:
+        plan = case.plan()
+        rows.append(_compare(case.name, case.input_shape, case.weight_shape, case.kwargs, plan.flops, peak))
+        r = rows[-1]
+        print(f"{r['layer'][:30]:30} {r['algorithm']:20} ours {r['ours_ms']:8.3f} cudnn {r['cudnn_ms']:8.3f} "
+              f"tf32 {r['cudnn_tf32_ms']:8.3f}  x{r['ratio']:5.2f} {r['peak_share']:5.1%}", flush=True)
+    networks = {}
+    for name in NETWORKS:
+        total_ours = total_cudnn = total_tf32 = 0.0
+        for layer in network_layers(name):
+            if layer.transposed:
+                continue  # timed in the training section (a transposed layer is an input gradient)
+            flops = 2 * layer.macs
+            r = _compare(f"{name}:{layer.name}", layer.input_shape, layer.weight_shape, layer.kwargs,
+                         flops, peak, layer.bias)
+            r["count"] = layer.count
+            rows.append(r)
+            total_ours += layer.count * r["ours_ms"]
+            total_cudnn += layer.count * r["cudnn_ms"]
+            total_tf32 += layer.count * r["cudnn_tf32_ms"]
+            print(f"{r['layer'][:34]:34} {r['algorithm']:20} ours {r['ours_ms']:8.3f} cudnn "
+                  f"{r['cudnn_ms']:8.3f} x{r['ratio']:5.2f} (x{layer.count})", flush=True)
+        networks[name] = dict(ours_ms=total_ours, cudnn_ms=total_cudnn, cudnn_tf32_ms=total_tf32,
+                              ratio=total_cudnn / total_ours)
+        print(f"## {name}: ours {total_ours:.3f} ms cudnn {total_cudnn:.3f} ms "
+              f"x{total_cudnn / total_ours:.2f}", flush=True)
+    return dict(layers=rows, networks=networks)
+
+
+def _training_steps(layer):
+    """Our training step and torch's (autograd) for ``layer`` on fresh random device operands."""
+    from numba_conv3d.network_bench import _ours
+
+    x, w, b = _layer_operands(layer.input_shape, layer.weight_shape, layer.bias)
+    g = torch.randn(layer.output_shape, device="cuda")
+    _, ours_step = _ours(layer, x, w, b, g)
+    function = torch.nn.functional.conv_transpose3d if layer.transposed else torch.nn.functional.conv3d
+    xt, wt = x.clone().requires_grad_(layer.input_grad), w.clone().requires_grad_()
+    leaves = [xt, wt] if layer.input_grad else [wt]
+
+    def torch_step():
+        torch.autograd.grad(function(xt, wt, b, **layer.kwargs), leaves, g)
+
+    return ours_step, torch_step
+
+
+@section("training")
+def training():
+    rows = {}
+    for name in NETWORKS:
+        ours_total = torch_total = 0.0
+        for layer in network_layers(name):
+            ours_ms, torch_ms = alternating_ms(_training_steps(layer), rounds=2, repeat=3)
+            ours_total += layer.count * ours_ms
+            torch_total += layer.count * torch_ms
+        rows[name] = dict(ours_ms=ours_total, cudnn_ms=torch_total, ratio=torch_total / ours_total)
+        print(f"## {name}: training step ours {ours_total:.2f} ms cudnn {torch_total:.2f} ms "
+              f"x{torch_total / ours_total:.2f}", flush=True)
+    return rows
+
+
+@section("overhead")
+def overhead(calls=300):
+    from numba import cuda
+
+    rows = {}
+    shapes = ((1, 4, 6, 6, 6), (8, 4, 3, 3, 3))
+    for kind in ("torch", "numba"):
+        x, w, _ = _layer_operands(*shapes)
+        if kind == "numba":
+            x, w = cuda.as_cuda_array(x), cuda.as_cuda_array(w)
+        conv3d(x, w, padding=1)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(calls):
+            conv3d(x, w, padding=1)
+        torch.cuda.synchronize()
+        rows[kind] = (time.perf_counter() - start) / calls * 1e6
+    plan_start = time.perf_counter()
+    for _ in range(calls):
+        plan_for_arrays(x, w, backend="cuda", padding=1)
+    rows["planning"] = (time.perf_counter() - plan_start) / calls * 1e6
+    xt, wt, _ = _layer_operands(*shapes)
+    torch.nn.functional.conv3d(xt, wt, padding=1)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        torch.nn.functional.conv3d(xt, wt, padding=1)
+    torch.cuda.synchronize()
+    rows["torch_conv3d"] = (time.perf_counter() - start) / calls * 1e6
+    print(json.dumps(rows, indent=1))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--training", action="store_true")
+    parser.add_argument("--skip", nargs="*", default=())
+    args = parser.parse_args()
+    OUT_FILE.append(f"{args.out}/cuda_session.json")
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    machine()
+    peak = RESULTS["machine"].get("fp32_gemm_tflops", 51.0)
+    if "correctness" not in args.skip:
+        correctness(60 if args.quick else 200)
+    if "overhead" not in args.skip:
+        overhead()
+    if "sweep" not in args.skip:
+        sweep(args.quick)
+    if "forward" not in args.skip:
+        forward(peak)
+    if args.training:
+        training()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""The implicit-GEMM ``@cuda.jit`` kernel: a convolution as a matrix product computed tile by tile,
+never materialising the im2col matrix.
+
+Rows of the product are output positions (batch folded in), columns output channels of one group, and
+the reduction runs over (input channel, kd, kh, kw) of that group, in the weight's own memory order.
+A block computes a ``block_m x block_n`` tile of the product, ``block_k`` reduction steps per stage:
+it gathers the stage's input columns (zero where a tap falls in the padding) and weights from global
+memory into registers while it multiplies the previous stage out of shared memory (two buffers, one
+barrier per stage). Each thread keeps ``thread_m x thread_n`` sums in registers, read from shared
+memory in runs of four so that the loads can be 16 bytes wide.
+
+Every output element is summed by one thread in reduction order; with a split reduction
+(``splits > 1``), each split writes its partial sums and a second kernel adds them in split order. No
+atomics: results are bitwise equal from run to run. Geometry arrives in a small device array
+(``gemm_plan.geometry``), so that a launch passes few arguments and shapes never recompile.
+"""
+import functools
+
+import numba
+import numpy as np
+from numba import cuda, from_dtype
+
+from .kernels import jit_kernel
+
+# Slots of the geometry array (int64) that every implicit-GEMM launch reads.
+(G_POSITIONS, G_OUT_VOLUME, G_OUT_DEPTH, G_OUT_HEIGHT, G_OUT_WIDTH, G_STRIDE_D, G_STRIDE_H,
+ G_STRIDE_W, G_PAD_D, G_PAD_H, G_PAD_W, G_DEPTH, G_HEIGHT, G_WIDTH, G_IN_CHANNELS, G_IN_PER_GROUP,
+ G_OUT_CHANNELS, G_OUT_PER_GROUP, G_REDUCTION, G_CHANNEL_TILES, G_STAGES_PER_SPLIT, G_STAGES,
+ G_HAS_BIAS, G_SPLIT_ELEMENTS) = range(24)
+GEOMETRY_SLOTS = 24
+
+# Slots of a row of the taps table (int32): the input offset of the tap from a position's first tap,
+# then its depth, row and column offsets (far out of range on the padding rows past the reduction).
+T_OFFSET, T_DEPTH, T_ROW, T_COLUMN = range(4)
+TAP_FIELDS = 4
+
+_at = numba.uint64
+# Positions are below 2**31 (``gemm_plan.applies``): their digits are 32-bit divisions, which the
+# compiler inlines, where a 64-bit division is a call.
+_u32 = numba.uint32
+
+# Reduction steps of a stage multiplied per pass of the loop NVVM leaves rolled (it unrolls the pass).
+UNROLL_STEPS = 2
+FAR = 1 << 30  # an input coordinate no volume has: masks the loads of positions past the end and of
+#                   padding rows of the taps table
+
+
+@cuda.jit(device=True, inline=True)
+def _digits(position, width, height, depth):
+    """Column, row, depth and sample of an output ``position`` (batch folded in)."""
+    rest = _u32(position) // _u32(width)
+    column = _u32(position) - rest * _u32(width)
+    row = rest % _u32(height)
+    rest //= _u32(height)
+    return column, row, rest % _u32(depth), rest // _u32(depth)
+
+
+@functools.lru_cache(maxsize=None)
+def implicit_gemm_kernel(dtype, tile, min_blocks):
+    """The implicit-GEMM kernel for ``dtype`` (a real NumPy dtype name) and ``tile`` (a
+    ``gemm_plan.GemmTile``), compiled for at least ``min_blocks`` resident blocks per multiprocessor.
+
+    Launch on grid ``(position tiles, groups x channel tiles, splits)`` with ``tile.threads`` threads:
+    ``kernel(x, w, b, target, taps, geometry)`` with ``x``, ``w`` and ``target`` flat C-order views.
+    ``target`` is the output (one split) or the split workspace (``splits`` partial outputs).
+    """
+    value = from_dtype(np.dtype(dtype))
+    block_m, block_n, block_k, thread_m, thread_n = tile
+    threads = tile.threads
+    m_threads, n_threads = block_m // thread_m, block_n // thread_n
+    run_m, run_n = min(4, thread_m), min(4, thread_n)
+    a_rows = threads // block_m  # reduction rows of a stage one pass of the block gathers
+    a_loads = block_k // a_rows
+    b_columns = threads // block_k
+    b_loads = block_n // b_columns
+    a_stage = block_k * block_m
+    b_pitch = block_n + 4  # a padded row: the staging stores of one warp hit distinct banks
+    b_stage = block_k * b_pitch
+    zero = value(0)
+    unroll = min(UNROLL_STEPS, block_k)
+    a_shared_size, b_shared_size = 2 * a_stage, 2 * b_stage  # shared shapes must be constants
+
+    @jit_kernel(threads, min_blocks)
+    def kernel(x, w, b, target, taps, geometry):
+        a_shared = cuda.shared.array(a_shared_size, value)
+        b_shared = cuda.shared.array(b_shared_size, value)
+        sums = cuda.local.array((thread_m, thread_n), value)
+        a_values = cuda.local.array(thread_m, value)
+        b_values = cuda.local.array(thread_n, value)
+        a_next = cuda.local.array(a_loads, value)
+        b_next = cuda.local.array(b_loads, value)
+
+        positions = geometry[G_POSITIONS]
+        out_volume = geometry[G_OUT_VOLUME]
+        out_height, out_width = geometry[G_OUT_HEIGHT], geometry[G_OUT_WIDTH]
+        depth, height, width = geometry[G_DEPTH], geometry[G_HEIGHT], geometry[G_WIDTH]
+        in_per_group, out_per_group = geometry[G_IN_PER_GROUP], geometry[G_OUT_PER_GROUP]
+        out_channels, reduction = geometry[G_OUT_CHANNELS], geometry[G_REDUCTION]
+        channel_tiles = geometry[G_CHANNEL_TILES]
+        stages = geometry[G_STAGES]
+        stages_per_split = geometry[G_STAGES_PER_SPLIT]
+
+        t = cuda.threadIdx.x
+        group = _u32(cuda.blockIdx.y) // _u32(channel_tiles)
+        m0 = cuda.blockIdx.x * block_m
+        n0 = (cuda.blockIdx.y - group * channel_tiles) * block_n
+        split = cuda.blockIdx.z
+        first_stage = split * stages_per_split
+        last_stage = min(stages, first_stage + stages_per_split)
+
+        # The output position whose input column this thread gathers, as input coordinates of its
+        # first tap and the flat offset of that tap in the group's first input channel.
+        position = m0 + t % block_m
+        ow, oh, od, sample = _digits(position, out_width, out_height, geometry[G_OUT_DEPTH])
+        d0 = od * geometry[G_STRIDE_D] - geometry[G_PAD_D]
+        h0 = oh * geometry[G_STRIDE_H] - geometry[G_PAD_H]
+        w0 = ow * geometry[G_STRIDE_W] - geometry[G_PAD_W]
+        if position >= positions:
+            d0 = FAR
+        a_origin = (((sample * geometry[G_IN_CHANNELS] + group * in_per_group) * depth + d0) * height
+                    + h0) * width + w0
+        a_row = t // block_m
+        # The weight row (output channel) and reduction step this thread stages.
+        b_step = t % block_k
+        b_channel = n0 + t // block_k
+        b_origin = (group * out_per_group + b_channel) * reduction + b_step
+
+        tm, tn = t % m_threads, t // m_threads
+        for i in range(thread_m):
+            for j in range(thread_n):
+                sums[i, j] = 0
+
+        for stage in range(first_stage, last_stage + 1):
+            if stage < last_stage:
+                k0 = stage * block_k
+                for i in range(a_loads):
+                    tap = _at(k0 + a_row + i * a_rows)
+                    d = d0 + taps[tap, T_DEPTH]
+                    h = h0 + taps[tap, T_ROW]
+                    c = w0 + taps[tap, T_COLUMN]
+                    inside = 0 <= d < depth and 0 <= h < height and 0 <= c < width
+                    a_next[i] = x[_at(a_origin + taps[tap, T_OFFSET])] if inside else zero
+                for j in range(b_loads):
+                    inside = (k0 + b_step < reduction
+                              and b_channel + j * b_columns < out_per_group)
+                    b_next[j] = w[_at(b_origin + k0 + j * b_columns * reduction)] if inside else zero
+            if stage > first_stage:
+                a_at = _at(((stage - 1 - first_stage) & 1) * a_stage + tm * run_m)
+                b_at = _at(((stage - 1 - first_stage) & 1) * b_stage + tn * run_n)
+                for step in range(0, block_k, unroll):
+                    # a constant inner trip count: NVVM unrolls it, where it keeps a loop of block_k
+                    for kk in range(step, step + unroll):
+                        for i in range(thread_m):
+                            a_values[i] = a_shared[a_at + _at(kk * block_m + i % run_m
+                                                              + (i // run_m) * m_threads * run_m)]
+                        for j in range(thread_n):
+                            b_values[j] = b_shared[b_at + _at(kk * b_pitch + j % run_n
+                                                              + (j // run_n) * n_threads * run_n)]
+                        for i in range(thread_m):
+                            for j in range(thread_n):
+                                sums[i, j] += a_values[i] * b_values[j]
+            if stage < last_stage:
+                a_at = _at(((stage - first_stage) & 1) * a_stage + t % block_m)
+                for i in range(a_loads):
+                    a_shared[a_at + _at((a_row + i * a_rows) * block_m)] = a_next[i]
+                b_at = _at(((stage - first_stage) & 1) * b_stage + b_step * b_pitch + t // block_k)
+                for j in range(b_loads):
+                    b_shared[b_at + _at(j * b_columns)] = b_next[j]
+            cuda.syncthreads()
+
+        has_bias = geometry[G_HAS_BIAS] != 0 and cuda.gridDim.z == 1  # else the split sum adds it
+        split_at = split * geometry[G_SPLIT_ELEMENTS]
+        for i in range(thread_m):
+            position = m0 + tm * run_m + i % run_m + (i // run_m) * m_threads * run_m
+            if position < positions:
+                sample = _u32(position) // _u32(out_volume)
+                at = split_at + sample * out_channels * out_volume + position - sample * out_volume
+                for j in range(thread_n):
+                    local = n0 + tn * run_n + j % run_n + (j // run_n) * n_threads * run_n
+                    if local < out_per_group:
+                        channel = group * out_per_group + local
+                        total = sums[i, j] + b[channel] if has_bias else sums[i, j]
+                        target[_at(at + channel * out_volume)] = total
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def split_sum_kernel(dtype, threads):
+    """The kernel that adds ``splits`` partial outputs in split order (and the bias): one thread per
+    output element, ``kernel(partials, b, out, geometry)`` with flat ``partials`` and ``out``."""
+    @jit_kernel(threads, 1)
+    def kernel(partials, b, out, geometry):
+        elements = geometry[G_SPLIT_ELEMENTS]
+        out_volume, out_channels = geometry[G_OUT_VOLUME], geometry[G_OUT_CHANNELS]
+        splits = partials.size // elements
+        has_bias = geometry[G_HAS_BIAS] != 0
+        for index in range(cuda.grid(1), elements, cuda.gridsize(1)):
+            total = partials[index]
+            for split in range(1, splits):
+                total += partials[split * elements + index]
+            if has_bias:
+                total += b[(index // out_volume) % out_channels]
+            out[index] = total
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def pad_kernel(dtype, threads):
+    """The kernel that writes the padded input of a non-zero padding mode: one thread per padded
+    element, ``kernel(x, padded, front, mode)`` with 5-D ``x`` and ``padded``."""
+    from ..shape_rules import padded_source_index
+    from .tiling import unravel
+
+    @jit_kernel(threads, 1)
+    def kernel(x, padded, front, mode):
+        _, channels, depth, height, width = x.shape
+        _, _, padded_d, padded_h, padded_w = padded.shape
+        for index in range(cuda.grid(1), padded.size, cuda.gridsize(1)):
+            pw, ph, pd, c, n = unravel(index, padded_w, padded_h, padded_d, channels)
+            padded[n, c, pd, ph, pw] = x[n, c, padded_source_index(pd, front[0], depth, mode),
+                                         padded_source_index(ph, front[1], height, mode),
+                                         padded_source_index(pw, front[2], width, mode)]
+
+    return kernel
