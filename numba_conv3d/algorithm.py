@@ -17,8 +17,10 @@ applies : callable(ConvPlan) -> bool
     Whether the row serves a plan.
 workspace_bytes : callable(ConvPlan) -> int
     Scratch bytes per worker (a CPU thread, a CUDA thread block's shared memory).
-run : callable(ConvPlan, input, weight, bias, output)
-    Fills the batched 5-D ``output`` (batch > 0); ``bias`` is always an array, empty without bias.
+run : callable
+    CPU rows: ``run(plan, input, weight, bias, output)`` fills the batched 5-D ``output`` (batch > 0;
+    ``bias`` is always an array, empty without bias). CUDA rows: ``run(plan, input, weight, bias)``
+    returns the result, as ``conv3d`` does.
 prefers : callable(ConvPlan) -> bool, optional
     Whether the planner takes the row for a plan it applies to (by default, always); a row that
     serves more plans than it is fastest on says here where it is.

@@ -195,23 +195,28 @@ CUDA_CHANNEL_TILE = dict(columns=32, thread_rows=2, rows_per_thread=8, channel_t
 CUDA_ROW_TILE = dict(columns=32, thread_rows=2, rows_per_thread=16, channel_threads=1,
                      channels_per_thread=1, stage_channels=1)
 
-# Tiles of the CUDA implicit GEMM (``numba_conv3d.cuda.gemm_plan.GemmTile``: block_m positions x
-# block_n output channels, block_k reduction steps per stage, thread_m x thread_n sums per thread); a
-# plan takes the narrowest whose block_n covers its output channels per group.
-CUDA_GEMM_TILES = (
-    dict(block_m=128, block_n=32, block_k=8, thread_m=4, thread_n=4),
-    dict(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4),
-    dict(block_m=128, block_n=128, block_k=8, thread_m=8, thread_n=8),
+# The CUDA implicit GEMM's tile and reduction-split target per layer class: rows of (most output channels
+# per group, most output positions (batch included), tile, target blocks), None for no bound; a plan
+# takes the first row that holds it. A tile (``numba_conv3d.cuda.gemm_plan.GemmTile``) is block_m
+# positions x block_n output channels, block_k reduction steps per stage, thread_m x thread_n sums per
+# thread. A layer whose tiles alone make fewer blocks than the target splits its reduction (keeping at
+# least CUDA_GEMM_MIN_SPLIT_STAGES stages per split); 0 never splits.
+CUDA_GEMM_CLASSES = (
+    (16, None, (128, 16, 8, 4, 4), 264),
+    (32, None, (128, 32, 8, 4, 4), 264),
+    (64, None, (128, 64, 8, 8, 4), 264),
+    (None, 16384, (64, 64, 8, 4, 4), 264),
+    (None, None, (64, 128, 8, 4, 8), 264),
 )
+CUDA_GEMM_MIN_SPLIT_STAGES = 8
 
 # The implicit GEMM serves groups of at least this many output channels (fewer waste most of a tile:
 # depthwise and one-channel layers take the row-tiled kernel).
 CUDA_GEMM_MIN_OUT_CHANNELS = 8
 
-# Blocks the implicit GEMM aims to launch (two per multiprocessor of an H100 or H200): a layer whose
-# tiles are fewer splits its reduction, keeping at least CUDA_GEMM_MIN_SPLIT_STAGES stages per split.
-CUDA_GEMM_TARGET_BLOCKS = 264
-CUDA_GEMM_MIN_SPLIT_STAGES = 8
+# The CUDA depthwise kernel: outputs of a row each thread sums, and the most kernel taps it serves.
+CUDA_DEPTHWISE_OUTPUTS = 4
+CUDA_DEPTHWISE_MAX_TAPS = 64
 
 # Blocks of the implicit GEMM that must fit on one multiprocessor (launch bounds).
 CUDA_GEMM_MIN_BLOCKS_PER_SM = 2

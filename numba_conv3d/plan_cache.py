@@ -1,8 +1,8 @@
-"""The planner's caches of CPU plans: planning and checking the operands cost about as long as a small
+"""The planner's caches of plans: planning and checking the operands cost about as long as a small
 convolution's kernel, so calls that repeat their arguments reuse the plan made the first time.
 
-Keys tell apart arguments that compare equal but mean different things (``1``, ``1.0`` and ``True``); a
-CUDA plan depends on the device and is never cached.
+Keys tell apart arguments that compare equal but mean different things (``1``, ``1.0`` and ``True``).
+Plans depend on ``config``: code that changes it (tests, the CUDA tuning sweep) calls ``clear``.
 """
 import functools
 
@@ -24,8 +24,8 @@ class BoundedCache(dict):
 # CPU plans made so far, by their arguments and the thread count their workspace depends on.
 _PLANS = BoundedCache()
 
-# CPU plans of NumPy operands seen so far, by their shapes, dtypes, layout and arguments (with the
-# thread count), each with whether its memory check must run again.
+# Plans of operands seen so far, by their kinds, shapes, dtypes (and on the CPU their layout and the
+# thread count) and arguments, each with whether its memory check must run again.
 ARRAY_PLANS = BoundedCache()
 
 
@@ -68,11 +68,26 @@ def _exact(value):
 
 
 def operands_key(input, weight, bias, arguments):
-    """A key for ``ARRAY_PLANS``, or None where the call must be planned in full (not plain NumPy arrays
-    on the CPU, or arguments of other types); ``arguments`` are stride, padding, dilation, groups,
-    padding_mode, backend, algorithm and op."""
-    if not (arguments[5] == "cpu" and type(input) is np.ndarray and type(weight) is np.ndarray
-            and (bias is None or type(bias) is np.ndarray) and all(map(_exact, arguments))):
+    """A key for ``ARRAY_PLANS``, or None where the call must be planned in full (arguments of other
+    types; on the CPU, operands that are not plain NumPy arrays); ``arguments`` are stride, padding,
+    dilation, groups, padding_mode, backend, algorithm and op. CUDA operands are told apart by kind,
+    shape and dtype (host weights and biases too)."""
+    if not all(map(_exact, arguments)):
         return None
-    return (input.shape, input.dtype, input.flags.c_contiguous, weight.shape, weight.dtype,
-            None if bias is None else (bias.shape, bias.dtype), arguments, numba.get_num_threads())
+    if arguments[5] == "cpu":
+        if not (type(input) is np.ndarray and type(weight) is np.ndarray
+                and (bias is None or type(bias) is np.ndarray)):
+            return None
+        return (input.shape, input.dtype, input.flags.c_contiguous, weight.shape, weight.dtype,
+                None if bias is None else (bias.shape, bias.dtype), arguments, numba.get_num_threads())
+    try:
+        return tuple((type(a), tuple(a.shape), str(a.dtype)) if a is not None else None
+                     for a in (input, weight, bias)) + (arguments,)
+    except (AttributeError, TypeError):
+        return None
+
+
+def clear():
+    """Forget every cached plan (after a change of ``config`` that plans depend on)."""
+    _PLANS.clear()
+    ARRAY_PLANS.clear()

@@ -1,5 +1,8 @@
 """CUDA backend: the algorithm table the planner chooses from, and the entry that runs a plan.
 
+A CUDA row's ``run(plan, input, weight, bias)`` returns the result itself: each algorithm moves its
+operands and allocates its output as its kernels need them (flat views, padded copies).
+
 Importing this package imports neither ``numba.cuda`` nor any kernel: the planner can plan for the GPU
 on any machine, and kernels load (and compile, or come from the cache) on the first run.
 """
@@ -10,10 +13,13 @@ NAME = "cuda"
 
 
 def _launcher(name, *tile):
-    def run(plan, x, w, b, out):
+    def run(plan, input, weight, bias):
         from . import launch
 
-        getattr(launch, name)(plan, x, w, b, out, *(make(plan.dtype) for make in tile))
+        def fill(plan, x, w, b, out):
+            getattr(launch, name)(plan, x, w, b, out, *(make(plan.dtype) for make in tile))
+
+        return launch.execute(plan, input, weight, bias, fill)
 
     return run
 
@@ -24,17 +30,24 @@ def _tiled_row(name, reason, make_tile, applies):
                      _launcher("run_tiled", make_tile))
 
 
-def _run_gemm(plan, x, w, b, out):
-    from . import gemm
+def _executor(module):
+    def run(plan, input, weight, bias):
+        import importlib
 
-    gemm.run(plan, x, w, b, out)
+        return importlib.import_module(f"{__name__}.{module}").execute(plan, input, weight, bias)
+
+    return run
 
 
 ALGORITHMS = (
     Algorithm("cuda-implicit-gemm", "a matrix product of output positions x output channels over "
               "input channels x taps, gathered tile by tile into shared memory (the reduction split "
               "where the tiles alone would not fill the GPU)", gemm_plan.applies, gemm_plan.shared_bytes,
-              _run_gemm),
+              _executor("gemm")),
+    Algorithm("cuda-depthwise", "one input channel per output channel (depthwise, small kernels): each "
+              "thread sums a run of outputs of one row, reading inputs through the L1 cache (no reuse "
+              "across channels to stage them for)", tiling.depthwise_applies, lambda plan: 0,
+              _executor("depthwise")),
     _tiled_row("cuda-channel-tiled", "shared-memory tiles of input plus halo; each thread sums "
                "rows x channels of outputs in registers (at least half a block of output channels per "
                "group)", tiling.channel_tile,
@@ -47,11 +60,10 @@ ALGORITHMS = (
               lambda plan: True, lambda plan: 0, _launcher("run_direct")),
 )
 
+_BY_NAME = {algorithm.name: algorithm for algorithm in ALGORITHMS}
+
 
 def execute(plan, input, weight, bias):
     """Run ``plan`` on a CUDA ``input``; see :func:`numba_conv3d.conv3d` for what it returns."""
     arrays.cuda_module("conv3d")  # a clear error before anything imports numba.cuda
-    from . import launch
-
-    algorithm = next(a for a in ALGORITHMS if a.name == plan.algorithm)
-    return launch.execute(plan, input, weight, bias, algorithm.run)
+    return _BY_NAME[plan.algorithm].run(plan, input, weight, bias)

@@ -76,3 +76,68 @@ def like_input(result, input):
 
         return cupy.asarray(result)
     return result
+
+
+# Streams a CUDA array interface may name that our launches (on the legacy default stream) are already
+# ordered after: none given, the legacy default stream (1), the per-thread default stream (2).
+_ORDERED_STREAMS = (None, 1, 2)
+
+# Flat device views of operands seen recently, by (pointer, extent, dtype): a view holds no reference
+# to its memory, and is used only while the caller passes an array over exactly that memory.
+_FLAT_VIEWS = {}
+_FLAT_VIEWS_SIZE = 64
+
+
+def flat_view(cuda, op, name, array):
+    """A 1-D Numba device view of the C-contiguous device ``array`` (any kind), or None when ``array``
+    is not C-contiguous. Made without synchronizing where the array's stream is a default stream (then
+    the launch that follows is ordered after its producer anyway); views are cached by memory."""
+    if getattr(array, "__cuda_ndarray__", False):
+        return array.reshape(array.size) if array.is_c_contiguous() else None
+    try:
+        interface = array.__cuda_array_interface__
+    except RuntimeError as err:
+        raise TypeError(f"{op}: {name} is a CUDA tensor that requires grad; pass {name}.detach() "
+                        f"(numba_conv3d computes no autograd graph)") from err
+    shape, strides, typestr = interface["shape"], interface.get("strides"), interface["typestr"]
+    itemsize = np.dtype(typestr).itemsize
+    if strides is not None and strides != _c_strides(shape, itemsize):
+        return None
+    if interface.get("stream") not in _ORDERED_STREAMS:
+        cuda.external_stream(interface["stream"]).synchronize()
+    size = int(np.prod(shape, dtype=np.int64))
+    key = (interface["data"][0], size, typestr)
+    view = _FLAT_VIEWS.get(key)
+    if view is None:
+        if len(_FLAT_VIEWS) >= _FLAT_VIEWS_SIZE:
+            _FLAT_VIEWS.clear()
+        view = cuda.from_cuda_array_interface(
+            {"shape": (size,), "strides": None, "typestr": typestr, "data": interface["data"],
+             "version": interface.get("version", 2)}, owner=None, sync=False)
+        _FLAT_VIEWS[key] = view
+    return view
+
+
+def _c_strides(shape, itemsize):
+    strides, step = [], itemsize
+    for extent in reversed(shape):
+        strides.append(step)
+        step *= extent
+    return tuple(reversed(strides))
+
+
+def empty_like_input(cuda, input, shape, dtype):
+    """A new C-contiguous device array of ``shape`` allocated by the input's library where it has a
+    memory pool (torch, CuPy), else by Numba: (the array to return, its flat Numba view)."""
+    library = type(input).__module__.partition(".")[0]
+    if library == "torch":
+        import torch
+
+        result = torch.empty(shape, dtype=input.dtype, device=input.device)
+    elif library == "cupy":
+        import cupy
+
+        result = cupy.empty(shape, dtype)
+    else:
+        result = cuda.device_array(shape, dtype)
+    return result, flat_view(cuda, "conv3d", "output", result)

@@ -12,7 +12,7 @@ memory in runs of four so that the loads can be 16 bytes wide.
 Every output element is summed by one thread in reduction order; with a split reduction
 (``splits > 1``), each split writes its partial sums and a second kernel adds them in split order. No
 atomics: results are bitwise equal from run to run. Geometry arrives in a small device array
-(``gemm_plan.geometry``), so that a launch passes few arguments and shapes never recompile.
+(``geometry.geometry``), so that a launch passes few arguments and shapes never recompile.
 """
 import functools
 
@@ -20,19 +20,12 @@ import numba
 import numpy as np
 from numba import cuda, from_dtype
 
+from .geometry import (FAR, G_CHANNEL_TILES, G_DEPTH, G_HAS_BIAS, G_HEIGHT, G_IN_CHANNELS,
+                       G_IN_PER_GROUP, G_OUT_CHANNELS, G_OUT_DEPTH, G_OUT_HEIGHT, G_OUT_PER_GROUP,
+                       G_OUT_VOLUME, G_OUT_WIDTH, G_PAD_D, G_PAD_H, G_PAD_W, G_POSITIONS, G_REDUCTION,
+                       G_SPLIT_ELEMENTS, G_STAGES, G_STAGES_PER_SPLIT, G_STRIDE_D, G_STRIDE_H,
+                       G_STRIDE_W, G_WIDTH, T_COLUMN, T_DEPTH, T_OFFSET, T_ROW)
 from .kernels import jit_kernel
-
-# Slots of the geometry array (int64) that every implicit-GEMM launch reads.
-(G_POSITIONS, G_OUT_VOLUME, G_OUT_DEPTH, G_OUT_HEIGHT, G_OUT_WIDTH, G_STRIDE_D, G_STRIDE_H,
- G_STRIDE_W, G_PAD_D, G_PAD_H, G_PAD_W, G_DEPTH, G_HEIGHT, G_WIDTH, G_IN_CHANNELS, G_IN_PER_GROUP,
- G_OUT_CHANNELS, G_OUT_PER_GROUP, G_REDUCTION, G_CHANNEL_TILES, G_STAGES_PER_SPLIT, G_STAGES,
- G_HAS_BIAS, G_SPLIT_ELEMENTS) = range(24)
-GEOMETRY_SLOTS = 24
-
-# Slots of a row of the taps table (int32): the input offset of the tap from a position's first tap,
-# then its depth, row and column offsets (far out of range on the padding rows past the reduction).
-T_OFFSET, T_DEPTH, T_ROW, T_COLUMN = range(4)
-TAP_FIELDS = 4
 
 _at = numba.uint64
 # Positions are below 2**31 (``gemm_plan.applies``): their digits are 32-bit divisions, which the
@@ -41,12 +34,9 @@ _u32 = numba.uint32
 
 # Reduction steps of a stage multiplied per pass of the loop NVVM leaves rolled (it unrolls the pass).
 UNROLL_STEPS = 2
-FAR = 1 << 30  # an input coordinate no volume has: masks the loads of positions past the end and of
-#                   padding rows of the taps table
-
 
 @cuda.jit(device=True, inline=True)
-def _digits(position, width, height, depth):
+def digits(position, width, height, depth):
     """Column, row, depth and sample of an output ``position`` (batch folded in)."""
     rest = _u32(position) // _u32(width)
     column = _u32(position) - rest * _u32(width)
@@ -74,7 +64,7 @@ def implicit_gemm_kernel(dtype, tile, min_blocks):
     b_columns = threads // block_k
     b_loads = block_n // b_columns
     a_stage = block_k * block_m
-    b_pitch = block_n + 4  # a padded row: the staging stores of one warp hit distinct banks
+    b_pitch = tile.weight_pitch
     b_stage = block_k * b_pitch
     zero = value(0)
     unroll = min(UNROLL_STEPS, block_k)
@@ -111,7 +101,7 @@ def implicit_gemm_kernel(dtype, tile, min_blocks):
         # The output position whose input column this thread gathers, as input coordinates of its
         # first tap and the flat offset of that tap in the group's first input channel.
         position = m0 + t % block_m
-        ow, oh, od, sample = _digits(position, out_width, out_height, geometry[G_OUT_DEPTH])
+        ow, oh, od, sample = digits(position, out_width, out_height, geometry[G_OUT_DEPTH])
         d0 = od * geometry[G_STRIDE_D] - geometry[G_PAD_D]
         h0 = oh * geometry[G_STRIDE_H] - geometry[G_PAD_H]
         w0 = ow * geometry[G_STRIDE_W] - geometry[G_PAD_W]
@@ -202,25 +192,5 @@ def split_sum_kernel(dtype, threads):
             if has_bias:
                 total += b[(index // out_volume) % out_channels]
             out[index] = total
-
-    return kernel
-
-
-@functools.lru_cache(maxsize=None)
-def pad_kernel(dtype, threads):
-    """The kernel that writes the padded input of a non-zero padding mode: one thread per padded
-    element, ``kernel(x, padded, front, mode)`` with 5-D ``x`` and ``padded``."""
-    from ..shape_rules import padded_source_index
-    from .tiling import unravel
-
-    @jit_kernel(threads, 1)
-    def kernel(x, padded, front, mode):
-        _, channels, depth, height, width = x.shape
-        _, _, padded_d, padded_h, padded_w = padded.shape
-        for index in range(cuda.grid(1), padded.size, cuda.gridsize(1)):
-            pw, ph, pd, c, n = unravel(index, padded_w, padded_h, padded_d, channels)
-            padded[n, c, pd, ph, pw] = x[n, c, padded_source_index(pd, front[0], depth, mode),
-                                         padded_source_index(ph, front[1], height, mode),
-                                         padded_source_index(pw, front[2], width, mode)]
 
     return kernel

@@ -28,6 +28,32 @@ def jit_kernel(threads, min_blocks):
     return cuda.jit(cache=True, launch_bounds=(threads, min_blocks))
 
 
+class FastLaunch:
+    """Launches of a kernel that always takes arguments of the same types, on the default stream:
+    after the first launch (through the dispatcher, which compiles or loads the kernel), the compiled
+    kernel is launched directly, skipping the dispatcher's typing of every argument and its
+    small-grid warning. Where the compiled kernel cannot be reached (the simulator, another
+    numba-cuda), every launch goes through the dispatcher. ``grid`` and ``block`` are 3-tuples."""
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+        self.compiled = None
+        self.stream = None
+
+    def __call__(self, grid, block, *args):
+        if self.compiled:
+            self.compiled.launch(args, grid, block, self.stream, 0)
+            return
+        configured = self.dispatcher[grid, block]
+        configured(*args)
+        if self.compiled is None:
+            overloads = list(getattr(self.dispatcher, "overloads", {}).values())
+            direct = len(overloads) == 1 and hasattr(overloads[0], "launch") and hasattr(configured,
+                                                                                         "stream")
+            self.compiled = overloads[0] if direct else False
+            self.stream = configured.stream if direct else None
+
+
 @functools.lru_cache(maxsize=None)
 def tiled_kernel(dtype, tile, min_blocks):
     """The tiled kernel for ``dtype`` (a NumPy dtype name) and ``tile`` (a ``tiling.Tile``), compiled
@@ -184,3 +210,19 @@ def direct_kernel(dtype, threads):
 
     return kernel
 
+
+@functools.lru_cache(maxsize=None)
+def pad_kernel(dtype, threads):
+    """The kernel that writes a padded copy of a 5-D volume (any layout; a plain copy with zero pads):
+    one thread per padded element, ``kernel(x, padded, front, mode)``."""
+    @jit_kernel(threads, 1)
+    def kernel(x, padded, front, mode):
+        _, channels, depth, height, width = x.shape
+        _, _, padded_d, padded_h, padded_w = padded.shape
+        for index in range(cuda.grid(1), padded.size, cuda.gridsize(1)):
+            pw, ph, pd, c, n = unravel(index, padded_w, padded_h, padded_d, channels)
+            padded[n, c, pd, ph, pw] = x[n, c, padded_source_index(pd, front[0], depth, mode),
+                                         padded_source_index(ph, front[1], height, mode),
+                                         padded_source_index(pw, front[2], width, mode)]
+
+    return kernel

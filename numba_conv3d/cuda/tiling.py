@@ -124,3 +124,20 @@ def direct_launch_blocks(plan):
     """Thread blocks of the direct kernel: one thread per output element."""
     elements = plan.batch * plan.out_channels * int(np.prod(plan.output_size))
     return grid_blocks(elements, config.CUDA_DIRECT_THREADS)
+
+
+def depthwise_applies(plan):
+    """Whether the depthwise kernel serves ``plan``: a real dtype, one input and one output channel per
+    group, at most ``config.CUDA_DEPTHWISE_MAX_TAPS`` kernel taps (larger kernels reuse inputs enough
+    to stage them: the row-tiled kernel), fewer than 2**31 outputs (it divides them in 32 bits)."""
+    outputs = plan.batch * plan.out_channels * int(np.prod(plan.output_size))
+    return (np.dtype(plan.dtype).kind == "f" and plan.in_per_group == 1 and plan.out_per_group == 1
+            and int(np.prod(plan.kernel_size)) <= config.CUDA_DEPTHWISE_MAX_TAPS and outputs < 1 << 31)
+
+
+def depthwise_launch_blocks(plan, threads):
+    """Thread blocks of the depthwise kernel: one thread per run of ``config.CUDA_DEPTHWISE_OUTPUTS``
+    outputs of a row."""
+    rows = plan.batch * plan.out_channels * plan.output_size[0] * plan.output_size[1]
+    return grid_blocks(rows * ceil_div(plan.output_size[2], config.CUDA_DEPTHWISE_OUTPUTS), threads)
+

@@ -9,7 +9,7 @@ stages and the grid-stride loop.
 import numba
 import pytest
 
-from numba_conv3d import config
+from numba_conv3d import config, plan_cache
 
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 
@@ -46,12 +46,11 @@ def simulator_tiles(monkeypatch):
         monkeypatch.setattr(config, "CUDA_ROW_TILE", dict(
             columns=4, thread_rows=2, rows_per_thread=2, channel_threads=1, channels_per_thread=1,
             stage_channels=1))
-        monkeypatch.setattr(config, "CUDA_GEMM_TILES", (
-            dict(block_m=8, block_n=4, block_k=4, thread_m=2, thread_n=2),
-            dict(block_m=4, block_n=8, block_k=2, thread_m=1, thread_n=4)))
+        monkeypatch.setattr(config, "CUDA_GEMM_CLASSES", (
+            (4, None, (8, 4, 4, 2, 2), 16), (None, None, (4, 8, 2, 1, 4), 16)))
         monkeypatch.setattr(config, "CUDA_GEMM_MIN_OUT_CHANNELS", 2)
-        monkeypatch.setattr(config, "CUDA_GEMM_TARGET_BLOCKS", 16)
         monkeypatch.setattr(config, "CUDA_GEMM_MIN_SPLIT_STAGES", 2)
         monkeypatch.setattr(config, "CUDA_DIRECT_THREADS", 8)
         monkeypatch.setattr(config, "CUDA_REDUCE_THREADS", 4)
         monkeypatch.setattr(config, "CUDA_MAX_BLOCKS", 3)
+        plan_cache.clear()

@@ -1,0 +1,86 @@
+"""The geometry and taps arrays that the flat-view kernels (implicit GEMM, depthwise) read instead of
+many launch arguments: one small int64 device array per plan, built here once, free of any
+``numba.cuda`` import."""
+import functools
+
+import numpy as np
+
+from ..shape_rules import ceil_div
+from . import gemm_plan
+
+# Slots of the geometry array.
+(G_POSITIONS, G_OUT_VOLUME, G_OUT_DEPTH, G_OUT_HEIGHT, G_OUT_WIDTH, G_STRIDE_D, G_STRIDE_H,
+ G_STRIDE_W, G_PAD_D, G_PAD_H, G_PAD_W, G_DEPTH, G_HEIGHT, G_WIDTH, G_IN_CHANNELS, G_IN_PER_GROUP,
+ G_OUT_CHANNELS, G_OUT_PER_GROUP, G_REDUCTION, G_CHANNEL_TILES, G_STAGES_PER_SPLIT, G_STAGES,
+ G_HAS_BIAS, G_SPLIT_ELEMENTS, G_KERNEL_D, G_KERNEL_H, G_KERNEL_W, G_DILATION_D, G_DILATION_H,
+ G_DILATION_W) = range(30)
+GEOMETRY_SLOTS = 30
+
+# Slots of a row of the taps table: the input offset of the tap from a position's first tap, then its
+# depth, row and column offsets (FAR on the padding rows past the reduction).
+T_OFFSET, T_DEPTH, T_ROW, T_COLUMN = range(4)
+TAP_FIELDS = 4
+
+# An input coordinate no volume has: masks the loads of positions past the end and of padding rows of
+# the taps table.
+FAR = 1 << 30
+
+
+def reads_padded_copy(plan):
+    """Whether the kernels read a padded copy of the input (non-zero padding modes): they then see no
+    padding, only the copy's extents."""
+    return plan.padding_mode != "zeros"
+
+
+def _input_extents(plan):
+    return plan.padded_size if reads_padded_copy(plan) else plan.input_size
+
+
+@functools.lru_cache(maxsize=256)
+def geometry(plan):
+    """The geometry array of ``plan`` (slots ``G_*``); the GEMM's slots are filled where it serves."""
+    out_volume = int(np.prod(plan.output_size))
+    values = np.zeros(GEOMETRY_SLOTS, np.int64)
+    values[[G_OUT_DEPTH, G_OUT_HEIGHT, G_OUT_WIDTH]] = plan.output_size
+    values[[G_STRIDE_D, G_STRIDE_H, G_STRIDE_W]] = plan.stride
+    values[[G_PAD_D, G_PAD_H, G_PAD_W]] = (0, 0, 0) if reads_padded_copy(plan) else plan.pad_front
+    values[[G_DEPTH, G_HEIGHT, G_WIDTH]] = _input_extents(plan)
+    values[[G_KERNEL_D, G_KERNEL_H, G_KERNEL_W]] = plan.kernel_size
+    values[[G_DILATION_D, G_DILATION_H, G_DILATION_W]] = plan.dilation
+    values[G_POSITIONS] = plan.batch * out_volume
+    values[G_OUT_VOLUME] = out_volume
+    values[G_IN_CHANNELS] = plan.in_channels
+    values[G_IN_PER_GROUP] = plan.in_per_group
+    values[G_OUT_CHANNELS] = plan.out_channels
+    values[G_OUT_PER_GROUP] = plan.out_per_group
+    values[G_REDUCTION] = gemm_plan.reduction_length(plan)
+    values[G_HAS_BIAS] = plan.has_bias
+    values[G_SPLIT_ELEMENTS] = plan.batch * plan.out_channels * out_volume
+    if gemm_plan.applies(plan):
+        launch = gemm_plan.launch_for(plan)
+        values[G_CHANNEL_TILES] = ceil_div(plan.out_per_group, launch.tile.block_n)
+        values[G_STAGES] = launch.stages
+        values[G_STAGES_PER_SPLIT] = ceil_div(launch.stages, launch.splits)
+    return values
+
+
+@functools.lru_cache(maxsize=256)
+def taps(plan):
+    """The taps table of the implicit GEMM for ``plan`` (rows of ``T_*``), one row per reduction step
+    in the weight's memory order (input channel, kd, kh, kw), padded to whole stages with rows that
+    reach no input."""
+    launch = gemm_plan.launch_for(plan)
+    depth, height, width = _input_extents(plan)
+    kernel_d, kernel_h, kernel_w = plan.kernel_size
+    channel, kd, kh, kw = np.meshgrid(np.arange(plan.in_per_group), np.arange(kernel_d),
+                                      np.arange(kernel_h), np.arange(kernel_w), indexing="ij")
+    offsets = np.stack([kd * plan.dilation[0], kh * plan.dilation[1], kw * plan.dilation[2]])
+    table = np.zeros((launch.stages * launch.tile.block_k, TAP_FIELDS), np.int64)
+    table[:, T_DEPTH] = FAR
+    steps = gemm_plan.reduction_length(plan)
+    table[:steps, T_DEPTH] = offsets[0].ravel()
+    table[:steps, T_ROW] = offsets[1].ravel()
+    table[:steps, T_COLUMN] = offsets[2].ravel()
+    table[:steps, T_OFFSET] = (((channel * depth + offsets[0]) * height + offsets[1]) * width
+                               + offsets[2]).ravel()
+    return table
