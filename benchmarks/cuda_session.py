@@ -11,7 +11,9 @@
 5. host overhead per call on a tiny layer (cached plan), for each array kind.
 
 Usage (on the GPU machine): python benchmarks/cuda_session.py OUT_DIR [--quick] [--training]
-Writes OUT_DIR/cuda_session.json and prints the tables; each section survives a failure of another.
+Writes OUT_DIR/cuda_session.json and prints the tables; each section survives a failure of another, and
+the long ones stop at a time limit. The sweep prints the ``config.CUDA_GEMM_CLASSES`` table it measured
+(and the later sections run with it): commit it to ``numba_conv3d/config.py``.
 """
 import argparse
 import functools
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 import numba_conv3d
-from numba_conv3d import config, conv3d
+from numba_conv3d import config, conv3d, conv_transpose3d
 from numba_conv3d.bench_cases import CUDA_SUITE
 from numba_conv3d.networks import NETWORKS, network_layers
 from numba_conv3d.planner import plan_for_arrays
@@ -138,13 +140,16 @@ def _random_case(rng):
 
 
 @section("correctness")
-def correctness(cases):
+def correctness(cases, limit_s=70.0):
     from numba_conv3d.api import run_plan
     from numba_conv3d.cuda import ALGORITHMS
 
     rng = np.random.default_rng(int(time.time()))
     worst, failures, runs, by_algorithm = 0.0, [], 0, {}
+    started = time.perf_counter()
     for index in range(cases):
+        if time.perf_counter() - started > limit_s:
+            break
         input_shape, weight_shape, kwargs = _random_case(rng)
         x = torch.randn(input_shape, device="cuda")
         w = torch.randn(weight_shape, device="cuda")
@@ -164,7 +169,7 @@ def correctness(cases):
         ref_kwargs.pop("padding_mode")
         ref = torch.nn.functional.conv3d(xd, w.double(), b.double(), **ref_kwargs)
         reduction = weight_shape[1] * math.prod(weight_shape[2:])
-        bound = 4 * np.finfo(np.float32).eps * math.sqrt(reduction + 1)
+        bound = float(4 * np.finfo(np.float32).eps * math.sqrt(reduction + 1))
         for algorithm in (a.name for a in ALGORITHMS if a.applies(plan)):
             forced = plan_for_arrays(x, w, b, backend="cuda", algorithm=algorithm, **kwargs)
             out = torch.as_tensor(run_plan(forced, x, w, b), device="cuda")
@@ -176,26 +181,47 @@ def correctness(cases):
             if not finite or error > bound or out.shape != ref.shape:
                 failures.append(dict(case=index, algorithm=algorithm, shapes=[input_shape, weight_shape],
                                      kwargs=kwargs, error=error, bound=bound, finite=finite))
+    # Operands of other layouts and places: a strided input view, a host weight and bias, a CuPy input.
+    specials = {}
+    x = torch.randn(2, 32, 12, 14, 20, device="cuda")[..., ::2]
+    w, b = np.random.standard_normal((16, 32, 3, 3, 3)).astype(np.float32), np.ones(16, np.float32)
+    ref = torch.nn.functional.conv3d(x.double(), torch.from_numpy(w).double().cuda(),
+                                     torch.from_numpy(b).double().cuda(), padding=1)
+    out = conv3d(x, w, b, padding=1)
+    specials["strided input, host weight"] = ((out.double() - ref).norm() / ref.norm()).item()
+    try:
+        import cupy
+
+        out = conv3d(cupy.asarray(x.contiguous()), w, b, padding=1)
+        specials["cupy"] = float(cupy.linalg.norm(out.astype(cupy.float64) - cupy.asarray(ref))
+                                 / cupy.linalg.norm(cupy.asarray(ref)))
+    except ImportError:
+        specials["cupy"] = None
     # Run to run: the same inputs give bitwise the same output.
     x = torch.randn(2, 48, 20, 22, 24, device="cuda")
     w = torch.randn(64, 48, 3, 3, 3, device="cuda")
     outs = [conv3d(x, w, padding=1) for _ in range(3)]
     bitwise = all(bool(torch.equal(outs[0], o)) for o in outs[1:])
     summary = dict(runs=runs, by_algorithm=by_algorithm, failures=failures[:20],
-                   failure_count=len(failures), worst_error_over_bound=worst, bitwise_repeatable=bitwise)
+                   failure_count=len(failures), worst_error_over_bound=worst, bitwise_repeatable=bitwise,
+                   specials=specials)
     print(json.dumps({k: v for k, v in summary.items() if k != "failures"}, indent=1))
     for failure in failures[:5]:
         print(failure)
     return summary
 
 
-def _set_tiles(tiles, target_blocks):
-    from numba_conv3d.cuda import gemm, gemm_plan
+def _set_classes(classes, tap_major_padding=None):
+    """Planner settings for the sweep: ``config.CUDA_GEMM_CLASSES`` rows, and the tap-by-tap threshold."""
+    from numba_conv3d import plan_cache
+    from numba_conv3d.cuda import gemm, geometry, operands
 
-    config.CUDA_GEMM_TILES = tuple(dict(zip(gemm_plan._TILE_FIELDS, t)) for t in tiles)
-    config.CUDA_GEMM_TARGET_BLOCKS = target_blocks
-    for cached in (gemm._prepared, gemm_plan.geometry, gemm_plan.taps):
+    config.CUDA_GEMM_CLASSES = tuple(classes)
+    if tap_major_padding is not None:
+        config.CUDA_GEMM_TAP_MAJOR_PADDING = tap_major_padding
+    for cached in (gemm._prepared, geometry.geometry, geometry.taps, operands.device_geometry):
         cached.cache_clear()
+    plan_cache.clear()
 
 
 def _layer_operands(input_shape, weight_shape, bias=False):
@@ -213,19 +239,23 @@ def _torch_conv(x, w, b, kwargs):
 
 
 SWEEP_TILES = ((128, 32, 8, 4, 4), (128, 64, 8, 8, 4), (64, 128, 8, 4, 8), (64, 64, 8, 4, 4),
-               (128, 64, 16, 8, 4), (64, 32, 8, 4, 4), (32, 64, 8, 4, 4), (64, 64, 16, 4, 4))
-
+               (128, 16, 8, 4, 4), (128, 64, 16, 8, 4))
+SWEEP_TARGETS = (0, 264, 528)
+# Layer classes of the table the sweep writes: bounds on output channels per group and on positions.
+CHANNEL_BOUNDS = (16, 32, 64, 128, None)
+POSITION_BOUNDS = (4096, 65536, None)
 
 # Layers the tile sweep times besides the CUDA suite: each class of the networks suite (wide and narrow,
 # large and small volumes, strided, pointwise, 5x5x5, few input channels).
 SWEEP_PICKS = {
     "r3d_18": ("layer1.0.conv1", "layer2.0.conv1", "layer3.0.conv1", "layer3.0.conv2",
                "layer3.0.downsample", "layer4.0.conv1", "layer4.0.conv2"),
-    "mc3_18": ("stem",), "r2plus1d_18": ("layer1.0.conv1.temporal", "layer4.1.conv1.spatial"),
-    "x3d_s": ("res2.0.a", "res5.0.c"), "c3d": ("conv1a",),
-    "unet3d": ("down0.conv1", "down0.conv2", "up0.conv1", "down3.conv2"),
+    "mc3_18": ("stem", "layer2.0.conv2"),
+    "r2plus1d_18": ("layer1.0.conv1.temporal", "layer4.1.conv1.spatial"),
+    "x3d_s": ("res2.0.a", "res5.0.c", "res3.0.c"), "c3d": ("conv1a", "conv3b"),
+    "unet3d": ("down0.conv1", "down0.conv2", "up0.conv1", "down3.conv2", "up1.conv2"),
     "vnet": ("input", "down1.conv0", "down3.conv0", "down4.conv0"),
-    "residual_unet": ("down0.conv1", "bottom.conv2"),
+    "residual_unet": ("down0.conv1", "down1.conv1", "bottom.conv2"),
 }
 
 
@@ -234,22 +264,53 @@ def sweep_layers():
     layers = [(case.name, case.input_shape, case.weight_shape, case.kwargs) for case in CUDA_SUITE]
     for network, names in SWEEP_PICKS.items():
         layers += [(f"{network}:{layer.name}", layer.input_shape, layer.weight_shape, layer.kwargs)
-                   for layer in network_layers(network) if layer.name in names]
+                   for layer in network_layers(network) if layer.name in names and not layer.transposed]
     return layers
 
 
+def _class_of(channels, positions):
+    """Indices of the (channel bound, position bound) class holding a layer."""
+    first = lambda bounds, value: next(i for i, b in enumerate(bounds) if b is None or value <= b)  # noqa: E731
+    return first(CHANNEL_BOUNDS, channels), first(POSITION_BOUNDS, positions)
+
+
+def _table(rows, candidates):
+    """``config.CUDA_GEMM_CLASSES`` rows from the sweep: per class, the candidate with the least
+    geometric mean of its time over the best time, on the class's layers (a class without layers takes
+    its nearest measured neighbour's choice, fewer positions first)."""
+    scores = {}
+    for row in rows:
+        best = min(row["cells"].values())
+        for candidate in candidates:
+            scores.setdefault(row["class"], {}).setdefault(candidate, []).append(
+                math.log(row["cells"][candidate] / best))
+    chosen = {key: min(per, key=lambda c: sum(per[c]) / len(per[c])) for key, per in scores.items()}
+    table = []
+    for ci, channels in enumerate(CHANNEL_BOUNDS):
+        for pi, positions in enumerate(POSITION_BOUNDS):
+            near = sorted(chosen, key=lambda key: (abs(key[0] - ci) * 10 + abs(key[1] - pi), key))
+            tile, target = chosen[near[0]]
+            table.append((channels, positions, tile, target))
+    merged = []
+    for row in table:
+        if merged and merged[-1][0] == row[0] and merged[-1][2:] == row[2:]:
+            merged[-1] = row  # the wider position bound covers both
+        else:
+            merged.append(row)
+    return merged
+
+
 @section("sweep")
-def sweep(quick):
+def sweep(quick, limit_s=100.0):
     from numba_conv3d.cuda import gemm_plan
 
-    default_tiles = [tuple(t.values()) for t in config.CUDA_GEMM_TILES]
-    default_target = config.CUDA_GEMM_TARGET_BLOCKS
-    rows = []
-    layers = sweep_layers()
-    seen = set()
-    for name, input_shape, weight_shape, kwargs in layers:
+    default_classes = config.CUDA_GEMM_CLASSES
+    started = time.perf_counter()
+    candidates = [(tile, target) for tile in SWEEP_TILES for target in SWEEP_TARGETS]
+    rows, seen = [], set()
+    for name, input_shape, weight_shape, kwargs in sweep_layers():
         key = (input_shape, weight_shape, tuple(sorted((k, str(v)) for k, v in kwargs.items())))
-        if key in seen:
+        if key in seen or time.perf_counter() - started > limit_s:
             continue
         seen.add(key)
         x, w, _ = _layer_operands(input_shape, weight_shape)
@@ -257,73 +318,87 @@ def sweep(quick):
         if not gemm_plan.applies(plan):
             continue
         cells = {}
-        cudnn = gpu_ms(functools.partial(_torch_conv, x, w, None, kwargs), repeat=5, budget_ms=60)
-        for tile in (SWEEP_TILES[:4] if quick else SWEEP_TILES):
-            for target in ((0, 264) if quick else (0, 264, 528)):
-                _set_tiles([tile], target)
-                cells[f"{tile}/{target}"] = gpu_ms(functools.partial(conv3d, x, w, **kwargs), repeat=5,
-                                                   budget_ms=60)
+        cudnn = gpu_ms(functools.partial(_torch_conv, x, w, None, kwargs), repeat=3, budget_ms=30)
+        for tile, target in candidates:
+            _set_classes([(None, None, tile, target)])
+            cells[(tile, target)] = gpu_ms(functools.partial(conv3d, x, w, **kwargs), repeat=3, budget_ms=30)
         best = min(cells, key=cells.get)
+        _set_classes([(None, None) + best], tap_major_padding=-1.0)
+        weight_order = gpu_ms(functools.partial(conv3d, x, w, **kwargs), repeat=3, budget_ms=30)
+        _set_classes([(None, None) + best], tap_major_padding=0.25)
+        positions = gemm_plan.output_positions(plan)
         rows.append(dict(layer=name, flops=plan.flops, cudnn_ms=cudnn, cells=cells, best=best,
-                         out_per_group=plan.out_per_group, positions=plan.batch * math.prod(plan.output_size),
-                         reduction=gemm_plan.reduction_length(plan)))
-        print(f"{name[:34]:34} opg {plan.out_per_group:4} pos {rows[-1]['positions']:8} "
-              f"cudnn {cudnn:7.3f} best {cells[best]:7.3f} {best}", flush=True)
-        del x, w
-    _set_tiles(default_tiles, default_target)
-    return rows
+                         best_ms=cells[best], weight_order_ms=weight_order,
+                         tap_major=gemm_plan.tap_major(plan, gemm_plan.checked_tile(best[0])),
+                         out_per_group=plan.out_per_group, positions=positions,
+                         reduction=gemm_plan.reduction_length(plan),
+                         **{"class": _class_of(plan.out_per_group, positions)}))
+        print(f"{name[:34]:34} opg {plan.out_per_group:4} pos {positions:7} cudnn {cudnn:7.3f} best "
+              f"{cells[best]:7.3f} {best} weight order {weight_order:7.3f}", flush=True)
+    table = _table(rows, candidates) if rows else default_classes
+    print("CUDA_GEMM_CLASSES = (")
+    for row in table:
+        print(f"    {row},")
+    print(")", flush=True)
+    _set_classes(table)
+    for row in rows:
+        row["cells"] = {str(k): v for k, v in row["cells"].items()}
+    return dict(rows=rows, table=[list(r) for r in table], default=[list(r) for r in default_classes])
 
 
-def _compare(name, input_shape, weight_shape, kwargs, flops, peak, bias=False):
-    x, w, b = _layer_operands(input_shape, weight_shape, bias)
-    plan = plan_for_arrays(x, w, b, backend="cuda", **kwargs)
-
-    def tf32_off():
-        torch.backends.cudnn.allow_tf32 = False
-        return _torch_conv(x, w, b, kwargs)
+def _compare(name, layer_shapes, kwargs, flops, peak, bias=False, transposed=False):
+    """Ours and cuDNN (TF32 off, and on) on one layer, alternating: medians and ratios."""
+    x, w, b = _layer_operands(*layer_shapes, bias)
+    if transposed:
+        ours = functools.partial(conv_transpose3d, x, w, b, **kwargs)
+        theirs = functools.partial(torch.nn.functional.conv_transpose3d, x, w, b, **kwargs)
+        algorithm = "transposed"
+    else:
+        ours = functools.partial(conv3d, x, w, b, **kwargs)
+        theirs = functools.partial(_torch_conv, x, w, b, kwargs)
+        algorithm = plan_for_arrays(x, w, b, backend="cuda", **kwargs).algorithm
 
     def tf32_on():
         torch.backends.cudnn.allow_tf32 = True
-        out = _torch_conv(x, w, b, kwargs)
+        out = theirs()
         torch.backends.cudnn.allow_tf32 = False
         return out
 
-    ours = functools.partial(conv3d, x, w, b, **kwargs)
-    ours, cudnn, cudnn_tf32 = alternating_ms([ours, tf32_off, tf32_on], rounds=2, repeat=5, budget_ms=60)
-    return dict(layer=name, algorithm=plan.algorithm, ours_ms=ours, cudnn_ms=cudnn, cudnn_tf32_ms=cudnn_tf32,
-                ratio=cudnn / ours, gflops=flops / ours / 1e6, peak_share=flops / ours / 1e9 / peak)
+    ours_ms, cudnn, cudnn_tf32 = alternating_ms([ours, theirs, tf32_on], rounds=2, repeat=3, budget_ms=30)
+    return dict(layer=name, algorithm=algorithm, ours_ms=ours_ms, cudnn_ms=cudnn, cudnn_tf32_ms=cudnn_tf32,
+                ratio=cudnn / ours_ms, gflops=flops / ours_ms / 1e6, peak_share=flops / ours_ms / 1e9 / peak)
 
 
 @section("forward")
-def forward(peak):
+def forward(peak, limit_s=110.0):
     torch.backends.cudnn.benchmark = True
+    started = time.perf_counter()
     rows = []
     for case in CUDA_SUITE:
         plan = case.plan()
-        rows.append(_compare(case.name, case.input_shape, case.weight_shape, case.kwargs, plan.flops, peak))
+        rows.append(_compare(case.name, (case.input_shape, case.weight_shape), case.kwargs, plan.flops, peak))
         r = rows[-1]
         print(f"{r['layer'][:30]:30} {r['algorithm']:20} ours {r['ours_ms']:8.3f} cudnn {r['cudnn_ms']:8.3f} "
               f"tf32 {r['cudnn_tf32_ms']:8.3f}  x{r['ratio']:5.2f} {r['peak_share']:5.1%}", flush=True)
     networks = {}
     for name in NETWORKS:
-        total_ours = total_cudnn = total_tf32 = 0.0
+        if time.perf_counter() - started > limit_s:
+            print(f"## {name}: skipped (time limit)")
+            continue
+        totals = dict(ours_ms=0.0, cudnn_ms=0.0, cudnn_tf32_ms=0.0)
         for layer in network_layers(name):
-            if layer.transposed:
-                continue  # timed in the training section (a transposed layer is an input gradient)
-            flops = 2 * layer.macs
-            r = _compare(f"{name}:{layer.name}", layer.input_shape, layer.weight_shape, layer.kwargs,
-                         flops, peak, layer.bias)
+            r = _compare(f"{name}:{layer.name}", (layer.input_shape, layer.weight_shape), layer.kwargs,
+                         2 * layer.macs, peak, layer.bias, layer.transposed)
             r["count"] = layer.count
             rows.append(r)
-            total_ours += layer.count * r["ours_ms"]
-            total_cudnn += layer.count * r["cudnn_ms"]
-            total_tf32 += layer.count * r["cudnn_tf32_ms"]
+            for key in totals:
+                totals[key] += layer.count * r[key]
             print(f"{r['layer'][:34]:34} {r['algorithm']:20} ours {r['ours_ms']:8.3f} cudnn "
                   f"{r['cudnn_ms']:8.3f} x{r['ratio']:5.2f} (x{layer.count})", flush=True)
-        networks[name] = dict(ours_ms=total_ours, cudnn_ms=total_cudnn, cudnn_tf32_ms=total_tf32,
-                              ratio=total_cudnn / total_ours)
-        print(f"## {name}: ours {total_ours:.3f} ms cudnn {total_cudnn:.3f} ms "
-              f"x{total_cudnn / total_ours:.2f}", flush=True)
+        networks[name] = dict(totals, ratio=totals["cudnn_ms"] / totals["ours_ms"],
+                              ratio_tf32=totals["cudnn_tf32_ms"] / totals["ours_ms"])
+        print(f"## {name}: ours {totals['ours_ms']:.3f} ms cudnn {totals['cudnn_ms']:.3f} ms "
+              f"x{networks[name]['ratio']:.2f} (tf32 x{networks[name]['ratio_tf32']:.2f})", flush=True)
     return dict(layers=rows, networks=networks)
 
 
@@ -345,49 +420,65 @@ def _training_steps(layer):
 
 
 @section("training")
-def training():
+def training(limit_s=50.0):
+    started = time.perf_counter()
     rows = {}
-    for name in NETWORKS:
+    for name in ("residual_unet", "unet3d", "c3d", "r3d_18", "vnet", "x3d_s", "mc3_18", "r2plus1d_18"):
+        if time.perf_counter() - started > limit_s:
+            print(f"## {name}: skipped (time limit)")
+            continue
         ours_total = torch_total = 0.0
-        for layer in network_layers(name):
-            ours_ms, torch_ms = alternating_ms(_training_steps(layer), rounds=2, repeat=3)
+        layers = network_layers(name)
+        done = 0
+        for layer in layers:
+            if time.perf_counter() - started > limit_s:
+                break
+            ours_ms, torch_ms = alternating_ms(_training_steps(layer), rounds=1, repeat=3, budget_ms=20)
             ours_total += layer.count * ours_ms
             torch_total += layer.count * torch_ms
-        rows[name] = dict(ours_ms=ours_total, cudnn_ms=torch_total, ratio=torch_total / ours_total)
+            done += 1
+        rows[name] = dict(ours_ms=ours_total, cudnn_ms=torch_total, ratio=torch_total / ours_total,
+                          layers_timed=done, layers=len(layers))
         print(f"## {name}: training step ours {ours_total:.2f} ms cudnn {torch_total:.2f} ms "
-              f"x{torch_total / ours_total:.2f}", flush=True)
+              f"x{torch_total / ours_total:.2f} ({done} of {len(layers)} layers)", flush=True)
     return rows
 
 
-@section("overhead")
-def overhead(calls=300):
-    from numba import cuda
-
-    rows = {}
-    shapes = ((1, 4, 6, 6, 6), (8, 4, 3, 3, 3))
-    for kind in ("torch", "numba"):
-        x, w, _ = _layer_operands(*shapes)
-        if kind == "numba":
-            x, w = cuda.as_cuda_array(x), cuda.as_cuda_array(w)
-        conv3d(x, w, padding=1)
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(calls):
-            conv3d(x, w, padding=1)
-        torch.cuda.synchronize()
-        rows[kind] = (time.perf_counter() - start) / calls * 1e6
-    plan_start = time.perf_counter()
-    for _ in range(calls):
-        plan_for_arrays(x, w, backend="cuda", padding=1)
-    rows["planning"] = (time.perf_counter() - plan_start) / calls * 1e6
-    xt, wt, _ = _layer_operands(*shapes)
-    torch.nn.functional.conv3d(xt, wt, padding=1)
+def _host_us(fn, calls=300):
+    """Microseconds of host time per call of ``fn`` (the device synchronized before and after)."""
+    fn()
     torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(calls):
-        torch.nn.functional.conv3d(xt, wt, padding=1)
+        fn()
     torch.cuda.synchronize()
-    rows["torch_conv3d"] = (time.perf_counter() - start) / calls * 1e6
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+@section("overhead")
+def overhead():
+    from numba import cuda
+
+    from numba_conv3d.cuda import arrays, gemm
+
+    x, w, _ = _layer_operands((1, 4, 6, 6, 6), (8, 4, 3, 3, 3))
+    plan = plan_for_arrays(x, w, backend="cuda", padding=1)
+    rows = {"algorithm": plan.algorithm,
+            "conv3d (torch)": _host_us(lambda: conv3d(x, w, padding=1)),
+            "conv3d (numba)": _host_us(functools.partial(conv3d, cuda.as_cuda_array(x), cuda.as_cuda_array(w),
+                                                         padding=1)),
+            "plan (cached)": _host_us(lambda: plan_for_arrays(x, w, backend="cuda", padding=1)),
+            "flat view": _host_us(lambda: arrays.flat_view(cuda, "conv3d", "input", x)),
+            "output": _host_us(lambda: arrays.empty_like_input(cuda, x, plan.output_shape, plan.dtype)),
+            "execute": _host_us(lambda: gemm.execute(plan, x, w, None)),
+            "torch conv3d": _host_us(lambda: torch.nn.functional.conv3d(x, w, padding=1))}
+    try:
+        import cupy
+
+        xc, wc = cupy.asarray(x), cupy.asarray(w)
+        rows["conv3d (cupy)"] = _host_us(lambda: conv3d(xc, wc, padding=1))
+    except ImportError:
+        pass
     print(json.dumps(rows, indent=1))
     return rows
 
@@ -405,11 +496,11 @@ def main():
     machine()
     peak = RESULTS["machine"].get("fp32_gemm_tflops", 51.0)
     if "correctness" not in args.skip:
-        correctness(60 if args.quick else 200)
-    if "overhead" not in args.skip:
-        overhead()
+        correctness(80 if args.quick else 200)
     if "sweep" not in args.skip:
         sweep(args.quick)
+    if "overhead" not in args.skip:
+        overhead()
     if "forward" not in args.skip:
         forward(peak)
     if args.training:

@@ -186,10 +186,10 @@ GRAD_UPSAMPLE_MAX_STRIDES = 8
 # output rows of one output depth, for ``channel_threads * channels_per_thread`` output channels; each
 # thread keeps ``rows_per_thread x channels_per_thread`` sums in registers. ``stage_channels`` input
 # channels (each one plane of the padded input plus halo, and their weights) are staged in shared memory
-# per barrier. 32 columns keep global loads and stores coalesced along W. Chosen with
-# benchmarks/cuda_tiles.py on an H100: 8 rows x 8 channels per thread ran 1.2x faster than 4 x 8 on
-# dense k3, and 16 rows per thread 1.5x faster than 4 on one-channel k7; 2 stage channels were within
-# noise of 4 and 8 on dense k3 and faster on the smaller cases.
+# per barrier. 32 columns keep global loads and stores coalesced along W. Chosen by a tile sweep on an
+# H100 (before the implicit GEMM): 8 rows x 8 channels per thread ran 1.2x faster than 4 x 8 on dense
+# k3, and 16 rows per thread 1.5x faster than 4 on one-channel k7; 2 stage channels were within noise
+# of 4 and 8 on dense k3 and faster on the smaller cases.
 CUDA_CHANNEL_TILE = dict(columns=32, thread_rows=2, rows_per_thread=8, channel_threads=2,
                          channels_per_thread=8, stage_channels=2)
 CUDA_ROW_TILE = dict(columns=32, thread_rows=2, rows_per_thread=16, channel_threads=1,
@@ -209,6 +209,11 @@ CUDA_GEMM_CLASSES = (
     (None, None, (64, 128, 8, 4, 8), 264),
 )
 CUDA_GEMM_MIN_SPLIT_STAGES = 8
+
+# The implicit GEMM reduces tap by tap (block_k input channels of one tap per stage) where rounding the
+# input channels per group up to whole stages adds at most this share of them; else in the weight's
+# order, with a padding test per step (layers of few input channels).
+CUDA_GEMM_TAP_MAJOR_PADDING = 0.25
 
 # The implicit GEMM serves groups of at least this many output channels (fewer waste most of a tile:
 # depthwise and one-channel layers take the row-tiled kernel).

@@ -50,3 +50,59 @@ def test_inverse_index_maps_list_every_copy_of_each_input_index_in_ascending_ord
             copies = [p for p in range(plan.padded_size[axis]) if padded_source_index(p, front, size,
                                                                                       plan.mode_code) == i]
             assert list(positions[axis, starts[axis, i]:starts[axis, i + 1]]) == copies
+
+
+def test_a_gemm_tile_that_breaks_a_rule_is_refused():
+    from numba_conv3d.cuda.gemm_plan import checked_tile
+
+    with pytest.raises(ValueError, match=r"\(64, 64, 8, 3, 4\).*multiples of thread_m"):
+        checked_tile((64, 64, 8, 3, 4))
+    with pytest.raises(ValueError, match=r"whole reduction rows"):
+        checked_tile((128, 64, 1, 8, 4))
+
+
+def test_layer_classes_pick_tiles_by_channels_and_positions(monkeypatch):
+    from numba_conv3d.cuda import gemm_plan
+
+    monkeypatch.setattr(config, "CUDA_GEMM_CLASSES", (
+        (16, None, (128, 16, 8, 4, 4), 0), (None, 4096, (64, 64, 8, 4, 4), 264),
+        (None, None, (128, 64, 8, 8, 4), 0)))
+    narrow = plan_conv3d((1, 8, 8, 8, 8), (16, 8, 3, 3, 3), padding=1, backend="cuda")
+    small = plan_conv3d((1, 64, 4, 8, 8), (64, 64, 3, 3, 3), padding=1, backend="cuda")
+    large = plan_conv3d((1, 64, 16, 32, 32), (64, 64, 3, 3, 3), padding=1, backend="cuda")
+    assert gemm_plan.tile_for(narrow).block_n == 16
+    assert gemm_plan.layer_class(small) == (gemm_plan.GemmTile(64, 64, 8, 4, 4), 264)
+    assert gemm_plan.tile_for(large).block_m == 128
+
+
+def test_a_small_volume_splits_its_reduction_in_whole_stages(monkeypatch):
+    from numba_conv3d.cuda import gemm_plan
+
+    monkeypatch.setattr(config, "CUDA_GEMM_CLASSES", ((None, None, (64, 64, 8, 4, 4), 264),))
+    plan = plan_conv3d((1, 512, 2, 7, 7), (512, 512, 3, 3, 3), padding=1, backend="cuda")
+    launch = gemm_plan.launch_for(plan)
+    assert launch.tap_major and launch.stages == 27 * 512 // 8
+    blocks = launch.grid[0] * launch.grid[1]
+    assert blocks == 2 * 8 and launch.splits == launch.grid[2] > 1
+    per_split = -(-launch.stages // launch.splits)
+    assert per_split >= config.CUDA_GEMM_MIN_SPLIT_STAGES and (launch.splits - 1) * per_split < launch.stages
+    assert blocks * launch.splits >= 264
+
+
+@pytest.mark.parametrize("channels", [3, 16])
+def test_the_taps_table_packs_each_steps_offset_and_taps(channels):
+    from numba_conv3d.cuda import gemm_plan, geometry
+
+    plan = plan_conv3d((1, channels, 5, 6, 7), (8, channels, 2, 3, 3), padding=1, dilation=(1, 2, 1),
+                       backend="cuda")
+    launch = gemm_plan.launch_for(plan)
+    table = geometry.taps(plan)
+    per_channel = 1 if launch.tap_major else channels
+    c, kd, kh, kw = np.unravel_index(np.arange(per_channel * 18), (per_channel, 2, 3, 3))
+    steps = table[:c.size]
+    np.testing.assert_array_equal(steps & geometry.TAP_OFFSET, ((c * 5 + kd) * 6 + 2 * kh) * 7 + kw)
+    for shift, index in ((geometry.TAP_DEPTH_SHIFT, kd), (geometry.TAP_ROW_SHIFT, kh),
+                         (geometry.TAP_COLUMN_SHIFT, kw)):
+        np.testing.assert_array_equal((steps >> shift) & geometry.TAP_INDEX, index)
+    assert launch.tap_major == (channels == 16)
+    assert np.all((table[c.size:] >> geometry.TAP_DEPTH_SHIFT) & geometry.TAP_INDEX == geometry.TAP_NONE)

@@ -13,8 +13,18 @@ from .tiling import grid_blocks
 def _prepared(plan):
     """The kernel's launcher, the launch and the device taps table of ``plan``."""
     launch = gemm_plan.launch_for(plan)
-    kernel = gemm_kernels.implicit_gemm_kernel(plan.dtype, launch.tile, config.CUDA_GEMM_MIN_BLOCKS_PER_SM)
+    kernel = gemm_kernels.implicit_gemm_kernel(plan.dtype, launch.tile, config.CUDA_GEMM_MIN_BLOCKS_PER_SM,
+                                               launch.tap_major)
     return fast(kernel), launch, cuda.to_device(geometry.taps(plan))
+
+
+def _transposed(plan, input, w, shape):
+    """The tap-by-tap order's copy of the flat weight ``w`` (see ``transposed_weight_kernel``)."""
+    _, transposed = arrays.empty_like_input(cuda, input, (w.size,), plan.dtype)
+    threads = config.CUDA_DIRECT_THREADS
+    kernel = fast(gemm_kernels.transposed_weight_kernel(plan.dtype, threads))
+    kernel((grid_blocks(w.size, threads), 1, 1), (threads, 1, 1), w, transposed, shape)
+    return transposed
 
 
 def execute(plan, input, weight, bias):
@@ -24,6 +34,8 @@ def execute(plan, input, weight, bias):
     if plan.batch == 0:
         return result
     shape = device_geometry(plan)
+    if launch.tap_major:
+        w = _transposed(plan, input, w, shape)
     target = out
     if launch.splits > 1:
         _, target = arrays.empty_like_input(cuda, input, (launch.splits * out.size,), plan.dtype)

@@ -20,11 +20,13 @@ import numba
 import numpy as np
 from numba import cuda, from_dtype
 
-from .geometry import (FAR, G_CHANNEL_TILES, G_DEPTH, G_HAS_BIAS, G_HEIGHT, G_IN_CHANNELS,
-                       G_IN_PER_GROUP, G_OUT_CHANNELS, G_OUT_DEPTH, G_OUT_HEIGHT, G_OUT_PER_GROUP,
-                       G_OUT_VOLUME, G_OUT_WIDTH, G_PAD_D, G_PAD_H, G_PAD_W, G_POSITIONS, G_REDUCTION,
-                       G_SPLIT_ELEMENTS, G_STAGES, G_STAGES_PER_SPLIT, G_STRIDE_D, G_STRIDE_H,
-                       G_STRIDE_W, G_WIDTH, T_COLUMN, T_DEPTH, T_OFFSET, T_ROW)
+from .geometry import (G_CHANNEL_CHUNKS, G_CHANNEL_TILES, G_DEPTH, G_DILATION_D, G_DILATION_H,
+                       G_DILATION_W, G_HAS_BIAS, G_HEIGHT, G_IN_CHANNELS, G_IN_PER_GROUP, G_IN_VOLUME,
+                       G_KERNEL_D, G_KERNEL_H, G_KERNEL_W, G_OUT_CHANNELS, G_OUT_DEPTH, G_OUT_HEIGHT,
+                       G_OUT_PER_GROUP, G_OUT_VOLUME, G_OUT_WIDTH, G_PAD_D, G_PAD_H, G_PAD_W,
+                       G_POSITIONS, G_REDUCTION, G_SPLIT_ELEMENTS, G_STAGES, G_STAGES_PER_SPLIT,
+                       G_STRIDE_D, G_STRIDE_H, G_STRIDE_W, G_TAPS, G_WIDTH, TAP_COLUMN_SHIFT,
+                       TAP_DEPTH_SHIFT, TAP_INDEX, TAP_OFFSET, TAP_ROW_SHIFT)
 from .kernels import jit_kernel
 
 _at = numba.uint64
@@ -45,14 +47,27 @@ def digits(position, width, height, depth):
     return column, row, rest % _u32(depth), rest // _u32(depth)
 
 
+@cuda.jit(device=True, inline=True)
+def axis_mask(start, taps, dilation, size):
+    """Bit k set where ``start + k * dilation`` lies in ``[0, size)``, for k below ``taps``."""
+    mask = 0
+    for k in range(taps):
+        at = start + k * dilation
+        if 0 <= at < size:
+            mask |= 1 << k
+    return mask
+
+
 @functools.lru_cache(maxsize=None)
-def implicit_gemm_kernel(dtype, tile, min_blocks):
+def implicit_gemm_kernel(dtype, tile, min_blocks, tap_major):
     """The implicit-GEMM kernel for ``dtype`` (a real NumPy dtype name) and ``tile`` (a
-    ``gemm_plan.GemmTile``), compiled for at least ``min_blocks`` resident blocks per multiprocessor.
+    ``gemm_plan.GemmTile``), compiled for at least ``min_blocks`` resident blocks per multiprocessor,
+    reducing tap by tap or in the weight's order (``tap_major``, see ``gemm_plan.tap_major``).
 
     Launch on grid ``(position tiles, groups x channel tiles, splits)`` with ``tile.threads`` threads:
-    ``kernel(x, w, b, target, taps, geometry)`` with ``x``, ``w`` and ``target`` flat C-order views.
-    ``target`` is the output (one split) or the split workspace (``splits`` partial outputs).
+    ``kernel(x, w, b, target, taps, geometry)`` with ``x``, ``w`` and ``target`` flat C-order views;
+    ``w`` is the weight, or tap by tap its ``transposed_weight_kernel`` copy. ``target`` is the output
+    (one split) or the split workspace (``splits`` partial outputs).
     """
     value = from_dtype(np.dtype(dtype))
     block_m, block_n, block_k, thread_m, thread_n = tile
@@ -61,8 +76,9 @@ def implicit_gemm_kernel(dtype, tile, min_blocks):
     run_m, run_n = min(4, thread_m), min(4, thread_n)
     a_rows = threads // block_m  # reduction rows of a stage one pass of the block gathers
     a_loads = block_k // a_rows
-    b_columns = threads // block_k
+    b_columns = threads // block_k  # weights in the weight's order: columns of block_k steps
     b_loads = block_n // b_columns
+    b_rows = threads // block_n  # transposed weights: rows of block_n output channels
     a_stage = block_k * block_m
     b_pitch = tile.weight_pitch
     b_stage = block_k * b_pitch
@@ -105,15 +121,26 @@ def implicit_gemm_kernel(dtype, tile, min_blocks):
         d0 = od * geometry[G_STRIDE_D] - geometry[G_PAD_D]
         h0 = oh * geometry[G_STRIDE_H] - geometry[G_PAD_H]
         w0 = ow * geometry[G_STRIDE_W] - geometry[G_PAD_W]
-        if position >= positions:
-            d0 = FAR
         a_origin = (((sample * geometry[G_IN_CHANNELS] + group * in_per_group) * depth + d0) * height
                     + h0) * width + w0
+        # Bit k of each mask: whether tap k along that axis lands inside the input (none for a
+        # position past the end), so that a tap's test is three shifts.
+        depth_taps = axis_mask(d0, geometry[G_KERNEL_D], geometry[G_DILATION_D], depth)
+        if position >= positions:
+            depth_taps = 0
+        row_taps = axis_mask(h0, geometry[G_KERNEL_H], geometry[G_DILATION_H], height)
+        column_taps = axis_mask(w0, geometry[G_KERNEL_W], geometry[G_DILATION_W], width)
         a_row = t // block_m
-        # The weight row (output channel) and reduction step this thread stages.
+        # The weight row (output channel) and reduction step this thread stages, in the weight's order;
+        # tap by tap, the transposed weights' row (input channel of the stage) and column.
         b_step = t % block_k
         b_channel = n0 + t // block_k
         b_origin = (group * out_per_group + b_channel) * reduction + b_step
+        b_row = t // block_n
+        b_column = n0 + t % block_n
+        in_volume = geometry[G_IN_VOLUME]
+        chunks = geometry[G_CHANNEL_CHUNKS]
+        transposed_origin = group * geometry[G_TAPS] * in_per_group * out_per_group + b_column
 
         tm, tn = t % m_threads, t // m_threads
         for i in range(thread_m):
@@ -121,15 +148,32 @@ def implicit_gemm_kernel(dtype, tile, min_blocks):
                 sums[i, j] = 0
 
         for stage in range(first_stage, last_stage + 1):
-            if stage < last_stage:
+            if stage < last_stage and tap_major:
+                # Offsets within a group's input and the weight fit 32 bits (gemm_plan.applies):
+                # truncating each sum lets the compiler do its arithmetic in 32 bits.
+                tap_index = _u32(stage) // _u32(chunks)
+                c0 = _u32((stage - tap_index * chunks) * block_k)
+                tap = taps[_at(tap_index)]
+                inside = ((depth_taps >> ((tap >> TAP_DEPTH_SHIFT) & TAP_INDEX))
+                          & (row_taps >> ((tap >> TAP_ROW_SHIFT) & TAP_INDEX))
+                          & (column_taps >> ((tap >> TAP_COLUMN_SHIFT) & TAP_INDEX)) & 1)
+                for i in range(a_loads):
+                    channel = _u32(c0 + a_row + i * a_rows)
+                    offset = _u32((tap & TAP_OFFSET) + channel * in_volume)
+                    a_next[i] = x[_at(a_origin + offset)] if inside and channel < in_per_group else zero
+                for j in range(b_loads):
+                    channel = _u32(c0 + b_row + j * b_rows)
+                    offset = _u32(transposed_origin + (tap_index * in_per_group + channel) * out_per_group)
+                    live = channel < in_per_group and b_column < out_per_group
+                    b_next[j] = w[_at(offset)] if live else zero
+            elif stage < last_stage:
                 k0 = stage * block_k
                 for i in range(a_loads):
-                    tap = _at(k0 + a_row + i * a_rows)
-                    d = d0 + taps[tap, T_DEPTH]
-                    h = h0 + taps[tap, T_ROW]
-                    c = w0 + taps[tap, T_COLUMN]
-                    inside = 0 <= d < depth and 0 <= h < height and 0 <= c < width
-                    a_next[i] = x[_at(a_origin + taps[tap, T_OFFSET])] if inside else zero
+                    tap = taps[_at(k0 + a_row + i * a_rows)]
+                    inside = ((depth_taps >> ((tap >> TAP_DEPTH_SHIFT) & TAP_INDEX))
+                              & (row_taps >> ((tap >> TAP_ROW_SHIFT) & TAP_INDEX))
+                              & (column_taps >> ((tap >> TAP_COLUMN_SHIFT) & TAP_INDEX)) & 1)
+                    a_next[i] = x[_at(a_origin + (tap & TAP_OFFSET))] if inside else zero
                 for j in range(b_loads):
                     inside = (k0 + b_step < reduction
                               and b_channel + j * b_columns < out_per_group)
@@ -153,9 +197,14 @@ def implicit_gemm_kernel(dtype, tile, min_blocks):
                 a_at = _at(((stage - first_stage) & 1) * a_stage + t % block_m)
                 for i in range(a_loads):
                     a_shared[a_at + _at((a_row + i * a_rows) * block_m)] = a_next[i]
-                b_at = _at(((stage - first_stage) & 1) * b_stage + b_step * b_pitch + t // block_k)
-                for j in range(b_loads):
-                    b_shared[b_at + _at(j * b_columns)] = b_next[j]
+                if tap_major:
+                    b_at = _at(((stage - first_stage) & 1) * b_stage + b_row * b_pitch + t % block_n)
+                    for j in range(b_loads):
+                        b_shared[b_at + _at(j * b_rows * b_pitch)] = b_next[j]
+                else:
+                    b_at = _at(((stage - first_stage) & 1) * b_stage + b_step * b_pitch + t // block_k)
+                    for j in range(b_loads):
+                        b_shared[b_at + _at(j * b_columns)] = b_next[j]
             cuda.syncthreads()
 
         has_bias = geometry[G_HAS_BIAS] != 0 and cuda.gridDim.z == 1  # else the split sum adds it
@@ -192,5 +241,22 @@ def split_sum_kernel(dtype, threads):
             if has_bias:
                 total += b[(index // out_volume) % out_channels]
             out[index] = total
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def transposed_weight_kernel(dtype, threads):
+    """The kernel that copies the weight (groups x out_per_group, in_per_group, taps) into the order the
+    tap-by-tap reduction stages it: (groups, taps, in_per_group, out_per_group), one thread per
+    element, ``kernel(w, transposed, geometry)`` with flat C-order arrays."""
+    @jit_kernel(threads, 1)
+    def kernel(w, transposed, geometry):
+        taps, in_per_group = geometry[G_TAPS], geometry[G_IN_PER_GROUP]
+        out_per_group = geometry[G_OUT_PER_GROUP]
+        for index in range(cuda.grid(1), w.size, cuda.gridsize(1)):
+            tap, channel, out_channel, group = digits(index, taps, in_per_group, out_per_group)
+            transposed[_at(((group * taps + tap) * in_per_group + channel) * out_per_group
+                           + out_channel)] = w[_at(index)]
 
     return kernel

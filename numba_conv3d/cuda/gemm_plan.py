@@ -35,10 +35,10 @@ class GemmTile(namedtuple("GemmTile", _TILE_FIELDS)):
         return 2 * self.block_k * (self.block_m + self.weight_pitch) * itemsize
 
 
-def checked_tile(settings):
-    """``settings`` (a dict or sequence of ``GemmTile`` fields) as a tile the kernel can run: ValueError
-    naming the rule it breaks otherwise."""
-    tile = GemmTile(**settings) if isinstance(settings, dict) else GemmTile(*settings)
+def checked_tile(fields):
+    """``fields`` (a sequence of ``GemmTile`` fields) as a tile the kernel can run: ValueError naming
+    the rule it breaks otherwise."""
+    tile = GemmTile(*fields)
     threads = tile.threads
     rules = ((tile.block_m % tile.thread_m == 0 and tile.block_n % tile.thread_n == 0,
               "block_m and block_n must be multiples of thread_m and thread_n"),
@@ -46,6 +46,8 @@ def checked_tile(settings):
               "the threads must gather whole reduction rows of block_m positions"),
              (threads % tile.block_k == 0 and tile.block_n % (threads // tile.block_k) == 0,
               "the threads must stage whole columns of block_k weights"),
+             (threads % tile.block_n == 0 and tile.block_k % (threads // tile.block_n) == 0,
+              "the threads must stage whole rows of block_n transposed weights"),
              (all(size % min(4, per) == 0 for size, per in ((tile.thread_m, tile.thread_m),
                                                             (tile.thread_n, tile.thread_n))),
               "thread_m and thread_n must be 1, 2 or multiples of 4"))
@@ -80,9 +82,19 @@ def reduction_length(plan):
     return plan.in_per_group * int(np.prod(plan.kernel_size))
 
 
-Launch = namedtuple("Launch", "tile grid splits stages")
+Launch = namedtuple("Launch", "tile grid splits stages tap_major")
 Launch.__doc__ = """An implicit-GEMM launch: the tile, the grid (position tiles, groups x channel tiles,
-splits), the number of reduction splits and the stages of ``block_k`` steps in all."""
+splits), the number of reduction splits, the stages of ``block_k`` steps in all, and the reduction
+order (see ``tap_major``)."""
+
+
+def tap_major(plan, tile):
+    """Whether the reduction runs tap by tap, ``block_k`` input channels of one tap per stage (one
+    padding test per stage, weights staged from a transposed copy), rather than in the weight's own
+    order (a padding test per step): where rounding the channels up to whole stages adds at most
+    ``config.CUDA_GEMM_TAP_MAJOR_PADDING`` of them."""
+    padded = ceil_div(plan.in_per_group, tile.block_k) * tile.block_k
+    return padded <= plan.in_per_group * (1 + config.CUDA_GEMM_TAP_MAJOR_PADDING)
 
 
 def launch_for(plan):
@@ -92,22 +104,28 @@ def launch_for(plan):
     tile, target = layer_class(plan)
     positions = output_positions(plan)
     blocks = ceil_div(positions, tile.block_m) * plan.groups * ceil_div(plan.out_per_group, tile.block_n)
-    stages = ceil_div(reduction_length(plan), tile.block_k)
+    major = tap_major(plan, tile)
+    stages = (int(np.prod(plan.kernel_size)) * ceil_div(plan.in_per_group, tile.block_k) if major
+              else ceil_div(reduction_length(plan), tile.block_k))
     splits = max(1, min(ceil_div(target, max(blocks, 1)), stages // config.CUDA_GEMM_MIN_SPLIT_STAGES,
                         _GRID_YZ))
     per_split = ceil_div(stages, splits)
     splits = ceil_div(stages, per_split)
     grid = (ceil_div(positions, tile.block_m), plan.groups * ceil_div(plan.out_per_group, tile.block_n),
             splits)
-    return Launch(tile, grid, splits, stages)
+    return Launch(tile, grid, splits, stages, major)
 
 
 def applies(plan):
     """Whether the implicit GEMM serves ``plan``: a real dtype, at least
     ``config.CUDA_GEMM_MIN_OUT_CHANNELS`` output channels per group, fewer than 2**31 output positions
-    (the kernel divides them in 32 bits) and a grid CUDA can launch."""
+    (the kernel divides them in 32 bits), kernel extents below 63 (taps are 6-bit fields of the taps
+    table), a group's input and the weight within 32-bit offsets, and a grid CUDA can launch."""
+    extents = plan.padded_size if plan.padding_mode != "zeros" else plan.input_size
     if (np.dtype(plan.dtype).kind != "f" or plan.out_per_group < config.CUDA_GEMM_MIN_OUT_CHANNELS
-            or output_positions(plan) >= 1 << 31):
+            or output_positions(plan) >= 1 << 31 or max(plan.kernel_size) >= 63
+            or plan.in_per_group * int(np.prod(extents)) >= 1 << 32
+            or int(np.prod(plan.weight_shape)) >= 1 << 32):
         return False
     return launch_for(plan).grid[1] <= _GRID_YZ
 

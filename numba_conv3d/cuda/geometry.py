@@ -13,17 +13,17 @@ from . import gemm_plan
  G_STRIDE_W, G_PAD_D, G_PAD_H, G_PAD_W, G_DEPTH, G_HEIGHT, G_WIDTH, G_IN_CHANNELS, G_IN_PER_GROUP,
  G_OUT_CHANNELS, G_OUT_PER_GROUP, G_REDUCTION, G_CHANNEL_TILES, G_STAGES_PER_SPLIT, G_STAGES,
  G_HAS_BIAS, G_SPLIT_ELEMENTS, G_KERNEL_D, G_KERNEL_H, G_KERNEL_W, G_DILATION_D, G_DILATION_H,
- G_DILATION_W) = range(30)
-GEOMETRY_SLOTS = 30
+ G_DILATION_W, G_CHANNEL_CHUNKS, G_IN_VOLUME, G_TAPS) = range(33)
+GEOMETRY_SLOTS = 33
 
-# Slots of a row of the taps table: the input offset of the tap from a position's first tap, then its
-# depth, row and column offsets (FAR on the padding rows past the reduction).
-T_OFFSET, T_DEPTH, T_ROW, T_COLUMN = range(4)
-TAP_FIELDS = 4
-
-# An input coordinate no volume has: masks the loads of positions past the end and of padding rows of
-# the taps table.
-FAR = 1 << 30
+# A reduction step of the implicit GEMM packed in one int64 of the taps table: the input offset of its
+# tap from a position's first tap in the low 32 bits (TAP_OFFSET), then its kd, kh and kw as 8-bit
+# fields; the padding steps past the reduction carry tap index TAP_NONE along D, whose validity bit no
+# position has. Kernel extents must stay below TAP_NONE (``gemm_plan.applies``).
+TAP_OFFSET = (1 << 32) - 1
+TAP_DEPTH_SHIFT, TAP_ROW_SHIFT, TAP_COLUMN_SHIFT = 32, 40, 48
+TAP_INDEX = 63
+TAP_NONE = 63
 
 
 def reads_padded_copy(plan):
@@ -55,32 +55,34 @@ def geometry(plan):
     values[G_OUT_PER_GROUP] = plan.out_per_group
     values[G_REDUCTION] = gemm_plan.reduction_length(plan)
     values[G_HAS_BIAS] = plan.has_bias
+    values[G_IN_VOLUME] = int(np.prod(_input_extents(plan)))
+    values[G_TAPS] = int(np.prod(plan.kernel_size))
     values[G_SPLIT_ELEMENTS] = plan.batch * plan.out_channels * out_volume
     if gemm_plan.applies(plan):
         launch = gemm_plan.launch_for(plan)
         values[G_CHANNEL_TILES] = ceil_div(plan.out_per_group, launch.tile.block_n)
         values[G_STAGES] = launch.stages
         values[G_STAGES_PER_SPLIT] = ceil_div(launch.stages, launch.splits)
+        values[G_CHANNEL_CHUNKS] = ceil_div(plan.in_per_group, launch.tile.block_k)
     return values
 
 
 @functools.lru_cache(maxsize=256)
 def taps(plan):
-    """The taps table of the implicit GEMM for ``plan`` (rows of ``T_*``), one row per reduction step
-    in the weight's memory order (input channel, kd, kh, kw), padded to whole stages with rows that
-    reach no input."""
+    """The taps table of the implicit GEMM for ``plan``: one packed int64 per reduction step, in the
+    weight's memory order (input channel, kd, kh, kw), padded to whole stages; or, reducing tap by tap
+    (``gemm_plan.tap_major``), one per tap (the input channel added by the kernel)."""
     launch = gemm_plan.launch_for(plan)
     depth, height, width = _input_extents(plan)
     kernel_d, kernel_h, kernel_w = plan.kernel_size
-    channel, kd, kh, kw = np.meshgrid(np.arange(plan.in_per_group), np.arange(kernel_d),
-                                      np.arange(kernel_h), np.arange(kernel_w), indexing="ij")
-    offsets = np.stack([kd * plan.dilation[0], kh * plan.dilation[1], kw * plan.dilation[2]])
-    table = np.zeros((launch.stages * launch.tile.block_k, TAP_FIELDS), np.int64)
-    table[:, T_DEPTH] = FAR
-    steps = gemm_plan.reduction_length(plan)
-    table[:steps, T_DEPTH] = offsets[0].ravel()
-    table[:steps, T_ROW] = offsets[1].ravel()
-    table[:steps, T_COLUMN] = offsets[2].ravel()
-    table[:steps, T_OFFSET] = (((channel * depth + offsets[0]) * height + offsets[1]) * width
-                               + offsets[2]).ravel()
+    channels = 1 if launch.tap_major else plan.in_per_group
+    channel, kd, kh, kw = (index.ravel().astype(np.int64) for index in np.meshgrid(
+        np.arange(channels), np.arange(kernel_d), np.arange(kernel_h), np.arange(kernel_w),
+        indexing="ij"))
+    offsets = (((channel * depth + kd * plan.dilation[0]) * height + kh * plan.dilation[1]) * width
+               + kw * plan.dilation[2])
+    rows = offsets.size if launch.tap_major else launch.stages * launch.tile.block_k
+    table = np.full(rows, TAP_NONE << TAP_DEPTH_SHIFT, np.int64)
+    table[:offsets.size] = (offsets | (kd << TAP_DEPTH_SHIFT) | (kh << TAP_ROW_SHIFT)
+                            | (kw << TAP_COLUMN_SHIFT))
     return table

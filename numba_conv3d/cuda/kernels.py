@@ -42,8 +42,11 @@ class FastLaunch:
 
     def __call__(self, grid, block, *args):
         if self.compiled:
-            self.compiled.launch(args, grid, block, self.stream, 0)
-            return
+            try:
+                self.compiled.launch(args, grid, block, self.stream, 0)
+                return
+            except TypeError:  # a numba-cuda whose compiled kernels launch otherwise (before launching)
+                self.compiled = False
         configured = self.dispatcher[grid, block]
         configured(*args)
         if self.compiled is None:

@@ -75,11 +75,15 @@ def variants(dtype="float32"):
     if real:
         tiles = sorted({gemm_plan.checked_tile(row[2]) for row in config.CUDA_GEMM_CLASSES})
         for tile in tiles:
-            kernel = gemm_kernels.implicit_gemm_kernel(dtype, tile, config.CUDA_GEMM_MIN_BLOCKS_PER_SM)
-            found.append(Variant(f"implicit-gemm {tuple(tile)}", kernel,
-                                 (flat, flat, flat, flat, types.Array(types.int64, 2, "C"), ints),
-                                 tile.threads, config.CUDA_GEMM_MIN_BLOCKS_PER_SM, 0))
+            for major in (True, False):
+                kernel = gemm_kernels.implicit_gemm_kernel(dtype, tile, config.CUDA_GEMM_MIN_BLOCKS_PER_SM,
+                                                           major)
+                found.append(Variant(f"implicit-gemm {tuple(tile)} {'taps' if major else 'weight'} order",
+                                     kernel, (flat, flat, flat, flat, ints, ints), tile.threads,
+                                     config.CUDA_GEMM_MIN_BLOCKS_PER_SM, 0))
         threads = config.CUDA_DIRECT_THREADS
+        found.append(Variant("transposed-weight", gemm_kernels.transposed_weight_kernel(dtype, threads),
+                             (flat, flat, ints), threads, 1, 0))
         found.append(Variant("split-sum", gemm_kernels.split_sum_kernel(dtype, threads),
                              (flat, flat, flat, ints), threads, 1, 0))
         found.append(Variant("depthwise", depthwise_kernels.depthwise_kernel(

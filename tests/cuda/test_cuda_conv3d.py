@@ -27,6 +27,9 @@ CASES = {
     "valid, stride 3, dilation 2": ((1, 3, 7, 8, 9), (4, 3, 2, 2, 2),
                                     dict(stride=3, dilation=2, padding="valid")),
     "pointwise": ((2, 5, 2, 3, 5), (6, 5, 1, 1, 1), {}),
+    # input channels per group a multiple of the GEMM's stage: its reduction runs tap by tap
+    "tap by tap, replicate": ((1, 8, 4, 5, 6), (6, 8, 3, 3, 3), dict(padding=1, padding_mode="replicate")),
+    "tap by tap, groups, stride": ((2, 8, 4, 5, 6), (8, 4, 2, 3, 3), dict(groups=2, stride=(1, 2, 1))),
 }
 if not SIMULATED:
     # Real tiles are 32 columns by 16 or 32 rows: cross several of them, and channel stages.
