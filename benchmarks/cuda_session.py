@@ -140,7 +140,7 @@ def _random_case(rng):
 
 
 @section("correctness")
-def correctness(cases, limit_s=70.0):
+def correctness(cases, limit_s=60.0):
     from numba_conv3d.api import run_plan
     from numba_conv3d.cuda import ALGORITHMS
 
@@ -224,10 +224,13 @@ def _set_classes(classes, tap_major_padding=None):
     plan_cache.clear()
 
 
-def _layer_operands(input_shape, weight_shape, bias=False):
+def _layer_operands(input_shape, weight_shape, bias=False, transposed=False):
+    """Random device input, weight and (optional) bias of a layer; a transposed layer's bias has
+    weight.shape[1] * groups channels, which its input and weight shapes give as below."""
     x = torch.randn(input_shape, device="cuda")
     w = torch.randn(weight_shape, device="cuda")
-    return x, w, torch.randn(weight_shape[0], device="cuda") if bias else None
+    channels = weight_shape[1] * (input_shape[1] // weight_shape[0]) if transposed else weight_shape[0]
+    return x, w, torch.randn(channels, device="cuda") if bias else None
 
 
 def _torch_conv(x, w, b, kwargs):
@@ -348,7 +351,7 @@ def sweep(quick, limit_s=100.0):
 
 def _compare(name, layer_shapes, kwargs, flops, peak, bias=False, transposed=False):
     """Ours and cuDNN (TF32 off, and on) on one layer, alternating: medians and ratios."""
-    x, w, b = _layer_operands(*layer_shapes, bias)
+    x, w, b = _layer_operands(*layer_shapes, bias, transposed)
     if transposed:
         ours = functools.partial(conv_transpose3d, x, w, b, **kwargs)
         theirs = functools.partial(torch.nn.functional.conv_transpose3d, x, w, b, **kwargs)
@@ -370,7 +373,7 @@ def _compare(name, layer_shapes, kwargs, flops, peak, bias=False, transposed=Fal
 
 
 @section("forward")
-def forward(peak, limit_s=110.0):
+def forward(peak, limit_s=120.0):
     torch.backends.cudnn.benchmark = True
     started = time.perf_counter()
     rows = []
@@ -406,7 +409,7 @@ def _training_steps(layer):
     """Our training step and torch's (autograd) for ``layer`` on fresh random device operands."""
     from numba_conv3d.network_bench import _ours
 
-    x, w, b = _layer_operands(layer.input_shape, layer.weight_shape, layer.bias)
+    x, w, b = _layer_operands(layer.input_shape, layer.weight_shape, layer.bias, layer.transposed)
     g = torch.randn(layer.output_shape, device="cuda")
     _, ours_step = _ours(layer, x, w, b, g)
     function = torch.nn.functional.conv_transpose3d if layer.transposed else torch.nn.functional.conv3d
@@ -420,7 +423,7 @@ def _training_steps(layer):
 
 
 @section("training")
-def training(limit_s=50.0):
+def training(limit_s=45.0):
     started = time.perf_counter()
     rows = {}
     for name in ("residual_unet", "unet3d", "c3d", "r3d_18", "vnet", "x3d_s", "mc3_18", "r2plus1d_18"):
@@ -479,6 +482,14 @@ def overhead():
         rows["conv3d (cupy)"] = _host_us(lambda: conv3d(xc, wc, padding=1))
     except ImportError:
         pass
+    kernel, launch, taps = gemm._prepared(plan)
+    rows["direct launch"] = bool(kernel.compiled)
+    _, out, xf, wf, bf = gemm.flat_operands(plan, x, w, None)
+    shape = gemm.device_geometry(plan)
+    rows["launch"] = _host_us(lambda: kernel(launch.grid, (launch.tile.threads, 1, 1), xf, wf, bf, out, taps,
+                                             shape))
+    rows["dispatcher launch"] = _host_us(
+        lambda: kernel.dispatcher[launch.grid, (launch.tile.threads, 1, 1)](xf, wf, bf, out, taps, shape))
     print(json.dumps(rows, indent=1))
     return rows
 

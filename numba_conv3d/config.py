@@ -201,19 +201,32 @@ CUDA_ROW_TILE = dict(columns=32, thread_rows=2, rows_per_thread=16, channel_thre
 # positions x block_n output channels, block_k reduction steps per stage, thread_m x thread_n sums per
 # thread. A layer whose tiles alone make fewer blocks than the target splits its reduction (keeping at
 # least CUDA_GEMM_MIN_SPLIT_STAGES stages per split); 0 never splits.
+# Measured by benchmarks/cuda_session.py's sweep on an H200 (driver 580.159, 2026-12-04): 6 tiles x 3
+# targets on 33 layers of the CUDA suite and the networks suite, per class the least geometric mean of
+# time over the layer's best.
 CUDA_GEMM_CLASSES = (
-    (16, None, (128, 16, 8, 4, 4), 264),
+    (16, 65536, (128, 16, 8, 4, 4), 528),
+    (16, None, (128, 16, 8, 4, 4), 0),
+    (32, 4096, (64, 128, 8, 4, 8), 0),
+    (32, 65536, (128, 16, 8, 4, 4), 264),
     (32, None, (128, 32, 8, 4, 4), 264),
-    (64, None, (128, 64, 8, 8, 4), 264),
-    (None, 16384, (64, 64, 8, 4, 4), 264),
-    (None, None, (64, 128, 8, 4, 8), 264),
+    (64, 65536, (128, 64, 16, 8, 4), 0),
+    (64, None, (128, 64, 16, 8, 4), 264),
+    (128, 4096, (128, 64, 8, 8, 4), 264),
+    (128, None, (128, 64, 16, 8, 4), 0),
+    (None, 4096, (128, 32, 8, 4, 4), 528),
+    (None, None, (128, 64, 16, 8, 4), 264),
 )
 CUDA_GEMM_MIN_SPLIT_STAGES = 8
 
 # The implicit GEMM reduces tap by tap (block_k input channels of one tap per stage) where rounding the
-# input channels per group up to whole stages adds at most this share of them; else in the weight's
-# order, with a padding test per step (layers of few input channels).
+# input channels per group up to whole stages adds at most this share of them, on layers of at least
+# CUDA_GEMM_TAP_MAJOR_MIN_MACS multiply-adds; else in the weight's order, with a padding test per step.
+# H200, float32: tap by tap 0.45 vs 0.59 ms on r3d_18 layer1 (1.4 G MACs), 0.92 vs 1.18 on C3D conv3b,
+# 0.19 vs 0.23 on r3d_18 layer2.0.conv1 (1.4 G); slower below about 1 G MACs, where the transposing
+# launch costs more than it saves (r3d_18 layer3.0.conv1, 0.69 G: 0.21 vs 0.17 ms).
 CUDA_GEMM_TAP_MAJOR_PADDING = 0.25
+CUDA_GEMM_TAP_MAJOR_MIN_MACS = 1e9
 
 # The implicit GEMM serves groups of at least this many output channels (fewer waste most of a tile:
 # depthwise and one-channel layers take the row-tiled kernel).

@@ -79,6 +79,7 @@ def test_a_small_volume_splits_its_reduction_in_whole_stages(monkeypatch):
     from numba_conv3d.cuda import gemm_plan
 
     monkeypatch.setattr(config, "CUDA_GEMM_CLASSES", ((None, None, (64, 64, 8, 4, 4), 264),))
+    monkeypatch.setattr(config, "CUDA_GEMM_TAP_MAJOR_MIN_MACS", 0)
     plan = plan_conv3d((1, 512, 2, 7, 7), (512, 512, 3, 3, 3), padding=1, backend="cuda")
     launch = gemm_plan.launch_for(plan)
     assert launch.tap_major and launch.stages == 27 * 512 // 8
@@ -90,9 +91,10 @@ def test_a_small_volume_splits_its_reduction_in_whole_stages(monkeypatch):
 
 
 @pytest.mark.parametrize("channels", [3, 16])
-def test_the_taps_table_packs_each_steps_offset_and_taps(channels):
+def test_the_taps_table_packs_each_steps_offset_and_taps(channels, monkeypatch):
     from numba_conv3d.cuda import gemm_plan, geometry
 
+    monkeypatch.setattr(config, "CUDA_GEMM_TAP_MAJOR_MIN_MACS", 0)
     plan = plan_conv3d((1, channels, 5, 6, 7), (8, channels, 2, 3, 3), padding=1, dilation=(1, 2, 1),
                        backend="cuda")
     launch = gemm_plan.launch_for(plan)
@@ -106,3 +108,12 @@ def test_the_taps_table_packs_each_steps_offset_and_taps(channels):
         np.testing.assert_array_equal((steps >> shift) & geometry.TAP_INDEX, index)
     assert launch.tap_major == (channels == 16)
     assert np.all((table[c.size:] >> geometry.TAP_DEPTH_SHIFT) & geometry.TAP_INDEX == geometry.TAP_NONE)
+
+
+def test_small_layers_reduce_in_the_weights_order():
+    from numba_conv3d.cuda import gemm_plan
+
+    small = plan_conv3d((1, 64, 4, 8, 8), (64, 64, 3, 3, 3), padding=1, backend="cuda")
+    large = plan_conv3d((1, 64, 16, 56, 56), (64, 64, 3, 3, 3), padding=1, backend="cuda")
+    assert small.macs < config.CUDA_GEMM_TAP_MAJOR_MIN_MACS <= large.macs
+    assert not gemm_plan.launch_for(small).tap_major and gemm_plan.launch_for(large).tap_major

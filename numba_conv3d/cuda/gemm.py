@@ -19,26 +19,34 @@ def _prepared(plan):
 
 
 def _transposed(plan, input, w, shape):
-    """The tap-by-tap order's copy of the flat weight ``w`` (see ``transposed_weight_kernel``)."""
-    _, transposed = arrays.empty_like_input(cuda, input, (w.size,), plan.dtype)
+    """The tap-by-tap order's copy of the flat weight ``w`` (see ``transposed_weight_kernel``), as
+    (its owner, its flat view)."""
+    owner, transposed = arrays.empty_like_input(cuda, input, (w.size,), plan.dtype)
     threads = config.CUDA_DIRECT_THREADS
     kernel = fast(gemm_kernels.transposed_weight_kernel(plan.dtype, threads))
     kernel((grid_blocks(w.size, threads), 1, 1), (threads, 1, 1), w, transposed, shape)
-    return transposed
+    return owner, transposed
 
 
 def execute(plan, input, weight, bias):
-    """The result of ``plan`` on device ``input``, of the input's kind (see ``conv3d``)."""
+    """The result of ``plan`` on device ``input``, of the input's kind (see ``conv3d``).
+
+    The temporaries (transposed weight, partial sums) are held until every kernel that reads them is
+    queued: a pool (torch's, CuPy's) may hand a freed block to the next allocation at once, and only
+    work already queued on the stream is ordered before its reuse."""
     kernel, launch, taps = _prepared(plan)
     result, out, x, w, b = flat_operands(plan, input, weight, bias)
     if plan.batch == 0:
         return result
     shape = device_geometry(plan)
+    temporaries = []
     if launch.tap_major:
-        w = _transposed(plan, input, w, shape)
+        owner, w = _transposed(plan, input, w, shape)
+        temporaries.append(owner)
     target = out
     if launch.splits > 1:
-        _, target = arrays.empty_like_input(cuda, input, (launch.splits * out.size,), plan.dtype)
+        owner, target = arrays.empty_like_input(cuda, input, (launch.splits * out.size,), plan.dtype)
+        temporaries.append(owner)
     kernel(launch.grid, (launch.tile.threads, 1, 1), x, w, b, target, taps, shape)
     if launch.splits > 1:
         threads = config.CUDA_DIRECT_THREADS

@@ -90,11 +90,14 @@ order (see ``tap_major``)."""
 
 def tap_major(plan, tile):
     """Whether the reduction runs tap by tap, ``block_k`` input channels of one tap per stage (one
-    padding test per stage, weights staged from a transposed copy), rather than in the weight's own
-    order (a padding test per step): where rounding the channels up to whole stages adds at most
+    padding test per stage, weights staged from a transposed copy made by a second launch), rather than
+    in the weight's own order (a padding test per step): for layers of at least
+    ``config.CUDA_GEMM_TAP_MAJOR_MIN_MACS`` multiply-adds (smaller ones spend more on the launch than
+    they save), where rounding the channels up to whole stages adds at most
     ``config.CUDA_GEMM_TAP_MAJOR_PADDING`` of them."""
     padded = ceil_div(plan.in_per_group, tile.block_k) * tile.block_k
-    return padded <= plan.in_per_group * (1 + config.CUDA_GEMM_TAP_MAJOR_PADDING)
+    return (plan.macs >= config.CUDA_GEMM_TAP_MAJOR_MIN_MACS
+            and padded <= plan.in_per_group * (1 + config.CUDA_GEMM_TAP_MAJOR_PADDING))
 
 
 def launch_for(plan):
