@@ -13,7 +13,7 @@ from .tiling import grid_blocks
 def _prepared(plan):
     """The kernel's launcher, the launch and the device taps table of ``plan``."""
     launch = gemm_plan.launch_for(plan)
-    kernel = gemm_kernels.implicit_gemm_kernel(plan.dtype, launch.tile, config.CUDA_GEMM_MIN_BLOCKS_PER_SM,
+    kernel = gemm_kernels.implicit_gemm_kernel(plan.dtype, launch.tile, gemm_plan.min_blocks(plan.dtype),
                                                launch.tap_major)
     return fast(kernel), launch, cuda.to_device(geometry.taps(plan))
 

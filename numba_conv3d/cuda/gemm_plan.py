@@ -62,13 +62,32 @@ def output_positions(plan):
     return plan.batch * int(np.prod(plan.output_size))
 
 
+def fitted(tile, dtype):
+    """``tile`` for ``dtype``: with fewer reduction steps per stage while its two stages exceed the
+    static shared memory of a block (``config.CUDA_SHARED_BYTES``), as wide dtypes do."""
+    itemsize = np.dtype(dtype).itemsize
+    while (tile.shared_bytes(itemsize) > config.CUDA_SHARED_BYTES and tile.block_k % 2 == 0
+           and tile.block_k // 2 % (tile.threads // tile.block_m) == 0
+           and tile.block_k // 2 % (tile.threads // tile.block_n) == 0):
+        tile = tile._replace(block_k=tile.block_k // 2)
+    return tile
+
+
+def min_blocks(dtype):
+    """Blocks of the implicit GEMM that must fit on a multiprocessor (launch bounds):
+    ``config.CUDA_GEMM_MIN_BLOCKS_PER_SM``, or 1 for 8-byte dtypes, whose sums take twice the registers
+    (two blocks would cap them at 128 a thread, and they would spill)."""
+    return 1 if np.dtype(dtype).itemsize > 4 else config.CUDA_GEMM_MIN_BLOCKS_PER_SM
+
+
 def layer_class(plan):
-    """The row of ``config.CUDA_GEMM_CLASSES`` that holds ``plan``: (tile, target blocks)."""
+    """The row of ``config.CUDA_GEMM_CLASSES`` that holds ``plan``: (tile fitted to its dtype, target
+    blocks)."""
     positions = output_positions(plan)
     for channels, most_positions, tile, target in config.CUDA_GEMM_CLASSES:
         if ((channels is None or plan.out_per_group <= channels)
                 and (most_positions is None or positions <= most_positions)):
-            return checked_tile(tile), target
+            return fitted(checked_tile(tile), plan.dtype), target
     raise ValueError("config.CUDA_GEMM_CLASSES holds no row for every plan: end it with (None, None, ...)")
 
 
@@ -130,7 +149,9 @@ def applies(plan):
             or plan.in_per_group * int(np.prod(extents)) >= 1 << 32
             or int(np.prod(plan.weight_shape)) >= 1 << 32):
         return False
-    return launch_for(plan).grid[1] <= _GRID_YZ
+    launch = launch_for(plan)
+    return (launch.grid[1] <= _GRID_YZ
+            and launch.tile.shared_bytes(np.dtype(plan.dtype).itemsize) <= config.CUDA_SHARED_BYTES)
 
 
 def shared_bytes(plan):

@@ -73,14 +73,14 @@ def variants(dtype="float32"):
     real = np.dtype(dtype).kind == "f"
     found = []
     if real:
-        tiles = sorted({gemm_plan.checked_tile(row[2]) for row in config.CUDA_GEMM_CLASSES})
+        tiles = sorted({gemm_plan.fitted(gemm_plan.checked_tile(row[2]), dtype)
+                        for row in config.CUDA_GEMM_CLASSES})
+        blocks = gemm_plan.min_blocks(dtype)
         for tile in tiles:
             for major in (True, False):
-                kernel = gemm_kernels.implicit_gemm_kernel(dtype, tile, config.CUDA_GEMM_MIN_BLOCKS_PER_SM,
-                                                           major)
+                kernel = gemm_kernels.implicit_gemm_kernel(dtype, tile, blocks, major)
                 found.append(Variant(f"implicit-gemm {tuple(tile)} {'taps' if major else 'weight'} order",
-                                     kernel, (flat, flat, flat, flat, ints, ints), tile.threads,
-                                     config.CUDA_GEMM_MIN_BLOCKS_PER_SM, 0))
+                                     kernel, (flat, flat, flat, flat, ints, ints), tile.threads, blocks, 0))
         threads = config.CUDA_DIRECT_THREADS
         found.append(Variant("transposed-weight", gemm_kernels.transposed_weight_kernel(dtype, threads),
                              (flat, flat, ints), threads, 1, 0))

@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(config, items):
 def simulator_tiles(monkeypatch):
     """Tiny tiles under the simulator: 4 columns x 2 thread rows x 2 channel threads, 2 rows and 2
     channels per thread, 2 channels per stage; GEMM tiles of 8 threads for 2 or more
-    output channels per group, reducing tap by tap at any size, that split reductions longer
+    output channels per group that split reductions longer
     than 4 stages; 8 threads per elementwise block, 4 per reduction; at
     most 3 blocks per launch."""
     if SIMULATED:
@@ -47,9 +47,8 @@ def simulator_tiles(monkeypatch):
             columns=4, thread_rows=2, rows_per_thread=2, channel_threads=1, channels_per_thread=1,
             stage_channels=1))
         monkeypatch.setattr(config, "CUDA_GEMM_CLASSES", (
-            (4, None, (8, 4, 4, 2, 2), 16), (None, None, (4, 8, 2, 1, 4), 16)))
+            (4, None, (8, 4, 4, 2, 2), 8), (None, None, (4, 8, 4, 1, 4), 8)))
         monkeypatch.setattr(config, "CUDA_GEMM_MIN_OUT_CHANNELS", 2)
-        monkeypatch.setattr(config, "CUDA_GEMM_TAP_MAJOR_MIN_MACS", 0)
         monkeypatch.setattr(config, "CUDA_GEMM_MIN_SPLIT_STAGES", 2)
         monkeypatch.setattr(config, "CUDA_DIRECT_THREADS", 8)
         monkeypatch.setattr(config, "CUDA_REDUCE_THREADS", 4)

@@ -27,9 +27,6 @@ CASES = {
     "valid, stride 3, dilation 2": ((1, 3, 7, 8, 9), (4, 3, 2, 2, 2),
                                     dict(stride=3, dilation=2, padding="valid")),
     "pointwise": ((2, 5, 2, 3, 5), (6, 5, 1, 1, 1), {}),
-    # input channels per group a multiple of the GEMM's stage: its reduction runs tap by tap
-    "tap by tap, replicate": ((1, 8, 4, 5, 6), (6, 8, 3, 3, 3), dict(padding=1, padding_mode="replicate")),
-    "tap by tap, groups, stride": ((2, 8, 4, 5, 6), (8, 4, 2, 3, 3), dict(groups=2, stride=(1, 2, 1))),
 }
 if not SIMULATED:
     # Real tiles are 32 columns by 16 or 32 rows: cross several of them, and channel stages.
@@ -104,6 +101,29 @@ def test_nan_and_inf_stay_in_their_receptive_fields():
     out = conv3d(*on_device(x, w, b), padding=1).copy_to_host()
     expected = conv3d_reference(x, w, b, padding=1)
     assert_close(out, expected, rounding_bound(np.float32, np.nan_to_num(x), w, b, padding=1))
+
+
+# Input channels per group that fill the GEMM's stages (a partial last one too): it reduces tap by tap.
+TAP_MAJOR_CASES = {
+    "replicate": ((1, 8, 3, 4, 5), (6, 8, 2, 3, 2), dict(padding=1, padding_mode="replicate")),
+    "groups, stride, channel tail": ((2, 14, 3, 5, 4), (8, 7, 2, 2, 3), dict(groups=2, stride=(1, 2, 1))),
+}
+
+
+@pytest.mark.parametrize("case", TAP_MAJOR_CASES)
+def test_the_gemm_reducing_tap_by_tap_matches_the_reference(case, monkeypatch):
+    from numba_conv3d import config, plan_cache
+    from numba_conv3d.cuda import gemm_plan
+
+    monkeypatch.setattr(config, "CUDA_GEMM_TAP_MAJOR_MIN_MACS", 0)
+    plan_cache.clear()
+    input_shape, weight_shape, kwargs = TAP_MAJOR_CASES[case]
+    x, w, b = random_operands(np.random.default_rng(11), input_shape, weight_shape, True, np.float32)
+    plan = plan_for_arrays(x, w, b, backend="cuda", **kwargs)
+    assert plan.algorithm == "cuda-implicit-gemm" and gemm_plan.launch_for(plan).tap_major
+    out = conv3d(*on_device(x, w, b), **kwargs).copy_to_host()
+    assert_matches_reference(out, x, w, b, **kwargs)
+    plan_cache.clear()
 
 
 def test_results_are_bitwise_equal_run_to_run():
