@@ -1,7 +1,7 @@
 """The offline kernel report on the implicit GEMM's tiles, float32 and float64 (compiled for Hopper with
 no GPU): no spills, at least 8 resident warps per multiprocessor, and an arithmetic loop that is mostly
-fused multiply-adds fed by wide shared-memory loads. Needs numba-cuda with NVVM, and ptxas and
-cuobjdump (the test extras)."""
+fused multiply-adds fed by wide shared-memory loads. Needs numba-cuda with NVVM, and ptxas, cuobjdump and
+nvdisasm (the test extras)."""
 import numba
 import pytest
 
@@ -14,8 +14,9 @@ from numba_conv3d.cuda import resources  # noqa: E402
 
 @pytest.fixture(scope="module", params=["float32", "float64"])
 def gemm_reports(request):
-    if not (resources.tool("ptxas") and resources.tool("cuobjdump")):
-        pytest.skip("ptxas or cuobjdump not found (pip install nvidia-cuda-nvcc nvidia-cuda-cuobjdump)")
+    if not all(map(resources.tool, ("ptxas", "cuobjdump", "nvdisasm"))):
+        pytest.skip("ptxas, cuobjdump or nvdisasm not found (pip install nvidia-cuda-nvcc "
+                    "nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm)")
     variants = [v for v in resources.variants(request.param) if v.name.startswith("implicit-gemm")]
     return [resources.report(variant) for variant in variants]
 

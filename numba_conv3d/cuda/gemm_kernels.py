@@ -2,12 +2,14 @@
 never materialising the im2col matrix.
 
 Rows of the product are output positions (batch folded in), columns output channels of one group, and
-the reduction runs over (input channel, kd, kh, kw) of that group, in the weight's own memory order.
-A block computes a ``block_m x block_n`` tile of the product, ``block_k`` reduction steps per stage:
-it gathers the stage's input columns (zero where a tap falls in the padding) and weights from global
-memory into registers while it multiplies the previous stage out of shared memory (two buffers, one
-barrier per stage). Each thread keeps ``thread_m x thread_n`` sums in registers, read from shared
-memory in runs of four so that the loads can be 16 bytes wide.
+the reduction runs over input channels x taps of that group: tap by tap (``block_k`` input channels of
+one tap per stage, one padding test per stage, weights read from a transposed copy), or in the weight's
+own memory order (each step's tap read from a packed taps table and tested against per-axis validity
+masks computed once per tile). A block computes a ``block_m x block_n`` tile of the product,
+``block_k`` reduction steps per stage: it gathers the stage's input columns (zero where a tap falls in
+the padding) and weights from global memory into registers while it multiplies the previous stage out
+of shared memory (two buffers, one barrier per stage). Each thread keeps ``thread_m x thread_n`` sums
+in registers, read from shared memory in runs of four so that the loads can be 16 bytes wide.
 
 Every output element is summed by one thread in reduction order; with a split reduction
 (``splits > 1``), each split writes its partial sums and a second kernel adds them in split order. No
@@ -37,9 +39,11 @@ _u32 = numba.uint32
 # Reduction steps of a stage multiplied per pass of the loop NVVM leaves rolled (it unrolls the pass).
 UNROLL_STEPS = 2
 
+
 @cuda.jit(device=True, inline=True)
 def digits(position, width, height, depth):
-    """Column, row, depth and sample of an output ``position`` (batch folded in)."""
+    """Digits of ``position`` in the mixed radix (width, height, depth, unbounded), least significant
+    first, in 32-bit arithmetic: an output position's column, row, depth and sample."""
     rest = _u32(position) // _u32(width)
     column = _u32(position) - rest * _u32(width)
     row = rest % _u32(height)
@@ -56,6 +60,15 @@ def axis_mask(start, taps, dilation, size):
         if 0 <= at < size:
             mask |= 1 << k
     return mask
+
+
+@cuda.jit(device=True, inline=True)
+def tap_inside(tap, depth_taps, row_taps, column_taps):
+    """1 where the packed ``tap`` (a taps-table entry) lands inside the input for a position whose
+    per-axis validity masks are given, else 0."""
+    return ((depth_taps >> ((tap >> TAP_DEPTH_SHIFT) & TAP_INDEX))
+            & (row_taps >> ((tap >> TAP_ROW_SHIFT) & TAP_INDEX))
+            & (column_taps >> ((tap >> TAP_COLUMN_SHIFT) & TAP_INDEX)) & 1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -154,9 +167,7 @@ def implicit_gemm_kernel(dtype, tile, min_blocks, tap_major):
                 tap_index = _u32(stage) // _u32(chunks)
                 c0 = _u32((stage - tap_index * chunks) * block_k)
                 tap = taps[_at(tap_index)]
-                inside = ((depth_taps >> ((tap >> TAP_DEPTH_SHIFT) & TAP_INDEX))
-                          & (row_taps >> ((tap >> TAP_ROW_SHIFT) & TAP_INDEX))
-                          & (column_taps >> ((tap >> TAP_COLUMN_SHIFT) & TAP_INDEX)) & 1)
+                inside = tap_inside(tap, depth_taps, row_taps, column_taps)
                 for i in range(a_loads):
                     channel = _u32(c0 + a_row + i * a_rows)
                     offset = _u32((tap & TAP_OFFSET) + channel * in_volume)
@@ -170,9 +181,7 @@ def implicit_gemm_kernel(dtype, tile, min_blocks, tap_major):
                 k0 = stage * block_k
                 for i in range(a_loads):
                     tap = taps[_at(k0 + a_row + i * a_rows)]
-                    inside = ((depth_taps >> ((tap >> TAP_DEPTH_SHIFT) & TAP_INDEX))
-                              & (row_taps >> ((tap >> TAP_ROW_SHIFT) & TAP_INDEX))
-                              & (column_taps >> ((tap >> TAP_COLUMN_SHIFT) & TAP_INDEX)) & 1)
+                    inside = tap_inside(tap, depth_taps, row_taps, column_taps)
                     a_next[i] = x[_at(a_origin + (tap & TAP_OFFSET))] if inside else zero
                 for j in range(b_loads):
                     inside = (k0 + b_step < reduction

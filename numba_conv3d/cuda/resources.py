@@ -3,8 +3,9 @@ PTX by numba-cuda, assembled for a compute capability by ``ptxas`` (registers, s
 shared memory), disassembled by ``cuobjdump`` (the instruction mix of the innermost loop that does
 the arithmetic), and the theoretical occupancy that follows. ``benchmarks/cuda_report.py`` prints it.
 
-``ptxas`` and ``cuobjdump`` come from the ``nvidia-cuda-nvcc`` and ``nvidia-cuda-cuobjdump`` wheels (the
-test extras install them) or a CUDA toolkit on the PATH.
+``ptxas``, ``cuobjdump`` and the ``nvdisasm`` that it runs come from the ``nvidia-cuda-nvcc``,
+``nvidia-cuda-cuobjdump`` and ``nvidia-cuda-nvdisasm`` wheels (the test extras install them) or a CUDA
+toolkit on the PATH.
 """
 import collections
 import contextlib
@@ -150,9 +151,10 @@ def assemble(variant, cc=(9, 0)):
                                    capture_output=True, text=True)
         if assembled.returncode:
             raise RuntimeError(f"ptxas failed on {variant.name}: {assembled.stderr.strip()}")
-        sass = subprocess.run([tool("cuobjdump"), "-sass", str(cubin)], capture_output=True, text=True,
-                              check=True).stdout
-    return assembled.stderr, sass
+        listed = subprocess.run([tool("cuobjdump"), "-sass", str(cubin)], capture_output=True, text=True)
+        if listed.returncode:
+            raise RuntimeError(f"cuobjdump failed on {variant.name}: {listed.stderr.strip()}")
+    return assembled.stderr, listed.stdout
 
 
 def _number(pattern, text):
