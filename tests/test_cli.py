@@ -164,7 +164,7 @@ def test_plan_for_cuda_needs_no_gpu():
     assert "bytes of shared memory per thread block" in text
     record = json.loads(invoke("plan", "--input", "1,4,8,8,8", "--weight", "8,4,3,3,3", "--backend",
                                "cuda", "--json").output)
-    assert (record["backend"], record["algorithm"]) == ("cuda", "cuda-channel-tiled")
+    assert (record["backend"], record["algorithm"]) == ("cuda", "cuda-implicit-gemm")
 
 
 def test_full_suite_lists_every_class():

@@ -121,9 +121,13 @@ def test_forced_algorithm():
 
 def test_cuda_plans_choose_from_the_cuda_table():
     dense = plan_conv3d((1, 32, 16, 16, 16), (32, 32, 3, 3, 3), backend="cuda")
-    assert (dense.backend, dense.algorithm) == ("cuda", "cuda-channel-tiled")
+    assert (dense.backend, dense.algorithm) == ("cuda", "cuda-implicit-gemm")
+    complex_dense = plan_conv3d((1, 32, 16, 16, 16), (32, 32, 3, 3, 3), dtype="complex64", backend="cuda")
+    assert complex_dense.algorithm == "cuda-channel-tiled"
     depthwise = plan_conv3d((1, 8, 16, 16, 16), (8, 1, 3, 3, 3), groups=8, backend="cuda")
-    assert depthwise.algorithm == "cuda-row-tiled"
+    assert depthwise.algorithm == "cuda-depthwise"
+    one_channel_k7 = plan_conv3d((1, 1, 16, 16, 16), (1, 1, 7, 7, 7), backend="cuda")
+    assert one_channel_k7.algorithm == "cuda-row-tiled"
     huge = plan_conv3d((1, 2, 4, 300, 300), (2, 2, 1, 31, 31), dilation=(1, 8, 8), backend="cuda")
     assert (huge.algorithm, huge.workspace_bytes) == ("cuda-direct", 0)
 
@@ -141,13 +145,19 @@ def test_planning_for_cuda_imports_no_cuda_module():
 
 def test_cuda_workspace_is_the_shared_memory_of_a_block():
     from numba_conv3d import config
+    from numba_conv3d.cuda import gemm_plan
 
+    gemm = plan_conv3d((1, 32, 16, 16, 16), (32, 32, 3, 3, 3), backend="cuda", dtype="float64")
+    tile = gemm_plan.tile_for(gemm)
+    assert gemm.workspace_bytes == 2 * tile.block_k * (tile.block_m + tile.weight_pitch) * 8
+    assert gemm.workspace_bytes <= config.CUDA_SHARED_BYTES
     plan = plan_conv3d((1, 32, 16, 16, 16), (32, 32, 3, 3, 3), stride=(1, 2, 1), backend="cuda",
-                       dtype="float64")
+                       dtype="complex64")
     tile = config.CUDA_CHANNEL_TILE
     rows = (tile["thread_rows"] * tile["rows_per_thread"] - 1) * 2 + 3
     columns = tile["columns"] + 2
     weights = tile["channel_threads"] * tile["channels_per_thread"] * 9
+    assert plan.algorithm == "cuda-channel-tiled"
     assert plan.workspace_bytes == tile["stage_channels"] * (rows * columns + weights) * 8
     assert plan.workspace_bytes <= config.CUDA_SHARED_BYTES
 
