@@ -11,6 +11,7 @@
 5. host overhead per call on a tiny layer (cached plan), for each array kind.
 
 Usage (on the GPU machine): python benchmarks/cuda_session.py OUT_DIR [--quick] [--training]
+(--quick: fewer random correctness cases)
 Writes OUT_DIR/cuda_session.json and prints the tables; each section survives a failure of another, and
 the long ones stop at a time limit. The sweep prints the ``config.CUDA_GEMM_CLASSES`` table it measured
 (and the later sections run with it): commit it to ``numba_conv3d/config.py``.
@@ -304,7 +305,7 @@ def _table(rows, candidates):
 
 
 @section("sweep")
-def sweep(quick, limit_s=100.0):
+def sweep(limit_s=100.0):
     from numba_conv3d.cuda import gemm_plan
 
     default_classes = config.CUDA_GEMM_CLASSES
@@ -509,7 +510,7 @@ def main():
     if "correctness" not in args.skip:
         correctness(80 if args.quick else 200)
     if "sweep" not in args.skip:
-        sweep(args.quick)
+        sweep()
     if "overhead" not in args.skip:
         overhead()
     if "forward" not in args.skip:

@@ -52,8 +52,13 @@ def to_device(cuda, op, name, array):
     try:
         return cuda.as_cuda_array(array)
     except RuntimeError as err:
-        raise TypeError(f"{op}: {name} is a CUDA tensor that requires grad; pass {name}.detach() "
-                        f"(numba_conv3d computes no autograd graph)") from err
+        raise _requires_grad(op, name) from err
+
+
+def _requires_grad(op, name):
+    """The TypeError for a torch tensor that requires grad (torch refuses its array interface)."""
+    return TypeError(f"{op}: {name} is a CUDA tensor that requires grad; pass {name}.detach() "
+                     f"(numba_conv3d computes no autograd graph)")
 
 
 def with_batch_axis(array):
@@ -89,16 +94,18 @@ _FLAT_VIEWS_SIZE = 64
 
 
 def flat_view(cuda, op, name, array):
-    """A 1-D Numba device view of the C-contiguous device ``array`` (any kind), or None when ``array``
-    is not C-contiguous. Made without synchronizing where the array's stream is a default stream (then
-    the launch that follows is ordered after its producer anyway); views are cached by memory."""
+    """A 1-D Numba device view of ``array`` where it is a C-contiguous device array (any kind), else
+    None (host arrays, strided views). Made without synchronizing where the array's stream is a default
+    stream (then the launch that follows is ordered after its producer anyway); views are cached by
+    memory."""
     if getattr(array, "__cuda_ndarray__", False):
         return array.reshape(array.size) if array.is_c_contiguous() else None
     try:
-        interface = array.__cuda_array_interface__
+        interface = getattr(array, "__cuda_array_interface__", None)
     except RuntimeError as err:
-        raise TypeError(f"{op}: {name} is a CUDA tensor that requires grad; pass {name}.detach() "
-                        f"(numba_conv3d computes no autograd graph)") from err
+        raise _requires_grad(op, name) from err
+    if interface is None:
+        return None
     shape, strides, typestr = interface["shape"], interface.get("strides"), interface["typestr"]
     itemsize = np.dtype(typestr).itemsize
     if strides is not None and strides != _c_strides(shape, itemsize):

@@ -42,10 +42,9 @@ def flat(op, name, array, plan=None):
     through a copy (host arrays, strided device arrays, and the input padded in ``plan``'s non-zero
     padding mode, when ``plan`` is given)."""
     padded = plan is not None and geometry.reads_padded_copy(plan)
-    if arrays.is_device_array(array) and not padded:
-        view = arrays.flat_view(cuda, op, name, array)
-        if view is not None:
-            return view
+    view = None if padded else arrays.flat_view(cuda, op, name, array)
+    if view is not None:
+        return view
     device = arrays.to_device(cuda, op, name, array)
     if device.ndim == 1 and not device.is_c_contiguous():
         device = cuda.to_device(np.ascontiguousarray(device.copy_to_host()))
