@@ -8,7 +8,9 @@
 4. ours against cuDNN (TF32 off, and TF32 on beside it): the CUDA suite's five shapes and every
    distinct forward layer of the networks suite, per network weighted by layer counts; training steps
    (forward and gradients) of the networks where ``--training`` asks;
-5. host overhead per call on a tiny layer (cached plan), for each array kind.
+5. host overhead per call on a tiny layer (cached plan), for each array kind;
+6. the weight gradient's tile sweep, then each gradient of the sweep's layers against cuDNN's
+   (``--skip gradients`` leaves them out).
 
 Usage (on the GPU machine): python benchmarks/cuda_session.py OUT_DIR [--quick] [--training]
 (--quick: fewer random correctness cases)
@@ -448,6 +450,90 @@ def training(limit_s=45.0):
     return rows
 
 
+def _gradient_layers():
+    """The sweep's layers (``sweep_layers``) whose weight gradient the implicit GEMM serves, as (name,
+    input shape, weight shape, torch keywords)."""
+    return [layer for layer in sweep_layers()
+            if "padding_mode" not in layer[3] and layer[2][0] // layer[3].get("groups", 1)
+            >= config.CUDA_GEMM_MIN_OUT_CHANNELS]
+
+
+def _gradient_pieces(input_shape, weight_shape, kwargs):
+    """{piece: (ours, torch's)} callables of each gradient of a layer, on fresh random operands."""
+    from numba_conv3d import conv3d_bias, conv3d_input, conv3d_weight
+
+    x, w, _ = _layer_operands(input_shape, weight_shape)
+    g = torch.randn(_torch_conv(x, w, None, kwargs).shape, device="cuda")
+    return x, w, g, {
+        "weight": (lambda: conv3d_weight(x, w.shape, g, **kwargs),
+                   lambda: torch.nn.grad.conv3d_weight(x, w.shape, g, **kwargs)),
+        "input": (lambda: conv3d_input(x.shape, w, g, **kwargs),
+                  lambda: torch.nn.grad.conv3d_input(x.shape, w, g, **kwargs)),
+        "bias": (lambda: conv3d_bias(g), lambda: g.sum((0, 2, 3, 4)))}
+
+
+@section("gradients")
+def gradients(limit_s=90.0):
+    """Each gradient of the sweep's layers, ours against cuDNN's (TF32 off), with the weight gradient's
+    error against torch's float64 one (relative to its largest magnitude)."""
+    started = time.perf_counter()
+    rows = []
+    for name, input_shape, weight_shape, kwargs in _gradient_layers():
+        if time.perf_counter() - started > limit_s:
+            print(f"{name}: skipped (time limit)", flush=True)
+            continue
+        x, w, g, pieces = _gradient_pieces(input_shape, weight_shape, kwargs)
+        exact = torch.nn.grad.conv3d_weight(x.double(), w.shape, g.double(), **kwargs)
+        error = ((pieces["weight"][0]().double() - exact).abs().max() / exact.abs().max()).item()
+        row = dict(layer=name, weight_error=error)
+        for piece, fns in pieces.items():
+            row[f"{piece}_ours_ms"], row[f"{piece}_cudnn_ms"] = alternating_ms(fns, rounds=2, repeat=3,
+                                                                                budget_ms=30)
+        rows.append(row)
+        print(f"{name[:34]:34} err {error:.1e} " + " ".join(
+            f"{piece} {row[f'{piece}_ours_ms']:.3f}/{row[f'{piece}_cudnn_ms']:.3f}" for piece in pieces),
+            flush=True)
+    return rows
+
+
+WEIGHT_SWEEP_TILES = ((64, 128, 16, 4, 8), (128, 64, 16, 8, 4), (64, 64, 16, 4, 4), (64, 128, 8, 4, 8))
+WEIGHT_SWEEP_BLOCKS = (264, 528, 1056)
+
+
+@section("weight sweep")
+def weight_sweep(limit_s=90.0):
+    """The weight gradient's time per tile and block target on the gradient layers (ms), and the
+    candidate with the least geometric mean of time over each layer's best."""
+    from numba_conv3d.cuda import weight_gemm, weight_gemm_plan
+
+    started = time.perf_counter()
+    candidates = [(tile, blocks) for tile in WEIGHT_SWEEP_TILES for blocks in WEIGHT_SWEEP_BLOCKS]
+    rows = []
+    for name, input_shape, weight_shape, kwargs in _gradient_layers():
+        if time.perf_counter() - started > limit_s:
+            break
+        x, w, g, pieces = _gradient_pieces(input_shape, weight_shape, kwargs)
+        ours = pieces["weight"][0]
+        cells = {}
+        for tile, blocks in candidates:
+            config.CUDA_WEIGHT_GEMM_TILE, config.CUDA_WEIGHT_GEMM_BLOCKS = tile, blocks
+            for cached in (weight_gemm._prepared, weight_gemm_plan.weight_geometry,
+                           weight_gemm_plan.column_taps):
+                cached.cache_clear()
+            cells[(tile, blocks)] = gpu_ms(ours, repeat=3, budget_ms=15)
+        rows.append(dict(layer=name, cells={str(key): ms for key, ms in cells.items()}))
+        best = min(cells.values())
+        print(f"{name[:34]:34} " + " ".join(f"{ms / best:.2f}" for ms in cells.values()), flush=True)
+    scores = {key: sum(math.log(row["cells"][str(key)] / min(row["cells"].values())) for row in rows)
+              for key in candidates}
+    chosen = min(scores, key=scores.get)
+    config.CUDA_WEIGHT_GEMM_TILE, config.CUDA_WEIGHT_GEMM_BLOCKS = chosen
+    for cached in (weight_gemm._prepared, weight_gemm_plan.weight_geometry, weight_gemm_plan.column_taps):
+        cached.cache_clear()
+    print(f"chosen: CUDA_WEIGHT_GEMM_TILE = {chosen[0]}, CUDA_WEIGHT_GEMM_BLOCKS = {chosen[1]}", flush=True)
+    return dict(rows=rows, candidates=[str(key) for key in candidates], chosen=chosen)
+
+
 def _host_us(fn, calls=300):
     """Microseconds of host time per call of ``fn`` (the device synchronized before and after)."""
     fn()
@@ -515,6 +601,9 @@ def main():
         overhead()
     if "forward" not in args.skip:
         forward(peak)
+    if "gradients" not in args.skip:
+        weight_sweep()
+        gradients()
     if args.training:
         training()
 

@@ -228,6 +228,13 @@ CUDA_GEMM_MIN_SPLIT_STAGES = 8
 CUDA_GEMM_TAP_MAJOR_PADDING = 0.25
 CUDA_GEMM_TAP_MAJOR_MIN_MACS = 1e9
 
+# The weight gradient's implicit GEMM (cuda/weight_gemm_kernels.py): its tile (block_m output channels x
+# block_n columns of input channel x taps, block_k output positions a stage, thread_m x thread_n sums a
+# thread), and the blocks it aims at, splitting the positions (at least CUDA_GEMM_MIN_SPLIT_STAGES
+# stages a split) where the tiles alone make fewer: about four per multiprocessor of an H200.
+CUDA_WEIGHT_GEMM_TILE = (64, 128, 16, 4, 8)
+CUDA_WEIGHT_GEMM_BLOCKS = 528
+
 # The implicit GEMM serves groups of at least this many output channels (fewer waste most of a tile:
 # depthwise and one-channel layers take the row-tiled kernel).
 CUDA_GEMM_MIN_OUT_CHANNELS = 8

@@ -71,6 +71,41 @@ def tap_inside(tap, depth_taps, row_taps, column_taps):
             & (column_taps >> ((tap >> TAP_COLUMN_SHIFT) & TAP_INDEX)) & 1)
 
 
+@cuda.jit(device=True, inline=True)
+def spread(index, run, lanes):
+    """Offset of a thread's ``index``-th sum along one side of the tile, from its first: sums come in
+    runs of ``run`` adjacent elements (read by one wide load), ``lanes`` threads' runs apart."""
+    return index % run + (index // run) * lanes * run
+
+
+@functools.lru_cache(maxsize=None)
+def stage_product(tile, a_pitch, b_pitch):
+    """The device function that adds a staged stage's product to a thread's sums:
+    ``multiply(a_shared, b_shared, a_at, b_at, sums, a_values, b_values)``, for each of ``tile.block_k``
+    steps reading ``thread_m`` values of the stage's rows of ``a_pitch`` elements (from ``a_at``, the
+    thread's first) and ``thread_n`` of rows of ``b_pitch`` (from ``b_at``) into registers, then adding
+    their outer product to ``sums``."""
+    block_k, thread_m, thread_n = tile.block_k, tile.thread_m, tile.thread_n
+    m_threads, n_threads = tile.block_m // thread_m, tile.block_n // thread_n
+    run_m, run_n = min(4, thread_m), min(4, thread_n)
+    unroll = min(UNROLL_STEPS, block_k)
+
+    @cuda.jit(device=True, inline=True)
+    def multiply(a_shared, b_shared, a_at, b_at, sums, a_values, b_values):
+        for step in range(0, block_k, unroll):
+            # a constant inner trip count: NVVM unrolls it, where it keeps a loop of block_k
+            for kk in range(step, step + unroll):
+                for i in range(thread_m):
+                    a_values[i] = a_shared[a_at + _at(kk * a_pitch + spread(i, run_m, m_threads))]
+                for j in range(thread_n):
+                    b_values[j] = b_shared[b_at + _at(kk * b_pitch + spread(j, run_n, n_threads))]
+                for i in range(thread_m):
+                    for j in range(thread_n):
+                        sums[i, j] += a_values[i] * b_values[j]
+
+    return multiply
+
+
 @functools.lru_cache(maxsize=None)
 def implicit_gemm_kernel(dtype, tile, min_blocks, tap_major):
     """The implicit-GEMM kernel for ``dtype`` (a real NumPy dtype name) and ``tile`` (a
@@ -96,7 +131,7 @@ def implicit_gemm_kernel(dtype, tile, min_blocks, tap_major):
     b_pitch = tile.weight_pitch
     b_stage = block_k * b_pitch
     zero = value(0)
-    unroll = min(UNROLL_STEPS, block_k)
+    multiply = stage_product(tile, block_m, b_pitch)
     a_shared_size, b_shared_size = 2 * a_stage, 2 * b_stage  # shared shapes must be constants
 
     @jit_kernel(threads, min_blocks)
@@ -190,18 +225,7 @@ def implicit_gemm_kernel(dtype, tile, min_blocks, tap_major):
             if stage > first_stage:
                 a_at = _at(((stage - 1 - first_stage) & 1) * a_stage + tm * run_m)
                 b_at = _at(((stage - 1 - first_stage) & 1) * b_stage + tn * run_n)
-                for step in range(0, block_k, unroll):
-                    # a constant inner trip count: NVVM unrolls it, where it keeps a loop of block_k
-                    for kk in range(step, step + unroll):
-                        for i in range(thread_m):
-                            a_values[i] = a_shared[a_at + _at(kk * block_m + i % run_m
-                                                              + (i // run_m) * m_threads * run_m)]
-                        for j in range(thread_n):
-                            b_values[j] = b_shared[b_at + _at(kk * b_pitch + j % run_n
-                                                              + (j // run_n) * n_threads * run_n)]
-                        for i in range(thread_m):
-                            for j in range(thread_n):
-                                sums[i, j] += a_values[i] * b_values[j]
+                multiply(a_shared, b_shared, a_at, b_at, sums, a_values, b_values)
             if stage < last_stage:
                 a_at = _at(((stage - first_stage) & 1) * a_stage + t % block_m)
                 for i in range(a_loads):
@@ -219,12 +243,12 @@ def implicit_gemm_kernel(dtype, tile, min_blocks, tap_major):
         has_bias = geometry[G_HAS_BIAS] != 0 and cuda.gridDim.z == 1  # else the split sum adds it
         split_at = split * geometry[G_SPLIT_ELEMENTS]
         for i in range(thread_m):
-            position = m0 + tm * run_m + i % run_m + (i // run_m) * m_threads * run_m
+            position = m0 + tm * run_m + spread(i, run_m, m_threads)
             if position < positions:
                 sample = _u32(position) // _u32(out_volume)
                 at = split_at + sample * out_channels * out_volume + position - sample * out_volume
                 for j in range(thread_n):
-                    local = n0 + tn * run_n + j % run_n + (j // run_n) * n_threads * run_n
+                    local = n0 + tn * run_n + spread(j, run_n, n_threads)
                     if local < out_per_group:
                         channel = group * out_per_group + local
                         total = sums[i, j] + b[channel] if has_bias else sums[i, j]

@@ -13,6 +13,13 @@ _TILE_FIELDS = ("block_m", "block_n", "block_k", "thread_m", "thread_n")
 _GRID_YZ = 65535
 
 
+def staged_pitch(extent):
+    """Elements of a staged shared-memory row of ``extent`` values: padded by 4 where ``extent`` is a
+    multiple of the 32 shared-memory banks, so that the staging stores of one warp, a row apart, hit
+    distinct banks (a multiple of 4, so that runs of 4 stay 16-byte aligned)."""
+    return extent + 4 if extent % 32 == 0 else extent
+
+
 class GemmTile(namedtuple("GemmTile", _TILE_FIELDS)):
     """A block's ``block_m`` positions x ``block_n`` output channels, ``block_k`` reduction steps per
     stage; each thread sums ``thread_m x thread_n`` outputs."""
@@ -26,9 +33,8 @@ class GemmTile(namedtuple("GemmTile", _TILE_FIELDS)):
 
     @property
     def weight_pitch(self):
-        """Elements of a staged row of weights: ``block_n``, padded by 4 where it is a multiple of the
-        32 shared-memory banks (the staging stores of one warp then hit distinct banks)."""
-        return self.block_n + 4 if self.block_n % 32 == 0 else self.block_n
+        """Elements of a staged row of weights (see ``staged_pitch``)."""
+        return staged_pitch(self.block_n)
 
     def shared_bytes(self, itemsize):
         """Static shared memory of a block: two stages of input columns and of weights."""

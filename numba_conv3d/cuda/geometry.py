@@ -67,22 +67,28 @@ def geometry(plan):
     return values
 
 
+def packed_taps(plan, channels, rows):
+    """``rows`` packed reduction steps (see ``TAP_OFFSET``) in the weight's memory order (input channel
+    of ``channels``, kd, kh, kw), the rows past them padding steps (``TAP_NONE``)."""
+    depth, height, width = _input_extents(plan)
+    kernel_d, kernel_h, kernel_w = plan.kernel_size
+    channel, kd, kh, kw = (index.ravel().astype(np.int64) for index in np.meshgrid(
+        np.arange(channels), np.arange(kernel_d), np.arange(kernel_h), np.arange(kernel_w),
+        indexing="ij"))
+    offsets = (((channel * depth + kd * plan.dilation[0]) * height + kh * plan.dilation[1]) * width
+               + kw * plan.dilation[2])
+    table = np.full(max(rows, offsets.size), TAP_NONE << TAP_DEPTH_SHIFT, np.int64)
+    table[:offsets.size] = (offsets | (kd << TAP_DEPTH_SHIFT) | (kh << TAP_ROW_SHIFT)
+                            | (kw << TAP_COLUMN_SHIFT))
+    return table
+
+
 @functools.lru_cache(maxsize=256)
 def taps(plan):
     """The taps table of the implicit GEMM for ``plan``: one packed int64 per reduction step, in the
     weight's memory order (input channel, kd, kh, kw), padded to whole stages; or, reducing tap by tap
     (``gemm_plan.tap_major``), one per tap (the input channel added by the kernel)."""
     launch = gemm_plan.launch_for(plan)
-    depth, height, width = _input_extents(plan)
-    kernel_d, kernel_h, kernel_w = plan.kernel_size
-    channels = 1 if launch.tap_major else plan.in_per_group
-    channel, kd, kh, kw = (index.ravel().astype(np.int64) for index in np.meshgrid(
-        np.arange(channels), np.arange(kernel_d), np.arange(kernel_h), np.arange(kernel_w),
-        indexing="ij"))
-    offsets = (((channel * depth + kd * plan.dilation[0]) * height + kh * plan.dilation[1]) * width
-               + kw * plan.dilation[2])
-    rows = offsets.size if launch.tap_major else launch.stages * launch.tile.block_k
-    table = np.full(rows, TAP_NONE << TAP_DEPTH_SHIFT, np.int64)
-    table[:offsets.size] = (offsets | (kd << TAP_DEPTH_SHIFT) | (kh << TAP_ROW_SHIFT)
-                            | (kw << TAP_COLUMN_SHIFT))
-    return table
+    if launch.tap_major:
+        return packed_taps(plan, 1, 0)
+    return packed_taps(plan, plan.in_per_group, launch.stages * launch.tile.block_k)

@@ -10,7 +10,7 @@ from numba import cuda
 
 from .. import config
 from ..shape_rules import padded_source_index
-from . import arrays, grad_kernels
+from . import arrays, grad_kernels, weight_gemm
 from .tiling import grid_blocks
 
 NAME = "cuda"
@@ -106,13 +106,26 @@ def fold(plan, padded, bias):
 
 
 def weight_gradient(plan, input, grad):
-    """The weight's gradient, ``plan.weight_shape``, from the batched input and output gradient."""
+    """The weight's gradient, ``plan.weight_shape``, from the batched input and output gradient: by the
+    first route of ``WEIGHT_GRAD_ROUTES`` that serves ``plan``."""
+    return next(run for applies, run in WEIGHT_GRAD_ROUTES if applies(plan))(plan, input, grad)
+
+
+def reduced_weight_gradient(plan, input, grad):
+    """The weight's gradient by a block reduction per weight element (any dtype and groups)."""
     threads = _reduce_threads()
     out = cuda.device_array(plan.weight_shape, plan.dtype)
     kernel = grad_kernels.weight_grad_kernel(plan.dtype, threads)
     kernel[grid_blocks(out.size, 1), threads](input, grad, out, plan.groups, plan.stride, plan.dilation,
                                           plan.pad_front, plan.mode_code)
     return out
+
+
+# (applies(plan), weight gradient(plan, batched input, batched grad)): the implicit GEMM where it serves
+# (real dtypes, groups of at least config.CUDA_GEMM_MIN_OUT_CHANNELS output channels), else the
+# reduction per element.
+WEIGHT_GRAD_ROUTES = ((weight_gemm.applies, weight_gemm.execute),
+                      (lambda plan: True, reduced_weight_gradient))
 
 
 def bias_gradient(grad):

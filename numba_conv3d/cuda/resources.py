@@ -65,7 +65,8 @@ def variants(dtype="float32"):
     """Every CUDA kernel variant for ``dtype`` (a NumPy dtype name) with its argument types."""
     from numba import types
 
-    from . import depthwise_kernels, gemm_kernels, gemm_plan, grad_kernels, kernels, tiling
+    from . import (depthwise_kernels, gemm_kernels, gemm_plan, grad_kernels, kernels, tiling,
+                   weight_gemm_kernels, weight_gemm_plan)
 
     value = numba.from_dtype(np.dtype(dtype))
     flat, ints = types.Array(value, 1, "C"), types.Array(types.int64, 1, "C")
@@ -82,6 +83,10 @@ def variants(dtype="float32"):
                 kernel = gemm_kernels.implicit_gemm_kernel(dtype, tile, blocks, major)
                 found.append(Variant(f"implicit-gemm {tuple(tile)} {'taps' if major else 'weight'} order",
                                      kernel, (flat, flat, flat, flat, ints, ints), tile.threads, blocks, 0))
+        tile = weight_gemm_plan.tile_for(dtype)
+        found.append(Variant(f"weight-grad gemm {tuple(tile)}",
+                             weight_gemm_kernels.weight_gemm_kernel(dtype, tile, blocks),
+                             (flat, flat, flat, ints, ints), tile.threads, blocks, 0))
         threads = config.CUDA_DIRECT_THREADS
         found.append(Variant("transposed-weight", gemm_kernels.transposed_weight_kernel(dtype, threads),
                              (flat, flat, ints), threads, 1, 0))

@@ -37,7 +37,7 @@ def simulator_tiles(monkeypatch):
     """Tiny tiles under the simulator: 4 columns x 2 thread rows x 2 channel threads, 2 rows and 2
     channels per thread, 2 channels per stage; GEMM tiles of 8 threads for 2 or more
     output channels per group that split reductions longer
-    than 4 stages; 8 threads per elementwise block, 4 per reduction; at
+    than 4 stages (the weight gradient's too); 8 threads per elementwise block, 4 per reduction; at
     most 3 blocks per launch."""
     if SIMULATED:
         monkeypatch.setattr(config, "CUDA_CHANNEL_TILE", dict(
@@ -49,6 +49,8 @@ def simulator_tiles(monkeypatch):
         monkeypatch.setattr(config, "CUDA_GEMM_CLASSES", (
             (4, None, (8, 4, 4, 2, 2), 8), (None, None, (4, 8, 4, 1, 4), 8)))
         monkeypatch.setattr(config, "CUDA_GEMM_MIN_OUT_CHANNELS", 2)
+        monkeypatch.setattr(config, "CUDA_WEIGHT_GEMM_TILE", (4, 8, 4, 1, 4))
+        monkeypatch.setattr(config, "CUDA_WEIGHT_GEMM_BLOCKS", 8)
         monkeypatch.setattr(config, "CUDA_GEMM_MIN_SPLIT_STAGES", 2)
         monkeypatch.setattr(config, "CUDA_DIRECT_THREADS", 8)
         monkeypatch.setattr(config, "CUDA_REDUCE_THREADS", 4)

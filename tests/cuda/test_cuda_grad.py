@@ -169,3 +169,19 @@ def test_torch_cuda_tensors_in_torch_tensors_out():
     for actual, expected in zip(grads, wanted):
         assert isinstance(actual, torch.Tensor) and actual.is_cuda
         np.testing.assert_allclose(actual.cpu().numpy(), expected.cpu().numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["groups, stride, dilation", "reflect, unit stride"])
+def test_the_weight_gradient_gemm_splits_positions_and_agrees_with_the_reduction(case):
+    from numba_conv3d.cuda import weight_gemm, weight_gemm_plan
+    from numba_conv3d.planner import plan_conv3d
+
+    x, w, g, kwargs = operands(case, np.float64)
+    plan = plan_conv3d(x.shape, w.shape, dtype="float64", backend="cuda", **kwargs)
+    routes = [run for applies, run in cuda_gradients.WEIGHT_GRAD_ROUTES if applies(plan)]
+    assert routes[0] is weight_gemm.execute and weight_gemm_plan.launch_for(plan).splits > 1
+    xd, gd = cuda.to_device(x), cuda.to_device(g)
+    by_gemm = host(weight_gemm.execute(plan, xd, gd))
+    np.testing.assert_allclose(by_gemm, host(cuda_gradients.reduced_weight_gradient(plan, xd, gd)),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(host(weight_gemm.execute(plan, xd, gd)), by_gemm)
