@@ -473,7 +473,7 @@ def _gradient_pieces(input_shape, weight_shape, kwargs):
 
 
 @section("gradients")
-def gradients(limit_s=90.0):
+def gradients(limit_s=60.0):
     """Each gradient of the sweep's layers, ours against cuDNN's (TF32 off), with the weight gradient's
     error against torch's float64 one (relative to its largest magnitude)."""
     started = time.perf_counter()
@@ -501,7 +501,7 @@ WEIGHT_SWEEP_BLOCKS = (264, 528, 1056)
 
 
 @section("weight sweep")
-def weight_sweep(limit_s=90.0):
+def weight_sweep(limit_s=60.0):
     """The weight gradient's time per tile and block target on the gradient layers (ms), and the
     candidate with the least geometric mean of time over each layer's best."""
     from numba_conv3d.cuda import weight_gemm, weight_gemm_plan
