@@ -154,6 +154,18 @@ GEMM_UNIT_MIN_INPUTS = 8
 # Output rows of one channel per register block of the row-blocked kernel (``BLOCK_VECTORS`` each).
 BLOCK_ROWS = 4
 
+# The flat-phase kernel (cpu/phase_flat.py): SIMD vectors of flat output positions a block sums in
+# registers, one input vector loaded per tap and vector.
+FLAT_VECTORS = 4
+# It serves real layers of fewer than BLOCKED_MIN_CHANNELS output channels per group (depthwise) whose
+# output rows are at most FLAT_MAX_OUTPUT_WIDTH wide, with at most FLAT_MAX_WORKSPACE_BYTES of phases
+# and sums per thread. Measured on 2 cores (AMD Zen 2, float32, X3D-S depthwise 3x3x3 over 13 frames,
+# flat vs row-blocked): 432 channels of 5x5 0.51 vs 1.56 ms, 432 of 10x10 stride (1, 2, 2) 0.91 vs
+# 2.23, 216 of 10x10 0.73 vs 1.09; rows of 20 even (20x20 stride 2: 1.46 vs 1.80; unit stride 1.32 vs
+# 1.44), 14-wide 5x1x1 0.20 vs 0.20.
+FLAT_MAX_OUTPUT_WIDTH = 12
+FLAT_MAX_WORKSPACE_BYTES = 1 << 22
+
 # Register block of the weight gradient (``cpu/weight_grad.py``): output channels x kernel taps of one
 # input channel, one accumulator vector each: 4 x 3 (12 of AVX2's 16 registers), 8 x 3 with AVX-512
 # (24 of 32; 1.2-1.4x the 4 x 3 blocks on dense, grouped and dilated k3, processes alternating). A group

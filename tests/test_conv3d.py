@@ -64,7 +64,7 @@ def test_every_dtype_and_mode(dtype, mode):
     assert conv3d(x, w, b, **kwargs).dtype == dtype
     results = assert_every_algorithm_matches_reference(x, w, b, **kwargs)
     real = np.dtype(dtype).kind == "f"
-    real_algorithms = {"gemm", "channel-vectorized", "blocked", "row-blocked", "direct"}
+    real_algorithms = {"gemm", "phase-flat", "channel-vectorized", "blocked", "row-blocked", "direct"}
     assert set(results) == (real_algorithms if real else {"direct"})
 
 
@@ -146,7 +146,8 @@ def test_nan_and_inf_reach_exactly_their_receptive_fields(mode):
     x[0, 1, 4, 5, 6] = np.inf
     x[0, 1, 0, 0, 0] = -np.inf
     results = assert_every_algorithm_matches_reference(x, w, b, padding=1, padding_mode=mode)
-    assert set(results) == {"gemm", "channel-vectorized", "blocked", "row-blocked", "direct"}
+    assert set(results) == {"gemm", "phase-flat", "channel-vectorized", "blocked", "row-blocked",
+                            "direct"}
     for out in results.values():
         assert np.isnan(out).any() and np.isinf(out).any() and np.isfinite(out).any()
 
@@ -165,3 +166,17 @@ def test_same_plan_twice_and_bitwise_for_any_thread_count(dtype):
                 np.testing.assert_array_equal(first, conv3d_with(name, x, w, b, **kwargs))
         finally:
             numba.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 6, 5, 5, 5), (6, 1, 3, 3, 3), {"padding": 1, "groups": 6, "stride": (1, 2, 2)}),
+    ((1, 4, 7, 9, 1), (6, 2, 2, 3, 1), {"padding": (1, 2, 0), "groups": 2, "dilation": (2, 1, 1),
+                                        "stride": (2, 3, 1)}),
+    ((3, 4, 6, 7), (3, 1, 3, 2, 3), {"padding": "same", "groups": 3, "dilation": (1, 2, 2)}),
+])
+def test_the_flat_phase_kernel_matches_the_reference(mode, x_shape, w_shape, kwargs):
+    """Stride phases along every axis, dilation, 1-wide rows, channel multipliers, unbatched input."""
+    x, w, b = random_operands(np.random.default_rng(7), x_shape, w_shape, True, np.float32)
+    out = conv3d_with("phase-flat", x, w, b, padding_mode=mode, **kwargs)
+    assert_matches_reference(out, x, w, b, padding_mode=mode, **kwargs)

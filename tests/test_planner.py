@@ -72,7 +72,7 @@ def test_as_dict_holds_fields_and_derived_numbers():
     record = plan_conv3d((1, 2, 4, 4, 4), (2, 2, 3, 3, 3), padding="same").as_dict()
     assert record["output_shape"] == (1, 2, 4, 4, 4)
     assert record["pads"] == ((1, 1), (1, 1), (1, 1))
-    assert record["flops"] > 0 and record["algorithm"] == "row-blocked"
+    assert record["flops"] > 0 and record["algorithm"] == "phase-flat"
 
 
 @pytest.mark.parametrize("weight, groups, dtype, expected", [
@@ -84,7 +84,21 @@ def test_as_dict_holds_fields_and_derived_numbers():
     ((8, 4, 3, 3, 3), 1, "complex64", "direct"),
 ])
 def test_algorithm_table(weight, groups, dtype, expected):
-    plan = plan_conv3d((1, 4, 9, 9, 9), weight, groups=groups, dtype=dtype)
+    plan = plan_conv3d((1, 4, 9, 9, 24), weight, groups=groups, dtype=dtype)
+    assert plan.algorithm == expected and plan.algorithm_reason
+
+
+@pytest.mark.parametrize("input_shape, weight, kwargs, expected", [
+    ((1, 432, 13, 5, 5), (432, 1, 3, 3, 3), {"padding": 1, "groups": 432}, "phase-flat"),
+    ((1, 432, 13, 10, 10), (432, 1, 3, 3, 3), {"padding": 1, "groups": 432, "stride": (1, 2, 2)},
+     "phase-flat"),
+    ((1, 4, 9, 9, 9), (6, 2, 3, 3, 3), {"groups": 2}, "phase-flat"),  # 3 output channels per group
+    ((1, 54, 13, 40, 40), (54, 1, 3, 3, 3), {"padding": 1, "groups": 54}, "row-blocked"),  # wide rows
+    ((1, 1, 200, 200, 12), (1, 1, 3, 3, 3), {"padding": 1}, "row-blocked"),  # too big a workspace
+])
+def test_small_planes_with_few_channels_per_group_take_the_flat_phase_kernel(input_shape, weight, kwargs,
+                                                                             expected):
+    plan = plan_conv3d(input_shape, weight, dtype="float32", **kwargs)
     assert plan.algorithm == expected and plan.algorithm_reason
 
 

@@ -7,11 +7,12 @@ from numba.extending import register_jitable
 
 from ..algorithm import Algorithm
 from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS, BLOCKED_MIN_FILL,
-                      CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS, GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION,
+                      CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS, FLAT_MAX_OUTPUT_WIDTH,
+                      FLAT_MAX_WORKSPACE_BYTES, GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION,
                       GEMM_POINTWISE_MIN_CHANNELS, GEMM_POSITIONS_PER_CHANNEL,
                       GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS)
 from ..parallelism import safe_to_run
-from . import blocked, channel_vectorized, direct, gemm, row_blocked
+from . import blocked, channel_vectorized, direct, gemm, phase_flat, row_blocked
 
 NAME = "cpu"
 
@@ -71,6 +72,15 @@ def prefers_gemm(plan):
             and prod(plan.output_size) <= per_channel * plan.out_per_group)
 
 
+def prefers_phase_flat(plan):
+    """Whether the planner takes the flat-phase kernel for a real-dtype plan: fewer than
+    ``BLOCKED_MIN_CHANNELS`` output channels per group, output rows of at most
+    ``FLAT_MAX_OUTPUT_WIDTH`` (where row blocks leave most lanes idle) and its workspace within
+    ``FLAT_MAX_WORKSPACE_BYTES``."""
+    return (plan.out_per_group < BLOCKED_MIN_CHANNELS and plan.output_size[2] <= FLAT_MAX_OUTPUT_WIDTH
+            and phase_flat.workspace_bytes(plan) <= FLAT_MAX_WORKSPACE_BYTES)
+
+
 ALGORITHMS = (
     Algorithm("gemm", f"real dtype: a 1x1x1 unit-stride layer (>= {GEMM_UNIT_MIN_INPUTS} input channels "
               f"per group; the input is the matrix), a small output volume for many channels (>= "
@@ -81,6 +91,14 @@ ALGORITHMS = (
               "channels: 2.2x the blocked kernel, pointwise 1.1-1.9x)",
               lambda plan: not plan.is_complex, _on_merged_rows(gemm.workspace_bytes), _runner(gemm.compute),
               prefers_gemm),
+    Algorithm("phase-flat", f"real dtype, < {BLOCKED_MIN_CHANNELS} output channels per group (depthwise), "
+              f"output rows <= {FLAT_MAX_OUTPUT_WIDTH} wide: the group's padded input split into stride "
+              "phases, outputs summed over flattened positions (across rows and planes) in blocks of "
+              "SIMD vectors (depthwise k3 on 5x5 planes: 3.0x the row-blocked kernel; 10x10 from "
+              "stride 2: 2.4x)",
+              lambda plan: not plan.is_complex, _on_merged_rows(phase_flat.workspace_bytes),
+              _runner(phase_flat.compute),
+              prefers_phase_flat),
     Algorithm("channel-vectorized", f"real dtype, rows cut into whole SIMD vectors would compute lanes past "
               f"their end: blocks of {CHANNEL_BLOCK_COLUMNS} output columns x {CHANNEL_BLOCK_VECTORS} SIMD "
               "vectors of output channels summed in registers (56-wide stem, 1x7x7: 1.22-1.25x the blocked "

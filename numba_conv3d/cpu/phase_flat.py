@@ -1,0 +1,165 @@
+"""Convolution of small output volumes with few output channels per group (the depthwise layers deep in
+video networks) over flattened positions.
+
+The row kernels vectorize along one output row; where rows are a few columns wide (planes of 5x5 or
+10x10) most lanes idle. Here a task (one sample and group) gathers its group's padded input channels
+once, split into stride phases: phase (a, b, c) holds the padded positions (a + i * sd, b + j * sh,
+c + k * sw) as a (D', H', W') volume. Output (od, oh, ow) then reads tap (kd, kh, kw) from phase
+(kd * dd % sd, kh * dh % sh, kw * dw % sw) at (od + kd * dd // sd, oh + kh * dh // sh, ow + kw * dw //
+sw): every tap is one constant offset into the flat phases. Outputs are computed at each position of
+the flat (D_out, H', W') grid, so that a block of SIMD vectors runs across rows and planes; the
+positions past a row's or plane's end are computed too and dropped when the block is stored. Nothing
+is multiplied by a padding the stride skips, and no input is gathered twice.
+
+Each output element is summed in a fixed order (bias, input channel, kd, kh, kw), independent of the
+tasks: results are bitwise equal for any number of threads.
+"""
+import numpy as np
+from numba import njit, prange
+from numba.extending import register_jitable
+
+from ..config import FLAT_VECTORS
+from ..shape_rules import ceil_div
+from .simd import fma_block, splat_channels, store_block, vector_lanes, zero_block
+from .slab import index_map
+
+
+@register_jitable
+def phase_extents(padded, stride):
+    """(D', H', W'): a stride phase's extents, the padded extents divided by the stride (rounded up)."""
+    return (ceil_div(padded[0], stride[0]), ceil_div(padded[1], stride[1]),
+            ceil_div(padded[2], stride[2]))
+
+
+@register_jitable
+def tap_offsets(kernel, dilation, stride, extents):
+    """Each tap's offset (kd, kh, kw in C order) into one input channel's flat phases."""
+    phase_size = extents[0] * extents[1] * extents[2]
+    offsets = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
+    t = 0
+    for kd in range(kernel[0]):
+        for kh in range(kernel[1]):
+            for kw in range(kernel[2]):
+                a, b, c = kd * dilation[0], kh * dilation[1], kw * dilation[2]
+                phase = ((a % stride[0]) * stride[1] + b % stride[1]) * stride[2] + c % stride[2]
+                offsets[t] = (phase * phase_size + ((a // stride[0]) * extents[1] + b // stride[1])
+                              * extents[2] + c // stride[2])
+                t += 1
+    return offsets
+
+
+@register_jitable
+def _gather_phases(x, n, c0, channels, stride, extents, maps, pad_front, phases):
+    """Write into ``phases`` (channels x phases x D' x H' x W', flat, zeros on entry) the padded input
+    of channels ``c0 ...`` of sample ``n``, through the padding ``maps``. The columns that read the
+    input itself are a strided copy of its row; only padding columns go through the W map, and
+    positions that read a zero are left as they are."""
+    depth_map, height_map, width_map = maps
+    depth, height, width = x.shape[2:]
+    flat = x.reshape(x.size)
+    at = 0
+    for c in range(c0, c0 + channels):
+        for a in range(stride[0]):
+            for b in range(stride[1]):
+                for e in range(stride[2]):
+                    # Columns k of the phase whose padded column e + k * sw is input column e + k * sw
+                    # - pad: [inner, outer); the others read through the W map.
+                    inner = min(ceil_div(max(pad_front[2] - e, 0), stride[2]), extents[2])
+                    outer = max(min(ceil_div(pad_front[2] + width - e, stride[2]), extents[2]), inner)
+                    for i in range(extents[0]):
+                        pd = a + i * stride[0]
+                        sd = depth_map[pd] if pd < depth_map.shape[0] else -1
+                        for j in range(extents[1]):
+                            ph = b + j * stride[1]
+                            sh = height_map[ph] if ph < height_map.shape[0] and sd >= 0 else -1
+                            if sh >= 0:
+                                row = ((n * x.shape[1] + c) * depth + sd) * height * width + sh * width
+                                first = row + e - pad_front[2]
+                                for k in range(inner, outer):
+                                    phases[at + k] = flat[first + k * stride[2]]
+                                _pad_columns(phases, at, flat, row, width_map, e, stride[2], 0, inner)
+                                _pad_columns(phases, at, flat, row, width_map, e, stride[2], outer,
+                                             extents[2])
+                            at += extents[2]
+
+
+@register_jitable
+def _pad_columns(phases, at, flat, row, width_map, e, step, first, stop):
+    """The phase columns ``[first, stop)`` of a row that read padding: through the W map (the padded
+    columns past its end, and the zeros mode's, read zero)."""
+    for k in range(first, stop):
+        pw = e + k * step
+        if pw < width_map.shape[0] and width_map[pw] >= 0:
+            phases[at + k] = flat[row + width_map[pw]]
+
+
+@register_jitable
+def _store_cropped(sums, extents, out_flat, first_row, out_size):
+    """Copy the output positions of the flat (D_out, H', W') grid ``sums`` to the output rows from row
+    ``first_row`` of the flat ``out_flat``, dropping the positions past each row's and plane's end."""
+    out_depth, out_height, out_width = out_size
+    for od in range(out_depth):
+        for oh in range(out_height):
+            source = (od * extents[1] + oh) * extents[2]
+            target = (first_row + od * out_height + oh) * out_width
+            for ow in range(out_width):
+                out_flat[target + ow] = sums[source + ow]
+
+
+@njit(parallel=True, cache=True)
+def _phase_flat_kernel(x, weight, bias, out, stride, dilation, pad_front, padded, mode, kernel, groups):
+    """Fill ``out`` from ``x`` with ``weight`` reshaped to (C_out, C_in / groups, taps) and ``bias``."""
+    batch = x.shape[0]
+    out_channels, in_per_group, ntaps = weight.shape
+    out_per_group = out_channels // groups
+    out_depth = out.shape[2]
+    extents = phase_extents(padded, stride)
+    plane, channel_size = extents[1] * extents[2], stride[0] * stride[1] * stride[2]
+    channel_size *= extents[0] * plane
+    offsets = tap_offsets(kernel, dilation, stride, extents)
+    block = FLAT_VECTORS * vector_lanes(x)
+    positions = ceil_div(out_depth * plane, block) * block
+    # Blocks past the grid's last position read this far past the last channel's phases.
+    slack = positions + offsets.max() if ntaps else positions
+    maps = (index_map(padded[0], pad_front[0], x.shape[2], mode),
+            index_map(padded[1], pad_front[1], x.shape[3], mode),
+            index_map(padded[2], pad_front[2], x.shape[4], mode))
+    out_flat = out.reshape(out.size)
+    for task in prange(batch * groups):
+        n, g = task // groups, task % groups
+        phases = np.zeros(in_per_group * channel_size + slack, x.dtype)
+        _gather_phases(x, n, g * in_per_group, in_per_group, stride, extents, maps, pad_front, phases)
+        sums = np.empty(positions, x.dtype)
+        for o in range(g * out_per_group, (g + 1) * out_per_group):
+            for q in range(0, positions, block):
+                acc = splat_channels(zero_block(x, 1, 1, FLAT_VECTORS), bias, o, 0, 1, FLAT_VECTORS)
+                for i in range(in_per_group):
+                    source = i * channel_size + q
+                    w_at = (o * in_per_group + i) * ntaps
+                    for t in range(ntaps):
+                        acc = fma_block(acc, weight, w_at + t, 0, phases, source + offsets[t], 0, 1,
+                                        FLAT_VECTORS)
+                store_block(acc, sums, q)
+            _store_cropped(sums, extents, out_flat, (n * out_channels + o) * out_depth * out.shape[3],
+                           out.shape[2:])
+
+
+def workspace_bytes(plan):
+    """Scratch bytes one worker thread holds: a group's phases and the flat sums of an output channel."""
+    extents = phase_extents(plan.padded_size, plan.stride)
+    channel = int(np.prod(plan.stride)) * int(np.prod(extents))
+    positions = plan.output_size[0] * extents[1] * extents[2]
+    return (plan.in_per_group * channel + 3 * positions) * np.dtype(plan.dtype).itemsize
+
+
+@register_jitable
+def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """Fill the batched ``out`` from the batched ``x`` over flattened positions (real dtypes).
+
+    The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
+    """
+    out_channels, in_per_group = weight.shape[0], weight.shape[1]
+    taps = np.ascontiguousarray(weight).reshape(out_channels, in_per_group, -1)
+    full_bias = bias if has_bias else np.zeros(out_channels, x.dtype)
+    _phase_flat_kernel(x, taps, full_bias, out, stride, dilation, pad_front, padded, mode,
+                       weight.shape[2:], groups)
