@@ -20,6 +20,7 @@ from numba.extending import register_jitable
 
 from ..config import FLAT_VECTORS
 from ..shape_rules import ceil_div
+from .row_blocked import per_channel_operands
 from .simd import fma_block, splat_channels, store_block, vector_lanes, zero_block
 from .slab import index_map
 
@@ -158,8 +159,6 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    out_channels, in_per_group = weight.shape[0], weight.shape[1]
-    taps = np.ascontiguousarray(weight).reshape(out_channels, in_per_group, -1)
-    full_bias = bias if has_bias else np.zeros(out_channels, x.dtype)
+    taps, full_bias = per_channel_operands(x, weight, bias, has_bias)
     _phase_flat_kernel(x, taps, full_bias, out, stride, dilation, pad_front, padded, mode,
                        weight.shape[2:], groups)

@@ -104,6 +104,15 @@ def _row_blocked_kernel(x, weight, bias, out, stride, dilation, pad_front, padde
                                    n, od, oh, col0, 1)
 
 
+@register_jitable
+def per_channel_operands(x, weight, bias, has_bias):
+    """The weight as (C_out, C_in / groups, taps), C-contiguous, and the bias (zeros without one): what
+    the kernels of one output channel at a time read."""
+    out_channels = weight.shape[0]
+    taps = np.ascontiguousarray(weight).reshape(out_channels, weight.shape[1], -1)
+    return taps, bias if has_bias else np.zeros(out_channels, x.dtype)
+
+
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds."""
     return blocked_workspace_bytes(plan, plan.out_per_group, BLOCK_ROWS)
@@ -115,9 +124,8 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
+    taps, full_bias = per_channel_operands(x, weight, bias, has_bias)
     out_channels, in_per_group = weight.shape[0], weight.shape[1]
-    taps = np.ascontiguousarray(weight).reshape(out_channels, in_per_group, -1)
-    full_bias = bias if has_bias else np.zeros(out_channels, x.dtype)
     grid = task_grid(x.shape[0], out.shape[2:], x.itemsize, in_per_group, weight.shape[2:], stride,
                      dilation, out_channels // groups, groups, BLOCK_ROWS)
     _row_blocked_kernel(x, taps, full_bias, out, stride, dilation, pad_front, padded, mode,

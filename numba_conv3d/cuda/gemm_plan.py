@@ -54,12 +54,22 @@ def checked_tile(fields):
               "the threads must stage whole columns of block_k weights"),
              (threads % tile.block_n == 0 and tile.block_k % (threads // tile.block_n) == 0,
               "the threads must stage whole rows of block_n transposed weights"),
-             (all(size % min(4, per) == 0 for size, per in ((tile.thread_m, tile.thread_m),
-                                                            (tile.thread_n, tile.thread_n))),
-              "thread_m and thread_n must be 1, 2 or multiples of 4"))
+             runs_rule(tile))
+    return obeyed(tile, "CUDA GEMM tile", rules)
+
+
+def runs_rule(tile):
+    """The rule of every tile: a thread's sums come in runs of 4 (one wide shared load), or 1 or 2."""
+    return (all(size % min(4, size) == 0 for size in (tile.thread_m, tile.thread_n)),
+            "thread_m and thread_n must be 1, 2 or multiples of 4")
+
+
+def obeyed(tile, kind, rules):
+    """``tile`` where every (holds, rule) of ``rules`` holds, else ValueError naming the first broken
+    rule."""
     for holds, rule in rules:
         if not holds:
-            raise ValueError(f"CUDA GEMM tile {tuple(tile)} ({threads} threads): {rule}")
+            raise ValueError(f"{kind} {tuple(tile)} ({tile.threads} threads): {rule}")
     return tile
 
 

@@ -35,12 +35,8 @@ def checked_tile(fields):
               "block_m and block_n must be multiples of thread_m and thread_n"),
              (lanes and tile.block_m % lanes == 0 and tile.block_n % lanes == 0,
               "the threads must gather whole stages: block_k positions x (block_m + block_n) values"),
-             (all(size % min(4, size) == 0 for size in (tile.thread_m, tile.thread_n)),
-              "thread_m and thread_n must be 1, 2 or multiples of 4"))
-    for holds, rule in rules:
-        if not holds:
-            raise ValueError(f"CUDA weight-gradient tile {tuple(tile)} ({threads} threads): {rule}")
-    return tile
+             gemm_plan.runs_rule(tile))
+    return gemm_plan.obeyed(tile, "CUDA weight-gradient tile", rules)
 
 
 def tile_for(dtype):
