@@ -17,7 +17,8 @@ def gemm_reports(request):
     if not all(map(resources.tool, ("ptxas", "cuobjdump", "nvdisasm"))):
         pytest.skip("ptxas, cuobjdump or nvdisasm not found (pip install nvidia-cuda-nvcc "
                     "nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm)")
-    variants = [v for v in resources.variants(request.param) if v.name.startswith("implicit-gemm")]
+    variants = [v for v in resources.variants(request.param)
+                if v.name.startswith(("implicit-gemm", "weight-grad gemm"))]
     return [resources.report(variant) for variant in variants]
 
 
