@@ -176,7 +176,9 @@ def test_same_plan_twice_and_bitwise_for_any_thread_count(dtype):
     ((3, 4, 6, 7), (3, 1, 3, 2, 3), {"padding": "same", "groups": 3, "dilation": (1, 2, 2)}),
 ])
 def test_the_flat_phase_kernel_matches_the_reference(mode, x_shape, w_shape, kwargs):
-    """Stride phases along every axis, dilation, 1-wide rows, channel multipliers, unbatched input."""
+    """Stride phases along every axis, dilation, 1-wide rows, channel multipliers, unbatched input; the
+    same bits as the row-blocked kernel, which jitted conv3d runs for these layers."""
     x, w, b = random_operands(np.random.default_rng(7), x_shape, w_shape, True, np.float32)
     out = conv3d_with("phase-flat", x, w, b, padding_mode=mode, **kwargs)
     assert_matches_reference(out, x, w, b, padding_mode=mode, **kwargs)
+    np.testing.assert_array_equal(out, conv3d_with("row-blocked", x, w, b, padding_mode=mode, **kwargs))

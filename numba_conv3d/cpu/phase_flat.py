@@ -11,8 +11,10 @@ the flat (D_out, H', W') grid, so that a block of SIMD vectors runs across rows 
 positions past a row's or plane's end are computed too and dropped when the block is stored. Nothing
 is multiplied by a padding the stride skips, and no input is gathered twice.
 
-Each output element is summed in a fixed order (bias, input channel, kd, kh, kw), independent of the
-tasks: results are bitwise equal for any number of threads.
+Each output element is summed in a fixed order, independent of the tasks: bias, then input channel, kd,
+kw, kh, one rounding per multiply-add, the row-blocked kernel's order. Results are bitwise equal for
+any number of threads, and to the row-blocked kernel's (which jitted ``conv3d`` runs for these
+layers).
 """
 import numpy as np
 from numba import njit, prange
@@ -34,19 +36,23 @@ def phase_extents(padded, stride):
 
 @register_jitable
 def tap_offsets(kernel, dilation, stride, extents):
-    """Each tap's offset (kd, kh, kw in C order) into one input channel's flat phases."""
+    """(offsets, weight taps): per tap in the order the kernel sums them (kd, kw, kh: the row-blocked
+    kernel's), its offset into one input channel's flat phases and its index among the weight's taps
+    (kd, kh, kw in C order)."""
     phase_size = extents[0] * extents[1] * extents[2]
     offsets = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
+    weight_taps = np.empty_like(offsets)
     t = 0
     for kd in range(kernel[0]):
-        for kh in range(kernel[1]):
-            for kw in range(kernel[2]):
+        for kw in range(kernel[2]):
+            for kh in range(kernel[1]):
                 a, b, c = kd * dilation[0], kh * dilation[1], kw * dilation[2]
                 phase = ((a % stride[0]) * stride[1] + b % stride[1]) * stride[2] + c % stride[2]
                 offsets[t] = (phase * phase_size + ((a // stride[0]) * extents[1] + b // stride[1])
                               * extents[2] + c // stride[2])
+                weight_taps[t] = (kd * kernel[1] + kh) * kernel[2] + kw
                 t += 1
-    return offsets
+    return offsets, weight_taps
 
 
 @register_jitable
@@ -117,7 +123,7 @@ def _phase_flat_kernel(x, weight, bias, out, stride, dilation, pad_front, padded
     extents = phase_extents(padded, stride)
     plane, channel_size = extents[1] * extents[2], stride[0] * stride[1] * stride[2]
     channel_size *= extents[0] * plane
-    offsets = tap_offsets(kernel, dilation, stride, extents)
+    offsets, weight_taps = tap_offsets(kernel, dilation, stride, extents)
     block = FLAT_VECTORS * vector_lanes(x)
     positions = ceil_div(out_depth * plane, block) * block
     # Blocks past the grid's last position read this far past the last channel's phases.
@@ -138,8 +144,8 @@ def _phase_flat_kernel(x, weight, bias, out, stride, dilation, pad_front, padded
                     source = i * channel_size + q
                     w_at = (o * in_per_group + i) * ntaps
                     for t in range(ntaps):
-                        acc = fma_block(acc, weight, w_at + t, 0, phases, source + offsets[t], 0, 1,
-                                        FLAT_VECTORS)
+                        acc = fma_block(acc, weight, w_at + weight_taps[t], 0, phases, source + offsets[t],
+                                        0, 1, FLAT_VECTORS)
                 store_block(acc, sums, q)
             _store_cropped(sums, extents, out_flat, (n * out_channels + o) * out_depth * out.shape[3],
                            out.shape[2:])
