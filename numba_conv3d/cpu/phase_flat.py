@@ -127,7 +127,7 @@ def _phase_flat_kernel(x, weight, bias, out, stride, dilation, pad_front, padded
     block = FLAT_VECTORS * vector_lanes(x)
     positions = ceil_div(out_depth * plane, block) * block
     # Blocks past the grid's last position read this far past the last channel's phases.
-    slack = positions + offsets.max() if ntaps else positions
+    slack = positions + offsets.max()
     maps = (index_map(padded[0], pad_front[0], x.shape[2], mode),
             index_map(padded[1], pad_front[1], x.shape[3], mode),
             index_map(padded[2], pad_front[2], x.shape[4], mode))
