@@ -8,7 +8,8 @@
 4. ours against cuDNN (TF32 off, and TF32 on beside it): the CUDA suite's five shapes and every
    distinct forward layer of the networks suite, per network weighted by layer counts; training steps
    (forward and gradients) of the networks where ``--training`` asks;
-5. host overhead per call on a tiny layer (cached plan), for each array kind;
+5. host overhead per call on a tiny layer (cached plan), for each array kind, and a profile of the host
+   time of a tiny transposed layer and of each gradient;
 6. the weight gradient's tile sweep, then each gradient of the sweep's layers against cuDNN's
    (``--skip gradients`` leaves them out).
 
@@ -581,6 +582,50 @@ def overhead():
     return rows
 
 
+def _host_profile(fn, calls=50, top=12):
+    """The host functions that ``calls`` calls of ``fn`` spend most of their own time in (cProfile), as
+    (function, calls, own ms per call of ``fn``, cumulative ms per call of ``fn``)."""
+    import cProfile
+    import pstats
+
+    fn()
+    torch.cuda.synchronize()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    profiler.disable()
+    rows = []
+    for (path, line, name), (_, count, own, total, _) in pstats.Stats(profiler).stats.items():
+        rows.append((f"{path.split('/')[-1]}:{line} {name}", count, own / calls * 1e3, total / calls * 1e3))
+    rows.sort(key=lambda row: -row[2])
+    return rows[:top]
+
+
+@section("host profile")
+def host_profile():
+    """Where the host time of a tiny transposed layer and of each tiny gradient goes (they took 1-2 ms
+    per call on the H200 against cuDNN's 0.02-0.3 ms), function by function."""
+    from numba_conv3d import conv3d_bias, conv3d_input, conv3d_weight
+
+    x, w, _ = _layer_operands((1, 384, 4, 4, 4), (384, 64, 3, 3, 3))
+    xf, wf, _ = _layer_operands((1, 64, 8, 8, 8), (384, 64, 3, 3, 3))
+    g = torch.randn((1, 384, 4, 4, 4), device="cuda")
+    kwargs = dict(stride=2, padding=1)
+    calls = {"conv_transpose3d": lambda: conv_transpose3d(x, w, stride=2, padding=1, output_padding=1),
+             "conv3d_input": lambda: conv3d_input(xf.shape, wf, g, **kwargs),
+             "conv3d_weight": lambda: conv3d_weight(xf, wf.shape, g, **kwargs),
+             "conv3d_bias": lambda: conv3d_bias(g)}
+    found = {}
+    for name, fn in calls.items():
+        found[name] = dict(host_us=_host_us(fn, calls=100), functions=_host_profile(fn))
+        print(f"## {name}: {found[name]['host_us']:.0f} us per call", flush=True)
+        for function, count, own, total in found[name]["functions"]:
+            print(f"   {function[:70]:70} x{count:<6} own {own:7.3f} ms cum {total:7.3f} ms", flush=True)
+    return found
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
@@ -599,6 +644,7 @@ def main():
         sweep()
     if "overhead" not in args.skip:
         overhead()
+        host_profile()
     if "forward" not in args.skip:
         forward(peak)
     if "gradients" not in args.skip:
