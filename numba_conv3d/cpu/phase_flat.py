@@ -24,7 +24,7 @@ from ..config import FLAT_VECTORS
 from ..shape_rules import ceil_div
 from .row_blocked import per_channel_operands
 from .simd import fma_block, splat_channels, store_block, vector_lanes, zero_block
-from .slab import index_map
+from .slab import index_maps
 
 
 @register_jitable
@@ -56,48 +56,68 @@ def tap_offsets(kernel, dilation, stride, extents):
 
 
 @register_jitable
-def _gather_phases(x, n, c0, channels, stride, extents, maps, pad_front, phases):
-    """Write into ``phases`` (channels x phases x D' x H' x W', flat, zeros on entry) the padded input
-    of channels ``c0 ...`` of sample ``n``, through the padding ``maps``. The columns that read the
-    input itself are a strided copy of its row; only padding columns go through the W map, and
-    positions that read a zero are left as they are."""
-    depth_map, height_map, width_map = maps
-    depth, height, width = x.shape[2:]
-    flat = x.reshape(x.size)
-    at = 0
-    for c in range(c0, c0 + channels):
-        for a in range(stride[0]):
-            for b in range(stride[1]):
-                for e in range(stride[2]):
-                    # Columns k of the phase whose padded column e + k * sw is input column e + k * sw
-                    # - pad: [inner, outer); the others read through the W map.
-                    inner = min(ceil_div(max(pad_front[2] - e, 0), stride[2]), extents[2])
-                    outer = max(min(ceil_div(pad_front[2] + width - e, stride[2]), extents[2]), inner)
-                    for i in range(extents[0]):
-                        pd = a + i * stride[0]
-                        sd = depth_map[pd] if pd < depth_map.shape[0] else -1
-                        for j in range(extents[1]):
-                            ph = b + j * stride[1]
-                            sh = height_map[ph] if ph < height_map.shape[0] and sd >= 0 else -1
-                            if sh >= 0:
-                                row = ((n * x.shape[1] + c) * depth + sd) * height * width + sh * width
-                                first = row + e - pad_front[2]
-                                for k in range(inner, outer):
-                                    phases[at + k] = flat[first + k * stride[2]]
-                                _pad_columns(phases, at, flat, row, width_map, e, stride[2], 0, inner)
-                                _pad_columns(phases, at, flat, row, width_map, e, stride[2], outer,
-                                             extents[2])
-                            at += extents[2]
+def phase_sources(maps, stride, extents, height, width):
+    """Where each row and column of the phases reads, worked out once per call from the padding
+    ``maps`` (``slab.index_maps``): (rows, columns, inner, outer). ``rows[a * sh + b, i * H' + j]`` is
+    the offset within an input channel of the row that phase row (i, j) of phase (a, b) copies, or -1
+    (zeros);
+    ``columns[e, k]`` the input column that column k of W phase e copies, or -1; the columns in
+    ``[inner[e], outer[e])`` read the input itself (not its padding), ``stride[2]`` apart."""
+    depth_map, height_map, width_map, front = maps
+    rows = np.full((stride[0] * stride[1], extents[0] * extents[1]), -1, np.int64)
+    for a in range(stride[0]):
+        for b in range(stride[1]):
+            for i in range(extents[0]):
+                pd = a + i * stride[0]
+                sd = depth_map[pd] if pd < depth_map.shape[0] else -1
+                for j in range(extents[1]):
+                    ph = b + j * stride[1]
+                    sh = height_map[ph] if ph < height_map.shape[0] else -1
+                    if sd >= 0 and sh >= 0:
+                        rows[a * stride[1] + b, i * extents[1] + j] = (sd * height + sh) * width
+    columns = np.full((stride[2], extents[2]), -1, np.int64)
+    inner = np.zeros(stride[2], np.int64)
+    outer = np.zeros(stride[2], np.int64)
+    for e in range(stride[2]):
+        for k in range(extents[2]):
+            pw = e + k * stride[2]
+            if pw < width_map.shape[0]:
+                columns[e, k] = width_map[pw]
+        inner[e] = min(ceil_div(max(front - e, 0), stride[2]), extents[2])
+        outer[e] = max(min(ceil_div(front + width - e, stride[2]), extents[2]), inner[e])
+    return rows, columns, inner, outer
 
 
 @register_jitable
-def _pad_columns(phases, at, flat, row, width_map, e, step, first, stop):
-    """The phase columns ``[first, stop)`` of a row that read padding: through the W map (the padded
-    columns past its end, and the zeros mode's, read zero)."""
-    for k in range(first, stop):
-        pw = e + k * step
-        if pw < width_map.shape[0] and width_map[pw] >= 0:
-            phases[at + k] = flat[row + width_map[pw]]
+def _gather_phases(x, n, c0, channels, sources, phases):
+    """Write into ``phases`` (channels x phases x D' x H' x W', flat, zeros on entry) the padded input
+    of channels ``c0 ...`` of sample ``n``, as ``sources`` (``phase_sources``) say: the columns that
+    read the input itself are a strided copy of its row, the padding columns are looked up, and the
+    rows and columns that read zeros are left as they are."""
+    rows, columns, inner, outer = sources
+    step, width = columns.shape[0], columns.shape[1]
+    channel_size = x.shape[2] * x.shape[3] * x.shape[4]
+    flat = x.reshape(x.size)
+    at = 0
+    for c in range(c0, c0 + channels):
+        channel = (n * x.shape[1] + c) * channel_size
+        for ab in range(rows.shape[0]):
+            for e in range(step):
+                first, last = inner[e], outer[e]
+                # Inner column k copies input column columns[e, first] + (k - first) * step.
+                shift = columns[e, first] - first * step if first < last else 0
+                for r in range(rows.shape[1]):
+                    if rows[ab, r] >= 0:
+                        row = channel + rows[ab, r]
+                        for k in range(first, last):
+                            phases[at + k] = flat[row + shift + k * step]
+                        for k in range(first):
+                            if columns[e, k] >= 0:
+                                phases[at + k] = flat[row + columns[e, k]]
+                        for k in range(last, width):
+                            if columns[e, k] >= 0:
+                                phases[at + k] = flat[row + columns[e, k]]
+                    at += width
 
 
 @register_jitable
@@ -128,14 +148,13 @@ def _phase_flat_kernel(x, weight, bias, out, stride, dilation, pad_front, padded
     positions = ceil_div(out_depth * plane, block) * block
     # Blocks past the grid's last position read this far past the last channel's phases.
     slack = positions + offsets.max()
-    maps = (index_map(padded[0], pad_front[0], x.shape[2], mode),
-            index_map(padded[1], pad_front[1], x.shape[3], mode),
-            index_map(padded[2], pad_front[2], x.shape[4], mode))
+    sources = phase_sources(index_maps(x, padded, pad_front, mode), stride, extents, x.shape[3],
+                            x.shape[4])
     out_flat = out.reshape(out.size)
     for task in prange(batch * groups):
         n, g = task // groups, task % groups
         phases = np.zeros(in_per_group * channel_size + slack, x.dtype)
-        _gather_phases(x, n, g * in_per_group, in_per_group, stride, extents, maps, pad_front, phases)
+        _gather_phases(x, n, g * in_per_group, in_per_group, sources, phases)
         sums = np.empty(positions, x.dtype)
         for o in range(g * out_per_group, (g + 1) * out_per_group):
             for q in range(0, positions, block):
