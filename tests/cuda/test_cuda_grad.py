@@ -5,13 +5,16 @@ import pytest
 
 from checks import assert_close, gradient_bounds, random_operands
 from conftest import SIMULATED
-from numba_conv3d import Conv3d, ConvTranspose3d, conv3d, conv_transpose3d
+from numba_conv3d import Conv3d, ConvTranspose3d, config, conv3d, conv_transpose3d
 from numba_conv3d.cuda import gradients as cuda_gradients
 from numba_conv3d.grad import (INPUT_GRAD_ALGORITHMS, conv3d_backward, conv3d_bias, conv3d_input,
                                conv3d_weight)
 from numba_conv3d.grad_planner import plan_input_grad
 
 cuda = pytest.importorskip("numba.cuda")
+
+# The weight-gradient GEMM's production tile and block target (the simulator's fixture shrinks them).
+WEIGHT_GEMM_TILE, WEIGHT_GEMM_BLOCKS = config.CUDA_WEIGHT_GEMM_TILE, config.CUDA_WEIGHT_GEMM_BLOCKS
 
 # (input shape, weight shape, conv3d keywords): strides (the gather route), unit stride (the forward
 # correlation route), every padding mode, dilation, groups, depthwise, 'same' with an even kernel,
@@ -185,3 +188,30 @@ def test_the_weight_gradient_gemm_splits_positions_and_agrees_with_the_reduction
     np.testing.assert_allclose(by_gemm, host(cuda_gradients.reduced_weight_gradient(plan, xd, gd)),
                                rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(host(weight_gemm.execute(plan, xd, gd)), by_gemm)
+
+
+def test_the_weight_gradient_gemm_with_its_production_tile(monkeypatch):
+    """256 threads of 64 channels x 128 columns, 16 positions a stage, the positions split in two."""
+    from numba_conv3d.cuda import weight_gemm, weight_gemm_plan
+    from numba_conv3d.planner import plan_conv3d
+
+    cached = (weight_gemm._prepared, weight_gemm_plan.weight_geometry, weight_gemm_plan.column_taps)
+    monkeypatch.setattr(config, "CUDA_WEIGHT_GEMM_TILE", WEIGHT_GEMM_TILE)
+    monkeypatch.setattr(config, "CUDA_WEIGHT_GEMM_BLOCKS", WEIGHT_GEMM_BLOCKS)
+    monkeypatch.setattr(config, "CUDA_GEMM_MIN_SPLIT_STAGES", 8)
+    for cache in cached:
+        cache.cache_clear()
+    rng = np.random.default_rng(3)
+    x, w, _ = random_operands(rng, (2, 8, 4, 8, 8), (12, 8, 3, 3, 3), False, np.float32)
+    kwargs = dict(padding=1, stride=(1, 2, 1))
+    g = random_operands(rng, conv3d(x, w, **kwargs).shape, w.shape, False, np.float32)[0]
+    plan = plan_conv3d(x.shape, w.shape, dtype="float32", backend="cuda", **kwargs)
+    launch = weight_gemm_plan.launch_for(plan)
+    try:
+        assert launch.tile == WEIGHT_GEMM_TILE and launch.splits == 2
+        expected, bounds = expected_gradients(x, w, g, kwargs)
+        assert_close(host(weight_gemm.execute(plan, cuda.to_device(x), cuda.to_device(g))), expected[1],
+                     bounds[1])
+    finally:
+        for cache in cached:
+            cache.cache_clear()
