@@ -271,8 +271,14 @@ CUDA_MIN_BLOCKS_PER_SM = 1
 CUDA_DIRECT_THREADS = 256
 
 # Threads per block of the CUDA reductions (weight and bias gradients: a block sums one element over
-# every output position, then a tree over its threads); a power of two.
+# every output position or a split of them, then a tree over its threads); a power of two.
 CUDA_REDUCE_THREADS = 256
+
+# The CUDA bias gradient splits each channel's positions until channels x splits reaches
+# CUDA_REDUCE_BLOCKS blocks (about four per multiprocessor of an H200), keeping at least
+# CUDA_REDUCE_MIN_SPLIT positions a split; the splits are then added in order.
+CUDA_REDUCE_BLOCKS = 528
+CUDA_REDUCE_MIN_SPLIT = 4096
 
 # Dynamic shared memory a block may use without an opt-in on any CUDA GPU.
 CUDA_SHARED_BYTES = 48 * 1024

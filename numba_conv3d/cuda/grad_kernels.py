@@ -5,7 +5,8 @@ for the padded input's gradient (one thread per element), the output gradient sp
 (zeros between) for the upsampled route, a fold of the padded gradient back onto the
 input along inverse index maps (every padding mode), the flipped and channel-swapped weight of the
 unit-stride route, and block reductions for the weight and bias gradients (one thread block per
-element, each thread summing a fixed slice of the positions, then a fixed tree). No atomics: every
+weight element, or per channel and split of the positions for the bias, each thread summing a fixed
+slice of the positions, then a fixed tree; the bias's splits then added in order). No atomics: every
 result is bitwise equal from run to run. Plan numbers are runtime arguments; the dtype, the threads per
 block and whether to conjugate are compiled in.
 """
@@ -198,24 +199,45 @@ def weight_grad_kernel(dtype, threads):
 
 @functools.lru_cache(maxsize=None)
 def bias_grad_kernel(dtype, threads):
-    """``out[c]`` = ``grad[:, c]`` summed over batch and space: a block per channel, as
-    :func:`weight_grad_kernel` sums."""
+    """``partials[split, c]`` = ``grad[:, c]`` summed over batch and one slice of the positions: a
+    block per channel and split (grid ``(channels, splits)``), each split's positions a contiguous
+    range of the flattened (sample, volume), summed as :func:`weight_grad_kernel` sums."""
     value = from_dtype(np.dtype(dtype))
 
     @jit_kernel(threads, 1)
-    def kernel(grad, out):
+    def kernel(grad, partials):
         batch, channels, out_depth, out_height, out_width = grad.shape
         positions = batch * out_depth * out_height * out_width
+        splits = partials.shape[0]
+        per_split = (positions + splits - 1) // splits
         partial = cuda.shared.array(threads, value)
         sums = cuda.local.array(1, value)
-        thread = cuda.threadIdx.x
+        thread, split = cuda.threadIdx.x, cuda.blockIdx.y
         for c in range(cuda.blockIdx.x, channels, cuda.gridDim.x):
             sums[0] = 0
-            for position in range(thread, positions, threads):
+            for position in range(split * per_split + thread, min(positions, (split + 1) * per_split),
+                                  threads):
                 ow, oh, od, n, _ = unravel(position, out_width, out_height, out_depth, batch)
                 sums[0] += grad[n, c, od, oh, ow]
             total = _block_sum(partial, sums[0], thread, threads)
             if thread == 0:
-                out[c] = total
+                partials[split, c] = total
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def split_rows_kernel(dtype, threads):
+    """``out[c]`` = the column ``partials[:, c]`` summed in row order: one thread per column."""
+    value = from_dtype(np.dtype(dtype))
+
+    @jit_kernel(threads, 1)
+    def kernel(partials, out):
+        sums = cuda.local.array(1, value)
+        for c in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+            sums[0] = 0
+            for split in range(partials.shape[0]):
+                sums[0] += partials[split, c]
+            out[c] = sums[0]
 
     return kernel

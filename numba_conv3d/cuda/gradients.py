@@ -9,7 +9,7 @@ import numpy as np
 from numba import cuda
 
 from .. import config
-from ..shape_rules import padded_source_index
+from ..shape_rules import ceil_div, padded_source_index
 from . import arrays, grad_kernels, weight_gemm
 from .tiling import grid_blocks
 
@@ -129,8 +129,16 @@ WEIGHT_GRAD_ROUTES = ((weight_gemm.applies, weight_gemm.execute),
 
 
 def bias_gradient(grad):
-    """``grad`` (batched) summed over batch and space."""
+    """``grad`` (batched) summed over batch and space: the positions of each channel split until the
+    blocks reach ``config.CUDA_REDUCE_BLOCKS`` (keeping ``config.CUDA_REDUCE_MIN_SPLIT`` positions a
+    split), each split summed by a block, then the splits added in order."""
     threads = _reduce_threads()
-    out = cuda.device_array(grad.shape[1], grad.dtype)
-    grad_kernels.bias_grad_kernel(grad.dtype.name, threads)[grid_blocks(out.size, 1), threads](grad, out)
-    return out
+    channels, positions = grad.shape[1], grad.size // max(grad.shape[1], 1)
+    splits = max(1, min(ceil_div(config.CUDA_REDUCE_BLOCKS, max(channels, 1)),
+                        positions // config.CUDA_REDUCE_MIN_SPLIT, 65535))
+    partials = cuda.device_array((splits, channels), grad.dtype)
+    grad_kernels.bias_grad_kernel(grad.dtype.name, threads)[(grid_blocks(channels, 1), splits), threads](
+        grad, partials)
+    out = cuda.device_array(channels, grad.dtype)
+    return _elementwise(lambda threads: grad_kernels.split_rows_kernel(grad.dtype.name, threads), out,
+                        partials)

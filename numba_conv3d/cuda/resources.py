@@ -119,7 +119,9 @@ def variants(dtype="float32"):
         Variant("weight grad", grad_kernels.weight_grad_kernel(dtype, reduce),
                 (volume, volume, result, types.int64, triple, triple, triple, types.int64), reduce, 1, 0),
         Variant("bias grad", grad_kernels.bias_grad_kernel(dtype, reduce),
-                (volume, types.Array(value, 1, "C")), reduce, 1, 0),
+                (volume, types.Array(value, 2, "C")), reduce, 1, 0),
+        Variant("split rows", grad_kernels.split_rows_kernel(dtype, threads),
+                (types.Array(value, 2, "C"), types.Array(value, 1, "C")), threads, 1, 0),
     ]
     return found
 

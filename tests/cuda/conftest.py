@@ -35,10 +35,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def simulator_tiles(monkeypatch):
     """Tiny tiles under the simulator: 4 columns x 2 thread rows x 2 channel threads, 2 rows and 2
-    channels per thread, 2 channels per stage; GEMM tiles of 8 threads for 2 or more
-    output channels per group that split reductions longer
-    than 4 stages (the weight gradient's too); 8 threads per elementwise block, 4 per reduction; at
-    most 3 blocks per launch."""
+    channels per thread, 2 channels per stage; GEMM tiles of 8 threads for 2 or more output channels
+    per group that split reductions longer than 4 stages (the weight gradient's too); 8 threads per
+    elementwise block, 4 per reduction (the bias's split every 8 positions); at most 3 blocks per
+    launch."""
     if SIMULATED:
         monkeypatch.setattr(config, "CUDA_CHANNEL_TILE", dict(
             columns=4, thread_rows=2, rows_per_thread=2, channel_threads=2, channels_per_thread=2,
@@ -54,5 +54,7 @@ def simulator_tiles(monkeypatch):
         monkeypatch.setattr(config, "CUDA_GEMM_MIN_SPLIT_STAGES", 2)
         monkeypatch.setattr(config, "CUDA_DIRECT_THREADS", 8)
         monkeypatch.setattr(config, "CUDA_REDUCE_THREADS", 4)
+        monkeypatch.setattr(config, "CUDA_REDUCE_BLOCKS", 8)
+        monkeypatch.setattr(config, "CUDA_REDUCE_MIN_SPLIT", 8)
         monkeypatch.setattr(config, "CUDA_MAX_BLOCKS", 3)
         plan_cache.clear()
