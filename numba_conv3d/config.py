@@ -278,6 +278,13 @@ CUDA_REDUCE_THREADS = 256
 # CUDA_REDUCE_BLOCKS blocks (about four per multiprocessor of an H200), keeping at least
 # CUDA_REDUCE_MIN_SPLIT positions a split; the splits are then added in order.
 CUDA_REDUCE_BLOCKS = 528
+
+# A strided input gradient (and a transposed convolution) on the GPU runs as stride-phase correlations
+# from this many multiply-adds; below, as one correlation of the output gradient spread by the stride,
+# prod(stride) times the multiply-adds in one launch where the phases take about four launches each.
+# Not yet measured: an estimate from the H200's GEMM rate (about 20 T multiply-adds a second on these
+# layers) and about 30 us of host time per launch; the GPU script's "stride phases" section times both.
+CUDA_STRIDE_PHASES_MIN_MACS = 2e9
 CUDA_REDUCE_MIN_SPLIT = 4096
 
 # Dynamic shared memory a block may use without an opt-in on any CUDA GPU.

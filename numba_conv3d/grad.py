@@ -113,9 +113,11 @@ def _by_upsampled_correlation(plan, grad, weight, conjugate, backend, bias):
 
 
 def _stride_phases_apply(plan, grad):
-    """Whether a strided input gradient runs as stride-phase correlations (NumPy operands; the GPU keeps
-    its own routes)."""
-    return plan.stride != (1, 1, 1) and plan.backend == "cpu"
+    """Whether a strided input gradient runs as stride-phase correlations: always on the CPU; on the GPU
+    from ``config.CUDA_STRIDE_PHASES_MIN_MACS`` multiply-adds (below, the upsampled correlation's
+    one launch costs less than the phases' several)."""
+    return plan.stride != (1, 1, 1) and (plan.backend == "cpu"
+                                         or plan.macs >= config.CUDA_STRIDE_PHASES_MIN_MACS)
 
 
 def _by_stride_phases(plan, grad, weight, conjugate, backend, bias):
@@ -127,20 +129,20 @@ def _by_stride_phases(plan, grad, weight, conjugate, backend, bias):
     lengths = plan.input_size if zero_pads else plan.padded_size
     per_dim = [phases(*numbers) for numbers in zip(starts, lengths, plan.kernel_size, plan.stride,
                                                     plan.dilation, grad.shape[2:])]
-    result = np.empty((grad.shape[0], plan.in_channels) + tuple(lengths), plan.dtype)
+    result = backend.empty((grad.shape[0], plan.in_channels) + tuple(lengths), plan.dtype)
     phase_bias = bias if zero_pads else None
     for combination in itertools.product(*per_dim):
-        target = result[(slice(None), slice(None)) + tuple(slice(p.offset, None, s) for p, s
-                                                            in zip(combination, plan.stride))]
+        offsets = tuple(p.offset for p in combination)
         if not all(p.taps for p in combination):
-            target[...] = 0 if phase_bias is None else phase_bias.reshape((-1, 1, 1, 1))
+            backend.write_phase(result, offsets, plan.stride, None, phase_bias)
             continue
         sub_kernel = backend.flipped_transpose(weight, plan.groups, conjugate, [p.taps for p in combination])
         cropped = grad[(slice(None), slice(None)) + tuple(
             slice(max(0, -p.pads[0]), n - max(0, -p.pads[1])) for p, n in zip(combination, grad.shape[2:]))]
         pads = tuple((max(0, p.pads[0]), max(0, p.pads[1])) for p in combination)
-        target[...] = _correlate(plan, np.ascontiguousarray(cropped), sub_kernel, backend, phase_bias, pads,
-                                 tuple(p.dilation for p in combination))
+        backend.write_phase(result, offsets, plan.stride,
+                            _correlate(plan, cropped, sub_kernel, backend, phase_bias, pads,
+                                       tuple(p.dilation for p in combination)), None)
     return result if zero_pads else backend.fold(plan, result, bias)
 
 

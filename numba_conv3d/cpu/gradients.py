@@ -50,6 +50,21 @@ def zeros(shape, dtype):
     return np.zeros(shape, dtype)
 
 
+def empty(shape, dtype):
+    """A new uninitialised array."""
+    return np.empty(shape, dtype)
+
+
+def write_phase(result, offsets, stride, values, bias):
+    """Set the positions ``offsets + q * stride`` (per spatial axis) of the batched ``result`` to
+    ``values``, or where ``values`` is None to ``bias`` per channel (zeros without one)."""
+    target = result[(slice(None), slice(None)) + tuple(slice(o, None, s) for o, s in zip(offsets, stride))]
+    if values is not None:
+        target[...] = values
+    else:
+        target[...] = 0 if bias is None else bias.reshape((-1, 1, 1, 1))
+
+
 def flipped_transpose(weight, groups, conjugate, taps=None):
     """(C_out, C_in / g, K...) -> (C_in, C_out / g, K...), each group's channels swapped and every kernel
     flipped in D, H and W (and conjugated if ``conjugate``): the weight of the full correlation that is

@@ -4,7 +4,8 @@ The siblings of the CPU's ``input_grad.py``, ``pad_fold.py`` and ``weight_grad.p
 for the padded input's gradient (one thread per element), the output gradient spread by the stride
 (zeros between) for the upsampled route, a fold of the padded gradient back onto the
 input along inverse index maps (every padding mode), the flipped and channel-swapped weight of the
-unit-stride route, and block reductions for the weight and bias gradients (one thread block per
+unit-stride route (or one stride phase's sub-kernel), the write of one stride phase's correlation into
+the result, and block reductions for the weight and bias gradients (one thread block per
 weight element, or per channel and split of the positions for the bias, each thread summing a fixed
 slice of the positions, then a fixed tree; the bias's splits then added in order). No atomics: every
 result is bitwise equal from run to run. Plan numbers are runtime arguments; the dtype, the threads per
@@ -141,12 +142,13 @@ def fold_kernel(dtype, threads):
 
 @functools.lru_cache(maxsize=None)
 def flip_kernel(dtype, threads, conjugate):
-    """``out[c, j, kd, kh, kw]`` = ``w[g * O_g + j, c - g * I_g, KD-1-kd, KH-1-kh, KW-1-kw]`` (g = c's
-    group), conjugated if ``conjugate``: the weight whose forward correlation is the input gradient."""
+    """``out[c, j, a, b, e]`` = ``w[g * O_g + j, c - g * I_g, taps_d[a], taps_h[b], taps_w[e]]`` (g =
+    c's group), conjugated if ``conjugate``: with the taps reversed, the weight whose forward
+    correlation is the input gradient, or one stride phase's sub-kernel."""
     read_weight = _reader(dtype, conjugate)
 
     @jit_kernel(threads, 1)
-    def kernel(w, out):
+    def kernel(w, taps_d, taps_h, taps_w, out):
         channels, out_per_group, kernel_d, kernel_h, kernel_w = out.shape
         in_per_group = w.shape[1]
         total = channels * out_per_group * kernel_d * kernel_h * kernel_w
@@ -154,7 +156,25 @@ def flip_kernel(dtype, threads, conjugate):
             kw, kh, kd, j, c = unravel(index, kernel_w, kernel_h, kernel_d, out_per_group)
             group = c // in_per_group
             out[c, j, kd, kh, kw] = read_weight(w[group * out_per_group + j, c - group * in_per_group,
-                                                  kernel_d - 1 - kd, kernel_h - 1 - kh, kernel_w - 1 - kw])
+                                                  taps_d[kd], taps_h[kh], taps_w[kw]])
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def phase_write_kernel(dtype, threads):
+    """``out[n, c, o0 + a * s0, o1 + b * s1, o2 + e * s2]`` = ``values[n, c, a, b, e]`` (``source``
+    0), ``bias[c]`` (1) or zero (2), for (a, b, e) below ``counts``: one stride phase of a result, one
+    thread per element."""
+    @jit_kernel(threads, 1)
+    def kernel(values, bias, source, offsets, stride, counts, out):
+        batch, channels = out.shape[0], out.shape[1]
+        total = batch * channels * counts[0] * counts[1] * counts[2]
+        for index in range(cuda.grid(1), total, cuda.gridsize(1)):
+            e, b, a, c, n = unravel(index, counts[2], counts[1], counts[0], channels)
+            value = values[n, c, a, b, e] if source == 0 else (bias[c] if source == 1 else 0)
+            out[n, c, offsets[0] + a * stride[0], offsets[1] + b * stride[1],
+                offsets[2] + e * stride[2]] = value
 
     return kernel
 

@@ -5,6 +5,8 @@ Operands are read in place in any layout (host weights and biases are copied to 
 call); results are new C-contiguous device arrays, of the leading operand's kind (torch, CuPy: zero-copy
 views), queued on the default stream like the forward convolution.
 """
+import functools
+
 import numpy as np
 from numba import cuda
 
@@ -58,13 +60,48 @@ def zeros(shape, dtype):
     return cuda.to_device(np.zeros(shape, dtype))
 
 
-def flipped_transpose(weight, groups, conjugate):
-    """The weight of the full correlation that is the input gradient (see ``cpu/gradients.py``)."""
+def empty(shape, dtype):
+    """A new uninitialised device array."""
+    return cuda.device_array(shape, dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _flipped_taps(taps):
+    """``taps`` (per dimension, ascending) reversed, as device arrays (copied once per taps)."""
+    return tuple(cuda.to_device(np.asarray(kept[::-1], np.int64)) for kept in taps)
+
+
+def flipped_transpose(weight, groups, conjugate, taps=None):
+    """The weight of the full correlation that is the input gradient, or with ``taps`` the sub-kernel
+    of one stride phase (see ``cpu/gradients.py``)."""
+    if taps is None:
+        taps = [range(k) for k in weight.shape[2:]]
+    taps = tuple(tuple(kept) for kept in taps)
     out_channels, in_per_group = weight.shape[:2]
-    out = cuda.device_array((in_per_group * groups, out_channels // groups) + tuple(weight.shape[2:]),
+    out = cuda.device_array((in_per_group * groups, out_channels // groups) + tuple(map(len, taps)),
                             weight.dtype)
     return _elementwise(lambda threads: grad_kernels.flip_kernel(weight.dtype.name, threads, conjugate),
-                        out, weight)
+                        out, weight, *_flipped_taps(taps))
+
+
+def write_phase(result, offsets, stride, values, bias):
+    """Set the positions ``offsets + q * stride`` (per spatial axis) of the batched device ``result``
+    to ``values``, or where ``values`` is None to ``bias`` per channel (zeros without one)."""
+    counts = tuple(ceil_div(extent - offset, step)
+                   for extent, offset, step in zip(result.shape[2:], offsets, stride))
+    total = result.shape[0] * result.shape[1] * int(np.prod(counts))
+    source = 0 if values is not None else (1 if bias is not None else 2)
+    values = values if values is not None else no_values(result.dtype)
+    bias = bias if bias is not None else no_values(result.dtype).reshape(1)
+    threads = config.CUDA_DIRECT_THREADS
+    grad_kernels.phase_write_kernel(result.dtype.name, threads)[grid_blocks(total, threads), threads](
+        values, bias, source, tuple(offsets), tuple(stride), counts, result)
+
+
+@functools.lru_cache(maxsize=None)
+def no_values(dtype):
+    """A one-element 5-D device array that stands for missing phase values (never read)."""
+    return cuda.device_array((1, 1, 1, 1, 1), dtype)
 
 
 def upsampled(grad, stride, extents):

@@ -215,3 +215,29 @@ def test_the_weight_gradient_gemm_with_its_production_tile(monkeypatch):
     finally:
         for cache in cached:
             cache.cache_clear()
+
+
+@pytest.mark.parametrize("case", ["groups, stride, dilation", "replicate, stride 2"])
+def test_strided_input_gradients_by_stride_phases(case, monkeypatch):
+    """Zero pads (phases cropped to the input) and replicate (the padded gradient folded)."""
+    monkeypatch.setattr(config, "CUDA_STRIDE_PHASES_MIN_MACS", 0)
+    x, w, g, kwargs = operands(case, np.float64)
+    arguments = dict(dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"), **kwargs)
+    plan = plan_input_grad("test", x.shape, w, g, **arguments, backend="cuda")
+    gd = cuda.to_device(g)
+    assert next(name for name, applies, _ in INPUT_GRAD_ALGORITHMS if applies(plan, gd)) == "stride-phases"
+    np.testing.assert_allclose(host(conv3d_input(x.shape, cuda.to_device(w), gd, **kwargs)),
+                               conv3d_input(x.shape, w, g, **kwargs), rtol=1e-12, atol=1e-12)
+
+
+def test_a_transposed_convolution_by_stride_phases_fills_the_phases_no_tap_reaches(monkeypatch):
+    """A 1-wide kernel at stride 2: every other output is the bias alone."""
+    monkeypatch.setattr(config, "CUDA_STRIDE_PHASES_MIN_MACS", 0)
+    rng = np.random.default_rng(4)
+    x, w, _ = random_operands(rng, (2, 4, 3, 2, 3), (4, 3, 1, 2, 1), False, np.float64)
+    b = rng.standard_normal(3)
+    kwargs = dict(stride=(2, 1, 2), padding=(0, 1, 0), output_padding=(1, 0, 1))
+    got = host(conv_transpose3d(cuda.to_device(x), cuda.to_device(w), cuda.to_device(b), **kwargs))
+    np.testing.assert_allclose(got, conv_transpose3d(x, w, b, **kwargs), rtol=1e-12, atol=1e-12)
+    bias_only = got[:, :, 1::2]
+    np.testing.assert_array_equal(bias_only, np.broadcast_to(b.reshape(-1, 1, 1, 1), bias_only.shape))
