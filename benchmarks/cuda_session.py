@@ -10,8 +10,9 @@
    (forward and gradients) of the networks where ``--training`` asks;
 5. host overhead per call on a tiny layer (cached plan), for each array kind, and a profile of the host
    time of a tiny transposed layer and of each gradient;
-6. the weight gradient's tile sweep, then each gradient of the sweep's layers against cuDNN's
-   (``--skip gradients`` leaves them out).
+6. the weight gradient's tile sweep, then each gradient of the sweep's layers against cuDNN's, and
+   the transposed layers by stride phases and by the upsampled correlation (``--skip gradients``
+   leaves them out).
 
 Usage (on the GPU machine): python benchmarks/cuda_session.py OUT_DIR [--quick] [--training]
 (--quick: fewer random correctness cases)
@@ -535,6 +536,41 @@ def weight_sweep(limit_s=60.0):
     return dict(rows=rows, candidates=[str(key) for key in candidates], chosen=chosen)
 
 
+@section("stride phases")
+def stride_phases(limit_s=60.0):
+    """Each transposed layer of the networks suite by stride phases and by the upsampled correlation
+    (``config.CUDA_STRIDE_PHASES_MIN_MACS`` 0 and infinite), beside cuDNN, with the multiply-adds: the
+    crossover to commit is the least multiply-adds from which the phases win."""
+    started = time.perf_counter()
+    rows = []
+    seen = set()
+    chosen = config.CUDA_STRIDE_PHASES_MIN_MACS
+    for network in ("unet3d", "vnet", "residual_unet"):
+        for layer in network_layers(network):
+            if not layer.transposed or layer.key in seen or time.perf_counter() - started > limit_s:
+                continue
+            seen.add(layer.key)
+            x, w, b = _layer_operands(layer.input_shape, layer.weight_shape, layer.bias, True)
+            # A transposed layer's multiply-adds: each input element times a weight row of its group.
+            macs = math.prod(layer.input_shape) * math.prod(layer.weight_shape[1:])
+            row = dict(layer=f"{network}:{layer.name}", macs=macs)
+            ours = functools.partial(conv_transpose3d, x, w, b, **layer.kwargs)
+            for name, threshold in (("phases_ms", 0), ("upsampled_ms", math.inf)):
+                config.CUDA_STRIDE_PHASES_MIN_MACS = threshold
+                row[name] = gpu_ms(ours, repeat=3, budget_ms=20)
+            row["cudnn_ms"] = gpu_ms(functools.partial(torch.nn.functional.conv_transpose3d, x, w, b,
+                                                       **layer.kwargs), repeat=3, budget_ms=20)
+            rows.append(row)
+            print(f"{row['layer'][:34]:34} {row['macs'] / 1e9:6.2f} G MACs phases {row['phases_ms']:.3f} "
+                  f"upsampled {row['upsampled_ms']:.3f} cudnn {row['cudnn_ms']:.3f} ms", flush=True)
+    winning = [row["macs"] for row in rows if row["phases_ms"] < row["upsampled_ms"]]
+    losing = [row["macs"] for row in rows if row["phases_ms"] >= row["upsampled_ms"]]
+    print(f"phases win from {min(winning, default=math.inf):.3g} MACs; lose up to "
+          f"{max(losing, default=0):.3g}", flush=True)
+    config.CUDA_STRIDE_PHASES_MIN_MACS = chosen
+    return rows
+
+
 def _host_us(fn, calls=300):
     """Microseconds of host time per call of ``fn`` (the device synchronized before and after)."""
     fn()
@@ -650,6 +686,7 @@ def main():
     if "gradients" not in args.skip:
         weight_sweep()
         gradients()
+        stride_phases()
     if args.training:
         training()
 
