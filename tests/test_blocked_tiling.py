@@ -72,6 +72,25 @@ def test_every_grid_and_chunk_gives_bitwise_the_same_output(input_shape, weight_
                 np.testing.assert_array_equal(out, first, err_msg=f"grid {grid}, chunk {chunk}")
 
 
+@pytest.mark.parametrize("mode", PADDING_MODES)
+def test_rows_ending_in_a_stacked_vector_give_bitwise_the_same_output(mode):
+    """Rows of 3k + 1 vectors end in one vector stacked over 3 rows (``stacks_tail``): on tasks of 3
+    and 6 rows, an output height that no stack divides, every chunk; the same bits as tasks whose rows
+    no stack divides (which end rows in two narrow blocks instead)."""
+    lanes = blocked.VECTOR_BYTES // 4
+    x, w, b = _operands((1, 6, 5, 8, 3 * lanes + 2), (8, 6, 3, 3, 3))
+    plan = _plan(x, w, dict(padding=(1, 1, 1), padding_mode=mode))
+    depth, height, width = plan.output_size
+    assert blocked.stacks_tail(width, lanes) and height % blocked.BLOCK_VECTORS
+    first = _blocked(x, w, b, plan, (depth, 1, height, 1, 1), 6)
+    assert_matches_reference(first, x, w, b, padding=(1, 1, 1), padding_mode=mode)
+    for rows in (3, 6, 9):
+        for chunk in (1, 4, 6):
+            grid = (2, -(-depth // 2), rows, -(-height // rows), 2)
+            np.testing.assert_array_equal(_blocked(x, w, b, plan, grid, chunk), first,
+                                          err_msg=f"grid {grid}, chunk {chunk}")
+
+
 @pytest.mark.parametrize("input_shape, weight_shape, kwargs", CASES[:4])
 def test_row_blocked_grids_give_bitwise_the_same_output(input_shape, weight_shape, kwargs):
     x, w, b = _operands(input_shape[:1] + (2,) + input_shape[2:], (3, 2) + weight_shape[2:])

@@ -219,6 +219,24 @@ def stacks_rows(out_height, out_width, lanes):
 
 
 @register_jitable
+def stacks_tail(out_width, lanes):
+    """Whether the channel-blocked kernel ends rows of ``k * BLOCK_VECTORS + 1`` vectors (k >= 1) with
+    their last vector stacked over ``BLOCK_VECTORS`` rows (one block of rows x 1 vector per stack of
+    rows) rather than cutting each row into ``k - 1`` whole blocks and two of ``NARROW_VECTORS``,
+    which keep fewer sums in flight than the multiply-add latency needs."""
+    vectors = ceil_div(out_width, lanes)
+    return vectors > 1 and vectors % BLOCK_VECTORS == 1
+
+
+@register_jitable
+def rows_multiple(out_height, out_width, lanes):
+    """The multiple of output rows a task of the channel-blocked kernel covers: ``BLOCK_VECTORS``
+    where its blocks stack rows (``stacks_rows``, ``stacks_tail``), else 1."""
+    stacked = stacks_rows(out_height, out_width, lanes) or stacks_tail(out_width, lanes)
+    return BLOCK_VECTORS if stacked else 1
+
+
+@register_jitable
 def slab_offset(slab, row, col, stride):
     """Flat offset in a ring slab of output (row, col), the row relative to the task's first: where
     the block there reads its first tap, before the tap's offset."""
@@ -284,6 +302,10 @@ def _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, pa
     out_depth, out_height, out_width = out.shape[2:]
     lanes = vector_lanes(x)
     wide, narrow, single = row_blocks(out_width, lanes)
+    # Stacks of rows lie within a task when its rows are a multiple of them (``rows_multiple``).
+    tail = stacks_tail(out_width, lanes) and grid[2] % BLOCK_VECTORS == 0
+    if tail:
+        wide, narrow, single = ceil_div(out_width, lanes) // BLOCK_VECTORS, 0, 0
     maps, slab_dims = blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front, padded, mode,
                                     out_width, grid)
     for task in prange(task_count(x.shape[0], groups, grid)):
@@ -316,6 +338,10 @@ def _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, pa
                     _channel_blocks(slab, packed, packed_bias, taps, g, first, stop, chunk, partial,
                                     slab_offset(slab, oh - oh0, col0, stride), row_step, out,
                                     n, od, oh, col0, 1, 1)
+                if tail and (oh - oh0) % BLOCK_VECTORS == 0:
+                    _channel_blocks(slab, packed, packed_bias, taps, g, first, stop, chunk, partial,
+                                    slab_offset(slab, oh - oh0, col0, stride), row_step, out,
+                                    n, od, oh, col0, BLOCK_VECTORS, 1)
 
 
 @register_jitable
@@ -362,9 +388,8 @@ def workspace_bytes(plan):
     """Scratch bytes one worker thread holds (its tasks' rows are a multiple of a stack of rows when
     blocks stack them)."""
     lanes = VECTOR_BYTES // np.dtype(plan.dtype).itemsize
-    stacked = stacks_rows(plan.output_size[1], plan.output_size[2], lanes)
     return blocked_workspace_bytes(plan, ceil_div(plan.out_per_group, BLOCK_CHANNELS),
-                                   BLOCK_VECTORS if stacked else 1)
+                                   rows_multiple(plan.output_size[1], plan.output_size[2], lanes))
 
 
 @register_jitable
@@ -384,9 +409,10 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
     packed, packed_bias = pack_weights(weight, bias, has_bias, groups, BLOCK_CHANNELS)
-    stacked = stacks_rows(out.shape[3], out.shape[4], VECTOR_BYTES // x.itemsize)
+    lanes = VECTOR_BYTES // x.itemsize
+    stacked = stacks_rows(out.shape[3], out.shape[4], lanes)
     grid = task_grid(x.shape[0], out.shape[2:], x.itemsize, weight.shape[1], weight.shape[2:], stride,
-                     dilation, packed.shape[1], groups, BLOCK_VECTORS if stacked else 1)
+                     dilation, packed.shape[1], groups, rows_multiple(out.shape[3], out.shape[4], lanes))
     _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
                     weight.shape[2:], grid, stacked,
                     input_chunk(weight.shape[1], weight.shape[2:], dilation, stride, x.itemsize))
