@@ -98,7 +98,7 @@ def test_row_blocked_grids_give_bitwise_the_same_output(input_shape, weight_shap
     taps = w.reshape(w.shape[0], w.shape[1], -1)
     first = None
     for grid in _grids(plan, plan.out_per_group):
-        rows = -(-grid[2] // blocked.BLOCK_ROWS) * blocked.BLOCK_ROWS
+        rows = -(-grid[2] // row_blocked.BLOCK_ROWS) * row_blocked.BLOCK_ROWS
         grid = grid[:2] + (rows, -(-plan.output_size[1] // rows)) + grid[4:]
         out = np.empty((plan.batch, plan.out_channels) + plan.output_size, x.dtype)
         row_blocked._row_blocked_kernel(x, taps, b, out, plan.stride, plan.dilation, plan.pad_front,

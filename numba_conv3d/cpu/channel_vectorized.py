@@ -23,8 +23,9 @@ from numba.extending import register_jitable
 from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS,
                       CHANNEL_VECTORS_LONG_SHARE, CHANNEL_VECTORS_MARGIN, CHANNEL_VECTORS_MIN_REDUCTION,
                       CHANNEL_WEIGHT_CHUNK_BYTES, VECTOR_BYTES, WIDE_BLOCK_GAIN)
-from .blocked import (blocked_setup, blocked_workspace_bytes, enter_plane, output_offset,
-                      pack_weights, row_blocks, slab_offset, task_grid)
+from .blocked import pack_weights
+from .register_blocks import (blocked_setup, blocked_workspace_bytes, enter_plane, output_offset,
+                              row_blocks, slab_offset, task_grid)
 from ..shape_rules import ceil_div, round_up
 from .simd import fma_block, load_block, load_rows, store_block, vector_lanes, zero_block
 from .simd_masked import store_channel_rows

@@ -13,8 +13,8 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from ..config import BLOCK_ROWS, BLOCK_VECTORS
-from .blocked import (NARROW_VECTORS, blocked_setup, blocked_workspace_bytes,
-                      enter_plane, output_offset, row_blocks, slab_offset, store_output, task_grid)
+from .register_blocks import (NARROW_VECTORS, blocked_setup, blocked_workspace_bytes, enter_plane,
+                              output_offset, row_blocks, slab_offset, store_output, task_grid)
 from .simd import fma_vectors, load_rows, slide_rows, splat_channels, vector_lanes, zero_block
 from .slab import task_start
 from .tasks import task_count

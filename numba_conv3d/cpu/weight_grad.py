@@ -26,7 +26,7 @@ from numba.extending import register_jitable
 
 from ..config import WEIGHT_BLOCK_CHANNELS, WEIGHT_BLOCK_SINGLE_TAPS, WEIGHT_BLOCK_TAPS, WEIGHT_GRAD_CHUNK
 from ..shape_rules import ceil_div
-from .blocked import tap_offsets
+from .register_blocks import tap_offsets
 from .pointers import element_pointer
 from .simd import load_block, store_block, vector_lanes, zero_block
 from .simd_masked import outer_fma, outer_fma_tail

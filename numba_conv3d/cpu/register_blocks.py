@@ -1,0 +1,172 @@
+"""What the register-blocked CPU kernels (``blocked.py``, ``row_blocked.py``, ``channel_vectorized.py``)
+share: how a convolution is cut into tasks (``task_grid``) and a task's ring slab of padded input planes
+sized and entered plane by plane, the taps' offsets in it, how an output row is cut into register blocks
+(``row_blocks``), and how a block reaches the output (``store_output``: vector stores when whole, else
+through a stack buffer)."""
+import numba
+import numpy as np
+from numba import njit
+from numba.extending import register_jitable
+
+from ..config import BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, SLAB_BYTES, VECTOR_BYTES
+from ..shape_rules import ceil_div, dilated_extent, round_up
+from .pointers import element_pointer, stack_buffer
+from .simd import store_block, store_rows, vector_lanes
+from .slab import advance_ring, index_maps, slab_shape
+from .tasks import balanced, channel_splits, tasks_wanted
+
+# Vectors per row of the narrower blocks that end a row.
+NARROW_VECTORS = BLOCK_VECTORS - 1
+# Elements of the stack buffer a partial block passes through on its way to the output: the largest
+# block, BLOCK_CHANNELS channels (or BLOCK_ROWS rows) x BLOCK_VECTORS vectors (of float32) in any
+# arrangement.
+STACK_ITEMS = max(BLOCK_CHANNELS, BLOCK_ROWS) * BLOCK_VECTORS * VECTOR_BYTES // 4
+
+
+@register_jitable
+def tap_columns(kernel, dilation, stride):
+    """Columns (per W phase) past an output block's own that its furthest tap along W reads."""
+    return (kernel[2] - 1) * dilation[2] // stride[2]
+
+
+@register_jitable
+def slab_columns(kernel, dilation, stride, out_width, itemsize):
+    """Columns per phase of a register-blocked kernel's slab rows: the output width rounded up to
+    whole vectors plus the furthest tap's offset, rounded up to whole vectors so that every row
+    starts on a vector boundary."""
+    lanes = VECTOR_BYTES // itemsize
+    return round_up(round_up(out_width, lanes) + tap_columns(kernel, dilation, stride), lanes)
+
+
+@register_jitable
+def task_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation, units, groups,
+              multiple):
+    """How a register-blocked kernel cuts its output into tasks (a grid, see ``tasks.py``): tiles of
+    output rows (a multiple of ``multiple``) where the slab one output plane reads would exceed
+    ``SLAB_BYTES`` (unless one output row needs more); several output planes per task, as many as
+    leave ``tasks_wanted()`` tasks. A task computes its planes in turn over a ring slab, so that each
+    input plane is gathered once per task rather than once per output plane that reads it."""
+    out_depth, out_height, out_width = out_size
+    row_bytes = stride[2] * slab_columns(kernel, dilation, stride, out_width, itemsize) * itemsize
+    kernel_planes, kernel_rows = dilated_extent(kernel[0], dilation[0]), dilated_extent(kernel[1],
+                                                                                      dilation[1])
+    plane_rows = SLAB_BYTES // (in_per_group * kernel_planes * row_bytes)
+    rows, row_tiles = balanced(out_height, (plane_rows - kernel_rows) // stride[1] + 1, multiple)
+    volumes = max(1, batch * groups * row_tiles)
+    planes, plane_tiles = balanced(out_depth, out_depth // ceil_div(tasks_wanted(), volumes), 1)
+    splits = channel_splits(units, volumes * plane_tiles)
+    return planes, plane_tiles, rows, row_tiles, splits
+
+
+@register_jitable
+def blocked_slab_shape(in_per_group, kernel, dilation, stride, out_width, itemsize, grid):
+    """Ring slab of a register-blocked kernel's task of ``grid``: the planes of one output plane."""
+    return slab_shape(in_per_group, kernel[0], dilation[0], stride[0], 1,
+                      (grid[2] - 1) * stride[1] + dilated_extent(kernel[1], dilation[1]), stride[2],
+                      slab_columns(kernel, dilation, stride, out_width, itemsize))
+
+
+def blocked_workspace_bytes(plan, units, multiple, columns_multiple=1):
+    """Scratch bytes one worker thread of a register-blocked kernel holds: its slab (the stack
+    block is negligible); its grid splits ``units`` and tiles rows by ``multiple``, and its blocks
+    cover the output rows' width rounded up to ``columns_multiple``."""
+    itemsize = np.dtype(plan.dtype).itemsize
+    width = round_up(plan.output_size[2], columns_multiple)
+    grid = task_grid(plan.batch, plan.output_size[:2] + (width,), itemsize, plan.in_per_group,
+                     plan.kernel_size, plan.stride, plan.dilation, units, plan.groups, multiple)
+    slab = blocked_slab_shape(plan.in_per_group, plan.kernel_size, plan.dilation, plan.stride, width,
+                              itemsize, grid)
+    return int(np.prod(slab)) * itemsize
+
+
+@register_jitable
+def fill_tap_offsets(offsets, kernel, dilation, slab_dims, first_slot):
+    """``offsets[t]`` = flat slab offset of tap t = (kd, kh, kw) relative to its output block's first
+    element, the block's first input plane being in slot ``first_slot`` of the slab's ring of
+    planes."""
+    _, slots, rows, phases, columns = slab_dims
+    t = 0
+    for kz in range(kernel[0]):
+        slot = (first_slot + kz * dilation[0]) % slots
+        for ky in range(kernel[1]):
+            for kx in range(kernel[2]):
+                col = kx * dilation[2]
+                offsets[t] = (((slot * rows + ky * dilation[1]) * phases + col % phases) * columns
+                              + col // phases)
+                t += 1
+
+
+@njit(cache=True)
+def tap_offsets(kernel, dilation, slab_dims):
+    """Flat slab offset of every tap (kd, kh, kw) relative to its output block's first element, the
+    slab's planes in order."""
+    offsets = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
+    fill_tap_offsets(offsets, kernel, dilation, slab_dims, 0)
+    return offsets
+
+
+@njit(cache=True)
+def blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front, padded, mode, out_width,
+                  grid):
+    """What a register-blocked kernel computes once per call: the index maps and the shape of the
+    ring slab of a task of ``grid``."""
+    maps = index_maps(x, padded, pad_front, mode)
+    return maps, blocked_slab_shape(in_per_group, kernel, dilation, stride, out_width, x.itemsize,
+                                    grid)
+
+
+@register_jitable
+def enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, taps):
+    """Ready a task from output plane ``od0`` for output plane ``od`` (planes in turn): its ring
+    ``slab`` gathers the input planes it lacks, and ``taps`` gets the taps' offsets for the plane."""
+    fill_tap_offsets(taps, kernel, dilation, slab.shape,
+                     advance_ring(x, n, g, groups, od0, od, oh0, stride, maps, slab))
+
+
+@njit(cache=True, inline='always')
+def store_output(block, out, start, channel_step, valid_channels, valid_rows, width, rows, vectors):
+    """Write the first ``valid_channels`` x ``valid_rows`` x ``width`` columns of ``block`` (``rows x
+    vectors`` per channel) to the C-contiguous ``out`` from flat element ``start``, channels
+    ``channel_step`` apart and rows an output row apart: vector stores when the block is whole, else
+    through a stack buffer."""
+    lanes = vector_lanes(out)
+    channels = len(block) // (rows * vectors)
+    if valid_channels == channels and valid_rows == rows and width == vectors * lanes:
+        store_rows(block, out, start, channel_step, out.shape[4], rows, vectors)
+        return
+    buffer = numba.carray(stack_buffer(STACK_ITEMS, out.dtype), (channels, rows, vectors * lanes))
+    store_block(block, buffer, 0)
+    for c in range(valid_channels):
+        for r in range(valid_rows):
+            target = numba.carray(element_pointer(out, start + c * channel_step + r * out.shape[4]),
+                                  width)
+            for j in range(width):
+                target[j] = buffer[c, r, j]
+
+
+@register_jitable
+def output_offset(out, n, channel, od, oh, col):
+    """Flat element offset of ``out[n, channel, od, oh, col]`` (C-contiguous)."""
+    return (((n * out.shape[1] + channel) * out.shape[2] + od) * out.shape[3] + oh) * out.shape[4] + col
+
+
+@register_jitable
+def row_blocks(out_width, lanes):
+    """How a row of ``out_width`` output columns is cut into register blocks: the numbers of blocks
+    of ``BLOCK_VECTORS``, of ``NARROW_VECTORS`` and of 1 vectors, in that order along the row (the
+    last vector may be partial). A row of 4 vectors is two blocks of 2 rather than 3 + 1: a block of
+    one vector per row keeps too few sums in flight to hide the multiply-add latency."""
+    vectors = ceil_div(out_width, lanes)
+    whole, rest = divmod(vectors, BLOCK_VECTORS)
+    if rest == 0 or vectors == 1:
+        return whole, 0, rest
+    if rest == NARROW_VECTORS:
+        return whole, 1, 0
+    return whole - 1, 2, 0
+
+
+@register_jitable
+def slab_offset(slab, row, col, stride):
+    """Flat offset in a ring slab of output (row, col), the row relative to the task's first: where
+    the block there reads its first tap, before the tap's offset."""
+    return row * stride[1] * slab.shape[3] * slab.shape[4] + col
