@@ -141,8 +141,8 @@ def _phase_flat_kernel(x, weight, bias, out, stride, dilation, pad_front, padded
     out_per_group = out_channels // groups
     out_depth = out.shape[2]
     extents = phase_extents(padded, stride)
-    plane, channel_size = extents[1] * extents[2], stride[0] * stride[1] * stride[2]
-    channel_size *= extents[0] * plane
+    plane = extents[1] * extents[2]
+    channel_size = stride[0] * stride[1] * stride[2] * extents[0] * plane  # one channel's phases
     offsets, weight_taps = tap_offsets(kernel, dilation, stride, extents)
     block = FLAT_VECTORS * vector_lanes(x)
     positions = ceil_div(out_depth * plane, block) * block

@@ -13,6 +13,7 @@ from numba import cuda
 from .. import config
 from ..shape_rules import ceil_div, padded_source_index
 from . import arrays, grad_kernels, weight_gemm
+from .operands import no_bias
 from .tiling import grid_blocks
 
 NAME = "cuda"
@@ -92,7 +93,7 @@ def write_phase(result, offsets, stride, values, bias):
     total = result.shape[0] * result.shape[1] * int(np.prod(counts))
     source = 0 if values is not None else (1 if bias is not None else 2)
     values = values if values is not None else no_values(result.dtype)
-    bias = bias if bias is not None else no_values(result.dtype).reshape(1)
+    bias = bias if bias is not None else no_bias(result.dtype)
     threads = config.CUDA_DIRECT_THREADS
     grad_kernels.phase_write_kernel(result.dtype.name, threads)[grid_blocks(total, threads), threads](
         values, bias, source, tuple(offsets), tuple(stride), counts, result)
