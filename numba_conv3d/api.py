@@ -4,7 +4,8 @@ from .dispatch import backend_for, is_dask_array
 from .planner import plan_for_arrays
 
 
-def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
+           algorithm="auto"):
     """3-D convolution (cross-correlation), with exactly the semantics of ``torch.nn.functional.conv3d``.
 
     Equivalent to ``torch.nn.functional.conv3d(input, weight, bias, stride, padding, dilation,
@@ -34,6 +35,13 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         Number of channel groups; divides C_in and C_out. ``groups == C_in`` is depthwise. Default 1.
     padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, optional
         How pads are filled, as in ``torch.nn.Conv3d``. Default 'zeros'.
+    algorithm : str, optional
+        'auto' (default): the algorithm the planner picks from measured crossovers (``numba-conv3d
+        plan`` says which and why). Or one of the backend's algorithms by name, forced: on the CPU
+        'winograd', 'gemm', 'phase-flat', 'channel-vectorized', 'blocked', 'row-blocked', 'direct'
+        (a ValueError names them, and says so where the forced one does not serve the arguments).
+        Not in torch, whose results every algorithm reproduces within its stated rounding
+        (``docs/ARCHITECTURE.md``).
 
     Returns
     -------
@@ -64,10 +72,12 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     (1, 3, 4, 4, 4)
     """
     if is_dask_array(input):
-        return dask_conv3d(input, weight, bias, stride, padding, dilation, groups, padding_mode)
+        return dask_conv3d(input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                           algorithm=algorithm)
     backend = backend_for(input, weight, bias)
     plan = plan_for_arrays(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                           groups=groups, padding_mode=padding_mode, backend=backend.NAME)
+                           groups=groups, padding_mode=padding_mode, backend=backend.NAME,
+                           algorithm=algorithm)
     return backend.execute(plan, input, weight, bias)
 
 

@@ -151,6 +151,27 @@ GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL = 64
 # 32^3 1.9x, 54 -> 8 on a 1x1x1 volume 1.8x.
 GEMM_UNIT_MIN_INPUTS = 8
 
+# Where the planner prefers Winograd F(2x2x2, 3x3x3) (``cpu/winograd.py``, 3x3x3 kernels at unit stride
+# and dilation) to the direct kernels (``cpu.prefers_winograd``): its multiply grows with C_in * C_out
+# per tile, its input and output transforms with C_in + C_out, and the weight transform (once per call)
+# with C_in * C_out alone, so it pays where ``C_in * C_out / (C_in + C_out)`` per group is large and
+# there are enough output positions (batch included) to share the weight transform. From
+# ``WINOGRAD_WIDE_CHANNELS`` (64 -> 64) at ``WINOGRAD_MIN_POSITIONS``, from ``WINOGRAD_MIN_CHANNELS``
+# (32 -> 32) at ``WINOGRAD_NARROW_MIN_POSITIONS``. Measured (2-core Zen 2, float32, same process; time
+# of the planner's previous choice / Winograd's): 64-256 channels at 16^3, 4x28x28, 8x56x56, 32^3
+# 1.10-1.95; at 2x14x14, 8^3, 6x9x9 batch 1-2 (512-1568 positions) 0.41-0.98; 32 channels at 8x56x56
+# and 32^3 1.09-1.18, 16^3 batch 2 1.02, 4x28x28 and 16^3 batch 1 0.91-0.95; 16 channels 0.39-0.75,
+# 8 channels 0.44-0.63, 3 -> 32 0.44-0.56. float64 gains more at the same points (1.4-2.0x from 32
+# channels at 32^3 and 64 at 16^3).
+WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_WIDE_CHANNELS = 32
+WINOGRAD_MIN_POSITIONS = 2560
+WINOGRAD_NARROW_MIN_POSITIONS = 16384
+# Channel blocks whose products the Winograd kernel computes point by point in one pass, each point's
+# input (C_in/g x one chunk of tiles) staying in L1 while they read it, their products (64 points x
+# WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS channels x chunk) in L2.
+WINOGRAD_PASS_BLOCKS = 8
+
 # Output rows of one channel per register block of the row-blocked kernel (``BLOCK_VECTORS`` each).
 BLOCK_ROWS = 4
 

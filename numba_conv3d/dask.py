@@ -26,7 +26,7 @@ _OP = "conv3d"
 
 
 def dask_conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
-                output_chunks=None):
+                output_chunks=None, algorithm="auto"):
     """:func:`numba_conv3d.conv3d` of a Dask array: a lazy Dask array holding exactly the in-memory result.
 
     Equivalent to ``torch.nn.functional.conv3d(input, weight, bias, stride, padding, dilation, groups)``
@@ -56,6 +56,8 @@ def dask_conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, group
         (the output channels of each input channel chunk's groups); spatial chunks must not be empty.
         By default the batch chunks are the input's and each spatial input chunk boundary ``b`` becomes
         the output boundary ``ceil(b / stride)`` (clipped to the output's extent, duplicates dropped).
+    algorithm : str, optional
+        As in :func:`numba_conv3d.conv3d`, chosen once for the whole volume; every chunk runs it.
 
     Returns
     -------
@@ -86,7 +88,8 @@ def dask_conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     backend = backend_for(input._meta, weight, bias)
     plan = plan_for_input_shape(tuple(input.shape), input.dtype, weight, bias, stride=stride,
                                 padding=padding, dilation=dilation, groups=groups,
-                                padding_mode=padding_mode, backend=backend.NAME, op=_OP)
+                                padding_mode=padding_mode, backend=backend.NAME, algorithm=algorithm,
+                                op=_OP)
     x = input if plan.batched else input[np.newaxis]
     x = x.rechunk({1: _group_chunks(x.chunks[1], plan.in_per_group)})
     chunks = _output_chunks(plan, x.chunks, output_chunks)

@@ -33,6 +33,9 @@ class Conv3d:
         float32 (default, like torch), float64, complex64 or complex128.
     rng : None, int or numpy.random.Generator, optional
         Seed or generator for :meth:`reset_parameters` (not in torch: makes initialisation repeatable).
+    algorithm : str, optional
+        The forward convolution's algorithm, as in :func:`numba_conv3d.conv3d` (not in torch);
+        'auto' by default.
 
     Attributes
     ----------
@@ -44,11 +47,13 @@ class Conv3d:
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *, rng=None):
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *, rng=None,
+                 algorithm="auto"):
         set_layer_fields(self, _OP, in_channels, out_channels, kernel_size, stride, dilation, groups, bias)
         self.padding = normalize_padding(_OP, padding)
         check_same_stride(_OP, self.padding, self.stride)
         self.padding_mode = normalize_padding_mode(_OP, padding_mode)
+        self.algorithm = algorithm
         self.weight_grad = self.bias_grad = self._last_input = None
         target = normalize_device(_OP, device)
         self.device = "cpu"
@@ -116,7 +121,7 @@ class Conv3d:
         """
         self._last_input = input
         return conv3d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                      self.groups, self.padding_mode)
+                      self.groups, self.padding_mode, self.algorithm)
 
     __call__ = forward
 

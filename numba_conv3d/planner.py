@@ -136,8 +136,10 @@ def _algorithm_table(op, backend):
 def _choose_algorithm(op, plan, name):
     table = _algorithm_table(op, plan.backend)
     rows = [a for a in table if a.applies(plan)]
-    if name is not None:
-        known = [a.name for a in table]
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"{op}: algorithm must be a string or None, but got {type(name).__name__}")
+    if name not in (None, "auto"):
+        known = ["auto"] + [a.name for a in table]
         if name not in known:
             raise ValueError(f"{op}: unknown {plan.backend} algorithm {name!r}; known: {known}")
         rows = [a for a in rows if a.name == name]
@@ -182,8 +184,8 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
     backend : {'cpu', 'cuda'}, optional
         Whose algorithm table to choose from (``numba_conv3d.dispatch.backend_for`` tells an array's).
     algorithm : str, optional
-        Force a row of the algorithm table (tests and benchmarks); by default the first row that
-        serves the convolution.
+        'auto' or None (default): the first row of the backend's algorithm table that serves the
+        convolution and prefers it (measured crossovers); or a row's name, forced (it must serve).
     op : str, optional
         Name used in error messages.
     pads : tuple of 3 (front, back) pairs of non-negative ints, optional

@@ -10,9 +10,10 @@ from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHA
                       CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS, FLAT_MAX_OUTPUT_WIDTH,
                       FLAT_MAX_WORKSPACE_BYTES, GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION,
                       GEMM_POINTWISE_MIN_CHANNELS, GEMM_POSITIONS_PER_CHANNEL,
-                      GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS)
+                      GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS, WINOGRAD_MIN_CHANNELS,
+                      WINOGRAD_MIN_POSITIONS, WINOGRAD_NARROW_MIN_POSITIONS, WINOGRAD_WIDE_CHANNELS)
 from ..parallelism import safe_to_run
-from . import blocked, channel_vectorized, direct, gemm, phase_flat, row_blocked
+from . import blocked, channel_vectorized, direct, gemm, phase_flat, row_blocked, winograd
 
 NAME = "cpu"
 
@@ -72,6 +73,16 @@ def prefers_gemm(plan):
             and prod(plan.output_size) <= per_channel * plan.out_per_group)
 
 
+def prefers_winograd(plan):
+    """Whether the planner takes Winograd for a plan it serves: ``C_in * C_out / (C_in + C_out)`` per
+    group of at least ``WINOGRAD_MIN_CHANNELS`` over enough output positions, batch included
+    (``config.WINOGRAD_*``, crossovers measured in float32; float64 gains more at the same points)."""
+    channels = plan.in_per_group * plan.out_per_group / (plan.in_per_group + plan.out_per_group)
+    positions = plan.batch * prod(plan.output_size)
+    least = WINOGRAD_MIN_POSITIONS if channels >= WINOGRAD_WIDE_CHANNELS else WINOGRAD_NARROW_MIN_POSITIONS
+    return channels >= WINOGRAD_MIN_CHANNELS and positions >= least
+
+
 def prefers_phase_flat(plan):
     """Whether the planner takes the flat-phase kernel for a real-dtype plan: fewer than
     ``BLOCKED_MIN_CHANNELS`` output channels per group, output rows of at most
@@ -81,7 +92,25 @@ def prefers_phase_flat(plan):
             and phase_flat.workspace_bytes(plan) <= FLAT_MAX_WORKSPACE_BYTES)
 
 
+def _run_winograd(plan, x, weight, bias, out):
+    """The Winograd row's ``run``: where an output is not finite (an Inf or NaN in the operands, or an
+    overflow in the transforms), the convolution again by the row the planner takes after it, whose
+    sums give torch's NaN and Inf."""
+    if not winograd.compute(x, weight, bias, plan.has_bias, out, plan.stride, plan.dilation,
+                            plan.pad_front, plan.padded_size, plan.mode_code, plan.groups):
+        fallback = next(a for a in ALGORITHMS if a.name != "winograd" and a.applies(plan) and a.prefers(plan))
+        fallback.run(plan, x, weight, bias, out)
+
+
 ALGORITHMS = (
+    Algorithm("winograd", f"real dtype, 3x3x3 kernel at unit stride and dilation, C_in * C_out / (C_in + C_out) "
+              f"per group >= {WINOGRAD_WIDE_CHANNELS} over >= {WINOGRAD_MIN_POSITIONS} output positions "
+              f"(>= {WINOGRAD_MIN_CHANNELS} over >= {WINOGRAD_NARROW_MIN_POSITIONS}): Winograd F(2x2x2, "
+              "3x3x3), 64 multiplies per channel pair and tile of 8 outputs instead of 216, tiles flattened "
+              "over the batch and volume in register blocks of output channels x SIMD vectors of tiles "
+              "(64-256 channels at 16^3 to 8x56x56: float32 1.1-1.95x the register-blocked kernels, float64 "
+              "1.4-2.0x)",
+              winograd.serves, winograd.workspace_bytes, _run_winograd, prefers_winograd),
     Algorithm("gemm", f"real dtype: a 1x1x1 unit-stride layer (>= {GEMM_UNIT_MIN_INPUTS} input channels "
               f"per group; the input is the matrix), a small output volume for many channels (>= "
               f"{GEMM_MIN_OUT_CHANNELS} output channels and >= {GEMM_MIN_REDUCTION} input channels x taps "

@@ -1,0 +1,341 @@
+"""Winograd F(2x2x2, 3x3x3) convolution on the CPU, for real dtypes: 3x3x3 kernels at unit stride and
+dilation.
+
+Each tile of 2x2x2 outputs is computed from the 4x4x4 padded input patch under it (Lavin and Gray 2016;
+Jia et al., PPoPP 2018, for N dimensions): the patch is transformed to 64 points (``B^T d B`` along each
+dimension, additions only), each point of each output channel is a dot product over the input channels
+of the transformed weight (``G g G^T``, computed once per call in float64) with the transformed input,
+and the 64 products go back to the 8 outputs (``A^T m A``). That is 64 multiplies per channel pair and
+tile instead of 216: 3.4x fewer than a direct convolution.
+
+Tiles are flattened over (batch item, tile plane, tile row, tile column), so that a small volume fills
+the SIMD lanes as well as a large one; a task transforms a chunk of ``BLOCK_VECTORS`` vectors of tiles
+(its input points stay in cache, never a transformed copy of the volume), then multiplies them by
+register blocks of ``BLOCK_CHANNELS`` output channels x ``BLOCK_VECTORS`` vectors of tiles
+(``simd.fma_block``, as the blocked kernel) and transforms each block back. Each output element is
+computed in a fixed order (points summed over input channels in order, then the output transform,
+then the bias): results are bitwise equal for any thread count.
+
+Non-finite values: one Inf in a patch turns into NaN in the points it meets with the opposite sign,
+and large finite values can overflow in the transforms, so a Winograd output is not always what the
+direct sum gives. ``compute`` reports whether every output is finite; where one is not, the caller
+computes the convolution again by a direct algorithm (``cpu.ALGORITHMS``), which keeps torch's NaN and
+Inf exactly.
+
+Rounding: each output is ``A^T [sum_c U_c * V_c] A`` with float rounding in the sums over input channels
+(``C_in/g`` terms) and in the transforms (at most 8 terms each way); its error is within about ``(C_in/g
++ 12) * eps`` times the same expression computed on absolute values (``|A|^T [sum_c |U_c| |V_c|] |A|``),
+some 2-4x that of a direct sum in practice (``docs/ARCHITECTURE.md``).
+"""
+import numpy as np
+from numba import njit, prange
+from numba.extending import register_jitable
+
+from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES, WINOGRAD_PASS_BLOCKS
+from ..shape_rules import ceil_div
+from .simd import fma_block, store_block, vector_lanes, zero_block
+from .slab import index_maps
+from .tasks import channel_splits, split_range
+
+# Transformed points per tile (4 x 4 x 4), and outputs per tile along each dimension.
+POINTS = 64
+TILE = 2
+_UNSIGNED = np.uint64
+
+
+def tiles_of(output_size):
+    """Tiles of 2x2x2 outputs along (D, H, W) that cover ``output_size``."""
+    return tuple(ceil_div(extent, TILE) for extent in output_size)
+
+
+@register_jitable
+def _kernel_points(g0, g1, g2):
+    """``G`` times one 3-tap row of the kernel: its 4 points."""
+    return g0, (g0 + g1 + g2) * 0.5, (g0 - g1 + g2) * 0.5, g2
+
+
+@njit(parallel=True, cache=True)
+def transform_weights(weight, groups, block_channels):
+    """Weights (C_out, C_in/g, 3, 3, 3) -> their points ``G g G^T`` (g, 64, blocks, C_in/g,
+    ``block_channels``), computed in float64 and rounded once; missing channels of a group's last block
+    are zeros. Point ``(a * 4 + b) * 4 + k`` is row a of ``G`` along D, b along H, k along W.
+
+    A task computes one channel block's points into a buffer, a channel's 64 points side by side, then
+    copies them out point by point: written straight to their places, the 64 points of a channel lie
+    a power of two apart (for 2^k channels) and evict each other from the caches (256 channels: 7x
+    slower)."""
+    out_channels, in_per_group = weight.shape[:2]
+    out_per_group = out_channels // groups
+    blocks = ceil_div(out_per_group, block_channels)
+    packed = np.empty((groups, POINTS, blocks, in_per_group, block_channels), weight.dtype)
+    for unit in prange(groups * blocks):
+        g, block = unit // blocks, unit % blocks
+        along_w = np.empty(36)
+        along_h = np.empty(48)
+        points = np.zeros((in_per_group * block_channels, POINTS), weight.dtype)
+        for c in range(in_per_group):
+            for lane in range(min(block_channels, out_per_group - block * block_channels)):
+                taps = weight[g * out_per_group + block * block_channels + lane, c].reshape(-1)
+                for ij in range(9):
+                    at = _UNSIGNED(ij * 4)
+                    (along_w[at], along_w[at + 1], along_w[at + 2], along_w[at + 3]) = _kernel_points(
+                        np.float64(taps[_UNSIGNED(ij * 3)]), np.float64(taps[_UNSIGNED(ij * 3 + 1)]),
+                        np.float64(taps[_UNSIGNED(ij * 3 + 2)]))
+                for ik in range(12):
+                    i, k = ik // 4, ik % 4
+                    at = _UNSIGNED(i * 16 + k)
+                    (along_h[at], along_h[at + 4], along_h[at + 8], along_h[at + 12]) = _kernel_points(
+                        along_w[_UNSIGNED(i * 12 + k)], along_w[_UNSIGNED(i * 12 + 4 + k)],
+                        along_w[_UNSIGNED(i * 12 + 8 + k)])
+                target = points[c * block_channels + lane]
+                for bk in range(16):
+                    (target[_UNSIGNED(bk)], target[_UNSIGNED(16 + bk)], target[_UNSIGNED(32 + bk)],
+                     target[_UNSIGNED(48 + bk)]) = _kernel_points(along_h[_UNSIGNED(bk)],
+                                                                  along_h[_UNSIGNED(16 + bk)],
+                                                                  along_h[_UNSIGNED(32 + bk)])
+        for p in range(POINTS):
+            target = packed[g, p, block].reshape(-1)
+            for column in range(in_per_group * block_channels):
+                target[_UNSIGNED(column)] = points[column, p]
+    return packed
+
+
+@njit(cache=True)
+def _tile_runs(first, count, total, tiles):
+    """The chunk of tiles ``[first, first + count)`` (clipped to ``total``) as runs of consecutive tile
+    columns of one tile row: rows of (slot in the chunk, length, batch item, tile plane, tile row,
+    first tile column)."""
+    tile_planes, tile_rows, tile_columns = tiles
+    runs = np.empty((count, 6), np.int64)
+    found = 0
+    slot = 0
+    while slot < count and first + slot < total:
+        tile = first + slot
+        column = tile % tile_columns
+        row = tile // tile_columns
+        length = min(tile_columns - column, count - slot, total - tile)
+        runs[found, 0], runs[found, 1] = slot, length
+        runs[found, 2], runs[found, 3] = row // (tile_planes * tile_rows), row // tile_rows % tile_planes
+        runs[found, 4], runs[found, 5] = row % tile_rows, column
+        found += 1
+        slot += length
+    return runs[:found]
+
+
+@njit(cache=True, inline='always')
+def _input_points(source, start, step, target, at, target_step, count):
+    """Rows ``at + i * target_step`` (i < 4) of ``target`` = ``B^T`` times rows ``start + i * step`` of
+    ``source``, element by element over ``count`` (one dimension of the input transform)."""
+    for t in range(count):
+        d0, d1 = source[_UNSIGNED(start + t)], source[_UNSIGNED(start + step + t)]
+        d2, d3 = source[_UNSIGNED(start + 2 * step + t)], source[_UNSIGNED(start + 3 * step + t)]
+        target[_UNSIGNED(at + t)] = d0 - d2
+        target[_UNSIGNED(at + target_step + t)] = d1 + d2
+        target[_UNSIGNED(at + 2 * target_step + t)] = d2 - d1
+        target[_UNSIGNED(at + 3 * target_step + t)] = d1 - d3
+
+
+@njit(cache=True, inline='always')
+def _output_points(source, start, step, target, at, target_step, count):
+    """Rows ``at`` and ``at + target_step`` of ``target`` = ``A^T`` times rows ``start + i * step`` (i
+    < 4) of ``source``, element by element over ``count`` (one dimension of the output transform)."""
+    for t in range(count):
+        m0, m1 = source[_UNSIGNED(start + t)], source[_UNSIGNED(start + step + t)]
+        m2, m3 = source[_UNSIGNED(start + 2 * step + t)], source[_UNSIGNED(start + 3 * step + t)]
+        target[_UNSIGNED(at + t)] = m0 + m1 + m2
+        target[_UNSIGNED(at + target_step + t)] = m1 - m2 - m3
+
+
+@njit(cache=True, inline='always')
+def _padded_row(x, n, c, sd, sh, maps, first, width, row):
+    """``row[:width]`` = padded input columns ``[first, first + width)`` of row (n, c, sd, sh) through
+    the W map (zero past it); the columns inside the input are a plain copy."""
+    map_w, pad_w = maps[2], maps[3]
+    source = x[n, c, sd, sh]
+    zero = x.dtype.type(0)
+    inside_first = min(max(pad_w - first, 0), width)
+    inside_stop = max(inside_first, min(pad_w + x.shape[4] - first, width))
+    for j in range(inside_first):
+        sw = map_w[first + j] if first + j < map_w.shape[0] else -1
+        row[j] = source[sw] if sw >= 0 else zero
+    for j in range(inside_first, inside_stop):
+        row[_UNSIGNED(j)] = source[_UNSIGNED(first + j - pad_w)]
+    for j in range(inside_stop, width):
+        sw = map_w[first + j] if first + j < map_w.shape[0] else -1
+        row[j] = source[sw] if sw >= 0 else zero
+
+
+@njit(cache=True, inline='always')
+def _transform_input(x, n_channels, c0, maps, runs, chunk, points, along_w, along_h, row):
+    """``points[p, c, t]`` (64, channels, ``chunk``) = the input points of the chunk's tiles, input
+    channels ``c0 ...``; ``along_w`` and ``along_h`` (64 * chunk) hold the first two dimensions'
+    transforms, ``row`` (2 * chunk + 2) one padded input row."""
+    map_d, map_h = maps[0], maps[1]
+    for c in range(n_channels):
+        for run in range(runs.shape[0]):
+            slot, length, n, tile_d, tile_h, tile_w = runs[run]
+            for a in range(4):
+                pd = TILE * tile_d + a
+                sd = map_d[pd] if pd < map_d.shape[0] else -1
+                for b in range(4):
+                    ph = TILE * tile_h + b
+                    sh = map_h[ph] if ph < map_h.shape[0] else -1
+                    at = (a * 4 + b) * 4 * chunk + slot
+                    if sd < 0 or sh < 0:
+                        for k in range(4):
+                            for t in range(length):
+                                along_w[at + k * chunk + t] = 0
+                        continue
+                    _padded_row(x, n, c0 + c, sd, sh, maps, TILE * tile_w, TILE * length + 2, row)
+                    for t in range(length):
+                        r0, r1 = row[_UNSIGNED(2 * t)], row[_UNSIGNED(2 * t + 1)]
+                        r2, r3 = row[_UNSIGNED(2 * t + 2)], row[_UNSIGNED(2 * t + 3)]
+                        along_w[_UNSIGNED(at + t)] = r0 - r2
+                        along_w[_UNSIGNED(at + chunk + t)] = r1 + r2
+                        along_w[_UNSIGNED(at + 2 * chunk + t)] = r2 - r1
+                        along_w[_UNSIGNED(at + 3 * chunk + t)] = r1 - r3
+        for a in range(4):
+            for k in range(4):
+                at = (a * 16 + k) * chunk
+                _input_points(along_w, at, 4 * chunk, along_h, at, 4 * chunk, chunk)
+        for bk in range(16):
+            _input_points(along_h, bk * chunk, 16 * chunk, points, (bk * n_channels + c) * chunk,
+                          16 * n_channels * chunk, chunk)
+
+
+@njit(cache=True, inline='always')
+def _multiply(packed, g, first, stop, points, n_channels, chunk, products):
+    """``products[p, c_out, t]`` (64, channels of blocks ``[first, stop)``, chunk) = the sum over input
+    channels of the output channels' weight points times the input points, in register blocks. Point
+    by point, so that the input points of one (C_in/g x chunk) stay in L1 while every block reads
+    them."""
+    blocks = packed.shape[2]
+    channels = (stop - first) * BLOCK_CHANNELS
+    for p in range(POINTS):
+        for block in range(first, stop):
+            acc = zero_block(points, BLOCK_CHANNELS, 1, BLOCK_VECTORS)
+            weights = ((g * POINTS + p) * blocks + block) * n_channels * BLOCK_CHANNELS
+            for c in range(n_channels):
+                acc = fma_block(acc, packed, weights + c * BLOCK_CHANNELS, 1, points,
+                                (p * n_channels + c) * chunk, 0, 1, BLOCK_VECTORS)
+            store_block(acc, products, (p * channels + (block - first) * BLOCK_CHANNELS) * chunk)
+
+
+@njit(cache=True, inline='always')
+def _transform_output(products, channels, lane, chunk, along_w, along_h):
+    """``along_h`` (16 * chunk: rows ``(a * 2 + j) * 2 + k``) = the products of channel ``lane`` (of
+    ``channels``) transformed back along W and H (``along_w``: 32 * chunk, scratch)."""
+    for ab in range(16):
+        _output_points(products, (ab * 4 * channels + lane) * chunk, channels * chunk,
+                       along_w, ab * 2 * chunk, chunk, chunk)
+    for a in range(4):
+        for k in range(2):
+            _output_points(along_w, (a * 8 + k) * chunk, 2 * chunk, along_h, (a * 4 + k) * chunk,
+                           2 * chunk, chunk)
+
+
+@njit(cache=True, inline='always')
+def _store_tiles(values, chunk, runs, out, o, bias_value):
+    """Write the chunk's tiles of output channel ``o``: ``values`` (rows ``(a * 2 + j) * 2 + k``,
+    transformed along W and H) transformed along D, plus the bias, clipped to the output. Returns
+    whether every value written is finite."""
+    out_depth, out_height, out_width = out.shape[2:]
+    finite = True
+    for run in range(runs.shape[0]):
+        slot, length, n, tile_d, tile_h, tile_w = runs[run]
+        for i in range(TILE):
+            od = TILE * tile_d + i
+            if od >= out_depth:
+                continue
+            for j in range(TILE):
+                oh = TILE * tile_h + j
+                if oh >= out_height:
+                    continue
+                target = out[n, o, od, oh]
+                for k in range(TILE):
+                    at = (j * 2 + k) * chunk + slot
+                    for t in range(length):
+                        ow = TILE * (tile_w + t) + k
+                        y0, y1 = values[_UNSIGNED(at + t)], values[_UNSIGNED(at + 4 * chunk + t)]
+                        y2, y3 = values[_UNSIGNED(at + 8 * chunk + t)], values[_UNSIGNED(at + 12 * chunk + t)]
+                        value = (y0 + y1 + y2 if i == 0 else y1 - y2 - y3) + bias_value
+                        if ow < out_width:
+                            target[_UNSIGNED(ow)] = value
+                            finite &= np.isfinite(value)
+    return finite
+
+
+@njit(parallel=True, cache=True)
+def _winograd_kernel(x, packed, bias, out, maps, tiles, splits, nonfinite):
+    """Fill ``out`` from ``x`` and the weight points ``packed`` (``transform_weights``), in tasks of
+    (group, chunk of tiles, split of the output channel blocks); ``nonfinite[task]`` is set where a
+    task wrote a NaN or Inf."""
+    groups, _, blocks, in_per_group = packed.shape[:4]
+    out_per_group = out.shape[1] // groups
+    chunk = BLOCK_VECTORS * vector_lanes(x)
+    total = x.shape[0] * tiles[0] * tiles[1] * tiles[2]
+    chunks = ceil_div(total, chunk)
+    for task in prange(groups * chunks * splits):
+        g, rest = task // (chunks * splits), task % (chunks * splits)
+        first_tile, split = rest // splits * chunk, rest % splits
+        runs = _tile_runs(first_tile, chunk, total, tiles)
+        points = np.empty(POINTS * in_per_group * chunk, x.dtype)
+        along_w = np.empty(POINTS * chunk, x.dtype)
+        along_h = np.empty(POINTS * chunk, x.dtype)
+        row = np.empty(TILE * chunk + 2, x.dtype)
+        _transform_input(x, in_per_group, g * in_per_group, maps, runs, chunk, points, along_w, along_h,
+                         row)
+        products = np.empty(POINTS * WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS * chunk, x.dtype)
+        first, stop = split_range(split, blocks, splits)
+        finite = True
+        for pass_first in range(first, stop, WINOGRAD_PASS_BLOCKS):
+            pass_stop = min(stop, pass_first + WINOGRAD_PASS_BLOCKS)
+            _multiply(packed, g, pass_first, pass_stop, points, in_per_group, chunk, products)
+            first_channel = pass_first * BLOCK_CHANNELS
+            for lane in range(min(pass_stop * BLOCK_CHANNELS, out_per_group) - first_channel):
+                o = g * out_per_group + first_channel + lane
+                _transform_output(products, (pass_stop - pass_first) * BLOCK_CHANNELS, lane, chunk,
+                                  along_w, along_h)
+                finite &= _store_tiles(along_h, chunk, runs, out, o,
+                                       bias[o] if bias.shape[0] else x.dtype.type(0))
+        nonfinite[task] = not finite
+
+
+def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """Fill the batched ``out`` from the batched ``x`` by Winograd F(2x2x2, 3x3x3) (real dtypes, 3x3x3
+    kernel, unit stride and dilation). Returns whether every output is finite (where not, ``out``
+    holds what the transforms gave, and the caller computes it again directly).
+
+    The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
+    """
+    packed = transform_weights(weight, groups, BLOCK_CHANNELS)
+    tiles = tiles_of(out.shape[2:])
+    chunk = BLOCK_VECTORS * VECTOR_BYTES // x.itemsize
+    chunks = ceil_div(x.shape[0] * int(np.prod(tiles)), chunk)
+    splits = channel_splits(packed.shape[2], groups * chunks)
+    nonfinite = np.zeros(groups * chunks * splits, np.bool_)
+    _winograd_kernel(x, packed, bias if has_bias else bias[:0], out,
+                     index_maps(x, padded, pad_front, mode), tiles, splits, nonfinite)
+    return not nonfinite.any()
+
+
+def serves(plan):
+    """Whether Winograd F(2x2x2, 3x3x3) computes a plan: a real dtype, a 3x3x3 kernel, unit stride and
+    dilation."""
+    return (not plan.is_complex and plan.kernel_size == (3, 3, 3) and plan.stride == (1, 1, 1)
+            and plan.dilation == (1, 1, 1))
+
+
+def workspace_bytes(plan):
+    """Scratch bytes one worker thread holds: a chunk's input points, products and transform rows."""
+    itemsize = np.dtype(plan.dtype).itemsize
+    chunk = BLOCK_VECTORS * VECTOR_BYTES // itemsize
+    products = WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS
+    return itemsize * chunk * POINTS * (plan.in_per_group + products + 2) + itemsize * (2 * chunk + 2)
+
+
+def transform_weight_bytes(plan):
+    """Bytes of the weight points (64 per weight column of 27 taps, channel blocks filled out)."""
+    blocks = ceil_div(plan.out_per_group, BLOCK_CHANNELS)
+    return (np.dtype(plan.dtype).itemsize * plan.groups * POINTS * blocks * plan.in_per_group
+            * BLOCK_CHANNELS)

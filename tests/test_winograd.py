@@ -1,0 +1,166 @@
+"""Winograd F(2x2x2, 3x3x3) on the CPU: its rounding bound, every padding mode, groups and extents, NaN
+and Inf as the direct sums give them, determinism, and where the planner takes it."""
+import numba
+import numpy as np
+import pytest
+
+from checks import (assert_close, assert_matches_winograd_bound, conv3d_with, random_operands,
+                    serving_algorithms)
+from numba_conv3d import Conv3d, conv3d, plan_conv3d
+from numba_conv3d.cpu import ALGORITHMS
+from numba_conv3d import conv3d_input
+from reference import conv3d_reference
+
+MODES = ["zeros", "reflect", "replicate", "circular"]
+
+
+SHAPES = [
+    ((2, 8, 7, 9, 11), (12, 8, 3, 3, 3), {"padding": 1}),
+    ((1, 4, 5, 5, 5), (4, 4, 3, 3, 3), {"padding": 0}),
+    ((2, 8, 6, 5, 4), (8, 4, 3, 3, 3), {"padding": 1, "groups": 2}),
+    ((1, 3, 4, 6, 3), (5, 3, 3, 3, 3), {"padding": (2, 1, 0)}),
+    ((1, 6, 5, 4, 7), (6, 2, 3, 3, 3), {"padding": 1, "groups": 3}),
+    ((3, 2, 3, 3, 3), (1, 2, 3, 3, 3), {"padding": 0}),
+    ((1, 16, 1, 1, 40), (9, 16, 3, 3, 3), {"padding": 1}),
+    ((5, 9, 1, 9), (7, 5, 3, 3, 3), {"padding": "same"}),
+    ((0, 4, 5, 5, 5), (4, 4, 3, 3, 3), {"padding": 1}),
+]
+
+
+def _pads_fit(x_shape, kwargs, mode):
+    """Whether ``mode`` takes the case's pads (reflect needs pads smaller than the extent), and the
+    case has pads at all where the mode is not zeros."""
+    padding = kwargs["padding"]
+    pads = (1, 1, 1) if padding == "same" else np.broadcast_to(padding, 3)
+    if mode == "zeros":
+        return True
+    return any(pads) and (mode != "reflect" or all(p < n for p, n in zip(pads, x_shape[-3:])))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, mode", [
+    (x_shape, w_shape, kwargs, mode) for x_shape, w_shape, kwargs in SHAPES for mode in MODES
+    if _pads_fit(x_shape, kwargs, mode)])
+def test_matches_reference_within_its_bound(x_shape, w_shape, kwargs, mode, dtype):
+    rng = np.random.default_rng(len(x_shape) + sum(w_shape))
+    kwargs = dict(kwargs, padding_mode=mode)
+    for bias in (True, False):
+        x, w, b = random_operands(rng, x_shape, w_shape, bias, dtype)
+        out = conv3d(x, w, b, algorithm="winograd", **kwargs)
+        assert out.shape == conv3d_reference(x, w, b, **kwargs).shape
+        assert_matches_winograd_bound(out, x, w, b, **kwargs)
+
+
+def test_large_dynamic_range_within_its_bound():
+    rng = np.random.default_rng(3)
+    x, w, b = random_operands(rng, (1, 6, 9, 8, 10), (5, 6, 3, 3, 3), True, np.float32)
+    x *= (10.0 ** rng.integers(-12, 13, x.shape)).astype(np.float32)
+    w *= (10.0 ** rng.integers(-6, 7, w.shape)).astype(np.float32)
+    assert_matches_winograd_bound(conv3d(x, w, b, padding=1, algorithm="winograd"), x, w, b, padding=1)
+
+
+def _fallback(x, w, b, **kwargs):
+    """The algorithm the planner takes when Winograd is left out (what Winograd falls back to)."""
+    plan = plan_conv3d(x.shape, w.shape, bias=b is not None, dtype=x.dtype, **kwargs)
+    return next(a.name for a in ALGORITHMS
+                if a.name != "winograd" and a.applies(plan) and a.prefers(plan))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_nan_and_inf_as_the_direct_sums_give_them(mode):
+    rng = np.random.default_rng(4)
+    x, w, b = random_operands(rng, (2, 6, 7, 6, 9), (8, 6, 3, 3, 3), True, np.float32)
+    x[0, 1, 2, 3, 4], x[1, 2, 6, 0, 0], x[1, 5, 3, 5, 8] = np.inf, -np.inf, np.nan
+    w[3, 2, 1, 1, 1] = 0  # 0 * Inf is NaN in the direct sums too
+    kwargs = {"padding": 1, "padding_mode": mode}
+    out = conv3d(x, w, b, algorithm="winograd", **kwargs)
+    expected = conv3d_reference(x, w, b, **kwargs)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(out[np.isinf(expected)], expected[np.isinf(expected)])
+    np.testing.assert_array_equal(out, conv3d_with(_fallback(x, w, b, **kwargs), x, w, b, **kwargs))
+
+
+def test_overflow_in_the_transforms_falls_back_to_direct_sums():
+    # +-3e38 two planes apart: the input transform's d0 - d2 overflows, the direct sums stay finite.
+    x = np.zeros((1, 4, 6, 6, 6), np.float32)
+    x[:, :, 0], x[:, :, 2] = 3e38, -3e38
+    w = np.full((4, 4, 3, 3, 3), 1e-6, np.float32)
+    out = conv3d(x, w, algorithm="winograd")
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out, conv3d_with(_fallback(x, w, None), x, w))
+
+
+def test_bitwise_for_any_thread_count():
+    x, w, b = random_operands(np.random.default_rng(5), (2, 8, 9, 7, 30), (12, 4, 3, 3, 3), True,
+                              np.float32)
+    kwargs = {"padding": 1, "groups": 2, "padding_mode": "replicate"}
+    first = conv3d(x, w, b, algorithm="winograd", **kwargs)
+    threads = numba.get_num_threads()
+    try:
+        for count in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+            numba.set_num_threads(count)
+            np.testing.assert_array_equal(first, conv3d(x, w, b, algorithm="winograd", **kwargs))
+    finally:
+        numba.set_num_threads(threads)
+
+
+def test_serves_3x3x3_unit_stride_and_dilation_of_real_dtypes():
+    x = np.zeros((1, 4, 6, 6, 6), np.float32)
+    assert "winograd" in serving_algorithms(x, np.zeros((4, 4, 3, 3, 3), np.float32), padding=1)
+    for w, kwargs in [(np.zeros((4, 4, 3, 3, 3), np.float32), {"stride": (1, 1, 2)}),
+                      (np.zeros((4, 4, 3, 3, 3), np.float32), {"dilation": 2}),
+                      (np.zeros((4, 4, 3, 3, 1), np.float32), {}),
+                      (np.zeros((4, 4, 5, 5, 5), np.float32), {"padding": 2})]:
+        assert "winograd" not in serving_algorithms(x, w, **kwargs)
+        with pytest.raises(ValueError, match="algorithm 'winograd' does not serve"):
+            conv3d(x, w, algorithm="winograd", **kwargs)
+    complex_x = x.astype(np.complex64)
+    assert "winograd" not in serving_algorithms(complex_x, np.zeros((4, 4, 3, 3, 3), np.complex64))
+
+
+@pytest.mark.parametrize("in_channels, out_channels, size, batch, expected", [
+    (64, 64, (16, 16, 16), 1, True),
+    (128, 64, (4, 28, 28), 1, True),
+    (32, 32, (32, 32, 32), 1, True),
+    (32, 32, (16, 16, 16), 1, False),
+    (16, 16, (64, 64, 64), 1, False),
+    (64, 64, (2, 14, 14), 2, False),
+    (256, 256, (4, 4, 4), 2, False),
+])
+def test_planner_takes_it_past_the_measured_crossovers(in_channels, out_channels, size, batch, expected):
+    plan = plan_conv3d((batch, in_channels) + size, (out_channels, in_channels, 3, 3, 3), padding=1)
+    assert (plan.algorithm == "winograd") == expected
+
+
+def test_algorithm_argument():
+    x, w, b = random_operands(np.random.default_rng(6), (1, 4, 5, 6, 7), (4, 4, 3, 3, 3), True, np.float32)
+    np.testing.assert_array_equal(conv3d(x, w, b, padding=1, algorithm="auto"), conv3d(x, w, b, padding=1))
+    layer = Conv3d(4, 4, 3, padding=1, algorithm="winograd", rng=0)
+    np.testing.assert_array_equal(layer(x), conv3d(x, layer.weight, layer.bias, padding=1,
+                                                   algorithm="winograd"))
+    with pytest.raises(ValueError, match="unknown cpu algorithm 'fft'"):
+        conv3d(x, w, b, algorithm="fft")
+    with pytest.raises(TypeError, match="algorithm must be a string or None, but got int"):
+        conv3d(x, w, b, algorithm=3)
+
+
+def test_input_gradient_takes_it_where_the_planner_prefers_it():
+    rng = np.random.default_rng(7)
+    x_shape, w_shape = (1, 64, 16, 16, 16), (64, 64, 3, 3, 3)
+    _, w, _ = random_operands(rng, x_shape, w_shape, False, np.float32)
+    grad = rng.standard_normal((1, 64, 16, 16, 16)).astype(np.float32)
+    flipped = np.ascontiguousarray(np.swapaxes(w[:, :, ::-1, ::-1, ::-1], 0, 1))
+    assert plan_conv3d(grad.shape, flipped.shape, padding=1).algorithm == "winograd"
+    result = conv3d_input(x_shape, w, grad, padding=1)
+    assert_matches_winograd_bound(result, grad, flipped, padding=1)
+
+
+def test_matches_torch():
+    torch_oracle = pytest.importorskip("torch_oracle")
+    from checks import winograd_rounding_bound
+
+    x, w, b = random_operands(np.random.default_rng(8), (2, 8, 6, 7, 9), (6, 8, 3, 3, 3), True, np.float32)
+    out = conv3d(x, w, b, padding=1, padding_mode="reflect", algorithm="winograd")
+    expected = torch_oracle.torch_conv3d(x, w, b, padding=1, padding_mode="reflect")
+    bound = winograd_rounding_bound(np.float32, x, w, b, padding=1, padding_mode="reflect")
+    assert_close(out, expected, 2 * bound)
