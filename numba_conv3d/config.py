@@ -152,21 +152,29 @@ GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL = 64
 GEMM_UNIT_MIN_INPUTS = 8
 
 # Where the planner prefers Winograd F(2x2x2, 3x3x3) (``cpu/winograd.py``, 3x3x3 kernels at unit stride
-# and dilation) to the direct kernels (``cpu.prefers_winograd``): its multiply grows with C_in * C_out
-# per tile, its input and output transforms with C_in + C_out, and the weight transform (once per call)
-# with C_in * C_out alone, so it pays where ``C_in * C_out / (C_in + C_out)`` per group is large and
-# there are enough output positions (batch included) to share the weight transform. From
-# ``WINOGRAD_WIDE_CHANNELS`` (64 -> 64) at ``WINOGRAD_MIN_POSITIONS``, from ``WINOGRAD_MIN_CHANNELS``
-# (32 -> 32) at ``WINOGRAD_NARROW_MIN_POSITIONS``. Measured (2-core Zen 2, float32, same process; time
-# of the planner's previous choice / Winograd's): 64-256 channels at 16^3, 4x28x28, 8x56x56, 32^3
-# 1.10-1.95; at 2x14x14, 8^3, 6x9x9 batch 1-2 (512-1568 positions) 0.41-0.98; 32 channels at 8x56x56
-# and 32^3 1.09-1.18, 16^3 batch 2 1.02, 4x28x28 and 16^3 batch 1 0.91-0.95; 16 channels 0.39-0.75,
-# 8 channels 0.44-0.63, 3 -> 32 0.44-0.56. float64 gains more at the same points (1.4-2.0x from 32
-# channels at 32^3 and 64 at 16^3).
-WINOGRAD_MIN_CHANNELS = 16
-WINOGRAD_WIDE_CHANNELS = 32
-WINOGRAD_MIN_POSITIONS = 2560
-WINOGRAD_NARROW_MIN_POSITIONS = 16384
+# and dilation) to the direct kernels (``cpu.winograd_gain``). Per tile and channel pair, the direct
+# kernels make 8 x 27 multiply-adds where Winograd makes 64, at about the same rate; Winograd adds its
+# input and output transforms, which cost about WINOGRAD_TRANSFORM_PAIRS channel pairs' multiplies per
+# tile for each input and output channel (so they count C_in + C_out against C_in * C_out), and the
+# weight transform, once per call, which costs about WINOGRAD_WEIGHT_TILES tiles' multiplies per
+# channel pair. Estimated gain: 3.375 * fill / (1 + WINOGRAD_WEIGHT_TILES / tiles +
+# WINOGRAD_TRANSFORM_PAIRS * (C_in + C_out) / (C_in * C_out)), fill being the share of the tiles'
+# outputs inside the output (batch included in the tiles). The planner takes Winograd from
+# WINOGRAD_MIN_GAIN, with at most WINOGRAD_MAX_WEIGHT_BYTES of weight points (64 per 27 weights): each
+# chunk of tiles streams all of them, from memory once they outgrow the caches (384 -> 128 channels,
+# 12.6 MB, at 16^3: 2.17x; 256 -> 256, 16.8 MB, at 4x28x28: 2.14x; 512 -> 256 and 512 -> 512, 33.5
+# and 67 MB, at 8^3 to 4x14x14: 0.80-0.92x where the estimate said 0.96-1.27). Fitted on a sweep
+# (2-core Zen 2, float32, same process; previous choice's time / Winograd's, 130 layers of 3 -> 32 to
+# 512 -> 512 channels at 4^3 to 8x56x56, batch 1 and 2): large volumes 16 channels 0.71-0.76, 32
+# channels 1.10-1.25, 64 1.53-1.82, 128 1.89-2.32, 256 2.14; small volumes cross over with more
+# channels (128 channels at 8^3 1.09, 2x14x14 1.00-1.42, 4^3 0.30-0.51). Of the 36 layers it picks,
+# the slowest gained 0.90x (64 -> 128 channels at 8^3, batch 2, where the blocked kernel's rows are
+# one vector), the others 1.08-2.32x; 5 layers with gains of 1.15-1.38x are left to the direct
+# kernels. float64 gains more at the same points (1.4-2.0x from 32 channels at 32^3 and 64 at 16^3).
+WINOGRAD_WEIGHT_TILES = 150
+WINOGRAD_TRANSFORM_PAIRS = 29
+WINOGRAD_MIN_GAIN = 1.1
+WINOGRAD_MAX_WEIGHT_BYTES = 24 * 2 ** 20
 # Channel blocks whose products the Winograd kernel computes point by point in one pass, each point's
 # input (C_in/g x one chunk of tiles) staying in L1 while they read it, their products (64 points x
 # WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS channels x chunk) in L2.

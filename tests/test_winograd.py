@@ -126,6 +126,8 @@ def test_serves_3x3x3_unit_stride_and_dilation_of_real_dtypes():
     (16, 16, (64, 64, 64), 1, False),
     (64, 64, (2, 14, 14), 2, False),
     (256, 256, (4, 4, 4), 2, False),
+    (384, 128, (16, 16, 16), 1, True),
+    (512, 512, (4, 14, 14), 1, False),
 ])
 def test_planner_takes_it_past_the_measured_crossovers(in_channels, out_channels, size, batch, expected):
     plan = plan_conv3d((batch, in_channels) + size, (out_channels, in_channels, 3, 3, 3), padding=1)

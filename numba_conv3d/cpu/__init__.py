@@ -10,8 +10,8 @@ from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHA
                       CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS, FLAT_MAX_OUTPUT_WIDTH,
                       FLAT_MAX_WORKSPACE_BYTES, GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION,
                       GEMM_POINTWISE_MIN_CHANNELS, GEMM_POSITIONS_PER_CHANNEL,
-                      GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS, WINOGRAD_MIN_CHANNELS,
-                      WINOGRAD_MIN_POSITIONS, WINOGRAD_NARROW_MIN_POSITIONS, WINOGRAD_WIDE_CHANNELS)
+                      GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS, WINOGRAD_MAX_WEIGHT_BYTES,
+                      WINOGRAD_MIN_GAIN, WINOGRAD_TRANSFORM_PAIRS, WINOGRAD_WEIGHT_TILES)
 from ..parallelism import safe_to_run
 from . import blocked, channel_vectorized, direct, gemm, phase_flat, row_blocked, winograd
 
@@ -73,14 +73,21 @@ def prefers_gemm(plan):
             and prod(plan.output_size) <= per_channel * plan.out_per_group)
 
 
-def prefers_winograd(plan):
-    """Whether the planner takes Winograd for a plan it serves: ``C_in * C_out / (C_in + C_out)`` per
-    group of at least ``WINOGRAD_MIN_CHANNELS`` over enough output positions, batch included
-    (``config.WINOGRAD_*``, crossovers measured in float32; float64 gains more at the same points)."""
+def winograd_gain(plan):
+    """The estimated speed of Winograd over the direct kernels for a plan it serves (see
+    ``config.WINOGRAD_*``): 3.375 times the share of the tiles' outputs inside the output, over 1 plus
+    the weight transform shared by the tiles plus the input and output transforms per channel pair."""
+    tiles = plan.batch * prod(winograd.tiles_of(plan.output_size))
+    fill = plan.batch * prod(plan.output_size) / (8 * max(tiles, 1))
     channels = plan.in_per_group * plan.out_per_group / (plan.in_per_group + plan.out_per_group)
-    positions = plan.batch * prod(plan.output_size)
-    least = WINOGRAD_MIN_POSITIONS if channels >= WINOGRAD_WIDE_CHANNELS else WINOGRAD_NARROW_MIN_POSITIONS
-    return channels >= WINOGRAD_MIN_CHANNELS and positions >= least
+    return 3.375 * fill / (1 + WINOGRAD_WEIGHT_TILES / max(tiles, 1) + WINOGRAD_TRANSFORM_PAIRS / channels)
+
+
+def prefers_winograd(plan):
+    """Whether the planner takes Winograd for a plan it serves: an estimated gain of at least
+    ``WINOGRAD_MIN_GAIN`` with at most ``WINOGRAD_MAX_WEIGHT_BYTES`` of weight points."""
+    return (winograd.transform_weight_bytes(plan) <= WINOGRAD_MAX_WEIGHT_BYTES
+            and winograd_gain(plan) >= WINOGRAD_MIN_GAIN)
 
 
 def prefers_phase_flat(plan):
@@ -103,13 +110,13 @@ def _run_winograd(plan, x, weight, bias, out):
 
 
 ALGORITHMS = (
-    Algorithm("winograd", f"real dtype, 3x3x3 kernel at unit stride and dilation, C_in * C_out / (C_in + C_out) "
-              f"per group >= {WINOGRAD_WIDE_CHANNELS} over >= {WINOGRAD_MIN_POSITIONS} output positions "
-              f"(>= {WINOGRAD_MIN_CHANNELS} over >= {WINOGRAD_NARROW_MIN_POSITIONS}): Winograd F(2x2x2, "
-              "3x3x3), 64 multiplies per channel pair and tile of 8 outputs instead of 216, tiles flattened "
-              "over the batch and volume in register blocks of output channels x SIMD vectors of tiles "
-              "(64-256 channels at 16^3 to 8x56x56: float32 1.1-1.95x the register-blocked kernels, float64 "
-              "1.4-2.0x)",
+    Algorithm("winograd", "real dtype, 3x3x3 kernel at unit stride and dilation, weight points within "
+              f"{WINOGRAD_MAX_WEIGHT_BYTES >> 20} MiB, an estimated gain of >= {WINOGRAD_MIN_GAIN} "
+              "(cpu.winograd_gain: more channels and tiles gain more): Winograd F(2x2x2, 3x3x3), 64 "
+              "multiplies per channel pair and tile of 8 outputs instead of 216, tiles flattened over the "
+              "batch and volume in "
+              "register blocks of output channels x SIMD vectors of tiles (float32, 32-256 channels at "
+              "16^3 to 8x56x56: 1.1-2.3x the register-blocked kernels)",
               winograd.serves, winograd.workspace_bytes, _run_winograd, prefers_winograd),
     Algorithm("gemm", f"real dtype: a 1x1x1 unit-stride layer (>= {GEMM_UNIT_MIN_INPUTS} input channels "
               f"per group; the input is the matrix), a small output volume for many channels (>= "
