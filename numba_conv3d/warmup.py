@@ -8,9 +8,10 @@ from .cpu import ALGORITHMS
 from .jit_kernels import ensure_compiled
 from .planner import plan_conv3d
 
-# A tiny problem that every CPU algorithm serves: 4 output channels per group (the channel-vectorized
-# and blocked kernels), and 1 per group with groups=4 (row-blocked, direct).
-_SHAPES = (((1, 4, 3, 4, 5), (4, 4, 2, 2, 2), 1), ((1, 4, 3, 4, 5), (4, 1, 2, 2, 2), 4))
+# Tiny problems that every CPU algorithm serves: 4 output channels per group (the channel-vectorized
+# and blocked kernels), 1 per group with groups=4 (row-blocked, direct), a 3x3x3 kernel (Winograd).
+_SHAPES = (((1, 4, 3, 4, 5), (4, 4, 2, 2, 2), 1), ((1, 4, 3, 4, 5), (4, 1, 2, 2, 2), 4),
+           ((1, 4, 3, 4, 5), (4, 4, 3, 3, 3), 1))
 
 
 def _operands(algorithm, dtype):
