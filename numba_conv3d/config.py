@@ -163,7 +163,9 @@ GEMM_UNIT_MIN_INPUTS = 8
 # WINOGRAD_MIN_GAIN, with at most WINOGRAD_MAX_WEIGHT_BYTES of weight points (64 per 27 weights): each
 # chunk of tiles streams all of them, from memory once they outgrow the caches (384 -> 128 channels,
 # 12.6 MB, at 16^3: 2.17x; 256 -> 256, 16.8 MB, at 4x28x28: 2.14x; 512 -> 256 and 512 -> 512, 33.5
-# and 67 MB, at 8^3 to 4x14x14: 0.80-0.92x where the estimate said 0.96-1.27). Fitted on a sweep
+# and 67 MB, at 8^3 to 4x14x14: 0.80-0.92x where the estimate said 0.96-1.27), and not where the
+# planner takes GEMM (small volumes for many channels: 1x3x3 kernels with 256 -> 460-576 channels at
+# 4x14x14 0.62x where the estimate said 1.16; 3x3x3 at 4^3 0.23-0.51x). Fitted on a sweep
 # (2-core Zen 2, float32, same process; previous choice's time / Winograd's, 130 layers of 3 -> 32 to
 # 512 -> 512 channels at 4^3 to 8x56x56, batch 1 and 2): large volumes 16 channels 0.71-0.76, 32
 # channels 1.10-1.25, 64 1.53-1.82, 128 1.89-2.32, 256 2.14; small volumes cross over with more
@@ -171,6 +173,10 @@ GEMM_UNIT_MIN_INPUTS = 8
 # the slowest gained 0.90x (64 -> 128 channels at 8^3, batch 2, where the blocked kernel's rows are
 # one vector), the others 1.08-2.32x; 5 layers with gains of 1.15-1.38x are left to the direct
 # kernels. float64 gains more at the same points (1.4-2.0x from 32 channels at 32^3 and 64 at 16^3).
+# 1x3x3 kernels (F(2x2, 3x3): 2.25 direct multiplies per Winograd multiply) on the layers of MC3 and
+# R(2+1)D: 128-256 channels at 16x28x28 and 16x14x14 1.42-1.67x, 64 -> 144 at 16x56x56 1.36x, 128 ->
+# 230-288 at 8x28x28 1.62-1.65x, 64 channels 0.98-1.06x, 16-32 channels 0.65-0.74x (estimate within
+# 0.1 of the measured gain).
 WINOGRAD_WEIGHT_TILES = 150
 WINOGRAD_TRANSFORM_PAIRS = 29
 WINOGRAD_MIN_GAIN = 1.1

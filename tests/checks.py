@@ -31,30 +31,39 @@ _WINOGRAD_OUTPUT = np.array([[1, 1, 1, 0], [0, 1, 1, 1]], float)
 
 
 def winograd_rounding_bound(dtype, x, w, b=None, padding=0, groups=1, padding_mode="zeros"):
-    """Rounding bound of Winograd F(2x2x2, 3x3x3) per output element: (C_in/g + 12) * eps times
-    ``|A|^T [sum_c |U_c| |V_c|] |A|`` (+ |b|), the transforms computed on absolute values from the
-    float64 padded input's 4x4x4 patches (3x3x3 kernel, unit stride and dilation): 3 roundings in the
-    input transform, 1 in the weight points, 1 per product and channel, 6 in the output transform, 1
-    for the bias. Unlike a direct sum's, it depends on the whole patch under a tile."""
+    """Rounding bound of Winograd F(2x2x2, 3x3x3) (F(2x2, 3x3) plane by plane for a 1x3x3 kernel) per
+    output element: (C_in/g + 12) * eps times ``|A|^T [sum_c |U_c| |V_c|] |A|`` (+ |b|), the transforms
+    computed on absolute values from the float64 padded input's 4x4x4 (1x4x4) patches (unit stride and
+    dilation): 3 roundings in the input transform, 1 in the weight points, 1 per product and channel, 6
+    in the output transform, 1 for the bias. Unlike a direct sum's, it depends on the whole patch under
+    a tile."""
     x = np.abs(np.asarray(x, np.float64))
     unbatched = x.ndim == 4
     x = x[None] if unbatched else x
-    pads = reference_pads(padding, (3, 3, 3), (1, 1, 1))
+    depth = w.shape[2]
+    matrices = [(_WINOGRAD_INPUT, _WINOGRAD_KERNEL, _WINOGRAD_OUTPUT)] * 3
+    if depth == 1:
+        matrices[0] = (np.ones((1, 1)),) * 3
+    patch = [m[0].shape[0] for m in matrices]
+    tile = [m[2].shape[0] for m in matrices]
+    pads = reference_pads(padding, w.shape[2:], (1, 1, 1))
     padded = np.pad(x, [(0, 0), (0, 0)] + pads, mode=NUMPY_PAD_MODES[padding_mode])
-    out_size = [n - 2 for n in padded.shape[2:]]
-    tiles = [-(-n // 2) for n in out_size]
-    padded = np.pad(padded, [(0, 0), (0, 0)] + [(0, 2 * t + 2 - n) for t, n in zip(tiles, padded.shape[2:])])
-    patches = np.lib.stride_tricks.sliding_window_view(padded, (4, 4, 4), axis=(2, 3, 4))[:, :, ::2, ::2, ::2]
-    v = np.einsum("ai,bj,ck,nztuvijk->nztuvabc", _WINOGRAD_INPUT, _WINOGRAD_INPUT, _WINOGRAD_INPUT, patches)
-    u = np.einsum("ai,bj,ck,ozijk->ozabc", _WINOGRAD_KERNEL, _WINOGRAD_KERNEL, _WINOGRAD_KERNEL,
-                  np.abs(np.asarray(w, np.float64)))
+    out_size = [n - k + 1 for n, k in zip(padded.shape[2:], w.shape[2:])]
+    tiles = [-(-n // t) for n, t in zip(out_size, tile)]
+    padded = np.pad(padded, [(0, 0), (0, 0)] + [(0, m * t + p - t - n) for m, t, p, n in
+                                                 zip(tiles, tile, patch, padded.shape[2:])])
+    patches = np.lib.stride_tricks.sliding_window_view(padded, patch, axis=(2, 3, 4))[
+        :, :, ::tile[0], ::tile[1], ::tile[2]]
+    (bd, gd, ad), (bh, gh, ah), (bw, gw, aw) = matrices
+    v = np.einsum("ai,bj,ck,nztuvijk->nztuvabc", bd, bh, bw, patches)
+    u = np.einsum("ai,bj,ck,ozijk->ozabc", gd, gh, gw, np.abs(np.asarray(w, np.float64)))
     in_per_group, out_per_group = w.shape[1], w.shape[0] // groups
     products = np.concatenate([
         np.einsum("nztuvabc,ozabc->notuvabc", v[:, g * in_per_group:(g + 1) * in_per_group],
                   u[g * out_per_group:(g + 1) * out_per_group]) for g in range(groups)], axis=1)
-    y = np.einsum("ia,jb,kc,notuvabc->notiujvk", _WINOGRAD_OUTPUT, _WINOGRAD_OUTPUT, _WINOGRAD_OUTPUT,
-                  products)
-    y = y.reshape(y.shape[:2] + tuple(2 * t for t in tiles))[:, :, :out_size[0], :out_size[1], :out_size[2]]
+    y = np.einsum("ia,jb,kc,notuvabc->notiujvk", ad, ah, aw, products)
+    y = y.reshape(y.shape[:2] + tuple(m * t for m, t in zip(tiles, tile)))
+    y = y[:, :, :out_size[0], :out_size[1], :out_size[2]]
     if b is not None:
         y = y + np.abs(np.asarray(b, np.float64))[None, :, None, None, None]
     bound = (in_per_group + 12) * np.finfo(dtype).eps * y + np.finfo(dtype).tiny

@@ -1,5 +1,6 @@
-"""Winograd F(2x2x2, 3x3x3) on the CPU: its rounding bound, every padding mode, groups and extents, NaN
-and Inf as the direct sums give them, determinism, and where the planner takes it."""
+"""Winograd F(2x2x2, 3x3x3) (and F(2x2, 3x3) for 1x3x3 kernels) on the CPU: its rounding bound, every
+padding mode, groups and extents, NaN and Inf as the direct sums give them, determinism, and where the
+planner takes it."""
 import numba
 import numpy as np
 import pytest
@@ -24,6 +25,9 @@ SHAPES = [
     ((1, 16, 1, 1, 40), (9, 16, 3, 3, 3), {"padding": 1}),
     ((5, 9, 1, 9), (7, 5, 3, 3, 3), {"padding": "same"}),
     ((0, 4, 5, 5, 5), (4, 4, 3, 3, 3), {"padding": 1}),
+    ((2, 6, 3, 7, 9), (5, 6, 1, 3, 3), {"padding": (0, 1, 1)}),
+    ((1, 8, 2, 5, 4), (8, 2, 1, 3, 3), {"padding": 1, "groups": 4}),
+    ((4, 3, 1, 6), (6, 4, 1, 3, 3), {"padding": "same"}),
 ]
 
 
@@ -107,9 +111,11 @@ def test_bitwise_for_any_thread_count():
 def test_serves_3x3x3_unit_stride_and_dilation_of_real_dtypes():
     x = np.zeros((1, 4, 6, 6, 6), np.float32)
     assert "winograd" in serving_algorithms(x, np.zeros((4, 4, 3, 3, 3), np.float32), padding=1)
+    assert "winograd" in serving_algorithms(x, np.zeros((4, 4, 1, 3, 3), np.float32), padding=1)
     for w, kwargs in [(np.zeros((4, 4, 3, 3, 3), np.float32), {"stride": (1, 1, 2)}),
                       (np.zeros((4, 4, 3, 3, 3), np.float32), {"dilation": 2}),
                       (np.zeros((4, 4, 3, 3, 1), np.float32), {}),
+                      (np.zeros((4, 4, 1, 3, 3), np.float32), {"stride": (2, 1, 1)}),
                       (np.zeros((4, 4, 5, 5, 5), np.float32), {"padding": 2})]:
         assert "winograd" not in serving_algorithms(x, w, **kwargs)
         with pytest.raises(ValueError, match="algorithm 'winograd' does not serve"):
@@ -131,6 +137,17 @@ def test_serves_3x3x3_unit_stride_and_dilation_of_real_dtypes():
 ])
 def test_planner_takes_it_past_the_measured_crossovers(in_channels, out_channels, size, batch, expected):
     plan = plan_conv3d((batch, in_channels) + size, (out_channels, in_channels, 3, 3, 3), padding=1)
+    assert (plan.algorithm == "winograd") == expected
+
+
+@pytest.mark.parametrize("in_channels, out_channels, size, expected", [
+    (256, 256, (16, 14, 14), True),
+    (128, 128, (16, 28, 28), True),
+    (16, 16, (16, 56, 56), False),
+    (512, 512, (2, 7, 7), False),
+])
+def test_planner_takes_it_for_1x3x3_kernels(in_channels, out_channels, size, expected):
+    plan = plan_conv3d((1, in_channels) + size, (out_channels, in_channels, 1, 3, 3), padding=(0, 1, 1))
     assert (plan.algorithm == "winograd") == expected
 
 

@@ -75,19 +75,24 @@ def prefers_gemm(plan):
 
 def winograd_gain(plan):
     """The estimated speed of Winograd over the direct kernels for a plan it serves (see
-    ``config.WINOGRAD_*``): 3.375 times the share of the tiles' outputs inside the output, over 1 plus
-    the weight transform shared by the tiles plus the input and output transforms per channel pair."""
-    tiles = plan.batch * prod(winograd.tiles_of(plan.output_size))
-    fill = plan.batch * prod(plan.output_size) / (8 * max(tiles, 1))
+    ``config.WINOGRAD_*``): the direct multiplies per Winograd multiply (3.375 for 3x3x3 kernels, 2.25
+    for 1x3x3) times the share of the tiles' outputs inside the output, over 1 plus the weight
+    transform shared by the tiles plus the input and output transforms per channel pair."""
+    outputs = prod(winograd.tile_shape(plan.kernel_size[0]))
+    tiles = max(1, plan.batch * prod(winograd.tiles_of(plan.output_size, plan.kernel_size[0])))
+    fill = plan.batch * prod(plan.output_size) / (outputs * tiles)
+    multiplies = prod(plan.kernel_size) * outputs / winograd.points_of(plan)
     channels = plan.in_per_group * plan.out_per_group / (plan.in_per_group + plan.out_per_group)
-    return 3.375 * fill / (1 + WINOGRAD_WEIGHT_TILES / max(tiles, 1) + WINOGRAD_TRANSFORM_PAIRS / channels)
+    return multiplies * fill / (1 + WINOGRAD_WEIGHT_TILES / tiles + WINOGRAD_TRANSFORM_PAIRS / channels)
 
 
 def prefers_winograd(plan):
     """Whether the planner takes Winograd for a plan it serves: an estimated gain of at least
-    ``WINOGRAD_MIN_GAIN`` with at most ``WINOGRAD_MAX_WEIGHT_BYTES`` of weight points."""
+    ``WINOGRAD_MIN_GAIN`` with at most ``WINOGRAD_MAX_WEIGHT_BYTES`` of weight points, where the
+    planner would not take GEMM (small volumes for many channels, where the weight transform and the
+    weight points' traffic dominate)."""
     return (winograd.transform_weight_bytes(plan) <= WINOGRAD_MAX_WEIGHT_BYTES
-            and winograd_gain(plan) >= WINOGRAD_MIN_GAIN)
+            and winograd_gain(plan) >= WINOGRAD_MIN_GAIN and not prefers_gemm(plan))
 
 
 def prefers_phase_flat(plan):
@@ -110,13 +115,13 @@ def _run_winograd(plan, x, weight, bias, out):
 
 
 ALGORITHMS = (
-    Algorithm("winograd", "real dtype, 3x3x3 kernel at unit stride and dilation, weight points within "
-              f"{WINOGRAD_MAX_WEIGHT_BYTES >> 20} MiB, an estimated gain of >= {WINOGRAD_MIN_GAIN} "
+    Algorithm("winograd", "real dtype, 3x3x3 or 1x3x3 kernel at unit stride and dilation, weight points "
+              f"within {WINOGRAD_MAX_WEIGHT_BYTES >> 20} MiB, an estimated gain of >= {WINOGRAD_MIN_GAIN} "
               "(cpu.winograd_gain: more channels and tiles gain more): Winograd F(2x2x2, 3x3x3), 64 "
-              "multiplies per channel pair and tile of 8 outputs instead of 216, tiles flattened over the "
-              "batch and volume in "
-              "register blocks of output channels x SIMD vectors of tiles (float32, 32-256 channels at "
-              "16^3 to 8x56x56: 1.1-2.3x the register-blocked kernels)",
+              "multiplies per channel pair and tile of 8 outputs instead of 216 (1x3x3: F(2x2, 3x3), 16 "
+              "instead of 36), tiles flattened over the batch and volume in register blocks of output "
+              "channels x SIMD vectors of tiles (float32, 3x3x3 with 32-256 channels at 16^3 to "
+              "8x56x56: 1.1-2.3x the register-blocked kernels)",
               winograd.serves, winograd.workspace_bytes, _run_winograd, prefers_winograd),
     Algorithm("gemm", f"real dtype: a 1x1x1 unit-stride layer (>= {GEMM_UNIT_MIN_INPUTS} input channels "
               f"per group; the input is the matrix), a small output volume for many channels (>= "

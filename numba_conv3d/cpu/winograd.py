@@ -1,12 +1,14 @@
 """Winograd F(2x2x2, 3x3x3) convolution on the CPU, for real dtypes: 3x3x3 kernels at unit stride and
-dilation.
+dilation, and 1x3x3 kernels plane by plane (F(2x2, 3x3)).
 
 Each tile of 2x2x2 outputs is computed from the 4x4x4 padded input patch under it (Lavin and Gray 2016;
 Jia et al., PPoPP 2018, for N dimensions): the patch is transformed to 64 points (``B^T d B`` along each
 dimension, additions only), each point of each output channel is a dot product over the input channels
 of the transformed weight (``G g G^T``, computed once per call in float64) with the transformed input,
 and the 64 products go back to the 8 outputs (``A^T m A``). That is 64 multiplies per channel pair and
-tile instead of 216: 3.4x fewer than a direct convolution.
+tile instead of 216: 3.4x fewer than a direct convolution. A 1x3x3 kernel (the spatial convolutions of
+video networks) takes tiles of 1x2x2 outputs from 1x4x4 patches, transformed along H and W only: 16
+multiplies instead of 36, 2.25x fewer.
 
 Tiles are flattened over (batch item, tile plane, tile row, tile column), so that a small volume fills
 the SIMD lanes as well as a large one; a task transforms a chunk of ``BLOCK_VECTORS`` vectors of tiles
@@ -37,15 +39,27 @@ from .simd import fma_block, store_block, vector_lanes, zero_block
 from .slab import index_maps
 from .tasks import channel_splits, split_range
 
-# Transformed points per tile (4 x 4 x 4), and outputs per tile along each dimension.
-POINTS = 64
+# Points of a 3-tap dimension, outputs of a tile along it, and the points of a tile in one plane.
+PATCH = 4
 TILE = 2
+PLANE_POINTS = PATCH * PATCH
 _UNSIGNED = np.uint64
 
 
-def tiles_of(output_size):
-    """Tiles of 2x2x2 outputs along (D, H, W) that cover ``output_size``."""
-    return tuple(ceil_div(extent, TILE) for extent in output_size)
+@register_jitable
+def depth_points(kernel_depth):
+    """Points of a tile along D: 4 for a 3-tap kernel, 1 (no transform) for a 1-tap one."""
+    return PATCH if kernel_depth == 3 else 1
+
+
+def tile_shape(kernel_depth):
+    """Outputs of a tile along (D, H, W)."""
+    return (TILE if kernel_depth == 3 else 1, TILE, TILE)
+
+
+def tiles_of(output_size, kernel_depth):
+    """Tiles along (D, H, W) that cover ``output_size``."""
+    return tuple(ceil_div(extent, step) for extent, step in zip(output_size, tile_shape(kernel_depth)))
 
 
 @register_jitable
@@ -56,44 +70,49 @@ def _kernel_points(g0, g1, g2):
 
 @njit(parallel=True, cache=True)
 def transform_weights(weight, groups, block_channels):
-    """Weights (C_out, C_in/g, 3, 3, 3) -> their points ``G g G^T`` (g, 64, blocks, C_in/g,
-    ``block_channels``), computed in float64 and rounded once; missing channels of a group's last block
-    are zeros. Point ``(a * 4 + b) * 4 + k`` is row a of ``G`` along D, b along H, k along W.
+    """Weights (C_out, C_in/g, KD, 3, 3), KD 3 or 1 -> their points ``G g G^T`` (g, points, blocks,
+    C_in/g, ``block_channels``), computed in float64 and rounded once; missing channels of a group's
+    last block are zeros. Point ``(a * 4 + b) * 4 + k`` is row a of ``G`` along D (a = 0 for KD = 1,
+    no transform), b along H, k along W.
 
-    A task computes one channel block's points into a buffer, a channel's 64 points side by side, then
+    A task computes one channel block's points into a buffer, a channel's points side by side, then
     copies them out point by point: written straight to their places, the 64 points of a channel lie
     a power of two apart (for 2^k channels) and evict each other from the caches (256 channels: 7x
     slower)."""
-    out_channels, in_per_group = weight.shape[:2]
+    out_channels, in_per_group, kernel_depth = weight.shape[:3]
     out_per_group = out_channels // groups
     blocks = ceil_div(out_per_group, block_channels)
-    packed = np.empty((groups, POINTS, blocks, in_per_group, block_channels), weight.dtype)
+    count = depth_points(kernel_depth) * PLANE_POINTS
+    packed = np.empty((groups, count, blocks, in_per_group, block_channels), weight.dtype)
     for unit in prange(groups * blocks):
         g, block = unit // blocks, unit % blocks
         along_w = np.empty(36)
         along_h = np.empty(48)
-        points = np.zeros((in_per_group * block_channels, POINTS), weight.dtype)
+        points = np.zeros((in_per_group * block_channels, count), weight.dtype)
         for c in range(in_per_group):
             for lane in range(min(block_channels, out_per_group - block * block_channels)):
                 taps = weight[g * out_per_group + block * block_channels + lane, c].reshape(-1)
-                for ij in range(9):
+                for ij in range(kernel_depth * 3):
                     at = _UNSIGNED(ij * 4)
                     (along_w[at], along_w[at + 1], along_w[at + 2], along_w[at + 3]) = _kernel_points(
                         np.float64(taps[_UNSIGNED(ij * 3)]), np.float64(taps[_UNSIGNED(ij * 3 + 1)]),
                         np.float64(taps[_UNSIGNED(ij * 3 + 2)]))
-                for ik in range(12):
+                for ik in range(kernel_depth * 4):
                     i, k = ik // 4, ik % 4
                     at = _UNSIGNED(i * 16 + k)
                     (along_h[at], along_h[at + 4], along_h[at + 8], along_h[at + 12]) = _kernel_points(
                         along_w[_UNSIGNED(i * 12 + k)], along_w[_UNSIGNED(i * 12 + 4 + k)],
                         along_w[_UNSIGNED(i * 12 + 8 + k)])
                 target = points[c * block_channels + lane]
-                for bk in range(16):
+                for bk in range(PLANE_POINTS):
+                    if kernel_depth == 1:
+                        target[_UNSIGNED(bk)] = along_h[_UNSIGNED(bk)]
+                        continue
                     (target[_UNSIGNED(bk)], target[_UNSIGNED(16 + bk)], target[_UNSIGNED(32 + bk)],
                      target[_UNSIGNED(48 + bk)]) = _kernel_points(along_h[_UNSIGNED(bk)],
                                                                   along_h[_UNSIGNED(16 + bk)],
                                                                   along_h[_UNSIGNED(32 + bk)])
-        for p in range(POINTS):
+        for p in range(count):
             target = packed[g, p, block].reshape(-1)
             for column in range(in_per_group * block_channels):
                 target[_UNSIGNED(column)] = points[column, p]
@@ -166,16 +185,17 @@ def _padded_row(x, n, c, sd, sh, maps, first, width, row):
 
 
 @njit(cache=True, inline='always')
-def _transform_input(x, n_channels, c0, maps, runs, chunk, points, along_w, along_h, row):
-    """``points[p, c, t]`` (64, channels, ``chunk``) = the input points of the chunk's tiles, input
-    channels ``c0 ...``; ``along_w`` and ``along_h`` (64 * chunk) hold the first two dimensions'
-    transforms, ``row`` (2 * chunk + 2) one padded input row."""
+def _transform_input(x, n_channels, c0, maps, runs, planes, chunk, points, along_w, along_h, row):
+    """``points[p, c, t]`` (``planes`` * 16, channels, ``chunk``) = the input points of the chunk's tiles,
+    input channels ``c0 ...``, ``planes`` (4 or 1) points along D; ``along_w`` and ``along_h`` (64 *
+    chunk) hold the W and H transforms, ``row`` (2 * chunk + 2) one padded input row."""
     map_d, map_h = maps[0], maps[1]
+    tile_depth = TILE if planes == PATCH else 1
     for c in range(n_channels):
         for run in range(runs.shape[0]):
             slot, length, n, tile_d, tile_h, tile_w = runs[run]
-            for a in range(4):
-                pd = TILE * tile_d + a
+            for a in range(planes):
+                pd = tile_depth * tile_d + a
                 sd = map_d[pd] if pd < map_d.shape[0] else -1
                 for b in range(4):
                     ph = TILE * tile_h + b
@@ -194,27 +214,31 @@ def _transform_input(x, n_channels, c0, maps, runs, chunk, points, along_w, alon
                         along_w[_UNSIGNED(at + chunk + t)] = r1 + r2
                         along_w[_UNSIGNED(at + 2 * chunk + t)] = r2 - r1
                         along_w[_UNSIGNED(at + 3 * chunk + t)] = r1 - r3
-        for a in range(4):
+        for a in range(planes):
             for k in range(4):
                 at = (a * 16 + k) * chunk
                 _input_points(along_w, at, 4 * chunk, along_h, at, 4 * chunk, chunk)
-        for bk in range(16):
-            _input_points(along_h, bk * chunk, 16 * chunk, points, (bk * n_channels + c) * chunk,
-                          16 * n_channels * chunk, chunk)
+        for bk in range(PLANE_POINTS):
+            if planes == PATCH:
+                _input_points(along_h, bk * chunk, 16 * chunk, points, (bk * n_channels + c) * chunk,
+                              16 * n_channels * chunk, chunk)
+                continue
+            for t in range(chunk):
+                points[_UNSIGNED((bk * n_channels + c) * chunk + t)] = along_h[_UNSIGNED(bk * chunk + t)]
 
 
 @njit(cache=True, inline='always')
 def _multiply(packed, g, first, stop, points, n_channels, chunk, products):
-    """``products[p, c_out, t]`` (64, channels of blocks ``[first, stop)``, chunk) = the sum over input
-    channels of the output channels' weight points times the input points, in register blocks. Point
-    by point, so that the input points of one (C_in/g x chunk) stay in L1 while every block reads
-    them."""
-    blocks = packed.shape[2]
+    """``products[p, c_out, t]`` (points, channels of blocks ``[first, stop)``, chunk) = the sum over
+    input channels of the output channels' weight points times the input points, in register blocks.
+    Point by point, so that the input points of one (C_in/g x chunk) stay in L1 while every block
+    reads them."""
+    count, blocks = packed.shape[1], packed.shape[2]
     channels = (stop - first) * BLOCK_CHANNELS
-    for p in range(POINTS):
+    for p in range(count):
         for block in range(first, stop):
             acc = zero_block(points, BLOCK_CHANNELS, 1, BLOCK_VECTORS)
-            weights = ((g * POINTS + p) * blocks + block) * n_channels * BLOCK_CHANNELS
+            weights = ((g * count + p) * blocks + block) * n_channels * BLOCK_CHANNELS
             for c in range(n_channels):
                 acc = fma_block(acc, packed, weights + c * BLOCK_CHANNELS, 1, points,
                                 (p * n_channels + c) * chunk, 0, 1, BLOCK_VECTORS)
@@ -222,29 +246,30 @@ def _multiply(packed, g, first, stop, points, n_channels, chunk, products):
 
 
 @njit(cache=True, inline='always')
-def _transform_output(products, channels, lane, chunk, along_w, along_h):
-    """``along_h`` (16 * chunk: rows ``(a * 2 + j) * 2 + k``) = the products of channel ``lane`` (of
-    ``channels``) transformed back along W and H (``along_w``: 32 * chunk, scratch)."""
-    for ab in range(16):
+def _transform_output(products, planes, channels, lane, chunk, along_w, along_h):
+    """``along_h`` (``planes`` * 4 * chunk: rows ``(a * 2 + j) * 2 + k``) = the products of channel
+    ``lane`` (of ``channels``) transformed back along W and H (``along_w``: 32 * chunk, scratch)."""
+    for ab in range(planes * 4):
         _output_points(products, (ab * 4 * channels + lane) * chunk, channels * chunk,
                        along_w, ab * 2 * chunk, chunk, chunk)
-    for a in range(4):
+    for a in range(planes):
         for k in range(2):
             _output_points(along_w, (a * 8 + k) * chunk, 2 * chunk, along_h, (a * 4 + k) * chunk,
                            2 * chunk, chunk)
 
 
 @njit(cache=True, inline='always')
-def _store_tiles(values, chunk, runs, out, o, bias_value):
+def _store_tiles(values, planes, chunk, runs, out, o, bias_value):
     """Write the chunk's tiles of output channel ``o``: ``values`` (rows ``(a * 2 + j) * 2 + k``,
-    transformed along W and H) transformed along D, plus the bias, clipped to the output. Returns
-    whether every value written is finite."""
+    transformed along W and H) transformed along D where ``planes`` is 4, plus the bias, clipped to the
+    output. Returns whether every value written is finite."""
     out_depth, out_height, out_width = out.shape[2:]
+    tile_depth = TILE if planes == PATCH else 1
     finite = True
     for run in range(runs.shape[0]):
         slot, length, n, tile_d, tile_h, tile_w = runs[run]
-        for i in range(TILE):
-            od = TILE * tile_d + i
+        for i in range(tile_depth):
+            od = tile_depth * tile_d + i
             if od >= out_depth:
                 continue
             for j in range(TILE):
@@ -256,9 +281,13 @@ def _store_tiles(values, chunk, runs, out, o, bias_value):
                     at = (j * 2 + k) * chunk + slot
                     for t in range(length):
                         ow = TILE * (tile_w + t) + k
-                        y0, y1 = values[_UNSIGNED(at + t)], values[_UNSIGNED(at + 4 * chunk + t)]
-                        y2, y3 = values[_UNSIGNED(at + 8 * chunk + t)], values[_UNSIGNED(at + 12 * chunk + t)]
-                        value = (y0 + y1 + y2 if i == 0 else y1 - y2 - y3) + bias_value
+                        if planes == PATCH:
+                            y0, y1 = values[_UNSIGNED(at + t)], values[_UNSIGNED(at + 4 * chunk + t)]
+                            y2 = values[_UNSIGNED(at + 8 * chunk + t)]
+                            y3 = values[_UNSIGNED(at + 12 * chunk + t)]
+                            value = (y0 + y1 + y2 if i == 0 else y1 - y2 - y3) + bias_value
+                        else:
+                            value = values[_UNSIGNED(at + t)] + bias_value
                         if ow < out_width:
                             target[_UNSIGNED(ow)] = value
                             finite &= np.isfinite(value)
@@ -270,7 +299,8 @@ def _winograd_kernel(x, packed, bias, out, maps, tiles, splits, nonfinite):
     """Fill ``out`` from ``x`` and the weight points ``packed`` (``transform_weights``), in tasks of
     (group, chunk of tiles, split of the output channel blocks); ``nonfinite[task]`` is set where a
     task wrote a NaN or Inf."""
-    groups, _, blocks, in_per_group = packed.shape[:4]
+    groups, count, blocks, in_per_group = packed.shape[:4]
+    planes = count // PLANE_POINTS
     out_per_group = out.shape[1] // groups
     chunk = BLOCK_VECTORS * vector_lanes(x)
     total = x.shape[0] * tiles[0] * tiles[1] * tiles[2]
@@ -279,13 +309,13 @@ def _winograd_kernel(x, packed, bias, out, maps, tiles, splits, nonfinite):
         g, rest = task // (chunks * splits), task % (chunks * splits)
         first_tile, split = rest // splits * chunk, rest % splits
         runs = _tile_runs(first_tile, chunk, total, tiles)
-        points = np.empty(POINTS * in_per_group * chunk, x.dtype)
-        along_w = np.empty(POINTS * chunk, x.dtype)
-        along_h = np.empty(POINTS * chunk, x.dtype)
+        points = np.empty(count * in_per_group * chunk, x.dtype)
+        along_w = np.empty(count * chunk, x.dtype)
+        along_h = np.empty(count * chunk, x.dtype)
         row = np.empty(TILE * chunk + 2, x.dtype)
-        _transform_input(x, in_per_group, g * in_per_group, maps, runs, chunk, points, along_w, along_h,
-                         row)
-        products = np.empty(POINTS * WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS * chunk, x.dtype)
+        _transform_input(x, in_per_group, g * in_per_group, maps, runs, planes, chunk, points, along_w,
+                         along_h, row)
+        products = np.empty(count * WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS * chunk, x.dtype)
         first, stop = split_range(split, blocks, splits)
         finite = True
         for pass_first in range(first, stop, WINOGRAD_PASS_BLOCKS):
@@ -294,22 +324,22 @@ def _winograd_kernel(x, packed, bias, out, maps, tiles, splits, nonfinite):
             first_channel = pass_first * BLOCK_CHANNELS
             for lane in range(min(pass_stop * BLOCK_CHANNELS, out_per_group) - first_channel):
                 o = g * out_per_group + first_channel + lane
-                _transform_output(products, (pass_stop - pass_first) * BLOCK_CHANNELS, lane, chunk,
+                _transform_output(products, planes, (pass_stop - pass_first) * BLOCK_CHANNELS, lane, chunk,
                                   along_w, along_h)
-                finite &= _store_tiles(along_h, chunk, runs, out, o,
+                finite &= _store_tiles(along_h, planes, chunk, runs, out, o,
                                        bias[o] if bias.shape[0] else x.dtype.type(0))
         nonfinite[task] = not finite
 
 
 def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
-    """Fill the batched ``out`` from the batched ``x`` by Winograd F(2x2x2, 3x3x3) (real dtypes, 3x3x3
-    kernel, unit stride and dilation). Returns whether every output is finite (where not, ``out``
-    holds what the transforms gave, and the caller computes it again directly).
+    """Fill the batched ``out`` from the batched ``x`` by Winograd (real dtypes, a kernel ``serves``
+    takes). Returns whether every output is finite (where not, ``out`` holds what the transforms gave,
+    and the caller computes it again directly).
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
     packed = transform_weights(weight, groups, BLOCK_CHANNELS)
-    tiles = tiles_of(out.shape[2:])
+    tiles = tiles_of(out.shape[2:], weight.shape[2])
     chunk = BLOCK_VECTORS * VECTOR_BYTES // x.itemsize
     chunks = ceil_div(x.shape[0] * int(np.prod(tiles)), chunk)
     splits = channel_splits(packed.shape[2], groups * chunks)
@@ -320,10 +350,15 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
 
 def serves(plan):
-    """Whether Winograd F(2x2x2, 3x3x3) computes a plan: a real dtype, a 3x3x3 kernel, unit stride and
+    """Whether Winograd computes a plan: a real dtype, a 3x3x3 or 1x3x3 kernel, unit stride and
     dilation."""
-    return (not plan.is_complex and plan.kernel_size == (3, 3, 3) and plan.stride == (1, 1, 1)
-            and plan.dilation == (1, 1, 1))
+    return (not plan.is_complex and plan.kernel_size in ((3, 3, 3), (1, 3, 3))
+            and plan.stride == (1, 1, 1) and plan.dilation == (1, 1, 1))
+
+
+def points_of(plan):
+    """Points per tile: 64 for a 3x3x3 kernel, 16 for 1x3x3."""
+    return depth_points(plan.kernel_size[0]) * PLANE_POINTS
 
 
 def workspace_bytes(plan):
@@ -331,11 +366,12 @@ def workspace_bytes(plan):
     itemsize = np.dtype(plan.dtype).itemsize
     chunk = BLOCK_VECTORS * VECTOR_BYTES // itemsize
     products = WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS
-    return itemsize * chunk * POINTS * (plan.in_per_group + products + 2) + itemsize * (2 * chunk + 2)
+    return (itemsize * chunk * points_of(plan) * (plan.in_per_group + products + 2)
+            + itemsize * (2 * chunk + 2))
 
 
 def transform_weight_bytes(plan):
-    """Bytes of the weight points (64 per weight column of 27 taps, channel blocks filled out)."""
+    """Bytes of the weight points (64 per 27 weights, 16 per 9; channel blocks filled out)."""
     blocks = ceil_div(plan.out_per_group, BLOCK_CHANNELS)
-    return (np.dtype(plan.dtype).itemsize * plan.groups * POINTS * blocks * plan.in_per_group
+    return (np.dtype(plan.dtype).itemsize * plan.groups * points_of(plan) * blocks * plan.in_per_group
             * BLOCK_CHANNELS)
