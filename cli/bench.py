@@ -86,8 +86,9 @@ def bench(names, list_cases, full, suite, network_names, batch, forward_only, in
 
     With no options, runs the CPU suite (about a minute on 2 cores, compilation included). The table
     shows median ms of ours and torch (absent when torch is not installed), the ratio torch/ours
-    (above 1: we are faster), GFLOP/s, the share of a GEMM peak measured at start, and the first-call
-    (compile) time. With --backend cuda, runs the GPU suite, timing after device synchronization.
+    (above 1: we are faster), GFLOP/s (a direct convolution's multiply-adds over our time: Winograd
+    makes fewer, so it can pass the peak), the share of a GEMM peak measured at start, and the
+    first-call (compile) time. With --backend cuda, runs the GPU suite, timing after device synchronization.
 
     \b
     Examples:

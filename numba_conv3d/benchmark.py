@@ -321,6 +321,8 @@ def format_report(peaks, results):
     """The peaks line, the peer's presence, the results table and the ratios' geometric mean."""
     line = ", ".join(f"{name} GEMM peak {gflops:.0f} GFLOP/s" if gflops else f"{name} GEMM peak unmeasured"
                      for name, gflops in peaks.items())
+    line += ("\nGFLOP/s count a direct convolution's multiply-adds over our time (Winograd makes fewer, "
+             "so it can pass the peak)")
     if _torch() is None:
         line += "; torch is not installed: the peer columns are absent"
     report = line + "\n" + format_table(results)
