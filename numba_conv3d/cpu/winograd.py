@@ -27,7 +27,8 @@ Inf exactly.
 Rounding: each output is ``A^T [sum_c U_c * V_c] A`` with float rounding in the sums over input channels
 (``C_in/g`` terms) and in the transforms (at most 8 terms each way); its error is within about ``(C_in/g
 + 12) * eps`` times the same expression computed on absolute values (``|A|^T [sum_c |U_c| |V_c|] |A|``),
-some 2-4x that of a direct sum in practice (``docs/ARCHITECTURE.md``).
+a bound 1.7-4.6x the direct sums' on random data; the errors measured are of the direct sums' order
+(``docs/ARCHITECTURE.md``).
 """
 import numpy as np
 from numba import njit, prange
