@@ -24,10 +24,10 @@ def _on_merged_rows(workspace_bytes):
 
 
 def _runner(compute):
-    """An algorithm's ``run``: its ``compute`` given the plan's numbers."""
+    """An algorithm's ``run``: its ``compute`` given the plan's numbers (returning what it returns)."""
     def run(plan, x, weight, bias, out):
-        compute(x, weight, bias, plan.has_bias, out, plan.stride, plan.dilation, plan.pad_front,
-                plan.padded_size, plan.mode_code, plan.groups)
+        return compute(x, weight, bias, plan.has_bias, out, plan.stride, plan.dilation, plan.pad_front,
+                       plan.padded_size, plan.mode_code, plan.groups)
 
     return run
 
@@ -104,14 +104,21 @@ def prefers_phase_flat(plan):
             and phase_flat.workspace_bytes(plan) <= FLAT_MAX_WORKSPACE_BYTES)
 
 
+def direct_sums(plan):
+    """The row the planner takes for ``plan`` when Winograd is left out: the one whose sums Winograd
+    falls back to."""
+    return next(a for a in ALGORITHMS if a.name != "winograd" and a.applies(plan) and a.prefers(plan))
+
+
+_compute_winograd = _runner(winograd.compute)
+
+
 def _run_winograd(plan, x, weight, bias, out):
     """The Winograd row's ``run``: where an output is not finite (an Inf or NaN in the operands, or an
-    overflow in the transforms), the convolution again by the row the planner takes after it, whose
-    sums give torch's NaN and Inf."""
-    if not winograd.compute(x, weight, bias, plan.has_bias, out, plan.stride, plan.dilation,
-                            plan.pad_front, plan.padded_size, plan.mode_code, plan.groups):
-        fallback = next(a for a in ALGORITHMS if a.name != "winograd" and a.applies(plan) and a.prefers(plan))
-        fallback.run(plan, x, weight, bias, out)
+    overflow in the transforms), the convolution again by ``direct_sums``, which give torch's NaN and
+    Inf."""
+    if not _compute_winograd(plan, x, weight, bias, out):
+        direct_sums(plan).run(plan, x, weight, bias, out)
 
 
 ALGORITHMS = (

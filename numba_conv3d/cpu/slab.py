@@ -84,12 +84,12 @@ def _gather_phases(x, n, c0, origin, first, stop, row0, maps, slab, phases):
                     if sd < 0 or sh < 0:
                         inside_first = inside_stop = padding_stop = 0
                     for j in range(inside_first):
-                        slab[c, z, row, phase, j] = _padded_column(x, n, c0 + c, sd, sh, map_w,
+                        slab[c, z, row, phase, j] = padded_column(x, n, c0 + c, sd, sh, map_w,
                                                                    j * phases + phase)
                     _copy_columns(x, n, c0 + c, sd, sh, slab, c, z, row, phase, inside_first,
                                   inside_stop, pad_w, phases)
                     for j in range(inside_stop, padding_stop):
-                        slab[c, z, row, phase, j] = _padded_column(x, n, c0 + c, sd, sh, map_w,
+                        slab[c, z, row, phase, j] = padded_column(x, n, c0 + c, sd, sh, map_w,
                                                                    j * phases + phase)
                     for j in range(padding_stop, columns):
                         slab[c, z, row, phase, np.uint64(j)] = 0
@@ -111,9 +111,10 @@ def _copy_columns(x, n, c, d, h, slab, sc, z, row, phase, first, stop, pad_w, ph
 
 
 @register_jitable
-def _padded_column(x, n, c, d, h, map_w, col):
-    """Padded column ``col`` of input row (n, c, d, h) through the W map (-1 reads zero)."""
-    sw = map_w[col]
+def padded_column(x, n, c, d, h, map_w, col):
+    """Padded column ``col`` of input row (n, c, d, h) through the W map (-1, or past the map, reads
+    zero)."""
+    sw = map_w[col] if col < map_w.shape[0] else -1
     return x[n, c, d, h, sw] if sw >= 0 else x.dtype.type(0)
 
 

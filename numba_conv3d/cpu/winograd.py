@@ -37,7 +37,7 @@ from numba.extending import register_jitable
 from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES, WINOGRAD_PASS_BLOCKS
 from ..shape_rules import ceil_div
 from .simd import fma_block, store_block, vector_lanes, zero_block
-from .slab import index_maps
+from .slab import index_maps, padded_column
 from .tasks import channel_splits, split_range
 
 # Points of a 3-tap dimension, outputs of a tile along it, and the points of a tile in one plane.
@@ -172,17 +172,14 @@ def _padded_row(x, n, c, sd, sh, maps, first, width, row):
     the W map (zero past it); the columns inside the input are a plain copy."""
     map_w, pad_w = maps[2], maps[3]
     source = x[n, c, sd, sh]
-    zero = x.dtype.type(0)
     inside_first = min(max(pad_w - first, 0), width)
     inside_stop = max(inside_first, min(pad_w + x.shape[4] - first, width))
     for j in range(inside_first):
-        sw = map_w[first + j] if first + j < map_w.shape[0] else -1
-        row[j] = source[sw] if sw >= 0 else zero
+        row[j] = padded_column(x, n, c, sd, sh, map_w, first + j)
     for j in range(inside_first, inside_stop):
         row[_UNSIGNED(j)] = source[_UNSIGNED(first + j - pad_w)]
     for j in range(inside_stop, width):
-        sw = map_w[first + j] if first + j < map_w.shape[0] else -1
-        row[j] = source[sw] if sw >= 0 else zero
+        row[j] = padded_column(x, n, c, sd, sh, map_w, first + j)
 
 
 @njit(cache=True, inline='always')
