@@ -186,6 +186,21 @@ WINOGRAD_MAX_WEIGHT_BYTES = 24 * 2 ** 20
 # WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS channels x chunk) in L2.
 WINOGRAD_PASS_BLOCKS = 8
 
+# Where the planner prefers FFT convolution (``cpu/fft.py``, real dtypes at unit stride) to the direct
+# kernels (``cpu.fft_gain``): the estimated seconds of the direct kernels (FFT_DIRECT_MAC_SECONDS per
+# multiply-add and thread) over the FFT's, estimated per tiling by ``fft.tiling``: FFT_SECONDS per
+# point and log2(points) of each real transform on one thread, FFT_MAC_SECONDS per complex product of
+# the spectra, FFT_COPY_SECONDS per point gathered or stored. Tilings try the tile counts
+# FFT_TILE_COUNTS per dimension and keep the weight spectra and the tasks' buffers within
+# FFT_MAX_WORKSPACE_BYTES.
+FFT_SECONDS = 2.3e-10
+FFT_MAC_SECONDS = 1.0e-9
+FFT_COPY_SECONDS = 1.0e-9
+FFT_DIRECT_MAC_SECONDS = 3.3e-11
+FFT_MIN_GAIN = 1.3
+FFT_MAX_WORKSPACE_BYTES = 192 * 2 ** 20
+FFT_TILE_COUNTS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)
+
 # Output rows of one channel per register block of the row-blocked kernel (``BLOCK_VECTORS`` each).
 BLOCK_ROWS = 4
 

@@ -7,13 +7,14 @@ from numba.extending import register_jitable
 
 from ..algorithm import Algorithm
 from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS, BLOCKED_MIN_FILL,
-                      CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS, FLAT_MAX_OUTPUT_WIDTH,
+                      CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS, FFT_DIRECT_MAC_SECONDS,
+                      FFT_MAX_WORKSPACE_BYTES, FFT_MIN_GAIN, FLAT_MAX_OUTPUT_WIDTH,
                       FLAT_MAX_WORKSPACE_BYTES, GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION,
                       GEMM_POINTWISE_MIN_CHANNELS, GEMM_POSITIONS_PER_CHANNEL,
                       GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS, WINOGRAD_MAX_WEIGHT_BYTES,
                       WINOGRAD_MIN_GAIN, WINOGRAD_TRANSFORM_PAIRS, WINOGRAD_WEIGHT_TILES)
 from ..parallelism import safe_to_run
-from . import blocked, channel_vectorized, direct, gemm, phase_flat, row_blocked, winograd
+from . import blocked, channel_vectorized, direct, fft, gemm, phase_flat, row_blocked, winograd
 
 NAME = "cpu"
 
@@ -95,6 +96,24 @@ def prefers_winograd(plan):
             and winograd_gain(plan) >= WINOGRAD_MIN_GAIN and not prefers_gemm(plan))
 
 
+def fft_gain(plan):
+    """The estimated speed of FFT convolution over the direct kernels for a plan it serves: their
+    multiply-adds at ``FFT_DIRECT_MAC_SECONDS`` each over the FFT's estimated seconds for its best
+    tiling (``fft.tiling``); 0 where no tiling fits ``FFT_MAX_WORKSPACE_BYTES``."""
+    seconds = fft.estimated_seconds(plan)
+    if seconds is None:
+        return 0.0
+    macs = (plan.batch * plan.out_channels * prod(plan.output_size) * plan.in_per_group
+            * prod(plan.kernel_size))
+    return macs * FFT_DIRECT_MAC_SECONDS / fft.planning_threads() / seconds
+
+
+def prefers_fft(plan):
+    """Whether the planner takes FFT convolution for a plan it serves: an estimated gain of at least
+    ``FFT_MIN_GAIN`` (large kernels)."""
+    return fft_gain(plan) >= FFT_MIN_GAIN
+
+
 def prefers_phase_flat(plan):
     """Whether the planner takes the flat-phase kernel for a real-dtype plan: fewer than
     ``BLOCKED_MIN_CHANNELS`` output channels per group, output rows of at most
@@ -104,24 +123,34 @@ def prefers_phase_flat(plan):
             and phase_flat.workspace_bytes(plan) <= FLAT_MAX_WORKSPACE_BYTES)
 
 
+# The rows that compute through transforms (their sums are not the direct ones).
+_TRANSFORMS = ("fft", "winograd")
+
+
 def direct_sums(plan):
-    """The row the planner takes for ``plan`` when Winograd is left out: the one whose sums Winograd
-    falls back to."""
-    return next(a for a in ALGORITHMS if a.name != "winograd" and a.applies(plan) and a.prefers(plan))
+    """The row the planner takes for ``plan`` when the transforms are left out: the one whose sums
+    FFT and Winograd fall back to."""
+    return next(a for a in ALGORITHMS if a.name not in _TRANSFORMS and a.applies(plan) and a.prefers(plan))
 
 
-_compute_winograd = _runner(winograd.compute)
+def _falling_back(run):
+    """A transform row's ``run``: ``run``, then, where an output is not finite (an Inf or NaN in the
+    operands, or an overflow in the transforms), the convolution again by ``direct_sums``, which give
+    torch's NaN and Inf."""
+    def checked(plan, x, weight, bias, out):
+        if not run(plan, x, weight, bias, out):
+            direct_sums(plan).run(plan, x, weight, bias, out)
 
-
-def _run_winograd(plan, x, weight, bias, out):
-    """The Winograd row's ``run``: where an output is not finite (an Inf or NaN in the operands, or an
-    overflow in the transforms), the convolution again by ``direct_sums``, which give torch's NaN and
-    Inf."""
-    if not _compute_winograd(plan, x, weight, bias, out):
-        direct_sums(plan).run(plan, x, weight, bias, out)
+    return checked
 
 
 ALGORITHMS = (
+    Algorithm("fft", "real dtype, unit stride, an estimated gain of >= {FFT_MIN_GAIN} (cpu.fft_gain: large "
+              "kernels): overlap-save over tiles of the output, real FFTs of each tile's padded input "
+              "times the weight spectra, summed over input channels, back by one inverse FFT per output "
+              f"channel; tiles chosen by estimated time, weight spectra and buffers within "
+              f"{FFT_MAX_WORKSPACE_BYTES >> 20} MiB",
+              fft.serves, fft.workspace_bytes, _falling_back(fft.run), prefers_fft),
     Algorithm("winograd", "real dtype, 3x3x3 or 1x3x3 kernel at unit stride and dilation, weight points "
               f"within {WINOGRAD_MAX_WEIGHT_BYTES >> 20} MiB, an estimated gain of >= {WINOGRAD_MIN_GAIN} "
               "(cpu.winograd_gain: more channels and tiles gain more): Winograd F(2x2x2, 3x3x3), 64 "
@@ -129,7 +158,8 @@ ALGORITHMS = (
               "instead of 36), tiles flattened over the batch and volume in register blocks of output "
               "channels x SIMD vectors of tiles (float32, 3x3x3 with 32-256 channels at 16^3 to "
               "8x56x56: 1.1-2.3x the register-blocked kernels)",
-              winograd.serves, winograd.workspace_bytes, _run_winograd, prefers_winograd),
+              winograd.serves, winograd.workspace_bytes, _falling_back(_runner(winograd.compute)),
+              prefers_winograd),
     Algorithm("gemm", f"real dtype: a 1x1x1 unit-stride layer (>= {GEMM_UNIT_MIN_INPUTS} input channels "
               f"per group; the input is the matrix), a small output volume for many channels (>= "
               f"{GEMM_MIN_OUT_CHANNELS} output channels and >= {GEMM_MIN_REDUCTION} input channels x taps "

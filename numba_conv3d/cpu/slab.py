@@ -118,6 +118,22 @@ def padded_column(x, n, c, d, h, map_w, col):
     return x[n, c, d, h, sw] if sw >= 0 else x.dtype.type(0)
 
 
+@njit(cache=True, inline='always')
+def padded_row(x, n, c, sd, sh, maps, first, width, row):
+    """``row[:width]`` = padded input columns ``[first, first + width)`` of row (n, c, sd, sh) through
+    the W map (zero past it); the columns inside the input are a plain copy."""
+    map_w, pad_w = maps[2], maps[3]
+    source = x[n, c, sd, sh]
+    inside_first = min(max(pad_w - first, 0), width)
+    inside_stop = max(inside_first, min(pad_w + x.shape[4] - first, width))
+    for j in range(inside_first):
+        row[j] = padded_column(x, n, c, sd, sh, map_w, first + j)
+    for j in range(inside_first, inside_stop):
+        row[np.uint64(j)] = source[np.uint64(first + j - pad_w)]
+    for j in range(inside_stop, width):
+        row[j] = padded_column(x, n, c, sd, sh, map_w, first + j)
+
+
 @njit(cache=True)
 def index_maps(x, padded, pad_front, mode):
     """The D, H and W index maps of batched input ``x`` for the plan's pads and mode, and the front

@@ -37,7 +37,7 @@ from numba.extending import register_jitable
 from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES, WINOGRAD_PASS_BLOCKS
 from ..shape_rules import ceil_div
 from .simd import fma_block, store_block, vector_lanes, zero_block
-from .slab import index_maps, padded_column
+from .slab import index_maps, padded_row
 from .tasks import channel_splits, split_range
 
 # Points of a 3-tap dimension, outputs of a tile along it, and the points of a tile in one plane.
@@ -167,22 +167,6 @@ def _output_points(source, start, step, target, at, target_step, count):
 
 
 @njit(cache=True, inline='always')
-def _padded_row(x, n, c, sd, sh, maps, first, width, row):
-    """``row[:width]`` = padded input columns ``[first, first + width)`` of row (n, c, sd, sh) through
-    the W map (zero past it); the columns inside the input are a plain copy."""
-    map_w, pad_w = maps[2], maps[3]
-    source = x[n, c, sd, sh]
-    inside_first = min(max(pad_w - first, 0), width)
-    inside_stop = max(inside_first, min(pad_w + x.shape[4] - first, width))
-    for j in range(inside_first):
-        row[j] = padded_column(x, n, c, sd, sh, map_w, first + j)
-    for j in range(inside_first, inside_stop):
-        row[_UNSIGNED(j)] = source[_UNSIGNED(first + j - pad_w)]
-    for j in range(inside_stop, width):
-        row[j] = padded_column(x, n, c, sd, sh, map_w, first + j)
-
-
-@njit(cache=True, inline='always')
 def _transform_input(x, n_channels, c0, maps, runs, planes, chunk, points, along_w, along_h, row):
     """``points[p, c, t]`` (``planes`` * 16, channels, ``chunk``) = the input points of the chunk's tiles,
     input channels ``c0 ...``, ``planes`` (4 or 1) points along D; ``along_w`` and ``along_h`` (64 *
@@ -204,7 +188,7 @@ def _transform_input(x, n_channels, c0, maps, runs, planes, chunk, points, along
                             for t in range(length):
                                 along_w[at + k * chunk + t] = 0
                         continue
-                    _padded_row(x, n, c0 + c, sd, sh, maps, TILE * tile_w, TILE * length + 2, row)
+                    padded_row(x, n, c0 + c, sd, sh, maps, TILE * tile_w, TILE * length + 2, row)
                     for t in range(length):
                         r0, r1 = row[_UNSIGNED(2 * t)], row[_UNSIGNED(2 * t + 1)]
                         r2, r3 = row[_UNSIGNED(2 * t + 2)], row[_UNSIGNED(2 * t + 3)]
