@@ -187,16 +187,23 @@ WINOGRAD_MAX_WEIGHT_BYTES = 24 * 2 ** 20
 WINOGRAD_PASS_BLOCKS = 8
 
 # Where the planner prefers FFT convolution (``cpu/fft.py``, real dtypes at unit stride) to the direct
-# kernels (``cpu.fft_gain``): the estimated seconds of the direct kernels (FFT_DIRECT_MAC_SECONDS per
-# multiply-add and thread) over the FFT's, estimated per tiling by ``fft.tiling``: FFT_SECONDS per
-# point and log2(points) of each real transform on one thread, FFT_MAC_SECONDS per complex product of
-# the spectra, FFT_COPY_SECONDS per point gathered or stored. Tilings try the tile counts
-# FFT_TILE_COUNTS per dimension and keep the weight spectra and the tasks' buffers within
-# FFT_MAX_WORKSPACE_BYTES.
+# kernels (``cpu.fft_gain``): the estimated seconds of the direct kernel the planner would take (its
+# multiply-adds at FFT_DIRECT_MAC_SECONDS[its name] per thread; measured on one-channel volumes for
+# row-blocked, 4-32 channels for the others) over the FFT's, estimated per tiling by ``fft.tiling``:
+# FFT_SECONDS per point and log2(points) of each real transform on one thread plus FFT_CALL_SECONDS per
+# transform, FFT_MAC_SECONDS per complex product of the spectra, FFT_COPY_SECONDS per point gathered or
+# stored (estimates within 15% of the measured time from 30^3 to 160^3 transforms, within 2x for 12^3).
+# Tilings try FFT_TILE_COUNTS tiles per dimension and keep the weight spectra and the tasks' buffers
+# within FFT_MAX_WORKSPACE_BYTES. The planner takes FFT from an estimated gain of FFT_MIN_GAIN
+# (float32, 2 threads, Zen 2; direct time / FFT time as measured: one channel 64^3 k5 0.51x, k7 0.84x,
+# k9 1.66x, k15 4.1x, k31 15x; 128^3 k7 1.16x, k9 2.4x, k15 8.1x, k21 15x; 4 -> 4 channels k7 at 48^3
+# 1.38x, 16 -> 16 k5 at 32^3 1.07x, 32 -> 32 k5 at 16^3 0.68x, 16 -> 16 k7 at 64^3 3.0x).
 FFT_SECONDS = 2.3e-10
+FFT_CALL_SECONDS = 5e-6
 FFT_MAC_SECONDS = 1.0e-9
 FFT_COPY_SECONDS = 1.0e-9
-FFT_DIRECT_MAC_SECONDS = 3.3e-11
+FFT_DIRECT_MAC_SECONDS = {"row-blocked": 7e-11, "phase-flat": 7e-11, "direct": 2e-10, "gemm": 2.3e-11,
+                          "channel-vectorized": 2.1e-11, "blocked": 2.3e-11}
 FFT_MIN_GAIN = 1.3
 FFT_MAX_WORKSPACE_BYTES = 192 * 2 ** 20
 FFT_TILE_COUNTS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)

@@ -70,6 +70,36 @@ def winograd_rounding_bound(dtype, x, w, b=None, padding=0, groups=1, padding_mo
     return bound[0] if unbatched else bound
 
 
+def fft_rounding_bound(dtype, x, w, b=None, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    """Rounding bound of an FFT convolution (unit stride) per output element (n, o): (3 log2(P) + C_in/g
+    + 2) * eps * ||x_n||_2 * ||w_o||_2 (+ eps |b_o|), with ||x_n|| over the float64 padded input of
+    o's group and P an upper bound of the points of one FFT (twice the padded extents). Each of the
+    three transforms (input, weight, inverse) errs by about log2(P) eps times its operand's norm, which
+    by Parseval reaches an output as at most that times the other operand's norm; the sum over input
+    channels adds C_in/g roundings. Normwise, unlike the direct sums' bound: an output much smaller
+    than its neighbourhood may carry a large relative error."""
+    x = np.asarray(x, np.float64)
+    unbatched = x.ndim == 4
+    x = x[None] if unbatched else x
+    w = np.asarray(w, np.float64)
+    dilation = tuple(np.broadcast_to(dilation, 3))
+    pads = reference_pads(padding, w.shape[2:], dilation)
+    padded = np.pad(x, [(0, 0), (0, 0)] + pads, mode=NUMPY_PAD_MODES[padding_mode])
+    points = math.prod(2 * n for n in padded.shape[2:])
+    in_per_group, out_per_group = w.shape[1], w.shape[0] // groups
+    per_group = in_per_group * math.prod(padded.shape[2:])
+    input_norms = np.sqrt((padded ** 2).reshape(x.shape[0], groups, per_group).sum(axis=2))
+    weight_norms = np.sqrt((w ** 2).reshape(w.shape[0], -1).sum(axis=1))
+    factor = (3 * math.log2(points) + in_per_group + 2) * np.finfo(dtype).eps
+    bound = factor * np.repeat(input_norms, out_per_group, axis=1) * weight_norms
+    if b is not None:
+        bound = bound + np.finfo(dtype).eps * np.abs(np.asarray(b, np.float64))
+    out_size = [n - d * (k - 1) for n, k, d in zip(padded.shape[2:], w.shape[2:], dilation)]
+    bound = np.broadcast_to(bound[:, :, None, None, None] + np.finfo(dtype).tiny,
+                            bound.shape + tuple(out_size))
+    return bound[0] if unbatched else bound
+
+
 def assert_close(actual, expected, bound):
     """``actual`` within ``bound`` of ``expected`` where finite; NaN and Inf exactly where ``expected``
     has them."""
@@ -144,23 +174,42 @@ def assert_every_algorithm_matches_reference(x, w, b=None, **kwargs):
     results = {}
     for name in serving_algorithms(x, w, b, **kwargs):
         results[name] = conv3d_with(name, x, w, b, **kwargs)
-        if name == "winograd":
-            assert_matches_winograd_bound(results[name], x, w, b, **kwargs)
+        if name in TRANSFORM_BOUNDS:
+            assert_matches_transform_bound(name, results[name], x, w, b, **kwargs)
         else:
             assert_matches_reference(results[name], x, w, b, **kwargs)
     return results
 
 
-def assert_matches_winograd_bound(actual, x, w, b=None, **kwargs):
-    """Compare a Winograd result with the float64 oracle under Winograd's rounding bound; with a NaN or
-    Inf among the operands, Winograd's result is the direct sums' (its fallback), under theirs."""
+def assert_matches_transform_bound(algorithm, actual, x, w, b=None, **kwargs):
+    """Compare a transform algorithm's result ('winograd', 'fft') with the float64 oracle under its
+    rounding bound (``TRANSFORM_BOUNDS``); with a NaN or Inf among the operands, its result is the
+    direct sums' (its fallback), under theirs."""
     assert actual.dtype == np.asarray(x).dtype
     if not all(np.isfinite(a).all() for a in (x, w, b) if a is not None):
         assert_matches_reference(actual, x, w, b, **kwargs)
         return
     expected = conv3d_reference(x, w, b, **kwargs)
-    bound_args = {key: kwargs[key] for key in ("padding", "groups", "padding_mode") if key in kwargs}
-    assert_close(actual, expected, winograd_rounding_bound(actual.dtype, x, w, b, **bound_args))
+    bound, arguments = TRANSFORM_BOUNDS[algorithm]
+    bound_args = {key: kwargs[key] for key in arguments if key in kwargs}
+    assert_close(actual, expected, bound(actual.dtype, x, w, b, **bound_args))
+
+
+def assert_matches_winograd_bound(actual, x, w, b=None, **kwargs):
+    """``assert_matches_transform_bound`` for Winograd."""
+    assert_matches_transform_bound("winograd", actual, x, w, b, **kwargs)
+
+
+def assert_matches_fft_bound(actual, x, w, b=None, **kwargs):
+    """``assert_matches_transform_bound`` for FFT convolution."""
+    assert_matches_transform_bound("fft", actual, x, w, b, **kwargs)
+
+
+# Each transform algorithm's rounding bound and the convolution arguments it takes.
+TRANSFORM_BOUNDS = {
+    "winograd": (winograd_rounding_bound, ("padding", "groups", "padding_mode")),
+    "fft": (fft_rounding_bound, ("padding", "dilation", "groups", "padding_mode")),
+}
 
 
 def reference_input_gradient(x_shape, w, g, **kwargs):

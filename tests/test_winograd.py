@@ -155,8 +155,8 @@ def test_algorithm_argument():
     layer = Conv3d(4, 4, 3, padding=1, algorithm="winograd", rng=0)
     np.testing.assert_array_equal(layer(x), conv3d(x, layer.weight, layer.bias, padding=1,
                                                    algorithm="winograd"))
-    with pytest.raises(ValueError, match="unknown cpu algorithm 'fft'"):
-        conv3d(x, w, b, algorithm="fft")
+    with pytest.raises(ValueError, match="unknown cpu algorithm 'fourier'"):
+        conv3d(x, w, b, algorithm="fourier")
     with pytest.raises(TypeError, match="algorithm must be a string or None, but got int"):
         conv3d(x, w, b, algorithm=3)
 

@@ -96,22 +96,28 @@ def prefers_winograd(plan):
             and winograd_gain(plan) >= WINOGRAD_MIN_GAIN and not prefers_gemm(plan))
 
 
-def fft_gain(plan):
-    """The estimated speed of FFT convolution over the direct kernels for a plan it serves: their
-    multiply-adds at ``FFT_DIRECT_MAC_SECONDS`` each over the FFT's estimated seconds for its best
-    tiling (``fft.tiling``); 0 where no tiling fits ``FFT_MAX_WORKSPACE_BYTES``."""
-    seconds = fft.estimated_seconds(plan)
-    if seconds is None:
-        return 0.0
+def _direct_seconds(plan):
+    """Estimated seconds of the direct kernel the planner would take (``direct_sums``): its
+    multiply-adds at its ``FFT_DIRECT_MAC_SECONDS`` each, on ``fft.planning_threads``."""
     macs = (plan.batch * plan.out_channels * prod(plan.output_size) * plan.in_per_group
             * prod(plan.kernel_size))
-    return macs * FFT_DIRECT_MAC_SECONDS / fft.planning_threads() / seconds
+    return macs * FFT_DIRECT_MAC_SECONDS[direct_sums(plan).name] / fft.planning_threads()
+
+
+def fft_gain(plan):
+    """The estimated speed of FFT convolution over the direct kernel the planner would take, for a
+    plan it serves: ``_direct_seconds`` over the FFT's estimated seconds for its best tiling
+    (``fft.tiling``)."""
+    return _direct_seconds(plan) / fft.estimated_seconds(plan)
 
 
 def prefers_fft(plan):
     """Whether the planner takes FFT convolution for a plan it serves: an estimated gain of at least
-    ``FFT_MIN_GAIN`` (large kernels)."""
-    return fft_gain(plan) >= FFT_MIN_GAIN
+    ``FFT_MIN_GAIN`` (large kernels). Small kernels are ruled out by ``fft.lower_bound_seconds``
+    before any tiling is tried."""
+    direct = _direct_seconds(plan)
+    return (direct >= FFT_MIN_GAIN * fft.lower_bound_seconds(plan)
+            and direct >= FFT_MIN_GAIN * fft.estimated_seconds(plan))
 
 
 def prefers_phase_flat(plan):

@@ -36,7 +36,8 @@ import numpy as np
 import rocket_fft
 from numba import njit, prange
 
-from ..config import FFT_COPY_SECONDS, FFT_MAC_SECONDS, FFT_MAX_WORKSPACE_BYTES, FFT_SECONDS, FFT_TILE_COUNTS
+from ..config import (FFT_CALL_SECONDS, FFT_COPY_SECONDS, FFT_MAC_SECONDS, FFT_MAX_WORKSPACE_BYTES,
+                      FFT_SECONDS, FFT_TILE_COUNTS)
 from ..shape_rules import ceil_div, dilated_extent
 from .slab import index_maps, padded_row
 from .tasks import thread_count
@@ -172,7 +173,7 @@ def run(plan, x, weight, bias, out):
     directly)."""
     fft_shape, tile, tiles = tiling(plan)
     threads = thread_count()
-    lanes = min(plan.batch * plan.groups * prod(tiles), threads)
+    lanes = _lanes(plan, tiles, threads)
     half = fft_shape[:2] + (fft_shape[2] // 2 + 1,)
     spectra = np.empty((plan.out_channels, plan.in_per_group) + half, _complex(x.dtype))
     weight_spectra(weight, plan.dilation, fft_shape[2], spectra,
@@ -187,8 +188,14 @@ def run(plan, x, weight, bias, out):
 
 def serves(plan):
     """Whether the FFT algorithm computes a plan: a real dtype at unit stride (any kernel, dilation,
-    padding and groups)."""
-    return not plan.is_complex and plan.stride == (1, 1, 1)
+    padding and groups), with a tiling whose weight spectra and buffers fit ``FFT_MAX_WORKSPACE_BYTES``
+    (the shortest FFT lengths ``_lengths`` tries)."""
+    if plan.is_complex or plan.stride != (1, 1, 1):
+        return False
+    shortest = tuple(min(_lengths(o, e).items(), key=lambda pair: pair[1])
+                     for o, e in zip(plan.output_size, _extents(plan)))
+    fft_shape, tiles = tuple(n for _, n in shortest), tuple(t for t, _ in shortest)
+    return _footprint(plan, fft_shape, _lanes(plan, tiles, planning_threads())) <= FFT_MAX_WORKSPACE_BYTES
 
 
 def _extents(plan):
@@ -196,15 +203,20 @@ def _extents(plan):
 
 
 def _lengths(output, extent):
-    """(tile count, FFT length) pairs worth trying along one dimension: the shortest fast length for
-    each count in ``FFT_TILE_COUNTS`` (the longest covers the dimension in one tile)."""
+    """{tile count: FFT length} worth trying along one dimension: the shortest fast length for each
+    count in ``FFT_TILE_COUNTS`` (one tile covers the dimension)."""
     pairs = {}
     for count in FFT_TILE_COUNTS:
         if count <= output:
             length = rocket_fft.good_size(ceil_div(output, count) + extent - 1, True)
-            tiles = ceil_div(output, length - extent + 1)
-            pairs.setdefault(tiles, length)
-    return pairs.items()
+            pairs[ceil_div(output, length - extent + 1)] = length
+    return pairs
+
+
+def _lanes(plan, tiles, threads):
+    """Tasks run at once: one per thread, at most one per tile of each batch item and group (and at
+    least one)."""
+    return max(1, min(plan.batch * plan.groups * prod(tiles), threads))
 
 
 def _footprint(plan, fft_shape, lanes):
@@ -215,20 +227,33 @@ def _footprint(plan, fft_shape, lanes):
             + lanes * (itemsize * prod(fft_shape) + spectrum * (plan.in_per_group + 1)))
 
 
+def _transform_seconds(points):
+    return FFT_SECONDS * points * math.log2(max(2, points)) + FFT_CALL_SECONDS
+
+
 def _seconds(plan, fft_shape, tiles, threads):
     """Estimated seconds of an FFT convolution tiled as given (``config.FFT_*``): per tile, C_in/g +
     C_out/g transforms and copies of N points and C_in/g x C_out/g products of N/2 spectra, on
-    ``lanes`` tasks at once (the rest of the threads splitting the transforms), plus the weight
+    ``_lanes`` tasks at once (the rest of the threads splitting the transforms), plus the weight
     spectra (about half a transform per channel pair: their zero rows and planes are skipped)."""
     points = prod(fft_shape)
-    per_group = plan.in_per_group + plan.out_per_group
-    transform = FFT_SECONDS * points * math.log2(points)
-    products = FFT_MAC_SECONDS * plan.in_per_group * plan.out_per_group * points / 2
-    tasks = plan.batch * plan.groups * prod(tiles)
-    lanes = min(tasks, threads)
-    per_tile = per_group * (transform * lanes / threads + FFT_COPY_SECONDS * points) + products
+    transform = _transform_seconds(points)
+    lanes = _lanes(plan, tiles, threads)
+    per_tile = ((plan.in_per_group + plan.out_per_group) * (transform * lanes / threads
+                                                            + FFT_COPY_SECONDS * points)
+                + FFT_MAC_SECONDS * plan.in_per_group * plan.out_per_group * points / 2)
     weights = plan.out_channels * plan.in_per_group * transform / 2 / threads
-    return ceil_div(tasks, lanes) * per_tile + weights, lanes
+    return ceil_div(plan.batch * plan.groups * prod(tiles), lanes) * per_tile + weights
+
+
+def lower_bound_seconds(plan):
+    """Seconds that no tiling's estimate (``_seconds``) goes below, cheap to compute: the tiles hold
+    at least the output's points, and each at least the kernel's extent."""
+    outputs = plan.batch * plan.groups * prod(plan.output_size)
+    threads = planning_threads()
+    transform = FFT_SECONDS * outputs * math.log2(max(2, prod(_extents(plan))))
+    products = FFT_MAC_SECONDS * plan.in_per_group * plan.out_per_group * outputs / 2
+    return ((plan.in_per_group + plan.out_per_group) * transform + products) / threads
 
 
 def planning_threads():
@@ -239,30 +264,28 @@ def planning_threads():
 
 @functools.lru_cache(maxsize=256)
 def tiling(plan):
-    """The fastest estimated tiling within ``FFT_MAX_WORKSPACE_BYTES`` (``planning_threads``): (FFT
-    shape, outputs per tile, tiles per dimension), or None where none fits."""
+    """The fastest estimated tiling within ``FFT_MAX_WORKSPACE_BYTES`` on ``planning_threads``, for a
+    plan ``serves`` takes: (FFT shape, outputs per tile, tiles per dimension)."""
+    threads = planning_threads()
     best = None
     for (tiles_d, n_d), (tiles_h, n_h), (tiles_w, n_w) in itertools.product(
-            *(_lengths(o, e) for o, e in zip(plan.output_size, _extents(plan)))):
+            *(_lengths(o, e).items() for o, e in zip(plan.output_size, _extents(plan)))):
         fft_shape, tiles = (n_d, n_h, n_w), (tiles_d, tiles_h, tiles_w)
-        seconds, lanes = _seconds(plan, fft_shape, tiles, planning_threads())
-        if _footprint(plan, fft_shape, lanes) <= FFT_MAX_WORKSPACE_BYTES and (best is None
-                                                                           or seconds < best[0]):
-            tile = tuple(n - e + 1 for n, e in zip(fft_shape, _extents(plan)))
-            best = (seconds, fft_shape, tile, tiles, lanes)
-    return None if best is None else best[1:4]
+        seconds = _seconds(plan, fft_shape, tiles, threads)
+        fits = _footprint(plan, fft_shape, _lanes(plan, tiles, threads)) <= FFT_MAX_WORKSPACE_BYTES
+        if fits and (best is None or seconds < best[0]):
+            best = (seconds, fft_shape, tiles)
+    _, fft_shape, tiles = best
+    return fft_shape, tuple(n - e + 1 for n, e in zip(fft_shape, _extents(plan))), tiles
 
 
 def estimated_seconds(plan):
-    """Estimated seconds of the best tiling (``tiling``) on ``planning_threads``, or None where none
-    fits the memory bound."""
-    chosen = tiling(plan)
-    return None if chosen is None else _seconds(plan, chosen[0], chosen[2], planning_threads())[0]
+    """Estimated seconds of the chosen tiling (``tiling``) on ``planning_threads``."""
+    fft_shape, _, tiles = tiling(plan)
+    return _seconds(plan, fft_shape, tiles, planning_threads())
 
 
 def workspace_bytes(plan):
     """Scratch bytes of the chosen tiling: the weight spectra and every lane's buffers."""
-    chosen = tiling(plan)
-    if chosen is None:
-        return 0
-    return _footprint(plan, chosen[0], min(plan.batch * plan.groups * prod(chosen[2]), planning_threads()))
+    fft_shape, _, tiles = tiling(plan)
+    return _footprint(plan, fft_shape, _lanes(plan, tiles, planning_threads()))
