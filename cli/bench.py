@@ -5,7 +5,7 @@ import sys
 import click
 import numba
 
-from numba_conv3d.bench_cases import FULL_SUITES, SUITES, BenchCase
+from numba_conv3d.bench_cases import FULL_SUITES, LARGE_KERNEL_SUITES, SUITES, BenchCase
 from numba_conv3d.benchmark import SETTLE_SECONDS, format_report, gemm_peak_gflops, run_suite
 from numba_conv3d.environment import cuda_devices, describe
 from numba_conv3d.network_bench import format_networks, run_networks
@@ -13,7 +13,8 @@ from numba_conv3d.networks import NETWORKS, network_layers
 
 from .options import checked, conv_kwargs, problem_options
 
-CASE_NAMES = sorted({case.name for suites in (SUITES, FULL_SUITES) for suite in suites.values()
+CASE_NAMES = sorted({case.name for suites in (SUITES, FULL_SUITES, LARGE_KERNEL_SUITES)
+                     for suite in suites.values()
                      for case in suite})
 
 
@@ -50,9 +51,11 @@ def _progress(quiet):
 @click.option("--full", is_flag=True,
               help="The full CPU suite: every convolution class, float64 and complex64 variants, "
                    "scipy beside one-channel volumes (several minutes); same as --suite full.")
-@click.option("--suite", type=click.Choice(["default", "full", "networks"]), default="default",
-              show_default=True,
-              help="'networks': every convolution layer of real 3-D networks (video ResNets, X3D, C3D, "
+@click.option("--suite", type=click.Choice(["default", "full", "networks", "large-kernels"]),
+              default="default", show_default=True,
+              help="'large-kernels': one-channel 128^3 volumes with k7-k31 kernels beside "
+                   "scipy.signal.fftconvolve, with each side's float32 error (CPU, a few minutes). "
+                   "'networks': every convolution layer of real 3-D networks (video ResNets, X3D, C3D, "
                    "U-Nets, V-Net; CPU, float32), forward and forward + backward, summed per network "
                    "(about 15 minutes on 2 cores; pick some with --network).")
 @click.option("--network", "network_names", multiple=True, type=click.Choice(sorted(NETWORKS)),
@@ -106,7 +109,11 @@ def bench(names, list_cases, full, suite, network_names, batch, forward_only, in
         _networks(network_names, batch, forward_only, list_cases, backend, threads, repeat, warmup, settle,
                   json_path, plot_path, quiet)
         return
-    suite = (FULL_SUITES if full or suite == "full" else SUITES)[backend]
+    suites = {"full": FULL_SUITES, "large-kernels": LARGE_KERNEL_SUITES}.get("full" if full else suite,
+                                                                             SUITES)
+    if backend not in suites:
+        raise click.UsageError(f"--suite {suite} runs on the CPU only")
+    suite = suites[backend]
     if list_cases:
         for case in suite:
             click.echo(f"{case.name:24} input {case.input_shape} weight {case.weight_shape} "

@@ -77,6 +77,16 @@ FULL_SUITE = tuple(BenchCase(*fields) for fields in (
      {"padding": "same", "padding_mode": "reflect"}, "complex64"),
 ))
 
+# One-channel volumes with the large kernels scientists smooth and match-filter with (the FFT
+# algorithm's class), in the padding modes scipy.signal.fftconvolve runs beside them (the input padded
+# by np.pad), and k7/k9 where the planner's crossover lies.
+LARGE_KERNEL_SUITE = tuple(
+    BenchCase(f"one-channel-k{k}-{mode}-{n}^3", (1, 1, n, n, n), (1, 1, k, k, k),
+              {"padding": "same", "padding_mode": mode})
+    for n, k, mode in ((128, 7, "reflect"), (128, 9, "reflect"),
+                       *((128, k, mode) for k in (15, 21, 31) for mode in ("zeros", "reflect", "replicate")),
+                       (96, 31, "reflect")))
+
 CUDA_SUITE = tuple(BenchCase(*fields, backend="cuda") for fields in (
     ("dense-k3-c32-64^3", (1, 32, 64, 64, 64), (32, 32, 3, 3, 3), {"padding": 1}),
     ("dense-k3-c64-48^3", (1, 64, 48, 48, 48), (64, 64, 3, 3, 3), {"padding": 1}),
@@ -88,3 +98,5 @@ CUDA_SUITE = tuple(BenchCase(*fields, backend="cuda") for fields in (
 SUITES = {"cpu": DEFAULT_SUITE, "cuda": CUDA_SUITE}
 
 FULL_SUITES = {"cpu": FULL_SUITE, "cuda": CUDA_SUITE}
+
+LARGE_KERNEL_SUITES = {"cpu": LARGE_KERNEL_SUITE}

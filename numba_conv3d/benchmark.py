@@ -7,7 +7,7 @@ import contextlib
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -30,7 +30,8 @@ class BenchResult:
 
     ``peers`` maps a peer's name ('torch'; on CUDA also 'torch-tf32', torch's default TF32 mode; on
     one-channel CPU cases also 'scipy', ``scipy.signal.fftconvolve``) to its median seconds; it is empty
-    when no peer is installed.
+    when no peer is installed. ``errors`` maps 'ours' and 'scipy' to their largest error over the
+    largest output magnitude, against scipy's float64 result, where scipy runs beside the case.
     """
 
     case: BenchCase
@@ -39,6 +40,7 @@ class BenchResult:
     ours_first_s: float
     peers: dict
     peak_gflops: float | None
+    errors: dict = field(default_factory=dict)
 
     @property
     def gflops(self):
@@ -64,6 +66,7 @@ class BenchResult:
                   "gflops": self.gflops, "peak_gflops": self.peak_gflops,
                   "fraction_of_peak": self.fraction_of_peak}
         record.update({f"{name}_ms": seconds * 1e3 for name, seconds in self.peers.items()})
+        record.update({f"{name}_error": error for name, error in self.errors.items()})
         return record
 
 
@@ -251,12 +254,24 @@ def _time_case(case, repeat, warmup, peak_gflops, device, settle):
     first = device.seconds(ours)
     sides = {"ours": ours, **_torch_peers(case, device, x, w, b)}
     scipy_peer = _scipy_peer(case, device, x, w, b)
+    errors = {}
     if scipy_peer:
         sides["scipy"] = scipy_peer
+        errors = _errors({"ours": ours, "scipy": scipy_peer}, case, device, x, w, b)
     medians = median_times(sides, repeat, warmup, settle, device)
     if peak_gflops is None:
         peak_gflops = gemm_peak_gflops(case.dtype, backend=device.backend)
-    return BenchResult(case, plan.flops, medians.pop("ours"), first, medians, peak_gflops)
+    return BenchResult(case, plan.flops, medians.pop("ours"), first, medians, peak_gflops, errors)
+
+
+def _errors(sides, case, device, x, w, b):
+    """Each side's largest error over the largest output magnitude, against scipy's result on the
+    operands in float64 (the sides compute in the case's dtype)."""
+    wide = [None if a is None else a.astype(np.result_type(a.dtype, np.float64)) for a in (x, w, b)]
+    expected = _scipy_peer(case, device, *wide)()
+    scale = np.abs(expected).max()
+    return {name: float(np.abs(np.asarray(run()).reshape(expected.shape) - expected).max() / scale)
+            for name, run in sides.items()}
 
 
 def _shapes(case):
@@ -271,6 +286,9 @@ def format_table(results):
     header = (f"{'case':24} {'shapes':{width}} {'ours ms':>9} "
               + "".join(f"{name + ' ms':>{max(9, len(name) + 4)}} " for name in peers)
               + f"{'ratio':>6} {'GFLOP/s':>8} {'% peak':>7} {'compile s':>9}")
+    errors = list(dict.fromkeys(name for r in results for name in r.errors))
+    scipy = any("scipy" in r.peers for r in results)
+    header += (" scipy/ours" if scipy else "") + "".join(f" {name + ' error':>12}" for name in errors)
     rows = [header, "-" * len(header)]
     for r in results:
         cells = "".join(f"{r.peers[name] * 1e3:{max(9, len(name) + 4)}.2f} " if name in r.peers
@@ -278,7 +296,11 @@ def format_table(results):
         ratio = f"{r.ratio:6.2f}" if r.ratio is not None else f"{'-':>6}"
         peak = f"{100 * r.fraction_of_peak:6.1f}%" if r.fraction_of_peak is not None else f"{'-':>7}"
         rows.append(f"{r.case.name:24} {_shapes(r.case):{width}} {r.ours_s * 1e3:9.2f} {cells}{ratio} "
-                    f"{r.gflops:8.1f} {peak} {r.ours_first_s:9.2f}")
+                    f"{r.gflops:8.1f} {peak} {r.ours_first_s:9.2f}"
+                    + ((f" {r.peers['scipy'] / r.ours_s:10.2f}" if "scipy" in r.peers else f" {'-':>10}")
+                       if scipy else "")
+                    + "".join(f" {r.errors[name]:12.2e}" if name in r.errors else f" {'-':>12}"
+                              for name in errors))
     return "\n".join(rows)
 
 

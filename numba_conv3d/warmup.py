@@ -9,7 +9,8 @@ from .jit_kernels import ensure_compiled
 from .planner import plan_conv3d
 
 # Tiny problems that every CPU algorithm serves: 4 output channels per group (the channel-vectorized
-# and blocked kernels), 1 per group with groups=4 (row-blocked, direct), a 3x3x3 kernel (Winograd).
+# and blocked kernels), 1 per group with groups=4 (row-blocked, direct), a 3x3x3 kernel (Winograd);
+# FFT serves the first.
 _SHAPES = (((1, 4, 3, 4, 5), (4, 4, 2, 2, 2), 1), ((1, 4, 3, 4, 5), (4, 1, 2, 2, 2), 4),
            ((1, 4, 3, 4, 5), (4, 4, 3, 3, 3), 1))
 
