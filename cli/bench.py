@@ -53,8 +53,9 @@ def _progress(quiet):
                    "scipy beside one-channel volumes (several minutes); same as --suite full.")
 @click.option("--suite", type=click.Choice(["default", "full", "networks", "large-kernels"]),
               default="default", show_default=True,
-              help="'large-kernels': one-channel 128^3 volumes with k7-k31 kernels beside "
-                   "scipy.signal.fftconvolve, with each side's float32 error (CPU, a few minutes). "
+              help="'large-kernels': one-channel 96^3-128^3 volumes with k7-k31 kernels beside "
+                   "scipy.signal.fftconvolve (torch left out: seconds a call), with each side's "
+                   "float32 error (CPU, a few minutes). "
                    "'networks': every convolution layer of real 3-D networks (video ResNets, X3D, C3D, "
                    "U-Nets, V-Net; CPU, float32), forward and forward + backward, summed per network "
                    "(about 15 minutes on 2 cores; pick some with --network).")
@@ -90,7 +91,7 @@ def bench(names, list_cases, full, suite, network_names, batch, forward_only, in
     With no options, runs the CPU suite (about a minute on 2 cores, compilation included). The table
     shows median ms of ours and torch (absent when torch is not installed), the ratio torch/ours
     (above 1: we are faster), GFLOP/s (a direct convolution's multiply-adds over our time: Winograd
-    makes fewer, so it can pass the peak), the share of a GEMM peak measured at start, and the
+    and FFT make fewer, so they can pass the peak), the share of a GEMM peak measured at start, and the
     first-call (compile) time. With --backend cuda, runs the GPU suite, timing after device synchronization.
 
     \b

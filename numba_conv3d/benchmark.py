@@ -113,13 +113,14 @@ class _Device:
 
 
 def _torch_peers(case, device, x, w, b):
-    """Callables running torch.nn.Conv3d on the case's operands, by peer name; empty without torch.
+    """Callables running torch.nn.Conv3d on the case's operands, by peer name; empty without torch (or
+    where the case leaves it out).
 
     On CUDA, 'torch' runs cuDNN with TF32 off (exact float32, our semantics) and 'torch-tf32' with
     torch's default TF32 convolutions; there is no peer when torch sees no GPU (the simulator).
     """
     torch = _torch()
-    if torch is None or (device.cuda is not None and not torch.cuda.is_available()):
+    if not case.torch or torch is None or (device.cuda is not None and not torch.cuda.is_available()):
         return {}
     module = torch.nn.Conv3d(case.weight_shape[1] * case.kwargs.get("groups", 1),
                              case.weight_shape[0], case.weight_shape[2:], bias=b is not None,
@@ -343,8 +344,8 @@ def format_report(peaks, results):
     """The peaks line, the peer's presence, the results table and the ratios' geometric mean."""
     line = ", ".join(f"{name} GEMM peak {gflops:.0f} GFLOP/s" if gflops else f"{name} GEMM peak unmeasured"
                      for name, gflops in peaks.items())
-    line += ("\nGFLOP/s count a direct convolution's multiply-adds over our time (Winograd makes fewer, "
-             "so it can pass the peak)")
+    line += ("\nGFLOP/s count a direct convolution's multiply-adds over our time (Winograd and FFT make "
+             "fewer, so they can pass the peak)")
     if _torch() is None:
         line += "; torch is not installed: the peer columns are absent"
     report = line + "\n" + format_table(results)
