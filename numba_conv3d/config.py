@@ -188,8 +188,9 @@ WINOGRAD_PASS_BLOCKS = 8
 
 # Where the planner prefers FFT convolution (``cpu/fft.py``, real dtypes at unit stride) to the direct
 # kernels (``cpu.fft_gain``): the estimated seconds of the direct kernel the planner would take (its
-# multiply-adds at FFT_DIRECT_MAC_SECONDS[its name] per thread; measured on one-channel volumes for
-# row-blocked, 4-32 channels for the others) over the FFT's, estimated per tiling by ``fft.tiling``:
+# multiply-adds at FFT_DIRECT_MAC_SECONDS[VECTOR_BYTES][its name] per thread; measured on one-channel
+# volumes for row-blocked, 4-32 channels for the others) over the FFT's, estimated per tiling by
+# ``fft.tiling``:
 # FFT_SECONDS per point and log2(points) of each real transform on one thread plus FFT_CALL_SECONDS per
 # transform, FFT_MAC_SECONDS per complex product of the spectra, FFT_COPY_SECONDS per point gathered or
 # stored (estimates within 15% of the measured time from 30^3 to 160^3 transforms, within 2x for 12^3).
@@ -202,8 +203,17 @@ FFT_SECONDS = 2.3e-10
 FFT_CALL_SECONDS = 5e-6
 FFT_MAC_SECONDS = 1.0e-9
 FFT_COPY_SECONDS = 1.0e-9
-FFT_DIRECT_MAC_SECONDS = {"row-blocked": 7e-11, "phase-flat": 7e-11, "direct": 2e-10, "gemm": 2.3e-11,
-                          "channel-vectorized": 2.1e-11, "blocked": 2.3e-11}
+# The direct rates per vector width (VECTOR_BYTES): 512-bit vectors measured on Zen 4 (one channel:
+# 64^3 k9 1.0x, 128^3 k7 0.6x, k9 1.26x, k11 1.8x, 64^3 k15 2.7x), where the one-channel kernel runs 2.8x
+# the rate of Zen 2's 256-bit vectors and the channel-blocked one 1.2x. The GEMM and channel-vectorized
+# rates are those of 3x3x3 layers; with 5x5x5 kernels both run 1.5-3x slower, and FFT still loses there
+# (0.25-0.86x, many channels on 6^3-8^3 volumes: every FFT tile is mostly kernel).
+FFT_DIRECT_MAC_SECONDS = {
+    32: {"row-blocked": 7e-11, "phase-flat": 7e-11, "direct": 2e-10, "gemm": 2.3e-11,
+         "channel-vectorized": 2.1e-11, "blocked": 2.3e-11},
+    64: {"row-blocked": 2.5e-11, "phase-flat": 1.4e-10, "direct": 2e-10, "gemm": 2.3e-11,
+         "channel-vectorized": 2.1e-11, "blocked": 1.9e-11},
+}
 FFT_MIN_GAIN = 1.3
 FFT_MAX_WORKSPACE_BYTES = 192 * 2 ** 20
 FFT_TILE_COUNTS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)

@@ -11,8 +11,9 @@ from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHA
                       FFT_MAX_WORKSPACE_BYTES, FFT_MIN_GAIN, FLAT_MAX_OUTPUT_WIDTH,
                       FLAT_MAX_WORKSPACE_BYTES, GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION,
                       GEMM_POINTWISE_MIN_CHANNELS, GEMM_POSITIONS_PER_CHANNEL,
-                      GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS, WINOGRAD_MAX_WEIGHT_BYTES,
-                      WINOGRAD_MIN_GAIN, WINOGRAD_TRANSFORM_PAIRS, WINOGRAD_WEIGHT_TILES)
+                      GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS, VECTOR_BYTES,
+                      WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN, WINOGRAD_TRANSFORM_PAIRS,
+                      WINOGRAD_WEIGHT_TILES)
 from ..parallelism import safe_to_run
 from . import blocked, channel_vectorized, direct, fft, gemm, phase_flat, row_blocked, winograd
 
@@ -98,10 +99,11 @@ def prefers_winograd(plan):
 
 def _direct_seconds(plan):
     """Estimated seconds of the direct kernel the planner would take (``direct_sums``): its
-    multiply-adds at its ``FFT_DIRECT_MAC_SECONDS`` each, on ``fft.planning_threads``."""
+    multiply-adds at its ``FFT_DIRECT_MAC_SECONDS`` each (for the machine's vector width), on
+    ``fft.planning_threads``."""
     macs = (plan.batch * plan.out_channels * prod(plan.output_size) * plan.in_per_group
             * prod(plan.kernel_size))
-    return macs * FFT_DIRECT_MAC_SECONDS[direct_sums(plan).name] / fft.planning_threads()
+    return macs * FFT_DIRECT_MAC_SECONDS[VECTOR_BYTES][direct_sums(plan).name] / fft.planning_threads()
 
 
 def fft_gain(plan):
