@@ -205,6 +205,34 @@ def assert_matches_fft_bound(actual, x, w, b=None, **kwargs):
     assert_matches_transform_bound("fft", actual, x, w, b, **kwargs)
 
 
+def spread_dynamic_range(rng, x, w):
+    """Scale ``x`` by powers of ten from 1e-12 to 1e12 and ``w`` from 1e-6 to 1e6, element by element
+    (in place): adversarial data for the transforms' normwise error."""
+    x *= (10.0 ** rng.integers(-12, 13, x.shape)).astype(x.dtype)
+    w *= (10.0 ** rng.integers(-6, 7, w.shape)).astype(w.dtype)
+
+
+def direct_fallback(x, w, b=None, **kwargs):
+    """conv3d by the row the planner takes when the transforms are left out (``cpu.direct_sums``): what
+    Winograd and FFT fall back to."""
+    from numba_conv3d.cpu import direct_sums
+    from numba_conv3d.planner import plan_for_arrays
+
+    return conv3d_with(direct_sums(plan_for_arrays(x, w, b, **kwargs)).name, x, w, b, **kwargs)
+
+
+def assert_nonfinite_as_direct_sums(algorithm, x, w, b=None, **kwargs):
+    """A transform algorithm's result with NaN or Inf operands: NaN and Inf exactly where the oracle
+    has them, and bitwise the direct sums' result (its fallback)."""
+    from numba_conv3d import conv3d
+
+    out = conv3d(x, w, b, algorithm=algorithm, **kwargs)
+    expected = conv3d_reference(x, w, b, **kwargs)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(out[np.isinf(expected)], expected[np.isinf(expected)])
+    np.testing.assert_array_equal(out, direct_fallback(x, w, b, **kwargs))
+
+
 # Each transform algorithm's rounding bound and the convolution arguments it takes.
 TRANSFORM_BOUNDS = {
     "winograd": (winograd_rounding_bound, ("padding", "groups", "padding_mode")),

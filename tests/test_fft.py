@@ -5,10 +5,11 @@ import numba
 import numpy as np
 import pytest
 
-from checks import assert_matches_fft_bound, conv3d_with, fft_rounding_bound, random_operands
+from checks import (assert_matches_fft_bound, assert_nonfinite_as_direct_sums, direct_fallback,
+                    fft_rounding_bound, random_operands, spread_dynamic_range)
 from numba_conv3d import Conv3d, conv3d, conv3d_input, conv_transpose3d, plan_conv3d
 from numba_conv3d.config import FFT_MAX_WORKSPACE_BYTES
-from numba_conv3d.cpu import direct_sums, fft
+from numba_conv3d.cpu import fft
 from reference import conv3d_reference
 
 MODES = ["zeros", "reflect", "replicate", "circular"]
@@ -72,14 +73,8 @@ def test_the_bound_is_not_loose_by_orders_of_magnitude_on_random_data():
 def test_large_dynamic_range_within_its_bound():
     rng = np.random.default_rng(3)
     x, w, b = random_operands(rng, (1, 3, 12, 11, 13), (4, 3, 5, 5, 5), True, np.float32)
-    x *= (10.0 ** rng.integers(-12, 13, x.shape)).astype(np.float32)
-    w *= (10.0 ** rng.integers(-6, 7, w.shape)).astype(np.float32)
+    spread_dynamic_range(rng, x, w)
     assert_matches_fft_bound(conv3d(x, w, b, padding=2, algorithm="fft"), x, w, b, padding=2)
-
-
-def _fallback(x, w, b, **kwargs):
-    """The algorithm the planner takes when the transforms are left out (what FFT falls back to)."""
-    return direct_sums(plan_conv3d(x.shape, w.shape, bias=b is not None, dtype=x.dtype, **kwargs)).name
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -88,12 +83,7 @@ def test_nan_and_inf_as_the_direct_sums_give_them(mode):
     x, w, b = random_operands(rng, (2, 3, 14, 12, 15), (4, 3, 5, 5, 5), True, np.float32)
     x[0, 1, 2, 3, 4], x[1, 2, 13, 0, 0], x[1, 0, 6, 5, 8] = np.inf, -np.inf, np.nan
     w[3, 2, 1, 1, 1] = 0  # 0 * Inf is NaN in the direct sums too
-    kwargs = {"padding": 2, "padding_mode": mode}
-    out = conv3d(x, w, b, algorithm="fft", **kwargs)
-    expected = conv3d_reference(x, w, b, **kwargs)
-    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
-    np.testing.assert_array_equal(out[np.isinf(expected)], expected[np.isinf(expected)])
-    np.testing.assert_array_equal(out, conv3d_with(_fallback(x, w, b, **kwargs), x, w, b, **kwargs))
+    assert_nonfinite_as_direct_sums("fft", x, w, b, padding=2, padding_mode=mode)
 
 
 def test_overflow_in_the_transforms_falls_back_to_direct_sums():
@@ -104,7 +94,7 @@ def test_overflow_in_the_transforms_falls_back_to_direct_sums():
     w = np.full((1, 1, 5, 5, 5), 1e-6, np.float32)
     out = conv3d(x, w, algorithm="fft")
     assert np.isfinite(out).all()
-    np.testing.assert_array_equal(out, conv3d_with(_fallback(x, w, None), x, w))
+    np.testing.assert_array_equal(out, direct_fallback(x, w))
 
 
 def test_bitwise_for_any_thread_count():

@@ -5,11 +5,9 @@ import numba
 import numpy as np
 import pytest
 
-from checks import (assert_close, assert_matches_winograd_bound, conv3d_with, random_operands,
-                    serving_algorithms)
-from numba_conv3d import Conv3d, conv3d, plan_conv3d
-from numba_conv3d.cpu import direct_sums
-from numba_conv3d import conv3d_input
+from checks import (assert_close, assert_matches_winograd_bound, assert_nonfinite_as_direct_sums,
+                    direct_fallback, random_operands, serving_algorithms, spread_dynamic_range)
+from numba_conv3d import Conv3d, conv3d, conv3d_input, plan_conv3d
 from reference import conv3d_reference
 
 MODES = ["zeros", "reflect", "replicate", "circular"]
@@ -58,14 +56,8 @@ def test_matches_reference_within_its_bound(x_shape, w_shape, kwargs, mode, dtyp
 def test_large_dynamic_range_within_its_bound():
     rng = np.random.default_rng(3)
     x, w, b = random_operands(rng, (1, 6, 9, 8, 10), (5, 6, 3, 3, 3), True, np.float32)
-    x *= (10.0 ** rng.integers(-12, 13, x.shape)).astype(np.float32)
-    w *= (10.0 ** rng.integers(-6, 7, w.shape)).astype(np.float32)
+    spread_dynamic_range(rng, x, w)
     assert_matches_winograd_bound(conv3d(x, w, b, padding=1, algorithm="winograd"), x, w, b, padding=1)
-
-
-def _fallback(x, w, b, **kwargs):
-    """The algorithm the planner takes when Winograd is left out (what Winograd falls back to)."""
-    return direct_sums(plan_conv3d(x.shape, w.shape, bias=b is not None, dtype=x.dtype, **kwargs)).name
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -74,12 +66,7 @@ def test_nan_and_inf_as_the_direct_sums_give_them(mode):
     x, w, b = random_operands(rng, (2, 6, 7, 6, 9), (8, 6, 3, 3, 3), True, np.float32)
     x[0, 1, 2, 3, 4], x[1, 2, 6, 0, 0], x[1, 5, 3, 5, 8] = np.inf, -np.inf, np.nan
     w[3, 2, 1, 1, 1] = 0  # 0 * Inf is NaN in the direct sums too
-    kwargs = {"padding": 1, "padding_mode": mode}
-    out = conv3d(x, w, b, algorithm="winograd", **kwargs)
-    expected = conv3d_reference(x, w, b, **kwargs)
-    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
-    np.testing.assert_array_equal(out[np.isinf(expected)], expected[np.isinf(expected)])
-    np.testing.assert_array_equal(out, conv3d_with(_fallback(x, w, b, **kwargs), x, w, b, **kwargs))
+    assert_nonfinite_as_direct_sums("winograd", x, w, b, padding=1, padding_mode=mode)
 
 
 def test_overflow_in_the_transforms_falls_back_to_direct_sums():
@@ -89,7 +76,7 @@ def test_overflow_in_the_transforms_falls_back_to_direct_sums():
     w = np.full((4, 4, 3, 3, 3), 1e-6, np.float32)
     out = conv3d(x, w, algorithm="winograd")
     assert np.isfinite(out).all()
-    np.testing.assert_array_equal(out, conv3d_with(_fallback(x, w, None), x, w))
+    np.testing.assert_array_equal(out, direct_fallback(x, w))
 
 
 def test_bitwise_for_any_thread_count():
