@@ -131,6 +131,13 @@ GEMM_MIN_OUT_CHANNELS = 96
 GEMM_MIN_REDUCTION = 96
 GEMM_POSITIONS_PER_CHANNEL = 1.75
 GEMM_STRIDED_POSITIONS_PER_CHANNEL = 16
+# Kernels of at most GEMM_FEW_TAPS taps (R(2+1)D's 3x1x1 temporal layers) give the register-blocked
+# kernels little reuse of each gathered input: GEMM from GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL positions
+# per channel (2-core Zen 4, AVX-512, float32, same process; planner's previous time / GEMM time, 3x1x1
+# layers with 128-576 input and 128-256 output channels: 1-16 positions per channel 1.24-2.05, 49
+# per channel 0.72-1.52, 784 per channel 0.58).
+GEMM_FEW_TAPS = 3
+GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL = 16
 GEMM_POINTWISE_MIN_CHANNELS = 32
 
 # The weight gradient is a matrix product (``cpu/gemm.py``) where the forward plan takes GEMM, from

@@ -9,9 +9,10 @@ from ..algorithm import Algorithm
 from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS, BLOCKED_MIN_FILL,
                       CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS, FFT_DIRECT_MAC_SECONDS,
                       FFT_MAX_WORKSPACE_BYTES, FFT_MIN_GAIN, FLAT_MAX_OUTPUT_WIDTH,
-                      FLAT_MAX_WORKSPACE_BYTES, GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION,
-                      GEMM_POINTWISE_MIN_CHANNELS, GEMM_POSITIONS_PER_CHANNEL,
-                      GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS, VECTOR_BYTES,
+                      FLAT_MAX_WORKSPACE_BYTES, GEMM_FEW_TAPS, GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL,
+                      GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION, GEMM_POINTWISE_MIN_CHANNELS,
+                      GEMM_POSITIONS_PER_CHANNEL, GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS,
+                      VECTOR_BYTES,
                       WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN, WINOGRAD_TRANSFORM_PAIRS,
                       WINOGRAD_WEIGHT_TILES)
 from ..parallelism import safe_to_run
@@ -62,14 +63,19 @@ def _picked(kernel):
 
 def prefers_gemm(plan):
     """Whether the planner takes the GEMM algorithm for a real-dtype plan: a 1x1x1 convolution that
-    reads its input as the matrix, a small output volume for its many channels, or a strided 1x1x1
-    projection (``config.GEMM_*``, measured crossovers)."""
+    reads its input as the matrix, a small output volume for its many channels (larger for strided
+    and few-tap kernels), or a strided 1x1x1 projection (``config.GEMM_*``, measured crossovers)."""
     strided = plan.stride != (1, 1, 1)
     if gemm.reads_input_as_columns(plan):
         return plan.in_per_group >= GEMM_UNIT_MIN_INPUTS and plan.out_per_group >= 2
     if strided and plan.kernel_size == (1, 1, 1):
         return plan.out_per_group >= GEMM_POINTWISE_MIN_CHANNELS
-    per_channel = GEMM_STRIDED_POSITIONS_PER_CHANNEL if strided else GEMM_POSITIONS_PER_CHANNEL
+    if strided:
+        per_channel = GEMM_STRIDED_POSITIONS_PER_CHANNEL
+    elif prod(plan.kernel_size) <= GEMM_FEW_TAPS:
+        per_channel = GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL
+    else:
+        per_channel = GEMM_POSITIONS_PER_CHANNEL
     return (plan.out_per_group >= GEMM_MIN_OUT_CHANNELS
             and plan.in_per_group * prod(plan.kernel_size) >= GEMM_MIN_REDUCTION
             and prod(plan.output_size) <= per_channel * plan.out_per_group)
