@@ -72,7 +72,11 @@ def _direct_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front, 
                 rows = min(tile_rows, out_height - oh0)
                 _output_rows(slab, weight, o, oh0, rows, stride[1], dilation, acc_tile)
                 target = out[n, o, od, oh0:oh0 + rows]
-                target[:] = acc_tile[:rows]
+                # Element by element: an array-to-slice assignment makes Numba compile its shape-error
+                # message (string formatting, about 2 s of a cold first call).
+                for row in range(rows):
+                    for column in range(out_width):
+                        target[row, column] = acc_tile[row, column]
                 if has_bias:
                     target += bias[o]
 

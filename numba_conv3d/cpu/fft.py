@@ -90,8 +90,10 @@ def _gather_tile(x, n, c, maps, origin, rows_d, rows_h, real):
 
 @njit(cache=True)
 def _multiply(inputs, spectra, sums):
-    """``sums`` = sum over c < C_in/g of ``inputs[c] * spectra[c]`` (flat spectra)."""
-    sums[:] = inputs[0] * spectra[0]
+    """``sums`` = sum over c < C_in/g of ``inputs[c] * spectra[c]`` (flat spectra). Element by element
+    throughout (no array-to-slice assignment, whose shape-error message Numba compiles in about 2 s)."""
+    for f in range(sums.shape[0]):
+        sums[f] = inputs[0, f] * spectra[0, f]
     for c in range(1, spectra.shape[0]):
         for f in range(sums.shape[0]):
             sums[f] += inputs[c, f] * spectra[c, f]
