@@ -225,3 +225,11 @@ def test_a_cached_plan_never_answers_for_arguments_that_only_compare_equal(strid
     plan_conv3d((1, 2, 5, 5, 5), (2, 2, 3, 3, 3), stride=1)
     with pytest.raises(error, match="stride"):
         plan_conv3d((1, 2, 5, 5, 5), (2, 2, 3, 3, 3), stride=stride)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
+def test_every_algorithm_reason_is_formatted(backend):
+    from numba_conv3d import cpu, cuda
+
+    table = {"cpu": cpu, "cuda": cuda}[backend].ALGORITHMS
+    assert all(row.reason and "{" not in row.reason and "}" not in row.reason for row in table)

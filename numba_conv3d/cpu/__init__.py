@@ -12,8 +12,7 @@ from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHA
                       FLAT_MAX_WORKSPACE_BYTES, GEMM_FEW_TAPS, GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL,
                       GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION, GEMM_POINTWISE_MIN_CHANNELS,
                       GEMM_POSITIONS_PER_CHANNEL, GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS,
-                      VECTOR_BYTES,
-                      WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN, WINOGRAD_TRANSFORM_PAIRS,
+                      VECTOR_BYTES, WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN, WINOGRAD_TRANSFORM_PAIRS,
                       WINOGRAD_WEIGHT_TILES)
 from ..parallelism import safe_to_run
 from . import blocked, channel_vectorized, direct, fft, gemm, phase_flat, row_blocked, winograd
@@ -159,7 +158,7 @@ def _falling_back(run):
 
 
 ALGORITHMS = (
-    Algorithm("fft", "real dtype, unit stride, an estimated gain of >= {FFT_MIN_GAIN} (cpu.fft_gain: large "
+    Algorithm("fft", f"real dtype, unit stride, an estimated gain of >= {FFT_MIN_GAIN} (cpu.fft_gain: large "
               "kernels): overlap-save over tiles of the output, real FFTs of each tile's padded input "
               "times the weight spectra, summed over input channels, back by one inverse FFT per output "
               f"channel; tiles chosen by estimated time, weight spectra and buffers within "
