@@ -3,10 +3,14 @@
 A jitted function that calls another one links in the callee's LLVM IR, then optimizes and compiles it
 again as part of itself, even when the callee was loaded from Numba's cache: a user's function calling
 ``conv3d`` took 20-30 s to compile, nearly all of it our kernels. Instead, the kernels of each dtype are
-compiled once into a C function (``numba.cfunc``, cached on disk like the other kernels) whose address
-LLVM learns by name (``llvmlite.binding.add_symbol``), the way Numba's parallel loops reach the
-threading layer. A user's function only declares that name and calls it; when it is itself loaded from
-a cache, a reload hook (Numba's ``_reload_init``) gives LLVM the name again before its code is linked.
+compiled once into a jitted entry (``_c_entry``, cached on disk like the other kernels) behind a C
+function (``numba.cfunc``) whose address LLVM learns by name (``llvmlite.binding.add_symbol``), the way
+Numba's parallel loops reach the threading layer. A user's function only declares that name and calls
+it; when it is itself loaded from a cache, a reload hook (Numba's ``_reload_init``) gives LLVM the name
+again before its code is linked. The C function itself is not cached: it only calls the entry apart
+(``cpu.unlinked.call_apart``), and compiles in a fraction of a second. A cached C function would lose
+the reload hooks of the kernels it links (Numba saves a C function's hooks before linking its callees),
+and the kernels call their tasks by name too.
 
 The C function takes the data pointers of the input, weight, bias and output (C-contiguous) and an
 int64 array of the numbers (``NUMBERS``); it returns 0, or 1 when the kernels raised (a workspace that
@@ -19,12 +23,12 @@ import llvmlite.binding
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import cfunc, types
+from numba import cfunc, njit, types
 from numba.core import cgutils
-from numba.core.typed_passes import _reload_parfors
 from numba.extending import intrinsic, overload, register_jitable
 
 from .cpu import BLOCKED, CHANNEL_VECTORIZED, blocked, channel_vectorized, direct, real_kernel, row_blocked
+from .cpu.unlinked import call_apart
 
 ABI = 1
 # The int64 numbers the C function takes, in order: input shape (5), weight shape (5), output shape
@@ -70,6 +74,7 @@ def _run_cpu_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front,
     return real
 
 
+@njit(cache=True)
 def _c_entry(x_data, weight_data, bias_data, out_data, numbers_data):
     """The body of the C function: arrays from the pointers and numbers, then the kernels."""
     n = numba.carray(numbers_data, NUMBERS)
@@ -85,17 +90,20 @@ def _c_entry(x_data, weight_data, bias_data, out_data, numbers_data):
     return 0
 
 
+def _call_entry(x_data, weight_data, bias_data, out_data, numbers_data):
+    """The C function: :func:`_c_entry`, called apart."""
+    return call_apart(_c_entry, x_data, weight_data, bias_data, out_data, numbers_data)
+
+
 def ensure_compiled(dtype_name):
-    """Compile (or load from the cache) the C function of ``dtype_name`` and give LLVM its name, once
-    per process."""
+    """Compile the C function of ``dtype_name`` (its entry compiled or loaded from the cache, whose
+    reload hooks give LLVM the names the kernels call by: their tasks', the threading layer's) and give
+    LLVM its name, once per process."""
     if dtype_name in _COMPILED:
         return
-    # The kernels call the threading layer by name too; Numba gives LLVM those names when it starts the
-    # layer, which a C function loaded from the cache does not do by itself.
-    _reload_parfors()
     pointer = types.CPointer(_DTYPES[dtype_name])
-    function = cfunc(types.int32(pointer, pointer, pointer, pointer, types.CPointer(types.int64)),
-                     cache=True)(_c_entry)
+    function = cfunc(types.int32(pointer, pointer, pointer, pointer, types.CPointer(types.int64)))(
+        _call_entry)
     llvmlite.binding.add_symbol(symbol(dtype_name), function.address)
     _COMPILED[dtype_name] = function
 

@@ -39,7 +39,7 @@ def _blocked(x, w, b, plan, grid, chunk):
     out = np.empty((plan.batch, plan.out_channels) + plan.output_size, x.dtype)
     packed, packed_bias = blocked.pack_weights(w, b, True, plan.groups, blocked.BLOCK_CHANNELS)
     blocked._blocked_kernel(x, packed, packed_bias, out, plan.stride, plan.dilation, plan.pad_front,
-                            plan.padded_size, plan.mode_code, plan.kernel_size, grid, False, chunk)
+                            plan.padded_size, plan.mode_code, plan.kernel_size, grid, chunk)
     return out
 
 
@@ -73,18 +73,19 @@ def test_every_grid_and_chunk_gives_bitwise_the_same_output(input_shape, weight_
 
 
 @pytest.mark.parametrize("mode", PADDING_MODES)
-def test_rows_ending_in_a_stacked_vector_give_bitwise_the_same_output(mode):
-    """Rows of 3k + 1 vectors end in one vector stacked over 3 rows (``stacks_tail``): on tasks of 3
-    and 6 rows, an output height that no stack divides, every chunk; the same bits as tasks whose rows
-    no stack divides (which end rows in two narrow blocks instead)."""
+@pytest.mark.parametrize("rest", [1, 2])
+def test_rows_ending_in_stacked_vectors_give_bitwise_the_same_output(mode, rest):
+    """Rows of 3k + 1 and 3k + 2 vectors end in vectors stacked over 3 rows (``row_ends``): tasks of
+    rows that a stack divides and of rows that it does not (the last stack clipped to the task), an
+    output height that no stack divides, every chunk: the same bits."""
     lanes = blocked.VECTOR_BYTES // 4
-    x, w, b = _operands((1, 6, 5, 8, 3 * lanes + 2), (8, 6, 3, 3, 3))
+    x, w, b = _operands((1, 6, 5, 8, (3 + rest - 1) * lanes + 2), (8, 6, 3, 3, 3))
     plan = _plan(x, w, dict(padding=(1, 1, 1), padding_mode=mode))
     depth, height, width = plan.output_size
-    assert blocked.stacks_tail(width, lanes) and height % blocked.BLOCK_VECTORS
+    assert blocked.row_ends(width, lanes) == (1, rest) and height % blocked.BLOCK_VECTORS
     first = _blocked(x, w, b, plan, (depth, 1, height, 1, 1), 6)
     assert_matches_reference(first, x, w, b, padding=(1, 1, 1), padding_mode=mode)
-    for rows in (3, 6, 9):
+    for rows in (1, 2, 3, 4, 6, 9):
         for chunk in (1, 4, 6):
             grid = (2, -(-depth // 2), rows, -(-height // rows), 2)
             np.testing.assert_array_equal(_blocked(x, w, b, plan, grid, chunk), first,

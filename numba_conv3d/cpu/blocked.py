@@ -4,13 +4,13 @@ Each inner step computes a block of ``BLOCK_CHANNELS`` output channels x ``BLOCK
 of output columns (4 x 24 float32 or 4 x 12 float64 on AVX2, 8 x 48 or 8 x 24 with AVX-512), held in
 registers as a tuple of vectors (``simd.py``) across a chunk of input channels and every kernel tap;
 per tap, the block's input vectors are loaded once and multiplied by each channel's weight (packed
-contiguously, broadcast). A row ends in narrower blocks; where those would cost more, blocks stack
-``BLOCK_VECTORS`` output rows of one vector instead (narrow outputs, such as 32 float32 columns).
-Padding is that of the direct kernel (``slab.py``); a task computes its output planes in turn over a
-ring slab of input planes, and slab rows carry zero columns up to a whole vector. Each output element
-is summed by one thread in the fixed order (bias, input channel, kd, kh, kw), with fused multiply-adds
-(a block's sums wait in memory between chunks of input channels, unchanged): results are bitwise equal
-for any thread count.
+contiguously, broadcast). The vectors that remain at a row's end go in blocks of ``BLOCK_VECTORS``
+output rows x 1 vector (``row_ends``), so the kernel has two block shapes in all: each shape costs
+seconds of a cold first call's compilation. Padding is that of the direct kernel (``slab.py``); a task
+computes its output planes in turn over a ring slab of input planes, and slab rows carry zero columns
+up to a whole vector. Each output element is summed by one thread in the fixed order (bias, input
+channel, kd, kh, kw), with fused multiply-adds (a block's sums wait in memory between chunks of input
+channels, unchanged): results are bitwise equal for any thread count.
 """
 
 import numpy as np
@@ -20,12 +20,12 @@ from numba.extending import register_jitable
 from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS, BLOCKED_MIN_FILL,
                       INPUT_CHUNK_BYTES, VECTOR_BYTES)
 from ..shape_rules import ceil_div, round_up
-from .register_blocks import (NARROW_VECTORS, blocked_setup, blocked_workspace_bytes, enter_plane,
-                              output_offset, row_blocks, slab_offset, store_output, tap_columns,
-                              task_grid)
+from .register_blocks import (blocked_setup, blocked_workspace_bytes, enter_plane, output_offset,
+                              slab_offset, store_output, tap_columns, task_grid)
 from .simd import fma_block, load_block, splat_channels, store_block, vector_lanes, zero_block
 from .slab import task_start
 from .tasks import balanced, task_count
+from .unlinked import call_apart
 
 
 @njit(cache=True, inline='always')
@@ -47,42 +47,32 @@ def add_channels(acc, slab, taps, first, stop, source_start, source_step, weight
 
 
 @register_jitable
-def stacks_rows(out_height, out_width, lanes):
-    """Whether the channel-blocked kernel stacks ``BLOCK_VECTORS`` output rows x 1 vector per block
-    rather than laying ``BLOCK_VECTORS`` vectors along a row: when the row is one vector wide (a block
-    of one vector per row keeps too few sums in flight: about twice the time per vector) and that
-    costs more than the rows computed past the output's last (the stacks' rounding). Blocks of 2
-    vectors ran as fast per vector as blocks of 3 (same process, alternating: dense k3, k5, dilated,
-    pointwise, float64 at 32 columns; stacking was 0.93-1.08x the time)."""
-    vectors = ceil_div(out_width, lanes)
-    stacked_rows = round_up(out_height, BLOCK_VECTORS)
-    return vectors == 1 and stacked_rows < 2 * out_height
+def row_ends(out_width, lanes):
+    """How the channel-blocked kernel cuts a row of ``out_width`` output columns: the number of blocks
+    of ``BLOCK_VECTORS`` vectors along the row, and the vectors that remain (fewer than
+    ``BLOCK_VECTORS``, the last maybe partial), each computed in a block of ``BLOCK_VECTORS`` rows x 1
+    vector once per stack of rows. A block of rows keeps as many sums in flight as a block along the
+    row, where narrower blocks along the row would keep too few to hide the multiply-add latency
+    (stacks of rows ran 0.93-1.08x the time of blocks of 2 vectors per vector: dense k3, k5, dilated,
+    pointwise, float64 at 32 columns); and the kernel compiles two block shapes, not one per row
+    ending."""
+    return divmod(ceil_div(out_width, lanes), BLOCK_VECTORS)
 
 
 @register_jitable
-def stacks_tail(out_width, lanes):
-    """Whether the channel-blocked kernel ends rows of ``k * BLOCK_VECTORS + 1`` vectors (k >= 1) with
-    their last vector stacked over ``BLOCK_VECTORS`` rows (one block of rows x 1 vector per stack of
-    rows) rather than cutting each row into ``k - 1`` whole blocks and two of ``NARROW_VECTORS``,
-    which keep fewer sums in flight than the multiply-add latency needs."""
-    vectors = ceil_div(out_width, lanes)
-    return vectors > 1 and vectors % BLOCK_VECTORS == 1
-
-
-@register_jitable
-def rows_multiple(out_height, out_width, lanes):
-    """The multiple of output rows a task of the channel-blocked kernel covers: ``BLOCK_VECTORS``
-    where its blocks stack rows (``stacks_rows``, ``stacks_tail``), else 1."""
-    stacked = stacks_rows(out_height, out_width, lanes) or stacks_tail(out_width, lanes)
-    return BLOCK_VECTORS if stacked else 1
+def rows_multiple(out_width, lanes):
+    """The multiple of output rows a task of the channel-blocked kernel covers: ``BLOCK_VECTORS`` where
+    rows end in stacked vectors (``row_ends``), else 1."""
+    return BLOCK_VECTORS if row_ends(out_width, lanes)[1] else 1
 
 
 @njit(cache=True, inline='always')
 def _block(slab, packed, packed_bias, taps, g, block, channel_first, channel_stop, partial,
-           partial_start, source, row_step, out, n, od, oh, col0, rows, vectors):
+           partial_start, source, row_step, out, n, od, oh, col0, valid_rows, rows, vectors):
     """Input channels ``[channel_first, channel_stop)`` of output channels ``BLOCK_CHANNELS`` of group
     ``g``'s block ``block`` x ``rows`` output rows from (``od``, ``oh``) x ``vectors`` vectors of
-    columns from ``col0``, reading the slab from offset ``source``, ``row_step`` per row. The block
+    columns from ``col0``, reading the slab from offset ``source``, ``row_step`` per row; its first
+    ``valid_rows`` rows reach the output. The block
     starts from the bias at the first input channel, else from its sums so far in ``partial`` (from
     ``partial_start``); it goes to the output after the last input channel, else back to
     ``partial``."""
@@ -104,13 +94,13 @@ def _block(slab, packed, packed_bias, taps, g, block, channel_first, channel_sto
     store_output(acc, out, output_offset(out, n, first_channel, od, oh, col0),
                  out.shape[2] * out.shape[3] * out.shape[4],
                  min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS),
-                 min(rows, out.shape[3] - oh), min(vectors * vector_lanes(out), out.shape[4] - col0),
+                 valid_rows, min(vectors * vector_lanes(out), out.shape[4] - col0),
                  rows, vectors)
 
 
 @njit(cache=True, inline='always')
 def _channel_blocks(slab, packed, packed_bias, taps, g, first, stop, chunk, partial, source, row_step,
-                    out, n, od, oh, col0, rows, vectors):
+                    out, n, od, oh, col0, valid_rows, rows, vectors):
     """Blocks ``[first, stop)`` of group ``g``'s output channels at one output position (see
     :func:`_block`), one after another while the input they all read is hot in L1: 1.0-1.14x faster
     than sweeping the slab once per channel block (same process, alternating; dense k3, k5, dilated,
@@ -123,59 +113,57 @@ def _channel_blocks(slab, packed, packed_bias, taps, g, first, stop, chunk, part
         channel_stop = min(channels, channel_first + chunk)
         for block in range(first, stop):
             _block(slab, packed, packed_bias, taps, g, block, channel_first, channel_stop, partial,
-                   (block - first) * items, source, row_step, out, n, od, oh, col0, rows, vectors)
+                   (block - first) * items, source, row_step, out, n, od, oh, col0, valid_rows, rows,
+                   vectors)
+
+
+@njit(cache=True)
+def _blocked_task(x, packed, packed_bias, out, stride, dilation, kernel, grid, chunk, maps, slab_dims,
+                  task):
+    """Task ``task`` of :func:`_blocked_kernel`: its output planes in turn over its ring slab, each row
+    in blocks along it and its remaining vectors in stacks of rows (``row_ends``), clipped to the
+    task's rows (its slab holds whole stacks)."""
+    groups, blocks = packed.shape[:2]
+    out_depth, out_height, out_width = out.shape[2:]
+    lanes = vector_lanes(x)
+    wide, rest = row_ends(out_width, lanes)
+    n, g, od0, oh0, first, stop, slab = task_start(x, task, grid, blocks, groups, slab_dims)
+    row_stop = min(oh0 + grid[2], out_height)
+    taps = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
+    partial = np.empty(max(0, stop - first) * BLOCK_CHANNELS * BLOCK_VECTORS * lanes, x.dtype)
+    row_step = slab_offset(slab, 1, 0, stride)
+    for od in range(od0, min(od0 + grid[0], out_depth)):
+        enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, taps)
+        for oh in range(oh0, row_stop):
+            for block in range(wide):
+                col0 = block * BLOCK_VECTORS * lanes
+                _channel_blocks(slab, packed, packed_bias, taps, g, first, stop, chunk, partial,
+                                slab_offset(slab, oh - oh0, col0, stride), row_step, out, n, od, oh,
+                                col0, 1, 1, BLOCK_VECTORS)
+            if (oh - oh0) % BLOCK_VECTORS:
+                continue
+            for vector in range(wide * BLOCK_VECTORS, wide * BLOCK_VECTORS + rest):
+                col0 = vector * lanes
+                _channel_blocks(slab, packed, packed_bias, taps, g, first, stop, chunk, partial,
+                                slab_offset(slab, oh - oh0, col0, stride), row_step, out, n, od, oh,
+                                col0, min(BLOCK_VECTORS, row_stop - oh), BLOCK_VECTORS, 1)
 
 
 @njit(parallel=True, cache=True)
 def _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode, kernel,
-                    grid, stacked, chunk):
+                    grid, chunk):
     """Fill ``out`` (N, C_out, OD, OH, OW) from ``x`` with the weights and bias packed by
-    ``pack_weights``, in the tasks of ``grid`` (``task_grid``), with blocks of stacked rows when
-    ``stacked`` (``stacks_rows``), ``chunk`` input channels at a time (``input_chunk``)."""
-    groups, blocks, in_per_group = packed.shape[:3]
-    out_depth, out_height, out_width = out.shape[2:]
-    lanes = vector_lanes(x)
-    wide, narrow, single = row_blocks(out_width, lanes)
-    # Stacks of rows lie within a task when its rows are a multiple of them (``rows_multiple``).
-    tail = stacks_tail(out_width, lanes) and grid[2] % BLOCK_VECTORS == 0
-    if tail:
-        wide, narrow, single = ceil_div(out_width, lanes) // BLOCK_VECTORS, 0, 0
-    maps, slab_dims = blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front, padded, mode,
-                                    out_width, grid)
-    for task in prange(task_count(x.shape[0], groups, grid)):
-        n, g, od0, oh0, first, stop, slab = task_start(x, task, grid, blocks, groups, slab_dims)
-        taps = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
-        partial = np.empty(max(0, stop - first) * BLOCK_CHANNELS * BLOCK_VECTORS * lanes, x.dtype)
-        row_step = slab_offset(slab, 1, 0, stride)
-        for od in range(od0, min(od0 + grid[0], out_depth)):
-            enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, taps)
-            if stacked:
-                for oh in range(oh0, min(oh0 + grid[2], out_height), BLOCK_VECTORS):
-                    for col0 in range(0, out_width, lanes):
-                        _channel_blocks(slab, packed, packed_bias, taps, g, first, stop, chunk, partial,
-                                        slab_offset(slab, oh - oh0, col0, stride), row_step,
-                                        out, n, od, oh, col0, BLOCK_VECTORS, 1)
-                continue
-            for oh in range(oh0, min(oh0 + grid[2], out_height)):
-                col0 = 0
-                for _ in range(wide):
-                    _channel_blocks(slab, packed, packed_bias, taps, g, first, stop, chunk, partial,
-                                    slab_offset(slab, oh - oh0, col0, stride), row_step, out,
-                                    n, od, oh, col0, 1, BLOCK_VECTORS)
-                    col0 += BLOCK_VECTORS * lanes
-                for _ in range(narrow):
-                    _channel_blocks(slab, packed, packed_bias, taps, g, first, stop, chunk, partial,
-                                    slab_offset(slab, oh - oh0, col0, stride), row_step, out,
-                                    n, od, oh, col0, 1, NARROW_VECTORS)
-                    col0 += NARROW_VECTORS * lanes
-                if single:
-                    _channel_blocks(slab, packed, packed_bias, taps, g, first, stop, chunk, partial,
-                                    slab_offset(slab, oh - oh0, col0, stride), row_step, out,
-                                    n, od, oh, col0, 1, 1)
-                if tail and (oh - oh0) % BLOCK_VECTORS == 0:
-                    _channel_blocks(slab, packed, packed_bias, taps, g, first, stop, chunk, partial,
-                                    slab_offset(slab, oh - oh0, col0, stride), row_step, out,
-                                    n, od, oh, col0, BLOCK_VECTORS, 1)
+    ``pack_weights``, in the tasks of ``grid`` (``task_grid``), ``chunk`` input channels at a time
+    (``input_chunk``). The tasks run in a function of their own: Numba's parallel passes over the
+    inlined blocks took 5 s of the first call's compilation."""
+    slab_rows = round_up(grid[2], rows_multiple(out.shape[4], vector_lanes(x)))
+    maps, slab_dims = blocked_setup(x, packed.shape[2], kernel, stride, dilation, pad_front, padded,
+                                    mode, out.shape[4], (grid[0], grid[1], slab_rows, grid[3], grid[4]))
+    for task in prange(task_count(x.shape[0], packed.shape[0], grid)):
+        # an int64 task index, else the task function compiles twice (the loop's index is unsigned in
+        # one of Numba's passes)
+        call_apart(_blocked_task, x, packed, packed_bias, out, stride, dilation, kernel, grid, chunk,
+                   maps, slab_dims, np.int64(task))
 
 
 @register_jitable
@@ -223,7 +211,7 @@ def workspace_bytes(plan):
     blocks stack them)."""
     lanes = VECTOR_BYTES // np.dtype(plan.dtype).itemsize
     return blocked_workspace_bytes(plan, ceil_div(plan.out_per_group, BLOCK_CHANNELS),
-                                   rows_multiple(plan.output_size[1], plan.output_size[2], lanes))
+                                   rows_multiple(plan.output_size[2], lanes))
 
 
 @register_jitable
@@ -244,9 +232,8 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     """
     packed, packed_bias = pack_weights(weight, bias, has_bias, groups, BLOCK_CHANNELS)
     lanes = VECTOR_BYTES // x.itemsize
-    stacked = stacks_rows(out.shape[3], out.shape[4], lanes)
     grid = task_grid(x.shape[0], out.shape[2:], x.itemsize, weight.shape[1], weight.shape[2:], stride,
-                     dilation, packed.shape[1], groups, rows_multiple(out.shape[3], out.shape[4], lanes))
+                     dilation, packed.shape[1], groups, rows_multiple(out.shape[4], lanes))
     _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
-                    weight.shape[2:], grid, stacked,
+                    weight.shape[2:], grid,
                     input_chunk(weight.shape[1], weight.shape[2:], dilation, stride, x.itemsize))

@@ -31,6 +31,7 @@ from .simd import fma_block, load_block, load_rows, store_block, vector_lanes, z
 from .simd_masked import store_channel_rows
 from .slab import task_start
 from .tasks import balanced, task_count
+from .unlinked import call_apart
 
 
 @register_jitable
@@ -115,37 +116,47 @@ def weight_chunk(in_per_group, ntaps, itemsize):
     return balanced(in_per_group, CHANNEL_WEIGHT_CHUNK_BYTES // per_channel, 1)[0]
 
 
+@njit(cache=True)
+def _channel_vectorized_task(x, packed, packed_bias, out, stride, dilation, kernel, grid, maps,
+                             slab_dims, task):
+    """Task ``task`` of :func:`_channel_vectorized_kernel`: its output planes in turn over its ring
+    slab."""
+    groups, blocks, in_per_group = packed.shape[:3]
+    out_depth, out_height, out_width = out.shape[2:]
+    chunk = weight_chunk(in_per_group, packed.shape[3], x.itemsize)
+    items = CHANNEL_BLOCK_COLUMNS * CHANNEL_BLOCK_VECTORS * vector_lanes(x)
+    row_blocks = ceil_div(out_width, CHANNEL_BLOCK_COLUMNS)
+    n, g, od0, oh0, first, stop, slab = task_start(x, task, grid, blocks, groups, slab_dims)
+    taps = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
+    partial = np.empty(grid[2] * row_blocks * items, x.dtype)
+    rows = min(grid[2], out_height - oh0)
+    for od in range(od0, min(od0 + grid[0], out_depth)):
+        enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, taps)
+        for block in range(first, stop):
+            for channel_first in range(0, in_per_group, chunk):
+                channel_stop = min(in_per_group, channel_first + chunk)
+                for row in range(rows):
+                    for k in range(row_blocks):
+                        col0 = k * CHANNEL_BLOCK_COLUMNS
+                        _column_block(slab, packed, packed_bias, taps, g, block, channel_first,
+                                      channel_stop, partial, (row * row_blocks + k) * items,
+                                      slab_offset(slab, row, col0, stride), out, n, od, oh0 + row, col0)
+
+
 @njit(parallel=True, cache=True)
 def _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded,
                                mode, kernel, grid):
     """Fill ``out`` (N, C_out, OD, OH, OW) from ``x`` with the weights and bias packed by
-    ``pack_weights`` in blocks of ``block_channels``, in the tasks of ``grid`` (``task_grid``). In each
-    output plane, a block of output channels adds a chunk of input channels (``weight_chunk``) to every
-    block of columns of the task's rows before the next chunk, so that the chunk's weights stay in L1
-    across them; each column block waits in ``partial`` between chunks."""
-    groups, blocks, in_per_group = packed.shape[:3]
-    out_depth, out_height, out_width = out.shape[2:]
-    maps, slab_dims = blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front, padded, mode,
-                                    block_width(out_width), grid)
-    chunk = weight_chunk(in_per_group, packed.shape[3], x.itemsize)
-    items = CHANNEL_BLOCK_COLUMNS * CHANNEL_BLOCK_VECTORS * vector_lanes(x)
-    row_blocks = ceil_div(out_width, CHANNEL_BLOCK_COLUMNS)
-    for task in prange(task_count(x.shape[0], groups, grid)):
-        n, g, od0, oh0, first, stop, slab = task_start(x, task, grid, blocks, groups, slab_dims)
-        taps = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
-        partial = np.empty(grid[2] * row_blocks * items, x.dtype)
-        rows = min(grid[2], out_height - oh0)
-        for od in range(od0, min(od0 + grid[0], out_depth)):
-            enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, taps)
-            for block in range(first, stop):
-                for channel_first in range(0, in_per_group, chunk):
-                    channel_stop = min(in_per_group, channel_first + chunk)
-                    for row in range(rows):
-                        for k in range(row_blocks):
-                            col0 = k * CHANNEL_BLOCK_COLUMNS
-                            _column_block(slab, packed, packed_bias, taps, g, block, channel_first,
-                                          channel_stop, partial, (row * row_blocks + k) * items,
-                                          slab_offset(slab, row, col0, stride), out, n, od, oh0 + row, col0)
+    ``pack_weights`` in blocks of ``block_channels``, in the tasks of ``grid`` (``task_grid``), each
+    run apart (``unlinked.py``). In each output plane, a block of output channels adds a chunk of
+    input channels (``weight_chunk``) to every block of columns of the task's rows before the next
+    chunk, so that the chunk's weights stay in L1 across them; each column block waits in ``partial``
+    between chunks."""
+    maps, slab_dims = blocked_setup(x, packed.shape[2], kernel, stride, dilation, pad_front, padded,
+                                    mode, block_width(out.shape[4]), grid)
+    for task in prange(task_count(x.shape[0], packed.shape[0], grid)):
+        call_apart(_channel_vectorized_task, x, packed, packed_bias, out, stride, dilation, kernel,
+                   grid, maps, slab_dims, np.int64(task))
 
 
 def workspace_bytes(plan):

@@ -115,7 +115,7 @@ def blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front, padded, 
                                     grid)
 
 
-@register_jitable
+@njit(cache=True, inline='always')
 def enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, taps):
     """Ready a task from output plane ``od0`` for output plane ``od`` (planes in turn): its ring
     ``slab`` gathers the input planes it lacks, and ``taps`` gets the taps' offsets for the plane."""

@@ -18,6 +18,7 @@ from .register_blocks import (NARROW_VECTORS, blocked_setup, blocked_workspace_b
 from .simd import fma_vectors, load_rows, slide_rows, splat_channels, vector_lanes, zero_block
 from .slab import task_start
 from .tasks import task_count
+from .unlinked import call_apart
 
 
 @njit(cache=True, inline='always')
@@ -67,41 +68,50 @@ def _row_block(slab, weight, bias, taps, kernel, slides, channel, source, row_st
                  min(vectors * vector_lanes(out), out.shape[4] - col0), BLOCK_ROWS, vectors)
 
 
-@njit(parallel=True, cache=True)
-def _row_blocked_kernel(x, weight, bias, out, stride, dilation, pad_front, padded, mode, kernel,
-                        groups, grid):
-    """Fill ``out`` from ``x`` with ``weight`` reshaped to (C_out, C_in / groups, taps) and ``bias``
-    (C_out,), zeros when the convolution has none, in the tasks of ``grid`` (``task_grid``)."""
+@njit(cache=True)
+def _row_blocked_task(x, weight, bias, out, stride, dilation, kernel, groups, grid, maps, slab_dims,
+                      task):
+    """Task ``task`` of :func:`_row_blocked_kernel`: its output planes in turn over its ring slab."""
     out_depth, out_height, out_width = out.shape[2:]
     out_per_group = out.shape[1] // groups
     lanes = vector_lanes(x)
     wide, narrow, single = row_blocks(out_width, lanes)
     slides = stride[1] == dilation[1]
+    n, g, od0, oh0, first, stop, slab = task_start(x, task, grid, out_per_group, groups, slab_dims)
+    taps = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
+    row_step = slab_offset(slab, 1, 0, stride)
+    for od in range(od0, min(od0 + grid[0], out_depth)):
+        enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, taps)
+        for o in range(g * out_per_group + first, g * out_per_group + stop):
+            for oh in range(oh0, min(oh0 + grid[2], out_height), BLOCK_ROWS):
+                col0 = 0
+                for _ in range(wide):
+                    _row_block(slab, weight, bias, taps, kernel, slides, o,
+                               slab_offset(slab, oh - oh0, col0, stride), row_step, out,
+                               n, od, oh, col0, BLOCK_VECTORS)
+                    col0 += BLOCK_VECTORS * lanes
+                for _ in range(narrow):
+                    _row_block(slab, weight, bias, taps, kernel, slides, o,
+                               slab_offset(slab, oh - oh0, col0, stride), row_step, out,
+                               n, od, oh, col0, NARROW_VECTORS)
+                    col0 += NARROW_VECTORS * lanes
+                if single:
+                    _row_block(slab, weight, bias, taps, kernel, slides, o,
+                               slab_offset(slab, oh - oh0, col0, stride), row_step, out,
+                               n, od, oh, col0, 1)
+
+
+@njit(parallel=True, cache=True)
+def _row_blocked_kernel(x, weight, bias, out, stride, dilation, pad_front, padded, mode, kernel,
+                        groups, grid):
+    """Fill ``out`` from ``x`` with ``weight`` reshaped to (C_out, C_in / groups, taps) and ``bias``
+    (C_out,), zeros when the convolution has none, in the tasks of ``grid`` (``task_grid``); each task
+    runs apart (``unlinked.py``)."""
     maps, slab_dims = blocked_setup(x, weight.shape[1], kernel, stride, dilation, pad_front, padded,
-                                    mode, out_width, grid)
+                                    mode, out.shape[4], grid)
     for task in prange(task_count(x.shape[0], groups, grid)):
-        n, g, od0, oh0, first, stop, slab = task_start(x, task, grid, out_per_group, groups, slab_dims)
-        taps = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
-        row_step = slab_offset(slab, 1, 0, stride)
-        for od in range(od0, min(od0 + grid[0], out_depth)):
-            enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, taps)
-            for o in range(g * out_per_group + first, g * out_per_group + stop):
-                for oh in range(oh0, min(oh0 + grid[2], out_height), BLOCK_ROWS):
-                    col0 = 0
-                    for _ in range(wide):
-                        _row_block(slab, weight, bias, taps, kernel, slides, o,
-                                   slab_offset(slab, oh - oh0, col0, stride), row_step, out,
-                                   n, od, oh, col0, BLOCK_VECTORS)
-                        col0 += BLOCK_VECTORS * lanes
-                    for _ in range(narrow):
-                        _row_block(slab, weight, bias, taps, kernel, slides, o,
-                                   slab_offset(slab, oh - oh0, col0, stride), row_step, out,
-                                   n, od, oh, col0, NARROW_VECTORS)
-                        col0 += NARROW_VECTORS * lanes
-                    if single:
-                        _row_block(slab, weight, bias, taps, kernel, slides, o,
-                                   slab_offset(slab, oh - oh0, col0, stride), row_step, out,
-                                   n, od, oh, col0, 1)
+        call_apart(_row_blocked_task, x, weight, bias, out, stride, dilation, kernel, groups, grid, maps,
+                   slab_dims, np.int64(task))
 
 
 @register_jitable

@@ -15,6 +15,7 @@ from numba.extending import register_jitable
 
 from ..shape_rules import ceil_div, dilated_extent, padded_source_index
 from .tasks import decode_task, split_range
+from .unlinked import call_apart
 
 
 @register_jitable
@@ -171,13 +172,13 @@ def task_slab(x, task, grid, units, groups, stride, maps, slab_dims):
     return n, g, od0, oh0, first, stop, slab
 
 
-@register_jitable
+@njit(cache=True, inline='always')
 def advance_ring(x, n, g, groups, od0, od, oh0, stride, maps, slab):
     """Make the ring ``slab`` of a task from output plane ``od0`` hold the padded planes ``[od *
     stride_d, od * stride_d + Z)`` that output plane ``od`` reads (Z = ``slab.shape[1]``): all of them
     at ``od0``, later those the previous output plane did not read. Returns the slot of the first."""
     first_plane, slots = od * stride[0], slab.shape[1]
     held_stop = first_plane if od == od0 else (od - 1) * stride[0] + slots
-    gather_slab(x, n, g * (x.shape[1] // groups), od0 * stride[0], max(held_stop, first_plane),
-                first_plane + slots, oh0 * stride[1], maps, slab)
+    call_apart(gather_slab, x, n, g * (x.shape[1] // groups), od0 * stride[0],
+               max(held_stop, first_plane), first_plane + slots, oh0 * stride[1], maps, slab)
     return (od - od0) * stride[0] % slots
