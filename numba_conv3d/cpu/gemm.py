@@ -9,8 +9,9 @@ channel at once: near the machine's GEMM peak once the product is large enough.
 
 Padding modes are the slab's index maps. Chunks of output planes keep the columns within
 ``GEMM_COLUMN_BYTES``. Each output element is one BLAS dot product over (input channel, kd, kh, kw), its
-order set by the BLAS and the matrix shapes, not by the thread count (BLAS threads split rows and
-columns of the product, never the sum); the bias is added after it. The weight gradient is the same
+order set by the BLAS and the product's pieces, which depend on its shape alone, not on the thread count
+(``blas.matmul``: pieces of rows, each by one thread, never splitting a sum; no BLAS thread left
+spinning); the bias is added after it. The weight gradient is the same
 product the other way round: the output gradient times the columns, transposed.
 """
 import numpy as np
@@ -18,6 +19,7 @@ from numba import njit, prange
 
 from ..config import (GEMM_COLUMN_BYTES, GEMM_MIN_REDUCTION, GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS,
                       GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL)
+from .blas import matmul
 from .slab import index_map
 
 
@@ -105,7 +107,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
                                               pad_front, padded, mode, groups):
         channels = slice(g * out_per_group, (g + 1) * out_per_group)
         target = out[n, channels, od0:od0 + count].reshape(out_per_group, -1)
-        np.matmul(matrix[channels], columns, out=target)
+        matmul(matrix[channels], columns, target)
         if has_bias:
             target += bias[channels, np.newaxis]
 
@@ -119,7 +121,8 @@ def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode
     for n, g, od0, count, columns in _chunks(x, weight_shape[2:], grad.shape[2:], stride, dilation,
                                               pad_front, padded, mode, groups):
         channels = slice(g * out_per_group, (g + 1) * out_per_group)
-        result[channels] += grad[n, channels, od0:od0 + count].reshape(out_per_group, -1) @ columns.T
+        result[channels] += matmul(grad[n, channels, od0:od0 + count].reshape(out_per_group, -1),
+                                   columns.T)
     return result.reshape(weight_shape)
 
 
@@ -163,8 +166,8 @@ def padded_input_grad(grad, weight, padded_size, stride, dilation, groups):
             channels = slice(g * out_per_group, (g + 1) * out_per_group)
             for od0 in range(0, out_size[0], planes):
                 count = min(planes, out_size[0] - od0)
-                columns = matrix[channels].T @ grad[n, channels, od0:od0 + count].reshape(out_per_group,
-                                                                                          count * plane)
+                columns = matmul(matrix[channels].T,
+                                 grad[n, channels, od0:od0 + count].reshape(out_per_group, count * plane))
                 _col2im(columns, result, n, g * in_per_group, kernel, stride, dilation, od0, out_size[1],
                         out_size[2])
     return result

@@ -1,0 +1,78 @@
+"""The GEMM algorithm's matrix products (``cpu/blas.py``): NumPy's result, bitwise the same for any thread
+count, pieces that cover the rows, the calling thread's OpenBLAS count put back, NumPy's own product
+where no OpenBLAS is found."""
+import numba
+import numpy as np
+import pytest
+
+from numba_conv3d.cpu import blas
+
+# (rows, inner, columns, whether the right operand is a transposed view)
+SHAPES = [(256, 784, 300, True), (216, 96, 1300, False), (100, 33, 77, True), (64, 5000, 300, True),
+          (200, 4000, 30, False), (3, 7, 5, False), (0, 4, 6, False), (97, 1, 1, False)]
+
+
+def _operands(rows, inner, columns, transposed, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rows, inner)).astype(dtype)
+    if transposed:
+        return a, rng.standard_normal((columns, inner)).astype(dtype).T
+    return a, rng.standard_normal((inner, columns)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, inner, columns, transposed", SHAPES)
+def test_the_product_is_numpys_and_bitwise_the_same_for_1_and_2_threads(rows, inner, columns,
+                                                                        transposed, dtype):
+    a, b = _operands(rows, inner, columns, transposed, dtype)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        try:
+            results.append(blas.matmul(a, b))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    np.testing.assert_array_equal(results[0], results[1])
+    eps = np.finfo(dtype).eps
+    bound = inner * eps * (np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64))
+    assert results[0].dtype == dtype and np.all(np.abs(results[0] - exact) <= bound)
+
+
+def test_the_product_goes_into_out():
+    a, b = _operands(150, 40, 60, False, np.float32)
+    out = np.full((150, 60), np.nan, np.float32)
+    assert blas.matmul(a, b, out) is out
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 47, 48, 96, 100, 216, 1000, 5000])
+@pytest.mark.parametrize("flops", [1e3, 1e9])
+def test_pieces_cover_the_rows_in_order_an_even_number_of_them(rows, flops):
+    pieces = blas._row_pieces(rows, flops)
+    assert pieces[0][0] == 0 and pieces[-1][1] == rows
+    assert all(start < stop for start, stop in pieces) or rows == 0
+    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
+    assert len(pieces) == 1 or (len(pieces) % 2 == 0 and len(pieces) <= blas.MAX_PIECES)
+    if flops < blas.SMALL_PRODUCT_FLOPS:
+        assert len(pieces) == 1
+    assert all(start % blas.ROW_ALIGNMENT == 0 for start, _ in pieces)
+
+
+def test_the_calling_threads_openblas_count_is_put_back():
+    setter = blas._local_thread_setter()
+    if setter is None:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS with thread-local counts")
+    previous = setter(3)
+    try:
+        a, b = _operands(300, 200, 100, False, np.float64)
+        blas.matmul(a, b)
+        assert setter(3) == 3
+    finally:
+        setter(previous)
+
+
+def test_without_openblas_the_product_is_numpys(monkeypatch):
+    monkeypatch.setattr(blas, "_local_thread_setter", lambda: None)
+    a, b = _operands(120, 30, 40, True, np.float64)
+    np.testing.assert_array_equal(blas.matmul(a, b), np.matmul(a, b))
