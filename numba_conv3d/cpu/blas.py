@@ -4,14 +4,14 @@ OpenBLAS (NumPy's BLAS in its PyPI wheels) keeps its worker threads spinning for
 threaded product, so that whatever runs next gets a core less: on 2 cores, torch's 1x1x1 convolution
 ran 30 ms instead of 0.3-0.9 ms 10 ms after one of our products, a torch k3 layer 80 ms instead of 34,
 our depthwise kernel 1.25 ms instead of 0.93 (docs/ARCHITECTURE.md, "Networks suite and new routes").
-Here a product is cut into pieces of rows, computed by the calling thread and a small pool of Python
-threads (as many in all as Numba's, ``numba.get_num_threads``), each with OpenBLAS's thread-local thread
-count at 1 (``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27): no OpenBLAS worker runs. The
-calling thread's own count is put back after each product. The pieces depend on the product's shape
-alone (``_row_pieces``) and never split a sum, so the result is bitwise the same for any thread count;
-OpenBLAS's own threads were not (a weight gradient's product differed from run to run). Where NumPy's
-BLAS is not such an OpenBLAS (or is not found through ``/proc/self/maps``), a product is NumPy's
-``matmul`` as it is.
+Here a product is cut into pieces of rows or of columns (``_split``), computed by the calling thread
+and a small pool of Python threads (as many in all as Numba's, ``numba.get_num_threads``), each with
+OpenBLAS's thread-local thread count at 1 (``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27): no
+OpenBLAS worker runs. The calling thread's own count is put back after each product. The pieces depend
+on the product's shape alone (``_row_pieces``) and never split a sum, so the result is bitwise the same
+for any thread count; OpenBLAS's own threads were not (a weight gradient's product differed from run to
+run). Where NumPy's BLAS is not such an OpenBLAS (or is not found through ``/proc/self/maps``), a
+product is NumPy's ``matmul`` as it is.
 """
 import ctypes
 import functools
@@ -22,16 +22,16 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-# A product is cut into pieces of at least MIN_PIECE_ROWS rows, at most MAX_PIECES of them (an even
-# number, which 2 and 4 threads share evenly); one of fewer than SMALL_PRODUCT_FLOPS is one piece, as
-# handing a piece to another thread costs tens of microseconds. Pieces of 64 rows ran 1.3x faster than
-# pieces of 32 (a weight gradient's 256 x 784 x 1728 product, Zen 4), each piece packing the other
-# operand again.
+# A product is cut into pieces of at least MIN_PIECE_ROWS rows (or columns), at most MAX_PIECES of them
+# (an even number, which 2 and 4 threads share evenly); one of fewer than SMALL_PRODUCT_FLOPS is one
+# piece, as handing a piece to another thread costs tens of microseconds. Pieces of 64 rows ran 1.3x
+# faster than pieces of 32 (a weight gradient's 256 x 784 x 1728 product, Zen 4), each piece packing
+# the other operand again.
 MIN_PIECE_ROWS = 48
 MAX_PIECES = 8
 SMALL_PRODUCT_FLOPS = 4e6
-# Pieces start at multiples of ROW_ALIGNMENT rows, so that they hold whole tiles of the GEMM kernels'
-# row unrolling (216 rows in pieces of 54: 0.56 ms; 64, 48, 64, 40: 0.37 ms).
+# Pieces start at multiples of ROW_ALIGNMENT rows (or columns), so that they hold whole tiles of the
+# GEMM kernels' unrolling (216 rows in pieces of 54: 0.56 ms; 64, 48, 64, 40: 0.37 ms).
 ROW_ALIGNMENT = 16
 
 _POOL_LOCK = threading.Lock()
@@ -67,7 +67,7 @@ def _pool(workers, setter):
 
 
 def _row_pieces(rows, flops):
-    """Row boundaries of the pieces of a product of ``rows`` rows and ``flops`` floating-point
+    """Boundaries of the pieces of ``rows`` rows (or columns) of a product of ``flops`` floating-point
     operations (see ``MIN_PIECE_ROWS``)."""
     pieces = min(MAX_PIECES, rows // MIN_PIECE_ROWS) if flops >= SMALL_PRODUCT_FLOPS else 1
     if pieces > 1:
@@ -77,10 +77,21 @@ def _row_pieces(rows, flops):
     return list(zip(bounds, bounds[1:] + [rows]))
 
 
-def _pieces_single_threaded(setter, a, b, out, pieces):
-    """:func:`_single_threaded` on each of ``pieces`` of rows in turn."""
-    for start, stop in pieces:
-        _single_threaded(setter, a[start:stop], b, out[start:stop])
+def _split(a, b, out):
+    """The product's operands and output as lists of pieces: along the columns where it has at least as
+    many as rows (a short reduction over many output positions reads the right operand once that way;
+    a 128 x 64 x 32768 product in row halves took 1.5x the time), else along the rows."""
+    rows, columns = out.shape
+    flops = 2.0 * rows * a.shape[1] * columns
+    if columns >= rows:
+        return [(a, b[:, start:stop], out[:, start:stop]) for start, stop in _row_pieces(columns, flops)]
+    return [(a[start:stop], b, out[start:stop]) for start, stop in _row_pieces(rows, flops)]
+
+
+def _pieces_single_threaded(setter, pieces):
+    """:func:`_single_threaded` on each of ``pieces`` (operands and output) in turn."""
+    for a, b, out in pieces:
+        _single_threaded(setter, a, b, out)
 
 
 def _single_threaded(setter, a, b, out):
@@ -106,15 +117,15 @@ def matmul(a, b, out=None):
     setter = _local_thread_setter()
     if setter is None:
         return np.matmul(a, b, out=out)
-    pieces = _row_pieces(a.shape[0], 2.0 * a.shape[0] * a.shape[1] * b.shape[1])
+    pieces = _split(a, b, out)
     threads = max(1, min(len(pieces), numba.get_num_threads()))
     shares = [pieces[t::threads] for t in range(threads)]
     if threads == 1:
-        _pieces_single_threaded(setter, a, b, out, pieces)
+        _pieces_single_threaded(setter, pieces)
         return out
     pool = _pool(threads - 1, setter)
-    futures = [pool.submit(_pieces_single_threaded, setter, a, b, out, share) for share in shares[1:]]
-    _pieces_single_threaded(setter, a, b, out, shares[0])
+    futures = [pool.submit(_pieces_single_threaded, setter, share) for share in shares[1:]]
+    _pieces_single_threaded(setter, shares[0])
     for future in futures:
         future.result()
     return out
