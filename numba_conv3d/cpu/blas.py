@@ -23,12 +23,13 @@ import numba
 import numpy as np
 
 # A product is cut into pieces of at least MIN_PIECE_ROWS rows (or columns), at most MAX_PIECES of them
-# (an even number, which 2 and 4 threads share evenly); one of fewer than SMALL_PRODUCT_FLOPS is one
+# (an even number, which 2 and 4 threads share evenly; each piece streams the other operand again: C3D's
+# conv4b product in 8 pieces took 86 ms, in 4 75 ms); one of fewer than SMALL_PRODUCT_FLOPS is one
 # piece, as handing a piece to another thread costs tens of microseconds. Pieces of 64 rows ran 1.3x
 # faster than pieces of 32 (a weight gradient's 256 x 784 x 1728 product, Zen 4), each piece packing
 # the other operand again.
 MIN_PIECE_ROWS = 48
-MAX_PIECES = 8
+MAX_PIECES = 4
 SMALL_PRODUCT_FLOPS = 4e6
 # Pieces start at multiples of ROW_ALIGNMENT rows (or columns), so that they hold whole tiles of the
 # GEMM kernels' unrolling (216 rows in pieces of 54: 0.56 ms; 64, 48, 64, 40: 0.37 ms).
