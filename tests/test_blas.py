@@ -76,3 +76,14 @@ def test_without_openblas_the_product_is_numpys(monkeypatch):
     monkeypatch.setattr(blas, "_local_thread_setter", lambda: None)
     a, b = _operands(120, 30, 40, True, np.float64)
     np.testing.assert_array_equal(blas.matmul(a, b), np.matmul(a, b))
+
+
+def test_a_forked_child_computes_products_after_its_parent_did():
+    multiprocessing = pytest.importorskip("multiprocessing")
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    a, b = _operands(300, 200, 400, False, np.float64)
+    expected = blas.matmul(a, b)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(blas.matmul, (a, b)).get(timeout=120)
+    np.testing.assert_array_equal(result, expected)

@@ -59,12 +59,13 @@ def _local_thread_setter():
 
 
 def _pool(workers, setter):
-    """The pool of ``workers`` Python threads whose OpenBLAS count is 1 (made once per size)."""
+    """The pool of ``workers`` Python threads whose OpenBLAS count is 1 (made once per size and
+    process: a forked child has none of its parent's threads, and would wait on their pool forever)."""
+    key = (os.getpid(), workers)
     with _POOL_LOCK:
-        if workers not in _POOLS:
-            _POOLS[workers] = ThreadPoolExecutor(workers, "numba-conv3d-blas",
-                                                 initializer=lambda: setter(1))
-        return _POOLS[workers]
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(workers, "numba-conv3d-blas", initializer=lambda: setter(1))
+        return _POOLS[key]
 
 
 def _row_pieces(rows, flops):
