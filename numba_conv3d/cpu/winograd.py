@@ -39,6 +39,7 @@ from ..shape_rules import ceil_div
 from .simd import fma_block, store_block, vector_lanes, zero_block
 from .slab import index_maps, padded_row
 from .tasks import channel_splits, split_range
+from .unlinked import call_apart
 
 # Points of a 3-tap dimension, outputs of a tile along it, and the points of a tile in one plane.
 PATCH = 4
@@ -276,41 +277,48 @@ def _store_tiles(values, planes, chunk, runs, out, o, bias_value):
     return finite
 
 
-@njit(parallel=True, cache=True)
-def _winograd_kernel(x, packed, bias, out, maps, tiles, splits, nonfinite):
-    """Fill ``out`` from ``x`` and the weight points ``packed`` (``transform_weights``), in tasks of
-    (group, chunk of tiles, split of the output channel blocks); ``nonfinite[task]`` is set where a
-    task wrote a NaN or Inf."""
+@njit(cache=True)
+def _winograd_task(x, packed, bias, out, maps, tiles, splits, nonfinite, task):
+    """Task ``task`` of :func:`_winograd_kernel`: (group, chunk of tiles, split of the output channel
+    blocks)."""
     groups, count, blocks, in_per_group = packed.shape[:4]
     planes = count // PLANE_POINTS
     out_per_group = out.shape[1] // groups
     chunk = BLOCK_VECTORS * vector_lanes(x)
     total = x.shape[0] * tiles[0] * tiles[1] * tiles[2]
     chunks = ceil_div(total, chunk)
-    for task in prange(groups * chunks * splits):
-        g, rest = task // (chunks * splits), task % (chunks * splits)
-        first_tile, split = rest // splits * chunk, rest % splits
-        runs = _tile_runs(first_tile, chunk, total, tiles)
-        points = np.empty(count * in_per_group * chunk, x.dtype)
-        along_w = np.empty(count * chunk, x.dtype)
-        along_h = np.empty(count * chunk, x.dtype)
-        row = np.empty(TILE * chunk + 2, x.dtype)
-        _transform_input(x, in_per_group, g * in_per_group, maps, runs, planes, chunk, points, along_w,
-                         along_h, row)
-        products = np.empty(count * WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS * chunk, x.dtype)
-        first, stop = split_range(split, blocks, splits)
-        finite = True
-        for pass_first in range(first, stop, WINOGRAD_PASS_BLOCKS):
-            pass_stop = min(stop, pass_first + WINOGRAD_PASS_BLOCKS)
-            _multiply(packed, g, pass_first, pass_stop, points, in_per_group, chunk, products)
-            first_channel = pass_first * BLOCK_CHANNELS
-            for lane in range(min(pass_stop * BLOCK_CHANNELS, out_per_group) - first_channel):
-                o = g * out_per_group + first_channel + lane
-                _transform_output(products, planes, (pass_stop - pass_first) * BLOCK_CHANNELS, lane, chunk,
-                                  along_w, along_h)
-                finite &= _store_tiles(along_h, planes, chunk, runs, out, o,
-                                       bias[o] if bias.shape[0] else x.dtype.type(0))
-        nonfinite[task] = not finite
+    g, rest = task // (chunks * splits), task % (chunks * splits)
+    first_tile, split = rest // splits * chunk, rest % splits
+    runs = _tile_runs(first_tile, chunk, total, tiles)
+    points = np.empty(count * in_per_group * chunk, x.dtype)
+    along_w = np.empty(count * chunk, x.dtype)
+    along_h = np.empty(count * chunk, x.dtype)
+    row = np.empty(TILE * chunk + 2, x.dtype)
+    _transform_input(x, in_per_group, g * in_per_group, maps, runs, planes, chunk, points, along_w,
+                     along_h, row)
+    products = np.empty(count * WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS * chunk, x.dtype)
+    first, stop = split_range(split, blocks, splits)
+    finite = True
+    for pass_first in range(first, stop, WINOGRAD_PASS_BLOCKS):
+        pass_stop = min(stop, pass_first + WINOGRAD_PASS_BLOCKS)
+        _multiply(packed, g, pass_first, pass_stop, points, in_per_group, chunk, products)
+        first_channel = pass_first * BLOCK_CHANNELS
+        for lane in range(min(pass_stop * BLOCK_CHANNELS, out_per_group) - first_channel):
+            o = g * out_per_group + first_channel + lane
+            _transform_output(products, planes, (pass_stop - pass_first) * BLOCK_CHANNELS, lane, chunk,
+                              along_w, along_h)
+            finite &= _store_tiles(along_h, planes, chunk, runs, out, o,
+                                   bias[o] if bias.shape[0] else x.dtype.type(0))
+    nonfinite[task] = not finite
+
+
+@njit(parallel=True, cache=True)
+def _winograd_kernel(x, packed, bias, out, maps, tiles, splits, nonfinite):
+    """Fill ``out`` from ``x`` and the weight points ``packed`` (``transform_weights``), in tasks of
+    (group, chunk of tiles, split of the output channel blocks), each run apart (``unlinked.py``);
+    ``nonfinite[task]`` is set where a task wrote a NaN or Inf."""
+    for task in prange(nonfinite.shape[0]):
+        call_apart(_winograd_task, x, packed, bias, out, maps, tiles, splits, nonfinite, np.int64(task))
 
 
 def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
