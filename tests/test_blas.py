@@ -49,14 +49,14 @@ def test_the_product_goes_into_out():
 @pytest.mark.parametrize("rows", [0, 1, 47, 48, 96, 100, 216, 1000, 5000])
 @pytest.mark.parametrize("flops", [1e3, 1e9])
 def test_pieces_cover_the_rows_in_order_an_even_number_of_them(rows, flops):
-    pieces = blas._row_pieces(rows, flops)
+    pieces = blas._piece_bounds(rows, flops)
     assert pieces[0][0] == 0 and pieces[-1][1] == rows
     assert all(start < stop for start, stop in pieces) or rows == 0
     assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
     assert len(pieces) == 1 or (len(pieces) % 2 == 0 and len(pieces) <= blas.MAX_PIECES)
     if flops < blas.SMALL_PRODUCT_FLOPS:
         assert len(pieces) == 1
-    assert all(start % blas.ROW_ALIGNMENT == 0 for start, _ in pieces)
+    assert all(start % blas.PIECE_ALIGNMENT == 0 for start, _ in pieces)
 
 
 def test_the_calling_threads_openblas_count_is_put_back():

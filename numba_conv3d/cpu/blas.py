@@ -8,7 +8,7 @@ Here a product is cut into pieces of rows or of columns (``_split``), computed b
 and a small pool of Python threads (as many in all as Numba's, ``numba.get_num_threads``), each with
 OpenBLAS's thread-local thread count at 1 (``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27): no
 OpenBLAS worker runs. The calling thread's own count is put back after each product. The pieces depend
-on the product's shape alone (``_row_pieces``) and never split a sum, so the result is bitwise the same
+on the product's shape alone (``_piece_bounds``) and never split a sum, so the result is bitwise the same
 for any thread count; OpenBLAS's own threads were not (a weight gradient's product differed from run to
 run). Where NumPy's BLAS is not such an OpenBLAS (or is not found through ``/proc/self/maps``), a
 product is NumPy's ``matmul`` as it is.
@@ -22,18 +22,18 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-# A product is cut into pieces of at least MIN_PIECE_ROWS rows (or columns), at most MAX_PIECES of them
+# A product is cut into pieces of at least MIN_PIECE_EXTENT rows (or columns), at most MAX_PIECES of them
 # (an even number, which 2 and 4 threads share evenly; each piece streams the other operand again: C3D's
 # conv4b product in 8 pieces took 86 ms, in 4 75 ms); one of fewer than SMALL_PRODUCT_FLOPS is one
 # piece, as handing a piece to another thread costs tens of microseconds. Pieces of 64 rows ran 1.3x
 # faster than pieces of 32 (a weight gradient's 256 x 784 x 1728 product, Zen 4), each piece packing
 # the other operand again.
-MIN_PIECE_ROWS = 48
+MIN_PIECE_EXTENT = 48
 MAX_PIECES = 4
 SMALL_PRODUCT_FLOPS = 4e6
-# Pieces start at multiples of ROW_ALIGNMENT rows (or columns), so that they hold whole tiles of the
+# Pieces start at multiples of PIECE_ALIGNMENT rows (or columns), so that they hold whole tiles of the
 # GEMM kernels' unrolling (216 rows in pieces of 54: 0.56 ms; 64, 48, 64, 40: 0.37 ms).
-ROW_ALIGNMENT = 16
+PIECE_ALIGNMENT = 16
 
 _POOL_LOCK = threading.Lock()
 _POOLS = {}
@@ -58,25 +58,24 @@ def _local_thread_setter():
     return None
 
 
-def _pool(workers, setter):
-    """The pool of ``workers`` Python threads whose OpenBLAS count is 1 (made once per size and
-    process: a forked child has none of its parent's threads, and would wait on their pool forever)."""
+def _pool(workers):
+    """The pool of ``workers`` Python threads (made once per size and process: a forked child has none
+    of its parent's threads, and would wait on their pool forever)."""
     key = (os.getpid(), workers)
     with _POOL_LOCK:
         if key not in _POOLS:
-            _POOLS[key] = ThreadPoolExecutor(workers, "numba-conv3d-blas", initializer=lambda: setter(1))
+            _POOLS[key] = ThreadPoolExecutor(workers, "numba-conv3d-blas")
         return _POOLS[key]
 
 
-def _row_pieces(rows, flops):
-    """Boundaries of the pieces of ``rows`` rows (or columns) of a product of ``flops`` floating-point
-    operations (see ``MIN_PIECE_ROWS``)."""
-    pieces = min(MAX_PIECES, rows // MIN_PIECE_ROWS) if flops >= SMALL_PRODUCT_FLOPS else 1
-    if pieces > 1:
-        pieces -= pieces % 2
-    pieces = max(1, pieces)
-    bounds = [min(rows, -(-rows * p // (pieces * ROW_ALIGNMENT)) * ROW_ALIGNMENT) for p in range(pieces)]
-    return list(zip(bounds, bounds[1:] + [rows]))
+def _piece_bounds(extent, flops):
+    """(start, stop) of each piece of ``extent`` rows (or columns) of a product of ``flops``
+    floating-point operations (see ``MIN_PIECE_EXTENT``)."""
+    pieces = min(MAX_PIECES, extent // MIN_PIECE_EXTENT) if flops >= SMALL_PRODUCT_FLOPS else 1
+    pieces = max(1, pieces - pieces % 2)
+    bounds = [min(extent, -(-extent * p // (pieces * PIECE_ALIGNMENT)) * PIECE_ALIGNMENT)
+              for p in range(pieces)]
+    return list(zip(bounds, bounds[1:] + [extent]))
 
 
 def _split(a, b, out):
@@ -86,8 +85,8 @@ def _split(a, b, out):
     rows, columns = out.shape
     flops = 2.0 * rows * a.shape[1] * columns
     if columns >= rows:
-        return [(a, b[:, start:stop], out[:, start:stop]) for start, stop in _row_pieces(columns, flops)]
-    return [(a[start:stop], b, out[start:stop]) for start, stop in _row_pieces(rows, flops)]
+        return [(a, b[:, start:stop], out[:, start:stop]) for start, stop in _piece_bounds(columns, flops)]
+    return [(a[start:stop], b, out[start:stop]) for start, stop in _piece_bounds(rows, flops)]
 
 
 def _pieces_single_threaded(setter, pieces):
@@ -120,12 +119,12 @@ def matmul(a, b, out=None):
     if setter is None:
         return np.matmul(a, b, out=out)
     pieces = _split(a, b, out)
-    threads = max(1, min(len(pieces), numba.get_num_threads()))
+    threads = min(len(pieces), numba.get_num_threads())
     shares = [pieces[t::threads] for t in range(threads)]
     if threads == 1:
         _pieces_single_threaded(setter, pieces)
         return out
-    pool = _pool(threads - 1, setter)
+    pool = _pool(threads - 1)
     futures = [pool.submit(_pieces_single_threaded, setter, share) for share in shares[1:]]
     _pieces_single_threaded(setter, shares[0])
     for future in futures:

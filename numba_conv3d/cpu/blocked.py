@@ -160,8 +160,6 @@ def _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, pa
     maps, slab_dims = blocked_setup(x, packed.shape[2], kernel, stride, dilation, pad_front, padded,
                                     mode, out.shape[4], (grid[0], grid[1], slab_rows, grid[3], grid[4]))
     for task in prange(task_count(x.shape[0], packed.shape[0], grid)):
-        # an int64 task index, else the task function compiles twice (the loop's index is unsigned in
-        # one of Numba's passes)
         call_apart(_blocked_task, x, packed, packed_bias, out, stride, dilation, kernel, grid, chunk,
                    maps, slab_dims, np.int64(task))
 

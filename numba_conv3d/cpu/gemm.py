@@ -10,8 +10,8 @@ channel at once: near the machine's GEMM peak once the product is large enough.
 Padding modes are the slab's index maps. Chunks of output planes keep the columns within
 ``GEMM_COLUMN_BYTES``. Each output element is one BLAS dot product over (input channel, kd, kh, kw), its
 order set by the BLAS and the product's pieces, which depend on its shape alone, not on the thread count
-(``blas.matmul``: pieces of rows, each by one thread, never splitting a sum; no BLAS thread left
-spinning); the bias is added after it. The weight gradient is the same
+(``blas.matmul``: pieces of rows or columns, each by one thread, never splitting a sum; no BLAS
+thread left spinning); the bias is added after it. The weight gradient is the same
 product the other way round: the output gradient times the columns, transposed.
 """
 import numpy as np

@@ -31,7 +31,9 @@ def _publish(module_name, qualname, argtypes, symbol):
 @intrinsic
 def call_apart(typingctx, function, *args):
     """``function(*args)`` for a module-level jitted ``function``, its code compiled apart from the
-    caller's (see the module's docstring); its arguments' literal types are dropped."""
+    caller's (see the module's docstring); its arguments' literal types are dropped. Pass a parallel
+    loop's index as ``np.int64(index)``: Numba types it unsigned in one of its passes and signed in
+    another, and the callee would compile for both."""
     if not isinstance(function, types.Dispatcher):
         return None
     if "<locals>" in function.dispatcher.py_func.__qualname__:
