@@ -40,15 +40,19 @@ VECTOR_BYTES = _target_vector_bytes()
 BLOCK_CHANNELS = 8 if VECTOR_BYTES == 64 else 4
 BLOCK_VECTORS = 3
 
-# Register block of the channel-vectorized kernel (``cpu/channel_vectorized.py``): output columns x
-# SIMD vectors of output channels. 14 x 2 keeps 28 accumulators, 2 weight vectors and 1 broadcast input
-# in AVX-512's 32 registers (its inner loop has no spill). On a 56-wide stem and 1x7x7 it ran 1.04-1.08x
-# faster than 8 x 2 and 12 x 2; 6 x 4 and 4 x 4 compute 64 channels where those have 32 (0.6x on
-# 1x7x7), and 7 x 4 spills (2-core Xeon, same process, alternating). 14 divides the widths 7, 14, 28
-# and 56 of networks' later layers. AVX2's 16 registers take 6 x 2 (12 accumulators, as the channel-
-# blocked kernel's 4 x 3; not measured).
-CHANNEL_BLOCK_COLUMNS = 14 if VECTOR_BYTES == 64 else 6
+# Register block of the channel-vectorized kernel (``cpu/channel_vectorized.py``): a tile of output
+# positions (rows, columns) x SIMD vectors of output channels. 14 positions x 2 vectors keep 28
+# accumulators, 2 weight vectors and 1 broadcast input in AVX-512's 32 registers (its inner loop has no
+# spill). On a 56-wide stem and 1x7x7, 14 positions in a row ran 1.04-1.08x faster than 8 and 12;
+# blocks of 4 vectors compute 64 channels where those have 32 (0.6x on 1x7x7), and 7 x 4 spills (2-core
+# Xeon, same process, alternating). The wide tile, 2 rows x 7, covers the widths 7, 14, 28 and 56 of
+# networks' later layers; the tall one, 3 x 4 (12 positions, 24 accumulators), the widths 4, 8 and 16,
+# where it ran 1.07-1.45x the channel-blocked kernel on 4x8x8 planes with 32-256 channels and 0.83-0.98x
+# on 8x16x16 (2-core Zen 4, same process, alternating). AVX2's 16 registers take 6 positions x 2
+# vectors (12 accumulators, as the channel-blocked kernel's 4 x 3; not measured).
 CHANNEL_BLOCK_VECTORS = 2
+CHANNEL_WIDE_TILE = (2, 7) if VECTOR_BYTES == 64 else (1, 6)
+CHANNEL_TALL_TILE = (3, 4) if VECTOR_BYTES == 64 else (2, 3)
 
 # Bytes of one block's weights that the channel-vectorized kernel adds to every column block of a task's
 # rows (in one output plane) before the next chunk of input channels (``channel_vectorized.weight_chunk``):
@@ -99,6 +103,15 @@ INPUT_CHUNK_BYTES = 16 * 1024
 # output needs more): tasks cover tiles of output rows so that their slab stays in L2 (1 MiB per core
 # on Zen 4) beside the weights and the output rows it writes.
 SLAB_BYTES = 1024 * 1024
+
+# How the channel-vectorized kernel's tasks reuse each chunk of weights (``register_blocks.
+# stationary_grid``): a task takes several output planes where one plane has fewer than
+# ``STATIONARY_BLOCKS`` register blocks, the padded input of them all within ``STATIONARY_SLAB_BYTES``.
+# On 4x8x8 planes (6 tiles each) with 128-512 channels, 8 blocks ran 1.0-1.3x faster than one plane
+# per task, and 32 blocks or whole tasks' planes up to 0.75x as fast on 8x16x16 and 8x28x28 planes (the
+# sums that wait between chunks then leave the L2 cache; 2-core Zen 4, same process).
+STATIONARY_SLAB_BYTES = 8 * 1024 * 1024
+STATIONARY_BLOCKS = 8
 
 # Columns a row should reach when the kernels lay several rows of a convolution that is pointwise in
 # (H, W) side by side (``ConvPlan.rows_merged``): whole blocks of ``BLOCK_VECTORS`` vectors along long

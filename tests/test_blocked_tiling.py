@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from checks import assert_matches_reference
-from numba_conv3d.cpu import blocked, channel_vectorized, row_blocked
+from numba_conv3d.cpu import blocked, channel_vectorized, register_blocks, row_blocked
 from numba_conv3d.cpu.slab import advance_ring, index_maps, task_start
 from numba_conv3d.planner import plan_conv3d
 from numba_conv3d.shape_rules import PADDING_MODES
@@ -37,9 +37,9 @@ def _plan(x, w, kwargs):
 
 def _blocked(x, w, b, plan, grid, chunk):
     out = np.empty((plan.batch, plan.out_channels) + plan.output_size, x.dtype)
-    packed, packed_bias = blocked.pack_weights(w, b, True, plan.groups, blocked.BLOCK_CHANNELS)
+    packed, packed_bias, finite = blocked.pack_weights(w, b, True, plan.groups, blocked.BLOCK_CHANNELS)
     blocked._blocked_kernel(x, packed, packed_bias, out, plan.stride, plan.dilation, plan.pad_front,
-                            plan.padded_size, plan.mode_code, plan.kernel_size, grid, chunk)
+                            plan.padded_size, plan.mode_code, plan.kernel_size, grid, chunk, finite)
     return out
 
 
@@ -158,3 +158,69 @@ def test_channel_vectorized_kernel_gives_the_blocked_kernels_bits(input_shape, w
         outputs.append(out)
     np.testing.assert_array_equal(outputs[0], outputs[1])
     assert_matches_reference(outputs[0], x, w, b, **kwargs)
+
+
+def _channel_vectorized(x, w, b, plan, grid, tall):
+    """The channel-vectorized kernel over ``grid`` in tall or wide tiles (its slab sized for them)."""
+    out = np.empty((plan.batch, plan.out_channels) + plan.output_size, x.dtype)
+    packed, packed_bias, finite = blocked.pack_weights(w, b, True, plan.groups,
+                                                       channel_vectorized.block_channels(x.itemsize))
+    rows, columns = channel_vectorized.tile_shape(tall)
+    slab_dims = register_blocks.blocked_slab_shape(
+        plan.in_per_group, plan.kernel_size, plan.dilation, plan.stride,
+        -(-plan.output_size[2] // columns) * columns, x.itemsize,
+        (grid[0], grid[1], -(-grid[2] // rows) * rows, grid[3], grid[4]), grid[0])
+    channel_vectorized._channel_vectorized_kernel(x, packed, packed_bias, out, plan.stride, plan.dilation,
+                                                  plan.pad_front, plan.padded_size, plan.mode_code,
+                                                  plan.kernel_size, grid, slab_dims, finite, tall)
+    return out
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, kwargs", [
+    *CASES[:3],
+    # 4x8x8 and 5x7x7 outputs with 40 channels (a partial block): tall and wide tiles' strips end inside
+    # the plane; zero padding at every plane and row edge (skipped taps)
+    ((1, 9, 4, 8, 8), (40, 9, 3, 3, 3), dict(padding=1)),
+    ((2, 6, 5, 7, 7), (36, 6, 5, 3, 3), dict(padding=(2, 1, 1))),
+])
+def test_channel_vectorized_grids_and_tiles_give_bitwise_the_same_output(input_shape, weight_shape,
+                                                                        kwargs):
+    """Tasks of one output plane or several (their slab holds all their planes), of rows that a strip
+    divides or not, with and without channel splits, in tall tiles and in wide ones: the same bits."""
+    x, w, b = _operands(input_shape, weight_shape)
+    plan = _plan(x, w, kwargs)
+    units = -(-plan.out_per_group // channel_vectorized.block_channels(x.itemsize))
+    first = None
+    for grid in _grids(plan, units):
+        for tall in (False, True):
+            out = _channel_vectorized(x, w, b, plan, grid, tall)
+            if first is None:
+                first = out
+                assert_matches_reference(out, x, w, b, **kwargs)
+            else:
+                np.testing.assert_array_equal(out, first, err_msg=f"grid {grid}, tall {tall}")
+
+
+@pytest.mark.parametrize("mode", PADDING_MODES)
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2), (3, 2)])
+def test_tap_runs_hold_exactly_the_taps_that_read_the_input(mode, stride, dilation):
+    """``fill_tap_runs``: for every output plane and block of rows, the runs hold the taps (kd, kh, kw)
+    at which the plane or one of the rows reads the input, not only zero padding, each once, in
+    order."""
+    kernel, padding, size = (3, 4, 2), (3, 2, 1), (4, 5, 6)
+    padded = tuple(s + 2 * p for s, p in zip(size, padding))
+    maps = index_maps(np.zeros((1, 1) + size, np.float32), padded, padding, PADDING_MODES.index(mode))
+    out_size = [(p - dilation * (k - 1) - 1) // stride + 1 for p, k in zip(padded, kernel)]
+    runs = np.empty(2 * kernel[0], np.int64)
+    for od in range(out_size[0]):
+        for oh in range(out_size[1]):
+            for rows in range(1, out_size[1] - oh + 1):
+                count = register_blocks.fill_tap_runs(runs, kernel, (stride,) * 3, (dilation,) * 3, maps, od,
+                                                      oh, rows, True)
+                taps = [t for start, stop in runs[:2 * count].reshape(-1, 2) for t in range(start, stop)]
+                expected = [
+                    (kd * kernel[1] + kh) * kernel[2] + kw
+                    for kd in range(kernel[0]) for kh in range(kernel[1]) for kw in range(kernel[2])
+                    if maps[0][od * stride + kd * dilation] >= 0
+                    and any(maps[1][(oh + r) * stride + kh * dilation] >= 0 for r in range(rows))]
+                assert taps == expected, (od, oh, rows)

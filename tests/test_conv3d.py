@@ -152,6 +152,20 @@ def test_nan_and_inf_reach_exactly_their_receptive_fields(mode):
         assert np.isnan(out).any() and np.isinf(out).any() and np.isfinite(out).any()
 
 
+@pytest.mark.parametrize("value", [np.inf, np.nan])
+def test_a_non_finite_weight_times_zero_padding_gives_nan_as_torch(value):
+    """A weight of Inf or NaN at a tap that reads only zero padding for the first output plane makes
+    that plane NaN (Inf * 0), as torch computes it: the kernels that skip taps reading padding do not
+    skip them then. 40 channels at 4x8x8 take the channel-vectorized kernel's tall tiles."""
+    x, w, b = random_operands(np.random.default_rng(8), (1, 6, 4, 8, 8), (40, 6, 3, 3, 3), True,
+                              np.float32)
+    w[3, 2, 0, 1, 1] = value
+    results = assert_every_algorithm_matches_reference(x, w, b, padding=1)
+    assert {"channel-vectorized", "blocked"} <= set(results)
+    for out in results.values():
+        assert np.isnan(out[0, 3, 0]).all() and np.isfinite(out[0, :3]).all()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.complex64])
 def test_same_plan_twice_and_bitwise_for_any_thread_count(dtype):
     x, w, b = random_operands(np.random.default_rng(6), (2, 8, 6, 9, 40), (8, 4, 3, 3, 3), True, dtype)

@@ -7,7 +7,7 @@ from numba.extending import register_jitable
 
 from ..algorithm import Algorithm
 from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS, BLOCKED_MIN_FILL,
-                      CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS, FFT_DIRECT_MAC_SECONDS,
+                      CHANNEL_BLOCK_VECTORS, CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, FFT_DIRECT_MAC_SECONDS,
                       FFT_MAX_WORKSPACE_BYTES, FFT_MIN_GAIN, FLAT_MAX_OUTPUT_WIDTH,
                       FLAT_MAX_WORKSPACE_BYTES, GEMM_FEW_TAPS, GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL,
                       GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION, GEMM_POINTWISE_MIN_CHANNELS,
@@ -39,14 +39,14 @@ CHANNEL_VECTORIZED, BLOCKED, ROW_BLOCKED = range(3)
 
 
 @register_jitable
-def real_kernel(out_width, out_per_group, reduction, itemsize):
-    """Which register-blocked kernel computes a real-dtype convolution whose output rows (as its kernel
-    runs them) are ``out_width`` wide, with ``out_per_group`` output channels and ``reduction`` input
-    channels x taps per group: ``CHANNEL_VECTORIZED`` where it keeps more of its computed lanes, or
-    nearly as many over a long reduction (``channel_vectorized.preferred``), else ``BLOCKED`` where
-    that serves and its channel blocks are full enough (``blocked.fills_blocks``), else
+def real_kernel(out_height, out_width, out_per_group, reduction, itemsize):
+    """Which register-blocked kernel computes a real-dtype convolution whose output planes (as its
+    kernel runs them) are ``out_height`` x ``out_width``, with ``out_per_group`` output channels and
+    ``reduction`` input channels x taps per group: ``CHANNEL_VECTORIZED`` where it keeps more of its
+    computed lanes, or nearly as many over a long reduction (``channel_vectorized.preferred``), else
+    ``BLOCKED`` where that serves and its channel blocks are full enough (``blocked.fills_blocks``), else
     ``ROW_BLOCKED``. The planner's table and jitted ``conv3d`` both choose by it."""
-    if channel_vectorized.preferred(out_width, out_per_group, reduction, itemsize):
+    if channel_vectorized.preferred(out_height, out_width, out_per_group, reduction, itemsize):
         return CHANNEL_VECTORIZED
     if blocked.serves(False, out_per_group) and blocked.fills_blocks(out_per_group):
         return BLOCKED
@@ -55,7 +55,7 @@ def real_kernel(out_width, out_per_group, reduction, itemsize):
 
 def _picked(kernel):
     """An algorithm's ``prefers``: whether ``real_kernel`` picks ``kernel`` for a plan."""
-    return lambda plan: real_kernel(plan.rows_merged().output_size[2], plan.out_per_group,
+    return lambda plan: real_kernel(*plan.rows_merged().output_size[1:], plan.out_per_group,
                                     plan.in_per_group * prod(plan.kernel_size),
                                     np.dtype(plan.dtype).itemsize) == kernel
 
@@ -191,9 +191,11 @@ ALGORITHMS = (
               _runner(phase_flat.compute),
               prefers_phase_flat),
     Algorithm("channel-vectorized", f"real dtype, rows cut into whole SIMD vectors would compute lanes past "
-              f"their end: blocks of {CHANNEL_BLOCK_COLUMNS} output columns x {CHANNEL_BLOCK_VECTORS} SIMD "
-              "vectors of output channels summed in registers (56-wide stem, 1x7x7: 1.22-1.25x the blocked "
-              "kernel)",
+              "their end: tiles of output positions (rows x columns: "
+              f"{'{}x{} or {}x{}'.format(*CHANNEL_WIDE_TILE, *CHANNEL_TALL_TILE)}) x "
+              f"{CHANNEL_BLOCK_VECTORS} SIMD vectors of output channels summed in registers, each chunk of "
+              "weights added to all of a task's planes (56-wide stem, 1x7x7: 1.22-1.25x the blocked kernel; "
+              "4x8x8 with 32-256 channels: 1.07-1.45x)",
               lambda plan: not plan.is_complex, _on_merged_rows(channel_vectorized.workspace_bytes),
               _runner(channel_vectorized.compute), _picked(CHANNEL_VECTORIZED)),
     Algorithm("blocked", f"real dtype, >= {BLOCKED_MIN_CHANNELS} output channels per group filling >= "

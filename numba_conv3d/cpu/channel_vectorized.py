@@ -1,37 +1,50 @@
 """Channel-vectorized direct convolution on the CPU, for real dtypes.
 
 The channel-blocked kernel (``blocked.py``) lays SIMD vectors along output rows, so a row that is not
-a whole number of vectors wide (the 56 columns of a stem or of a 1x7x7 convolution, the 7, 14 and 28 of
-later layers) computes lanes past its end and throws them away: 12.5% of the work at 56 columns. This
-kernel turns the block around: ``CHANNEL_BLOCK_COLUMNS`` output columns x ``CHANNEL_BLOCK_VECTORS``
-SIMD vectors of output channels, held in registers across every input channel and tap. Per tap, the
-block's weights (packed so that one tap's channels lie side by side) are loaded as vectors once and
-each column's input element is broadcast (``simd.fma_block`` with the weights and the input in each
-other's places). A row then ends within a block of columns rather than a vector, and the planner
-takes this kernel where that keeps more of the computed lanes (``preferred``).
+a whole number of vectors wide (the 56 columns of a stem, the 7, 8, 14 and 28 of later layers)
+computes lanes past its end and throws them away: half of them on 8-wide rows. This kernel turns the
+block around: a tile of output positions (rows x columns) x ``CHANNEL_BLOCK_VECTORS`` SIMD vectors of
+output channels, held in registers across every input channel and tap. Per tap, the block's weights
+(packed so that one tap's channels lie side by side) are loaded as vectors once and each position's
+input element is broadcast (``simd.fma_tile``). Planes are cut into wide tiles (2 x 7 with AVX-512)
+or tall ones (3 x 4), whichever fills more of its positions (``tall_tiles``): 7-, 14-, 28- and 56-wide
+planes take wide tiles, 4-, 8- and 16-wide ones tall tiles. The planner takes this kernel where that
+keeps more of the computed lanes (``preferred``).
 
-Slabs, tasks and padding are the channel-blocked kernel's. A block reaches the output through
-in-register transposes and masked stores (``simd_masked.store_channel_rows``): a scalar transpose through a
-stack buffer took a third of a stem's time. Each output element is summed by one thread in the order
-(bias, input channel, kd, kh, kw) with fused multiply-adds, as in the channel-blocked kernel: the
-results are bitwise those of that kernel, for any thread count.
+A task gathers the padded input of all its output planes into one slab (gathered and padded as
+``slab.py`` does), and each block of output channels adds a chunk of input channels, whose weights stay
+in L1, to the tiles of all those planes before the next chunk: the small planes of deep layers (4x8x8
+with 128-512 channels) read each weight once per task rather than once per plane
+(``register_blocks.stationary_grid``). Taps that read zero padding for every row of a strip are
+skipped (``register_blocks.fill_tap_runs``). A block reaches the output through in-register
+transposes and masked stores, one per tile row (``simd_masked.store_channel_rows``). Each output
+element is summed by one thread in the order (bias, input channel, kd, kh, kw) with fused
+multiply-adds, less products with zero padding, as in the channel-blocked kernel: results are those of
+that kernel (up to the sign of a zero result), for any thread count.
 """
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS,
+from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, CHANNEL_BLOCK_VECTORS, CHANNEL_TALL_TILE,
                       CHANNEL_VECTORS_LONG_SHARE, CHANNEL_VECTORS_MARGIN, CHANNEL_VECTORS_MIN_REDUCTION,
-                      CHANNEL_WEIGHT_CHUNK_BYTES, VECTOR_BYTES, WIDE_BLOCK_GAIN)
+                      CHANNEL_WEIGHT_CHUNK_BYTES, CHANNEL_WIDE_TILE, VECTOR_BYTES, WIDE_BLOCK_GAIN)
 from .blocked import pack_weights
-from .register_blocks import (blocked_setup, blocked_workspace_bytes, enter_plane, output_offset,
-                              row_blocks, slab_offset, task_grid)
+from .register_blocks import (blocked_slab_shape, fill_tap_offsets, fill_tap_runs, output_offset,
+                              row_blocks, slab_offset, stationary_grid)
 from ..shape_rules import ceil_div, round_up
-from .simd import fma_block, load_block, load_rows, store_block, vector_lanes, zero_block
+from .simd import fma_tile, load_block, load_rows, store_block, vector_lanes, zero_block
 from .simd_masked import store_channel_rows
-from .slab import task_start
+from .slab import gather_slab, index_maps, task_start
 from .tasks import balanced, task_count
 from .unlinked import call_apart
+
+# The two tiles (output rows x columns) of the kernel, as module ints that jitted code reads as
+# compile-time constants.
+WIDE_ROWS, WIDE_COLUMNS = CHANNEL_WIDE_TILE
+WIDE_POSITIONS = WIDE_ROWS * WIDE_COLUMNS
+TALL_ROWS, TALL_COLUMNS = CHANNEL_TALL_TILE
+TALL_POSITIONS = TALL_ROWS * TALL_COLUMNS
 
 
 @register_jitable
@@ -41,9 +54,24 @@ def block_channels(itemsize):
 
 
 @register_jitable
-def block_width(out_width):
-    """The output rows' width rounded up to whole blocks of ``CHANNEL_BLOCK_COLUMNS`` columns."""
-    return round_up(out_width, CHANNEL_BLOCK_COLUMNS)
+def tile_shape(tall):
+    """(rows, columns) of the kernel's tall tiles or of its wide ones."""
+    return (TALL_ROWS, TALL_COLUMNS) if tall else (WIDE_ROWS, WIDE_COLUMNS)
+
+
+@register_jitable
+def tile_fill(out_height, out_width, tall):
+    """Share of the positions of a plane's tiles (tall or wide) that are output positions."""
+    rows, columns = tile_shape(tall)
+    return out_height * out_width / (round_up(out_height, rows) * round_up(out_width, columns))
+
+
+@register_jitable
+def tall_tiles(out_height, out_width):
+    """Whether the kernel cuts output planes of ``out_height`` x ``out_width`` into tall tiles: where
+    they fill more of their positions than wide ones (on a tie, wide tiles load each weight for more
+    positions). Planes 8 or 16 wide take tall tiles, 7, 14, 28 or 56 wide wide ones."""
+    return tile_fill(out_height, out_width, True) > tile_fill(out_height, out_width, False)
 
 
 @register_jitable
@@ -54,10 +82,10 @@ def kept_lanes(out_width, out_per_group, columns, channels):
 
 
 @register_jitable
-def preferred(out_width, out_per_group, reduction, itemsize):
-    """Whether the planner takes this kernel rather than the channel-blocked one for rows of
-    ``out_width`` columns, ``out_per_group`` output channels and ``reduction`` (input channels x taps)
-    per group (see ``CHANNEL_VECTORS_MARGIN`` and ``WIDE_BLOCK_GAIN``): the channel-blocked kernel
+def preferred(out_height, out_width, out_per_group, reduction, itemsize):
+    """Whether the planner takes this kernel rather than the channel-blocked one for output planes of
+    ``out_height`` x ``out_width``, ``out_per_group`` output channels and ``reduction`` (input channels
+    x taps) per group (see ``CHANNEL_VECTORS_MARGIN`` and ``WIDE_BLOCK_GAIN``): the channel-blocked kernel
     computes rows in whole vectors (blocks of ``BLOCK_VECTORS`` vectors where they fit, see
     ``row_blocks``) and channels in blocks of ``BLOCK_CHANNELS``. Stems and 1x7x7 convolutions with
     56-wide rows, and 7-, 14-, 24- and 28-wide rows of 64 or 128 channels: 1.04-1.25x faster (same
@@ -67,45 +95,51 @@ def preferred(out_width, out_per_group, reduction, itemsize):
     wide = row_blocks(out_width, lanes)[0] * BLOCK_VECTORS
     vectors = ceil_div(out_width, lanes)
     kept_blocked = kept_lanes(out_width, out_per_group, lanes, BLOCK_CHANNELS)
-    kept = kept_lanes(out_width, out_per_group, CHANNEL_BLOCK_COLUMNS, block_channels(itemsize))
+    channels = block_channels(itemsize)
+    kept = (max(tile_fill(out_height, out_width, True), tile_fill(out_height, out_width, False))
+            * out_per_group / round_up(out_per_group, channels))
     if reduction >= CHANNEL_VECTORS_MIN_REDUCTION and kept >= CHANNEL_VECTORS_LONG_SHARE * kept_blocked:
         return True
     return kept > CHANNEL_VECTORS_MARGIN * kept_blocked * (1 + WIDE_BLOCK_GAIN * wide / vectors)
 
 
 @njit(cache=True, inline='always')
-def _column_block(slab, packed, packed_bias, taps, g, block, channel_first, channel_stop, partial,
-                  partial_start, source, out, n, od, oh, col0):
+def _tile(slab, packed, packed_bias, taps, runs, run_count, g, block, channel_first, channel_stop,
+          partial, partial_start, source, row_step, out, n, od, oh, col0, tile_rows, tile_columns,
+          tile_positions):
     """Input channels ``[channel_first, channel_stop)`` of output channels ``block_channels`` of group
-    ``g``'s block ``block`` x ``CHANNEL_BLOCK_COLUMNS`` columns from (``od``, ``oh``, ``col0``), reading
-    the slab from offset ``source``. The block starts from the bias at the first input channel, else
-    from its sums so far in ``partial`` (from ``partial_start``); it goes to the output after the last
-    input channel, else back to ``partial``."""
+    ``g``'s block ``block`` x a tile of ``tile_rows`` x ``tile_columns`` (``tile_positions`` in all,
+    compile-time ints) output positions from (``od``, ``oh``, ``col0``), reading the slab from offset
+    ``source``, ``row_step`` per row, at the taps of the first ``run_count`` runs of ``runs``
+    (``fill_tap_runs``). The tile starts from the bias at the first input channel, else from its sums
+    so far in ``partial`` (from ``partial_start``); it goes to the output after the last input
+    channel, else back to ``partial``."""
     channels = block_channels(slab.itemsize)
     blocks, in_channels, ntaps = packed.shape[1], packed.shape[2], packed.shape[3]
     unit = g * blocks + block
-    like = zero_block(slab, CHANNEL_BLOCK_COLUMNS, 1, CHANNEL_BLOCK_VECTORS)
+    like = zero_block(slab, tile_positions, 1, CHANNEL_BLOCK_VECTORS)
     if channel_first == 0:
-        # every column starts from the same bias vectors
-        acc = load_rows(like, packed_bias, unit * channels, 0, CHANNEL_BLOCK_COLUMNS, CHANNEL_BLOCK_VECTORS)
+        # every position starts from the same bias vectors
+        acc = load_rows(like, packed_bias, unit * channels, 0, tile_positions, CHANNEL_BLOCK_VECTORS)
     else:
         acc = load_block(like, partial, partial_start)
     channel_size = slab.shape[1] * slab.shape[2] * slab.shape[3] * slab.shape[4]
     for i in range(channel_first, channel_stop):
         start = source + i * channel_size
         weight = (unit * in_channels + i) * ntaps * channels
-        for t in range(ntaps):
-            acc = fma_block(acc, slab, start + taps[t], 1, packed, weight + t * channels, 0, 1,
-                            CHANNEL_BLOCK_VECTORS)
+        for run in range(run_count):
+            for t in range(runs[2 * run], runs[2 * run + 1]):
+                acc = fma_tile(acc, slab, start + taps[t], 1, row_step, tile_columns, packed,
+                               weight + t * channels, CHANNEL_BLOCK_VECTORS)
     if channel_stop < in_channels:
         store_block(acc, partial, partial_start)
         return
     out_per_group = out.shape[1] // packed.shape[0]
     store_channel_rows(acc, out, output_offset(out, n, g * out_per_group + block * channels, od, oh, col0),
-                       out.shape[2] * out.shape[3] * out.shape[4],
+                       out.shape[2] * out.shape[3] * out.shape[4], out.shape[4],
                        min(channels, out_per_group - block * channels),
-                       min(CHANNEL_BLOCK_COLUMNS, out.shape[4] - col0), CHANNEL_BLOCK_COLUMNS,
-                       CHANNEL_BLOCK_VECTORS)
+                       min(tile_rows, out.shape[3] - oh), min(tile_columns, out.shape[4] - col0),
+                       tile_columns, CHANNEL_BLOCK_VECTORS)
 
 
 @register_jitable
@@ -116,57 +150,103 @@ def weight_chunk(in_per_group, ntaps, itemsize):
     return balanced(in_per_group, CHANNEL_WEIGHT_CHUNK_BYTES // per_channel, 1)[0]
 
 
-@njit(cache=True)
-def _channel_vectorized_task(x, packed, packed_bias, out, stride, dilation, kernel, grid, maps,
-                             slab_dims, task):
-    """Task ``task`` of :func:`_channel_vectorized_kernel`: its output planes in turn over its ring
-    slab."""
+@njit(cache=True, inline='always')
+def _tiled_task(x, packed, packed_bias, out, stride, dilation, kernel, grid, maps, slab_dims,
+                skip_padding, task, tile_rows, tile_columns, tile_positions):
+    """Task ``task`` of :func:`_channel_vectorized_kernel` in tiles of ``tile_rows`` x ``tile_columns``
+    (``tile_positions``) output positions: its slab gathers the input of all its output planes at
+    once; each block of output channels adds a chunk of input channels at a time to every tile of
+    every plane (planes in strips of ``tile_rows`` rows cut into tiles)."""
     groups, blocks, in_per_group = packed.shape[:3]
     out_depth, out_height, out_width = out.shape[2:]
     chunk = weight_chunk(in_per_group, packed.shape[3], x.itemsize)
-    items = CHANNEL_BLOCK_COLUMNS * CHANNEL_BLOCK_VECTORS * vector_lanes(x)
-    row_blocks = ceil_div(out_width, CHANNEL_BLOCK_COLUMNS)
+    items = tile_positions * CHANNEL_BLOCK_VECTORS * vector_lanes(x)
+    tiles = ceil_div(out_width, tile_columns)
     n, g, od0, oh0, first, stop, slab = task_start(x, task, grid, blocks, groups, slab_dims)
-    taps = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
-    partial = np.empty(grid[2] * row_blocks * items, x.dtype)
-    rows = min(grid[2], out_height - oh0)
-    for od in range(od0, min(od0 + grid[0], out_depth)):
-        enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, taps)
-        for block in range(first, stop):
-            for channel_first in range(0, in_per_group, chunk):
-                channel_stop = min(in_per_group, channel_first + chunk)
-                for row in range(rows):
-                    for k in range(row_blocks):
-                        col0 = k * CHANNEL_BLOCK_COLUMNS
-                        _column_block(slab, packed, packed_bias, taps, g, block, channel_first,
-                                      channel_stop, partial, (row * row_blocks + k) * items,
-                                      slab_offset(slab, row, col0, stride), out, n, od, oh0 + row, col0)
+    planes, rows = min(grid[0], out_depth - od0), min(grid[2], out_height - oh0)
+    strips = ceil_div(rows, tile_rows)
+    origin = od0 * stride[0]
+    call_apart(gather_slab, x, n, g * in_per_group, origin, origin, origin + slab.shape[1],
+               oh0 * stride[1], maps, slab)
+    taps = np.empty((planes, kernel[0] * kernel[1] * kernel[2]), np.int64)
+    runs = np.empty((planes, strips, 2 * kernel[0]), np.int64)
+    run_counts = np.empty((planes, strips), np.int64)
+    for p in range(planes):
+        fill_tap_offsets(taps[p], kernel, dilation, slab.shape, p * stride[0])
+        for strip in range(strips):
+            row = strip * tile_rows
+            run_counts[p, strip] = fill_tap_runs(runs[p, strip], kernel, stride, dilation, maps, od0 + p,
+                                                 oh0 + row, min(tile_rows, rows - row), skip_padding)
+    partial = np.empty(planes * strips * tiles * items, x.dtype)
+    row_step = slab_offset(slab, 1, 0, stride)
+    for block in range(first, stop):
+        for channel_first in range(0, in_per_group, chunk):
+            channel_stop = min(in_per_group, channel_first + chunk)
+            for p in range(planes):
+                for strip in range(strips):
+                    row = strip * tile_rows
+                    for k in range(tiles):
+                        col0 = k * tile_columns
+                        _tile(slab, packed, packed_bias, taps[p], runs[p, strip], run_counts[p, strip], g,
+                              block, channel_first, channel_stop, partial,
+                              ((p * strips + strip) * tiles + k) * items,
+                              slab_offset(slab, row, col0, stride), row_step, out, n, od0 + p, oh0 + row,
+                              col0, tile_rows, tile_columns, tile_positions)
+
+
+@njit(cache=True)
+def _channel_vectorized_task(x, packed, packed_bias, out, stride, dilation, kernel, grid, maps,
+                             slab_dims, skip_padding, tall, task):
+    """Task ``task`` of :func:`_channel_vectorized_kernel`, in tall tiles or in wide ones."""
+    if tall:
+        _tiled_task(x, packed, packed_bias, out, stride, dilation, kernel, grid, maps, slab_dims,
+                    skip_padding, task, TALL_ROWS, TALL_COLUMNS, TALL_POSITIONS)
+    else:
+        _tiled_task(x, packed, packed_bias, out, stride, dilation, kernel, grid, maps, slab_dims,
+                    skip_padding, task, WIDE_ROWS, WIDE_COLUMNS, WIDE_POSITIONS)
 
 
 @njit(parallel=True, cache=True)
 def _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded,
-                               mode, kernel, grid):
+                               mode, kernel, grid, slab_dims, skip_padding, tall):
     """Fill ``out`` (N, C_out, OD, OH, OW) from ``x`` with the weights and bias packed by
-    ``pack_weights`` in blocks of ``block_channels``, in the tasks of ``grid`` (``task_grid``), each
-    run apart (``unlinked.py``). In each output plane, a block of output channels adds a chunk of
-    input channels (``weight_chunk``) to every block of columns of the task's rows before the next
-    chunk, so that the chunk's weights stay in L1 across them; each column block waits in ``partial``
-    between chunks."""
-    maps, slab_dims = blocked_setup(x, packed.shape[2], kernel, stride, dilation, pad_front, padded,
-                                    mode, block_width(out.shape[4]), grid)
+    ``pack_weights`` in blocks of ``block_channels``, in the tasks of ``grid``, each with a slab of
+    ``slab_dims`` (``task_layout``) and run apart (``unlinked.py``), in tall tiles or in wide ones,
+    skipping the taps that read only zero padding if ``skip_padding``."""
+    maps = index_maps(x, padded, pad_front, mode)
     for task in prange(task_count(x.shape[0], packed.shape[0], grid)):
         call_apart(_channel_vectorized_task, x, packed, packed_bias, out, stride, dilation, kernel,
-                   grid, maps, slab_dims, np.int64(task))
+                   grid, maps, slab_dims, skip_padding, tall, np.int64(task))
+
+
+@register_jitable
+def task_layout(batch, out_size, itemsize, in_per_group, kernel, stride, dilation, out_per_group,
+                groups):
+    """How the kernel runs a convolution: whether in tall tiles (``tall_tiles``), its task grid
+    (``register_blocks.stationary_grid``: rows in whole strips of tiles but the last) and the shape of
+    a task's slab (all its output planes' input, rows in whole strips, columns in whole tiles)."""
+    tall = tall_tiles(out_size[1], out_size[2])
+    rows, columns = tile_shape(tall)
+    width = round_up(out_size[2], columns)
+    grid = stationary_grid(batch, (out_size[0], out_size[1], width), itemsize, in_per_group, kernel,
+                           stride, dilation, ceil_div(out_per_group, block_channels(itemsize)), groups,
+                           rows, ceil_div(out_size[1], rows) * (width // columns))
+    slab_dims = blocked_slab_shape(in_per_group, kernel, dilation, stride, width, itemsize,
+                                   (grid[0], grid[1], round_up(grid[2], rows), grid[3], grid[4]), grid[0])
+    return tall, grid, slab_dims
 
 
 def workspace_bytes(plan):
-    """Scratch bytes one worker thread holds: its slab, and the sums of its rows' column blocks between
-    chunks of input channels (counted for every output row, an upper bound)."""
+    """Scratch bytes one worker thread holds: its slab, and the sums of its tiles between chunks of
+    input channels."""
     itemsize = np.dtype(plan.dtype).itemsize
-    channels = block_channels(itemsize)
-    partial = plan.output_size[1] * block_width(plan.output_size[2]) * channels * itemsize
-    return partial + blocked_workspace_bytes(plan, ceil_div(plan.out_per_group, channels), 1,
-                                             CHANNEL_BLOCK_COLUMNS)
+    tall, grid, slab_dims = task_layout(plan.batch, plan.output_size, itemsize, plan.in_per_group,
+                                        plan.kernel_size, plan.stride, plan.dilation, plan.out_per_group,
+                                        plan.groups)
+    rows, columns = tile_shape(tall)
+    partial = (grid[0] * round_up(grid[2], rows) * round_up(plan.output_size[2], columns)
+               * block_channels(itemsize))
+    return (int(np.prod(slab_dims)) + partial) * itemsize
 
 
 @register_jitable
@@ -176,9 +256,9 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    packed, packed_bias = pack_weights(weight, bias, has_bias, groups, block_channels(x.itemsize))
-    out_size = (out.shape[2], out.shape[3], block_width(out.shape[4]))
-    grid = task_grid(x.shape[0], out_size, x.itemsize, weight.shape[1], weight.shape[2:], stride,
-                     dilation, packed.shape[1], groups, 1)
+    packed, packed_bias, finite = pack_weights(weight, bias, has_bias, groups, block_channels(x.itemsize))
+    tall, grid, slab_dims = task_layout(x.shape[0], out.shape[2:], x.itemsize, weight.shape[1],
+                                        weight.shape[2:], stride, dilation, weight.shape[0] // groups,
+                                        groups)
     _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
-                               weight.shape[2:], grid)
+                               weight.shape[2:], grid, slab_dims, finite, tall)

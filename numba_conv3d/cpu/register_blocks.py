@@ -8,7 +8,8 @@ import numpy as np
 from numba import njit
 from numba.extending import register_jitable
 
-from ..config import BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, SLAB_BYTES, VECTOR_BYTES
+from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, SLAB_BYTES, STATIONARY_BLOCKS,
+                      STATIONARY_SLAB_BYTES, VECTOR_BYTES)
 from ..shape_rules import ceil_div, dilated_extent, round_up
 from .pointers import element_pointer, stack_buffer
 from .simd import store_block, store_rows, vector_lanes
@@ -39,6 +40,19 @@ def slab_columns(kernel, dilation, stride, out_width, itemsize):
 
 
 @register_jitable
+def _row_tiling(out_height, out_width, itemsize, in_per_group, kernel, stride, dilation, multiple):
+    """Output rows per task (a multiple of ``multiple``) and tiles of them per plane, so that the
+    slab of one output plane stays within ``SLAB_BYTES`` (unless one output row needs more); and the
+    bytes of one input plane of a task's slab."""
+    row_bytes = stride[2] * slab_columns(kernel, dilation, stride, out_width, itemsize) * itemsize
+    kernel_planes, kernel_rows = dilated_extent(kernel[0], dilation[0]), dilated_extent(kernel[1],
+                                                                                      dilation[1])
+    plane_rows = SLAB_BYTES // (in_per_group * kernel_planes * row_bytes)
+    rows, row_tiles = balanced(out_height, (plane_rows - kernel_rows) // stride[1] + 1, multiple)
+    return rows, row_tiles, in_per_group * ((rows - 1) * stride[1] + kernel_rows) * row_bytes
+
+
+@register_jitable
 def task_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation, units, groups,
               multiple):
     """How a register-blocked kernel cuts its output into tasks (a grid, see ``tasks.py``): tiles of
@@ -47,11 +61,8 @@ def task_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation,
     leave ``tasks_wanted()`` tasks. A task computes its planes in turn over a ring slab, so that each
     input plane is gathered once per task rather than once per output plane that reads it."""
     out_depth, out_height, out_width = out_size
-    row_bytes = stride[2] * slab_columns(kernel, dilation, stride, out_width, itemsize) * itemsize
-    kernel_planes, kernel_rows = dilated_extent(kernel[0], dilation[0]), dilated_extent(kernel[1],
-                                                                                      dilation[1])
-    plane_rows = SLAB_BYTES // (in_per_group * kernel_planes * row_bytes)
-    rows, row_tiles = balanced(out_height, (plane_rows - kernel_rows) // stride[1] + 1, multiple)
+    rows, row_tiles, _ = _row_tiling(out_height, out_width, itemsize, in_per_group, kernel, stride,
+                                     dilation, multiple)
     volumes = max(1, batch * groups * row_tiles)
     planes, plane_tiles = balanced(out_depth, out_depth // ceil_div(tasks_wanted(), volumes), 1)
     splits = channel_splits(units, volumes * plane_tiles)
@@ -59,9 +70,32 @@ def task_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation,
 
 
 @register_jitable
-def blocked_slab_shape(in_per_group, kernel, dilation, stride, out_width, itemsize, grid):
-    """Ring slab of a register-blocked kernel's task of ``grid``: the planes of one output plane."""
-    return slab_shape(in_per_group, kernel[0], dilation[0], stride[0], 1,
+def stationary_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation, units, groups,
+                    multiple, plane_blocks):
+    """The grid of a kernel whose tasks add each chunk of their weights to the register blocks of
+    all their output planes before the next (``channel_vectorized.py``), ``plane_blocks`` blocks per
+    output plane: rows tiled as ``task_grid`` tiles them; the output channels (``units``) split
+    first, then the output planes, as few per task as give ``STATIONARY_BLOCKS`` blocks (small planes
+    take several) and as many as leave ``tasks_wanted()`` tasks, their slab within
+    ``STATIONARY_SLAB_BYTES``."""
+    out_depth, out_height, out_width = out_size
+    rows, row_tiles, input_plane_bytes = _row_tiling(out_height, out_width, itemsize, in_per_group,
+                                                     kernel, stride, dilation, multiple)
+    volumes = max(1, batch * groups * row_tiles)
+    splits = channel_splits(units, volumes)
+    fitting = ((STATIONARY_SLAB_BYTES // input_plane_bytes - dilated_extent(kernel[0], dilation[0]))
+               // stride[0] + 1)
+    wanted = out_depth // ceil_div(tasks_wanted(), volumes * splits)
+    few = ceil_div(STATIONARY_BLOCKS, plane_blocks)
+    planes, plane_tiles = balanced(out_depth, min(fitting, wanted, few), 1)
+    return planes, plane_tiles, rows, row_tiles, splits
+
+
+@register_jitable
+def blocked_slab_shape(in_per_group, kernel, dilation, stride, out_width, itemsize, grid, out_planes):
+    """Slab of a register-blocked kernel's task of ``grid``: the input planes of ``out_planes`` output
+    planes (one for a ring slab)."""
+    return slab_shape(in_per_group, kernel[0], dilation[0], stride[0], out_planes,
                       (grid[2] - 1) * stride[1] + dilated_extent(kernel[1], dilation[1]), stride[2],
                       slab_columns(kernel, dilation, stride, out_width, itemsize))
 
@@ -75,7 +109,7 @@ def blocked_workspace_bytes(plan, units, multiple, columns_multiple=1):
     grid = task_grid(plan.batch, plan.output_size[:2] + (width,), itemsize, plan.in_per_group,
                      plan.kernel_size, plan.stride, plan.dilation, units, plan.groups, multiple)
     slab = blocked_slab_shape(plan.in_per_group, plan.kernel_size, plan.dilation, plan.stride, width,
-                              itemsize, grid)
+                              itemsize, grid, 1)
     return int(np.prod(slab)) * itemsize
 
 
@@ -96,6 +130,50 @@ def fill_tap_offsets(offsets, kernel, dilation, slab_dims, first_slot):
                 t += 1
 
 
+@register_jitable
+def reading_offsets(index_map, origin, outputs, output_step, extent, dilation):
+    """``(first, stop)``: the kernel offsets k in ``[0, extent)`` at which at least one of ``outputs``
+    outputs, ``output_step`` apart from padded coordinate ``origin``, reads the input through
+    ``index_map`` rather than a zero of the padding (or past the padded extent); none if ``first >=
+    stop``. Zero padding lies only at the ends, so these offsets are consecutive."""
+    first, stop = extent, 0
+    for k in range(extent):
+        for r in range(outputs):
+            at = origin + r * output_step + k * dilation
+            if at < index_map.shape[0] and index_map[at] >= 0:
+                first, stop = min(first, k), k + 1
+                break
+    return first, stop
+
+
+@register_jitable
+def fill_tap_runs(runs, kernel, stride, dilation, maps, od, oh, rows, skip_padding):
+    """Fill ``runs`` (2 x KD entries) with the runs ``[runs[2 i], runs[2 i + 1])`` of taps (numbered
+    as ``fill_tap_offsets`` numbers them, kd, kh, kw) that output plane ``od`` reads in the input
+    rather than in zero padding, for a block of ``rows`` output rows from ``oh``; return how many.
+    Skipping the others leaves out products with zero: a deep layer's 4x8x8 output reads zero padding
+    at a quarter of its taps or more. Without ``skip_padding`` (a weight is Inf or NaN, whose product
+    with a zero padding is NaN, as in torch), one run of every tap."""
+    if not skip_padding:
+        runs[0], runs[1] = 0, kernel[0] * kernel[1] * kernel[2]
+        return 1
+    kd_first, kd_stop = reading_offsets(maps[0], od * stride[0], 1, 0, kernel[0], dilation[0])
+    kh_first, kh_stop = reading_offsets(maps[1], oh * stride[1], rows, stride[1], kernel[1],
+                                        dilation[1])
+    plane = kernel[1] * kernel[2]
+    count = 0
+    for kd in range(kd_first, kd_stop):
+        first, stop = kd * plane + kh_first * kernel[2], kd * plane + kh_stop * kernel[2]
+        if first >= stop:
+            continue
+        if count and runs[2 * count - 1] == first:
+            runs[2 * count - 1] = stop
+        else:
+            runs[2 * count], runs[2 * count + 1] = first, stop
+            count += 1
+    return count
+
+
 @njit(cache=True)
 def tap_offsets(kernel, dilation, slab_dims):
     """Flat slab offset of every tap (kd, kh, kw) relative to its output block's first element, the
@@ -112,7 +190,7 @@ def blocked_setup(x, in_per_group, kernel, stride, dilation, pad_front, padded, 
     ring slab of a task of ``grid``."""
     maps = index_maps(x, padded, pad_front, mode)
     return maps, blocked_slab_shape(in_per_group, kernel, dilation, stride, out_width, x.itemsize,
-                                    grid)
+                                    grid, 1)
 
 
 @njit(cache=True, inline='always')

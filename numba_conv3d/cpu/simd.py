@@ -180,6 +180,21 @@ def _fma(builder, a, b, c):
     return builder.call(function, [a, b, c])
 
 
+def _broadcast_products(context, builder, block, values, weights_type, weights, weight_offsets,
+                        loaded):
+    """``values`` (a ``block``) plus, for channel c, the weight at element ``weight_offsets[c]`` of
+    ``weights`` broadcast times each of the ``loaded`` vectors (one rounding per element)."""
+    vector_type = context.get_value_type(block.dtype)
+    out = []
+    for c, w_at in enumerate(weight_offsets):
+        weight = builder.load(_element_pointer(context, builder, weights_type, weights, w_at))
+        splat = _splat(builder, weight, vector_type)
+        for k, vector in enumerate(loaded):
+            acc = builder.extract_value(values, c * len(loaded) + k)
+            out.append(_fma(builder, splat, vector, acc))
+    return context.make_tuple(builder, block, out)
+
+
 @intrinsic
 def fma_block(typingctx, block, weights, w_start, w_step, source, s_start, s_step, rows, vectors):
     """``block[c, r, v] += weights[w_start + c * w_step] * source[s_start + r * s_step + v * lanes
@@ -194,22 +209,43 @@ def fma_block(typingctx, block, weights, w_start, w_step, source, s_start, s_ste
     def codegen(context, builder, signature, args):
         values, weights, w_start, w_step, source, s_start, s_step, _, _ = args
         per_channel = rows.literal_value * vectors.literal_value
-        vector_type = context.get_value_type(block.dtype)
-        zero = s_start.type(0)
         loaded = _vectors_at(context, builder, signature.args[4], source,
-                             _offsets(builder, s_start, zero, s_step, per_channel, rows.literal_value,
-                                      vectors.literal_value, block.dtype.lanes), vector_type)
-        out = []
-        for c in range(block.count // per_channel):
-            w_at = builder.add(w_start, builder.mul(w_step, w_step.type(c)))
-            weight = builder.load(_element_pointer(context, builder, signature.args[1], weights, w_at))
-            splat = _splat(builder, weight, vector_type)
-            for k in range(per_channel):
-                acc = builder.extract_value(values, c * per_channel + k)
-                out.append(_fma(builder, splat, loaded[k], acc))
-        return context.make_tuple(builder, block, out)
+                             _offsets(builder, s_start, s_start.type(0), s_step, per_channel,
+                                      rows.literal_value, vectors.literal_value, block.dtype.lanes),
+                             context.get_value_type(block.dtype))
+        weight_offsets = [builder.add(w_start, builder.mul(w_step, w_step.type(c)))
+                          for c in range(block.count // per_channel)]
+        return _broadcast_products(context, builder, block, values, signature.args[1], weights,
+                                   weight_offsets, loaded)
 
     return block(block, weights, w_start, w_step, source, s_start, s_step, rows, vectors), codegen
+
+
+@intrinsic
+def fma_tile(typingctx, block, weights, w_start, w_step, w_row_step, columns, source, s_start,
+             vectors):
+    """``block[c, v] += weights[w_start + (c // columns) * w_row_step + (c % columns) * w_step] *
+    source[s_start + v * lanes ...]``, one rounding per element; ``columns`` and ``vectors`` are
+    compile-time ints: :func:`fma_block` with one row per channel, whose channels are the positions
+    of a tile of output rows x ``columns`` columns, each broadcasting its own input element."""
+    if not _is_literal_int(columns, vectors):
+        return None
+
+    def codegen(context, builder, signature, args):
+        values, weights, w_start, w_step, w_row_step, _, source, s_start, _ = args
+        count, width = vectors.literal_value, columns.literal_value
+        loaded = _vectors_at(context, builder, signature.args[6], source,
+                             [builder.add(s_start, s_start.type(v * block.dtype.lanes))
+                              for v in range(count)], context.get_value_type(block.dtype))
+        weight_offsets = []
+        for c in range(block.count // count):
+            row, column = divmod(c, width)
+            weight_offsets.append(builder.add(w_start, builder.add(
+                builder.mul(w_row_step, w_row_step.type(row)), builder.mul(w_step, w_step.type(column)))))
+        return _broadcast_products(context, builder, block, values, signature.args[1], weights,
+                                   weight_offsets, loaded)
+
+    return block(block, weights, w_start, w_step, w_row_step, columns, source, s_start, vectors), codegen
 
 
 @intrinsic

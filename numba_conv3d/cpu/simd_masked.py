@@ -108,42 +108,55 @@ def _transposed(builder, rows):
 
 
 @intrinsic
-def store_channel_rows(typingctx, block, array, start, channel_step, valid_channels, valid_columns,
-                       columns, vectors):
-    """Write ``block`` (``columns`` output columns x ``vectors`` vectors of output channels,
-    compile-time ints: element ``j * vectors + v`` holds channels ``v * lanes ...`` of column j) to
-    ``array`` as rows of channels: channel c, column j at element ``start + c * channel_step + j``,
-    for channels below ``valid_channels`` and columns below ``valid_columns`` (no other element is
-    written). Tiles of lanes x lanes are transposed in registers and stored with masked stores."""
+def store_channel_rows(typingctx, block, array, start, channel_step, row_step, valid_channels,
+                       valid_rows, valid_columns, columns, vectors):
+    """Write ``block`` (a tile of output rows x ``columns`` columns, each position ``vectors``
+    vectors of output channels, compile-time ints: element ``j * vectors + v`` holds channels ``v *
+    lanes ...`` of position j, row ``j // columns`` and column ``j % columns``) to ``array`` as rows
+    of channels: channel c, row r, column k at element ``start + c * channel_step + r * row_step +
+    k``, for channels below ``valid_channels``, rows below ``valid_rows`` and columns below
+    ``valid_columns`` (no other element is written). Tiles of lanes x lanes are transposed in
+    registers and stored with masked stores, one per tile row they hold."""
     if not _is_literal_int(columns, vectors):
         return None
 
     def codegen(context, builder, signature, args):
-        values, array, start, channel_step, valid_channels, valid_columns = args[:6]
+        values, array, start, channel_step, row_step, valid_channels, valid_rows, valid_columns = args[:8]
         vector_type = context.get_value_type(block.dtype)
         lanes, count = block.dtype.lanes, vectors.literal_value
-        width = columns.literal_value
+        width, positions = columns.literal_value, block.count // vectors.literal_value
         arguments = [vector_type, vector_type.as_pointer(), ir.IntType(32),
                      ir.VectorType(ir.IntType(1), lanes)]
         store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), arguments),
                                                f"llvm.masked.store.{_overload_suffix(vector_type)}.p0")
         zero = ir.Constant(vector_type, None)
-        for first_column in range(0, width, lanes):
-            mask = _lane_mask(builder, builder.sub(valid_columns, valid_columns.type(first_column)), lanes)
+        for first in range(0, positions, lanes):
+            rows = range(first // width, (min(first + lanes, positions) - 1) // width + 1)
+            masks = []
+            for r in rows:
+                # lanes [r * width - first, + valid_columns) hold row r's columns
+                below = _lane_mask(builder, builder.add(valid_columns, valid_columns.type(r * width - first)),
+                                   lanes)
+                masks.append(builder.and_(below, ir.Constant(below.type, [lane >= r * width - first
+                                                                            for lane in range(lanes)])))
             for v in range(count):
-                tile = [builder.extract_value(values, j * count + v) if j < width else zero
-                        for j in range(first_column, first_column + lanes)]
+                tile = [builder.extract_value(values, j * count + v) if j < positions else zero
+                        for j in range(first, first + lanes)]
                 for lane, row in enumerate(_transposed(builder, tile)):
                     channel = v * lanes + lane
                     with builder.if_then(builder.icmp_signed("<", valid_channels.type(channel),
                                                              valid_channels), likely=True):
-                        at = builder.add(builder.add(start, builder.mul(channel_step,
-                                                                        channel_step.type(channel))),
-                                         start.type(first_column))
-                        pointer = builder.bitcast(_element_pointer(context, builder, signature.args[1],
-                                                                   array, at), vector_type.as_pointer())
-                        builder.call(store, [row, pointer, ir.Constant(ir.IntType(32), 1), mask])
+                        at = builder.add(start, builder.mul(channel_step, channel_step.type(channel)))
+                        for r, mask in zip(rows, masks):
+                            with builder.if_then(builder.icmp_signed("<", valid_rows.type(r), valid_rows),
+                                                 likely=True):
+                                row_at = builder.add(at, builder.add(builder.mul(row_step, row_step.type(r)),
+                                                                     start.type(first - r * width)))
+                                pointer = builder.bitcast(_element_pointer(
+                                    context, builder, signature.args[1], array, row_at),
+                                    vector_type.as_pointer())
+                                builder.call(store, [row, pointer, ir.Constant(ir.IntType(32), 1), mask])
         return context.get_dummy_value()
 
-    return types.none(block, array, start, channel_step, valid_channels, valid_columns, columns,
-                      vectors), codegen
+    return types.none(block, array, start, channel_step, row_step, valid_channels, valid_rows,
+                      valid_columns, columns, vectors), codegen
