@@ -139,10 +139,13 @@ GEMM_COLUMN_BYTES = 8 * 2 ** 20
 # channels 0.75 (3 positions per channel), 8x28x28 with 256 channels 0.78-0.86, V-Net's k5 at 4x8x8
 # with 128 channels 0.72 (2 per channel) and 256 channels 0.92 (1 per channel); stride 2 at 3-12
 # positions per channel 1.4-1.9, at 49-98 0.64-1.0; strided 1x1x1 with 48-512 channels 1.3-3.6 (24
-# channels 0.92); depthwise and few-channel layers 0.03-0.5.
+# channels 0.92); depthwise and few-channel layers 0.03-0.5. Since the channel-vectorized kernel's tiles
+# and skipped padding taps (2-core Zen 4, float32, same process, GEMM time / best other time): 1
+# position per channel (V-Net's 256 channels at 4x8x8 k5) 1.27, 1.5 (C3D conv4a, conv4b, MC3's 512
+# channels at 16x7x7) 1.0-1.25; 0.125-0.25 (4x4x4 and 2x7x7 with 256-512 channels) 0.6.
 GEMM_MIN_OUT_CHANNELS = 96
 GEMM_MIN_REDUCTION = 96
-GEMM_POSITIONS_PER_CHANNEL = 1.75
+GEMM_POSITIONS_PER_CHANNEL = 0.75
 GEMM_STRIDED_POSITIONS_PER_CHANNEL = 16
 # Kernels of at most GEMM_FEW_TAPS taps (R(2+1)D's 3x1x1 temporal layers) give the register-blocked
 # kernels little reuse of each gathered input: GEMM from GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL positions
