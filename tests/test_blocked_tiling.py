@@ -37,9 +37,9 @@ def _plan(x, w, kwargs):
 
 def _blocked(x, w, b, plan, grid, chunk):
     out = np.empty((plan.batch, plan.out_channels) + plan.output_size, x.dtype)
-    packed, packed_bias, finite = blocked.pack_weights(w, b, True, plan.groups, blocked.BLOCK_CHANNELS)
+    packed, packed_bias = blocked.pack_weights(w, b, True, plan.groups, blocked.BLOCK_CHANNELS)
     blocked._blocked_kernel(x, packed, packed_bias, out, plan.stride, plan.dilation, plan.pad_front,
-                            plan.padded_size, plan.mode_code, plan.kernel_size, grid, chunk, finite)
+                            plan.padded_size, plan.mode_code, plan.kernel_size, grid, chunk, True)
     return out
 
 
@@ -163,8 +163,8 @@ def test_channel_vectorized_kernel_gives_the_blocked_kernels_bits(input_shape, w
 def _channel_vectorized(x, w, b, plan, grid, tall):
     """The channel-vectorized kernel over ``grid`` in tall or wide tiles (its slab sized for them)."""
     out = np.empty((plan.batch, plan.out_channels) + plan.output_size, x.dtype)
-    packed, packed_bias, finite = blocked.pack_weights(w, b, True, plan.groups,
-                                                       channel_vectorized.block_channels(x.itemsize))
+    packed, packed_bias = blocked.pack_weights(w, b, True, plan.groups,
+                                               channel_vectorized.block_channels(x.itemsize))
     rows, columns = channel_vectorized.tile_shape(tall)
     slab_dims = register_blocks.blocked_slab_shape(
         plan.in_per_group, plan.kernel_size, plan.dilation, plan.stride,
@@ -172,7 +172,7 @@ def _channel_vectorized(x, w, b, plan, grid, tall):
         (grid[0], grid[1], -(-grid[2] // rows) * rows, grid[3], grid[4]), grid[0])
     channel_vectorized._channel_vectorized_kernel(x, packed, packed_bias, out, plan.stride, plan.dilation,
                                                   plan.pad_front, plan.padded_size, plan.mode_code,
-                                                  plan.kernel_size, grid, slab_dims, finite, tall)
+                                                  plan.kernel_size, grid, slab_dims, True, tall)
     return out
 
 

@@ -256,9 +256,9 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    packed, packed_bias, finite = pack_weights(weight, bias, has_bias, groups, block_channels(x.itemsize))
+    packed, packed_bias = pack_weights(weight, bias, has_bias, groups, block_channels(x.itemsize))
     tall, grid, slab_dims = task_layout(x.shape[0], out.shape[2:], x.itemsize, weight.shape[1],
                                         weight.shape[2:], stride, dilation, weight.shape[0] // groups,
                                         groups)
     _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
-                               weight.shape[2:], grid, slab_dims, finite, tall)
+                               weight.shape[2:], grid, slab_dims, np.isfinite(weight).all(), tall)
