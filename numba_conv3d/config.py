@@ -104,12 +104,13 @@ INPUT_CHUNK_BYTES = 16 * 1024
 # on Zen 4) beside the weights and the output rows it writes.
 SLAB_BYTES = 1024 * 1024
 
-# How the channel-vectorized kernel's tasks reuse each chunk of weights (``register_blocks.
-# stationary_grid``): a task takes several output planes where one plane has fewer than
-# ``STATIONARY_BLOCKS`` register blocks, the padded input of them all within ``STATIONARY_SLAB_BYTES``.
-# On 4x8x8 planes (6 tiles each) with 128-512 channels, 8 blocks ran 1.0-1.3x faster than one plane
-# per task, and 32 blocks or whole tasks' planes up to 0.75x as fast on 8x16x16 and 8x28x28 planes (the
-# sums that wait between chunks then leave the L2 cache; 2-core Zen 4, same process).
+# How the channel-vectorized kernel's tasks reuse each chunk of weights (``channel_vectorized.py``,
+# ``register_blocks.stationary_grid``): a task's slab holds the padded input of all its output planes
+# (at most ``STATIONARY_SLAB_BYTES``), and a chunk of weights serves the tiles of as many of its planes
+# as hold ``STATIONARY_BLOCKS`` register blocks before the next chunk. On 4x8x8 planes (6 tiles each)
+# with 128-512 channels, 8 blocks ran 1.0-1.3x faster than one plane at a time, and 32 blocks or all
+# of a task's planes up to 0.75x as fast on 8x16x16 and 8x28x28 planes (the sums that wait between
+# chunks then leave the L2 cache; 2-core Zen 4, same process).
 STATIONARY_SLAB_BYTES = 8 * 1024 * 1024
 STATIONARY_BLOCKS = 8
 

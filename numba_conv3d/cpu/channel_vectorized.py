@@ -28,7 +28,8 @@ from numba.extending import register_jitable
 
 from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, CHANNEL_BLOCK_VECTORS, CHANNEL_TALL_TILE,
                       CHANNEL_VECTORS_LONG_SHARE, CHANNEL_VECTORS_MARGIN, CHANNEL_VECTORS_MIN_REDUCTION,
-                      CHANNEL_WEIGHT_CHUNK_BYTES, CHANNEL_WIDE_TILE, VECTOR_BYTES, WIDE_BLOCK_GAIN)
+                      CHANNEL_WEIGHT_CHUNK_BYTES, CHANNEL_WIDE_TILE, STATIONARY_BLOCKS, VECTOR_BYTES,
+                      WIDE_BLOCK_GAIN)
 from .blocked import pack_weights
 from .register_blocks import (blocked_slab_shape, fill_tap_offsets, fill_tap_runs, output_offset,
                               row_blocks, slab_offset, stationary_grid)
@@ -177,21 +178,24 @@ def _tiled_task(x, packed, packed_bias, out, stride, dilation, kernel, grid, map
             row = strip * tile_rows
             run_counts[p, strip] = fill_tap_runs(runs[p, strip], kernel, stride, dilation, maps, od0 + p,
                                                  oh0 + row, min(tile_rows, rows - row), skip_padding)
-    partial = np.empty(planes * strips * tiles * items, x.dtype)
+    # planes whose tiles each chunk of weights serves before the next
+    together = min(planes, ceil_div(STATIONARY_BLOCKS, strips * tiles))
+    partial = np.empty(together * strips * tiles * items, x.dtype)
     row_step = slab_offset(slab, 1, 0, stride)
-    for block in range(first, stop):
-        for channel_first in range(0, in_per_group, chunk):
-            channel_stop = min(in_per_group, channel_first + chunk)
-            for p in range(planes):
-                for strip in range(strips):
-                    row = strip * tile_rows
-                    for k in range(tiles):
-                        col0 = k * tile_columns
-                        _tile(slab, packed, packed_bias, taps[p], runs[p, strip], run_counts[p, strip], g,
-                              block, channel_first, channel_stop, partial,
-                              ((p * strips + strip) * tiles + k) * items,
-                              slab_offset(slab, row, col0, stride), row_step, out, n, od0 + p, oh0 + row,
-                              col0, tile_rows, tile_columns, tile_positions)
+    for first_plane in range(0, planes, together):
+        for block in range(first, stop):
+            for channel_first in range(0, in_per_group, chunk):
+                channel_stop = min(in_per_group, channel_first + chunk)
+                for p in range(first_plane, min(planes, first_plane + together)):
+                    for strip in range(strips):
+                        row = strip * tile_rows
+                        for k in range(tiles):
+                            col0 = k * tile_columns
+                            _tile(slab, packed, packed_bias, taps[p], runs[p, strip], run_counts[p, strip],
+                                  g, block, channel_first, channel_stop, partial,
+                                  (((p - first_plane) * strips + strip) * tiles + k) * items,
+                                  slab_offset(slab, row, col0, stride), row_step, out, n, od0 + p,
+                                  oh0 + row, col0, tile_rows, tile_columns, tile_positions)
 
 
 @njit(cache=True)
@@ -230,7 +234,7 @@ def task_layout(batch, out_size, itemsize, in_per_group, kernel, stride, dilatio
     width = round_up(out_size[2], columns)
     grid = stationary_grid(batch, (out_size[0], out_size[1], width), itemsize, in_per_group, kernel,
                            stride, dilation, ceil_div(out_per_group, block_channels(itemsize)), groups,
-                           rows, ceil_div(out_size[1], rows) * (width // columns))
+                           rows, in_per_group * kernel[0] * kernel[1] * kernel[2] * out_per_group * itemsize)
     slab_dims = blocked_slab_shape(in_per_group, kernel, dilation, stride, width, itemsize,
                                    (grid[0], grid[1], round_up(grid[2], rows), grid[3], grid[4]), grid[0])
     return tall, grid, slab_dims

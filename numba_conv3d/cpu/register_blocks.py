@@ -8,8 +8,8 @@ import numpy as np
 from numba import njit
 from numba.extending import register_jitable
 
-from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, SLAB_BYTES, STATIONARY_BLOCKS,
-                      STATIONARY_SLAB_BYTES, VECTOR_BYTES)
+from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, SLAB_BYTES, STATIONARY_SLAB_BYTES,
+                      VECTOR_BYTES)
 from ..shape_rules import ceil_div, dilated_extent, round_up
 from .pointers import element_pointer, stack_buffer
 from .simd import store_block, store_rows, vector_lanes
@@ -71,24 +71,29 @@ def task_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation,
 
 @register_jitable
 def stationary_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation, units, groups,
-                    multiple, plane_blocks):
-    """The grid of a kernel whose tasks add each chunk of their weights to the register blocks of
-    all their output planes before the next (``channel_vectorized.py``), ``plane_blocks`` blocks per
-    output plane: rows tiled as ``task_grid`` tiles them; the output channels (``units``) split
-    first, then the output planes, as few per task as give ``STATIONARY_BLOCKS`` blocks (small planes
-    take several) and as many as leave ``tasks_wanted()`` tasks, their slab within
-    ``STATIONARY_SLAB_BYTES``."""
+                    multiple, weight_bytes):
+    """The grid of a kernel whose task gathers the input of all its output planes at once
+    (``channel_vectorized.py``): rows tiled as ``task_grid`` tiles them, at most as many planes per
+    task as keep its slab within ``STATIONARY_SLAB_BYTES``. Where a group's weights
+    (``weight_bytes``) outweigh its input (the deep layers' small volumes), the output channels
+    (``units``) are split over tasks first, then the planes, so that each weight is read once per
+    task; else the planes first, as ``task_grid`` splits them, so that each input plane is gathered
+    once per task."""
     out_depth, out_height, out_width = out_size
     rows, row_tiles, input_plane_bytes = _row_tiling(out_height, out_width, itemsize, in_per_group,
                                                      kernel, stride, dilation, multiple)
     volumes = max(1, batch * groups * row_tiles)
-    splits = channel_splits(units, volumes)
-    fitting = ((STATIONARY_SLAB_BYTES // input_plane_bytes - dilated_extent(kernel[0], dilation[0]))
-               // stride[0] + 1)
-    wanted = out_depth // ceil_div(tasks_wanted(), volumes * splits)
-    few = ceil_div(STATIONARY_BLOCKS, plane_blocks)
-    planes, plane_tiles = balanced(out_depth, min(fitting, wanted, few), 1)
-    return planes, plane_tiles, rows, row_tiles, splits
+    kernel_planes = dilated_extent(kernel[0], dilation[0])
+    fitting = (STATIONARY_SLAB_BYTES // input_plane_bytes - kernel_planes) // stride[0] + 1
+    input_bytes = input_plane_bytes * ((out_depth - 1) * stride[0] + kernel_planes)
+    if weight_bytes >= input_bytes:
+        splits = channel_splits(units, volumes)
+        planes, plane_tiles = balanced(
+            out_depth, min(fitting, out_depth // ceil_div(tasks_wanted(), volumes * splits)), 1)
+        return planes, plane_tiles, rows, row_tiles, splits
+    planes, plane_tiles = balanced(out_depth, min(fitting, out_depth // ceil_div(tasks_wanted(), volumes)),
+                                   1)
+    return planes, plane_tiles, rows, row_tiles, channel_splits(units, volumes * plane_tiles)
 
 
 @register_jitable
