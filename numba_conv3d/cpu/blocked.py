@@ -88,8 +88,7 @@ def _block(slab, packed, packed_bias, taps, runs, run_count, g, block, channel_f
     else:
         acc = load_block(acc, partial, partial_start)
     acc = add_channels(acc, slab, taps, runs, run_count, channel_first, channel_stop, source, row_step,
-                       packed,
-                       unit * channels * taps.shape[0] * BLOCK_CHANNELS, BLOCK_CHANNELS, 1, rows,
+                       packed, unit * channels * taps.shape[0] * BLOCK_CHANNELS, BLOCK_CHANNELS, 1, rows,
                        vectors)
     if channel_stop < channels:
         store_block(acc, partial, partial_start)

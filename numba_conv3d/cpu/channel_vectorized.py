@@ -12,15 +12,17 @@ planes take wide tiles, 4-, 8- and 16-wide ones tall tiles. The planner takes th
 keeps more of the computed lanes (``preferred``).
 
 A task gathers the padded input of all its output planes into one slab (gathered and padded as
-``slab.py`` does), and each block of output channels adds a chunk of input channels, whose weights stay
-in L1, to the tiles of all those planes before the next chunk: the small planes of deep layers (4x8x8
-with 128-512 channels) read each weight once per task rather than once per plane
-(``register_blocks.stationary_grid``). Taps that read zero padding for every row of a strip are
-skipped (``register_blocks.fill_tap_runs``). A block reaches the output through in-register
-transposes and masked stores, one per tile row (``simd_masked.store_channel_rows``). Each output
-element is summed by one thread in the order (bias, input channel, kd, kh, kw) with fused
-multiply-adds, less products with zero padding, as in the channel-blocked kernel: results are those of
-that kernel (up to the sign of a zero result), for any thread count.
+``slab.py`` does), and each block of output channels adds a chunk of input channels, whose weights
+stay in L1, to the tiles of several of those planes before the next chunk (``STATIONARY_BLOCKS``
+tiles); where a layer's weights outweigh its input (the small planes of deep layers: 4x8x8 with
+128-512 channels), the output channels are split over tasks first, so that each weight is read about
+once per task rather than once per plane (``register_blocks.stationary_grid``). Taps that read zero
+padding for every row of a strip are skipped (``register_blocks.fill_tap_runs``). A block reaches the
+output through in-register transposes and masked stores, one per tile row
+(``simd_masked.store_channel_rows``). Each output element is summed by one thread in the order (bias,
+input channel, kd, kh, kw) with fused multiply-adds, less products with zero padding, as in the
+channel-blocked kernel: results are those of that kernel (up to the sign of a zero result), for any
+thread count.
 """
 import numpy as np
 from numba import njit, prange
@@ -156,8 +158,9 @@ def _tiled_task(x, packed, packed_bias, out, stride, dilation, kernel, grid, map
                 skip_padding, task, tile_rows, tile_columns, tile_positions):
     """Task ``task`` of :func:`_channel_vectorized_kernel` in tiles of ``tile_rows`` x ``tile_columns``
     (``tile_positions``) output positions: its slab gathers the input of all its output planes at
-    once; each block of output channels adds a chunk of input channels at a time to every tile of
-    every plane (planes in strips of ``tile_rows`` rows cut into tiles)."""
+    once; each block of output channels adds a chunk of input channels at a time to every tile of as
+    many planes as hold ``STATIONARY_BLOCKS`` tiles (planes in strips of ``tile_rows`` rows cut into
+    tiles)."""
     groups, blocks, in_per_group = packed.shape[:3]
     out_depth, out_height, out_width = out.shape[2:]
     chunk = weight_chunk(in_per_group, packed.shape[3], x.itemsize)
@@ -242,7 +245,7 @@ def task_layout(batch, out_size, itemsize, in_per_group, kernel, stride, dilatio
 
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds: its slab, and the sums of its tiles between chunks of
-    input channels."""
+    input channels (counted for all of a task's planes, an upper bound)."""
     itemsize = np.dtype(plan.dtype).itemsize
     tall, grid, slab_dims = task_layout(plan.batch, plan.output_size, itemsize, plan.in_per_group,
                                         plan.kernel_size, plan.stride, plan.dilation, plan.out_per_group,
