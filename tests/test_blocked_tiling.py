@@ -43,6 +43,18 @@ def _blocked(x, w, b, plan, grid, chunk):
     return out
 
 
+def _assert_same_bits(results, x, w, b, kwargs):
+    """The first of ``results`` ((label, output) pairs) matches the reference, and every other one is
+    bitwise equal to it."""
+    first = None
+    for label, out in results:
+        if first is None:
+            first = out
+            assert_matches_reference(out, x, w, b, **kwargs)
+        else:
+            np.testing.assert_array_equal(out, first, err_msg=label)
+
+
 def _grids(plan, units):
     """Task grids from one output plane per task to all planes in one task, with and without channel
     splits."""
@@ -60,16 +72,9 @@ def test_every_grid_and_chunk_gives_bitwise_the_same_output(input_shape, weight_
     x, w, b = _operands(input_shape, weight_shape)
     plan = _plan(x, w, kwargs)
     units = -(-plan.out_per_group // blocked.BLOCK_CHANNELS)
-    in_channels = w.shape[1]
-    first = None
-    for grid in _grids(plan, units):
-        for chunk in sorted({1, 2, 3, in_channels}):
-            out = _blocked(x, w, b, plan, grid, chunk)
-            if first is None:
-                first = out
-                assert_matches_reference(out, x, w, b, **kwargs)
-            else:
-                np.testing.assert_array_equal(out, first, err_msg=f"grid {grid}, chunk {chunk}")
+    _assert_same_bits(((f"grid {grid}, chunk {chunk}", _blocked(x, w, b, plan, grid, chunk))
+                       for grid in _grids(plan, units) for chunk in sorted({1, 2, 3, w.shape[1]})),
+                      x, w, b, kwargs)
 
 
 @pytest.mark.parametrize("mode", PADDING_MODES)
@@ -97,19 +102,17 @@ def test_row_blocked_grids_give_bitwise_the_same_output(input_shape, weight_shap
     x, w, b = _operands(input_shape[:1] + (2,) + input_shape[2:], (3, 2) + weight_shape[2:])
     plan = _plan(x, w, kwargs)
     taps = w.reshape(w.shape[0], w.shape[1], -1)
-    first = None
-    for grid in _grids(plan, plan.out_per_group):
+
+    def row_blocked_output(grid):
         rows = -(-grid[2] // row_blocked.BLOCK_ROWS) * row_blocked.BLOCK_ROWS
         grid = grid[:2] + (rows, -(-plan.output_size[1] // rows)) + grid[4:]
         out = np.empty((plan.batch, plan.out_channels) + plan.output_size, x.dtype)
         row_blocked._row_blocked_kernel(x, taps, b, out, plan.stride, plan.dilation, plan.pad_front,
                                         plan.padded_size, plan.mode_code, plan.kernel_size, plan.groups,
                                         grid)
-        if first is None:
-            first = out
-            assert_matches_reference(out, x, w, b, **kwargs)
-        else:
-            np.testing.assert_array_equal(out, first, err_msg=f"grid {grid}")
+        return f"grid {grid}", out
+
+    _assert_same_bits(map(row_blocked_output, _grids(plan, plan.out_per_group)), x, w, b, kwargs)
 
 
 @pytest.mark.parametrize("mode", PADDING_MODES)
@@ -190,15 +193,8 @@ def test_channel_vectorized_grids_and_tiles_give_bitwise_the_same_output(input_s
     x, w, b = _operands(input_shape, weight_shape)
     plan = _plan(x, w, kwargs)
     units = -(-plan.out_per_group // channel_vectorized.block_channels(x.itemsize))
-    first = None
-    for grid in _grids(plan, units):
-        for tall in (False, True):
-            out = _channel_vectorized(x, w, b, plan, grid, tall)
-            if first is None:
-                first = out
-                assert_matches_reference(out, x, w, b, **kwargs)
-            else:
-                np.testing.assert_array_equal(out, first, err_msg=f"grid {grid}, tall {tall}")
+    _assert_same_bits(((f"grid {grid}, tall {tall}", _channel_vectorized(x, w, b, plan, grid, tall))
+                       for grid in _grids(plan, units) for tall in (False, True)), x, w, b, kwargs)
 
 
 @pytest.mark.parametrize("mode", PADDING_MODES)
