@@ -137,10 +137,12 @@ def fill_tap_offsets(offsets, kernel, dilation, slab_dims, first_slot):
 
 @register_jitable
 def reading_offsets(index_map, origin, outputs, output_step, extent, dilation):
-    """``(first, stop)``: the kernel offsets k in ``[0, extent)`` at which at least one of ``outputs``
-    outputs, ``output_step`` apart from padded coordinate ``origin``, reads the input through
-    ``index_map`` rather than a zero of the padding (or past the padded extent); none if ``first >=
-    stop``. Zero padding lies only at the ends, so these offsets are consecutive."""
+    """``(first, stop)``: the smallest range of kernel offsets k in ``[0, extent)`` that holds every k
+    at which at least one of ``outputs`` outputs, ``output_step`` apart from padded coordinate
+    ``origin``, reads the input through ``index_map`` rather than a zero of the padding (or past the
+    padded extent); empty if ``first >= stop``. Zero padding lies only at the ends, so one output's
+    offsets are consecutive; several outputs far apart on a small input may leave offsets inside the
+    range at which none reads the input, and those add zeros."""
     first, stop = extent, 0
     for k in range(extent):
         for r in range(outputs):
@@ -155,7 +157,8 @@ def reading_offsets(index_map, origin, outputs, output_step, extent, dilation):
 def fill_tap_runs(runs, kernel, stride, dilation, maps, od, oh, rows, skip_padding):
     """Fill ``runs`` (2 x KD entries) with the runs ``[runs[2 i], runs[2 i + 1])`` of taps (numbered
     as ``fill_tap_offsets`` numbers them, kd, kh, kw) that output plane ``od`` reads in the input
-    rather than in zero padding, for a block of ``rows`` output rows from ``oh``; return how many.
+    rather than in zero padding, for a block of ``rows`` output rows from ``oh`` (``reading_offsets``
+    along D and H); return how many.
     Skipping the others leaves out products with zero: a deep layer's 4x8x8 output reads zero padding
     at a quarter of its taps or more. Without ``skip_padding`` (a weight is Inf or NaN, whose product
     with a zero padding is NaN, as in torch), one run of every tap."""
