@@ -23,7 +23,8 @@ from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS, BLOCK
                       INPUT_CHUNK_BYTES, VECTOR_BYTES)
 from ..shape_rules import ceil_div, round_up
 from .register_blocks import (blocked_setup, blocked_workspace_bytes, enter_plane, fill_tap_runs,
-                              output_offset, slab_offset, store_output, tap_columns, task_grid)
+                              output_offset, skips_padding, slab_offset, store_output, tap_columns,
+                              task_grid)
 from .simd import fma_block, load_block, splat_channels, store_block, vector_lanes, zero_block
 from .slab import task_start
 from .tasks import balanced, task_count
@@ -203,8 +204,8 @@ def pack_weights(weight, bias, has_bias, groups, block_channels):
     rows = np.ascontiguousarray(weight).reshape(out_channels, in_per_group, taps)
     packed = np.zeros((groups, blocks, in_per_group, taps, block_channels), weight.dtype)
     packed_bias = np.zeros(groups * blocks * block_channels, weight.dtype)
-    for o in range(out_channels):
-        if has_bias:
+    if has_bias:
+        for o in range(out_channels):
             packed_bias[o // out_per_group * blocks * block_channels + o % out_per_group] = bias[o]
     for unit in range(groups * blocks):
         g, block = unit // blocks, unit % blocks
@@ -249,4 +250,4 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     _blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
                     weight.shape[2:], grid,
                     input_chunk(weight.shape[1], weight.shape[2:], dilation, stride, x.itemsize),
-                    np.isfinite(weight).all())
+                    skips_padding(x, weight, padded, mode))

@@ -34,7 +34,7 @@ from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, CHANNEL_BLOCK_VECTORS, CHAN
                       WIDE_BLOCK_GAIN)
 from .blocked import pack_weights
 from .register_blocks import (blocked_slab_shape, fill_tap_offsets, fill_tap_runs, output_offset,
-                              row_blocks, slab_offset, stationary_grid)
+                              row_blocks, skips_padding, slab_offset, stationary_grid)
 from ..shape_rules import ceil_div, round_up
 from .simd import fma_tile, load_block, load_rows, store_block, vector_lanes, zero_block
 from .simd_masked import store_channel_rows
@@ -99,8 +99,8 @@ def preferred(out_height, out_width, out_per_group, reduction, itemsize):
     vectors = ceil_div(out_width, lanes)
     kept_blocked = kept_lanes(out_width, out_per_group, lanes, BLOCK_CHANNELS)
     channels = block_channels(itemsize)
-    kept = (max(tile_fill(out_height, out_width, True), tile_fill(out_height, out_width, False))
-            * out_per_group / round_up(out_per_group, channels))
+    kept = (tile_fill(out_height, out_width, tall_tiles(out_height, out_width)) * out_per_group
+            / round_up(out_per_group, channels))
     if reduction >= CHANNEL_VECTORS_MIN_REDUCTION and kept >= CHANNEL_VECTORS_LONG_SHARE * kept_blocked:
         return True
     return kept > CHANNEL_VECTORS_MARGIN * kept_blocked * (1 + WIDE_BLOCK_GAIN * wide / vectors)
@@ -268,4 +268,5 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
                                         weight.shape[2:], stride, dilation, weight.shape[0] // groups,
                                         groups)
     _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
-                               weight.shape[2:], grid, slab_dims, np.isfinite(weight).all(), tall)
+                               weight.shape[2:], grid, slab_dims, skips_padding(x, weight, padded, mode),
+                               tall)

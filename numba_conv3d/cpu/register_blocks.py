@@ -10,7 +10,7 @@ from numba.extending import register_jitable
 
 from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, SLAB_BYTES, STATIONARY_SLAB_BYTES,
                       VECTOR_BYTES)
-from ..shape_rules import ceil_div, dilated_extent, round_up
+from ..shape_rules import PAD_ZEROS, ceil_div, dilated_extent, round_up
 from .pointers import element_pointer, stack_buffer
 from .simd import store_block, store_rows, vector_lanes
 from .slab import advance_ring, index_maps, slab_shape
@@ -151,6 +151,15 @@ def reading_offsets(index_map, origin, outputs, output_step, extent, dilation):
                 first, stop = min(first, k), k + 1
                 break
     return first, stop
+
+
+@register_jitable
+def skips_padding(x, weight, padded, mode):
+    """Whether the kernels skip the taps that read only zero padding (``fill_tap_runs``): where the
+    batched input ``x`` is padded with zeros to ``padded`` and every weight is finite (an Inf or NaN
+    weight times those zeros is NaN). The finiteness pass over the weights runs only then."""
+    pads = padded[0] != x.shape[2] or padded[1] != x.shape[3] or padded[2] != x.shape[4]
+    return mode == PAD_ZEROS and pads and np.isfinite(weight).all()
 
 
 @register_jitable
