@@ -125,8 +125,14 @@ def matmul(a, b, out=None):
         _pieces_single_threaded(setter, pieces)
         return out
     pool = _pool(threads - 1)
-    futures = [pool.submit(_pieces_single_threaded, setter, share) for share in shares[1:]]
-    _pieces_single_threaded(setter, shares[0])
-    for future in futures:
-        future.result()
+    # The calling thread's count is put back once every piece is done: a pool thread putting its own
+    # back could otherwise leave the caller's at 1 (seen once in CI under load).
+    previous = setter(1)
+    try:
+        futures = [pool.submit(_pieces_single_threaded, setter, share) for share in shares[1:]]
+        _pieces_single_threaded(setter, shares[0])
+        for future in futures:
+            future.result()
+    finally:
+        setter(previous)
     return out
