@@ -1,6 +1,6 @@
 """The GEMM algorithm's matrix products (``cpu/blas.py``): NumPy's result, bitwise the same for any thread
-count, pieces that cover the rows, the calling thread's OpenBLAS count put back, NumPy's own product
-where no OpenBLAS is found."""
+count, pieces that cover the rows, each by CBLAS where it reads the operands in place, the calling
+thread's OpenBLAS count put back, NumPy's own product where no OpenBLAS is found."""
 import numba
 import numpy as np
 import pytest
@@ -59,10 +59,54 @@ def test_pieces_cover_the_rows_in_order_an_even_number_of_them(rows, flops):
     assert all(start % blas.PIECE_ALIGNMENT == 0 for start, _ in pieces)
 
 
-def test_the_calling_threads_openblas_count_is_put_back():
-    setter = blas._local_thread_setter()
-    if setter is None:
+def _openblas_or_skip():
+    openblas = blas._openblas()
+    if openblas is None:
         pytest.skip("NumPy's BLAS here is not an OpenBLAS with thread-local counts")
+    return openblas
+
+
+def test_cblas_reads_rows_columns_and_transposed_views_in_place_and_nothing_else():
+    matrix = np.zeros((6, 10), np.float32)
+    assert blas._cblas_layout(matrix) == (blas._AS_STORED, 10)
+    assert blas._cblas_layout(matrix[:, 2:7]) == (blas._AS_STORED, 10)
+    assert blas._cblas_layout(matrix[1:4]) == (blas._AS_STORED, 10)
+    assert blas._cblas_layout(matrix.T) == (blas._TRANSPOSED, 10)
+    assert blas._cblas_layout(matrix[:, 3:4]) == (blas._AS_STORED, 10)
+    assert blas._cblas_layout(matrix[2:3, :]) == (blas._AS_STORED, 10)
+    assert blas._cblas_layout(matrix[:, ::2]) is None
+    assert blas._cblas_layout(matrix[::-1]) is None
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_pieces_go_to_cblas_where_it_reads_them_in_place(monkeypatch, transposed):
+    _openblas_or_skip()
+    calls = []
+    run_pieces = blas.run_pieces
+    monkeypatch.setattr(blas, "run_pieces", lambda *table: calls.append(table) or run_pieces(*table))
+    a, b = _operands(216, 96, 1300, transposed, np.float32)
+    result = blas.matmul(a, b)
+    (_, _, flags, sizes, addresses, _), = calls
+    assert len(addresses) == len(blas._split(a, b, result)) > 1
+    assert set(flags[:, 2]) == {blas._TRANSPOSED if transposed else blas._AS_STORED}
+    np.testing.assert_allclose(result, a @ b, rtol=1e-4, atol=1e-3)
+
+
+def test_a_product_cblas_cannot_read_in_place_is_numpys(monkeypatch):
+    openblas = _openblas_or_skip()
+    monkeypatch.setattr(blas, "run_pieces", lambda *table: pytest.fail("CBLAS took a strided operand"))
+    a, b = _operands(150, 40, 120, False, np.float64)
+    previous = openblas.set_local_threads(3)
+    try:
+        result = blas.matmul(a, b[:, ::2])
+        assert openblas.set_local_threads(3) == 3
+    finally:
+        openblas.set_local_threads(previous)
+    np.testing.assert_array_equal(result, np.matmul(a, b[:, ::2]))
+
+
+def test_the_calling_threads_openblas_count_is_put_back():
+    setter = _openblas_or_skip().set_local_threads
     previous = setter(3)
     try:
         a, b = _operands(300, 200, 100, False, np.float64)
@@ -73,7 +117,7 @@ def test_the_calling_threads_openblas_count_is_put_back():
 
 
 def test_without_openblas_the_product_is_numpys(monkeypatch):
-    monkeypatch.setattr(blas, "_local_thread_setter", lambda: None)
+    monkeypatch.setattr(blas, "_openblas", lambda: None)
     a, b = _operands(120, 30, 40, True, np.float64)
     np.testing.assert_array_equal(blas.matmul(a, b), np.matmul(a, b))
 

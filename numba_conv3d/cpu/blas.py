@@ -4,23 +4,23 @@ OpenBLAS (NumPy's BLAS in its PyPI wheels) keeps its worker threads spinning for
 threaded product, so that whatever runs next gets a core less: on 2 cores, torch's 1x1x1 convolution
 ran 30 ms instead of 0.3-0.9 ms 10 ms after one of our products, a torch k3 layer 80 ms instead of 34,
 our depthwise kernel 1.25 ms instead of 0.93 (docs/ARCHITECTURE.md, "Networks suite and new routes").
-Here a product is cut into pieces of rows or of columns (``_split``), computed by the calling thread
-and a small pool of Python threads (as many in all as Numba's, ``numba.get_num_threads``), each with
-OpenBLAS's thread-local thread count at 1 (``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27): no
-OpenBLAS worker runs. The calling thread's own count is put back after each product. The pieces depend
-on the product's shape alone (``_piece_bounds``) and never split a sum, so the result is bitwise the same
-for any thread count; OpenBLAS's own threads were not (a weight gradient's product differed from run to
-run). Where NumPy's BLAS is not such an OpenBLAS (or is not found through ``/proc/self/maps``), a
-product is NumPy's ``matmul`` as it is.
+Here a product is cut into pieces of rows or of columns (``_split``), each computed by one call of
+OpenBLAS's ``cblas_?gemm`` on one of Numba's threads with OpenBLAS's thread-local thread count at 1
+(``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27; ``cblas.run_pieces``): no OpenBLAS worker runs.
+The pieces depend on the product's shape alone (``_piece_bounds``) and never split a sum, so the result
+is bitwise the same for any thread count; OpenBLAS's own threads were not (a weight gradient's product
+differed from run to run). Where NumPy's BLAS is not such an OpenBLAS (or is not found through
+``/proc/self/maps``), a product is NumPy's ``matmul`` as it is; where CBLAS cannot read an operand in
+place, NumPy's ``matmul`` with the thread's OpenBLAS count at 1.
 """
 import ctypes
 import functools
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-import numba
 import numpy as np
+
+from .cblas import run_pieces
 
 # A product is cut into pieces of at least MIN_PIECE_EXTENT rows (or columns), at most MAX_PIECES of them
 # (an even number, which 2 and 4 threads share evenly; each piece streams the other operand again: C3D's
@@ -35,13 +35,37 @@ SMALL_PRODUCT_FLOPS = 4e6
 # GEMM kernels' unrolling (216 rows in pieces of 54: 0.56 ms; 64, 48, 64, 40: 0.37 ms).
 PIECE_ALIGNMENT = 16
 
-_POOL_LOCK = threading.Lock()
-_POOLS = {}
+# CBLAS's row-major order and its flags for an operand read as stored or transposed.
+_ROW_MAJOR, _AS_STORED, _TRANSPOSED = 101, 111, 112
+
+
+@dataclass(frozen=True)
+class _OpenBLAS:
+    """NumPy's OpenBLAS: its thread-local thread count setter (a ctypes function and its address), the
+    addresses of its ``cblas_?gemm`` by dtype, and the dtype of its integers."""
+
+    set_local_threads: object
+    set_local_threads_address: int
+    gemm_addresses: dict
+    integer: type
+
+
+def _gemm_address(library, letter):
+    """Address of ``cblas_{letter}gemm`` in ``library`` under the names OpenBLAS builds give it (the
+    64-bit integer builds in NumPy's wheels add a prefix and a suffix), and whether its integers are
+    64-bit; None if absent."""
+    for name in (f"cblas_{letter}gemm", f"scipy_cblas_{letter}gemm64_", f"cblas_{letter}gemm64_",
+                 f"scipy_cblas_{letter}gemm"):
+        function = getattr(library, name, None)
+        if function is not None:
+            return ctypes.cast(function, ctypes.c_void_p).value, name.endswith("64_")
+    return None
 
 
 @functools.cache
-def _local_thread_setter():
-    """``openblas_set_num_threads_local`` of the OpenBLAS that NumPy loaded, or None."""
+def _openblas():
+    """The OpenBLAS that NumPy loaded, if it has thread-local counts and both real ``cblas_?gemm``;
+    else None."""
     numpy_root = os.path.dirname(os.path.dirname(np.__file__))
     try:
         with open("/proc/self/maps") as maps:
@@ -51,21 +75,18 @@ def _local_thread_setter():
     for path in sorted(paths):
         if not path.startswith(numpy_root + os.sep + "numpy"):
             continue
-        setter = getattr(ctypes.CDLL(path), "openblas_set_num_threads_local", None)
-        if setter is not None:
-            setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
-            return setter
+        library = ctypes.CDLL(path)
+        setter = getattr(library, "openblas_set_num_threads_local", None)
+        gemms = {np.dtype(dtype): _gemm_address(library, letter)
+                 for dtype, letter in ((np.float32, "s"), (np.float64, "d"))}
+        if setter is None or None in gemms.values() or len({wide for _, wide in gemms.values()}) != 1:
+            continue
+        setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
+        wide = gemms[np.dtype(np.float32)][1]
+        return _OpenBLAS(setter, ctypes.cast(setter, ctypes.c_void_p).value,
+                         {dtype: address for dtype, (address, _) in gemms.items()},
+                         np.int64 if wide else np.int32)
     return None
-
-
-def _pool(workers):
-    """The pool of ``workers`` Python threads (made once per size and process: a forked child has none
-    of its parent's threads, and would wait on their pool forever)."""
-    key = (os.getpid(), workers)
-    with _POOL_LOCK:
-        if key not in _POOLS:
-            _POOLS[key] = ThreadPoolExecutor(workers, "numba-conv3d-blas")
-        return _POOLS[key]
 
 
 def _piece_bounds(extent, flops):
@@ -89,24 +110,47 @@ def _split(a, b, out):
     return [(a[start:stop], b, out[start:stop]) for start, stop in _piece_bounds(rows, flops)]
 
 
-def _pieces_single_threaded(setter, pieces):
-    """:func:`_single_threaded` on each of ``pieces`` (operands and output) in turn."""
-    for a, b, out in pieces:
-        _single_threaded(setter, a, b, out)
+def _cblas_layout(matrix):
+    """(flag, leading dimension) under which row-major CBLAS reads the 2-D ``matrix`` in place: as
+    stored (unit column stride) or transposed (unit row stride); None where it cannot."""
+    if not matrix.flags.aligned or any(stride % matrix.itemsize for stride in matrix.strides):
+        return None
+    rows, columns = matrix.shape
+    row_step, column_step = (stride // matrix.itemsize for stride in matrix.strides)
+    if column_step == 1 or columns == 1:
+        leading = row_step if rows > 1 else columns
+        if leading >= max(1, columns):
+            return _AS_STORED, leading
+    if row_step == 1 or rows == 1:
+        leading = column_step if columns > 1 else rows
+        if leading >= max(1, rows):
+            return _TRANSPOSED, leading
+    return None
 
 
-def _single_threaded(setter, a, b, out):
-    """``np.matmul(a, b, out=out)`` with the calling thread's OpenBLAS count at 1, then as it was."""
-    previous = setter(1)
-    try:
-        np.matmul(a, b, out=out)
-    finally:
-        setter(previous)
+
+
+def _piece_table(openblas, pieces, dtype):
+    """``cblas.run_pieces``'s arguments for ``pieces`` (operands and output) of ``dtype``, or None where
+    CBLAS cannot read one of them in place or one is empty."""
+    flags = np.empty((len(pieces), 3), np.int32)
+    sizes = np.empty((len(pieces), 6), openblas.integer)
+    addresses = np.empty((len(pieces), 3), np.uint64)
+    for index, (a, b, out) in enumerate(pieces):
+        layouts = [_cblas_layout(matrix) for matrix in (a, b, out)]
+        if 0 in a.shape + b.shape or None in layouts or layouts[2][0] != _AS_STORED:
+            return None
+        (flag_a, leading_a), (flag_b, leading_b), (_, leading_out) = layouts
+        flags[index] = _ROW_MAJOR, flag_a, flag_b
+        sizes[index] = out.shape[0], out.shape[1], a.shape[1], leading_a, leading_b, leading_out
+        addresses[index] = a.ctypes.data, b.ctypes.data, out.ctypes.data
+    return (openblas.gemm_addresses[dtype], openblas.set_local_threads_address, flags, sizes, addresses,
+            dtype.type(1))
 
 
 def matmul(a, b, out=None):
-    """``a @ b`` for 2-D arrays (into ``out``, C-contiguous, when given), as NumPy computes it, with no
-    OpenBLAS thread left spinning (see the module's docstring).
+    """``a @ b`` for 2-D arrays (into ``out`` when given), as NumPy computes it, with no OpenBLAS thread
+    left spinning (see the module's docstring).
 
     Returns
     -------
@@ -115,24 +159,18 @@ def matmul(a, b, out=None):
     """
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
-    setter = _local_thread_setter()
-    if setter is None:
+    openblas = _openblas()
+    if openblas is None:
         return np.matmul(a, b, out=out)
-    pieces = _split(a, b, out)
-    threads = min(len(pieces), numba.get_num_threads())
-    shares = [pieces[t::threads] for t in range(threads)]
-    if threads == 1:
-        _pieces_single_threaded(setter, pieces)
+    table = None
+    if out.dtype in openblas.gemm_addresses and a.dtype == b.dtype == out.dtype:
+        table = _piece_table(openblas, _split(a, b, out), out.dtype)
+    if table is not None:
+        run_pieces(*table)
         return out
-    pool = _pool(threads - 1)
-    # The calling thread's count is put back once every piece is done: a pool thread putting its own
-    # back could otherwise leave the caller's at 1 (seen once in CI under load).
-    previous = setter(1)
+    previous = openblas.set_local_threads(1)
     try:
-        futures = [pool.submit(_pieces_single_threaded, setter, share) for share in shares[1:]]
-        _pieces_single_threaded(setter, shares[0])
-        for future in futures:
-            future.result()
+        np.matmul(a, b, out=out)
     finally:
-        setter(previous)
+        openblas.set_local_threads(previous)
     return out
