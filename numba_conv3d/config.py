@@ -148,6 +148,22 @@ GEMM_MIN_OUT_CHANNELS = 96
 GEMM_MIN_REDUCTION = 96
 GEMM_POSITIONS_PER_CHANNEL = 0.75
 GEMM_STRIDED_POSITIONS_PER_CHANNEL = 16
+# The tap-by-tap products (``cpu/tap_gemm.py``): at most TAP_GEMM_MAX_CHUNKS chunks of taps per group
+# (tasks), fewer where their partial outputs would take more than TAP_GEMM_PARTIAL_BYTES.
+TAP_GEMM_MAX_CHUNKS = 8
+TAP_GEMM_PARTIAL_BYTES = 32 * 2 ** 20
+# Where the planner prefers the tap-by-tap products to the channel-vectorized kernel
+# (``cpu.prefers_tap_gemm``, only where that kernel is the pick): at least TAP_GEMM_MIN_CHANNELS input
+# and output channels per group, and at most TAP_GEMM_MAX_SHARE of the (output, tap) pairs reading the
+# input (``tap_gemm.read_share``), TAP_GEMM_WIDE_MAX_SHARE from TAP_GEMM_WIDE_CHANNELS output channels
+# per group. Measured on 2-core Zen 4
+# (float32, same process, channel-vectorized time / tap-by-tap time): 4x8x8 k5 with 256 channels (share
+# 0.50) 1.56, with 128 1.13; 4x14x14 k3 512 -> 512 and 256 -> 512 (share 0.75) 1.15-1.16; losing: 8x8x8 k3
+# with 64-128 channels (share 0.77) 0.62-0.74, 16x7x7 1x3x3 with 512 (share 0.82) 0.97.
+TAP_GEMM_MIN_CHANNELS = 128
+TAP_GEMM_MAX_SHARE = 0.6
+TAP_GEMM_WIDE_CHANNELS = 256
+TAP_GEMM_WIDE_MAX_SHARE = 0.8
 # Kernels of at most GEMM_FEW_TAPS taps (R(2+1)D's 3x1x1 temporal layers) give the register-blocked
 # kernels little reuse of each gathered input: GEMM from GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL positions
 # per channel (2-core Zen 4, AVX-512, float32, same process; planner's previous time / GEMM time, 3x1x1
@@ -231,11 +247,12 @@ FFT_COPY_SECONDS = 1.0e-9
 # 64^3 k9 1.0x, 128^3 k7 0.6x, k9 1.26x, k11 1.8x, 64^3 k15 2.7x), where the one-channel kernel runs 2.8x
 # the rate of Zen 2's 256-bit vectors and the channel-blocked one 1.2x. The GEMM and channel-vectorized
 # rates are those of 3x3x3 layers; with 5x5x5 kernels both run 1.5-3x slower, and FFT still loses there
-# (0.25-0.86x, many channels on 6^3-8^3 volumes: every FFT tile is mostly kernel).
+# (0.25-0.86x, many channels on 6^3-8^3 volumes: every FFT tile is mostly kernel). The tap-by-tap
+# products take GEMM's rate: the planner takes them only for deep layers, where FFT loses.
 FFT_DIRECT_MAC_SECONDS = {
-    32: {"row-blocked": 7e-11, "phase-flat": 7e-11, "direct": 2e-10, "gemm": 2.3e-11,
+    32: {"row-blocked": 7e-11, "phase-flat": 7e-11, "direct": 2e-10, "gemm": 2.3e-11, "tap-gemm": 2.3e-11,
          "channel-vectorized": 2.1e-11, "blocked": 2.3e-11},
-    64: {"row-blocked": 2.5e-11, "phase-flat": 1.4e-10, "direct": 2e-10, "gemm": 2.3e-11,
+    64: {"row-blocked": 2.5e-11, "phase-flat": 1.4e-10, "direct": 2e-10, "gemm": 2.3e-11, "tap-gemm": 2.3e-11,
          "channel-vectorized": 2.1e-11, "blocked": 1.9e-11},
 }
 FFT_MIN_GAIN = 1.3

@@ -60,7 +60,7 @@ def test_pieces_cover_the_rows_in_order_an_even_number_of_them(rows, flops):
 
 
 def _openblas_or_skip():
-    openblas = blas._openblas()
+    openblas = blas.openblas()
     if openblas is None:
         pytest.skip("NumPy's BLAS here is not an OpenBLAS with thread-local counts")
     return openblas
@@ -68,12 +68,12 @@ def _openblas_or_skip():
 
 def test_cblas_reads_rows_columns_and_transposed_views_in_place_and_nothing_else():
     matrix = np.zeros((6, 10), np.float32)
-    assert blas._cblas_layout(matrix) == (blas._AS_STORED, 10)
-    assert blas._cblas_layout(matrix[:, 2:7]) == (blas._AS_STORED, 10)
-    assert blas._cblas_layout(matrix[1:4]) == (blas._AS_STORED, 10)
-    assert blas._cblas_layout(matrix.T) == (blas._TRANSPOSED, 10)
-    assert blas._cblas_layout(matrix[:, 3:4]) == (blas._AS_STORED, 10)
-    assert blas._cblas_layout(matrix[2:3, :]) == (blas._AS_STORED, 10)
+    assert blas._cblas_layout(matrix) == (blas.AS_STORED, 10)
+    assert blas._cblas_layout(matrix[:, 2:7]) == (blas.AS_STORED, 10)
+    assert blas._cblas_layout(matrix[1:4]) == (blas.AS_STORED, 10)
+    assert blas._cblas_layout(matrix.T) == (blas.TRANSPOSED, 10)
+    assert blas._cblas_layout(matrix[:, 3:4]) == (blas.AS_STORED, 10)
+    assert blas._cblas_layout(matrix[2:3, :]) == (blas.AS_STORED, 10)
     assert blas._cblas_layout(matrix[:, ::2]) is None
     assert blas._cblas_layout(matrix[::-1]) is None
 
@@ -86,9 +86,9 @@ def test_pieces_go_to_cblas_where_it_reads_them_in_place(monkeypatch, transposed
     monkeypatch.setattr(blas, "run_pieces", lambda *table: calls.append(table) or run_pieces(*table))
     a, b = _operands(216, 96, 1300, transposed, np.float32)
     result = blas.matmul(a, b)
-    (_, _, flags, sizes, addresses, _), = calls
+    (_, _, _, flags, sizes, addresses, _), = calls
     assert len(addresses) == len(blas._split(a, b, result)) > 1
-    assert set(flags[:, 2]) == {blas._TRANSPOSED if transposed else blas._AS_STORED}
+    assert set(flags[:, 1]) == {blas.TRANSPOSED if transposed else blas.AS_STORED}
     np.testing.assert_allclose(result, a @ b, rtol=1e-4, atol=1e-3)
 
 
@@ -117,7 +117,7 @@ def test_the_calling_threads_openblas_count_is_put_back():
 
 
 def test_without_openblas_the_product_is_numpys(monkeypatch):
-    monkeypatch.setattr(blas, "_openblas", lambda: None)
+    monkeypatch.setattr(blas, "openblas", lambda: None)
     a, b = _operands(120, 30, 40, True, np.float64)
     np.testing.assert_array_equal(blas.matmul(a, b), np.matmul(a, b))
 

@@ -12,10 +12,12 @@ from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHA
                       FLAT_MAX_WORKSPACE_BYTES, GEMM_FEW_TAPS, GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL,
                       GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION, GEMM_POINTWISE_MIN_CHANNELS,
                       GEMM_POSITIONS_PER_CHANNEL, GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS,
+                      TAP_GEMM_MAX_SHARE, TAP_GEMM_MIN_CHANNELS, TAP_GEMM_WIDE_CHANNELS,
+                      TAP_GEMM_WIDE_MAX_SHARE,
                       VECTOR_BYTES, WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN, WINOGRAD_TRANSFORM_PAIRS,
                       WINOGRAD_WEIGHT_TILES)
 from ..parallelism import safe_to_run
-from . import blocked, channel_vectorized, direct, fft, gemm, phase_flat, row_blocked, winograd
+from . import blocked, channel_vectorized, direct, fft, gemm, phase_flat, row_blocked, tap_gemm, winograd
 
 NAME = "cpu"
 
@@ -78,6 +80,16 @@ def prefers_gemm(plan):
     return (plan.out_per_group >= GEMM_MIN_OUT_CHANNELS
             and plan.in_per_group * prod(plan.kernel_size) >= GEMM_MIN_REDUCTION
             and prod(plan.output_size) <= per_channel * plan.out_per_group)
+
+
+def prefers_tap_gemm(plan):
+    """Whether the planner takes the tap-by-tap products for a plan they serve: where it would take the
+    channel-vectorized kernel, with many channels and many taps reading zero padding
+    (``config.TAP_GEMM_*``, measured crossovers)."""
+    if min(plan.in_per_group, plan.out_per_group) < TAP_GEMM_MIN_CHANNELS or prefers_gemm(plan):
+        return False
+    limit = TAP_GEMM_WIDE_MAX_SHARE if plan.out_per_group >= TAP_GEMM_WIDE_CHANNELS else TAP_GEMM_MAX_SHARE
+    return _picked(CHANNEL_VECTORIZED)(plan) and tap_gemm.read_share(plan) <= limit
 
 
 def winograd_gain(plan):
@@ -173,6 +185,13 @@ ALGORITHMS = (
               "8x56x56: 1.1-2.3x the register-blocked kernels)",
               winograd.serves, winograd.workspace_bytes, _falling_back(_runner(winograd.compute)),
               prefers_winograd),
+    Algorithm("tap-gemm", f"real dtype, NumPy's OpenBLAS; taken where the channel-vectorized kernel would "
+              f"be, with >= {TAP_GEMM_MIN_CHANNELS} channels per group and at most {TAP_GEMM_MAX_SHARE:.0%} "
+              f"of the taps reading the input ({TAP_GEMM_WIDE_MAX_SHARE:.0%} from {TAP_GEMM_WIDE_CHANNELS} "
+              "output channels): one matrix product per kernel tap by OpenBLAS's gemm, over only the "
+              "outputs whose tap reads the input (4x8x8 k5 with 256 channels: 1.56x the channel-vectorized "
+              "kernel; 4x14x14 k3 with 512: 1.15x)",
+              tap_gemm.serves, tap_gemm.workspace_bytes, _runner(tap_gemm.compute), prefers_tap_gemm),
     Algorithm("gemm", f"real dtype: a 1x1x1 unit-stride layer (>= {GEMM_UNIT_MIN_INPUTS} input channels "
               f"per group; the input is the matrix), a small output volume for many channels (>= "
               f"{GEMM_MIN_OUT_CHANNELS} output channels and >= {GEMM_MIN_REDUCTION} input channels x taps "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cblas import run_pieces
+from .cblas import AS_STORED, TRANSPOSED, run_pieces
 
 # A product is cut into pieces of at least MIN_PIECE_EXTENT rows (or columns), at most MAX_PIECES of them
 # (an even number, which 2 and 4 threads share evenly; each piece streams the other operand again: C3D's
@@ -34,10 +34,6 @@ SMALL_PRODUCT_FLOPS = 4e6
 # Pieces start at multiples of PIECE_ALIGNMENT rows (or columns), so that they hold whole tiles of the
 # GEMM kernels' unrolling (216 rows in pieces of 54: 0.56 ms; 64, 48, 64, 40: 0.37 ms).
 PIECE_ALIGNMENT = 16
-
-# CBLAS's row-major order and its flags for an operand read as stored or transposed.
-_ROW_MAJOR, _AS_STORED, _TRANSPOSED = 101, 111, 112
-
 
 @dataclass(frozen=True)
 class _OpenBLAS:
@@ -63,7 +59,7 @@ def _gemm_address(library, letter):
 
 
 @functools.cache
-def _openblas():
+def openblas():
     """The OpenBLAS that NumPy loaded, if it has thread-local counts and both real ``cblas_?gemm``;
     else None."""
     numpy_root = os.path.dirname(os.path.dirname(np.__file__))
@@ -120,11 +116,11 @@ def _cblas_layout(matrix):
     if column_step == 1 or columns == 1:
         leading = row_step if rows > 1 else columns
         if leading >= max(1, columns):
-            return _AS_STORED, leading
+            return AS_STORED, leading
     if row_step == 1 or rows == 1:
         leading = column_step if columns > 1 else rows
         if leading >= max(1, rows):
-            return _TRANSPOSED, leading
+            return TRANSPOSED, leading
     return None
 
 
@@ -133,19 +129,19 @@ def _cblas_layout(matrix):
 def _piece_table(openblas, pieces, dtype):
     """``cblas.run_pieces``'s arguments for ``pieces`` (operands and output) of ``dtype``, or None where
     CBLAS cannot read one of them in place or one is empty."""
-    flags = np.empty((len(pieces), 3), np.int32)
-    sizes = np.empty((len(pieces), 6), openblas.integer)
+    flags = np.empty((len(pieces), 2), np.int32)
+    sizes = np.empty((len(pieces), 6), np.int64)
     addresses = np.empty((len(pieces), 3), np.uint64)
     for index, (a, b, out) in enumerate(pieces):
         layouts = [_cblas_layout(matrix) for matrix in (a, b, out)]
-        if 0 in a.shape + b.shape or None in layouts or layouts[2][0] != _AS_STORED:
+        if 0 in a.shape + b.shape or None in layouts or layouts[2][0] != AS_STORED:
             return None
         (flag_a, leading_a), (flag_b, leading_b), (_, leading_out) = layouts
-        flags[index] = _ROW_MAJOR, flag_a, flag_b
+        flags[index] = flag_a, flag_b
         sizes[index] = out.shape[0], out.shape[1], a.shape[1], leading_a, leading_b, leading_out
         addresses[index] = a.ctypes.data, b.ctypes.data, out.ctypes.data
-    return (openblas.gemm_addresses[dtype], openblas.set_local_threads_address, flags, sizes, addresses,
-            dtype.type(1))
+    return (openblas.gemm_addresses[dtype], openblas.set_local_threads_address, openblas.integer(0), flags,
+            sizes, addresses, dtype.type(1))
 
 
 def matmul(a, b, out=None):
@@ -159,18 +155,18 @@ def matmul(a, b, out=None):
     """
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
-    openblas = _openblas()
-    if openblas is None:
+    library = openblas()
+    if library is None:
         return np.matmul(a, b, out=out)
     table = None
-    if out.dtype in openblas.gemm_addresses and a.dtype == b.dtype == out.dtype:
-        table = _piece_table(openblas, _split(a, b, out), out.dtype)
+    if out.dtype in library.gemm_addresses and a.dtype == b.dtype == out.dtype:
+        table = _piece_table(library, _split(a, b, out), out.dtype)
     if table is not None:
         run_pieces(*table)
         return out
-    previous = openblas.set_local_threads(1)
+    previous = library.set_local_threads(1)
     try:
         np.matmul(a, b, out=out)
     finally:
-        openblas.set_local_threads(previous)
+        library.set_local_threads(previous)
     return out

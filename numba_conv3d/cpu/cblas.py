@@ -1,15 +1,18 @@
-"""Pieces of a matrix product computed by OpenBLAS's ``cblas_?gemm`` on Numba's threads.
+"""OpenBLAS's ``cblas_?gemm`` called from jitted code, and products in pieces on Numba's threads.
 
 The functions are called by address (a runtime argument, so that the compiled code goes into Numba's
-cache): ``cblas_?gemm`` of row-major CBLAS, and ``openblas_set_num_threads_local``, which each thread
-sets to 1 around its pieces so that no OpenBLAS worker starts. Numba's threads hand out pieces as its
-threading layer schedules them: on 2 cores after a 10 ms pause, a 216 x 96 x 1300 product in pieces
-ran 1.1x faster on them than on a pool of Python threads, and 1.1-1.35x when called back to back
-(``docs/ARCHITECTURE.md``).
+cache): ``cblas_?gemm`` of row-major CBLAS, and ``openblas_set_num_threads_local``, which a thread
+sets to 1 around its calls so that no OpenBLAS worker starts. ``run_pieces`` spreads the pieces of a
+product over Numba's threads (``blas.py`` says why: pieces on a pool of Python threads, through NumPy's
+``matmul``, held the GIL for part of their time).
 """
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
+
+
+# CBLAS's row-major order and its flags for an operand read as stored or transposed.
+ROW_MAJOR, AS_STORED, TRANSPOSED = 101, 111, 112
 
 
 def _function_pointer(builder, address, return_type, argument_types):
@@ -18,7 +21,7 @@ def _function_pointer(builder, address, return_type, argument_types):
 
 
 @intrinsic
-def _set_local_threads(typingctx, address, count):
+def set_local_threads(typingctx, address, count):
     """``openblas_set_num_threads_local(count)`` at ``address``: the thread's previous count."""
 
     def codegen(context, builder, signature, args):
@@ -30,44 +33,50 @@ def _set_local_threads(typingctx, address, count):
 
 
 @intrinsic
-def _gemm(typingctx, address, flags, sizes, alpha, addresses):
-    """``cblas_?gemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, 0, c, ldc)`` at
-    ``address``: ``flags`` holds (order, trans_a, trans_b), ``sizes`` (m, n, k, lda, ldb, ldc) in the
-    library's integer type, ``addresses`` those of a, b and c; ``alpha``'s type is the matrices'."""
+def gemm(typingctx, address, integer, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """``cblas_?gemm(RowMajor, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)`` at
+    ``address``: ``integer`` is a zero of the library's integer type (its type sets the width the
+    sizes are passed in), ``a``, ``b`` and ``c`` are the matrices' addresses, ``alpha`` and ``beta``
+    of their type."""
 
     def codegen(context, builder, signature, args):
-        flag_type, size_type, scalar_type, address_type = signature.args[1:]
-        flag_values = _elements(context, builder, flag_type, args[1], 3)
-        m, n, k, lda, ldb, ldc = _elements(context, builder, size_type, args[2], 6)
-        pointer = ir.IntType(8).as_pointer()
-        a, b, c = (builder.inttoptr(value, pointer)
-                   for value in _elements(context, builder, address_type, args[4], 3))
-        integer, scalar = m.type, context.get_value_type(scalar_type)
+        kinds = signature.args
+        width = context.get_value_type(kinds[1])
+        flag, pointer = ir.IntType(32), ir.IntType(8).as_pointer()
+        scalar = context.get_value_type(kinds[7])
+
+        def size(index):
+            return context.cast(builder, args[index], kinds[index], kinds[1])
+
+        def flag_value(index):
+            return builder.trunc(context.cast(builder, args[index], kinds[index], types.int64), flag)
+
+        def matrix(index):
+            return builder.inttoptr(args[index], pointer)
+
         function = _function_pointer(
             builder, args[0], ir.VoidType(),
-            [flag_values[0].type] * 3 + [integer] * 3
-            + [scalar, pointer, integer, pointer, integer, scalar, pointer, integer])
-        builder.call(function, [*flag_values, m, n, k, args[3], a, lda, b, ldb,
-                                ir.Constant(scalar, 0.0), c, ldc])
+            [flag] * 3 + [width] * 3 + [scalar, pointer, width, pointer, width, scalar, pointer, width])
+        builder.call(function, [ir.Constant(flag, ROW_MAJOR), flag_value(2), flag_value(3), size(4), size(5),
+                                size(6), args[7], matrix(8), size(9), matrix(10), size(11), args[12],
+                                matrix(13), size(14)])
         return context.get_dummy_value()
 
-    return types.void(address, flags, sizes, alpha, addresses), codegen
-
-
-def _elements(context, builder, array_type, array, count):
-    """The first ``count`` elements of a contiguous 1-D array, as LLVM values."""
-    data = context.make_array(array_type)(context, builder, array).data
-    return [builder.load(builder.gep(data, [ir.Constant(ir.IntType(64), index)]))
-            for index in range(count)]
+    # beta takes alpha's type
+    return types.void(address, integer, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, alpha, c,
+                      ldc), codegen
 
 
 @njit(parallel=True, cache=True)
-def run_pieces(gemm, set_local_threads, flags, sizes, addresses, alpha):
-    """Compute each piece ``p`` of a product by the ``cblas_?gemm`` at ``gemm`` (``flags[p]``,
-    ``sizes[p]``, ``addresses[p]``: see ``_gemm``), spread over Numba's threads, each with its
-    OpenBLAS count at 1 meanwhile (``set_local_threads``: the address of
-    ``openblas_set_num_threads_local``)."""
+def run_pieces(gemm_address, set_threads_address, integer, flags, sizes, addresses, alpha):
+    """Compute each piece ``p`` of a product, ``c = a @ b``, by the ``cblas_?gemm`` at
+    ``gemm_address``, spread over Numba's threads, each with its OpenBLAS count at 1 meanwhile
+    (``set_threads_address``: that of ``openblas_set_num_threads_local``): ``flags[p]`` holds a's and
+    b's transpose flags, ``sizes[p]`` (m, n, k, lda, ldb, ldc), ``addresses[p]`` those of a, b and c;
+    ``integer`` and ``alpha`` as ``gemm`` takes them."""
     for piece in prange(addresses.shape[0]):
-        previous = _set_local_threads(set_local_threads, 1)
-        _gemm(gemm, flags[piece], sizes[piece], alpha, addresses[piece])
-        _set_local_threads(set_local_threads, previous)
+        previous = set_local_threads(set_threads_address, 1)
+        m, n, k, lda, ldb, ldc = sizes[piece]
+        gemm(gemm_address, integer, flags[piece, 0], flags[piece, 1], m, n, k, alpha, addresses[piece, 0],
+             lda, addresses[piece, 1], ldb, alpha * 0, addresses[piece, 2], ldc)
+        set_local_threads(set_threads_address, previous)

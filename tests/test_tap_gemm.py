@@ -1,0 +1,155 @@
+"""The tap-by-tap products (``cpu/tap_gemm.py``): each tap's range of outputs against brute force, the
+float64 reference and torch over padding modes, strides, dilations, groups and odd extents, NaN and Inf
+where the definition puts them, bitwise the same for 1 and 2 threads, and where the planner takes
+them."""
+import numba
+import numpy as np
+import pytest
+
+from checks import assert_matches_reference, random_operands
+from numba_conv3d import conv3d, conv3d_input, plan_conv3d
+from numba_conv3d.cpu import blas, tap_gemm
+from numba_conv3d.cpu.slab import index_map
+from numba_conv3d.shape_rules import padding_mode_code
+from reference import conv3d_reference
+
+MODES = ["zeros", "reflect", "replicate", "circular"]
+
+CASES = [
+    ((2, 8, 4, 5, 6), (6, 8, 3, 3, 3), {"padding": 1}),
+    ((1, 4, 3, 7, 7), (8, 2, 3, 3, 3), {"padding": 1, "groups": 2}),
+    ((1, 3, 5, 6, 7), (4, 3, 3, 2, 3), {"padding": (1, 0, 2), "stride": (1, 2, 1), "dilation": (2, 1, 1)}),
+    ((1, 6, 4, 8, 8), (5, 6, 5, 5, 5), {"padding": 2}),
+    ((3, 5, 1, 1, 9), (7, 5, 3, 3, 3), {"padding": 1}),
+    ((1, 4, 6, 5, 9), (4, 4, 3, 3, 3), {"padding": 1, "stride": 2}),
+    ((2, 6, 2, 3, 4), (6, 2, 1, 3, 3), {"padding": (0, 1, 1), "groups": 3}),
+    ((5, 4, 6, 7), (3, 5, 2, 2, 3), {"padding": "same"}),
+    ((0, 4, 5, 5, 5), (4, 4, 3, 3, 3), {"padding": 1}),
+]
+
+
+def _pads_fit(x_shape, kwargs, mode):
+    """Whether ``mode`` takes the case's pads (reflect: smaller than the extent), which exist unless
+    the mode is zeros."""
+    padding = kwargs.get("padding", 0)
+    pads = (1, 1, 1) if padding == "same" else np.broadcast_to(padding, 3)
+    if mode == "zeros":
+        return True
+    return any(pads) and (mode != "reflect" or all(p < n for p, n in zip(pads, x_shape[-3:])))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, mode", [
+    (x_shape, w_shape, kwargs, mode) for x_shape, w_shape, kwargs in CASES for mode in MODES
+    if _pads_fit(x_shape, kwargs, mode)])
+def test_matches_reference(x_shape, w_shape, kwargs, mode, dtype):
+    rng = np.random.default_rng(sum(x_shape) + sum(w_shape))
+    kwargs = dict(kwargs, padding_mode=mode)
+    for bias in (True, False):
+        x, w, b = random_operands(rng, x_shape, w_shape, bias, dtype)
+        out = conv3d(x, w, b, algorithm="tap-gemm", **kwargs)
+        assert out.shape == conv3d_reference(x, w, b, **kwargs).shape
+        assert_matches_reference(out, x, w, b, **kwargs)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("size, taps, stride, dilation, pad", [
+    (8, 5, 1, 1, 2), (4, 3, 1, 1, 1), (7, 3, 2, 1, 1), (9, 3, 1, 3, 3), (1, 3, 1, 1, 1), (5, 2, 1, 1, 0),
+    (6, 4, 3, 2, 4)])
+def test_each_taps_range_holds_exactly_the_outputs_that_read_the_input(size, taps, stride, dilation,
+                                                                      pad, mode):
+    if mode == "reflect" and pad >= size:
+        pytest.skip("reflect pads must be smaller than the extent")
+    padded = size + 2 * pad
+    outputs = (padded - dilation * (taps - 1) - 1) // stride + 1
+    source_map = index_map(padded, pad, size, padding_mode_code(mode))
+    ranges = tap_gemm.tap_ranges(source_map, taps, stride, dilation, outputs)
+    for tap in range(taps):
+        reading = {o for o in range(outputs) if source_map[o * stride + tap * dilation] >= 0}
+        assert set(range(*ranges[tap])) == reading
+    every = tap_gemm.tap_ranges(source_map, taps, stride, dilation, outputs, skip_padding=False)
+    assert np.all(every == (0, outputs))
+
+
+def test_read_share_counts_the_pairs_that_read_the_input():
+    plan = plan_conv3d((1, 8, 4, 8, 8), (8, 8, 5, 5, 5), padding=2)
+    assert tap_gemm.read_share(plan) == pytest.approx((14 / 20) * (34 / 40) ** 2)
+    assert tap_gemm.read_share(plan_conv3d((1, 8, 4, 8, 8), (8, 8, 3, 3, 3), padding=1,
+                                           padding_mode="reflect")) == 1.0
+
+
+def test_agrees_with_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x, w, b = random_operands(rng, (2, 24, 4, 6, 6), (16, 24, 3, 3, 3), True, np.float32)
+    ours = conv3d(x, w, b, padding=1, algorithm="tap-gemm")
+    theirs = torch.nn.functional.conv3d(*(torch.from_numpy(a) for a in (x, w, b)), padding=1).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=2e-5 * np.abs(theirs).max())
+
+
+def test_nan_and_inf_reach_the_outputs_whose_taps_read_them():
+    rng = np.random.default_rng(6)
+    x, w, b = random_operands(rng, (1, 4, 4, 5, 5), (3, 4, 3, 3, 3), True, np.float64)
+    x[0, 1, 2, 2, 3] = np.inf
+    x[0, 2, 0, 4, 0] = np.nan
+    out = conv3d(x, w, b, padding=1, algorithm="tap-gemm")
+    expected = conv3d_reference(x, w, b, padding=1)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+
+
+def test_bitwise_the_same_for_one_and_two_threads_and_any_chunking(monkeypatch):
+    rng = np.random.default_rng(7)
+    x, w, b = random_operands(rng, (2, 32, 3, 6, 5), (48, 32, 3, 3, 3), True, np.float32)
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        try:
+            results.append(conv3d(x, w, b, padding=1, algorithm="tap-gemm"))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    np.testing.assert_array_equal(results[0], results[1])
+    monkeypatch.setattr(tap_gemm, "TAP_GEMM_MAX_CHUNKS", 1)
+    assert_matches_reference(conv3d(x, w, b, padding=1, algorithm="tap-gemm"), x, w, b, padding=1)
+
+
+def test_chunks_cover_the_taps_within_the_partial_outputs_budget():
+    for taps, output_bytes in [(125, 2 ** 10), (27, 2 ** 30), (1, 1), (8, 2 ** 20)]:
+        chunks = tap_gemm.tap_chunks(taps, output_bytes)
+        assert chunks[0, 0] == 0 and chunks[-1, 1] == taps
+        assert np.all(chunks[1:, 0] == chunks[:-1, 1]) and np.all(chunks[:, 1] > chunks[:, 0])
+        assert len(chunks) * output_bytes <= max(output_bytes, tap_gemm.TAP_GEMM_PARTIAL_BYTES)
+
+
+def test_the_input_gradient_takes_it_where_the_forward_would():
+    rng = np.random.default_rng(8)
+    x, w, _ = random_operands(rng, (1, 128, 4, 8, 8), (128, 128, 5, 5, 5), False, np.float32)
+    g = rng.standard_normal((1, 128, 4, 8, 8)).astype(np.float32)
+    assert plan_conv3d(g.shape, (128, 128, 5, 5, 5), padding=2).algorithm == "tap-gemm"
+    expected = conv3d_input(x.shape, w.astype(np.float64), g.astype(np.float64), padding=2)
+    magnitudes = conv3d_input(x.shape, np.abs(w).astype(np.float64), np.abs(g).astype(np.float64),
+                              padding=2)
+    bound = (128 * 125 + 2) * np.finfo(np.float32).eps * magnitudes
+    assert np.all(np.abs(conv3d_input(x.shape, w, g, padding=2) - expected) <= bound)
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, padding, mode, expected", [
+    ((1, 256, 4, 8, 8), (256, 256, 5, 5, 5), 2, "zeros", True),
+    ((1, 128, 4, 8, 8), (128, 128, 5, 5, 5), 2, "zeros", True),
+    ((1, 512, 4, 14, 14), (512, 512, 3, 3, 3), 1, "zeros", True),
+    ((1, 128, 4, 8, 8), (128, 128, 5, 5, 5), 2, "replicate", False),
+    ((1, 128, 8, 8, 8), (128, 128, 3, 3, 3), 1, "zeros", False),
+    ((1, 64, 4, 8, 8), (64, 64, 5, 5, 5), 2, "zeros", False),
+    ((1, 256, 2, 4, 4), (256, 256, 5, 5, 5), 2, "zeros", False),
+])
+def test_where_the_planner_takes_it(input_shape, weight_shape, padding, mode, expected):
+    plan = plan_conv3d(input_shape, weight_shape, padding=padding, padding_mode=mode)
+    assert (plan.algorithm == "tap-gemm") == expected, plan.algorithm
+
+
+def test_without_openblas_it_does_not_serve(monkeypatch):
+    monkeypatch.setattr(blas, "openblas", lambda: None)
+    plan = plan_conv3d((1, 256, 4, 8, 8), (256, 256, 5, 5, 5), padding=2)
+    assert not tap_gemm.serves(plan)
+    with pytest.raises(ValueError, match="tap-gemm"):
+        plan_conv3d((1, 8, 4, 8, 8), (8, 8, 3, 3, 3), padding=1, algorithm="tap-gemm")
