@@ -116,6 +116,25 @@ def test_the_calling_threads_openblas_count_is_put_back():
         setter(previous)
 
 
+def test_pieces_leave_the_count_at_one_and_the_caller_puts_it_back():
+    # NumPy's OpenBLAS shares the "thread-local" count between threads: a worker putting its count back
+    # while another computes could leave it at 1 (seen in CI), so only the caller puts it back.
+    setter = _openblas_or_skip().set_local_threads
+    a, b = _operands(300, 200, 100, False, np.float64)
+    out = np.empty((300, 100))
+    table = blas._piece_table(blas.openblas(), blas._split(a, b, out), out.dtype)
+    previous = setter(3)
+    try:
+        blas.run_pieces(*table)
+        assert setter(3) == 1
+        with blas.one_thread(blas.openblas()):
+            assert setter(1) == 1
+        assert setter(3) == 3
+    finally:
+        setter(previous)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+
+
 def test_without_openblas_the_product_is_numpys(monkeypatch):
     monkeypatch.setattr(blas, "openblas", lambda: None)
     a, b = _operands(120, 30, 40, True, np.float64)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from checks import assert_matches_reference, random_operands
-from numba_conv3d import conv3d, conv3d_input, plan_conv3d
+from numba_conv3d import conv3d, conv3d_input, conv3d_weight, plan_conv3d
 from numba_conv3d.cpu import blas, tap_gemm
 from numba_conv3d.cpu.slab import index_map
 from numba_conv3d.shape_rules import padding_mode_code
@@ -69,6 +69,55 @@ def test_each_taps_range_holds_exactly_the_outputs_that_read_the_input(size, tap
         assert set(range(*ranges[tap])) == reading
     every = tap_gemm.tap_ranges(source_map, taps, stride, dilation, outputs, skip_padding=False)
     assert np.all(every == (0, outputs))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, mode", [
+    (x_shape, w_shape, kwargs, mode) for x_shape, w_shape, kwargs in CASES for mode in MODES
+    if _pads_fit(x_shape, kwargs, mode) and x_shape[0] > 0 and len(x_shape) == 5])
+def test_weight_gradient_matches_reference(x_shape, w_shape, kwargs, mode, dtype):
+    rng = np.random.default_rng(sum(x_shape) + 2 * sum(w_shape))
+    kwargs = dict(kwargs, padding_mode=mode)
+    x, w, _ = random_operands(rng, x_shape, w_shape, False, dtype)
+    plan = plan_conv3d(x_shape, w_shape, dtype=dtype, **kwargs)
+    g = rng.standard_normal((plan.batch, plan.out_channels) + plan.output_size).astype(dtype)
+    result = tap_gemm.weight_grad(x, g, w_shape, plan.stride, plan.dilation, plan.pad_front,
+                                  plan.padded_size, plan.mode_code, plan.groups)
+    exact = conv3d_weight(x.astype(np.float64), w_shape, g.astype(np.float64), **kwargs)
+    magnitudes = conv3d_weight(np.abs(x).astype(np.float64), w_shape, np.abs(g).astype(np.float64),
+                               **kwargs)
+    length = plan.batch * int(np.prod(plan.output_size))
+    assert np.all(np.abs(result - exact) <= (length + 2) * np.finfo(dtype).eps * magnitudes)
+
+
+def test_weight_gradient_nan_and_inf_reach_every_tap_that_reads_them():
+    rng = np.random.default_rng(9)
+    x, w, _ = random_operands(rng, (1, 3, 4, 5, 5), (4, 3, 3, 3, 3), False, np.float64)
+    g = rng.standard_normal((1, 4, 4, 5, 5))
+    g[0, 1, 0, 0, 0] = np.inf
+    x[0, 2, 3, 4, 4] = np.nan
+    plan = plan_conv3d(x.shape, w.shape, padding=1)
+    result = tap_gemm.weight_grad(x, g, w.shape, plan.stride, plan.dilation, plan.pad_front,
+                                  plan.padded_size, plan.mode_code, plan.groups)
+    expected = conv3d_weight(x, w.shape, g, padding=1)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(result), np.isinf(expected))
+
+
+def test_the_weight_gradient_takes_it_where_the_forward_does():
+    rng = np.random.default_rng(10)
+    x, w, _ = random_operands(rng, (1, 128, 4, 8, 8), (128, 128, 5, 5, 5), False, np.float32)
+    g = rng.standard_normal((1, 128, 4, 8, 8)).astype(np.float32)
+    calls = []
+    weight_grad = tap_gemm.weight_grad
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tap_gemm, "weight_grad", lambda *args: calls.append(1) or weight_grad(*args))
+        result = conv3d_weight(x, w.shape, g, padding=2)
+    assert calls
+    exact = conv3d_weight(x.astype(np.float64), w.shape, g.astype(np.float64), padding=2)
+    magnitudes = conv3d_weight(np.abs(x).astype(np.float64), w.shape, np.abs(g).astype(np.float64),
+                               padding=2)
+    assert np.all(np.abs(result - exact) <= (256 + 2) * np.finfo(np.float32).eps * magnitudes)
 
 
 def test_read_share_counts_the_pairs_that_read_the_input():

@@ -13,6 +13,7 @@ differed from run to run). Where NumPy's BLAS is not such an OpenBLAS (or is not
 ``/proc/self/maps``), a product is NumPy's ``matmul`` as it is; where CBLAS cannot read an operand in
 place, NumPy's ``matmul`` with the thread's OpenBLAS count at 1.
 """
+import contextlib
 import ctypes
 import functools
 import os
@@ -144,6 +145,17 @@ def _piece_table(openblas, pieces, dtype):
             sizes, addresses, dtype.type(1))
 
 
+@contextlib.contextmanager
+def one_thread(library):
+    """OpenBLAS's thread count at 1 for the calling thread meanwhile (and for every thread, in builds
+    where that count is shared), then as it was."""
+    previous = library.set_local_threads(1)
+    try:
+        yield
+    finally:
+        library.set_local_threads(previous)
+
+
 def matmul(a, b, out=None):
     """``a @ b`` for 2-D arrays (into ``out`` when given), as NumPy computes it, with no OpenBLAS thread
     left spinning (see the module's docstring).
@@ -161,12 +173,9 @@ def matmul(a, b, out=None):
     table = None
     if out.dtype in library.gemm_addresses and a.dtype == b.dtype == out.dtype:
         table = _piece_table(library, _split(a, b, out), out.dtype)
-    if table is not None:
-        run_pieces(*table)
-        return out
-    previous = library.set_local_threads(1)
-    try:
-        np.matmul(a, b, out=out)
-    finally:
-        library.set_local_threads(previous)
+    with one_thread(library):
+        if table is not None:
+            run_pieces(*table)
+        else:
+            np.matmul(a, b, out=out)
     return out

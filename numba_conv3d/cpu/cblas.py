@@ -2,9 +2,11 @@
 
 The functions are called by address (a runtime argument, so that the compiled code goes into Numba's
 cache): ``cblas_?gemm`` of row-major CBLAS, and ``openblas_set_num_threads_local``, which a thread
-sets to 1 around its calls so that no OpenBLAS worker starts. ``run_pieces`` spreads the pieces of a
-product over Numba's threads (``blas.py`` says why: pieces on a pool of Python threads, through NumPy's
-``matmul``, held the GIL for part of their time).
+sets to 1 before its calls so that no OpenBLAS worker starts. Whether that count is the thread's own
+or shared differs between OpenBLAS builds, so the Python caller sets it around the whole parallel call
+(``blas.one_thread``) and no worker puts a count back while another runs. ``run_pieces`` spreads the
+pieces of a product over Numba's threads (``blas.py`` says why: pieces on a pool of Python threads,
+through NumPy's ``matmul``, held the GIL for part of their time).
 """
 from llvmlite import ir
 from numba import njit, prange, types
@@ -70,13 +72,13 @@ def gemm(typingctx, address, integer, trans_a, trans_b, m, n, k, alpha, a, lda, 
 @njit(parallel=True, cache=True)
 def run_pieces(gemm_address, set_threads_address, integer, flags, sizes, addresses, alpha):
     """Compute each piece ``p`` of a product, ``c = a @ b``, by the ``cblas_?gemm`` at
-    ``gemm_address``, spread over Numba's threads, each with its OpenBLAS count at 1 meanwhile
-    (``set_threads_address``: that of ``openblas_set_num_threads_local``): ``flags[p]`` holds a's and
-    b's transpose flags, ``sizes[p]`` (m, n, k, lda, ldb, ldc), ``addresses[p]`` those of a, b and c;
-    ``integer`` and ``alpha`` as ``gemm`` takes them."""
+    ``gemm_address``, spread over Numba's threads, each setting its OpenBLAS count to 1 first
+    (``set_threads_address``: that of ``openblas_set_num_threads_local``; the caller puts its own count
+    back after, see ``blas.one_thread``): ``flags[p]`` holds a's and b's transpose flags, ``sizes[p]``
+    (m, n, k, lda, ldb, ldc), ``addresses[p]`` those of a, b and c; ``integer`` and ``alpha`` as
+    ``gemm`` takes them."""
     for piece in prange(addresses.shape[0]):
-        previous = set_local_threads(set_threads_address, 1)
+        set_local_threads(set_threads_address, 1)
         m, n, k, lda, ldb, ldc = sizes[piece]
         gemm(gemm_address, integer, flags[piece, 0], flags[piece, 1], m, n, k, alpha, addresses[piece, 0],
              lda, addresses[piece, 1], ldb, alpha * 0, addresses[piece, 2], ldc)
-        set_local_threads(set_threads_address, previous)

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..parallelism import safe_to_run
-from . import gemm
+from . import gemm, tap_gemm
 from .input_grad import padded_input_grad
 from .pad_fold import fold_padding
 from .weight_grad import weight_grad
@@ -136,9 +136,14 @@ def fold(plan, padded, bias):
 
 
 def weight_gradient(plan, input, grad):
-    """The weight's gradient, ``plan.weight_shape``, from the batched input and output gradient: as a
-    matrix product where ``gemm.computes_weight_grad``, else by the weight-gradient kernel."""
+    """The weight's gradient, ``plan.weight_shape``, from the batched input and output gradient: one
+    product per tap where the forward plan takes the tap-by-tap products, as a matrix product where
+    ``gemm.computes_weight_grad``, else by the weight-gradient kernel."""
     with safe_to_run():
+        if plan.algorithm == "tap-gemm":
+            return tap_gemm.weight_grad(np.ascontiguousarray(input), np.ascontiguousarray(grad),
+                                        plan.weight_shape, plan.stride, plan.dilation, plan.pad_front,
+                                        plan.padded_size, plan.mode_code, plan.groups)
         if gemm.computes_weight_grad(plan):
             return gemm.weight_grad(np.ascontiguousarray(input), np.ascontiguousarray(grad),
                                     plan.weight_shape, plan.stride, plan.dilation, plan.pad_front,

@@ -19,10 +19,11 @@ over the input channels; the rounding is that of a direct sum over ``C_in/g`` x 
 """
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
 from ..config import TAP_GEMM_MAX_CHUNKS, TAP_GEMM_PARTIAL_BYTES
 from . import blas
-from .cblas import AS_STORED, gemm, set_local_threads
+from .cblas import AS_STORED, TRANSPOSED, gemm, set_local_threads
 from .register_blocks import skips_padding
 from .slab import index_map
 
@@ -100,70 +101,136 @@ def pack_weights(weight, groups):
     return packed
 
 
+@register_jitable
+def _tap_box(tap, kernel, ranges_d, ranges_h, ranges_w):
+    """Tap ``tap`` (flattened over the kernel) as (kd, kh, kw) and its box of outputs: first and stop
+    along D, H and W."""
+    kd, kh, kw = tap // (kernel[1] * kernel[2]), tap // kernel[2] % kernel[1], tap % kernel[2]
+    return (kd, kh, kw, ranges_d[kd, 0], ranges_d[kd, 1], ranges_h[kh, 0], ranges_h[kh, 1],
+            ranges_w[kw, 0], ranges_w[kw, 1])
+
+
+@register_jitable
+def _gather_input(x, g, box, stride, dilation, map_d, map_h, map_w, affine_w, columns):
+    """Fill ``columns`` (C_in/g rows of N x the box's outputs) with the input that tap ``box`` (as
+    ``_tap_box`` gives it) reads for group ``g``: zeros where it reads padding. Where ``affine_w[kw]``,
+    the columns a tap reads along W step evenly through the input (a plain strided copy)."""
+    kd, kh, kw, d0, d1, h0, h1, w0, w1 = box
+    batch, in_per_group = x.shape[0], columns.shape[0]
+    run, first_w = w1 - w0, w0 * stride[2] + kw * dilation[2]
+    source_w = map_w[first_w]
+    for c in range(in_per_group):
+        target = 0
+        row = columns[c]
+        for n in range(batch):
+            for z in range(d0, d1):
+                source_d = map_d[z * stride[0] + kd * dilation[0]]
+                for y in range(h0, h1):
+                    source_h = map_h[y * stride[1] + kh * dilation[1]]
+                    source = x[n, g * in_per_group + c, max(source_d, 0), max(source_h, 0)]
+                    if source_d < 0 or source_h < 0:
+                        for j in range(run):
+                            row[target + j] = 0
+                    elif affine_w[kw]:
+                        for j in range(run):
+                            row[target + j] = source[source_w + j * stride[2]]
+                    else:
+                        for j in range(run):
+                            column = map_w[first_w + j * stride[2]]
+                            row[target + j] = source[column] if column >= 0 else 0
+                    target += run
+
+
 @njit(parallel=True, cache=True)
 def _tap_partials(x, packed, kernel, stride, dilation, map_d, map_h, map_w, ranges_d, ranges_h, ranges_w,
                   affine_w, chunks, partials, one, gemm_address, set_threads_address, integer):
     """Fill ``partials[g, chunk]`` (N, C_out/g, OD, OH, OW) with the products of the chunk's taps of
-    group ``g`` (see the module's docstring), tap by tap: gathers the columns, multiplies them by the
-    tap's packed weights (``pack_weights``) and adds the products (``one``: 1 of the dtype). Where
-    ``affine_w[kw]``, the columns a tap reads along W step evenly through the input (no padding inside
-    its range: a plain strided copy)."""
+    group ``g`` (see the module's docstring), tap by tap: gathers the columns (``_gather_input``),
+    multiplies them by the tap's packed weights (``pack_weights``) and adds the products (``one``: 1
+    of the dtype)."""
     groups, chunk_count, batch, out_per_group = partials.shape[:4]
     out_depth, out_height, out_width = partials.shape[4:]
     in_per_group = packed.shape[3]
     box_limit = out_depth * out_height * out_width * batch
     for task in prange(groups * chunk_count):
         g, chunk = task // chunk_count, task % chunk_count
-        first_tap, stop_tap = chunks[chunk, 0], chunks[chunk, 1]
         partial = partials[g, chunk]
         flat = partial.reshape(partial.size)
         for q in range(flat.size):
             flat[q] = 0
-        columns = np.empty(in_per_group * box_limit, x.dtype)
+        buffer = np.empty(in_per_group * box_limit, x.dtype)
         products = np.empty(out_per_group * box_limit, x.dtype)
-        previous = set_local_threads(set_threads_address, 1)
-        for tap in range(first_tap, stop_tap):
-            kd, kh, kw = tap // (kernel[1] * kernel[2]), tap // kernel[2] % kernel[1], tap % kernel[2]
-            d0, d1, h0, h1 = ranges_d[kd, 0], ranges_d[kd, 1], ranges_h[kh, 0], ranges_h[kh, 1]
-            w0, w1 = ranges_w[kw, 0], ranges_w[kw, 1]
+        set_local_threads(set_threads_address, 1)
+        for tap in range(chunks[chunk, 0], chunks[chunk, 1]):
+            box = _tap_box(tap, kernel, ranges_d, ranges_h, ranges_w)
+            d0, d1, h0, h1, w0, w1 = box[3:]
             count = (d1 - d0) * (h1 - h0) * (w1 - w0)
             if count == 0:
                 continue
             width = batch * count
-            run, first_w = w1 - w0, w0 * stride[2] + kw * dilation[2]
-            source_w = map_w[first_w]
-            for c in range(in_per_group):
-                for n in range(batch):
-                    target = c * width + n * count
-                    for z in range(d0, d1):
-                        source_d = map_d[z * stride[0] + kd * dilation[0]]
-                        for y in range(h0, h1):
-                            source_h = map_h[y * stride[1] + kh * dilation[1]]
-                            source = x[n, g * in_per_group + c, max(source_d, 0), max(source_h, 0)]
-                            if source_d < 0 or source_h < 0:
-                                for j in range(run):
-                                    columns[target + j] = 0
-                            elif affine_w[kw]:
-                                for j in range(run):
-                                    columns[target + j] = source[source_w + j * stride[2]]
-                            else:
-                                for j in range(run):
-                                    column = map_w[first_w + j * stride[2]]
-                                    columns[target + j] = source[column] if column >= 0 else 0
-                            target += run
+            columns = buffer[:in_per_group * width].reshape(in_per_group, width)
+            _gather_input(x, g, box, stride, dilation, map_d, map_h, map_w, affine_w, columns)
             gemm(gemm_address, integer, AS_STORED, AS_STORED, out_per_group, width, in_per_group,
                  one, packed[g, tap].ctypes.data, in_per_group, columns.ctypes.data, width,
                  one * 0, products.ctypes.data, width)
-            for n in range(batch):
-                for o in range(out_per_group):
-                    source_index = o * width + n * count
+            for o in range(out_per_group):
+                source_index = o * width
+                for n in range(batch):
                     for z in range(d0, d1):
                         for y in range(h0, h1):
                             target_row = partial[n, o, z, y]
-                            for j in range(run):
+                            for j in range(w1 - w0):
                                 target_row[w0 + j] += products[source_index + j]
-                            source_index += run
-        set_local_threads(set_threads_address, previous)
+                            source_index += w1 - w0
+
+
+@njit(parallel=True, cache=True)
+def _tap_weight_grads(x, grad, kernel, stride, dilation, map_d, map_h, map_w, ranges_d, ranges_h,
+                      ranges_w, affine_w, result, one, gemm_address, set_threads_address, integer):
+    """Fill ``result[g, tap]`` (C_out/g x C_in/g) with the weight gradient of group ``g``'s tap: the
+    output gradient over the tap's box of outputs (C_out/g x N x the box) times the input the tap
+    reads there (``_gather_input``), transposed; one task per (group, tap)."""
+    groups, taps, out_per_group, in_per_group = result.shape
+    for task in prange(groups * taps):
+        g, tap = task // taps, task % taps
+        target = result[g, tap]
+        box = _tap_box(tap, kernel, ranges_d, ranges_h, ranges_w)
+        d0, d1, h0, h1, w0, w1 = box[3:]
+        width = x.shape[0] * (d1 - d0) * (h1 - h0) * (w1 - w0)
+        if width == 0:
+            for o in range(out_per_group):
+                for c in range(in_per_group):
+                    target[o, c] = 0
+            continue
+        columns = np.empty((in_per_group, width), x.dtype)
+        _gather_input(x, g, box, stride, dilation, map_d, map_h, map_w, affine_w, columns)
+        outputs = np.empty((out_per_group, width), x.dtype)
+        for o in range(out_per_group):
+            index = 0
+            for n in range(x.shape[0]):
+                for z in range(d0, d1):
+                    for y in range(h0, h1):
+                        source = grad[n, g * out_per_group + o, z, y]
+                        for j in range(w1 - w0):
+                            outputs[o, index + j] = source[w0 + j]
+                        index += w1 - w0
+        set_local_threads(set_threads_address, 1)
+        gemm(gemm_address, integer, AS_STORED, TRANSPOSED, out_per_group, in_per_group, width, one,
+             outputs.ctypes.data, width, columns.ctypes.data, width, one * 0, target.ctypes.data,
+             in_per_group)
+
+
+@njit(parallel=True, cache=True)
+def _unpack_weights(packed, out):
+    """``pack_weights`` undone: (g, taps, C_out/g, C_in/g) -> ``out`` (C_out, C_in/g, taps)."""
+    groups, taps, out_per_group, in_per_group = packed.shape
+    for o in prange(groups * out_per_group):
+        g, local = o // out_per_group, o % out_per_group
+        target = out[o]
+        for tap in range(taps):
+            source = packed[g, tap, local]
+            for c in range(in_per_group):
+                target[c, tap] = source[c]
 
 
 @njit(parallel=True, cache=True)
@@ -189,25 +256,55 @@ def _add_partials(partials, bias, has_bias, out):
                 target[q] += bias[o]
 
 
+def _geometry(x, output_size, kernel, stride, dilation, pad_front, padded, mode, skip):
+    """The index maps, each tap's range of outputs per dimension (every output unless ``skip``), and
+    whether each W tap reads evenly, as the jitted tasks take them."""
+    maps = [index_map(padded[d], pad_front[d], x.shape[2 + d], mode) for d in range(3)]
+    ranges = [tap_ranges(maps[d], kernel[d], stride[d], dilation[d], output_size[d], skip)
+              for d in range(3)]
+    return (np.array(kernel, np.int64), np.array(stride, np.int64), np.array(dilation, np.int64), *maps,
+            *ranges, reads_evenly(maps[2], ranges[2], stride[2], dilation[2]))
+
+
+def _library_arguments(dtype):
+    """What the jitted tasks take to call OpenBLAS: 1 of ``dtype``, the addresses of its gemm and of
+    the thread-count setter (each task sets its count to 1; the caller puts its own back, as
+    ``blas.one_thread`` does), a zero of its integer type."""
+    library = blas.openblas()
+    return (dtype.type(1), library.gemm_addresses[dtype], library.set_local_threads_address,
+            library.integer(0))
+
+
 def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
     """Fill the batched ``out`` from the batched ``x``, one product per tap (see the module's
     docstring); the arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute`
     takes them."""
-    library = blas.openblas()
-    kernel = weight.shape[2:]
-    maps = [index_map(padded[d], pad_front[d], x.shape[2 + d], mode) for d in range(3)]
-    skip = skips_padding(x, weight, padded, mode)
-    ranges = [tap_ranges(maps[d], kernel[d], stride[d], dilation[d], out.shape[2 + d], skip)
-              for d in range(3)]
-    affine_w = reads_evenly(maps[2], ranges[2], stride[2], dilation[2])
+    geometry = _geometry(x, out.shape[2:], weight.shape[2:], stride, dilation, pad_front, padded, mode,
+                         skips_padding(x, weight, padded, mode))
     out_per_group = out.shape[1] // groups
-    chunks = tap_chunks(int(np.prod(kernel)), out.nbytes)
+    chunks = tap_chunks(int(np.prod(weight.shape[2:])), out.nbytes)
     partials = np.empty((groups, len(chunks), out.shape[0], out_per_group) + out.shape[2:], x.dtype)
-    _tap_partials(x, pack_weights(np.ascontiguousarray(weight), groups), np.array(kernel, np.int64),
-                  np.array(stride, np.int64), np.array(dilation, np.int64), *maps, *ranges, affine_w,
-                  chunks, partials, x.dtype.type(1), library.gemm_addresses[x.dtype],
-                  library.set_local_threads_address, library.integer(0))
+    with blas.one_thread(blas.openblas()):
+        _tap_partials(x, pack_weights(np.ascontiguousarray(weight), groups), *geometry, chunks, partials,
+                      *_library_arguments(x.dtype))
     _add_partials(partials, bias, has_bias, out)
+
+
+def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode, groups):
+    """The weight's gradient (``weight_shape``) from the batched input ``x`` and output gradient
+    ``grad`` (C-contiguous), one product per tap over the outputs whose tap reads the input (every
+    output where ``grad`` holds an Inf or NaN, whose product with padding's zero is NaN)."""
+    kernel = weight_shape[2:]
+    geometry = _geometry(x, grad.shape[2:], kernel, stride, dilation, pad_front, padded, mode,
+                         skips_padding(x, grad, padded, mode))
+    out_per_group = weight_shape[0] // groups
+    taps = int(np.prod(kernel))
+    per_tap = np.empty((groups, taps, out_per_group, weight_shape[1]), x.dtype)
+    with blas.one_thread(blas.openblas()):
+        _tap_weight_grads(x, grad, *geometry, per_tap, *_library_arguments(x.dtype))
+    result = np.empty((weight_shape[0], weight_shape[1], taps), x.dtype)
+    _unpack_weights(per_tap, result)
+    return result.reshape(weight_shape)
 
 
 def workspace_bytes(plan):
