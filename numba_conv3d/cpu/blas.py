@@ -5,8 +5,11 @@ threaded product, so that whatever runs next gets a core less: on 2 cores, torch
 ran 30 ms instead of 0.3-0.9 ms 10 ms after one of our products, a torch k3 layer 80 ms instead of 34,
 our depthwise kernel 1.25 ms instead of 0.93 (docs/ARCHITECTURE.md, "Networks suite and new routes").
 Here a product is cut into pieces of rows or of columns (``_split``), each computed by one call of
-OpenBLAS's ``cblas_?gemm`` on one of Numba's threads with OpenBLAS's thread-local thread count at 1
+OpenBLAS's ``cblas_?gemm`` on one of Numba's threads with OpenBLAS's thread count at 1
 (``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27; ``cblas.run_pieces``): no OpenBLAS worker runs.
+In NumPy's OpenBLAS that "local" count is shared by all threads (a count set on one thread is the one
+another thread reads back), so the caller sets it around the whole product and puts it back after
+(``one_thread``); meanwhile other threads' OpenBLAS products run on one thread too.
 The pieces depend on the product's shape alone (``_piece_bounds``) and never split a sum, so the result
 is bitwise the same for any thread count; OpenBLAS's own threads were not (a weight gradient's product
 differed from run to run). Where NumPy's BLAS is not such an OpenBLAS (or is not found through
@@ -38,7 +41,7 @@ PIECE_ALIGNMENT = 16
 
 @dataclass(frozen=True)
 class _OpenBLAS:
-    """NumPy's OpenBLAS: its thread-local thread count setter (a ctypes function and its address), the
+    """NumPy's OpenBLAS: its thread count setter (a ctypes function and its address), the
     addresses of its ``cblas_?gemm`` by dtype, and the dtype of its integers."""
 
     set_local_threads: object
@@ -61,8 +64,8 @@ def _gemm_address(library, letter):
 
 @functools.cache
 def openblas():
-    """The OpenBLAS that NumPy loaded, if it has thread-local counts and both real ``cblas_?gemm``;
-    else None."""
+    """The OpenBLAS that NumPy loaded, if it has ``openblas_set_num_threads_local`` and both real
+    ``cblas_?gemm``; else None."""
     numpy_root = os.path.dirname(os.path.dirname(np.__file__))
     try:
         with open("/proc/self/maps") as maps:
