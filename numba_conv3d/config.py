@@ -155,14 +155,15 @@ TAP_GEMM_PARTIAL_BYTES = 32 * 2 ** 20
 # Where the planner prefers the tap-by-tap products to the channel-vectorized kernel
 # (``cpu.prefers_tap_gemm``, only where that kernel is the pick): at least TAP_GEMM_MIN_CHANNELS input
 # and output channels per group, and at most TAP_GEMM_MAX_SHARE of the (output, tap) pairs reading the
-# input (``tap_gemm.read_share``), TAP_GEMM_WIDE_MAX_SHARE from TAP_GEMM_WIDE_CHANNELS output channels
-# per group. Measured on 2-core Zen 4
-# (float32, same process, channel-vectorized time / tap-by-tap time): 4x8x8 k5 with 256 channels (share
-# 0.50) 1.56, with 128 1.13; 4x14x14 k3 512 -> 512 and 256 -> 512 (share 0.75) 1.15-1.16; losing: 8x8x8 k3
-# with 64-128 channels (share 0.77) 0.62-0.74, 16x7x7 1x3x3 with 512 (share 0.82) 0.97.
+# input (``tap_gemm.read_share``); TAP_GEMM_WIDE_MAX_SHARE from TAP_GEMM_WIDE_CHANNELS input and output
+# channels per group. Measured on 2-core Zen 4 (float32, same process, 10 ms pause before each call,
+# channel-vectorized time / tap-by-tap time): 4x8x8 k5 with 256 channels (share 0.50) 1.35-1.56, with
+# 128 1.07-1.13; 4x14x14 k3 (share 0.75) 512 -> 512 1.07-1.16, 256 -> 512 0.99-1.15, 512 -> 256 0.96;
+# 8x8x8 k3 (share 0.77) 128 -> 256 0.86, 64-128 -> 64-128 0.62-0.74; 16x7x7 1x3x3 with 512 (share 0.82)
+# 0.97.
 TAP_GEMM_MIN_CHANNELS = 128
 TAP_GEMM_MAX_SHARE = 0.6
-TAP_GEMM_WIDE_CHANNELS = 256
+TAP_GEMM_WIDE_CHANNELS = 512
 TAP_GEMM_WIDE_MAX_SHARE = 0.8
 # Kernels of at most GEMM_FEW_TAPS taps (R(2+1)D's 3x1x1 temporal layers) give the register-blocked
 # kernels little reuse of each gathered input: GEMM from GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL positions

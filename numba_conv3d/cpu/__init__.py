@@ -88,7 +88,8 @@ def prefers_tap_gemm(plan):
     (``config.TAP_GEMM_*``, measured crossovers)."""
     if min(plan.in_per_group, plan.out_per_group) < TAP_GEMM_MIN_CHANNELS or prefers_gemm(plan):
         return False
-    limit = TAP_GEMM_WIDE_MAX_SHARE if plan.out_per_group >= TAP_GEMM_WIDE_CHANNELS else TAP_GEMM_MAX_SHARE
+    wide = min(plan.in_per_group, plan.out_per_group) >= TAP_GEMM_WIDE_CHANNELS
+    limit = TAP_GEMM_WIDE_MAX_SHARE if wide else TAP_GEMM_MAX_SHARE
     return _picked(CHANNEL_VECTORIZED)(plan) and tap_gemm.read_share(plan) <= limit
 
 
@@ -187,10 +188,10 @@ ALGORITHMS = (
               prefers_winograd),
     Algorithm("tap-gemm", f"real dtype, NumPy's OpenBLAS; taken where the channel-vectorized kernel would "
               f"be, with >= {TAP_GEMM_MIN_CHANNELS} channels per group and at most {TAP_GEMM_MAX_SHARE:.0%} "
-              f"of the taps reading the input ({TAP_GEMM_WIDE_MAX_SHARE:.0%} from {TAP_GEMM_WIDE_CHANNELS} "
-              "output channels): one matrix product per kernel tap by OpenBLAS's gemm, over only the "
-              "outputs whose tap reads the input (4x8x8 k5 with 256 channels: 1.56x the channel-vectorized "
-              "kernel; 4x14x14 k3 with 512: 1.15x)",
+              f"of the (output, tap) pairs reading the input ({TAP_GEMM_WIDE_MAX_SHARE:.0%} from "
+              f"{TAP_GEMM_WIDE_CHANNELS} channels): one matrix product per kernel tap by OpenBLAS's gemm, "
+              "over only the outputs whose tap reads the input (4x8x8 k5 with 256 channels: 1.35-1.56x "
+              "the channel-vectorized kernel; 4x14x14 k3 with 512: 1.07-1.16x)",
               tap_gemm.serves, tap_gemm.workspace_bytes, _runner(tap_gemm.compute), prefers_tap_gemm),
     Algorithm("gemm", f"real dtype: a 1x1x1 unit-stride layer (>= {GEMM_UNIT_MIN_INPUTS} input channels "
               f"per group; the input is the matrix), a small output volume for many channels (>= "
