@@ -92,6 +92,14 @@ def test_pieces_go_to_cblas_where_it_reads_them_in_place(monkeypatch, transposed
     np.testing.assert_allclose(result, a @ b, rtol=1e-4, atol=1e-3)
 
 
+def test_a_product_of_one_piece_stays_on_the_calling_thread(monkeypatch):
+    _openblas_or_skip()
+    monkeypatch.setattr(blas, "run_pieces", lambda *table: pytest.fail("threads started for one piece"))
+    a, b = _operands(54, 8, 1, False, np.float32)
+    assert len(blas._split(a, b, np.empty((54, 1), np.float32))) == 1
+    np.testing.assert_array_equal(blas.matmul(a, b), np.matmul(a, b))
+
+
 def test_a_product_cblas_cannot_read_in_place_is_numpys(monkeypatch):
     openblas = _openblas_or_skip()
     monkeypatch.setattr(blas, "run_pieces", lambda *table: pytest.fail("CBLAS took a strided operand"))

@@ -5,7 +5,8 @@ threaded product, so that whatever runs next gets a core less: on 2 cores, torch
 ran 30 ms instead of 0.3-0.9 ms 10 ms after one of our products, a torch k3 layer 80 ms instead of 34,
 our depthwise kernel 1.25 ms instead of 0.93 (docs/ARCHITECTURE.md, "Networks suite and new routes").
 Here a product is cut into pieces of rows or of columns (``_split``), each computed by one call of
-OpenBLAS's ``cblas_?gemm`` on one of Numba's threads with OpenBLAS's thread count at 1
+OpenBLAS's ``cblas_?gemm`` on one of Numba's threads (a product of one piece: NumPy's ``matmul`` on the
+calling thread) with OpenBLAS's thread count at 1
 (``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27; ``cblas.run_pieces``): no OpenBLAS worker runs.
 In NumPy's OpenBLAS that "local" count is shared by all threads (a count set on one thread is the one
 another thread reads back), so the caller sets it around the whole product and puts it back after
@@ -173,9 +174,12 @@ def matmul(a, b, out=None):
     library = openblas()
     if library is None:
         return np.matmul(a, b, out=out)
+    pieces = _split(a, b, out)
     table = None
-    if out.dtype in library.gemm_addresses and a.dtype == b.dtype == out.dtype:
-        table = _piece_table(library, _split(a, b, out), out.dtype)
+    if len(pieces) > 1 and out.dtype in library.gemm_addresses and a.dtype == b.dtype == out.dtype:
+        table = _piece_table(library, pieces, out.dtype)
+    # One piece is computed on the calling thread: starting Numba's threads for it cost 40 us after a
+    # pause, more than a small product (an X3D squeeze-excitation layer: 0.12 -> 0.18 ms).
     with one_thread(library):
         if table is not None:
             run_pieces(*table)
