@@ -152,6 +152,26 @@ def random_operands(rng, input_shape, weight_shape, bias, dtype):
             draw((weight_shape[0],)) if bias else None)
 
 
+MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def pads_fit(x_shape, kwargs, mode):
+    """Whether ``mode`` takes the case's pads (reflect: smaller than the extent), which exist unless
+    the mode is zeros."""
+    padding = kwargs.get("padding", 0)
+    pads = (1, 1, 1) if padding == "same" else np.broadcast_to(padding, 3)
+    if mode == "zeros":
+        return True
+    return any(pads) and (mode != "reflect" or all(p < n for p, n in zip(pads, x_shape[-3:])))
+
+
+def mode_cases(shapes):
+    """(input shape, weight shape, kwargs, mode) for every case of ``shapes`` and padding mode that
+    takes its pads (``pads_fit``)."""
+    return [(x_shape, w_shape, kwargs, mode) for x_shape, w_shape, kwargs in shapes for mode in MODES
+            if pads_fit(x_shape, kwargs, mode)]
+
+
 def serving_algorithms(x, w, b=None, **kwargs):
     """Names of every CPU algorithm that serves this convolution (the planner's table, in order)."""
     from numba_conv3d.cpu import ALGORITHMS

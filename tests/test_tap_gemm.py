@@ -6,14 +6,12 @@ import numba
 import numpy as np
 import pytest
 
-from checks import assert_matches_reference, random_operands
+from checks import MODES, assert_matches_reference, mode_cases, random_operands
 from numba_conv3d import conv3d, conv3d_input, conv3d_weight, plan_conv3d
 from numba_conv3d.cpu import blas, tap_gemm
 from numba_conv3d.cpu.slab import index_map
 from numba_conv3d.shape_rules import padding_mode_code
 from reference import conv3d_reference
-
-MODES = ["zeros", "reflect", "replicate", "circular"]
 
 CASES = [
     ((2, 8, 4, 5, 6), (6, 8, 3, 3, 3), {"padding": 1}),
@@ -28,20 +26,8 @@ CASES = [
 ]
 
 
-def _pads_fit(x_shape, kwargs, mode):
-    """Whether ``mode`` takes the case's pads (reflect: smaller than the extent), which exist unless
-    the mode is zeros."""
-    padding = kwargs.get("padding", 0)
-    pads = (1, 1, 1) if padding == "same" else np.broadcast_to(padding, 3)
-    if mode == "zeros":
-        return True
-    return any(pads) and (mode != "reflect" or all(p < n for p, n in zip(pads, x_shape[-3:])))
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, w_shape, kwargs, mode", [
-    (x_shape, w_shape, kwargs, mode) for x_shape, w_shape, kwargs in CASES for mode in MODES
-    if _pads_fit(x_shape, kwargs, mode)])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, mode", mode_cases(CASES))
 def test_matches_reference(x_shape, w_shape, kwargs, mode, dtype):
     rng = np.random.default_rng(sum(x_shape) + sum(w_shape))
     kwargs = dict(kwargs, padding_mode=mode)
@@ -73,8 +59,7 @@ def test_each_taps_range_holds_exactly_the_outputs_that_read_the_input(size, tap
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, mode", [
-    (x_shape, w_shape, kwargs, mode) for x_shape, w_shape, kwargs in CASES for mode in MODES
-    if _pads_fit(x_shape, kwargs, mode) and x_shape[0] > 0 and len(x_shape) == 5])
+    case for case in mode_cases(CASES) if case[0][0] > 0 and len(case[0]) == 5])
 def test_weight_gradient_matches_reference(x_shape, w_shape, kwargs, mode, dtype):
     rng = np.random.default_rng(sum(x_shape) + 2 * sum(w_shape))
     kwargs = dict(kwargs, padding_mode=mode)

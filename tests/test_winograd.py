@@ -5,12 +5,10 @@ import numba
 import numpy as np
 import pytest
 
-from checks import (assert_close, assert_matches_winograd_bound, assert_nonfinite_as_direct_sums,
-                    direct_fallback, random_operands, serving_algorithms, spread_dynamic_range)
+from checks import (MODES, assert_close, assert_matches_winograd_bound, assert_nonfinite_as_direct_sums,
+                    direct_fallback, mode_cases, random_operands, serving_algorithms, spread_dynamic_range)
 from numba_conv3d import Conv3d, conv3d, conv3d_input, plan_conv3d
 from reference import conv3d_reference
-
-MODES = ["zeros", "reflect", "replicate", "circular"]
 
 
 SHAPES = [
@@ -29,20 +27,8 @@ SHAPES = [
 ]
 
 
-def _pads_fit(x_shape, kwargs, mode):
-    """Whether ``mode`` takes the case's pads (reflect needs pads smaller than the extent), and the
-    case has pads at all where the mode is not zeros."""
-    padding = kwargs["padding"]
-    pads = (1, 1, 1) if padding == "same" else np.broadcast_to(padding, 3)
-    if mode == "zeros":
-        return True
-    return any(pads) and (mode != "reflect" or all(p < n for p, n in zip(pads, x_shape[-3:])))
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, w_shape, kwargs, mode", [
-    (x_shape, w_shape, kwargs, mode) for x_shape, w_shape, kwargs in SHAPES for mode in MODES
-    if _pads_fit(x_shape, kwargs, mode)])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, mode", mode_cases(SHAPES))
 def test_matches_reference_within_its_bound(x_shape, w_shape, kwargs, mode, dtype):
     rng = np.random.default_rng(len(x_shape) + sum(w_shape))
     kwargs = dict(kwargs, padding_mode=mode)
