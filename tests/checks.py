@@ -172,6 +172,20 @@ def mode_cases(shapes):
             if pads_fit(x_shape, kwargs, mode)]
 
 
+def assert_forced_algorithm_within(algorithm, assert_bound, x_shape, w_shape, kwargs, mode, dtype):
+    """``algorithm`` forced on random operands of the case, with and without a bias: the reference's
+    shape, and values within ``assert_bound(out, x, w, b, **kwargs)``."""
+    from numba_conv3d import conv3d
+
+    rng = np.random.default_rng(len(x_shape) + sum(w_shape))
+    kwargs = dict(kwargs, padding_mode=mode)
+    for bias in (True, False):
+        x, w, b = random_operands(rng, x_shape, w_shape, bias, dtype)
+        out = conv3d(x, w, b, algorithm=algorithm, **kwargs)
+        assert out.shape == conv3d_reference(x, w, b, **kwargs).shape
+        assert_bound(out, x, w, b, **kwargs)
+
+
 def serving_algorithms(x, w, b=None, **kwargs):
     """Names of every CPU algorithm that serves this convolution (the planner's table, in order)."""
     from numba_conv3d.cpu import ALGORITHMS

@@ -6,7 +6,8 @@ import numba
 import numpy as np
 import pytest
 
-from checks import MODES, assert_matches_reference, mode_cases, random_operands
+from checks import (MODES, assert_forced_algorithm_within, assert_matches_reference, mode_cases,
+                    random_operands)
 from numba_conv3d import conv3d, conv3d_input, conv3d_weight, plan_conv3d
 from numba_conv3d.cpu import blas, tap_gemm
 from numba_conv3d.cpu.slab import index_map
@@ -29,13 +30,8 @@ CASES = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, mode", mode_cases(CASES))
 def test_matches_reference(x_shape, w_shape, kwargs, mode, dtype):
-    rng = np.random.default_rng(sum(x_shape) + sum(w_shape))
-    kwargs = dict(kwargs, padding_mode=mode)
-    for bias in (True, False):
-        x, w, b = random_operands(rng, x_shape, w_shape, bias, dtype)
-        out = conv3d(x, w, b, algorithm="tap-gemm", **kwargs)
-        assert out.shape == conv3d_reference(x, w, b, **kwargs).shape
-        assert_matches_reference(out, x, w, b, **kwargs)
+    assert_forced_algorithm_within("tap-gemm", assert_matches_reference, x_shape, w_shape, kwargs, mode,
+                                   dtype)
 
 
 @pytest.mark.parametrize("mode", MODES)
