@@ -28,7 +28,6 @@ from .register_blocks import skips_padding
 from .slab import index_map
 
 
-
 def serves(plan):
     """Whether this algorithm computes ``plan``: a real dtype, with NumPy's OpenBLAS found."""
     return not plan.is_complex and blas.openblas() is not None
@@ -308,11 +307,12 @@ def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode
 
 
 def workspace_bytes(plan):
-    """Bytes of one task's packed weights, columns and products (the partial outputs are counted by
-    the call's allocations)."""
+    """Bytes of one task's columns and products, plus the call's partial outputs (allocated once per
+    call, counted here per thread: an overestimate). The packed weights are the working copy of the
+    weights that the planner counts apart."""
     itemsize = np.dtype(plan.dtype).itemsize
     taps = int(np.prod(plan.kernel_size))
-    box = plan.batch * int(np.prod(plan.output_size))
-    chunk_taps = -(-taps // TAP_GEMM_MAX_CHUNKS)
-    return itemsize * (chunk_taps * plan.out_per_group * plan.in_per_group
-                       + (plan.in_per_group + plan.out_per_group) * box)
+    positions = plan.batch * int(np.prod(plan.output_size))
+    output_bytes = plan.out_channels * positions * itemsize
+    partials = len(tap_chunks(taps, output_bytes)) * output_bytes
+    return itemsize * (plan.in_per_group + plan.out_per_group) * positions + partials
