@@ -5,13 +5,13 @@ threaded product, so that whatever runs next gets a core less: on 2 cores, torch
 ran 30 ms instead of 0.3-0.9 ms 10 ms after one of our products, a torch k3 layer 80 ms instead of 34,
 our depthwise kernel 1.25 ms instead of 0.93 (docs/ARCHITECTURE.md, "Networks suite and new routes").
 Here a product is cut into pieces of rows or of columns (``_split``), each computed by one call of
-OpenBLAS's ``cblas_?gemm`` on one of Numba's threads (a product of one piece: NumPy's ``matmul`` on the
-calling thread) with OpenBLAS's thread count at 1
-(``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27; ``cblas.run_pieces``): no OpenBLAS worker runs.
-In NumPy's OpenBLAS that "local" count is shared by all threads (a count set on one thread is the one
-another thread reads back), so the caller sets it around the whole product and puts it back after
-(``one_thread``); meanwhile other threads' OpenBLAS products run on one thread too.
-The pieces depend on the product's shape alone (``_piece_bounds``) and never split a sum, so the result
+OpenBLAS's ``cblas_?gemm`` on one of Numba's threads (``cblas.run_pieces``; a product of one piece:
+NumPy's ``matmul`` on the calling thread) with OpenBLAS's thread count at 1
+(``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27): no OpenBLAS worker runs. In NumPy's OpenBLAS
+that "local" count is shared by all threads (a count set on one thread is the one another thread reads
+back), so the caller sets it around the whole product and puts it back after (``one_thread``);
+meanwhile other threads' OpenBLAS products run on one thread too. The pieces depend on the product's
+shape alone (``_piece_bounds``) and never split a sum, so the result
 is bitwise the same for any thread count; OpenBLAS's own threads were not (a weight gradient's product
 differed from run to run). Where NumPy's BLAS is not such an OpenBLAS (or is not found through
 ``/proc/self/maps``), a product is NumPy's ``matmul`` as it is; where CBLAS cannot read an operand in
@@ -39,6 +39,7 @@ SMALL_PRODUCT_FLOPS = 4e6
 # Pieces start at multiples of PIECE_ALIGNMENT rows (or columns), so that they hold whole tiles of the
 # GEMM kernels' unrolling (216 rows in pieces of 54: 0.56 ms; 64, 48, 64, 40: 0.37 ms).
 PIECE_ALIGNMENT = 16
+
 
 @dataclass(frozen=True)
 class _OpenBLAS:
