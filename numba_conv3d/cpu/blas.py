@@ -174,14 +174,16 @@ def matmul(a, b, out=None):
         out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
     library = openblas()
     if library is None:
-        return np.matmul(a, b, out=out)
+        with np.errstate(all="ignore"):
+            return np.matmul(a, b, out=out)
     pieces = _split(a, b, out)
     table = None
     if len(pieces) > 1 and out.dtype in library.gemm_addresses and a.dtype == b.dtype == out.dtype:
         table = _piece_table(library, pieces, out.dtype)
     # One piece is computed on the calling thread: starting Numba's threads for it cost 40 us after a
-    # pause, more than a small product (an X3D squeeze-excitation layer: 0.12 -> 0.18 ms).
-    with one_thread(library):
+    # pause, more than a small product (an X3D squeeze-excitation layer: 0.12 -> 0.18 ms). NaN and Inf
+    # pass through silently, as in the kernels (NumPy would warn).
+    with one_thread(library), np.errstate(all="ignore"):
         if table is not None:
             run_pieces(*table)
         else:
