@@ -17,7 +17,7 @@
 Usage (on the GPU machine): python benchmarks/cuda_session.py OUT_DIR [--quick] [--training]
 (--quick: fewer random correctness cases)
 Writes OUT_DIR/cuda_session.json and prints the tables; each section survives a failure of another, and
-the long ones stop at a time limit. The sweep prints the ``config.CUDA_GEMM_CLASSES`` table it measured
+the long ones stop at a time limit. The sweep prints the ``cuda_config.CUDA_GEMM_CLASSES`` table it measured
 (and the later sections run with it): commit it to ``numba_conv3d/config.py``.
 """
 import argparse
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 import numba_conv3d
-from numba_conv3d import config, conv3d, conv_transpose3d
+from numba_conv3d import conv3d, conv_transpose3d, cuda_config
 from numba_conv3d.bench_cases import CUDA_SUITE
 from numba_conv3d.networks import NETWORKS, network_layers
 from numba_conv3d.planner import plan_for_arrays
@@ -217,13 +217,14 @@ def correctness(cases, limit_s=60.0):
 
 
 def _set_classes(classes, tap_major_padding=None):
-    """Planner settings for the sweep: ``config.CUDA_GEMM_CLASSES`` rows, and the tap-by-tap threshold."""
+    """Planner settings for the sweep: ``cuda_config.CUDA_GEMM_CLASSES`` rows, and the tap-by-tap
+    threshold."""
     from numba_conv3d import plan_cache
     from numba_conv3d.cuda import gemm, geometry, operands
 
-    config.CUDA_GEMM_CLASSES = tuple(classes)
+    cuda_config.CUDA_GEMM_CLASSES = tuple(classes)
     if tap_major_padding is not None:
-        config.CUDA_GEMM_TAP_MAJOR_PADDING = tap_major_padding
+        cuda_config.CUDA_GEMM_TAP_MAJOR_PADDING = tap_major_padding
     for cached in (gemm._prepared, geometry.geometry, geometry.taps, operands.device_geometry):
         cached.cache_clear()
     plan_cache.clear()
@@ -283,7 +284,7 @@ def _class_of(channels, positions):
 
 
 def _table(rows, candidates):
-    """``config.CUDA_GEMM_CLASSES`` rows from the sweep: per class, the candidate with the least
+    """``cuda_config.CUDA_GEMM_CLASSES`` rows from the sweep: per class, the candidate with the least
     geometric mean of its time over the best time, on the class's layers (a class without layers takes
     its nearest measured neighbour's choice, fewer positions first)."""
     scores = {}
@@ -312,7 +313,7 @@ def _table(rows, candidates):
 def sweep(limit_s=100.0):
     from numba_conv3d.cuda import gemm_plan
 
-    default_classes = config.CUDA_GEMM_CLASSES
+    default_classes = cuda_config.CUDA_GEMM_CLASSES
     started = time.perf_counter()
     candidates = [(tile, target) for tile in SWEEP_TILES for target in SWEEP_TARGETS]
     rows, seen = [], set()
@@ -457,7 +458,7 @@ def _gradient_layers():
     input shape, weight shape, torch keywords)."""
     return [layer for layer in sweep_layers()
             if "padding_mode" not in layer[3] and layer[2][0] // layer[3].get("groups", 1)
-            >= config.CUDA_GEMM_MIN_OUT_CHANNELS]
+            >= cuda_config.CUDA_GEMM_MIN_OUT_CHANNELS]
 
 
 def _gradient_pieces(input_shape, weight_shape, kwargs):
@@ -518,7 +519,7 @@ def weight_sweep(limit_s=60.0):
         ours = pieces["weight"][0]
         cells = {}
         for tile, blocks in candidates:
-            config.CUDA_WEIGHT_GEMM_TILE, config.CUDA_WEIGHT_GEMM_BLOCKS = tile, blocks
+            cuda_config.CUDA_WEIGHT_GEMM_TILE, cuda_config.CUDA_WEIGHT_GEMM_BLOCKS = tile, blocks
             for cached in (weight_gemm._prepared, weight_gemm_plan.weight_geometry,
                            weight_gemm_plan.column_taps):
                 cached.cache_clear()
@@ -529,7 +530,7 @@ def weight_sweep(limit_s=60.0):
     scores = {key: sum(math.log(row["cells"][str(key)] / min(row["cells"].values())) for row in rows)
               for key in candidates}
     chosen = min(scores, key=scores.get)
-    config.CUDA_WEIGHT_GEMM_TILE, config.CUDA_WEIGHT_GEMM_BLOCKS = chosen
+    cuda_config.CUDA_WEIGHT_GEMM_TILE, cuda_config.CUDA_WEIGHT_GEMM_BLOCKS = chosen
     for cached in (weight_gemm._prepared, weight_gemm_plan.weight_geometry, weight_gemm_plan.column_taps):
         cached.cache_clear()
     print(f"chosen: CUDA_WEIGHT_GEMM_TILE = {chosen[0]}, CUDA_WEIGHT_GEMM_BLOCKS = {chosen[1]}", flush=True)
@@ -539,12 +540,12 @@ def weight_sweep(limit_s=60.0):
 @section("stride phases")
 def stride_phases(limit_s=60.0):
     """Each transposed layer of the networks suite by stride phases and by the upsampled correlation
-    (``config.CUDA_STRIDE_PHASES_MIN_MACS`` 0 and infinite), beside cuDNN, with the multiply-adds: the
+    (``cuda_config.CUDA_STRIDE_PHASES_MIN_MACS`` 0 and infinite), beside cuDNN, with the multiply-adds: the
     crossover to commit is the least multiply-adds from which the phases win."""
     started = time.perf_counter()
     rows = []
     seen = set()
-    chosen = config.CUDA_STRIDE_PHASES_MIN_MACS
+    chosen = cuda_config.CUDA_STRIDE_PHASES_MIN_MACS
     for network in ("unet3d", "vnet", "residual_unet"):
         for layer in network_layers(network):
             if not layer.transposed or layer.key in seen or time.perf_counter() - started > limit_s:
@@ -556,7 +557,7 @@ def stride_phases(limit_s=60.0):
             row = dict(layer=f"{network}:{layer.name}", macs=macs)
             ours = functools.partial(conv_transpose3d, x, w, b, **layer.kwargs)
             for name, threshold in (("phases_ms", 0), ("upsampled_ms", math.inf)):
-                config.CUDA_STRIDE_PHASES_MIN_MACS = threshold
+                cuda_config.CUDA_STRIDE_PHASES_MIN_MACS = threshold
                 row[name] = gpu_ms(ours, repeat=3, budget_ms=20)
             row["cudnn_ms"] = gpu_ms(functools.partial(torch.nn.functional.conv_transpose3d, x, w, b,
                                                        **layer.kwargs), repeat=3, budget_ms=20)
@@ -567,7 +568,7 @@ def stride_phases(limit_s=60.0):
     losing = [row["macs"] for row in rows if row["phases_ms"] >= row["upsampled_ms"]]
     print(f"phases win from {min(winning, default=math.inf):.3g} MACs; lose up to "
           f"{max(losing, default=0):.3g}", flush=True)
-    config.CUDA_STRIDE_PHASES_MIN_MACS = chosen
+    cuda_config.CUDA_STRIDE_PHASES_MIN_MACS = chosen
     return rows
 
 

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import config
+from . import config, cuda_config
 from .api import run_plan
 from .cuda.arrays import cuda_module
 from .dispatch import backend_of
@@ -114,10 +114,10 @@ def _by_upsampled_correlation(plan, grad, weight, conjugate, backend, bias):
 
 def _stride_phases_apply(plan, grad):
     """Whether a strided input gradient runs as stride-phase correlations: always on the CPU; on the GPU
-    from ``config.CUDA_STRIDE_PHASES_MIN_MACS`` multiply-adds (below, the upsampled correlation's
+    from ``cuda_config.CUDA_STRIDE_PHASES_MIN_MACS`` multiply-adds (below, the upsampled correlation's
     one launch costs less than the phases' several)."""
     return plan.stride != (1, 1, 1) and (plan.backend == "cpu"
-                                         or plan.macs >= config.CUDA_STRIDE_PHASES_MIN_MACS)
+                                         or plan.macs >= cuda_config.CUDA_STRIDE_PHASES_MIN_MACS)
 
 
 def _by_stride_phases(plan, grad, weight, conjugate, backend, bias):

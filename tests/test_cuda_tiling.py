@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from numba_conv3d import config, plan_conv3d
+from numba_conv3d import cuda_config, plan_conv3d
 from numba_conv3d.cuda import tiling
 from numba_conv3d.shape_rules import padded_source_index
 
@@ -26,11 +26,11 @@ def test_wide_dtypes_trade_rows_per_thread_for_thread_rows():
     for dtype in ("float32", "float64", "complex64", "complex128"):
         tile = tiling.channel_tile(dtype)
         sums = tile.rows_per_thread * tile.channels_per_thread * np.dtype(dtype).itemsize
-        assert sums <= config.CUDA_SUM_BYTES or tile.rows_per_thread == 1
+        assert sums <= cuda_config.CUDA_SUM_BYTES or tile.rows_per_thread == 1
 
 
 def test_a_tile_whose_threads_cannot_stage_its_weights_is_refused(monkeypatch):
-    monkeypatch.setattr(config, "CUDA_CHANNEL_TILE", dict(config.CUDA_CHANNEL_TILE, columns=3,
+    monkeypatch.setattr(cuda_config, "CUDA_CHANNEL_TILE", dict(cuda_config.CUDA_CHANNEL_TILE, columns=3,
                                                           thread_rows=1, channel_threads=2))
     with pytest.raises(ValueError, match=r"CUDA_CHANNEL_TILE: the block's 6 threads must be a multiple"):
         tiling.channel_tile("float32")
@@ -64,7 +64,7 @@ def test_a_gemm_tile_that_breaks_a_rule_is_refused():
 def test_layer_classes_pick_tiles_by_channels_and_positions(monkeypatch):
     from numba_conv3d.cuda import gemm_plan
 
-    monkeypatch.setattr(config, "CUDA_GEMM_CLASSES", (
+    monkeypatch.setattr(cuda_config, "CUDA_GEMM_CLASSES", (
         (16, None, (128, 16, 8, 4, 4), 0), (None, 4096, (64, 64, 8, 4, 4), 264),
         (None, None, (128, 64, 8, 8, 4), 0)))
     narrow = plan_conv3d((1, 8, 8, 8, 8), (16, 8, 3, 3, 3), padding=1, backend="cuda")
@@ -78,15 +78,16 @@ def test_layer_classes_pick_tiles_by_channels_and_positions(monkeypatch):
 def test_a_small_volume_splits_its_reduction_in_whole_stages(monkeypatch):
     from numba_conv3d.cuda import gemm_plan
 
-    monkeypatch.setattr(config, "CUDA_GEMM_CLASSES", ((None, None, (64, 64, 8, 4, 4), 264),))
-    monkeypatch.setattr(config, "CUDA_GEMM_TAP_MAJOR_MIN_MACS", 0)
+    monkeypatch.setattr(cuda_config, "CUDA_GEMM_CLASSES", ((None, None, (64, 64, 8, 4, 4), 264),))
+    monkeypatch.setattr(cuda_config, "CUDA_GEMM_TAP_MAJOR_MIN_MACS", 0)
     plan = plan_conv3d((1, 512, 2, 7, 7), (512, 512, 3, 3, 3), padding=1, backend="cuda")
     launch = gemm_plan.launch_for(plan)
     assert launch.tap_major and launch.stages == 27 * 512 // 8
     blocks = launch.grid[0] * launch.grid[1]
     assert blocks == 2 * 8 and launch.splits == launch.grid[2] > 1
     per_split = -(-launch.stages // launch.splits)
-    assert per_split >= config.CUDA_GEMM_MIN_SPLIT_STAGES and (launch.splits - 1) * per_split < launch.stages
+    assert per_split >= cuda_config.CUDA_GEMM_MIN_SPLIT_STAGES
+    assert (launch.splits - 1) * per_split < launch.stages
     assert blocks * launch.splits >= 264
 
 
@@ -94,7 +95,7 @@ def test_a_small_volume_splits_its_reduction_in_whole_stages(monkeypatch):
 def test_the_taps_table_packs_each_steps_offset_and_taps(channels, monkeypatch):
     from numba_conv3d.cuda import gemm_plan, geometry
 
-    monkeypatch.setattr(config, "CUDA_GEMM_TAP_MAJOR_MIN_MACS", 0)
+    monkeypatch.setattr(cuda_config, "CUDA_GEMM_TAP_MAJOR_MIN_MACS", 0)
     plan = plan_conv3d((1, channels, 5, 6, 7), (8, channels, 2, 3, 3), padding=1, dilation=(1, 2, 1),
                        backend="cuda")
     launch = gemm_plan.launch_for(plan)
@@ -115,5 +116,5 @@ def test_small_layers_reduce_in_the_weights_order():
 
     small = plan_conv3d((1, 64, 4, 8, 8), (64, 64, 3, 3, 3), padding=1, backend="cuda")
     large = plan_conv3d((1, 64, 16, 56, 56), (64, 64, 3, 3, 3), padding=1, backend="cuda")
-    assert small.macs < config.CUDA_GEMM_TAP_MAJOR_MIN_MACS <= large.macs
+    assert small.macs < cuda_config.CUDA_GEMM_TAP_MAJOR_MIN_MACS <= large.macs
     assert not gemm_plan.launch_for(small).tap_major and gemm_plan.launch_for(large).tap_major

@@ -160,22 +160,22 @@ def test_planning_for_cuda_imports_no_cuda_module():
 
 
 def test_cuda_workspace_is_the_shared_memory_of_a_block():
-    from numba_conv3d import config
+    from numba_conv3d import cuda_config
     from numba_conv3d.cuda import gemm_plan
 
     gemm = plan_conv3d((1, 32, 16, 16, 16), (32, 32, 3, 3, 3), backend="cuda", dtype="float64")
     tile = gemm_plan.tile_for(gemm)
     assert gemm.workspace_bytes == 2 * tile.block_k * (tile.block_m + tile.weight_pitch) * 8
-    assert gemm.workspace_bytes <= config.CUDA_SHARED_BYTES
+    assert gemm.workspace_bytes <= cuda_config.CUDA_SHARED_BYTES
     plan = plan_conv3d((1, 32, 16, 16, 16), (32, 32, 3, 3, 3), stride=(1, 2, 1), backend="cuda",
                        dtype="complex64")
-    tile = config.CUDA_CHANNEL_TILE
+    tile = cuda_config.CUDA_CHANNEL_TILE
     rows = (tile["thread_rows"] * tile["rows_per_thread"] - 1) * 2 + 3
     columns = tile["columns"] + 2
     weights = tile["channel_threads"] * tile["channels_per_thread"] * 9
     assert plan.algorithm == "cuda-channel-tiled"
     assert plan.workspace_bytes == tile["stage_channels"] * (rows * columns + weights) * 8
-    assert plan.workspace_bytes <= config.CUDA_SHARED_BYTES
+    assert plan.workspace_bytes <= cuda_config.CUDA_SHARED_BYTES
 
 
 def test_unknown_backend_and_cross_backend_algorithms_are_refused():

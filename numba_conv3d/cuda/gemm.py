@@ -3,7 +3,7 @@ import functools
 
 from numba import cuda
 
-from .. import config
+from .. import cuda_config
 from . import arrays, gemm_kernels, gemm_plan, geometry
 from .operands import device_geometry, fast, flat_operands
 from .tiling import grid_blocks
@@ -22,7 +22,7 @@ def _transposed(plan, input, w, shape):
     """The tap-by-tap order's copy of the flat weight ``w`` (see ``transposed_weight_kernel``), as
     (its owner, its flat view)."""
     owner, transposed = arrays.empty_like_input(cuda, input, (w.size,), plan.dtype)
-    threads = config.CUDA_DIRECT_THREADS
+    threads = cuda_config.CUDA_DIRECT_THREADS
     kernel = fast(gemm_kernels.transposed_weight_kernel(plan.dtype, threads))
     kernel((grid_blocks(w.size, threads), 1, 1), (threads, 1, 1), w, transposed, shape)
     return owner, transposed
@@ -49,7 +49,7 @@ def execute(plan, input, weight, bias):
         temporaries.append(owner)
     kernel(launch.grid, (launch.tile.threads, 1, 1), x, w, b, target, taps, shape)
     if launch.splits > 1:
-        threads = config.CUDA_DIRECT_THREADS
+        threads = cuda_config.CUDA_DIRECT_THREADS
         adder = fast(gemm_kernels.split_sum_kernel(plan.dtype, threads))
         adder((grid_blocks(out.size, threads), 1, 1), (threads, 1, 1), target, b, out, shape)
     return result

@@ -4,7 +4,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import config
+from .. import cuda_config
 from ..shape_rules import ceil_div
 
 _TILE_FIELDS = ("block_m", "block_n", "block_k", "thread_m", "thread_n")
@@ -80,9 +80,9 @@ def output_positions(plan):
 
 def fitted(tile, dtype):
     """``tile`` for ``dtype``: with fewer reduction steps per stage while its two stages exceed the
-    static shared memory of a block (``config.CUDA_SHARED_BYTES``), as wide dtypes do."""
+    static shared memory of a block (``cuda_config.CUDA_SHARED_BYTES``), as wide dtypes do."""
     itemsize = np.dtype(dtype).itemsize
-    while (tile.shared_bytes(itemsize) > config.CUDA_SHARED_BYTES and tile.block_k % 2 == 0
+    while (tile.shared_bytes(itemsize) > cuda_config.CUDA_SHARED_BYTES and tile.block_k % 2 == 0
            and tile.block_k // 2 % (tile.threads // tile.block_m) == 0
            and tile.block_k // 2 % (tile.threads // tile.block_n) == 0):
         tile = tile._replace(block_k=tile.block_k // 2)
@@ -91,20 +91,21 @@ def fitted(tile, dtype):
 
 def min_blocks(dtype):
     """Blocks of the implicit GEMM that must fit on a multiprocessor (launch bounds):
-    ``config.CUDA_GEMM_MIN_BLOCKS_PER_SM``, or 1 for 8-byte dtypes, whose sums take twice the registers
+    ``cuda_config.CUDA_GEMM_MIN_BLOCKS_PER_SM``, or 1 for 8-byte dtypes, whose sums take twice the registers
     (two blocks would cap them at 128 a thread, and they would spill)."""
-    return 1 if np.dtype(dtype).itemsize > 4 else config.CUDA_GEMM_MIN_BLOCKS_PER_SM
+    return 1 if np.dtype(dtype).itemsize > 4 else cuda_config.CUDA_GEMM_MIN_BLOCKS_PER_SM
 
 
 def layer_class(plan):
-    """The row of ``config.CUDA_GEMM_CLASSES`` that holds ``plan``: (tile fitted to its dtype, target
+    """The row of ``cuda_config.CUDA_GEMM_CLASSES`` that holds ``plan``: (tile fitted to its dtype, target
     blocks)."""
     positions = output_positions(plan)
-    for channels, most_positions, tile, target in config.CUDA_GEMM_CLASSES:
+    for channels, most_positions, tile, target in cuda_config.CUDA_GEMM_CLASSES:
         if ((channels is None or plan.out_per_group <= channels)
                 and (most_positions is None or positions <= most_positions)):
             return fitted(checked_tile(tile), plan.dtype), target
-    raise ValueError("config.CUDA_GEMM_CLASSES holds no row for every plan: end it with (None, None, ...)")
+    raise ValueError("cuda_config.CUDA_GEMM_CLASSES holds no row for every plan: end it with "
+                     "(None, None, ...)")
 
 
 def tile_for(plan):
@@ -127,25 +128,25 @@ def tap_major(plan, tile):
     """Whether the reduction runs tap by tap, ``block_k`` input channels of one tap per stage (one
     padding test per stage, weights staged from a transposed copy made by a second launch), rather than
     in the weight's own order (a padding test per step): for layers of at least
-    ``config.CUDA_GEMM_TAP_MAJOR_MIN_MACS`` multiply-adds (smaller ones spend more on the launch than
+    ``cuda_config.CUDA_GEMM_TAP_MAJOR_MIN_MACS`` multiply-adds (smaller ones spend more on the launch than
     they save), where rounding the channels up to whole stages adds at most
-    ``config.CUDA_GEMM_TAP_MAJOR_PADDING`` of them."""
+    ``cuda_config.CUDA_GEMM_TAP_MAJOR_PADDING`` of them."""
     padded = ceil_div(plan.in_per_group, tile.block_k) * tile.block_k
-    return (plan.macs >= config.CUDA_GEMM_TAP_MAJOR_MIN_MACS
-            and padded <= plan.in_per_group * (1 + config.CUDA_GEMM_TAP_MAJOR_PADDING))
+    return (plan.macs >= cuda_config.CUDA_GEMM_TAP_MAJOR_MIN_MACS
+            and padded <= plan.in_per_group * (1 + cuda_config.CUDA_GEMM_TAP_MAJOR_PADDING))
 
 
 def launch_for(plan):
     """The launch of ``plan`` with its layer class's tile: the reduction is split when the tiles alone
     would make fewer blocks than the class's target, keeping at least
-    ``config.CUDA_GEMM_MIN_SPLIT_STAGES`` stages per split."""
+    ``cuda_config.CUDA_GEMM_MIN_SPLIT_STAGES`` stages per split."""
     tile, target = layer_class(plan)
     positions = output_positions(plan)
     blocks = ceil_div(positions, tile.block_m) * plan.groups * ceil_div(plan.out_per_group, tile.block_n)
     major = tap_major(plan, tile)
     stages = (int(np.prod(plan.kernel_size)) * ceil_div(plan.in_per_group, tile.block_k) if major
               else ceil_div(reduction_length(plan), tile.block_k))
-    splits = max(1, min(ceil_div(target, max(blocks, 1)), stages // config.CUDA_GEMM_MIN_SPLIT_STAGES,
+    splits = max(1, min(ceil_div(target, max(blocks, 1)), stages // cuda_config.CUDA_GEMM_MIN_SPLIT_STAGES,
                         _GRID_YZ))
     per_split = ceil_div(stages, splits)
     splits = ceil_div(stages, per_split)
@@ -156,18 +157,18 @@ def launch_for(plan):
 
 def applies(plan):
     """Whether the implicit GEMM serves ``plan``: a real dtype, at least
-    ``config.CUDA_GEMM_MIN_OUT_CHANNELS`` output channels per group, fewer than 2**31 output positions
+    ``cuda_config.CUDA_GEMM_MIN_OUT_CHANNELS`` output channels per group, fewer than 2**31 output positions
     (the kernel divides them in 32 bits), kernel extents below 63 (taps are 6-bit fields of the taps
     table), a group's input and the weight within 32-bit offsets, and a grid CUDA can launch."""
     extents = plan.padded_size if plan.padding_mode != "zeros" else plan.input_size
-    if (np.dtype(plan.dtype).kind != "f" or plan.out_per_group < config.CUDA_GEMM_MIN_OUT_CHANNELS
+    if (np.dtype(plan.dtype).kind != "f" or plan.out_per_group < cuda_config.CUDA_GEMM_MIN_OUT_CHANNELS
             or output_positions(plan) >= 1 << 31 or max(plan.kernel_size) >= 63
             or plan.in_per_group * int(np.prod(extents)) >= 1 << 32
             or int(np.prod(plan.weight_shape)) >= 1 << 32):
         return False
     launch = launch_for(plan)
     return (launch.grid[1] <= _GRID_YZ
-            and launch.tile.shared_bytes(np.dtype(plan.dtype).itemsize) <= config.CUDA_SHARED_BYTES)
+            and launch.tile.shared_bytes(np.dtype(plan.dtype).itemsize) <= cuda_config.CUDA_SHARED_BYTES)
 
 
 def shared_bytes(plan):

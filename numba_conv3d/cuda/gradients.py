@@ -10,7 +10,7 @@ import functools
 import numpy as np
 from numba import cuda
 
-from .. import config
+from .. import cuda_config
 from ..shape_rules import ceil_div, padded_source_index
 from . import arrays, grad_kernels, weight_gemm
 from .operands import no_bias
@@ -21,15 +21,15 @@ NAME = "cuda"
 
 def _elementwise(kernel_for, out, *arguments):
     """Launch the one-thread-per-element kernel ``kernel_for(threads)`` over ``out`` (its last argument)."""
-    threads = config.CUDA_DIRECT_THREADS
+    threads = cuda_config.CUDA_DIRECT_THREADS
     kernel_for(threads)[grid_blocks(out.size, threads), threads](*arguments, out)
     return out
 
 
 def _reduce_threads():
-    threads = config.CUDA_REDUCE_THREADS
+    threads = cuda_config.CUDA_REDUCE_THREADS
     if threads < 1 or threads & (threads - 1):
-        raise ValueError(f"config.CUDA_REDUCE_THREADS must be a power of two, but is {threads}")
+        raise ValueError(f"cuda_config.CUDA_REDUCE_THREADS must be a power of two, but is {threads}")
     return threads
 
 
@@ -94,7 +94,7 @@ def write_phase(result, offsets, stride, values, bias):
     source = 0 if values is not None else (1 if bias is not None else 2)
     values = values if values is not None else no_values(result.dtype)
     bias = bias if bias is not None else no_bias(result.dtype)
-    threads = config.CUDA_DIRECT_THREADS
+    threads = cuda_config.CUDA_DIRECT_THREADS
     grad_kernels.phase_write_kernel(result.dtype.name, threads)[grid_blocks(total, threads), threads](
         values, bias, source, tuple(offsets), tuple(stride), counts, result)
 
@@ -160,7 +160,7 @@ def reduced_weight_gradient(plan, input, grad):
 
 
 # (applies(plan), weight gradient(plan, batched input, batched grad)): the implicit GEMM where it serves
-# (real dtypes, groups of at least config.CUDA_GEMM_MIN_OUT_CHANNELS output channels), else the
+# (real dtypes, groups of at least cuda_config.CUDA_GEMM_MIN_OUT_CHANNELS output channels), else the
 # reduction per element.
 WEIGHT_GRAD_ROUTES = ((weight_gemm.applies, weight_gemm.execute),
                       (lambda plan: True, reduced_weight_gradient))
@@ -168,12 +168,12 @@ WEIGHT_GRAD_ROUTES = ((weight_gemm.applies, weight_gemm.execute),
 
 def bias_gradient(grad):
     """``grad`` (batched) summed over batch and space: the positions of each channel split until the
-    blocks reach ``config.CUDA_REDUCE_BLOCKS`` (keeping ``config.CUDA_REDUCE_MIN_SPLIT`` positions a
+    blocks reach ``cuda_config.CUDA_REDUCE_BLOCKS`` (keeping ``cuda_config.CUDA_REDUCE_MIN_SPLIT`` positions a
     split), each split summed by a block, then the splits added in order."""
     threads = _reduce_threads()
     channels, positions = grad.shape[1], grad.size // max(grad.shape[1], 1)
-    splits = max(1, min(ceil_div(config.CUDA_REDUCE_BLOCKS, max(channels, 1)),
-                        positions // config.CUDA_REDUCE_MIN_SPLIT, 65535))
+    splits = max(1, min(ceil_div(cuda_config.CUDA_REDUCE_BLOCKS, max(channels, 1)),
+                        positions // cuda_config.CUDA_REDUCE_MIN_SPLIT, 65535))
     partials = cuda.device_array((splits, channels), grad.dtype)
     grad_kernels.bias_grad_kernel(grad.dtype.name, threads)[(grid_blocks(channels, 1), splits), threads](
         grad, partials)

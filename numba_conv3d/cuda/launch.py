@@ -1,7 +1,7 @@
 """Running a plan on the GPU: operands onto the device, the output allocated, the kernel launched."""
 from numba import cuda
 
-from .. import config
+from .. import cuda_config
 from . import arrays, kernels, tiling
 
 
@@ -28,13 +28,13 @@ def _arguments(plan):
 
 def run_tiled(plan, x, w, b, out, tile):
     """Launch the tiled kernel of ``tile`` on batched device operands."""
-    kernel = kernels.tiled_kernel(plan.dtype, tile, config.CUDA_MIN_BLOCKS_PER_SM)
+    kernel = kernels.tiled_kernel(plan.dtype, tile, cuda_config.CUDA_MIN_BLOCKS_PER_SM)
     launch = kernel[tiling.tile_launch_blocks(plan, tile), tile.block_shape, 0, plan.workspace_bytes]
     launch(x, w, b, out, *_arguments(plan))
 
 
 def run_direct(plan, x, w, b, out):
     """Launch the direct (fallback) kernel on batched device operands."""
-    threads = config.CUDA_DIRECT_THREADS
+    threads = cuda_config.CUDA_DIRECT_THREADS
     kernel = kernels.direct_kernel(plan.dtype, threads)
     kernel[tiling.direct_launch_blocks(plan), threads](x, w, b, out, *_arguments(plan))

@@ -6,7 +6,7 @@ import functools
 import numpy as np
 from numba import cuda
 
-from .. import config
+from .. import cuda_config
 from . import arrays, geometry
 from .kernels import FastLaunch, pad_kernel
 from .tiling import grid_blocks
@@ -31,7 +31,7 @@ def _padded_copy(volume, front, extents, mode):
     """A C-contiguous copy of the 5-D device ``volume``, padded by ``front`` to ``extents`` in ``mode``
     (a ``shape_rules.PAD_*`` code)."""
     out = cuda.device_array(tuple(volume.shape[:2]) + tuple(extents), volume.dtype)
-    threads = config.CUDA_DIRECT_THREADS
+    threads = cuda_config.CUDA_DIRECT_THREADS
     kernel = pad_kernel(volume.dtype.name, threads)
     kernel[grid_blocks(out.size, threads), threads](volume, out, front, mode)
     return out

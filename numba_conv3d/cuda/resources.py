@@ -20,7 +20,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from .. import config
+from .. import cuda_config
 
 Variant = namedtuple("Variant", "name kernel signature threads min_blocks dynamic_shared")
 Variant.__doc__ = """One compiled kernel: its name, ``numba.cuda`` dispatcher, argument types, threads per
@@ -76,7 +76,7 @@ def variants(dtype="float32"):
     found = []
     if real:
         tiles = sorted({gemm_plan.fitted(gemm_plan.checked_tile(row[2]), dtype)
-                        for row in config.CUDA_GEMM_CLASSES})
+                        for row in cuda_config.CUDA_GEMM_CLASSES})
         blocks = gemm_plan.min_blocks(dtype)
         for tile in tiles:
             for major in (True, False):
@@ -87,22 +87,24 @@ def variants(dtype="float32"):
         found.append(Variant(f"weight-grad gemm {tuple(tile)}",
                              weight_gemm_kernels.weight_gemm_kernel(dtype, tile, blocks),
                              (flat, flat, flat, ints, ints), tile.threads, blocks, 0))
-        threads = config.CUDA_DIRECT_THREADS
+        threads = cuda_config.CUDA_DIRECT_THREADS
         found.append(Variant("transposed-weight", gemm_kernels.transposed_weight_kernel(dtype, threads),
                              (flat, flat, ints), threads, 1, 0))
         found.append(Variant("split-sum", gemm_kernels.split_sum_kernel(dtype, threads),
                              (flat, flat, flat, ints), threads, 1, 0))
         found.append(Variant("depthwise", depthwise_kernels.depthwise_kernel(
-            dtype, threads, config.CUDA_DEPTHWISE_OUTPUTS), (flat, flat, flat, flat, ints), threads, 1, 0))
+            dtype, threads, cuda_config.CUDA_DEPTHWISE_OUTPUTS), (flat, flat, flat, flat, ints), threads,
+            1, 0))
     plan = _dense_plan(dtype)
     tiled = (volume, result, types.Array(value, 1, "C"), result, types.int64, triple, triple, triple,
              triple, types.int64, types.boolean)
     for name, make in (("channel-tiled", tiling.channel_tile), ("row-tiled", tiling.row_tile)):
         tile = make(dtype)
-        found.append(Variant(name, kernels.tiled_kernel(dtype, tile, config.CUDA_MIN_BLOCKS_PER_SM), tiled,
-                             int(np.prod(tile.block_shape)), config.CUDA_MIN_BLOCKS_PER_SM,
+        blocks_per_sm = cuda_config.CUDA_MIN_BLOCKS_PER_SM
+        found.append(Variant(name, kernels.tiled_kernel(dtype, tile, blocks_per_sm), tiled,
+                             int(np.prod(tile.block_shape)), blocks_per_sm,
                              tiling.shared_bytes(plan, make)))
-    threads, reduce = config.CUDA_DIRECT_THREADS, config.CUDA_REDUCE_THREADS
+    threads, reduce = cuda_config.CUDA_DIRECT_THREADS, cuda_config.CUDA_REDUCE_THREADS
     found.append(Variant("direct", kernels.direct_kernel(dtype, threads), tiled, threads, 1, 0))
     found.append(Variant("pad", kernels.pad_kernel(dtype, threads), (volume, result, triple, types.int64),
                          threads, 1, 0))

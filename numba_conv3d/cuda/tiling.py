@@ -5,7 +5,7 @@ from collections import namedtuple
 import numpy as np
 from numba.extending import register_jitable
 
-from .. import config
+from .. import cuda_config
 from ..shape_rules import ceil_div, dilated_extent
 
 _TILE_FIELDS = ("columns", "thread_rows", "rows_per_thread", "channel_threads", "channels_per_thread",
@@ -13,7 +13,7 @@ _TILE_FIELDS = ("columns", "thread_rows", "rows_per_thread", "channel_threads", 
 
 
 class Tile(namedtuple("Tile", _TILE_FIELDS)):
-    """The work of one thread block of a tiled kernel (see ``config.CUDA_CHANNEL_TILE``)."""
+    """The work of one thread block of a tiled kernel (see ``cuda_config.CUDA_CHANNEL_TILE``)."""
 
     __slots__ = ()
 
@@ -37,7 +37,7 @@ def _checked(name, settings, dtype):
     tile = Tile(**settings)
     itemsize = np.dtype(dtype).itemsize
     while (tile.rows_per_thread > 1
-           and tile.rows_per_thread * tile.channels_per_thread * itemsize > config.CUDA_SUM_BYTES):
+           and tile.rows_per_thread * tile.channels_per_thread * itemsize > cuda_config.CUDA_SUM_BYTES):
         tile = tile._replace(rows_per_thread=tile.rows_per_thread // 2, thread_rows=tile.thread_rows * 2)
     threads = tile.columns * tile.thread_rows * tile.channel_threads
     if threads % tile.block_channels:
@@ -49,13 +49,13 @@ def _checked(name, settings, dtype):
 def channel_tile(dtype):
     """The tile of the channel-blocked kernel for ``dtype``, read from ``config`` now (tests shrink
     it); wide dtypes trade rows per thread for thread rows to keep the sums within
-    ``config.CUDA_SUM_BYTES``."""
-    return _checked("CUDA_CHANNEL_TILE", config.CUDA_CHANNEL_TILE, dtype)
+    ``cuda_config.CUDA_SUM_BYTES``."""
+    return _checked("CUDA_CHANNEL_TILE", cuda_config.CUDA_CHANNEL_TILE, dtype)
 
 
 def row_tile(dtype):
     """The tile of the row-blocked kernel (few output channels per group) for ``dtype``."""
-    return _checked("CUDA_ROW_TILE", config.CUDA_ROW_TILE, dtype)
+    return _checked("CUDA_ROW_TILE", cuda_config.CUDA_ROW_TILE, dtype)
 
 
 @register_jitable
@@ -102,42 +102,42 @@ def shared_bytes(plan, make_tile):
 
 
 def fits(plan, make_tile):
-    """Whether ``make_tile(dtype)`` on ``plan`` stays within ``config.CUDA_SHARED_BYTES``."""
-    return shared_bytes(plan, make_tile) <= config.CUDA_SHARED_BYTES
+    """Whether ``make_tile(dtype)`` on ``plan`` stays within ``cuda_config.CUDA_SHARED_BYTES``."""
+    return shared_bytes(plan, make_tile) <= cuda_config.CUDA_SHARED_BYTES
 
 
 def tile_launch_blocks(plan, tile):
-    """Thread blocks to launch: one per tile, at most ``config.CUDA_MAX_BLOCKS``."""
+    """Thread blocks to launch: one per tile, at most ``cuda_config.CUDA_MAX_BLOCKS``."""
     out_depth, out_height, out_width = plan.output_size
     per_slice = np.prod(tile_counts(plan.out_per_group, out_height, out_width, tile.block_channels,
                                     tile.block_rows, tile.columns))
-    return int(min(plan.batch * plan.groups * out_depth * per_slice, config.CUDA_MAX_BLOCKS))
+    return int(min(plan.batch * plan.groups * out_depth * per_slice, cuda_config.CUDA_MAX_BLOCKS))
 
 
 def grid_blocks(work, threads):
     """Thread blocks of a grid-stride launch over ``work`` items at ``threads`` items per block: one
-    block per ``threads`` items, at least one, at most ``config.CUDA_MAX_BLOCKS``."""
-    return int(max(1, min(ceil_div(work, threads), config.CUDA_MAX_BLOCKS)))
+    block per ``threads`` items, at least one, at most ``cuda_config.CUDA_MAX_BLOCKS``."""
+    return int(max(1, min(ceil_div(work, threads), cuda_config.CUDA_MAX_BLOCKS)))
 
 
 def direct_launch_blocks(plan):
     """Thread blocks of the direct kernel: one thread per output element."""
     elements = plan.batch * plan.out_channels * int(np.prod(plan.output_size))
-    return grid_blocks(elements, config.CUDA_DIRECT_THREADS)
+    return grid_blocks(elements, cuda_config.CUDA_DIRECT_THREADS)
 
 
 def depthwise_applies(plan):
     """Whether the depthwise kernel serves ``plan``: a real dtype, one input and one output channel per
-    group, at most ``config.CUDA_DEPTHWISE_MAX_TAPS`` kernel taps (larger kernels reuse inputs enough
+    group, at most ``cuda_config.CUDA_DEPTHWISE_MAX_TAPS`` kernel taps (larger kernels reuse inputs enough
     to stage them: the row-tiled kernel), fewer than 2**31 outputs (it divides them in 32 bits)."""
     outputs = plan.batch * plan.out_channels * int(np.prod(plan.output_size))
     return (np.dtype(plan.dtype).kind == "f" and plan.in_per_group == 1 and plan.out_per_group == 1
-            and int(np.prod(plan.kernel_size)) <= config.CUDA_DEPTHWISE_MAX_TAPS and outputs < 1 << 31)
+            and int(np.prod(plan.kernel_size)) <= cuda_config.CUDA_DEPTHWISE_MAX_TAPS and outputs < 1 << 31)
 
 
 def depthwise_launch_blocks(plan, threads):
-    """Thread blocks of the depthwise kernel: one thread per run of ``config.CUDA_DEPTHWISE_OUTPUTS``
+    """Thread blocks of the depthwise kernel: one thread per run of ``cuda_config.CUDA_DEPTHWISE_OUTPUTS``
     outputs of a row."""
     rows = plan.batch * plan.out_channels * plan.output_size[0] * plan.output_size[1]
-    return grid_blocks(rows * ceil_div(plan.output_size[2], config.CUDA_DEPTHWISE_OUTPUTS), threads)
+    return grid_blocks(rows * ceil_div(plan.output_size[2], cuda_config.CUDA_DEPTHWISE_OUTPUTS), threads)
 

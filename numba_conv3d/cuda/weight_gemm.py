@@ -4,7 +4,7 @@ import functools
 
 from numba import cuda
 
-from .. import config
+from .. import cuda_config
 from . import gemm_kernels, gemm_plan, weight_gemm_kernels, weight_gemm_plan
 from .operands import fast, flat, no_bias
 from .tiling import grid_blocks
@@ -32,7 +32,7 @@ def execute(plan, input, grad):
     target = flat_out if launch.splits == 1 else cuda.device_array(launch.splits * out.size, plan.dtype)
     kernel(launch.grid, (launch.tile.threads, 1, 1), x, g, target, taps, shape)
     if launch.splits > 1:
-        threads = config.CUDA_DIRECT_THREADS
+        threads = cuda_config.CUDA_DIRECT_THREADS
         adder = fast(gemm_kernels.split_sum_kernel(plan.dtype, threads))
         adder((grid_blocks(out.size, threads), 1, 1), (threads, 1, 1), target, no_bias(plan.dtype),
               flat_out, shape)

@@ -6,7 +6,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import config
+from .. import cuda_config
 from ..shape_rules import ceil_div
 from . import gemm_plan, geometry
 from .geometry import (G_CHANNEL_TILES, G_HAS_BIAS, G_SPLIT_ELEMENTS, G_STAGES, G_STAGES_PER_SPLIT)
@@ -40,11 +40,11 @@ def checked_tile(fields):
 
 
 def tile_for(dtype):
-    """``config.CUDA_WEIGHT_GEMM_TILE`` for ``dtype``: with fewer positions a stage while its two
-    stages exceed ``config.CUDA_SHARED_BYTES`` (8-byte dtypes)."""
-    tile = checked_tile(config.CUDA_WEIGHT_GEMM_TILE)
+    """``cuda_config.CUDA_WEIGHT_GEMM_TILE`` for ``dtype``: with fewer positions a stage while its two
+    stages exceed ``cuda_config.CUDA_SHARED_BYTES`` (8-byte dtypes)."""
+    tile = checked_tile(cuda_config.CUDA_WEIGHT_GEMM_TILE)
     itemsize = np.dtype(dtype).itemsize
-    while _shared_bytes(tile, itemsize) > config.CUDA_SHARED_BYTES and tile.block_k % 2 == 0:
+    while _shared_bytes(tile, itemsize) > cuda_config.CUDA_SHARED_BYTES and tile.block_k % 2 == 0:
         smaller = tile._replace(block_k=tile.block_k // 2)
         try:
             tile = checked_tile(smaller)
@@ -55,14 +55,14 @@ def tile_for(dtype):
 
 def launch_for(plan):
     """The launch of ``plan``'s weight gradient: the positions are split while the tiles alone make
-    fewer blocks than ``config.CUDA_WEIGHT_GEMM_BLOCKS``, keeping at least
-    ``config.CUDA_GEMM_MIN_SPLIT_STAGES`` stages per split."""
+    fewer blocks than ``cuda_config.CUDA_WEIGHT_GEMM_BLOCKS``, keeping at least
+    ``cuda_config.CUDA_GEMM_MIN_SPLIT_STAGES`` stages per split."""
     tile = tile_for(plan.dtype)
     columns = ceil_div(gemm_plan.reduction_length(plan), tile.block_n)
     channel_tiles = plan.groups * ceil_div(plan.out_per_group, tile.block_m)
     stages = ceil_div(gemm_plan.output_positions(plan), tile.block_k)
-    splits = max(1, min(ceil_div(config.CUDA_WEIGHT_GEMM_BLOCKS, columns * channel_tiles),
-                        stages // config.CUDA_GEMM_MIN_SPLIT_STAGES, _GRID_YZ))
+    splits = max(1, min(ceil_div(cuda_config.CUDA_WEIGHT_GEMM_BLOCKS, columns * channel_tiles),
+                        stages // cuda_config.CUDA_GEMM_MIN_SPLIT_STAGES, _GRID_YZ))
     splits = ceil_div(stages, ceil_div(stages, splits)) if stages else 1
     return WeightLaunch(tile, (columns, channel_tiles, splits), splits, stages)
 
@@ -75,7 +75,7 @@ def applies(plan):
         return False
     launch = launch_for(plan)
     return (launch.grid[1] <= _GRID_YZ
-            and _shared_bytes(launch.tile, np.dtype(plan.dtype).itemsize) <= config.CUDA_SHARED_BYTES)
+            and _shared_bytes(launch.tile, np.dtype(plan.dtype).itemsize) <= cuda_config.CUDA_SHARED_BYTES)
 
 
 @functools.lru_cache(maxsize=256)

@@ -9,7 +9,7 @@ stages and the grid-stride loop.
 import numba
 import pytest
 
-from numba_conv3d import config, plan_cache
+from numba_conv3d import cuda_config, plan_cache
 
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 
@@ -40,21 +40,21 @@ def simulator_tiles(monkeypatch):
     elementwise block, 4 per reduction (the bias's split every 8 positions); at most 3 blocks per
     launch."""
     if SIMULATED:
-        monkeypatch.setattr(config, "CUDA_CHANNEL_TILE", dict(
+        monkeypatch.setattr(cuda_config, "CUDA_CHANNEL_TILE", dict(
             columns=4, thread_rows=2, rows_per_thread=2, channel_threads=2, channels_per_thread=2,
             stage_channels=2))
-        monkeypatch.setattr(config, "CUDA_ROW_TILE", dict(
+        monkeypatch.setattr(cuda_config, "CUDA_ROW_TILE", dict(
             columns=4, thread_rows=2, rows_per_thread=2, channel_threads=1, channels_per_thread=1,
             stage_channels=1))
-        monkeypatch.setattr(config, "CUDA_GEMM_CLASSES", (
+        monkeypatch.setattr(cuda_config, "CUDA_GEMM_CLASSES", (
             (4, None, (8, 4, 4, 2, 2), 8), (None, None, (4, 8, 4, 1, 4), 8)))
-        monkeypatch.setattr(config, "CUDA_GEMM_MIN_OUT_CHANNELS", 2)
-        monkeypatch.setattr(config, "CUDA_WEIGHT_GEMM_TILE", (4, 8, 4, 1, 4))
-        monkeypatch.setattr(config, "CUDA_WEIGHT_GEMM_BLOCKS", 8)
-        monkeypatch.setattr(config, "CUDA_GEMM_MIN_SPLIT_STAGES", 2)
-        monkeypatch.setattr(config, "CUDA_DIRECT_THREADS", 8)
-        monkeypatch.setattr(config, "CUDA_REDUCE_THREADS", 4)
-        monkeypatch.setattr(config, "CUDA_REDUCE_BLOCKS", 8)
-        monkeypatch.setattr(config, "CUDA_REDUCE_MIN_SPLIT", 8)
-        monkeypatch.setattr(config, "CUDA_MAX_BLOCKS", 3)
+        monkeypatch.setattr(cuda_config, "CUDA_GEMM_MIN_OUT_CHANNELS", 2)
+        monkeypatch.setattr(cuda_config, "CUDA_WEIGHT_GEMM_TILE", (4, 8, 4, 1, 4))
+        monkeypatch.setattr(cuda_config, "CUDA_WEIGHT_GEMM_BLOCKS", 8)
+        monkeypatch.setattr(cuda_config, "CUDA_GEMM_MIN_SPLIT_STAGES", 2)
+        monkeypatch.setattr(cuda_config, "CUDA_DIRECT_THREADS", 8)
+        monkeypatch.setattr(cuda_config, "CUDA_REDUCE_THREADS", 4)
+        monkeypatch.setattr(cuda_config, "CUDA_REDUCE_BLOCKS", 8)
+        monkeypatch.setattr(cuda_config, "CUDA_REDUCE_MIN_SPLIT", 8)
+        monkeypatch.setattr(cuda_config, "CUDA_MAX_BLOCKS", 3)
         plan_cache.clear()

@@ -112,10 +112,10 @@ TAP_MAJOR_CASES = {
 
 @pytest.mark.parametrize("case", TAP_MAJOR_CASES)
 def test_the_gemm_reducing_tap_by_tap_matches_the_reference(case, monkeypatch):
-    from numba_conv3d import config, plan_cache
+    from numba_conv3d import cuda_config, plan_cache
     from numba_conv3d.cuda import gemm_plan
 
-    monkeypatch.setattr(config, "CUDA_GEMM_TAP_MAJOR_MIN_MACS", 0)
+    monkeypatch.setattr(cuda_config, "CUDA_GEMM_TAP_MAJOR_MIN_MACS", 0)
     plan_cache.clear()
     input_shape, weight_shape, kwargs = TAP_MAJOR_CASES[case]
     x, w, b = random_operands(np.random.default_rng(11), input_shape, weight_shape, True, np.float32)

@@ -5,7 +5,7 @@ import pytest
 
 from checks import assert_close, gradient_bounds, random_operands
 from conftest import SIMULATED
-from numba_conv3d import Conv3d, ConvTranspose3d, config, conv3d, conv_transpose3d
+from numba_conv3d import Conv3d, ConvTranspose3d, conv3d, conv_transpose3d, cuda_config
 from numba_conv3d.cuda import gradients as cuda_gradients
 from numba_conv3d.grad import (INPUT_GRAD_ALGORITHMS, conv3d_backward, conv3d_bias, conv3d_input,
                                conv3d_weight)
@@ -14,7 +14,7 @@ from numba_conv3d.grad_planner import plan_input_grad
 cuda = pytest.importorskip("numba.cuda")
 
 # The weight-gradient GEMM's production tile and block target (the simulator's fixture shrinks them).
-WEIGHT_GEMM_TILE, WEIGHT_GEMM_BLOCKS = config.CUDA_WEIGHT_GEMM_TILE, config.CUDA_WEIGHT_GEMM_BLOCKS
+WEIGHT_GEMM_TILE, WEIGHT_GEMM_BLOCKS = cuda_config.CUDA_WEIGHT_GEMM_TILE, cuda_config.CUDA_WEIGHT_GEMM_BLOCKS
 
 # (input shape, weight shape, conv3d keywords): strides (the gather route), unit stride (the forward
 # correlation route), every padding mode, dilation, groups, depthwise, 'same' with an even kernel,
@@ -196,9 +196,9 @@ def test_the_weight_gradient_gemm_with_its_production_tile(monkeypatch):
     from numba_conv3d.planner import plan_conv3d
 
     cached = (weight_gemm._prepared, weight_gemm_plan.weight_geometry, weight_gemm_plan.column_taps)
-    monkeypatch.setattr(config, "CUDA_WEIGHT_GEMM_TILE", WEIGHT_GEMM_TILE)
-    monkeypatch.setattr(config, "CUDA_WEIGHT_GEMM_BLOCKS", WEIGHT_GEMM_BLOCKS)
-    monkeypatch.setattr(config, "CUDA_GEMM_MIN_SPLIT_STAGES", 8)
+    monkeypatch.setattr(cuda_config, "CUDA_WEIGHT_GEMM_TILE", WEIGHT_GEMM_TILE)
+    monkeypatch.setattr(cuda_config, "CUDA_WEIGHT_GEMM_BLOCKS", WEIGHT_GEMM_BLOCKS)
+    monkeypatch.setattr(cuda_config, "CUDA_GEMM_MIN_SPLIT_STAGES", 8)
     for cache in cached:
         cache.cache_clear()
     rng = np.random.default_rng(3)
@@ -220,7 +220,7 @@ def test_the_weight_gradient_gemm_with_its_production_tile(monkeypatch):
 @pytest.mark.parametrize("case", ["groups, stride, dilation", "replicate, stride 2"])
 def test_strided_input_gradients_by_stride_phases(case, monkeypatch):
     """Zero pads (phases cropped to the input) and replicate (the padded gradient folded)."""
-    monkeypatch.setattr(config, "CUDA_STRIDE_PHASES_MIN_MACS", 0)
+    monkeypatch.setattr(cuda_config, "CUDA_STRIDE_PHASES_MIN_MACS", 0)
     x, w, g, kwargs = operands(case, np.float64)
     arguments = dict(dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"), **kwargs)
     plan = plan_input_grad("test", x.shape, w, g, **arguments, backend="cuda")
@@ -232,7 +232,7 @@ def test_strided_input_gradients_by_stride_phases(case, monkeypatch):
 
 def test_a_transposed_convolution_by_stride_phases_fills_the_phases_no_tap_reaches(monkeypatch):
     """A 1-wide kernel at stride 2: every other output is the bias alone."""
-    monkeypatch.setattr(config, "CUDA_STRIDE_PHASES_MIN_MACS", 0)
+    monkeypatch.setattr(cuda_config, "CUDA_STRIDE_PHASES_MIN_MACS", 0)
     rng = np.random.default_rng(4)
     x, w, _ = random_operands(rng, (2, 4, 3, 2, 3), (4, 3, 1, 2, 1), False, np.float64)
     b = rng.standard_normal(3)
