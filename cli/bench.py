@@ -6,7 +6,7 @@ import click
 import numba
 
 from numba_conv3d.bench_cases import FULL_SUITES, LARGE_KERNEL_SUITES, SUITES, BenchCase
-from numba_conv3d.benchmark import SETTLE_SECONDS, format_report, gemm_peak_gflops, run_suite
+from numba_conv3d.benchmark import SETTLE_SECONDS, format_report, gemm_peak_gflops, peak_precision, run_suite
 from numba_conv3d.environment import cuda_devices, describe
 from numba_conv3d.network_bench import format_networks, run_networks
 from numba_conv3d.networks import NETWORKS, network_layers
@@ -103,12 +103,13 @@ def bench(names, list_cases, full, suite, network_names, batch, forward_only, in
       numba-conv3d bench --backend cuda
       numba-conv3d bench --full --case one-channel-k7-96^3
       numba-conv3d bench --suite networks --network r3d_18 --batch 2 --json r3d.json
+      numba-conv3d bench --suite networks --dtype bfloat16 --forward-only
     """
     if plot_path:
         _check_matplotlib()
     if suite == "networks":
         _networks(network_names, batch, forward_only, list_cases, backend, threads, repeat, warmup, settle,
-                  json_path, plot_path, quiet)
+                  json_path, plot_path, quiet, dtype)
         return
     suites = {"full": FULL_SUITES, "large-kernels": LARGE_KERNEL_SUITES}.get("full" if full else suite,
                                                                              SUITES)
@@ -152,7 +153,7 @@ def _check_matplotlib():
 
 
 def _networks(names, batch, forward_only, list_layers, backend, threads, repeat, warmup, settle, json_path,
-              plot_path, quiet):
+              plot_path, quiet, dtype):
     if backend != "cpu":
         raise click.UsageError("--suite networks runs on the CPU only")
     names = names or tuple(NETWORKS)
@@ -165,18 +166,19 @@ def _networks(names, batch, forward_only, list_layers, backend, threads, repeat,
     progress = _progress(quiet)
     try:
         results = run_networks(names, batch, repeat, warmup, threads, settle, not forward_only,
-                               lambda pairs: progress(_Named(pairs)))
+                               lambda pairs: progress(_Named(pairs)), dtype)
     except Exception as err:  # noqa: BLE001 - report the reason, not a traceback
         raise click.ClickException(f"the benchmark failed: {type(err).__name__}: {err}") from None
     click.echo(format_networks(results, not forward_only))
-    peak = gemm_peak_gflops("float32") if plot_path or json_path else None
+    peak = gemm_peak_gflops(dtype) if plot_path or json_path else None
     if plot_path:
         from numba_conv3d.plot import plot_networks
 
         plot_networks(results, plot_path, peak)
     if json_path:
         with open(json_path, "w") as out:
-            json.dump({"environment": describe(), "peak_gflops": {"float32": peak},
+            json.dump({"environment": describe(), "dtype": dtype,
+                       "peak_gflops": {peak_precision(dtype): peak},
                        "networks": [r.as_dict() for r in results]}, out, indent=2)
 
 

@@ -50,7 +50,7 @@ def problem_options(required):
                      show_default=True),
         click.option("--no-bias", is_flag=True, help="Convolve without a bias."),
         click.option("--dtype", type=click.Choice(SUPPORTED_DTYPES), default="float32",
-                     show_default=True),
+                     show_default=True, help="The problem's dtype (bench: also the networks suite's)."),
     ]
     return lambda command: functools.reduce(lambda cmd, option: option(cmd), reversed(options),
                                             command)

@@ -10,7 +10,8 @@ from numba_conv3d.warmup import warm_cache
 @click.option("--dtype", "dtypes", multiple=True, type=click.Choice(SUPPORTED_DTYPES),
               help="A dtype to compile for (repeatable) [default: float32 and float64].")
 @click.option("--jit", "jitted", is_flag=True,
-              help="Also compile what conv3d in your @njit code calls (about a minute per dtype).")
+              help="Also compile what conv3d in your @njit code calls (about a minute per dtype; "
+                   "not float16 or bfloat16, which Numba's CPU target cannot hold).")
 def warmup(dtypes, jitted):
     """Compile the CPU kernels for C-contiguous operands into Numba's on-disk cache.
 

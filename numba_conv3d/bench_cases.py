@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .planner import plan_conv3d
+from .precision import named_dtype
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class BenchCase:
     def operands(self, seed=0):
         """Random input, weight and bias of the case's shapes and dtype."""
         rng = np.random.default_rng(seed)
-        dtype = np.dtype(self.dtype)
+        dtype = named_dtype(self.dtype)
 
         def draw(shape):
             values = rng.standard_normal(shape, dtype=np.float32)

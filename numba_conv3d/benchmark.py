@@ -14,6 +14,7 @@ import numpy as np
 
 from .api import conv3d
 from .bench_cases import BenchCase
+from .precision import named_dtype
 
 
 # Pause before each timed run, so that it starts with the other side's worker threads idle: torch's
@@ -78,6 +79,21 @@ def _torch():
     return torch
 
 
+def torch_tensor(torch, array):
+    """``array`` as a CPU torch tensor of its dtype (a bfloat16 array goes through float32, exactly:
+    torch cannot read ``ml_dtypes`` arrays)."""
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(np.asarray(array, np.float32)).to(torch.bfloat16)
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def peak_precision(dtype):
+    """The dtype whose square GEMM is ``dtype``'s peak: the real part's; float16's is float32 (torch's
+    float16 GEMM takes a slow path on CPUs without float16 arithmetic; ours computes in float32)."""
+    real = named_dtype(dtype).type(0).real.dtype.name
+    return "float32" if real == "float16" else real
+
+
 class _Device:
     """Where a benchmark runs: moves operands there, and waits for queued work before a clock read."""
 
@@ -95,7 +111,7 @@ class _Device:
 
     def torch(self, torch, array):
         """``array`` as a torch tensor on this device."""
-        tensor = torch.from_numpy(array)
+        tensor = torch_tensor(torch, array)
         return tensor if self.cuda is None else tensor.cuda()
 
     def synchronize(self):
@@ -126,9 +142,9 @@ def _torch_peers(case, device, x, w, b):
                              case.weight_shape[0], case.weight_shape[2:], bias=b is not None,
                              dtype=getattr(torch, case.dtype), **case.kwargs)
     with torch.no_grad():
-        module.weight.copy_(torch.from_numpy(w))
+        module.weight.copy_(torch_tensor(torch, w))
         if b is not None:
-            module.bias.copy_(torch.from_numpy(b))
+            module.bias.copy_(torch_tensor(torch, b))
     xt = device.torch(torch, x)
     if device.cuda is not None:
         module = module.cuda()
@@ -170,17 +186,19 @@ def _scipy_peer(case, device, x, w, b):
 
 
 def gemm_peak_gflops(dtype, size=2048, repeat=5, backend="cpu"):
-    """GFLOP/s of a square GEMM of ``dtype`` (real part's precision): the machine's practical peak.
+    """GFLOP/s of a square GEMM of ``dtype`` (the :func:`peak_precision`): the machine's practical peak.
 
     Uses torch when installed (its BLAS is what the peer runs on; on CUDA with TF32 off), NumPy's BLAS
-    otherwise; None on CUDA where torch sees no GPU.
+    otherwise; None on CUDA where torch sees no GPU, and for bfloat16 without torch.
     """
-    real = np.dtype(dtype).type(0).real.dtype
-    a = np.random.default_rng(0).standard_normal((size, size)).astype(real)
+    precision = peak_precision(dtype)
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(named_dtype(precision))
     torch = _torch()
     device = _Device(backend)
     if device.cuda is not None and (torch is None or not torch.cuda.is_available()):
         return None
+    if torch is None and precision == "bfloat16":
+        return None  # NumPy multiplies bfloat16 matrices element by element: no peak to measure
     if torch:
         a = device.torch(torch, a)
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -315,12 +333,12 @@ def run_suite(cases, repeat=5, warmup=3, threads=None, progress=iter, backend="c
     Returns
     -------
     peaks : dict of str to float
-        GFLOP/s of a square GEMM, keyed by 'float32' / 'float64' (None where unmeasured).
+        GFLOP/s of a square GEMM, keyed by :func:`peak_precision` (None where unmeasured).
     results : list of BenchResult
     """
     peaks, results = {}, []
     for case in progress(cases):
-        precision = np.dtype(case.dtype).type(0).real.dtype.name
+        precision = peak_precision(case.dtype)
         if precision not in peaks:
             peaks[precision] = gemm_peak_gflops(precision, backend=backend)
         results.append(run_case(case, repeat=repeat, warmup=warmup, threads=threads,

@@ -70,7 +70,9 @@ def describe():
     -------
     dict
         Versions (numba_conv3d, numba, llvmlite, numpy, torch or None), Python, CPU name, LLVM CPU and
-        its SIMD features, the width of the CPU kernels' vectors, threading layer and thread count, the
+        its SIMD features, the width of the CPU kernels' vectors, whether the CPU has bfloat16 dot
+        products (AVX512-BF16 or AMX-BF16; float16 and bfloat16 are computed in float32 either way),
+        threading layer and thread count, the
         kernel cache directory, CUDA devices.
     """
     from . import __version__
@@ -85,6 +87,7 @@ def describe():
         "llvm_cpu": llvmlite.binding.get_host_cpu_name(),
         "simd": sorted(name for name, on in features.items() if on and name.startswith(SIMD_PREFIXES)),
         "kernel_vector_bits": 8 * VECTOR_BYTES,
+        "bfloat16_dot_products": bool(features.get("avx512bf16") or features.get("amx-bf16")),
         "threading_layer": threading_layer(),
         "threads": numba.get_num_threads(),
         "cache_dir": cache_directory(),

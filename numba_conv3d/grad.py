@@ -27,6 +27,7 @@ from .cuda.arrays import cuda_module
 from .dispatch import backend_of
 from .grad_planner import plan_input_grad, plan_weight_grad
 from .planner import check_array, plan_conv3d
+from .precision import computed_in_float32
 from .stride_phases import phases
 
 
@@ -226,6 +227,7 @@ def _bias_gradient(op, grad, backend):
                         grad)
 
 
+@computed_in_float32
 def conv3d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1,
                  padding_mode="zeros"):
     """Gradient of :func:`numba_conv3d.conv3d` with respect to its input.
@@ -240,7 +242,8 @@ def conv3d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation
     input_shape : tuple of int
         Shape of the forward input: (N, C_in, D, H, W) or unbatched (C_in, D, H, W).
     weight : numpy.ndarray or CUDA array
-        (C_out, C_in / groups, KD, KH, KW); float32, float64, complex64 or complex128. A host array with
+        (C_out, C_in / groups, KD, KH, KW); float32, float64, complex64, complex128, or on the CPU
+        float16 or bfloat16 (summed in float32, rounded once, as torch does). A host array with
         a CUDA ``grad_output`` is copied to the device for the call.
     grad_output : numpy.ndarray or CUDA array
         Gradient of the forward output: exactly the output shape of the convolution, ``weight``'s dtype;
@@ -270,6 +273,7 @@ def conv3d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation
     return input_gradient(op, plan, grad_output, weight, True, backend)
 
 
+@computed_in_float32
 def conv3d_weight(input, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1,
                   padding_mode="zeros"):
     """Gradient of :func:`numba_conv3d.conv3d` with respect to its weight.
@@ -311,6 +315,7 @@ def conv3d_weight(input, weight_shape, grad_output, stride=1, padding=0, dilatio
     return _weight_gradient(op, plan, input, grad_output, backend)
 
 
+@computed_in_float32
 def conv3d_bias(grad_output):
     """Gradient of :func:`numba_conv3d.conv3d` with respect to its bias: ``grad_output`` summed over the
     batch and the three spatial dimensions (what ``torch.autograd.grad`` returns for ``Conv3d.bias``).
@@ -343,6 +348,7 @@ def conv3d_bias(grad_output):
     return _bias_gradient(op, grad_output, backend)
 
 
+@computed_in_float32
 def conv3d_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, groups=1,
                     padding_mode="zeros", bias=True):
     """All the gradients of one :func:`numba_conv3d.conv3d` call, validated once.

@@ -30,7 +30,8 @@ class Conv3d:
         current CUDA device ('cuda', 'cuda:N' with N the current device). Initialisation draws on the
         host either way, so a seed gives the same parameters everywhere.
     dtype : dtype-like, optional
-        float32 (default, like torch), float64, complex64 or complex128.
+        float32 (default, like torch), float64, complex64 or complex128; on the CPU also float16 or
+        bfloat16 (``ml_dtypes.bfloat16``), computed in float32 and rounded once, as torch does.
     rng : None, int or numpy.random.Generator, optional
         Seed or generator for :meth:`reset_parameters` (not in torch: makes initialisation repeatable).
     algorithm : str, optional
@@ -73,6 +74,7 @@ class Conv3d:
             This layer (moved in place), as torch returns the module.
         """
         target = normalize_device(type(self).__name__, device)
+        resolve_dtype(type(self).__name__, "dtype", self.weight.dtype, target)
         if target != self.device:
             move = _to_host if target == "cpu" else _to_gpu
             self.weight = move(self.weight)

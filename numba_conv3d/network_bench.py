@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .api import conv3d
-from .benchmark import SETTLE_SECONDS, _Device, _thread_count, _torch, median_times
+from .benchmark import SETTLE_SECONDS, _Device, _thread_count, _torch, median_times, torch_tensor
 from .grad import conv3d_bias, conv3d_input, conv3d_weight
 from .networks import NETWORKS, network_layers
+from .precision import named_dtype
 from .transposed import conv_transpose3d
 
 
@@ -27,9 +28,9 @@ def _conv_kwargs(layer):
     return {name: value for name, value in layer.kwargs.items() if name != "output_padding"}
 
 
-def _operands(layer, seed=0):
+def _operands(layer, dtype="float32", seed=0):
     rng = np.random.default_rng(seed)
-    draw = lambda shape: rng.standard_normal(shape, dtype=np.float32)  # noqa: E731
+    draw = lambda shape: rng.standard_normal(shape, dtype=np.float32).astype(named_dtype(dtype))  # noqa: E731
     return (draw(layer.input_shape), draw(layer.weight_shape),
             draw(layer.output_shape[1:2]) if layer.bias else None, draw(layer.output_shape))
 
@@ -64,8 +65,8 @@ def _ours(layer, x, w, b, g):
 def _torch_sides(torch, layer, x, w, b, g):
     """torch's forward (no autograd) and training step (autograd) for ``layer``."""
     function = torch.nn.functional.conv_transpose3d if layer.transposed else torch.nn.functional.conv3d
-    xt, wt, gt = (torch.from_numpy(a) for a in (x, w, g))
-    bt = None if b is None else torch.from_numpy(b)
+    xt, wt, gt = (torch_tensor(torch, a) for a in (x, w, g))
+    bt = None if b is None else torch_tensor(torch, b)
     leaves = [t.clone().requires_grad_(True) if t is not None else None for t in (xt, wt, bt)]
     wanted = [t for t, needed in zip(leaves, (layer.input_grad, True, True)) if t is not None and needed]
 
@@ -124,15 +125,16 @@ class LayerResult:
                 "max_relative_difference": self.max_relative_difference}
 
 
-def time_layer(layer, repeat=5, warmup=2, settle=SETTLE_SECONDS, training=True):
-    """Time one layer (CPU, float32): ours and torch alternating, forward then training step.
+def time_layer(layer, repeat=5, warmup=2, settle=SETTLE_SECONDS, training=True, dtype="float32"):
+    """Time one layer on the CPU in ``dtype`` (torch in the same): ours and torch alternating, forward
+    then training step.
 
     Returns
     -------
     LayerResult
     """
     device = _Device("cpu")
-    x, w, b, g = _operands(layer)
+    x, w, b, g = _operands(layer, dtype)
     ours_forward, ours_training = _ours(layer, x, w, b, g)
     start = time.perf_counter()
     ours_forward()
@@ -144,9 +146,9 @@ def time_layer(layer, repeat=5, warmup=2, settle=SETTLE_SECONDS, training=True):
     difference = None
     if torch is not None:
         sides["torch"] = _torch_sides(torch, layer, x, w, b, g)
-        reference = sides["torch"][0]().numpy()
+        reference = sides["torch"][0]().double().numpy()
         scale = float(np.abs(reference).max()) or 1.0
-        difference = float(np.abs(ours_forward() - reference).max()) / scale
+        difference = float(np.abs(ours_forward().astype(np.float64) - reference).max()) / scale
     forward = median_times({name: pair[0] for name, pair in sides.items()}, repeat, warmup, settle, device)
     steps = (median_times({name: pair[1] for name, pair in sides.items()}, repeat, warmup, settle, device)
              if training else dict.fromkeys(sides))
@@ -183,8 +185,9 @@ class NetworkResult:
 
 
 def run_networks(names=None, batch=1, repeat=5, warmup=2, threads=None, settle=SETTLE_SECONDS,
-                 training=True, progress=iter):
-    """Time every distinct layer of the networks ``names`` (default: all of ``NETWORKS``) at ``batch``.
+                 training=True, progress=iter, dtype="float32"):
+    """Time every distinct layer of the networks ``names`` (default: all of ``NETWORKS``) at ``batch``,
+    in ``dtype``.
 
     ``progress`` wraps the iteration over (network, layer) pairs; ``threads`` sets Numba's and torch's
     thread count for the run. Without ``training``, only forward passes are timed.
@@ -198,7 +201,7 @@ def run_networks(names=None, batch=1, repeat=5, warmup=2, threads=None, settle=S
     results = {name: NetworkResult(name, batch, []) for name in names}
     with _thread_count(threads):
         for name, layer in progress(pairs):
-            results[name].layers.append(time_layer(layer, repeat, warmup, settle, training))
+            results[name].layers.append(time_layer(layer, repeat, warmup, settle, training, dtype))
     return list(results.values())
 
 

@@ -5,6 +5,7 @@ from math import prod
 import numpy as np
 
 from .config import MERGED_ROW_COLUMNS
+from .precision import compute_dtype, named_dtype
 from .shape_rules import conv_output_size, padding_mode_code, row_merge
 
 
@@ -30,7 +31,8 @@ class ConvPlan:
     has_bias : bool
         Whether a bias of ``out_channels`` elements is added.
     dtype : str
-        NumPy dtype name of input, weight, bias and output.
+        NumPy dtype name of input, weight, bias and output (float16 and bfloat16 are computed in
+        :attr:`compute_dtype`).
     backend : str
         'cpu' or 'cuda': the backend whose algorithm table was chosen from.
     algorithm, algorithm_reason : str
@@ -129,21 +131,34 @@ class ConvPlan:
         return ((self.batch,) if self.batched else ()) + (channels,) + tuple(spatial)
 
     @property
+    def compute_dtype(self):
+        """The dtype name the kernels sum in: float32 for float16 and bfloat16, else :attr:`dtype`."""
+        return compute_dtype(self.dtype)
+
+    def computed(self):
+        """The plan the kernels run: this one with :attr:`compute_dtype` as its dtype."""
+        return self if self.compute_dtype == self.dtype else replace(self, dtype=self.compute_dtype)
+
+    @property
     def is_complex(self):
         """Whether the dtype is complex."""
-        return np.dtype(self.dtype).kind == "c"
+        return named_dtype(self.dtype).kind == "c"
 
     @property
     def output_bytes(self):
         """Bytes of the result array."""
-        return prod(self.output_shape) * np.dtype(self.dtype).itemsize
+        return prod(self.output_shape) * named_dtype(self.dtype).itemsize
 
     def memory_bytes(self, workers):
         """Bytes a call allocates: the result, the weights' working copy, and the workspace of
-        ``workers`` threads (CPU) or one block's shared memory (CUDA: not host memory)."""
-        weight_copy = prod(self.weight_shape) * np.dtype(self.dtype).itemsize
+        ``workers`` threads (CPU) or one block's shared memory (CUDA: not host memory); reduced-precision
+        operands add their float32 copies and the float32 result."""
+        computed = self.computed()
+        weight_copy = prod(self.weight_shape) * np.dtype(computed.dtype).itemsize
         workspace = self.workspace_bytes * workers if self.backend == "cpu" else 0
-        return self.output_bytes + weight_copy + workspace
+        widened = 0 if computed is self else (computed.output_bytes + prod(self.input_shape)
+                                              * np.dtype(computed.dtype).itemsize)
+        return self.output_bytes + weight_copy + workspace + widened
 
     @property
     def macs(self):

@@ -11,11 +11,12 @@ import numpy as np
 
 from . import config, shape_checks
 from .cuda.arrays import is_device_array
+from .precision import REDUCED_DTYPES, named_dtype
 from .plan import ConvPlan
 from .plan_cache import ARRAY_PLANS, memoized, operands_key
 from .shape_rules import PADDING_MODES, dilated_extent, padding_mode_code, same_pads
 
-SUPPORTED_DTYPES = ("float32", "float64", "complex64", "complex128")
+SUPPORTED_DTYPES = ("float32", "float64", "complex64", "complex128") + REDUCED_DTYPES
 PADDING_STRINGS = ("valid", "same")
 
 
@@ -82,15 +83,19 @@ def normalize_padding_mode(op, padding_mode):
     return padding_mode
 
 
-def resolve_dtype(op, name, dtype):
-    """A dtype-like (NumPy dtype, type, name, or a torch dtype) -> a supported NumPy dtype."""
+def resolve_dtype(op, name, dtype, backend="cpu"):
+    """A dtype-like (NumPy dtype, type, name, or a torch dtype) -> a NumPy dtype ``backend`` supports
+    (float16 and bfloat16: the CPU only)."""
     spec = str(dtype).removeprefix("torch.") if type(dtype).__module__ == "torch" else dtype
     try:
-        resolved = np.dtype(spec)
+        resolved = named_dtype(spec)
     except TypeError as err:
         raise TypeError(f"{op}: {name} {dtype!r} is not a dtype") from err
     if resolved.name not in SUPPORTED_DTYPES:
         raise TypeError(f"{op}: {name} {resolved} is not supported; use one of {SUPPORTED_DTYPES}")
+    if backend == "cuda" and resolved.name in REDUCED_DTYPES:
+        raise TypeError(f"{op}: {name} {resolved} is not supported on the GPU yet (the CPU computes it "
+                        f"in float32); convert the CUDA operands to float32")
     if not resolved.isnative:
         raise TypeError(f"{op}: {name} {resolved.str} is not in native byte order; "
                         f"convert with .astype({resolved.name!r})")
@@ -135,6 +140,8 @@ def _algorithm_table(op, backend):
 
 def _choose_algorithm(op, plan, name):
     table = _algorithm_table(op, plan.backend)
+    stored = plan.dtype
+    plan = plan.computed()
     rows = [a for a in table if a.applies(plan)]
     if name is not None and not isinstance(name, str):
         raise TypeError(f"{op}: algorithm must be a string or None, but got {type(name).__name__}")
@@ -149,7 +156,7 @@ def _choose_algorithm(op, plan, name):
     else:
         rows = [a for a in rows if a.prefers(plan)]
     algorithm = rows[0]
-    return replace(plan, algorithm=algorithm.name, algorithm_reason=algorithm.reason,
+    return replace(plan, dtype=stored, algorithm=algorithm.name, algorithm_reason=algorithm.reason,
                    workspace_bytes=algorithm.workspace_bytes(plan))
 
 
@@ -180,7 +187,8 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
     padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, optional
         How the pads are filled; reflect needs pads < extent, circular pads <= extent.
     dtype : dtype-like, optional
-        float32, float64, complex64 or complex128.
+        float32, float64, complex64 or complex128; or, on the CPU, float16 or bfloat16 (computed in
+        float32, rounded once: the algorithm is the float32 plan's).
     backend : {'cpu', 'cuda'}, optional
         Whose algorithm table to choose from (``numba_conv3d.dispatch.backend_for`` tells an array's).
     algorithm : str, optional
@@ -210,7 +218,7 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
     padding = normalize_padding(op, padding)
     groups = normalize_positive_int(op, "groups", groups)
     padding_mode = normalize_padding_mode(op, padding_mode)
-    dtype = resolve_dtype(op, "dtype", dtype)
+    dtype = resolve_dtype(op, "dtype", dtype, backend)
 
     batched = len(x_shape) == 5
     batch, in_channels = (x_shape[0], x_shape[1]) if batched else (1, x_shape[0])
@@ -258,7 +266,7 @@ def check_array(op, name, array, backend="cpu", dtype=None, dtype_of="input"):
         raise TypeError(f"{op}: {name} must be {kinds}, but got {type(array).__name__}")
     if not (hasattr(array, "shape") and hasattr(array, "dtype")):
         raise TypeError(f"{op}: {name} ({type(array).__name__}) has no shape and dtype attributes")
-    resolved = resolve_dtype(op, f"{name} dtype", array.dtype)
+    resolved = resolve_dtype(op, f"{name} dtype", array.dtype, backend)
     if dtype is not None and resolved != dtype:
         raise TypeError(f"{op}: {name} dtype {resolved} does not match {dtype_of} dtype {dtype} "
                         f"(like torch, the operands must share one dtype)")
@@ -319,7 +327,7 @@ def plan_for_input_shape(input_shape, dtype, weight, bias=None, stride=1, paddin
     -------
     ConvPlan
     """
-    dtype = resolve_dtype(op, "input dtype", dtype)
+    dtype = resolve_dtype(op, "input dtype", dtype, backend)
     check_array(op, "weight", weight, backend, dtype)
     if bias is not None:
         check_array(op, "bias", bias, backend, dtype)

@@ -11,17 +11,20 @@ from .grad import gradient_backend, input_gradient
 from .grad_planner import output_padding_for, plan_conv_transpose3d
 from .layer import Conv3d, normalize_device, set_layer_fields
 from .planner import normalize_padding_mode, normalize_triple, resolve_dtype
+from .precision import computed_in_float32
 
 _OP = "ConvTranspose3d"
 
 
+@computed_in_float32
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Transposed 3-D convolution, with the semantics of ``torch.nn.functional.conv_transpose3d``.
 
     Parameters
     ----------
     input : numpy.ndarray or CUDA array
-        (N, C_in, D, H, W) or unbatched (C_in, D, H, W); float32, float64, complex64 or complex128; any
+        (N, C_in, D, H, W) or unbatched (C_in, D, H, W); float32, float64, complex64, complex128, or on
+        the CPU float16 or bfloat16 (summed in float32, rounded once, as torch does); any
         memory layout. N may be 0. A CUDA array computes on the GPU.
     weight : numpy.ndarray or CUDA array
         (C_in, C_out / groups, KD, KH, KW), ``input``'s dtype; a host array with a CUDA input is copied
@@ -79,7 +82,8 @@ class ConvTranspose3d:
     device : {None, 'cpu', 'cuda'}, optional
         Where the parameters live, as in :class:`numba_conv3d.Conv3d` (``to`` moves them).
     dtype : dtype-like, optional
-        float32 (default), float64, complex64 or complex128.
+        float32 (default), float64, complex64 or complex128; on the CPU also float16 or bfloat16
+        (computed in float32, rounded once).
     rng : None, int or numpy.random.Generator, optional
         Seed or generator for :meth:`reset_parameters` (not in torch).
 

@@ -7,6 +7,7 @@ from .api import run_plan
 from .cpu import ALGORITHMS
 from .jit_kernels import ensure_compiled
 from .planner import plan_conv3d
+from .precision import REDUCED_DTYPES
 
 # Tiny problems that every CPU algorithm serves: 4 output channels per group (the channel-vectorized
 # and blocked kernels), 1 per group with groups=4 (row-blocked, direct), a 3x3x3 kernel (Winograd);
@@ -40,7 +41,8 @@ def warm_cache(dtypes=("float32", "float64"), report=None, jitted=False):
         Called with the algorithm/dtype name and the seconds it took.
     jitted : bool
         Also compile, per dtype, the C function through which ``conv3d`` in users' ``@njit`` code runs
-        the kernels (``jit_kernels.py``; about a minute each the first time).
+        the kernels (``jit_kernels.py``; about a minute each the first time). Not for float16 and
+        bfloat16, which Numba's CPU target cannot hold.
 
     Returns
     -------
@@ -57,7 +59,7 @@ def warm_cache(dtypes=("float32", "float64"), report=None, jitted=False):
             run_plan(*problem)
             if report:
                 report(f"{algorithm.name} {dtype}", time.perf_counter() - began)
-        if jitted:
+        if jitted and dtype not in REDUCED_DTYPES:
             began = time.perf_counter()
             ensure_compiled(dtype)
             if report:

@@ -83,7 +83,7 @@ class FakeCudaArray:
 BAD_TYPES = {
     "int input": (X.astype(np.int32), W, None, {}, r"input dtype int32 is not supported"),
     "bool input": (X.astype(bool), W, None, {}, r"input dtype bool is not supported"),
-    "float16 input": (X.astype(np.float16), W.astype(np.float16), None, {}, r"float16 is not supported"),
+    "uint8 input": (X.astype(np.uint8), W.astype(np.uint8), None, {}, r"uint8 is not supported"),
     "mismatched weight dtype": (X, W.astype(np.float64), None, {},
                                 r"weight dtype float64 does not match input dtype float32"),
     "mismatched bias dtype": (X, W, np.zeros(6, np.complex64), {},

@@ -30,8 +30,8 @@ padding = mostly(st.one_of(st.integers(0, 2), st.tuples(*[st.integers(0, 2)] * 3
                  st.one_of(small_int, triple, weird, st.sampled_from(["full", ""])))
 padding_mode = mostly(st.sampled_from(["zeros", "reflect", "replicate", "circular"]),
                       st.one_of(st.sampled_from(["wrap", ""]), weird))
-dtype = mostly(st.sampled_from(["float32", "float64", "complex64", "complex128"]),
-               st.sampled_from(["int32", "float16", "bool", ">f4"]))
+dtype = mostly(st.sampled_from(["float32", "float64", "complex64", "complex128", "float16"]),
+               st.sampled_from(["int32", "uint8", "bool", ">f4"]))
 dims = st.lists(st.integers(0, 5), min_size=3, max_size=6)
 
 

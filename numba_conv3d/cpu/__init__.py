@@ -17,6 +17,7 @@ from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHA
                       VECTOR_BYTES, WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN, WINOGRAD_TRANSFORM_PAIRS,
                       WINOGRAD_WEIGHT_TILES)
 from ..parallelism import safe_to_run
+from ..precision import narrow, widen
 from . import blocked, channel_vectorized, direct, fft, gemm, phase_flat, row_blocked, tap_gemm, winograd
 
 NAME = "cpu"
@@ -249,7 +250,10 @@ def _launch(plan):
 
 
 def execute(plan, input, weight, bias):
-    """Run ``plan`` on NumPy operands; see :func:`numba_conv3d.conv3d` for what it returns."""
+    """Run ``plan`` on NumPy operands; see :func:`numba_conv3d.conv3d` for what it returns.
+    Reduced-precision operands run the float32 plan on widened copies, rounded once at the end."""
+    if plan.dtype != plan.compute_dtype:
+        return narrow(execute(plan.computed(), widen(input), widen(weight), widen(bias)), plan.dtype)
     run, kernel_plan, batched, input_shape, output_shape = _launch(plan)
     out = np.empty(batched, plan.dtype)
     if plan.batch:

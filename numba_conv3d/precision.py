@@ -1,0 +1,79 @@
+"""Reduced-precision operands: float16 and bfloat16 stored, float32 computed, one rounding.
+
+torch's CPU convolution and cuDNN take float16 and bfloat16 operands, sum their products in float32,
+add the bias in float32 and round each result once to the operands' dtype (to nearest, ties to even).
+This module gives every front the same: operands are widened to float32 (exactly: each half-precision
+value is a float32 value), the float32 engine computes, and the result is rounded once. bfloat16 is
+``ml_dtypes.bfloat16``, the NumPy dtype JAX and others use.
+"""
+import functools
+import inspect
+
+import numpy as np
+
+COMPUTE_DTYPE = "float32"
+REDUCED_DTYPES = ("float16", "bfloat16")
+
+
+def bfloat16():
+    """NumPy's bfloat16 dtype (``ml_dtypes.bfloat16``), imported on first use."""
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def named_dtype(spec):
+    """``np.dtype(spec)``, with 'bfloat16' known before anything imported ml_dtypes."""
+    if isinstance(spec, str) and spec == "bfloat16":
+        return bfloat16()
+    return np.dtype(spec)
+
+
+def compute_dtype(name):
+    """The dtype name the kernels compute in for operands of dtype ``name``."""
+    return COMPUTE_DTYPE if name in REDUCED_DTYPES else name
+
+
+def is_reduced(array):
+    """Whether ``array`` is a NumPy array of a reduced-precision dtype."""
+    return isinstance(array, np.ndarray) and array.dtype.name in REDUCED_DTYPES
+
+
+def widen(array):
+    """A C-contiguous float32 copy of a reduced-precision ``array`` (exact); anything else unchanged."""
+    return np.ascontiguousarray(array, COMPUTE_DTYPE) if is_reduced(array) else array
+
+
+def narrow(result, dtype):
+    """``result`` (an array, a tuple of arrays or None) rounded to ``dtype``, to nearest, ties to even;
+    beyond the dtype's largest finite value, to Inf (as torch rounds, without NumPy's warning)."""
+    if isinstance(result, tuple):
+        return tuple(narrow(part, dtype) for part in result)
+    with np.errstate(over="ignore"):
+        return None if result is None else result.astype(dtype)
+
+
+def computed_in_float32(function):
+    """Wrap a public function of NumPy operands so that reduced-precision operands are widened to
+    float32, the function computes in float32, and its array results are rounded once to the operands'
+    dtype. The operands must then share that one dtype, as torch requires (a ``TypeError`` names the
+    first that does not); calls without reduced-precision operands pass straight through."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        if not any(is_reduced(value) for value in (*args, *kwargs.values())):
+            return function(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
+        arrays = {name: value for name, value in bound.arguments.items() if isinstance(value, np.ndarray)}
+        first = next(name for name, value in arrays.items() if is_reduced(value))
+        dtype = arrays[first].dtype
+        for name, value in arrays.items():
+            if value.dtype != dtype:
+                raise TypeError(f"{function.__name__}: {name} dtype {value.dtype} does not match {first} "
+                                f"dtype {dtype} (like torch, the operands must share one dtype)")
+        for name, value in arrays.items():
+            bound.arguments[name] = widen(value)
+        return narrow(function(*bound.args, **bound.kwargs), dtype)
+
+    return wrapper
