@@ -6,8 +6,8 @@ def _always(plan):
     return True
 
 
-Algorithm = namedtuple("Algorithm", "name reason applies workspace_bytes run prefers",
-                       defaults=(_always,))
+Algorithm = namedtuple("Algorithm", "name reason applies workspace_bytes run prefers operands",
+                       defaults=(_always, "computed"))
 Algorithm.__doc__ = """One row of a backend's algorithm table; the planner takes the first row that applies
 and prefers the plan (a forced algorithm needs only to apply).
 
@@ -24,4 +24,10 @@ run : callable
 prefers : callable(ConvPlan) -> bool, optional
     Whether the planner takes the row for a plan it applies to (by default, always); a row that
     serves more plans than it is fastest on says here where it is.
+operands : {'computed', 'stored'}, optional
+    What the row takes for a float16 or bfloat16 plan. 'computed' (default): ``applies``, ``prefers``
+    and ``workspace_bytes`` see the float32 plan (``ConvPlan.computed``), and ``run`` takes it and
+    float32 operands (the backend widens them, then rounds the result). 'stored': they see the plan
+    itself, and ``run`` takes the input and weight as stored (their bits, ``uint16``, the weight
+    C-contiguous), a float32 bias and a float32 output, which the backend rounds.
 """

@@ -166,6 +166,16 @@ TAP_GEMM_MIN_CHANNELS = 128
 TAP_GEMM_MAX_SHARE = 0.6
 TAP_GEMM_WIDE_CHANNELS = 512
 TAP_GEMM_WIDE_MAX_SHARE = 0.8
+
+# bfloat16 by AVX512-BF16 dot products (``cpu/bfloat16_dot.py``) against the float32 path on widened
+# operands (2-core Zen 4, same process, alternating): 1.1-2.9x on dense k3, k5, 3x7x7, 3x1x1 and 1x1x1
+# layers with >= 16 output and >= 2 input channels per group; slower on one input channel (0.8x),
+# depthwise (0.2x), strided 1x1x1 projections (0.8x) and where Winograd's estimated gain
+# (``cpu.winograd_gain``) reaches BFLOAT16_DOT_MAX_WINOGRAD_GAIN (gain 1.98: 0.87x, 2.38: 0.79x; 1.73:
+# 1.11x, 1.41: 1.14x).
+BFLOAT16_DOT_MIN_OUT_CHANNELS = 16
+BFLOAT16_DOT_MIN_IN_CHANNELS = 2
+BFLOAT16_DOT_MAX_WINOGRAD_GAIN = 1.9
 # Kernels of at most GEMM_FEW_TAPS taps (R(2+1)D's 3x1x1 temporal layers) give the register-blocked
 # kernels little reuse of each gathered input: GEMM from GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL positions
 # per channel (2-core Zen 4, AVX-512, float32, same process; planner's previous time / GEMM time, 3x1x1

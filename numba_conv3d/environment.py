@@ -1,4 +1,5 @@
 """What this process runs on: versions, CPU and SIMD, threads, cache, CUDA (for ``info`` and benchmarks)."""
+import functools
 import importlib.metadata
 import os
 import platform
@@ -63,6 +64,12 @@ def cuda_devices():
         return []
 
 
+@functools.lru_cache(maxsize=None)
+def has_bfloat16_dot():
+    """Whether the CPU Numba compiles for has AVX512-BF16's dot products (``vdpbf16ps``)."""
+    return bool(llvmlite.binding.get_host_cpu_features().get("avx512bf16"))
+
+
 def describe():
     """A JSON-ready record of the environment.
 
@@ -71,7 +78,7 @@ def describe():
     dict
         Versions (numba_conv3d, numba, llvmlite, numpy, torch or None), Python, CPU name, LLVM CPU and
         its SIMD features, the width of the CPU kernels' vectors, whether the CPU has bfloat16 dot
-        products (AVX512-BF16 or AMX-BF16; float16 and bfloat16 are computed in float32 either way),
+        products (AVX512-BF16),
         threading layer and thread count, the
         kernel cache directory, CUDA devices.
     """
@@ -87,7 +94,7 @@ def describe():
         "llvm_cpu": llvmlite.binding.get_host_cpu_name(),
         "simd": sorted(name for name, on in features.items() if on and name.startswith(SIMD_PREFIXES)),
         "kernel_vector_bits": 8 * VECTOR_BYTES,
-        "bfloat16_dot_products": bool(features.get("avx512bf16") or features.get("amx-bf16")),
+        "bfloat16_dot_products": has_bfloat16_dot(),
         "threading_layer": threading_layer(),
         "threads": numba.get_num_threads(),
         "cache_dir": cache_directory(),

@@ -140,9 +140,8 @@ def _algorithm_table(op, backend):
 
 def _choose_algorithm(op, plan, name):
     table = _algorithm_table(op, plan.backend)
-    stored = plan.dtype
-    plan = plan.computed()
-    rows = [a for a in table if a.applies(plan)]
+    views = {a.name: plan if a.operands == "stored" else plan.computed() for a in table}
+    rows = [a for a in table if a.applies(views[a.name])]
     if name is not None and not isinstance(name, str):
         raise TypeError(f"{op}: algorithm must be a string or None, but got {type(name).__name__}")
     if name not in (None, "auto"):
@@ -154,10 +153,10 @@ def _choose_algorithm(op, plan, name):
             raise ValueError(f"{op}: algorithm {name!r} does not serve this convolution "
                              f"(dtype {plan.dtype})")
     else:
-        rows = [a for a in rows if a.prefers(plan)]
+        rows = [a for a in rows if a.prefers(views[a.name])]
     algorithm = rows[0]
-    return replace(plan, dtype=stored, algorithm=algorithm.name, algorithm_reason=algorithm.reason,
-                   workspace_bytes=algorithm.workspace_bytes(plan))
+    return replace(plan, algorithm=algorithm.name, algorithm_reason=algorithm.reason,
+                   workspace_bytes=algorithm.workspace_bytes(views[algorithm.name]))
 
 
 @memoized

@@ -6,7 +6,9 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ..algorithm import Algorithm
-from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS, BLOCKED_MIN_FILL,
+from ..config import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
+                      BFLOAT16_DOT_MIN_OUT_CHANNELS, BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS,
+                      BLOCKED_MIN_CHANNELS, BLOCKED_MIN_FILL,
                       CHANNEL_BLOCK_VECTORS, CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, FFT_DIRECT_MAC_SECONDS,
                       FFT_MAX_WORKSPACE_BYTES, FFT_MIN_GAIN, FLAT_MAX_OUTPUT_WIDTH,
                       FLAT_MAX_WORKSPACE_BYTES, GEMM_FEW_TAPS, GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL,
@@ -18,7 +20,8 @@ from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, BLOCKED_MIN_CHA
                       WINOGRAD_WEIGHT_TILES)
 from ..parallelism import safe_to_run
 from ..precision import narrow, widen
-from . import blocked, channel_vectorized, direct, fft, gemm, phase_flat, row_blocked, tap_gemm, winograd
+from . import (bfloat16_dot, blocked, channel_vectorized, direct, fft, gemm, phase_flat, row_blocked,
+               tap_gemm, winograd)
 
 NAME = "cpu"
 
@@ -150,6 +153,20 @@ def prefers_phase_flat(plan):
             and phase_flat.workspace_bytes(plan) <= FLAT_MAX_WORKSPACE_BYTES)
 
 
+def prefers_bfloat16_dot(plan):
+    """Whether the planner takes the bfloat16 dot products for a bfloat16 plan they serve: enough
+    channels per group to fill the pairs and the channel blocks, and not where the float32 plan takes
+    FFT, Winograd with a large estimated gain, or a strided 1x1x1 projection by GEMM
+    (``config.BFLOAT16_DOT_*``, measured crossovers)."""
+    computed = plan.computed()
+    if (plan.out_per_group < BFLOAT16_DOT_MIN_OUT_CHANNELS or plan.in_per_group < BFLOAT16_DOT_MIN_IN_CHANNELS
+            or (fft.serves(computed) and prefers_fft(computed))):
+        return False
+    if winograd.serves(computed) and prefers_winograd(computed):
+        return winograd_gain(computed) < BFLOAT16_DOT_MAX_WINOGRAD_GAIN
+    return not (computed.kernel_size == (1, 1, 1) and computed.stride != (1, 1, 1) and prefers_gemm(computed))
+
+
 # The rows that compute through transforms (their sums are not the direct ones).
 _TRANSFORMS = ("fft", "winograd")
 
@@ -172,6 +189,14 @@ def _falling_back(run):
 
 
 ALGORITHMS = (
+    Algorithm("bfloat16-dot", f"bfloat16 operands, AVX512-BF16, >= {BFLOAT16_DOT_MIN_OUT_CHANNELS} output "
+              f"and >= {BFLOAT16_DOT_MIN_IN_CHANNELS} input channels per group, not where the float32 plan "
+              f"takes FFT, Winograd with an estimated gain >= {BFLOAT16_DOT_MAX_WINOGRAD_GAIN} or a strided "
+              "1x1x1 GEMM: the channel-vectorized kernel on pairs of input channels, two products per lane "
+              "and instruction (vdpbf16ps), float32 sums rounded once (dense k3 and k5: 1.1-2.9x the "
+              "float32 path on widened operands)",
+              bfloat16_dot.serves, bfloat16_dot.workspace_bytes, _runner(bfloat16_dot.compute),
+              prefers_bfloat16_dot, operands="stored"),
     Algorithm("fft", f"real dtype, unit stride, an estimated gain of >= {FFT_MIN_GAIN} (cpu.fft_gain: large "
               "kernels): overlap-save over tiles of the output, real FFTs of each tile's padded input "
               "times the weight spectra, summed over input channels, back by one inverse FFT per output "
@@ -240,24 +265,35 @@ ALGORITHMS = (
 @functools.lru_cache(maxsize=256)
 def _launch(plan):
     """What running ``plan`` needs beyond its operands, worked out once per plan: the algorithm's
-    ``run``, the plan its kernel runs (``plan.rows_merged()``), the batched output shape, the input
-    and output shapes as the kernel reads them (rows side by side where the plan merges them)."""
+    ``run`` and the operands it takes (``Algorithm.operands``), the plan its kernel runs
+    (``plan.rows_merged()``), the batched output shape, the input and output shapes as the kernel reads
+    them (rows side by side where the plan merges them)."""
     kernel_plan = plan.rows_merged()
     batched = (plan.batch, plan.out_channels) + plan.output_size
-    return (next(a.run for a in ALGORITHMS if a.name == plan.algorithm), kernel_plan, batched,
+    row = next(a for a in ALGORITHMS if a.name == plan.algorithm)
+    return (row.run, row.operands, kernel_plan, batched,
             (plan.batch, plan.in_channels) + kernel_plan.input_size,
             (plan.batch, plan.out_channels) + kernel_plan.output_size)
 
 
 def execute(plan, input, weight, bias):
     """Run ``plan`` on NumPy operands; see :func:`numba_conv3d.conv3d` for what it returns.
-    Reduced-precision operands run the float32 plan on widened copies, rounded once at the end."""
-    if plan.dtype != plan.compute_dtype:
+    float16 and bfloat16 operands are widened to float32 (all of them; or only the bias for a row that
+    takes the input and weight as stored), and the float32 result is rounded once."""
+    if plan.dtype == plan.compute_dtype:
+        return _run(plan, input, weight, bias, plan.dtype)
+    if _launch(plan)[1] == "computed":
         return narrow(execute(plan.computed(), widen(input), widen(weight), widen(bias)), plan.dtype)
-    run, kernel_plan, batched, input_shape, output_shape = _launch(plan)
-    out = np.empty(batched, plan.dtype)
+    return narrow(_run(plan, input.view(np.uint16), np.ascontiguousarray(weight).view(np.uint16),
+                       widen(bias), plan.compute_dtype), plan.dtype)
+
+
+def _run(plan, input, weight, bias, out_dtype):
+    """``plan``'s algorithm on its operands into a new ``out_dtype`` result of the caller's rank."""
+    run, _, kernel_plan, batched, input_shape, output_shape = _launch(plan)
+    out = np.empty(batched, out_dtype)
     if plan.batch:
-        bias = _NO_BIAS[plan.dtype] if bias is None else np.ascontiguousarray(bias)
+        bias = _NO_BIAS[out_dtype] if bias is None else np.ascontiguousarray(bias)
         # Like torch, a strided input is first copied into C order: the kernels then compile for
         # C-contiguous inputs only, once per dtype rather than once per dtype and layout.
         x = np.ascontiguousarray(input).reshape(input_shape)

@@ -120,7 +120,7 @@ def _tile(slab, packed, packed_bias, taps, runs, run_count, g, block, channel_fi
     channels = block_channels(slab.itemsize)
     blocks, in_channels, ntaps = packed.shape[1], packed.shape[2], packed.shape[3]
     unit = g * blocks + block
-    like = zero_block(slab, tile_positions, 1, CHANNEL_BLOCK_VECTORS)
+    like = zero_block(packed_bias, tile_positions, 1, CHANNEL_BLOCK_VECTORS)
     if channel_first == 0:
         # every position starts from the same bias vectors
         acc = load_rows(like, packed_bias, unit * channels, 0, tile_positions, CHANNEL_BLOCK_VECTORS)
@@ -183,7 +183,7 @@ def _tiled_task(x, packed, packed_bias, out, stride, dilation, kernel, grid, map
                                                  oh0 + row, min(tile_rows, rows - row), skip_padding)
     # planes whose tiles each chunk of weights serves before the next
     together = min(planes, ceil_div(STATIONARY_BLOCKS, strips * tiles))
-    partial = np.empty(together * strips * tiles * items, x.dtype)
+    partial = np.empty(together * strips * tiles * items, packed_bias.dtype)
     row_step = slab_offset(slab, 1, 0, stride)
     for first_plane in range(0, planes, together):
         for block in range(first, stop):

@@ -154,12 +154,18 @@ def reading_offsets(index_map, origin, outputs, output_step, extent, dilation):
 
 
 @register_jitable
+def pads_with_zeros(x, padded, mode):
+    """Whether the batched input ``x`` is padded with zeros to ``padded`` (some of it)."""
+    pads = padded[0] != x.shape[2] or padded[1] != x.shape[3] or padded[2] != x.shape[4]
+    return mode == PAD_ZEROS and pads
+
+
+@register_jitable
 def skips_padding(x, weight, padded, mode):
     """Whether the kernels skip the taps that read only zero padding (``fill_tap_runs``): where the
     batched input ``x`` is padded with zeros to ``padded`` and every weight is finite (an Inf or NaN
     weight times those zeros is NaN). The finiteness pass over the weights runs only then."""
-    pads = padded[0] != x.shape[2] or padded[1] != x.shape[3] or padded[2] != x.shape[4]
-    return mode == PAD_ZEROS and pads and np.isfinite(weight).all()
+    return pads_with_zeros(x, padded, mode) and np.isfinite(weight).all()
 
 
 @register_jitable

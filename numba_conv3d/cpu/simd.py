@@ -184,16 +184,48 @@ def _fma(builder, a, b, c):
 def _broadcast_products(context, builder, block, values, weights_type, weights, weight_offsets,
                         loaded):
     """``values`` (a ``block``) plus, for channel c, the weight at element ``weight_offsets[c]`` of
-    ``weights`` broadcast times each of the ``loaded`` vectors (one rounding per element)."""
+    ``weights`` broadcast times each of the ``loaded`` vectors (one rounding per element). uint32
+    ``weights`` hold bfloat16 pairs, and the ``loaded`` vectors pairs too: each lane then adds the
+    pair's two products (``bfloat16_dot``)."""
     vector_type = context.get_value_type(block.dtype)
+    pairs = weights_type.dtype == types.uint32
     out = []
     for c, w_at in enumerate(weight_offsets):
         weight = builder.load(_element_pointer(context, builder, weights_type, weights, w_at))
-        splat = _splat(builder, weight, vector_type)
+        splat = _splat(builder, weight, ir.VectorType(weight.type, vector_type.count))
         for k, vector in enumerate(loaded):
             acc = builder.extract_value(values, c * len(loaded) + k)
-            out.append(_fma(builder, splat, vector, acc))
+            multiply_add = bfloat16_dot if pairs else _fma
+            out.append(multiply_add(builder, splat, vector, acc))
     return context.make_tuple(builder, block, out)
+
+
+class _BFloat16(ir.types._BaseFloatType):
+    """LLVM's ``bfloat`` element type, which llvmlite's IR builder lacks (only the vector intrinsics'
+    signatures name it)."""
+
+    null = "0.0"
+    intrinsic_name = "bf16"
+
+    def __str__(self):
+        return "bfloat"
+
+
+_BFloat16._create_instance()
+
+
+def bfloat16_dot(builder, a, b, acc):
+    """``acc + a_even * b_even + a_odd * b_odd`` per float32 lane of ``acc``, where ``a`` and ``b`` are
+    vectors of as many 32-bit lanes, each a pair of bfloat16 values (the low half first). One
+    AVX512-BF16 ``vdpbf16ps``: both products are exact in float32, each addition rounds to nearest
+    (the odd product first), subnormal inputs and results are flushed to zero; callers must check
+    that the CPU has it (``environment.has_bfloat16_dot``)."""
+    lanes = acc.type.count
+    pairs = ir.VectorType(_BFloat16(), 2 * lanes)
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(acc.type, [acc.type, pairs, pairs]),
+        f"llvm.x86.avx512bf16.dpbf16ps.{32 * lanes}")
+    return builder.call(function, [acc, builder.bitcast(a, pairs), builder.bitcast(b, pairs)])
 
 
 @intrinsic

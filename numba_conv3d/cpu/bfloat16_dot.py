@@ -1,0 +1,129 @@
+"""bfloat16 convolution by the CPU's bfloat16 dot products (AVX512-BF16 ``vdpbf16ps``).
+
+The channel-vectorized kernel (``channel_vectorized.py``: tiles of output positions x vectors of output
+channels in registers) run on input channels taken in pairs: a pair of bfloat16 input values is one
+32-bit slab element, broadcast to every lane, and the packed weights hold, per output channel, the pair's
+two weights side by side, so one instruction adds two products per lane (``simd.bfloat16_dot``), twice
+the multiply-adds of a float32 fused multiply-add. The slab, tasks, tiles, padding skips and stores are
+that kernel's, on 32-bit elements; sums are float32 from the bias, pair by pair in channel order, tap
+by tap as that kernel orders them, and the caller rounds each result once to bfloat16. A group with an
+odd channel count pairs its last channel with a zero.
+
+The instruction flushes subnormal inputs and results to zero (as oneDNN's bfloat16 convolution does);
+Inf and NaN propagate as in the float32 sums.
+"""
+from dataclasses import replace
+
+import numpy as np
+from numba import njit, prange
+from numba.extending import register_jitable
+
+from ..config import VECTOR_BYTES
+from ..environment import has_bfloat16_dot
+from ..shape_rules import ceil_div
+from .channel_vectorized import _channel_vectorized_kernel, block_channels, task_layout
+from .channel_vectorized import workspace_bytes as float32_workspace_bytes
+from .register_blocks import pads_with_zeros
+
+PAIR_BYTES = 4
+
+
+def serves(plan):
+    """bfloat16 operands on a CPU with 512-bit vectors and AVX512-BF16."""
+    return plan.dtype == "bfloat16" and VECTOR_BYTES == 64 and has_bfloat16_dot()
+
+
+@register_jitable
+def pairs_per_group(in_per_group):
+    """Input channel pairs of a group (the last one half zero for an odd count)."""
+    return (in_per_group + 1) // 2
+
+
+@njit(parallel=True, cache=True)
+def pair_channels(bits, groups, pairs):
+    """bfloat16 input bits (N, C, D, H, W), C-contiguous uint16 -> (N, groups * ``pairs``, D, H, W)
+    uint32: pair p of group g holds the group's channel 2p in its low half and 2p + 1 in its high half
+    (zero past the group's last channel)."""
+    batch, channels = bits.shape[:2]
+    per_group = channels // groups
+    plane = bits.shape[2] * bits.shape[3] * bits.shape[4]
+    flat = bits.reshape(batch, channels, plane)
+    out = np.empty((batch, groups * pairs, plane), np.uint32)
+    for job in prange(batch * groups * pairs):
+        n, unit = job // (groups * pairs), job % (groups * pairs)
+        g, p = unit // pairs, unit % pairs
+        low = g * per_group + 2 * p
+        if 2 * p + 1 < per_group:
+            for k in range(plane):
+                out[n, unit, k] = np.uint32(flat[n, low, k]) | (np.uint32(flat[n, low + 1, k]) << 16)
+        else:
+            for k in range(plane):
+                out[n, unit, k] = np.uint32(flat[n, low, k])
+    return out.reshape((batch, groups * pairs) + bits.shape[2:])
+
+
+@njit(parallel=True, cache=True)
+def pack_pairs(weight, bias, has_bias, groups, block_channels):
+    """bfloat16 weight bits (C_out, C_in/g, KD, KH, KW), C-contiguous uint16 -> (g, blocks, pairs, taps,
+    ``block_channels``) uint32: per output channel, input channels 2p (low half) and 2p + 1 (high half;
+    zero past the group's last channel), as :func:`pair_channels` pairs the input; missing channels of
+    a group's last block zero. And the float32 bias as ``blocked.pack_weights`` packs it."""
+    out_channels, in_per_group = weight.shape[:2]
+    out_per_group = out_channels // groups
+    blocks = ceil_div(out_per_group, block_channels)
+    pairs = pairs_per_group(in_per_group)
+    taps = weight.shape[2] * weight.shape[3] * weight.shape[4]
+    bits = weight.reshape(out_channels, in_per_group, taps)
+    packed = np.zeros((groups, blocks, pairs, taps, block_channels), np.uint32)
+    packed_bias = np.zeros(groups * blocks * block_channels, bias.dtype)
+    for job in prange(groups * blocks * pairs):
+        unit, p = job // pairs, job % pairs
+        g, block = unit // blocks, unit % blocks
+        first = g * out_per_group + block * block_channels
+        target = packed[g, block, p]
+        for lane in range(min(block_channels, out_per_group - block * block_channels)):
+            low = bits[first + lane, 2 * p]
+            if 2 * p + 1 < in_per_group:
+                high = bits[first + lane, 2 * p + 1]
+                for tap in range(taps):
+                    target[tap, lane] = np.uint32(low[tap]) | (np.uint32(high[tap]) << 16)
+            else:
+                for tap in range(taps):
+                    target[tap, lane] = np.uint32(low[tap])
+    if has_bias:
+        for o in range(out_channels):
+            packed_bias[o // out_per_group * blocks * block_channels + o % out_per_group] = bias[o]
+    return packed, packed_bias
+
+
+@register_jitable
+def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """Fill the batched float32 ``out`` from the bits (uint16, C-contiguous) of the batched bfloat16
+    input and of the weight, and the float32 bias.
+
+    The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
+    """
+    pairs = pairs_per_group(weight.shape[1])
+    x = pair_channels(bits, groups, pairs)
+    packed, packed_bias = pack_pairs(weight, bias, has_bias, groups, block_channels(PAIR_BYTES))
+    tall, grid, slab_dims = task_layout(x.shape[0], out.shape[2:], PAIR_BYTES, pairs, weight.shape[2:],
+                                        stride, dilation, weight.shape[0] // groups, groups)
+    _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation,
+                               pad_front, padded, mode, weight.shape[2:], grid, slab_dims,
+                               pads_with_zeros(x, padded, mode) and all_finite(weight), tall)
+
+
+@njit(cache=True)
+def all_finite(bits):
+    """Whether every bfloat16 of ``bits`` (uint16) is finite (its exponent bits not all ones)."""
+    for value in bits.ravel():
+        if value & 0x7F80 == 0x7F80:
+            return False
+    return True
+
+
+def workspace_bytes(plan):
+    """Scratch bytes one worker thread holds: the channel-vectorized kernel's for the pairs as float32
+    channels."""
+    paired = replace(plan.computed(), in_channels=plan.groups * pairs_per_group(plan.in_per_group))
+    return float32_workspace_bytes(paired)

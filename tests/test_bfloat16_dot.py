@@ -1,0 +1,138 @@
+"""The bfloat16 dot-product kernel (``cpu/bfloat16_dot.py``): float32 sums of bfloat16 pairs by
+AVX512-BF16, against the float64 oracle of the bfloat16 operands, torch, and the planner's choice."""
+import ml_dtypes
+import numba
+import numpy as np
+import pytest
+
+from checks import assert_close, mode_cases
+from numba_conv3d import conv3d
+from numba_conv3d.cpu import bfloat16_dot
+from numba_conv3d.planner import plan_conv3d
+from reference import conv3d_reference
+from test_reduced_precision import BFLOAT16, reduced_bound
+
+pytestmark = pytest.mark.skipif(not bfloat16_dot.serves(plan_conv3d((1, 2, 3, 3, 3), (2, 2, 1, 1, 1),
+                                                                    dtype="bfloat16")),
+                                reason="this CPU has no AVX512-BF16 dot products (or no 512-bit vectors)")
+
+# Odd and even channel counts per group (a pair half zero), strides, dilation, groups, 1-wide and odd
+# extents, unbatched input, tall (8-wide) and wide (7-wide) tiles.
+SHAPES = (
+    ((2, 5, 4, 7, 6), (16, 5, 3, 3, 3), {"padding": 1}),
+    ((1, 6, 5, 8, 8), (18, 3, 3, 3, 3), {"padding": (1, 0, 1), "groups": 2, "stride": (1, 2, 1)}),
+    ((1, 4, 6, 7, 1), (20, 4, 3, 3, 1), {"padding": (2, 2, 0), "dilation": (2, 2, 1)}),
+    ((8, 3, 9, 14), (33, 8, 1, 3, 3), {"padding": (0, 1, 1)}),
+    ((1, 7, 3, 5, 5), (16, 7, 2, 2, 2), {"stride": 2}),
+)
+
+
+def _operands(x_shape, w_shape, bias, seed=0):
+    rng = np.random.default_rng(seed)
+    draw = lambda shape: rng.standard_normal(shape).astype(BFLOAT16)  # noqa: E731
+    return draw(x_shape), draw(w_shape), draw(w_shape[:1]) if bias else None
+
+
+def _assert_within_bound(out, x, w, b, **kwargs):
+    assert out.dtype == BFLOAT16
+    wide = [None if a is None else a.astype(np.float64) for a in (x, w, b)]
+    expected = conv3d_reference(*wide, **kwargs)
+    assert_close(out.astype(np.float64), expected, reduced_bound(BFLOAT16, expected, *wide, **kwargs))
+
+
+@pytest.mark.parametrize("x_shape,w_shape,kwargs,mode", mode_cases(SHAPES))
+def test_matches_reference(x_shape, w_shape, kwargs, mode):
+    kwargs = dict(kwargs, padding_mode=mode)
+    for bias in (True, False):
+        x, w, b = _operands(x_shape, w_shape, bias)
+        _assert_within_bound(conv3d(x, w, b, algorithm="bfloat16-dot", **kwargs), x, w, b, **kwargs)
+
+
+def test_batch_zero_and_strided_views():
+    x, w, b = _operands((3, 4, 5, 6, 14), (16, 4, 3, 3, 3), True)
+    empty = conv3d(x[:0], w, b, padding=1, algorithm="bfloat16-dot")
+    assert empty.shape == (0, 16, 5, 6, 14) and empty.dtype == BFLOAT16
+    view = x[::2, :, :, :, ::2]
+    _assert_within_bound(conv3d(view, w, b, padding=1, algorithm="bfloat16-dot"), view, w, b, padding=1)
+
+
+def test_nan_and_inf_reach_the_outputs_whose_taps_read_them():
+    x, w, b = _operands((1, 4, 4, 5, 5), (16, 4, 3, 3, 3), True)
+    x[0, 1, 2, 2, 3] = np.inf
+    x[0, 2, 0, 4, 0] = np.nan
+    out = conv3d(x, w, b, padding=1, algorithm="bfloat16-dot").astype(np.float64)
+    expected = conv3d_reference(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding=1)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+
+
+def test_an_inf_weight_times_zero_padding_is_nan_as_in_torch():
+    x, w, b = _operands((1, 2, 3, 4, 4), (16, 2, 3, 3, 3), False)
+    w[3, 1, 0, 0, 0] = np.inf
+    out = conv3d(x, w, padding=1, algorithm="bfloat16-dot").astype(np.float64)
+    expected = conv3d_reference(x.astype(np.float64), w.astype(np.float64), padding=1)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    assert np.isnan(out[0, 3, 0, 0, 0])
+
+
+def test_bitwise_the_same_for_one_and_two_threads():
+    x, w, b = _operands((2, 32, 3, 6, 7), (48, 32, 3, 3, 3), True)
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            results.append(conv3d(x, w, b, padding=1, algorithm="bfloat16-dot").view(np.uint16))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_pairs_of_channels():
+    bits = np.arange(2 * 6 * 2 * 2 * 2, dtype=np.uint16).reshape(2, 6, 2, 2, 2)
+    pairs = bfloat16_dot.pair_channels(bits, 2, 2)  # groups of 3 channels: pairs (0, 1), (2, zero)
+    assert pairs.shape == (2, 4, 2, 2, 2)
+    np.testing.assert_array_equal(pairs[:, 0] & 0xFFFF, bits[:, 0])
+    np.testing.assert_array_equal(pairs[:, 0] >> 16, bits[:, 1])
+    np.testing.assert_array_equal(pairs[:, 1], bits[:, 2])
+    np.testing.assert_array_equal(pairs[:, 3], bits[:, 5])
+
+
+def test_agrees_with_torch():
+    torch = pytest.importorskip("torch", reason="torch is the optional second oracle")
+    x, w, b = _operands((1, 32, 4, 8, 8), (64, 32, 3, 3, 3), True)
+    ours = conv3d(x, w, b, padding=1, algorithm="bfloat16-dot").astype(np.float64)
+    as_torch = lambda a: torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)  # noqa: E731
+    theirs = torch.nn.functional.conv3d(as_torch(x), as_torch(w), as_torch(b), padding=1).double().numpy()
+    wide = [a.astype(np.float64) for a in (x, w, b)]
+    expected = conv3d_reference(*wide, padding=1)
+    assert_close(ours, theirs, 2 * reduced_bound(BFLOAT16, expected, *wide, padding=1))
+
+
+@pytest.mark.parametrize("input_shape,weight_shape,kwargs,expected", [
+    ((1, 128, 8, 8, 8), (256, 128, 3, 3, 3), {"padding": 1}, "bfloat16-dot"),
+    ((1, 32, 8, 16, 16), (32, 32, 5, 5, 5), {"padding": 2}, "bfloat16-dot"),
+    ((1, 64, 16, 56, 56), (128, 64, 3, 3, 3), {"padding": 1}, "winograd"),
+    ((1, 1, 32, 32, 32), (16, 1, 3, 3, 3), {"padding": 1}, "blocked"),
+    ((1, 54, 13, 40, 40), (54, 1, 3, 3, 3), {"padding": 1, "groups": 54}, "row-blocked"),
+])
+def test_where_the_planner_takes_it(input_shape, weight_shape, kwargs, expected):
+    assert plan_conv3d(input_shape, weight_shape, dtype="bfloat16", **kwargs).algorithm == expected
+
+
+def test_other_dtypes_are_not_served():
+    for dtype in ("float32", "float16"):
+        with pytest.raises(ValueError, match="does not serve"):
+            plan_conv3d((1, 4, 4, 4, 4), (16, 4, 3, 3, 3), dtype=dtype, algorithm="bfloat16-dot")
+
+
+def test_without_the_instructions_it_does_not_serve(monkeypatch):
+    monkeypatch.setattr(bfloat16_dot, "has_bfloat16_dot", lambda: False)  # a shape planned only here
+    assert plan_conv3d((1, 96, 7, 8, 9), (160, 96, 3, 3, 3), padding=1, dtype="bfloat16").algorithm != (
+        "bfloat16-dot")
+
+
+def test_finite_check_reads_the_exponent_bits():
+    values = np.array([1.0, -2.5, 3e38, 1e-40], ml_dtypes.bfloat16)
+    assert bfloat16_dot.all_finite(values.view(np.uint16))
+    for bad in (np.inf, -np.inf, np.nan):
+        assert not bfloat16_dot.all_finite(np.append(values, bad).astype(ml_dtypes.bfloat16).view(np.uint16))
