@@ -40,17 +40,25 @@ def is_reduced(array):
 
 
 def widen(array):
-    """A C-contiguous float32 copy of a reduced-precision ``array`` (exact); anything else unchanged."""
-    return np.ascontiguousarray(array, COMPUTE_DTYPE) if is_reduced(array) else array
+    """A C-contiguous float32 copy of a reduced-precision NumPy ``array`` (exact); anything else
+    unchanged."""
+    if not is_reduced(array):
+        return array
+    from .cpu.half_precision import widen as widened
+
+    return widened(array)
 
 
 def narrow(result, dtype):
-    """``result`` (an array, a tuple of arrays or None) rounded to ``dtype``, to nearest, ties to even;
-    beyond the dtype's largest finite value, to Inf (as torch rounds, without NumPy's warning)."""
+    """``result`` (a float32 NumPy array, a tuple of them or None) rounded to ``dtype``, to nearest, ties
+    to even; beyond the dtype's largest finite value, to Inf (as torch rounds)."""
     if isinstance(result, tuple):
         return tuple(narrow(part, dtype) for part in result)
-    with np.errstate(over="ignore"):
-        return None if result is None else result.astype(dtype)
+    if result is None:
+        return None
+    from .cpu.half_precision import narrow as narrowed
+
+    return narrowed(result, dtype)
 
 
 def computed_in_float32(function):

@@ -10,6 +10,7 @@ from checks import MODES, assert_close, pads_fit, rounding_bound
 from numba_conv3d.api import run_plan
 from numba_conv3d.grad import conv3d_backward, conv3d_bias, conv3d_input, conv3d_weight
 from numba_conv3d.planner import plan_conv3d, resolve_dtype
+from numba_conv3d.precision import narrow, widen
 from reference import conv3d_reference
 
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
@@ -58,13 +59,15 @@ def _float32_rounded(function, dtype, *arrays, **kwargs):
 
 
 def _assert_identical(actual, expected):
-    """Same dtype and the same bits (NaN where NaN)."""
+    """Same dtype and the same bits, NaN where NaN (whose payloads may differ)."""
     for a, e in zip(actual, expected) if isinstance(actual, tuple) else ((actual, expected),):
         if e is None:
             assert a is None
             continue
         assert a.dtype == e.dtype and a.shape == e.shape
-        np.testing.assert_array_equal(a.view(np.uint16), e.view(np.uint16))
+        nan = np.isnan(e.astype(np.float32))
+        np.testing.assert_array_equal(np.isnan(a.astype(np.float32)), nan)
+        np.testing.assert_array_equal(a.view(np.uint16)[~nan], e.view(np.uint16)[~nan])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -150,6 +153,20 @@ def test_nonfinite_and_overflow_as_float32_rounded(dtype):
     _assert_identical(out, _float32_rounded(nc.conv3d, dtype, x, w, b, padding=1))
     assert np.isnan(out[1, :, 0, 0, 0].astype(np.float32)).all()
     assert np.isinf(out[0, :, 2, 3, 3].astype(np.float32)).any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_conversions_are_numpys_casts(dtype):
+    rng = np.random.default_rng(5)
+    with np.errstate(all="ignore"):
+        values = (rng.standard_normal(20000) * 10.0 ** rng.integers(-45, 39, 20000)).astype(np.float32)
+        values = np.concatenate([values, np.array([np.inf, -np.inf, 0.0, -0.0, 65504, 65519.99, 65520,
+                                                   3.4e38, 1e-45, -1e-40, 1 + 3 * 2 ** -9], np.float32)])
+        expected = values.astype(dtype)
+    np.testing.assert_array_equal(narrow(values, dtype).view(np.uint16), expected.view(np.uint16))
+    np.testing.assert_array_equal(widen(expected[::-2]), expected[::-2].astype(np.float32))
+    nan = narrow(np.array([np.nan, -np.nan], np.float32), dtype).astype(np.float32)
+    assert np.isnan(nan).all() and np.signbit(nan).tolist() == [False, True]
 
 
 def test_rounds_to_nearest_even():
