@@ -26,9 +26,9 @@ def info(as_json):
     click.echo(f"cpu          {record['cpu']} (LLVM: {record['llvm_cpu']})")
     click.echo(f"simd         {' '.join(record['simd']) or 'none reported'} (kernels use "
                f"{record['kernel_vector_bits']}-bit vectors)")
-    dot = ("has bfloat16 dot products (not used yet)" if record["bfloat16_dot_products"]
-           else "has no bfloat16 dot products")
-    click.echo(f"half         float16 and bfloat16 computed in float32, rounded once; the CPU {dot}")
+    bfloat16 = ("AVX512-BF16 dot products where the planner takes them, else float32"
+                if record["bfloat16_dot_products"] else "float32 (no AVX512-BF16 on this CPU)")
+    click.echo(f"half         float16 computed in float32, bfloat16 by {bfloat16}; rounded once")
     click.echo(f"threads      {record['threads']} ({record['threading_layer']} threading layer)")
     click.echo(f"cache        {record['cache_dir']}")
     click.echo(f"cuda         {', '.join(record['cuda_devices']) or 'no CUDA device available'}")

@@ -90,6 +90,8 @@ def test_info_text_and_json():
     record = json.loads(invoke("info", "--json").output)
     assert record["threads"] >= 1 and record["threading_layer"]
     assert {"numba", "llvmlite", "numpy", "torch"} <= set(record["versions"])
+    assert record["bfloat16_dot_products"] == ("avx512bf16" in record["simd"])
+    assert "bfloat16 by" in text.output
 
 
 BAD = {
