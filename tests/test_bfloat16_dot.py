@@ -131,8 +131,18 @@ def test_without_the_instructions_it_does_not_serve(monkeypatch):
         "bfloat16-dot")
 
 
-def test_finite_check_reads_the_exponent_bits():
-    values = np.array([1.0, -2.5, 3e38, 1e-40], ml_dtypes.bfloat16)
-    assert bfloat16_dot.all_finite(values.view(np.uint16))
+def test_packing_pairs_the_weights_and_finds_non_finite_ones():
+    weight = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2, 1, 1).astype(ml_dtypes.bfloat16)
+    bits = weight.view(np.uint16)
+    packed, packed_bias, finite = bfloat16_dot.pack_pairs(bits, np.ones(2, np.float32), True, 1, 16)
+    assert packed.shape == (1, 1, 2, 2, 16) and finite
+    np.testing.assert_array_equal(packed[0, 0, 0, :, :2] & 0xFFFF, bits[:, 0, :, 0, 0].T)
+    np.testing.assert_array_equal(packed[0, 0, 0, :, :2] >> 16, bits[:, 1, :, 0, 0].T)
+    np.testing.assert_array_equal(packed[0, 0, 1, :, :2], bits[:, 2, :, 0, 0].T)  # half zero
+    assert not packed[..., 2:].any() and packed_bias.tolist() == [1, 1] + [0] * 14
     for bad in (np.inf, -np.inf, np.nan):
-        assert not bfloat16_dot.all_finite(np.append(values, bad).astype(ml_dtypes.bfloat16).view(np.uint16))
+        for channel in (1, 2):
+            spoiled = weight.copy()
+            spoiled[1, channel, 1] = bad
+            assert not bfloat16_dot.pack_pairs(spoiled.view(np.uint16), np.ones(0, np.float32), False,
+                                               1, 16)[2]

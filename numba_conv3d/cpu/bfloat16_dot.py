@@ -26,6 +26,8 @@ from .channel_vectorized import workspace_bytes as float32_workspace_bytes
 from .register_blocks import pads_with_zeros
 
 PAIR_BYTES = 4
+# The exponent bits of a bfloat16: all ones for Inf and NaN.
+_EXPONENTS = np.uint32(0x7F80)
 
 
 def serves(plan):
@@ -67,7 +69,8 @@ def pack_pairs(weight, bias, has_bias, groups, block_channels):
     """bfloat16 weight bits (C_out, C_in/g, KD, KH, KW), C-contiguous uint16 -> (g, blocks, pairs, taps,
     ``block_channels``) uint32: per output channel, input channels 2p (low half) and 2p + 1 (high half;
     zero past the group's last channel), as :func:`pair_channels` pairs the input; missing channels of
-    a group's last block zero. And the float32 bias as ``blocked.pack_weights`` packs it."""
+    a group's last block zero. Also the float32 bias as ``blocked.pack_weights`` packs it, and whether
+    every weight is finite (read in the same pass)."""
     out_channels, in_per_group = weight.shape[:2]
     out_per_group = out_channels // groups
     blocks = ceil_div(out_per_group, block_channels)
@@ -76,24 +79,26 @@ def pack_pairs(weight, bias, has_bias, groups, block_channels):
     bits = weight.reshape(out_channels, in_per_group, taps)
     packed = np.zeros((groups, blocks, pairs, taps, block_channels), np.uint32)
     packed_bias = np.zeros(groups * blocks * block_channels, bias.dtype)
+    nonfinite = np.zeros(groups * blocks * pairs, np.bool_)
     for job in prange(groups * blocks * pairs):
         unit, p = job // pairs, job % pairs
         g, block = unit // blocks, unit % blocks
         first = g * out_per_group + block * block_channels
         target = packed[g, block, p]
+        found = False
         for lane in range(min(block_channels, out_per_group - block * block_channels)):
             low = bits[first + lane, 2 * p]
-            if 2 * p + 1 < in_per_group:
-                high = bits[first + lane, 2 * p + 1]
-                for tap in range(taps):
-                    target[tap, lane] = np.uint32(low[tap]) | (np.uint32(high[tap]) << 16)
-            else:
-                for tap in range(taps):
-                    target[tap, lane] = np.uint32(low[tap])
+            high = bits[first + lane, min(2 * p + 1, in_per_group - 1)]
+            paired = 2 * p + 1 < in_per_group
+            for tap in range(taps):
+                pair = np.uint32(low[tap]) | ((np.uint32(high[tap]) << 16) if paired else np.uint32(0))
+                found |= (pair & _EXPONENTS) == _EXPONENTS or (pair >> 16) & _EXPONENTS == _EXPONENTS
+                target[tap, lane] = pair
+        nonfinite[job] = found
     if has_bias:
         for o in range(out_channels):
             packed_bias[o // out_per_group * blocks * block_channels + o % out_per_group] = bias[o]
-    return packed, packed_bias
+    return packed, packed_bias, not nonfinite.any()
 
 
 @register_jitable
@@ -105,21 +110,12 @@ def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padd
     """
     pairs = pairs_per_group(weight.shape[1])
     x = pair_channels(bits, groups, pairs)
-    packed, packed_bias = pack_pairs(weight, bias, has_bias, groups, block_channels(PAIR_BYTES))
+    packed, packed_bias, finite = pack_pairs(weight, bias, has_bias, groups, block_channels(PAIR_BYTES))
     tall, grid, slab_dims = task_layout(x.shape[0], out.shape[2:], PAIR_BYTES, pairs, weight.shape[2:],
                                         stride, dilation, weight.shape[0] // groups, groups)
     _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation,
                                pad_front, padded, mode, weight.shape[2:], grid, slab_dims,
-                               pads_with_zeros(x, padded, mode) and all_finite(weight), tall)
-
-
-@njit(cache=True)
-def all_finite(bits):
-    """Whether every bfloat16 of ``bits`` (uint16) is finite (its exponent bits not all ones)."""
-    for value in bits.ravel():
-        if value & 0x7F80 == 0x7F80:
-            return False
-    return True
+                               pads_with_zeros(x, padded, mode) and finite, tall)
 
 
 def workspace_bytes(plan):
