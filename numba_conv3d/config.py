@@ -176,6 +176,9 @@ TAP_GEMM_WIDE_MAX_SHARE = 0.8
 BFLOAT16_DOT_MIN_OUT_CHANNELS = 16
 BFLOAT16_DOT_MIN_IN_CHANNELS = 2
 BFLOAT16_DOT_MAX_WINOGRAD_GAIN = 1.9
+# Bytes of packed weights (and the copies of the weights they came from) kept between calls
+# (``cpu/packed_weights.py``): C3D's bfloat16 weights, packed, take about 2 x 120 MB.
+PACKED_WEIGHTS_BYTES = 256 * 2 ** 20
 # Kernels of at most GEMM_FEW_TAPS taps (R(2+1)D's 3x1x1 temporal layers) give the register-blocked
 # kernels little reuse of each gathered input: GEMM from GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL positions
 # per channel (2-core Zen 4, AVX-512, float32, same process; planner's previous time / GEMM time, 3x1x1

@@ -21,6 +21,7 @@ from numba.extending import register_jitable
 from ..config import VECTOR_BYTES
 from ..environment import has_bfloat16_dot
 from ..shape_rules import ceil_div
+from . import packed_weights
 from .channel_vectorized import _channel_vectorized_kernel, block_channels, task_layout
 from .channel_vectorized import workspace_bytes as float32_workspace_bytes
 from .register_blocks import pads_with_zeros
@@ -65,12 +66,11 @@ def pair_channels(bits, groups, pairs):
 
 
 @njit(parallel=True, cache=True)
-def pack_pairs(weight, bias, has_bias, groups, block_channels):
+def pack_pairs(weight, groups, block_channels):
     """bfloat16 weight bits (C_out, C_in/g, KD, KH, KW), C-contiguous uint16 -> (g, blocks, pairs, taps,
     ``block_channels``) uint32: per output channel, input channels 2p (low half) and 2p + 1 (high half;
     zero past the group's last channel), as :func:`pair_channels` pairs the input; missing channels of
-    a group's last block zero. Also the float32 bias as ``blocked.pack_weights`` packs it, and whether
-    every weight is finite (read in the same pass)."""
+    a group's last block zero. Also whether every weight is finite (read in the same pass)."""
     out_channels, in_per_group = weight.shape[:2]
     out_per_group = out_channels // groups
     blocks = ceil_div(out_per_group, block_channels)
@@ -78,7 +78,6 @@ def pack_pairs(weight, bias, has_bias, groups, block_channels):
     taps = weight.shape[2] * weight.shape[3] * weight.shape[4]
     bits = weight.reshape(out_channels, in_per_group, taps)
     packed = np.zeros((groups, blocks, pairs, taps, block_channels), np.uint32)
-    packed_bias = np.zeros(groups * blocks * block_channels, bias.dtype)
     nonfinite = np.zeros(groups * blocks * pairs, np.bool_)
     for job in prange(groups * blocks * pairs):
         unit, p = job // pairs, job % pairs
@@ -95,26 +94,35 @@ def pack_pairs(weight, bias, has_bias, groups, block_channels):
                 found |= (pair & _EXPONENTS) == _EXPONENTS or (pair >> 16) & _EXPONENTS == _EXPONENTS
                 target[tap, lane] = pair
         nonfinite[job] = found
+    return packed, not nonfinite.any()
+
+
+def pack_bias(bias, has_bias, groups, out_per_group, block_channels):
+    """The float32 bias (zeros without one) -> (g * blocks * ``block_channels``,), as
+    ``blocked.pack_weights`` packs it."""
+    blocks = ceil_div(out_per_group, block_channels)
+    packed = np.zeros((groups, blocks * block_channels), np.float32)
     if has_bias:
-        for o in range(out_channels):
-            packed_bias[o // out_per_group * blocks * block_channels + o % out_per_group] = bias[o]
-    return packed, packed_bias, not nonfinite.any()
+        packed[:, :out_per_group] = bias.reshape(groups, out_per_group)
+    return packed.reshape(-1)
 
 
-@register_jitable
 def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
     """Fill the batched float32 ``out`` from the bits (uint16, C-contiguous) of the batched bfloat16
-    input and of the weight, and the float32 bias.
+    input and of the weight, and the float32 bias; the weight packed once while its bytes stay the
+    same (``packed_weights.py``).
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
     pairs = pairs_per_group(weight.shape[1])
+    channels = block_channels(PAIR_BYTES)
     x = pair_channels(bits, groups, pairs)
-    packed, packed_bias, finite = pack_pairs(weight, bias, has_bias, groups, block_channels(PAIR_BYTES))
+    packed, finite = packed_weights.packed(weight, (groups, channels), pack_pairs)
+    out_per_group = weight.shape[0] // groups
     tall, grid, slab_dims = task_layout(x.shape[0], out.shape[2:], PAIR_BYTES, pairs, weight.shape[2:],
-                                        stride, dilation, weight.shape[0] // groups, groups)
-    _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation,
-                               pad_front, padded, mode, weight.shape[2:], grid, slab_dims,
+                                        stride, dilation, out_per_group, groups)
+    _channel_vectorized_kernel(x, packed, pack_bias(bias, has_bias, groups, out_per_group, channels), out,
+                               stride, dilation, pad_front, padded, mode, weight.shape[2:], grid, slab_dims,
                                pads_with_zeros(x, padded, mode) and finite, tall)
 
 

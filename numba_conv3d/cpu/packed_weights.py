@@ -1,0 +1,84 @@
+"""Packed weights kept between calls while the weight's bytes stay the same.
+
+Packing a deep layer's weights into the order a kernel reads them costs as much as the convolution of
+a small volume (512 x 512 x 27 bfloat16 weights: 3.5 ms, the layer 3.4 ms). A network run for
+inference convolves with the same weights every call, so the packed arrays are kept, keyed by the
+weight's address, shape and the packing's arguments, next to a copy of the weight's bytes. A call that
+finds an entry compares the whole weight with that copy (a changed element anywhere, even where the
+user wrote into the array in place, packs again); the comparison reads both once, in parallel (1.9 ms
+for 14 MB, where packing takes 3.5-8 ms). Entries beyond ``config.PACKED_WEIGHTS_BYTES`` (copies and packed arrays
+together) are dropped, least recently used first.
+"""
+import threading
+from collections import OrderedDict
+
+import numpy as np
+from numba import njit, prange
+
+from ..config import PACKED_WEIGHTS_BYTES
+
+_CHUNK = 1 << 13
+_ENTRIES = OrderedDict()
+_LOCK = threading.Lock()
+
+
+@njit(parallel=True, cache=True)
+def _same_words(kept, given):
+    """Whether two equally long uint64 arrays are equal (chunks in parallel, vectorized XORs)."""
+    chunks = (kept.size + _CHUNK - 1) // _CHUNK
+    differs = np.zeros(chunks, np.bool_)
+    for chunk in prange(chunks):
+        bits = np.uint64(0)
+        for i in range(chunk * _CHUNK, min(kept.size, (chunk + 1) * _CHUNK)):
+            bits |= kept[i] ^ given[i]
+        differs[chunk] = bits != 0
+    return not differs.any()
+
+
+def same_bytes(kept, given):
+    """Whether two equally long C-contiguous uint8 arrays hold the same bytes."""
+    words = kept.size // 8 * 8
+    return (_same_words(kept[:words].view(np.uint64), given[:words].view(np.uint64))
+            and np.array_equal(kept[words:], given[words:]))
+
+
+def _nbytes(entry):
+    return sum(array.nbytes for array in entry if isinstance(array, np.ndarray))
+
+
+def packed(weight, arguments, pack):
+    """``pack(weight, *arguments)`` (a tuple), or what it returned for an earlier call whose weight had
+    the same address, shape, dtype and bytes, and the same ``arguments``.
+
+    Parameters
+    ----------
+    weight : numpy.ndarray
+        C-contiguous; only read.
+    arguments : tuple
+        Hashable further arguments of ``pack``.
+    pack : callable
+        Returns a tuple of arrays (and flags) that depends only on the weight's values and ``arguments``.
+    """
+    key = (weight.ctypes.data, weight.shape, weight.dtype.str, arguments, pack)
+    with _LOCK:
+        entry = _ENTRIES.get(key)
+        if entry is not None:
+            _ENTRIES.move_to_end(key)
+    raw = weight.reshape(-1).view(np.uint8)
+    if entry is not None and same_bytes(entry[0], raw):
+        return entry[1]
+    result = pack(weight, *arguments)
+    entry = (raw.copy(), result)
+    with _LOCK:
+        _ENTRIES[key] = entry
+        total = sum(e[0].nbytes + _nbytes(e[1]) for e in _ENTRIES.values())
+        while _ENTRIES and total > PACKED_WEIGHTS_BYTES:
+            _, dropped = _ENTRIES.popitem(last=False)
+            total -= dropped[0].nbytes + _nbytes(dropped[1])
+    return result
+
+
+def clear():
+    """Drop every kept entry."""
+    with _LOCK:
+        _ENTRIES.clear()

@@ -1,0 +1,58 @@
+"""Packed weights kept between calls (``cpu/packed_weights.py``): reused only while the weight's bytes,
+address, shape and the packing's arguments are the same."""
+import numpy as np
+import pytest
+
+from numba_conv3d.cpu import packed_weights
+
+
+@pytest.fixture(autouse=True)
+def empty():
+    packed_weights.clear()
+    yield
+    packed_weights.clear()
+
+
+class CountingPack:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, weight, scale):
+        self.calls += 1
+        return weight.astype(np.float64) * scale, bool(np.isfinite(weight).all())
+
+
+def test_reused_while_the_bytes_are_the_same_and_packed_again_after_any_change():
+    pack = CountingPack()
+    weight = np.arange(3 * 70000, dtype=np.float32).reshape(3, 70000)
+    first = packed_weights.packed(weight, (2,), pack)
+    assert packed_weights.packed(weight, (2,), pack) is first and pack.calls == 1
+    for index in ((0, 0), (1, 5), (2, 69999)):  # in the first, a middle and the last chunk
+        weight[index] += 1
+        again = packed_weights.packed(weight, (2,), pack)
+        assert again is not first and again[0][index] == 2 * weight[index]
+        first = again
+    assert pack.calls == 4
+    packed_weights.packed(weight, (3,), pack)
+    packed_weights.packed(weight.copy(), (2,), pack)  # same bytes elsewhere: another entry
+    assert pack.calls == 6
+
+
+def test_entries_beyond_the_budget_are_dropped_oldest_first(monkeypatch):
+    monkeypatch.setattr(packed_weights, "PACKED_WEIGHTS_BYTES", 3 * 8000 * 9)
+    pack = CountingPack()
+    weights = [np.full(8000, k, np.float32) for k in range(3)]
+    for weight in weights:
+        packed_weights.packed(weight, (1,), pack)
+    packed_weights.packed(weights[2], (1,), pack)
+    assert pack.calls == 3
+    packed_weights.packed(weights[0], (1,), pack)  # dropped: packed again
+    assert pack.calls == 4
+
+
+def test_same_bytes():
+    a = np.arange(300000, dtype=np.int64).view(np.uint8)
+    b = a.copy()
+    assert packed_weights.same_bytes(a, b)
+    b[-1] ^= 1
+    assert not packed_weights.same_bytes(a, b)
