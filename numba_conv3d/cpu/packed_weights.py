@@ -5,9 +5,9 @@ a small volume (512 x 512 x 27 bfloat16 weights: 3.5 ms, the layer 3.4 ms). A ne
 inference convolves with the same weights every call, so the packed arrays are kept, keyed by the
 weight's address, shape and the packing's arguments, next to a copy of the weight's bytes. A call that
 finds an entry compares the whole weight with that copy (a changed element anywhere, even where the
-user wrote into the array in place, packs again); the comparison reads both once, in parallel (1.9 ms
-for 14 MB, where packing takes 3.5-8 ms). Entries beyond ``config.PACKED_WEIGHTS_BYTES`` (copies and packed arrays
-together) are dropped, least recently used first.
+user wrote into the array in place, packs again); the comparison reads both once, in parallel (2-2.5
+ms for 14 MB, where packing takes 3.5-8 ms). Entries beyond ``config.PACKED_WEIGHTS_BYTES`` (copies and
+packed arrays together) are dropped, least recently used first.
 """
 import threading
 from collections import OrderedDict
