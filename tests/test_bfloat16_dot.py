@@ -17,13 +17,14 @@ pytestmark = pytest.mark.skipif(not bfloat16_dot.serves(plan_conv3d((1, 2, 3, 3,
                                 reason="this CPU has no AVX512-BF16 dot products (or no 512-bit vectors)")
 
 # Odd and even channel counts per group (a pair half zero), strides, dilation, groups, 1-wide and odd
-# extents, unbatched input, tall (8-wide) and wide (7-wide) tiles.
+# extents, unbatched input, tall (8-wide) and wide (7-wide) tiles, rows merged.
 SHAPES = (
     ((2, 5, 4, 7, 6), (16, 5, 3, 3, 3), {"padding": 1}),
     ((1, 6, 5, 8, 8), (18, 3, 3, 3, 3), {"padding": (1, 0, 1), "groups": 2, "stride": (1, 2, 1)}),
     ((1, 4, 6, 7, 1), (20, 4, 3, 3, 1), {"padding": (2, 2, 0), "dilation": (2, 2, 1)}),
     ((8, 3, 9, 14), (33, 8, 1, 3, 3), {"padding": (0, 1, 1)}),
     ((1, 7, 3, 5, 5), (16, 7, 2, 2, 2), {"stride": 2}),
+    ((2, 6, 3, 4, 10), (16, 6, 3, 1, 1), {"padding": (1, 0, 0)}),  # pointwise in (H, W): rows merged
 )
 
 
