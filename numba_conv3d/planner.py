@@ -87,6 +87,9 @@ def resolve_dtype(op, name, dtype, backend="cpu"):
     """A dtype-like (NumPy dtype, type, name, or a torch dtype) -> a NumPy dtype ``backend`` supports
     (float16 and bfloat16: the CPU only)."""
     spec = str(dtype).removeprefix("torch.") if type(dtype).__module__ == "torch" else dtype
+    if spec in ("complex32", "chalf"):
+        raise TypeError(f"{op}: {name} {dtype!r} (complex half precision) is not supported: NumPy has no "
+                        f"such dtype to hold it; use complex64")
     try:
         resolved = named_dtype(spec)
     except TypeError as err:

@@ -211,6 +211,13 @@ def test_torch_dtype_names():
     torch = pytest.importorskip("torch", reason="torch dtypes are accepted where torch is installed")
     assert resolve_dtype("op", "dtype", torch.bfloat16) == BFLOAT16
     assert resolve_dtype("op", "dtype", torch.float16) == np.float16
+    with pytest.raises(TypeError, match="complex half precision.*NumPy has no such dtype"):
+        nc.Conv3d(2, 2, 1, dtype=torch.complex32)
+
+
+def test_complex_half_is_refused_saying_why():
+    with pytest.raises(TypeError, match="complex half precision.*use complex64"):
+        plan_conv3d((1, 2, 3, 3, 3), (2, 2, 1, 1, 1), dtype="complex32")
 
 
 def test_mixed_dtypes_and_the_gpu_are_refused():
