@@ -1,6 +1,7 @@
 """Comparisons with tolerances tied to the accumulation length, never a blanket rtol."""
 import math
 
+import ml_dtypes
 import numpy as np
 
 from reference import NUMPY_PAD_MODES, conv3d_reference, reference_pads
@@ -22,6 +23,18 @@ def rounding_bound(dtype, x, w, b=None, **kwargs):
     factor = (length + 2) * eps * (2 if np.dtype(dtype).kind == "c" else 1)
     magnitude = conv3d_reference(np.abs(x), np.abs(w), _abs_or_none(b), **kwargs)
     return factor * magnitude + np.finfo(dtype).tiny
+
+
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def reduced_bound(dtype, expected, x, w, b=None, **kwargs):
+    """Rounding bound of a float16 or bfloat16 convolution summed in float32 and rounded once, per
+    output element: the float32 sums' bound, plus half an ulp of the float32 result (relative
+    ``eps / 2``), or half the smallest subnormal below the normal range."""
+    summed = rounding_bound(np.float32, x, w, b, **kwargs)
+    info = ml_dtypes.finfo(dtype)
+    return summed + float(info.eps) / 2 * (np.abs(expected) + summed) + float(info.smallest_subnormal) / 2
 
 
 # |B^T|, |G| and |A^T| of Winograd F(2, 3) (Lavin and Gray 2016), for the magnitudes of its rounding.

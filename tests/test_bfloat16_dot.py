@@ -5,12 +5,11 @@ import numba
 import numpy as np
 import pytest
 
-from checks import assert_close, mode_cases
+from checks import BFLOAT16, assert_close, mode_cases, reduced_bound
 from numba_conv3d import conv3d
 from numba_conv3d.cpu import bfloat16_dot
 from numba_conv3d.planner import plan_conv3d
 from reference import conv3d_reference
-from test_reduced_precision import BFLOAT16, reduced_bound
 
 pytestmark = pytest.mark.skipif(not bfloat16_dot.serves(plan_conv3d((1, 2, 3, 3, 3), (2, 2, 1, 1, 1),
                                                                     dtype="bfloat16")),

@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 
 import numba_conv3d as nc
-from checks import MODES, assert_close, pads_fit, rounding_bound
+from checks import BFLOAT16, MODES, assert_close, pads_fit, reduced_bound
 from numba_conv3d.api import run_plan
 from numba_conv3d.grad import conv3d_backward, conv3d_bias, conv3d_input, conv3d_weight
 from numba_conv3d.planner import plan_conv3d, resolve_dtype
 from numba_conv3d.precision import narrow, widen
 from reference import conv3d_reference
 
-BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 DTYPES = (np.dtype(np.float16), BFLOAT16)
 
 # (input shape, weight shape, kwargs): dense, strided, dilated, grouped, depthwise, odd and 1-wide
@@ -39,14 +38,6 @@ def _operands(shape_case, dtype, seed=0):
 
 def _wide(*arrays):
     return [None if a is None else np.asarray(a, np.float64) for a in arrays]
-
-
-def reduced_bound(dtype, expected, x, w, b=None, **kwargs):
-    """The float32 sums' rounding bound plus one rounding to ``dtype``: half an ulp of the float32 result
-    (relative ``eps / 2``), or half the smallest subnormal below the normal range."""
-    summed = rounding_bound(np.float32, x, w, b, **kwargs)
-    info = ml_dtypes.finfo(dtype)
-    return summed + float(info.eps) / 2 * (np.abs(expected) + summed) + float(info.smallest_subnormal) / 2
 
 
 def _float32_rounded(function, dtype, *arrays, **kwargs):
