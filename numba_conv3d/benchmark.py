@@ -14,7 +14,7 @@ import numpy as np
 
 from .api import conv3d
 from .bench_cases import BenchCase
-from .precision import named_dtype
+from .precision import named_dtype, widen
 
 
 # Pause before each timed run, so that it starts with the other side's worker threads idle: torch's
@@ -83,7 +83,7 @@ def torch_tensor(torch, array):
     """``array`` as a CPU torch tensor of its dtype (a bfloat16 array goes through float32, exactly:
     torch cannot read ``ml_dtypes`` arrays)."""
     if array.dtype.name == "bfloat16":
-        return torch.from_numpy(np.asarray(array, np.float32)).to(torch.bfloat16)
+        return torch.from_numpy(widen(array)).to(torch.bfloat16)
     return torch.from_numpy(np.ascontiguousarray(array))
 
 

@@ -78,9 +78,8 @@ def describe():
     dict
         Versions (numba_conv3d, numba, llvmlite, numpy, torch or None), Python, CPU name, LLVM CPU and
         its SIMD features, the width of the CPU kernels' vectors, whether the CPU has bfloat16 dot
-        products (AVX512-BF16),
-        threading layer and thread count, the
-        kernel cache directory, CUDA devices.
+        products (AVX512-BF16), threading layer and thread count, the kernel cache directory, CUDA
+        devices.
     """
     from . import __version__
 

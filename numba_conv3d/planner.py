@@ -143,7 +143,8 @@ def _algorithm_table(op, backend):
 
 def _choose_algorithm(op, plan, name):
     table = _algorithm_table(op, plan.backend)
-    views = {a.name: plan if a.operands == "stored" else plan.computed() for a in table}
+    computed = plan.computed()
+    views = {a.name: plan if a.operands == "stored" else computed for a in table}
     rows = [a for a in table if a.applies(views[a.name])]
     if name is not None and not isinstance(name, str):
         raise TypeError(f"{op}: algorithm must be a string or None, but got {type(name).__name__}")

@@ -28,6 +28,12 @@ def rounding_bound(dtype, x, w, b=None, **kwargs):
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
 
+def torch_of(torch, array):
+    """A float16 or bfloat16 NumPy ``array`` as a torch tensor of its dtype (through float32, exactly:
+    torch cannot read ``ml_dtypes`` arrays)."""
+    return torch.from_numpy(array.astype(np.float32)).to(getattr(torch, array.dtype.name))
+
+
 def reduced_bound(dtype, expected, x, w, b=None, **kwargs):
     """Rounding bound of a float16 or bfloat16 convolution summed in float32 and rounded once, per
     output element: the float32 sums' bound, plus half an ulp of the float32 result (relative

@@ -5,7 +5,7 @@ import numba
 import numpy as np
 import pytest
 
-from checks import BFLOAT16, assert_close, mode_cases, reduced_bound
+from checks import BFLOAT16, assert_close, mode_cases, reduced_bound, torch_of
 from numba_conv3d import conv3d
 from numba_conv3d.cpu import bfloat16_dot
 from numba_conv3d.planner import plan_conv3d
@@ -101,8 +101,7 @@ def test_agrees_with_torch():
     torch = pytest.importorskip("torch", reason="torch is the optional second oracle")
     x, w, b = _operands((1, 32, 4, 8, 8), (64, 32, 3, 3, 3), True)
     ours = conv3d(x, w, b, padding=1, algorithm="bfloat16-dot").astype(np.float64)
-    as_torch = lambda a: torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)  # noqa: E731
-    theirs = torch.nn.functional.conv3d(as_torch(x), as_torch(w), as_torch(b), padding=1).double().numpy()
+    theirs = torch.nn.functional.conv3d(*(torch_of(torch, a) for a in (x, w, b)), padding=1).double().numpy()
     wide = [a.astype(np.float64) for a in (x, w, b)]
     expected = conv3d_reference(*wide, padding=1)
     assert_close(ours, theirs, 2 * reduced_bound(BFLOAT16, expected, *wide, padding=1))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import numba_conv3d as nc
-from checks import BFLOAT16, MODES, assert_close, pads_fit, reduced_bound
+from checks import BFLOAT16, MODES, assert_close, pads_fit, reduced_bound, torch_of
 from numba_conv3d.api import run_plan
 from numba_conv3d.grad import conv3d_backward, conv3d_bias, conv3d_input, conv3d_weight
 from numba_conv3d.planner import plan_conv3d, resolve_dtype
@@ -175,8 +175,7 @@ def test_matches_torch_in_the_same_dtype(dtype):
     shape_case = SHAPES[0]
     x, w, b = _operands(shape_case, dtype)
     kwargs = shape_case[2]
-    as_torch = lambda a: torch.from_numpy(a.astype(np.float32)).to(getattr(torch, dtype.name))  # noqa: E731
-    xt, wt, bt = (as_torch(a).requires_grad_(True) for a in (x, w, b))
+    xt, wt, bt = (torch_of(torch, a).requires_grad_(True) for a in (x, w, b))
     theirs = torch.nn.functional.conv3d(xt, wt, bt, **kwargs)
     ours = nc.conv3d(x, w, b, **kwargs)
     wide = _wide(x, w, b)
@@ -184,7 +183,7 @@ def test_matches_torch_in_the_same_dtype(dtype):
     bound = reduced_bound(dtype, expected, *wide, **kwargs)
     assert_close(ours.astype(np.float64), theirs.detach().float().double().numpy(), 2 * bound)
     g = _draw(np.random.default_rng(4), ours.shape, dtype)
-    theirs.backward(as_torch(g))
+    theirs.backward(torch_of(torch, g))
     for mine, torch_grad in zip(conv3d_backward(x, w, g, **kwargs), (xt.grad, wt.grad, bt.grad)):
         reference = torch_grad.float().double().numpy()
         scale = np.abs(reference).max()
