@@ -5,7 +5,7 @@ from .planner import plan_for_arrays
 
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
-           algorithm="auto"):
+           algorithm="auto", allow_tf32=False):
     """3-D convolution (cross-correlation), with exactly the semantics of ``torch.nn.functional.conv3d``.
 
     Equivalent to ``torch.nn.functional.conv3d(input, weight, bias, stride, padding, dilation,
@@ -42,6 +42,10 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         'direct' (a ValueError names them, and says so where the forced one does not serve the arguments).
         Not in torch, whose results every algorithm reproduces within its stated rounding
         (``docs/ARCHITECTURE.md``).
+    allow_tf32 : bool, optional
+        Whether a float32 convolution on the GPU may round its operands to TF32 (10 fraction bits) and
+        run on the tensor cores, as ``torch.backends.cudnn.allow_tf32`` lets cuDNN (torch's default
+        is True; here False: float32 stays exact unless asked). Sums stay float32. Ignored on the CPU.
 
     Returns
     -------
@@ -73,11 +77,11 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     """
     if is_dask_array(input):
         return dask_conv3d(input, weight, bias, stride, padding, dilation, groups, padding_mode,
-                           algorithm=algorithm)
+                           algorithm=algorithm, allow_tf32=allow_tf32)
     backend = backend_for(input, weight, bias)
     plan = plan_for_arrays(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
                            groups=groups, padding_mode=padding_mode, backend=backend.NAME,
-                           algorithm=algorithm)
+                           algorithm=algorithm, allow_tf32=allow_tf32)
     return backend.execute(plan, input, weight, bias)
 
 

@@ -58,6 +58,21 @@ CUDA_GEMM_TAP_MAJOR_MIN_MACS = 1e9
 CUDA_WEIGHT_GEMM_TILE = (64, 128, 16, 4, 8)
 CUDA_WEIGHT_GEMM_BLOCKS = 528
 
+# The tensor-core implicit GEMM's tile and reduction-split target per layer class, rows as in
+# CUDA_GEMM_CLASSES. A tile (``numba_conv3d.cuda.tensor_core_plan.TensorCoreTile``) is warps_m x warps_n
+# warps, each summing frags_m x frags_n products of 16 positions x 8 output channels, over units 32-bit
+# reduction units a stage (two float16 or bfloat16 steps, or one TF32 step). Not yet measured on a GPU:
+# chosen from ptxas's report for sm_90 (benchmarks/cuda_report.py), the widest tiles whose threads keep
+# sums, fragments and staged units in at most 128 registers with no local memory (16 resident warps a
+# multiprocessor): 4 x 4 products a warp took 210 registers and left the sums in local memory.
+# benchmarks/cuda_session.py's tensor-core sweep measures the candidates on a GPU.
+CUDA_TENSOR_CORE_CLASSES = (
+    (16, None, (4, 1, 2, 2, 16), 264),
+    (32, None, (4, 2, 2, 2, 16), 264),
+    (None, None, (4, 2, 2, 4, 16), 264),
+)
+CUDA_TENSOR_CORE_MIN_BLOCKS_PER_SM = 2
+
 # The implicit GEMM serves groups of at least this many output channels (fewer waste most of a tile:
 # depthwise and one-channel layers take the row-tiled kernel).
 CUDA_GEMM_MIN_OUT_CHANNELS = 8

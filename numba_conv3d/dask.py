@@ -26,7 +26,7 @@ _OP = "conv3d"
 
 
 def dask_conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
-                output_chunks=None, algorithm="auto"):
+                output_chunks=None, algorithm="auto", allow_tf32=False):
     """:func:`numba_conv3d.conv3d` of a Dask array: a lazy Dask array holding exactly the in-memory result.
 
     Equivalent to ``torch.nn.functional.conv3d(input, weight, bias, stride, padding, dilation, groups)``
@@ -58,6 +58,8 @@ def dask_conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, group
         the output boundary ``ceil(b / stride)`` (clipped to the output's extent, duplicates dropped).
     algorithm : str, optional
         As in :func:`numba_conv3d.conv3d`, chosen once for the whole volume; every chunk runs it.
+    allow_tf32 : bool, optional
+        As in :func:`numba_conv3d.conv3d`.
 
     Returns
     -------
@@ -89,7 +91,7 @@ def dask_conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     plan = plan_for_input_shape(tuple(input.shape), input.dtype, weight, bias, stride=stride,
                                 padding=padding, dilation=dilation, groups=groups,
                                 padding_mode=padding_mode, backend=backend.NAME, algorithm=algorithm,
-                                op=_OP)
+                                op=_OP, allow_tf32=allow_tf32)
     x = input if plan.batched else input[np.newaxis]
     x = x.rechunk({1: _group_chunks(x.chunks[1], plan.in_per_group)})
     chunks = _output_chunks(plan, x.chunks, output_chunks)
@@ -252,19 +254,20 @@ def _axis_reads(specs, input_chunks, output_chunks):
 @dataclass(frozen=True)
 class ChunkConvolution:
     """The task of one output chunk: join and pad the parts of blocks it is given, then convolve them in
-    memory with no padding, the whole-volume plan's stride, dilation, backend and algorithm, and the
-    weight and bias of the chunk's groups."""
+    memory with no padding, the whole-volume plan's stride, dilation, backend, algorithm and TF32
+    permission, and the weight and bias of the chunk's groups."""
 
     stride: tuple
     dilation: tuple
     backend: str
     algorithm: str
+    allow_tf32: bool
 
     def __call__(self, parts, reads, weight, bias):
         piece = padded_piece(parts, reads)
         plan = plan_for_arrays(piece, weight, bias, stride=self.stride, dilation=self.dilation,
                                groups=piece.shape[1] // weight.shape[1], backend=self.backend,
-                               algorithm=self.algorithm, op=_OP)
+                               algorithm=self.algorithm, op=_OP, allow_tf32=self.allow_tf32)
         return BACKENDS[plan.backend].execute(plan, piece, weight, bias)
 
 
@@ -324,7 +327,7 @@ def _convolution_graph(plan, x, weight, bias, chunks):
         layer[f"{name}-weight-{j}"] = weight[stop - n:stop]
         if bias is not None:
             layer[f"{name}-bias-{j}"] = bias[stop - n:stop]
-    task = ChunkConvolution(plan.stride, plan.dilation, plan.backend, plan.algorithm)
+    task = ChunkConvolution(plan.stride, plan.dilation, plan.backend, plan.algorithm, plan.allow_tf32)
     group_chunks = tuple(n // plan.out_per_group for n in chunks[1])
     reads = _axis_reads(_axis_specs(plan), x.chunks, (chunks[0], group_chunks) + chunks[2:])
     for position in itertools.product(*(range(len(c)) for c in chunks)):

@@ -30,13 +30,18 @@ class Conv3d:
         current CUDA device ('cuda', 'cuda:N' with N the current device). Initialisation draws on the
         host either way, so a seed gives the same parameters everywhere.
     dtype : dtype-like, optional
-        float32 (default, like torch), float64, complex64 or complex128; on the CPU also float16 or
-        bfloat16 (``ml_dtypes.bfloat16``), computed in float32 and rounded once, as torch does.
+        float32 (default, like torch), float64, complex64, complex128, float16 or bfloat16
+        (``ml_dtypes.bfloat16``; products summed in float32 and rounded once, as torch does). Numba
+        has no bfloat16 device arrays: a bfloat16 layer stays on the host, and a CUDA input (a torch
+        bfloat16 tensor) copies its parameters per call.
     rng : None, int or numpy.random.Generator, optional
         Seed or generator for :meth:`reset_parameters` (not in torch: makes initialisation repeatable).
     algorithm : str, optional
         The forward convolution's algorithm, as in :func:`numba_conv3d.conv3d` (not in torch);
         'auto' by default.
+    allow_tf32 : bool, optional
+        Whether the forward convolution may use TF32 on the GPU, as in :func:`numba_conv3d.conv3d`
+        (torch's switch is global: ``torch.backends.cudnn.allow_tf32``); False by default.
 
     Attributes
     ----------
@@ -49,12 +54,13 @@ class Conv3d:
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *, rng=None,
-                 algorithm="auto"):
+                 algorithm="auto", allow_tf32=False):
         set_layer_fields(self, _OP, in_channels, out_channels, kernel_size, stride, dilation, groups, bias)
         self.padding = normalize_padding(_OP, padding)
         check_same_stride(_OP, self.padding, self.stride)
         self.padding_mode = normalize_padding_mode(_OP, padding_mode)
         self.algorithm = algorithm
+        self.allow_tf32 = allow_tf32
         self.weight_grad = self.bias_grad = self._last_input = None
         target = normalize_device(_OP, device)
         self.device = "cpu"
@@ -74,7 +80,11 @@ class Conv3d:
             This layer (moved in place), as torch returns the module.
         """
         target = normalize_device(type(self).__name__, device)
-        resolve_dtype(type(self).__name__, "dtype", self.weight.dtype, target)
+        dtype = resolve_dtype(type(self).__name__, "dtype", self.weight.dtype, target)
+        if target == "cuda" and dtype.name == "bfloat16":
+            raise TypeError(f"{type(self).__name__}: bfloat16 parameters cannot move to the GPU (Numba has "
+                            f"no bfloat16 device arrays); keep the layer on the CPU: a CUDA input then "
+                            f"copies them per call")
         if target != self.device:
             move = _to_host if target == "cpu" else _to_gpu
             self.weight = move(self.weight)
@@ -123,7 +133,7 @@ class Conv3d:
         """
         self._last_input = input
         return conv3d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                      self.groups, self.padding_mode, self.algorithm)
+                      self.groups, self.padding_mode, self.algorithm, self.allow_tf32)
 
     __call__ = forward
 

@@ -40,6 +40,9 @@ class ConvPlan:
     workspace_bytes : int
         Scratch memory one worker holds while the kernel runs: per CPU thread, or the dynamic shared
         memory of one CUDA thread block.
+    allow_tf32 : bool
+        Whether a float32 convolution on the GPU may round its operands to TF32 (10 fraction bits) for
+        the tensor cores, as ``torch.backends.cudnn.allow_tf32`` lets cuDNN; False (default): exact.
     """
 
     batched: bool
@@ -59,6 +62,7 @@ class ConvPlan:
     algorithm: str
     algorithm_reason: str
     workspace_bytes: int
+    allow_tf32: bool = False
 
     @property
     def in_per_group(self):

@@ -83,9 +83,13 @@ def normalize_padding_mode(op, padding_mode):
     return padding_mode
 
 
+# What takes float16 and bfloat16 operands on the GPU: the forward convolution (its function and layer).
+GPU_REDUCED_OPS = ("conv3d", "Conv3d")
+
+
 def resolve_dtype(op, name, dtype, backend="cpu"):
     """A dtype-like (NumPy dtype, type, name, or a torch dtype) -> a NumPy dtype ``backend`` supports
-    (float16 and bfloat16: the CPU only)."""
+    (float16 and bfloat16 on the GPU: only for ``GPU_REDUCED_OPS``)."""
     spec = str(dtype).removeprefix("torch.") if type(dtype).__module__ == "torch" else dtype
     if spec in ("complex32", "chalf"):
         raise TypeError(f"{op}: {name} {dtype!r} (complex half precision) is not supported: NumPy has no "
@@ -96,9 +100,10 @@ def resolve_dtype(op, name, dtype, backend="cpu"):
         raise TypeError(f"{op}: {name} {dtype!r} is not a dtype") from err
     if resolved.name not in SUPPORTED_DTYPES:
         raise TypeError(f"{op}: {name} {resolved} is not supported; use one of {SUPPORTED_DTYPES}")
-    if backend == "cuda" and resolved.name in REDUCED_DTYPES:
-        raise TypeError(f"{op}: {name} {resolved} is not supported on the GPU yet (the CPU computes it "
-                        f"in float32); convert the CUDA operands to float32")
+    if backend == "cuda" and resolved.name in REDUCED_DTYPES and op not in GPU_REDUCED_OPS:
+        raise TypeError(f"{op}: {name} {resolved} is not supported on the GPU yet (only conv3d and "
+                        f"Conv3d take it there; the CPU computes it in float32); convert the CUDA "
+                        f"operands to float32")
     if not resolved.isnative:
         raise TypeError(f"{op}: {name} {resolved.str} is not in native byte order; "
                         f"convert with .astype({resolved.name!r})")
@@ -166,7 +171,7 @@ def _choose_algorithm(op, plan, name):
 @memoized
 def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, dilation=1, groups=1,
                 padding_mode="zeros", dtype="float32", backend="cpu", algorithm=None, op="conv3d",
-                pads=None):
+                pads=None, allow_tf32=False):
     """Validate a 3-D convolution's arguments and lower them into a :class:`ConvPlan`.
 
     Follows ``torch.nn.functional.conv3d`` (and ``torch.nn.Conv3d`` for ``padding_mode``): the same
@@ -190,8 +195,9 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
     padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, optional
         How the pads are filled; reflect needs pads < extent, circular pads <= extent.
     dtype : dtype-like, optional
-        float32, float64, complex64 or complex128; or, on the CPU, float16 or bfloat16 (computed in
-        float32, rounded once: the algorithm is the float32 plan's).
+        float32, float64, complex64, complex128, float16 or bfloat16 (products summed in float32,
+        rounded once; on the CPU the algorithm is the float32 plan's, on the GPU the tensor cores'
+        where they serve).
     backend : {'cpu', 'cuda'}, optional
         Whose algorithm table to choose from (``numba_conv3d.dispatch.backend_for`` tells an array's).
     algorithm : str, optional
@@ -202,6 +208,10 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
     pads : tuple of 3 (front, back) pairs of non-negative ints, optional
         Explicit pads per dimension, used instead of ``padding`` (torch's API has no such argument;
         the gradients use it to compute a cropped correlation).
+    allow_tf32 : bool, optional
+        Whether a float32 convolution on the GPU may round its operands to TF32 for the tensor cores
+        (``torch.backends.cudnn.allow_tf32``; False by default here: float32 stays exact). The CPU
+        ignores it, as torch's CPU convolutions do.
 
     Returns
     -------
@@ -222,6 +232,8 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
     groups = normalize_positive_int(op, "groups", groups)
     padding_mode = normalize_padding_mode(op, padding_mode)
     dtype = resolve_dtype(op, "dtype", dtype, backend)
+    if not isinstance(allow_tf32, (bool, np.bool_)):
+        raise TypeError(f"{op}: allow_tf32 must be True or False, but got {type(allow_tf32).__name__}")
 
     batched = len(x_shape) == 5
     batch, in_channels = (x_shape[0], x_shape[1]) if batched else (1, x_shape[0])
@@ -240,7 +252,7 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
                     groups=groups, input_size=size, kernel_size=kernel, stride=stride,
                     dilation=dilation, pads=pads, padding_mode=padding_mode, has_bias=has_bias,
                     dtype=dtype.name, backend=backend, algorithm="", algorithm_reason="",
-                    workspace_bytes=0)
+                    workspace_bytes=0, allow_tf32=bool(allow_tf32))
     return _choose_algorithm(op, plan, algorithm)
 
 
@@ -277,7 +289,7 @@ def check_array(op, name, array, backend="cpu", dtype=None, dtype_of="input"):
 
 
 def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                    padding_mode="zeros", backend="cpu", algorithm=None, op="conv3d"):
+                    padding_mode="zeros", backend="cpu", algorithm=None, op="conv3d", allow_tf32=False):
     """Check the operands' types and dtypes, then :func:`plan_conv3d` their shapes.
 
     Parameters
@@ -286,7 +298,7 @@ def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, g
         Operands of :func:`numba_conv3d.conv3d`; CUDA arrays only with ``backend='cuda'``.
     bias : numpy.ndarray or CUDA array or None
         Optional bias.
-    stride, padding, dilation, groups, padding_mode, backend, algorithm, op
+    stride, padding, dilation, groups, padding_mode, backend, algorithm, op, allow_tf32
         As in :func:`plan_conv3d`.
 
     Returns
@@ -294,7 +306,7 @@ def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, g
     ConvPlan
     """
     key = operands_key(input, weight, bias, (stride, padding, dilation, groups, padding_mode, backend,
-                                             algorithm, op))
+                                             algorithm, op, allow_tf32))
     known = ARRAY_PLANS.get(key) if key is not None else None
     if known is not None:
         plan, checks_memory = known
@@ -302,7 +314,7 @@ def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, g
         dtype = check_array(op, "input", input, backend)
         plan = plan_for_input_shape(tuple(input.shape), dtype, weight, bias, stride=stride, padding=padding,
                                     dilation=dilation, groups=groups, padding_mode=padding_mode,
-                                    backend=backend, algorithm=algorithm, op=op)
+                                    backend=backend, algorithm=algorithm, op=op, allow_tf32=allow_tf32)
         checks_memory = backend == "cpu"
     copy_bytes = 0 if backend != "cpu" or input.flags.c_contiguous else input.nbytes
     if checks_memory:
@@ -313,7 +325,8 @@ def plan_for_arrays(input, weight, bias=None, stride=1, padding=0, dilation=1, g
 
 
 def plan_for_input_shape(input_shape, dtype, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                         padding_mode="zeros", backend="cpu", algorithm=None, op="conv3d"):
+                         padding_mode="zeros", backend="cpu", algorithm=None, op="conv3d",
+                         allow_tf32=False):
     """Like :func:`plan_for_arrays` for an input known only by its shape and dtype (a Dask array's),
     without the memory check: a split input is checked piece by piece when the pieces run.
 
@@ -323,7 +336,7 @@ def plan_for_input_shape(input_shape, dtype, weight, bias=None, stride=1, paddin
         (N, C_in, D, H, W) or (C_in, D, H, W).
     dtype : dtype-like
         The input's dtype.
-    weight, bias, stride, padding, dilation, groups, padding_mode, backend, algorithm, op
+    weight, bias, stride, padding, dilation, groups, padding_mode, backend, algorithm, op, allow_tf32
         As in :func:`plan_for_arrays`.
 
     Returns
@@ -337,7 +350,8 @@ def plan_for_input_shape(input_shape, dtype, weight, bias=None, stride=1, paddin
     return plan_conv3d(input_shape, tuple(weight.shape),
                        bias=None if bias is None else tuple(bias.shape), stride=stride,
                        padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
-                       dtype=dtype, backend=backend, algorithm=algorithm, op=op)
+                       dtype=dtype, backend=backend, algorithm=algorithm, op=op,
+                       allow_tf32=allow_tf32)
 
 
 def available_memory():

@@ -9,7 +9,8 @@ cuda = pytest.importorskip("numba.cuda")
 
 from numba import types  # noqa: E402
 
-from numba_conv3d.cuda import resources  # noqa: E402
+from numba_conv3d import cuda_config  # noqa: E402
+from numba_conv3d.cuda import resources, tensor_core_plan  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +21,19 @@ def nvvm():
         pytest.skip(f"no usable NVVM: {err}")
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128"])
+def _ptx(variant):
+    with resources.named_device((9, 0)):
+        return cuda.compile_ptx(variant.kernel.py_func, variant.signature, cc=(9, 0))[0]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128", "float16",
+                                   "bfloat16"])
 def test_every_kernel_compiles_to_ptx_without_local_memory(nvvm, dtype):
     variants = resources.variants(dtype)
-    assert any(v.name == "channel-tiled" for v in variants)
+    first = "tensor-core" if dtype in ("float16", "bfloat16") else "channel-tiled"
+    assert any(v.name.startswith(first) for v in variants)
     for variant in variants:
-        with resources.named_device((9, 0)):
-            ptx, _ = cuda.compile_ptx(variant.kernel.py_func, variant.signature, cc=(9, 0))
+        ptx = _ptx(variant)
         assert ".entry" in ptx, variant.name
         assert "ld.local" not in ptx, f"{variant.name}: register arrays were demoted to local memory"
 
@@ -37,3 +44,19 @@ def test_real_dtypes_have_the_flat_view_kernels(nvvm):
 
     assert {"implicit-gemm", "split-sum", "depthwise"} <= names("float32")
     assert not {"implicit-gemm", "depthwise"} & names("complex64")
+
+
+@pytest.mark.parametrize("kind, instruction", [
+    ("float16", "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"),
+    ("bfloat16", "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"),
+    ("tfloat32", "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32")])
+def test_tensor_core_kernels_issue_the_warp_products_of_their_kind(nvvm, kind, instruction):
+    # one product per fragment pair and step of 8 units, the steps of a stage unrolled; the result
+    # rounded to the stored type (TF32: the operands rounded when staged)
+    rounding = {"float16": "cvt.rn.f16.f32", "bfloat16": "cvt.rn.bf16.f32", "tfloat32": "cvt.rna.tf32.f32"}
+    by_name = {v.name: v for v in resources.tensor_core_variants(kind)}
+    for row in cuda_config.CUDA_TENSOR_CORE_CLASSES:
+        tile = tensor_core_plan.checked_tile(row[2])
+        ptx = _ptx(by_name[f"tensor-core {kind} {tuple(tile)}"])
+        assert ptx.count(instruction) == tile.frags_m * tile.frags_n * tile.units // 8, tile
+        assert rounding[kind] in ptx, tile

@@ -1,7 +1,8 @@
 """The offline kernel report on the implicit GEMM's tiles, float32 and float64 (compiled for Hopper with
 no GPU): no spills, at least 8 resident warps per multiprocessor, and an arithmetic loop that is mostly
-fused multiply-adds fed by wide shared-memory loads. Needs numba-cuda with NVVM, and ptxas, cuobjdump and
-nvdisasm (the test extras)."""
+fused multiply-adds fed by wide shared-memory loads; and on the tensor-core tiles (float16, bfloat16,
+TF32): no spills or local memory, 16 resident warps, a stage loop of HMMA products. Needs numba-cuda
+with NVVM, and ptxas, cuobjdump and nvdisasm (the test extras)."""
 import numba
 import pytest
 
@@ -38,6 +39,27 @@ def test_the_gemm_loop_is_mostly_fma_fed_by_wide_shared_loads(gemm_reports):
         loop = report["loop"]
         assert loop["fma_share"] >= 0.6, report
         assert loop["wide_shared_loads"] == loop["shared_loads"] > 0, report
+
+
+@pytest.fixture(scope="module", params=["float16", "bfloat16", "tfloat32"])
+def tensor_core_reports(request):
+    if not all(map(resources.tool, ("ptxas", "cuobjdump", "nvdisasm"))):
+        pytest.skip("ptxas, cuobjdump or nvdisasm not found (pip install nvidia-cuda-nvcc "
+                    "nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm)")
+    return [resources.report(variant) for variant in resources.tensor_core_variants(request.param)
+            if variant.name.startswith("tensor-core")]
+
+
+def test_tensor_core_tiles_keep_sums_in_registers_and_sixteen_warps_resident(tensor_core_reports):
+    for report in tensor_core_reports:
+        assert report["spill_stores"] == report["spill_loads"] == report["stack"] == 0, report
+        assert report["loop"]["local_memory"] == 0, report
+        assert report["warps_per_sm"] >= 16, report
+
+
+def test_tensor_core_stage_loop_runs_on_hmma(tensor_core_reports):
+    for report in tensor_core_reports:
+        assert report["loop"]["mma"] > 0 and report["loop"]["fma"] == 0, report
 
 
 def test_occupancy_names_its_limit():

@@ -218,8 +218,29 @@ def test_mixed_dtypes_and_the_gpu_are_refused():
         nc.conv3d(x, w, b.astype(np.float16), padding=1)
     with pytest.raises(TypeError, match="grad_output dtype float32 does not match weight dtype bfloat16"):
         conv3d_input(x.shape, w, np.ones((2, 4, 5, 7, 6), np.float32), padding=1)
-    with pytest.raises(TypeError, match="not supported on the GPU"):
-        plan_conv3d(x.shape, w.shape, dtype="bfloat16", backend="cuda")
+    with pytest.raises(TypeError, match="conv3d_weight: dtype bfloat16 is not supported on the GPU yet"):
+        plan_conv3d(x.shape, w.shape, dtype="bfloat16", backend="cuda", op="conv3d_weight")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_gpu_plans_take_the_tensor_cores_where_they_serve(dtype):
+    dense = plan_conv3d((1, 32, 8, 8, 8), (64, 32, 3, 3, 3), padding=1, dtype=dtype, backend="cuda")
+    assert (dense.algorithm, dense.dtype) == ("cuda-tensor-core", dtype.name)
+    depthwise = plan_conv3d((1, 8, 8, 8, 8), (8, 1, 3, 3, 3), groups=8, dtype=dtype, backend="cuda")
+    assert depthwise.algorithm == "cuda-depthwise"  # run in float32 on widened operands
+
+
+def test_tf32_is_an_opt_in_of_float32_on_the_gpu_only():
+    shapes = ((1, 32, 8, 8, 8), (64, 32, 3, 3, 3))
+    assert plan_conv3d(*shapes, backend="cuda").algorithm == "cuda-implicit-gemm"
+    tf32 = plan_conv3d(*shapes, backend="cuda", allow_tf32=True)
+    assert (tf32.algorithm, tf32.allow_tf32) == ("cuda-tensor-core", True)
+    assert plan_conv3d(*shapes, backend="cuda", dtype="float64", allow_tf32=True).algorithm != (
+        "cuda-tensor-core")
+    cpu = plan_conv3d(*shapes, allow_tf32=True)
+    assert cpu.algorithm == plan_conv3d(*shapes).algorithm
+    with pytest.raises(TypeError, match="allow_tf32 must be True or False, but got str"):
+        plan_conv3d(*shapes, allow_tf32="yes")
 
 
 def test_memory_counts_the_float32_copies():

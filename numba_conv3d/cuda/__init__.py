@@ -7,7 +7,7 @@ Importing this package imports neither ``numba.cuda`` nor any kernel: the planne
 on any machine, and kernels load (and compile, or come from the cache) on the first run.
 """
 from ..algorithm import Algorithm
-from . import arrays, gemm_plan, tiling
+from . import arrays, gemm_plan, tensor_core_plan, tiling
 
 NAME = "cuda"
 
@@ -40,6 +40,10 @@ def _executor(module):
 
 
 ALGORITHMS = (
+    Algorithm("cuda-tensor-core", "the implicit GEMM with each warp's products on the tensor cores "
+              "(mma.sync): float16 and bfloat16 operands as stored, float32 ones rounded to TF32 where "
+              "allow_tf32; sums in float32, rounded once", tensor_core_plan.applies,
+              tensor_core_plan.shared_bytes, _executor("tensor_core"), operands="stored"),
     Algorithm("cuda-implicit-gemm", "a matrix product of output positions x output channels over "
               "input channels x taps, gathered tile by tile into shared memory (the reduction split "
               "where the tiles alone would not fill the GPU)", gemm_plan.applies, gemm_plan.shared_bytes,
@@ -64,6 +68,13 @@ _BY_NAME = {algorithm.name: algorithm for algorithm in ALGORITHMS}
 
 
 def execute(plan, input, weight, bias):
-    """Run ``plan`` on a CUDA ``input``; see :func:`numba_conv3d.conv3d` for what it returns."""
+    """Run ``plan`` on a CUDA ``input``; see :func:`numba_conv3d.conv3d` for what it returns. A
+    float16 or bfloat16 plan on a row that computes in float32 runs on operands widened on the device
+    (``widened``)."""
     arrays.cuda_module("conv3d")  # a clear error before anything imports numba.cuda
-    return _BY_NAME[plan.algorithm].run(plan, input, weight, bias)
+    algorithm = _BY_NAME[plan.algorithm]
+    if algorithm.operands == "stored" or plan.computed() is plan:
+        return algorithm.run(plan, input, weight, bias)
+    from .widened import computed_in_float32
+
+    return computed_in_float32(algorithm.run, plan, input, weight, bias)

@@ -3,6 +3,8 @@ import functools
 
 import numpy as np
 
+from ..precision import named_dtype
+
 
 def is_device_array(obj):
     """Whether ``obj`` lives on a CUDA device.
@@ -43,16 +45,31 @@ def cuda_module(op):
     return cuda
 
 
-def to_device(cuda, op, name, array):
-    """``array`` as a Numba device array: device arrays are viewed without a copy, host arrays copied."""
+def to_device(cuda, op, name, array, bits=False):
+    """``array`` as a Numba device array: device arrays are viewed without a copy, host arrays copied;
+    where ``bits``, as unsigned integers of its item size (``bits_interface``)."""
     if isinstance(array, np.ndarray):
-        return cuda.to_device(np.ascontiguousarray(array))
+        host = np.ascontiguousarray(array)
+        return cuda.to_device(host.view(_bits_dtype(host.dtype)) if bits else host)
     if getattr(array, "__cuda_ndarray__", False):
-        return array
+        return array.view(_bits_dtype(array.dtype)) if bits else array
     try:
+        if bits:
+            return cuda.from_cuda_array_interface(bits_interface(array.__cuda_array_interface__),
+                                                  owner=array)
         return cuda.as_cuda_array(array)
     except RuntimeError as err:
         raise _requires_grad(op, name) from err
+
+
+def _bits_dtype(dtype):
+    return np.dtype(f"u{np.dtype(dtype).itemsize}")
+
+
+def bits_interface(interface):
+    """``interface`` (a CUDA array interface) read as unsigned integers of its item size: the bits of
+    float16 and bfloat16 (which torch exports as '<V2', a type Numba has no arrays of)."""
+    return dict(interface, typestr=_bits_dtype(interface["typestr"]).str)
 
 
 def _requires_grad(op, name):
@@ -93,19 +110,24 @@ _FLAT_VIEWS = {}
 _FLAT_VIEWS_SIZE = 64
 
 
-def flat_view(cuda, op, name, array):
+def flat_view(cuda, op, name, array, bits=False):
     """A 1-D Numba device view of ``array`` where it is a C-contiguous device array (any kind), else
-    None (host arrays, strided views). Made without synchronizing where the array's stream is a default
-    stream (then the launch that follows is ordered after its producer anyway); views are cached by
-    memory."""
+    None (host arrays, strided views); where ``bits``, of its bits (see ``to_device``). Made without
+    synchronizing where the array's stream is a default stream (then the launch that follows is
+    ordered after its producer anyway); views are cached by memory."""
     if getattr(array, "__cuda_ndarray__", False):
-        return array.reshape(array.size) if array.is_c_contiguous() else None
+        if not array.is_c_contiguous():
+            return None
+        flat = array.reshape(array.size)
+        return flat.view(_bits_dtype(flat.dtype)) if bits else flat
     try:
         interface = getattr(array, "__cuda_array_interface__", None)
     except RuntimeError as err:
         raise _requires_grad(op, name) from err
     if interface is None:
         return None
+    if bits:
+        interface = bits_interface(interface)
     shape, strides, typestr = interface["shape"], interface.get("strides"), interface["typestr"]
     itemsize = np.dtype(typestr).itemsize
     if strides is not None and strides != _c_strides(shape, itemsize):
@@ -133,18 +155,19 @@ def _c_strides(shape, itemsize):
     return tuple(reversed(strides))
 
 
-def empty_like_input(cuda, input, shape, dtype):
+def empty_like_input(cuda, input, shape, dtype, bits=False):
     """A new C-contiguous device array of ``shape`` allocated by the input's library where it has a
-    memory pool (torch, CuPy), else by Numba: (the array to return, its flat Numba view)."""
+    memory pool (torch, CuPy), else by Numba: (the array to return, its flat Numba view, of its bits
+    where ``bits``)."""
     library = type(input).__module__.partition(".")[0]
     if library == "torch":
         import torch
 
-        result = torch.empty(shape, dtype=input.dtype, device=input.device)
+        result = torch.empty(shape, dtype=getattr(torch, named_dtype(dtype).name), device=input.device)
     elif library == "cupy":
         import cupy
 
         result = cupy.empty(shape, dtype)
     else:
-        result = cuda.device_array(shape, dtype)
-    return result, flat_view(cuda, "conv3d", "output", result)
+        result = cuda.device_array(shape, named_dtype(dtype))
+    return result, flat_view(cuda, "conv3d", "output", result, bits)

@@ -72,6 +72,27 @@ def tap_inside(tap, depth_taps, row_taps, column_taps):
 
 
 @cuda.jit(device=True, inline=True)
+def gathered_position(position, group, geometry):
+    """Where the thread that gathers the input column of output ``position`` in ``group`` reads: the
+    flat offset of the position's first tap in the group's first input channel, and per axis the bits
+    of the taps that land inside the input (``axis_mask``; none for a position past the end), so that a
+    tap's test is three shifts (``tap_inside``)."""
+    depth, height, width = geometry[G_DEPTH], geometry[G_HEIGHT], geometry[G_WIDTH]
+    ow, oh, od, sample = digits(position, geometry[G_OUT_WIDTH], geometry[G_OUT_HEIGHT],
+                                geometry[G_OUT_DEPTH])
+    d0 = od * geometry[G_STRIDE_D] - geometry[G_PAD_D]
+    h0 = oh * geometry[G_STRIDE_H] - geometry[G_PAD_H]
+    w0 = ow * geometry[G_STRIDE_W] - geometry[G_PAD_W]
+    origin = (((sample * geometry[G_IN_CHANNELS] + group * geometry[G_IN_PER_GROUP]) * depth + d0)
+              * height + h0) * width + w0
+    depth_taps = axis_mask(d0, geometry[G_KERNEL_D], geometry[G_DILATION_D], depth)
+    if position >= geometry[G_POSITIONS]:
+        depth_taps = 0
+    return (origin, depth_taps, axis_mask(h0, geometry[G_KERNEL_H], geometry[G_DILATION_H], height),
+            axis_mask(w0, geometry[G_KERNEL_W], geometry[G_DILATION_W], width))
+
+
+@cuda.jit(device=True, inline=True)
 def spread(index, run, lanes):
     """Offset of a thread's ``index``-th sum along one side of the tile, from its first: sums come in
     runs of ``run`` adjacent elements (read by one wide load), ``lanes`` threads' runs apart."""
@@ -146,8 +167,6 @@ def implicit_gemm_kernel(dtype, tile, min_blocks, tap_major):
 
         positions = geometry[G_POSITIONS]
         out_volume = geometry[G_OUT_VOLUME]
-        out_height, out_width = geometry[G_OUT_HEIGHT], geometry[G_OUT_WIDTH]
-        depth, height, width = geometry[G_DEPTH], geometry[G_HEIGHT], geometry[G_WIDTH]
         in_per_group, out_per_group = geometry[G_IN_PER_GROUP], geometry[G_OUT_PER_GROUP]
         out_channels, reduction = geometry[G_OUT_CHANNELS], geometry[G_REDUCTION]
         channel_tiles = geometry[G_CHANNEL_TILES]
@@ -162,22 +181,8 @@ def implicit_gemm_kernel(dtype, tile, min_blocks, tap_major):
         first_stage = split * stages_per_split
         last_stage = min(stages, first_stage + stages_per_split)
 
-        # The output position whose input column this thread gathers, as input coordinates of its
-        # first tap and the flat offset of that tap in the group's first input channel.
-        position = m0 + t % block_m
-        ow, oh, od, sample = digits(position, out_width, out_height, geometry[G_OUT_DEPTH])
-        d0 = od * geometry[G_STRIDE_D] - geometry[G_PAD_D]
-        h0 = oh * geometry[G_STRIDE_H] - geometry[G_PAD_H]
-        w0 = ow * geometry[G_STRIDE_W] - geometry[G_PAD_W]
-        a_origin = (((sample * geometry[G_IN_CHANNELS] + group * in_per_group) * depth + d0) * height
-                    + h0) * width + w0
-        # Bit k of each mask: whether tap k along that axis lands inside the input (none for a
-        # position past the end), so that a tap's test is three shifts.
-        depth_taps = axis_mask(d0, geometry[G_KERNEL_D], geometry[G_DILATION_D], depth)
-        if position >= positions:
-            depth_taps = 0
-        row_taps = axis_mask(h0, geometry[G_KERNEL_H], geometry[G_DILATION_H], height)
-        column_taps = axis_mask(w0, geometry[G_KERNEL_W], geometry[G_DILATION_W], width)
+        a_origin, depth_taps, row_taps, column_taps = gathered_position(m0 + t % block_m, group,
+                                                                        geometry)
         a_row = t // block_m
         # The weight row (output channel) and reduction step this thread stages, in the weight's order;
         # tap by tap, the transposed weights' row (input channel of the stage) and column.
@@ -258,9 +263,15 @@ def implicit_gemm_kernel(dtype, tile, min_blocks, tap_major):
 
 
 @functools.lru_cache(maxsize=None)
-def split_sum_kernel(dtype, threads):
+def split_sum_kernel(dtype, threads, kind=None):
     """The kernel that adds ``splits`` partial outputs in split order (and the bias): one thread per
-    output element, ``kernel(partials, b, out, geometry)`` with flat ``partials`` and ``out``."""
+    output element, ``kernel(partials, b, out, geometry)`` with flat ``partials`` and ``out``; for a
+    tensor-core product ``kind``, float32 partials, and ``b`` and ``out`` of the kind's stored type
+    (``tensor_ops.conversions``), the sum rounded once."""
+    from .tensor_ops import conversions
+
+    widened, narrowed = conversions(kind).widened, conversions(kind).narrowed
+
     @jit_kernel(threads, 1)
     def kernel(partials, b, out, geometry):
         elements = geometry[G_SPLIT_ELEMENTS]
@@ -272,8 +283,8 @@ def split_sum_kernel(dtype, threads):
             for split in range(1, splits):
                 total += partials[split * elements + index]
             if has_bias:
-                total += b[(index // out_volume) % out_channels]
-            out[index] = total
+                total += widened(b[(index // out_volume) % out_channels])
+            out[index] = narrowed(total)
 
     return kernel
 

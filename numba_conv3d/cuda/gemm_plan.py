@@ -10,7 +10,7 @@ from ..shape_rules import ceil_div
 _TILE_FIELDS = ("block_m", "block_n", "block_k", "thread_m", "thread_n")
 
 # Grid limits of CUDA: y and z extents.
-_GRID_YZ = 65535
+GRID_YZ = 65535
 
 
 def staged_pitch(extent):
@@ -141,34 +141,46 @@ def launch_for(plan):
     would make fewer blocks than the class's target, keeping at least
     ``cuda_config.CUDA_GEMM_MIN_SPLIT_STAGES`` stages per split."""
     tile, target = layer_class(plan)
-    positions = output_positions(plan)
-    blocks = ceil_div(positions, tile.block_m) * plan.groups * ceil_div(plan.out_per_group, tile.block_n)
     major = tap_major(plan, tile)
     stages = (int(np.prod(plan.kernel_size)) * ceil_div(plan.in_per_group, tile.block_k) if major
               else ceil_div(reduction_length(plan), tile.block_k))
-    splits = max(1, min(ceil_div(target, max(blocks, 1)), stages // cuda_config.CUDA_GEMM_MIN_SPLIT_STAGES,
-                        _GRID_YZ))
-    per_split = ceil_div(stages, splits)
-    splits = ceil_div(stages, per_split)
-    grid = (ceil_div(positions, tile.block_m), plan.groups * ceil_div(plan.out_per_group, tile.block_n),
-            splits)
+    grid, splits = split_grid(plan, tile.block_m, tile.block_n, stages, target)
     return Launch(tile, grid, splits, stages, major)
 
 
+def split_grid(plan, block_m, block_n, stages, target):
+    """(grid, splits) of a product of ``plan`` in tiles of ``block_m`` positions x ``block_n`` output
+    channels over ``stages`` reduction stages: the reduction is split when the tiles alone would make
+    fewer blocks than ``target``, keeping at least ``cuda_config.CUDA_GEMM_MIN_SPLIT_STAGES`` stages per
+    split. The grid is (position tiles, groups x channel tiles, splits)."""
+    positions = output_positions(plan)
+    tiles = ceil_div(positions, block_m), plan.groups * ceil_div(plan.out_per_group, block_n)
+    splits = max(1, min(ceil_div(target, max(tiles[0] * tiles[1], 1)),
+                        stages // cuda_config.CUDA_GEMM_MIN_SPLIT_STAGES, GRID_YZ))
+    splits = ceil_div(stages, ceil_div(stages, splits))
+    return tiles + (splits,), splits
+
+
 def applies(plan):
-    """Whether the implicit GEMM serves ``plan``: a real dtype, at least
-    ``cuda_config.CUDA_GEMM_MIN_OUT_CHANNELS`` output channels per group, fewer than 2**31 output positions
-    (the kernel divides them in 32 bits), kernel extents below 63 (taps are 6-bit fields of the taps
-    table), a group's input and the weight within 32-bit offsets, and a grid CUDA can launch."""
-    extents = plan.padded_size if plan.padding_mode != "zeros" else plan.input_size
-    if (np.dtype(plan.dtype).kind != "f" or plan.out_per_group < cuda_config.CUDA_GEMM_MIN_OUT_CHANNELS
-            or output_positions(plan) >= 1 << 31 or max(plan.kernel_size) >= 63
-            or plan.in_per_group * int(np.prod(extents)) >= 1 << 32
-            or int(np.prod(plan.weight_shape)) >= 1 << 32):
+    """Whether the implicit GEMM serves ``plan``: a real dtype, within its indexing limits
+    (``within_flat_limits``: positions are divided in 32 bits, taps are 6-bit fields of the taps table),
+    and a grid CUDA can launch."""
+    if np.dtype(plan.dtype).kind != "f" or not within_flat_limits(plan):
         return False
     launch = launch_for(plan)
-    return (launch.grid[1] <= _GRID_YZ
+    return (launch.grid[1] <= GRID_YZ
             and launch.tile.shared_bytes(np.dtype(plan.dtype).itemsize) <= cuda_config.CUDA_SHARED_BYTES)
+
+
+def within_flat_limits(plan):
+    """Whether ``plan`` is within what the implicit-GEMM kernels index: at least
+    ``cuda_config.CUDA_GEMM_MIN_OUT_CHANNELS`` output channels per group, fewer than 2**31 output
+    positions, kernel extents below 63, a group's input and the weight within 32-bit offsets."""
+    extents = plan.padded_size if plan.padding_mode != "zeros" else plan.input_size
+    return (plan.out_per_group >= cuda_config.CUDA_GEMM_MIN_OUT_CHANNELS
+            and output_positions(plan) < 1 << 31 and max(plan.kernel_size) < 63
+            and plan.in_per_group * int(np.prod(extents)) < 1 << 32
+            and int(np.prod(plan.weight_shape)) < 1 << 32)
 
 
 def shared_bytes(plan):

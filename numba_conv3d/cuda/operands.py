@@ -37,15 +37,15 @@ def _padded_copy(volume, front, extents, mode):
     return out
 
 
-def flat(op, name, array, plan=None):
-    """``array`` as a flat C-order device view: directly where it is a C-contiguous device array, else
-    through a copy (host arrays, strided device arrays, and the input padded in ``plan``'s non-zero
-    padding mode, when ``plan`` is given)."""
+def flat(op, name, array, plan=None, bits=False):
+    """``array`` as a flat C-order device view (of its bits where ``bits``, see ``arrays.to_device``):
+    directly where it is a C-contiguous device array, else through a copy (host arrays, strided device
+    arrays, and the input padded in ``plan``'s non-zero padding mode, when ``plan`` is given)."""
     padded = plan is not None and geometry.reads_padded_copy(plan)
-    view = None if padded else arrays.flat_view(cuda, op, name, array)
+    view = None if padded else arrays.flat_view(cuda, op, name, array, bits)
     if view is not None:
         return view
-    device = arrays.to_device(cuda, op, name, array)
+    device = arrays.to_device(cuda, op, name, array, bits)
     if device.ndim == 1 and not device.is_c_contiguous():
         device = cuda.to_device(np.ascontiguousarray(device.copy_to_host()))
     elif padded or not device.is_c_contiguous():
@@ -56,12 +56,12 @@ def flat(op, name, array, plan=None):
     return device.reshape(device.size)
 
 
-def flat_operands(plan, input, weight, bias):
-    """(result to return, flat output, flat input, flat weight, flat bias) of a call: the output is
-    allocated by the input's library (see ``arrays.empty_like_input``); a missing bias is
-    ``no_bias``."""
-    result, out = arrays.empty_like_input(cuda, input, plan.output_shape, plan.dtype)
-    x = flat("conv3d", "input", input, plan)
-    w = flat("conv3d", "weight", weight)
-    b = no_bias(plan.dtype) if bias is None else flat("conv3d", "bias", bias)
+def flat_operands(plan, input, weight, bias, bits=False):
+    """(result to return, flat output, flat input, flat weight, flat bias) of a call, as their bits
+    where ``bits``: the output is allocated by the input's library (see ``arrays.empty_like_input``); a
+    missing bias is ``no_bias``."""
+    result, out = arrays.empty_like_input(cuda, input, plan.output_shape, plan.dtype, bits)
+    x = flat("conv3d", "input", input, plan, bits)
+    w = flat("conv3d", "weight", weight, bits=bits)
+    b = (no_bias(out.dtype.name) if bias is None else flat("conv3d", "bias", bias, bits=bits))
     return result, out, x, w, b

@@ -21,6 +21,7 @@ import numba
 import numpy as np
 
 from .. import cuda_config
+from ..precision import REDUCED_DTYPES
 
 Variant = namedtuple("Variant", "name kernel signature threads min_blocks dynamic_shared")
 Variant.__doc__ = """One compiled kernel: its name, ``numba.cuda`` dispatcher, argument types, threads per
@@ -32,6 +33,7 @@ channels, for kernels whose shared memory depends on the plan)."""
 SM90 = dict(registers=65536, warps=64, blocks=32, shared=233472, block_reserved=1024, register_unit=256)
 
 _FMA = ("FFMA", "DFMA", "HFMA2")
+_MMA = ("HMMA",)  # a warp's tensor-core product (float16, bfloat16 and TF32 alike)
 _INTEGER = ("IMAD", "IADD3", "IADD", "LOP3", "SHF", "LEA", "ISETP", "SEL", "IABS", "VIADD", "MOV",
             "PRMT", "ULDC", "UIADD3", "UMOV", "ULOP3", "ULEA", "USHF", "UISETP", "USEL", "S2R", "CS2R",
             "R2UR", "S2UR", "PLOP3", "I2F", "F2I")
@@ -61,13 +63,47 @@ def _dense_plan(dtype):
     return plan_conv3d((1, 32, 64, 64, 64), (32, 32, 3, 3, 3), padding=1, dtype=dtype, backend="cuda")
 
 
+def tensor_core_variants(kind):
+    """The tensor-core kernels of product ``kind`` (a key of ``tensor_core_plan.MMA_KINDS``), one per
+    tile of ``cuda_config.CUDA_TENSOR_CORE_CLASSES`` and output (final, or float32 split partials),
+    with the split sum that adds the partials."""
+    from numba import types
+
+    from . import gemm_kernels, tensor_core_kernels, tensor_core_plan
+    from .tensor_ops import conversions
+
+    stored = types.Array(conversions(kind).stored, 1, "C")
+    single, ints = types.Array(types.float32, 1, "C"), types.Array(types.int64, 1, "C")
+    blocks, threads = cuda_config.CUDA_TENSOR_CORE_MIN_BLOCKS_PER_SM, cuda_config.CUDA_DIRECT_THREADS
+    found = []
+    for row in cuda_config.CUDA_TENSOR_CORE_CLASSES:
+        tile = tensor_core_plan.checked_tile(row[2])
+        for partial in (False, True):
+            kernel = tensor_core_kernels.tensor_core_kernel(kind, tile, blocks, partial)
+            found.append(Variant(f"tensor-core {kind} {tuple(tile)}{' partial' if partial else ''}", kernel,
+                                 (stored, stored, stored, single if partial else stored, ints, ints),
+                                 tile.threads, blocks, 0))
+    found.append(Variant(f"split-sum {kind}", gemm_kernels.split_sum_kernel("float32", threads, kind),
+                         (single, stored, stored, ints), threads, 1, 0))
+    return found
+
+
 def variants(dtype="float32"):
-    """Every CUDA kernel variant for ``dtype`` (a NumPy dtype name) with its argument types."""
+    """Every CUDA kernel variant for ``dtype`` (a NumPy dtype name) with its argument types; for float16
+    and bfloat16, the tensor-core kernels and the conversions of the float32 algorithms' operands."""
     from numba import types
 
     from . import (depthwise_kernels, gemm_kernels, gemm_plan, grad_kernels, kernels, tiling,
-                   weight_gemm_kernels, weight_gemm_plan)
+                   weight_gemm_kernels, weight_gemm_plan, widened)
 
+    if dtype in REDUCED_DTYPES:
+        bits, single = types.Array(types.uint16, 1, "C"), types.Array(types.float32, 1, "C")
+        threads = cuda_config.CUDA_DIRECT_THREADS
+        return tensor_core_variants(dtype) + [
+            Variant(f"{'widen' if widening else 'narrow'} {dtype}",
+                    widened.conversion_kernel(dtype, widening, threads),
+                    (bits, single) if widening else (single, bits), threads, 1, 0)
+            for widening in (True, False)]
     value = numba.from_dtype(np.dtype(dtype))
     flat, ints = types.Array(value, 1, "C"), types.Array(types.int64, 1, "C")
     triple = types.UniTuple(types.int64, 3)
@@ -95,6 +131,8 @@ def variants(dtype="float32"):
         found.append(Variant("depthwise", depthwise_kernels.depthwise_kernel(
             dtype, threads, cuda_config.CUDA_DEPTHWISE_OUTPUTS), (flat, flat, flat, flat, ints), threads,
             1, 0))
+        if dtype == "float32":
+            found += tensor_core_variants("tfloat32")
     plan = _dense_plan(dtype)
     tiled = (volume, result, types.Array(value, 1, "C"), result, types.int64, triple, triple, triple,
              triple, types.int64, types.boolean)
@@ -199,8 +237,8 @@ def _instructions(sass):
 
 def inner_loop(sass):
     """Opcodes of the arithmetic loop (a backward branch's range): the one with the most fused
-    multiply-adds weighted by their share of it (fma**2 / length, which prefers an inner loop to the
-    loops around it); the whole kernel where no loop holds one."""
+    multiply-adds (or tensor-core products) weighted by their share of it (fma**2 / length, which
+    prefers an inner loop to the loops around it); the whole kernel where no loop holds one."""
     instructions = _instructions(sass)
     loops = []
     for address, opcode, operands in instructions:
@@ -208,7 +246,7 @@ def inner_loop(sass):
         if opcode.startswith("BRA") and target and int(target.group(1), 16) <= address:
             body = [op for at, op, _ in instructions if int(target.group(1), 16) <= at <= address]
             loops.append(body)
-    fma = lambda body: sum(op.startswith(_FMA) for op in body)  # noqa: E731
+    fma = lambda body: sum(op.startswith(_FMA + _MMA) for op in body)  # noqa: E731
     best = max(loops, key=lambda body: fma(body) ** 2 / len(body), default=None)
     if best is None or fma(best) == 0:
         best = [op for _, op, _ in instructions]
@@ -216,14 +254,17 @@ def inner_loop(sass):
 
 
 def instruction_mix(opcodes):
-    """Counts and shares of an instruction sequence: FMA, shared and global loads, integer overhead."""
+    """Counts and shares of an instruction sequence: FMA, tensor-core products, shared and global loads,
+    integer overhead."""
     counts = collections.Counter(op.split(".")[0] for op in opcodes)
     total = max(len(opcodes), 1)
     fma = sum(counts[name] for name in _FMA)
+    mma = sum(counts[name] for name in _MMA)
     shared_loads = counts["LDS"]
     wide_shared = sum(op.startswith("LDS.128") or op.startswith("LDS.64") for op in opcodes)
     integer = sum(counts[name] for name in _INTEGER)
-    return dict(instructions=len(opcodes), fma=fma, fma_share=fma / total, shared_loads=shared_loads,
+    return dict(instructions=len(opcodes), fma=fma, fma_share=fma / total, mma=mma,
+                shared_loads=shared_loads,
                 wide_shared_loads=wide_shared, shared_loads_per_fma=shared_loads / max(fma, 1),
                 global_loads=counts["LDG"], integer=integer, integer_share=integer / total,
                 local_memory=counts["LDL"] + counts["STL"])

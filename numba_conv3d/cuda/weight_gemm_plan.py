@@ -11,7 +11,6 @@ from ..shape_rules import ceil_div
 from . import gemm_plan, geometry
 from .geometry import (G_CHANNEL_TILES, G_HAS_BIAS, G_SPLIT_ELEMENTS, G_STAGES, G_STAGES_PER_SPLIT)
 
-_GRID_YZ = 65535
 
 WeightLaunch = namedtuple("WeightLaunch", "tile grid splits stages")
 WeightLaunch.__doc__ = """A weight-gradient launch: the tile (``block_m`` output channels x ``block_n``
@@ -62,7 +61,7 @@ def launch_for(plan):
     channel_tiles = plan.groups * ceil_div(plan.out_per_group, tile.block_m)
     stages = ceil_div(gemm_plan.output_positions(plan), tile.block_k)
     splits = max(1, min(ceil_div(cuda_config.CUDA_WEIGHT_GEMM_BLOCKS, columns * channel_tiles),
-                        stages // cuda_config.CUDA_GEMM_MIN_SPLIT_STAGES, _GRID_YZ))
+                        stages // cuda_config.CUDA_GEMM_MIN_SPLIT_STAGES, gemm_plan.GRID_YZ))
     splits = ceil_div(stages, ceil_div(stages, splits)) if stages else 1
     return WeightLaunch(tile, (columns, channel_tiles, splits), splits, stages)
 
@@ -74,7 +73,7 @@ def applies(plan):
     if not gemm_plan.applies(plan):
         return False
     launch = launch_for(plan)
-    return (launch.grid[1] <= _GRID_YZ
+    return (launch.grid[1] <= gemm_plan.GRID_YZ
             and _shared_bytes(launch.tile, np.dtype(plan.dtype).itemsize) <= cuda_config.CUDA_SHARED_BYTES)
 
 
