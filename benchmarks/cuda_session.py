@@ -338,7 +338,7 @@ def sweep(limit_s=100.0):
         positions = gemm_plan.output_positions(plan)
         rows.append(dict(layer=name, flops=plan.flops, cudnn_ms=cudnn, cells=cells, best=best,
                          best_ms=cells[best], weight_order_ms=weight_order,
-                         tap_major=gemm_plan.tap_major(plan, gemm_plan.checked_tile(best[0])),
+                         tap_major=gemm_plan.tap_major(plan, best[0][2]),
                          out_per_group=plan.out_per_group, positions=positions,
                          reduction=gemm_plan.reduction_length(plan),
                          **{"class": _class_of(plan.out_per_group, positions)}))

@@ -18,12 +18,12 @@ def _prepared(plan):
     return fast(kernel), launch, cuda.to_device(geometry.taps(plan))
 
 
-def _transposed(plan, input, w, shape):
-    """The tap-by-tap order's copy of the flat weight ``w`` (see ``transposed_weight_kernel``), as
-    (its owner, its flat view)."""
-    owner, transposed = arrays.empty_like_input(cuda, input, (w.size,), plan.dtype)
+def transposed_weight(input, w, shape):
+    """The tap-by-tap order's copy of the flat weight ``w`` (see ``transposed_weight_kernel``; of its
+    dtype, allocated like ``input``), as (its owner, its flat view); ``shape`` is the device geometry."""
+    owner, transposed = arrays.empty_like_input(cuda, input, (w.size,), w.dtype.name)
     threads = cuda_config.CUDA_DIRECT_THREADS
-    kernel = fast(gemm_kernels.transposed_weight_kernel(plan.dtype, threads))
+    kernel = fast(gemm_kernels.transposed_weight_kernel(w.dtype.name, threads))
     kernel((grid_blocks(w.size, threads), 1, 1), (threads, 1, 1), w, transposed, shape)
     return owner, transposed
 
@@ -41,7 +41,7 @@ def execute(plan, input, weight, bias):
     shape = device_geometry(plan)
     temporaries = []
     if launch.tap_major:
-        owner, w = _transposed(plan, input, w, shape)
+        owner, w = transposed_weight(input, w, shape)
         temporaries.append(owner)
     target = out
     if launch.splits > 1:

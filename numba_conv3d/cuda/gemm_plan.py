@@ -124,14 +124,14 @@ splits), the number of reduction splits, the stages of ``block_k`` steps in all,
 order (see ``tap_major``)."""
 
 
-def tap_major(plan, tile):
+def tap_major(plan, block_k):
     """Whether the reduction runs tap by tap, ``block_k`` input channels of one tap per stage (one
     padding test per stage, weights staged from a transposed copy made by a second launch), rather than
     in the weight's own order (a padding test per step): for layers of at least
     ``cuda_config.CUDA_GEMM_TAP_MAJOR_MIN_MACS`` multiply-adds (smaller ones spend more on the launch than
     they save), where rounding the channels up to whole stages adds at most
     ``cuda_config.CUDA_GEMM_TAP_MAJOR_PADDING`` of them."""
-    padded = ceil_div(plan.in_per_group, tile.block_k) * tile.block_k
+    padded = ceil_div(plan.in_per_group, block_k) * block_k
     return (plan.macs >= cuda_config.CUDA_GEMM_TAP_MAJOR_MIN_MACS
             and padded <= plan.in_per_group * (1 + cuda_config.CUDA_GEMM_TAP_MAJOR_PADDING))
 
@@ -141,7 +141,7 @@ def launch_for(plan):
     would make fewer blocks than the class's target, keeping at least
     ``cuda_config.CUDA_GEMM_MIN_SPLIT_STAGES`` stages per split."""
     tile, target = layer_class(plan)
-    major = tap_major(plan, tile)
+    major = tap_major(plan, tile.block_k)
     stages = (int(np.prod(plan.kernel_size)) * ceil_div(plan.in_per_group, tile.block_k) if major
               else ceil_div(reduction_length(plan), tile.block_k))
     grid, splits = split_grid(plan, tile.block_m, tile.block_n, stages, target)

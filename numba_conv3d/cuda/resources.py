@@ -64,9 +64,9 @@ def _dense_plan(dtype):
 
 
 def tensor_core_variants(kind):
-    """The tensor-core kernels of product ``kind`` (a key of ``tensor_core_plan.MMA_KINDS``), one per
-    tile of ``cuda_config.CUDA_TENSOR_CORE_CLASSES`` and output (final, or float32 split partials),
-    with the split sum that adds the partials."""
+    """The tensor-core kernels of product ``kind`` (a key of ``tensor_core_plan.MMA_KINDS``), two per
+    tile of ``cuda_config.CUDA_TENSOR_CORE_CLASSES`` (tap by tap with the final output; in the weight's
+    order with float32 split partials), with the split sum that adds the partials."""
     from numba import types
 
     from . import gemm_kernels, tensor_core_kernels, tensor_core_plan
@@ -79,8 +79,9 @@ def tensor_core_variants(kind):
     for row in cuda_config.CUDA_TENSOR_CORE_CLASSES:
         tile = tensor_core_plan.checked_tile(row[2])
         for partial in (False, True):
-            kernel = tensor_core_kernels.tensor_core_kernel(kind, tile, blocks, partial)
-            found.append(Variant(f"tensor-core {kind} {tuple(tile)}{' partial' if partial else ''}", kernel,
+            kernel = tensor_core_kernels.tensor_core_kernel(kind, tile, blocks, partial, not partial)
+            order = "weight order, partial" if partial else "taps order"
+            found.append(Variant(f"tensor-core {kind} {tuple(tile)} {order}", kernel,
                                  (stored, stored, stored, single if partial else stored, ints, ints),
                                  tile.threads, blocks, 0))
     found.append(Variant(f"split-sum {kind}", gemm_kernels.split_sum_kernel("float32", threads, kind),

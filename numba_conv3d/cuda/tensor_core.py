@@ -6,6 +6,7 @@ from numba import cuda
 
 from .. import cuda_config
 from . import arrays, gemm_kernels, tensor_core_kernels, tensor_core_plan
+from .gemm import transposed_weight
 from .operands import fast, flat_operands
 from .tiling import grid_blocks
 
@@ -15,18 +16,22 @@ def _prepared(plan):
     """The kernel's launcher, the launch, and the device taps and geometry tables of ``plan``."""
     launch = tensor_core_plan.launch_for(plan)
     kernel = tensor_core_kernels.tensor_core_kernel(
-        launch.kind, launch.tile, cuda_config.CUDA_TENSOR_CORE_MIN_BLOCKS_PER_SM, launch.splits > 1)
+        launch.kind, launch.tile, cuda_config.CUDA_TENSOR_CORE_MIN_BLOCKS_PER_SM, launch.splits > 1,
+        launch.tap_major)
     return (fast(kernel), launch, cuda.to_device(tensor_core_plan.taps(plan, launch)),
             cuda.to_device(tensor_core_plan.tensor_core_geometry(plan, launch)))
 
 
 def execute(plan, input, weight, bias):
     """The result of ``plan`` on device ``input``, of the input's kind and dtype (see ``conv3d``); the
-    split workspace is held until the split sum that reads it is queued (see ``gemm.execute``)."""
+    temporaries (transposed weight, split workspace) are held until the kernels that read them are
+    queued (see ``gemm.execute``)."""
     kernel, launch, taps, shape = _prepared(plan)
     result, out, x, w, b = flat_operands(plan, input, weight, bias, bits=launch.kind != "tfloat32")
     if plan.batch == 0:
         return result
+    if launch.tap_major:
+        transposed, w = transposed_weight(input, w, shape)
     target = out
     if launch.splits > 1:
         workspace, target = arrays.empty_like_input(cuda, input, (launch.splits * out.size,), "float32")

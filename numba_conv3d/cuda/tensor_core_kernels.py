@@ -1,6 +1,7 @@
 """The tensor-core implicit-GEMM ``@cuda.jit`` kernel: the product of ``gemm_kernels`` (output positions x
-output channels over input channels x taps, in the weight's order, gathered stage by stage into shared
-memory while the previous stage multiplies), with each warp's products on the tensor cores.
+output channels over input channels x taps, tap by tap from a transposed weight copy or in the weight's
+order, gathered stage by stage into shared memory while the previous stage multiplies), with each warp's
+products on the tensor cores.
 
 Operands are staged as 32-bit units (``tensor_ops``): two adjacent reduction steps of float16 or
 bfloat16 bits, or one float32 rounded to TF32. A stage holds ``tile.units`` units of ``block_m``
@@ -20,9 +21,9 @@ from numba import cuda
 
 from . import tensor_ops
 from .gemm_kernels import _at, _u32, gathered_position, tap_inside
-from .geometry import (G_CHANNEL_TILES, G_HAS_BIAS, G_OUT_CHANNELS, G_OUT_PER_GROUP, G_OUT_VOLUME,
-                       G_POSITIONS, G_REDUCTION, G_SPLIT_ELEMENTS, G_STAGES, G_STAGES_PER_SPLIT,
-                       TAP_OFFSET)
+from .geometry import (G_CHANNEL_CHUNKS, G_CHANNEL_TILES, G_HAS_BIAS, G_IN_PER_GROUP, G_IN_VOLUME,
+                       G_OUT_CHANNELS, G_OUT_PER_GROUP, G_OUT_VOLUME, G_POSITIONS, G_REDUCTION,
+                       G_SPLIT_ELEMENTS, G_STAGES, G_STAGES_PER_SPLIT, G_TAPS, TAP_OFFSET)
 from .kernels import jit_kernel
 from .tensor_core_plan import MMA_COLUMNS, MMA_ROWS, MMA_UNITS, STEPS_PER_UNIT
 
@@ -61,16 +62,17 @@ def warp_products(kind, tile):
 
 
 @functools.lru_cache(maxsize=None)
-def tensor_core_kernel(kind, tile, min_blocks, partial):
+def tensor_core_kernel(kind, tile, min_blocks, partial, tap_major):
     """The tensor-core kernel of product ``kind`` (a key of ``tensor_core_plan.MMA_KINDS``) and ``tile``
     (a ``tensor_core_plan.TensorCoreTile``), compiled for at least ``min_blocks`` resident blocks per
-    multiprocessor.
+    multiprocessor, reducing tap by tap or in the weight's order (``tap_major``).
 
     Launch on grid ``(position tiles, groups x channel tiles, splits)`` with ``tile.threads`` threads:
     ``kernel(x, w, b, target, taps, geometry)``, with ``x``, ``w`` and ``b`` flat C-order views of the
-    kind's stored type (``tensor_ops.conversions``) and ``taps`` the plan's packed steps
-    (``tensor_core_plan.taps``). ``target`` is the output in the stored type, or where ``partial`` the
-    float32 split workspace (``splits`` partial outputs, without the bias).
+    kind's stored type (``tensor_ops.conversions``) and ``taps`` the plan's taps table
+    (``tensor_core_plan.taps``); ``w`` is the weight, or tap by tap its
+    ``gemm_kernels.transposed_weight_kernel`` copy. ``target`` is the output in the stored type, or where
+    ``partial`` the float32 split workspace (``splits`` partial outputs, without the bias).
     """
     convert = tensor_ops.conversions(kind)
     part, widened = convert.part, convert.widened
@@ -83,6 +85,9 @@ def tensor_core_kernel(kind, tile, min_blocks, partial):
     a_loads = units // a_rows
     b_rows = threads // units  # weight rows (output channels) one pass stages
     b_loads = block_n // b_rows
+    t_rows = threads // block_n  # transposed weights: units of block_n channels one pass stages
+    t_loads = units // t_rows
+    b_count = t_loads if tap_major else b_loads
     a_stage, b_stage = block_m * pitch, block_n * pitch
     a_shared_size, b_shared_size = 2 * a_stage, 2 * b_stage  # shared shapes must be constants
     multiply = warp_products(kind, tile)
@@ -97,12 +102,14 @@ def tensor_core_kernel(kind, tile, min_blocks, partial):
         a_fragments = cuda.local.array((frags_m, 4), unit)
         b_fragments = cuda.local.array((frags_n, 2), unit)
         a_next = cuda.local.array(a_loads, unit)
-        b_next = cuda.local.array(b_loads, unit)
+        b_next = cuda.local.array(b_count, unit)
 
         positions, out_volume = geometry[G_POSITIONS], geometry[G_OUT_VOLUME]
         out_per_group, out_channels = geometry[G_OUT_PER_GROUP], geometry[G_OUT_CHANNELS]
         reduction, channel_tiles = geometry[G_REDUCTION], geometry[G_CHANNEL_TILES]
         stages, stages_per_split = geometry[G_STAGES], geometry[G_STAGES_PER_SPLIT]
+        in_per_group, in_volume = geometry[G_IN_PER_GROUP], geometry[G_IN_VOLUME]
+        chunks = geometry[G_CHANNEL_CHUNKS]
 
         t = cuda.threadIdx.x
         group = _u32(cuda.blockIdx.y) // _u32(channel_tiles)
@@ -118,6 +125,10 @@ def tensor_core_kernel(kind, tile, min_blocks, partial):
         b_unit = t % units
         b_channel = n0 + t // units
         b_origin = (group * out_per_group + b_channel) * reduction
+        # tap by tap: the transposed weights' output channel and first unit this thread stages
+        t_channel = n0 + t % block_n
+        t_unit = t // block_n
+        transposed_origin = group * geometry[G_TAPS] * in_per_group * out_per_group + t_channel
 
         lane, warp = t % 32, t // 32
         g, q = lane // 4, lane % 4
@@ -129,7 +140,32 @@ def tensor_core_kernel(kind, tile, min_blocks, partial):
                     sums[i, j, r] = 0
 
         for stage in range(first_stage, last_stage + 1):
-            if stage < last_stage:
+            if stage < last_stage and tap_major:
+                # Offsets within a group's input and the weight fit 32 bits (gemm_plan.applies).
+                tap_index = _u32(stage) // _u32(chunks)
+                c0 = _u32((stage - tap_index * chunks) * block_k)
+                tap = taps[_at(tap_index)]
+                inside = tap_inside(tap, depth_taps, row_taps, column_taps)
+                for i in range(a_loads):
+                    gathered = _u32(0)
+                    for s in range(steps):
+                        channel = _u32(c0 + (a_unit + i * a_rows) * steps + s)
+                        offset = _u32((tap & TAP_OFFSET) + channel * in_volume)
+                        live = inside and channel < in_per_group
+                        value = x[_at(a_origin + offset)] if live else zero
+                        gathered |= part(value, s)
+                    a_next[i] = gathered
+                for j in range(t_loads):
+                    staged = _u32(0)
+                    for s in range(steps):
+                        channel = _u32(c0 + (t_unit + j * t_rows) * steps + s)
+                        offset = _u32(transposed_origin
+                                      + (tap_index * in_per_group + channel) * out_per_group)
+                        live = channel < in_per_group and t_channel < out_per_group
+                        value = w[_at(offset)] if live else zero
+                        staged |= part(value, s)
+                    b_next[j] = staged
+            elif stage < last_stage:
                 k0 = stage * block_k
                 for i in range(a_loads):
                     gathered = _u32(0)
@@ -158,9 +194,14 @@ def tensor_core_kernel(kind, tile, min_blocks, partial):
                 a_at = _at(buffer * a_stage + (t % block_m) * pitch + a_unit)
                 for i in range(a_loads):
                     a_shared[a_at + _at(i * a_rows)] = a_next[i]
-                b_at = _at(buffer * b_stage + (t // units) * pitch + b_unit)
-                for j in range(b_loads):
-                    b_shared[b_at + _at(j * b_rows * pitch)] = b_next[j]
+                if tap_major:
+                    b_at = _at(buffer * b_stage + (t % block_n) * pitch + t_unit)
+                    for j in range(t_loads):
+                        b_shared[b_at + _at(j * t_rows)] = b_next[j]
+                else:
+                    b_at = _at(buffer * b_stage + (t // units) * pitch + b_unit)
+                    for j in range(b_loads):
+                        b_shared[b_at + _at(j * b_rows * pitch)] = b_next[j]
             cuda.syncthreads()
 
         has_bias = geometry[G_HAS_BIAS] != 0 and cuda.gridDim.z == 1  # else the split sum adds it

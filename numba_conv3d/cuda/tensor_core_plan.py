@@ -3,10 +3,12 @@ plan takes (float16, bfloat16, or TF32 for float32 where the caller allows it), 
 the split of the reduction, the geometry and taps tables."""
 from collections import namedtuple
 
+import numpy as np
+
 from .. import cuda_config
 from ..shape_rules import ceil_div
 from . import geometry, gemm_plan
-from .geometry import G_CHANNEL_TILES, G_STAGES, G_STAGES_PER_SPLIT
+from .geometry import G_CHANNEL_CHUNKS, G_CHANNEL_TILES, G_STAGES, G_STAGES_PER_SPLIT
 
 # The product each plan dtype takes on the tensor cores (float32 only where the plan allows TF32), with
 # the PTX names of its shape and operand type.
@@ -74,7 +76,9 @@ def checked_tile(fields):
              (threads % tile.block_m == 0 and tile.block_m * tile.units % threads == 0,
               "each thread must gather whole units of one output position"),
              (threads % tile.units == 0 and tile.block_n * tile.units % threads == 0,
-              "each thread must stage whole units of weights at one reduction offset"))
+              "each thread must stage whole units of weights at one reduction offset"),
+             (threads % tile.block_n == 0 and tile.units % (threads // tile.block_n) == 0,
+              "each thread must stage whole units of transposed weights of one output channel"))
     return gemm_plan.obeyed(tile, "CUDA tensor-core tile", rules)
 
 
@@ -89,19 +93,24 @@ def layer_class(plan):
                      "(None, None, ...)")
 
 
-Launch = namedtuple("Launch", "kind tile grid splits stages")
+Launch = namedtuple("Launch", "kind tile grid splits stages tap_major")
 Launch.__doc__ = """A tensor-core launch: the product kind, the tile, the grid (position tiles, groups x
-channel tiles, splits), the number of reduction splits and the stages in all."""
+channel tiles, splits), the number of reduction splits, the stages in all, and the reduction order
+(tap by tap, or the weight's: ``gemm_plan.tap_major``)."""
 
 
 def launch_for(plan):
-    """The launch of ``plan`` with its layer class's tile (the reduction in the weight's order, split as
-    ``gemm_plan.split_grid`` decides)."""
+    """The launch of ``plan`` with its layer class's tile: the reduction tap by tap where
+    ``gemm_plan.tap_major`` says so, else in the weight's order, split as ``gemm_plan.split_grid``
+    decides."""
     kind = product_kind(plan)
     tile, target = layer_class(plan)
-    stages = ceil_div(gemm_plan.reduction_length(plan), tile.block_k(kind))
+    block_k = tile.block_k(kind)
+    major = gemm_plan.tap_major(plan, block_k)
+    stages = (int(np.prod(plan.kernel_size)) * ceil_div(plan.in_per_group, block_k) if major
+              else ceil_div(gemm_plan.reduction_length(plan), block_k))
     grid, splits = gemm_plan.split_grid(plan, tile.block_m, tile.block_n, stages, target)
-    return Launch(kind, tile, grid, splits, stages)
+    return Launch(kind, tile, grid, splits, stages, major)
 
 
 def applies(plan):
@@ -124,10 +133,14 @@ def tensor_core_geometry(plan, launch):
     values[G_CHANNEL_TILES] = ceil_div(plan.out_per_group, launch.tile.block_n)
     values[G_STAGES] = launch.stages
     values[G_STAGES_PER_SPLIT] = ceil_div(launch.stages, launch.splits)
+    values[G_CHANNEL_CHUNKS] = ceil_div(plan.in_per_group, launch.tile.block_k(launch.kind))
     return values
 
 
 def taps(plan, launch):
-    """The taps table of ``launch``: a packed reduction step per row, whole stages."""
+    """The taps table of ``launch``: a packed reduction step per row, whole stages; tap by tap, one row
+    per tap (the kernel adds the input channel)."""
+    if launch.tap_major:
+        return geometry.packed_taps(plan, 1, 0)
     return geometry.packed_taps(plan, plan.in_per_group,
                                 launch.stages * launch.tile.block_k(launch.kind))

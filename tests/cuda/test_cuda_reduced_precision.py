@@ -47,10 +47,15 @@ def _host(array):
 
 
 def _expected(case, x, w, b):
-    """The float64 result of the rounded operands, and its bound (float32 sums, one rounding)."""
+    """The float64 result of the rounded operands, and its bound: float32 sums and one rounding; for
+    float32 operands on TF32, each operand rounded to 10 fraction bits (relative 2**-11, so each product
+    within about 2**-10) and float32 sums."""
     kwargs = CASES[case][2]
     wide = [a.astype(np.float64) for a in (x, w, b)]
     expected = conv3d_reference(*wide, **kwargs)
+    if x.dtype == np.float32:
+        magnitude = conv3d_reference(*(np.abs(a) for a in wide), **kwargs)
+        return expected, rounding_bound(np.float32, *wide, **kwargs) + 2.0 ** -10 * magnitude
     return expected, reduced_bound(x.dtype, expected, *wide, **kwargs)
 
 
@@ -64,6 +69,31 @@ def test_tensor_cores_sum_in_float32_and_round_once(dtype, case):
     out = _host(run_plan(plan, *operands))
     assert out.dtype == dtype
     assert_close(out.astype(np.float64), *_expected(case, x, w, b))
+
+
+@pytest.fixture
+def tap_by_tap(monkeypatch):
+    """Every tensor-core launch reduces tap by tap (whatever its size and channel rounding)."""
+    from numba_conv3d import cuda_config
+    from numba_conv3d.cuda import tensor_core
+
+    monkeypatch.setattr(cuda_config, "CUDA_GEMM_TAP_MAJOR_MIN_MACS", 0)
+    monkeypatch.setattr(cuda_config, "CUDA_GEMM_TAP_MAJOR_PADDING", 100.0)
+    tensor_core._prepared.cache_clear()
+    yield
+    tensor_core._prepared.cache_clear()
+
+
+@pytest.mark.parametrize("case, dtype", [("groups, stride, dilation, replicate", "float16"),
+                                         ("split reduction", "bfloat16"), ("split reduction", "float32")])
+def test_tensor_cores_tap_by_tap(tap_by_tap, case, dtype):
+    from numba_conv3d.cuda import tensor_core_plan
+
+    x, w, b = _operands(case, dtype)
+    operands = _on_device(x, w, b)
+    plan = plan_for_arrays(*operands, backend="cuda", allow_tf32=True, **CASES[case][2])
+    assert plan.algorithm == TENSOR_CORE and tensor_core_plan.launch_for(plan).tap_major
+    assert_close(_host(run_plan(plan, *operands)).astype(np.float64), *_expected(case, x, w, b))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -110,12 +140,9 @@ def test_tf32_is_opt_in_and_within_its_rounding():
     plan = plan_for_arrays(*operands, backend="cuda", padding=1, allow_tf32=True)
     assert plan.algorithm == TENSOR_CORE
     out = _host(conv3d(*operands, padding=1, allow_tf32=True)).astype(np.float64)
-    wide = [a.astype(np.float64) for a in (x, w, b)]
-    expected = conv3d_reference(*wide, padding=1)
-    exact = rounding_bound(np.float32, *wide, padding=1)
-    # each operand rounded to 10 fraction bits (relative 2**-11): each product within about 2**-10
-    magnitude = conv3d_reference(np.abs(wide[0]), np.abs(wide[1]), padding=1)
-    assert_close(out, expected, exact + 2.0 ** -10 * magnitude)
+    expected, bound = _expected("dense, padding", x, w, b)
+    assert_close(out, expected, bound)
+    exact = rounding_bound(np.float32, x, w, b, padding=1)
     assert (np.abs(out - expected) > exact).any(), "the operands were not rounded to TF32"
 
 
