@@ -80,7 +80,7 @@ class Conv3d:
             This layer (moved in place), as torch returns the module.
         """
         target = normalize_device(type(self).__name__, device)
-        dtype = resolve_dtype(type(self).__name__, "dtype", self.weight.dtype, target)
+        dtype = resolve_dtype(type(self).__name__, "dtype", self.weight.dtype)
         if target == "cuda" and dtype.name == "bfloat16":
             raise TypeError(f"{type(self).__name__}: bfloat16 parameters cannot move to the GPU (Numba has "
                             f"no bfloat16 device arrays); keep the layer on the CPU: a CUDA input then "

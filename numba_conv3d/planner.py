@@ -83,13 +83,8 @@ def normalize_padding_mode(op, padding_mode):
     return padding_mode
 
 
-# What takes float16 and bfloat16 operands on the GPU: the forward convolution (its function and layer).
-GPU_REDUCED_OPS = ("conv3d", "Conv3d")
-
-
-def resolve_dtype(op, name, dtype, backend="cpu"):
-    """A dtype-like (NumPy dtype, type, name, or a torch dtype) -> a NumPy dtype ``backend`` supports
-    (float16 and bfloat16 on the GPU: only for ``GPU_REDUCED_OPS``)."""
+def resolve_dtype(op, name, dtype):
+    """A dtype-like (NumPy dtype, type, name, or a torch dtype) -> a supported NumPy dtype."""
     spec = str(dtype).removeprefix("torch.") if type(dtype).__module__ == "torch" else dtype
     if spec in ("complex32", "chalf"):
         raise TypeError(f"{op}: {name} {dtype!r} (complex half precision) is not supported: NumPy has no "
@@ -100,10 +95,6 @@ def resolve_dtype(op, name, dtype, backend="cpu"):
         raise TypeError(f"{op}: {name} {dtype!r} is not a dtype") from err
     if resolved.name not in SUPPORTED_DTYPES:
         raise TypeError(f"{op}: {name} {resolved} is not supported; use one of {SUPPORTED_DTYPES}")
-    if backend == "cuda" and resolved.name in REDUCED_DTYPES and op not in GPU_REDUCED_OPS:
-        raise TypeError(f"{op}: {name} {resolved} is not supported on the GPU yet (only conv3d and "
-                        f"Conv3d take it there; the CPU computes it in float32); convert the CUDA "
-                        f"operands to float32")
     if not resolved.isnative:
         raise TypeError(f"{op}: {name} {resolved.str} is not in native byte order; "
                         f"convert with .astype({resolved.name!r})")
@@ -231,7 +222,7 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
     padding = normalize_padding(op, padding)
     groups = normalize_positive_int(op, "groups", groups)
     padding_mode = normalize_padding_mode(op, padding_mode)
-    dtype = resolve_dtype(op, "dtype", dtype, backend)
+    dtype = resolve_dtype(op, "dtype", dtype)
     if not isinstance(allow_tf32, (bool, np.bool_)):
         raise TypeError(f"{op}: allow_tf32 must be True or False, but got {type(allow_tf32).__name__}")
 
@@ -281,7 +272,7 @@ def check_array(op, name, array, backend="cpu", dtype=None, dtype_of="input"):
         raise TypeError(f"{op}: {name} must be {kinds}, but got {type(array).__name__}")
     if not (hasattr(array, "shape") and hasattr(array, "dtype")):
         raise TypeError(f"{op}: {name} ({type(array).__name__}) has no shape and dtype attributes")
-    resolved = resolve_dtype(op, f"{name} dtype", array.dtype, backend)
+    resolved = resolve_dtype(op, f"{name} dtype", array.dtype)
     if dtype is not None and resolved != dtype:
         raise TypeError(f"{op}: {name} dtype {resolved} does not match {dtype_of} dtype {dtype} "
                         f"(like torch, the operands must share one dtype)")
@@ -343,7 +334,7 @@ def plan_for_input_shape(input_shape, dtype, weight, bias=None, stride=1, paddin
     -------
     ConvPlan
     """
-    dtype = resolve_dtype(op, "input dtype", dtype, backend)
+    dtype = resolve_dtype(op, "input dtype", dtype)
     check_array(op, "weight", weight, backend, dtype)
     if bias is not None:
         check_array(op, "bias", bias, backend, dtype)

@@ -34,38 +34,61 @@ def compute_dtype(name):
     return COMPUTE_DTYPE if name in REDUCED_DTYPES else name
 
 
+def dtype_name(array):
+    """The NumPy name of ``array``'s dtype (torch's dtypes without their prefix), or None."""
+    dtype = getattr(array, "dtype", None)
+    if type(dtype).__module__ == "torch":
+        return str(dtype).removeprefix("torch.")
+    return getattr(dtype, "name", None)
+
+
+def _is_operand(value):
+    from .cuda.arrays import is_device_array
+
+    return isinstance(value, np.ndarray) or is_device_array(value)
+
+
 def is_reduced(array):
-    """Whether ``array`` is a NumPy array of a reduced-precision dtype."""
-    return isinstance(array, np.ndarray) and array.dtype.name in REDUCED_DTYPES
+    """Whether ``array`` is a NumPy or CUDA array of a reduced-precision dtype."""
+    return _is_operand(array) and dtype_name(array) in REDUCED_DTYPES
 
 
 def widen(array):
-    """A C-contiguous float32 copy of a reduced-precision NumPy ``array`` (exact); anything else
-    unchanged."""
+    """A C-contiguous float32 copy of a reduced-precision ``array`` (exact; a CUDA array's copy is a
+    Numba device array); anything else unchanged."""
     if not is_reduced(array):
         return array
-    from .cpu.half_precision import widen as widened
+    if isinstance(array, np.ndarray):
+        from .cpu.half_precision import widen as widened
 
-    return widened(array)
+        return widened(array)
+    from .cuda.widened import widened_array
+
+    return widened_array(array)
 
 
-def narrow(result, dtype):
-    """``result`` (a float32 NumPy array, a tuple of them or None) rounded to ``dtype``, to nearest, ties
-    to even; beyond the dtype's largest finite value, to Inf (as torch rounds)."""
+def narrow(result, dtype, like=None):
+    """``result`` (a float32 NumPy or Numba device array, a tuple of them or None) rounded to ``dtype``, to
+    nearest, ties to even; beyond the dtype's largest finite value, to Inf (as torch rounds). A device
+    result becomes an array of ``like``'s kind (a torch tensor, a CuPy or Numba array)."""
     if isinstance(result, tuple):
-        return tuple(narrow(part, dtype) for part in result)
+        return tuple(narrow(part, dtype, like) for part in result)
     if result is None:
         return None
-    from .cpu.half_precision import narrow as narrowed
+    if isinstance(result, np.ndarray):
+        from .cpu.half_precision import narrow as narrowed
 
-    return narrowed(result, dtype)
+        return narrowed(result, dtype)
+    from .cuda.widened import narrowed_like
+
+    return narrowed_like(result, dtype, like)
 
 
 def computed_in_float32(function):
-    """Wrap a public function of NumPy operands so that reduced-precision operands are widened to
-    float32, the function computes in float32, and its array results are rounded once to the operands'
-    dtype. The operands must then share that one dtype, as torch requires (a ``TypeError`` names the
-    first that does not); calls without reduced-precision operands pass straight through."""
+    """Wrap a public function of NumPy or CUDA operands so that reduced-precision operands are widened
+    to float32, the function computes in float32, and its array results are rounded once to the
+    operands' dtype. The operands must then share that one dtype, as torch requires (a ``TypeError``
+    names the first that does not); calls without reduced-precision operands pass straight through."""
     signature = inspect.signature(function)
 
     @functools.wraps(function)
@@ -73,15 +96,15 @@ def computed_in_float32(function):
         if not any(is_reduced(value) for value in (*args, *kwargs.values())):
             return function(*args, **kwargs)
         bound = signature.bind(*args, **kwargs)
-        arrays = {name: value for name, value in bound.arguments.items() if isinstance(value, np.ndarray)}
+        arrays = {name: value for name, value in bound.arguments.items() if _is_operand(value)}
         first = next(name for name, value in arrays.items() if is_reduced(value))
-        dtype = arrays[first].dtype
+        dtype = dtype_name(arrays[first])
         for name, value in arrays.items():
-            if value.dtype != dtype:
-                raise TypeError(f"{function.__name__}: {name} dtype {value.dtype} does not match {first} "
-                                f"dtype {dtype} (like torch, the operands must share one dtype)")
+            if dtype_name(value) != dtype:
+                raise TypeError(f"{function.__name__}: {name} dtype {dtype_name(value)} does not match "
+                                f"{first} dtype {dtype} (like torch, the operands must share one dtype)")
         for name, value in arrays.items():
             bound.arguments[name] = widen(value)
-        return narrow(function(*bound.args, **bound.kwargs), dtype)
+        return narrow(function(*bound.args, **bound.kwargs), named_dtype(dtype), arrays[first])
 
     return wrapper

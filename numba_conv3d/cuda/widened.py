@@ -6,6 +6,7 @@ import numpy as np
 from numba import cuda
 
 from .. import cuda_config
+from ..precision import dtype_name, named_dtype
 from . import arrays, tensor_ops
 from .kernels import jit_kernel
 from .operands import fast, flat
@@ -33,20 +34,28 @@ def _convert(kind, widening, source, target):
     kernel((grid_blocks(source.size, threads), 1, 1), (threads, 1, 1), source, target)
 
 
-def _widened(kind, name, array):
+def widened_array(array, name="operand"):
+    """A C-contiguous float32 Numba device array of the values of float16 or bfloat16 ``array`` (a CUDA
+    or host array; exact), of its shape."""
     source = flat("conv3d", name, array, bits=True)
     target = cuda.device_array(source.size, np.float32)
-    _convert(kind, True, source, target)
+    if source.size:
+        _convert(dtype_name(array), True, source, target)
     return target.reshape(tuple(array.shape))
+
+
+def narrowed_like(result, dtype, like):
+    """Float32 device array ``result`` rounded to ``dtype`` (float16 or bfloat16; nearest even), as a
+    new array of ``like``'s kind (see ``arrays.empty_like_input``)."""
+    rounded, out = arrays.empty_like_input(cuda, like, tuple(result.shape), dtype, bits=True)
+    if out.size:
+        _convert(named_dtype(dtype).name, False, flat("conv3d", "result", result), out)
+    return rounded
 
 
 def computed_in_float32(run, plan, input, weight, bias):
     """``run(plan.computed(), x, w, b)`` (a CUDA row's run) on the widened operands of reduced-precision
     ``plan``, its result rounded into an output like ``input``."""
-    x, w = _widened(plan.dtype, "input", input), _widened(plan.dtype, "weight", weight)
-    b = None if bias is None else _widened(plan.dtype, "bias", bias)
-    computed = run(plan.computed(), x, w, b)
-    result, out = arrays.empty_like_input(cuda, input, plan.output_shape, plan.dtype, bits=True)
-    if out.size:
-        _convert(plan.dtype, False, computed.reshape(computed.size), out)
-    return result
+    x, w = widened_array(input, "input"), widened_array(weight, "weight")
+    b = None if bias is None else widened_array(bias, "bias")
+    return narrowed_like(run(plan.computed(), x, w, b), plan.dtype, input)

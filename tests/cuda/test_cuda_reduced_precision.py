@@ -6,7 +6,7 @@ import pytest
 
 from checks import BFLOAT16, assert_close, reduced_bound, rounding_bound, torch_of
 from conftest import SIMULATED
-from numba_conv3d import Conv3d, conv3d, conv3d_input
+from numba_conv3d import Conv3d, conv3d, conv3d_backward, conv3d_input, conv_transpose3d
 from numba_conv3d.api import run_plan
 from numba_conv3d.cuda import ALGORITHMS
 from numba_conv3d.planner import plan_for_arrays
@@ -146,7 +146,7 @@ def test_tf32_is_opt_in_and_within_its_rounding():
     assert (np.abs(out - expected) > exact).any(), "the operands were not rounded to TF32"
 
 
-def test_float16_layer_on_the_gpu_and_what_stays_refused():
+def test_float16_layer_on_the_gpu_and_bfloat16_parameters_stay_on_the_host():
     layer = Conv3d(4, 8, 3, padding=1, dtype=np.float16, device="cuda", rng=0)
     x = np.random.default_rng(5).standard_normal((1, 4, 3, 4, 4)).astype(np.float16)
     out = _host(layer(cuda.to_device(x)))
@@ -157,9 +157,32 @@ def test_float16_layer_on_the_gpu_and_what_stays_refused():
                  reduced_bound(np.float16, expected, x.astype(np.float64), *wide, padding=1))
     with pytest.raises(TypeError, match="bfloat16 parameters cannot move to the GPU"):
         Conv3d(4, 8, 3, dtype=BFLOAT16, device="cuda")
-    g = cuda.to_device(np.ones(out.shape, np.float16))
-    with pytest.raises(TypeError, match="conv3d_input: .*float16 is not supported on the GPU yet"):
-        conv3d_input(x.shape, layer.weight, g, padding=1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_gradients_and_transposed_round_their_float32_results_once(dtype):
+    rng = np.random.default_rng(8)
+    x, w, g = (rng.standard_normal(shape).astype(dtype) for shape in
+               ((1, 3, 3, 4, 4), (4, 3, 3, 3, 3), (1, 4, 3, 4, 4)))
+    kwargs = dict(padding=(1, 1, 1), stride=1)
+
+    def both(function, *operands):
+        half = function(*(cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in operands),
+                        **kwargs)
+        single = function(*(cuda.to_device(a.astype(np.float32)) if isinstance(a, np.ndarray) else a
+                            for a in operands), **kwargs)
+        return half, single
+
+    for half, single in zip(*both(conv3d_backward, x, w, g)):
+        half = _host(half)
+        assert half.dtype == dtype
+        np.testing.assert_array_equal(half.view(np.uint16), _host(single).astype(dtype).view(np.uint16))
+    half, single = both(conv3d_input, x.shape, w, g)
+    np.testing.assert_array_equal(_host(half).view(np.uint16), _host(single).astype(dtype).view(np.uint16))
+    half, single = both(conv_transpose3d, g, w)
+    np.testing.assert_array_equal(_host(half).view(np.uint16), _host(single).astype(dtype).view(np.uint16))
+    with pytest.raises(TypeError, match="conv3d_input: grad_output dtype float32 does not match weight"):
+        conv3d_input(x.shape, cuda.to_device(w), cuda.to_device(g.astype(np.float32)), **kwargs)
 
 
 def test_torch_bfloat16_cuda_tensors_in_and_out():
