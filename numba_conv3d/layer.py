@@ -31,9 +31,7 @@ class Conv3d:
         host either way, so a seed gives the same parameters everywhere.
     dtype : dtype-like, optional
         float32 (default, like torch), float64, complex64, complex128, float16 or bfloat16
-        (``ml_dtypes.bfloat16``; products summed in float32 and rounded once, as torch does). Numba
-        has no bfloat16 device arrays: a bfloat16 layer stays on the host, and a CUDA input (a torch
-        bfloat16 tensor) copies its parameters per call.
+        (``ml_dtypes.bfloat16``; products summed in float32 and rounded once, as torch does).
     rng : None, int or numpy.random.Generator, optional
         Seed or generator for :meth:`reset_parameters` (not in torch: makes initialisation repeatable).
     algorithm : str, optional
@@ -80,11 +78,7 @@ class Conv3d:
             This layer (moved in place), as torch returns the module.
         """
         target = normalize_device(type(self).__name__, device)
-        dtype = resolve_dtype(type(self).__name__, "dtype", self.weight.dtype)
-        if target == "cuda" and dtype.name == "bfloat16":
-            raise TypeError(f"{type(self).__name__}: bfloat16 parameters cannot move to the GPU (Numba has "
-                            f"no bfloat16 device arrays); keep the layer on the CPU: a CUDA input then "
-                            f"copies them per call")
+        resolve_dtype(type(self).__name__, "dtype", self.weight.dtype)
         if target != self.device:
             move = _to_host if target == "cpu" else _to_gpu
             self.weight = move(self.weight)

@@ -83,7 +83,7 @@ class ConvTranspose3d:
         Where the parameters live, as in :class:`numba_conv3d.Conv3d` (``to`` moves them).
     dtype : dtype-like, optional
         float32 (default), float64, complex64, complex128, float16 or bfloat16 (computed in float32,
-        rounded once; bfloat16 parameters stay on the host, as in :class:`numba_conv3d.Conv3d`).
+        rounded once).
     rng : None, int or numpy.random.Generator, optional
         Seed or generator for :meth:`reset_parameters` (not in torch).
 

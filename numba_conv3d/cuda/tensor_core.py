@@ -1,7 +1,9 @@
 """Running a plan on the tensor cores: the operands as stored (16-bit ones as their bits), the product,
 and the ordered sum of the splits."""
 import functools
+from dataclasses import replace
 
+import numba
 from numba import cuda
 
 from .. import cuda_config
@@ -22,10 +24,34 @@ def _prepared(plan):
             cuda.to_device(tensor_core_plan.tensor_core_geometry(plan, launch)))
 
 
+@functools.cache
+def has_tensor_cores():
+    """Whether the current GPU runs ``mma.sync`` on float16, bfloat16 and TF32 (compute capability 8.0
+    and up; the simulator models it)."""
+    return bool(numba.config.ENABLE_CUDASIM) or cuda.get_current_device().compute_capability >= (8, 0)
+
+
+def _in_float32(plan, input, weight, bias):
+    """``plan`` by the first float32 row of the table that serves it (for a GPU without tensor cores):
+    on widened operands for float16 and bfloat16; TF32 is only allowed, so exact float32 serves it."""
+    from . import ALGORITHMS
+    from .widened import computed_in_float32
+
+    computed = plan.computed()
+    row = next(a for a in ALGORITHMS if a.operands == "computed" and a.applies(computed)
+               and a.prefers(computed))
+    fallback = replace(plan, algorithm=row.name)
+    if computed is plan:
+        return row.run(fallback, input, weight, bias)
+    return computed_in_float32(row.run, fallback, input, weight, bias)
+
+
 def execute(plan, input, weight, bias):
     """The result of ``plan`` on device ``input``, of the input's kind and dtype (see ``conv3d``); the
     temporaries (transposed weight, split workspace) are held until the kernels that read them are
-    queued (see ``gemm.execute``)."""
+    queued (see ``gemm.execute``). A GPU without tensor cores computes in float32 (``_in_float32``)."""
+    if not has_tensor_cores():
+        return _in_float32(plan, input, weight, bias)
     kernel, launch, taps, shape = _prepared(plan)
     result, out, x, w, b = flat_operands(plan, input, weight, bias, bits=launch.kind != "tfloat32")
     if plan.batch == 0:

@@ -37,7 +37,8 @@ def simulator_tiles(monkeypatch):
     """Tiny tiles under the simulator: 4 columns x 2 thread rows x 2 channel threads, 2 rows and 2
     channels per thread, 2 channels per stage; GEMM tiles of 8 threads for 2 or more output channels
     per group that split reductions longer than 4 stages (the weight gradient's too); tensor-core tiles
-    of one warp (up to 8 output channels) and of two warps (2 x 8 channels); 8 threads per
+    of one warp with two products side by side (up to 8 output channels), and of 2 x 2 warps with two
+    products stacked and two steps a stage; 8 threads per
     elementwise block, 4 per reduction (the bias's split every 8 positions); at most 3 blocks per
     launch."""
     if SIMULATED:
@@ -51,7 +52,7 @@ def simulator_tiles(monkeypatch):
             (4, None, (8, 4, 4, 2, 2), 8), (None, None, (4, 8, 4, 1, 4), 8)))
         monkeypatch.setattr(cuda_config, "CUDA_GEMM_MIN_OUT_CHANNELS", 2)
         monkeypatch.setattr(cuda_config, "CUDA_TENSOR_CORE_CLASSES", (
-            (8, None, (1, 1, 1, 1, 8), 8), (None, None, (2, 1, 1, 2, 8), 8)))
+            (8, None, (1, 1, 1, 2, 8), 8), (None, None, (2, 2, 2, 1, 16), 8)))
         monkeypatch.setattr(cuda_config, "CUDA_WEIGHT_GEMM_TILE", (4, 8, 4, 1, 4))
         monkeypatch.setattr(cuda_config, "CUDA_WEIGHT_GEMM_BLOCKS", 8)
         monkeypatch.setattr(cuda_config, "CUDA_GEMM_MIN_SPLIT_STAGES", 2)

@@ -6,7 +6,7 @@ import pytest
 
 from checks import BFLOAT16, assert_close, reduced_bound, rounding_bound, torch_of
 from conftest import SIMULATED
-from numba_conv3d import Conv3d, conv3d, conv3d_backward, conv3d_input, conv_transpose3d
+from numba_conv3d import Conv3d, conv3d, cuda_config, conv3d_backward, conv3d_input, conv_transpose3d
 from numba_conv3d.api import run_plan
 from numba_conv3d.cuda import ALGORITHMS
 from numba_conv3d.planner import plan_for_arrays
@@ -17,7 +17,7 @@ cuda = pytest.importorskip("numba.cuda")
 DTYPES = (np.dtype(np.float16), BFLOAT16)
 CASES = {
     "dense, padding": ((1, 5, 4, 5, 6), (9, 5, 3, 3, 3), dict(padding=1)),
-    "groups, stride, dilation, replicate": ((2, 6, 5, 6, 5), (8, 3, 2, 3, 2),
+    "groups, stride, dilation, replicate": ((2, 6, 5, 6, 5), (16, 3, 2, 3, 2),
                                             dict(groups=2, stride=(1, 2, 1), dilation=(2, 1, 1),
                                                  padding=1, padding_mode="replicate")),
     "pointwise, odd channels": ((1, 3, 2, 3, 5), (10, 3, 1, 1, 1), {}),
@@ -74,7 +74,6 @@ def test_tensor_cores_sum_in_float32_and_round_once(dtype, case):
 @pytest.fixture
 def tap_by_tap(monkeypatch):
     """Every tensor-core launch reduces tap by tap (whatever its size and channel rounding)."""
-    from numba_conv3d import cuda_config
     from numba_conv3d.cuda import tensor_core
 
     monkeypatch.setattr(cuda_config, "CUDA_GEMM_TAP_MAJOR_MIN_MACS", 0)
@@ -103,7 +102,8 @@ def test_float32_algorithms_round_their_float32_result_once(dtype, case):
     x, w, b = _operands(case, dtype)
     plan = plan_for_arrays(*_on_device(x, w, b), backend="cuda", **kwargs)
     names = _serving(plan)
-    assert plan.algorithm == names[0] and (TENSOR_CORE in names) == (plan.out_per_group > 1)
+    serves = plan.out_per_group >= cuda_config.CUDA_GEMM_MIN_OUT_CHANNELS
+    assert plan.algorithm == names[0] and (TENSOR_CORE in names) == serves
     for name in names[names[0] == TENSOR_CORE:]:
         forced = plan_for_arrays(*_on_device(x, w, b), backend="cuda", algorithm=name, **kwargs)
         out = _host(run_plan(forced, *_on_device(x, w, b)))
@@ -146,17 +146,32 @@ def test_tf32_is_opt_in_and_within_its_rounding():
     assert (np.abs(out - expected) > exact).any(), "the operands were not rounded to TF32"
 
 
-def test_float16_layer_on_the_gpu_and_bfloat16_parameters_stay_on_the_host():
-    layer = Conv3d(4, 8, 3, padding=1, dtype=np.float16, device="cuda", rng=0)
-    x = np.random.default_rng(5).standard_normal((1, 4, 3, 4, 4)).astype(np.float16)
+def test_without_tensor_cores_the_float32_algorithms_serve(monkeypatch):
+    from numba_conv3d.cuda import tensor_core
+
+    monkeypatch.setattr(tensor_core, "has_tensor_cores", lambda: False)
+    kwargs = CASES["pointwise, odd channels"][2]
+    for dtype in DTYPES:
+        x, w, b = _operands("pointwise, odd channels", dtype)
+        out = _host(conv3d(*_on_device(x, w, b), **kwargs))
+        single = _host(conv3d(*_on_device(*(a.astype(np.float32) for a in (x, w, b))), **kwargs))
+        np.testing.assert_array_equal(out.view(np.uint16), single.astype(dtype).view(np.uint16))
+    operands = _on_device(*(a.astype(np.float32) for a in (x, w, b)))
+    np.testing.assert_array_equal(_host(conv3d(*operands, allow_tf32=True, **kwargs)),
+                                  _host(conv3d(*operands, **kwargs)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_half_precision_layers_on_the_gpu(dtype):
+    layer = Conv3d(4, 8, 3, padding=1, dtype=dtype, device="cuda", rng=0)
+    assert layer.weight.dtype == dtype
+    x = np.random.default_rng(5).standard_normal((1, 4, 3, 4, 4)).astype(dtype)
     out = _host(layer(cuda.to_device(x)))
-    assert out.dtype == np.float16
+    assert out.dtype == dtype
     wide = [np.asarray(_host(a), np.float64) for a in (layer.weight, layer.bias)]
     expected = conv3d_reference(x.astype(np.float64), *wide, padding=1)
     assert_close(out.astype(np.float64), expected,
-                 reduced_bound(np.float16, expected, x.astype(np.float64), *wide, padding=1))
-    with pytest.raises(TypeError, match="bfloat16 parameters cannot move to the GPU"):
-        Conv3d(4, 8, 3, dtype=BFLOAT16, device="cuda")
+                 reduced_bound(dtype, expected, x.astype(np.float64), *wide, padding=1))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
