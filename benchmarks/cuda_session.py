@@ -344,15 +344,21 @@ def sweep(limit_s=100.0):
                          **{"class": _class_of(plan.out_per_group, positions)}))
         print(f"{name[:34]:34} opg {plan.out_per_group:4} pos {positions:7} cudnn {cudnn:7.3f} best "
               f"{cells[best]:7.3f} {best} weight order {weight_order:7.3f}", flush=True)
-    table = _table(rows, candidates) if rows else default_classes
-    print("CUDA_GEMM_CLASSES = (")
+    return sweep_result("CUDA_GEMM_CLASSES", rows, candidates, default_classes, _set_classes)
+
+
+def sweep_result(name, rows, candidates, default, set_classes):
+    """A tile sweep's result: the class table its ``rows`` choose (``default`` without rows), printed as
+    the ``cuda_config`` assignment ``name`` and put in force by ``set_classes``."""
+    table = _table(rows, candidates) if rows else default
+    print(f"{name} = (")
     for row in table:
         print(f"    {row},")
     print(")", flush=True)
-    _set_classes(table)
+    set_classes(table)
     for row in rows:
         row["cells"] = {str(k): v for k, v in row["cells"].items()}
-    return dict(rows=rows, table=[list(r) for r in table], default=[list(r) for r in default_classes])
+    return dict(rows=rows, table=[list(r) for r in table], default=[list(r) for r in default])
 
 
 def _compare(name, layer_shapes, kwargs, flops, peak, bias=False, transposed=False):

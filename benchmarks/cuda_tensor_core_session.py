@@ -26,8 +26,8 @@ import time
 
 import numpy as np
 import torch
-from cuda_session import (OUT_FILE, RESULTS, _class_of, _random_case, _table, _torch_conv, alternating_ms,
-                          gpu_ms, machine, section, sweep_layers)
+from cuda_session import (OUT_FILE, RESULTS, _class_of, _random_case, _torch_conv, alternating_ms, gpu_ms,
+                          machine, section, sweep_layers, sweep_result)
 
 from numba_conv3d import conv3d, cuda_config, plan_cache
 from numba_conv3d.bench_cases import CUDA_SUITE
@@ -180,15 +180,7 @@ def sweep(limit_s=120.0):
                          best_ms=cells[best], **{"class": _class_of(plan.out_per_group, positions)}))
         print(f"{name[:34]:34} opg {plan.out_per_group:4} pos {positions:7} cudnn {cudnn:7.3f} best "
               f"{cells[best]:7.3f} {best}", flush=True)
-    table = _table(rows, candidates) if rows else default
-    print("CUDA_TENSOR_CORE_CLASSES = (")
-    for row in table:
-        print(f"    {row},")
-    print(")", flush=True)
-    _set_classes(table)
-    for row in rows:
-        row["cells"] = {str(k): v for k, v in row["cells"].items()}
-    return dict(rows=rows, table=[list(r) for r in table], default=[list(r) for r in default])
+    return sweep_result("CUDA_TENSOR_CORE_CLASSES", rows, candidates, default, _set_classes)
 
 
 def _compare(kind, name, input_shape, weight_shape, kwargs, flops, ceiling, bias=False):

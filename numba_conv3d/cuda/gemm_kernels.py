@@ -93,6 +93,29 @@ def gathered_position(position, group, geometry):
 
 
 @cuda.jit(device=True, inline=True)
+def block_origin(block_m, block_n, geometry):
+    """Where this block's tile lies: (group, first position, first output channel of the group, split,
+    first stage, end of its stages), from the grid (position tiles, groups x channel tiles, splits)."""
+    channel_tiles = geometry[G_CHANNEL_TILES]
+    group = _u32(cuda.blockIdx.y) // _u32(channel_tiles)
+    split = cuda.blockIdx.z
+    first_stage = split * geometry[G_STAGES_PER_SPLIT]
+    return (group, cuda.blockIdx.x * block_m, (cuda.blockIdx.y - group * channel_tiles) * block_n, split,
+            first_stage, min(geometry[G_STAGES], first_stage + geometry[G_STAGES_PER_SPLIT]))
+
+
+@cuda.jit(device=True, inline=True)
+def stage_tap(stage, block_k, taps, depth_taps, row_taps, column_taps, geometry):
+    """A tap-by-tap stage's tap: (its index, the stage's first input channel, its packed taps-table entry,
+    1 where it lands inside the input for this thread's position, else 0)."""
+    chunks = geometry[G_CHANNEL_CHUNKS]
+    tap_index = _u32(stage) // _u32(chunks)
+    tap = taps[_at(tap_index)]
+    return (tap_index, _u32((stage - tap_index * chunks) * block_k), tap,
+            tap_inside(tap, depth_taps, row_taps, column_taps))
+
+
+@cuda.jit(device=True, inline=True)
 def spread(index, run, lanes):
     """Offset of a thread's ``index``-th sum along one side of the tile, from its first: sums come in
     runs of ``run`` adjacent elements (read by one wide load), ``lanes`` threads' runs apart."""
@@ -169,17 +192,9 @@ def implicit_gemm_kernel(dtype, tile, min_blocks, tap_major):
         out_volume = geometry[G_OUT_VOLUME]
         in_per_group, out_per_group = geometry[G_IN_PER_GROUP], geometry[G_OUT_PER_GROUP]
         out_channels, reduction = geometry[G_OUT_CHANNELS], geometry[G_REDUCTION]
-        channel_tiles = geometry[G_CHANNEL_TILES]
-        stages = geometry[G_STAGES]
-        stages_per_split = geometry[G_STAGES_PER_SPLIT]
 
         t = cuda.threadIdx.x
-        group = _u32(cuda.blockIdx.y) // _u32(channel_tiles)
-        m0 = cuda.blockIdx.x * block_m
-        n0 = (cuda.blockIdx.y - group * channel_tiles) * block_n
-        split = cuda.blockIdx.z
-        first_stage = split * stages_per_split
-        last_stage = min(stages, first_stage + stages_per_split)
+        group, m0, n0, split, first_stage, last_stage = block_origin(block_m, block_n, geometry)
 
         a_origin, depth_taps, row_taps, column_taps = gathered_position(m0 + t % block_m, group,
                                                                         geometry)
@@ -192,7 +207,6 @@ def implicit_gemm_kernel(dtype, tile, min_blocks, tap_major):
         b_row = t // block_n
         b_column = n0 + t % block_n
         in_volume = geometry[G_IN_VOLUME]
-        chunks = geometry[G_CHANNEL_CHUNKS]
         transposed_origin = group * geometry[G_TAPS] * in_per_group * out_per_group + b_column
 
         tm, tn = t % m_threads, t // m_threads
@@ -204,10 +218,8 @@ def implicit_gemm_kernel(dtype, tile, min_blocks, tap_major):
             if stage < last_stage and tap_major:
                 # Offsets within a group's input and the weight fit 32 bits (gemm_plan.applies):
                 # truncating each sum lets the compiler do its arithmetic in 32 bits.
-                tap_index = _u32(stage) // _u32(chunks)
-                c0 = _u32((stage - tap_index * chunks) * block_k)
-                tap = taps[_at(tap_index)]
-                inside = tap_inside(tap, depth_taps, row_taps, column_taps)
+                tap_index, c0, tap, inside = stage_tap(stage, block_k, taps, depth_taps, row_taps,
+                                                       column_taps, geometry)
                 for i in range(a_loads):
                     channel = _u32(c0 + a_row + i * a_rows)
                     offset = _u32((tap & TAP_OFFSET) + channel * in_volume)

@@ -20,10 +20,10 @@ import numba
 from numba import cuda
 
 from . import tensor_ops
-from .gemm_kernels import _at, _u32, gathered_position, tap_inside
-from .geometry import (G_CHANNEL_CHUNKS, G_CHANNEL_TILES, G_HAS_BIAS, G_IN_PER_GROUP, G_IN_VOLUME,
+from .gemm_kernels import _at, _u32, block_origin, gathered_position, stage_tap, tap_inside
+from .geometry import (G_HAS_BIAS, G_IN_PER_GROUP, G_IN_VOLUME,
                        G_OUT_CHANNELS, G_OUT_PER_GROUP, G_OUT_VOLUME, G_POSITIONS, G_REDUCTION,
-                       G_SPLIT_ELEMENTS, G_STAGES, G_STAGES_PER_SPLIT, G_TAPS, TAP_OFFSET)
+                       G_SPLIT_ELEMENTS, G_TAPS, TAP_OFFSET)
 from .kernels import jit_kernel
 from .tensor_core_plan import MMA_COLUMNS, MMA_ROWS, MMA_UNITS, STEPS_PER_UNIT
 
@@ -106,18 +106,11 @@ def tensor_core_kernel(kind, tile, min_blocks, partial, tap_major):
 
         positions, out_volume = geometry[G_POSITIONS], geometry[G_OUT_VOLUME]
         out_per_group, out_channels = geometry[G_OUT_PER_GROUP], geometry[G_OUT_CHANNELS]
-        reduction, channel_tiles = geometry[G_REDUCTION], geometry[G_CHANNEL_TILES]
-        stages, stages_per_split = geometry[G_STAGES], geometry[G_STAGES_PER_SPLIT]
+        reduction = geometry[G_REDUCTION]
         in_per_group, in_volume = geometry[G_IN_PER_GROUP], geometry[G_IN_VOLUME]
-        chunks = geometry[G_CHANNEL_CHUNKS]
 
         t = cuda.threadIdx.x
-        group = _u32(cuda.blockIdx.y) // _u32(channel_tiles)
-        m0 = cuda.blockIdx.x * block_m
-        n0 = (cuda.blockIdx.y - group * channel_tiles) * block_n
-        split = cuda.blockIdx.z
-        first_stage = split * stages_per_split
-        last_stage = min(stages, first_stage + stages_per_split)
+        group, m0, n0, split, first_stage, last_stage = block_origin(block_m, block_n, geometry)
 
         a_origin, depth_taps, row_taps, column_taps = gathered_position(m0 + t % block_m, group,
                                                                         geometry)
@@ -142,10 +135,8 @@ def tensor_core_kernel(kind, tile, min_blocks, partial, tap_major):
         for stage in range(first_stage, last_stage + 1):
             if stage < last_stage and tap_major:
                 # Offsets within a group's input and the weight fit 32 bits (gemm_plan.applies).
-                tap_index = _u32(stage) // _u32(chunks)
-                c0 = _u32((stage - tap_index * chunks) * block_k)
-                tap = taps[_at(tap_index)]
-                inside = tap_inside(tap, depth_taps, row_taps, column_taps)
+                tap_index, c0, tap, inside = stage_tap(stage, block_k, taps, depth_taps, row_taps,
+                                                       column_taps, geometry)
                 for i in range(a_loads):
                     gathered = _u32(0)
                     for s in range(steps):
