@@ -122,6 +122,8 @@ def tensor_core_kernel(kind, tile, min_blocks, partial, tap_major):
         t_channel = n0 + t % block_n
         t_unit = t // block_n
         transposed_origin = group * geometry[G_TAPS] * in_per_group * out_per_group + t_channel
+        t_live = t_channel < out_per_group
+        channels = _u32(in_per_group)  # compared with 32-bit channel indices in 32 bits
 
         lane, warp = t % 32, t // 32
         g, q = lane // 4, lane % 4
@@ -142,7 +144,7 @@ def tensor_core_kernel(kind, tile, min_blocks, partial, tap_major):
                     for s in range(steps):
                         channel = _u32(c0 + (a_unit + i * a_rows) * steps + s)
                         offset = _u32((tap & TAP_OFFSET) + channel * in_volume)
-                        live = inside and channel < in_per_group
+                        live = inside and channel < channels
                         value = x[_at(a_origin + offset)] if live else zero
                         gathered |= part(value, s)
                     a_next[i] = gathered
@@ -152,7 +154,7 @@ def tensor_core_kernel(kind, tile, min_blocks, partial, tap_major):
                         channel = _u32(c0 + (t_unit + j * t_rows) * steps + s)
                         offset = _u32(transposed_origin
                                       + (tap_index * in_per_group + channel) * out_per_group)
-                        live = channel < in_per_group and t_channel < out_per_group
+                        live = channel < channels and t_live
                         value = w[_at(offset)] if live else zero
                         staged |= part(value, s)
                     b_next[j] = staged
