@@ -47,8 +47,9 @@ def cache_directory():
 
 
 def cuda_devices():
-    """The CUDA devices Numba sees, as 'name (compute capability x.y)'; empty when numba-cuda or a GPU
-    is missing. Under the simulator (``NUMBA_ENABLE_CUDASIM=1``) the simulated device is listed."""
+    """The CUDA devices Numba sees, as 'name (compute capability x.y)', with ', tensor cores' where the
+    float16, bfloat16 and TF32 kernels run on them (8.0 and up); empty when numba-cuda or a GPU is
+    missing. Under the simulator (``NUMBA_ENABLE_CUDASIM=1``) the simulated device is listed."""
     try:
         from numba import cuda
 
@@ -58,7 +59,8 @@ def cuda_devices():
         for device in cuda.gpus:
             name = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
             major, minor = getattr(device, "compute_capability", ("?", "?"))
-            devices.append(f"{name} (compute capability {major}.{minor})")
+            cores = ", tensor cores" if isinstance(major, int) and major >= 8 else ""
+            devices.append(f"{name} (compute capability {major}.{minor}{cores})")
         return devices
     except Exception:  # noqa: BLE001 - any CUDA driver failure means "no usable GPU" here
         return []
