@@ -11,7 +11,7 @@ import numpy as np
 
 from . import config, shape_checks
 from .cuda.arrays import is_device_array
-from .precision import REDUCED_DTYPES, named_dtype
+from .precision import REDUCED_DTYPES, dtype_spec, named_dtype
 from .plan import ConvPlan
 from .plan_cache import ARRAY_PLANS, memoized, operands_key
 from .shape_rules import PADDING_MODES, dilated_extent, padding_mode_code, same_pads
@@ -85,7 +85,7 @@ def normalize_padding_mode(op, padding_mode):
 
 def resolve_dtype(op, name, dtype):
     """A dtype-like (NumPy dtype, type, name, or a torch dtype) -> a supported NumPy dtype."""
-    spec = str(dtype).removeprefix("torch.") if type(dtype).__module__ == "torch" else dtype
+    spec = dtype_spec(dtype)
     if spec in ("complex32", "chalf"):
         raise TypeError(f"{op}: {name} {dtype!r} (complex half precision) is not supported: NumPy has no "
                         f"such dtype to hold it; use complex64")

@@ -34,12 +34,15 @@ def compute_dtype(name):
     return COMPUTE_DTYPE if name in REDUCED_DTYPES else name
 
 
+def dtype_spec(dtype):
+    """``dtype`` as NumPy takes it: a torch dtype becomes its name without the prefix."""
+    return str(dtype).removeprefix("torch.") if type(dtype).__module__ == "torch" else dtype
+
+
 def dtype_name(array):
     """The NumPy name of ``array``'s dtype (torch's dtypes without their prefix), or None."""
-    dtype = getattr(array, "dtype", None)
-    if type(dtype).__module__ == "torch":
-        return str(dtype).removeprefix("torch.")
-    return getattr(dtype, "name", None)
+    spec = dtype_spec(getattr(array, "dtype", None))
+    return spec if isinstance(spec, str) else getattr(spec, "name", None)
 
 
 def _is_operand(value):

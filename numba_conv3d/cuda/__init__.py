@@ -67,14 +67,17 @@ ALGORITHMS = (
 _BY_NAME = {algorithm.name: algorithm for algorithm in ALGORITHMS}
 
 
-def execute(plan, input, weight, bias):
-    """Run ``plan`` on a CUDA ``input``; see :func:`numba_conv3d.conv3d` for what it returns. A
-    float16 or bfloat16 plan on a row that computes in float32 runs on operands widened on the device
-    (``widened``)."""
-    arrays.cuda_module("conv3d")  # a clear error before anything imports numba.cuda
-    algorithm = _BY_NAME[plan.algorithm]
+def run_row(algorithm, plan, input, weight, bias):
+    """Run ``plan`` by table row ``algorithm``: a float16 or bfloat16 plan on a row that computes in
+    float32 runs on operands widened on the device (``widened``)."""
     if algorithm.operands == "stored" or plan.computed() is plan:
         return algorithm.run(plan, input, weight, bias)
     from .widened import computed_in_float32
 
     return computed_in_float32(algorithm.run, plan, input, weight, bias)
+
+
+def execute(plan, input, weight, bias):
+    """Run ``plan`` on a CUDA ``input``; see :func:`numba_conv3d.conv3d` for what it returns."""
+    arrays.cuda_module("conv3d")  # a clear error before anything imports numba.cuda
+    return run_row(_BY_NAME[plan.algorithm], plan, input, weight, bias)

@@ -34,16 +34,12 @@ def has_tensor_cores():
 def _in_float32(plan, input, weight, bias):
     """``plan`` by the first float32 row of the table that serves it (for a GPU without tensor cores):
     on widened operands for float16 and bfloat16; TF32 is only allowed, so exact float32 serves it."""
-    from . import ALGORITHMS
-    from .widened import computed_in_float32
+    from . import ALGORITHMS, run_row
 
     computed = plan.computed()
     row = next(a for a in ALGORITHMS if a.operands == "computed" and a.applies(computed)
                and a.prefers(computed))
-    fallback = replace(plan, algorithm=row.name)
-    if computed is plan:
-        return row.run(fallback, input, weight, bias)
-    return computed_in_float32(row.run, fallback, input, weight, bias)
+    return run_row(row, replace(plan, algorithm=row.name), input, weight, bias)
 
 
 def execute(plan, input, weight, bias):
