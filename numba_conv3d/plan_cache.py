@@ -70,9 +70,9 @@ def _exact(value):
 def operands_key(input, weight, bias, arguments):
     """A key for ``ARRAY_PLANS``, or None where the call must be planned in full (arguments of other
     types; on the CPU, operands that are not plain NumPy arrays); ``arguments`` are stride, padding,
-    dilation, groups, padding_mode, backend, algorithm and op. CUDA operands are told apart by kind,
-    shape and dtype (host weights and biases too)."""
-    if not all(map(_exact, arguments)):
+    dilation, groups, padding_mode, backend, algorithm, op and allow_tf32 (the one bool). CUDA operands
+    are told apart by kind, shape and dtype (host weights and biases too)."""
+    if not (all(map(_exact, arguments[:-1])) and type(arguments[-1]) is bool):
         return None
     if arguments[5] == "cpu":
         if not (type(input) is np.ndarray and type(weight) is np.ndarray

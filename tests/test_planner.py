@@ -220,6 +220,18 @@ def test_plans_are_reused_for_the_same_arguments_and_thread_count():
         numba.set_num_threads(previous)
 
 
+def test_repeated_operands_skip_planning(monkeypatch):
+    from numba_conv3d import plan_cache, planner
+
+    plan_cache.clear()
+    x, w, b = np.ones((1, 4, 5, 5, 5), np.float32), np.ones((2, 4, 1, 1, 1), np.float32), np.ones(2, np.float32)
+    first = planner.plan_for_arrays(x, w, b, allow_tf32=False)
+    monkeypatch.setattr(planner, "plan_for_input_shape", None)
+    assert planner.plan_for_arrays(x, w, b, allow_tf32=False) is first
+    with pytest.raises(TypeError):
+        planner.plan_for_arrays(x, w, b, allow_tf32=np.False_)
+
+
 @pytest.mark.parametrize("stride, error", [(1.0, TypeError), (True, TypeError), (0, ValueError)])
 def test_a_cached_plan_never_answers_for_arguments_that_only_compare_equal(stride, error):
     plan_conv3d((1, 2, 5, 5, 5), (2, 2, 3, 3, 3), stride=1)
