@@ -72,12 +72,14 @@ def flipped_transpose(weight, groups, conjugate, taps=None):
     taps, flipped: the sub-kernel of one stride phase."""
     if taps is None:
         taps = tuple(range(k) for k in weight.shape[2:])
-    taps = tuple(np.asarray(t, np.int64)[::-1].copy() for t in taps)
+    kept = tuple(np.asarray(t, np.int64)[::-1] for t in taps)
+    sources = np.ravel_multi_index(np.meshgrid(*kept, indexing="ij"), weight.shape[2:]).reshape(-1)
     out_channels, in_per_group = weight.shape[:2]
-    out = np.empty((in_per_group * groups, out_channels // groups) + tuple(t.size for t in taps),
+    out = np.empty((in_per_group * groups, out_channels // groups) + tuple(t.size for t in kept),
                    weight.dtype)
+    source = np.ascontiguousarray(weight).reshape(out_channels, in_per_group, -1)
     with safe_to_run():
-        _gather_flipped(np.ascontiguousarray(weight), groups, *taps, out)
+        _gather_flipped(source, groups, sources, out.reshape(out.shape[:2] + (-1,)))
     return np.conj(out, out=out) if conjugate and np.iscomplexobj(out) else out
 
 
@@ -87,9 +89,9 @@ _TILE = 16
 
 
 @njit(parallel=True, cache=True)
-def _gather_flipped(weight, groups, taps_d, taps_h, taps_w, out):
-    """``out[c, o, a, b, e] = weight[g * O + o, c % I, taps_d[a], taps_h[b], taps_w[e]]`` for input
-    channel c of group g (O, I: output and input channels per group), in tiles of channels."""
+def _gather_flipped(weight, groups, sources, out):
+    """``out[c, o, t] = weight[g * O + o, c % I, sources[t]]`` for input channel c of group g (O, I:
+    output and input channels per group; taps flattened), in tiles of channels."""
     out_per_group, in_per_group = out.shape[1], weight.shape[1]
     for tile in prange((out.shape[0] + _TILE - 1) // _TILE):
         for o0 in range(0, out_per_group, _TILE):
@@ -98,10 +100,8 @@ def _gather_flipped(weight, groups, taps_d, taps_h, taps_w, out):
                 for o in range(o0, min(out_per_group, o0 + _TILE)):
                     source = weight[g * out_per_group + o, i]
                     target = out[c, o]
-                    for a in range(taps_d.size):
-                        for b in range(taps_h.size):
-                            for e in range(taps_w.size):
-                                target[a, b, e] = source[taps_d[a], taps_h[b], taps_w[e]]
+                    for t in range(sources.size):
+                        target[t] = source[sources[t]]
 
 
 def upsampled(grad, stride, extents):
