@@ -69,17 +69,26 @@ def _crops_zero_pads(plan, grad):
 
 def _correlation(plan, grad, weight, conjugate, backend, bias, pads):
     """The forward convolution (by the backend's fast forward kernels) of ``grad``, padded by ``pads``,
-    with the flipped, channel-swapped weight, plus ``bias``."""
-    return _correlate(plan, grad, backend.flipped_transpose(weight, plan.groups, conjugate), backend, bias,
-                      pads, plan.dilation)
+    with the flipped, channel-swapped weight, plus ``bias``; that weight is not copied where the
+    backend's kernel for the correlation reads it flipped (``correlates_flipped``)."""
+    flipped_shape = (plan.in_channels, plan.out_per_group) + plan.kernel_size
+    correlation = _correlation_plan(plan, grad, flipped_shape, backend, bias, pads, plan.dilation)
+    if backend.correlates_flipped(correlation):
+        return backend.correlate_flipped(correlation, grad, weight, bias)
+    return run_plan(correlation, grad, backend.flipped_transpose(weight, plan.groups, conjugate), bias)
+
+
+def _correlation_plan(plan, grad, flipped_shape, backend, bias, pads, dilation):
+    """The plan of the forward convolution of ``grad``, padded by ``pads``, with a flipped weight of
+    ``flipped_shape`` at ``dilation``, plus ``bias``."""
+    return plan_conv3d(grad.shape, flipped_shape, bias=bias is not None, pads=pads, dilation=dilation,
+                       groups=plan.groups, dtype=plan.dtype, backend=backend.NAME, op="input gradient")
 
 
 def _correlate(plan, grad, flipped, backend, bias, pads, dilation):
     """The forward convolution of ``grad``, padded by ``pads``, with ``flipped`` (a weight already
     flipped and channel-swapped) at ``dilation``, plus ``bias``."""
-    correlation = plan_conv3d(grad.shape, flipped.shape, bias=bias is not None, pads=pads, dilation=dilation,
-                              groups=plan.groups, dtype=plan.dtype, backend=backend.NAME,
-                              op="input gradient")
+    correlation = _correlation_plan(plan, grad, flipped.shape, backend, bias, pads, dilation)
     return run_plan(correlation, grad, flipped, bias)
 
 

@@ -224,7 +224,8 @@ def test_repeated_operands_skip_planning(monkeypatch):
     from numba_conv3d import plan_cache, planner
 
     plan_cache.clear()
-    x, w, b = np.ones((1, 4, 5, 5, 5), np.float32), np.ones((2, 4, 1, 1, 1), np.float32), np.ones(2, np.float32)
+    x, w = np.ones((1, 4, 5, 5, 5), np.float32), np.ones((2, 4, 1, 1, 1), np.float32)
+    b = np.ones(2, np.float32)
     first = planner.plan_for_arrays(x, w, b, allow_tf32=False)
     monkeypatch.setattr(planner, "plan_for_input_shape", None)
     assert planner.plan_for_arrays(x, w, b, allow_tf32=False) is first

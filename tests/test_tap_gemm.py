@@ -9,7 +9,8 @@ import pytest
 from checks import (MODES, assert_forced_algorithm_within, assert_matches_reference, mode_cases,
                     random_operands)
 from numba_conv3d import conv3d, conv3d_input, conv3d_weight, plan_conv3d
-from numba_conv3d.cpu import blas, tap_gemm
+from numba_conv3d.cpu import blas, execute_flipped, tap_gemm
+from numba_conv3d.cpu.gradients import flipped_transpose
 from numba_conv3d.cpu.slab import index_map
 from numba_conv3d.shape_rules import padding_mode_code
 from reference import conv3d_reference
@@ -32,6 +33,23 @@ CASES = [
 def test_matches_reference(x_shape, w_shape, kwargs, mode, dtype):
     assert_forced_algorithm_within("tap-gemm", assert_matches_reference, x_shape, w_shape, kwargs, mode,
                                    dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, mode", [
+    case for case in mode_cases(CASES) if case[0][0] > 0 and len(case[0]) == 5])
+def test_correlating_with_the_unflipped_weight_matches_the_flipped_copy(x_shape, w_shape, kwargs, mode,
+                                                                        dtype):
+    rng = np.random.default_rng(sum(x_shape) + 3 * sum(w_shape))
+    groups = kwargs.get("groups", 1)
+    unflipped_shape = (w_shape[1] * groups, w_shape[0] // groups) + w_shape[2:]
+    x, unflipped, _ = random_operands(rng, x_shape, unflipped_shape, False, dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    flipped = flipped_transpose(unflipped, groups, False)
+    assert flipped.shape == w_shape
+    kwargs = dict(kwargs, padding_mode=mode)
+    plan = plan_conv3d(x_shape, w_shape, dtype=dtype, algorithm="tap-gemm", **kwargs)
+    assert_matches_reference(execute_flipped(plan, x, unflipped, b), x, flipped, b, **kwargs)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -160,7 +178,13 @@ def test_the_input_gradient_takes_it_where_the_forward_would():
     magnitudes = conv3d_input(x.shape, np.abs(w).astype(np.float64), np.abs(g).astype(np.float64),
                               padding=2)
     bound = (128 * 125 + 2) * np.finfo(np.float32).eps * magnitudes
-    assert np.all(np.abs(conv3d_input(x.shape, w, g, padding=2) - expected) <= bound)
+    calls = []
+    correlate = tap_gemm.correlate_flipped
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tap_gemm, "correlate_flipped", lambda *args: calls.append(1) or correlate(*args))
+        result = conv3d_input(x.shape, w, g, padding=2)
+    assert calls
+    assert np.all(np.abs(result - expected) <= bound)
 
 
 @pytest.mark.parametrize("input_shape, weight_shape, padding, mode, expected", [

@@ -288,9 +288,17 @@ def execute(plan, input, weight, bias):
                        widen(bias), plan.compute_dtype), plan.dtype)
 
 
-def _run(plan, input, weight, bias, out_dtype):
-    """``plan``'s algorithm on its operands into a new ``out_dtype`` result of the caller's rank."""
-    run, _, kernel_plan, batched, input_shape, output_shape = _launch(plan)
+def execute_flipped(plan, input, weight, bias):
+    """Run ``plan``, a tap-gemm plan made for the weight ``gradients.flipped_transpose(weight)`` (the
+    input gradient's correlation), on NumPy operands of its dtype with ``weight`` unflipped."""
+    return _run(plan, input, weight, bias, plan.dtype, _runner(tap_gemm.correlate_flipped))
+
+
+def _run(plan, input, weight, bias, out_dtype, run=None):
+    """``plan``'s algorithm (or ``run`` in its stead) on its operands into a new ``out_dtype`` result of
+    the caller's rank."""
+    row_run, _, kernel_plan, batched, input_shape, output_shape = _launch(plan)
+    run = run or row_run
     out = np.empty(batched, out_dtype)
     if plan.batch:
         bias = _NO_BIAS[out_dtype] if bias is None else np.ascontiguousarray(bias)

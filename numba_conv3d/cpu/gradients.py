@@ -104,6 +104,20 @@ def _gather_flipped(weight, groups, sources, out):
                         target[t] = source[sources[t]]
 
 
+def correlates_flipped(plan):
+    """Whether ``plan``, a correlation with the flipped, channel-swapped weight, runs from the unflipped
+    weight (:func:`correlate_flipped`): where it takes the tap-by-tap products, in its own dtype."""
+    return plan.algorithm == "tap-gemm" and plan.dtype == plan.compute_dtype
+
+
+def correlate_flipped(plan, grad, weight, bias):
+    """``plan`` run on ``grad`` and ``flipped_transpose(weight, plan.groups, False)`` without that copy:
+    each tap's product reads the mirrored tap's packed weights transposed."""
+    from . import execute_flipped
+
+    return execute_flipped(plan, grad, weight, bias)
+
+
 def upsampled(grad, stride, extents):
     """``grad`` (batched) spread ``stride`` apart along D, H, W in zeros of spatial ``extents``."""
     out = np.zeros(grad.shape[:2] + tuple(extents), grad.dtype)

@@ -141,15 +141,17 @@ def _gather_input(x, g, box, stride, dilation, map_d, map_h, map_w, affine_w, co
 
 
 @njit(parallel=True, cache=True)
-def _tap_partials(x, packed, kernel, stride, dilation, map_d, map_h, map_w, ranges_d, ranges_h, ranges_w,
-                  affine_w, chunks, partials, one, gemm_address, set_threads_address, integer):
+def _tap_partials(x, packed, flipped, kernel, stride, dilation, map_d, map_h, map_w, ranges_d, ranges_h,
+                  ranges_w, affine_w, chunks, partials, one, gemm_address, set_threads_address, integer):
     """Fill ``partials[g, chunk]`` (N, C_out/g, OD, OH, OW) with the products of the chunk's taps of
     group ``g`` (see the module's docstring), tap by tap: gathers the columns (``_gather_input``),
-    multiplies them by the tap's packed weights (``pack_weights``) and adds the products (``one``: 1
-    of the dtype)."""
+    multiplies them by the tap's packed weights (``pack_weights``; where ``flipped``, those of the
+    mirrored tap, transposed) and adds the products (``one``: 1 of the dtype)."""
     groups, chunk_count, batch, out_per_group = partials.shape[:4]
     out_depth, out_height, out_width = partials.shape[4:]
-    in_per_group = packed.shape[3]
+    in_per_group = x.shape[1] // groups
+    taps = packed.shape[1]
+    order = TRANSPOSED if flipped else AS_STORED
     box_limit = out_depth * out_height * out_width * batch
     for task in prange(groups * chunk_count):
         g, chunk = task // chunk_count, task % chunk_count
@@ -169,8 +171,9 @@ def _tap_partials(x, packed, kernel, stride, dilation, map_d, map_h, map_w, rang
             width = batch * count
             columns = buffer[:in_per_group * width].reshape(in_per_group, width)
             _gather_input(x, g, box, stride, dilation, map_d, map_h, map_w, affine_w, columns)
-            gemm(gemm_address, integer, AS_STORED, AS_STORED, out_per_group, width, in_per_group,
-                 one, packed[g, tap].ctypes.data, in_per_group, columns.ctypes.data, width,
+            weights = packed[g, taps - 1 - tap] if flipped else packed[g, tap]
+            gemm(gemm_address, integer, order, AS_STORED, out_per_group, width, in_per_group,
+                 one, weights.ctypes.data, packed.shape[3], columns.ctypes.data, width,
                  one * 0, products.ctypes.data, width)
             for o in range(out_per_group):
                 source_index = o * width
@@ -274,19 +277,34 @@ def _library_arguments(dtype):
             library.integer(0))
 
 
-def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
-    """Fill the batched ``out`` from the batched ``x``, one product per tap (see the module's
-    docstring); the arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute`
-    takes them."""
+def _products(x, weight, flipped, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """Fill the batched ``out`` from the batched ``x``, one product per tap, with ``weight`` as given or,
+    where ``flipped``, with ``weight`` flipped and channel-swapped (as ``gradients.flipped_transpose``
+    makes it) read from its packing without that copy."""
     geometry = _geometry(x, out.shape[2:], weight.shape[2:], stride, dilation, pad_front, padded, mode,
                          skips_padding(x, weight, padded, mode))
     out_per_group = out.shape[1] // groups
     chunks = tap_chunks(int(np.prod(weight.shape[2:])), out.nbytes)
     partials = np.empty((groups, len(chunks), out.shape[0], out_per_group) + out.shape[2:], x.dtype)
     with blas.one_thread(blas.openblas()):
-        _tap_partials(x, pack_weights(np.ascontiguousarray(weight), groups), *geometry, chunks, partials,
-                      *_library_arguments(x.dtype))
+        _tap_partials(x, pack_weights(np.ascontiguousarray(weight), groups), flipped, *geometry, chunks,
+                      partials, *_library_arguments(x.dtype))
     _add_partials(partials, bias, has_bias, out)
+
+
+def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """Fill the batched ``out`` from the batched ``x``, one product per tap (see the module's
+    docstring); the arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute`
+    takes them."""
+    _products(x, weight, False, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups)
+
+
+def correlate_flipped(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """:func:`compute` with the weight ``gradients.flipped_transpose(weight, groups, False)``, given
+    ``weight`` (C_out, C_in/g, K...) unflipped: the input gradient's correlation, where each tap's
+    product takes the mirrored tap's packed weights transposed (a deep layer's flipped copy cost as
+    much as a quarter of its products)."""
+    _products(x, weight, True, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups)
 
 
 def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode, groups):

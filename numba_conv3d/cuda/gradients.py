@@ -72,6 +72,12 @@ def _flipped_taps(taps):
     return tuple(cuda.to_device(np.asarray(kept[::-1], np.int64)) for kept in taps)
 
 
+def correlates_flipped(plan):
+    """Whether a correlation with the flipped weight runs from the unflipped one: never on the GPU,
+    whose flipped copy costs little (see ``cpu/gradients.py``)."""
+    return False
+
+
 def flipped_transpose(weight, groups, conjugate, taps=None):
     """The weight of the full correlation that is the input gradient, or with ``taps`` the sub-kernel
     of one stride phase (see ``cpu/gradients.py``)."""
