@@ -166,6 +166,17 @@ TAP_GEMM_MIN_CHANNELS = 128
 TAP_GEMM_MAX_SHARE = 0.6
 TAP_GEMM_WIDE_CHANNELS = 512
 TAP_GEMM_WIDE_MAX_SHARE = 0.8
+# The weight gradient is tap by tap (``tap_gemm.prefers_weight_grad``) where the forward plan is, and
+# from TAP_WEIGHT_GRAD_MIN_CHANNELS input and output channels per group over TAP_WEIGHT_GRAD_POSITIONS
+# (batch x output positions, bounds included) with at most TAP_WEIGHT_GRAD_MAX_SHARE of the pairs reading
+# the input. Measured on 2-core Zen 4 (float32, same process, alternating, medians of 9; GEMM time /
+# tap-by-tap time): 256-1152 channels over 49-784 positions 1.06-1.65 (2x7x7 k3 with 512: 1.11, batch 2
+# 1.57; 2x7x7 3x1x1 from 921-1152: 1.29; 4x14x14 k3 with 256-512: 1.23-1.26; 2x4x4x4 with 256: 1.56);
+# over 32 positions 0.97-1.06, over 1x4x4x4 with 256 0.66; over 3136-6272 positions (16x14x14 and
+# 8x28x28 with 256) 0.77-0.85; 128 channels 0.77-0.96.
+TAP_WEIGHT_GRAD_MIN_CHANNELS = 256
+TAP_WEIGHT_GRAD_POSITIONS = (96, 1024)
+TAP_WEIGHT_GRAD_MAX_SHARE = 0.85
 
 # bfloat16 by AVX512-BF16 dot products (``cpu/bfloat16_dot.py``) against the float32 path on widened
 # operands (2-core Zen 4, same process, alternating): 1.1-2.9x on dense k3, k5, 3x7x7, 3x1x1 and 1x1x1

@@ -103,20 +103,41 @@ def test_weight_gradient_nan_and_inf_reach_every_tap_that_reads_them():
     np.testing.assert_array_equal(np.isinf(result), np.isinf(expected))
 
 
-def test_the_weight_gradient_takes_it_where_the_forward_does():
+@pytest.mark.parametrize("x_shape, w_shape, padding", [
+    ((1, 128, 4, 8, 8), (128, 128, 5, 5, 5), 2),  # the forward plan is tap by tap
+    ((2, 256, 4, 4, 4), (256, 256, 3, 3, 3), 1),  # the forward plan is a GEMM
+])
+def test_the_weight_gradient_takes_it_where_it_prefers_it(x_shape, w_shape, padding):
     rng = np.random.default_rng(10)
-    x, w, _ = random_operands(rng, (1, 128, 4, 8, 8), (128, 128, 5, 5, 5), False, np.float32)
-    g = rng.standard_normal((1, 128, 4, 8, 8)).astype(np.float32)
+    x, w, _ = random_operands(rng, x_shape, w_shape, False, np.float32)
+    plan = plan_conv3d(x_shape, w_shape, padding=padding)
+    assert tap_gemm.prefers_weight_grad(plan)
+    g = rng.standard_normal((plan.batch, plan.out_channels) + plan.output_size).astype(np.float32)
     calls = []
     weight_grad = tap_gemm.weight_grad
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tap_gemm, "weight_grad", lambda *args: calls.append(1) or weight_grad(*args))
-        result = conv3d_weight(x, w.shape, g, padding=2)
+        result = conv3d_weight(x, w.shape, g, padding=padding)
     assert calls
-    exact = conv3d_weight(x.astype(np.float64), w.shape, g.astype(np.float64), padding=2)
+    exact = conv3d_weight(x.astype(np.float64), w.shape, g.astype(np.float64), padding=padding)
     magnitudes = conv3d_weight(np.abs(x).astype(np.float64), w.shape, np.abs(g).astype(np.float64),
-                               padding=2)
-    assert np.all(np.abs(result - exact) <= (256 + 2) * np.finfo(np.float32).eps * magnitudes)
+                               padding=padding)
+    length = plan.batch * int(np.prod(plan.output_size))
+    assert np.all(np.abs(result - exact) <= (length + 2) * np.finfo(np.float32).eps * magnitudes)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding, mode, expected", [
+    ((1, 512, 2, 7, 7), (512, 512, 3, 3, 3), 1, "zeros", True),
+    ((1, 921, 4, 7, 7), (512, 921, 3, 1, 1), (1, 0, 0), "zeros", True),
+    ((1, 256, 4, 14, 14), (256, 256, 3, 3, 3), 1, "zeros", True),
+    ((1, 256, 4, 4, 4), (256, 256, 3, 3, 3), 1, "zeros", False),  # 64 positions
+    ((1, 256, 8, 28, 28), (256, 256, 3, 3, 3), 1, "zeros", False),  # 6272 positions
+    ((1, 128, 4, 14, 14), (128, 128, 3, 3, 3), 1, "zeros", False),  # 128 channels
+    ((1, 512, 2, 7, 7), (512, 512, 3, 3, 3), 1, "replicate", False),  # every pair reads the input
+])
+def test_where_the_weight_gradient_prefers_it(x_shape, w_shape, padding, mode, expected):
+    plan = plan_conv3d(x_shape, w_shape, padding=padding, padding_mode=mode)
+    assert tap_gemm.prefers_weight_grad(plan) == expected
 
 
 def test_read_share_counts_the_pairs_that_read_the_input():

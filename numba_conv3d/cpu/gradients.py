@@ -151,10 +151,10 @@ def fold(plan, padded, bias):
 
 def weight_gradient(plan, input, grad):
     """The weight's gradient, ``plan.weight_shape``, from the batched input and output gradient: one
-    product per tap where the forward plan takes the tap-by-tap products, as a matrix product where
+    product per tap where ``tap_gemm.prefers_weight_grad``, as a matrix product where
     ``gemm.computes_weight_grad``, else by the weight-gradient kernel."""
     with safe_to_run():
-        if plan.algorithm == "tap-gemm":
+        if tap_gemm.prefers_weight_grad(plan):
             return tap_gemm.weight_grad(np.ascontiguousarray(input), np.ascontiguousarray(grad),
                                         plan.weight_shape, plan.stride, plan.dilation, plan.pad_front,
                                         plan.padded_size, plan.mode_code, plan.groups)

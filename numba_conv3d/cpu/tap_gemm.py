@@ -21,7 +21,8 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from ..config import TAP_GEMM_MAX_CHUNKS, TAP_GEMM_PARTIAL_BYTES
+from ..config import (TAP_GEMM_MAX_CHUNKS, TAP_GEMM_PARTIAL_BYTES, TAP_WEIGHT_GRAD_MAX_SHARE,
+                      TAP_WEIGHT_GRAD_MIN_CHANNELS, TAP_WEIGHT_GRAD_POSITIONS)
 from . import blas
 from .cblas import AS_STORED, TRANSPOSED, gemm, set_local_threads
 from .register_blocks import skips_padding
@@ -31,6 +32,19 @@ from .slab import index_map
 def serves(plan):
     """Whether this algorithm computes ``plan``: a real dtype, with NumPy's OpenBLAS found."""
     return not plan.is_complex and blas.openblas() is not None
+
+
+def prefers_weight_grad(plan):
+    """Whether the weight gradient of ``plan`` (a forward plan) is computed tap by tap
+    (:func:`weight_grad`): where the forward plan takes the tap-by-tap products, or with many channels
+    over a few hundred output positions (``config.TAP_WEIGHT_GRAD_*``, measured against GEMM)."""
+    if not serves(plan):
+        return False
+    positions = plan.batch * int(np.prod(plan.output_size))
+    fewest, most = TAP_WEIGHT_GRAD_POSITIONS
+    return plan.algorithm == "tap-gemm" or (
+        min(plan.in_per_group, plan.out_per_group) >= TAP_WEIGHT_GRAD_MIN_CHANNELS
+        and fewest <= positions <= most and read_share(plan) <= TAP_WEIGHT_GRAD_MAX_SHARE)
 
 
 def tap_ranges(source_map, taps, stride, dilation, outputs, skip_padding=True):
