@@ -308,6 +308,25 @@ WEIGHT_BLOCK_CHANNELS = 8 if VECTOR_BYTES == 64 else 4
 WEIGHT_BLOCK_TAPS = 3
 WEIGHT_BLOCK_SINGLE_TAPS = 12
 
+# The weight gradient vectorized over output channels (``cpu/channel_weight_grad.py``): register blocks
+# of CHANNEL_WEIGHT_GRAD_COLUMNS input channels x CHANNEL_WEIGHT_GRAD_VECTORS SIMD vectors of output
+# channels (16 accumulators), over chunks of about CHANNEL_WEIGHT_GRAD_CHUNK output positions (whole
+# rows) whose output gradient stays in L1 (2 x 16 float32 channels x 256 positions: 32 KiB).
+CHANNEL_WEIGHT_GRAD_COLUMNS = 8
+CHANNEL_WEIGHT_GRAD_VECTORS = 2
+CHANNEL_WEIGHT_GRAD_CHUNK = 256
+# Where the weight gradient takes it (``channel_weight_grad.preferred``, before every other route): at
+# least CHANNEL_WEIGHT_GRAD_MIN_IN input and CHANNEL_WEIGHT_GRAD_MIN_OUT output channels per group, more
+# than one tap, over at least CHANNEL_WEIGHT_GRAD_MIN_POSITIONS (batch x output positions). Measured on
+# every layer of the networks suite (2-core Zen 4, float32, alternating, medians of 5; previous route's
+# time / this kernel's): k3, k5, 1x3x3, 3x1x1 and 2x2x2 layers with 16-576 input and 32-921 output
+# channels over 256 positions and more 1.0-3.0 (1.3-2.0 typical, 0.94-0.98 on two strided 1x3x3); over
+# 98 positions with 512-1152 channels 0.84-1.40, over 32-64 positions 0.94-1.13; 16 output channels
+# 0.68, 1-3 input channels 0.05-0.32, depthwise 0.02-0.05, 1x1x1 layers 0.38-1.05 (the GEMM stays).
+CHANNEL_WEIGHT_GRAD_MIN_IN = 16
+CHANNEL_WEIGHT_GRAD_MIN_OUT = 32
+CHANNEL_WEIGHT_GRAD_MIN_POSITIONS = 128
+
 # Output positions (whole output rows, at least one) a task of the weight gradient sums at a time for
 # all its blocks, so that their rows of the output gradient stay in L1 between blocks.
 WEIGHT_GRAD_CHUNK = 512

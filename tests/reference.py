@@ -75,3 +75,26 @@ def _accumulate_taps(out, xp, w, groups, kernel, stride, dilation, out_size):
                     patch = xg[(slice(None), slice(None)) + window]
                     out[:, g * cout_g:(g + 1) * cout_g] += np.einsum(
                         "ncdhw,oc->nodhw", patch, wg[:, :, kd, kh, kw])
+
+
+def weight_gradient_reference(x, weight_shape, g, stride=1, padding=0, dilation=1, groups=1,
+                              padding_mode="zeros"):
+    """The gradient of <conv3d_reference(x, w), g> with respect to w (of ``weight_shape``), float64:
+    per group and kernel tap, the output gradient dotted with the padded input that tap reads."""
+    x, g = np.asarray(x, np.float64), np.asarray(g, np.float64)
+    stride, dilation = _three(stride), _three(dilation)
+    kernel = tuple(weight_shape[2:])
+    xp = np.pad(x, [(0, 0), (0, 0)] + reference_pads(padding, kernel, dilation),
+                mode=NUMPY_PAD_MODES[padding_mode])
+    out = np.zeros(weight_shape)
+    cin_g, cout_g = weight_shape[1], weight_shape[0] // groups
+    for group in range(groups):
+        xg = xp[:, group * cin_g:(group + 1) * cin_g]
+        gg = g[:, group * cout_g:(group + 1) * cout_g]
+        for tap in np.ndindex(*kernel):
+            window = tuple(slice(t * d, t * d + s * (n - 1) + 1, s)
+                           for t, d, s, n in zip(tap, dilation, stride, g.shape[2:]))
+            with np.errstate(invalid="ignore"):
+                out[(slice(group * cout_g, (group + 1) * cout_g), slice(None)) + tap] = np.einsum(
+                    "ncdhw,nodhw->oc", xg[(slice(None), slice(None)) + window], gg)
+    return out

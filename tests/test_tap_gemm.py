@@ -9,7 +9,7 @@ import pytest
 from checks import (MODES, assert_forced_algorithm_within, assert_matches_reference, mode_cases,
                     random_operands)
 from numba_conv3d import conv3d, conv3d_input, conv3d_weight, plan_conv3d
-from numba_conv3d.cpu import blas, execute_flipped, tap_gemm
+from numba_conv3d.cpu import blas, channel_weight_grad, execute_flipped, tap_gemm
 from numba_conv3d.cpu.gradients import flipped_transpose
 from numba_conv3d.cpu.slab import index_map
 from numba_conv3d.shape_rules import padding_mode_code
@@ -104,14 +104,13 @@ def test_weight_gradient_nan_and_inf_reach_every_tap_that_reads_them():
 
 
 @pytest.mark.parametrize("x_shape, w_shape, padding", [
-    ((1, 128, 4, 8, 8), (128, 128, 5, 5, 5), 2),  # the forward plan is tap by tap
-    ((2, 256, 4, 4, 4), (256, 256, 3, 3, 3), 1),  # the forward plan is a GEMM
-])
+    ((1, 512, 2, 7, 7), (512, 512, 3, 3, 3), 1),  # the forward plan is a GEMM; too few positions for
+])                                                # the kernel vectorized over output channels
 def test_the_weight_gradient_takes_it_where_it_prefers_it(x_shape, w_shape, padding):
     rng = np.random.default_rng(10)
     x, w, _ = random_operands(rng, x_shape, w_shape, False, np.float32)
     plan = plan_conv3d(x_shape, w_shape, padding=padding)
-    assert tap_gemm.prefers_weight_grad(plan)
+    assert tap_gemm.prefers_weight_grad(plan) and not channel_weight_grad.preferred(plan)
     g = rng.standard_normal((plan.batch, plan.out_channels) + plan.output_size).astype(np.float32)
     calls = []
     weight_grad = tap_gemm.weight_grad

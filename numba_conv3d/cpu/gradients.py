@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..parallelism import safe_to_run
-from . import gemm, tap_gemm
+from . import channel_weight_grad, gemm, tap_gemm
 from .input_grad import padded_input_grad
 from .pad_fold import fold_padding
 from .weight_grad import weight_grad
@@ -150,20 +150,20 @@ def fold(plan, padded, bias):
 
 
 def weight_gradient(plan, input, grad):
-    """The weight's gradient, ``plan.weight_shape``, from the batched input and output gradient: one
-    product per tap where ``tap_gemm.prefers_weight_grad``, as a matrix product where
-    ``gemm.computes_weight_grad``, else by the weight-gradient kernel."""
+    """The weight's gradient, ``plan.weight_shape``, from the batched input and output gradient: the
+    kernel vectorized over output channels where ``channel_weight_grad.preferred``, else one product
+    per tap where ``tap_gemm.prefers_weight_grad``, as a matrix product where
+    ``gemm.computes_weight_grad``, else by the kernel vectorized over positions."""
+    arguments = (plan.weight_shape, plan.stride, plan.dilation, plan.pad_front, plan.padded_size,
+                 plan.mode_code, plan.groups)
     with safe_to_run():
+        if channel_weight_grad.preferred(plan):
+            return channel_weight_grad.weight_grad(input, np.ascontiguousarray(grad), *arguments)
         if tap_gemm.prefers_weight_grad(plan):
-            return tap_gemm.weight_grad(np.ascontiguousarray(input), np.ascontiguousarray(grad),
-                                        plan.weight_shape, plan.stride, plan.dilation, plan.pad_front,
-                                        plan.padded_size, plan.mode_code, plan.groups)
+            return tap_gemm.weight_grad(np.ascontiguousarray(input), np.ascontiguousarray(grad), *arguments)
         if gemm.computes_weight_grad(plan):
-            return gemm.weight_grad(np.ascontiguousarray(input), np.ascontiguousarray(grad),
-                                    plan.weight_shape, plan.stride, plan.dilation, plan.pad_front,
-                                    plan.padded_size, plan.mode_code, plan.groups)
-        return weight_grad(_conj(input), np.ascontiguousarray(grad), plan.weight_shape, plan.stride,
-                           plan.dilation, plan.pad_front, plan.padded_size, plan.mode_code, plan.groups)
+            return gemm.weight_grad(np.ascontiguousarray(input), np.ascontiguousarray(grad), *arguments)
+        return weight_grad(_conj(input), np.ascontiguousarray(grad), *arguments)
 
 
 def bias_gradient(grad):

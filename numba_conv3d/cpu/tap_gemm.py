@@ -36,8 +36,9 @@ def serves(plan):
 
 def prefers_weight_grad(plan):
     """Whether the weight gradient of ``plan`` (a forward plan) is computed tap by tap
-    (:func:`weight_grad`): where the forward plan takes the tap-by-tap products, or with many channels
-    over a few hundred output positions (``config.TAP_WEIGHT_GRAD_*``, measured against GEMM)."""
+    (:func:`weight_grad`) where the kernel vectorized over output channels is not taken: where the
+    forward plan takes the tap-by-tap products, or with many channels over a few hundred output
+    positions (``config.TAP_WEIGHT_GRAD_*``, measured against GEMM)."""
     if not serves(plan):
         return False
     positions = plan.batch * int(np.prod(plan.output_size))

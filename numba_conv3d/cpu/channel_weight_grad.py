@@ -1,0 +1,177 @@
+"""The weight gradient vectorized over output channels, on the CPU, for float32 and float64.
+
+``grad_weight[o, i, t]`` is the sum over output positions of ``grad_output[n, o]`` times the padded
+input channel i seen from tap t. ``weight_grad.py`` lays its SIMD vectors along output positions and
+ends every sum with a horizontal add; here, as oneDNN's backward-weights kernels do, the vectors lie
+along output channels. The output gradient is transposed to (positions x output channels) and the
+padded input to (padded positions x input channels), each group's channels padded with zeros to whole
+blocks; a register block of ``CHANNEL_WEIGHT_GRAD_COLUMNS`` input channels x
+``CHANNEL_WEIGHT_GRAD_VECTORS`` vectors of output channels of one tap adds, at each output position,
+the input channels' elements broadcast times the output gradient's vectors (``simd.fma_tile``): 2
+vector loads and 8 broadcasts per 16 multiply-adds (float32 AVX-512), every sum whole in one lane.
+
+A task owns one block of output channels of a group and a range of units (tap, block of input
+channels). It walks the output rows in chunks of about ``CHANNEL_WEIGHT_GRAD_CHUNK`` positions, whose
+output gradient stays in L1 while every unit adds the chunk; a unit's block rests in a small array
+between chunks. Rows whose tap reads zero padding along D or H are skipped (not where the output
+gradient holds an Inf or NaN, whose product with a padding zero is NaN). Each weight element is summed
+by one thread over the positions in order, with fused multiply-adds: bitwise the same for any thread
+count.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..config import (CHANNEL_WEIGHT_GRAD_CHUNK, CHANNEL_WEIGHT_GRAD_COLUMNS, CHANNEL_WEIGHT_GRAD_MIN_IN,
+                      CHANNEL_WEIGHT_GRAD_MIN_OUT, CHANNEL_WEIGHT_GRAD_MIN_POSITIONS,
+                      CHANNEL_WEIGHT_GRAD_VECTORS, VECTOR_BYTES)
+from ..shape_rules import round_up
+from .register_blocks import skips_padding
+from .simd import fma_tile, load_block, store_block, vector_lanes, zero_block
+from .slab import index_map
+from .tasks import channel_splits, split_range
+
+COLUMNS = CHANNEL_WEIGHT_GRAD_COLUMNS
+VECTORS = CHANNEL_WEIGHT_GRAD_VECTORS
+# Output positions per slice of the output gradient's transposition (one task each).
+_TRANSPOSE_POSITIONS = 1024
+
+
+def preferred(plan):
+    """Whether the weight gradient of ``plan`` (a forward plan) takes this kernel: float32 or float64,
+    enough channels per group on both sides, more than one tap and enough output positions
+    (``config.CHANNEL_WEIGHT_GRAD_MIN_*``, measured against the other routes)."""
+    return (plan.dtype in ("float32", "float64") and plan.in_per_group >= CHANNEL_WEIGHT_GRAD_MIN_IN
+            and plan.out_per_group >= CHANNEL_WEIGHT_GRAD_MIN_OUT and np.prod(plan.kernel_size) > 1
+            and plan.batch * np.prod(plan.output_size) >= CHANNEL_WEIGHT_GRAD_MIN_POSITIONS)
+
+
+@njit(parallel=True, cache=True)
+def _transposed_grad(grad, groups, width, out):
+    """``out`` (flat (g, N * positions, ``width``)) at ``[g, n * positions + q, o]`` = ``grad[n, g * O +
+    o, q]`` (q: flattened output position, O: output channels per group), zeros past O. Flat indices
+    throughout: a view per row would count references atomically, for a few elements each."""
+    batch, channels = grad.shape[:2]
+    per_group = channels // groups
+    positions = grad.shape[2] * grad.shape[3] * grad.shape[4]
+    flat = grad.reshape(-1)
+    slices = (positions + _TRANSPOSE_POSITIONS - 1) // _TRANSPOSE_POSITIONS
+    for job in prange(groups * batch * slices):
+        g, n, piece = job // (batch * slices), job // slices % batch, job % slices
+        first, stop = piece * _TRANSPOSE_POSITIONS, min(positions, (piece + 1) * _TRANSPOSE_POSITIONS)
+        target = (g * batch * positions + n * positions) * width
+        for o in range(per_group):
+            source = (n * channels + g * per_group + o) * positions
+            for q in range(first, stop):
+                out[target + q * width + o] = flat[source + q]
+        for q in range(first, stop):
+            for o in range(per_group, width):
+                out[target + q * width + o] = 0
+
+
+@njit(parallel=True, cache=True)
+def _padded_input(x, groups, map_d, map_h, map_w, out):
+    """``out`` (N, g, channels per block-padded group, PD, PH, PW) = the padded input (index maps
+    ``map_*``, -1 for a zero) of each group's input channels, zero channels past the group's."""
+    batch, channels = x.shape[:2]
+    per_group = channels // groups
+    width, padded_d, padded_h, padded_w = out.shape[2:]
+    for job in prange(batch * groups * width * padded_d):
+        plane = out[job // (groups * width * padded_d), job // (width * padded_d) % groups,
+                    job // padded_d % width, job % padded_d]
+        n, g, c, pd = (job // (groups * width * padded_d), job // (width * padded_d) % groups,
+                       job // padded_d % width, job % padded_d)
+        sd = map_d[pd]
+        for ph in range(padded_h):
+            sh = map_h[ph]
+            if c >= per_group or sd < 0 or sh < 0:
+                for pw in range(padded_w):
+                    plane[ph, pw] = 0
+                continue
+            source = x[n, g * per_group + c, sd, sh]
+            for pw in range(padded_w):
+                plane[ph, pw] = source[map_w[pw]] if map_w[pw] >= 0 else 0
+
+
+@njit(parallel=True, cache=True)
+def _kernel(grad_t, padded_x, reads_d, reads_h, out_size, kernel, stride, dilation, input_shape, splits,
+            chunk_rows, out):
+    """Fill ``out`` (C_out, C_in / g, taps) from the transposed output gradient ``grad_t`` (flat
+    (g, positions, block-padded output channels)) and the padded input ``padded_x`` (flat
+    ``input_shape``: (N, g, block-padded input channels, PD, PH, PW)); ``reads_d[kd, od]`` and
+    ``reads_h[kh, oh]``: whether that tap and output plane (row) read the input (False only where
+    padding is skipped)."""
+    batch, groups, in_width, padded_d, padded_h, padded_w = input_shape
+    out_per_group, in_per_group = out.shape[0] // groups, out.shape[1]
+    channel_step = padded_d * padded_h * padded_w
+    out_depth, out_height, out_width = out_size
+    positions = batch * out_depth * out_height * out_width
+    out_width_padded = grad_t.size // (groups * positions)
+    lanes = vector_lanes(grad_t)
+    block_out = VECTORS * lanes
+    out_blocks, in_blocks = out_width_padded // block_out, in_width // COLUMNS
+    taps = kernel[0] * kernel[1] * kernel[2]
+    units = taps * in_blocks
+    rows = batch * out_depth * out_height
+    size = COLUMNS * block_out
+    for task in prange(groups * out_blocks * splits):
+        g, ob, split = task // (out_blocks * splits), task // splits % out_blocks, task % splits
+        first, stop = split_range(split, units, splits)
+        sums = np.zeros((stop - first) * size, grad_t.dtype)
+        like = zero_block(grad_t, COLUMNS, 1, VECTORS)
+        for r0 in range(0, rows, chunk_rows):
+            for u in range(stop - first):
+                tap, cb = (first + u) // in_blocks, (first + u) % in_blocks
+                kd, kh, kw = tap // (kernel[1] * kernel[2]), tap // kernel[2] % kernel[1], tap % kernel[2]
+                acc = load_block(like, sums, u * size)
+                for row in range(r0, min(rows, r0 + chunk_rows)):
+                    n, z, y = row // (out_depth * out_height), row // out_height % out_depth, row % out_height
+                    if not (reads_d[kd, z] and reads_h[kh, y]):
+                        continue
+                    x_at = ((((n * groups + g) * in_width + cb * COLUMNS) * padded_d + z * stride[0]
+                             + kd * dilation[0]) * padded_h + y * stride[1] + kh * dilation[1]) * padded_w \
+                        + kw * dilation[2]
+                    g_at = (g * positions + row * out_width) * out_width_padded + ob * block_out
+                    for w in range(out_width):
+                        acc = fma_tile(acc, padded_x, x_at + w * stride[2], channel_step, 0, COLUMNS, grad_t,
+                                       g_at + w * out_width_padded, VECTORS)
+                store_block(acc, sums, u * size)
+        for u in range(stop - first):
+            tap, cb = (first + u) // in_blocks, (first + u) % in_blocks
+            for c in range(min(COLUMNS, in_per_group - cb * COLUMNS)):
+                for k in range(min(block_out, out_per_group - ob * block_out)):
+                    out[g * out_per_group + ob * block_out + k, cb * COLUMNS + c, tap] = sums[
+                        u * size + c * block_out + k]
+
+
+def _reads(source_map, taps, outputs, stride, dilation, skip):
+    """(taps, outputs): whether tap k of output j reads the input along one dimension (every pair
+    without ``skip``)."""
+    sources = source_map[np.arange(outputs)[None, :] * stride + np.arange(taps)[:, None] * dilation]
+    return (sources >= 0) | (not skip)
+
+
+def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode, groups):
+    """The weight's gradient (``weight_shape``) from the batched input ``x`` (float32 or float64, any
+    layout) and output gradient ``grad`` (C-contiguous); the arguments are the plan's numbers, as
+    :func:`numba_conv3d.cpu.weight_grad.weight_grad` takes them."""
+    block_out = CHANNEL_WEIGHT_GRAD_VECTORS * VECTOR_BYTES // x.itemsize
+    kernel = tuple(weight_shape[2:])
+    out_per_group, in_per_group = weight_shape[0] // groups, weight_shape[1]
+    maps = [index_map(padded[d], pad_front[d], x.shape[2 + d], mode) for d in range(3)]
+    out_width = round_up(out_per_group, block_out)
+    grad_t = np.empty(groups * grad[0, 0].size * grad.shape[0] * out_width, x.dtype)
+    _transposed_grad(grad, groups, out_width, grad_t)
+    padded_x = np.empty((x.shape[0], groups, round_up(in_per_group, COLUMNS)) + tuple(padded), x.dtype)
+    _padded_input(x, groups, *maps, padded_x)
+    skip = skips_padding(x, grad, padded, mode)
+    reads_d = _reads(maps[0], kernel[0], grad.shape[2], stride[0], dilation[0], skip)
+    reads_h = _reads(maps[1], kernel[1], grad.shape[3], stride[1], dilation[1], skip)
+    out_blocks = out_width // block_out
+    units = int(np.prod(kernel)) * (padded_x.shape[2] // COLUMNS)
+    splits = channel_splits(units, groups * out_blocks)
+    out = np.empty((weight_shape[0], in_per_group, int(np.prod(kernel))), x.dtype)
+    _kernel(grad_t, padded_x.reshape(-1), reads_d, reads_h, np.array(grad.shape[2:], np.int64),
+            np.array(kernel, np.int64), np.array(stride, np.int64), np.array(dilation, np.int64),
+            np.array(padded_x.shape, np.int64), splits,
+            max(1, CHANNEL_WEIGHT_GRAD_CHUNK // grad.shape[4]), out)
+    return out.reshape(weight_shape)
