@@ -76,10 +76,9 @@ def _padded_input(x, groups, map_d, map_h, map_w, out):
     per_group = channels // groups
     width, padded_d, padded_h, padded_w = out.shape[2:]
     for job in prange(batch * groups * width * padded_d):
-        plane = out[job // (groups * width * padded_d), job // (width * padded_d) % groups,
-                    job // padded_d % width, job % padded_d]
         n, g, c, pd = (job // (groups * width * padded_d), job // (width * padded_d) % groups,
                        job // padded_d % width, job % padded_d)
+        plane = out[n, g, c, pd]
         sd = map_d[pd]
         for ph in range(padded_h):
             sh = map_h[ph]
@@ -151,8 +150,8 @@ def _reads(source_map, taps, outputs, stride, dilation, skip):
 
 
 def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode, groups):
-    """The weight's gradient (``weight_shape``) from the batched input ``x`` (float32 or float64, any
-    layout) and output gradient ``grad`` (C-contiguous); the arguments are the plan's numbers, as
+    """The weight's gradient (``weight_shape``) from the batched input ``x`` and output gradient ``grad``
+    (float32 or float64, C-contiguous); the arguments are the plan's numbers, as
     :func:`numba_conv3d.cpu.weight_grad.weight_grad` takes them."""
     block_out = CHANNEL_WEIGHT_GRAD_VECTORS * VECTOR_BYTES // x.itemsize
     kernel = tuple(weight_shape[2:])

@@ -158,7 +158,8 @@ def weight_gradient(plan, input, grad):
                  plan.mode_code, plan.groups)
     with safe_to_run():
         if channel_weight_grad.preferred(plan):
-            return channel_weight_grad.weight_grad(input, np.ascontiguousarray(grad), *arguments)
+            return channel_weight_grad.weight_grad(np.ascontiguousarray(input), np.ascontiguousarray(grad),
+                                                   *arguments)
         if tap_gemm.prefers_weight_grad(plan):
             return tap_gemm.weight_grad(np.ascontiguousarray(input), np.ascontiguousarray(grad), *arguments)
         if gemm.computes_weight_grad(plan):
