@@ -166,6 +166,16 @@ TAP_GEMM_MIN_CHANNELS = 128
 TAP_GEMM_MAX_SHARE = 0.6
 TAP_GEMM_WIDE_CHANNELS = 512
 TAP_GEMM_WIDE_MAX_SHARE = 0.8
+# Where the planner takes the per-plane products of KDx1x1 kernels (``cpu/plane_gemm.py``,
+# ``cpu.prefers_plane_gemm``; before GEMM and the register-blocked kernels): a kernel deeper than one
+# plane, at least PLANE_GEMM_MIN_CHANNELS input and output channels per group and PLANE_GEMM_MIN_POSITIONS
+# output positions per sample. Measured on 2-core Zen 4 (float32, same process, medians of 7; the
+# planner's previous pick / plane products): 3x1x1 from 230-576 to 128-256 channels over 4x14x14 to
+# 8x28x28 1.14-1.21 (torch 0.95-1.06x the plane products); 144 -> 64 and 64 -> 144 at 16x56x56 0.84-0.91,
+# 45 -> 64 0.70 (the blocked kernel keeps its sums in registers across taps, the products pass the
+# output once per tap); 1152 -> 512 over 2x7x7 0.48 (49 columns a product).
+PLANE_GEMM_MIN_CHANNELS = 128
+PLANE_GEMM_MIN_POSITIONS = 256
 # The weight gradient is tap by tap (``tap_gemm.prefers_weight_grad``) where the forward plan is, and
 # from TAP_WEIGHT_GRAD_MIN_CHANNELS input and output channels per group over TAP_WEIGHT_GRAD_POSITIONS
 # (batch x output positions, bounds included) with at most TAP_WEIGHT_GRAD_MAX_SHARE of the pairs reading
@@ -277,9 +287,9 @@ FFT_COPY_SECONDS = 1.0e-9
 # products take GEMM's rate: the planner takes them only for deep layers, where FFT loses.
 FFT_DIRECT_MAC_SECONDS = {
     32: {"row-blocked": 7e-11, "phase-flat": 7e-11, "direct": 2e-10, "gemm": 2.3e-11, "tap-gemm": 2.3e-11,
-         "channel-vectorized": 2.1e-11, "blocked": 2.3e-11},
+         "plane-gemm": 2.3e-11, "channel-vectorized": 2.1e-11, "blocked": 2.3e-11},
     64: {"row-blocked": 2.5e-11, "phase-flat": 1.4e-10, "direct": 2e-10, "gemm": 2.3e-11, "tap-gemm": 2.3e-11,
-         "channel-vectorized": 2.1e-11, "blocked": 1.9e-11},
+         "plane-gemm": 2.3e-11, "channel-vectorized": 2.1e-11, "blocked": 1.9e-11},
 }
 FFT_MIN_GAIN = 1.3
 FFT_MAX_WORKSPACE_BYTES = 192 * 2 ** 20

@@ -14,14 +14,15 @@ from ..config import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNE
                       FLAT_MAX_WORKSPACE_BYTES, GEMM_FEW_TAPS, GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL,
                       GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION, GEMM_POINTWISE_MIN_CHANNELS,
                       GEMM_POSITIONS_PER_CHANNEL, GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS,
+                      PLANE_GEMM_MIN_CHANNELS, PLANE_GEMM_MIN_POSITIONS,
                       TAP_GEMM_MAX_SHARE, TAP_GEMM_MIN_CHANNELS, TAP_GEMM_WIDE_CHANNELS,
                       TAP_GEMM_WIDE_MAX_SHARE,
                       VECTOR_BYTES, WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN, WINOGRAD_TRANSFORM_PAIRS,
                       WINOGRAD_WEIGHT_TILES)
 from ..parallelism import safe_to_run
 from ..precision import narrow, widen
-from . import (bfloat16_dot, blocked, channel_vectorized, direct, fft, gemm, phase_flat, row_blocked,
-               tap_gemm, winograd)
+from . import (bfloat16_dot, blocked, channel_vectorized, direct, fft, gemm, phase_flat, plane_gemm,
+               row_blocked, tap_gemm, winograd)
 
 NAME = "cpu"
 
@@ -95,6 +96,14 @@ def prefers_tap_gemm(plan):
     wide = min(plan.in_per_group, plan.out_per_group) >= TAP_GEMM_WIDE_CHANNELS
     limit = TAP_GEMM_WIDE_MAX_SHARE if wide else TAP_GEMM_MAX_SHARE
     return _picked(CHANNEL_VECTORIZED)(plan) and tap_gemm.read_share(plan) <= limit
+
+
+def prefers_plane_gemm(plan):
+    """Whether the planner takes the per-plane products for a plan they serve (a KDx1x1 kernel): deeper
+    than one plane, with many channels and output positions (``config.PLANE_GEMM_*``, measured
+    crossovers)."""
+    return (plan.kernel_size[0] > 1 and min(plan.in_per_group, plan.out_per_group) >= PLANE_GEMM_MIN_CHANNELS
+            and prod(plan.output_size) >= PLANE_GEMM_MIN_POSITIONS)
 
 
 def winograd_gain(plan):
@@ -219,6 +228,12 @@ ALGORITHMS = (
               "over only the outputs whose tap reads the input (4x8x8 k5 with 256 channels: 1.35-1.56x "
               "the channel-vectorized kernel; 4x14x14 k3 with 512: 1.07-1.16x)",
               tap_gemm.serves, tap_gemm.workspace_bytes, _runner(tap_gemm.compute), prefers_tap_gemm),
+    Algorithm("plane-gemm", f"real dtype, NumPy's OpenBLAS, a KDx1x1 kernel (KD > 1) at unit stride and "
+              f"without pads along H and W, >= {PLANE_GEMM_MIN_CHANNELS} input and output channels per "
+              f"group, >= {PLANE_GEMM_MIN_POSITIONS} output positions: per tap, the tap's weights times "
+              "the input planes it reads, in place, by OpenBLAS's gemm, added onto the output (3x1x1 "
+              "layers of (2+1)-D networks with 230-576 channels: 1.14-1.21x the blocked kernel and GEMM)",
+              plane_gemm.serves, plane_gemm.workspace_bytes, _runner(plane_gemm.compute), prefers_plane_gemm),
     Algorithm("gemm", f"real dtype: a 1x1x1 unit-stride layer (>= {GEMM_UNIT_MIN_INPUTS} input channels "
               f"per group; the input is the matrix), a small output volume for many channels (>= "
               f"{GEMM_MIN_OUT_CHANNELS} output channels and >= {GEMM_MIN_REDUCTION} input channels x taps "
