@@ -20,6 +20,10 @@ CASES = [
     ((1, 4, 6, 5, 9), (4, 4, 3, 3, 3), {"padding": 1, "stride": 2}),
     ((2, 6, 2, 3, 4), (6, 2, 1, 3, 3), {"padding": (0, 1, 1), "groups": 3}),
     ((1, 3, 5, 6, 7), (5, 3, 2, 3, 2), {"padding": (2, 1, 1), "stride": (2, 2, 3), "dilation": (1, 2, 1)}),
+    # pads along D only, 8 channels a group: zero pads read from the input as it is
+    ((2, 16, 5, 4, 6), (24, 16, 3, 1, 1), {"padding": (1, 0, 0)}),
+    ((1, 16, 7, 3, 5), (16, 8, 3, 1, 1), {"padding": (2, 0, 0), "dilation": (2, 1, 1), "stride": (2, 1, 1),
+                                          "groups": 2}),
 ]
 
 

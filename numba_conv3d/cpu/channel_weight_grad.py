@@ -92,13 +92,13 @@ def _padded_input(x, groups, map_d, map_h, map_w, out):
 
 
 @njit(parallel=True, cache=True)
-def _kernel(grad_t, padded_x, reads_d, reads_h, out_size, kernel, stride, dilation, input_shape, splits,
-            chunk_rows, out):
+def _kernel(grad_t, padded_x, reads_d, reads_h, out_size, kernel, stride, dilation, input_shape, front_d,
+            splits, chunk_rows, out):
     """Fill ``out`` (C_out, C_in / g, taps) from the transposed output gradient ``grad_t`` (flat
     (g, positions, block-padded output channels)) and the padded input ``padded_x`` (flat
-    ``input_shape``: (N, g, block-padded input channels, PD, PH, PW)); ``reads_d[kd, od]`` and
-    ``reads_h[kh, oh]``: whether that tap and output plane (row) read the input (False only where
-    padding is skipped)."""
+    ``input_shape``: (N, g, block-padded input channels, PD, PH, PW), its planes from padded plane
+    ``front_d`` on); ``reads_d[kd, od]`` and ``reads_h[kh, oh]``: whether that tap and output plane
+    (row) read the input (False only where padding is skipped)."""
     batch, groups, in_width, padded_d, padded_h, padded_w = input_shape
     out_per_group, in_per_group = out.shape[0] // groups, out.shape[1]
     channel_step = padded_d * padded_h * padded_w
@@ -126,9 +126,10 @@ def _kernel(grad_t, padded_x, reads_d, reads_h, out_size, kernel, stride, dilati
                     n, z, y = row // (out_depth * out_height), row // out_height % out_depth, row % out_height
                     if not (reads_d[kd, z] and reads_h[kh, y]):
                         continue
-                    x_at = ((((n * groups + g) * in_width + cb * COLUMNS) * padded_d + z * stride[0]
-                             + kd * dilation[0]) * padded_h + y * stride[1] + kh * dilation[1]) * padded_w \
-                        + kw * dilation[2]
+                    pd = z * stride[0] + kd * dilation[0] - front_d
+                    ph = y * stride[1] + kh * dilation[1]
+                    x_at = ((((n * groups + g) * in_width + cb * COLUMNS) * padded_d + pd) * padded_h
+                            + ph) * padded_w + kw * dilation[2]
                     g_at = (g * positions + row * out_width) * out_width_padded + ob * block_out
                     for w in range(out_width):
                         acc = fma_tile(acc, padded_x, x_at + w * stride[2], channel_step, 0, COLUMNS, grad_t,
@@ -149,6 +150,13 @@ def _reads(source_map, taps, outputs, stride, dilation, skip):
     return (sources >= 0) | (not skip)
 
 
+def _padded(x, groups, maps, padded, in_per_group):
+    """The padded input, (N, g, channels of a group up to whole blocks, PD, PH, PW)."""
+    out = np.empty((x.shape[0], groups, round_up(in_per_group, COLUMNS)) + tuple(padded), x.dtype)
+    _padded_input(x, groups, *maps, out)
+    return out
+
+
 def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode, groups):
     """The weight's gradient (``weight_shape``) from the batched input ``x`` and output gradient ``grad``
     (float32 or float64, C-contiguous); the arguments are the plan's numbers, as
@@ -160,9 +168,12 @@ def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode
     out_width = round_up(out_per_group, block_out)
     grad_t = np.empty(groups * grad[0, 0].size * grad.shape[0] * out_width, x.dtype)
     _transposed_grad(grad, groups, out_width, grad_t)
-    padded_x = np.empty((x.shape[0], groups, round_up(in_per_group, COLUMNS)) + tuple(padded), x.dtype)
-    _padded_input(x, groups, *maps, padded_x)
     skip = skips_padding(x, grad, padded, mode)
+    if skip and tuple(padded[1:]) == x.shape[3:] and in_per_group % COLUMNS == 0:
+        # Zero pads along D only, never read (their rows are skipped): the input as it is.
+        padded_x, front_d = x.reshape((x.shape[0], groups, in_per_group) + x.shape[2:]), pad_front[0]
+    else:
+        padded_x, front_d = _padded(x, groups, maps, padded, in_per_group), 0
     reads_d = _reads(maps[0], kernel[0], grad.shape[2], stride[0], dilation[0], skip)
     reads_h = _reads(maps[1], kernel[1], grad.shape[3], stride[1], dilation[1], skip)
     out_blocks = out_width // block_out
@@ -171,6 +182,6 @@ def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode
     out = np.empty((weight_shape[0], in_per_group, int(np.prod(kernel))), x.dtype)
     _kernel(grad_t, padded_x.reshape(-1), reads_d, reads_h, np.array(grad.shape[2:], np.int64),
             np.array(kernel, np.int64), np.array(stride, np.int64), np.array(dilation, np.int64),
-            np.array(padded_x.shape, np.int64), splits,
+            np.array(padded_x.shape, np.int64), front_d, splits,
             max(1, CHANNEL_WEIGHT_GRAD_CHUNK // grad.shape[4]), out)
     return out.reshape(weight_shape)
