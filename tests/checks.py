@@ -2,6 +2,7 @@
 import math
 
 import ml_dtypes
+import numba
 import numpy as np
 
 from reference import NUMPY_PAD_MODES, conv3d_reference, reference_pads
@@ -304,3 +305,15 @@ def reference_input_gradient(x_shape, w, g, **kwargs):
     samples = g if batched else g[np.newaxis]
     result = np.stack([(columns @ sample.reshape(-1)).reshape(sample_shape) for sample in samples])
     return result if batched else result[0]
+
+
+def assert_bitwise_for_one_and_two_threads(compute):
+    """``compute()`` gives bitwise the same array on one and on two of Numba's threads."""
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        try:
+            results.append(compute())
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    np.testing.assert_array_equal(results[0], results[1])

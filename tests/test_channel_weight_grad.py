@@ -2,11 +2,10 @@
 float64 reference over padding modes, strides, dilations, groups, channel counts that leave blocks
 partly empty and odd extents; NaN and Inf where the definition puts them; bitwise the same for 1 and 2
 threads; and where the gradient routes take it."""
-import numba
 import numpy as np
 import pytest
 
-from checks import MODES, pads_fit, random_operands
+from checks import MODES, assert_bitwise_for_one_and_two_threads, pads_fit, random_operands
 from numba_conv3d import conv3d_weight, plan_conv3d
 from numba_conv3d.cpu import channel_weight_grad
 from reference import weight_gradient_reference
@@ -69,14 +68,7 @@ def test_nan_and_inf_reach_every_tap_that_reads_them():
 def test_bitwise_the_same_for_one_and_two_threads():
     rng = np.random.default_rng(7)
     x, g = _operands(rng, (2, 24, 3, 6, 5), (48, 24, 3, 3, 3), {"padding": 1}, np.float32)
-    results = []
-    for threads in (1, 2):
-        numba.set_num_threads(threads)
-        try:
-            results.append(_gradient(x, g, (48, 24, 3, 3, 3), {"padding": 1}))
-        finally:
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    np.testing.assert_array_equal(results[0], results[1])
+    assert_bitwise_for_one_and_two_threads(lambda: _gradient(x, g, (48, 24, 3, 3, 3), {"padding": 1}))
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, expected", [

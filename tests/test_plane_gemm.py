@@ -2,12 +2,11 @@
 padding modes along D, depth strides and dilations, groups, batches and odd extents; NaN and Inf where
 the definition puts them (an Inf weight times zero padding included); bitwise the same for 1 and 2
 threads; where the planner takes them and which arguments they do not serve."""
-import numba
 import numpy as np
 import pytest
 
-from checks import (MODES, assert_forced_algorithm_within, assert_matches_reference, mode_cases,
-                    random_operands)
+from checks import (MODES, assert_bitwise_for_one_and_two_threads, assert_forced_algorithm_within,
+                    assert_matches_reference, mode_cases, random_operands)
 from numba_conv3d import conv3d, conv3d_input, plan_conv3d
 from numba_conv3d.cpu import plane_gemm
 from reference import conv3d_reference
@@ -55,14 +54,7 @@ def test_an_inf_weight_times_zero_padding_is_nan_as_in_torch():
 def test_bitwise_the_same_for_one_and_two_threads():
     rng = np.random.default_rng(7)
     x, w, b = random_operands(rng, (2, 32, 6, 9, 11), (48, 32, 3, 1, 1), True, np.float32)
-    results = []
-    for threads in (1, 2):
-        numba.set_num_threads(threads)
-        try:
-            results.append(conv3d(x, w, b, padding=(1, 0, 0), algorithm="plane-gemm"))
-        finally:
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    np.testing.assert_array_equal(results[0], results[1])
+    assert_bitwise_for_one_and_two_threads(lambda: conv3d(x, w, b, padding=(1, 0, 0), algorithm="plane-gemm"))
 
 
 @pytest.mark.parametrize("mode", MODES)

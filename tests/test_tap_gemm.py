@@ -2,12 +2,11 @@
 float64 reference and torch over padding modes, strides, dilations, groups and odd extents, NaN and Inf
 where the definition puts them, bitwise the same for 1 and 2 threads, and where the planner takes
 them."""
-import numba
 import numpy as np
 import pytest
 
-from checks import (MODES, assert_forced_algorithm_within, assert_matches_reference, mode_cases,
-                    random_operands)
+from checks import (MODES, assert_bitwise_for_one_and_two_threads, assert_forced_algorithm_within,
+                    assert_matches_reference, mode_cases, random_operands)
 from numba_conv3d import conv3d, conv3d_input, conv3d_weight, plan_conv3d
 from numba_conv3d.cpu import blas, channel_weight_grad, execute_flipped, tap_gemm
 from numba_conv3d.cpu.gradients import flipped_transpose
@@ -169,14 +168,7 @@ def test_nan_and_inf_reach_the_outputs_whose_taps_read_them():
 def test_bitwise_the_same_for_one_and_two_threads_and_any_chunking(monkeypatch):
     rng = np.random.default_rng(7)
     x, w, b = random_operands(rng, (2, 32, 3, 6, 5), (48, 32, 3, 3, 3), True, np.float32)
-    results = []
-    for threads in (1, 2):
-        numba.set_num_threads(threads)
-        try:
-            results.append(conv3d(x, w, b, padding=1, algorithm="tap-gemm"))
-        finally:
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    np.testing.assert_array_equal(results[0], results[1])
+    assert_bitwise_for_one_and_two_threads(lambda: conv3d(x, w, b, padding=1, algorithm="tap-gemm"))
     monkeypatch.setattr(tap_gemm, "TAP_GEMM_MAX_CHUNKS", 1)
     assert_matches_reference(conv3d(x, w, b, padding=1, algorithm="tap-gemm"), x, w, b, padding=1)
 

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..parallelism import safe_to_run
-from . import channel_weight_grad, gemm, tap_gemm
+from . import channel_weight_grad, execute_flipped, gemm, tap_gemm
 from .input_grad import padded_input_grad
 from .pad_fold import fold_padding
 from .weight_grad import weight_grad
@@ -113,8 +113,6 @@ def correlates_flipped(plan):
 def correlate_flipped(plan, grad, weight, bias):
     """``plan`` run on ``grad`` and ``flipped_transpose(weight, plan.groups, False)`` without that copy:
     each tap's product reads the mirrored tap's packed weights transposed."""
-    from . import execute_flipped
-
     return execute_flipped(plan, grad, weight, bias)
 
 

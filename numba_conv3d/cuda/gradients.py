@@ -73,8 +73,8 @@ def _flipped_taps(taps):
 
 
 def correlates_flipped(plan):
-    """Whether a correlation with the flipped weight runs from the unflipped one: never on the GPU,
-    whose flipped copy costs little (see ``cpu/gradients.py``)."""
+    """Whether a correlation with the flipped weight runs from the unflipped one (see
+    ``cpu/gradients.py``): never on the GPU, whose kernels read the flipped copy the flip kernel makes."""
     return False
 
 
