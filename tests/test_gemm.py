@@ -89,7 +89,7 @@ def test_weight_gradient_is_a_matrix_product_for_many_output_channels(input_shap
     ((1, 8, 2, 3, 3), (128, 8, 1, 2, 2), {}, None),  # a reduction of 8 input channels x 4 taps
     ((1, 32, 16, 56, 56), (64, 32, 1, 1, 1), {}, "gemm"),  # pointwise: the input is the matrix
     ((1, 4, 16, 56, 56), (64, 4, 1, 1, 1), {}, None),  # pointwise from 4 channels
-    ((1, 576, 4, 14, 14), (256, 576, 3, 1, 1), dict(padding=(1, 0, 0)), "gemm"),  # R(2+1)D temporal
+    ((1, 576, 4, 14, 14), (256, 576, 3, 1, 1), dict(padding=(1, 0, 0)), None),  # R(2+1)D temporal: planes
     ((1, 256, 4, 14, 14), (256, 256, 3, 3, 3), dict(padding=1), None),  # the same positions, 27 taps
     ((1, 288, 8, 28, 28), (128, 288, 3, 1, 1), dict(padding=(1, 0, 0)), None),  # 49 positions/channel
 ])

@@ -73,6 +73,7 @@ def test_the_input_gradient_takes_it_where_the_correlation_would(mode):
 
 @pytest.mark.parametrize("input_shape, weight_shape, kwargs, expected", [
     ((1, 288, 8, 28, 28), (128, 288, 3, 1, 1), {"padding": (1, 0, 0)}, True),
+    ((1, 576, 4, 14, 14), (256, 576, 3, 1, 1), {"padding": (1, 0, 0)}, True),  # GEMM's before
     ((1, 460, 8, 14, 14), (256, 460, 3, 1, 1), {"padding": (1, 0, 0), "stride": (2, 1, 1)}, True),
     ((1, 144, 16, 56, 56), (64, 144, 3, 1, 1), {"padding": (1, 0, 0)}, False),  # 64 output channels
     ((1, 1152, 2, 7, 7), (512, 1152, 3, 1, 1), {"padding": (1, 0, 0)}, False),  # 98 positions
