@@ -669,17 +669,24 @@ def host_profile():
     return found
 
 
-def main():
+def start_session(name, *flags):
+    """Parse a session script's arguments (OUT, --quick, --skip SECTION ..., and the boolean ``flags``),
+    record results to OUT/``name``.json, turn torch's TF32 off and record the machine: the arguments."""
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--training", action="store_true")
+    for flag in ("--quick",) + flags:
+        parser.add_argument(flag, action="store_true")
     parser.add_argument("--skip", nargs="*", default=())
     args = parser.parse_args()
-    OUT_FILE.append(f"{args.out}/cuda_session.json")
+    OUT_FILE.append(f"{args.out}/{name}.json")
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     machine()
+    return args
+
+
+def main():
+    args = start_session("cuda_session", "--training")
     peak = RESULTS["machine"].get("fp32_gemm_tflops", 51.0)
     if "correctness" not in args.skip:
         correctness(80 if args.quick else 200)

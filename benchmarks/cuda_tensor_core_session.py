@@ -17,7 +17,6 @@ Usage (on the GPU machine): python benchmarks/cuda_tensor_core_session.py OUT_DI
 Writes OUT_DIR/cuda_tensor_core_session.json and prints the tables; each section survives a failure of
 another, and the long ones stop at a time limit.
 """
-import argparse
 import functools
 import json
 import math
@@ -26,8 +25,8 @@ import time
 
 import numpy as np
 import torch
-from cuda_session import (OUT_FILE, RESULTS, _class_of, _random_case, _torch_conv, alternating_ms, gpu_ms,
-                          machine, section, sweep_layers, sweep_result)
+from cuda_session import (RESULTS, _class_of, _random_case, _torch_conv, alternating_ms, gpu_ms,
+                          section, start_session, sweep_layers, sweep_result)
 
 from numba_conv3d import conv3d, cuda_config, plan_cache
 from numba_conv3d.bench_cases import CUDA_SUITE
@@ -226,15 +225,7 @@ def forward(ceiling, limit_s=150.0):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("out")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--skip", nargs="*", default=())
-    args = parser.parse_args()
-    OUT_FILE.append(f"{args.out}/cuda_tensor_core_session.json")
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    machine()
+    args = start_session("cuda_tensor_core_session")
     ceilings()
     if "correctness" not in args.skip:
         correctness(40 if args.quick else 150)
