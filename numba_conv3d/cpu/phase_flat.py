@@ -24,6 +24,7 @@ from ..config import FLAT_VECTORS
 from ..shape_rules import ceil_div
 from .row_blocked import per_channel_operands
 from .simd import fma_block, splat_channels, store_block, vector_lanes, zero_block
+from .simd_masked import copy_elements
 from .slab import index_maps
 
 
@@ -109,8 +110,11 @@ def _gather_phases(x, n, c0, channels, sources, phases):
                 for r in range(rows.shape[1]):
                     if rows[ab, r] >= 0:
                         row = channel + rows[ab, r]
-                        for k in range(first, last):
-                            phases[at + k] = flat[row + shift + k * step]
+                        if step == 1:
+                            copy_elements(phases, at + first, flat, row + shift + first, last - first)
+                        else:
+                            for k in range(first, last):
+                                phases[at + k] = flat[row + shift + k * step]
                         for k in range(first):
                             if columns[e, k] >= 0:
                                 phases[at + k] = flat[row + columns[e, k]]
@@ -129,8 +133,7 @@ def _store_cropped(sums, extents, out_flat, first_row, out_size):
         for oh in range(out_height):
             source = (od * extents[1] + oh) * extents[2]
             target = (first_row + od * out_height + oh) * out_width
-            for ow in range(out_width):
-                out_flat[target + ow] = sums[source + ow]
+            copy_elements(out_flat, target, sums, source, out_width)
 
 
 @njit(parallel=True, cache=True)

@@ -9,9 +9,10 @@ C-contiguous memory at element offsets, extents guaranteed by the callers.
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, register_jitable
 
-from .simd import _element_pointer, _fma, _is_literal_int, _overload_suffix, _splat, _vectors_at
+from .simd import (_element_pointer, _fma, _is_literal_int, _lanes, _overload_suffix, _splat, _vectors_at,
+                   vector_lanes)
 
 
 def _lane_mask(builder, valid, lanes):
@@ -34,6 +35,47 @@ def _masked_vectors_at(context, builder, array_type, array, offsets, vector_type
     return [builder.call(function, [builder.bitcast(_element_pointer(context, builder, array_type, array, at),
                                                     vector_type.as_pointer()), alignment, mask, zero])
             for at in offsets]
+
+
+def _masked_store(context, builder, array_type, array, at, vector, mask):
+    """Store the lanes of ``vector`` that ``mask`` selects at element offset ``at`` of ``array``
+    (``llvm.masked.store``: the other lanes' memory is not touched)."""
+    vector_type = vector.type
+    store = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [vector_type, vector_type.as_pointer(), ir.IntType(32),
+                                                        mask.type]),
+        f"llvm.masked.store.{_overload_suffix(vector_type)}.p0")
+    pointer = builder.bitcast(_element_pointer(context, builder, array_type, array, at), vector_type.as_pointer())
+    builder.call(store, [vector, pointer, ir.Constant(ir.IntType(32), 1), mask])
+
+
+@intrinsic
+def copy_lanes(typingctx, target, t_start, source, s_start, valid):
+    """``target[t_start + k] = source[s_start + k]`` for ``k < valid`` (at most one vector's lanes):
+    one masked load and one masked store, no other element read or written."""
+    if target.dtype != source.dtype:
+        return None
+
+    def codegen(context, builder, signature, args):
+        target, t_start, source, s_start, valid = args
+        vector_type = ir.VectorType(context.get_value_type(signature.args[0].dtype),
+                                    _lanes(signature.args[0].dtype))
+        loaded = _masked_vectors_at(context, builder, signature.args[2], source, [s_start], vector_type,
+                                    valid)[0]
+        _masked_store(context, builder, signature.args[0], target, t_start, loaded,
+                      _lane_mask(builder, valid, vector_type.count))
+        return context.get_dummy_value()
+
+    return types.none(target, t_start, source, s_start, valid), codegen
+
+
+@register_jitable
+def copy_elements(target, t_start, source, s_start, count):
+    """``target[t_start : t_start + count] = source[s_start : s_start + count]`` by whole and masked
+    vectors: short runs (rows of a few columns) without a scalar loop's per-element cost."""
+    lanes = vector_lanes(target)
+    for k in range(0, count, lanes):
+        copy_lanes(target, t_start + k, source, s_start + k, min(lanes, count - k))
 
 
 def _outer_fma(block, channels, valid):
@@ -125,10 +167,6 @@ def store_channel_rows(typingctx, block, array, start, channel_step, row_step, v
         vector_type = context.get_value_type(block.dtype)
         lanes, count = block.dtype.lanes, vectors.literal_value
         width, positions = columns.literal_value, block.count // vectors.literal_value
-        arguments = [vector_type, vector_type.as_pointer(), ir.IntType(32),
-                     ir.VectorType(ir.IntType(1), lanes)]
-        store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), arguments),
-                                               f"llvm.masked.store.{_overload_suffix(vector_type)}.p0")
         zero = ir.Constant(vector_type, None)
         for first in range(0, positions, lanes):
             rows = range(first // width, (min(first + lanes, positions) - 1) // width + 1)
@@ -152,10 +190,7 @@ def store_channel_rows(typingctx, block, array, start, channel_step, row_step, v
                                                  likely=True):
                                 row_at = builder.add(at, builder.add(builder.mul(row_step, row_step.type(r)),
                                                                      start.type(first - r * width)))
-                                pointer = builder.bitcast(_element_pointer(
-                                    context, builder, signature.args[1], array, row_at),
-                                    vector_type.as_pointer())
-                                builder.call(store, [row, pointer, ir.Constant(ir.IntType(32), 1), mask])
+                                _masked_store(context, builder, signature.args[1], array, row_at, row, mask)
         return context.get_dummy_value()
 
     return types.none(block, array, start, channel_step, row_step, valid_channels, valid_rows,
