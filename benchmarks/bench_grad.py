@@ -18,6 +18,7 @@ import numpy as np
 from numba_conv3d import conv3d
 from numba_conv3d.environment import describe
 from numba_conv3d.grad import conv3d_backward, conv3d_input, conv3d_weight
+from numba_conv3d.steady_memory import keep_freed_memory_mapped
 
 # name -> (input shape, weight shape, conv3d keyword arguments); float32, with bias
 CASES = {
@@ -119,6 +120,7 @@ def main():
             torch.set_num_threads(args.threads)
         except ImportError:
             pass
+    keep_freed_memory_mapped()
     records = [run_case(name, args.repeat) for name in (args.case or CASES)]
     print(format_table(records))
     if args.json:

@@ -8,7 +8,7 @@ import numba
 from numba_conv3d.bench_cases import FULL_SUITES, LARGE_KERNEL_SUITES, SUITES, BenchCase
 from numba_conv3d.benchmark import SETTLE_SECONDS, format_report, gemm_peak_gflops, peak_precision, run_suite
 from numba_conv3d.environment import cuda_devices, describe
-from numba_conv3d.network_bench import format_networks, run_networks
+from numba_conv3d.network_bench import TIMINGS, format_networks, run_networks
 from numba_conv3d.networks import NETWORKS, network_layers
 
 from .options import checked, conv_kwargs, problem_options
@@ -64,6 +64,10 @@ def _progress(quiet):
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --suite networks: the batch size of the networks' input.")
 @click.option("--forward-only", is_flag=True, help="With --suite networks: time forward passes only.")
+@click.option("--timing", type=click.Choice(TIMINGS), default="network", show_default=True,
+              help="With --suite networks: 'network' times each side's layers back to back in network "
+                   "order, as a network runs them (a pause of --settle before each pass); 'layer' times "
+                   "each layer alone, a pause before every run (threads then wake for every layer).")
 @problem_options(required=False)
 @click.option("--backend", type=click.Choice(sorted(SUITES)), default="cpu", show_default=True,
               help="Run on the CPU (NumPy arrays) or a CUDA GPU (device arrays; the peer is torch "
@@ -82,9 +86,9 @@ def _progress(quiet):
                    "--suite networks) and % of the measured GEMM peak; needs matplotlib (the 'plot' "
                    "extra).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def bench(names, list_cases, full, suite, network_names, batch, forward_only, input_shape, weight_shape,
-          stride, padding, dilation, groups, padding_mode, no_bias, dtype, backend, threads, repeat, warmup,
-          settle, json_path, plot_path, quiet):
+def bench(names, list_cases, full, suite, network_names, batch, forward_only, timing, input_shape,
+          weight_shape, stride, padding, dilation, groups, padding_mode, no_bias, dtype, backend, threads,
+          repeat, warmup, settle, json_path, plot_path, quiet):
     """Time convolutions: ours and torch alternating in one process (a pause of --settle before each
     timed run), medians.
 
@@ -108,8 +112,8 @@ def bench(names, list_cases, full, suite, network_names, batch, forward_only, in
     if plot_path:
         _check_matplotlib()
     if suite == "networks":
-        _networks(network_names, batch, forward_only, list_cases, backend, threads, repeat, warmup, settle,
-                  json_path, plot_path, quiet, dtype)
+        _networks(network_names, batch, forward_only, timing, list_cases, backend, threads, repeat, warmup,
+                  settle, json_path, plot_path, quiet, dtype)
         return
     suites = {"full": FULL_SUITES, "large-kernels": LARGE_KERNEL_SUITES}.get("full" if full else suite,
                                                                              SUITES)
@@ -152,8 +156,8 @@ def _check_matplotlib():
         raise click.UsageError("--plot needs matplotlib: pip install 'numba_conv3d[plot]'") from None
 
 
-def _networks(names, batch, forward_only, list_layers, backend, threads, repeat, warmup, settle, json_path,
-              plot_path, quiet, dtype):
+def _networks(names, batch, forward_only, timing, list_layers, backend, threads, repeat, warmup, settle,
+              json_path, plot_path, quiet, dtype):
     if backend != "cpu":
         raise click.UsageError("--suite networks runs on the CPU only")
     names = names or tuple(NETWORKS)
@@ -166,7 +170,7 @@ def _networks(names, batch, forward_only, list_layers, backend, threads, repeat,
     progress = _progress(quiet)
     try:
         results = run_networks(names, batch, repeat, warmup, threads, settle, not forward_only,
-                               lambda pairs: progress(_Named(pairs)), dtype)
+                               lambda pairs: progress(_Named(pairs)), dtype, timing)
     except Exception as err:  # noqa: BLE001 - report the reason, not a traceback
         raise click.ClickException(f"the benchmark failed: {type(err).__name__}: {err}") from None
     click.echo(format_networks(results, not forward_only))

@@ -15,6 +15,7 @@ import numpy as np
 from .api import conv3d
 from .bench_cases import BenchCase
 from .precision import named_dtype, widen
+from .steady_memory import keep_freed_memory_mapped
 
 
 # Pause before each timed run, so that it starts with the other side's worker threads idle: torch's
@@ -328,7 +329,7 @@ def run_suite(cases, repeat=5, warmup=3, threads=None, progress=iter, backend="c
     """Run ``cases`` on ``backend``; return the GEMM peak per real precision and the results.
 
     ``progress`` wraps the iteration over cases (a progress bar, say); ``settle`` is
-    :func:`run_case`'s.
+    :func:`run_case`'s. Freed memory stays mapped meanwhile (``steady_memory``).
 
     Returns
     -------
@@ -336,6 +337,7 @@ def run_suite(cases, repeat=5, warmup=3, threads=None, progress=iter, backend="c
         GFLOP/s of a square GEMM, keyed by :func:`peak_precision` (None where unmeasured).
     results : list of BenchResult
     """
+    keep_freed_memory_mapped()
     peaks, results = {}, []
     for case in progress(cases):
         precision = peak_precision(case.dtype)

@@ -1,15 +1,22 @@
 """The networks suite: every convolution layer of real 3-D networks (``networks.py``), ours and torch
 side by side, forward and forward + backward, summed per network.
 
-Each distinct layer is timed as ``benchmark.py`` times a case: first call apart, warm-up runs, then
-runs of ours and torch alternating in one process (a pause of ``settle`` before each), medians; a
-network's time is the sum over its layers of median x count. The training step of a layer is its
+Each distinct layer's first call is timed apart (compilation). Then, by default (``timing="network"``),
+each side runs the network's layers back to back in their order, as a network runs them: rounds in
+which ours and torch take turns (which goes first alternates) with a pause of ``settle`` before each
+side's pass, medians per layer over the rounds. With ``timing="layer"`` each layer is timed alone as
+``benchmark.py`` times a case, a pause before every run: each layer then starts with idle threads
+(Numba's tbb workers join a parallel call up to milliseconds late after such a pause, torch's OpenMP
+threads less so), which makes short layers slower on both sides than inside a network. A network's
+time is the sum over its layers of median x count. The training step of a layer is its
 forward plus the gradients a training step computes (weight, bias, and input unless the layer reads
 the data), on both sides: ours through ``conv3d_input`` / ``conv3d_weight`` / ``conv3d_bias`` (a
 transposed layer's input gradient is a forward ``conv3d``), torch's through autograd.
 """
 import math
+import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +26,7 @@ from .benchmark import SETTLE_SECONDS, _Device, _thread_count, _torch, median_ti
 from .grad import conv3d_bias, conv3d_input, conv3d_weight
 from .networks import NETWORKS, network_layers
 from .precision import named_dtype
+from .steady_memory import keep_freed_memory_mapped
 from .transposed import conv_transpose3d
 
 
@@ -125,15 +133,23 @@ class LayerResult:
                 "max_relative_difference": self.max_relative_difference}
 
 
-def time_layer(layer, repeat=5, warmup=2, settle=SETTLE_SECONDS, training=True, dtype="float32"):
-    """Time one layer on the CPU in ``dtype`` (torch in the same): ours and torch alternating, forward
-    then training step.
+@dataclass
+class _PreparedLayer:
+    """A layer's operands bound into callables per side (name: (forward, training step)), its first
+    call's seconds (ours, compilation included) and our forward's difference from torch's."""
 
-    Returns
-    -------
-    LayerResult
-    """
-    device = _Device("cpu")
+    layer: object
+    sides: dict
+    first_s: float
+    difference: float | None
+
+    def result(self, forward, steps):
+        """The LayerResult of median seconds ``forward`` and ``steps`` (by side name)."""
+        return LayerResult(self.layer, forward["ours"], steps["ours"], self.first_s, forward.get("torch"),
+                           steps.get("torch"), self.difference)
+
+
+def _prepare(layer, training, dtype):
     x, w, b, g = _operands(layer, dtype)
     ours_forward, ours_training = _ours(layer, x, w, b, g)
     start = time.perf_counter()
@@ -149,11 +165,54 @@ def time_layer(layer, repeat=5, warmup=2, settle=SETTLE_SECONDS, training=True, 
         reference = sides["torch"][0]().double().numpy()
         scale = float(np.abs(reference).max()) or 1.0
         difference = float(np.abs(ours_forward().astype(np.float64) - reference).max()) / scale
+    return _PreparedLayer(layer, sides, first, difference)
+
+
+def time_layer(layer, repeat=5, warmup=2, settle=SETTLE_SECONDS, training=True, dtype="float32"):
+    """Time one layer alone on the CPU in ``dtype`` (torch in the same): ours and torch alternating,
+    a pause of ``settle`` before each run, forward then training step.
+
+    Returns
+    -------
+    LayerResult
+    """
+    device = _Device("cpu")
+    prepared = _prepare(layer, training, dtype)
+    sides = prepared.sides
     forward = median_times({name: pair[0] for name, pair in sides.items()}, repeat, warmup, settle, device)
     steps = (median_times({name: pair[1] for name, pair in sides.items()}, repeat, warmup, settle, device)
              if training else dict.fromkeys(sides))
-    return LayerResult(layer, forward["ours"], steps["ours"], first, forward.get("torch"), steps.get("torch"),
-                       difference)
+    return prepared.result(forward, steps)
+
+
+def _medians_in_network_order(prepared, which, repeat, warmup, settle, device):
+    """Per layer, the median seconds of each side's callable ``which`` (0: forward, 1: training step):
+    ``warmup`` untimed then ``repeat`` timed rounds, in which each side in turn (the first alternating)
+    runs every layer in order after one pause of ``settle``."""
+    names = list(prepared[0].sides)
+    times = {name: [[] for _ in prepared] for name in names}
+    for round_ in range(warmup + repeat):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            time.sleep(settle)
+            for at, layer in enumerate(prepared):
+                seconds = device.seconds(layer.sides[name][which])
+                if round_ >= warmup:
+                    times[name][at].append(seconds)
+    return [{name: statistics.median(times[name][at]) for name in names} for at in range(len(prepared))]
+
+
+def time_network(prepared, repeat=5, warmup=2, settle=SETTLE_SECONDS, training=True):
+    """Time a network's prepared layers back to back in network order (see the module's docstring).
+
+    Returns
+    -------
+    list of LayerResult
+    """
+    device = _Device("cpu")
+    forward = _medians_in_network_order(prepared, 0, repeat, warmup, settle, device)
+    steps = (_medians_in_network_order(prepared, 1, repeat, warmup, settle, device) if training
+             else [dict.fromkeys(layer.sides) for layer in prepared])
+    return [layer.result(f, s) for layer, f, s in zip(prepared, forward, steps)]
 
 
 @dataclass
@@ -163,6 +222,7 @@ class NetworkResult:
     name: str
     batch: int
     layers: list
+    timing: str = "network"
 
     def total(self, attribute):
         """Sum over the layers of ``attribute`` (a LayerResult's seconds) x count; None where absent."""
@@ -177,31 +237,48 @@ class NetworkResult:
         return theirs / self.total(f"ours_{kind}_s") if theirs else None
 
     def as_dict(self):
-        return {"network": self.name, "batch": self.batch,
+        return {"network": self.name, "batch": self.batch, "timing": self.timing,
                 "ours_forward_ms": _milliseconds(self.total("ours_forward_s")),
                 "ours_training_ms": _milliseconds(self.total("ours_training_s")),
                 "forward_ratio": self.ratio("forward"), "training_ratio": self.ratio("training"),
                 "layers": [r.as_dict() for r in self.layers]}
 
 
+TIMINGS = ("network", "layer")
+_TIMING_NOTES = {"network": "each side runs a network's layers back to back in network order, a pause "
+                            "before each pass",
+                 "layer": "each layer alone, a pause before each run"}
+
+
 def run_networks(names=None, batch=1, repeat=5, warmup=2, threads=None, settle=SETTLE_SECONDS,
-                 training=True, progress=iter, dtype="float32"):
+                 training=True, progress=iter, dtype="float32", timing="network"):
     """Time every distinct layer of the networks ``names`` (default: all of ``NETWORKS``) at ``batch``,
-    in ``dtype``.
+    in ``dtype``: in network order, or each layer alone (``timing``, see the module's docstring).
 
     ``progress`` wraps the iteration over (network, layer) pairs; ``threads`` sets Numba's and torch's
-    thread count for the run. Without ``training``, only forward passes are timed.
+    thread count for the run. Without ``training``, only forward passes are timed. Freed memory stays
+    mapped meanwhile (``steady_memory``).
 
     Returns
     -------
     list of NetworkResult
     """
+    if timing not in TIMINGS:
+        raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
     names = list(NETWORKS) if names is None else list(names)
     pairs = [(name, layer) for name in names for layer in network_layers(name, batch)]
-    results = {name: NetworkResult(name, batch, []) for name in names}
+    layer_counts = Counter(name for name, _ in pairs)
+    keep_freed_memory_mapped()
+    results = {name: NetworkResult(name, batch, [], timing) for name in names}
+    prepared = {name: [] for name in names}
     with _thread_count(threads):
         for name, layer in progress(pairs):
-            results[name].layers.append(time_layer(layer, repeat, warmup, settle, training, dtype))
+            if timing == "layer":
+                results[name].layers.append(time_layer(layer, repeat, warmup, settle, training, dtype))
+                continue
+            prepared[name].append(_prepare(layer, training, dtype))
+            if len(prepared[name]) == layer_counts[name]:
+                results[name].layers = time_network(prepared.pop(name), repeat, warmup, settle, training)
     return list(results.values())
 
 
@@ -260,4 +337,6 @@ def format_networks(results, training=True):
     forward = geometric_mean(n.ratio("forward") for n in results)
     step = geometric_mean(n.ratio("training") for n in results) if training else None
     lines.append(f"{'geometric mean':14} {_ratio(forward):>8} {_ratio(step):>8}")
+    timings = {network.timing for network in results}
+    lines.append("timing: " + "; ".join(_TIMING_NOTES[timing] for timing in TIMINGS if timing in timings))
     return "\n".join(lines)

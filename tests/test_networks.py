@@ -72,8 +72,10 @@ def tiny_network(monkeypatch):
     return "tiny"
 
 
-def test_harness_times_each_distinct_layer_and_sums_by_count(tiny_network):
-    (result,) = network_bench.run_networks([tiny_network], repeat=1, warmup=0, settle=0)
+@pytest.mark.parametrize("timing", network_bench.TIMINGS)
+def test_harness_times_each_distinct_layer_and_sums_by_count(tiny_network, timing):
+    (result,) = network_bench.run_networks([tiny_network], repeat=1, warmup=0, settle=0, timing=timing)
+    assert result.timing == timing and result.as_dict()["timing"] == timing
     assert [r.layer.name for r in result.layers] == ["conv", "down", "up", "again"]
     assert [r.layer.count for r in result.layers] == [1, 1, 1, 2]
     expected = sum(r.ours_forward_s * r.layer.count for r in result.layers)
@@ -83,6 +85,12 @@ def test_harness_times_each_distinct_layer_and_sums_by_count(tiny_network):
         assert all(r.training_ratio > 0 for r in result.layers)
     report = network_bench.format_networks([result])
     assert "tiny (batch 1)" in report and "geometric mean" in report
+    assert ("network order" in report) == (timing == "network")
+
+
+def test_harness_refuses_an_unknown_timing(tiny_network):
+    with pytest.raises(ValueError, match="timing must be one of"):
+        network_bench.run_networks([tiny_network], timing="pass")
 
 
 def test_cli_networks_suite_prints_json_and_plot(tiny_network, tmp_path, monkeypatch):

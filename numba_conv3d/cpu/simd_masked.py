@@ -45,7 +45,8 @@ def _masked_store(context, builder, array_type, array, at, vector, mask):
         builder.module, ir.FunctionType(ir.VoidType(), [vector_type, vector_type.as_pointer(), ir.IntType(32),
                                                         mask.type]),
         f"llvm.masked.store.{_overload_suffix(vector_type)}.p0")
-    pointer = builder.bitcast(_element_pointer(context, builder, array_type, array, at), vector_type.as_pointer())
+    pointer = builder.bitcast(_element_pointer(context, builder, array_type, array, at),
+                              vector_type.as_pointer())
     builder.call(store, [vector, pointer, ir.Constant(ir.IntType(32), 1), mask])
 
 
