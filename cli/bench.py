@@ -90,7 +90,7 @@ def bench(names, list_cases, full, suite, network_names, batch, forward_only, ti
           weight_shape, stride, padding, dilation, groups, padding_mode, no_bias, dtype, backend, threads,
           repeat, warmup, settle, json_path, plot_path, quiet):
     """Time convolutions: ours and torch alternating in one process (a pause of --settle before each
-    timed run), medians.
+    timed run; with --suite networks, by default before each pass over a network's layers), medians.
 
     With no options, runs the CPU suite (about a minute on 2 cores, compilation included). The table
     shows median ms of ours and torch (absent when torch is not installed), the ratio torch/ours

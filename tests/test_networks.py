@@ -100,10 +100,12 @@ def test_cli_networks_suite_prints_json_and_plot(tiny_network, tmp_path, monkeyp
     pytest.importorskip("matplotlib", reason="--plot needs matplotlib (the plot extra)")
     out, picture = tmp_path / "networks.json", tmp_path / "networks.png"
     result = runner.invoke(main, ["bench", "--suite", "networks", "--network", "r3d_18", "--forward-only",
-                                  "--repeat", "1", "--warmup", "0", "--quiet", "--json", str(out),
-                                  "--plot", str(picture)], catch_exceptions=False)
+                                  "--timing", "layer", "--repeat", "1", "--warmup", "0", "--quiet", "--json",
+                                  str(out), "--plot", str(picture)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "r3d_18" in result.output and "geometric mean" in result.output
+    assert "each layer alone" in result.output
     record = json.loads(out.read_text())
     assert record["networks"][0]["network"] == "r3d_18" and len(record["networks"][0]["layers"]) == 11
+    assert record["networks"][0]["timing"] == "layer"
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
