@@ -100,6 +100,14 @@ def test_a_product_of_one_piece_stays_on_the_calling_thread(monkeypatch):
     np.testing.assert_array_equal(blas.matmul(a, b), np.matmul(a, b))
 
 
+def test_a_product_openblas_never_threads_sets_no_thread_count(monkeypatch):
+    _openblas_or_skip()
+    monkeypatch.setattr(blas, "one_thread", lambda library: pytest.fail("a thread count set for 432 MACs"))
+    a, b = _operands(8, 54, 1, False, np.float32)
+    assert 8 * 54 * 1 <= blas.CALLER_ONLY_MACS
+    np.testing.assert_array_equal(blas.matmul(a, b), np.matmul(a, b))
+
+
 def test_a_product_cblas_cannot_read_in_place_is_numpys(monkeypatch):
     openblas = _openblas_or_skip()
     monkeypatch.setattr(blas, "run_pieces", lambda *table: pytest.fail("CBLAS took a strided operand"))

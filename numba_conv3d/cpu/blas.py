@@ -39,6 +39,11 @@ SMALL_PRODUCT_FLOPS = 4e6
 # Pieces start at multiples of PIECE_ALIGNMENT rows (or columns), so that they hold whole tiles of the
 # GEMM kernels' unrolling (216 rows in pieces of 54: 0.56 ms; 64, 48, 64, 40: 0.37 ms).
 PIECE_ALIGNMENT = 16
+# OpenBLAS computes a product of at most 4 x 65536 multiply-adds (m x n x k: SMP_THRESHOLD_MIN x
+# GEMM_MULTITHREAD_THRESHOLD in its interface/gemm.c) on the calling thread whatever its thread count;
+# products up to a quarter of that skip setting the count (X3D's squeeze-excitation layers: blas.matmul
+# 6 -> 2 us per call in a loop, 40-60 -> 15-20 us right after a large layer).
+CALLER_ONLY_MACS = 65536
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,7 @@ def matmul(a, b, out=None):
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
     library = openblas()
-    if library is None:
+    if library is None or a.shape[0] * a.shape[1] * b.shape[1] <= CALLER_ONLY_MACS:
         with np.errstate(all="ignore"):
             return np.matmul(a, b, out=out)
     pieces = _split(a, b, out)
