@@ -150,6 +150,8 @@ class _PreparedLayer:
 
 
 def _prepare(layer, training, dtype):
+    """``layer``'s operands in ``dtype`` and its callables per side, our first call (and training step)
+    timed, and our forward compared with torch's."""
     x, w, b, g = _operands(layer, dtype)
     ours_forward, ours_training = _ours(layer, x, w, b, g)
     start = time.perf_counter()
@@ -202,7 +204,8 @@ def _medians_in_network_order(prepared, which, repeat, warmup, settle, device):
 
 
 def time_network(prepared, repeat=5, warmup=2, settle=SETTLE_SECONDS, training=True):
-    """Time a network's prepared layers back to back in network order (see the module's docstring).
+    """Time a network's layers, ``prepared`` in order by ``_prepare``, back to back in network order
+    (see the module's docstring).
 
     Returns
     -------
