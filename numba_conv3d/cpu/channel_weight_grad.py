@@ -27,7 +27,7 @@ from ..config import (CHANNEL_WEIGHT_GRAD_CHUNK, CHANNEL_WEIGHT_GRAD_COLUMNS, CH
 from ..shape_rules import round_up
 from .register_blocks import skips_padding
 from .simd import fma_tile, load_block, store_block, vector_lanes, zero_block
-from .slab import index_map
+from .slab import index_map, tap_sources
 from .tasks import channel_splits, split_range
 
 COLUMNS = CHANNEL_WEIGHT_GRAD_COLUMNS
@@ -146,8 +146,7 @@ def _kernel(grad_t, padded_x, reads_d, reads_h, out_size, kernel, stride, dilati
 def _reads(source_map, taps, outputs, stride, dilation, skip):
     """(taps, outputs): whether tap k of output j reads the input along one dimension (every pair
     without ``skip``)."""
-    sources = source_map[np.arange(outputs)[None, :] * stride + np.arange(taps)[:, None] * dilation]
-    return (sources >= 0) | (not skip)
+    return (tap_sources(source_map, taps, outputs, stride, dilation) >= 0) | (not skip)
 
 
 def _padded(x, groups, maps, padded, in_per_group):

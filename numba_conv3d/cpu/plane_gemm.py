@@ -20,7 +20,7 @@ from numba import njit, prange
 from . import blas
 from .cblas import AS_STORED, gemm, set_local_threads
 from .register_blocks import skips_padding
-from .slab import index_map
+from .slab import index_map, tap_sources
 
 
 def serves(plan):
@@ -101,8 +101,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     :func:`numba_conv3d.cpu.direct.compute` takes them."""
     taps = weight.shape[2]
     depth_map = index_map(padded[0], pad_front[0], x.shape[2], mode)
-    sources = depth_map[np.arange(out.shape[2])[None, :] * stride[0]
-                        + np.arange(taps)[:, None] * dilation[0]].astype(np.int64)
+    sources = tap_sources(depth_map, taps, out.shape[2], stride[0], dilation[0])
     plane = out.shape[3] * out.shape[4]
     skip = skips_padding(x, weight, padded, mode)
     zeros = np.zeros((0 if skip else weight.shape[1], plane), x.dtype)

@@ -41,6 +41,13 @@ def index_map(padded_extent, pad_front, size, mode):
     return index
 
 
+def tap_sources(source_map, taps, outputs, stride, dilation):
+    """(taps, outputs) int64: the source index (``source_map``'s, -1 for a zero) that tap k of output j
+    reads along one dimension."""
+    return source_map[np.arange(outputs)[None, :] * stride
+                      + np.arange(taps)[:, None] * dilation].astype(np.int64)
+
+
 @njit(cache=True)
 def gather_slab(x, n, c0, origin, first, stop, row0, maps, slab):
     """Fill ``slab[c, (plane - origin) % Z, row, phase, j]`` with padded input at (c0 + c, plane,

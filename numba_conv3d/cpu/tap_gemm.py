@@ -26,7 +26,7 @@ from ..config import (TAP_GEMM_MAX_CHUNKS, TAP_GEMM_PARTIAL_BYTES, TAP_WEIGHT_GR
 from . import blas
 from .cblas import AS_STORED, TRANSPOSED, gemm, set_local_threads
 from .register_blocks import skips_padding
-from .slab import index_map
+from .slab import index_map, tap_sources
 
 
 def serves(plan):
@@ -54,9 +54,9 @@ def tap_ranges(source_map, taps, stride, dilation, outputs, skip_padding=True):
     every output without ``skip_padding``; empty ranges as ``[0, 0)``. Padding lies at the ends, so
     each range is contiguous."""
     ranges = np.zeros((taps, 2), np.int64)
-    positions = np.arange(outputs) * stride
+    sources = tap_sources(source_map, taps, outputs, stride, dilation)
     for tap in range(taps):
-        reads = np.flatnonzero(source_map[positions + tap * dilation] >= -int(not skip_padding))
+        reads = np.flatnonzero(sources[tap] >= -int(not skip_padding))
         if reads.size:
             ranges[tap] = reads[0], reads[-1] + 1
     return ranges
