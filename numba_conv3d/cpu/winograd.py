@@ -45,6 +45,8 @@ from .unlinked import call_apart
 PATCH = 4
 TILE = 2
 PLANE_POINTS = PATCH * PATCH
+# Input channels whose weight points a task of ``transform_weights`` buffers before copying them out.
+_WEIGHT_CHUNK = 32
 _UNSIGNED = np.uint64
 
 
@@ -64,65 +66,76 @@ def tiles_of(output_size, kernel_depth):
     return tuple(ceil_div(extent, step) for extent, step in zip(output_size, tile_shape(kernel_depth)))
 
 
-@register_jitable
-def _kernel_points(g0, g1, g2):
-    """``G`` times one 3-tap row of the kernel: its 4 points."""
-    return g0, (g0 + g1 + g2) * 0.5, (g0 - g1 + g2) * 0.5, g2
+@njit(cache=True, inline='always')
+def _kernel_points(source, first, step, source_row, target, at, target_step, target_row, count):
+    """Rows ``at + i * target_step`` (i < 4, ``target_row`` elements apart) of ``target`` = ``G`` times
+    rows ``first + j * step`` (j < 3, ``source_row`` apart) of ``source``, over their first ``count``
+    elements (one 3-tap dimension of the weight transform)."""
+    for t in range(count):
+        g0 = source[_UNSIGNED(first * source_row + t)]
+        g1 = source[_UNSIGNED((first + step) * source_row + t)]
+        g2 = source[_UNSIGNED((first + 2 * step) * source_row + t)]
+        target[_UNSIGNED(at * target_row + t)] = g0
+        target[_UNSIGNED((at + target_step) * target_row + t)] = (g0 + g1 + g2) * 0.5
+        target[_UNSIGNED((at + 2 * target_step) * target_row + t)] = (g0 - g1 + g2) * 0.5
+        target[_UNSIGNED((at + 3 * target_step) * target_row + t)] = g2
 
 
 @njit(parallel=True, cache=True)
-def transform_weights(weight, groups, block_channels):
+def transform_weights(weight, groups):
     """Weights (C_out, C_in/g, KD, 3, 3), KD 3 or 1 -> their points ``G g G^T`` (g, points, blocks,
-    C_in/g, ``block_channels``), computed in float64 and rounded once; missing channels of a group's
+    C_in/g, ``BLOCK_CHANNELS``), computed in float64 and rounded once; missing channels of a group's
     last block are zeros. Point ``(a * 4 + b) * 4 + k`` is row a of ``G`` along D (a = 0 for KD = 1,
     no transform), b along H, k along W.
 
-    A task computes one channel block's points into a buffer, a channel's points side by side, then
-    copies them out point by point: written straight to their places, the 64 points of a channel lie
-    a power of two apart (for 2^k channels) and evict each other from the caches (256 channels: 7x
-    slower)."""
+    A task transforms one channel block, ``_WEIGHT_CHUNK`` input channels at a time: their taps
+    gathered into rows of (input channel, output channel) pairs, in the order the points are stored,
+    so that each transform runs along rows of ``_WEIGHT_CHUNK * BLOCK_CHANNELS`` elements and the last
+    one writes its points in place."""
     out_channels, in_per_group, kernel_depth = weight.shape[:3]
     out_per_group = out_channels // groups
-    blocks = ceil_div(out_per_group, block_channels)
+    blocks = ceil_div(out_per_group, BLOCK_CHANNELS)
     count = depth_points(kernel_depth) * PLANE_POINTS
-    packed = np.empty((groups, count, blocks, in_per_group, block_channels), weight.dtype)
+    packed = np.empty((groups, count, blocks, in_per_group, BLOCK_CHANNELS), weight.dtype)
+    flat_packed = packed.reshape(-1)
+    point_row = blocks * in_per_group * BLOCK_CHANNELS
+    taps_per_channel = kernel_depth * 9
+    flat = weight.reshape(out_channels, in_per_group * taps_per_channel)
+    width = _WEIGHT_CHUNK * BLOCK_CHANNELS
     for unit in prange(groups * blocks):
         g, block = unit // blocks, unit % blocks
-        along_w = np.empty(36)
-        along_h = np.empty(48)
-        points = np.zeros((in_per_group * block_channels, count), weight.dtype)
-        for c in range(in_per_group):
-            for lane in range(min(block_channels, out_per_group - block * block_channels)):
-                taps = weight[g * out_per_group + block * block_channels + lane, c].reshape(-1)
-                for ij in range(kernel_depth * 3):
-                    at = _UNSIGNED(ij * 4)
-                    (along_w[at], along_w[at + 1], along_w[at + 2], along_w[at + 3]) = _kernel_points(
-                        np.float64(taps[_UNSIGNED(ij * 3)]), np.float64(taps[_UNSIGNED(ij * 3 + 1)]),
-                        np.float64(taps[_UNSIGNED(ij * 3 + 2)]))
-                for ik in range(kernel_depth * 4):
-                    i, k = ik // 4, ik % 4
-                    at = _UNSIGNED(i * 16 + k)
-                    (along_h[at], along_h[at + 4], along_h[at + 8], along_h[at + 12]) = _kernel_points(
-                        along_w[_UNSIGNED(i * 12 + k)], along_w[_UNSIGNED(i * 12 + 4 + k)],
-                        along_w[_UNSIGNED(i * 12 + 8 + k)])
-                target = points[c * block_channels + lane]
-                for bk in range(PLANE_POINTS):
-                    if kernel_depth == 1:
-                        target[_UNSIGNED(bk)] = along_h[_UNSIGNED(bk)]
-                        continue
-                    (target[_UNSIGNED(bk)], target[_UNSIGNED(16 + bk)], target[_UNSIGNED(32 + bk)],
-                     target[_UNSIGNED(48 + bk)]) = _kernel_points(along_h[_UNSIGNED(bk)],
-                                                                  along_h[_UNSIGNED(16 + bk)],
-                                                                  along_h[_UNSIGNED(32 + bk)])
-        for p in range(count):
-            target = packed[g, p, block].reshape(-1)
-            for column in range(in_per_group * block_channels):
-                target[_UNSIGNED(column)] = points[column, p]
+        first = g * out_per_group + block * BLOCK_CHANNELS
+        lanes = min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS)
+        taps = np.zeros(taps_per_channel * width)
+        along_w = np.empty(kernel_depth * 12 * width)
+        along_h = np.empty(kernel_depth * 16 * width)
+        for c0 in range(0, in_per_group, _WEIGHT_CHUNK):
+            pairs = min(_WEIGHT_CHUNK, in_per_group - c0) * BLOCK_CHANNELS
+            for tap in range(taps_per_channel):
+                for c in range(pairs // BLOCK_CHANNELS):
+                    for lane in range(BLOCK_CHANNELS):
+                        if lane < lanes:
+                            taps[_UNSIGNED(tap * width + c * BLOCK_CHANNELS + lane)] = flat[
+                                first + lane, _UNSIGNED((c0 + c) * taps_per_channel + tap)]
+            for ij in range(kernel_depth * 3):
+                _kernel_points(taps, ij * 3, 1, width, along_w, ij * 4, 1, width, pairs)
+            for i in range(kernel_depth):
+                for k in range(4):
+                    _kernel_points(along_w, i * 12 + k, 4, width, along_h, i * 16 + k, 4, width, pairs)
+            target = flat_packed[_UNSIGNED((g * count * blocks + block) * in_per_group * BLOCK_CHANNELS
+                                           + c0 * BLOCK_CHANNELS):]
+            for bk in range(PLANE_POINTS):
+                if kernel_depth == 1:
+                    for t in range(pairs):
+                        target[_UNSIGNED(bk * point_row + t)] = along_h[_UNSIGNED(bk * width + t)]
+                else:
+                    _kernel_points(along_h, bk, PLANE_POINTS, width, target, bk, PLANE_POINTS, point_row,
+                                   pairs)
     return packed
 
 
 @njit(cache=True)
-def _tile_runs(first, count, total, tiles):
+def tile_runs(first, count, total, tiles):
     """The chunk of tiles ``[first, first + count)`` (clipped to ``total``) as runs of consecutive tile
     columns of one tile row: rows of (slot in the chunk, length, batch item, tile plane, tile row,
     first tile column)."""
@@ -168,10 +181,12 @@ def _output_points(source, start, step, target, at, target_step, count):
 
 
 @njit(cache=True, inline='always')
-def _transform_input(x, n_channels, c0, maps, runs, planes, chunk, points, along_w, along_h, row):
-    """``points[p, c, t]`` (``planes`` * 16, channels, ``chunk``) = the input points of the chunk's tiles,
-    input channels ``c0 ...``, ``planes`` (4 or 1) points along D; ``along_w`` and ``along_h`` (64 *
-    chunk) hold the W and H transforms, ``row`` (2 * chunk + 2) one padded input row."""
+def transform_input(x, n_channels, c0, maps, runs, planes, chunk, points, layout_channels, along_w, along_h,
+                    row):
+    """``points[p, c, t]`` (``planes`` * 16, ``layout_channels``, ``chunk``) = the input points of the
+    chunk's tiles, for c < ``n_channels``: input channels ``c0 ...``, ``planes`` (4 or 1) points along
+    D; ``along_w`` and ``along_h`` (64 * chunk) hold the W and H transforms, ``row`` (2 * chunk + 2)
+    one padded input row."""
     map_d, map_h = maps[0], maps[1]
     tile_depth = TILE if planes == PATCH else 1
     for c in range(n_channels):
@@ -203,11 +218,11 @@ def _transform_input(x, n_channels, c0, maps, runs, planes, chunk, points, along
                 _input_points(along_w, at, 4 * chunk, along_h, at, 4 * chunk, chunk)
         for bk in range(PLANE_POINTS):
             if planes == PATCH:
-                _input_points(along_h, bk * chunk, 16 * chunk, points, (bk * n_channels + c) * chunk,
-                              16 * n_channels * chunk, chunk)
+                _input_points(along_h, bk * chunk, 16 * chunk, points, (bk * layout_channels + c) * chunk,
+                              16 * layout_channels * chunk, chunk)
                 continue
             for t in range(chunk):
-                points[_UNSIGNED((bk * n_channels + c) * chunk + t)] = along_h[_UNSIGNED(bk * chunk + t)]
+                points[_UNSIGNED((bk * layout_channels + c) * chunk + t)] = along_h[_UNSIGNED(bk * chunk + t)]
 
 
 @njit(cache=True, inline='always')
@@ -229,7 +244,7 @@ def _multiply(packed, g, first, stop, points, n_channels, chunk, products):
 
 
 @njit(cache=True, inline='always')
-def _transform_output(products, planes, channels, lane, chunk, along_w, along_h):
+def transform_output(products, planes, channels, lane, chunk, along_w, along_h):
     """``along_h`` (``planes`` * 4 * chunk: rows ``(a * 2 + j) * 2 + k``) = the products of channel
     ``lane`` (of ``channels``) transformed back along W and H (``along_w``: 32 * chunk, scratch)."""
     for ab in range(planes * 4):
@@ -242,7 +257,7 @@ def _transform_output(products, planes, channels, lane, chunk, along_w, along_h)
 
 
 @njit(cache=True, inline='always')
-def _store_tiles(values, planes, chunk, runs, out, o, bias_value):
+def store_tiles(values, planes, chunk, runs, out, o, bias_value):
     """Write the chunk's tiles of output channel ``o``: ``values`` (rows ``(a * 2 + j) * 2 + k``,
     transformed along W and H) transformed along D where ``planes`` is 4, plus the bias, clipped to the
     output. Returns whether every value written is finite."""
@@ -289,13 +304,13 @@ def _winograd_task(x, packed, bias, out, maps, tiles, splits, nonfinite, task):
     chunks = ceil_div(total, chunk)
     g, rest = task // (chunks * splits), task % (chunks * splits)
     first_tile, split = rest // splits * chunk, rest % splits
-    runs = _tile_runs(first_tile, chunk, total, tiles)
+    runs = tile_runs(first_tile, chunk, total, tiles)
     points = np.empty(count * in_per_group * chunk, x.dtype)
     along_w = np.empty(count * chunk, x.dtype)
     along_h = np.empty(count * chunk, x.dtype)
     row = np.empty(TILE * chunk + 2, x.dtype)
-    _transform_input(x, in_per_group, g * in_per_group, maps, runs, planes, chunk, points, along_w,
-                     along_h, row)
+    transform_input(x, in_per_group, g * in_per_group, maps, runs, planes, chunk, points, in_per_group,
+                    along_w, along_h, row)
     products = np.empty(count * WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS * chunk, x.dtype)
     first, stop = split_range(split, blocks, splits)
     finite = True
@@ -305,9 +320,9 @@ def _winograd_task(x, packed, bias, out, maps, tiles, splits, nonfinite, task):
         first_channel = pass_first * BLOCK_CHANNELS
         for lane in range(min(pass_stop * BLOCK_CHANNELS, out_per_group) - first_channel):
             o = g * out_per_group + first_channel + lane
-            _transform_output(products, planes, (pass_stop - pass_first) * BLOCK_CHANNELS, lane, chunk,
+            transform_output(products, planes, (pass_stop - pass_first) * BLOCK_CHANNELS, lane, chunk,
                               along_w, along_h)
-            finite &= _store_tiles(along_h, planes, chunk, runs, out, o,
+            finite &= store_tiles(along_h, planes, chunk, runs, out, o,
                                    bias[o] if bias.shape[0] else x.dtype.type(0))
     nonfinite[task] = not finite
 
@@ -328,7 +343,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    packed = transform_weights(weight, groups, BLOCK_CHANNELS)
+    packed = transform_weights(weight, groups)
     tiles = tiles_of(out.shape[2:], weight.shape[2])
     chunk = BLOCK_VECTORS * VECTOR_BYTES // x.itemsize
     chunks = ceil_div(x.shape[0] * int(np.prod(tiles)), chunk)
