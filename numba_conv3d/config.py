@@ -261,6 +261,20 @@ WINOGRAD_MAX_WEIGHT_BYTES = 24 * 2 ** 20
 # input (C_in/g x one chunk of tiles) staying in L1 while they read it, their products (64 points x
 # WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS channels x chunk) in L2.
 WINOGRAD_PASS_BLOCKS = 8
+# The most bytes of transformed input and products that the point-by-point Winograd kernel
+# (``cpu/winograd_points.py``) holds at once: it runs larger calls in passes of tiles, each pass reading
+# the weight points again.
+WINOGRAD_POINTS_MAX_WORKSPACE_BYTES = 64 * 2 ** 20
+# Where the planner takes it (``cpu.prefers_winograd_points``): at least WINOGRAD_POINTS_MIN_TILES tiles
+# (batch included), and tiles per channel (tiles / sqrt(C_in/g x C_out/g)) within
+# WINOGRAD_POINTS_TILES_PER_CHANNEL. Measured on the 3x3x3 and 1x3x3 layers of the networks suite
+# (2-core Zen 4, float32, batch 1 and 2, same process; the fastest other row's time / its time, from
+# ``benchmarks/sweep_algorithms.py``): 0.06-0.77 tiles per channel 1.05-1.91x (256 -> 512 and 512 ->
+# 512 channels at 4x14x14: 1.24-1.46x over the fused kernel; 512 at 16x7x7: 1.23x; 128 -> 256 at 8^3:
+# 1.52x over GEMM) but for 1x3x3 with 512 -> 921-1152 at 2x7x7 (0.96-1.0x); below, GEMM (0.54-0.68x:
+# 8-32 tiles for 128-1152 channels); 1.0-1.14 0.94-1.36x; from 2 the fused kernel (0.4-0.95x).
+WINOGRAD_POINTS_MIN_TILES = 16
+WINOGRAD_POINTS_TILES_PER_CHANNEL = (0.06, 1.0)
 
 # Where the planner prefers FFT convolution (``cpu/fft.py``, real dtypes at unit stride) to the direct
 # kernels (``cpu.fft_gain``): the estimated seconds of the direct kernel the planner would take (its

@@ -5,7 +5,7 @@ argument), values when it runs, by the same ``register_jitable`` rules the plann
 (``shape_checks``, ``shape_rules``), so bad values raise the same ``ValueError`` messages. The
 convolution itself runs the CPU backend's kernels: the same algorithm the planner would choose, so the
 result is bitwise equal to the Python-level call, except where the planner takes the ``gemm`` (NumPy's
-BLAS), ``winograd`` or ``fft`` algorithm, which jitted code replaces by the register-blocked kernel
+BLAS), Winograd or ``fft`` algorithm, which jitted code replaces by the register-blocked kernel
 ``cpu.real_kernel`` picks (each result within its algorithm's rounding bound).
 """
 import numpy as np

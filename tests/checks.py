@@ -290,6 +290,7 @@ def assert_nonfinite_as_direct_sums(algorithm, x, w, b=None, **kwargs):
 # Each transform algorithm's rounding bound and the convolution arguments it takes.
 TRANSFORM_BOUNDS = {
     "winograd": (winograd_rounding_bound, ("padding", "groups", "padding_mode")),
+    "winograd-points": (winograd_rounding_bound, ("padding", "groups", "padding_mode")),
     "fft": (fft_rounding_bound, ("padding", "dilation", "groups", "padding_mode")),
 }
 

@@ -1,6 +1,6 @@
-"""Winograd F(2x2x2, 3x3x3) (and F(2x2, 3x3) for 1x3x3 kernels) on the CPU: its rounding bound, every
-padding mode, groups and extents, NaN and Inf as the direct sums give them, determinism, and where the
-planner takes it."""
+"""Winograd F(2x2x2, 3x3x3) (and F(2x2, 3x3) for 1x3x3 kernels) on the CPU, fused ('winograd') and
+point by point ('winograd-points'): its rounding bound, every padding mode, groups and extents, NaN and
+Inf as the direct sums give them, determinism, and where the planner takes each."""
 import numba
 import numpy as np
 import pytest
@@ -9,6 +9,9 @@ from checks import (MODES, assert_close, assert_forced_algorithm_within, assert_
                     assert_nonfinite_as_direct_sums, direct_fallback, mode_cases, random_operands,
                     serving_algorithms, spread_dynamic_range)
 from numba_conv3d import Conv3d, conv3d, conv3d_input, plan_conv3d
+from numba_conv3d.cpu import winograd_points
+
+WINOGRAD_ROWS = ("winograd", "winograd-points")
 
 
 SHAPES = [
@@ -27,67 +30,88 @@ SHAPES = [
 ]
 
 
+@pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, mode", mode_cases(SHAPES))
-def test_matches_reference_within_its_bound(x_shape, w_shape, kwargs, mode, dtype):
-    assert_forced_algorithm_within("winograd", assert_matches_winograd_bound, x_shape, w_shape, kwargs, mode,
+def test_matches_reference_within_its_bound(x_shape, w_shape, kwargs, mode, dtype, algorithm):
+    assert_forced_algorithm_within(algorithm, assert_matches_winograd_bound, x_shape, w_shape, kwargs, mode,
                                    dtype)
 
 
-def test_large_dynamic_range_within_its_bound():
+@pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)
+def test_large_dynamic_range_within_its_bound(algorithm):
     rng = np.random.default_rng(3)
     x, w, b = random_operands(rng, (1, 6, 9, 8, 10), (5, 6, 3, 3, 3), True, np.float32)
     spread_dynamic_range(rng, x, w)
-    assert_matches_winograd_bound(conv3d(x, w, b, padding=1, algorithm="winograd"), x, w, b, padding=1)
+    assert_matches_winograd_bound(conv3d(x, w, b, padding=1, algorithm=algorithm), x, w, b, padding=1)
 
 
+@pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)
 @pytest.mark.parametrize("mode", MODES)
-def test_nan_and_inf_as_the_direct_sums_give_them(mode):
+def test_nan_and_inf_as_the_direct_sums_give_them(mode, algorithm):
     rng = np.random.default_rng(4)
     x, w, b = random_operands(rng, (2, 6, 7, 6, 9), (8, 6, 3, 3, 3), True, np.float32)
     x[0, 1, 2, 3, 4], x[1, 2, 6, 0, 0], x[1, 5, 3, 5, 8] = np.inf, -np.inf, np.nan
     w[3, 2, 1, 1, 1] = 0  # 0 * Inf is NaN in the direct sums too
-    assert_nonfinite_as_direct_sums("winograd", x, w, b, padding=1, padding_mode=mode)
+    assert_nonfinite_as_direct_sums(algorithm, x, w, b, padding=1, padding_mode=mode)
 
 
-def test_overflow_in_the_transforms_falls_back_to_direct_sums():
+@pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)
+def test_overflow_in_the_transforms_falls_back_to_direct_sums(algorithm):
     # +-3e38 two planes apart: the input transform's d0 - d2 overflows, the direct sums stay finite.
     x = np.zeros((1, 4, 6, 6, 6), np.float32)
     x[:, :, 0], x[:, :, 2] = 3e38, -3e38
     w = np.full((4, 4, 3, 3, 3), 1e-6, np.float32)
-    out = conv3d(x, w, algorithm="winograd")
+    out = conv3d(x, w, algorithm=algorithm)
     assert np.isfinite(out).all()
     np.testing.assert_array_equal(out, direct_fallback(x, w))
 
 
-def test_bitwise_for_any_thread_count():
+@pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)
+def test_bitwise_for_any_thread_count(algorithm):
     x, w, b = random_operands(np.random.default_rng(5), (2, 8, 9, 7, 30), (12, 4, 3, 3, 3), True,
                               np.float32)
     kwargs = {"padding": 1, "groups": 2, "padding_mode": "replicate"}
-    first = conv3d(x, w, b, algorithm="winograd", **kwargs)
+    first = conv3d(x, w, b, algorithm=algorithm, **kwargs)
     threads = numba.get_num_threads()
     try:
         for count in range(1, numba.config.NUMBA_NUM_THREADS + 1):
             numba.set_num_threads(count)
-            np.testing.assert_array_equal(first, conv3d(x, w, b, algorithm="winograd", **kwargs))
+            np.testing.assert_array_equal(first, conv3d(x, w, b, algorithm=algorithm, **kwargs))
     finally:
         numba.set_num_threads(threads)
 
 
-def test_serves_3x3x3_unit_stride_and_dilation_of_real_dtypes():
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 24, 5, 9, 11), (40, 24, 3, 3, 3), {"padding": 1}),
+    ((1, 16, 3, 13, 7), (24, 8, 1, 3, 3), {"padding": (0, 1, 1), "groups": 2, "padding_mode": "circular"}),
+    ((3, 9, 4, 5, 6), (13, 9, 3, 3, 3), {"padding": 0}),
+])
+def test_points_sum_as_the_fused_kernel_in_any_number_of_passes(x_shape, w_shape, kwargs, monkeypatch):
+    """Both rows sum every output in the same order: bitwise equal results, also where the point-by-point
+    kernel runs its tiles in passes of one chunk (its workspace limit set below one chunk's bytes)."""
+    x, w, b = random_operands(np.random.default_rng(9), x_shape, w_shape, True, np.float32)
+    fused = conv3d(x, w, b, algorithm="winograd", **kwargs)
+    np.testing.assert_array_equal(conv3d(x, w, b, algorithm="winograd-points", **kwargs), fused)
+    monkeypatch.setattr(winograd_points, "WINOGRAD_POINTS_MAX_WORKSPACE_BYTES", 1)
+    np.testing.assert_array_equal(conv3d(x, w, b, algorithm="winograd-points", **kwargs), fused)
+
+
+@pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)
+def test_serves_3x3x3_unit_stride_and_dilation_of_real_dtypes(algorithm):
     x = np.zeros((1, 4, 6, 6, 6), np.float32)
-    assert "winograd" in serving_algorithms(x, np.zeros((4, 4, 3, 3, 3), np.float32), padding=1)
-    assert "winograd" in serving_algorithms(x, np.zeros((4, 4, 1, 3, 3), np.float32), padding=1)
+    assert algorithm in serving_algorithms(x, np.zeros((4, 4, 3, 3, 3), np.float32), padding=1)
+    assert algorithm in serving_algorithms(x, np.zeros((4, 4, 1, 3, 3), np.float32), padding=1)
     for w, kwargs in [(np.zeros((4, 4, 3, 3, 3), np.float32), {"stride": (1, 1, 2)}),
                       (np.zeros((4, 4, 3, 3, 3), np.float32), {"dilation": 2}),
                       (np.zeros((4, 4, 3, 3, 1), np.float32), {}),
                       (np.zeros((4, 4, 1, 3, 3), np.float32), {"stride": (2, 1, 1)}),
                       (np.zeros((4, 4, 5, 5, 5), np.float32), {"padding": 2})]:
-        assert "winograd" not in serving_algorithms(x, w, **kwargs)
-        with pytest.raises(ValueError, match="algorithm 'winograd' does not serve"):
-            conv3d(x, w, algorithm="winograd", **kwargs)
+        assert algorithm not in serving_algorithms(x, w, **kwargs)
+        with pytest.raises(ValueError, match=f"algorithm '{algorithm}' does not serve"):
+            conv3d(x, w, algorithm=algorithm, **kwargs)
     complex_x = x.astype(np.complex64)
-    assert "winograd" not in serving_algorithms(complex_x, np.zeros((4, 4, 3, 3, 3), np.complex64))
+    assert algorithm not in serving_algorithms(complex_x, np.zeros((4, 4, 3, 3, 3), np.complex64))
 
 
 @pytest.mark.parametrize("in_channels, out_channels, size, batch, expected", [
@@ -117,6 +141,23 @@ def test_planner_takes_it_for_1x3x3_kernels(in_channels, out_channels, size, exp
     assert (plan.algorithm == "winograd") == expected
 
 
+@pytest.mark.parametrize("x_shape, w_shape, expected", [
+    ((1, 256, 4, 14, 14), (512, 256, 3, 3, 3), True),
+    ((1, 512, 16, 7, 7), (512, 512, 1, 3, 3), True),
+    ((2, 128, 4, 4, 4), (128, 128, 3, 3, 3), True),
+    ((1, 128, 4, 4, 4), (128, 128, 3, 3, 3), False),
+    ((1, 512, 2, 7, 7), (512, 512, 3, 3, 3), False),
+    ((1, 256, 8, 28, 28), (256, 256, 3, 3, 3), False),
+    ((1, 64, 32, 32, 32), (64, 64, 3, 3, 3), False),
+])
+def test_planner_takes_points_for_few_tiles_and_many_channels(x_shape, w_shape, expected):
+    """From 16 tiles and within 0.06-1 tiles per channel: 8 tiles for 128 channels (4^3, batch 1) and
+    16 for 512 (2x7x7) go to GEMM, 784 for 256 (8x28x28) to the fused kernel."""
+    padding = (w_shape[2] // 2, 1, 1)
+    plan = plan_conv3d(x_shape, w_shape, padding=padding)
+    assert (plan.algorithm == "winograd-points") == expected
+
+
 def test_algorithm_argument():
     x, w, b = random_operands(np.random.default_rng(6), (1, 4, 5, 6, 7), (4, 4, 3, 3, 3), True, np.float32)
     np.testing.assert_array_equal(conv3d(x, w, b, padding=1, algorithm="auto"), conv3d(x, w, b, padding=1))
@@ -140,12 +181,13 @@ def test_input_gradient_takes_it_where_the_planner_prefers_it():
     assert_matches_winograd_bound(result, grad, flipped, padding=1)
 
 
-def test_matches_torch():
+@pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)
+def test_matches_torch(algorithm):
     torch_oracle = pytest.importorskip("torch_oracle")
     from checks import winograd_rounding_bound
 
     x, w, b = random_operands(np.random.default_rng(8), (2, 8, 6, 7, 9), (6, 8, 3, 3, 3), True, np.float32)
-    out = conv3d(x, w, b, padding=1, padding_mode="reflect", algorithm="winograd")
+    out = conv3d(x, w, b, padding=1, padding_mode="reflect", algorithm=algorithm)
     expected = torch_oracle.torch_conv3d(x, w, b, padding=1, padding_mode="reflect")
     bound = winograd_rounding_bound(np.float32, x, w, b, padding=1, padding_mode="reflect")
     assert_close(out, expected, 2 * bound)

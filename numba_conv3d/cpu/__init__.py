@@ -17,12 +17,14 @@ from ..config import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNE
                       PLANE_GEMM_MIN_CHANNELS, PLANE_GEMM_MIN_POSITIONS,
                       TAP_GEMM_MAX_SHARE, TAP_GEMM_MIN_CHANNELS, TAP_GEMM_WIDE_CHANNELS,
                       TAP_GEMM_WIDE_MAX_SHARE,
-                      VECTOR_BYTES, WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN, WINOGRAD_TRANSFORM_PAIRS,
+                      VECTOR_BYTES, WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN,
+                      WINOGRAD_POINTS_MAX_WORKSPACE_BYTES, WINOGRAD_POINTS_MIN_TILES,
+                      WINOGRAD_POINTS_TILES_PER_CHANNEL, WINOGRAD_TRANSFORM_PAIRS,
                       WINOGRAD_WEIGHT_TILES)
 from ..parallelism import safe_to_run
 from ..precision import narrow, widen
 from . import (bfloat16_dot, blocked, channel_vectorized, direct, fft, gemm, phase_flat, plane_gemm,
-               row_blocked, tap_gemm, winograd)
+               row_blocked, tap_gemm, winograd, winograd_points)
 
 NAME = "cpu"
 
@@ -128,6 +130,24 @@ def prefers_winograd(plan):
             and winograd_gain(plan) >= WINOGRAD_MIN_GAIN and not prefers_gemm(plan))
 
 
+def winograd_tiles_per_channel(plan):
+    """A call's Winograd tiles (batch included) per channel pair's geometric mean, sqrt(C_in/g x
+    C_out/g): how far the tiles amortize the weight points (few tiles for many channels read much
+    weight for little work) and how much transformed input and products they hold."""
+    tiles = plan.batch * prod(winograd.tiles_of(plan.output_size, plan.kernel_size[0]))
+    return tiles / (plan.in_per_group * plan.out_per_group) ** 0.5
+
+
+def prefers_winograd_points(plan):
+    """Whether the planner takes Winograd point by point for a plan Winograd serves: at least
+    ``WINOGRAD_POINTS_MIN_TILES`` tiles, and tiles per channel (``winograd_tiles_per_channel``) within
+    ``WINOGRAD_POINTS_TILES_PER_CHANNEL`` (measured crossovers: fewer tiles are faster by GEMM, more by
+    the fused kernel)."""
+    low, high = WINOGRAD_POINTS_TILES_PER_CHANNEL
+    tiles = plan.batch * prod(winograd.tiles_of(plan.output_size, plan.kernel_size[0]))
+    return tiles >= WINOGRAD_POINTS_MIN_TILES and low <= winograd_tiles_per_channel(plan) <= high
+
+
 def _direct_seconds(plan):
     """Estimated seconds of the direct kernel the planner would take (``direct_sums``): its
     multiply-adds at its ``FFT_DIRECT_MAC_SECONDS`` each (for the machine's vector width), on
@@ -177,7 +197,7 @@ def prefers_bfloat16_dot(plan):
 
 
 # The rows that compute through transforms (their sums are not the direct ones).
-_TRANSFORMS = ("fft", "winograd")
+_TRANSFORMS = ("fft", "winograd", "winograd-points")
 
 
 def direct_sums(plan):
@@ -212,6 +232,16 @@ ALGORITHMS = (
               f"channel; tiles chosen by estimated time, weight spectra and buffers within "
               f"{FFT_MAX_WORKSPACE_BYTES >> 20} MiB",
               fft.serves, fft.workspace_bytes, _falling_back(fft.run), prefers_fft),
+    Algorithm("winograd-points", "what the winograd row serves, with >= "
+              f"{WINOGRAD_POINTS_MIN_TILES} tiles and {WINOGRAD_POINTS_TILES_PER_CHANNEL[0]}-"
+              f"{WINOGRAD_POINTS_TILES_PER_CHANNEL[1]} tiles per channel (cpu.winograd_tiles_per_channel: "
+              "few tiles for many channels): its transforms in three passes over a call's tiles, every "
+              "tile's input points, then per point a matrix product of its weight points (read once) "
+              "with every tile's input points, then every tile's outputs; transformed input and products "
+              f"in passes of at most {WINOGRAD_POINTS_MAX_WORKSPACE_BYTES >> 20} MiB (256-512 channels "
+              "at 4x8x8 to 16x7x7: 1.1-1.9x the fused kernel, GEMM and the channel-vectorized kernel)",
+              winograd.serves, winograd_points.workspace_bytes,
+              _falling_back(_runner(winograd_points.compute)), prefers_winograd_points),
     Algorithm("winograd", "real dtype, 3x3x3 or 1x3x3 kernel at unit stride and dilation, weight points "
               f"within {WINOGRAD_MAX_WEIGHT_BYTES >> 20} MiB, an estimated gain of >= {WINOGRAD_MIN_GAIN} "
               "(cpu.winograd_gain: more channels and tiles gain more): Winograd F(2x2x2, 3x3x3), 64 "

@@ -1,0 +1,200 @@
+"""Winograd convolution point by point, for few tiles and many channels (the deep layers of 3-D
+networks): the same transforms as ``winograd.py``, in three passes over all of a call's tiles.
+
+1. The input points of every tile (``winograd.transform_input``), each computed once, in parallel over
+   (group, chunk of tiles, split of the input channels).
+2. For each transform point, the products of its weight points (C_out x C_in) with the input points
+   (C_in x tiles): a matrix product, in register blocks of ``BLOCK_CHANNELS`` output channels x
+   ``BLOCK_VECTORS`` SIMD vectors of tiles, in parallel over (group, point, split of the output channel
+   blocks). A block's weights are read once, from memory, and stay in L1 while it runs over every
+   chunk of tiles; the point's input points (C_in x tiles) stay in L2 while every block reads them.
+3. The output transform of every tile (``winograd.transform_output``), in parallel over (group, chunk,
+   split of the output channels).
+
+The fused kernel of ``winograd.py`` transforms each chunk of tiles and multiplies it by all the
+weight points in one task: where the weight points outgrow the caches (256-512 channels: 4-67 MB), each
+chunk reads them from memory again, and where a call has few chunks its channel splits transform the
+same input again. Here the weight points are read once per pass, at the cost of the transformed input
+and products in memory: passes of at most ``WINOGRAD_POINTS_MAX_WORKSPACE_BYTES`` of them.
+
+Each output is summed in the same order as the fused kernel (points over input channels in order, then
+the output transform, then the bias): its results are bitwise equal to it, for any thread count.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES
+from ..shape_rules import ceil_div
+from .register_blocks import NARROW_VECTORS
+from .simd import fma_block, store_rows, zero_block
+from .slab import index_maps
+from .tasks import channel_splits, split_range
+from .unlinked import call_apart
+from .winograd import (PLANE_POINTS, TILE, points_of, store_tiles, tile_runs, tiles_of, transform_input,
+                       transform_output, transform_weights)
+
+
+@njit(cache=True)
+def _input_task(x, maps, tiles, first_chunk, chunks, splits, points, task):
+    """Task of :func:`_input_kernel`: (group, chunk of the pass, split of the input channels)."""
+    count, in_per_group, chunk = points.shape[2:]
+    total = x.shape[0] * tiles[0] * tiles[1] * tiles[2]
+    g, rest = task // (chunks * splits), task % (chunks * splits)
+    k, split = rest // splits, rest % splits
+    first, stop = split_range(split, in_per_group, splits)
+    if first == stop:
+        return
+    runs = tile_runs((first_chunk + k) * chunk, chunk, total, tiles)
+    along_w = np.empty(count * chunk, x.dtype)
+    along_h = np.empty(count * chunk, x.dtype)
+    row = np.empty(TILE * chunk + 2, x.dtype)
+    target = points[g, k].reshape(-1)[first * chunk:]
+    transform_input(x, stop - first, g * in_per_group + first, maps, runs, count // PLANE_POINTS, chunk,
+                    target, in_per_group, along_w, along_h, row)
+
+
+@njit(parallel=True, cache=True)
+def _input_kernel(x, maps, tiles, first_chunk, chunks, splits, points):
+    """``points`` (groups, chunks, points, C_in/g, chunk) = the input points of the pass's chunks of
+    tiles, from chunk ``first_chunk``."""
+    for task in prange(points.shape[0] * chunks * splits):
+        call_apart(_input_task, x, maps, tiles, first_chunk, chunks, splits, points, np.int64(task))
+
+
+@njit(cache=True, inline='always')
+def _chunk_products(packed, weights, points, source, in_per_group, chunk, products, target, vectors):
+    """One register block of ``products`` (at ``target``): ``BLOCK_CHANNELS`` output channels (weight
+    points at ``weights``) x the first ``vectors`` SIMD vectors of a chunk of input points (at
+    ``source``), summed over the input channels."""
+    acc = zero_block(points, BLOCK_CHANNELS, 1, vectors)
+    for c in range(in_per_group):
+        acc = fma_block(acc, packed, weights + c * BLOCK_CHANNELS, 1, points, source + c * chunk, 0, 1,
+                        vectors)
+    store_rows(acc, products, target, chunk, 0, 1, vectors)
+
+
+@njit(cache=True)
+def _product_task(packed, points, first_chunk, chunks, total, splits, products, task):
+    """Task of :func:`_product_kernel`: (group, point, split of the output channel blocks). A call's
+    last chunk is computed in as few vectors as hold its ``total`` tiles."""
+    groups, count, blocks, in_per_group = packed.shape[:4]
+    chunk = points.shape[4]
+    lanes = chunk // BLOCK_VECTORS
+    g, rest = task // (count * splits), task % (count * splits)
+    p, split = rest // splits, rest % splits
+    first, stop = split_range(split, blocks, splits)
+    for block in range(first, stop):
+        weights = ((g * count + p) * blocks + block) * in_per_group * BLOCK_CHANNELS
+        for k in range(chunks):
+            source = ((g * chunks + k) * count + p) * in_per_group * chunk
+            target = (((g * chunks + k) * count + p) * blocks + block) * BLOCK_CHANNELS * chunk
+            vectors = ceil_div(min(chunk, total - (first_chunk + k) * chunk), lanes)
+            if vectors > NARROW_VECTORS:
+                _chunk_products(packed, weights, points, source, in_per_group, chunk, products, target,
+                                BLOCK_VECTORS)
+            elif vectors > 1:
+                _chunk_products(packed, weights, points, source, in_per_group, chunk, products, target,
+                                NARROW_VECTORS)
+            else:
+                _chunk_products(packed, weights, points, source, in_per_group, chunk, products, target, 1)
+
+
+@njit(parallel=True, cache=True)
+def _product_kernel(packed, points, first_chunk, chunks, total, splits, products):
+    """``products`` (groups, chunks, points, channel blocks x ``BLOCK_CHANNELS``, chunk) = per point, the
+    weight points ``packed`` (``transform_weights``) times the input ``points``, summed over the input
+    channels, for the pass's chunks of tiles from chunk ``first_chunk`` (of ``total`` tiles)."""
+    for task in prange(packed.shape[0] * packed.shape[1] * splits):
+        call_apart(_product_task, packed, points, first_chunk, chunks, total, splits, products,
+                   np.int64(task))
+
+
+@njit(cache=True)
+def _output_task(products, bias, out, tiles, first_chunk, chunks, splits, nonfinite, task):
+    """Task of :func:`_output_kernel`: (group, chunk of the pass, split of the output channels)."""
+    groups = products.shape[0]
+    count, padded_channels, chunk = products.shape[2:]
+    out_per_group = out.shape[1] // groups
+    total = out.shape[0] * tiles[0] * tiles[1] * tiles[2]
+    g, rest = task // (chunks * splits), task % (chunks * splits)
+    k, split = rest // splits, rest % splits
+    first, stop = split_range(split, out_per_group, splits)
+    runs = tile_runs((first_chunk + k) * chunk, chunk, total, tiles)
+    planes = count // PLANE_POINTS
+    along_w = np.empty(count * chunk, out.dtype)
+    along_h = np.empty(count * chunk, out.dtype)
+    source = products[g, k].reshape(-1)
+    finite = True
+    for lane in range(first, stop):
+        o = g * out_per_group + lane
+        transform_output(source, planes, padded_channels, lane, chunk, along_w, along_h)
+        bias_value = bias[o] if bias.shape[0] else out.dtype.type(0)
+        finite &= store_tiles(along_h, planes, chunk, runs, out, o, bias_value)
+    nonfinite[task] = not finite
+
+
+@njit(parallel=True, cache=True)
+def _output_kernel(products, bias, out, tiles, first_chunk, chunks, splits, nonfinite):
+    """Write the pass's tiles of ``out`` from their ``products``; ``nonfinite[task]`` is set where a task
+    wrote a NaN or Inf."""
+    for task in prange(products.shape[0] * chunks * splits):
+        call_apart(_output_task, products, bias, out, tiles, first_chunk, chunks, splits, nonfinite,
+                   np.int64(task))
+
+
+def _chunk_size(itemsize):
+    """Tiles per chunk: ``BLOCK_VECTORS`` SIMD vectors of them."""
+    return BLOCK_VECTORS * VECTOR_BYTES // itemsize
+
+
+def _pass_chunks(itemsize, groups, count, in_per_group, blocks, total):
+    """Chunks of tiles per pass, of ``total``: as many as fit ``WINOGRAD_POINTS_MAX_WORKSPACE_BYTES`` of
+    input points and products (at least one)."""
+    per_chunk = itemsize * groups * count * _chunk_size(itemsize) * (in_per_group + blocks * BLOCK_CHANNELS)
+    return max(1, min(total, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES // per_chunk))
+
+
+def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """Fill the batched ``out`` from the batched ``x`` by Winograd, point by point (real dtypes, a
+    kernel ``winograd.serves`` takes). Returns whether every output is finite (where not, ``out`` holds
+    what the transforms gave, and the caller computes it again directly).
+
+    The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
+    """
+    packed = transform_weights(weight, groups)
+    count, blocks, in_per_group = packed.shape[1:4]
+    tiles = tiles_of(out.shape[2:], weight.shape[2])
+    chunk = _chunk_size(x.itemsize)
+    tile_count = x.shape[0] * int(np.prod(tiles))
+    total = ceil_div(tile_count, chunk)
+    per_pass = _pass_chunks(x.itemsize, groups, count, in_per_group, blocks, total)
+    points = np.empty((groups, per_pass, count, in_per_group, chunk), x.dtype)
+    products = np.empty((groups, per_pass, count, blocks * BLOCK_CHANNELS, chunk), x.dtype)
+    maps = index_maps(x, padded, pad_front, mode)
+    bias = bias if has_bias else bias[:0]
+    out_per_group = out.shape[1] // groups
+    finite = True
+    for first_chunk in range(0, total, per_pass):
+        chunks = min(per_pass, total - first_chunk)
+        input_splits = channel_splits(in_per_group, groups * chunks)
+        _input_kernel(x, maps, tiles, first_chunk, chunks, input_splits, points)
+        product_splits = channel_splits(blocks, groups * count)
+        _product_kernel(packed, points, first_chunk, chunks, tile_count, product_splits, products)
+        output_splits = channel_splits(out_per_group, groups * chunks)
+        nonfinite = np.zeros(groups * chunks * output_splits, np.bool_)
+        _output_kernel(products, bias, out, tiles, first_chunk, chunks, output_splits, nonfinite)
+        finite &= not nonfinite.any()
+    return finite
+
+
+def workspace_bytes(plan):
+    """Scratch bytes of a call (not per thread: shared by its threads): the input points and products
+    of one pass, and each thread's transform rows."""
+    itemsize = np.dtype(plan.dtype).itemsize
+    chunk = _chunk_size(itemsize)
+    blocks = ceil_div(plan.out_per_group, BLOCK_CHANNELS)
+    total = ceil_div(plan.batch * int(np.prod(tiles_of(plan.output_size, plan.kernel_size[0]))), chunk)
+    chunks = _pass_chunks(itemsize, plan.groups, points_of(plan), plan.in_per_group, blocks, total)
+    shared = itemsize * plan.groups * points_of(plan) * chunks * chunk * (plan.in_per_group
+                                                                          + blocks * BLOCK_CHANNELS)
+    return shared + itemsize * (2 * points_of(plan) * chunk + TILE * chunk + 2)
