@@ -86,15 +86,20 @@ def test_bitwise_for_any_thread_count(algorithm):
     ((2, 24, 5, 9, 11), (40, 24, 3, 3, 3), {"padding": 1}),
     ((1, 16, 3, 13, 7), (24, 8, 1, 3, 3), {"padding": (0, 1, 1), "groups": 2, "padding_mode": "circular"}),
     ((3, 9, 4, 5, 6), (13, 9, 3, 3, 3), {"padding": 0}),
+    ((2, 12, 6, 10, 14), (18, 4, 3, 3, 3), {"padding": 1, "groups": 3}),
 ])
 def test_points_sum_as_the_fused_kernel_in_any_number_of_passes(x_shape, w_shape, kwargs, monkeypatch):
     """Both rows sum every output in the same order: bitwise equal results, also where the point-by-point
-    kernel runs its tiles in passes of one chunk (its workspace limit set below one chunk's bytes)."""
+    kernel runs its tiles in passes of one or two chunks (its workspace limit set to their bytes; the
+    last pass of two may hold one)."""
     x, w, b = random_operands(np.random.default_rng(9), x_shape, w_shape, True, np.float32)
     fused = conv3d(x, w, b, algorithm="winograd", **kwargs)
     np.testing.assert_array_equal(conv3d(x, w, b, algorithm="winograd-points", **kwargs), fused)
-    monkeypatch.setattr(winograd_points, "WINOGRAD_POINTS_MAX_WORKSPACE_BYTES", 1)
-    np.testing.assert_array_equal(conv3d(x, w, b, algorithm="winograd-points", **kwargs), fused)
+    one_chunk = winograd_points.chunk_bytes(plan_conv3d(x.shape, w.shape, algorithm="winograd-points",
+                                                        **kwargs))
+    for chunks in (1, 2):
+        monkeypatch.setattr(winograd_points, "WINOGRAD_POINTS_MAX_WORKSPACE_BYTES", chunks * one_chunk)
+        np.testing.assert_array_equal(conv3d(x, w, b, algorithm="winograd-points", **kwargs), fused)
 
 
 @pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)

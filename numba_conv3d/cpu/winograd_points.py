@@ -78,7 +78,7 @@ def _product_task(packed, points, first_chunk, chunks, total, splits, products, 
     """Task of :func:`_product_kernel`: (group, point, split of the output channel blocks). A call's
     last chunk is computed in as few vectors as hold its ``total`` tiles."""
     groups, count, blocks, in_per_group = packed.shape[:4]
-    chunk = points.shape[4]
+    per_pass, chunk = points.shape[1], points.shape[4]
     lanes = chunk // BLOCK_VECTORS
     g, rest = task // (count * splits), task % (count * splits)
     p, split = rest // splits, rest % splits
@@ -86,8 +86,8 @@ def _product_task(packed, points, first_chunk, chunks, total, splits, products, 
     for block in range(first, stop):
         weights = ((g * count + p) * blocks + block) * in_per_group * BLOCK_CHANNELS
         for k in range(chunks):
-            source = ((g * chunks + k) * count + p) * in_per_group * chunk
-            target = (((g * chunks + k) * count + p) * blocks + block) * BLOCK_CHANNELS * chunk
+            source = ((g * per_pass + k) * count + p) * in_per_group * chunk
+            target = (((g * per_pass + k) * count + p) * blocks + block) * BLOCK_CHANNELS * chunk
             vectors = ceil_div(min(chunk, total - (first_chunk + k) * chunk), lanes)
             if vectors > NARROW_VECTORS:
                 _chunk_products(packed, weights, points, source, in_per_group, chunk, products, target,
@@ -147,10 +147,20 @@ def _chunk_size(itemsize):
     return BLOCK_VECTORS * VECTOR_BYTES // itemsize
 
 
-def _pass_chunks(itemsize, groups, count, in_per_group, blocks, total):
+def _chunk_bytes(itemsize, groups, count, in_per_group, blocks):
+    """Bytes of one chunk's input points and products."""
+    return itemsize * groups * count * _chunk_size(itemsize) * (in_per_group + blocks * BLOCK_CHANNELS)
+
+
+def chunk_bytes(plan):
+    """Bytes of one chunk's input points and products for ``plan``."""
+    return _chunk_bytes(np.dtype(plan.dtype).itemsize, plan.groups, points_of(plan), plan.in_per_group,
+                        ceil_div(plan.out_per_group, BLOCK_CHANNELS))
+
+
+def _pass_chunks(per_chunk, total):
     """Chunks of tiles per pass, of ``total``: as many as fit ``WINOGRAD_POINTS_MAX_WORKSPACE_BYTES`` of
-    input points and products (at least one)."""
-    per_chunk = itemsize * groups * count * _chunk_size(itemsize) * (in_per_group + blocks * BLOCK_CHANNELS)
+    input points and products, ``per_chunk`` bytes a chunk (at least one)."""
     return max(1, min(total, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES // per_chunk))
 
 
@@ -167,7 +177,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     chunk = _chunk_size(x.itemsize)
     tile_count = x.shape[0] * int(np.prod(tiles))
     total = ceil_div(tile_count, chunk)
-    per_pass = _pass_chunks(x.itemsize, groups, count, in_per_group, blocks, total)
+    per_pass = _pass_chunks(_chunk_bytes(x.itemsize, groups, count, in_per_group, blocks), total)
     points = np.empty((groups, per_pass, count, in_per_group, chunk), x.dtype)
     products = np.empty((groups, per_pass, count, blocks * BLOCK_CHANNELS, chunk), x.dtype)
     maps = index_maps(x, padded, pad_front, mode)
@@ -192,9 +202,7 @@ def workspace_bytes(plan):
     of one pass, and each thread's transform rows."""
     itemsize = np.dtype(plan.dtype).itemsize
     chunk = _chunk_size(itemsize)
-    blocks = ceil_div(plan.out_per_group, BLOCK_CHANNELS)
     total = ceil_div(plan.batch * int(np.prod(tiles_of(plan.output_size, plan.kernel_size[0]))), chunk)
-    chunks = _pass_chunks(itemsize, plan.groups, points_of(plan), plan.in_per_group, blocks, total)
-    shared = itemsize * plan.groups * points_of(plan) * chunks * chunk * (plan.in_per_group
-                                                                          + blocks * BLOCK_CHANNELS)
-    return shared + itemsize * (2 * points_of(plan) * chunk + TILE * chunk + 2)
+    per_chunk = chunk_bytes(plan)
+    rows = itemsize * (2 * points_of(plan) * chunk + TILE * chunk + 2)
+    return _pass_chunks(per_chunk, total) * per_chunk + rows
