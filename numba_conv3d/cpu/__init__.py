@@ -114,7 +114,7 @@ def winograd_gain(plan):
     for 1x3x3) times the share of the tiles' outputs inside the output, over 1 plus the weight
     transform shared by the tiles plus the input and output transforms per channel pair."""
     outputs = prod(winograd.tile_shape(plan.kernel_size[0]))
-    tiles = max(1, plan.batch * prod(winograd.tiles_of(plan.output_size, plan.kernel_size[0])))
+    tiles = max(1, winograd.call_tiles(plan))
     fill = plan.batch * prod(plan.output_size) / (outputs * tiles)
     multiplies = prod(plan.kernel_size) * outputs / winograd.points_of(plan)
     channels = plan.in_per_group * plan.out_per_group / (plan.in_per_group + plan.out_per_group)
@@ -134,8 +134,7 @@ def winograd_tiles_per_channel(plan):
     """A call's Winograd tiles (batch included) per channel pair's geometric mean, sqrt(C_in/g x
     C_out/g): how far the tiles amortize the weight points (few tiles for many channels read much
     weight for little work) and how much transformed input and products they hold."""
-    tiles = plan.batch * prod(winograd.tiles_of(plan.output_size, plan.kernel_size[0]))
-    return tiles / (plan.in_per_group * plan.out_per_group) ** 0.5
+    return winograd.call_tiles(plan) / (plan.in_per_group * plan.out_per_group) ** 0.5
 
 
 def prefers_winograd_points(plan):
@@ -144,8 +143,8 @@ def prefers_winograd_points(plan):
     ``WINOGRAD_POINTS_TILES_PER_CHANNEL`` (measured crossovers: fewer tiles are faster by GEMM, more by
     the fused kernel)."""
     low, high = WINOGRAD_POINTS_TILES_PER_CHANNEL
-    tiles = plan.batch * prod(winograd.tiles_of(plan.output_size, plan.kernel_size[0]))
-    return tiles >= WINOGRAD_POINTS_MIN_TILES and low <= winograd_tiles_per_channel(plan) <= high
+    return (winograd.call_tiles(plan) >= WINOGRAD_POINTS_MIN_TILES
+            and low <= winograd_tiles_per_channel(plan) <= high)
 
 
 def _direct_seconds(plan):

@@ -66,6 +66,11 @@ def tiles_of(output_size, kernel_depth):
     return tuple(ceil_div(extent, step) for extent, step in zip(output_size, tile_shape(kernel_depth)))
 
 
+def call_tiles(plan):
+    """Tiles of a call: over its batch and output volume."""
+    return plan.batch * int(np.prod(tiles_of(plan.output_size, plan.kernel_size[0])))
+
+
 @njit(cache=True, inline='always')
 def _kernel_points(source, first, step, source_row, target, at, target_step, target_row, count):
     """Rows ``at + i * target_step`` (i < 4, ``target_row`` elements apart) of ``target`` = ``G`` times

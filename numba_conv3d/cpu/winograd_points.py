@@ -30,8 +30,8 @@ from .simd import fma_block, store_rows, zero_block
 from .slab import index_maps
 from .tasks import channel_splits, split_range
 from .unlinked import call_apart
-from .winograd import (PLANE_POINTS, TILE, points_of, store_tiles, tile_runs, tiles_of, transform_input,
-                       transform_output, transform_weights)
+from .winograd import (PLANE_POINTS, TILE, call_tiles, points_of, store_tiles, tile_runs, tiles_of,
+                       transform_input, transform_output, transform_weights)
 
 
 @njit(cache=True)
@@ -202,7 +202,7 @@ def workspace_bytes(plan):
     of one pass, and each thread's transform rows."""
     itemsize = np.dtype(plan.dtype).itemsize
     chunk = _chunk_size(itemsize)
-    total = ceil_div(plan.batch * int(np.prod(tiles_of(plan.output_size, plan.kernel_size[0]))), chunk)
+    total = ceil_div(call_tiles(plan), chunk)
     per_chunk = chunk_bytes(plan)
     rows = itemsize * (2 * points_of(plan) * chunk + TILE * chunk + 2)
     return _pass_chunks(per_chunk, total) * per_chunk + rows
