@@ -202,7 +202,7 @@ def test_the_input_gradient_takes_it_where_the_forward_would():
 @pytest.mark.parametrize("input_shape, weight_shape, padding, mode, expected", [
     ((1, 256, 4, 8, 8), (256, 256, 5, 5, 5), 2, "zeros", True),
     ((1, 128, 4, 8, 8), (128, 128, 5, 5, 5), 2, "zeros", True),
-    ((1, 512, 4, 14, 14), (512, 512, 3, 3, 3), 1, "zeros", True),
+    ((1, 512, 4, 14, 14), (512, 512, 3, 3, 3), 1, "zeros", False),  # winograd-points, 1.85x faster
     ((1, 256, 4, 14, 14), (512, 256, 3, 3, 3), 1, "zeros", False),
     ((1, 128, 8, 8, 8), (256, 128, 3, 3, 3), 1, "zeros", False),
     ((1, 128, 4, 8, 8), (128, 128, 5, 5, 5), 2, "replicate", False),
