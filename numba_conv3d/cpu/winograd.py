@@ -66,6 +66,11 @@ def tiles_of(output_size, kernel_depth):
     return tuple(ceil_div(extent, step) for extent, step in zip(output_size, tile_shape(kernel_depth)))
 
 
+def chunk_tiles(itemsize):
+    """Tiles per chunk (what a task transforms at once): ``BLOCK_VECTORS`` SIMD vectors of them."""
+    return BLOCK_VECTORS * VECTOR_BYTES // itemsize
+
+
 def call_tiles(plan):
     """Tiles of a call: over its batch and output volume."""
     return plan.batch * int(np.prod(tiles_of(plan.output_size, plan.kernel_size[0])))
@@ -350,7 +355,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     """
     packed = transform_weights(weight, groups)
     tiles = tiles_of(out.shape[2:], weight.shape[2])
-    chunk = BLOCK_VECTORS * VECTOR_BYTES // x.itemsize
+    chunk = chunk_tiles(x.itemsize)
     chunks = ceil_div(x.shape[0] * int(np.prod(tiles)), chunk)
     splits = channel_splits(packed.shape[2], groups * chunks)
     nonfinite = np.zeros(groups * chunks * splits, np.bool_)
@@ -374,7 +379,7 @@ def points_of(plan):
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds: a chunk's input points, products and transform rows."""
     itemsize = np.dtype(plan.dtype).itemsize
-    chunk = BLOCK_VECTORS * VECTOR_BYTES // itemsize
+    chunk = chunk_tiles(itemsize)
     products = WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS
     return (itemsize * chunk * points_of(plan) * (plan.in_per_group + products + 2)
             + itemsize * (2 * chunk + 2))

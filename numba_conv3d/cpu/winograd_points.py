@@ -23,15 +23,15 @@ the output transform, then the bias): its results are bitwise equal to it, for a
 import numpy as np
 from numba import njit, prange
 
-from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES
+from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES
 from ..shape_rules import ceil_div
 from .register_blocks import NARROW_VECTORS
 from .simd import fma_block, store_rows, zero_block
 from .slab import index_maps
 from .tasks import channel_splits, split_range
 from .unlinked import call_apart
-from .winograd import (PLANE_POINTS, TILE, call_tiles, points_of, store_tiles, tile_runs, tiles_of,
-                       transform_input, transform_output, transform_weights)
+from .winograd import (PLANE_POINTS, TILE, call_tiles, chunk_tiles, points_of, store_tiles, tile_runs,
+                       tiles_of, transform_input, transform_output, transform_weights)
 
 
 @njit(cache=True)
@@ -142,14 +142,9 @@ def _output_kernel(products, bias, out, tiles, first_chunk, chunks, splits, nonf
                    np.int64(task))
 
 
-def _chunk_size(itemsize):
-    """Tiles per chunk: ``BLOCK_VECTORS`` SIMD vectors of them."""
-    return BLOCK_VECTORS * VECTOR_BYTES // itemsize
-
-
 def _chunk_bytes(itemsize, groups, count, in_per_group, blocks):
     """Bytes of one chunk's input points and products."""
-    return itemsize * groups * count * _chunk_size(itemsize) * (in_per_group + blocks * BLOCK_CHANNELS)
+    return itemsize * groups * count * chunk_tiles(itemsize) * (in_per_group + blocks * BLOCK_CHANNELS)
 
 
 def chunk_bytes(plan):
@@ -174,7 +169,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     packed = transform_weights(weight, groups)
     count, blocks, in_per_group = packed.shape[1:4]
     tiles = tiles_of(out.shape[2:], weight.shape[2])
-    chunk = _chunk_size(x.itemsize)
+    chunk = chunk_tiles(x.itemsize)
     tile_count = x.shape[0] * int(np.prod(tiles))
     total = ceil_div(tile_count, chunk)
     per_pass = _pass_chunks(_chunk_bytes(x.itemsize, groups, count, in_per_group, blocks), total)
@@ -183,12 +178,12 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     maps = index_maps(x, padded, pad_front, mode)
     bias = bias if has_bias else bias[:0]
     out_per_group = out.shape[1] // groups
+    product_splits = channel_splits(blocks, groups * count)
     finite = True
     for first_chunk in range(0, total, per_pass):
         chunks = min(per_pass, total - first_chunk)
         input_splits = channel_splits(in_per_group, groups * chunks)
         _input_kernel(x, maps, tiles, first_chunk, chunks, input_splits, points)
-        product_splits = channel_splits(blocks, groups * count)
         _product_kernel(packed, points, first_chunk, chunks, tile_count, product_splits, products)
         output_splits = channel_splits(out_per_group, groups * chunks)
         nonfinite = np.zeros(groups * chunks * output_splits, np.bool_)
@@ -201,7 +196,7 @@ def workspace_bytes(plan):
     """Scratch bytes of a call (not per thread: shared by its threads): the input points and products
     of one pass, and each thread's transform rows."""
     itemsize = np.dtype(plan.dtype).itemsize
-    chunk = _chunk_size(itemsize)
+    chunk = chunk_tiles(itemsize)
     total = ceil_div(call_tiles(plan), chunk)
     per_chunk = chunk_bytes(plan)
     rows = itemsize * (2 * points_of(plan) * chunk + TILE * chunk + 2)
