@@ -252,7 +252,10 @@ GEMM_UNIT_MIN_INPUTS = 8
 # 1x3x3 kernels (F(2x2, 3x3): 2.25 direct multiplies per Winograd multiply) on the layers of MC3 and
 # R(2+1)D: 128-256 channels at 16x28x28 and 16x14x14 1.42-1.67x, 64 -> 144 at 16x56x56 1.36x, 128 ->
 # 230-288 at 8x28x28 1.62-1.65x, 64 channels 0.98-1.06x, 16-32 channels 0.65-0.74x (estimate within
-# 0.1 of the measured gain).
+# 0.1 of the measured gain). 5x5x5 kernels (F(2x2x2, 5x5x5): 4.63 direct multiplies per Winograd
+# multiply; 2-core Zen 4, C -> C channels at 8^3 to 32^3 and V-Net's layers, batch 1 and 2): the same
+# constants estimate 1.49-3.11 where it measured 1.24-3.04x (within 0.1 from 32^3, 0.4-0.8 optimistic
+# at 16^3); 16 channels estimate 0.66-0.99 (measured 0.44-1.30), 32 channels at 8^3 0.90 (0.34).
 WINOGRAD_WEIGHT_TILES = 150
 WINOGRAD_TRANSFORM_PAIRS = 29
 WINOGRAD_MIN_GAIN = 1.1
@@ -266,15 +269,20 @@ WINOGRAD_PASS_BLOCKS = 8
 # the weight points again.
 WINOGRAD_POINTS_MAX_WORKSPACE_BYTES = 64 * 2 ** 20
 # Where the planner takes it (``cpu.prefers_winograd_points``): at least WINOGRAD_POINTS_MIN_TILES tiles
-# (batch included), and tiles per channel (tiles / sqrt(C_in/g x C_out/g)) within
-# WINOGRAD_POINTS_TILES_PER_CHANNEL. Measured on the 3x3x3 and 1x3x3 layers of the networks suite
+# (batch included) and, by the kernel's width, at least the first of WINOGRAD_POINTS_RANGES channels
+# (sqrt(C_in/g x C_out/g)) and tiles per channel (tiles / that) within the other two. Measured on the
+# 3x3x3 and 1x3x3 layers of the networks suite
 # (2-core Zen 4, float32, batch 1 and 2, same process; the fastest other row's time / its time, from
 # ``benchmarks/sweep_algorithms.py``): 0.06-0.77 tiles per channel 1.05-1.91x (256 -> 512 and 512 ->
 # 512 channels at 4x14x14: 1.24-1.46x over the fused kernel; 512 at 16x7x7: 1.23x; 128 -> 256 at 8^3:
 # 1.52x over GEMM) but for 1x3x3 with 512 -> 921-1152 at 2x7x7 (0.96-1.0x); below, GEMM (0.54-0.68x:
-# 8-32 tiles for 128-1152 channels); 1.0-1.14 0.94-1.36x; from 2 the fused kernel (0.4-0.95x).
+# 8-32 tiles for 128-1152 channels); 1.0-1.14 0.94-1.36x; from 2 the fused kernel (0.4-0.95x). 5x5x5
+# kernels (V-Net's layers and C -> C at 8^3 to 32^3, batch 1 and 2): from 128 channels up to 2 tiles
+# per channel 1.18-1.81x (128 at 4x8x8 to 8x16x16, 256 at 4x8x8: over GEMM by kernel tap and the fused
+# kernel), at 4 0.92-1.06x the fused kernel, beyond 0.5-0.86x; with 32-64 channels at 8^3 0.75-0.91x the
+# channel-vectorized kernel; from 256 channels at 2x4x4 (0.02-0.03) GEMM (0.36-0.51x).
 WINOGRAD_POINTS_MIN_TILES = 16
-WINOGRAD_POINTS_TILES_PER_CHANNEL = (0.06, 1.0)
+WINOGRAD_POINTS_RANGES = {3: (1, 0.06, 1.0), 5: (96, 0.06, 3.0)}
 
 # Where the planner prefers FFT convolution (``cpu/fft.py``, real dtypes at unit stride) to the direct
 # kernels (``cpu.fft_gain``): the estimated seconds of the direct kernel the planner would take (its

@@ -44,24 +44,36 @@ def reduced_bound(dtype, expected, x, w, b=None, **kwargs):
     return summed + float(info.eps) / 2 * (np.abs(expected) + summed) + float(info.smallest_subnormal) / 2
 
 
-# |B^T|, |G| and |A^T| of Winograd F(2, 3) (Lavin and Gray 2016), for the magnitudes of its rounding.
-_WINOGRAD_INPUT = np.array([[1, 0, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 0, 1]], float)
-_WINOGRAD_KERNEL = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], [0, 0, 1]])
-_WINOGRAD_OUTPUT = np.array([[1, 1, 1, 0], [0, 1, 1, 1]], float)
+# By kernel width: |B^T|, |G| and |A^T| of Winograd F(2, 3) (Lavin and Gray 2016) and F(2, 5) (points 0,
+# 1, -1, 2, -1/2, infinity), for the magnitudes of its rounding, and the roundings on an output's path
+# besides the C_in/g of its sums: F(2, 3) 3 in the input transform (one addition per dimension), 1 in
+# the weight points, 6 in the output transform, 1 for the bias (<= 12); F(2, 5) 15 in the input (a
+# multiply and 4 additions per dimension), 1, 15 in the output (5 additions per dimension; its
+# multipliers are powers of two), 1 (<= 32).
+_WINOGRAD = {
+    3: (np.array([[1, 0, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 0, 1]], float),
+        np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], [0, 0, 1]]),
+        np.array([[1, 1, 1, 0], [0, 1, 1, 1]], float), 12),
+    5: (np.array([[2, 3, 4, 3, 2, 0], [0, 2, 5, 1, 2, 0], [0, 2, 1, 5, 2, 0], [0, 1, 2, 1, 2, 0],
+                  [0, 2, 1, 2, 1, 0], [0, 2, 3, 4, 3, 2]], float),
+        np.array([[15, 0, 0, 0, 0], [5, 5, 5, 5, 5], [5, 5, 5, 5, 5], [1, 2, 4, 8, 16],
+                  [32, 16, 8, 4, 2], [0, 0, 0, 0, 15]]) / 30,
+        np.array([[1, 1, 1, 1, 1, 0], [0, 1, 1, 2, 0.5, 1]]), 32),
+}
 
 
 def winograd_rounding_bound(dtype, x, w, b=None, padding=0, groups=1, padding_mode="zeros"):
-    """Rounding bound of Winograd F(2x2x2, 3x3x3) (F(2x2, 3x3) plane by plane for a 1x3x3 kernel) per
-    output element: (C_in/g + 12) * eps times ``|A|^T [sum_c |U_c| |V_c|] |A|`` (+ |b|), the transforms
-    computed on absolute values from the float64 padded input's 4x4x4 (1x4x4) patches (unit stride and
-    dilation): 3 roundings in the input transform, 1 in the weight points, 1 per product and channel, 6
-    in the output transform, 1 for the bias. Unlike a direct sum's, it depends on the whole patch under
-    a tile."""
+    """Rounding bound of Winograd F(2x2x2, KxKxK) (F(2x2, KxK) plane by plane for a 1xKxK kernel), K 3
+    or 5, per output element: (C_in/g + R) * eps times ``|A|^T [sum_c |U_c| |V_c|] |A|`` (+ |b|), the
+    transforms computed on absolute values from the float64 padded input's (K+1)^3 (1x(K+1)^2) patches
+    (unit stride and dilation), R the roundings of ``_WINOGRAD`` besides the sums'. Unlike a direct
+    sum's, it depends on the whole patch under a tile."""
     x = np.abs(np.asarray(x, np.float64))
     unbatched = x.ndim == 4
     x = x[None] if unbatched else x
     depth = w.shape[2]
-    matrices = [(_WINOGRAD_INPUT, _WINOGRAD_KERNEL, _WINOGRAD_OUTPUT)] * 3
+    *transforms, roundings = _WINOGRAD[w.shape[4]]
+    matrices = [tuple(transforms)] * 3
     if depth == 1:
         matrices[0] = (np.ones((1, 1)),) * 3
     patch = [m[0].shape[0] for m in matrices]
@@ -86,7 +98,7 @@ def winograd_rounding_bound(dtype, x, w, b=None, padding=0, groups=1, padding_mo
     y = y[:, :, :out_size[0], :out_size[1], :out_size[2]]
     if b is not None:
         y = y + np.abs(np.asarray(b, np.float64))[None, :, None, None, None]
-    bound = (in_per_group + 12) * np.finfo(dtype).eps * y + np.finfo(dtype).tiny
+    bound = (in_per_group + roundings) * np.finfo(dtype).eps * y + np.finfo(dtype).tiny
     return bound[0] if unbatched else bound
 
 

@@ -1,6 +1,7 @@
-"""Winograd F(2x2x2, 3x3x3) (and F(2x2, 3x3) for 1x3x3 kernels) on the CPU, fused ('winograd') and
-point by point ('winograd-points'): its rounding bound, every padding mode, groups and extents, NaN and
-Inf as the direct sums give them, determinism, and where the planner takes each."""
+"""Winograd F(2x2x2, 3x3x3) and F(2x2x2, 5x5x5) (and F(2x2, 3x3), F(2x2, 5x5) for 1xKxK kernels) on the
+CPU, fused ('winograd') and point by point ('winograd-points'): its rounding bound, every padding mode,
+groups and extents, NaN and Inf as the direct sums give them, determinism, and where the planner takes
+each."""
 import numba
 import numpy as np
 import pytest
@@ -27,6 +28,12 @@ SHAPES = [
     ((2, 6, 3, 7, 9), (5, 6, 1, 3, 3), {"padding": (0, 1, 1)}),
     ((1, 8, 2, 5, 4), (8, 2, 1, 3, 3), {"padding": 1, "groups": 4}),
     ((4, 3, 1, 6), (6, 4, 1, 3, 3), {"padding": "same"}),
+    ((2, 5, 7, 9, 11), (6, 5, 5, 5, 5), {"padding": 2}),
+    ((1, 6, 6, 5, 7), (8, 3, 5, 5, 5), {"padding": (2, 1, 2), "groups": 2}),
+    ((1, 4, 5, 6, 5), (3, 4, 5, 5, 5), {"padding": 0}),
+    ((3, 6, 3, 8), (4, 3, 5, 5, 5), {"padding": "same"}),
+    ((2, 6, 2, 7, 9), (5, 6, 1, 5, 5), {"padding": (0, 2, 2)}),
+    ((1, 4, 3, 2, 30), (4, 2, 1, 5, 5), {"padding": (0, 2, 2), "groups": 2}),
 ]
 
 
@@ -39,39 +46,46 @@ def test_matches_reference_within_its_bound(x_shape, w_shape, kwargs, mode, dtyp
 
 
 @pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)
-def test_large_dynamic_range_within_its_bound(algorithm):
+@pytest.mark.parametrize("taps", [3, 5])
+def test_large_dynamic_range_within_its_bound(taps, algorithm):
     rng = np.random.default_rng(3)
-    x, w, b = random_operands(rng, (1, 6, 9, 8, 10), (5, 6, 3, 3, 3), True, np.float32)
+    x, w, b = random_operands(rng, (1, 6, 9, 8, 10), (5, 6, taps, taps, taps), True, np.float32)
     spread_dynamic_range(rng, x, w)
-    assert_matches_winograd_bound(conv3d(x, w, b, padding=1, algorithm=algorithm), x, w, b, padding=1)
+    padding = taps // 2
+    assert_matches_winograd_bound(conv3d(x, w, b, padding=padding, algorithm=algorithm), x, w, b,
+                                  padding=padding)
 
 
 @pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)
 @pytest.mark.parametrize("mode", MODES)
-def test_nan_and_inf_as_the_direct_sums_give_them(mode, algorithm):
+@pytest.mark.parametrize("taps", [3, 5])
+def test_nan_and_inf_as_the_direct_sums_give_them(taps, mode, algorithm):
     rng = np.random.default_rng(4)
-    x, w, b = random_operands(rng, (2, 6, 7, 6, 9), (8, 6, 3, 3, 3), True, np.float32)
+    x, w, b = random_operands(rng, (2, 6, 7, 6, 9), (8, 6, taps, taps, taps), True, np.float32)
     x[0, 1, 2, 3, 4], x[1, 2, 6, 0, 0], x[1, 5, 3, 5, 8] = np.inf, -np.inf, np.nan
     w[3, 2, 1, 1, 1] = 0  # 0 * Inf is NaN in the direct sums too
-    assert_nonfinite_as_direct_sums(algorithm, x, w, b, padding=1, padding_mode=mode)
+    assert_nonfinite_as_direct_sums(algorithm, x, w, b, padding=taps // 2, padding_mode=mode)
 
 
 @pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)
-def test_overflow_in_the_transforms_falls_back_to_direct_sums(algorithm):
-    # +-3e38 two planes apart: the input transform's d0 - d2 overflows, the direct sums stay finite.
+@pytest.mark.parametrize("taps", [3, 5])
+def test_overflow_in_the_transforms_falls_back_to_direct_sums(taps, algorithm):
+    # +-3e38 two planes apart: the input transform's d0 - d2 (F(2, 5): 2 d0 ... - 4 d2) overflows, the
+    # direct sums stay finite.
     x = np.zeros((1, 4, 6, 6, 6), np.float32)
     x[:, :, 0], x[:, :, 2] = 3e38, -3e38
-    w = np.full((4, 4, 3, 3, 3), 1e-6, np.float32)
+    w = np.full((4, 4, taps, taps, taps), 1e-6, np.float32)
     out = conv3d(x, w, algorithm=algorithm)
     assert np.isfinite(out).all()
     np.testing.assert_array_equal(out, direct_fallback(x, w))
 
 
 @pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)
-def test_bitwise_for_any_thread_count(algorithm):
-    x, w, b = random_operands(np.random.default_rng(5), (2, 8, 9, 7, 30), (12, 4, 3, 3, 3), True,
+@pytest.mark.parametrize("taps", [3, 5])
+def test_bitwise_for_any_thread_count(taps, algorithm):
+    x, w, b = random_operands(np.random.default_rng(5), (2, 8, 9, 7, 30), (12, 4, taps, taps, taps), True,
                               np.float32)
-    kwargs = {"padding": 1, "groups": 2, "padding_mode": "replicate"}
+    kwargs = {"padding": taps // 2, "groups": 2, "padding_mode": "replicate"}
     first = conv3d(x, w, b, algorithm=algorithm, **kwargs)
     threads = numba.get_num_threads()
     try:
@@ -87,6 +101,8 @@ def test_bitwise_for_any_thread_count(algorithm):
     ((1, 16, 3, 13, 7), (24, 8, 1, 3, 3), {"padding": (0, 1, 1), "groups": 2, "padding_mode": "circular"}),
     ((3, 9, 4, 5, 6), (13, 9, 3, 3, 3), {"padding": 0}),
     ((2, 12, 6, 10, 14), (18, 4, 3, 3, 3), {"padding": 1, "groups": 3}),
+    ((2, 10, 5, 9, 11), (12, 5, 5, 5, 5), {"padding": 2, "groups": 2, "padding_mode": "reflect"}),
+    ((1, 8, 3, 13, 7), (9, 8, 1, 5, 5), {"padding": (0, 2, 2)}),
 ])
 def test_points_sum_as_the_fused_kernel_in_any_number_of_passes(x_shape, w_shape, kwargs, monkeypatch):
     """Both rows sum every output in the same order: bitwise equal results, also where the point-by-point
@@ -103,15 +119,18 @@ def test_points_sum_as_the_fused_kernel_in_any_number_of_passes(x_shape, w_shape
 
 
 @pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)
-def test_serves_3x3x3_unit_stride_and_dilation_of_real_dtypes(algorithm):
+def test_serves_3x3x3_and_5x5x5_unit_stride_and_dilation_of_real_dtypes(algorithm):
     x = np.zeros((1, 4, 6, 6, 6), np.float32)
-    assert algorithm in serving_algorithms(x, np.zeros((4, 4, 3, 3, 3), np.float32), padding=1)
-    assert algorithm in serving_algorithms(x, np.zeros((4, 4, 1, 3, 3), np.float32), padding=1)
+    for kernel in [(3, 3, 3), (1, 3, 3), (5, 5, 5), (1, 5, 5)]:
+        assert algorithm in serving_algorithms(x, np.zeros((4, 4) + kernel, np.float32), padding=1)
     for w, kwargs in [(np.zeros((4, 4, 3, 3, 3), np.float32), {"stride": (1, 1, 2)}),
                       (np.zeros((4, 4, 3, 3, 3), np.float32), {"dilation": 2}),
                       (np.zeros((4, 4, 3, 3, 1), np.float32), {}),
                       (np.zeros((4, 4, 1, 3, 3), np.float32), {"stride": (2, 1, 1)}),
-                      (np.zeros((4, 4, 5, 5, 5), np.float32), {"padding": 2})]:
+                      (np.zeros((4, 4, 3, 5, 5), np.float32), {"padding": 2}),
+                      (np.zeros((4, 4, 5, 3, 3), np.float32), {"padding": 1}),
+                      (np.zeros((4, 4, 5, 5, 5), np.float32), {"padding": (2, 4, 2), "dilation": (1, 2, 1)}),
+                      (np.zeros((4, 4, 7, 7, 7), np.float32), {"padding": 3})]:
         assert algorithm not in serving_algorithms(x, w, **kwargs)
         with pytest.raises(ValueError, match=f"algorithm '{algorithm}' does not serve"):
             conv3d(x, w, algorithm=algorithm, **kwargs)
@@ -163,6 +182,24 @@ def test_planner_takes_points_for_few_tiles_and_many_channels(x_shape, w_shape, 
     assert (plan.algorithm == "winograd-points") == expected
 
 
+@pytest.mark.parametrize("x_shape, w_shape, expected", [
+    ((1, 32, 16, 32, 32), (32, 32, 5, 5, 5), "winograd"),
+    ((2, 64, 16, 32, 32), (64, 64, 5, 5, 5), "winograd"),
+    ((1, 32, 32, 64, 64), (32, 32, 5, 5, 5), "winograd"),
+    ((1, 128, 8, 16, 16), (128, 128, 5, 5, 5), "winograd-points"),
+    ((1, 256, 4, 8, 8), (256, 256, 5, 5, 5), "winograd-points"),
+    ((1, 64, 8, 8, 8), (64, 64, 5, 5, 5), "channel-vectorized"),
+    ((1, 256, 2, 4, 4), (256, 256, 5, 5, 5), "gemm"),
+    ((1, 16, 64, 64, 64), (16, 16, 5, 5, 5), "blocked"),
+])
+def test_planner_takes_it_for_5x5x5_kernels(x_shape, w_shape, expected):
+    """Measured on V-Net's layers and C -> C at 8^3 to 32^3: fused from 32 channels at 16^3 (ahead of FFT
+    where its estimated gain is larger: 64 channels at 2x16x32x32, 2.38 against 1.40); point by point from
+    128 channels at up to 3 tiles per channel; 64 channels at 8^3 and 16 at 64^3 to the direct kernels, 256
+    at 2x4x4 to GEMM."""
+    assert plan_conv3d(x_shape, w_shape, padding=2).algorithm == expected
+
+
 def test_algorithm_argument():
     x, w, b = random_operands(np.random.default_rng(6), (1, 4, 5, 6, 7), (4, 4, 3, 3, 3), True, np.float32)
     np.testing.assert_array_equal(conv3d(x, w, b, padding=1, algorithm="auto"), conv3d(x, w, b, padding=1))
@@ -191,8 +228,10 @@ def test_matches_torch(algorithm):
     torch_oracle = pytest.importorskip("torch_oracle")
     from checks import winograd_rounding_bound
 
-    x, w, b = random_operands(np.random.default_rng(8), (2, 8, 6, 7, 9), (6, 8, 3, 3, 3), True, np.float32)
-    out = conv3d(x, w, b, padding=1, padding_mode="reflect", algorithm=algorithm)
-    expected = torch_oracle.torch_conv3d(x, w, b, padding=1, padding_mode="reflect")
-    bound = winograd_rounding_bound(np.float32, x, w, b, padding=1, padding_mode="reflect")
-    assert_close(out, expected, 2 * bound)
+    for taps in (3, 5):
+        x, w, b = random_operands(np.random.default_rng(8), (2, 8, 6, 7, 9), (6, 8, taps, taps, taps), True,
+                                  np.float32)
+        kwargs = {"padding": taps // 2, "padding_mode": "reflect"}
+        out = conv3d(x, w, b, algorithm=algorithm, **kwargs)
+        expected = torch_oracle.torch_conv3d(x, w, b, **kwargs)
+        assert_close(out, expected, 2 * winograd_rounding_bound(np.float32, x, w, b, **kwargs))

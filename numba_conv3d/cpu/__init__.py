@@ -19,7 +19,7 @@ from ..config import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNE
                       TAP_GEMM_WIDE_MAX_SHARE,
                       VECTOR_BYTES, WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN,
                       WINOGRAD_POINTS_MAX_WORKSPACE_BYTES, WINOGRAD_POINTS_MIN_TILES,
-                      WINOGRAD_POINTS_TILES_PER_CHANNEL, WINOGRAD_TRANSFORM_PAIRS,
+                      WINOGRAD_POINTS_RANGES, WINOGRAD_TRANSFORM_PAIRS,
                       WINOGRAD_WEIGHT_TILES)
 from ..parallelism import safe_to_run
 from ..precision import narrow, widen
@@ -111,8 +111,9 @@ def prefers_plane_gemm(plan):
 def winograd_gain(plan):
     """The estimated speed of Winograd over the direct kernels for a plan it serves (see
     ``config.WINOGRAD_*``): the direct multiplies per Winograd multiply (3.375 for 3x3x3 kernels, 2.25
-    for 1x3x3) times the share of the tiles' outputs inside the output, over 1 plus the weight
-    transform shared by the tiles plus the input and output transforms per channel pair."""
+    for 1x3x3, 4.63 for 5x5x5, 2.78 for 1x5x5) times the share of the tiles' outputs inside the output,
+    over 1 plus the weight transform shared by the tiles plus the input and output transforms per
+    channel pair."""
     outputs = prod(winograd.tile_shape(plan.kernel_size[0]))
     tiles = max(1, winograd.call_tiles(plan))
     fill = plan.batch * prod(plan.output_size) / (outputs * tiles)
@@ -139,11 +140,12 @@ def winograd_tiles_per_channel(plan):
 
 def prefers_winograd_points(plan):
     """Whether the planner takes Winograd point by point for a plan Winograd serves: at least
-    ``WINOGRAD_POINTS_MIN_TILES`` tiles, and tiles per channel (``winograd_tiles_per_channel``) within
-    ``WINOGRAD_POINTS_TILES_PER_CHANNEL`` (measured crossovers: fewer tiles are faster by GEMM, more by
-    the fused kernel)."""
-    low, high = WINOGRAD_POINTS_TILES_PER_CHANNEL
+    ``WINOGRAD_POINTS_MIN_TILES`` tiles and, by the kernel's width (``WINOGRAD_POINTS_RANGES``), enough
+    channels and tiles per channel (``winograd_tiles_per_channel``) in range (measured crossovers: fewer
+    tiles are faster by GEMM, more by the fused kernel, fewer channels by the direct kernels)."""
+    channels, low, high = WINOGRAD_POINTS_RANGES[plan.kernel_size[2]]
     return (winograd.call_tiles(plan) >= WINOGRAD_POINTS_MIN_TILES
+            and (plan.in_per_group * plan.out_per_group) ** 0.5 >= channels
             and low <= winograd_tiles_per_channel(plan) <= high)
 
 
@@ -165,11 +167,14 @@ def fft_gain(plan):
 
 def prefers_fft(plan):
     """Whether the planner takes FFT convolution for a plan it serves: an estimated gain of at least
-    ``FFT_MIN_GAIN`` (large kernels). Small kernels are ruled out by ``fft.lower_bound_seconds``
-    before any tiling is tried."""
+    ``FFT_MIN_GAIN`` (large kernels), and at least Winograd's where the planner would take Winograd.
+    Small kernels are ruled out by ``fft.lower_bound_seconds`` before any tiling is tried."""
     direct = _direct_seconds(plan)
-    return (direct >= FFT_MIN_GAIN * fft.lower_bound_seconds(plan)
-            and direct >= FFT_MIN_GAIN * fft.estimated_seconds(plan))
+    if direct < FFT_MIN_GAIN * fft.lower_bound_seconds(plan):
+        return False
+    gain = direct / fft.estimated_seconds(plan)
+    return gain >= FFT_MIN_GAIN and not (winograd.serves(plan) and prefers_winograd(plan)
+                                         and winograd_gain(plan) > gain)
 
 
 def prefers_phase_flat(plan):
@@ -194,6 +199,11 @@ def prefers_bfloat16_dot(plan):
         return winograd_gain(computed) < BFLOAT16_DOT_MAX_WINOGRAD_GAIN
     return not (computed.kernel_size == (1, 1, 1) and computed.stride != (1, 1, 1) and prefers_gemm(computed))
 
+
+# The point-by-point Winograd row's ranges, in words.
+_POINTS_RANGES = "; ".join(f"KxKxK and 1xKxK kernels with K = {taps}: >= {channels} channels, {low}-{high} "
+                           "tiles per channel"
+                           for taps, (channels, low, high) in WINOGRAD_POINTS_RANGES.items())
 
 # The rows that compute through transforms (their sums are not the direct ones).
 _TRANSFORMS = ("fft", "winograd", "winograd-points")
@@ -226,28 +236,30 @@ ALGORITHMS = (
               bfloat16_dot.serves, bfloat16_dot.workspace_bytes, _runner(bfloat16_dot.compute),
               prefers_bfloat16_dot, operands="stored"),
     Algorithm("fft", f"real dtype, unit stride, an estimated gain of >= {FFT_MIN_GAIN} (cpu.fft_gain: large "
-              "kernels): overlap-save over tiles of the output, real FFTs of each tile's padded input "
-              "times the weight spectra, summed over input channels, back by one inverse FFT per output "
-              f"channel; tiles chosen by estimated time, weight spectra and buffers within "
+              "kernels) and of at least Winograd's where the planner takes Winograd: overlap-save over "
+              "tiles of the output, real FFTs of each tile's padded input times the weight spectra, "
+              "summed over input channels, back by one inverse FFT per output channel; tiles chosen by "
+              "estimated time, weight spectra and buffers within "
               f"{FFT_MAX_WORKSPACE_BYTES >> 20} MiB",
               fft.serves, fft.workspace_bytes, _falling_back(fft.run), prefers_fft),
     Algorithm("winograd-points", "what the winograd row serves, with >= "
-              f"{WINOGRAD_POINTS_MIN_TILES} tiles and {WINOGRAD_POINTS_TILES_PER_CHANNEL[0]}-"
-              f"{WINOGRAD_POINTS_TILES_PER_CHANNEL[1]} tiles per channel (cpu.winograd_tiles_per_channel: "
-              "few tiles for many channels): its transforms in three passes over a call's tiles, every "
+              f"{WINOGRAD_POINTS_MIN_TILES} tiles and {_POINTS_RANGES} (cpu.winograd_tiles_per_channel: few "
+              "tiles for many channels): its transforms in three passes over a call's tiles, every "
               "tile's input points, then per point a matrix product of its weight points (read once) "
               "with every tile's input points, then every tile's outputs; transformed input and products "
               f"in passes of at most {WINOGRAD_POINTS_MAX_WORKSPACE_BYTES >> 20} MiB (256-512 channels "
-              "at 4x8x8 to 16x7x7: 1.1-1.9x the fused kernel, GEMM and the channel-vectorized kernel)",
+              "at 4x8x8 to 16x7x7, 5x5x5 with 128-256 at 4x8x8 to 8x16x16: 1.1-1.9x the fused kernel, GEMM "
+              "and the channel-vectorized kernel)",
               winograd.serves, winograd_points.workspace_bytes,
               _falling_back(_runner(winograd_points.compute)), prefers_winograd_points),
-    Algorithm("winograd", "real dtype, 3x3x3 or 1x3x3 kernel at unit stride and dilation, weight points "
-              f"within {WINOGRAD_MAX_WEIGHT_BYTES >> 20} MiB, an estimated gain of >= {WINOGRAD_MIN_GAIN} "
-              "(cpu.winograd_gain: more channels and tiles gain more): Winograd F(2x2x2, 3x3x3), 64 "
-              "multiplies per channel pair and tile of 8 outputs instead of 216 (1x3x3: F(2x2, 3x3), 16 "
-              "instead of 36), tiles flattened over the batch and volume in register blocks of output "
-              "channels x SIMD vectors of tiles (float32, 3x3x3 with 32-256 channels at 16^3 to "
-              "8x56x56: 1.1-2.3x the register-blocked kernels)",
+    Algorithm("winograd", "real dtype, 3x3x3, 1x3x3, 5x5x5 or 1x5x5 kernel at unit stride and dilation, "
+              f"weight points within {WINOGRAD_MAX_WEIGHT_BYTES >> 20} MiB, an estimated gain of >= "
+              f"{WINOGRAD_MIN_GAIN} (cpu.winograd_gain: more channels and tiles gain more): Winograd "
+              "F(2x2x2, 3x3x3), 64 multiplies per channel pair and tile of 8 outputs instead of 216 "
+              "(1x3x3: F(2x2, 3x3), 16 instead of 36; 5x5x5: F(2x2x2, 5x5x5), 216 instead of 1000), tiles "
+              "flattened over the batch and volume in register blocks of output channels x SIMD vectors "
+              "of tiles (float32, 3x3x3 with 32-256 channels at 16^3 to 8x56x56: 1.1-2.3x the "
+              "register-blocked kernels; 5x5x5 with 32-128 at 16^3 to 32^3: 1.2-3.0x)",
               winograd.serves, winograd.workspace_bytes, _falling_back(_runner(winograd.compute)),
               prefers_winograd),
     Algorithm("tap-gemm", f"real dtype, NumPy's OpenBLAS; taken where the channel-vectorized kernel would "

@@ -1,5 +1,7 @@
-"""Winograd F(2x2x2, 3x3x3) convolution on the CPU, for real dtypes: 3x3x3 kernels at unit stride and
-dilation, and 1x3x3 kernels plane by plane (F(2x2, 3x3)).
+"""Winograd F(2x2x2, 3x3x3) and F(2x2x2, 5x5x5) convolution on the CPU, for real dtypes: 3x3x3 and 5x5x5
+kernels at unit stride and dilation, and 1x3x3 and 1x5x5 kernels plane by plane (F(2x2, 3x3), F(2x2,
+5x5)). What follows describes F(2, 3); F(2, 5) takes 6x6x6 patches to 216 points, 216 multiplies instead of
+1000 (4.63x fewer), by the transforms of ``winograd_transforms.py``.
 
 Each tile of 2x2x2 outputs is computed from the 4x4x4 padded input patch under it (Lavin and Gray 2016;
 Jia et al., PPoPP 2018, for N dimensions): the patch is transformed to 64 points (``B^T d B`` along each
@@ -27,7 +29,8 @@ Inf exactly.
 Rounding: each output is ``A^T [sum_c U_c * V_c] A`` with float rounding in the sums over input channels
 (``C_in/g`` terms) and in the transforms (at most 8 terms each way); its error is within about ``(C_in/g
 + 12) * eps`` times the same expression computed on absolute values (``|A|^T [sum_c |U_c| |V_c|] |A|``),
-a bound 1.7-4.6x the direct sums' on random data; the errors measured are of the direct sums' order
+a bound 1.7-4.6x the direct sums' on random data; the errors measured are of the direct sums' order.
+F(2, 5): ``(C_in/g + 32) * eps`` times that expression; errors measured about 1.5x the direct kernels'
 (``docs/ARCHITECTURE.md``).
 """
 import numpy as np
@@ -40,25 +43,24 @@ from .simd import fma_block, store_block, vector_lanes, zero_block
 from .slab import index_maps, padded_row
 from .tasks import channel_splits, split_range
 from .unlinked import call_apart
+from .winograd_transforms import TILE, input_points, kernel_points, output_pair, output_points, patch_of
 
-# Points of a 3-tap dimension, outputs of a tile along it, and the points of a tile in one plane.
-PATCH = 4
-TILE = 2
-PLANE_POINTS = PATCH * PATCH
-# Input channels whose weight points a task of ``transform_weights`` buffers before copying them out.
-_WEIGHT_CHUNK = 32
+# Input channels whose weight points a task of ``transform_weights`` buffers before copying them out: as
+# many as fill ``_WEIGHT_TAPS`` taps per output channel (32 channels of a 3x3x3 kernel).
+_WEIGHT_TAPS = 32 * 27
 _UNSIGNED = np.uint64
 
 
 @register_jitable
-def depth_points(kernel_depth):
-    """Points of a tile along D: 4 for a 3-tap kernel, 1 (no transform) for a 1-tap one."""
-    return PATCH if kernel_depth == 3 else 1
+def depth_points(kernel_depth, taps):
+    """Points of a tile along D: ``patch_of(taps)`` for a kernel as deep as it is wide, 1 (no transform)
+    for a 1-tap one."""
+    return patch_of(taps) if kernel_depth > 1 else 1
 
 
 def tile_shape(kernel_depth):
     """Outputs of a tile along (D, H, W)."""
-    return (TILE if kernel_depth == 3 else 1, TILE, TILE)
+    return (TILE if kernel_depth > 1 else 1, TILE, TILE)
 
 
 def tiles_of(output_size, kernel_depth):
@@ -76,71 +78,59 @@ def call_tiles(plan):
     return plan.batch * int(np.prod(tiles_of(plan.output_size, plan.kernel_size[0])))
 
 
-@njit(cache=True, inline='always')
-def _kernel_points(source, first, step, source_row, target, at, target_step, target_row, count):
-    """Rows ``at + i * target_step`` (i < 4, ``target_row`` elements apart) of ``target`` = ``G`` times
-    rows ``first + j * step`` (j < 3, ``source_row`` apart) of ``source``, over their first ``count``
-    elements (one 3-tap dimension of the weight transform)."""
-    for t in range(count):
-        g0 = source[_UNSIGNED(first * source_row + t)]
-        g1 = source[_UNSIGNED((first + step) * source_row + t)]
-        g2 = source[_UNSIGNED((first + 2 * step) * source_row + t)]
-        target[_UNSIGNED(at * target_row + t)] = g0
-        target[_UNSIGNED((at + target_step) * target_row + t)] = (g0 + g1 + g2) * 0.5
-        target[_UNSIGNED((at + 2 * target_step) * target_row + t)] = (g0 - g1 + g2) * 0.5
-        target[_UNSIGNED((at + 3 * target_step) * target_row + t)] = g2
-
-
 @njit(parallel=True, cache=True)
 def transform_weights(weight, groups):
-    """Weights (C_out, C_in/g, KD, 3, 3), KD 3 or 1 -> their points ``G g G^T`` (g, points, blocks,
-    C_in/g, ``BLOCK_CHANNELS``), computed in float64 and rounded once; missing channels of a group's
-    last block are zeros. Point ``(a * 4 + b) * 4 + k`` is row a of ``G`` along D (a = 0 for KD = 1,
-    no transform), b along H, k along W.
+    """Weights (C_out, C_in/g, KD, K, K), K 3 or 5 and KD K or 1 -> their points ``G g G^T`` (g,
+    points, blocks, C_in/g, ``BLOCK_CHANNELS``), computed in float64 and rounded once; missing channels
+    of a group's last block are zeros. With P = K + 1 points along H and W, point ``(a * P + b) * P +
+    k`` is row a of ``G`` along D (a = 0 for KD = 1, no transform), b along H, k along W.
 
-    A task transforms one channel block, ``_WEIGHT_CHUNK`` input channels at a time: their taps
+    A task transforms one channel block, a few input channels at a time (``_WEIGHT_TAPS``): their taps
     gathered into rows of (input channel, output channel) pairs, in the order the points are stored,
-    so that each transform runs along rows of ``_WEIGHT_CHUNK * BLOCK_CHANNELS`` elements and the last
-    one writes its points in place."""
-    out_channels, in_per_group, kernel_depth = weight.shape[:3]
+    so that each transform runs along rows of pairs and the last one writes its points in place."""
+    out_channels, in_per_group, kernel_depth, taps = weight.shape[:4]
     out_per_group = out_channels // groups
     blocks = ceil_div(out_per_group, BLOCK_CHANNELS)
-    count = depth_points(kernel_depth) * PLANE_POINTS
+    patch = patch_of(taps)
+    plane_points = patch * patch
+    count = depth_points(kernel_depth, taps) * plane_points
     packed = np.empty((groups, count, blocks, in_per_group, BLOCK_CHANNELS), weight.dtype)
     flat_packed = packed.reshape(-1)
     point_row = blocks * in_per_group * BLOCK_CHANNELS
-    taps_per_channel = kernel_depth * 9
+    taps_per_channel = kernel_depth * taps * taps
     flat = weight.reshape(out_channels, in_per_group * taps_per_channel)
-    width = _WEIGHT_CHUNK * BLOCK_CHANNELS
+    chunk_channels = max(1, _WEIGHT_TAPS // taps_per_channel)
+    width = chunk_channels * BLOCK_CHANNELS
     for unit in prange(groups * blocks):
         g, block = unit // blocks, unit % blocks
         first = g * out_per_group + block * BLOCK_CHANNELS
         lanes = min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS)
-        taps = np.zeros(taps_per_channel * width)
-        along_w = np.empty(kernel_depth * 12 * width)
-        along_h = np.empty(kernel_depth * 16 * width)
-        for c0 in range(0, in_per_group, _WEIGHT_CHUNK):
-            pairs = min(_WEIGHT_CHUNK, in_per_group - c0) * BLOCK_CHANNELS
+        gathered = np.zeros(taps_per_channel * width)
+        along_w = np.empty(kernel_depth * taps * patch * width)
+        along_h = np.empty(kernel_depth * plane_points * width)
+        for c0 in range(0, in_per_group, chunk_channels):
+            pairs = min(chunk_channels, in_per_group - c0) * BLOCK_CHANNELS
             for tap in range(taps_per_channel):
                 for c in range(pairs // BLOCK_CHANNELS):
                     for lane in range(BLOCK_CHANNELS):
                         if lane < lanes:
-                            taps[_UNSIGNED(tap * width + c * BLOCK_CHANNELS + lane)] = flat[
+                            gathered[_UNSIGNED(tap * width + c * BLOCK_CHANNELS + lane)] = flat[
                                 first + lane, _UNSIGNED((c0 + c) * taps_per_channel + tap)]
-            for ij in range(kernel_depth * 3):
-                _kernel_points(taps, ij * 3, 1, width, along_w, ij * 4, 1, width, pairs)
+            for ij in range(kernel_depth * taps):
+                kernel_points(gathered, ij * taps, 1, width, along_w, ij * patch, 1, width, pairs, taps)
             for i in range(kernel_depth):
-                for k in range(4):
-                    _kernel_points(along_w, i * 12 + k, 4, width, along_h, i * 16 + k, 4, width, pairs)
+                for k in range(patch):
+                    kernel_points(along_w, i * taps * patch + k, patch, width, along_h, i * plane_points + k,
+                                  patch, width, pairs, taps)
             target = flat_packed[_UNSIGNED((g * count * blocks + block) * in_per_group * BLOCK_CHANNELS
                                            + c0 * BLOCK_CHANNELS):]
-            for bk in range(PLANE_POINTS):
+            for bk in range(plane_points):
                 if kernel_depth == 1:
                     for t in range(pairs):
                         target[_UNSIGNED(bk * point_row + t)] = along_h[_UNSIGNED(bk * width + t)]
                 else:
-                    _kernel_points(along_h, bk, PLANE_POINTS, width, target, bk, PLANE_POINTS, point_row,
-                                   pairs)
+                    kernel_points(along_h, bk, plane_points, width, target, bk, plane_points, point_row,
+                                  pairs, taps)
     return packed
 
 
@@ -167,69 +157,41 @@ def tile_runs(first, count, total, tiles):
 
 
 @njit(cache=True, inline='always')
-def _input_points(source, start, step, target, at, target_step, count):
-    """Rows ``at + i * target_step`` (i < 4) of ``target`` = ``B^T`` times rows ``start + i * step`` of
-    ``source``, element by element over ``count`` (one dimension of the input transform)."""
-    for t in range(count):
-        d0, d1 = source[_UNSIGNED(start + t)], source[_UNSIGNED(start + step + t)]
-        d2, d3 = source[_UNSIGNED(start + 2 * step + t)], source[_UNSIGNED(start + 3 * step + t)]
-        target[_UNSIGNED(at + t)] = d0 - d2
-        target[_UNSIGNED(at + target_step + t)] = d1 + d2
-        target[_UNSIGNED(at + 2 * target_step + t)] = d2 - d1
-        target[_UNSIGNED(at + 3 * target_step + t)] = d1 - d3
-
-
-@njit(cache=True, inline='always')
-def _output_points(source, start, step, target, at, target_step, count):
-    """Rows ``at`` and ``at + target_step`` of ``target`` = ``A^T`` times rows ``start + i * step`` (i
-    < 4) of ``source``, element by element over ``count`` (one dimension of the output transform)."""
-    for t in range(count):
-        m0, m1 = source[_UNSIGNED(start + t)], source[_UNSIGNED(start + step + t)]
-        m2, m3 = source[_UNSIGNED(start + 2 * step + t)], source[_UNSIGNED(start + 3 * step + t)]
-        target[_UNSIGNED(at + t)] = m0 + m1 + m2
-        target[_UNSIGNED(at + target_step + t)] = m1 - m2 - m3
-
-
-@njit(cache=True, inline='always')
-def transform_input(x, n_channels, c0, maps, runs, planes, chunk, points, layout_channels, along_w, along_h,
-                    row):
-    """``points[p, c, t]`` (``planes`` * 16, ``layout_channels``, ``chunk``) = the input points of the
-    chunk's tiles, for c < ``n_channels``: input channels ``c0 ...``, ``planes`` (4 or 1) points along
-    D; ``along_w`` and ``along_h`` (64 * chunk) hold the W and H transforms, ``row`` (2 * chunk + 2)
-    one padded input row."""
+def transform_input(x, n_channels, c0, maps, runs, planes, patch, chunk, points, layout_channels, along_w,
+                    along_h, row):
+    """``points[p, c, t]`` (``planes`` * P^2, ``layout_channels``, ``chunk``, P = ``patch``) = the input
+    points of the chunk's tiles, for c < ``n_channels``: input channels ``c0 ...``, ``planes`` (P or 1)
+    points along D; ``along_w`` and ``along_h`` (``planes`` * P^2 * chunk) hold the W and H transforms,
+    ``row`` (2 * chunk + P - 2) one padded input row."""
     map_d, map_h = maps[0], maps[1]
-    tile_depth = TILE if planes == PATCH else 1
+    tile_depth = TILE if planes > 1 else 1
+    plane_points = patch * patch
     for c in range(n_channels):
         for run in range(runs.shape[0]):
             slot, length, n, tile_d, tile_h, tile_w = runs[run]
             for a in range(planes):
                 pd = tile_depth * tile_d + a
                 sd = map_d[pd] if pd < map_d.shape[0] else -1
-                for b in range(4):
+                for b in range(patch):
                     ph = TILE * tile_h + b
                     sh = map_h[ph] if ph < map_h.shape[0] else -1
-                    at = (a * 4 + b) * 4 * chunk + slot
+                    at = (a * patch + b) * patch * chunk + slot
                     if sd < 0 or sh < 0:
-                        for k in range(4):
+                        for k in range(patch):
                             for t in range(length):
                                 along_w[at + k * chunk + t] = 0
                         continue
-                    padded_row(x, n, c0 + c, sd, sh, maps, TILE * tile_w, TILE * length + 2, row)
-                    for t in range(length):
-                        r0, r1 = row[_UNSIGNED(2 * t)], row[_UNSIGNED(2 * t + 1)]
-                        r2, r3 = row[_UNSIGNED(2 * t + 2)], row[_UNSIGNED(2 * t + 3)]
-                        along_w[_UNSIGNED(at + t)] = r0 - r2
-                        along_w[_UNSIGNED(at + chunk + t)] = r1 + r2
-                        along_w[_UNSIGNED(at + 2 * chunk + t)] = r2 - r1
-                        along_w[_UNSIGNED(at + 3 * chunk + t)] = r1 - r3
+                    padded_row(x, n, c0 + c, sd, sh, maps, TILE * tile_w, TILE * length + patch - 2, row)
+                    input_points(row, 0, 1, TILE, along_w, at, chunk, length, patch)
         for a in range(planes):
-            for k in range(4):
-                at = (a * 16 + k) * chunk
-                _input_points(along_w, at, 4 * chunk, along_h, at, 4 * chunk, chunk)
-        for bk in range(PLANE_POINTS):
-            if planes == PATCH:
-                _input_points(along_h, bk * chunk, 16 * chunk, points, (bk * layout_channels + c) * chunk,
-                              16 * layout_channels * chunk, chunk)
+            for k in range(patch):
+                at = (a * plane_points + k) * chunk
+                input_points(along_w, at, patch * chunk, 1, along_h, at, patch * chunk, chunk, patch)
+        for bk in range(plane_points):
+            if planes > 1:
+                input_points(along_h, bk * chunk, plane_points * chunk, 1, points,
+                             (bk * layout_channels + c) * chunk, plane_points * layout_channels * chunk,
+                             chunk, patch)
                 continue
             for t in range(chunk):
                 points[_UNSIGNED((bk * layout_channels + c) * chunk + t)] = along_h[_UNSIGNED(bk * chunk + t)]
@@ -254,25 +216,26 @@ def _multiply(packed, g, first, stop, points, n_channels, chunk, products):
 
 
 @njit(cache=True, inline='always')
-def transform_output(products, planes, channels, lane, chunk, along_w, along_h):
+def transform_output(products, planes, patch, channels, lane, chunk, along_w, along_h):
     """``along_h`` (``planes`` * 4 * chunk: rows ``(a * 2 + j) * 2 + k``) = the products of channel
-    ``lane`` (of ``channels``) transformed back along W and H (``along_w``: 32 * chunk, scratch)."""
-    for ab in range(planes * 4):
-        _output_points(products, (ab * 4 * channels + lane) * chunk, channels * chunk,
-                       along_w, ab * 2 * chunk, chunk, chunk)
+    ``lane`` (of ``channels``) transformed back along W and H (``along_w``: ``planes`` * 2P * chunk,
+    scratch; P = ``patch``)."""
+    for ab in range(planes * patch):
+        output_points(products, (ab * patch * channels + lane) * chunk, channels * chunk,
+                      along_w, ab * TILE * chunk, chunk, chunk, patch)
     for a in range(planes):
-        for k in range(2):
-            _output_points(along_w, (a * 8 + k) * chunk, 2 * chunk, along_h, (a * 4 + k) * chunk,
-                           2 * chunk, chunk)
+        for k in range(TILE):
+            output_points(along_w, (a * TILE * patch + k) * chunk, TILE * chunk, along_h,
+                          (a * 4 + k) * chunk, TILE * chunk, chunk, patch)
 
 
 @njit(cache=True, inline='always')
-def store_tiles(values, planes, chunk, runs, out, o, bias_value):
+def store_tiles(values, planes, patch, chunk, runs, out, o, bias_value):
     """Write the chunk's tiles of output channel ``o``: ``values`` (rows ``(a * 2 + j) * 2 + k``,
-    transformed along W and H) transformed along D where ``planes`` is 4, plus the bias, clipped to the
-    output. Returns whether every value written is finite."""
+    transformed along W and H) transformed along D where ``planes`` is the ``patch``, plus the bias,
+    clipped to the output. Returns whether every value written is finite."""
     out_depth, out_height, out_width = out.shape[2:]
-    tile_depth = TILE if planes == PATCH else 1
+    tile_depth = TILE if planes > 1 else 1
     finite = True
     for run in range(runs.shape[0]):
         slot, length, n, tile_d, tile_h, tile_w = runs[run]
@@ -289,11 +252,9 @@ def store_tiles(values, planes, chunk, runs, out, o, bias_value):
                     at = (j * 2 + k) * chunk + slot
                     for t in range(length):
                         ow = TILE * (tile_w + t) + k
-                        if planes == PATCH:
-                            y0, y1 = values[_UNSIGNED(at + t)], values[_UNSIGNED(at + 4 * chunk + t)]
-                            y2 = values[_UNSIGNED(at + 8 * chunk + t)]
-                            y3 = values[_UNSIGNED(at + 12 * chunk + t)]
-                            value = (y0 + y1 + y2 if i == 0 else y1 - y2 - y3) + bias_value
+                        if planes > 1:
+                            pair = output_pair(values, at + t, 4 * chunk, patch)
+                            value = pair[i] + bias_value
                         else:
                             value = values[_UNSIGNED(at + t)] + bias_value
                         if ow < out_width:
@@ -303,11 +264,11 @@ def store_tiles(values, planes, chunk, runs, out, o, bias_value):
 
 
 @njit(cache=True)
-def _winograd_task(x, packed, bias, out, maps, tiles, splits, nonfinite, task):
+def _winograd_task(x, packed, bias, out, maps, tiles, patch, splits, nonfinite, task):
     """Task ``task`` of :func:`_winograd_kernel`: (group, chunk of tiles, split of the output channel
     blocks)."""
     groups, count, blocks, in_per_group = packed.shape[:4]
-    planes = count // PLANE_POINTS
+    planes = count // (patch * patch)
     out_per_group = out.shape[1] // groups
     chunk = BLOCK_VECTORS * vector_lanes(x)
     total = x.shape[0] * tiles[0] * tiles[1] * tiles[2]
@@ -318,9 +279,9 @@ def _winograd_task(x, packed, bias, out, maps, tiles, splits, nonfinite, task):
     points = np.empty(count * in_per_group * chunk, x.dtype)
     along_w = np.empty(count * chunk, x.dtype)
     along_h = np.empty(count * chunk, x.dtype)
-    row = np.empty(TILE * chunk + 2, x.dtype)
-    transform_input(x, in_per_group, g * in_per_group, maps, runs, planes, chunk, points, in_per_group,
-                    along_w, along_h, row)
+    row = np.empty(TILE * chunk + patch - 2, x.dtype)
+    transform_input(x, in_per_group, g * in_per_group, maps, runs, planes, patch, chunk, points,
+                    in_per_group, along_w, along_h, row)
     products = np.empty(count * WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS * chunk, x.dtype)
     first, stop = split_range(split, blocks, splits)
     finite = True
@@ -330,20 +291,21 @@ def _winograd_task(x, packed, bias, out, maps, tiles, splits, nonfinite, task):
         first_channel = pass_first * BLOCK_CHANNELS
         for lane in range(min(pass_stop * BLOCK_CHANNELS, out_per_group) - first_channel):
             o = g * out_per_group + first_channel + lane
-            transform_output(products, planes, (pass_stop - pass_first) * BLOCK_CHANNELS, lane, chunk,
-                              along_w, along_h)
-            finite &= store_tiles(along_h, planes, chunk, runs, out, o,
-                                   bias[o] if bias.shape[0] else x.dtype.type(0))
+            transform_output(products, planes, patch, (pass_stop - pass_first) * BLOCK_CHANNELS, lane, chunk,
+                             along_w, along_h)
+            finite &= store_tiles(along_h, planes, patch, chunk, runs, out, o,
+                                  bias[o] if bias.shape[0] else x.dtype.type(0))
     nonfinite[task] = not finite
 
 
 @njit(parallel=True, cache=True)
-def _winograd_kernel(x, packed, bias, out, maps, tiles, splits, nonfinite):
-    """Fill ``out`` from ``x`` and the weight points ``packed`` (``transform_weights``), in tasks of
-    (group, chunk of tiles, split of the output channel blocks), each run apart (``unlinked.py``);
-    ``nonfinite[task]`` is set where a task wrote a NaN or Inf."""
+def _winograd_kernel(x, packed, bias, out, maps, tiles, patch, splits, nonfinite):
+    """Fill ``out`` from ``x`` and the weight points ``packed`` (``transform_weights``; ``patch`` points
+    along H and W), in tasks of (group, chunk of tiles, split of the output channel blocks), each run
+    apart (``unlinked.py``); ``nonfinite[task]`` is set where a task wrote a NaN or Inf."""
     for task in prange(nonfinite.shape[0]):
-        call_apart(_winograd_task, x, packed, bias, out, maps, tiles, splits, nonfinite, np.int64(task))
+        call_apart(_winograd_task, x, packed, bias, out, maps, tiles, patch, splits, nonfinite,
+                   np.int64(task))
 
 
 def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
@@ -360,20 +322,27 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     splits = channel_splits(packed.shape[2], groups * chunks)
     nonfinite = np.zeros(groups * chunks * splits, np.bool_)
     _winograd_kernel(x, packed, bias if has_bias else bias[:0], out,
-                     index_maps(x, padded, pad_front, mode), tiles, splits, nonfinite)
+                     index_maps(x, padded, pad_front, mode), tiles, patch_of(weight.shape[3]), splits,
+                     nonfinite)
     return not nonfinite.any()
 
 
+# The kernels Winograd serves: F(2x2x2, 3x3x3) and F(2x2x2, 5x5x5), and plane by plane F(2x2, 3x3) and
+# F(2x2, 5x5).
+KERNELS = ((3, 3, 3), (1, 3, 3), (5, 5, 5), (1, 5, 5))
+
+
 def serves(plan):
-    """Whether Winograd computes a plan: a real dtype, a 3x3x3 or 1x3x3 kernel, unit stride and
+    """Whether Winograd computes a plan: a real dtype, a kernel of ``KERNELS``, unit stride and
     dilation."""
-    return (not plan.is_complex and plan.kernel_size in ((3, 3, 3), (1, 3, 3))
+    return (not plan.is_complex and plan.kernel_size in KERNELS
             and plan.stride == (1, 1, 1) and plan.dilation == (1, 1, 1))
 
 
 def points_of(plan):
-    """Points per tile: 64 for a 3x3x3 kernel, 16 for 1x3x3."""
-    return depth_points(plan.kernel_size[0]) * PLANE_POINTS
+    """Points per tile: 64 for a 3x3x3 kernel, 16 for 1x3x3, 216 for 5x5x5, 36 for 1x5x5."""
+    taps = plan.kernel_size[2]
+    return depth_points(plan.kernel_size[0], taps) * patch_of(taps) ** 2
 
 
 def workspace_bytes(plan):
@@ -382,11 +351,12 @@ def workspace_bytes(plan):
     chunk = chunk_tiles(itemsize)
     products = WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS
     return (itemsize * chunk * points_of(plan) * (plan.in_per_group + products + 2)
-            + itemsize * (2 * chunk + 2))
+            + itemsize * (TILE * chunk + patch_of(plan.kernel_size[2]) - 2))
 
 
 def transform_weight_bytes(plan):
-    """Bytes of the weight points (64 per 27 weights, 16 per 9; channel blocks filled out)."""
+    """Bytes of the weight points (64 per 27 weights, 16 per 9, 216 per 125, 36 per 25; channel
+    blocks filled out)."""
     blocks = ceil_div(plan.out_per_group, BLOCK_CHANNELS)
     return (np.dtype(plan.dtype).itemsize * plan.groups * points_of(plan) * blocks * plan.in_per_group
             * BLOCK_CHANNELS)
