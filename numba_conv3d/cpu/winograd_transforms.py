@@ -7,7 +7,7 @@ products of the points, a tile's outputs are ``A^T [(G g) * (B^T d)]``:
 - F(2, 3), points 0, 1, -1, infinity (Lavin and Gray 2016): ``B^T`` and ``A^T`` take additions only.
 - F(2, 5), points 0, 1, -1, 2, -1/2, infinity: ``B^T`` has integer entries up to 5 and ``A^T`` powers
   of two, so the input and output transforms round only in their sums. Of the point sets with small
-  entries, this one measured the smallest error (float32 3x3x3x3 tiles, 8-64 input channels: 1.8-3.5e-6
+  entries, this one measured the smallest error (float32 tiles in 3-D, 8-64 input channels: 1.8-3.5e-6
   of the largest output, against 0.6-1.5e-5 with points 0, +-1, +-2 or 0, +-1, +-1/2).
 
 The weight transform ``G`` runs in float64 (the caller rounds its points once); ``B^T`` and ``A^T`` run
