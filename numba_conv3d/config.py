@@ -228,7 +228,8 @@ GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL = 64
 GEMM_UNIT_MIN_INPUTS = 8
 
 # Where the planner prefers Winograd F(2x2x2, 3x3x3) (``cpu/winograd.py``, 3x3x3 kernels at unit stride
-# and dilation) to the direct kernels (``cpu.winograd_gain``). Per tile and channel pair, the direct
+# and dilation; the other kernels it serves follow the same estimate, see below) to the direct kernels
+# (``cpu.winograd_gain``). Per tile and channel pair, the direct
 # kernels make 8 x 27 multiply-adds where Winograd makes 64, at about the same rate; Winograd adds its
 # input and output transforms, which cost about WINOGRAD_TRANSFORM_PAIRS channel pairs' multiplies per
 # tile for each input and output channel (so they count C_in + C_out against C_in * C_out), and the
@@ -257,7 +258,16 @@ GEMM_UNIT_MIN_INPUTS = 8
 # constants estimate 1.49-3.11 where it measured 1.24-3.04x (within 0.1 from 32^3, 0.4-0.8 optimistic
 # at 16^3); 16 channels estimate 0.66-0.99 (measured 0.44-1.30), 32 channels at 8^3 0.90 (0.34).
 WINOGRAD_WEIGHT_TILES = 150
-WINOGRAD_TRANSFORM_PAIRS = 29
+# 1x3x3 kernels take F(4x4, 3x3) (36 points per 16 outputs, where F(2x2, 3x3) takes 16 per 4) on output
+# planes of at least WINOGRAD_WIDE_TILE_MIN_EXTENT rows and columns. Measured against F(2x2, 3x3) (either
+# Winograd row, whichever is faster; 2-core Zen 4, float32, same process, batch 1 and 2): R(2+1)D's and
+# MC3's spatial layers at 56x56 1.40-1.42x, at 28x28 1.35-1.51x; at 14x14 (tiles of 4 cover 16) 0.90-1.16x,
+# at 7x7 0.56-1.37x (2 planes 0.56-0.74x: 8-16 tiles do not pay for 2.25x the weight points).
+WINOGRAD_WIDE_TILE_MIN_EXTENT = 28
+# By the outputs of a tile along H and W: F(4x4, 3x3)'s transforms cost about 45 channel pairs'
+# multiplies per tile (fitted on 1x3x3 layers with 16-64 channels at 28x28 to 112x112: measured gains
+# 0.84-1.07x, each within 0.1 of the estimate).
+WINOGRAD_TRANSFORM_PAIRS = {2: 29, 4: 45}
 WINOGRAD_MIN_GAIN = 1.1
 WINOGRAD_MAX_WEIGHT_BYTES = 24 * 2 ** 20
 # Channel blocks whose products the Winograd kernel computes point by point in one pass, each point's

@@ -48,7 +48,7 @@ def reduced_bound(dtype, expected, x, w, b=None, **kwargs):
 # 1, -1, 2, -1/2, infinity), for the magnitudes of its rounding, and the roundings on an output's path
 # besides the C_in/g of its sums: F(2, 3) 3 in the input transform (one addition per dimension), 1 in
 # the weight points, 6 in the output transform, 1 for the bias (<= 12); F(2, 5) 15 in the input (a
-# multiply and 4 additions per dimension), 1, 15 in the output (5 additions per dimension; its
+# multiply and 4 additions per dimension), 1, 12 in the output (4 additions per dimension; its
 # multipliers are powers of two), 1 (<= 32).
 _WINOGRAD = {
     3: (np.array([[1, 0, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 0, 1]], float),
@@ -60,21 +60,35 @@ _WINOGRAD = {
                   [32, 16, 8, 4, 2], [0, 0, 0, 0, 15]]) / 30,
         np.array([[1, 1, 1, 1, 1, 0], [0, 1, 1, 2, 0.5, 1]]), 32),
 }
+# F(4, 3) (the same points as F(2, 5), so the same |B^T|), which 1x3x3 kernels may take on wide planes:
+# 10 roundings in the input transform and 8 in the output (4 additions per dimension), 1, 1 (<= 32).
+_WINOGRAD_WIDE = (_WINOGRAD[5][0],
+                  np.array([[15, 0, 0], [5, 5, 5], [5, 5, 5], [1, 2, 4], [32, 16, 8], [0, 0, 15]]) / 30,
+                  np.array([[1, 1, 1, 1, 1, 0], [0, 1, 1, 2, 0.5, 0], [0, 1, 1, 4, 0.25, 0],
+                            [0, 1, 1, 8, 0.125, 1]]), 32)
 
 
 def winograd_rounding_bound(dtype, x, w, b=None, padding=0, groups=1, padding_mode="zeros"):
     """Rounding bound of Winograd F(2x2x2, KxKxK) (F(2x2, KxK) plane by plane for a 1xKxK kernel), K 3
     or 5, per output element: (C_in/g + R) * eps times ``|A|^T [sum_c |U_c| |V_c|] |A|`` (+ |b|), the
-    transforms computed on absolute values from the float64 padded input's (K+1)^3 (1x(K+1)^2) patches
-    (unit stride and dilation), R the roundings of ``_WINOGRAD`` besides the sums'. Unlike a direct
-    sum's, it depends on the whole patch under a tile."""
+    transforms computed on absolute values from the float64 padded input's patches (unit stride and
+    dilation), R the roundings of ``_WINOGRAD`` besides the sums'. For a 1x3x3 kernel, the larger of
+    that and F(4x4, 3x3)'s, whichever tile it takes. Unlike a direct sum's, it depends on the whole
+    patch under a tile."""
+    variants = [_WINOGRAD[w.shape[4]]] + ([_WINOGRAD_WIDE] if tuple(w.shape[2:]) == (1, 3, 3) else [])
+    return np.maximum.reduce([_winograd_bound(variant, dtype, x, w, b, padding, groups, padding_mode)
+                              for variant in variants])
+
+
+def _winograd_bound(variant, dtype, x, w, b, padding, groups, padding_mode):
+    """``winograd_rounding_bound`` for one variant of ``_WINOGRAD``: (|B^T|, |G|, |A^T|, roundings)
+    along H and W, and along D for a kernel deeper than one plane."""
     x = np.abs(np.asarray(x, np.float64))
     unbatched = x.ndim == 4
     x = x[None] if unbatched else x
-    depth = w.shape[2]
-    *transforms, roundings = _WINOGRAD[w.shape[4]]
+    *transforms, roundings = variant
     matrices = [tuple(transforms)] * 3
-    if depth == 1:
+    if w.shape[2] == 1:
         matrices[0] = (np.ones((1, 1)),) * 3
     patch = [m[0].shape[0] for m in matrices]
     tile = [m[2].shape[0] for m in matrices]
@@ -82,7 +96,7 @@ def winograd_rounding_bound(dtype, x, w, b=None, padding=0, groups=1, padding_mo
     padded = np.pad(x, [(0, 0), (0, 0)] + pads, mode=NUMPY_PAD_MODES[padding_mode])
     out_size = [n - k + 1 for n, k in zip(padded.shape[2:], w.shape[2:])]
     tiles = [-(-n // t) for n, t in zip(out_size, tile)]
-    padded = np.pad(padded, [(0, 0), (0, 0)] + [(0, m * t + p - t - n) for m, t, p, n in
+    padded = np.pad(padded, [(0, 0), (0, 0)] + [(0, max(0, m * t + p - t - n)) for m, t, p, n in
                                                  zip(tiles, tile, patch, padded.shape[2:])])
     patches = np.lib.stride_tricks.sliding_window_view(padded, patch, axis=(2, 3, 4))[
         :, :, ::tile[0], ::tile[1], ::tile[2]]

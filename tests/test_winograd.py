@@ -10,7 +10,8 @@ from checks import (MODES, assert_close, assert_forced_algorithm_within, assert_
                     assert_nonfinite_as_direct_sums, direct_fallback, mode_cases, random_operands,
                     serving_algorithms, spread_dynamic_range)
 from numba_conv3d import Conv3d, conv3d, conv3d_input, plan_conv3d
-from numba_conv3d.cpu import winograd_points
+from numba_conv3d.config import VECTOR_BYTES, WINOGRAD_POINTS_RANGES
+from numba_conv3d.cpu import winograd, winograd_points
 
 WINOGRAD_ROWS = ("winograd", "winograd-points")
 
@@ -34,6 +35,8 @@ SHAPES = [
     ((3, 6, 3, 8), (4, 3, 5, 5, 5), {"padding": "same"}),
     ((2, 6, 2, 7, 9), (5, 6, 1, 5, 5), {"padding": (0, 2, 2)}),
     ((1, 4, 3, 2, 30), (4, 2, 1, 5, 5), {"padding": (0, 2, 2), "groups": 2}),
+    ((1, 3, 2, 28, 30), (4, 3, 1, 3, 3), {"padding": (0, 1, 1)}),
+    ((1, 4, 1, 31, 33), (6, 2, 1, 3, 3), {"padding": (0, 2, 1), "groups": 2}),
 ]
 
 
@@ -103,6 +106,7 @@ def test_bitwise_for_any_thread_count(taps, algorithm):
     ((2, 12, 6, 10, 14), (18, 4, 3, 3, 3), {"padding": 1, "groups": 3}),
     ((2, 10, 5, 9, 11), (12, 5, 5, 5, 5), {"padding": 2, "groups": 2, "padding_mode": "reflect"}),
     ((1, 8, 3, 13, 7), (9, 8, 1, 5, 5), {"padding": (0, 2, 2)}),
+    ((2, 6, 2, 29, 31), (10, 6, 1, 3, 3), {"padding": (0, 1, 1), "padding_mode": "replicate"}),
 ])
 def test_points_sum_as_the_fused_kernel_in_any_number_of_passes(x_shape, w_shape, kwargs, monkeypatch):
     """Both rows sum every output in the same order: bitwise equal results, also where the point-by-point
@@ -182,6 +186,8 @@ def test_planner_takes_points_for_few_tiles_and_many_channels(x_shape, w_shape, 
     assert (plan.algorithm == "winograd-points") == expected
 
 
+@pytest.mark.skipif(VECTOR_BYTES != 64, reason="the crossovers with the direct kernels and FFT move with the "
+                                               "vector width; these are those of 512-bit vectors")
 @pytest.mark.parametrize("x_shape, w_shape, expected", [
     ((1, 32, 16, 32, 32), (32, 32, 5, 5, 5), "winograd"),
     ((2, 64, 16, 32, 32), (64, 64, 5, 5, 5), "winograd"),
@@ -198,6 +204,25 @@ def test_planner_takes_it_for_5x5x5_kernels(x_shape, w_shape, expected):
     128 channels at up to 3 tiles per channel; 64 channels at 8^3 and 16 at 64^3 to the direct kernels, 256
     at 2x4x4 to GEMM."""
     assert plan_conv3d(x_shape, w_shape, padding=2).algorithm == expected
+
+
+@pytest.mark.parametrize("kernel_size, output_size, tile", [
+    ((1, 3, 3), (2, 28, 30), 4),
+    ((1, 3, 3), (16, 56, 56), 4),
+    ((1, 3, 3), (16, 27, 40), 2),
+    ((1, 3, 3), (4, 14, 14), 2),
+    ((3, 3, 3), (16, 56, 56), 2),
+    ((1, 5, 5), (16, 56, 56), 2),
+])
+def test_1x3x3_kernels_take_4x4_tiles_on_wide_planes(kernel_size, output_size, tile):
+    """F(4x4, 3x3) from output planes of 28x28 (1.35-1.51x F(2x2, 3x3) there; 0.56-1.16x on 7x7 and 14x14
+    planes)."""
+    assert winograd.plane_tile(kernel_size, output_size) == tile
+    assert winograd.tile_shape(kernel_size, output_size)[1:] == (tile, tile)
+
+
+def test_every_kernel_served_has_a_points_range():
+    assert {kernel[2] for kernel in winograd.KERNELS} <= set(WINOGRAD_POINTS_RANGES)
 
 
 def test_algorithm_argument():

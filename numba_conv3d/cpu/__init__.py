@@ -111,15 +111,17 @@ def prefers_plane_gemm(plan):
 def winograd_gain(plan):
     """The estimated speed of Winograd over the direct kernels for a plan it serves (see
     ``config.WINOGRAD_*``): the direct multiplies per Winograd multiply (3.375 for 3x3x3 kernels, 2.25
-    for 1x3x3, 4.63 for 5x5x5, 2.78 for 1x5x5) times the share of the tiles' outputs inside the output,
-    over 1 plus the weight transform shared by the tiles plus the input and output transforms per
-    channel pair."""
-    outputs = prod(winograd.tile_shape(plan.kernel_size[0]))
+    for 1x3x3 or 4.0 by F(4x4, 3x3), 4.63 for 5x5x5, 2.78 for 1x5x5) times the share of the tiles'
+    outputs inside the output, over 1 plus the weight transform shared by the tiles plus the input and
+    output transforms per channel pair."""
+    shape = winograd.tile_shape(plan.kernel_size, plan.output_size)
+    outputs = prod(shape)
     tiles = max(1, winograd.call_tiles(plan))
     fill = plan.batch * prod(plan.output_size) / (outputs * tiles)
     multiplies = prod(plan.kernel_size) * outputs / winograd.points_of(plan)
     channels = plan.in_per_group * plan.out_per_group / (plan.in_per_group + plan.out_per_group)
-    return multiplies * fill / (1 + WINOGRAD_WEIGHT_TILES / tiles + WINOGRAD_TRANSFORM_PAIRS / channels)
+    transforms = WINOGRAD_TRANSFORM_PAIRS[shape[2]] / channels
+    return multiplies * fill / (1 + WINOGRAD_WEIGHT_TILES / tiles + transforms)
 
 
 def prefers_winograd(plan):
@@ -267,7 +269,8 @@ ALGORITHMS = (
               f"of the (output, tap) pairs reading the input ({TAP_GEMM_WIDE_MAX_SHARE:.0%} from "
               f"{TAP_GEMM_WIDE_CHANNELS} channels): one matrix product per kernel tap by OpenBLAS's gemm, "
               "over only the outputs whose tap reads the input (4x8x8 k5 with 256 channels: 1.35-1.56x "
-              "the channel-vectorized kernel; 4x14x14 k3 with 512: 1.07-1.16x)",
+              "the channel-vectorized kernel, now taken by Winograd point by point; 4x14x14 k3 with 512: "
+              "1.07-1.16x)",
               tap_gemm.serves, tap_gemm.workspace_bytes, _runner(tap_gemm.compute), prefers_tap_gemm),
     Algorithm("plane-gemm", f"real dtype, NumPy's OpenBLAS, a KDx1x1 kernel (KD > 1) at unit stride and "
               f"without pads along H and W, >= {PLANE_GEMM_MIN_CHANNELS} input and output channels per "

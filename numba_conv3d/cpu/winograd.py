@@ -1,7 +1,8 @@
 """Winograd F(2x2x2, 3x3x3) and F(2x2x2, 5x5x5) convolution on the CPU, for real dtypes: 3x3x3 and 5x5x5
 kernels at unit stride and dilation, and 1x3x3 and 1x5x5 kernels plane by plane (F(2x2, 3x3), F(2x2,
-5x5)). What follows describes F(2, 3); F(2, 5) takes 6x6x6 patches to 216 points, 216 multiplies instead of
-1000 (4.63x fewer), by the transforms of ``winograd_transforms.py``.
+5x5); F(4x4, 3x3) on wide planes, ``plane_tile``). What follows describes F(2, 3); F(2, 5) takes 6x6x6
+patches to 216 points, 216 multiplies instead of 1000 (4.63x fewer), and F(4x4, 3x3) 6x6 patches to 36
+points for 16 outputs, by the transforms of ``winograd_transforms.py``.
 
 Each tile of 2x2x2 outputs is computed from the 4x4x4 padded input patch under it (Lavin and Gray 2016;
 Jia et al., PPoPP 2018, for N dimensions): the patch is transformed to 64 points (``B^T d B`` along each
@@ -37,7 +38,8 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES, WINOGRAD_PASS_BLOCKS
+from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES, WINOGRAD_PASS_BLOCKS,
+                      WINOGRAD_WIDE_TILE_MIN_EXTENT)
 from ..shape_rules import ceil_div
 from .simd import fma_block, store_block, vector_lanes, zero_block
 from .slab import index_maps, padded_row
@@ -58,14 +60,28 @@ def depth_points(kernel_depth, taps):
     return patch_of(taps) if kernel_depth > 1 else 1
 
 
-def tile_shape(kernel_depth):
+def plane_tile(kernel_size, output_size):
+    """Outputs of a tile along H and W: 4 (F(4x4, 3x3)) for a 1x3x3 kernel on output planes of at least
+    ``WINOGRAD_WIDE_TILE_MIN_EXTENT`` rows and columns, else 2."""
+    wide = tuple(kernel_size) == (1, 3, 3) and min(output_size[1:]) >= WINOGRAD_WIDE_TILE_MIN_EXTENT
+    return 4 if wide else TILE
+
+
+def plane_patch(kernel_size, output_size):
+    """Points of a tile along H and W."""
+    return kernel_size[2] + plane_tile(kernel_size, output_size) - 1
+
+
+def tile_shape(kernel_size, output_size):
     """Outputs of a tile along (D, H, W)."""
-    return (TILE if kernel_depth > 1 else 1, TILE, TILE)
+    tile = plane_tile(kernel_size, output_size)
+    return (TILE if kernel_size[0] > 1 else 1, tile, tile)
 
 
-def tiles_of(output_size, kernel_depth):
+def tiles_of(output_size, kernel_size):
     """Tiles along (D, H, W) that cover ``output_size``."""
-    return tuple(ceil_div(extent, step) for extent, step in zip(output_size, tile_shape(kernel_depth)))
+    return tuple(ceil_div(extent, step) for extent, step in zip(output_size, tile_shape(kernel_size,
+                                                                                        output_size)))
 
 
 def chunk_tiles(itemsize):
@@ -75,15 +91,16 @@ def chunk_tiles(itemsize):
 
 def call_tiles(plan):
     """Tiles of a call: over its batch and output volume."""
-    return plan.batch * int(np.prod(tiles_of(plan.output_size, plan.kernel_size[0])))
+    return plan.batch * int(np.prod(tiles_of(plan.output_size, plan.kernel_size)))
 
 
 @njit(parallel=True, cache=True)
-def transform_weights(weight, groups):
+def transform_weights(weight, groups, patch):
     """Weights (C_out, C_in/g, KD, K, K), K 3 or 5 and KD K or 1 -> their points ``G g G^T`` (g,
     points, blocks, C_in/g, ``BLOCK_CHANNELS``), computed in float64 and rounded once; missing channels
-    of a group's last block are zeros. With P = K + 1 points along H and W, point ``(a * P + b) * P +
-    k`` is row a of ``G`` along D (a = 0 for KD = 1, no transform), b along H, k along W.
+    of a group's last block are zeros. With P = ``patch`` points along H and W (``plane_patch``), point
+    ``(a * P + b) * P + k`` is row a of ``G`` along D (a = 0 for KD = 1, no transform), b along H, k
+    along W.
 
     A task transforms one channel block, a few input channels at a time (``_WEIGHT_TAPS``): their taps
     gathered into rows of (input channel, output channel) pairs, in the order the points are stored,
@@ -91,7 +108,6 @@ def transform_weights(weight, groups):
     out_channels, in_per_group, kernel_depth, taps = weight.shape[:4]
     out_per_group = out_channels // groups
     blocks = ceil_div(out_per_group, BLOCK_CHANNELS)
-    patch = patch_of(taps)
     plane_points = patch * patch
     count = depth_points(kernel_depth, taps) * plane_points
     packed = np.empty((groups, count, blocks, in_per_group, BLOCK_CHANNELS), weight.dtype)
@@ -117,11 +133,12 @@ def transform_weights(weight, groups):
                             gathered[_UNSIGNED(tap * width + c * BLOCK_CHANNELS + lane)] = flat[
                                 first + lane, _UNSIGNED((c0 + c) * taps_per_channel + tap)]
             for ij in range(kernel_depth * taps):
-                kernel_points(gathered, ij * taps, 1, width, along_w, ij * patch, 1, width, pairs, taps)
+                kernel_points(gathered, ij * taps, 1, width, along_w, ij * patch, 1, width, pairs, taps,
+                              patch)
             for i in range(kernel_depth):
                 for k in range(patch):
                     kernel_points(along_w, i * taps * patch + k, patch, width, along_h, i * plane_points + k,
-                                  patch, width, pairs, taps)
+                                  patch, width, pairs, taps, patch)
             target = flat_packed[_UNSIGNED((g * count * blocks + block) * in_per_group * BLOCK_CHANNELS
                                            + c0 * BLOCK_CHANNELS):]
             for bk in range(plane_points):
@@ -130,7 +147,7 @@ def transform_weights(weight, groups):
                         target[_UNSIGNED(bk * point_row + t)] = along_h[_UNSIGNED(bk * width + t)]
                 else:
                     kernel_points(along_h, bk, plane_points, width, target, bk, plane_points, point_row,
-                                  pairs, taps)
+                                  pairs, kernel_depth, patch_of(kernel_depth))
     return packed
 
 
@@ -157,8 +174,8 @@ def tile_runs(first, count, total, tiles):
 
 
 @njit(cache=True, inline='always')
-def transform_input(x, n_channels, c0, maps, runs, planes, patch, chunk, points, layout_channels, along_w,
-                    along_h, row):
+def transform_input(x, n_channels, c0, maps, runs, planes, patch, tile, chunk, points, layout_channels,
+                    along_w, along_h, row):
     """``points[p, c, t]`` (``planes`` * P^2, ``layout_channels``, ``chunk``, P = ``patch``) = the input
     points of the chunk's tiles, for c < ``n_channels``: input channels ``c0 ...``, ``planes`` (P or 1)
     points along D; ``along_w`` and ``along_h`` (``planes`` * P^2 * chunk) hold the W and H transforms,
@@ -173,7 +190,7 @@ def transform_input(x, n_channels, c0, maps, runs, planes, patch, chunk, points,
                 pd = tile_depth * tile_d + a
                 sd = map_d[pd] if pd < map_d.shape[0] else -1
                 for b in range(patch):
-                    ph = TILE * tile_h + b
+                    ph = tile * tile_h + b
                     sh = map_h[ph] if ph < map_h.shape[0] else -1
                     at = (a * patch + b) * patch * chunk + slot
                     if sd < 0 or sh < 0:
@@ -181,8 +198,8 @@ def transform_input(x, n_channels, c0, maps, runs, planes, patch, chunk, points,
                             for t in range(length):
                                 along_w[at + k * chunk + t] = 0
                         continue
-                    padded_row(x, n, c0 + c, sd, sh, maps, TILE * tile_w, TILE * length + patch - 2, row)
-                    input_points(row, 0, 1, TILE, along_w, at, chunk, length, patch)
+                    padded_row(x, n, c0 + c, sd, sh, maps, tile * tile_w, tile * length + patch - tile, row)
+                    input_points(row, 0, 1, tile, along_w, at, chunk, length, patch)
         for a in range(planes):
             for k in range(patch):
                 at = (a * plane_points + k) * chunk
@@ -216,24 +233,25 @@ def _multiply(packed, g, first, stop, points, n_channels, chunk, products):
 
 
 @njit(cache=True, inline='always')
-def transform_output(products, planes, patch, channels, lane, chunk, along_w, along_h):
-    """``along_h`` (``planes`` * 4 * chunk: rows ``(a * 2 + j) * 2 + k``) = the products of channel
-    ``lane`` (of ``channels``) transformed back along W and H (``along_w``: ``planes`` * 2P * chunk,
-    scratch; P = ``patch``)."""
+def transform_output(products, planes, patch, tile, channels, lane, chunk, along_w, along_h):
+    """``along_h`` (``planes`` * T^2 * chunk: rows ``(a * T + j) * T + k``, T = ``tile``) = the products
+    of channel ``lane`` (of ``channels``) transformed back along W and H (``along_w``: ``planes`` * T *
+    P * chunk, scratch; P = ``patch``)."""
     for ab in range(planes * patch):
         output_points(products, (ab * patch * channels + lane) * chunk, channels * chunk,
-                      along_w, ab * TILE * chunk, chunk, chunk, patch)
+                      along_w, ab * tile * chunk, chunk, chunk, patch, tile)
     for a in range(planes):
-        for k in range(TILE):
-            output_points(along_w, (a * TILE * patch + k) * chunk, TILE * chunk, along_h,
-                          (a * 4 + k) * chunk, TILE * chunk, chunk, patch)
+        for k in range(tile):
+            output_points(along_w, (a * tile * patch + k) * chunk, tile * chunk, along_h,
+                          (a * tile * tile + k) * chunk, tile * chunk, chunk, patch, tile)
 
 
 @njit(cache=True, inline='always')
-def store_tiles(values, planes, patch, chunk, runs, out, o, bias_value):
-    """Write the chunk's tiles of output channel ``o``: ``values`` (rows ``(a * 2 + j) * 2 + k``,
-    transformed along W and H) transformed along D where ``planes`` is the ``patch``, plus the bias,
-    clipped to the output. Returns whether every value written is finite."""
+def store_tiles(values, planes, tile, chunk, runs, out, o, bias_value):
+    """Write the chunk's tiles of output channel ``o``: ``values`` (rows ``(a * T + j) * T + k``, T =
+    ``tile``, transformed along W and H) transformed along D from its ``planes`` points where there are
+    more than one, plus the bias, clipped to the output. Returns whether every value written is
+    finite."""
     out_depth, out_height, out_width = out.shape[2:]
     tile_depth = TILE if planes > 1 else 1
     finite = True
@@ -243,17 +261,17 @@ def store_tiles(values, planes, patch, chunk, runs, out, o, bias_value):
             od = tile_depth * tile_d + i
             if od >= out_depth:
                 continue
-            for j in range(TILE):
-                oh = TILE * tile_h + j
+            for j in range(tile):
+                oh = tile * tile_h + j
                 if oh >= out_height:
                     continue
                 target = out[n, o, od, oh]
-                for k in range(TILE):
-                    at = (j * 2 + k) * chunk + slot
+                for k in range(tile):
+                    at = (j * tile + k) * chunk + slot
                     for t in range(length):
-                        ow = TILE * (tile_w + t) + k
+                        ow = tile * (tile_w + t) + k
                         if planes > 1:
-                            pair = output_pair(values, at + t, 4 * chunk, patch)
+                            pair = output_pair(values, at + t, tile * tile * chunk, planes)
                             value = pair[i] + bias_value
                         else:
                             value = values[_UNSIGNED(at + t)] + bias_value
@@ -264,7 +282,7 @@ def store_tiles(values, planes, patch, chunk, runs, out, o, bias_value):
 
 
 @njit(cache=True)
-def _winograd_task(x, packed, bias, out, maps, tiles, patch, splits, nonfinite, task):
+def _winograd_task(x, packed, bias, out, maps, tiles, patch, tile, splits, nonfinite, task):
     """Task ``task`` of :func:`_winograd_kernel`: (group, chunk of tiles, split of the output channel
     blocks)."""
     groups, count, blocks, in_per_group = packed.shape[:4]
@@ -279,8 +297,8 @@ def _winograd_task(x, packed, bias, out, maps, tiles, patch, splits, nonfinite, 
     points = np.empty(count * in_per_group * chunk, x.dtype)
     along_w = np.empty(count * chunk, x.dtype)
     along_h = np.empty(count * chunk, x.dtype)
-    row = np.empty(TILE * chunk + patch - 2, x.dtype)
-    transform_input(x, in_per_group, g * in_per_group, maps, runs, planes, patch, chunk, points,
+    row = np.empty(tile * chunk + patch, x.dtype)
+    transform_input(x, in_per_group, g * in_per_group, maps, runs, planes, patch, tile, chunk, points,
                     in_per_group, along_w, along_h, row)
     products = np.empty(count * WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS * chunk, x.dtype)
     first, stop = split_range(split, blocks, splits)
@@ -291,20 +309,21 @@ def _winograd_task(x, packed, bias, out, maps, tiles, patch, splits, nonfinite, 
         first_channel = pass_first * BLOCK_CHANNELS
         for lane in range(min(pass_stop * BLOCK_CHANNELS, out_per_group) - first_channel):
             o = g * out_per_group + first_channel + lane
-            transform_output(products, planes, patch, (pass_stop - pass_first) * BLOCK_CHANNELS, lane, chunk,
-                             along_w, along_h)
-            finite &= store_tiles(along_h, planes, patch, chunk, runs, out, o,
+            transform_output(products, planes, patch, tile, (pass_stop - pass_first) * BLOCK_CHANNELS, lane,
+                             chunk, along_w, along_h)
+            finite &= store_tiles(along_h, planes, tile, chunk, runs, out, o,
                                   bias[o] if bias.shape[0] else x.dtype.type(0))
     nonfinite[task] = not finite
 
 
 @njit(parallel=True, cache=True)
-def _winograd_kernel(x, packed, bias, out, maps, tiles, patch, splits, nonfinite):
+def _winograd_kernel(x, packed, bias, out, maps, tiles, patch, tile, splits, nonfinite):
     """Fill ``out`` from ``x`` and the weight points ``packed`` (``transform_weights``; ``patch`` points
-    along H and W), in tasks of (group, chunk of tiles, split of the output channel blocks), each run
-    apart (``unlinked.py``); ``nonfinite[task]`` is set where a task wrote a NaN or Inf."""
+    and ``tile`` outputs along H and W), in tasks of (group, chunk of tiles, split of the output channel
+    blocks), each run apart (``unlinked.py``); ``nonfinite[task]`` is set where a task wrote a NaN or
+    Inf."""
     for task in prange(nonfinite.shape[0]):
-        call_apart(_winograd_task, x, packed, bias, out, maps, tiles, patch, splits, nonfinite,
+        call_apart(_winograd_task, x, packed, bias, out, maps, tiles, patch, tile, splits, nonfinite,
                    np.int64(task))
 
 
@@ -315,15 +334,15 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    packed = transform_weights(weight, groups)
-    tiles = tiles_of(out.shape[2:], weight.shape[2])
+    patch, tile = plane_patch(weight.shape[2:], out.shape[2:]), plane_tile(weight.shape[2:], out.shape[2:])
+    packed = transform_weights(weight, groups, patch)
+    tiles = tiles_of(out.shape[2:], weight.shape[2:])
     chunk = chunk_tiles(x.itemsize)
     chunks = ceil_div(x.shape[0] * int(np.prod(tiles)), chunk)
     splits = channel_splits(packed.shape[2], groups * chunks)
     nonfinite = np.zeros(groups * chunks * splits, np.bool_)
     _winograd_kernel(x, packed, bias if has_bias else bias[:0], out,
-                     index_maps(x, padded, pad_front, mode), tiles, patch_of(weight.shape[3]), splits,
-                     nonfinite)
+                     index_maps(x, padded, pad_front, mode), tiles, patch, tile, splits, nonfinite)
     return not nonfinite.any()
 
 
@@ -340,9 +359,9 @@ def serves(plan):
 
 
 def points_of(plan):
-    """Points per tile: 64 for a 3x3x3 kernel, 16 for 1x3x3, 216 for 5x5x5, 36 for 1x5x5."""
-    taps = plan.kernel_size[2]
-    return depth_points(plan.kernel_size[0], taps) * patch_of(taps) ** 2
+    """Points per tile: 64 for a 3x3x3 kernel, 36 for 1x3x3 (F(4x4, 3x3)), 216 for 5x5x5, 36 for 1x5x5."""
+    return (depth_points(plan.kernel_size[0], plan.kernel_size[2])
+            * plane_patch(plan.kernel_size, plan.output_size) ** 2)
 
 
 def workspace_bytes(plan):
@@ -351,11 +370,12 @@ def workspace_bytes(plan):
     chunk = chunk_tiles(itemsize)
     products = WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS
     return (itemsize * chunk * points_of(plan) * (plan.in_per_group + products + 2)
-            + itemsize * (TILE * chunk + patch_of(plan.kernel_size[2]) - 2))
+            + itemsize * (plane_tile(plan.kernel_size, plan.output_size) * chunk
+                          + plane_patch(plan.kernel_size, plan.output_size)))
 
 
 def transform_weight_bytes(plan):
-    """Bytes of the weight points (64 per 27 weights, 16 per 9, 216 per 125, 36 per 25; channel
+    """Bytes of the weight points (64 per 27 weights, 36 per 9, 216 per 125, 36 per 25; channel
     blocks filled out)."""
     blocks = ceil_div(plan.out_per_group, BLOCK_CHANNELS)
     return (np.dtype(plan.dtype).itemsize * plan.groups * points_of(plan) * blocks * plan.in_per_group

@@ -30,13 +30,12 @@ from .simd import fma_block, store_rows, zero_block
 from .slab import index_maps
 from .tasks import channel_splits, split_range
 from .unlinked import call_apart
-from .winograd import (call_tiles, chunk_tiles, points_of, store_tiles, tile_runs, tiles_of, transform_input,
-                       transform_output, transform_weights)
-from .winograd_transforms import TILE, patch_of
+from .winograd import (call_tiles, chunk_tiles, plane_patch, plane_tile, points_of, store_tiles, tile_runs,
+                       tiles_of, transform_input, transform_output, transform_weights)
 
 
 @njit(cache=True)
-def _input_task(x, maps, tiles, patch, first_chunk, chunks, splits, points, task):
+def _input_task(x, maps, tiles, patch, tile, first_chunk, chunks, splits, points, task):
     """Task of :func:`_input_kernel`: (group, chunk of the pass, split of the input channels)."""
     count, in_per_group, chunk = points.shape[2:]
     total = x.shape[0] * tiles[0] * tiles[1] * tiles[2]
@@ -48,18 +47,19 @@ def _input_task(x, maps, tiles, patch, first_chunk, chunks, splits, points, task
     runs = tile_runs((first_chunk + k) * chunk, chunk, total, tiles)
     along_w = np.empty(count * chunk, x.dtype)
     along_h = np.empty(count * chunk, x.dtype)
-    row = np.empty(TILE * chunk + patch - 2, x.dtype)
+    row = np.empty(tile * chunk + patch, x.dtype)
     target = points[g, k].reshape(-1)[first * chunk:]
     transform_input(x, stop - first, g * in_per_group + first, maps, runs, count // (patch * patch), patch,
-                    chunk, target, in_per_group, along_w, along_h, row)
+                    tile, chunk, target, in_per_group, along_w, along_h, row)
 
 
 @njit(parallel=True, cache=True)
-def _input_kernel(x, maps, tiles, patch, first_chunk, chunks, splits, points):
+def _input_kernel(x, maps, tiles, patch, tile, first_chunk, chunks, splits, points):
     """``points`` (groups, chunks, points, C_in/g, chunk) = the input points of the pass's chunks of
-    tiles, from chunk ``first_chunk`` (``patch`` points along H and W)."""
+    tiles, from chunk ``first_chunk`` (``patch`` points and ``tile`` outputs along H and W)."""
     for task in prange(points.shape[0] * chunks * splits):
-        call_apart(_input_task, x, maps, tiles, patch, first_chunk, chunks, splits, points, np.int64(task))
+        call_apart(_input_task, x, maps, tiles, patch, tile, first_chunk, chunks, splits, points,
+                   np.int64(task))
 
 
 @njit(cache=True, inline='always')
@@ -111,7 +111,7 @@ def _product_kernel(packed, points, first_chunk, chunks, total, splits, products
 
 
 @njit(cache=True)
-def _output_task(products, bias, out, tiles, patch, first_chunk, chunks, splits, nonfinite, task):
+def _output_task(products, bias, out, tiles, patch, tile, first_chunk, chunks, splits, nonfinite, task):
     """Task of :func:`_output_kernel`: (group, chunk of the pass, split of the output channels)."""
     groups = products.shape[0]
     count, padded_channels, chunk = products.shape[2:]
@@ -128,19 +128,19 @@ def _output_task(products, bias, out, tiles, patch, first_chunk, chunks, splits,
     finite = True
     for lane in range(first, stop):
         o = g * out_per_group + lane
-        transform_output(source, planes, patch, padded_channels, lane, chunk, along_w, along_h)
+        transform_output(source, planes, patch, tile, padded_channels, lane, chunk, along_w, along_h)
         bias_value = bias[o] if bias.shape[0] else out.dtype.type(0)
-        finite &= store_tiles(along_h, planes, patch, chunk, runs, out, o, bias_value)
+        finite &= store_tiles(along_h, planes, tile, chunk, runs, out, o, bias_value)
     nonfinite[task] = not finite
 
 
 @njit(parallel=True, cache=True)
-def _output_kernel(products, bias, out, tiles, patch, first_chunk, chunks, splits, nonfinite):
+def _output_kernel(products, bias, out, tiles, patch, tile, first_chunk, chunks, splits, nonfinite):
     """Write the pass's tiles of ``out`` from their ``products``; ``nonfinite[task]`` is set where a task
     wrote a NaN or Inf."""
     for task in prange(products.shape[0] * chunks * splits):
-        call_apart(_output_task, products, bias, out, tiles, patch, first_chunk, chunks, splits, nonfinite,
-                   np.int64(task))
+        call_apart(_output_task, products, bias, out, tiles, patch, tile, first_chunk, chunks, splits,
+                   nonfinite, np.int64(task))
 
 
 def _chunk_bytes(itemsize, groups, count, in_per_group, blocks):
@@ -167,9 +167,10 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    packed = transform_weights(weight, groups)
+    patch, tile = plane_patch(weight.shape[2:], out.shape[2:]), plane_tile(weight.shape[2:], out.shape[2:])
+    packed = transform_weights(weight, groups, patch)
     count, blocks, in_per_group = packed.shape[1:4]
-    tiles = tiles_of(out.shape[2:], weight.shape[2])
+    tiles = tiles_of(out.shape[2:], weight.shape[2:])
     chunk = chunk_tiles(x.itemsize)
     tile_count = x.shape[0] * int(np.prod(tiles))
     total = ceil_div(tile_count, chunk)
@@ -177,7 +178,6 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     points = np.empty((groups, per_pass, count, in_per_group, chunk), x.dtype)
     products = np.empty((groups, per_pass, count, blocks * BLOCK_CHANNELS, chunk), x.dtype)
     maps = index_maps(x, padded, pad_front, mode)
-    patch = patch_of(weight.shape[3])
     bias = bias if has_bias else bias[:0]
     out_per_group = out.shape[1] // groups
     product_splits = channel_splits(blocks, groups * count)
@@ -185,11 +185,11 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     for first_chunk in range(0, total, per_pass):
         chunks = min(per_pass, total - first_chunk)
         input_splits = channel_splits(in_per_group, groups * chunks)
-        _input_kernel(x, maps, tiles, patch, first_chunk, chunks, input_splits, points)
+        _input_kernel(x, maps, tiles, patch, tile, first_chunk, chunks, input_splits, points)
         _product_kernel(packed, points, first_chunk, chunks, tile_count, product_splits, products)
         output_splits = channel_splits(out_per_group, groups * chunks)
         nonfinite = np.zeros(groups * chunks * output_splits, np.bool_)
-        _output_kernel(products, bias, out, tiles, patch, first_chunk, chunks, output_splits, nonfinite)
+        _output_kernel(products, bias, out, tiles, patch, tile, first_chunk, chunks, output_splits, nonfinite)
         finite &= not nonfinite.any()
     return finite
 
@@ -201,5 +201,6 @@ def workspace_bytes(plan):
     chunk = chunk_tiles(itemsize)
     total = ceil_div(call_tiles(plan), chunk)
     per_chunk = chunk_bytes(plan)
-    rows = itemsize * (2 * points_of(plan) * chunk + TILE * chunk + patch_of(plan.kernel_size[2]) - 2)
+    rows = itemsize * (2 * points_of(plan) * chunk + plane_tile(plan.kernel_size, plan.output_size) * chunk
+                       + plane_patch(plan.kernel_size, plan.output_size))
     return _pass_chunks(per_chunk, total) * per_chunk + rows

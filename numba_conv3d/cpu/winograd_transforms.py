@@ -5,10 +5,13 @@ A tile takes ``TILE`` = 2 outputs along a dimension from a patch of ``taps + 1``
 products of the points, a tile's outputs are ``A^T [(G g) * (B^T d)]``:
 
 - F(2, 3), points 0, 1, -1, infinity (Lavin and Gray 2016): ``B^T`` and ``A^T`` take additions only.
-- F(2, 5), points 0, 1, -1, 2, -1/2, infinity: ``B^T`` has integer entries up to 5 and ``A^T`` powers
-  of two, so the input and output transforms round only in their sums. Of the point sets with small
-  entries, this one measured the smallest error (float32 tiles in 3-D, 8-64 input channels: 1.8-3.5e-6
-  of the largest output, against 0.6-1.5e-5 with points 0, +-1, +-2 or 0, +-1, +-1/2).
+- F(2, 5), points 0, 1, -1, 2, -1/2, infinity: ``B^T`` has integer entries up to 5 (its multiplies by
+  3 and 5 round too) and ``A^T`` powers of two (the output transform rounds only in its sums). Of the
+  point sets with small entries, this one measured the smallest error (float32 tiles in 3-D, 8-64
+  input channels: 1.8-3.5e-6 of the largest output, against 0.6-1.5e-5 with points 0, +-1, +-2 or 0,
+  +-1, +-1/2).
+- F(4, 3), the same points (so the same ``B^T``): ``A^T`` has 4 rows of powers of two; 1x3x3 kernels
+  take it on wide planes (``winograd.plane_tile``).
 
 The weight transform ``G`` runs in float64 (the caller rounds its points once); ``B^T`` and ``A^T`` run
 in the operands' dtype, in a fixed order, so that every result is bitwise the same on any thread.
@@ -54,14 +57,28 @@ def _kernel_column5(source, s, step, target, o, target_step):
 
 
 @njit(cache=True, inline='always')
-def kernel_points(source, first, step, source_row, target, at, target_step, target_row, count, taps):
-    """Rows ``at + i * target_step`` (i < ``taps`` + 1, ``target_row`` elements apart) of ``target`` =
-    ``G`` times rows ``first + j * step`` (j < ``taps``, ``source_row`` apart) of ``source``, over their
-    first ``count`` elements."""
+def _kernel_column3x6(source, s, step, target, o, target_step):
+    g0, g1, g2 = source[_UNSIGNED(s)], source[_UNSIGNED(s + step)], source[_UNSIGNED(s + 2 * step)]
+    target[_UNSIGNED(o)] = g0 * 0.5
+    target[_UNSIGNED(o + target_step)] = (g0 + g1 + g2) * _SIXTH
+    target[_UNSIGNED(o + 2 * target_step)] = (g0 - g1 + g2) * _SIXTH
+    target[_UNSIGNED(o + 3 * target_step)] = (g0 + 2 * g1 + 4 * g2) * _THIRTIETH
+    target[_UNSIGNED(o + 4 * target_step)] = (4 * g0 - 2 * g1 + g2) * (4 * _FIFTEENTH)
+    target[_UNSIGNED(o + 5 * target_step)] = g2 * 0.5
+
+
+@njit(cache=True, inline='always')
+def kernel_points(source, first, step, source_row, target, at, target_step, target_row, count, taps, patch):
+    """Rows ``at + i * target_step`` (i < ``patch``, ``target_row`` elements apart) of ``target`` = ``G``
+    of F(``patch`` + 1 - ``taps``, ``taps``) times rows ``first + j * step`` (j < ``taps``,
+    ``source_row`` apart) of ``source``, over their first ``count`` elements."""
     s, o = first * source_row, at * target_row
-    if taps == 3:
+    if patch == 4:
         for t in range(count):
             _kernel_column3(source, s + t, step * source_row, target, o + t, target_step * target_row)
+    elif taps == 3:
+        for t in range(count):
+            _kernel_column3x6(source, s + t, step * source_row, target, o + t, target_step * target_row)
     else:
         for t in range(count):
             _kernel_column5(source, s + t, step * source_row, target, o + t, target_step * target_row)
@@ -117,10 +134,27 @@ def output_pair(source, s, step, patch):
 
 
 @njit(cache=True, inline='always')
-def output_points(source, start, step, target, at, target_step, count, patch):
-    """Rows ``at`` and ``at + target_step`` of ``target`` = ``A^T`` times rows ``start + j * step`` (j <
-    ``patch``) of ``source``, element by element over ``count``."""
-    if patch == 4:
+def _output_column6x4(source, s, step, target, o, target_step):
+    m0, m1 = source[_UNSIGNED(s)], source[_UNSIGNED(s + step)]
+    m2, m3 = source[_UNSIGNED(s + 2 * step)], source[_UNSIGNED(s + 3 * step)]
+    m4, m5 = source[_UNSIGNED(s + 4 * step)], source[_UNSIGNED(s + 5 * step)]
+    two, four, eight = source.dtype.type(2), source.dtype.type(4), source.dtype.type(8)
+    half, quarter, eighth = source.dtype.type(0.5), source.dtype.type(0.25), source.dtype.type(0.125)
+    target[_UNSIGNED(o)] = m0 + m1 + m2 + m3 + m4
+    target[_UNSIGNED(o + target_step)] = m1 - m2 + two * m3 - half * m4
+    target[_UNSIGNED(o + 2 * target_step)] = m1 + m2 + four * m3 + quarter * m4
+    target[_UNSIGNED(o + 3 * target_step)] = m1 - m2 + eight * m3 - eighth * m4 + m5
+
+
+@njit(cache=True, inline='always')
+def output_points(source, start, step, target, at, target_step, count, patch, tile):
+    """Rows ``at + i * target_step`` (i < ``tile``) of ``target`` = ``A^T`` of F(``tile``, ``patch`` + 1
+    - ``tile``) times rows ``start + j * step`` (j < ``patch``) of ``source``, element by element over
+    ``count``."""
+    if tile == 4:
+        for t in range(count):
+            _output_column6x4(source, start + t, step, target, at + t, target_step)
+    elif patch == 4:
         for t in range(count):
             target[_UNSIGNED(at + t)], target[_UNSIGNED(at + target_step + t)] = output_pair(
                 source, start + t, step, 4)
