@@ -45,7 +45,8 @@ from .simd import fma_block, store_block, vector_lanes, zero_block
 from .slab import index_maps, padded_row
 from .tasks import channel_splits, split_range
 from .unlinked import call_apart
-from .winograd_transforms import TILE, input_points, kernel_points, output_pair, output_points, patch_of
+from .winograd_transforms import (TILE, WIDE_TILE, input_points, kernel_points, output_pair, output_points,
+                                  patch_of)
 
 # Input channels whose weight points a task of ``transform_weights`` buffers before copying them out: as
 # many as fill ``_WEIGHT_TAPS`` taps per output channel (32 channels of a 3x3x3 kernel).
@@ -64,7 +65,7 @@ def plane_tile(kernel_size, output_size):
     """Outputs of a tile along H and W: 4 (F(4x4, 3x3)) for a 1x3x3 kernel on output planes of at least
     ``WINOGRAD_WIDE_TILE_MIN_EXTENT`` rows and columns, else 2."""
     wide = tuple(kernel_size) == (1, 3, 3) and min(output_size[1:]) >= WINOGRAD_WIDE_TILE_MIN_EXTENT
-    return 4 if wide else TILE
+    return WIDE_TILE if wide else TILE
 
 
 def plane_patch(kernel_size, output_size):
@@ -199,7 +200,10 @@ def transform_input(x, n_channels, c0, maps, runs, planes, patch, tile, chunk, p
                                 along_w[at + k * chunk + t] = 0
                         continue
                     padded_row(x, n, c0 + c, sd, sh, maps, tile * tile_w, tile * length + patch - tile, row)
-                    input_points(row, 0, 1, tile, along_w, at, chunk, length, patch)
+                    if tile == TILE:  # a constant stride, which LLVM vectorizes
+                        input_points(row, 0, 1, TILE, along_w, at, chunk, length, patch)
+                    else:
+                        input_points(row, 0, 1, WIDE_TILE, along_w, at, chunk, length, patch)
         for a in range(planes):
             for k in range(patch):
                 at = (a * plane_points + k) * chunk
@@ -252,6 +256,14 @@ def store_tiles(values, planes, tile, chunk, runs, out, o, bias_value):
     ``tile``, transformed along W and H) transformed along D from its ``planes`` points where there are
     more than one, plus the bias, clipped to the output. Returns whether every value written is
     finite."""
+    if tile == TILE:  # constant strides and trip counts, which LLVM vectorizes and unrolls
+        return _store_tiles(values, planes, TILE, chunk, runs, out, o, bias_value)
+    return _store_tiles(values, planes, WIDE_TILE, chunk, runs, out, o, bias_value)
+
+
+@njit(cache=True, inline='always')
+def _store_tiles(values, planes, tile, chunk, runs, out, o, bias_value):
+    """:func:`store_tiles` for one ``tile``."""
     out_depth, out_height, out_width = out.shape[2:]
     tile_depth = TILE if planes > 1 else 1
     finite = True

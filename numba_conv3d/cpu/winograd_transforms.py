@@ -21,8 +21,9 @@ import numpy as np
 from numba import njit
 from numba.extending import register_jitable
 
-# Outputs of a tile along a transformed dimension.
+# Outputs of a tile along a transformed dimension, and along H and W of F(4x4, 3x3).
 TILE = 2
+WIDE_TILE = 4
 _UNSIGNED = np.uint64
 # The fractions of F(2, 5)'s ``G``, multiplied rather than divided by (the float64 points round once
 # to the operands' dtype either way).
