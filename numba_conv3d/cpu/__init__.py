@@ -258,7 +258,8 @@ ALGORITHMS = (
               f"weight points within {WINOGRAD_MAX_WEIGHT_BYTES >> 20} MiB, an estimated gain of >= "
               f"{WINOGRAD_MIN_GAIN} (cpu.winograd_gain: more channels and tiles gain more): Winograd "
               "F(2x2x2, 3x3x3), 64 multiplies per channel pair and tile of 8 outputs instead of 216 "
-              "(1x3x3: F(2x2, 3x3), 16 instead of 36; 5x5x5: F(2x2x2, 5x5x5), 216 instead of 1000), tiles "
+              "(1x3x3: F(2x2, 3x3), 16 instead of 36, or on planes from 28x28 F(4x4, 3x3), 36 instead of "
+              "144; 5x5x5: F(2x2x2, 5x5x5), 216 instead of 1000), tiles "
               "flattened over the batch and volume in register blocks of output channels x SIMD vectors "
               "of tiles (float32, 3x3x3 with 32-256 channels at 16^3 to 8x56x56: 1.1-2.3x the "
               "register-blocked kernels; 5x5x5 with 32-128 at 16^3 to 32^3: 1.2-3.0x)",
