@@ -152,7 +152,7 @@ def output_points(source, start, step, target, at, target_step, count, patch, ti
     """Rows ``at + i * target_step`` (i < ``tile``) of ``target`` = ``A^T`` of F(``tile``, ``patch`` + 1
     - ``tile``) times rows ``start + j * step`` (j < ``patch``) of ``source``, element by element over
     ``count``."""
-    if tile == 4:
+    if tile == WIDE_TILE:
         for t in range(count):
             _output_column6x4(source, start + t, step, target, at + t, target_step)
     elif patch == 4:
