@@ -258,12 +258,22 @@ GEMM_UNIT_MIN_INPUTS = 8
 # constants estimate 1.49-3.11 where it measured 1.24-3.04x (within 0.1 from 32^3, 0.4-0.8 optimistic
 # at 16^3); 16 channels estimate 0.66-0.99 (measured 0.44-1.30), 32 channels at 8^3 0.90 (0.34).
 WINOGRAD_WEIGHT_TILES = 150
-# 1x3x3 kernels take F(4x4, 3x3) (36 points per 16 outputs, where F(2x2, 3x3) takes 16 per 4) on output
-# planes of at least WINOGRAD_WIDE_TILE_MIN_EXTENT rows and columns. Measured against F(2x2, 3x3) (either
-# Winograd row, whichever is faster; 2-core Zen 4, float32, same process, batch 1 and 2): R(2+1)D's and
-# MC3's spatial layers at 56x56 1.40-1.42x, at 28x28 1.35-1.51x; at 14x14 (tiles of 4 cover 16) 0.90-1.16x,
-# at 7x7 0.56-1.37x (2 planes 0.56-0.74x: 8-16 tiles do not pay for 2.25x the weight points).
+# 1x3x3 kernels take F(4x4, 3x3) (36 points per 16 outputs, where F(2x2, 3x3) takes 16 per 4) in the
+# fused kernel and the planner's tile counts on output planes of at least WINOGRAD_WIDE_TILE_MIN_EXTENT
+# rows and columns (``winograd.plane_tile``). Measured against F(2x2, 3x3) (either Winograd row,
+# whichever is faster; 2-core Zen 4, float32, same process, batch 1 and 2): R(2+1)D's and MC3's spatial
+# layers at 56x56 1.40-1.42x, at 28x28 1.35-1.51x; the fused kernel at 7x7 to 20x20 0.63-0.91x.
 WINOGRAD_WIDE_TILE_MIN_EXTENT = 28
+# The point-by-point kernel takes F(4x4, 3x3) where its estimated gain beats F(2x2, 3x3)'s
+# (``winograd_points.points_tile``), the weight transform counted as
+# WINOGRAD_TILE_WEIGHT_TILES tiles' multiplies per channel pair: fewer than WINOGRAD_WEIGHT_TILES, which
+# was fitted against the direct kernels and overstates what F(4x4, 3x3)'s 2.25x the weight points cost
+# (with it, no 7x7 plane would take it). Fitted on the point-by-point row (2-core Zen 4, float32, same
+# process, F(2x2)'s time / F(4x4)'s): 512 channels at 7x7 by planes x batch 16x1 1.10, 16x2 1.32-1.38,
+# 8x1 1.00, 4x1 0.73, 2x1 0.55-0.63 (estimates 1.11, 1.32, 0.88, 0.70, 0.59); 256 channels at 16x14x14
+# 1.14-1.19 (1.14), 256 -> 460 at 4x14x14 0.89-0.92 (0.90), 256 -> 576 batch 2 1.04-1.14 (1.03), 128
+# channels at 16x14x14 and 2x8x14x14 1.10-1.14, 64 at 16x27x40 1.39.
+WINOGRAD_TILE_WEIGHT_TILES = 66
 # By the outputs of a tile along H and W: F(4x4, 3x3)'s transforms cost about 45 channel pairs'
 # multiplies per tile (fitted on 1x3x3 layers with 16-64 channels at 28x28 to 112x112: measured gains
 # 0.84-1.07x, each within 0.1 of the estimate).

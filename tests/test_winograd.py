@@ -37,6 +37,8 @@ SHAPES = [
     ((1, 4, 3, 2, 30), (4, 2, 1, 5, 5), {"padding": (0, 2, 2), "groups": 2}),
     ((1, 3, 2, 28, 30), (4, 3, 1, 3, 3), {"padding": (0, 1, 1)}),
     ((1, 4, 1, 31, 33), (6, 2, 1, 3, 3), {"padding": (0, 2, 1), "groups": 2}),
+    ((2, 6, 3, 13, 15), (5, 6, 1, 3, 3), {"padding": (0, 1, 1)}),
+    ((2, 8, 3, 13, 17), (8, 4, 1, 3, 3), {"padding": (0, 1, 0), "groups": 2}),
 ]
 
 
@@ -109,9 +111,9 @@ def test_bitwise_for_any_thread_count(taps, algorithm):
     ((2, 6, 2, 29, 31), (10, 6, 1, 3, 3), {"padding": (0, 1, 1), "padding_mode": "replicate"}),
 ])
 def test_points_sum_as_the_fused_kernel_in_any_number_of_passes(x_shape, w_shape, kwargs, monkeypatch):
-    """Both rows sum every output in the same order: bitwise equal results, also where the point-by-point
-    kernel runs its tiles in passes of one or two chunks (its workspace limit set to their bytes; the
-    last pass of two may hold one)."""
+    """With the same tile, both rows sum every output in the same order: bitwise equal results, also where
+    the point-by-point kernel runs its tiles in passes of one or two chunks (its workspace limit set to
+    their bytes; the last pass of two may hold one)."""
     x, w, b = random_operands(np.random.default_rng(9), x_shape, w_shape, True, np.float32)
     fused = conv3d(x, w, b, algorithm="winograd", **kwargs)
     np.testing.assert_array_equal(conv3d(x, w, b, algorithm="winograd-points", **kwargs), fused)
@@ -215,10 +217,30 @@ def test_planner_takes_it_for_5x5x5_kernels(x_shape, w_shape, expected):
     ((1, 5, 5), (16, 56, 56), 2),
 ])
 def test_1x3x3_kernels_take_4x4_tiles_on_wide_planes(kernel_size, output_size, tile):
-    """F(4x4, 3x3) from output planes of 28x28 (1.35-1.51x F(2x2, 3x3) there; 0.56-1.16x on 7x7 and 14x14
-    planes)."""
+    """The fused kernel takes F(4x4, 3x3) from output planes of 28x28 (1.35-1.51x F(2x2, 3x3) there;
+    0.63-0.91x on 7x7 to 20x20 planes)."""
     assert winograd.plane_tile(kernel_size, output_size) == tile
-    assert winograd.tile_shape(kernel_size, output_size)[1:] == (tile, tile)
+    assert winograd.tile_shape(kernel_size, tile)[1:] == (tile, tile)
+
+
+@pytest.mark.parametrize("kernel_size, output_size, batch, channels, tile", [
+    ((1, 3, 3), (16, 7, 7), 1, (512, 512), 4),
+    ((1, 3, 3), (8, 7, 7), 1, (512, 512), 2),
+    ((1, 3, 3), (8, 7, 7), 2, (512, 512), 4),
+    ((1, 3, 3), (2, 7, 7), 1, (512, 921), 2),
+    ((1, 3, 3), (16, 14, 14), 1, (256, 256), 4),
+    ((1, 3, 3), (4, 14, 14), 1, (256, 460), 2),
+    ((1, 3, 3), (16, 56, 56), 1, (64, 144), 4),
+    ((1, 3, 3), (3, 13, 15), 2, (6, 5), 4),
+    ((3, 3, 3), (16, 7, 7), 2, (512, 512), 2),
+    ((1, 5, 5), (16, 7, 7), 2, (512, 512), 2),
+])
+def test_points_kernel_takes_4x4_tiles_where_they_amortize_the_weight_points(kernel_size, output_size,
+                                                                              batch, channels, tile):
+    """Point by point, F(4x4, 3x3) wherever its estimated gain is the larger: 16 planes of 7x7 with 512
+    channels (1.10-1.38x F(2x2, 3x3)), not 2-8 (0.55-1.00x), whose 2.25x the weight points cost more
+    than their products save."""
+    assert winograd_points.points_tile(kernel_size, output_size, batch, *channels) == tile
 
 
 def test_every_kernel_served_has_a_points_range():

@@ -19,8 +19,7 @@ from ..config import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNE
                       TAP_GEMM_WIDE_MAX_SHARE,
                       VECTOR_BYTES, WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN,
                       WINOGRAD_POINTS_MAX_WORKSPACE_BYTES, WINOGRAD_POINTS_MIN_TILES,
-                      WINOGRAD_POINTS_RANGES, WINOGRAD_TRANSFORM_PAIRS,
-                      WINOGRAD_WEIGHT_TILES)
+                      WINOGRAD_POINTS_RANGES, WINOGRAD_WEIGHT_TILES)
 from ..parallelism import safe_to_run
 from ..precision import narrow, widen
 from . import (bfloat16_dot, blocked, channel_vectorized, direct, fft, gemm, phase_flat, plane_gemm,
@@ -109,19 +108,10 @@ def prefers_plane_gemm(plan):
 
 
 def winograd_gain(plan):
-    """The estimated speed of Winograd over the direct kernels for a plan it serves (see
-    ``config.WINOGRAD_*``): the direct multiplies per Winograd multiply (3.375 for 3x3x3 kernels, 2.25
-    for 1x3x3 or 4.0 by F(4x4, 3x3), 4.63 for 5x5x5, 2.78 for 1x5x5) times the share of the tiles'
-    outputs inside the output, over 1 plus the weight transform shared by the tiles plus the input and
-    output transforms per channel pair."""
-    shape = winograd.tile_shape(plan.kernel_size, plan.output_size)
-    outputs = prod(shape)
-    tiles = max(1, winograd.call_tiles(plan))
-    fill = plan.batch * prod(plan.output_size) / (outputs * tiles)
-    multiplies = prod(plan.kernel_size) * outputs / winograd.points_of(plan)
-    channels = plan.in_per_group * plan.out_per_group / (plan.in_per_group + plan.out_per_group)
-    transforms = WINOGRAD_TRANSFORM_PAIRS[shape[2]] / channels
-    return multiplies * fill / (1 + WINOGRAD_WEIGHT_TILES / tiles + transforms)
+    """The estimated speed of Winograd over the direct kernels for a plan it serves
+    (``winograd.estimated_gain`` with the plan's tile and ``WINOGRAD_WEIGHT_TILES``)."""
+    return winograd.estimated_gain(plan.kernel_size, plan.output_size, plan.batch, plan.in_per_group,
+                                   plan.out_per_group, winograd.plan_tile(plan), WINOGRAD_WEIGHT_TILES)
 
 
 def prefers_winograd(plan):
@@ -137,7 +127,8 @@ def winograd_tiles_per_channel(plan):
     """A call's Winograd tiles (batch included) per channel pair's geometric mean, sqrt(C_in/g x
     C_out/g): how far the tiles amortize the weight points (few tiles for many channels read much
     weight for little work) and how much transformed input and products they hold."""
-    return winograd.call_tiles(plan) / (plan.in_per_group * plan.out_per_group) ** 0.5
+    return (winograd.call_tiles(plan, winograd.plan_tile(plan))
+            / (plan.in_per_group * plan.out_per_group) ** 0.5)
 
 
 def prefers_winograd_points(plan):
@@ -146,7 +137,7 @@ def prefers_winograd_points(plan):
     channels and tiles per channel (``winograd_tiles_per_channel``) in range (measured crossovers: fewer
     tiles are faster by GEMM, more by the fused kernel, fewer channels by the direct kernels)."""
     channels, low, high = WINOGRAD_POINTS_RANGES[plan.kernel_size[2]]
-    return (winograd.call_tiles(plan) >= WINOGRAD_POINTS_MIN_TILES
+    return (winograd.call_tiles(plan, winograd.plan_tile(plan)) >= WINOGRAD_POINTS_MIN_TILES
             and (plan.in_per_group * plan.out_per_group) ** 0.5 >= channels
             and low <= winograd_tiles_per_channel(plan) <= high)
 

@@ -34,12 +34,14 @@ a bound 1.7-4.6x the direct sums' on random data; the errors measured are of the
 F(2, 5): ``(C_in/g + 32) * eps`` times that expression; errors measured about 1.5x the direct kernels'
 (``docs/ARCHITECTURE.md``).
 """
+from math import prod
+
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
 from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES, WINOGRAD_PASS_BLOCKS,
-                      WINOGRAD_WIDE_TILE_MIN_EXTENT)
+                      WINOGRAD_TRANSFORM_PAIRS, WINOGRAD_WIDE_TILE_MIN_EXTENT)
 from ..shape_rules import ceil_div
 from .simd import fma_block, store_block, vector_lanes, zero_block
 from .slab import index_maps, padded_row
@@ -61,28 +63,48 @@ def depth_points(kernel_depth, taps):
     return patch_of(taps) if kernel_depth > 1 else 1
 
 
+def estimated_gain(kernel_size, output_size, batch, in_per_group, out_per_group, tile, weight_tiles):
+    """The estimated speed of Winograd with ``tile`` outputs along H and W over the direct kernels (see
+    ``config.WINOGRAD_*``): the direct multiplies per Winograd multiply (3.375 for 3x3x3 kernels, 2.25
+    for 1x3x3 or 4.0 by F(4x4, 3x3), 4.63 for 5x5x5, 2.78 for 1x5x5) times the share of the tiles'
+    outputs inside the output, over 1 plus the weight transform (``weight_tiles`` tiles' multiplies)
+    shared by the tiles plus the input and output transforms per channel pair."""
+    shape = tile_shape(kernel_size, tile)
+    outputs = prod(shape)
+    tiles = max(1, batch * prod(tiles_of(output_size, kernel_size, tile)))
+    fill = batch * prod(output_size) / (outputs * tiles)
+    channels = in_per_group * out_per_group / (in_per_group + out_per_group)
+    transforms = WINOGRAD_TRANSFORM_PAIRS[tile] / channels
+    multiplies = prod(kernel_size) * outputs / points_of(kernel_size, tile)
+    return multiplies * fill / (1 + weight_tiles / tiles + transforms)
+
+
 def plane_tile(kernel_size, output_size):
-    """Outputs of a tile along H and W: 4 (F(4x4, 3x3)) for a 1x3x3 kernel on output planes of at least
-    ``WINOGRAD_WIDE_TILE_MIN_EXTENT`` rows and columns, else 2."""
+    """Outputs of a tile along H and W in the fused kernel (and in the planner's tile counts): 4 (F(4x4,
+    3x3)) for a 1x3x3 kernel on output planes of at least ``WINOGRAD_WIDE_TILE_MIN_EXTENT`` rows and
+    columns, else 2. The point-by-point kernel picks its own (``winograd_points.points_tile``)."""
     wide = tuple(kernel_size) == (1, 3, 3) and min(output_size[1:]) >= WINOGRAD_WIDE_TILE_MIN_EXTENT
     return WIDE_TILE if wide else TILE
 
 
-def plane_patch(kernel_size, output_size):
+def plan_tile(plan):
+    """``plane_tile`` for a plan."""
+    return plane_tile(plan.kernel_size, plan.output_size)
+
+
+def plane_patch(kernel_size, tile):
     """Points of a tile along H and W."""
-    return kernel_size[2] + plane_tile(kernel_size, output_size) - 1
+    return kernel_size[2] + tile - 1
 
 
-def tile_shape(kernel_size, output_size):
+def tile_shape(kernel_size, tile):
     """Outputs of a tile along (D, H, W)."""
-    tile = plane_tile(kernel_size, output_size)
     return (TILE if kernel_size[0] > 1 else 1, tile, tile)
 
 
-def tiles_of(output_size, kernel_size):
+def tiles_of(output_size, kernel_size, tile):
     """Tiles along (D, H, W) that cover ``output_size``."""
-    return tuple(ceil_div(extent, step) for extent, step in zip(output_size, tile_shape(kernel_size,
-                                                                                        output_size)))
+    return tuple(ceil_div(extent, step) for extent, step in zip(output_size, tile_shape(kernel_size, tile)))
 
 
 def chunk_tiles(itemsize):
@@ -90,9 +112,9 @@ def chunk_tiles(itemsize):
     return BLOCK_VECTORS * VECTOR_BYTES // itemsize
 
 
-def call_tiles(plan):
-    """Tiles of a call: over its batch and output volume."""
-    return plan.batch * int(np.prod(tiles_of(plan.output_size, plan.kernel_size)))
+def call_tiles(plan, tile):
+    """Tiles of a call with ``tile`` outputs along H and W: over its batch and output volume."""
+    return plan.batch * prod(tiles_of(plan.output_size, plan.kernel_size, tile))
 
 
 @njit(parallel=True, cache=True)
@@ -346,9 +368,10 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    patch, tile = plane_patch(weight.shape[2:], out.shape[2:]), plane_tile(weight.shape[2:], out.shape[2:])
+    tile = plane_tile(weight.shape[2:], out.shape[2:])
+    patch = plane_patch(weight.shape[2:], tile)
     packed = transform_weights(weight, groups, patch)
-    tiles = tiles_of(out.shape[2:], weight.shape[2:])
+    tiles = tiles_of(out.shape[2:], weight.shape[2:], tile)
     chunk = chunk_tiles(x.itemsize)
     chunks = ceil_div(x.shape[0] * int(np.prod(tiles)), chunk)
     splits = channel_splits(packed.shape[2], groups * chunks)
@@ -370,10 +393,10 @@ def serves(plan):
             and plan.stride == (1, 1, 1) and plan.dilation == (1, 1, 1))
 
 
-def points_of(plan):
-    """Points per tile: 64 for a 3x3x3 kernel, 36 for 1x3x3 (F(4x4, 3x3)), 216 for 5x5x5, 36 for 1x5x5."""
-    return (depth_points(plan.kernel_size[0], plan.kernel_size[2])
-            * plane_patch(plan.kernel_size, plan.output_size) ** 2)
+def points_of(kernel_size, tile):
+    """Points per tile with ``tile`` outputs along H and W: 64 for a 3x3x3 kernel, 16 for 1x3x3 (36 by
+    F(4x4, 3x3)), 216 for 5x5x5, 36 for 1x5x5."""
+    return depth_points(kernel_size[0], kernel_size[2]) * plane_patch(kernel_size, tile) ** 2
 
 
 def workspace_bytes(plan):
@@ -381,14 +404,14 @@ def workspace_bytes(plan):
     itemsize = np.dtype(plan.dtype).itemsize
     chunk = chunk_tiles(itemsize)
     products = WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS
-    return (itemsize * chunk * points_of(plan) * (plan.in_per_group + products + 2)
-            + itemsize * (plane_tile(plan.kernel_size, plan.output_size) * chunk
-                          + plane_patch(plan.kernel_size, plan.output_size)))
+    tile = plan_tile(plan)
+    return (itemsize * chunk * points_of(plan.kernel_size, tile) * (plan.in_per_group + products + 2)
+            + itemsize * (tile * chunk + plane_patch(plan.kernel_size, tile)))
 
 
 def transform_weight_bytes(plan):
     """Bytes of the weight points (64 per 27 weights, 36 per 9, 216 per 125, 36 per 25; channel
     blocks filled out)."""
     blocks = ceil_div(plan.out_per_group, BLOCK_CHANNELS)
-    return (np.dtype(plan.dtype).itemsize * plan.groups * points_of(plan) * blocks * plan.in_per_group
-            * BLOCK_CHANNELS)
+    return (np.dtype(plan.dtype).itemsize * plan.groups * points_of(plan.kernel_size, plan_tile(plan))
+            * blocks * plan.in_per_group * BLOCK_CHANNELS)

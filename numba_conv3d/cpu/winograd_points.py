@@ -18,20 +18,40 @@ same input again. Here the weight points are read once per pass, at the cost of 
 and products in memory: passes of at most ``WINOGRAD_POINTS_MAX_WORKSPACE_BYTES`` of them.
 
 Each output is summed in the same order as the fused kernel (points over input channels in order, then
-the output transform, then the bias): its results are bitwise equal to it, for any thread count.
+the output transform, then the bias): with the same tile, its results are bitwise equal to it, for any
+thread count. For 1x3x3 kernels it picks its own tile (``points_tile``): F(4x4, 3x3) also on planes
+under 28x28 where enough tiles share its 2.25x the weight points.
 """
 import numpy as np
 from numba import njit, prange
 
-from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES
+from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES,
+                      WINOGRAD_TILE_WEIGHT_TILES)
 from ..shape_rules import ceil_div
 from .register_blocks import NARROW_VECTORS
 from .simd import fma_block, store_rows, zero_block
 from .slab import index_maps
 from .tasks import channel_splits, split_range
 from .unlinked import call_apart
-from .winograd import (call_tiles, chunk_tiles, plane_patch, plane_tile, points_of, store_tiles, tile_runs,
-                       tiles_of, transform_input, transform_output, transform_weights)
+from .winograd import (TILE, call_tiles, chunk_tiles, estimated_gain, plane_patch, plane_tile, points_of,
+                       store_tiles, tile_runs, tiles_of, transform_input, transform_output,
+                       transform_weights)
+from .winograd_transforms import WIDE_TILE
+
+
+def points_tile(kernel_size, output_size, batch, in_per_group, out_per_group):
+    """Outputs of a tile along H and W here: for a 1x3x3 kernel, 4 (F(4x4, 3x3)) where its estimated
+    gain beats F(2x2, 3x3)'s with the weight transform counted as ``WINOGRAD_TILE_WEIGHT_TILES`` tiles
+    (16 planes of 7x7 with 512 channels take it, 8 do not), else ``winograd.plane_tile``."""
+    if tuple(kernel_size) != (1, 3, 3):
+        return plane_tile(kernel_size, output_size)
+    return max((TILE, WIDE_TILE), key=lambda tile: estimated_gain(
+        kernel_size, output_size, batch, in_per_group, out_per_group, tile, WINOGRAD_TILE_WEIGHT_TILES))
+
+
+def plan_points_tile(plan):
+    """``points_tile`` for a plan."""
+    return points_tile(plan.kernel_size, plan.output_size, plan.batch, plan.in_per_group, plan.out_per_group)
 
 
 @njit(cache=True)
@@ -150,7 +170,8 @@ def _chunk_bytes(itemsize, groups, count, in_per_group, blocks):
 
 def chunk_bytes(plan):
     """Bytes of one chunk's input points and products for ``plan``."""
-    return _chunk_bytes(np.dtype(plan.dtype).itemsize, plan.groups, points_of(plan), plan.in_per_group,
+    return _chunk_bytes(np.dtype(plan.dtype).itemsize, plan.groups,
+                        points_of(plan.kernel_size, plan_points_tile(plan)), plan.in_per_group,
                         ceil_div(plan.out_per_group, BLOCK_CHANNELS))
 
 
@@ -167,10 +188,11 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    patch, tile = plane_patch(weight.shape[2:], out.shape[2:]), plane_tile(weight.shape[2:], out.shape[2:])
+    tile = points_tile(weight.shape[2:], out.shape[2:], out.shape[0], weight.shape[1], out.shape[1] // groups)
+    patch = plane_patch(weight.shape[2:], tile)
     packed = transform_weights(weight, groups, patch)
     count, blocks, in_per_group = packed.shape[1:4]
-    tiles = tiles_of(out.shape[2:], weight.shape[2:])
+    tiles = tiles_of(out.shape[2:], weight.shape[2:], tile)
     chunk = chunk_tiles(x.itemsize)
     tile_count = x.shape[0] * int(np.prod(tiles))
     total = ceil_div(tile_count, chunk)
@@ -199,8 +221,9 @@ def workspace_bytes(plan):
     of one pass, and each thread's transform rows."""
     itemsize = np.dtype(plan.dtype).itemsize
     chunk = chunk_tiles(itemsize)
-    total = ceil_div(call_tiles(plan), chunk)
+    tile = plan_points_tile(plan)
+    total = ceil_div(call_tiles(plan, tile), chunk)
     per_chunk = chunk_bytes(plan)
-    rows = itemsize * (2 * points_of(plan) * chunk + plane_tile(plan.kernel_size, plan.output_size) * chunk
-                       + plane_patch(plan.kernel_size, plan.output_size))
+    rows = itemsize * (2 * points_of(plan.kernel_size, tile) * chunk + tile * chunk
+                       + plane_patch(plan.kernel_size, tile))
     return _pass_chunks(per_chunk, total) * per_chunk + rows
