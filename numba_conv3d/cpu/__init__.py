@@ -237,7 +237,9 @@ ALGORITHMS = (
               fft.serves, fft.workspace_bytes, _falling_back(fft.run), prefers_fft),
     Algorithm("winograd-points", "what the winograd row serves, with >= "
               f"{WINOGRAD_POINTS_MIN_TILES} tiles and {_POINTS_RANGES} (cpu.winograd_tiles_per_channel: few "
-              "tiles for many channels): its transforms in three passes over a call's tiles, every "
+              "tiles for many channels): its transforms in three passes over a call's tiles (1x3x3 "
+              "kernels: F(4x4, 3x3) wherever its estimated gain beats F(2x2, 3x3)'s, "
+              "winograd_points.points_tile), every "
               "tile's input points, then per point a matrix product of its weight points (read once) "
               "with every tile's input points, then every tile's outputs; transformed input and products "
               f"in passes of at most {WINOGRAD_POINTS_MAX_WORKSPACE_BYTES >> 20} MiB (256-512 channels "
