@@ -42,7 +42,7 @@ from .winograd_transforms import WIDE_TILE
 def points_tile(kernel_size, output_size, batch, in_per_group, out_per_group):
     """Outputs of a tile along H and W here: for a 1x3x3 kernel, 4 (F(4x4, 3x3)) where its estimated
     gain beats F(2x2, 3x3)'s with the weight transform counted as ``WINOGRAD_TILE_WEIGHT_TILES`` tiles
-    (16 planes of 7x7 with 512 channels take it, 8 do not), else ``winograd.plane_tile``."""
+    (at batch 1, 16 planes of 7x7 with 512 channels take it, 8 do not), else ``winograd.plane_tile``."""
     if tuple(kernel_size) != (1, 3, 3):
         return plane_tile(kernel_size, output_size)
     return max((TILE, WIDE_TILE), key=lambda tile: estimated_gain(
