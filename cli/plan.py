@@ -45,7 +45,8 @@ def plan(input_shape, weight_shape, stride, padding, dilation, groups, padding_m
                    f"{merged.input_size}")
     per = "per thread" if lowered.backend == "cpu" else "of shared memory per thread block"
     click.echo(f"backend      {lowered.backend}")
-    click.echo(f"workspace    {lowered.workspace_bytes:,} bytes {per}")
+    shared = f" + {lowered.call_bytes:,} bytes per call" if lowered.call_bytes else ""
+    click.echo(f"workspace    {lowered.workspace_bytes:,} bytes {per}{shared}")
     threads = numba.get_num_threads()
     click.echo(f"memory       {lowered.memory_bytes(threads):,} bytes allocated by a call "
                f"({threads} threads; output {lowered.output_bytes:,})")

@@ -6,8 +6,12 @@ def _always(plan):
     return True
 
 
-Algorithm = namedtuple("Algorithm", "name reason applies workspace_bytes run prefers operands",
-                       defaults=(_always, "computed"))
+def _nothing(plan):
+    return 0
+
+
+Algorithm = namedtuple("Algorithm", "name reason applies workspace_bytes run prefers operands call_bytes",
+                       defaults=(_always, "computed", _nothing))
 Algorithm.__doc__ = """One row of a backend's algorithm table; the planner takes the first row that applies
 and prefers the plan (a forced algorithm needs only to apply).
 
@@ -30,4 +34,7 @@ operands : {'computed', 'stored'}, optional
     float32 operands (the backend widens them, then rounds the result). 'stored': they see the plan
     itself, and ``run`` takes the input and weight as stored (their bits, ``uint16``, the weight
     C-contiguous), a float32 bias and a float32 output, which the backend rounds.
+call_bytes : callable(ConvPlan) -> int, optional
+    Scratch bytes a CPU call holds once, whatever its number of workers (Winograd's weight points, the
+    point-by-point kernel's transformed input and products); none by default.
 """

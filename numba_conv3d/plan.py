@@ -40,6 +40,8 @@ class ConvPlan:
     workspace_bytes : int
         Scratch memory one worker holds while the kernel runs: per CPU thread, or the dynamic shared
         memory of one CUDA thread block.
+    call_bytes : int
+        Scratch memory a CPU call holds once, shared by its threads (``Algorithm.call_bytes``).
     allow_tf32 : bool
         Whether a float32 convolution on the GPU may round its operands to TF32 (10 fraction bits) for
         the tensor cores, as ``torch.backends.cudnn.allow_tf32`` lets cuDNN; False (default): exact.
@@ -63,6 +65,7 @@ class ConvPlan:
     algorithm_reason: str
     workspace_bytes: int
     allow_tf32: bool = False
+    call_bytes: int = 0
 
     @property
     def in_per_group(self):
@@ -155,11 +158,11 @@ class ConvPlan:
 
     def memory_bytes(self, workers):
         """Bytes a call allocates: the result, the weights' working copy, and the workspace of
-        ``workers`` threads (CPU) or one block's shared memory (CUDA: not host memory); reduced-precision
-        operands add their float32 copies and the float32 result."""
+        ``workers`` threads plus the call's shared scratch (CPU) or one block's shared memory (CUDA: not
+        host memory); reduced-precision operands add their float32 copies and the float32 result."""
         computed = self.computed()
         weight_copy = prod(self.weight_shape) * np.dtype(computed.dtype).itemsize
-        workspace = self.workspace_bytes * workers if self.backend == "cpu" else 0
+        workspace = self.workspace_bytes * workers + self.call_bytes if self.backend == "cpu" else 0
         widened = 0 if computed is self else (computed.output_bytes + prod(self.input_shape)
                                               * np.dtype(computed.dtype).itemsize)
         return self.output_bytes + weight_copy + workspace + widened

@@ -156,7 +156,8 @@ def _choose_algorithm(op, plan, name):
         rows = [a for a in rows if a.prefers(views[a.name])]
     algorithm = rows[0]
     return replace(plan, algorithm=algorithm.name, algorithm_reason=algorithm.reason,
-                   workspace_bytes=algorithm.workspace_bytes(views[algorithm.name]))
+                   workspace_bytes=algorithm.workspace_bytes(views[algorithm.name]),
+                   call_bytes=algorithm.call_bytes(views[algorithm.name]))
 
 
 @memoized
@@ -372,8 +373,9 @@ def check_host_memory(op, plan, available=None, input_copy_bytes=0):
     if available is not None and needed > available:
         gib = 2.0 ** 30
         copy = f"; input copied into C order: {input_copy_bytes / gib:.2f} GiB" if input_copy_bytes else ""
+        shared = f" + {plan.call_bytes / 2 ** 20:.1f} MiB per call" if plan.call_bytes else ""
         raise MemoryError(f"{op}: this call needs {needed / gib:.2f} GiB (output {plan.output_shape} "
                           f"{plan.dtype}: {plan.output_bytes / gib:.2f} GiB{copy}; workspace "
-                          f"{plan.workspace_bytes / 2 ** 20:.1f} MiB per thread x {workers} threads), "
-                          f"but only {available / gib:.2f} GiB of memory is available")
+                          f"{plan.workspace_bytes / 2 ** 20:.1f} MiB per thread x {workers} threads"
+                          f"{shared}), but only {available / gib:.2f} GiB of memory is available")
     return True

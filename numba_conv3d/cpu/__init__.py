@@ -119,7 +119,7 @@ def prefers_winograd(plan):
     ``WINOGRAD_MIN_GAIN`` with at most ``WINOGRAD_MAX_WEIGHT_BYTES`` of weight points, where the
     planner would not take GEMM (small volumes for many channels, where the weight transform and the
     weight points' traffic dominate)."""
-    return (winograd.transform_weight_bytes(plan) <= WINOGRAD_MAX_WEIGHT_BYTES
+    return (winograd.transform_weight_bytes(plan, winograd.plan_tile(plan)) <= WINOGRAD_MAX_WEIGHT_BYTES
             and winograd_gain(plan) >= WINOGRAD_MIN_GAIN and not prefers_gemm(plan))
 
 
@@ -246,7 +246,8 @@ ALGORITHMS = (
               "at 4x8x8 to 16x7x7, 5x5x5 with 128-256 at 4x8x8 to 8x16x16: 1.1-1.9x the fused kernel, GEMM "
               "and the channel-vectorized kernel)",
               winograd.serves, winograd_points.workspace_bytes,
-              _falling_back(_runner(winograd_points.compute)), prefers_winograd_points),
+              _falling_back(_runner(winograd_points.compute)), prefers_winograd_points,
+              call_bytes=winograd_points.call_bytes),
     Algorithm("winograd", "real dtype, 3x3x3, 1x3x3, 5x5x5 or 1x5x5 kernel at unit stride and dilation, "
               f"weight points within {WINOGRAD_MAX_WEIGHT_BYTES >> 20} MiB, an estimated gain of >= "
               f"{WINOGRAD_MIN_GAIN} (cpu.winograd_gain: more channels and tiles gain more): Winograd "
@@ -257,7 +258,7 @@ ALGORITHMS = (
               "of tiles (float32, 3x3x3 with 32-256 channels at 16^3 to 8x56x56: 1.1-2.3x the "
               "register-blocked kernels; 5x5x5 with 32-128 at 16^3 to 32^3: 1.2-3.0x)",
               winograd.serves, winograd.workspace_bytes, _falling_back(_runner(winograd.compute)),
-              prefers_winograd),
+              prefers_winograd, call_bytes=winograd.call_bytes),
     Algorithm("tap-gemm", f"real dtype, NumPy's OpenBLAS; taken where the channel-vectorized kernel would "
               f"be, with >= {TAP_GEMM_MIN_CHANNELS} channels per group and at most {TAP_GEMM_MAX_SHARE:.0%} "
               f"of the (output, tap) pairs reading the input ({TAP_GEMM_WIDE_MAX_SHARE:.0%} from "

@@ -409,9 +409,14 @@ def workspace_bytes(plan):
             + itemsize * (tile * chunk + plane_patch(plan.kernel_size, tile)))
 
 
-def transform_weight_bytes(plan):
-    """Bytes of the weight points (64 per 27 weights, 36 per 9, 216 per 125, 36 per 25; channel
-    blocks filled out)."""
+def transform_weight_bytes(plan, tile):
+    """Bytes of the weight points with ``tile`` outputs along H and W (64 per 27 weights, 16 or 36 per
+    9, 216 per 125, 36 per 25; channel blocks filled out)."""
     blocks = ceil_div(plan.out_per_group, BLOCK_CHANNELS)
-    return (np.dtype(plan.dtype).itemsize * plan.groups * points_of(plan.kernel_size, plan_tile(plan))
-            * blocks * plan.in_per_group * BLOCK_CHANNELS)
+    return (np.dtype(plan.dtype).itemsize * plan.groups * points_of(plan.kernel_size, tile) * blocks
+            * plan.in_per_group * BLOCK_CHANNELS)
+
+
+def call_bytes(plan):
+    """Bytes a call holds once: its weight points."""
+    return transform_weight_bytes(plan, plan_tile(plan))

@@ -35,7 +35,7 @@ from .tasks import channel_splits, split_range
 from .unlinked import call_apart
 from .winograd import (TILE, call_tiles, chunk_tiles, estimated_gain, plane_patch, plane_tile, points_of,
                        store_tiles, tile_runs, tiles_of, transform_input, transform_output,
-                       transform_weights)
+                       transform_weight_bytes, transform_weights)
 from .winograd_transforms import WIDE_TILE
 
 
@@ -217,13 +217,17 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
 
 def workspace_bytes(plan):
-    """Scratch bytes of a call (not per thread: shared by its threads): the input points and products
-    of one pass, and each thread's transform rows."""
-    itemsize = np.dtype(plan.dtype).itemsize
-    chunk = chunk_tiles(itemsize)
+    """Scratch bytes one worker thread holds: its transform rows."""
     tile = plan_points_tile(plan)
-    total = ceil_div(call_tiles(plan, tile), chunk)
+    chunk = chunk_tiles(np.dtype(plan.dtype).itemsize)
+    return np.dtype(plan.dtype).itemsize * (2 * points_of(plan.kernel_size, tile) * chunk + tile * chunk
+                                            + plane_patch(plan.kernel_size, tile))
+
+
+def call_bytes(plan):
+    """Bytes a call holds once, shared by its threads: the weight points and one pass's input points
+    and products."""
+    tile = plan_points_tile(plan)
+    total = ceil_div(call_tiles(plan, tile), chunk_tiles(np.dtype(plan.dtype).itemsize))
     per_chunk = chunk_bytes(plan)
-    rows = itemsize * (2 * points_of(plan.kernel_size, tile) * chunk + tile * chunk
-                       + plane_patch(plan.kernel_size, tile))
-    return _pass_chunks(per_chunk, total) * per_chunk + rows
+    return transform_weight_bytes(plan, tile) + _pass_chunks(per_chunk, total) * per_chunk
