@@ -260,12 +260,12 @@ GEMM_UNIT_MIN_INPUTS = 8
 WINOGRAD_WEIGHT_TILES = 150
 # 1x3x3 kernels take F(4x4, 3x3) (36 points per 16 outputs, where F(2x2, 3x3) takes 16 per 4) in the
 # fused kernel and the planner's tile counts on output planes of at least WINOGRAD_WIDE_TILE_MIN_EXTENT
-# rows and columns (``winograd.plane_tile``). Measured against F(2x2, 3x3) (either Winograd row,
+# rows and columns (``winograd_tiles.plane_tile``). Measured against F(2x2, 3x3) (either Winograd row,
 # whichever is faster; 2-core Zen 4, float32, same process, batch 1 and 2): R(2+1)D's and MC3's spatial
 # layers at 56x56 1.40-1.42x, at 28x28 1.35-1.51x; the fused kernel at 7x7 to 20x20 0.63-0.91x.
 WINOGRAD_WIDE_TILE_MIN_EXTENT = 28
 # The point-by-point kernel takes F(4x4, 3x3) where its estimated gain beats F(2x2, 3x3)'s
-# (``winograd_points.points_tile``), the weight transform counted as
+# (``winograd_tiles.points_tile``), the weight transform counted as
 # WINOGRAD_TILE_WEIGHT_TILES tiles' multiplies per channel pair: fewer than WINOGRAD_WEIGHT_TILES, which
 # was fitted against the direct kernels and overstates what F(4x4, 3x3)'s 2.25x the weight points cost
 # (with it, no 7x7 plane would take it). Fitted on the point-by-point row (2-core Zen 4, float32, same

@@ -11,7 +11,7 @@ from checks import (MODES, assert_close, assert_forced_algorithm_within, assert_
                     serving_algorithms, spread_dynamic_range)
 from numba_conv3d import Conv3d, conv3d, conv3d_input, plan_conv3d
 from numba_conv3d.config import VECTOR_BYTES, WINOGRAD_POINTS_RANGES
-from numba_conv3d.cpu import winograd, winograd_points
+from numba_conv3d.cpu import winograd, winograd_points, winograd_tiles
 
 WINOGRAD_ROWS = ("winograd", "winograd-points")
 
@@ -219,8 +219,8 @@ def test_planner_takes_it_for_5x5x5_kernels(x_shape, w_shape, expected):
 def test_1x3x3_kernels_take_4x4_tiles_on_wide_planes(kernel_size, output_size, tile):
     """The fused kernel takes F(4x4, 3x3) from output planes of 28x28 (1.35-1.51x F(2x2, 3x3) there;
     0.63-0.91x on 7x7 to 20x20 planes)."""
-    assert winograd.plane_tile(kernel_size, output_size) == tile
-    assert winograd.tile_shape(kernel_size, tile)[1:] == (tile, tile)
+    assert winograd_tiles.plane_tile(kernel_size, output_size) == tile
+    assert winograd_tiles.tile_shape(kernel_size, tile)[1:] == (tile, tile)
 
 
 @pytest.mark.parametrize("kernel_size, output_size, batch, channels, tile", [
@@ -240,7 +240,7 @@ def test_points_kernel_takes_4x4_tiles_where_they_amortize_the_weight_points(ker
     """Point by point, F(4x4, 3x3) wherever its estimated gain is the larger: 16 planes of 7x7 with 512
     channels (1.10-1.38x F(2x2, 3x3)), not 2-8 (0.55-1.00x), whose 2.25x the weight points cost more
     than their products save."""
-    assert winograd_points.points_tile(kernel_size, output_size, batch, *channels) == tile
+    assert winograd_tiles.points_tile(kernel_size, output_size, batch, *channels) == tile
 
 
 def test_every_kernel_served_has_a_points_range():

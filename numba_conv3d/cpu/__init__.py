@@ -23,7 +23,7 @@ from ..config import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNE
 from ..parallelism import safe_to_run
 from ..precision import narrow, widen
 from . import (bfloat16_dot, blocked, channel_vectorized, direct, fft, gemm, phase_flat, plane_gemm,
-               row_blocked, tap_gemm, winograd, winograd_points)
+               row_blocked, tap_gemm, winograd, winograd_points, winograd_tiles)
 
 NAME = "cpu"
 
@@ -109,9 +109,10 @@ def prefers_plane_gemm(plan):
 
 def winograd_gain(plan):
     """The estimated speed of Winograd over the direct kernels for a plan it serves
-    (``winograd.estimated_gain`` with the plan's tile and ``WINOGRAD_WEIGHT_TILES``)."""
-    return winograd.estimated_gain(plan.kernel_size, plan.output_size, plan.batch, plan.in_per_group,
-                                   plan.out_per_group, winograd.plan_tile(plan), WINOGRAD_WEIGHT_TILES)
+    (``winograd_tiles.estimated_gain`` with the plan's tile and ``WINOGRAD_WEIGHT_TILES``)."""
+    return winograd_tiles.estimated_gain(plan.kernel_size, plan.output_size, plan.batch, plan.in_per_group,
+                                         plan.out_per_group, winograd_tiles.plan_tile(plan),
+                                         WINOGRAD_WEIGHT_TILES)
 
 
 def prefers_winograd(plan):
@@ -119,7 +120,7 @@ def prefers_winograd(plan):
     ``WINOGRAD_MIN_GAIN`` with at most ``WINOGRAD_MAX_WEIGHT_BYTES`` of weight points, where the
     planner would not take GEMM (small volumes for many channels, where the weight transform and the
     weight points' traffic dominate)."""
-    return (winograd.transform_weight_bytes(plan, winograd.plan_tile(plan)) <= WINOGRAD_MAX_WEIGHT_BYTES
+    return (winograd.call_bytes(plan) <= WINOGRAD_MAX_WEIGHT_BYTES
             and winograd_gain(plan) >= WINOGRAD_MIN_GAIN and not prefers_gemm(plan))
 
 
@@ -127,7 +128,7 @@ def winograd_tiles_per_channel(plan):
     """A call's Winograd tiles (batch included) per channel pair's geometric mean, sqrt(C_in/g x
     C_out/g): how far the tiles amortize the weight points (few tiles for many channels read much
     weight for little work) and how much transformed input and products they hold."""
-    return (winograd.call_tiles(plan, winograd.plan_tile(plan))
+    return (winograd_tiles.call_tiles(plan, winograd_tiles.plan_tile(plan))
             / (plan.in_per_group * plan.out_per_group) ** 0.5)
 
 
@@ -137,7 +138,7 @@ def prefers_winograd_points(plan):
     channels and tiles per channel (``winograd_tiles_per_channel``) in range (measured crossovers: fewer
     tiles are faster by GEMM, more by the fused kernel, fewer channels by the direct kernels)."""
     channels, low, high = WINOGRAD_POINTS_RANGES[plan.kernel_size[2]]
-    return (winograd.call_tiles(plan, winograd.plan_tile(plan)) >= WINOGRAD_POINTS_MIN_TILES
+    return (winograd_tiles.call_tiles(plan, winograd_tiles.plan_tile(plan)) >= WINOGRAD_POINTS_MIN_TILES
             and (plan.in_per_group * plan.out_per_group) ** 0.5 >= channels
             and low <= winograd_tiles_per_channel(plan) <= high)
 
@@ -239,7 +240,7 @@ ALGORITHMS = (
               f"{WINOGRAD_POINTS_MIN_TILES} tiles and {_POINTS_RANGES} (cpu.winograd_tiles_per_channel: few "
               "tiles for many channels): its transforms in three passes over a call's tiles (1x3x3 "
               "kernels: F(4x4, 3x3) wherever its estimated gain beats F(2x2, 3x3)'s, "
-              "winograd_points.points_tile), every "
+              "winograd_tiles.points_tile), every "
               "tile's input points, then per point a matrix product of its weight points (read once) "
               "with every tile's input points, then every tile's outputs; transformed input and products "
               f"in passes of at most {WINOGRAD_POINTS_MAX_WORKSPACE_BYTES >> 20} MiB (256-512 channels "

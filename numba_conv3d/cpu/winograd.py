@@ -34,19 +34,17 @@ a bound 1.7-4.6x the direct sums' on random data; the errors measured are of the
 F(2, 5): ``(C_in/g + 32) * eps`` times that expression; errors measured about 1.5x the direct kernels'
 (``docs/ARCHITECTURE.md``).
 """
-from math import prod
-
 import numpy as np
 from numba import njit, prange
-from numba.extending import register_jitable
 
-from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES, WINOGRAD_PASS_BLOCKS,
-                      WINOGRAD_TRANSFORM_PAIRS, WINOGRAD_WIDE_TILE_MIN_EXTENT)
+from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, WINOGRAD_PASS_BLOCKS
 from ..shape_rules import ceil_div
 from .simd import fma_block, store_block, vector_lanes, zero_block
 from .slab import index_maps, padded_row
 from .tasks import channel_splits, split_range
 from .unlinked import call_apart
+from .winograd_tiles import (chunk_tiles, depth_points, plan_tile, plane_patch, plane_tile, points_of,
+                             tiles_of, transform_weight_bytes)
 from .winograd_transforms import (TILE, WIDE_TILE, input_points, kernel_points, output_pair, output_points,
                                   patch_of)
 
@@ -54,67 +52,6 @@ from .winograd_transforms import (TILE, WIDE_TILE, input_points, kernel_points, 
 # many as fill ``_WEIGHT_TAPS`` taps per output channel (32 channels of a 3x3x3 kernel).
 _WEIGHT_TAPS = 32 * 27
 _UNSIGNED = np.uint64
-
-
-@register_jitable
-def depth_points(kernel_depth, taps):
-    """Points of a tile along D: ``patch_of(taps)`` for a kernel as deep as it is wide, 1 (no transform)
-    for a 1-tap one."""
-    return patch_of(taps) if kernel_depth > 1 else 1
-
-
-def estimated_gain(kernel_size, output_size, batch, in_per_group, out_per_group, tile, weight_tiles):
-    """The estimated speed of Winograd with ``tile`` outputs along H and W over the direct kernels (see
-    ``config.WINOGRAD_*``): the direct multiplies per Winograd multiply (3.375 for 3x3x3 kernels, 2.25
-    for 1x3x3 or 4.0 by F(4x4, 3x3), 4.63 for 5x5x5, 2.78 for 1x5x5) times the share of the tiles'
-    outputs inside the output, over 1 plus the weight transform (``weight_tiles`` tiles' multiplies)
-    shared by the tiles plus the input and output transforms per channel pair."""
-    shape = tile_shape(kernel_size, tile)
-    outputs = prod(shape)
-    tiles = max(1, batch * prod(tiles_of(output_size, kernel_size, tile)))
-    fill = batch * prod(output_size) / (outputs * tiles)
-    channels = in_per_group * out_per_group / (in_per_group + out_per_group)
-    transforms = WINOGRAD_TRANSFORM_PAIRS[tile] / channels
-    multiplies = prod(kernel_size) * outputs / points_of(kernel_size, tile)
-    return multiplies * fill / (1 + weight_tiles / tiles + transforms)
-
-
-def plane_tile(kernel_size, output_size):
-    """Outputs of a tile along H and W in the fused kernel (and in the planner's tile counts): 4 (F(4x4,
-    3x3)) for a 1x3x3 kernel on output planes of at least ``WINOGRAD_WIDE_TILE_MIN_EXTENT`` rows and
-    columns, else 2. The point-by-point kernel picks its own (``winograd_points.points_tile``)."""
-    wide = tuple(kernel_size) == (1, 3, 3) and min(output_size[1:]) >= WINOGRAD_WIDE_TILE_MIN_EXTENT
-    return WIDE_TILE if wide else TILE
-
-
-def plan_tile(plan):
-    """``plane_tile`` for a plan."""
-    return plane_tile(plan.kernel_size, plan.output_size)
-
-
-def plane_patch(kernel_size, tile):
-    """Points of a tile along H and W."""
-    return kernel_size[2] + tile - 1
-
-
-def tile_shape(kernel_size, tile):
-    """Outputs of a tile along (D, H, W)."""
-    return (TILE if kernel_size[0] > 1 else 1, tile, tile)
-
-
-def tiles_of(output_size, kernel_size, tile):
-    """Tiles along (D, H, W) that cover ``output_size``."""
-    return tuple(ceil_div(extent, step) for extent, step in zip(output_size, tile_shape(kernel_size, tile)))
-
-
-def chunk_tiles(itemsize):
-    """Tiles per chunk (what a task transforms at once): ``BLOCK_VECTORS`` SIMD vectors of them."""
-    return BLOCK_VECTORS * VECTOR_BYTES // itemsize
-
-
-def call_tiles(plan, tile):
-    """Tiles of a call with ``tile`` outputs along H and W: over its batch and output volume."""
-    return plan.batch * prod(tiles_of(plan.output_size, plan.kernel_size, tile))
 
 
 @njit(parallel=True, cache=True)
@@ -393,12 +330,6 @@ def serves(plan):
             and plan.stride == (1, 1, 1) and plan.dilation == (1, 1, 1))
 
 
-def points_of(kernel_size, tile):
-    """Points per tile with ``tile`` outputs along H and W: 64 for a 3x3x3 kernel, 16 for 1x3x3 (36 by
-    F(4x4, 3x3)), 216 for 5x5x5, 36 for 1x5x5."""
-    return depth_points(kernel_size[0], kernel_size[2]) * plane_patch(kernel_size, tile) ** 2
-
-
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds: a chunk's input points, products and transform rows."""
     itemsize = np.dtype(plan.dtype).itemsize
@@ -409,14 +340,6 @@ def workspace_bytes(plan):
             + itemsize * (tile * chunk + plane_patch(plan.kernel_size, tile)))
 
 
-def transform_weight_bytes(plan, tile):
-    """Bytes of the weight points with ``tile`` outputs along H and W (64 per 27 weights, 16 or 36 per
-    9, 216 per 125, 36 per 25; channel blocks filled out)."""
-    blocks = ceil_div(plan.out_per_group, BLOCK_CHANNELS)
-    return (np.dtype(plan.dtype).itemsize * plan.groups * points_of(plan.kernel_size, tile) * blocks
-            * plan.in_per_group * BLOCK_CHANNELS)
-
-
 def call_bytes(plan):
-    """Bytes a call holds once: its weight points."""
+    """Bytes a call holds once: its weight points (``winograd_tiles.transform_weight_bytes``)."""
     return transform_weight_bytes(plan, plan_tile(plan))

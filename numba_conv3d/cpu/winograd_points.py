@@ -19,39 +19,22 @@ and products in memory: passes of at most ``WINOGRAD_POINTS_MAX_WORKSPACE_BYTES`
 
 Each output is summed in the same order as the fused kernel (points over input channels in order, then
 the output transform, then the bias): with the same tile, its results are bitwise equal to it, for any
-thread count. For 1x3x3 kernels it picks its own tile (``points_tile``): F(4x4, 3x3) also on planes
-under 28x28 where enough tiles share its 2.25x the weight points.
+thread count. For 1x3x3 kernels it picks its own tile (``winograd_tiles.points_tile``): F(4x4, 3x3) also
+on planes under 28x28 where enough tiles share its 2.25x the weight points.
 """
 import numpy as np
 from numba import njit, prange
 
-from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES,
-                      WINOGRAD_TILE_WEIGHT_TILES)
+from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES
 from ..shape_rules import ceil_div
 from .register_blocks import NARROW_VECTORS
 from .simd import fma_block, store_rows, zero_block
 from .slab import index_maps
 from .tasks import channel_splits, split_range
 from .unlinked import call_apart
-from .winograd import (TILE, call_tiles, chunk_tiles, estimated_gain, plane_patch, plane_tile, points_of,
-                       store_tiles, tile_runs, tiles_of, transform_input, transform_output,
-                       transform_weight_bytes, transform_weights)
-from .winograd_transforms import WIDE_TILE
-
-
-def points_tile(kernel_size, output_size, batch, in_per_group, out_per_group):
-    """Outputs of a tile along H and W here: for a 1x3x3 kernel, 4 (F(4x4, 3x3)) where its estimated
-    gain beats F(2x2, 3x3)'s with the weight transform counted as ``WINOGRAD_TILE_WEIGHT_TILES`` tiles
-    (at batch 1, 16 planes of 7x7 with 512 channels take it, 8 do not), else ``winograd.plane_tile``."""
-    if tuple(kernel_size) != (1, 3, 3):
-        return plane_tile(kernel_size, output_size)
-    return max((TILE, WIDE_TILE), key=lambda tile: estimated_gain(
-        kernel_size, output_size, batch, in_per_group, out_per_group, tile, WINOGRAD_TILE_WEIGHT_TILES))
-
-
-def plan_points_tile(plan):
-    """``points_tile`` for a plan."""
-    return points_tile(plan.kernel_size, plan.output_size, plan.batch, plan.in_per_group, plan.out_per_group)
+from .winograd import store_tiles, tile_runs, transform_input, transform_output, transform_weights
+from .winograd_tiles import (call_tiles, chunk_tiles, plan_points_tile, plane_patch, points_of, points_tile,
+                             tiles_of, transform_weight_bytes)
 
 
 @njit(cache=True)
