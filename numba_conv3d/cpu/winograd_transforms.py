@@ -37,6 +37,14 @@ def patch_of(taps):
 
 
 @njit(cache=True, inline='always')
+def _rows(array, start, step, rows, count):
+    """The part of ``array`` that ``rows`` rows of ``count`` elements from ``start``, ``step`` apart,
+    span: a slice, so that LLVM knows what a loop over them reads and writes, and vectorizes it (over
+    whole arrays, the 10-11 rows of a 5-tap transform exceed its limit on run-time alias checks)."""
+    return array[start:start + (rows - 1) * step + count]
+
+
+@njit(cache=True, inline='always')
 def _kernel_column3(source, s, step, target, o, target_step):
     g0, g1, g2 = source[_UNSIGNED(s)], source[_UNSIGNED(s + step)], source[_UNSIGNED(s + 2 * step)]
     target[_UNSIGNED(o)] = g0
@@ -73,16 +81,17 @@ def kernel_points(source, first, step, source_row, target, at, target_step, targ
     """Rows ``at + i * target_step`` (i < ``patch``, ``target_row`` elements apart) of ``target`` = ``G``
     of F(``patch`` + 1 - ``taps``, ``taps``) times rows ``first + j * step`` (j < ``taps``,
     ``source_row`` apart) of ``source``, over their first ``count`` elements."""
-    s, o = first * source_row, at * target_row
+    rows = _rows(source, first * source_row, step * source_row, taps, count)
+    points = _rows(target, at * target_row, target_step * target_row, patch, count)
     if patch == 4:
         for t in range(count):
-            _kernel_column3(source, s + t, step * source_row, target, o + t, target_step * target_row)
+            _kernel_column3(rows, t, step * source_row, points, t, target_step * target_row)
     elif taps == 3:
         for t in range(count):
-            _kernel_column3x6(source, s + t, step * source_row, target, o + t, target_step * target_row)
+            _kernel_column3x6(rows, t, step * source_row, points, t, target_step * target_row)
     else:
         for t in range(count):
-            _kernel_column5(source, s + t, step * source_row, target, o + t, target_step * target_row)
+            _kernel_column5(rows, t, step * source_row, points, t, target_step * target_row)
 
 
 @njit(cache=True, inline='always')
@@ -114,12 +123,14 @@ def _input_column6(source, s, step, target, o, target_step):
 def input_points(source, start, step, stride, target, at, target_step, count, patch):
     """Rows ``at + i * target_step`` (i < ``patch``) of ``target`` = ``B^T`` times the elements
     ``start + j * step + t * stride`` (j < ``patch``) of ``source``, for t < ``count``."""
+    patch_rows = _rows(source, start, step, patch, (count - 1) * stride + 1)
+    points = _rows(target, at, target_step, patch, count)
     if patch == 4:
         for t in range(count):
-            _input_column4(source, start + t * stride, step, target, at + t, target_step)
+            _input_column4(patch_rows, t * stride, step, points, t, target_step)
     else:
         for t in range(count):
-            _input_column6(source, start + t * stride, step, target, at + t, target_step)
+            _input_column6(patch_rows, t * stride, step, points, t, target_step)
 
 
 @njit(cache=True, inline='always')
@@ -152,14 +163,14 @@ def output_points(source, start, step, target, at, target_step, count, patch, ti
     """Rows ``at + i * target_step`` (i < ``tile``) of ``target`` = ``A^T`` of F(``tile``, ``patch`` + 1
     - ``tile``) times rows ``start + j * step`` (j < ``patch``) of ``source``, element by element over
     ``count``."""
+    products = _rows(source, start, step, patch, count)
+    outputs = _rows(target, at, target_step, tile, count)
     if tile == WIDE_TILE:
         for t in range(count):
-            _output_column6x4(source, start + t, step, target, at + t, target_step)
+            _output_column6x4(products, t, step, outputs, t, target_step)
     elif patch == 4:
         for t in range(count):
-            target[_UNSIGNED(at + t)], target[_UNSIGNED(at + target_step + t)] = output_pair(
-                source, start + t, step, 4)
+            outputs[_UNSIGNED(t)], outputs[_UNSIGNED(target_step + t)] = output_pair(products, t, step, 4)
     else:
         for t in range(count):
-            target[_UNSIGNED(at + t)], target[_UNSIGNED(at + target_step + t)] = output_pair(
-                source, start + t, step, 6)
+            outputs[_UNSIGNED(t)], outputs[_UNSIGNED(target_step + t)] = output_pair(products, t, step, 6)
