@@ -288,6 +288,9 @@ WINOGRAD_PASS_BLOCKS = 8
 # (``cpu/winograd_points.py``) holds at once: it runs larger calls in passes of tiles, each pass reading
 # the weight points again.
 WINOGRAD_POINTS_MAX_WORKSPACE_BYTES = 64 * 2 ** 20
+# The most bytes of weight points the point-by-point Winograd kernel transforms at once where its tiles
+# fit one pass: it multiplies each range of output channels' points while they are in the L3 cache.
+WINOGRAD_POINTS_WEIGHT_RANGE_BYTES = 4 * 2 ** 20
 # Where the planner takes it (``cpu.prefers_winograd_points``): at least WINOGRAD_POINTS_MIN_TILES tiles
 # (batch included) and, by the kernel's width, at least the first of WINOGRAD_POINTS_RANGES channels
 # (sqrt(C_in/g x C_out/g)) and tiles per channel (tiles / that) within the other two. Measured on the

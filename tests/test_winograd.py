@@ -10,7 +10,7 @@ from checks import (MODES, assert_close, assert_forced_algorithm_within, assert_
                     assert_nonfinite_as_direct_sums, direct_fallback, mode_cases, random_operands,
                     serving_algorithms, spread_dynamic_range)
 from numba_conv3d import Conv3d, conv3d, conv3d_input, plan_conv3d
-from numba_conv3d.config import VECTOR_BYTES, WINOGRAD_POINTS_RANGES
+from numba_conv3d.config import BLOCK_CHANNELS, VECTOR_BYTES, WINOGRAD_POINTS_RANGES
 from numba_conv3d.cpu import winograd, winograd_points, winograd_tiles
 
 WINOGRAD_ROWS = ("winograd", "winograd-points")
@@ -101,7 +101,7 @@ def test_bitwise_for_any_thread_count(taps, algorithm):
         numba.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+POINTS_SHAPES = [
     ((2, 24, 5, 9, 11), (40, 24, 3, 3, 3), {"padding": 1}),
     ((1, 16, 3, 13, 7), (24, 8, 1, 3, 3), {"padding": (0, 1, 1), "groups": 2, "padding_mode": "circular"}),
     ((3, 9, 4, 5, 6), (13, 9, 3, 3, 3), {"padding": 0}),
@@ -109,7 +109,11 @@ def test_bitwise_for_any_thread_count(taps, algorithm):
     ((2, 10, 5, 9, 11), (12, 5, 5, 5, 5), {"padding": 2, "groups": 2, "padding_mode": "reflect"}),
     ((1, 8, 3, 13, 7), (9, 8, 1, 5, 5), {"padding": (0, 2, 2)}),
     ((2, 6, 2, 29, 31), (10, 6, 1, 3, 3), {"padding": (0, 1, 1), "padding_mode": "replicate"}),
-])
+    ((1, 20, 2, 6, 6), (44, 10, 3, 3, 3), {"padding": 1, "groups": 2}),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", POINTS_SHAPES)
 def test_points_sum_as_the_fused_kernel_in_any_number_of_passes(x_shape, w_shape, kwargs, monkeypatch):
     """With the same tile, both rows sum every output in the same order: bitwise equal results, also where
     the point-by-point kernel runs its tiles in passes of one or two chunks (its workspace limit set to
@@ -121,6 +125,26 @@ def test_points_sum_as_the_fused_kernel_in_any_number_of_passes(x_shape, w_shape
                                                         **kwargs))
     for chunks in (1, 2):
         monkeypatch.setattr(winograd_points, "WINOGRAD_POINTS_MAX_WORKSPACE_BYTES", chunks * one_chunk)
+        np.testing.assert_array_equal(conv3d(x, w, b, algorithm="winograd-points", **kwargs), fused)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", POINTS_SHAPES)
+def test_points_sum_as_the_fused_kernel_in_ranges_of_weight_points(x_shape, w_shape, kwargs, monkeypatch):
+    """Weight points transformed and multiplied in ranges of one, two or three channel blocks (the last
+    range may hold fewer) give bitwise the results of all of them at once, and the plan counts one
+    range's points."""
+    x, w, b = random_operands(np.random.default_rng(10), x_shape, w_shape, True, np.float32)
+    fused = conv3d(x, w, b, algorithm="winograd", **kwargs)
+    plan = plan_conv3d(x.shape, w.shape, algorithm="winograd-points", **kwargs)
+    block_bytes = 4 * plan.groups * w.shape[1] * BLOCK_CHANNELS * winograd_tiles.points_of(
+        w.shape[2:], winograd_tiles.plan_points_tile(plan))
+    all_blocks = -(-plan.out_per_group // BLOCK_CHANNELS)
+    all_at_once = winograd_points.call_bytes(plan)
+    monkeypatch.setattr(winograd_points, "_RANGE_READS", 2 ** 40)
+    for blocks in (1, 2, 3):
+        monkeypatch.setattr(winograd_points, "WINOGRAD_POINTS_WEIGHT_RANGE_BYTES", blocks * block_bytes)
+        held = all_at_once - (all_blocks - min(blocks, all_blocks)) * block_bytes
+        assert winograd_points.call_bytes(plan) == held
         np.testing.assert_array_equal(conv3d(x, w, b, algorithm="winograd-points", **kwargs), fused)
 
 

@@ -57,12 +57,12 @@ _UNSIGNED = np.uint64
 
 
 @njit(parallel=True, cache=True)
-def transform_weights(weight, groups, patch):
-    """Weights (C_out, C_in/g, KD, K, K), K 3 or 5 and KD K or 1 -> their points ``G g G^T`` (g,
-    points, blocks, C_in/g, ``BLOCK_CHANNELS``), computed in float64 and rounded once; missing channels
-    of a group's last block are zeros. With P = ``patch`` points along H and W (``plane_patch``), point
-    ``(a * P + b) * P + k`` is row a of ``G`` along D (a = 0 for KD = 1, no transform), b along H, k
-    along W.
+def transform_weights(weight, groups, patch, first_block, stop_block):
+    """Weights (C_out, C_in/g, KD, K, K), K 3 or 5 and KD K or 1 -> the points ``G g G^T`` of each
+    group's channel blocks ``[first_block, stop_block)`` (g, points, blocks, C_in/g, ``BLOCK_CHANNELS``),
+    computed in float64 and rounded once; missing channels of a group's last block are zeros. With P =
+    ``patch`` points along H and W (``plane_patch``), point ``(a * P + b) * P + k`` is row a of ``G``
+    along D (a = 0 for KD = 1, no transform), b along H, k along W.
 
     A task transforms one channel block, a few input channels at a time (``_WEIGHT_TAPS``): their taps
     gathered into rows of (input channel, output channel) pairs, in the order the points are stored,
@@ -72,7 +72,7 @@ def transform_weights(weight, groups, patch):
     the L1 cache (rows of 2 KB would: the gather of 512 channels' 3x3x3 weights took 4x as long)."""
     out_channels, in_per_group, kernel_depth, taps = weight.shape[:4]
     out_per_group = out_channels // groups
-    blocks = ceil_div(out_per_group, BLOCK_CHANNELS)
+    blocks = stop_block - first_block
     plane_points = patch * patch
     count = depth_points(kernel_depth, taps) * plane_points
     packed = np.empty((groups, count, blocks, in_per_group, BLOCK_CHANNELS), weight.dtype)
@@ -85,8 +85,8 @@ def transform_weights(weight, groups, patch):
     gathered_row = width + BLOCK_CHANNELS
     for unit in prange(groups * blocks):
         g, block = unit // blocks, unit % blocks
-        first = g * out_per_group + block * BLOCK_CHANNELS
-        lanes = min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS)
+        first = g * out_per_group + (first_block + block) * BLOCK_CHANNELS
+        lanes = min(BLOCK_CHANNELS, out_per_group - (first_block + block) * BLOCK_CHANNELS)
         gathered = np.zeros(taps_per_channel * gathered_row)
         along_w = np.empty(kernel_depth * taps * patch * width)
         along_h = np.empty(kernel_depth * plane_points * width)
@@ -313,7 +313,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     """
     tile = plane_tile(weight.shape[2:], out.shape[2:])
     patch = plane_patch(weight.shape[2:], tile)
-    packed = transform_weights(weight, groups, patch)
+    packed = transform_weights(weight, groups, patch, 0, ceil_div(out.shape[1] // groups, BLOCK_CHANNELS))
     tiles = tiles_of(out.shape[2:], weight.shape[2:], tile)
     chunk = chunk_tiles(x.itemsize)
     chunks = ceil_div(x.shape[0] * int(np.prod(tiles)), chunk)
