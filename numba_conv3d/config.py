@@ -347,12 +347,17 @@ BLOCK_ROWS = 4
 # registers, one input vector loaded per tap and vector.
 FLAT_VECTORS = 4
 # It serves real layers of fewer than BLOCKED_MIN_CHANNELS output channels per group (depthwise) whose
-# output rows are at most FLAT_MAX_OUTPUT_WIDTH wide, with at most FLAT_MAX_WORKSPACE_BYTES of phases
+# output rows are at most FLAT_MAX_OUTPUT_WIDTH wide (kernels of at most 3 taps along W:
+# FLAT_MAX_NARROW_KERNEL_WIDTH times the stride along W), with at most FLAT_MAX_WORKSPACE_BYTES of phases
 # and sums per thread. Measured on 2 cores (AMD Zen 2, float32, X3D-S depthwise 3x3x3 over 13 frames,
 # flat vs row-blocked): 432 channels of 5x5 0.51 vs 1.56 ms, 432 of 10x10 stride (1, 2, 2) 0.91 vs
 # 2.23, 216 of 10x10 0.73 vs 1.09; rows of 20 even (20x20 stride 2: 1.46 vs 1.80; unit stride 1.32 vs
-# 1.44), 14-wide 5x1x1 0.20 vs 0.20.
+# 1.44), 14-wide 5x1x1 0.20 vs 0.20. On Zen 4 (AVX-512; depthwise 3x3x3, 54-216 channels, 8-13 frames,
+# row-blocked time / flat time): at unit stride rows of 10-20 1.38-2.12, 28 1.12-1.14, 40 0.97-1.01, 56-80
+# 0.74-0.82; at stride 2 rows of 10-56 1.15-1.81, 80 0.73-0.79. Wider kernels gain less: one channel
+# k7 at 8x8-12x12 0.82-0.91, k11 0.38; 5x5x5 at 28x28 0.91-0.99.
 FLAT_MAX_OUTPUT_WIDTH = 12
+FLAT_MAX_NARROW_KERNEL_WIDTH = 28
 FLAT_MAX_WORKSPACE_BYTES = 1 << 22
 
 # Register block of the weight gradient (``cpu/weight_grad.py``): output channels x kernel taps of one

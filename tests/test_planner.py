@@ -86,7 +86,7 @@ def test_as_dict_holds_fields_and_derived_numbers():
     ((8, 4, 3, 3, 3), 1, "complex64", "direct"),
 ])
 def test_algorithm_table(weight, groups, dtype, expected):
-    plan = plan_conv3d((1, 4, 9, 9, 24), weight, groups=groups, dtype=dtype)
+    plan = plan_conv3d((1, 4, 9, 9, 40), weight, groups=groups, dtype=dtype)
     assert plan.algorithm == expected and plan.algorithm_reason
 
 
@@ -95,7 +95,12 @@ def test_algorithm_table(weight, groups, dtype, expected):
     ((1, 432, 13, 10, 10), (432, 1, 3, 3, 3), {"padding": 1, "groups": 432, "stride": (1, 2, 2)},
      "phase-flat"),
     ((1, 4, 9, 9, 9), (6, 2, 3, 3, 3), {"groups": 2}, "phase-flat"),  # 3 output channels per group
+    ((1, 108, 13, 20, 20), (108, 1, 3, 3, 3), {"padding": 1, "groups": 108}, "phase-flat"),
+    ((1, 54, 13, 80, 80), (54, 1, 3, 3, 3), {"padding": 1, "groups": 54, "stride": (1, 2, 2)}, "phase-flat"),
     ((1, 54, 13, 40, 40), (54, 1, 3, 3, 3), {"padding": 1, "groups": 54}, "row-blocked"),  # wide rows
+    ((1, 54, 13, 160, 160), (54, 1, 3, 3, 3), {"padding": 1, "groups": 54, "stride": (1, 2, 2)},
+     "row-blocked"),  # wide rows at stride 2
+    ((1, 4, 24, 20, 20), (4, 1, 5, 5, 5), {"padding": 2, "groups": 4}, "row-blocked"),  # a wider kernel
     ((1, 1, 200, 200, 12), (1, 1, 3, 3, 3), {"padding": 1}, "row-blocked"),  # too big a workspace
 ])
 def test_small_planes_with_few_channels_per_group_take_the_flat_phase_kernel(input_shape, weight, kwargs,

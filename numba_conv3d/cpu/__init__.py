@@ -10,8 +10,9 @@ from ..config import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNE
                       BFLOAT16_DOT_MIN_OUT_CHANNELS, BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS,
                       BLOCKED_MIN_CHANNELS, BLOCKED_MIN_FILL,
                       CHANNEL_BLOCK_VECTORS, CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, FFT_DIRECT_MAC_SECONDS,
-                      FFT_MAX_WORKSPACE_BYTES, FFT_MIN_GAIN, FLAT_MAX_OUTPUT_WIDTH,
-                      FLAT_MAX_WORKSPACE_BYTES, GEMM_FEW_TAPS, GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL,
+                      FFT_MAX_WORKSPACE_BYTES, FFT_MIN_GAIN, FLAT_MAX_NARROW_KERNEL_WIDTH,
+                      FLAT_MAX_OUTPUT_WIDTH, FLAT_MAX_WORKSPACE_BYTES, GEMM_FEW_TAPS,
+                      GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL,
                       GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION, GEMM_POINTWISE_MIN_CHANNELS,
                       GEMM_POSITIONS_PER_CHANNEL, GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS,
                       PLANE_GEMM_MIN_CHANNELS, PLANE_GEMM_MIN_POSITIONS,
@@ -171,12 +172,21 @@ def prefers_fft(plan):
                                          and winograd_gain(plan) > gain)
 
 
+def flat_max_output_width(plan):
+    """The widest output rows the planner gives the flat-phase kernel: ``FLAT_MAX_NARROW_KERNEL_WIDTH``
+    times the stride along W for kernels of at most 3 taps along W (the depthwise k3 layers of video
+    networks), else ``FLAT_MAX_OUTPUT_WIDTH``."""
+    if plan.kernel_size[2] <= 3:
+        return FLAT_MAX_NARROW_KERNEL_WIDTH * plan.stride[2]
+    return FLAT_MAX_OUTPUT_WIDTH
+
+
 def prefers_phase_flat(plan):
     """Whether the planner takes the flat-phase kernel for a real-dtype plan: fewer than
     ``BLOCKED_MIN_CHANNELS`` output channels per group, output rows of at most
-    ``FLAT_MAX_OUTPUT_WIDTH`` (where row blocks leave most lanes idle) and its workspace within
+    ``flat_max_output_width`` (where row blocks leave lanes idle) and its workspace within
     ``FLAT_MAX_WORKSPACE_BYTES``."""
-    return (plan.out_per_group < BLOCKED_MIN_CHANNELS and plan.output_size[2] <= FLAT_MAX_OUTPUT_WIDTH
+    return (plan.out_per_group < BLOCKED_MIN_CHANNELS and plan.output_size[2] <= flat_max_output_width(plan)
             and phase_flat.workspace_bytes(plan) <= FLAT_MAX_WORKSPACE_BYTES)
 
 
@@ -284,7 +294,8 @@ ALGORITHMS = (
               lambda plan: not plan.is_complex, _on_merged_rows(gemm.workspace_bytes), _runner(gemm.compute),
               prefers_gemm),
     Algorithm("phase-flat", f"real dtype, < {BLOCKED_MIN_CHANNELS} output channels per group (depthwise), "
-              f"output rows <= {FLAT_MAX_OUTPUT_WIDTH} wide: the group's padded input split into stride "
+              f"output rows <= {FLAT_MAX_NARROW_KERNEL_WIDTH} x the W stride wide for k <= 3 along W, else "
+              f"<= {FLAT_MAX_OUTPUT_WIDTH}: the group's padded input split into stride "
               "phases, outputs summed over flattened positions (across rows and planes) in blocks of "
               "SIMD vectors (depthwise k3 on 5x5 planes: 3.0x the row-blocked kernel; 10x10 from "
               "stride 2: 2.4x)",
