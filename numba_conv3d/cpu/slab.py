@@ -81,6 +81,7 @@ def _gather_phases(x, n, c0, origin, first, stop, row0, maps, slab, phases):
             sd = map_d[plane] if plane < padded_d else -1
             for row in range(rows):
                 sh = map_h[row0 + row] if row0 + row < padded_h else -1
+                source = x[n, c0 + c, sd, sh]  # read only where sd and sh are sources (>= 0)
                 for phase in range(phases):
                     # Columns j whose padded column j * S + phase is in [0, inside_first * S) go
                     # through the map, then the input row itself, then the map again, then zeros.
@@ -92,13 +93,11 @@ def _gather_phases(x, n, c0, origin, first, stop, row0, maps, slab, phases):
                     if sd < 0 or sh < 0:
                         inside_first = inside_stop = padding_stop = 0
                     for j in range(inside_first):
-                        slab[c, z, row, phase, j] = padded_column(x[n, c0 + c, sd, sh], map_w,
-                                                                   j * phases + phase)
+                        slab[c, z, row, phase, j] = padded_column(source, map_w, j * phases + phase)
                     _copy_columns(x, n, c0 + c, sd, sh, slab, c, z, row, phase, inside_first,
                                   inside_stop, pad_w, phases)
                     for j in range(inside_stop, padding_stop):
-                        slab[c, z, row, phase, j] = padded_column(x[n, c0 + c, sd, sh], map_w,
-                                                                   j * phases + phase)
+                        slab[c, z, row, phase, j] = padded_column(source, map_w, j * phases + phase)
                     for j in range(padding_stop, columns):
                         slab[c, z, row, phase, np.uint64(j)] = 0
 
@@ -129,14 +128,24 @@ def padded_column(source, map_w, col):
 @njit(cache=True, inline='always')
 def padded_row(x, n, c, sd, sh, maps, first, width, row):
     """``row[:width]`` = padded input columns ``[first, first + width)`` of row (n, c, sd, sh) through
-    the W map (zero past it), column by column. Measured with the Winograd transform of the row that
-    follows it: 40 cycles for 10 columns, 200 for 98. Copying the columns inside the input apart from
-    the padding took 190 and 1550 over the whole arrays, 47 and 160 over slices; the latter ran V-Net's
-    5x5x5 layers at 4x8x8 and 8x16x16 1.1-1.2x slower, 3x3x3 layers at 56x56 1.04x faster, and both
-    ways in one function (by the row's width) slowed every Winograd layer (up to 2x)."""
+    the W map (zero past it); the columns inside the input are a plain copy, over slices (so that LLVM
+    knows the extents: indexing the whole arrays took 190 instead of 47 cycles for a row of 10 columns
+    and its Winograd transform, 1550 instead of 160 for 98). Every column through the map took 40 and
+    200: V-Net's 5x5x5 layers at 4x8x8 and 8x16x16 ran 1.1-1.2x faster that way, 32 channels at 64^3 1.1x
+    slower; both ways in one function (by the row's width) slowed every Winograd layer, up to 2x, and a
+    kernel argument choosing one (a jitted function per kernel) left the kernels out of Numba's cache."""
+    map_w, pad_w = maps[2], maps[3]
     source = x[n, c, sd, sh]
-    for j in range(width):
-        row[j] = padded_column(source, maps[2], first + j)
+    inside_first = min(max(pad_w - first, 0), width)
+    inside_stop = max(inside_first, min(pad_w + x.shape[4] - first, width))
+    for j in range(inside_first):
+        row[j] = padded_column(source, map_w, first + j)
+    inside = source[first + inside_first - pad_w:]
+    target = row[inside_first:inside_stop]
+    for j in range(inside_stop - inside_first):
+        target[j] = inside[j]
+    for j in range(inside_stop, width):
+        row[j] = padded_column(source, map_w, first + j)
 
 
 @njit(cache=True)
