@@ -128,12 +128,9 @@ def padded_column(source, map_w, col):
 @njit(cache=True, inline='always')
 def padded_row(x, n, c, sd, sh, maps, first, width, row):
     """``row[:width]`` = padded input columns ``[first, first + width)`` of row (n, c, sd, sh) through
-    the W map (zero past it); the columns inside the input are a plain copy, over slices (so that LLVM
-    knows the extents: indexing the whole arrays took 190 instead of 47 cycles for a row of 10 columns
-    and its Winograd transform, 1550 instead of 160 for 98). Every column through the map took 40 and
-    200: V-Net's 5x5x5 layers at 4x8x8 and 8x16x16 ran 1.1-1.2x faster that way, 32 channels at 64^3 1.1x
-    slower; both ways in one function (by the row's width) slowed every Winograd layer, up to 2x, and a
-    kernel argument choosing one (a jitted function per kernel) left the kernels out of Numba's cache."""
+    the W map (zero past it); the columns inside the input are a plain copy, over slices so that LLVM
+    knows the extents (indexing the whole arrays took 4-10x as long; the alternatives measured are in
+    docs/ARCHITECTURE.md, "Where the time goes")."""
     map_w, pad_w = maps[2], maps[3]
     source = x[n, c, sd, sh]
     inside_first = min(max(pad_w - first, 0), width)

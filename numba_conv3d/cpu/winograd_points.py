@@ -232,11 +232,16 @@ def _range_blocks(itemsize, groups, count, in_per_group, blocks, total, per_pass
     times ``WINOGRAD_POINTS_WEIGHT_RANGE_BYTES``, ranges of blocks that fill those bytes: each range's
     points are multiplied while they are in the L3 cache, not written to memory and read back, for one
     more read of the input points per range. Else all of them (several passes each read them all)."""
-    per_block = itemsize * groups * count * in_per_group * BLOCK_CHANNELS
     input_bytes = itemsize * groups * count * in_per_group * chunk_tiles(itemsize) * total
     if per_pass < total or input_bytes > _RANGE_READS * WINOGRAD_POINTS_WEIGHT_RANGE_BYTES:
         return blocks
-    return max(1, min(blocks, WINOGRAD_POINTS_WEIGHT_RANGE_BYTES // per_block))
+    block_bytes = _block_bytes(itemsize, groups, count, in_per_group)
+    return max(1, min(blocks, WINOGRAD_POINTS_WEIGHT_RANGE_BYTES // block_bytes))
+
+
+def _block_bytes(itemsize, groups, count, in_per_group):
+    """Bytes of one channel block's weight points, over every group."""
+    return itemsize * groups * count * in_per_group * BLOCK_CHANNELS
 
 
 def workspace_bytes(plan):
@@ -251,11 +256,12 @@ def call_bytes(plan):
     """Bytes a call holds once, shared by its threads: the weight points (of all channel blocks or of
     one range, ``_range_blocks``) and one pass's input points and products."""
     itemsize = np.dtype(plan.dtype).itemsize
-    count = points_of(plan.kernel_size, plan_points_tile(plan))
+    tile = plan_points_tile(plan)
+    count = points_of(plan.kernel_size, tile)
     blocks = ceil_div(plan.out_per_group, BLOCK_CHANNELS)
-    total = ceil_div(call_tiles(plan, plan_points_tile(plan)), chunk_tiles(itemsize))
+    total = ceil_div(call_tiles(plan, tile), chunk_tiles(itemsize))
     per_chunk = chunk_bytes(plan)
     per_pass = _pass_chunks(per_chunk, total)
     weight_blocks = _range_blocks(itemsize, plan.groups, count, plan.in_per_group, blocks, total, per_pass)
-    return (itemsize * plan.groups * count * plan.in_per_group * BLOCK_CHANNELS * weight_blocks
+    return (_block_bytes(itemsize, plan.groups, count, plan.in_per_group) * weight_blocks
             + per_pass * per_chunk)
