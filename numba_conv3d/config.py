@@ -192,11 +192,12 @@ TAP_WEIGHT_GRAD_MAX_SHARE = 0.85
 # operands (2-core Zen 4, same process, alternating): 1.1-2.9x on dense k3, k5, 3x7x7, 3x1x1 and 1x1x1
 # layers with >= 16 output and >= 2 input channels per group; slower on one input channel (0.8x),
 # depthwise (0.2x), strided 1x1x1 projections (0.8x) and where Winograd's estimated gain
-# (``cpu.winograd_gain``) reaches BFLOAT16_DOT_MAX_WINOGRAD_GAIN (gain 1.98: 0.87x, 2.38: 0.79x; 1.73:
-# 1.11x, 1.41: 1.14x).
+# (``cpu.winograd_gain``) reaches BFLOAT16_DOT_MAX_WINOGRAD_GAIN (estimates of 2026-12-06, the
+# networks suite's layers, bfloat16 dot products' time / Winograd's on widened operands: gain 1.92-2.05
+# 0.63-1.02x, 2.12 0.98x, 2.17 1.09-1.15x).
 BFLOAT16_DOT_MIN_OUT_CHANNELS = 16
 BFLOAT16_DOT_MIN_IN_CHANNELS = 2
-BFLOAT16_DOT_MAX_WINOGRAD_GAIN = 1.9
+BFLOAT16_DOT_MAX_WINOGRAD_GAIN = 2.15
 # Bytes of packed weights (and the copies of the weights they came from) kept between calls
 # (``cpu/packed_weights.py``): C3D's bfloat16 weights, packed, take about 2 x 120 MB.
 PACKED_WEIGHTS_BYTES = 256 * 2 ** 20
@@ -268,16 +269,25 @@ WINOGRAD_WIDE_TILE_MIN_EXTENT = 28
 # (``winograd_tiles.points_tile``), the weight transform counted as
 # WINOGRAD_TILE_WEIGHT_TILES tiles' multiplies per channel pair: fewer than WINOGRAD_WEIGHT_TILES, which
 # was fitted against the direct kernels and overstates what F(4x4, 3x3)'s 2.25x the weight points cost
-# (with it, no 7x7 plane would take it). Fitted on the point-by-point row (2-core Zen 4, float32, same
-# process, F(2x2)'s time / F(4x4)'s): 512 channels at 7x7 by planes x batch 16x1 1.10, 16x2 1.32-1.38,
-# 8x1 1.00, 4x1 0.73, 2x1 0.55-0.63 (estimates 1.11, 1.32, 0.88, 0.70, 0.59); 256 channels at 16x14x14
-# 1.14-1.19 (1.14), 256 -> 460 at 4x14x14 0.89-0.92 (0.90), 256 -> 576 batch 2 1.04-1.14 (1.03), 128
-# channels at 16x14x14 and 2x8x14x14 1.10-1.14, 64 at 16x27x40 1.39.
-WINOGRAD_TILE_WEIGHT_TILES = 66
-# By the outputs of a tile along H and W: F(4x4, 3x3)'s transforms cost about 45 channel pairs'
-# multiplies per tile (fitted on 1x3x3 layers with 16-64 channels at 28x28 to 112x112: measured gains
-# 0.84-1.07x, each within 0.1 of the estimate).
-WINOGRAD_TRANSFORM_PAIRS = {2: 29, 4: 45}
+# (with it, no 7x7 plane would take it); refitted with the transform costs below. Fitted on the
+# point-by-point row (2-core Zen 4, float32, same process, F(2x2)'s time / F(4x4)'s): 512 channels at 7x7 by
+# planes x batch 16x1 1.10, 16x2 1.32-1.38, 8x1 1.00, 4x1 0.73, 2x1 0.55-0.63 (estimates 1.14, 1.30, 0.95,
+# 0.77, 0.63); 256 channels at 16x14x14 1.14-1.19 (1.09), 256 -> 460 at 4x14x14 0.89-0.92 (0.92), 256 -> 576
+# batch 2 1.04-1.14 (1.04), 128 channels at 16x14x14 and 2x8x14x14 1.10-1.14 (1.02), 64 at 16x27x40 1.39
+# (1.37).
+WINOGRAD_TILE_WEIGHT_TILES = 50
+# By the outputs of a tile along H and W: the input and output transforms cost about
+# WINOGRAD_TRANSFORM_PAIRS channel pairs' multiplies per tile, times 1 + WINOGRAD_ROW_EDGE_TILES / the
+# tiles along an output row (short rows pay each row's set-up and padding more often). Refitted on
+# 2-core Zen 4 once the transforms vectorized (2026-12-06: they had been fitted at 29 and 45 without the
+# row term on Zen 2), over 56 layers with 8-48 channels (3x3x3 and 5x5x5 at 16^3 to 64^3 and 8x56x56,
+# 1x3x3 at 8x56x56 to 16x112x112; float32, same process, best direct kernel's time / the fused
+# kernel's): 16 -> 32 channels at 64^3 1.28 (estimate 1.25), at 16^3 1.02 (0.95); 32 -> 32 at 16^3 1.13
+# (1.21); 16 -> 16 5x5x5 at 64^3 1.40 (1.42), at 16^3 0.89 (1.08); 1x3x3 32 -> 32 at 16x28x28 1.00
+# (1.13); root mean square of the log error 0.11 (the old constants: 0.28, and every layer with 16-32
+# channels underestimated by 0.2-0.4).
+WINOGRAD_TRANSFORM_PAIRS = {2: 16, 4: 24}
+WINOGRAD_ROW_EDGE_TILES = 4
 WINOGRAD_MIN_GAIN = 1.1
 WINOGRAD_MAX_WEIGHT_BYTES = 24 * 2 ** 20
 # Channel blocks whose products the Winograd kernel computes point by point in one pass, each point's

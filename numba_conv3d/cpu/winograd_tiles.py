@@ -6,8 +6,8 @@ from math import prod
 import numpy as np
 from numba.extending import register_jitable
 
-from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES, WINOGRAD_TILE_WEIGHT_TILES,
-                      WINOGRAD_TRANSFORM_PAIRS, WINOGRAD_WIDE_TILE_MIN_EXTENT)
+from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES, WINOGRAD_ROW_EDGE_TILES,
+                      WINOGRAD_TILE_WEIGHT_TILES, WINOGRAD_TRANSFORM_PAIRS, WINOGRAD_WIDE_TILE_MIN_EXTENT)
 from ..shape_rules import ceil_div
 from .winograd_transforms import TILE, WIDE_TILE, patch_of
 
@@ -24,13 +24,15 @@ def estimated_gain(kernel_size, output_size, batch, in_per_group, out_per_group,
     ``config.WINOGRAD_*``): the direct multiplies per Winograd multiply (3.375 for 3x3x3 kernels, 2.25
     for 1x3x3 or 4.0 by F(4x4, 3x3), 4.63 for 5x5x5, 2.78 for 1x5x5) times the share of the tiles'
     outputs inside the output, over 1 plus the weight transform (``weight_tiles`` tiles' multiplies)
-    shared by the tiles plus the input and output transforms per channel pair."""
+    shared by the tiles plus the input and output transforms per channel pair, which cost more on
+    rows of few tiles."""
     shape = tile_shape(kernel_size, tile)
     outputs = prod(shape)
-    tiles = max(1, batch * prod(tiles_of(output_size, kernel_size, tile)))
+    along = tiles_of(output_size, kernel_size, tile)
+    tiles = max(1, batch * prod(along))
     fill = batch * prod(output_size) / (outputs * tiles)
     channels = in_per_group * out_per_group / (in_per_group + out_per_group)
-    transforms = WINOGRAD_TRANSFORM_PAIRS[tile] / channels
+    transforms = WINOGRAD_TRANSFORM_PAIRS[tile] * (1 + WINOGRAD_ROW_EDGE_TILES / along[2]) / channels
     multiplies = prod(kernel_size) * outputs / points_of(kernel_size, tile)
     return multiplies * fill / (1 + weight_tiles / tiles + transforms)
 
