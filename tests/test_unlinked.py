@@ -33,21 +33,26 @@ MODULE = textwrap.dedent("""
         for row in prange(x.shape[0]):
             rows += call_apart(scaled_row, x, out, np.int64(row), factor) * 0 + 1
         return out, rows
+
+    @njit(cache=True)
+    def outer(x, factor):
+        return scaled(x, factor)
 """)
 
 RUN = textwrap.dedent("""
-    import json, numpy as np, apart_module
+    import json, sys, numpy as np, apart_module
+    function = getattr(apart_module, sys.argv[1])
     x = np.arange(12.0).reshape(4, 3)
-    out, rows = apart_module.scaled(x, 2.5)
+    out, rows = function(x, 2.5)
     print(json.dumps({"right": bool(np.array_equal(out, x * 2.5)) and rows == 4,
-                      "cache_hits": sum(apart_module.scaled.stats.cache_hits.values())}))
+                      "cache_hits": sum(function.stats.cache_hits.values())}))
 """)
 
 
-def _run(directory):
+def _run(directory, function="scaled"):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(directory / "cache"),
                PYTHONPATH=os.pathsep.join([str(directory)] + sys.path))
-    done = subprocess.run([sys.executable, "-c", RUN], env=env, cwd=directory, check=True,
+    done = subprocess.run([sys.executable, "-c", RUN, function], env=env, cwd=directory, check=True,
                           capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -61,6 +66,17 @@ def test_a_caller_works_compiled_from_the_cache_and_after_its_callee_is_compiled
     for path in callee_cache:
         os.remove(path)
     assert _run(tmp_path) == {"right": True, "cache_hits": 1}
+
+
+def test_a_caller_compiled_against_a_cached_kernel_works_loaded_from_the_cache(tmp_path):
+    """``outer`` compiled in a process that loaded ``scaled`` from the cache, then loaded alone: Numba
+    dropped the reload hooks of a library it loaded from the cache, and the process that loaded
+    ``outer`` neither gave LLVM ``scaled_row``'s symbol nor started the parallel runtime (it crashed;
+    the C entry of jitted ``conv3d`` stopped on "Symbol not found")."""
+    (tmp_path / "apart_module.py").write_text(MODULE)
+    assert _run(tmp_path, "scaled") == {"right": True, "cache_hits": 0}
+    assert _run(tmp_path, "outer") == {"right": True, "cache_hits": 0}
+    assert _run(tmp_path, "outer") == {"right": True, "cache_hits": 1}
 
 
 @njit

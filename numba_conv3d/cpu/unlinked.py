@@ -7,13 +7,21 @@ calls the callee's compiled code by its symbol instead (``llvmlite.binding.add_s
 ``jit_kernels`` does for users' functions), so that it is compiled once; a caller loaded from Numba's
 cache gives LLVM the name again through a reload hook before its code is linked. LLVM cannot inline
 such a call: it suits a callee that does much work per call, such as a kernel's task.
+
+Numba keeps a library's reload hooks for the libraries that link it only while the library is the one
+it compiled: one loaded from the cache comes back without them. A caller compiled against a kernel
+loaded from the cache (a user's function, or the C entry of jitted ``conv3d``) was then cached without
+the hook, and a process that loaded that caller alone stopped on LLVM's "Symbol not found" (or
+crashed, where nothing else had started Numba's parallel runtime, whose start is such a hook too).
+Importing this module makes Numba keep the hooks of libraries it loads from the cache
+(``_rebuild_keeping_hooks``).
 """
 import functools
 import importlib
 
 import llvmlite.binding
 from numba import types
-from numba.core import cgutils, errors
+from numba.core import cgutils, compiler, errors
 from numba.extending import intrinsic
 
 
@@ -26,6 +34,22 @@ def _publish(module_name, qualname, argtypes, symbol):
     compiled = dispatcher.overloads[argtypes]
     address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
     llvmlite.binding.add_symbol(symbol, address)
+
+
+_NUMBA_REBUILD = compiler.CompileResult._rebuild.__func__
+
+
+def _rebuild_keeping_hooks(cls, *payload):
+    """Numba's ``CompileResult._rebuild`` (a compiled function loaded from the cache), then its reload
+    hooks (``call_apart``'s, and Numba's own start of the parallel runtime for a parallel function)
+    put back on its library, where the libraries that link it inherit them as they do a freshly
+    compiled one's."""
+    result = _NUMBA_REBUILD(cls, *payload)
+    result.library._reload_init.update(result.reload_init or ())
+    return result
+
+
+compiler.CompileResult._rebuild = classmethod(_rebuild_keeping_hooks)
 
 
 @intrinsic
