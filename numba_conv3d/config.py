@@ -95,6 +95,20 @@ BLOCKED_MIN_CHANNELS = 4
 # 16 1.12, 7 of 8 1.04, 20 of 24 1.23, 8 of 8 1.58.
 BLOCKED_MIN_FILL = 0.7
 
+# Where the row-blocked kernel beats the channel-blocked one even with full channel blocks: kernels 3
+# taps wide along W whose reduction (input channels x taps per group) is at most ROW_BLOCKED_MAX_REDUCTION
+# at unit stride along W, ROW_BLOCKED_STRIDED_MAX_REDUCTION at stride 2 (the first layers of U-Nets and
+# video networks, 1-4 input channels). Measured on 2-core Zen 4 (float32, same process, alternating,
+# medians of 5; channel-blocked time / row-blocked time, 8-64 output channels at 32^3, 64^3 and
+# 16x112x112): 3x3x3 unit stride reductions 27 1.27-1.71, 54 0.99-1.43, 81 1.03-1.35, 108 0.98-1.25,
+# 135 0.92-1.11, 162 0.89-1.14, 216 0.79-1.12; 1x3x3 reductions 9-54 1.04-1.95, 72 0.97-1.23; stride
+# (1, 2, 2) 1x3x3 reductions 9 1.17-1.53, 18 1.04-1.29, 27 0.89-1.16, 36-72 0.69-1.07; 3x3x3 stride 2
+# 27 0.78-1.18, beyond 0.59-1.03. Kernels 5 wide lose (5x5x5 and 1x5x5 reductions 100-250: 0.55-0.82);
+# 1 wide ones vary from run to run (1x1x1 and 3x1x1 reductions 2-12: 0.2-1.66). float64 alike (1 -> 16
+# k3 at 64^3 1.37, 3 -> 32 at 32^3 1.18, 2 -> 32 1x3x3 at 16x112x112 1.70, 4 -> 16 k3 1.01).
+ROW_BLOCKED_MAX_REDUCTION = 108
+ROW_BLOCKED_STRIDED_MAX_REDUCTION = 18
+
 # Bytes of slab rows that one block of the channel-blocked kernel reads per chunk of input channels: the
 # kernel adds that many input channels to every block of an output position before the next chunk, so
 # that they stay in L1 (48 KiB on this Xeon, 32 KiB on Zen 4) beside the weights streaming through.

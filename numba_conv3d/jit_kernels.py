@@ -60,7 +60,8 @@ def _run_cpu_kernel(x, weight, bias, has_bias, out, stride, dilation, pad_front,
 
     def real(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
         reduction = weight.shape[1] * weight.shape[2] * weight.shape[3] * weight.shape[4]
-        kernel = real_kernel(out.shape[3], out.shape[4], weight.shape[0] // groups, reduction, x.itemsize)
+        kernel = real_kernel(out.shape[3], out.shape[4], weight.shape[0] // groups, reduction, x.itemsize,
+                             weight.shape[4], stride[2])
         if kernel == CHANNEL_VECTORIZED:
             channel_vectorized.compute(x, weight, bias, has_bias, out, stride, dilation, pad_front,
                                        padded, mode, groups)

@@ -78,15 +78,18 @@ def test_as_dict_holds_fields_and_derived_numbers():
 
 
 @pytest.mark.parametrize("weight, groups, dtype, expected", [
-    ((8, 4, 3, 3, 3), 1, "float32", "blocked"),
-    ((12, 2, 3, 3, 3), 2, "float64", "blocked"),  # 6 output channels per group
-    ((6, 2, 3, 3, 3), 2, "float32", "row-blocked"),  # 3 output channels per group
-    ((4, 1, 3, 3, 3), 4, "float32", "row-blocked"),  # depthwise
-    ((1, 4, 7, 7, 7), 1, "float64", "row-blocked"),  # one output channel
-    ((8, 4, 3, 3, 3), 1, "complex64", "direct"),
+    ((8, 8, 3, 3, 3), 1, "float32", "blocked"),
+    ((6, 8, 3, 3, 3), 1, "float64", "blocked"),  # 6 output channels fill 75% of a block
+    ((8, 4, 3, 3, 3), 2, "float32", "row-blocked"),  # 4 input channels x 27 taps: a short reduction
+    ((8, 2, 1, 3, 3), 4, "float64", "row-blocked"),  # 2 x 9
+    ((16, 4, 1, 5, 5), 2, "float32", "blocked"),  # 5 taps wide
+    ((6, 4, 3, 3, 3), 2, "float32", "row-blocked"),  # 3 output channels per group
+    ((8, 1, 3, 3, 3), 8, "float32", "row-blocked"),  # depthwise
+    ((1, 8, 7, 7, 7), 1, "float64", "row-blocked"),  # one output channel
+    ((8, 8, 3, 3, 3), 1, "complex64", "direct"),
 ])
 def test_algorithm_table(weight, groups, dtype, expected):
-    plan = plan_conv3d((1, 4, 9, 9, 40), weight, groups=groups, dtype=dtype)
+    plan = plan_conv3d((1, 8, 9, 9, 40), weight, groups=groups, dtype=dtype)
     assert plan.algorithm == expected and plan.algorithm_reason
 
 

@@ -15,7 +15,8 @@ from ..config import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNE
                       GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL,
                       GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION, GEMM_POINTWISE_MIN_CHANNELS,
                       GEMM_POSITIONS_PER_CHANNEL, GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS,
-                      PLANE_GEMM_MIN_CHANNELS, PLANE_GEMM_MIN_POSITIONS,
+                      PLANE_GEMM_MIN_CHANNELS, PLANE_GEMM_MIN_POSITIONS, ROW_BLOCKED_MAX_REDUCTION,
+                      ROW_BLOCKED_STRIDED_MAX_REDUCTION,
                       TAP_GEMM_MAX_SHARE, TAP_GEMM_MIN_CHANNELS, TAP_GEMM_WIDE_CHANNELS,
                       TAP_GEMM_WIDE_MAX_SHARE,
                       VECTOR_BYTES, WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN,
@@ -48,25 +49,32 @@ CHANNEL_VECTORIZED, BLOCKED, ROW_BLOCKED = range(3)
 
 
 @register_jitable
-def real_kernel(out_height, out_width, out_per_group, reduction, itemsize):
+def real_kernel(out_height, out_width, out_per_group, reduction, itemsize, kernel_width, stride_width):
     """Which register-blocked kernel computes a real-dtype convolution whose output planes (as its
     kernel runs them) are ``out_height`` x ``out_width``, with ``out_per_group`` output channels and
-    ``reduction`` input channels x taps per group: ``CHANNEL_VECTORIZED`` where it keeps more of its
-    computed lanes, or nearly as many over a long reduction (``channel_vectorized.preferred``), else
-    ``BLOCKED`` where that serves and its channel blocks are full enough (``blocked.fills_blocks``), else
-    ``ROW_BLOCKED``. The planner's table and jitted ``conv3d`` both choose by it."""
+    ``reduction`` input channels x taps per group, ``kernel_width`` taps and ``stride_width`` along W:
+    ``CHANNEL_VECTORIZED`` where it keeps more of its computed lanes, or nearly as many over a long
+    reduction (``channel_vectorized.preferred``), else ``BLOCKED`` where that serves, its channel blocks
+    are full enough (``blocked.fills_blocks``) and the reduction is not one that the row-blocked kernel
+    runs faster (``row_blocked.beats_channel_blocks``), else ``ROW_BLOCKED``. The planner's table and
+    jitted ``conv3d`` both choose by it."""
     if channel_vectorized.preferred(out_height, out_width, out_per_group, reduction, itemsize):
         return CHANNEL_VECTORIZED
-    if blocked.serves(False, out_per_group) and blocked.fills_blocks(out_per_group):
+    if (blocked.serves(False, out_per_group) and blocked.fills_blocks(out_per_group)
+            and not row_blocked.beats_channel_blocks(kernel_width, stride_width, reduction)):
         return BLOCKED
     return ROW_BLOCKED
 
 
 def _picked(kernel):
     """An algorithm's ``prefers``: whether ``real_kernel`` picks ``kernel`` for a plan."""
-    return lambda plan: real_kernel(*plan.rows_merged().output_size[1:], plan.out_per_group,
-                                    plan.in_per_group * prod(plan.kernel_size),
-                                    np.dtype(plan.dtype).itemsize) == kernel
+    def prefers(plan):
+        merged = plan.rows_merged()
+        reduction = plan.in_per_group * prod(plan.kernel_size)
+        return real_kernel(*merged.output_size[1:], plan.out_per_group, reduction,
+                           np.dtype(plan.dtype).itemsize, merged.kernel_size[2], merged.stride[2]) == kernel
+
+    return prefers
 
 
 def prefers_gemm(plan):
@@ -317,7 +325,10 @@ ALGORITHMS = (
               _on_merged_rows(blocked.workspace_bytes), _runner(blocked.compute), _picked(BLOCKED)),
     Algorithm("row-blocked", f"real dtype, < {BLOCKED_MIN_CHANNELS} output channels per group "
               f"(one-channel, depthwise), or too few to fill {BLOCKED_MIN_FILL:.0%} of the blocked "
-              f"kernel's {BLOCK_CHANNELS}-channel blocks (4 of 8: 1.3-1.5x faster than it): blocks of "
+              f"kernel's {BLOCK_CHANNELS}-channel blocks (4 of 8: 1.3-1.5x faster than it), or 3 taps wide "
+              f"along W over at most {ROW_BLOCKED_MAX_REDUCTION} input channels x taps per group "
+              f"({ROW_BLOCKED_STRIDED_MAX_REDUCTION} at stride 2; first layers with 1-4 input channels: "
+              "1.0-1.9x the channel-blocked kernel): blocks of "
               f"{BLOCK_ROWS} output rows x {BLOCK_VECTORS} SIMD vectors of columns summed in registers "
               "(one-channel k7: 2.7x the direct kernel)",
               lambda plan: not plan.is_complex, _on_merged_rows(row_blocked.workspace_bytes),
