@@ -222,7 +222,11 @@ PACKED_WEIGHTS_BYTES = 256 * 2 ** 20
 # per channel 0.72-1.52, 784 per channel 0.58).
 GEMM_FEW_TAPS = 3
 GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL = 16
-GEMM_POINTWISE_MIN_CHANNELS = 32
+# Strided 1x1x1 projections (Zen 4, same process, alternating, medians of 7; best other kernel's time /
+# GEMM's): 8-32 output channels from 4-64 inputs at 8x28x28 to 13x80x80 1.05-2.13 (X3D's 24 -> 24
+# shortcut at 13x80x80 1.88), 8 -> 16 and 8 -> 24 at stride 2 0.80-0.98; 32 from Zen 2 (24 channels
+# 0.92 there).
+GEMM_POINTWISE_MIN_CHANNELS = 8
 
 # The weight gradient is a matrix product (``cpu/gemm.py``) where the forward plan takes GEMM, from
 # ``GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS`` output channels per group (with ``GEMM_MIN_REDUCTION``) over at

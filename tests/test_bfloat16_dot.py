@@ -111,7 +111,7 @@ def test_agrees_with_torch():
     ((1, 128, 8, 8, 8), (256, 128, 3, 3, 3), {"padding": 1}, "bfloat16-dot"),
     ((1, 32, 8, 16, 16), (32, 32, 5, 5, 5), {"padding": 2}, "bfloat16-dot"),
     ((1, 64, 16, 56, 56), (128, 64, 3, 3, 3), {"padding": 1}, "winograd"),
-    ((1, 1, 32, 32, 32), (16, 1, 3, 3, 3), {"padding": 1}, "blocked"),
+    ((1, 1, 32, 32, 32), (16, 1, 3, 3, 3), {"padding": 1}, "row-blocked"),
     ((1, 54, 13, 40, 40), (54, 1, 3, 3, 3), {"padding": 1, "groups": 54}, "row-blocked"),
 ])
 def test_where_the_planner_takes_it(input_shape, weight_shape, kwargs, expected):

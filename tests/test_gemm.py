@@ -84,7 +84,8 @@ def test_weight_gradient_is_a_matrix_product_for_many_output_channels(input_shap
     ((1, 256, 4, 14, 14), (512, 256, 3, 3, 3), dict(stride=2, padding=1), "gemm"),  # strided, deep
     ((1, 64, 16, 56, 56), (128, 64, 1, 1, 1), dict(stride=2), "gemm"),  # a strided 1x1x1 projection
     ((1, 64, 16, 56, 56), (64, 64, 3, 3, 3), dict(padding=1), None),  # large volume: direct kernels
-    ((1, 24, 13, 40, 40), (24, 24, 1, 1, 1), dict(stride=(1, 2, 2)), None),  # too few channels
+    ((1, 24, 13, 40, 40), (24, 24, 1, 1, 1), dict(stride=(1, 2, 2)), "gemm"),  # X3D's shortcut
+    ((1, 8, 13, 40, 40), (4, 8, 1, 1, 1), dict(stride=(1, 2, 2)), None),  # too few output channels
     ((1, 432, 13, 5, 5), (432, 1, 3, 3, 3), dict(padding=1, groups=432), None),  # depthwise
     ((1, 8, 2, 3, 3), (128, 8, 1, 2, 2), {}, None),  # a reduction of 8 input channels x 4 taps
     ((1, 32, 16, 56, 56), (64, 32, 1, 1, 1), {}, "gemm"),  # pointwise: the input is the matrix

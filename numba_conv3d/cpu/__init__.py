@@ -296,7 +296,8 @@ ALGORITHMS = (
               f"per group; the input is the matrix), a small output volume for many channels (>= "
               f"{GEMM_MIN_OUT_CHANNELS} output channels and >= {GEMM_MIN_REDUCTION} input channels x taps "
               f"per group, <= {GEMM_POSITIONS_PER_CHANNEL} output positions per channel, "
-              f"{GEMM_STRIDED_POSITIONS_PER_CHANNEL} when strided) or a strided 1x1x1 projection: im2col "
+              f"{GEMM_STRIDED_POSITIONS_PER_CHANNEL} when strided) or a strided 1x1x1 projection (>= "
+              f"{GEMM_POINTWISE_MIN_CHANNELS} output channels per group): im2col "
               "columns of whole output planes times the weight matrix by NumPy's BLAS (2x7x7 with 512 "
               "channels: 2.2x the blocked kernel, pointwise 1.1-1.9x)",
               lambda plan: not plan.is_complex, _on_merged_rows(gemm.workspace_bytes), _runner(gemm.compute),
