@@ -374,6 +374,8 @@ BLOCK_ROWS = 4
 # The flat-phase kernel (cpu/phase_flat.py): SIMD vectors of flat output positions a block sums in
 # registers, one input vector loaded per tap and vector.
 FLAT_VECTORS = 4
+# Its tasks (sample, group) run in at most about FLAT_TASK_CHUNKS chunks, each gathering into one buffer.
+FLAT_TASK_CHUNKS = 32
 # It serves real layers of fewer than BLOCKED_MIN_CHANNELS output channels per group (depthwise) whose
 # output rows are at most FLAT_MAX_OUTPUT_WIDTH wide (kernels of at most 3 taps along W:
 # FLAT_MAX_NARROW_KERNEL_WIDTH times the stride along W), with at most FLAT_MAX_WORKSPACE_BYTES of phases

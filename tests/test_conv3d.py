@@ -189,10 +189,12 @@ def test_same_plan_twice_and_bitwise_for_any_thread_count(dtype):
     ((1, 4, 7, 9, 1), (6, 2, 2, 3, 1), {"padding": (1, 2, 0), "groups": 2, "dilation": (2, 1, 1),
                                         "stride": (2, 3, 1)}),
     ((3, 4, 6, 7), (3, 1, 3, 2, 3), {"padding": "same", "groups": 3, "dilation": (1, 2, 2)}),
+    ((2, 40, 3, 4, 5), (40, 1, 3, 3, 3), {"padding": 1, "groups": 40, "stride": (1, 2, 1)}),
 ])
 def test_the_flat_phase_kernel_matches_the_reference(mode, x_shape, w_shape, kwargs):
-    """Stride phases along every axis, dilation, 1-wide rows, channel multipliers, unbatched input; the
-    same bits as the row-blocked kernel, which jitted conv3d runs for these layers."""
+    """Stride phases along every axis, dilation, 1-wide rows, channel multipliers, unbatched input, 80
+    tasks that share gather buffers in pairs; the same bits as the row-blocked kernel, which jitted
+    conv3d runs for these layers."""
     x, w, b = random_operands(np.random.default_rng(7), x_shape, w_shape, True, np.float32)
     out = conv3d_with("phase-flat", x, w, b, padding_mode=mode, **kwargs)
     assert_matches_reference(out, x, w, b, padding_mode=mode, **kwargs)

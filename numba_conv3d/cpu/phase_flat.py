@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from ..config import FLAT_VECTORS
+from ..config import FLAT_TASK_CHUNKS, FLAT_VECTORS
 from ..shape_rules import ceil_div
 from .row_blocked import per_channel_operands
 from .simd import fma_block, splat_channels, store_block, vector_lanes, zero_block
@@ -154,23 +154,27 @@ def _phase_flat_kernel(x, weight, bias, out, stride, dilation, pad_front, padded
     sources = phase_sources(index_maps(x, padded, pad_front, mode), stride, extents, x.shape[3],
                             x.shape[4])
     out_flat = out.reshape(out.size)
-    for task in prange(batch * groups):
-        n, g = task // groups, task % groups
+    tasks = batch * groups
+    per_chunk = max(1, tasks // FLAT_TASK_CHUNKS)
+    for chunk in prange(ceil_div(tasks, per_chunk)):
+        # Every task gathers into the same positions of the phases: the zeros the first left stay.
         phases = np.zeros(in_per_group * channel_size + slack, x.dtype)
-        _gather_phases(x, n, g * in_per_group, in_per_group, sources, phases)
         sums = np.empty(positions, x.dtype)
-        for o in range(g * out_per_group, (g + 1) * out_per_group):
-            for q in range(0, positions, block):
-                acc = splat_channels(zero_block(x, 1, 1, FLAT_VECTORS), bias, o, 0, 1, FLAT_VECTORS)
-                for i in range(in_per_group):
-                    source = i * channel_size + q
-                    w_at = (o * in_per_group + i) * ntaps
-                    for t in range(ntaps):
-                        acc = fma_block(acc, weight, w_at + weight_taps[t], 0, phases, source + offsets[t],
-                                        0, 1, FLAT_VECTORS)
-                store_block(acc, sums, q)
-            _store_cropped(sums, extents, out_flat, (n * out_channels + o) * out_depth * out.shape[3],
-                           out.shape[2:])
+        for task in range(chunk * per_chunk, min(tasks, (chunk + 1) * per_chunk)):
+            n, g = task // groups, task % groups
+            _gather_phases(x, n, g * in_per_group, in_per_group, sources, phases)
+            for o in range(g * out_per_group, (g + 1) * out_per_group):
+                for q in range(0, positions, block):
+                    acc = splat_channels(zero_block(x, 1, 1, FLAT_VECTORS), bias, o, 0, 1, FLAT_VECTORS)
+                    for i in range(in_per_group):
+                        source = i * channel_size + q
+                        w_at = (o * in_per_group + i) * ntaps
+                        for t in range(ntaps):
+                            acc = fma_block(acc, weight, w_at + weight_taps[t], 0, phases,
+                                            source + offsets[t], 0, 1, FLAT_VECTORS)
+                    store_block(acc, sums, q)
+                _store_cropped(sums, extents, out_flat, (n * out_channels + o) * out_depth * out.shape[3],
+                               out.shape[2:])
 
 
 def workspace_bytes(plan):
