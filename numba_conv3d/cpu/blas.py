@@ -30,12 +30,14 @@ from .cblas import AS_STORED, TRANSPOSED, run_pieces
 # A product is cut into pieces of at least MIN_PIECE_EXTENT rows (or columns), at most MAX_PIECES of them
 # (an even number, which 2 and 4 threads share evenly; each piece streams the other operand again: C3D's
 # conv4b product in 8 pieces took 86 ms, in 4 75 ms); one of fewer than SMALL_PRODUCT_FLOPS is one
-# piece, as handing a piece to another thread costs tens of microseconds. Pieces of 64 rows ran 1.3x
-# faster than pieces of 32 (a weight gradient's 256 x 784 x 1728 product, Zen 4), each piece packing
-# the other operand again.
+# piece, as handing a piece to another thread costs tens of microseconds (more after a pause, when
+# Numba's threads sleep: seven products of 12-17 MFLOP after 1 ms idle, 2-core Zen 4, in pieces / in
+# one on the calling thread: 192-293 / 146-235 us; 24-26 MFLOP 0.9-1.1; 51-54 MFLOP 0.70-0.78). Pieces of 64
+# rows ran 1.3x faster than pieces of 32 (a weight gradient's 256 x 784 x 1728 product, Zen 4), each
+# piece packing the other operand again.
 MIN_PIECE_EXTENT = 48
 MAX_PIECES = 4
-SMALL_PRODUCT_FLOPS = 4e6
+SMALL_PRODUCT_FLOPS = 2e7
 # Pieces start at multiples of PIECE_ALIGNMENT rows (or columns), so that they hold whole tiles of the
 # GEMM kernels' unrolling (216 rows in pieces of 54: 0.56 ms; 64, 48, 64, 40: 0.37 ms).
 PIECE_ALIGNMENT = 16
