@@ -374,7 +374,8 @@ BLOCK_ROWS = 4
 # The flat-phase kernel (cpu/phase_flat.py): SIMD vectors of flat output positions a block sums in
 # registers, one input vector loaded per tap and vector.
 FLAT_VECTORS = 4
-# Its tasks (sample, group) run in at most about FLAT_TASK_CHUNKS chunks, each gathering into one buffer.
+# Its tasks (sample, group) run in chunks of tasks // FLAT_TASK_CHUNKS (at least one), each chunk allocating
+# one gather buffer (X3D-S's depthwise layers on 5x5 to 10x10 planes: 6-10% faster than one per task).
 FLAT_TASK_CHUNKS = 32
 # It serves real layers of fewer than BLOCKED_MIN_CHANNELS output channels per group (depthwise) whose
 # output rows are at most FLAT_MAX_OUTPUT_WIDTH wide (kernels of at most 3 taps along W:
