@@ -18,7 +18,7 @@ Usage (on the GPU machine): python benchmarks/cuda_session.py OUT_DIR [--quick] 
 (--quick: fewer random correctness cases)
 Writes OUT_DIR/cuda_session.json and prints the tables; each section survives a failure of another, and
 the long ones stop at a time limit. The sweep prints the ``cuda_config.CUDA_GEMM_CLASSES`` table it measured
-(and the later sections run with it): commit it to ``numba_conv3d/config.py``.
+(and the later sections run with it): commit it to ``numba_conv3d/cuda_config.py``.
 """
 import argparse
 import functools

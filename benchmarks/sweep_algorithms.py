@@ -1,5 +1,5 @@
 """Each CPU algorithm forced on the forward layers of the networks suite that it serves, beside the
-planner's choice and torch: the data the planner's crossovers (``config.py``) are fitted on.
+planner's choice and torch: the data the planner's crossovers (``crossovers.py``) are fitted on.
 
 Usage: python benchmarks/sweep_algorithms.py [--algorithm NAME ...] [--network NAME ...] [--batch N ...]
 [--repeat N] [--json FILE]

@@ -9,7 +9,7 @@ from checks import (assert_forced_algorithm_within, assert_matches_fft_bound,
                     assert_nonfinite_as_direct_sums, direct_fallback, fft_rounding_bound, random_operands,
                     spread_dynamic_range)
 from numba_conv3d import Conv3d, conv3d, conv3d_input, conv_transpose3d, plan_conv3d
-from numba_conv3d.config import FFT_MAX_WORKSPACE_BYTES
+from numba_conv3d.crossovers import FFT_MAX_WORKSPACE_BYTES
 from numba_conv3d.cpu import fft
 from reference import conv3d_reference
 

@@ -10,7 +10,8 @@ from checks import (MODES, assert_close, assert_forced_algorithm_within, assert_
                     assert_nonfinite_as_direct_sums, direct_fallback, mode_cases, random_operands,
                     serving_algorithms, spread_dynamic_range)
 from numba_conv3d import Conv3d, conv3d, conv3d_input, plan_conv3d
-from numba_conv3d.config import BLOCK_CHANNELS, VECTOR_BYTES, WINOGRAD_POINTS_RANGES
+from numba_conv3d.config import BLOCK_CHANNELS, VECTOR_BYTES
+from numba_conv3d.crossovers import WINOGRAD_POINTS_RANGES
 from numba_conv3d.cpu import winograd, winograd_points, winograd_tiles
 
 WINOGRAD_ROWS = ("winograd", "winograd-points")

@@ -6,22 +6,21 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ..algorithm import Algorithm
-from ..config import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
-                      BFLOAT16_DOT_MIN_OUT_CHANNELS, BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS,
-                      BLOCKED_MIN_CHANNELS, BLOCKED_MIN_FILL,
-                      CHANNEL_BLOCK_VECTORS, CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, FFT_DIRECT_MAC_SECONDS,
-                      FFT_MAX_WORKSPACE_BYTES, FFT_MIN_GAIN, FLAT_MAX_NARROW_KERNEL_WIDTH,
-                      FLAT_MAX_OUTPUT_WIDTH, FLAT_MAX_WORKSPACE_BYTES, GEMM_FEW_TAPS,
-                      GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL,
-                      GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION, GEMM_POINTWISE_MIN_CHANNELS,
-                      GEMM_POSITIONS_PER_CHANNEL, GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS,
-                      PLANE_GEMM_MIN_CHANNELS, PLANE_GEMM_MIN_POSITIONS, ROW_BLOCKED_MAX_REDUCTION,
-                      ROW_BLOCKED_STRIDED_MAX_REDUCTION,
-                      TAP_GEMM_MAX_SHARE, TAP_GEMM_MIN_CHANNELS, TAP_GEMM_WIDE_CHANNELS,
-                      TAP_GEMM_WIDE_MAX_SHARE,
-                      VECTOR_BYTES, WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN,
-                      WINOGRAD_POINTS_MAX_WORKSPACE_BYTES, WINOGRAD_POINTS_MIN_TILES,
-                      WINOGRAD_POINTS_RANGES, WINOGRAD_WEIGHT_TILES)
+from ..config import (BLOCKED_MIN_CHANNELS, BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, CHANNEL_BLOCK_VECTORS,
+                      CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, VECTOR_BYTES,
+                      WINOGRAD_POINTS_MAX_WORKSPACE_BYTES)
+from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
+                          BFLOAT16_DOT_MIN_OUT_CHANNELS, BLOCKED_MIN_FILL, FFT_DIRECT_MAC_SECONDS,
+                          FFT_MAX_WORKSPACE_BYTES, FFT_MIN_GAIN, FLAT_MAX_NARROW_KERNEL_WIDTH,
+                          FLAT_MAX_OUTPUT_WIDTH, FLAT_MAX_WORKSPACE_BYTES, GEMM_FEW_TAPS,
+                          GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL, GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION,
+                          GEMM_POINTWISE_MIN_CHANNELS, GEMM_POSITIONS_PER_CHANNEL,
+                          GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS, PLANE_GEMM_MIN_CHANNELS,
+                          PLANE_GEMM_MIN_POSITIONS, ROW_BLOCKED_MAX_REDUCTION,
+                          ROW_BLOCKED_STRIDED_MAX_REDUCTION, TAP_GEMM_MAX_SHARE, TAP_GEMM_MIN_CHANNELS,
+                          TAP_GEMM_WIDE_CHANNELS, TAP_GEMM_WIDE_MAX_SHARE, WINOGRAD_MAX_WEIGHT_BYTES,
+                          WINOGRAD_MIN_GAIN, WINOGRAD_POINTS_MIN_TILES, WINOGRAD_POINTS_RANGES,
+                          WINOGRAD_WEIGHT_TILES)
 from ..parallelism import safe_to_run
 from ..precision import narrow, widen
 from . import (bfloat16_dot, blocked, channel_vectorized, direct, fft, gemm, phase_flat, plane_gemm,
@@ -80,7 +79,7 @@ def _picked(kernel):
 def prefers_gemm(plan):
     """Whether the planner takes the GEMM algorithm for a real-dtype plan: a 1x1x1 convolution that
     reads its input as the matrix, a small output volume for its many channels (larger for strided
-    and few-tap kernels), or a strided 1x1x1 projection (``config.GEMM_*``, measured crossovers)."""
+    and few-tap kernels), or a strided 1x1x1 projection (``crossovers.GEMM_*``, measured crossovers)."""
     strided = plan.stride != (1, 1, 1)
     if gemm.reads_input_as_columns(plan):
         return plan.in_per_group >= GEMM_UNIT_MIN_INPUTS and plan.out_per_group >= 2
@@ -100,7 +99,7 @@ def prefers_gemm(plan):
 def prefers_tap_gemm(plan):
     """Whether the planner takes the tap-by-tap products for a plan they serve: where it would take the
     channel-vectorized kernel, with many channels and many taps reading zero padding
-    (``config.TAP_GEMM_*``, measured crossovers)."""
+    (``crossovers.TAP_GEMM_*``, measured crossovers)."""
     if min(plan.in_per_group, plan.out_per_group) < TAP_GEMM_MIN_CHANNELS or prefers_gemm(plan):
         return False
     wide = min(plan.in_per_group, plan.out_per_group) >= TAP_GEMM_WIDE_CHANNELS
@@ -110,7 +109,7 @@ def prefers_tap_gemm(plan):
 
 def prefers_plane_gemm(plan):
     """Whether the planner takes the per-plane products for a plan they serve (a KDx1x1 kernel): deeper
-    than one plane, with many channels and output positions (``config.PLANE_GEMM_*``, measured
+    than one plane, with many channels and output positions (``crossovers.PLANE_GEMM_*``, measured
     crossovers)."""
     return (plan.kernel_size[0] > 1 and min(plan.in_per_group, plan.out_per_group) >= PLANE_GEMM_MIN_CHANNELS
             and prod(plan.output_size) >= PLANE_GEMM_MIN_POSITIONS)
@@ -202,7 +201,7 @@ def prefers_bfloat16_dot(plan):
     """Whether the planner takes the bfloat16 dot products for a bfloat16 plan they serve: enough
     channels per group to fill the pairs and the channel blocks, and not where the float32 plan takes
     FFT, Winograd with a large estimated gain, or a strided 1x1x1 projection by GEMM
-    (``config.BFLOAT16_DOT_*``, measured crossovers)."""
+    (``crossovers.BFLOAT16_DOT_*``, measured crossovers)."""
     computed = plan.computed()
     if (plan.out_per_group < BFLOAT16_DOT_MIN_OUT_CHANNELS or plan.in_per_group < BFLOAT16_DOT_MIN_IN_CHANNELS
             or (fft.serves(computed) and prefers_fft(computed))):

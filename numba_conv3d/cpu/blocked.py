@@ -19,8 +19,8 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, BLOCKED_MIN_CHANNELS, BLOCKED_MIN_FILL,
-                      INPUT_CHUNK_BYTES, VECTOR_BYTES)
+from ..config import BLOCKED_MIN_CHANNELS, BLOCK_CHANNELS, BLOCK_VECTORS, INPUT_CHUNK_BYTES, VECTOR_BYTES
+from ..crossovers import BLOCKED_MIN_FILL
 from ..shape_rules import ceil_div, round_up
 from .register_blocks import (blocked_setup, blocked_workspace_bytes, enter_plane, fill_tap_runs,
                               output_offset, skips_padding, slab_offset, store_output, tap_columns,

@@ -29,9 +29,9 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, CHANNEL_BLOCK_VECTORS, CHANNEL_TALL_TILE,
-                      CHANNEL_VECTORS_LONG_SHARE, CHANNEL_VECTORS_MARGIN, CHANNEL_VECTORS_MIN_REDUCTION,
-                      CHANNEL_WEIGHT_CHUNK_BYTES, CHANNEL_WIDE_TILE, STATIONARY_BLOCKS, VECTOR_BYTES,
-                      WIDE_BLOCK_GAIN)
+                      CHANNEL_WEIGHT_CHUNK_BYTES, CHANNEL_WIDE_TILE, STATIONARY_BLOCKS, VECTOR_BYTES)
+from ..crossovers import (CHANNEL_VECTORS_LONG_SHARE, CHANNEL_VECTORS_MARGIN, CHANNEL_VECTORS_MIN_REDUCTION,
+                          WIDE_BLOCK_GAIN)
 from .blocked import pack_weights
 from .register_blocks import (blocked_slab_shape, fill_tap_offsets, fill_tap_runs, output_offset,
                               row_blocks, skips_padding, slab_offset, stationary_grid)

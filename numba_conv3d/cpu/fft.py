@@ -36,8 +36,8 @@ import numpy as np
 import rocket_fft
 from numba import njit, prange
 
-from ..config import (FFT_CALL_SECONDS, FFT_COPY_SECONDS, FFT_MAC_SECONDS, FFT_MAX_WORKSPACE_BYTES,
-                      FFT_SECONDS, FFT_TILE_COUNTS)
+from ..crossovers import (FFT_CALL_SECONDS, FFT_COPY_SECONDS, FFT_MAC_SECONDS, FFT_MAX_WORKSPACE_BYTES,
+                          FFT_SECONDS, FFT_TILE_COUNTS)
 from ..shape_rules import ceil_div, dilated_extent
 from .slab import index_maps, padded_row
 from .tasks import thread_count
@@ -234,7 +234,7 @@ def _transform_seconds(points):
 
 
 def _seconds(plan, fft_shape, tiles, threads):
-    """Estimated seconds of an FFT convolution tiled as given (``config.FFT_*``): per tile, C_in/g +
+    """Estimated seconds of an FFT convolution tiled as given (``crossovers.FFT_*``): per tile, C_in/g +
     C_out/g transforms and copies of N points and C_in/g x C_out/g products of N/2 spectra, on
     ``_lanes`` tasks at once (the rest of the threads splitting the transforms), plus the weight
     spectra (about half a transform per channel pair: their zero rows and planes are skipped)."""

@@ -17,8 +17,9 @@ product the other way round: the output gradient times the columns, transposed.
 import numpy as np
 from numba import njit, prange
 
-from ..config import (GEMM_COLUMN_BYTES, GEMM_MIN_REDUCTION, GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS,
-                      GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL)
+from ..config import GEMM_COLUMN_BYTES
+from ..crossovers import (GEMM_MIN_REDUCTION, GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS,
+                          GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL)
 from .blas import matmul
 from .slab import index_map
 
@@ -176,7 +177,7 @@ def padded_input_grad(grad, weight, padded_size, stride, dilation, groups):
 def computes_weight_grad(plan):
     """Whether the weight gradient of ``plan`` (a real-dtype forward plan) is this matrix product:
     where the forward convolution is one, or with many output channels per group for the output's
-    size (``config.GEMM_WEIGHT_GRAD_*``)."""
+    size (``crossovers.GEMM_WEIGHT_GRAD_*``)."""
     channels = plan.out_per_group
     few_positions = int(np.prod(plan.output_size)) <= GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL * channels
     return not plan.is_complex and (plan.algorithm == "gemm" or (

@@ -12,8 +12,8 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from ..config import (BLOCK_ROWS, BLOCK_VECTORS, ROW_BLOCKED_MAX_REDUCTION,
-                      ROW_BLOCKED_STRIDED_MAX_REDUCTION)
+from ..config import BLOCK_ROWS, BLOCK_VECTORS
+from ..crossovers import ROW_BLOCKED_MAX_REDUCTION, ROW_BLOCKED_STRIDED_MAX_REDUCTION
 from .register_blocks import (NARROW_VECTORS, blocked_setup, blocked_workspace_bytes, enter_plane,
                               output_offset, row_blocks, slab_offset, store_output, task_grid)
 from .simd import fma_vectors, load_rows, slide_rows, splat_channels, vector_lanes, zero_block
@@ -118,7 +118,7 @@ def _row_blocked_kernel(x, weight, bias, out, stride, dilation, pad_front, padde
 @register_jitable
 def beats_channel_blocks(kernel_width, stride_width, reduction):
     """Whether this kernel beats the channel-blocked one whatever the output channels: kernels 3 taps
-    wide along W over a short reduction (input channels x taps per group; ``config.ROW_BLOCKED_*``,
+    wide along W over a short reduction (input channels x taps per group; ``crossovers.ROW_BLOCKED_*``,
     measured crossovers: the first layers of U-Nets and video networks)."""
     if kernel_width != 3:
         return False

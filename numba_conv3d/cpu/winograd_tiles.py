@@ -6,8 +6,9 @@ from math import prod
 import numpy as np
 from numba.extending import register_jitable
 
-from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES, WINOGRAD_ROW_EDGE_TILES,
-                      WINOGRAD_TILE_WEIGHT_TILES, WINOGRAD_TRANSFORM_PAIRS, WINOGRAD_WIDE_TILE_MIN_EXTENT)
+from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES
+from ..crossovers import (WINOGRAD_ROW_EDGE_TILES, WINOGRAD_TILE_WEIGHT_TILES, WINOGRAD_TRANSFORM_PAIRS,
+                          WINOGRAD_WIDE_TILE_MIN_EXTENT)
 from ..shape_rules import ceil_div
 from .winograd_transforms import TILE, WIDE_TILE, patch_of
 
@@ -21,7 +22,7 @@ def depth_points(kernel_depth, taps):
 
 def estimated_gain(kernel_size, output_size, batch, in_per_group, out_per_group, tile, weight_tiles):
     """The estimated speed of Winograd with ``tile`` outputs along H and W over the direct kernels (see
-    ``config.WINOGRAD_*``): the direct multiplies per Winograd multiply (3.375 for 3x3x3 kernels, 2.25
+    ``crossovers.WINOGRAD_*``): the direct multiplies per Winograd multiply (3.375 for 3x3x3 kernels, 2.25
     for 1x3x3 or 4.0 by F(4x4, 3x3), 4.63 for 5x5x5, 2.78 for 1x5x5) times the share of the tiles'
     outputs inside the output, over 1 plus the weight transform (``weight_tiles`` tiles' multiplies)
     shared by the tiles plus the input and output transforms per channel pair, which cost more on

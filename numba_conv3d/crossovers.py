@@ -1,0 +1,308 @@
+"""The CPU planner's measured crossovers: where each row of the algorithm table is taken over the
+others (thresholds, and the constants of the cost estimates that compare them), each with the
+measurements it was fitted on. The kernels' own tunables are in ``config.py``.
+
+Numba freezes module globals into compiled code, so a change here takes effect on the next compilation.
+"""
+from .config import VECTOR_BYTES
+
+# How the planner weighs the channel-vectorized kernel against the channel-blocked one (lanes past the
+# output's last column or channel are computed and thrown away): it prefers the channel-vectorized
+# kernel when that keeps more than ``CHANNEL_VECTORS_MARGIN`` times the share of computed lanes the
+# channel-blocked kernel keeps, counting the channel-blocked kernel's lanes in whole blocks of
+# ``BLOCK_VECTORS`` vectors as ``1 + WIDE_BLOCK_GAIN`` lanes (they amortize their loads over more
+# multiply-adds). Measured per lane kept, channel-vectorized time / channel-blocked time was 0.93-1.1
+# against narrower blocks (widths 7, 14, 28, 32, 56, 99) and 1.16 against whole blocks (width 40)
+# (same process, alternating).
+CHANNEL_VECTORS_MARGIN = 1.05
+WIDE_BLOCK_GAIN = 0.15
+
+# With AVX2, the planner also prefers the channel-vectorized kernel where a group's reduction (input
+# channels x taps) is at least ``CHANNEL_VECTORS_MIN_REDUCTION`` and it keeps at least
+# ``CHANNEL_VECTORS_LONG_SHARE`` of the share of computed lanes the channel-blocked kernel keeps: it adds
+# chunks of input channels across the rows of a task with their weights in L1, where the channel-blocked
+# kernel streams every block's weights again for each block of columns. Measured on a 2-core Zen 2
+# (channel-vectorized speed / channel-blocked speed, same process): 64 -> 64 k3 at 16x56x56 1.20, 96 ->
+# 32 k3 at 64^3 1.08, 32 -> 32 k5 1.08, 128 -> 128 1x3x3 at 16x28x28 1.17 (reductions of 1152-4000);
+# 32 -> 32 k3 at 32^3 0.96, 16 -> 32 k3 0.96, 64 -> 144 1x3x3 0.98, 144 -> 64 3x1x1 0.76, the 3x7x7
+# stem 0.91 (reductions of 432-864). Not measured with AVX-512, where it stays off.
+CHANNEL_VECTORS_MIN_REDUCTION = 1000 if VECTOR_BYTES == 32 else 2 ** 62
+CHANNEL_VECTORS_LONG_SHARE = 0.9
+
+# Least share of its blocks' channels that a group's output channels must fill for the planner to take
+# the channel-blocked kernel rather than the row-blocked one (whose time does not depend on how the
+# channels fall into blocks). Measured with 8-channel blocks, k3 at 32^3, 8-32 input channels per group
+# (same process, alternating; row-blocked time / channel-blocked time): 4 of 8 channels 0.67-0.75 (also
+# 0.76 at 28 and 0.86 at 64 columns), 9 of 16 0.75, 5 of 8 0.86, 10 of 16 0.81, 6 of 8 0.98-1.01, 12 of
+# 16 1.12, 7 of 8 1.04, 20 of 24 1.23, 8 of 8 1.58.
+BLOCKED_MIN_FILL = 0.7
+
+# Where the row-blocked kernel beats the channel-blocked one even with full channel blocks: kernels 3
+# taps wide along W whose reduction (input channels x taps per group) is at most ROW_BLOCKED_MAX_REDUCTION
+# at unit stride along W, ROW_BLOCKED_STRIDED_MAX_REDUCTION at stride 2 (the first layers of U-Nets and
+# video networks, 1-4 input channels). Measured on 2-core Zen 4 (float32, same process, alternating,
+# medians of 5; channel-blocked time / row-blocked time, 8-64 output channels at 32^3, 64^3 and
+# 16x112x112): 3x3x3 unit stride reductions 27 1.27-1.71, 54 0.99-1.43, 81 1.03-1.35, 108 0.98-1.25,
+# 135 0.92-1.11, 162 0.89-1.14, 216 0.79-1.12; 1x3x3 reductions 9-54 1.04-1.95, 72 0.97-1.23; stride
+# (1, 2, 2) 1x3x3 reductions 9 1.17-1.53, 18 1.04-1.29, 27 0.89-1.16, 36-72 0.69-1.07; 3x3x3 stride 2
+# 27 0.78-1.18, beyond 0.59-1.03. Kernels 5 wide lose (5x5x5 and 1x5x5 reductions 100-250: 0.55-0.82);
+# 1 wide ones vary from run to run (1x1x1 and 3x1x1 reductions 2-12: 0.2-1.66). float64 alike (1 -> 16
+# k3 at 64^3 1.37, 3 -> 32 at 32^3 1.18, 2 -> 32 1x3x3 at 16x112x112 1.70, 4 -> 16 k3 1.01).
+ROW_BLOCKED_MAX_REDUCTION = 108
+ROW_BLOCKED_STRIDED_MAX_REDUCTION = 18
+
+# Where the planner prefers the GEMM algorithm to the register-blocked kernels (``cpu.prefers_gemm``):
+# at least ``GEMM_MIN_OUT_CHANNELS`` output and ``GEMM_MIN_REDUCTION`` (input channels x taps) per
+# group, and at most ``GEMM_POSITIONS_PER_CHANNEL`` output positions per sample for each output channel
+# (``GEMM_STRIDED_POSITIONS_PER_CHANNEL`` when strided); strided 1x1x1 projections from
+# ``GEMM_POINTWISE_MIN_CHANNELS`` output channels at any size. Measured on the layers of the networks
+# suite (2-core Zen 2, AVX2, float32, same process; blocked-kernel time / GEMM time): unit stride 4x4x4
+# with 128-256 channels 1.2-1.9, 2x7x7 and 4x14x14 with 460-512 channels 1.5-2.3, 4x14x14 with 256
+# channels 0.75 (3 positions per channel), 8x28x28 with 256 channels 0.78-0.86, V-Net's k5 at 4x8x8
+# with 128 channels 0.72 (2 per channel) and 256 channels 0.92 (1 per channel); stride 2 at 3-12
+# positions per channel 1.4-1.9, at 49-98 0.64-1.0; strided 1x1x1 with 48-512 channels 1.3-3.6 (24
+# channels 0.92); depthwise and few-channel layers 0.03-0.5. Since the channel-vectorized kernel's tiles
+# and skipped padding taps (2-core Zen 4, float32, same process, GEMM time / best other time): 1
+# position per channel (V-Net's 256 channels at 4x8x8 k5) 1.27, 1.5 (C3D conv4a, conv4b, MC3's 512
+# channels at 16x7x7) 1.0-1.25; 0.125-0.25 (4x4x4 and 2x7x7 with 256-512 channels) 0.6.
+GEMM_MIN_OUT_CHANNELS = 96
+GEMM_MIN_REDUCTION = 96
+GEMM_POSITIONS_PER_CHANNEL = 0.75
+GEMM_STRIDED_POSITIONS_PER_CHANNEL = 16
+
+# Where the planner prefers the tap-by-tap products to the channel-vectorized kernel
+# (``cpu.prefers_tap_gemm``, only where that kernel is the pick): at least TAP_GEMM_MIN_CHANNELS input
+# and output channels per group, and at most TAP_GEMM_MAX_SHARE of the (output, tap) pairs reading the
+# input (``tap_gemm.read_share``); TAP_GEMM_WIDE_MAX_SHARE from TAP_GEMM_WIDE_CHANNELS input and output
+# channels per group. Measured on 2-core Zen 4 (float32, same process, 10 ms pause before each call,
+# channel-vectorized time / tap-by-tap time): 4x8x8 k5 with 256 channels (share 0.50) 1.35-1.56, with
+# 128 1.07-1.13; 4x14x14 k3 (share 0.75) 512 -> 512 1.07-1.16, 256 -> 512 0.99-1.15, 512 -> 256 0.96;
+# 8x8x8 k3 (share 0.77) 128 -> 256 0.86, 64-128 -> 64-128 0.62-0.74; 16x7x7 1x3x3 with 512 (share 0.82)
+# 0.97.
+TAP_GEMM_MIN_CHANNELS = 128
+TAP_GEMM_MAX_SHARE = 0.6
+TAP_GEMM_WIDE_CHANNELS = 512
+TAP_GEMM_WIDE_MAX_SHARE = 0.8
+
+# Where the planner takes the per-plane products of KDx1x1 kernels (``cpu/plane_gemm.py``,
+# ``cpu.prefers_plane_gemm``; before GEMM and the register-blocked kernels): a kernel deeper than one
+# plane, at least PLANE_GEMM_MIN_CHANNELS input and output channels per group and PLANE_GEMM_MIN_POSITIONS
+# output positions per sample. Measured on 2-core Zen 4 (float32, same process, medians of 7; the
+# planner's previous pick / plane products): 3x1x1 from 230-576 to 128-256 channels over 4x14x14 to
+# 8x28x28 1.14-1.21 (torch 0.95-1.06x the plane products); 144 -> 64 and 64 -> 144 at 16x56x56 0.84-0.91,
+# 45 -> 64 0.70 (the blocked kernel keeps its sums in registers across taps, the products pass the
+# output once per tap); 1152 -> 512 over 2x7x7 0.48 (49 columns a product).
+PLANE_GEMM_MIN_CHANNELS = 128
+PLANE_GEMM_MIN_POSITIONS = 256
+
+# The weight gradient is tap by tap (``tap_gemm.prefers_weight_grad``) where the forward plan is, and
+# from TAP_WEIGHT_GRAD_MIN_CHANNELS input and output channels per group over TAP_WEIGHT_GRAD_POSITIONS
+# (batch x output positions, bounds included) with at most TAP_WEIGHT_GRAD_MAX_SHARE of the pairs reading
+# the input. Measured on 2-core Zen 4 (float32, same process, alternating, medians of 9; GEMM time /
+# tap-by-tap time): 256-1152 channels over 49-784 positions 1.06-1.65 (2x7x7 k3 with 512: 1.11, batch 2
+# 1.57; 2x7x7 3x1x1 from 921-1152: 1.29; 4x14x14 k3 with 256-512: 1.23-1.26; 2x4x4x4 with 256: 1.56);
+# over 32 positions 0.97-1.06, over 1x4x4x4 with 256 0.66; over 3136-6272 positions (16x14x14 and
+# 8x28x28 with 256) 0.77-0.85; 128 channels 0.77-0.96.
+TAP_WEIGHT_GRAD_MIN_CHANNELS = 256
+TAP_WEIGHT_GRAD_POSITIONS = (96, 1024)
+TAP_WEIGHT_GRAD_MAX_SHARE = 0.85
+
+# bfloat16 by AVX512-BF16 dot products (``cpu/bfloat16_dot.py``) against the float32 path on widened
+# operands (2-core Zen 4, same process, alternating): 1.1-2.9x on dense k3, k5, 3x7x7, 3x1x1 and 1x1x1
+# layers with >= 16 output and >= 2 input channels per group; slower on one input channel (0.8x),
+# depthwise (0.2x), strided 1x1x1 projections (0.8x) and where Winograd's estimated gain
+# (``cpu.winograd_gain``) reaches BFLOAT16_DOT_MAX_WINOGRAD_GAIN (estimates of 2026-12-06, the
+# networks suite's layers, bfloat16 dot products' time / Winograd's on widened operands: gain 1.92-2.05
+# 0.63-1.02x, 2.12 0.98x, 2.17 1.09-1.15x).
+BFLOAT16_DOT_MIN_OUT_CHANNELS = 16
+BFLOAT16_DOT_MIN_IN_CHANNELS = 2
+BFLOAT16_DOT_MAX_WINOGRAD_GAIN = 2.15
+
+# Kernels of at most GEMM_FEW_TAPS taps (R(2+1)D's 3x1x1 temporal layers) give the register-blocked
+# kernels little reuse of each gathered input: GEMM from GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL positions
+# per channel (2-core Zen 4, AVX-512, float32, same process; planner's previous time / GEMM time, 3x1x1
+# layers with 128-576 input and 128-256 output channels: 1-16 positions per channel 1.24-2.05, 49
+# per channel 0.72-1.52, 784 per channel 0.58).
+GEMM_FEW_TAPS = 3
+GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL = 16
+
+# GEMM for strided 1x1x1 projections from GEMM_POINTWISE_MIN_CHANNELS output channels (Zen 4, same process,
+# alternating, medians of 7; best other kernel's time / GEMM's): 8-32 output channels from 4-64 inputs at
+# 8x28x28 to 13x80x80 1.05-2.13 (X3D's 24 -> 24 shortcut at 13x80x80 1.88), 8 -> 16 and 8 -> 24 at stride 2
+# 0.80-0.98; 32 from Zen 2 (24 channels 0.92 there).
+GEMM_POINTWISE_MIN_CHANNELS = 8
+
+# The weight gradient is a matrix product (``cpu/gemm.py``) where the forward plan takes GEMM, from
+# ``GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS`` output channels per group (with ``GEMM_MIN_REDUCTION``) over at
+# most ``GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL`` output positions per sample for each output channel,
+# and from twice as many channels at any size. Measured against the weight-gradient kernel (Zen 2,
+# float32; kernel time / GEMM time): 256 channels at 8x28x28 and 4x14x14 1.56-1.71, 128 channels with
+# stride 2 at 8x28x28 (49 positions per channel) 1.85, 128 channels 1x3x3 at 16x28x28 (98) 1.06-1.28,
+# 128 channels from 384 at 16^3 (32) 0.85, 128 channels at 16x56x56 (392) 0.39; 64 channels
+# 0.42-0.81, 32 channels 0.25-0.30.
+GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS = 128
+GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL = 64
+
+# A 1x1x1 convolution at unit stride without pads is one matrix product per sample and group with the
+# input itself as the columns (no im2col): the planner takes GEMM for it from ``GEMM_UNIT_MIN_INPUTS``
+# input channels per group (and 2 output channels). Measured against the register-blocked kernels (Zen
+# 2, same process): 1.1-1.9x on every pointwise layer of X3D-S, 32 -> 3 at 64^3 1.7x, 64 -> 128 at
+# 32^3 1.9x, 54 -> 8 on a 1x1x1 volume 1.8x.
+GEMM_UNIT_MIN_INPUTS = 8
+
+# Where the planner prefers Winograd F(2x2x2, 3x3x3) (``cpu/winograd.py``, 3x3x3 kernels at unit stride
+# and dilation; the other kernels it serves follow the same estimate, see below) to the direct kernels
+# (``cpu.winograd_gain``). Per tile and channel pair, the direct
+# kernels make 8 x 27 multiply-adds where Winograd makes 64, at about the same rate; Winograd adds its
+# input and output transforms, which cost about WINOGRAD_TRANSFORM_PAIRS channel pairs' multiplies per
+# tile for each input and output channel (so they count C_in + C_out against C_in * C_out), and the
+# weight transform, once per call, which costs about WINOGRAD_WEIGHT_TILES tiles' multiplies per
+# channel pair. Estimated gain: 3.375 * fill / (1 + WINOGRAD_WEIGHT_TILES / tiles +
+# WINOGRAD_TRANSFORM_PAIRS * (C_in + C_out) / (C_in * C_out)), fill being the share of the tiles'
+# outputs inside the output (batch included in the tiles). The planner takes Winograd from
+# WINOGRAD_MIN_GAIN, with at most WINOGRAD_MAX_WEIGHT_BYTES of weight points (64 per 27 weights): each
+# chunk of tiles streams all of them, from memory once they outgrow the caches (384 -> 128 channels,
+# 12.6 MB, at 16^3: 2.17x; 256 -> 256, 16.8 MB, at 4x28x28: 2.14x; 512 -> 256 and 512 -> 512, 33.5
+# and 67 MB, at 8^3 to 4x14x14: 0.80-0.92x where the estimate said 0.96-1.27), and not where the
+# planner takes GEMM (small volumes for many channels: 1x3x3 kernels with 256 -> 460-576 channels at
+# 4x14x14 0.62x where the estimate said 1.16; 3x3x3 at 4^3 0.23-0.51x). Fitted on a sweep
+# (2-core Zen 2, float32, same process; previous choice's time / Winograd's, 130 layers of 3 -> 32 to
+# 512 -> 512 channels at 4^3 to 8x56x56, batch 1 and 2): large volumes 16 channels 0.71-0.76, 32
+# channels 1.10-1.25, 64 1.53-1.82, 128 1.89-2.32, 256 2.14; small volumes cross over with more
+# channels (128 channels at 8^3 1.09, 2x14x14 1.00-1.42, 4^3 0.30-0.51). Of the 36 layers it picks,
+# the slowest gained 0.90x (64 -> 128 channels at 8^3, batch 2, where the blocked kernel's rows are
+# one vector), the others 1.08-2.32x; 5 layers with gains of 1.15-1.38x are left to the direct
+# kernels. float64 gains more at the same points (1.4-2.0x from 32 channels at 32^3 and 64 at 16^3).
+# 1x3x3 kernels (F(2x2, 3x3): 2.25 direct multiplies per Winograd multiply) on the layers of MC3 and
+# R(2+1)D: 128-256 channels at 16x28x28 and 16x14x14 1.42-1.67x, 64 -> 144 at 16x56x56 1.36x, 128 ->
+# 230-288 at 8x28x28 1.62-1.65x, 64 channels 0.98-1.06x, 16-32 channels 0.65-0.74x (estimate within
+# 0.1 of the measured gain). 5x5x5 kernels (F(2x2x2, 5x5x5): 4.63 direct multiplies per Winograd
+# multiply; 2-core Zen 4, C -> C channels at 8^3 to 32^3 and V-Net's layers, batch 1 and 2): the same
+# constants estimate 1.49-3.11 where it measured 1.24-3.04x (within 0.1 from 32^3, 0.4-0.8 optimistic
+# at 16^3); 16 channels estimate 0.66-0.99 (measured 0.44-1.30), 32 channels at 8^3 0.90 (0.34).
+WINOGRAD_WEIGHT_TILES = 150
+
+# 1x3x3 kernels take F(4x4, 3x3) (36 points per 16 outputs, where F(2x2, 3x3) takes 16 per 4) in the
+# fused kernel and the planner's tile counts on output planes of at least WINOGRAD_WIDE_TILE_MIN_EXTENT
+# rows and columns (``winograd_tiles.plane_tile``). Measured against F(2x2, 3x3) (either Winograd row,
+# whichever is faster; 2-core Zen 4, float32, same process, batch 1 and 2): R(2+1)D's and MC3's spatial
+# layers at 56x56 1.40-1.42x, at 28x28 1.35-1.51x; the fused kernel at 7x7 to 20x20 0.63-0.91x.
+WINOGRAD_WIDE_TILE_MIN_EXTENT = 28
+
+# The point-by-point kernel takes F(4x4, 3x3) where its estimated gain beats F(2x2, 3x3)'s
+# (``winograd_tiles.points_tile``), the weight transform counted as
+# WINOGRAD_TILE_WEIGHT_TILES tiles' multiplies per channel pair: fewer than WINOGRAD_WEIGHT_TILES, which
+# was fitted against the direct kernels and overstates what F(4x4, 3x3)'s 2.25x the weight points cost
+# (with it, no 7x7 plane would take it); refitted with the transform costs below. Fitted on the
+# point-by-point row (2-core Zen 4, float32, same process, F(2x2)'s time / F(4x4)'s): 512 channels at 7x7 by
+# planes x batch 16x1 1.10, 16x2 1.32-1.38, 8x1 1.00, 4x1 0.73, 2x1 0.55-0.63 (estimates 1.14, 1.30, 0.95,
+# 0.77, 0.63); 256 channels at 16x14x14 1.14-1.19 (1.09), 256 -> 460 at 4x14x14 0.89-0.92 (0.92), 256 -> 576
+# batch 2 1.04-1.14 (1.04), 128 channels at 16x14x14 and 2x8x14x14 1.10-1.14 (1.02), 64 at 16x27x40 1.39
+# (1.37).
+WINOGRAD_TILE_WEIGHT_TILES = 50
+
+# By the outputs of a tile along H and W: the input and output transforms cost about
+# WINOGRAD_TRANSFORM_PAIRS channel pairs' multiplies per tile, times 1 + WINOGRAD_ROW_EDGE_TILES / the
+# tiles along an output row (short rows pay each row's set-up and padding more often). Refitted on
+# 2-core Zen 4 once the transforms vectorized (2026-12-06: they had been fitted at 29 and 45 without the
+# row term on Zen 2), over 56 layers with 8-48 channels (3x3x3 and 5x5x5 at 16^3 to 64^3 and 8x56x56,
+# 1x3x3 at 8x56x56 to 16x112x112; float32, same process, best direct kernel's time / the fused
+# kernel's): 16 -> 32 channels at 64^3 1.28 (estimate 1.25), at 16^3 1.02 (0.95); 32 -> 32 at 16^3 1.13
+# (1.21); 16 -> 16 5x5x5 at 64^3 1.40 (1.42), at 16^3 0.89 (1.08); 1x3x3 32 -> 32 at 16x28x28 1.00
+# (1.13); root mean square of the log error 0.11 (the old constants: 0.28, and every layer with 16-32
+# channels underestimated by 0.2-0.4).
+WINOGRAD_TRANSFORM_PAIRS = {2: 16, 4: 24}
+WINOGRAD_ROW_EDGE_TILES = 4
+WINOGRAD_MIN_GAIN = 1.1
+WINOGRAD_MAX_WEIGHT_BYTES = 24 * 2 ** 20
+
+# Where the planner takes the point-by-point Winograd kernel (``cpu.prefers_winograd_points``): at least
+# WINOGRAD_POINTS_MIN_TILES tiles (batch included) and, by the kernel's width, at least the first of
+# WINOGRAD_POINTS_RANGES channels (sqrt(C_in/g x C_out/g)) and tiles per channel (tiles / that) within the
+# other two. Measured on the 3x3x3 and 1x3x3 layers of the networks suite (2-core Zen 4, float32, batch 1 and
+# 2, same process; the fastest other row's time / its time, from ``benchmarks/sweep_algorithms.py``):
+# 0.06-0.77 tiles per channel 1.05-1.91x (256 -> 512 and 512 -> 512 channels at 4x14x14: 1.24-1.46x over the
+# fused kernel; 512 at 16x7x7: 1.23x; 128 -> 256 at 8^3: 1.52x over GEMM) but for 1x3x3 with 512 -> 921-1152
+# at 2x7x7 (0.96-1.0x); below, GEMM (0.54-0.68x: 8-32 tiles for 128-1152 channels); 1.0-1.14 0.94-1.36x; from
+# 2 the fused kernel (0.4-0.95x). 5x5x5 kernels (V-Net's layers and C -> C at 8^3 to 32^3, batch 1 and 2):
+# from 128 channels up to 2 tiles per channel 1.18-1.81x (128 at 4x8x8 to 8x16x16, 256 at 4x8x8: over GEMM by
+# kernel tap and the fused kernel), at 4 0.92-1.06x the fused kernel, beyond 0.5-0.86x; with 32-64 channels at
+# 8^3 0.75-0.91x the channel-vectorized kernel; from 256 channels at 2x4x4 (0.02-0.03) GEMM (0.36-0.51x).
+WINOGRAD_POINTS_MIN_TILES = 16
+WINOGRAD_POINTS_RANGES = {3: (1, 0.06, 1.0), 5: (96, 0.06, 3.0)}
+
+# Where the planner prefers FFT convolution (``cpu/fft.py``, real dtypes at unit stride) to the direct
+# kernels (``cpu.fft_gain``): the estimated seconds of the direct kernel the planner would take (its
+# multiply-adds at FFT_DIRECT_MAC_SECONDS[VECTOR_BYTES][its name] per thread; measured on one-channel
+# volumes for row-blocked, 4-32 channels for the others) over the FFT's, estimated per tiling by
+# ``fft.tiling``:
+# FFT_SECONDS per point and log2(points) of each real transform on one thread plus FFT_CALL_SECONDS per
+# transform, FFT_MAC_SECONDS per complex product of the spectra, FFT_COPY_SECONDS per point gathered or
+# stored (estimates within 15% of the measured time from 30^3 to 160^3 transforms, within 2x for 12^3).
+# Tilings try FFT_TILE_COUNTS tiles per dimension and keep the weight spectra and the tasks' buffers
+# within FFT_MAX_WORKSPACE_BYTES. The planner takes FFT from an estimated gain of FFT_MIN_GAIN
+# (float32, 2 threads, Zen 2; direct time / FFT time as measured: one channel 64^3 k5 0.51x, k7 0.84x,
+# k9 1.66x, k15 4.1x, k31 15x; 128^3 k7 1.16x, k9 2.4x, k15 8.1x, k21 15x; 4 -> 4 channels k7 at 48^3
+# 1.38x, 16 -> 16 k5 at 32^3 1.07x, 32 -> 32 k5 at 16^3 0.68x, 16 -> 16 k7 at 64^3 3.0x).
+FFT_SECONDS = 2.3e-10
+FFT_CALL_SECONDS = 5e-6
+FFT_MAC_SECONDS = 1.0e-9
+FFT_COPY_SECONDS = 1.0e-9
+
+# The direct rates per vector width (VECTOR_BYTES): 512-bit vectors measured on Zen 4 (one channel:
+# 64^3 k9 1.0x, 128^3 k7 0.6x, k9 1.26x, k11 1.8x, 64^3 k15 2.7x), where the one-channel kernel runs 2.8x
+# the rate of Zen 2's 256-bit vectors and the channel-blocked one 1.2x. The GEMM and channel-vectorized
+# rates are those of 3x3x3 layers; with 5x5x5 kernels both run 1.5-3x slower, and FFT still loses there
+# (0.25-0.86x, many channels on 6^3-8^3 volumes: every FFT tile is mostly kernel). The tap-by-tap
+# products take GEMM's rate: the planner takes them only for deep layers, where FFT loses.
+FFT_DIRECT_MAC_SECONDS = {
+    32: {"row-blocked": 7e-11, "phase-flat": 7e-11, "direct": 2e-10, "gemm": 2.3e-11, "tap-gemm": 2.3e-11,
+         "plane-gemm": 2.3e-11, "channel-vectorized": 2.1e-11, "blocked": 2.3e-11},
+    64: {"row-blocked": 2.5e-11, "phase-flat": 1.4e-10, "direct": 2e-10, "gemm": 2.3e-11, "tap-gemm": 2.3e-11,
+         "plane-gemm": 2.3e-11, "channel-vectorized": 2.1e-11, "blocked": 1.9e-11},
+}
+FFT_MIN_GAIN = 1.3
+FFT_MAX_WORKSPACE_BYTES = 192 * 2 ** 20
+FFT_TILE_COUNTS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)
+
+# The flat-phase kernel (``cpu/phase_flat.py``) serves real layers of fewer than BLOCKED_MIN_CHANNELS output
+# channels per group (depthwise) whose output rows are at most FLAT_MAX_OUTPUT_WIDTH wide (kernels of at most
+# 3 taps along W: FLAT_MAX_NARROW_KERNEL_WIDTH times the stride along W), with at most
+# FLAT_MAX_WORKSPACE_BYTES of phases and sums per thread. Measured on 2 cores (AMD Zen 2, float32, X3D-S
+# depthwise 3x3x3 over 13 frames, flat vs row-blocked): 432 channels of 5x5 0.51 vs 1.56 ms, 432 of 10x10
+# stride (1, 2, 2) 0.91 vs 2.23, 216 of 10x10 0.73 vs 1.09; rows of 20 even (20x20 stride 2: 1.46 vs 1.80;
+# unit stride 1.32 vs 1.44), 14-wide 5x1x1 0.20 vs 0.20. On Zen 4 (AVX-512; depthwise 3x3x3, 54-216 channels,
+# 8-13 frames, row-blocked time / flat time): at unit stride rows of 10-20 1.38-2.12, 28 1.12-1.14, 40
+# 0.97-1.01, 56-80 0.74-0.82; at stride 2 rows of 10-56 1.15-1.81, 80 0.73-0.79. Wider kernels gain less: one
+# channel k7 at 8x8-12x12 0.82-0.91, k11 0.38; 5x5x5 at 28x28 0.91-0.99.
+FLAT_MAX_OUTPUT_WIDTH = 12
+FLAT_MAX_NARROW_KERNEL_WIDTH = 28
+FLAT_MAX_WORKSPACE_BYTES = 1 << 22
+
+# Where the weight gradient takes the kernel vectorized over output channels
+# (``channel_weight_grad.preferred``, before every other route): at
+# least CHANNEL_WEIGHT_GRAD_MIN_IN input and CHANNEL_WEIGHT_GRAD_MIN_OUT output channels per group, more
+# than one tap, over at least CHANNEL_WEIGHT_GRAD_MIN_POSITIONS (batch x output positions). Measured on
+# every layer of the networks suite (2-core Zen 4, float32, alternating, medians of 5; previous route's
+# time / this kernel's): k3, k5, 1x3x3, 3x1x1 and 2x2x2 layers with 16-576 input and 32-921 output
+# channels over 256 positions and more 1.0-3.0 (1.3-2.0 typical, 0.94-0.98 on two strided 1x3x3); over
+# 98 positions with 512-1152 channels 0.84-1.40, over 32-64 positions 0.94-1.13; 16 output channels
+# 0.68, 1-3 input channels 0.05-0.32, depthwise 0.02-0.05, 1x1x1 layers 0.38-1.05 (the GEMM stays).
+CHANNEL_WEIGHT_GRAD_MIN_IN = 16
+CHANNEL_WEIGHT_GRAD_MIN_OUT = 32
+CHANNEL_WEIGHT_GRAD_MIN_POSITIONS = 128
+
+# Strided input gradients (and transposed convolutions) with at least this many output channels per
+# group run on the CPU as the weight matrix transposed times the output gradient, then col2im
+# (``cpu/gemm.py``), as do those whose forward plan is GEMM; fewer go through stride phases. Measured
+# (Zen 2, float32; against torch's input gradient, same process): stride 2 k3 64 -> 128 at 16x56x56
+# 0.43 -> 1.00x, 128 -> 256 at 8x28x28 0.37 -> 1.67x, 256 -> 512 at 4x14x14 0.38 -> 1.96x, 1x3x3
+# stride (1, 2, 2) 64 -> 128 0.78 -> 1.25x; unit stride where the forward is GEMM: 1.15-3.2x the
+# cropped correlation.
+COL2IM_MIN_OUT_CHANNELS = 64
+
+# Strided input gradients whose strides multiply to at most this run on the GPU as unit-stride
+# correlations of the output gradient with zeros inserted (that many times the multiply-adds, on the
+# fast forward kernels) instead of the gather kernel (the CPU takes col2im or stride phases first):
+# dense k3 stride 2 at 32^3, 32 channels, float32 on 2 CPU cores, before those existed, 49 -> 16 ms.
+GRAD_UPSAMPLE_MAX_STRIDES = 8
