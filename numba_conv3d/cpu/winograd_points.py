@@ -39,8 +39,8 @@ from .slab import index_maps
 from .tasks import channel_splits, split_range
 from .unlinked import call_apart
 from .winograd import store_tiles, tile_runs, transform_input, transform_output, transform_weights
-from .winograd_tiles import (call_tiles, chunk_tiles, plan_points_tile, plane_patch, points_of, points_tile,
-                             tiles_of)
+from .winograd_tiles import (block_weight_bytes, call_tiles, chunk_tiles, plan_points_tile, plane_patch,
+                             points_of, points_tile, tiles_of)
 
 # Ranges of weight points (``_range_blocks``) pay while the input points, read again for each range, are
 # at most this many times a range's bytes: measured 1.05-1.15x faster on 512 channels at 2x7x7 and 16x7x7
@@ -210,20 +210,15 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
         for first_block, stop_block in ranges:
             packed = whole if whole is not None else transform_weights(weight, groups, patch, first_block,
                                                                         stop_block)
-            _multiply(packed, first_block, points, first_chunk, chunks, tile_count, products)
+            product_splits = channel_splits(stop_block - first_block, groups * count)
+            _product_kernel(packed, first_block, points, first_chunk, chunks, tile_count, product_splits,
+                            products)
             del packed  # before the next range's points are made: a call holds one range at a time
         output_splits = channel_splits(out_per_group, groups * chunks)
         nonfinite = np.zeros(groups * chunks * output_splits, np.bool_)
         _output_kernel(products, bias, out, tiles, patch, tile, first_chunk, chunks, output_splits, nonfinite)
         finite &= not nonfinite.any()
     return finite
-
-
-def _multiply(packed, first_block, points, first_chunk, chunks, tile_count, products):
-    """Run :func:`_product_kernel` on the weight points ``packed`` of the channel blocks from
-    ``first_block``."""
-    splits = channel_splits(packed.shape[2], packed.shape[0] * packed.shape[1])
-    _product_kernel(packed, first_block, points, first_chunk, chunks, tile_count, splits, products)
 
 
 def _range_blocks(itemsize, groups, count, in_per_group, blocks, total, per_pass):
@@ -235,13 +230,8 @@ def _range_blocks(itemsize, groups, count, in_per_group, blocks, total, per_pass
     input_bytes = itemsize * groups * count * in_per_group * chunk_tiles(itemsize) * total
     if per_pass < total or input_bytes > _RANGE_READS * WINOGRAD_POINTS_WEIGHT_RANGE_BYTES:
         return blocks
-    block_bytes = _block_bytes(itemsize, groups, count, in_per_group)
+    block_bytes = block_weight_bytes(itemsize, groups, count, in_per_group)
     return max(1, min(blocks, WINOGRAD_POINTS_WEIGHT_RANGE_BYTES // block_bytes))
-
-
-def _block_bytes(itemsize, groups, count, in_per_group):
-    """Bytes of one channel block's weight points, over every group."""
-    return itemsize * groups * count * in_per_group * BLOCK_CHANNELS
 
 
 def workspace_bytes(plan):
@@ -263,5 +253,5 @@ def call_bytes(plan):
     per_chunk = chunk_bytes(plan)
     per_pass = _pass_chunks(per_chunk, total)
     weight_blocks = _range_blocks(itemsize, plan.groups, count, plan.in_per_group, blocks, total, per_pass)
-    return (_block_bytes(itemsize, plan.groups, count, plan.in_per_group) * weight_blocks
+    return (block_weight_bytes(itemsize, plan.groups, count, plan.in_per_group) * weight_blocks
             + per_pass * per_chunk)

@@ -82,12 +82,17 @@ def points_of(kernel_size, tile):
     return depth_points(kernel_size[0], kernel_size[2]) * plane_patch(kernel_size, tile) ** 2
 
 
+def block_weight_bytes(itemsize, groups, points, in_per_group):
+    """Bytes of one channel block's weight points (``points`` per tile), over every group."""
+    return itemsize * groups * points * in_per_group * BLOCK_CHANNELS
+
+
 def transform_weight_bytes(plan, tile):
     """Bytes of the weight points with ``tile`` outputs along H and W (64 per 27 weights, 16 or 36 per
     9, 216 per 125, 36 per 25; channel blocks filled out)."""
-    blocks = ceil_div(plan.out_per_group, BLOCK_CHANNELS)
-    return (np.dtype(plan.dtype).itemsize * plan.groups * points_of(plan.kernel_size, tile) * blocks
-            * plan.in_per_group * BLOCK_CHANNELS)
+    return (block_weight_bytes(np.dtype(plan.dtype).itemsize, plan.groups, points_of(plan.kernel_size, tile),
+                               plan.in_per_group)
+            * ceil_div(plan.out_per_group, BLOCK_CHANNELS))
 
 
 def points_tile(kernel_size, output_size, batch, in_per_group, out_per_group):
