@@ -87,7 +87,7 @@ def test_pieces_go_to_cblas_where_it_reads_them_in_place(monkeypatch, transposed
     a, b = _operands(216, 96, 1300, transposed, np.float32)
     result = blas.matmul(a, b)
     (_, _, _, flags, sizes, addresses, _), = calls
-    assert len(addresses) == len(blas._split(a, b, result)) > 1
+    assert len(addresses) == len(blas._split(result, a.shape[1])[1]) > 1
     assert set(flags[:, 1]) == {blas.TRANSPOSED if transposed else blas.AS_STORED}
     np.testing.assert_allclose(result, a @ b, rtol=1e-4, atol=1e-3)
 
@@ -96,7 +96,7 @@ def test_a_product_of_one_piece_stays_on_the_calling_thread(monkeypatch):
     _openblas_or_skip()
     monkeypatch.setattr(blas, "run_pieces", lambda *table: pytest.fail("threads started for one piece"))
     a, b = _operands(54, 8, 1, False, np.float32)
-    assert len(blas._split(a, b, np.empty((54, 1), np.float32))) == 1
+    assert len(blas._split(np.empty((54, 1), np.float32), a.shape[1])[1]) == 1
     np.testing.assert_array_equal(blas.matmul(a, b), np.matmul(a, b))
 
 
@@ -138,7 +138,7 @@ def test_pieces_leave_the_count_at_one_and_the_caller_puts_it_back():
     setter = _openblas_or_skip().set_local_threads
     a, b = _operands(300, 200, 100, False, np.float64)
     out = np.empty((300, 100))
-    table = blas._piece_table(blas.openblas(), blas._split(a, b, out), out.dtype)
+    table = blas._piece_table(blas.openblas(), a, b, out, *blas._split(out, a.shape[1]))
     previous = setter(3)
     try:
         blas.run_pieces(*table)
