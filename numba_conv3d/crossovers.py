@@ -216,6 +216,27 @@ WINOGRAD_ROW_EDGE_TILES = 4
 WINOGRAD_MIN_GAIN = 1.1
 WINOGRAD_MAX_WEIGHT_BYTES = 24 * 2 ** 20
 
+# Where the planner takes stride-2 Winograd (``cpu/winograd_strided.py``: 3x3x3 kernels at stride 2,
+# 1x3x3 at stride 2 along H and W; 1.73x and 1.44x fewer multiplies than the direct sums, for input
+# and output transforms that cost more per tile than F(2, 3)'s): at least WINOGRAD_STRIDED_MIN_TILES
+# tiles (batch included), WINOGRAD_STRIDED_MIN_IN_CHANNELS input channels per group and at most
+# WINOGRAD_STRIDED_MAX_WEIGHT_BYTES of weight points (each chunk of tiles streams all of them: MC3's
+# layer4.0.conv1 at batch 2, 256 -> 512 channels, 512 tiles, 13 MB of them, 0.76x GEMM; R3D's
+# layer3.0.conv1 at batch 2, 196 tiles, 16 MB, 0.70x). Measured on a sweep (2-core Zen 4, float32, same
+# process, the planner's previous route's time / its; 79 layers of 16 -> 16 to 256 -> 512 channels,
+# 3x3x3 from 16^3 to 64^3 and 8x14x14 to 16x56x56, 1x3x3 from 8x14x14 to 8x112x112): from 512 tiles
+# and 64 channels 0.95-1.27x (3x3x3: 64 -> 128 at 16x56x56 1.14-1.19, 128 -> 128 and 256 at 32^3
+# 1.16-1.27; 1x3x3: 64 -> 64 and 128 at 16x56x56 1.19-1.25, 128 -> 256 and 256 -> 256 and 512 at
+# 16x28x28 1.14-1.16, 64 -> 64 at 16x28x28 0.95); below 512 tiles 0.16-1.05x (the weight points, 125
+# or 25 per channel pair, outweigh the tiles' savings: 128 -> 256 at 8x28x28, 98 tiles, 0.42x); below 64
+# channels 0.35-1.09x (the transforms outweigh the products: 32 -> 64 at 16x56x56 0.95-0.98). Inside
+# the networks suite's runs (layers back to back, against the best other row): MC3's layer2.0.conv1
+# 1.12-1.23x, layer3.0.conv1 1.01-1.10x, R3D's layer2.0.conv1 1.0-1.17x, R(2+1)D's layer2.0 spatial
+# 1.27-1.29x, its layer3.0 spatial at batch 2 1.0x.
+WINOGRAD_STRIDED_MIN_TILES = 512
+WINOGRAD_STRIDED_MIN_IN_CHANNELS = 64
+WINOGRAD_STRIDED_MAX_WEIGHT_BYTES = 8 * 2 ** 20
+
 # Where the planner takes the point-by-point Winograd kernel (``cpu.prefers_winograd_points``): at least
 # WINOGRAD_POINTS_MIN_TILES tiles (batch included) and, by the kernel's width, at least the first of
 # WINOGRAD_POINTS_RANGES channels (sqrt(C_in/g x C_out/g)) and tiles per channel (tiles / that) within the

@@ -9,18 +9,18 @@ from .jit_kernels import ensure_compiled
 from .planner import plan_conv3d
 from .precision import REDUCED_DTYPES
 
-# Tiny problems that every CPU algorithm serves: 4 output channels per group (the channel-vectorized
-# and blocked kernels), 1 per group with groups=4 (row-blocked, direct), a 3x3x3 kernel (Winograd);
-# FFT serves the first.
-_SHAPES = (((1, 4, 3, 4, 5), (4, 4, 2, 2, 2), 1), ((1, 4, 3, 4, 5), (4, 1, 2, 2, 2), 4),
-           ((1, 4, 3, 4, 5), (4, 4, 3, 3, 3), 1))
+# Tiny problems that every CPU algorithm serves: (input, weight, groups, stride) with 4 output channels
+# per group (the channel-vectorized and blocked kernels), 1 per group with groups=4 (row-blocked,
+# direct), a 3x3x3 kernel (Winograd), at stride 2 (stride-2 Winograd); FFT serves the first.
+_SHAPES = (((1, 4, 3, 4, 5), (4, 4, 2, 2, 2), 1, 1), ((1, 4, 3, 4, 5), (4, 1, 2, 2, 2), 4, 1),
+           ((1, 4, 3, 4, 5), (4, 4, 3, 3, 3), 1, 1), ((1, 4, 3, 4, 5), (4, 4, 3, 3, 3), 1, 2))
 
 
 def _operands(algorithm, dtype):
     """A plan forcing ``algorithm`` on a tiny problem it serves, and its operands."""
-    for input_shape, weight_shape, groups in _SHAPES:
+    for input_shape, weight_shape, groups, stride in _SHAPES:
         try:
-            plan = plan_conv3d(input_shape, weight_shape, groups=groups, dtype=dtype,
+            plan = plan_conv3d(input_shape, weight_shape, groups=groups, stride=stride, dtype=dtype,
                                algorithm=algorithm.name)
         except ValueError:  # the algorithm does not serve this problem
             continue

@@ -60,6 +60,13 @@ _WINOGRAD = {
                   [32, 16, 8, 4, 2], [0, 0, 0, 0, 15]]) / 30,
         np.array([[1, 1, 1, 1, 1, 0], [0, 1, 1, 2, 0.5, 1]]), 32),
 }
+# Stride-2 Winograd's 5 points per 2 outputs: |B^T| of (x0 - x2, x2, x4 - x2, x1, x3), |G| of (w0, w0 +
+# w2, w2, w1, w1), |A^T| of (m0 + m1 + m3, m1 + m2 + m4); 3 roundings in the input transform, 1 in the
+# weight points, 6 in the output transform, 1 for the bias (11).
+_WINOGRAD_STRIDED = (np.array([[1, 0, 1, 0, 0], [0, 0, 1, 0, 0], [0, 0, 1, 0, 1], [0, 1, 0, 0, 0],
+                               [0, 0, 0, 1, 0]], float),
+                     np.array([[1, 0, 0], [1, 0, 1], [0, 0, 1], [0, 1, 0], [0, 1, 0]], float),
+                     np.array([[1, 1, 0, 1, 0], [0, 1, 1, 0, 1]], float), 11)
 # F(4, 3) (the same points as F(2, 5), so the same |B^T|), which 1x3x3 kernels may take on wide planes:
 # 10 roundings in the input transform and 8 in the output (4 additions per dimension), 1, 1 (<= 32).
 _WINOGRAD_WIDE = (_WINOGRAD[5][0],
@@ -80,9 +87,18 @@ def winograd_rounding_bound(dtype, x, w, b=None, padding=0, groups=1, padding_mo
                               for variant in variants])
 
 
-def _winograd_bound(variant, dtype, x, w, b, padding, groups, padding_mode):
+def winograd_strided_rounding_bound(dtype, x, w, b=None, stride=2, padding=0, groups=1, padding_mode="zeros"):
+    """Rounding bound of stride-2 Winograd (``cpu/winograd_strided.py``: 5 points per 2 outputs along H
+    and W, and along D for a 3x3x3 kernel) per output element, as ``winograd_rounding_bound`` with its
+    transforms, tiles 4 inputs apart."""
+    stride = (stride,) * 3 if isinstance(stride, int) else tuple(stride)
+    return _winograd_bound(_WINOGRAD_STRIDED, dtype, x, w, b, padding, groups, padding_mode, stride)
+
+
+def _winograd_bound(variant, dtype, x, w, b, padding, groups, padding_mode, stride=(1, 1, 1)):
     """``winograd_rounding_bound`` for one variant of ``_WINOGRAD``: (|B^T|, |G|, |A^T|, roundings)
-    along H and W, and along D for a kernel deeper than one plane."""
+    along H and W, and along D for a kernel deeper than one plane; tiles ``tile * stride`` inputs
+    apart."""
     x = np.abs(np.asarray(x, np.float64))
     unbatched = x.ndim == 4
     x = x[None] if unbatched else x
@@ -92,14 +108,15 @@ def _winograd_bound(variant, dtype, x, w, b, padding, groups, padding_mode):
         matrices[0] = (np.ones((1, 1)),) * 3
     patch = [m[0].shape[0] for m in matrices]
     tile = [m[2].shape[0] for m in matrices]
+    steps = [t * s for t, s in zip(tile, stride)]
     pads = reference_pads(padding, w.shape[2:], (1, 1, 1))
     padded = np.pad(x, [(0, 0), (0, 0)] + pads, mode=NUMPY_PAD_MODES[padding_mode])
-    out_size = [n - k + 1 for n, k in zip(padded.shape[2:], w.shape[2:])]
+    out_size = [(n - k) // s + 1 for n, k, s in zip(padded.shape[2:], w.shape[2:], stride)]
     tiles = [-(-n // t) for n, t in zip(out_size, tile)]
-    padded = np.pad(padded, [(0, 0), (0, 0)] + [(0, max(0, m * t + p - t - n)) for m, t, p, n in
-                                                 zip(tiles, tile, patch, padded.shape[2:])])
+    padded = np.pad(padded, [(0, 0), (0, 0)] + [(0, max(0, (m - 1) * step + p - n)) for m, step, p, n in
+                                                 zip(tiles, steps, patch, padded.shape[2:])])
     patches = np.lib.stride_tricks.sliding_window_view(padded, patch, axis=(2, 3, 4))[
-        :, :, ::tile[0], ::tile[1], ::tile[2]]
+        :, :, ::steps[0], ::steps[1], ::steps[2]][:, :, :tiles[0], :tiles[1], :tiles[2]]
     (bd, gd, ad), (bh, gh, ah), (bw, gw, aw) = matrices
     v = np.einsum("ai,bj,ck,nztuvijk->nztuvabc", bd, bh, bw, patches)
     u = np.einsum("ai,bj,ck,ozijk->ozabc", gd, gh, gw, np.abs(np.asarray(w, np.float64)))
@@ -317,6 +334,7 @@ def assert_nonfinite_as_direct_sums(algorithm, x, w, b=None, **kwargs):
 TRANSFORM_BOUNDS = {
     "winograd": (winograd_rounding_bound, ("padding", "groups", "padding_mode")),
     "winograd-points": (winograd_rounding_bound, ("padding", "groups", "padding_mode")),
+    "winograd-strided": (winograd_strided_rounding_bound, ("stride", "padding", "groups", "padding_mode")),
     "fft": (fft_rounding_bound, ("padding", "dilation", "groups", "padding_mode")),
 }
 

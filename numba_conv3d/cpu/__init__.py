@@ -20,11 +20,12 @@ from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CH
                           ROW_BLOCKED_STRIDED_MAX_REDUCTION, TAP_GEMM_MAX_SHARE, TAP_GEMM_MIN_CHANNELS,
                           TAP_GEMM_WIDE_CHANNELS, TAP_GEMM_WIDE_MAX_SHARE, WINOGRAD_MAX_WEIGHT_BYTES,
                           WINOGRAD_MIN_GAIN, WINOGRAD_POINTS_MIN_TILES, WINOGRAD_POINTS_RANGES,
-                          WINOGRAD_WEIGHT_TILES)
+                          WINOGRAD_STRIDED_MAX_WEIGHT_BYTES, WINOGRAD_STRIDED_MIN_IN_CHANNELS,
+                          WINOGRAD_STRIDED_MIN_TILES, WINOGRAD_WEIGHT_TILES)
 from ..parallelism import safe_to_run
 from ..precision import narrow, widen
 from . import (bfloat16_dot, blocked, channel_vectorized, direct, fft, gemm, phase_flat, plane_gemm,
-               row_blocked, tap_gemm, winograd, winograd_points, winograd_tiles)
+               row_blocked, tap_gemm, winograd, winograd_points, winograd_strided, winograd_tiles)
 
 NAME = "cpu"
 
@@ -151,6 +152,15 @@ def prefers_winograd_points(plan):
             and low <= winograd_tiles_per_channel(plan) <= high)
 
 
+def prefers_winograd_strided(plan):
+    """Whether the planner takes stride-2 Winograd for a plan it serves: at least
+    ``WINOGRAD_STRIDED_MIN_TILES`` tiles, ``WINOGRAD_STRIDED_MIN_IN_CHANNELS`` input channels per group
+    and at most ``WINOGRAD_STRIDED_MAX_WEIGHT_BYTES`` of weight points (measured crossovers)."""
+    return (winograd_strided.call_tiles(plan) >= WINOGRAD_STRIDED_MIN_TILES
+            and plan.in_per_group >= WINOGRAD_STRIDED_MIN_IN_CHANNELS
+            and winograd_strided.call_bytes(plan) <= WINOGRAD_STRIDED_MAX_WEIGHT_BYTES)
+
+
 def _direct_seconds(plan):
     """Estimated seconds of the direct kernel the planner would take (``direct_sums``): its
     multiply-adds at its ``FFT_DIRECT_MAC_SECONDS`` each (for the machine's vector width), on
@@ -217,7 +227,7 @@ _POINTS_RANGES = "; ".join(f"KxKxK and 1xKxK kernels with K = {taps}: >= {channe
                            for taps, (channels, low, high) in WINOGRAD_POINTS_RANGES.items())
 
 # The rows that compute through transforms (their sums are not the direct ones).
-_TRANSFORMS = ("fft", "winograd", "winograd-points")
+_TRANSFORMS = ("fft", "winograd", "winograd-points", "winograd-strided")
 
 
 def direct_sums(plan):
@@ -277,6 +287,18 @@ ALGORITHMS = (
               "register-blocked kernels; 5x5x5 with 32-128 at 16^3 to 32^3: 1.2-3.0x)",
               winograd.serves, winograd.workspace_bytes, _falling_back(_runner(winograd.compute)),
               prefers_winograd, call_bytes=winograd.call_bytes),
+    Algorithm("winograd-strided", "real dtype, 3x3x3 kernel at stride 2 or 1x3x3 at stride 2 along H and "
+              f"W, no dilation, >= {WINOGRAD_STRIDED_MIN_TILES} tiles and >= "
+              f"{WINOGRAD_STRIDED_MIN_IN_CHANNELS} input channels per group, weight points within "
+              f"{WINOGRAD_STRIDED_MAX_WEIGHT_BYTES >> 20} MiB: "
+              "Winograd on the stride phases (per dimension, F(2, 2) on the even inputs and one tap on the "
+              "odd ones: 5 points per 2 outputs), 125 multiplies per channel pair and tile of 8 outputs "
+              "instead of 216 (1x3x3: 25 instead of 36), fused as the winograd row (64 -> 128 channels at "
+              "16x56x56: 1.12-1.23x the channel-vectorized kernel; R(2+1)D's 64 -> 230 at 16x56x56: 1.27x "
+              "GEMM)",
+              winograd_strided.serves, winograd_strided.workspace_bytes,
+              _falling_back(_runner(winograd_strided.compute)), prefers_winograd_strided,
+              call_bytes=winograd_strided.call_bytes),
     Algorithm("tap-gemm", f"real dtype, NumPy's OpenBLAS; taken where the channel-vectorized kernel would "
               f"be, with >= {TAP_GEMM_MIN_CHANNELS} channels per group and at most {TAP_GEMM_MAX_SHARE:.0%} "
               f"of the (output, tap) pairs reading the input ({TAP_GEMM_WIDE_MAX_SHARE:.0%} from "

@@ -184,7 +184,7 @@ def transform_input(x, n_channels, c0, maps, runs, planes, patch, tile, chunk, p
 
 
 @njit(cache=True, inline='always')
-def _multiply(packed, g, first, stop, points, n_channels, chunk, products):
+def multiply_points(packed, g, first, stop, points, n_channels, chunk, products):
     """``products[p, c_out, t]`` (points, channels of blocks ``[first, stop)``, chunk) = the sum over
     input channels of the output channels' weight points times the input points, in register blocks.
     Point by point, so that the input points of one (C_in/g x chunk) stay in L1 while every block
@@ -282,7 +282,7 @@ def _winograd_task(x, packed, bias, out, maps, tiles, patch, tile, splits, nonfi
     finite = True
     for pass_first in range(first, stop, WINOGRAD_PASS_BLOCKS):
         pass_stop = min(stop, pass_first + WINOGRAD_PASS_BLOCKS)
-        _multiply(packed, g, pass_first, pass_stop, points, in_per_group, chunk, products)
+        multiply_points(packed, g, pass_first, pass_stop, points, in_per_group, chunk, products)
         first_channel = pass_first * BLOCK_CHANNELS
         for lane in range(min(pass_stop * BLOCK_CHANNELS, out_per_group) - first_channel):
             o = g * out_per_group + first_channel + lane

@@ -37,7 +37,7 @@ def patch_of(taps):
 
 
 @njit(cache=True, inline='always')
-def _rows(array, start, step, rows, count):
+def row_span(array, start, step, rows, count):
     """The part of ``array`` that ``rows`` rows of ``count`` elements from ``start``, ``step`` apart,
     span: a slice, so that LLVM knows what a loop over them reads and writes, and vectorizes it (over
     whole arrays, the 10-11 rows of a 5-tap transform exceed its limit on run-time alias checks)."""
@@ -81,8 +81,8 @@ def kernel_points(source, first, step, source_row, target, at, target_step, targ
     """Rows ``at + i * target_step`` (i < ``patch``, ``target_row`` elements apart) of ``target`` = ``G``
     of F(``patch`` + 1 - ``taps``, ``taps``) times rows ``first + j * step`` (j < ``taps``,
     ``source_row`` apart) of ``source``, over their first ``count`` elements."""
-    rows = _rows(source, first * source_row, step * source_row, taps, count)
-    points = _rows(target, at * target_row, target_step * target_row, patch, count)
+    rows = row_span(source, first * source_row, step * source_row, taps, count)
+    points = row_span(target, at * target_row, target_step * target_row, patch, count)
     if patch == 4:
         for t in range(count):
             _kernel_column3(rows, t, step * source_row, points, t, target_step * target_row)
@@ -123,8 +123,8 @@ def _input_column6(source, s, step, target, o, target_step):
 def input_points(source, start, step, stride, target, at, target_step, count, patch):
     """Rows ``at + i * target_step`` (i < ``patch``) of ``target`` = ``B^T`` times the elements
     ``start + j * step + t * stride`` (j < ``patch``) of ``source``, for t < ``count``."""
-    patch_rows = _rows(source, start, step, patch, (count - 1) * stride + 1)
-    points = _rows(target, at, target_step, patch, count)
+    patch_rows = row_span(source, start, step, patch, (count - 1) * stride + 1)
+    points = row_span(target, at, target_step, patch, count)
     if patch == 4:
         for t in range(count):
             _input_column4(patch_rows, t * stride, step, points, t, target_step)
@@ -163,8 +163,8 @@ def output_points(source, start, step, target, at, target_step, count, patch, ti
     """Rows ``at + i * target_step`` (i < ``tile``) of ``target`` = ``A^T`` of F(``tile``, ``patch`` + 1
     - ``tile``) times rows ``start + j * step`` (j < ``patch``) of ``source``, element by element over
     ``count``."""
-    products = _rows(source, start, step, patch, count)
-    outputs = _rows(target, at, target_step, tile, count)
+    products = row_span(source, start, step, patch, count)
+    outputs = row_span(target, at, target_step, tile, count)
     if tile == WIDE_TILE:
         for t in range(count):
             _output_column6x4(products, t, step, outputs, t, target_step)
