@@ -1,0 +1,60 @@
+"""Running a CPU plan: its algorithm's row of ``cpu.ALGORITHMS`` on NumPy operands, into a new result."""
+import functools
+
+import numpy as np
+
+from ..parallelism import safe_to_run
+from ..precision import narrow, widen
+from . import ALGORITHMS, _runner, tap_gemm
+
+
+@functools.lru_cache(maxsize=256)
+def _launch(plan):
+    """What running ``plan`` needs beyond its operands, worked out once per plan: the algorithm's
+    ``run`` and the operands it takes (``Algorithm.operands``), the plan its kernel runs
+    (``plan.rows_merged()``), the batched output shape, the input and output shapes as the kernel reads
+    them (rows side by side where the plan merges them)."""
+    kernel_plan = plan.rows_merged()
+    batched = (plan.batch, plan.out_channels) + plan.output_size
+    row = next(a for a in ALGORITHMS if a.name == plan.algorithm)
+    return (row.run, row.operands, kernel_plan, batched,
+            (plan.batch, plan.in_channels) + kernel_plan.input_size,
+            (plan.batch, plan.out_channels) + kernel_plan.output_size)
+
+
+def execute(plan, input, weight, bias):
+    """Run ``plan`` on NumPy operands; see :func:`numba_conv3d.conv3d` for what it returns.
+    float16 and bfloat16 operands are widened to float32 (all of them; or only the bias for a row that
+    takes the input and weight as stored), and the float32 result is rounded once."""
+    if plan.dtype == plan.compute_dtype:
+        return _run(plan, input, weight, bias, plan.dtype)
+    if _launch(plan)[1] == "computed":
+        return narrow(execute(plan.computed(), widen(input), widen(weight), widen(bias)), plan.dtype)
+    return narrow(_run(plan, input.view(np.uint16), np.ascontiguousarray(weight).view(np.uint16),
+                       widen(bias), plan.compute_dtype), plan.dtype)
+
+
+def execute_flipped(plan, input, weight, bias):
+    """Run ``plan``, a tap-gemm plan made for the weight ``gradients.flipped_transpose(weight)`` (the
+    input gradient's correlation), on NumPy operands of its dtype with ``weight`` unflipped."""
+    return _run(plan, input, weight, bias, plan.dtype, _runner(tap_gemm.correlate_flipped))
+
+
+def _run(plan, input, weight, bias, out_dtype, run=None):
+    """``plan``'s algorithm (or ``run`` in its stead) on its operands into a new ``out_dtype`` result of
+    the caller's rank."""
+    row_run, _, kernel_plan, batched, input_shape, output_shape = _launch(plan)
+    run = run or row_run
+    out = np.empty(batched, out_dtype)
+    if plan.batch:
+        bias = _NO_BIAS[out_dtype] if bias is None else np.ascontiguousarray(bias)
+        # Like torch, a strided input is first copied into C order: the kernels then compile for
+        # C-contiguous inputs only, once per dtype rather than once per dtype and layout.
+        x = np.ascontiguousarray(input).reshape(input_shape)
+        with safe_to_run():
+            run(kernel_plan, x, weight, bias, out.reshape(output_shape))
+    return out if plan.batched else out[0]
+
+
+# The empty bias array the kernels take when a convolution has none, per dtype name (never written).
+_NO_BIAS = {name: np.zeros(0, name) for name in ("float32", "float64", "complex64", "complex128")}
