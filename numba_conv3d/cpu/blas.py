@@ -32,9 +32,10 @@ from .cblas import AS_STORED, TRANSPOSED, run_pieces
 # conv4b product in 8 pieces took 86 ms, in 4 75 ms); one of fewer than SMALL_PRODUCT_FLOPS is one
 # piece, as handing a piece to another thread costs tens of microseconds (more after a pause, when
 # Numba's threads sleep: seven products of 12-17 MFLOP after 1 ms idle, 2-core Zen 4, in pieces / in
-# one on the calling thread: 192-293 / 146-235 us; 24-26 MFLOP 0.9-1.1; 51-54 MFLOP 0.70-0.78). Pieces of 64
-# rows ran 1.3x faster than pieces of 32 (a weight gradient's 256 x 784 x 1728 product, Zen 4), each
-# piece packing the other operand again.
+# one on the calling thread: 192-293 / 146-235 us; 24-26 MFLOP 0.9-1.1; 51-54 MFLOP 0.70-0.78; with the
+# piece table 48 us cheaper, 8 MFLOP made X3D's 12 MFLOP shortcuts 1.2-1.3x slower in its network).
+# Pieces of 64 rows ran 1.3x faster than pieces of 32 (a weight gradient's 256 x 784 x 1728 product,
+# Zen 4), each piece packing the other operand again.
 MIN_PIECE_EXTENT = 48
 MAX_PIECES = 4
 SMALL_PRODUCT_FLOPS = 2e7
