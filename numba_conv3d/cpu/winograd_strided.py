@@ -183,15 +183,25 @@ def _transform_output(products, planes, channels, lane, chunk, along_w, along_h)
 
 
 @njit(cache=True, inline='always')
+def _value(values, at, planes, i, chunk, bias_value):
+    """Output ``i`` along D (of ``planes`` points) of the tile column at ``at``, plus the bias."""
+    if planes > 1:
+        return _output_pair(values, at, TILE * TILE * chunk)[i] + bias_value
+    return values[_UNSIGNED(at)] + bias_value
+
+
+@njit(cache=True, inline='always')
 def _store_tiles(values, planes, chunk, runs, out, o, bias_value):
     """Write the chunk's tiles of output channel ``o``: ``values`` (:func:`_transform_output`)
-    transformed along D where ``planes`` is 5, plus the bias, clipped to the output. Returns whether
-    every value written is finite."""
+    transformed along D where ``planes`` is 5, plus the bias, clipped to the output; a row's two
+    columns of each tile side by side. Returns whether every value written is finite."""
     out_depth, out_height, out_width = out.shape[2:]
     tile_depth = TILE if planes > 1 else 1
     finite = True
     for run in range(runs.shape[0]):
         slot, length, n, tile_d, tile_h, tile_w = runs[run]
+        first = TILE * tile_w
+        pairs = min(length, (out_width - first) // TILE)
         for i in range(tile_depth):
             od = tile_depth * tile_d + i
             if od >= out_depth:
@@ -200,18 +210,19 @@ def _store_tiles(values, planes, chunk, runs, out, o, bias_value):
                 oh = TILE * tile_h + j
                 if oh >= out_height:
                     continue
-                target = out[n, o, od, oh]
-                for k in range(TILE):
-                    at = (j * TILE + k) * chunk + slot
-                    for t in range(length):
-                        ow = TILE * (tile_w + t) + k
-                        if planes > 1:
-                            value = _output_pair(values, at + t, TILE * TILE * chunk)[i] + bias_value
-                        else:
-                            value = values[_UNSIGNED(at + t)] + bias_value
-                        if ow < out_width:
-                            target[_UNSIGNED(ow)] = value
-                            finite &= np.isfinite(value)
+                row = out[n, o, od, oh]
+                target = row[first:first + TILE * pairs]
+                at = j * TILE * chunk + slot
+                for t in range(pairs):
+                    left = _value(values, at + t, planes, i, chunk, bias_value)
+                    right = _value(values, at + chunk + t, planes, i, chunk, bias_value)
+                    target[_UNSIGNED(TILE * t)] = left
+                    target[_UNSIGNED(TILE * t + 1)] = right
+                    finite &= np.isfinite(left) & np.isfinite(right)
+                if pairs < length:
+                    value = _value(values, at + pairs, planes, i, chunk, bias_value)
+                    row[first + TILE * pairs] = value
+                    finite &= np.isfinite(value)
     return finite
 
 
