@@ -7,7 +7,6 @@ once. Numba prefers tbb, then omp, then workqueue. The pip ``tbb`` package puts 
 Numba does not look, so :func:`make_pip_tbb_findable` loads it first; on workqueue our calls take turns
 under a lock; a forked child of an OpenMP parent gets a clear error instead of being terminated.
 """
-import contextlib
 import ctypes
 import os
 import sys
@@ -71,17 +70,30 @@ def _note_fork():
 os.register_at_fork(after_in_child=_note_fork)
 
 
-@contextlib.contextmanager
-def safe_to_run(op="conv3d"):
+class safe_to_run:
     """Enter around a parallel kernel call: serialises calls on workqueue, and refuses to run in a forked
-    child of a process that used GNU OpenMP (OpenMP would terminate it)."""
-    if _fork["child_of_omp_parent"]:
-        raise RuntimeError(f"{op}: this process was forked from one that already ran parallel kernels "
-                           f"on GNU OpenMP, which terminates forked children that use it. Start "
-                           f"workers with multiprocessing's 'spawn' or 'forkserver' method, or install "
-                           f"tbb (pip install tbb), whose threading layer is fork-safe")
-    if threading_layer() == "workqueue":
-        with _serial_calls:
-            yield
-    else:
-        yield
+    child of a process that used GNU OpenMP (OpenMP would terminate it). A class rather than a
+    generator-based context manager: entering costs about a microsecond less, on every call."""
+
+    __slots__ = ("_op", "_lock")
+
+    def __init__(self, op="conv3d"):
+        self._op = op
+        self._lock = None
+
+    def __enter__(self):
+        if _fork["child_of_omp_parent"]:
+            raise RuntimeError(f"{self._op}: this process was forked from one that already ran parallel "
+                               f"kernels on GNU OpenMP, which terminates forked children that use it. "
+                               f"Start workers with multiprocessing's 'spawn' or 'forkserver' method, or "
+                               f"install tbb (pip install tbb), whose threading layer is fork-safe")
+        if threading_layer() == "workqueue":
+            self._lock = _serial_calls
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exception):
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        return False

@@ -1,5 +1,6 @@
 """The conv plan: every number a kernel needs, already checked against torch's rules."""
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from math import prod
 
 import numpy as np
@@ -11,7 +12,8 @@ from .shape_rules import conv_output_size, padding_mode_code, row_merge
 
 @dataclass(frozen=True)
 class ConvPlan:
-    """A lowered, validated 3-D convolution: frozen and hashable, so it can key a cache.
+    """A lowered, validated 3-D convolution: frozen and hashable, so it can key a cache. The numbers
+    derived from its fields that every call reads (pads, extents, mode code) are computed once.
 
     Built only by :func:`numba_conv3d.plan_conv3d`; kernels trust it and never validate again. Shapes are
     those of the batched (5-D) problem; ``batched`` says whether the caller passed 4-D input.
@@ -82,17 +84,17 @@ class ConvPlan:
         i, o = self.in_per_group, self.out_per_group
         return slice(group * i, (group + 1) * i), slice(group * o, (group + 1) * o)
 
-    @property
+    @cached_property
     def pad_front(self):
         """Front pad per spatial dimension."""
         return tuple(f for f, _ in self.pads)
 
-    @property
+    @cached_property
     def padded_size(self):
         """Spatial extents of the padded input."""
         return tuple(n + f + b for n, (f, b) in zip(self.input_size, self.pads))
 
-    @property
+    @cached_property
     def output_size(self):
         """Spatial extents of the output."""
         return tuple(
@@ -114,7 +116,7 @@ class ConvPlan:
         return replace(self, input_size=(depth, height // rows, width * rows),
                        dilation=(self.dilation[0], 1, 1))
 
-    @property
+    @cached_property
     def mode_code(self):
         """Integer code of ``padding_mode`` (``shape_rules.PAD_*``), as kernels take it."""
         return padding_mode_code(self.padding_mode)
@@ -137,7 +139,7 @@ class ConvPlan:
     def _caller_shape(self, channels, spatial):
         return ((self.batch,) if self.batched else ()) + (channels,) + tuple(spatial)
 
-    @property
+    @cached_property
     def compute_dtype(self):
         """The dtype name the kernels sum in: float32 for float16 and bfloat16, else :attr:`dtype`."""
         return compute_dtype(self.dtype)
@@ -146,7 +148,7 @@ class ConvPlan:
         """The plan the kernels run: this one with :attr:`compute_dtype` as its dtype."""
         return self if self.compute_dtype == self.dtype else replace(self, dtype=self.compute_dtype)
 
-    @property
+    @cached_property
     def is_complex(self):
         """Whether the dtype is complex."""
         return named_dtype(self.dtype).kind == "c"
