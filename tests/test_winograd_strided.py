@@ -1,11 +1,11 @@
 """Stride-2 Winograd on the CPU ('winograd-strided': 3x3x3 kernels at stride 2, 1x3x3 at stride 2 along H
 and W): its rounding bound, every padding mode, groups, odd and 1-wide extents, NaN and Inf as the
 direct sums give them, determinism, and where the planner takes it."""
-import numba
 import numpy as np
 import pytest
 
-from checks import (assert_forced_algorithm_within, assert_matches_transform_bound,
+from checks import (assert_bitwise_for_one_and_two_threads, assert_forced_algorithm_within,
+                    assert_matches_transform_bound,
                     assert_nonfinite_as_direct_sums, direct_fallback, mode_cases, random_operands,
                     spread_dynamic_range)
 from numba_conv3d import conv3d, plan_conv3d
@@ -68,18 +68,11 @@ def test_overflow_in_the_transforms_falls_back_to_direct_sums():
 
 
 @pytest.mark.parametrize("kernel, stride", [((3, 3, 3), 2), ((1, 3, 3), (1, 2, 2))])
-def test_bitwise_for_any_thread_count(kernel, stride):
+def test_bitwise_for_one_and_two_threads(kernel, stride):
     x, w, b = random_operands(np.random.default_rng(5), (2, 8, 9, 7, 30), (12, 4) + kernel, True,
                               np.float32)
     kwargs = {"stride": stride, "padding": 1, "groups": 2, "padding_mode": "replicate"}
-    first = conv3d(x, w, b, algorithm=ALGORITHM, **kwargs)
-    threads = numba.get_num_threads()
-    try:
-        for count in range(1, numba.config.NUMBA_NUM_THREADS + 1):
-            numba.set_num_threads(count)
-            np.testing.assert_array_equal(first, conv3d(x, w, b, algorithm=ALGORITHM, **kwargs))
-    finally:
-        numba.set_num_threads(threads)
+    assert_bitwise_for_one_and_two_threads(lambda: conv3d(x, w, b, algorithm=ALGORITHM, **kwargs))
 
 
 @pytest.mark.parametrize("kernel, stride, dilation, dtype, served", [
