@@ -16,10 +16,10 @@ multiplies them by the weight points of its output channel blocks (``winograd.mu
 transforms each block back, as ``winograd.py``'s tasks do; each output is summed in a fixed order, so
 results are bitwise the same for any thread count. Where an output is not finite, the caller computes
 the convolution again by a direct algorithm. Its transforms and tasks are written apart from
-``winograd.py``'s, with the 5-point geometry as constants: run through ``winograd.py``'s kernel (its
-transforms choosing the 5-point ones by the patch at run time), bitwise the same, the unit-stride
-kernels ran 2-5% slower and this one 3-7% (2026-12-06, Zen 4, the two builds alternating in one
-process).
+``winograd.py``'s, with the 5-point geometry as constants: sharing ``winograd.py``'s kernel (its
+transforms picking the 5-point ones by the patch at run time) gave bitwise the same results, but the
+unit-stride kernels ran 2-5% slower and this one 3-7% (2026-12-06, Zen 4, both builds alternating in
+one process).
 
 Rounding: the transforms hold additions only (no fractions), at most 3 terms along each dimension, so
 an output is within about ``(C_in/g + 11) * eps`` times the same expression on absolute values
