@@ -45,8 +45,7 @@ from .tasks import channel_splits, split_range
 from .unlinked import call_apart
 from .winograd_tiles import (chunk_tiles, depth_points, plan_tile, plane_patch, plane_tile, points_of,
                              tiles_of, transform_weight_bytes)
-from .winograd_transforms import (TILE, WIDE_TILE, input_points, kernel_points, output_pair, output_points,
-                                  patch_of)
+from .winograd_transforms import TILE, WIDE_TILE, input_points, kernel_points, output_pair, output_points
 
 # Input channels whose weight points a task of ``transform_weights`` buffers before copying them out: as
 # many as fill ``_WEIGHT_TAPS`` taps per output channel (64 channels of a 3x3x3 kernel, 12 of a 5x5x5
@@ -57,12 +56,13 @@ _UNSIGNED = np.uint64
 
 
 @njit(parallel=True, cache=True)
-def transform_weights(weight, groups, patch, first_block, stop_block):
+def transform_weights(weight, groups, depth_patch, patch, first_block, stop_block):
     """Weights (C_out, C_in/g, KD, K, K), K 3 or 5 and KD K or 1 -> the points ``G g G^T`` of each
     group's channel blocks ``[first_block, stop_block)`` (g, points, blocks, C_in/g, ``BLOCK_CHANNELS``),
     computed in float64 and rounded once; missing channels of a group's last block are zeros. With P =
-    ``patch`` points along H and W (``plane_patch``), point ``(a * P + b) * P + k`` is row a of ``G``
-    along D (a = 0 for KD = 1, no transform), b along H, k along W.
+    ``patch`` points along H and W (``plane_patch``; ``STRIDED_PATCH`` for the stride-2 ``G``) and
+    ``depth_patch`` along D (1 for KD = 1, no transform), point ``(a * P + b) * P + k`` is row a of
+    ``G`` along D, b along H, k along W.
 
     A task transforms one channel block, a few input channels at a time (``_WEIGHT_TAPS``): their taps
     gathered into rows of (input channel, output channel) pairs, in the order the points are stored,
@@ -74,7 +74,7 @@ def transform_weights(weight, groups, patch, first_block, stop_block):
     out_per_group = out_channels // groups
     blocks = stop_block - first_block
     plane_points = patch * patch
-    count = depth_points(kernel_depth, taps) * plane_points
+    count = depth_patch * plane_points
     packed = np.empty((groups, count, blocks, in_per_group, BLOCK_CHANNELS), weight.dtype)
     flat_packed = packed.reshape(-1)
     point_row = blocks * in_per_group * BLOCK_CHANNELS
@@ -113,7 +113,7 @@ def transform_weights(weight, groups, patch, first_block, stop_block):
                         target[_UNSIGNED(bk * point_row + t)] = along_h[_UNSIGNED(bk * width + t)]
                 else:
                     kernel_points(along_h, bk, plane_points, width, target, bk, plane_points, point_row,
-                                  pairs, kernel_depth, patch_of(kernel_depth))
+                                  pairs, kernel_depth, depth_patch)
     return packed
 
 
@@ -313,7 +313,8 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     """
     tile = plane_tile(weight.shape[2:], out.shape[2:])
     patch = plane_patch(weight.shape[2:], tile)
-    packed = transform_weights(weight, groups, patch, 0, ceil_div(out.shape[1] // groups, BLOCK_CHANNELS))
+    packed = transform_weights(weight, groups, depth_points(*weight.shape[2:4]), patch, 0,
+                               ceil_div(out.shape[1] // groups, BLOCK_CHANNELS))
     tiles = tiles_of(out.shape[2:], weight.shape[2:], tile)
     chunk = chunk_tiles(x.itemsize)
     chunks = ceil_div(x.shape[0] * int(np.prod(tiles)), chunk)

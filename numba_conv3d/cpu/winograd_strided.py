@@ -15,8 +15,9 @@ tiles start 4 inputs apart. A task transforms a chunk of tiles (its input points
 multiplies them by the weight points of its output channel blocks (``winograd.multiply_points``) and
 transforms each block back, as ``winograd.py``'s tasks do; each output is summed in a fixed order, so
 results are bitwise the same for any thread count. Where an output is not finite, the caller computes
-the convolution again by a direct algorithm. Its transforms and tasks are written apart from
-``winograd.py``'s, with the 5-point geometry as constants: sharing ``winograd.py``'s kernel (its
+the convolution again by a direct algorithm. Its weight points come from ``winograd.transform_weights``
+(``G`` picked by its ``STRIDED_PATCH`` points); its input and output transforms and tasks are written
+apart from ``winograd.py``'s, with the 5-point geometry as constants: sharing ``winograd.py``'s kernel (its
 transforms picking the 5-point ones by the patch at run time) gave bitwise the same results, but the
 unit-stride kernels ran 2-5% slower and this one 3-7% (2026-12-06, Zen 4, both builds alternating in
 one process).
@@ -35,12 +36,12 @@ from .simd import vector_lanes
 from .slab import index_maps, padded_row
 from .tasks import channel_splits, split_range
 from .unlinked import call_apart
-from .winograd import multiply_points, tile_runs
+from .winograd import multiply_points, tile_runs, transform_weights
 from .winograd_tiles import chunk_tiles
+from .winograd_transforms import STRIDED_PATCH as PATCH
 from .winograd_transforms import row_span
 
 # Points along a transformed dimension, outputs of a tile along it, and inputs between consecutive tiles.
-PATCH = 5
 TILE = 2
 STEP = 4
 _PLANE_POINTS = PATCH * PATCH
@@ -82,56 +83,6 @@ def _output_points(source, start, step, target, at, target_step, count):
     outputs = row_span(target, at, target_step, TILE, count)
     for t in range(count):
         outputs[_UNSIGNED(t)], outputs[_UNSIGNED(target_step + t)] = _output_pair(products, t, step)
-
-
-@njit(cache=True, inline='always')
-def _kernel_points(g0, g1, g2, target, at, step):
-    """``G`` times the taps ``g0, g1, g2`` into ``target[at + i * step]`` (i < 5)."""
-    target[at] = g0
-    target[at + step] = g0 + g2
-    target[at + 2 * step] = g2
-    target[at + 3 * step] = g1
-    target[at + 4 * step] = g1
-
-
-@njit(parallel=True, cache=True)
-def transform_weights(weight, groups, planes):
-    """Weights (C_out, C_in/g, KD, 3, 3), KD 3 (``planes`` 5) or 1 (``planes`` 1) -> their points (g,
-    points, channel blocks, C_in/g, ``BLOCK_CHANNELS``), point ``(a * 5 + b) * 5 + k`` being row a of
-    ``G`` along D (none for KD = 1), b along H, k along W: in float64, rounded once; zeros for the
-    missing channels of a group's last block. One task per channel block, its lanes' points written
-    side by side."""
-    out_channels, in_per_group, kernel_depth = weight.shape[:3]
-    out_per_group = out_channels // groups
-    blocks = ceil_div(out_per_group, BLOCK_CHANNELS)
-    count = planes * _PLANE_POINTS
-    packed = np.zeros((groups, count, blocks, in_per_group, BLOCK_CHANNELS), weight.dtype)
-    for unit in prange(groups * blocks):
-        g, block = unit // blocks, unit % blocks
-        along_w = np.empty(kernel_depth * 3 * PATCH)
-        along_h = np.empty(kernel_depth * _PLANE_POINTS)
-        points = np.empty(count)
-        lanes = min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS)
-        for c in range(in_per_group):
-            for lane in range(lanes):
-                taps = weight[g * out_per_group + block * BLOCK_CHANNELS + lane, c]
-                for i in range(kernel_depth):
-                    for j in range(3):
-                        _kernel_points(np.float64(taps[i, j, 0]), np.float64(taps[i, j, 1]),
-                                       np.float64(taps[i, j, 2]), along_w, (i * 3 + j) * PATCH, 1)
-                    for k in range(PATCH):
-                        at = i * 3 * PATCH + k
-                        _kernel_points(along_w[at], along_w[at + PATCH], along_w[at + 2 * PATCH], along_h,
-                                       i * _PLANE_POINTS + k, PATCH)
-                if planes == 1:
-                    points[:] = along_h
-                else:
-                    for bk in range(_PLANE_POINTS):
-                        _kernel_points(along_h[bk], along_h[_PLANE_POINTS + bk],
-                                       along_h[2 * _PLANE_POINTS + bk], points, bk, _PLANE_POINTS)
-                for p in range(count):
-                    packed[g, p, block, c, lane] = points[p]
-    return packed
 
 
 @njit(cache=True, inline='always')
@@ -288,7 +239,8 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
     planes, depth_step, tiles = _geometry(weight.shape[2:], stride, out.shape[2:])
-    packed = transform_weights(weight, groups, planes)
+    packed = transform_weights(weight, groups, planes, PATCH, 0,
+                               ceil_div(out.shape[1] // groups, BLOCK_CHANNELS))
     chunks = ceil_div(x.shape[0] * int(np.prod(tiles)), chunk_tiles(x.itemsize))
     splits = channel_splits(packed.shape[2], groups * chunks)
     nonfinite = np.zeros(groups * chunks * splits, np.bool_)

@@ -24,6 +24,8 @@ from numba.extending import register_jitable
 # Outputs of a tile along a transformed dimension, and along H and W of F(4x4, 3x3).
 TILE = 2
 WIDE_TILE = 4
+# Points of a 3-tap kernel at stride 2 (``winograd_strided.py``): ``(w0, w0 + w2, w2, w1, w1)``.
+STRIDED_PATCH = 5
 _UNSIGNED = np.uint64
 # The fractions of F(2, 5)'s ``G``, multiplied rather than divided by (the float64 points round once
 # to the operands' dtype either way).
@@ -66,6 +68,16 @@ def _kernel_column5(source, s, step, target, o, target_step):
 
 
 @njit(cache=True, inline='always')
+def _kernel_column3x5(source, s, step, target, o, target_step):
+    g0, g1, g2 = source[_UNSIGNED(s)], source[_UNSIGNED(s + step)], source[_UNSIGNED(s + 2 * step)]
+    target[_UNSIGNED(o)] = g0
+    target[_UNSIGNED(o + target_step)] = g0 + g2
+    target[_UNSIGNED(o + 2 * target_step)] = g2
+    target[_UNSIGNED(o + 3 * target_step)] = g1
+    target[_UNSIGNED(o + 4 * target_step)] = g1
+
+
+@njit(cache=True, inline='always')
 def _kernel_column3x6(source, s, step, target, o, target_step):
     g0, g1, g2 = source[_UNSIGNED(s)], source[_UNSIGNED(s + step)], source[_UNSIGNED(s + 2 * step)]
     target[_UNSIGNED(o)] = g0 * 0.5
@@ -80,12 +92,16 @@ def _kernel_column3x6(source, s, step, target, o, target_step):
 def kernel_points(source, first, step, source_row, target, at, target_step, target_row, count, taps, patch):
     """Rows ``at + i * target_step`` (i < ``patch``, ``target_row`` elements apart) of ``target`` = ``G``
     of F(``patch`` + 1 - ``taps``, ``taps``) times rows ``first + j * step`` (j < ``taps``,
-    ``source_row`` apart) of ``source``, over their first ``count`` elements."""
+    ``source_row`` apart) of ``source``, over their first ``count`` elements; for 3 taps and
+    ``STRIDED_PATCH`` points, the stride-2 ``G`` of ``winograd_strided.py``."""
     rows = row_span(source, first * source_row, step * source_row, taps, count)
     points = row_span(target, at * target_row, target_step * target_row, patch, count)
     if patch == 4:
         for t in range(count):
             _kernel_column3(rows, t, step * source_row, points, t, target_step * target_row)
+    elif patch == STRIDED_PATCH:
+        for t in range(count):
+            _kernel_column3x5(rows, t, step * source_row, points, t, target_step * target_row)
     elif taps == 3:
         for t in range(count):
             _kernel_column3x6(rows, t, step * source_row, points, t, target_step * target_row)
