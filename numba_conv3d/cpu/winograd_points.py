@@ -30,11 +30,11 @@ on planes under 28x28 where enough tiles share its 2.25x the weight points.
 import numpy as np
 from numba import njit, prange
 
-from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES,
+from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES,
                       WINOGRAD_POINTS_WEIGHT_RANGE_BYTES)
 from ..shape_rules import ceil_div
 from .register_blocks import NARROW_VECTORS
-from .simd import fma_block, store_rows, zero_block
+from .simd import fma_block, store_rows, vector_lanes, zero_block
 from .slab import index_maps
 from .tasks import channel_splits, split_range
 from .unlinked import call_apart
@@ -95,7 +95,7 @@ def _product_task(packed, first_block, points, first_chunk, chunks, total, split
     groups, count, blocks, in_per_group = packed.shape[:4]
     per_pass, chunk = points.shape[1], points.shape[4]
     product_blocks = products.shape[3] // BLOCK_CHANNELS
-    lanes = chunk // BLOCK_VECTORS
+    lanes = vector_lanes(points)
     g, rest = task // (count * splits), task % (count * splits)
     p, split = rest // splits, rest % splits
     first, stop = split_range(split, blocks, splits)
@@ -160,16 +160,28 @@ def _output_kernel(products, bias, out, tiles, patch, tile, first_chunk, chunks,
                    nonfinite, np.int64(task))
 
 
-def _chunk_bytes(itemsize, groups, count, in_per_group, blocks):
+def points_chunk(itemsize, tile_count):
+    """Tiles of a chunk: ``chunk_tiles``, or for a call of fewer tiles, as many whole SIMD vectors as
+    hold them (the points of unused tiles would be written and read for nothing)."""
+    lanes = VECTOR_BYTES // itemsize
+    return min(chunk_tiles(itemsize), lanes * max(1, ceil_div(tile_count, lanes)))
+
+
+def _chunk_bytes(itemsize, groups, count, in_per_group, blocks, chunk):
     """Bytes of one chunk's input points and products."""
-    return itemsize * groups * count * chunk_tiles(itemsize) * (in_per_group + blocks * BLOCK_CHANNELS)
+    return itemsize * groups * count * chunk * (in_per_group + blocks * BLOCK_CHANNELS)
+
+
+def _plan_chunk(plan):
+    """``points_chunk`` of a plan."""
+    return points_chunk(np.dtype(plan.dtype).itemsize, call_tiles(plan, plan_points_tile(plan)))
 
 
 def chunk_bytes(plan):
     """Bytes of one chunk's input points and products for ``plan``."""
     return _chunk_bytes(np.dtype(plan.dtype).itemsize, plan.groups,
                         points_of(plan.kernel_size, plan_points_tile(plan)), plan.in_per_group,
-                        ceil_div(plan.out_per_group, BLOCK_CHANNELS))
+                        ceil_div(plan.out_per_group, BLOCK_CHANNELS), _plan_chunk(plan))
 
 
 def _pass_chunks(per_chunk, total):
@@ -191,15 +203,15 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     in_per_group, out_per_group = weight.shape[1], out.shape[1] // groups
     blocks = ceil_div(out_per_group, BLOCK_CHANNELS)
     tiles = tiles_of(out.shape[2:], weight.shape[2:], tile)
-    chunk = chunk_tiles(x.itemsize)
     tile_count = x.shape[0] * int(np.prod(tiles))
+    chunk = points_chunk(x.itemsize, tile_count)
     total = ceil_div(tile_count, chunk)
-    per_pass = _pass_chunks(_chunk_bytes(x.itemsize, groups, count, in_per_group, blocks), total)
+    per_pass = _pass_chunks(_chunk_bytes(x.itemsize, groups, count, in_per_group, blocks, chunk), total)
     points = np.empty((groups, per_pass, count, in_per_group, chunk), x.dtype)
     products = np.empty((groups, per_pass, count, blocks * BLOCK_CHANNELS, chunk), x.dtype)
     maps = index_maps(x, padded, pad_front, mode)
     bias = bias if has_bias else bias[:0]
-    range_blocks = _range_blocks(x.itemsize, groups, count, in_per_group, blocks, total, per_pass)
+    range_blocks = _range_blocks(x.itemsize, groups, count, in_per_group, blocks, chunk, total, per_pass)
     ranges = [(first, min(blocks, first + range_blocks)) for first in range(0, blocks, range_blocks)]
     depth_patch = depth_points(*weight.shape[2:4])
     whole = transform_weights(weight, groups, depth_patch, patch, 0, blocks) if len(ranges) == 1 else None
@@ -222,13 +234,14 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     return finite
 
 
-def _range_blocks(itemsize, groups, count, in_per_group, blocks, total, per_pass):
-    """Channel blocks whose weight points a call transforms at once, of ``total`` chunks of tiles in
-    passes of ``per_pass``. Where they fit one pass and their input points are at most ``_RANGE_READS``
-    times ``WINOGRAD_POINTS_WEIGHT_RANGE_BYTES``, ranges of blocks that fill those bytes: each range's
-    points are multiplied while they are in the L3 cache, not written to memory and read back, for one
-    more read of the input points per range. Else all of them (several passes each read them all)."""
-    input_bytes = itemsize * groups * count * in_per_group * chunk_tiles(itemsize) * total
+def _range_blocks(itemsize, groups, count, in_per_group, blocks, chunk, total, per_pass):
+    """Channel blocks whose weight points a call transforms at once, of ``total`` chunks of ``chunk``
+    tiles in passes of ``per_pass``. Where they fit one pass and their input points are at most
+    ``_RANGE_READS`` times ``WINOGRAD_POINTS_WEIGHT_RANGE_BYTES``, ranges of blocks that fill those bytes:
+    each range's points are multiplied while they are in the L3 cache, not written to memory and read
+    back, for one more read of the input points per range. Else all of them (several passes each read
+    them all)."""
+    input_bytes = itemsize * groups * count * in_per_group * chunk * total
     if per_pass < total or input_bytes > _RANGE_READS * WINOGRAD_POINTS_WEIGHT_RANGE_BYTES:
         return blocks
     block_bytes = block_weight_bytes(itemsize, groups, count, in_per_group)
@@ -238,7 +251,7 @@ def _range_blocks(itemsize, groups, count, in_per_group, blocks, total, per_pass
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds: its transform rows."""
     tile = plan_points_tile(plan)
-    chunk = chunk_tiles(np.dtype(plan.dtype).itemsize)
+    chunk = _plan_chunk(plan)
     return np.dtype(plan.dtype).itemsize * (2 * points_of(plan.kernel_size, tile) * chunk + tile * chunk
                                             + plane_patch(plan.kernel_size, tile))
 
@@ -250,9 +263,11 @@ def call_bytes(plan):
     tile = plan_points_tile(plan)
     count = points_of(plan.kernel_size, tile)
     blocks = ceil_div(plan.out_per_group, BLOCK_CHANNELS)
-    total = ceil_div(call_tiles(plan, tile), chunk_tiles(itemsize))
+    chunk = _plan_chunk(plan)
+    total = ceil_div(call_tiles(plan, tile), chunk)
     per_chunk = chunk_bytes(plan)
     per_pass = _pass_chunks(per_chunk, total)
-    weight_blocks = _range_blocks(itemsize, plan.groups, count, plan.in_per_group, blocks, total, per_pass)
+    weight_blocks = _range_blocks(itemsize, plan.groups, count, plan.in_per_group, blocks, chunk, total,
+                                  per_pass)
     return (block_weight_bytes(itemsize, plan.groups, count, plan.in_per_group) * weight_blocks
             + per_pass * per_chunk)
