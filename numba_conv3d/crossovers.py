@@ -189,6 +189,18 @@ WINOGRAD_WEIGHT_TILES = 150
 # layers at 56x56 1.40-1.42x, at 28x28 1.35-1.51x; the fused kernel at 7x7 to 20x20 0.63-0.91x.
 WINOGRAD_WIDE_TILE_MIN_EXTENT = 28
 
+# 3x3x3 kernels take tiles of 2x4x4 outputs there too (F(2, 3) along D, F(4, 3) along H and W: 144 points
+# per 32 outputs, where F(2x2x2, 3x3x3) takes 64 per 8, 1.78x fewer multiplies) from
+# WINOGRAD_DEEP_WIDE_MIN_TILES such tiles (batch included) and where their weight points (2.25x those of
+# F(2x2x2)) stay within WINOGRAD_MAX_WEIGHT_BYTES. Measured against 2x2x2 tiles in the fused kernel
+# (2-core Zen 4, float32, C -> C channels, alternating in one process, medians of 7): 16-128 channels on
+# 40x40 and 48x48 planes 1.13-1.35x, 32^3 and 64^3 with 16-64 channels 1.23-1.38x, 16x56x56 with 64 ->
+# 64 and 64 -> 128 channels 1.28-1.44x, 32x112x112 with 16 1.31x, batch 2 at 8x28x28 and 16x32x32 (392
+# and 512 tiles) 1.30-1.38x; 8x28x28 to 8x32x32 at batch 1 (196-256 tiles) 0.79-0.95x with 128 channels
+# (1.16x with 256), 16x28x28 to 16x32x32 (392-512 tiles) 0.94-1.17x; 24x24 planes 0.74-0.86x, 16^3
+# 0.68x.
+WINOGRAD_DEEP_WIDE_MIN_TILES = 384
+
 # The point-by-point kernel takes F(4x4, 3x3) where its estimated gain beats F(2x2, 3x3)'s
 # (``winograd_tiles.points_tile``), the weight transform counted as
 # WINOGRAD_TILE_WEIGHT_TILES tiles' multiplies per channel pair: fewer than WINOGRAD_WEIGHT_TILES, which

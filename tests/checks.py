@@ -68,7 +68,9 @@ _WINOGRAD_STRIDED = (np.array([[1, 0, 1, 0, 0], [0, 0, 1, 0, 0], [0, 0, 1, 0, 1]
                      np.array([[1, 0, 0], [1, 0, 1], [0, 0, 1], [0, 1, 0], [0, 1, 0]], float),
                      np.array([[1, 1, 0, 1, 0], [0, 1, 1, 0, 1]], float), 11)
 # F(4, 3) (the same points as F(2, 5), so the same |B^T|), which 1x3x3 kernels may take on wide planes:
-# 10 roundings in the input transform and 8 in the output (4 additions per dimension), 1, 1 (<= 32).
+# 10 roundings in the input transform and 8 in the output (4 additions per dimension), 1, 1 (<= 32); 3x3x3
+# kernels there take it along H and W with F(2, 3) along D: 11 in the input, 10 in the output, 1, 1
+# (<= 32).
 _WINOGRAD_WIDE = (_WINOGRAD[5][0],
                   np.array([[15, 0, 0], [5, 5, 5], [5, 5, 5], [1, 2, 4], [32, 16, 8], [0, 0, 15]]) / 30,
                   np.array([[1, 1, 1, 1, 1, 0], [0, 1, 1, 2, 0.5, 0], [0, 1, 1, 4, 0.25, 0],
@@ -80,11 +82,13 @@ def winograd_rounding_bound(dtype, x, w, b=None, padding=0, groups=1, padding_mo
     or 5, per output element: (C_in/g + R) * eps times ``|A|^T [sum_c |U_c| |V_c|] |A|`` (+ |b|), the
     transforms computed on absolute values from the float64 padded input's patches (unit stride and
     dilation), R the roundings of ``_WINOGRAD`` besides the sums'. For a 1x3x3 kernel, the larger of
-    that and F(4x4, 3x3)'s, whichever tile it takes. Unlike a direct sum's, it depends on the whole
-    patch under a tile."""
-    variants = [_WINOGRAD[w.shape[4]]] + ([_WINOGRAD_WIDE] if tuple(w.shape[2:]) == (1, 3, 3) else [])
-    return np.maximum.reduce([_winograd_bound(variant, dtype, x, w, b, padding, groups, padding_mode)
-                              for variant in variants])
+    that and F(4x4, 3x3)'s, for a 3x3x3 kernel of that and its 2x4x4 tile's (F(4, 3) along H and W),
+    whichever tile it takes. Unlike a direct sum's, it depends on the whole patch under a tile."""
+    depth = _WINOGRAD[w.shape[4]][:3]
+    wide = [_WINOGRAD_WIDE] if tuple(w.shape[2:]) in ((1, 3, 3), (3, 3, 3)) else []
+    variants = [_WINOGRAD[w.shape[4]]] + wide
+    return np.maximum.reduce([_winograd_bound(variant, dtype, x, w, b, padding, groups, padding_mode,
+                                              depth=depth) for variant in variants])
 
 
 def winograd_strided_rounding_bound(dtype, x, w, b=None, stride=2, padding=0, groups=1, padding_mode="zeros"):
@@ -95,15 +99,15 @@ def winograd_strided_rounding_bound(dtype, x, w, b=None, stride=2, padding=0, gr
     return _winograd_bound(_WINOGRAD_STRIDED, dtype, x, w, b, padding, groups, padding_mode, stride)
 
 
-def _winograd_bound(variant, dtype, x, w, b, padding, groups, padding_mode, stride=(1, 1, 1)):
+def _winograd_bound(variant, dtype, x, w, b, padding, groups, padding_mode, stride=(1, 1, 1), depth=None):
     """``winograd_rounding_bound`` for one variant of ``_WINOGRAD``: (|B^T|, |G|, |A^T|, roundings)
-    along H and W, and along D for a kernel deeper than one plane; tiles ``tile * stride`` inputs
-    apart."""
+    along H and W, and along D for a kernel deeper than one plane (or ``depth``'s three matrices there);
+    tiles ``tile * stride`` inputs apart."""
     x = np.abs(np.asarray(x, np.float64))
     unbatched = x.ndim == 4
     x = x[None] if unbatched else x
     *transforms, roundings = variant
-    matrices = [tuple(transforms)] * 3
+    matrices = [tuple(depth or transforms)] + [tuple(transforms)] * 2
     if w.shape[2] == 1:
         matrices[0] = (np.ones((1, 1)),) * 3
     patch = [m[0].shape[0] for m in matrices]

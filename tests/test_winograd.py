@@ -40,6 +40,8 @@ SHAPES = [
     ((1, 4, 1, 31, 33), (6, 2, 1, 3, 3), {"padding": (0, 2, 1), "groups": 2}),
     ((2, 16, 3, 15, 21), (32, 16, 1, 3, 3), {"padding": (0, 1, 1)}),
     ((2, 48, 2, 15, 23), (64, 24, 1, 3, 3), {"padding": (0, 1, 0), "groups": 2}),
+    ((1, 2, 48, 28, 29), (3, 2, 3, 3, 3), {"padding": 1}),
+    ((2, 4, 9, 30, 31), (4, 2, 3, 3, 3), {"padding": (1, 0, 2), "groups": 2}),
 ]
 
 
@@ -111,6 +113,7 @@ POINTS_SHAPES = [
     ((1, 8, 3, 13, 7), (9, 8, 1, 5, 5), {"padding": (0, 2, 2)}),
     ((2, 8, 2, 29, 31), (12, 8, 1, 3, 3), {"padding": (0, 1, 1), "padding_mode": "replicate"}),
     ((1, 20, 2, 6, 6), (44, 10, 3, 3, 3), {"padding": 1, "groups": 2}),
+    ((2, 3, 8, 28, 32), (5, 3, 3, 3, 3), {"padding": 1, "padding_mode": "reflect"}),
 ]
 
 
@@ -176,7 +179,8 @@ def test_serves_3x3x3_and_5x5x5_unit_stride_and_dilation_of_real_dtypes(algorith
     (32, 32, (16, 16, 16), 1, True),
     (16, 32, (64, 64, 64), 1, True),
     (16, 32, (16, 16, 16), 1, False),
-    (16, 16, (64, 64, 64), 1, False),
+    (16, 16, (64, 64, 64), 1, True),
+    (16, 16, (32, 32, 32), 1, False),
     (64, 64, (2, 14, 14), 2, False),
     (256, 256, (4, 4, 4), 2, False),
     (384, 128, (16, 16, 16), 1, True),
@@ -236,18 +240,26 @@ def test_planner_takes_it_for_5x5x5_kernels(x_shape, w_shape, expected):
     assert plan_conv3d(x_shape, w_shape, padding=2).algorithm == expected
 
 
-@pytest.mark.parametrize("kernel_size, output_size, tile", [
-    ((1, 3, 3), (2, 28, 30), 4),
-    ((1, 3, 3), (16, 56, 56), 4),
-    ((1, 3, 3), (16, 27, 40), 2),
-    ((1, 3, 3), (4, 14, 14), 2),
-    ((3, 3, 3), (16, 56, 56), 2),
-    ((1, 5, 5), (16, 56, 56), 2),
+@pytest.mark.parametrize("kernel_size, output_size, batch, channels, tile", [
+    ((1, 3, 3), (2, 28, 30), 1, (4, 3), 4),
+    ((1, 3, 3), (16, 56, 56), 1, (512, 512), 4),
+    ((1, 3, 3), (16, 27, 40), 1, (64, 64), 2),
+    ((1, 3, 3), (4, 14, 14), 1, (64, 64), 2),
+    ((3, 3, 3), (16, 56, 56), 1, (64, 64), 4),
+    ((3, 3, 3), (64, 64, 64), 1, (32, 16), 4),
+    ((3, 3, 3), (8, 28, 28), 2, (128, 128), 4),
+    ((3, 3, 3), (8, 28, 28), 1, (128, 128), 2),
+    ((3, 3, 3), (8, 28, 28), 2, (256, 256), 2),
+    ((3, 3, 3), (16, 24, 24), 2, (64, 64), 2),
+    ((1, 5, 5), (16, 56, 56), 1, (64, 64), 2),
 ])
-def test_1x3x3_kernels_take_4x4_tiles_on_wide_planes(kernel_size, output_size, tile):
-    """The fused kernel takes F(4x4, 3x3) from output planes of 28x28 (1.35-1.51x F(2x2, 3x3) there;
-    0.63-0.91x on 7x7 to 20x20 planes)."""
-    assert winograd_tiles.plane_tile(kernel_size, output_size) == tile
+def test_3x3_planes_take_4x4_tiles_where_they_are_wide(kernel_size, output_size, batch, channels, tile):
+    """The fused kernel takes F(4, 3) along H and W from output planes of 28x28: always for 1x3x3 kernels
+    (1.35-1.51x F(2x2, 3x3) there; 0.63-0.91x on 7x7 to 20x20 planes), for 3x3x3 kernels (tiles of 2x4x4)
+    from 384 tiles whose weight points stay within ``WINOGRAD_MAX_WEIGHT_BYTES`` (256 channels' 38 MB do
+    not)."""
+    pair_bytes = channels[0] * channels[1] * 4
+    assert winograd_tiles.plane_tile(kernel_size, output_size, batch, pair_bytes) == tile
     assert winograd_tiles.tile_shape(kernel_size, tile)[1:] == (tile, tile)
 
 
@@ -268,7 +280,8 @@ def test_points_kernel_takes_4x4_tiles_where_they_amortize_the_weight_points(ker
     """Point by point, F(4x4, 3x3) wherever its estimated gain is the larger: 16 planes of 7x7 with 512
     channels (1.10-1.38x F(2x2, 3x3)), not 2-8 (0.55-1.00x), whose 2.25x the weight points cost more
     than their products save."""
-    assert winograd_tiles.points_tile(kernel_size, output_size, batch, *channels) == tile
+    pair_bytes = channels[0] * channels[1] * 4
+    assert winograd_tiles.points_tile(kernel_size, output_size, batch, *channels, pair_bytes) == tile
 
 
 def test_every_kernel_served_has_a_points_range():

@@ -18,8 +18,9 @@ from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CH
                           GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS, PLANE_GEMM_MIN_CHANNELS,
                           PLANE_GEMM_MIN_POSITIONS, ROW_BLOCKED_MAX_REDUCTION,
                           ROW_BLOCKED_STRIDED_MAX_REDUCTION, TAP_GEMM_MAX_SHARE, TAP_GEMM_MIN_CHANNELS,
-                          TAP_GEMM_WIDE_CHANNELS, TAP_GEMM_WIDE_MAX_SHARE, WINOGRAD_MAX_WEIGHT_BYTES,
-                          WINOGRAD_MIN_GAIN, WINOGRAD_POINTS_MIN_TILES, WINOGRAD_POINTS_RANGES,
+                          TAP_GEMM_WIDE_CHANNELS, TAP_GEMM_WIDE_MAX_SHARE, WINOGRAD_DEEP_WIDE_MIN_TILES,
+                          WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN, WINOGRAD_POINTS_MIN_TILES,
+                          WINOGRAD_POINTS_RANGES,
                           WINOGRAD_STRIDED_MAX_WEIGHT_BYTES, WINOGRAD_STRIDED_MIN_IN_CHANNELS,
                           WINOGRAD_STRIDED_MIN_TILES, WINOGRAD_WEIGHT_TILES)
 from . import (bfloat16_dot, blocked, channel_vectorized, direct, fft, gemm, phase_flat, plane_gemm,
@@ -277,9 +278,11 @@ ALGORITHMS = (
     Algorithm("winograd", "real dtype, 3x3x3, 1x3x3, 5x5x5 or 1x5x5 kernel at unit stride and dilation, "
               f"weight points within {WINOGRAD_MAX_WEIGHT_BYTES >> 20} MiB, an estimated gain of >= "
               f"{WINOGRAD_MIN_GAIN} (cpu.winograd_gain: more channels and tiles gain more): Winograd "
-              "F(2x2x2, 3x3x3), 64 multiplies per channel pair and tile of 8 outputs instead of 216 "
-              "(1x3x3: F(2x2, 3x3), 16 instead of 36, or on planes from 28x28 F(4x4, 3x3), 36 instead of "
-              "144; 5x5x5: F(2x2x2, 5x5x5), 216 instead of 1000), tiles "
+              "F(2x2x2, 3x3x3), 64 multiplies per channel pair and tile of 8 outputs instead of 216, or "
+              f"on planes from 28x28 with >= {WINOGRAD_DEEP_WIDE_MIN_TILES} tiles of 2x4x4 outputs, F(2, 3) "
+              "along D and F(4, 3) along H and W, 144 instead of 864 (1x3x3: F(2x2, 3x3), 16 instead of "
+              "36, or on planes from 28x28 F(4x4, 3x3), 36 instead of 144; 5x5x5: F(2x2x2, 5x5x5), 216 "
+              "instead of 1000), tiles "
               "flattened over the batch and volume in register blocks of output channels x SIMD vectors "
               "of tiles (float32, 3x3x3 with 32-256 channels at 16^3 to 8x56x56: 1.1-2.3x the "
               "register-blocked kernels; 5x5x5 with 32-128 at 16^3 to 32^3: 1.2-3.0x)",

@@ -1,8 +1,9 @@
 """Winograd F(2x2x2, 3x3x3) and F(2x2x2, 5x5x5) convolution on the CPU, for real dtypes: 3x3x3 and 5x5x5
 kernels at unit stride and dilation, and 1x3x3 and 1x5x5 kernels plane by plane (F(2x2, 3x3), F(2x2,
-5x5); F(4x4, 3x3) on wide planes, ``plane_tile``). What follows describes F(2, 3); F(2, 5) takes 6x6x6
-patches to 216 points, 216 multiplies instead of 1000 (4.63x fewer), and F(4x4, 3x3) 6x6 patches to 36
-points for 16 outputs, by the transforms of ``winograd_transforms.py``.
+5x5); on wide planes F(4, 3) along H and W, for 1x3x3 and 3x3x3 kernels, ``plane_tile``). What follows
+describes F(2, 3); F(2, 5) takes 6x6x6 patches to 216 points, 216 multiplies instead of 1000 (4.63x
+fewer), F(4x4, 3x3) 6x6 patches to 36 points for 16 outputs, and the 2x4x4 tiles of a 3x3x3 kernel
+4x6x6 patches to 144 points for 32 outputs, by the transforms of ``winograd_transforms.py``.
 
 Each tile of 2x2x2 outputs is computed from the 4x4x4 padded input patch under it (Lavin and Gray 2016;
 Jia et al., PPoPP 2018, for N dimensions): the patch is transformed to 64 points (``B^T d B`` along each
@@ -177,7 +178,7 @@ def transform_input(x, n_channels, c0, maps, runs, planes, patch, tile, chunk, p
             if planes > 1:
                 input_points(along_h, bk * chunk, plane_points * chunk, 1, points,
                              (bk * layout_channels + c) * chunk, plane_points * layout_channels * chunk,
-                             chunk, patch)
+                             chunk,planes)
                 continue
             for t in range(chunk):
                 points[_UNSIGNED((bk * layout_channels + c) * chunk + t)] = along_h[_UNSIGNED(bk * chunk + t)]
@@ -311,7 +312,8 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    tile = plane_tile(weight.shape[2:], out.shape[2:])
+    tile = plane_tile(weight.shape[2:], out.shape[2:], out.shape[0],
+                      weight.shape[0] * weight.shape[1] * x.itemsize)
     patch = plane_patch(weight.shape[2:], tile)
     packed = transform_weights(weight, groups, depth_points(*weight.shape[2:4]), patch, 0,
                                ceil_div(out.shape[1] // groups, BLOCK_CHANNELS))

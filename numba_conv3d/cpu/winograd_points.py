@@ -197,7 +197,8 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    tile = points_tile(weight.shape[2:], out.shape[2:], out.shape[0], weight.shape[1], out.shape[1] // groups)
+    tile = points_tile(weight.shape[2:], out.shape[2:], out.shape[0], weight.shape[1], out.shape[1] // groups,
+                       weight.shape[0] * weight.shape[1] * x.itemsize)
     patch = plane_patch(weight.shape[2:], tile)
     count = points_of(weight.shape[2:], tile)
     in_per_group, out_per_group = weight.shape[1], out.shape[1] // groups

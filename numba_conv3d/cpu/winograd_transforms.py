@@ -10,8 +10,9 @@ products of the points, a tile's outputs are ``A^T [(G g) * (B^T d)]``:
   point sets with small entries, this one measured the smallest error (float32 tiles in 3-D, 8-64
   input channels: 1.8-3.5e-6 of the largest output, against 0.6-1.5e-5 with points 0, +-1, +-2 or 0,
   +-1, +-1/2).
-- F(4, 3), the same points (so the same ``B^T``): ``A^T`` has 4 rows of powers of two; 1x3x3 kernels
-  take it where ``winograd_tiles.plane_tile`` or ``points_tile`` says.
+- F(4, 3), the same points (so the same ``B^T``): ``A^T`` has 4 rows of powers of two; 1x3x3 and
+  3x3x3 kernels take it along H and W where ``winograd_tiles.plane_tile`` or ``points_tile`` says
+  (3x3x3 kernels keep F(2, 3) along D).
 
 The weight transform ``G`` runs in float64 (the caller rounds its points once); ``B^T`` and ``A^T`` run
 in the operands' dtype, in a fixed order, so that every result is bitwise the same on any thread.
