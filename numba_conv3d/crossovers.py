@@ -113,7 +113,10 @@ TAP_WEIGHT_GRAD_MAX_SHARE = 0.85
 # depthwise (0.2x), strided 1x1x1 projections (0.8x) and where Winograd's estimated gain
 # (``cpu.winograd_gain``) reaches BFLOAT16_DOT_MAX_WINOGRAD_GAIN (estimates of 2026-12-06, the
 # networks suite's layers, bfloat16 dot products' time / Winograd's on widened operands: gain 1.92-2.05
-# 0.63-1.02x, 2.12 0.98x, 2.17 1.09-1.15x).
+# 0.63-1.02x, 2.12 0.98x, 2.17 1.09-1.15x). With the 2x4x4 tiles of 3x3x3 kernels on wide planes (same
+# day, later; dot products' time / Winograd's): estimated gains 2.29-3.30 1.08-1.47x (C3D's conv2a,
+# R3D's layer1, R(2+1)D's layer1 spatial, U-Net's up1.conv2), 2.07-2.12 1.03-1.13x, 1.57-1.77
+# 0.81-1.02x: the threshold stays.
 BFLOAT16_DOT_MIN_OUT_CHANNELS = 16
 BFLOAT16_DOT_MIN_IN_CHANNELS = 2
 BFLOAT16_DOT_MAX_WINOGRAD_GAIN = 2.15
