@@ -263,6 +263,13 @@ def test_3x3_planes_take_4x4_tiles_where_they_are_wide(kernel_size, output_size,
     assert winograd_tiles.tile_shape(kernel_size, tile)[1:] == (tile, tile)
 
 
+def test_the_bound_cases_cover_both_tiles_of_3x3x3_kernels():
+    """The accuracy cases above hold 3x3x3 kernels on 2x2x2 tiles and on 2x4x4 ones."""
+    tiles = {winograd_tiles.plan_tile(plan_conv3d(x_shape, w_shape, **kwargs))
+             for x_shape, w_shape, kwargs in SHAPES if tuple(w_shape[2:]) == (3, 3, 3)}
+    assert tiles == {2, 4}
+
+
 @pytest.mark.parametrize("kernel_size, output_size, batch, channels, tile", [
     ((1, 3, 3), (16, 7, 7), 1, (512, 512), 4),
     ((1, 3, 3), (8, 7, 7), 1, (512, 512), 2),
