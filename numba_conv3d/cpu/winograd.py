@@ -178,7 +178,7 @@ def transform_input(x, n_channels, c0, maps, runs, planes, patch, tile, chunk, p
             if planes > 1:
                 input_points(along_h, bk * chunk, plane_points * chunk, 1, points,
                              (bk * layout_channels + c) * chunk, plane_points * layout_channels * chunk,
-                             chunk,planes)
+                             chunk, planes)
                 continue
             for t in range(chunk):
                 points[_UNSIGNED((bk * layout_channels + c) * chunk + t)] = along_h[_UNSIGNED(bk * chunk + t)]

@@ -38,21 +38,21 @@ def estimated_gain(kernel_size, output_size, batch, in_per_group, out_per_group,
     return multiplies * fill / (1 + weight_tiles / tiles + transforms)
 
 
-def plane_tile(kernel_size, output_size, batch, pair_bytes):
+def plane_tile(kernel_size, output_size, batch, weight_pair_bytes):
     """Outputs of a tile along H and W in the fused kernel (and in the planner's tile counts), on output
     planes of at least ``WINOGRAD_WIDE_TILE_MIN_EXTENT`` rows and columns: 4 (F(4x4, 3x3)) for a 1x3x3
     kernel; 4 for a 3x3x3 kernel (tiles of 2x4x4 outputs: F(2, 3) along D, F(4, 3) along H and W) from
     ``WINOGRAD_DEEP_WIDE_MIN_TILES`` such tiles (batch included) with at most
-    ``WINOGRAD_MAX_WEIGHT_BYTES`` of weight points, ``pair_bytes`` being one point's weights over every
-    channel pair (C_out x C_in/g x itemsize). Else 2. The point-by-point kernel picks its own for 1x3x3
-    kernels (``winograd_tiles.points_tile``)."""
+    ``WINOGRAD_MAX_WEIGHT_BYTES`` of weight points, ``weight_pair_bytes`` being one point's weights over
+    every channel pair (C_out x C_in/g x itemsize, ``pair_bytes``). Else 2. The point-by-point kernel
+    picks its own for 1x3x3 kernels (``winograd_tiles.points_tile``)."""
     wide_planes = min(output_size[1:]) >= WINOGRAD_WIDE_TILE_MIN_EXTENT
     if tuple(kernel_size) not in ((1, 3, 3), (3, 3, 3)) or not wide_planes:
         return TILE
     if kernel_size[0] == 1:
         return WIDE_TILE
     wide = (batch * prod(tiles_of(output_size, kernel_size, WIDE_TILE)) >= WINOGRAD_DEEP_WIDE_MIN_TILES
-            and points_of(kernel_size, WIDE_TILE) * pair_bytes <= WINOGRAD_MAX_WEIGHT_BYTES)
+            and points_of(kernel_size, WIDE_TILE) * weight_pair_bytes <= WINOGRAD_MAX_WEIGHT_BYTES)
     return WIDE_TILE if wide else TILE
 
 
@@ -114,7 +114,7 @@ def points_tile(kernel_size, output_size, batch, in_per_group, out_per_group, we
     """Outputs of a tile along H and W in the point-by-point kernel: for a 1x3x3 kernel, 4 (F(4x4, 3x3))
     where its estimated gain beats F(2x2, 3x3)'s with the weight transform counted as
     ``WINOGRAD_TILE_WEIGHT_TILES`` tiles (at batch 1, 16 planes of 7x7 with 512 channels take it, 8 do
-    not), else ``plane_tile`` (``weight_pair_bytes``: its ``pair_bytes``)."""
+    not), else ``plane_tile``."""
     if tuple(kernel_size) != (1, 3, 3):
         return plane_tile(kernel_size, output_size, batch, weight_pair_bytes)
     return max((TILE, WIDE_TILE), key=lambda tile: estimated_gain(
