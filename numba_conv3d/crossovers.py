@@ -95,6 +95,18 @@ TAP_GEMM_WIDE_MAX_SHARE = 0.8
 PLANE_GEMM_MIN_CHANNELS = 128
 PLANE_GEMM_MIN_POSITIONS = 256
 
+# 3x1x1 kernels take F(2, 3) along D (``cpu/winograd_depth.py``, ``cpu.prefers_winograd_depth``; before
+# the per-plane products) from WINOGRAD_DEPTH_MIN_TASKS tasks (sample x group x pair of output planes x
+# block of 1024 plane columns; each task's products run on one thread) on planes of at least
+# WINOGRAD_DEPTH_MIN_COLUMNS positions (the products' columns). Measured on 2-core Zen 4 (float32,
+# alternating in one process, medians of 7; the planner's previous pick / F(2, 3) along D): R(2+1)D's
+# temporal layers 144 <-> 64 at 16x56x56 1.43-1.45 (batch 2 1.43), 230-288 -> 128 at 8x28x28 1.25-1.31,
+# 460-576 -> 256 at 4x14x14 (2 tasks) 1.27; 16-64 channels at 16x56x56 1.47-1.49, 64 at 8x28x28 1.48;
+# on 7x7 planes 256 at 4x7x7 1.18, 921 -> 512 at 4x7x7 0.89, 1152 -> 512 at 2x7x7 (1 task) 0.53, batch 2
+# 1.01.
+WINOGRAD_DEPTH_MIN_TASKS = 2
+WINOGRAD_DEPTH_MIN_COLUMNS = 64
+
 # The weight gradient is tap by tap (``tap_gemm.prefers_weight_grad``) where the forward plan is, and
 # from TAP_WEIGHT_GRAD_MIN_CHANNELS input and output channels per group over TAP_WEIGHT_GRAD_POSITIONS
 # (batch x output positions, bounds included) with at most TAP_WEIGHT_GRAD_MAX_SHARE of the pairs reading

@@ -13,7 +13,8 @@ from .precision import REDUCED_DTYPES
 # per group (the channel-vectorized and blocked kernels), 1 per group with groups=4 (row-blocked,
 # direct), a 3x3x3 kernel (Winograd), at stride 2 (stride-2 Winograd); FFT serves the first.
 _SHAPES = (((1, 4, 3, 4, 5), (4, 4, 2, 2, 2), 1, 1), ((1, 4, 3, 4, 5), (4, 1, 2, 2, 2), 4, 1),
-           ((1, 4, 3, 4, 5), (4, 4, 3, 3, 3), 1, 1), ((1, 4, 3, 4, 5), (4, 4, 3, 3, 3), 1, 2))
+           ((1, 4, 3, 4, 5), (4, 4, 3, 3, 3), 1, 1), ((1, 4, 3, 4, 5), (4, 4, 3, 3, 3), 1, 2),
+           ((1, 4, 3, 4, 5), (4, 4, 3, 1, 1), 1, 1))
 
 
 def _operands(algorithm, dtype):

@@ -99,6 +99,13 @@ def winograd_strided_rounding_bound(dtype, x, w, b=None, stride=2, padding=0, gr
     return _winograd_bound(_WINOGRAD_STRIDED, dtype, x, w, b, padding, groups, padding_mode, stride)
 
 
+def winograd_depth_rounding_bound(dtype, x, w, b=None, padding=0, groups=1, padding_mode="zeros"):
+    """Rounding bound of F(2, 3) along D for a 3x1x1 kernel (``cpu/winograd_depth.py``) per output
+    element, as ``winograd_rounding_bound`` with F(2, 3)'s transforms along D only: 1 rounding in the
+    input points, 1 in the weight points, 2 in the outputs, 1 for the bias (R 5)."""
+    return _winograd_bound((*_WINOGRAD[3][:3], 5), dtype, x, w, b, padding, groups, padding_mode)
+
+
 def _winograd_bound(variant, dtype, x, w, b, padding, groups, padding_mode, stride=(1, 1, 1), depth=None):
     """``winograd_rounding_bound`` for one variant of ``_WINOGRAD``: (|B^T|, |G|, |A^T|, roundings)
     along H and W, and along D for a kernel deeper than one plane (or ``depth``'s three matrices there);
@@ -110,6 +117,8 @@ def _winograd_bound(variant, dtype, x, w, b, padding, groups, padding_mode, stri
     matrices = [tuple(depth or transforms)] + [tuple(transforms)] * 2
     if w.shape[2] == 1:
         matrices[0] = (np.ones((1, 1)),) * 3
+    if w.shape[3] == 1:
+        matrices[1] = matrices[2] = (np.ones((1, 1)),) * 3
     patch = [m[0].shape[0] for m in matrices]
     tile = [m[2].shape[0] for m in matrices]
     steps = [t * s for t, s in zip(tile, stride)]
@@ -339,6 +348,7 @@ TRANSFORM_BOUNDS = {
     "winograd": (winograd_rounding_bound, ("padding", "groups", "padding_mode")),
     "winograd-points": (winograd_rounding_bound, ("padding", "groups", "padding_mode")),
     "winograd-strided": (winograd_strided_rounding_bound, ("stride", "padding", "groups", "padding_mode")),
+    "winograd-depth": (winograd_depth_rounding_bound, ("padding", "groups", "padding_mode")),
     "fft": (fft_rounding_bound, ("padding", "dilation", "groups", "padding_mode")),
 }
 

@@ -19,12 +19,14 @@ from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CH
                           PLANE_GEMM_MIN_POSITIONS, ROW_BLOCKED_MAX_REDUCTION,
                           ROW_BLOCKED_STRIDED_MAX_REDUCTION, TAP_GEMM_MAX_SHARE, TAP_GEMM_MIN_CHANNELS,
                           TAP_GEMM_WIDE_CHANNELS, TAP_GEMM_WIDE_MAX_SHARE, WINOGRAD_DEEP_WIDE_MIN_TILES,
-                          WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN, WINOGRAD_POINTS_MIN_TILES,
-                          WINOGRAD_POINTS_RANGES,
+                          WINOGRAD_DEPTH_MIN_COLUMNS, WINOGRAD_DEPTH_MIN_TASKS, WINOGRAD_MAX_WEIGHT_BYTES,
+                          WINOGRAD_MIN_GAIN,
+                          WINOGRAD_POINTS_MIN_TILES, WINOGRAD_POINTS_RANGES,
                           WINOGRAD_STRIDED_MAX_WEIGHT_BYTES, WINOGRAD_STRIDED_MIN_IN_CHANNELS,
                           WINOGRAD_STRIDED_MIN_TILES, WINOGRAD_WEIGHT_TILES)
 from . import (bfloat16_dot, blocked, channel_vectorized, direct, fft, gemm, phase_flat, plane_gemm,
-               row_blocked, tap_gemm, winograd, winograd_points, winograd_strided, winograd_tiles)
+               row_blocked, tap_gemm, winograd, winograd_depth, winograd_points, winograd_strided,
+               winograd_tiles)
 
 NAME = "cpu"
 
@@ -113,6 +115,14 @@ def prefers_plane_gemm(plan):
     crossovers)."""
     return (plan.kernel_size[0] > 1 and min(plan.in_per_group, plan.out_per_group) >= PLANE_GEMM_MIN_CHANNELS
             and prod(plan.output_size) >= PLANE_GEMM_MIN_POSITIONS)
+
+
+def prefers_winograd_depth(plan):
+    """Whether the planner takes F(2, 3) along D for a plan it serves (a 3x1x1 kernel): at least
+    ``WINOGRAD_DEPTH_MIN_TASKS`` tasks (each task's products run on one thread) and planes of at least
+    ``WINOGRAD_DEPTH_MIN_COLUMNS`` positions (measured crossovers)."""
+    return (winograd_depth.tasks(plan) >= WINOGRAD_DEPTH_MIN_TASKS
+            and plan.output_size[1] * plan.output_size[2] >= WINOGRAD_DEPTH_MIN_COLUMNS)
 
 
 def winograd_gain(plan):
@@ -226,7 +236,7 @@ _POINTS_RANGES = "; ".join(f"KxKxK and 1xKxK kernels with K = {taps}: >= {channe
                            for taps, (channels, low, high) in WINOGRAD_POINTS_RANGES.items())
 
 # The rows that compute through transforms (their sums are not the direct ones).
-_TRANSFORMS = ("fft", "winograd", "winograd-points", "winograd-strided")
+_TRANSFORMS = ("fft", "winograd", "winograd-points", "winograd-strided", "winograd-depth")
 
 
 def direct_sums(plan):
@@ -308,6 +318,16 @@ ALGORITHMS = (
               "the channel-vectorized kernel, now taken by Winograd point by point; 4x14x14 k3 with 512: "
               "1.07-1.16x)",
               tap_gemm.serves, tap_gemm.workspace_bytes, _runner(tap_gemm.compute), prefers_tap_gemm),
+    Algorithm("winograd-depth", "real dtype, NumPy's OpenBLAS, a 3x1x1 kernel at unit stride and dilation "
+              f"without pads along H and W, >= {WINOGRAD_DEPTH_MIN_TASKS} tasks (sample x group x pair of "
+              f"output planes x block of plane columns), planes of >= {WINOGRAD_DEPTH_MIN_COLUMNS} "
+              "positions: Winograd F(2, 3) along D, the input planes of a "
+              "pair of output planes transformed to 4 points, 4 products of whole-plane columns by "
+              "OpenBLAS's gemm where per-plane products make 6, the outputs transformed back (3x1x1 "
+              "layers of (2+1)-D networks: 1.25-1.49x the per-plane products and the blocked kernel)",
+              winograd_depth.serves, winograd_depth.workspace_bytes,
+              _falling_back(_runner(winograd_depth.compute)), prefers_winograd_depth,
+              call_bytes=winograd_depth.call_bytes),
     Algorithm("plane-gemm", f"real dtype, NumPy's OpenBLAS, a KDx1x1 kernel (KD > 1) at unit stride and "
               f"without pads along H and W, >= {PLANE_GEMM_MIN_CHANNELS} input and output channels per "
               f"group, >= {PLANE_GEMM_MIN_POSITIONS} output positions: per tap, the tap's weights times "
