@@ -322,6 +322,18 @@ def spread_dynamic_range(rng, x, w):
     w *= (10.0 ** rng.integers(-6, 7, w.shape)).astype(w.dtype)
 
 
+def assert_dynamic_range_within_bound(algorithm, w_shape, **kwargs):
+    """``algorithm`` forced on float32 operands spread over many decades (``spread_dynamic_range``),
+    within its rounding bound: the transforms' error is normwise over a tile."""
+    from numba_conv3d import conv3d
+
+    rng = np.random.default_rng(3)
+    x, w, b = random_operands(rng, (1, 6, 9, 8, 10), w_shape, True, np.float32)
+    spread_dynamic_range(rng, x, w)
+    out = conv3d(x, w, b, algorithm=algorithm, **kwargs)
+    assert_matches_transform_bound(algorithm, out, x, w, b, **kwargs)
+
+
 def direct_fallback(x, w, b=None, **kwargs):
     """conv3d by the row the planner takes when the transforms are left out (``cpu.direct_sums``): what
     Winograd and FFT fall back to."""

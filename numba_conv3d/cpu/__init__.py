@@ -256,6 +256,13 @@ def _falling_back(run):
     return checked
 
 
+def _winograd(name, reason, module, prefers, serves=None):
+    """A Winograd row: ``module``'s ``compute`` falling back to the direct sums, its workspace and call
+    bytes, served as ``module.serves`` (or ``serves``) says."""
+    return Algorithm(name, reason, serves or module.serves, module.workspace_bytes,
+                     _falling_back(_runner(module.compute)), prefers, call_bytes=module.call_bytes)
+
+
 ALGORITHMS = (
     Algorithm("bfloat16-dot", f"bfloat16 operands, AVX512-BF16, >= {BFLOAT16_DOT_MIN_OUT_CHANNELS} output "
               f"and >= {BFLOAT16_DOT_MIN_IN_CHANNELS} input channels per group, not where the float32 plan "
@@ -272,7 +279,7 @@ ALGORITHMS = (
               "estimated time, weight spectra and buffers within "
               f"{FFT_MAX_WORKSPACE_BYTES >> 20} MiB",
               fft.serves, fft.workspace_bytes, _falling_back(fft.run), prefers_fft),
-    Algorithm("winograd-points", "what the winograd row serves, with >= "
+    _winograd("winograd-points", "what the winograd row serves, with >= "
               f"{WINOGRAD_POINTS_MIN_TILES} tiles and {_POINTS_RANGES} (cpu.winograd_tiles_per_channel: few "
               "tiles for many channels): its transforms in three passes over a call's tiles (1x3x3 "
               "kernels: F(4x4, 3x3) wherever its estimated gain beats F(2x2, 3x3)'s, "
@@ -282,10 +289,8 @@ ALGORITHMS = (
               f"in passes of at most {WINOGRAD_POINTS_MAX_WORKSPACE_BYTES >> 20} MiB (256-512 channels "
               "at 4x8x8 to 16x7x7, 5x5x5 with 128-256 at 4x8x8 to 8x16x16: 1.1-1.9x the fused kernel, GEMM "
               "and the channel-vectorized kernel)",
-              winograd.serves, winograd_points.workspace_bytes,
-              _falling_back(_runner(winograd_points.compute)), prefers_winograd_points,
-              call_bytes=winograd_points.call_bytes),
-    Algorithm("winograd", "real dtype, 3x3x3, 1x3x3, 5x5x5 or 1x5x5 kernel at unit stride and dilation, "
+              winograd_points, prefers_winograd_points, serves=winograd.serves),
+    _winograd("winograd", "real dtype, 3x3x3, 1x3x3, 5x5x5 or 1x5x5 kernel at unit stride and dilation, "
               f"weight points within {WINOGRAD_MAX_WEIGHT_BYTES >> 20} MiB, an estimated gain of >= "
               f"{WINOGRAD_MIN_GAIN} (cpu.winograd_gain: more channels and tiles gain more): Winograd "
               "F(2x2x2, 3x3x3), 64 multiplies per channel pair and tile of 8 outputs instead of 216, or "
@@ -296,9 +301,8 @@ ALGORITHMS = (
               "flattened over the batch and volume in register blocks of output channels x SIMD vectors "
               "of tiles (float32, 3x3x3 with 32-256 channels at 16^3 to 8x56x56: 1.1-2.3x the "
               "register-blocked kernels; 5x5x5 with 32-128 at 16^3 to 32^3: 1.2-3.0x)",
-              winograd.serves, winograd.workspace_bytes, _falling_back(_runner(winograd.compute)),
-              prefers_winograd, call_bytes=winograd.call_bytes),
-    Algorithm("winograd-strided", "real dtype, 3x3x3 kernel at stride 2 or 1x3x3 at stride 2 along H and "
+              winograd, prefers_winograd),
+    _winograd("winograd-strided", "real dtype, 3x3x3 kernel at stride 2 or 1x3x3 at stride 2 along H and "
               f"W, no dilation, >= {WINOGRAD_STRIDED_MIN_TILES} tiles and >= "
               f"{WINOGRAD_STRIDED_MIN_IN_CHANNELS} input channels per group, weight points within "
               f"{WINOGRAD_STRIDED_MAX_WEIGHT_BYTES >> 20} MiB: "
@@ -307,9 +311,7 @@ ALGORITHMS = (
               "instead of 216 (1x3x3: 25 instead of 36), fused as the winograd row (64 -> 128 channels at "
               "16x56x56: 1.12-1.23x the channel-vectorized kernel; R(2+1)D's 64 -> 230 at 16x56x56: 1.27x "
               "GEMM)",
-              winograd_strided.serves, winograd_strided.workspace_bytes,
-              _falling_back(_runner(winograd_strided.compute)), prefers_winograd_strided,
-              call_bytes=winograd_strided.call_bytes),
+              winograd_strided, prefers_winograd_strided),
     Algorithm("tap-gemm", f"real dtype, NumPy's OpenBLAS; taken where the channel-vectorized kernel would "
               f"be, with >= {TAP_GEMM_MIN_CHANNELS} channels per group and at most {TAP_GEMM_MAX_SHARE:.0%} "
               f"of the (output, tap) pairs reading the input ({TAP_GEMM_WIDE_MAX_SHARE:.0%} from "
@@ -318,16 +320,14 @@ ALGORITHMS = (
               "the channel-vectorized kernel, now taken by Winograd point by point; 4x14x14 k3 with 512: "
               "1.07-1.16x)",
               tap_gemm.serves, tap_gemm.workspace_bytes, _runner(tap_gemm.compute), prefers_tap_gemm),
-    Algorithm("winograd-depth", "real dtype, NumPy's OpenBLAS, a 3x1x1 kernel at unit stride and dilation "
+    _winograd("winograd-depth", "real dtype, NumPy's OpenBLAS, a 3x1x1 kernel at unit stride and dilation "
               f"without pads along H and W, >= {WINOGRAD_DEPTH_MIN_TASKS} tasks (sample x group x pair of "
               f"output planes x block of plane columns), planes of >= {WINOGRAD_DEPTH_MIN_COLUMNS} "
               "positions: Winograd F(2, 3) along D, the input planes of a "
               "pair of output planes transformed to 4 points, 4 products of whole-plane columns by "
               "OpenBLAS's gemm where per-plane products make 6, the outputs transformed back (3x1x1 "
               "layers of (2+1)-D networks: 1.25-1.49x the per-plane products and the blocked kernel)",
-              winograd_depth.serves, winograd_depth.workspace_bytes,
-              _falling_back(_runner(winograd_depth.compute)), prefers_winograd_depth,
-              call_bytes=winograd_depth.call_bytes),
+              winograd_depth, prefers_winograd_depth),
     Algorithm("plane-gemm", f"real dtype, NumPy's OpenBLAS, a KDx1x1 kernel (KD > 1) at unit stride and "
               f"without pads along H and W, >= {PLANE_GEMM_MIN_CHANNELS} input and output channels per "
               f"group, >= {PLANE_GEMM_MIN_POSITIONS} output positions: per tap, the tap's weights times "
