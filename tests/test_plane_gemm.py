@@ -60,8 +60,8 @@ def test_bitwise_the_same_for_one_and_two_threads():
 @pytest.mark.parametrize("mode", MODES)
 def test_the_input_gradient_takes_it_where_the_correlation_would(mode):
     rng = np.random.default_rng(4)
-    x, w, _ = random_operands(rng, (1, 128, 4, 4, 16), (128, 128, 3, 1, 1), False, np.float32)
-    g = rng.standard_normal((1, 128, 4, 4, 16)).astype(np.float32)
+    x, w, _ = random_operands(rng, (1, 128, 8, 2, 16), (128, 128, 3, 1, 1), False, np.float32)
+    g = rng.standard_normal((1, 128, 8, 2, 16)).astype(np.float32)
     assert plan_conv3d(g.shape, w.shape, padding=(1, 0, 0)).algorithm == "plane-gemm"
     result = conv3d_input(x.shape, w, g, padding=(1, 0, 0), padding_mode=mode)
     expected = conv3d_input(x.shape, w.astype(np.float64), g.astype(np.float64), padding=(1, 0, 0),
@@ -72,8 +72,10 @@ def test_the_input_gradient_takes_it_where_the_correlation_would(mode):
 
 
 @pytest.mark.parametrize("input_shape, weight_shape, kwargs, expected", [
-    ((1, 288, 8, 28, 28), (128, 288, 3, 1, 1), {"padding": (1, 0, 0)}, True),
-    ((1, 576, 4, 14, 14), (256, 576, 3, 1, 1), {"padding": (1, 0, 0)}, True),  # GEMM's before
+    ((1, 288, 8, 28, 28), (128, 288, 3, 1, 1), {"padding": (1, 0, 0)}, False),  # F(2, 3) along D's
+    ((1, 576, 4, 14, 14), (256, 576, 3, 1, 1), {"padding": (1, 0, 0)}, False),  # F(2, 3) along D's
+    ((1, 288, 8, 28, 28), (128, 288, 5, 1, 1), {"padding": (2, 0, 0)}, True),
+    ((1, 128, 8, 2, 16), (128, 128, 3, 1, 1), {"padding": (1, 0, 0)}, True),  # planes of 32 positions
     ((1, 460, 8, 14, 14), (256, 460, 3, 1, 1), {"padding": (1, 0, 0), "stride": (2, 1, 1)}, True),
     ((1, 144, 16, 56, 56), (64, 144, 3, 1, 1), {"padding": (1, 0, 0)}, False),  # 64 output channels
     ((1, 1152, 2, 7, 7), (512, 1152, 3, 1, 1), {"padding": (1, 0, 0)}, False),  # 98 positions
