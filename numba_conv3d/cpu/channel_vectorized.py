@@ -24,6 +24,7 @@ input channel, kd, kh, kw) with fused multiply-adds, less products with zero pad
 channel-blocked kernel: results are those of that kernel (up to the sign of a zero result), for any
 thread count.
 """
+import math
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
@@ -253,7 +254,7 @@ def workspace_bytes(plan):
     rows, columns = tile_shape(tall)
     partial = (grid[0] * round_up(grid[2], rows) * round_up(plan.output_size[2], columns)
                * block_channels(itemsize))
-    return (int(np.prod(slab_dims)) + partial) * itemsize
+    return (math.prod(slab_dims) + partial) * itemsize
 
 
 @register_jitable

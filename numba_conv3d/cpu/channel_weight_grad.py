@@ -18,6 +18,7 @@ gradient holds an Inf or NaN, whose product with a padding zero is NaN). Each we
 by one thread over the positions in order, with fused multiply-adds: bitwise the same for any thread
 count.
 """
+import math
 import numpy as np
 from numba import njit, prange
 
@@ -42,8 +43,8 @@ def preferred(plan):
     enough channels per group on both sides, more than one tap and enough output positions
     (``crossovers.CHANNEL_WEIGHT_GRAD_MIN_*``, measured against the other routes)."""
     return (plan.dtype in ("float32", "float64") and plan.in_per_group >= CHANNEL_WEIGHT_GRAD_MIN_IN
-            and plan.out_per_group >= CHANNEL_WEIGHT_GRAD_MIN_OUT and np.prod(plan.kernel_size) > 1
-            and plan.batch * np.prod(plan.output_size) >= CHANNEL_WEIGHT_GRAD_MIN_POSITIONS)
+            and plan.out_per_group >= CHANNEL_WEIGHT_GRAD_MIN_OUT and math.prod(plan.kernel_size) > 1
+            and plan.batch * math.prod(plan.output_size) >= CHANNEL_WEIGHT_GRAD_MIN_POSITIONS)
 
 
 @njit(parallel=True, cache=True)
@@ -177,9 +178,9 @@ def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode
     reads_d = _reads(maps[0], kernel[0], grad.shape[2], stride[0], dilation[0], skip)
     reads_h = _reads(maps[1], kernel[1], grad.shape[3], stride[1], dilation[1], skip)
     out_blocks = out_width // block_out
-    units = int(np.prod(kernel)) * (padded_x.shape[2] // COLUMNS)
+    units = math.prod(kernel) * (padded_x.shape[2] // COLUMNS)
     splits = channel_splits(units, groups * out_blocks)
-    out = np.empty((weight_shape[0], in_per_group, int(np.prod(kernel))), x.dtype)
+    out = np.empty((weight_shape[0], in_per_group, math.prod(kernel)), x.dtype)
     _kernel(grad_t, padded_x.reshape(-1), reads_d, reads_h, np.array(grad.shape[2:], np.int64),
             np.array(kernel, np.int64), np.array(stride, np.int64), np.array(dilation, np.int64),
             np.array(padded_x.shape, np.int64), front_d, splits,

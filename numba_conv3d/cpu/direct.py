@@ -7,6 +7,7 @@ each row split into ``stride_w`` phases so that the innermost loop walks contigu
 stride. Each output element is summed by one thread in one fixed order (input channel, kd, kh, kw), so
 results are bitwise equal for any thread count.
 """
+import math
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
@@ -89,7 +90,7 @@ def workspace_bytes(plan):
                       phase_columns(plan.padded_size[2], plan.stride[2]))
     out_width = plan.output_size[2]
     tile = accumulator_tile_rows(out_width, itemsize) * out_width
-    return (int(np.prod(slab)) + tile) * itemsize
+    return (math.prod(slab) + tile) * itemsize
 
 
 @register_jitable

@@ -14,6 +14,7 @@ order set by the BLAS and the product's pieces, which depend on its shape alone,
 thread left spinning); the bias is added after it. The weight gradient is the same
 product the other way round: the output gradient times the columns, transposed.
 """
+import math
 import numpy as np
 from numba import njit, prange
 
@@ -58,7 +59,7 @@ def _maps(x_shape, padded, pad_front, mode):
 
 def plane_chunk(in_per_group, kernel, out_size, itemsize):
     """Output planes whose columns fit in ``GEMM_COLUMN_BYTES`` (at least one)."""
-    plane_bytes = in_per_group * int(np.prod(kernel)) * out_size[1] * out_size[2] * itemsize
+    plane_bytes = in_per_group * math.prod(kernel) * out_size[1] * out_size[2] * itemsize
     return max(1, min(out_size[0], GEMM_COLUMN_BYTES // plane_bytes))
 
 
@@ -85,14 +86,14 @@ def _chunks(x, kernel, out_size, stride, dilation, pad_front, padded, mode, grou
         return
     planes = plane_chunk(in_per_group, kernel, out_size, x.itemsize)
     plane = out_size[1] * out_size[2]
-    buffer = np.empty(in_per_group * int(np.prod(kernel)) * planes * plane, x.dtype)
+    buffer = np.empty(in_per_group * math.prod(kernel) * planes * plane, x.dtype)
     maps = _maps(x.shape, padded, pad_front, mode)
     for n in range(x.shape[0]):
         for g in range(groups):
             for od0 in range(0, out_size[0], planes):
                 count = min(planes, out_size[0] - od0)
-                columns = buffer[:in_per_group * int(np.prod(kernel)) * count * plane].reshape(
-                    in_per_group * int(np.prod(kernel)), count * plane)
+                columns = buffer[:in_per_group * math.prod(kernel) * count * plane].reshape(
+                    in_per_group * math.prod(kernel), count * plane)
                 _im2col(x, n, g * in_per_group, kernel, stride, dilation, *maps, od0, columns)
                 yield n, g, od0, count, columns
 
@@ -118,7 +119,7 @@ def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode
     (C-contiguous): per group, the sum over samples and plane chunks, in that order, of the output
     gradient's rows times the columns, transposed."""
     out_per_group = weight_shape[0] // groups
-    result = np.zeros((weight_shape[0], int(np.prod(weight_shape[1:]))), x.dtype)
+    result = np.zeros((weight_shape[0], math.prod(weight_shape[1:])), x.dtype)
     for n, g, od0, count, columns in _chunks(x, weight_shape[2:], grad.shape[2:], stride, dilation,
                                               pad_front, padded, mode, groups):
         channels = slice(g * out_per_group, (g + 1) * out_per_group)
@@ -179,9 +180,9 @@ def computes_weight_grad(plan):
     where the forward convolution is one, or with many output channels per group for the output's
     size (``crossovers.GEMM_WEIGHT_GRAD_*``)."""
     channels = plan.out_per_group
-    few_positions = int(np.prod(plan.output_size)) <= GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL * channels
+    few_positions = math.prod(plan.output_size) <= GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL * channels
     return not plan.is_complex and (plan.algorithm == "gemm" or (
-        plan.in_per_group * int(np.prod(plan.kernel_size)) >= GEMM_MIN_REDUCTION
+        plan.in_per_group * math.prod(plan.kernel_size) >= GEMM_MIN_REDUCTION
         and (channels >= 2 * GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS
              or (channels >= GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS and few_positions))))
 
@@ -194,5 +195,5 @@ def workspace_bytes(plan):
         return 0
     size = plan.output_size
     planes = plane_chunk(plan.in_per_group, plan.kernel_size, size, itemsize)
-    return plan.in_per_group * int(np.prod(plan.kernel_size)) * planes * size[1] * size[2] * itemsize
+    return plan.in_per_group * math.prod(plan.kernel_size) * planes * size[1] * size[2] * itemsize
 

@@ -8,6 +8,7 @@ dimensions, so the fold is three one-dimensional folds, D then H then W; each su
 ascending padded order, one output row per parallel iteration: no atomics, bitwise equal for any
 thread count.
 """
+import math
 import numpy as np
 from numba import njit, prange
 
@@ -33,7 +34,7 @@ def _fold_axis_kernel(source, index, out):
 def _fold_axis(source, axis, pad_front, size, mode):
     """Fold one spatial ``axis`` (2, 3 or 4) of a 5-D C-contiguous gradient back to ``size``."""
     shape = source.shape
-    outer, inner = int(np.prod(shape[:axis])), int(np.prod(shape[axis + 1:]))
+    outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
     out = np.empty(shape[:axis] + (size,) + shape[axis + 1:], source.dtype)
     index = index_map(shape[axis], pad_front, size, mode)
     _fold_axis_kernel(source.reshape(outer, shape[axis], inner), index, out.reshape(outer, size, inner))

@@ -16,6 +16,7 @@ kw, kh, one rounding per multiply-add, the row-blocked kernel's order. Results a
 any number of threads, and to the row-blocked kernel's (which jitted ``conv3d`` runs for these
 layers).
 """
+import math
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
@@ -180,7 +181,7 @@ def _phase_flat_kernel(x, weight, bias, out, stride, dilation, pad_front, padded
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds: a group's phases and the flat sums of an output channel."""
     extents = phase_extents(plan.padded_size, plan.stride)
-    channel = int(np.prod(plan.stride)) * int(np.prod(extents))
+    channel = math.prod(plan.stride) * math.prod(extents)
     positions = plan.output_size[0] * extents[1] * extents[2]
     return (plan.in_per_group * channel + 3 * positions) * np.dtype(plan.dtype).itemsize
 

@@ -3,6 +3,7 @@ share: how a convolution is cut into tasks (``task_grid``) and a task's ring sla
 sized and entered plane by plane, the taps' offsets in it, how an output row is cut into register blocks
 (``row_blocks``), and how a block reaches the output (``store_output``: vector stores when whole, else
 through a stack buffer)."""
+import math
 import numba
 import numpy as np
 from numba import njit
@@ -115,7 +116,7 @@ def blocked_workspace_bytes(plan, units, multiple, columns_multiple=1):
                      plan.kernel_size, plan.stride, plan.dilation, units, plan.groups, multiple)
     slab = blocked_slab_shape(plan.in_per_group, plan.kernel_size, plan.dilation, plan.stride, width,
                               itemsize, grid, 1)
-    return int(np.prod(slab)) * itemsize
+    return math.prod(slab) * itemsize
 
 
 @register_jitable

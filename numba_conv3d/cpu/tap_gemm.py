@@ -17,6 +17,7 @@ added in chunk order, then the bias. The chunks depend on the shape alone (``tap
 are bitwise the same for any thread count. Each output is the sum over its taps of BLAS dot products
 over the input channels; the rounding is that of a direct sum over ``C_in/g`` x taps terms.
 """
+import math
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
@@ -41,7 +42,7 @@ def prefers_weight_grad(plan):
     positions (``crossovers.TAP_WEIGHT_GRAD_*``, measured against GEMM)."""
     if not serves(plan):
         return False
-    positions = plan.batch * int(np.prod(plan.output_size))
+    positions = plan.batch * math.prod(plan.output_size)
     fewest, most = TAP_WEIGHT_GRAD_POSITIONS
     return plan.algorithm == "tap-gemm" or (
         min(plan.in_per_group, plan.out_per_group) >= TAP_WEIGHT_GRAD_MIN_CHANNELS
@@ -299,7 +300,7 @@ def _products(x, weight, flipped, bias, has_bias, out, stride, dilation, pad_fro
     geometry = _geometry(x, out.shape[2:], weight.shape[2:], stride, dilation, pad_front, padded, mode,
                          skips_padding(x, weight, padded, mode))
     out_per_group = out.shape[1] // groups
-    chunks = tap_chunks(int(np.prod(weight.shape[2:])), out.nbytes)
+    chunks = tap_chunks(math.prod(weight.shape[2:]), out.nbytes)
     partials = np.empty((groups, len(chunks), out.shape[0], out_per_group) + out.shape[2:], x.dtype)
     with blas.one_thread(blas.openblas()):
         _tap_partials(x, pack_weights(np.ascontiguousarray(weight), groups), flipped, *geometry, chunks,
@@ -330,7 +331,7 @@ def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode
     geometry = _geometry(x, grad.shape[2:], kernel, stride, dilation, pad_front, padded, mode,
                          skips_padding(x, grad, padded, mode))
     out_per_group = weight_shape[0] // groups
-    taps = int(np.prod(kernel))
+    taps = math.prod(kernel)
     per_tap = np.empty((groups, taps, out_per_group, weight_shape[1]), x.dtype)
     with blas.one_thread(blas.openblas()):
         _tap_weight_grads(x, grad, *geometry, per_tap, *_library_arguments(x.dtype))
@@ -344,8 +345,8 @@ def workspace_bytes(plan):
     call, counted here per thread: an overestimate). The packed weights are the working copy of the
     weights that the planner counts apart."""
     itemsize = np.dtype(plan.dtype).itemsize
-    taps = int(np.prod(plan.kernel_size))
-    positions = plan.batch * int(np.prod(plan.output_size))
+    taps = math.prod(plan.kernel_size)
+    positions = plan.batch * math.prod(plan.output_size)
     output_bytes = plan.out_channels * positions * itemsize
     partials = len(tap_chunks(taps, output_bytes)) * output_bytes
     return itemsize * (plan.in_per_group + plan.out_per_group) * positions + partials

@@ -35,6 +35,7 @@ a bound 1.7-4.6x the direct sums' on random data; the errors measured are of the
 F(2, 5): ``(C_in/g + 32) * eps`` times that expression; errors measured about 1.5x the direct kernels'
 (``docs/ARCHITECTURE.md``).
 """
+import math
 import numpy as np
 from numba import njit, prange
 
@@ -319,7 +320,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
                                ceil_div(out.shape[1] // groups, BLOCK_CHANNELS))
     tiles = tiles_of(out.shape[2:], weight.shape[2:], tile)
     chunk = chunk_tiles(x.itemsize)
-    chunks = ceil_div(x.shape[0] * int(np.prod(tiles)), chunk)
+    chunks = ceil_div(x.shape[0] * math.prod(tiles), chunk)
     splits = channel_splits(packed.shape[2], groups * chunks)
     nonfinite = np.zeros(groups * chunks * splits, np.bool_)
     _winograd_kernel(x, packed, bias if has_bias else bias[:0], out,

@@ -27,6 +27,7 @@ the output transform, then the bias): with the same tile, its results are bitwis
 thread count. For 1x3x3 kernels it picks its own tile (``winograd_tiles.points_tile``): F(4x4, 3x3) also
 on planes under 28x28 where enough tiles share its 2.25x the weight points.
 """
+import math
 import numpy as np
 from numba import njit, prange
 
@@ -204,7 +205,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     in_per_group, out_per_group = weight.shape[1], out.shape[1] // groups
     blocks = ceil_div(out_per_group, BLOCK_CHANNELS)
     tiles = tiles_of(out.shape[2:], weight.shape[2:], tile)
-    tile_count = x.shape[0] * int(np.prod(tiles))
+    tile_count = x.shape[0] * math.prod(tiles)
     chunk = points_chunk(x.itemsize, tile_count)
     total = ceil_div(tile_count, chunk)
     per_pass = _pass_chunks(_chunk_bytes(x.itemsize, groups, count, in_per_group, blocks, chunk), total)

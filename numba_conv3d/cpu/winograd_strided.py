@@ -27,6 +27,7 @@ an output is within about ``(C_in/g + 11) * eps`` times the same expression on a
 (``|A|^T [sum_c |U_c| |V_c|] |A|``; 3 roundings in the input transform, 1 in the weight points, 6
 in the output transform, 1 for the bias).
 """
+import math
 import numpy as np
 from numba import njit, prange
 
@@ -241,7 +242,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     planes, depth_step, tiles = _geometry(weight.shape[2:], stride, out.shape[2:])
     packed = transform_weights(weight, groups, planes, PATCH, 0,
                                ceil_div(out.shape[1] // groups, BLOCK_CHANNELS))
-    chunks = ceil_div(x.shape[0] * int(np.prod(tiles)), chunk_tiles(x.itemsize))
+    chunks = ceil_div(x.shape[0] * math.prod(tiles), chunk_tiles(x.itemsize))
     splits = channel_splits(packed.shape[2], groups * chunks)
     nonfinite = np.zeros(groups * chunks * splits, np.bool_)
     _kernel(x, packed, bias if has_bias else bias[:0], out, index_maps(x, padded, pad_front, mode), tiles,
@@ -262,7 +263,7 @@ def _points(plan):
 
 def call_tiles(plan):
     """Tiles of a call, over its batch and output volume."""
-    return plan.batch * int(np.prod(_geometry(plan.kernel_size, plan.stride, plan.output_size)[2]))
+    return plan.batch * math.prod(_geometry(plan.kernel_size, plan.stride, plan.output_size)[2])
 
 
 def workspace_bytes(plan):
