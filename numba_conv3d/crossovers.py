@@ -132,6 +132,13 @@ TAP_WEIGHT_GRAD_MAX_SHARE = 0.85
 BFLOAT16_DOT_MIN_OUT_CHANNELS = 16
 BFLOAT16_DOT_MIN_IN_CHANNELS = 2
 BFLOAT16_DOT_MAX_WINOGRAD_GAIN = 2.15
+# 1x1x1 unit-stride layers by GEMM (the input is the matrix) over at least
+# BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS output positions (batch included) take OpenBLAS's float32
+# product on widened operands (2026-12-07, Zen 4, same process, alternating, medians of 15 over 3 rounds;
+# dot products' time / widened): X3D-S's pointwise layers over 325-83200 positions 1.07-1.47x (24 -> 54
+# at 13x80x80 1.33, 96 -> 216 at 13x10x10 1.20, 432 -> 192 at 13x5x5 1.07); over 64 positions (256 from
+# 128 at 4x4x4) 0.86x; its squeeze-excitation layers (1 position) 0.85-1.10x.
+BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS = 256
 
 # Kernels of at most GEMM_FEW_TAPS taps (R(2+1)D's 3x1x1 temporal layers) give the register-blocked
 # kernels little reuse of each gathered input: GEMM from GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL positions

@@ -113,6 +113,10 @@ def test_agrees_with_torch():
     ((1, 64, 16, 56, 56), (128, 64, 3, 3, 3), {"padding": 1}, "winograd"),
     ((1, 1, 32, 32, 32), (16, 1, 3, 3, 3), {"padding": 1}, "row-blocked"),
     ((1, 54, 13, 40, 40), (54, 1, 3, 3, 3), {"padding": 1, "groups": 54}, "row-blocked"),
+    ((1, 128, 4, 4, 4), (256, 128, 1, 1, 1), {}, "bfloat16-dot"),
+    ((1, 96, 13, 10, 10), (216, 96, 1, 1, 1), {}, "gemm"),
+    ((2, 128, 2, 8, 8), (256, 128, 1, 1, 1), {}, "gemm"),
+    ((1, 64, 4, 14, 14), (128, 64, 1, 1, 1), {"stride": 2}, "gemm"),
 ])
 def test_where_the_planner_takes_it(input_shape, weight_shape, kwargs, expected):
     assert plan_conv3d(input_shape, weight_shape, dtype="bfloat16", **kwargs).algorithm == expected

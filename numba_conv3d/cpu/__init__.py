@@ -10,7 +10,8 @@ from ..config import (BLOCKED_MIN_CHANNELS, BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VE
                       CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, VECTOR_BYTES,
                       WINOGRAD_POINTS_MAX_WORKSPACE_BYTES)
 from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
-                          BFLOAT16_DOT_MIN_OUT_CHANNELS, BLOCKED_MIN_FILL, FFT_DIRECT_MAC_SECONDS,
+                          BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS,
+                          BLOCKED_MIN_FILL, FFT_DIRECT_MAC_SECONDS,
                           FFT_MAX_WORKSPACE_BYTES, FFT_MIN_GAIN, FLAT_MAX_NARROW_KERNEL_WIDTH,
                           FLAT_MAX_OUTPUT_WIDTH, FLAT_MAX_WORKSPACE_BYTES, GEMM_FEW_TAPS,
                           GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL, GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION,
@@ -219,15 +220,17 @@ def prefers_phase_flat(plan):
 def prefers_bfloat16_dot(plan):
     """Whether the planner takes the bfloat16 dot products for a bfloat16 plan they serve: enough
     channels per group to fill the pairs and the channel blocks, and not where the float32 plan takes
-    FFT, Winograd with a large estimated gain, or a strided 1x1x1 projection by GEMM
-    (``crossovers.BFLOAT16_DOT_*``, measured crossovers)."""
+    FFT, Winograd with a large estimated gain, or a 1x1x1 GEMM, strided or over many positions
+    (``crossovers.BFLOAT16_*``, measured crossovers)."""
     computed = plan.computed()
     if (plan.out_per_group < BFLOAT16_DOT_MIN_OUT_CHANNELS or plan.in_per_group < BFLOAT16_DOT_MIN_IN_CHANNELS
             or (fft.serves(computed) and prefers_fft(computed))):
         return False
     if winograd.serves(computed) and prefers_winograd(computed):
         return winograd_gain(computed) < BFLOAT16_DOT_MAX_WINOGRAD_GAIN
-    return not (computed.kernel_size == (1, 1, 1) and computed.stride != (1, 1, 1) and prefers_gemm(computed))
+    positions = plan.batch * prod(plan.output_size)
+    return not (computed.kernel_size == (1, 1, 1) and prefers_gemm(computed)
+                and (computed.stride != (1, 1, 1) or positions >= BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS))
 
 
 # The point-by-point Winograd row's ranges, in words.
@@ -266,8 +269,9 @@ def _winograd(name, reason, module, prefers, serves=None):
 ALGORITHMS = (
     Algorithm("bfloat16-dot", f"bfloat16 operands, AVX512-BF16, >= {BFLOAT16_DOT_MIN_OUT_CHANNELS} output "
               f"and >= {BFLOAT16_DOT_MIN_IN_CHANNELS} input channels per group, not where the float32 plan "
-              f"takes FFT, Winograd with an estimated gain >= {BFLOAT16_DOT_MAX_WINOGRAD_GAIN} or a strided "
-              "1x1x1 GEMM: the channel-vectorized kernel on pairs of input channels, two products per lane "
+              f"takes FFT, Winograd with an estimated gain >= {BFLOAT16_DOT_MAX_WINOGRAD_GAIN} or a 1x1x1 "
+              f"GEMM, strided or over >= {BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS} positions: the "
+              "channel-vectorized kernel on pairs of input channels, two products per lane "
               "and instruction (vdpbf16ps), float32 sums rounded once (dense k3 and k5: 1.1-2.9x the "
               "float32 path on widened operands)",
               bfloat16_dot.serves, bfloat16_dot.workspace_bytes, _runner(bfloat16_dot.compute),
