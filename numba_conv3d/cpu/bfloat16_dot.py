@@ -12,6 +12,7 @@ odd channel count pairs its last channel with a zero.
 The instruction flushes subnormal inputs and results to zero (as oneDNN's bfloat16 convolution does);
 Inf and NaN propagate as in the float32 sums.
 """
+import functools
 from dataclasses import replace
 
 import numpy as np
@@ -25,6 +26,7 @@ from . import packed_weights
 from .channel_vectorized import _channel_vectorized_kernel, block_channels, task_layout
 from .channel_vectorized import workspace_bytes as float32_workspace_bytes
 from .register_blocks import pads_with_zeros
+from .tasks import thread_count
 
 PAIR_BYTES = 4
 # The exponent bits of a bfloat16: all ones for Inf and NaN.
@@ -107,6 +109,12 @@ def pack_bias(bias, has_bias, groups, out_per_group, block_channels):
     return packed.reshape(-1)
 
 
+@functools.lru_cache(maxsize=256)
+def _task_layout(threads, batch, out_size, pairs, kernel, stride, dilation, out_per_group, groups):
+    """``channel_vectorized.task_layout`` for pairs, kept per shape and thread count (6 us a call)."""
+    return task_layout(batch, out_size, PAIR_BYTES, pairs, kernel, stride, dilation, out_per_group, groups)
+
+
 def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
     """Fill the batched float32 ``out`` from the bits (uint16, C-contiguous) of the batched bfloat16
     input and of the weight, and the float32 bias; the weight packed once while its bytes stay the
@@ -119,8 +127,8 @@ def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padd
     x = pair_channels(bits, groups, pairs)
     packed, finite = packed_weights.packed(weight, (groups, channels), pack_pairs)
     out_per_group = weight.shape[0] // groups
-    tall, grid, slab_dims = task_layout(x.shape[0], out.shape[2:], PAIR_BYTES, pairs, weight.shape[2:],
-                                        stride, dilation, out_per_group, groups)
+    tall, grid, slab_dims = _task_layout(thread_count(), x.shape[0], out.shape[2:], pairs, weight.shape[2:],
+                                         tuple(stride), tuple(dilation), out_per_group, groups)
     _channel_vectorized_kernel(x, packed, pack_bias(bias, has_bias, groups, out_per_group, channels), out,
                                stride, dilation, pad_front, padded, mode, weight.shape[2:], grid, slab_dims,
                                pads_with_zeros(x, padded, mode) and finite, tall)

@@ -18,6 +18,7 @@ from numba import njit, prange
 from ..config import PACKED_WEIGHTS_BYTES
 
 _CHUNK = 1 << 13
+_PARALLEL_COMPARE_BYTES = 1 << 16
 _ENTRIES = OrderedDict()
 _LOCK = threading.Lock()
 
@@ -36,7 +37,10 @@ def _same_words(kept, given):
 
 
 def same_bytes(kept, given):
-    """Whether two equally long C-contiguous uint8 arrays hold the same bytes."""
+    """Whether two equally long C-contiguous uint8 arrays hold the same bytes (below
+    ``_PARALLEL_COMPARE_BYTES`` on the calling thread: a parallel loop's start costs more)."""
+    if kept.size < _PARALLEL_COMPARE_BYTES:
+        return np.array_equal(kept, given)
     words = kept.size // 8 * 8
     return (_same_words(kept[:words].view(np.uint64), given[:words].view(np.uint64))
             and np.array_equal(kept[words:], given[words:]))
