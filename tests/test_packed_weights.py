@@ -50,9 +50,11 @@ def test_entries_beyond_the_budget_are_dropped_oldest_first(monkeypatch):
     assert pack.calls == 4
 
 
-def test_same_bytes():
-    a = np.arange(300000, dtype=np.int64).view(np.uint8)
-    b = a.copy()
-    assert packed_weights.same_bytes(a, b)
-    b[-1] ^= 1
-    assert not packed_weights.same_bytes(a, b)
+@pytest.mark.parametrize("count", [300000, 1000])  # compared in parallel, and on the calling thread
+def test_same_bytes(count):
+    a = np.arange(count, dtype=np.int64).view(np.uint8)
+    for index in (0, a.size // 2, a.size - 1):
+        b = a.copy()
+        assert packed_weights.same_bytes(a, b)
+        b[index] ^= 1
+        assert not packed_weights.same_bytes(a, b)
