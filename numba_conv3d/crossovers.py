@@ -361,3 +361,16 @@ COL2IM_MIN_OUT_CHANNELS = 64
 # fast forward kernels) instead of the gather kernel (the CPU takes col2im or stride phases first):
 # dense k3 stride 2 at 32^3, 32 channels, float32 on 2 CPU cores, before those existed, 49 -> 16 ms.
 GRAD_UPSAMPLE_MAX_STRIDES = 8
+
+# The weight gradient of 3x3x3 and 1x3x3 unit-stride layers by Winograd F(3, 2)
+# (``cpu/winograd_weight_grad.py``) from WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS input and output channels
+# per group and WINOGRAD_WEIGHT_GRAD_MIN_TILES tiles of 2x2x2 (1x2x2) output positions, batch included.
+# Measured 2026-12-06 on Zen 4 (float32, batch 1, same process, alternating, medians; the planner's
+# previous route's time / Winograd's): 3x3x3 with 256 channels at 8x28x28 (784 tiles) 1.30-1.73, 128
+# at 8x28x28 1.33-1.46, 512 at 4x14x14 (196 tiles) 1.09-1.25, at 2x7x7 (16 tiles) 0.43; 1x3x3 with 256
+# at 16x14x14 1.22-1.28, 512 at 16x7x7 (256 tiles) 0.99-1.10; with 64 channels 1.06-1.16 at 32^3 and
+# 16x56x56 (0.55 there with passes of 8-16 MB), 0.79 at 8^3; 16-32 channels 0.68-0.80. Each point's
+# product of 64-channel matrices runs at 120-130 GFLOP/s on one core, where the direct routes are
+# near their best.
+WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS = 128
+WINOGRAD_WEIGHT_GRAD_MIN_TILES = 128

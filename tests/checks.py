@@ -106,6 +106,40 @@ def winograd_depth_rounding_bound(dtype, x, w, b=None, padding=0, groups=1, padd
     return _winograd_bound((*_WINOGRAD[3][:3], 5), dtype, x, w, b, padding, groups, padding_mode)
 
 
+def winograd_weight_grad_bound(dtype, x, g, weight_shape, padding=0, groups=1, padding_mode="zeros"):
+    """Rounding bound of the weight gradient by Winograd F(3, 2) (``cpu/winograd_weight_grad.py``, 3x3x3
+    or 1x3x3 kernels at unit stride) per weight element: (T + 8) * eps times ``|G|^T [sum_t |A g_t|
+    |B^T x_t|] |G|`` along each transformed dimension, T the tiles summed (batch included), 8 the
+    roundings of the two transforms (3 each), the points' sums over passes and the last one; from the
+    float64 padded input's patches of the tiles of 2 outputs and the output gradient's tiles (zeros past
+    its edges)."""
+    b_t, g_matrix, a_t, _ = _WINOGRAD[3]
+    x = np.abs(np.asarray(x, np.float64))
+    g = np.abs(np.asarray(g, np.float64))
+    kernel = tuple(weight_shape[2:])
+    along = [(b_t, g_matrix, a_t) if k == 3 else (np.ones((1, 1)),) * 3 for k in kernel]
+    patch, tile = [m[0].shape[0] for m in along], [m[2].shape[0] for m in along]
+    pads = reference_pads(padding, kernel, (1, 1, 1))
+    padded = np.pad(x, [(0, 0), (0, 0)] + pads, mode=NUMPY_PAD_MODES[padding_mode])
+    tiles = [-(-n // t) for n, t in zip(g.shape[2:], tile)]
+    padded = np.pad(padded, [(0, 0), (0, 0)] + [(0, max(0, (m - 1) * t + p - n)) for m, t, p, n in
+                                                 zip(tiles, tile, patch, padded.shape[2:])])
+    patches = np.lib.stride_tricks.sliding_window_view(padded, patch, axis=(2, 3, 4))[
+        :, :, ::tile[0], ::tile[1], ::tile[2]][:, :, :tiles[0], :tiles[1], :tiles[2]]
+    g = np.pad(g, [(0, 0), (0, 0)] + [(0, m * t - n) for m, t, n in zip(tiles, tile, g.shape[2:])])
+    g_tiles = g.reshape(g.shape[:2] + tuple(v for m, t in zip(tiles, tile) for v in (m, t)))
+    (bd, gd, ad), (bh, gh, ah), (bw, gw, aw) = along
+    v = np.einsum("ai,bj,ck,nztuvijk->nztuvabc", bd, bh, bw, patches)
+    u = np.einsum("ia,jb,kc,notiujvk->notuvabc", ad, ah, aw, g_tiles)
+    in_per_group, out_per_group = weight_shape[1], weight_shape[0] // groups
+    sums = np.concatenate([
+        np.einsum("notuvabc,nztuvabc->ozabc", u[:, g_ * out_per_group:(g_ + 1) * out_per_group],
+                  v[:, g_ * in_per_group:(g_ + 1) * in_per_group]) for g_ in range(groups)])
+    weights = np.einsum("ai,bj,ck,ozabc->ozijk", gd, gh, gw, sums)
+    terms = x.shape[0] * math.prod(tiles)
+    return (terms + 8) * np.finfo(dtype).eps * weights + np.finfo(dtype).tiny
+
+
 def _winograd_bound(variant, dtype, x, w, b, padding, groups, padding_mode, stride=(1, 1, 1), depth=None):
     """``winograd_rounding_bound`` for one variant of ``_WINOGRAD``: (|B^T|, |G|, |A^T|, roundings)
     along H and W, and along D for a kernel deeper than one plane (or ``depth``'s three matrices there);

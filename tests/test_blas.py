@@ -86,7 +86,7 @@ def test_pieces_go_to_cblas_where_it_reads_them_in_place(monkeypatch, transposed
     monkeypatch.setattr(blas, "run_pieces", lambda *table: calls.append(table) or run_pieces(*table))
     a, b = _operands(216, 96, 1300, transposed, np.float32)
     result = blas.matmul(a, b)
-    (_, _, _, flags, sizes, offsets, _, _), = calls
+    (_, _, _, flags, sizes, offsets, _, _, _), = calls
     assert len(offsets) == len(blas._split(result, a.shape[1])[1]) > 1
     assert set(flags[:, 1]) == {blas.TRANSPOSED if transposed else blas.AS_STORED}
     np.testing.assert_allclose(result, a @ b, rtol=1e-4, atol=1e-3)

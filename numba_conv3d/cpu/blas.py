@@ -183,7 +183,7 @@ def _piece_table(openblas, a, b, out, axis, bounds):
         return None
     bases = np.array((a.ctypes.data, b.ctypes.data, out.ctypes.data), np.uint64)
     return (openblas.gemm_addresses[out.dtype], openblas.set_local_threads_address, openblas.integer(0),
-            *layout, bases, out.dtype.type(1))
+            *layout, bases, out.dtype.type(1), out.dtype.type(0))
 
 
 @contextlib.contextmanager

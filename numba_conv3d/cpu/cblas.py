@@ -70,16 +70,17 @@ def gemm(typingctx, address, integer, trans_a, trans_b, m, n, k, alpha, a, lda, 
 
 
 @njit(parallel=True, cache=True)
-def run_pieces(gemm_address, set_threads_address, integer, flags, sizes, offsets, bases, alpha):
-    """Compute each piece ``p`` of a product, ``c = a @ b``, by the ``cblas_?gemm`` at
+def run_pieces(gemm_address, set_threads_address, integer, flags, sizes, offsets, bases, alpha, beta):
+    """Compute each piece ``p`` of a product, ``c = a @ b + beta c``, by the ``cblas_?gemm`` at
     ``gemm_address``, spread over Numba's threads, each setting its OpenBLAS count to 1 first
     (``set_threads_address``: that of ``openblas_set_num_threads_local``; the caller puts its own count
     back after, see ``blas.one_thread``): ``flags[p]`` holds a's and b's transpose flags, ``sizes[p]``
     (m, n, k, lda, ldb, ldc), ``offsets[p]`` the byte offsets of its a, b and c from ``bases`` (the
-    three matrices' addresses); ``integer`` and ``alpha`` as ``gemm`` takes them."""
+    three matrices' addresses); ``integer``, ``alpha`` and ``beta`` as ``gemm`` takes them. A piece may
+    be a whole product of its own (several products at once, each on one thread)."""
     for piece in prange(offsets.shape[0]):
         set_local_threads(set_threads_address, 1)
         m, n, k, lda, ldb, ldc = sizes[piece]
         gemm(gemm_address, integer, flags[piece, 0], flags[piece, 1], m, n, k, alpha,
-             bases[0] + offsets[piece, 0], lda, bases[1] + offsets[piece, 1], ldb, alpha * 0,
+             bases[0] + offsets[piece, 0], lda, bases[1] + offsets[piece, 1], ldb, beta,
              bases[2] + offsets[piece, 2], ldc)

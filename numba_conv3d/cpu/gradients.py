@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..parallelism import safe_to_run
-from . import channel_weight_grad, execute_flipped, gemm, tap_gemm
+from . import channel_weight_grad, execute_flipped, gemm, tap_gemm, winograd_weight_grad
 from .input_grad import padded_input_grad
 from .pad_fold import fold_padding
 from .weight_grad import weight_grad
@@ -148,13 +148,19 @@ def fold(plan, padded, bias):
 
 
 def weight_gradient(plan, input, grad):
-    """The weight's gradient, ``plan.weight_shape``, from the batched input and output gradient: the
-    kernel vectorized over output channels where ``channel_weight_grad.preferred``, else one product
-    per tap where ``tap_gemm.prefers_weight_grad``, as a matrix product where
+    """The weight's gradient, ``plan.weight_shape``, from the batched input and output gradient: by
+    Winograd where ``winograd_weight_grad.preferred`` (unless a weight comes out NaN or infinite), else
+    by the kernel vectorized over output channels where ``channel_weight_grad.preferred``, else one
+    product per tap where ``tap_gemm.prefers_weight_grad``, as a matrix product where
     ``gemm.computes_weight_grad``, else by the kernel vectorized over positions."""
     arguments = (plan.weight_shape, plan.stride, plan.dilation, plan.pad_front, plan.padded_size,
                  plan.mode_code, plan.groups)
     with safe_to_run():
+        if winograd_weight_grad.preferred(plan):
+            result = winograd_weight_grad.weight_grad(np.ascontiguousarray(input), np.ascontiguousarray(grad),
+                                                      *arguments)
+            if result is not None:
+                return result
         if channel_weight_grad.preferred(plan):
             return channel_weight_grad.weight_grad(np.ascontiguousarray(input), np.ascontiguousarray(grad),
                                                    *arguments)

@@ -51,7 +51,7 @@ _RANGE_READS = 3
 
 @njit(cache=True)
 def _input_task(x, maps, tiles, patch, tile, first_chunk, chunks, splits, points, task):
-    """Task of :func:`_input_kernel`: (group, chunk of the pass, split of the input channels)."""
+    """Task of :func:`input_kernel`: (group, chunk of the pass, split of the input channels)."""
     count, in_per_group, chunk = points.shape[2:]
     total = x.shape[0] * tiles[0] * tiles[1] * tiles[2]
     g, rest = task // (chunks * splits), task % (chunks * splits)
@@ -69,7 +69,7 @@ def _input_task(x, maps, tiles, patch, tile, first_chunk, chunks, splits, points
 
 
 @njit(parallel=True, cache=True)
-def _input_kernel(x, maps, tiles, patch, tile, first_chunk, chunks, splits, points):
+def input_kernel(x, maps, tiles, patch, tile, first_chunk, chunks, splits, points):
     """``points`` (groups, chunks, points, C_in/g, chunk) = the input points of the pass's chunks of
     tiles, from chunk ``first_chunk`` (``patch`` points and ``tile`` outputs along H and W)."""
     for task in prange(points.shape[0] * chunks * splits):
@@ -221,7 +221,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     for first_chunk in range(0, total, per_pass):
         chunks = min(per_pass, total - first_chunk)
         input_splits = channel_splits(in_per_group, groups * chunks)
-        _input_kernel(x, maps, tiles, patch, tile, first_chunk, chunks, input_splits, points)
+        input_kernel(x, maps, tiles, patch, tile, first_chunk, chunks, input_splits, points)
         for first_block, stop_block in ranges:
             packed = whole if whole is not None else transform_weights(weight, groups, depth_patch, patch,
                                                                         first_block, stop_block)
