@@ -365,12 +365,13 @@ GRAD_UPSAMPLE_MAX_STRIDES = 8
 # The weight gradient of 3x3x3 and 1x3x3 unit-stride layers by Winograd F(3, 2)
 # (``cpu/winograd_weight_grad.py``) from WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS input and output channels
 # per group and WINOGRAD_WEIGHT_GRAD_MIN_TILES tiles of 2x2x2 (1x2x2) output positions, batch included.
-# Measured 2026-12-06 on Zen 4 (float32, batch 1, same process, alternating, medians; the planner's
-# previous route's time / Winograd's): 3x3x3 with 256 channels at 8x28x28 (784 tiles) 1.30-1.73, 128
-# at 8x28x28 1.33-1.46, 512 at 4x14x14 (196 tiles) 1.09-1.25, at 2x7x7 (16 tiles) 0.43; 1x3x3 with 256
-# at 16x14x14 1.22-1.28, 512 at 16x7x7 (256 tiles) 0.99-1.10; with 64 channels 1.06-1.16 at 32^3 and
-# 16x56x56 (0.55 there with passes of 8-16 MB), 0.79 at 8^3; 16-32 channels 0.68-0.80. Each point's
-# product of 64-channel matrices runs at 120-130 GFLOP/s on one core, where the direct routes are
-# near their best.
+# Measured 2026-12-06 on Zen 4 (float32, same process, alternating, medians; the other routes' time /
+# Winograd's): 3x3x3 with 256 channels at 8x28x28 (784 tiles) 1.30-1.73, 128 at 8x28x28 1.33-1.46, 384
+# -> 128 at 16^3 1.42, 256-512 at 4x14x14 (98 tiles) 1.11-1.26, 128-256 over 64 tiles 1.00-1.03, 512 at
+# 2x7x7 (16 tiles) 0.43; 1x3x3 with 128 -> 230 at 8x28x28 and 256 -> 576 at 4x14x14 1.32-1.33, 256 at
+# 16x14x14 1.22-1.28, 512 at 16x7x7 0.99-1.10, 128 at 16x28x28 1.05; with 64 channels 1.06-1.16 at 32^3
+# and 16x56x56 (0.55 there with passes of 8-16 MB), 0.79 at 8^3; 16-32 channels 0.68-0.80. Each
+# point's product of 64-channel matrices runs at 120-130 GFLOP/s on one core, where the direct routes
+# are near their best; over few tiles the summed points (64 per weight pair) outweigh the products.
 WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS = 128
-WINOGRAD_WEIGHT_GRAD_MIN_TILES = 128
+WINOGRAD_WEIGHT_GRAD_MIN_TILES = 96

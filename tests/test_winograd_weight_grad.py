@@ -78,7 +78,7 @@ def test_large_dynamic_range_stays_within_the_bound():
 @pytest.mark.parametrize("where", ["input", "grad"])
 def test_a_nonfinite_weight_hands_the_gradient_back(monkeypatch, where):
     rng = np.random.default_rng(6)
-    x, g = _operands(rng, (1, 128, 4, 16, 16), (128, 128, 3, 3, 3), {"padding": 1}, np.float32)
+    x, g = _operands(rng, (1, 128, 4, 12, 16), (128, 128, 3, 3, 3), {"padding": 1}, np.float32)
     (x if where == "input" else g)[0, 3, 1, 2, 3] = np.inf
     assert _gradient(x, g, (128, 128, 3, 3, 3), {"padding": 1}) is None
     plan = plan_conv3d(x.shape, (128, 128, 3, 3, 3), padding=1)
@@ -91,7 +91,7 @@ def test_a_nonfinite_weight_hands_the_gradient_back(monkeypatch, where):
 def test_through_conv3d_weight():
     rng = np.random.default_rng(8)
     kwargs = {"padding": 1}
-    x, g = _operands(rng, (1, 128, 4, 16, 16), (128, 128, 3, 3, 3), kwargs, np.float32)
+    x, g = _operands(rng, (1, 128, 4, 12, 16), (128, 128, 3, 3, 3), kwargs, np.float32)
     assert winograd_weight_grad.preferred(plan_conv3d(x.shape, (128, 128, 3, 3, 3), **kwargs))
     _assert_within_bound(conv3d_weight(x, (128, 128, 3, 3, 3), g, **kwargs), x, g, (128, 128, 3, 3, 3),
                          kwargs)
@@ -108,6 +108,8 @@ def test_bitwise_the_same_for_one_and_two_threads():
     ((1, 256, 16, 14, 14), (256, 256, 1, 3, 3), {"padding": (0, 1, 1)}, True),
     ((2, 256, 4, 14, 14), (256, 128, 3, 3, 3), {"padding": 1, "groups": 2}, True),  # 2 x 98 tiles
     ((1, 256, 8, 28, 28), (256, 64, 3, 3, 3), {"padding": 1, "groups": 4}, False),  # 64 a group
+    ((1, 512, 4, 14, 14), (512, 512, 3, 3, 3), {"padding": 1}, True),  # 98 tiles
+    ((2, 256, 4, 8, 8), (256, 256, 3, 3, 3), {"padding": 1}, False),  # 64 tiles
     ((1, 512, 2, 7, 7), (512, 512, 3, 3, 3), {"padding": 1}, False),  # 16 tiles
     ((1, 64, 16, 56, 56), (64, 64, 3, 3, 3), {"padding": 1}, False),  # 64 channels
     ((1, 128, 8, 28, 28), (128, 128, 3, 3, 3), {"padding": 1, "stride": 2}, False),
