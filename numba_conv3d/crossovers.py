@@ -370,7 +370,7 @@ GRAD_UPSAMPLE_MAX_STRIDES = 8
 # -> 128 at 16^3 1.42, 256-512 at 4x14x14 (98 tiles) 1.11-1.26, 128-256 over 64 tiles 1.00-1.03, 512 at
 # 2x7x7 (16 tiles) 0.43; 1x3x3 with 128 -> 230 at 8x28x28 and 256 -> 576 at 4x14x14 1.32-1.33, 256 at
 # 16x14x14 1.22-1.28, 512 at 16x7x7 0.99-1.10, 128 at 16x28x28 1.05; with 64 channels 1.06-1.16 at 32^3
-# and 16x56x56 (0.55 there with passes of 8-16 MB), 0.79 at 8^3; 16-32 channels 0.68-0.80. Each
+# and 16x56x56, 0.79 at 8^3; 16-32 channels 0.68-0.80. Each
 # point's product of 64-channel matrices runs at 120-130 GFLOP/s on one core, where the direct routes
 # are near their best; over few tiles the summed points (64 per weight pair) outweigh the products.
 WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS = 128

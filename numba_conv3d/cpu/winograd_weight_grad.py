@@ -40,13 +40,13 @@ from .winograd_points import input_kernel
 from .winograd_tiles import points_of, tiles_of
 from .winograd_transforms import TILE
 
-# Bytes of a pass's input and output gradient points (they stay in L3 from the transforms to the
-# products: 1.0-1.08x faster than 48 MiB), and its most and fewest tiles (an odd multiple of
-# _PASS_MULTIPLE: whole SIMD vectors of the transforms, rows of points whose stride is no multiple of
-# 128 bytes; an output channel's points end in _ROW_PAD elements, so that the product's rows of output
-# channels are no multiple of 4 KiB apart: at such strides, of 1 KiB rows and 64 KiB row blocks, 64
-# channels at 16x56x56 ran 2x slower).
-_PASS_BYTES = 8 * 2 ** 20
+# Bytes of a pass's input and output gradient points (passes of 8 MiB, whose points stay in L3 from the
+# transforms to the products, ran 1.0-1.08x faster on a quiet machine but 1.3-1.6x slower while other
+# processes loaded it), and its most and fewest tiles (an odd multiple of _PASS_MULTIPLE: whole SIMD
+# vectors of the transforms, rows of points whose stride is no multiple of 128 bytes; an output
+# channel's points end in _ROW_PAD elements: no rows of the products' operands lie a multiple of 4 KiB
+# apart, where they would share cache sets).
+_PASS_BYTES = 48 * 2 ** 20
 _PASS_MOST_TILES = 2048
 _PASS_FEWEST_TILES = 64
 _PASS_MULTIPLE = 16
