@@ -5,6 +5,7 @@ import ml_dtypes
 import numba
 import numpy as np
 
+from numba_conv3d import plan_conv3d
 from reference import NUMPY_PAD_MODES, conv3d_reference, reference_pads
 
 
@@ -347,6 +348,20 @@ def assert_matches_winograd_bound(actual, x, w, b=None, **kwargs):
 def assert_matches_fft_bound(actual, x, w, b=None, **kwargs):
     """``assert_matches_transform_bound`` for FFT convolution."""
     assert_matches_transform_bound("fft", actual, x, w, b, **kwargs)
+
+
+def weight_grad_operands(rng, x_shape, w_shape, kwargs, dtype):
+    """A standard-normal input and an output gradient for the convolution of ``kwargs``."""
+    x, _, _ = random_operands(rng, x_shape, w_shape, False, dtype)
+    plan = plan_conv3d(x_shape, w_shape, dtype=dtype, **kwargs)
+    return x, rng.standard_normal((plan.batch, plan.out_channels) + plan.output_size).astype(dtype)
+
+
+def route_weight_grad(route, x, g, w_shape, kwargs):
+    """``route.weight_grad`` (a CPU weight-gradient module) called with the plan's numbers."""
+    plan = plan_conv3d(x.shape, w_shape, dtype=x.dtype, **kwargs)
+    return route.weight_grad(x, g, w_shape, plan.stride, plan.dilation, plan.pad_front, plan.padded_size,
+                             plan.mode_code, plan.groups)
 
 
 def spread_dynamic_range(rng, x, w):

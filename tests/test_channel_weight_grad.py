@@ -5,7 +5,8 @@ threads; and where the gradient routes take it."""
 import numpy as np
 import pytest
 
-from checks import MODES, assert_bitwise_for_one_and_two_threads, pads_fit, random_operands
+from checks import (MODES, assert_bitwise_for_one_and_two_threads, pads_fit, route_weight_grad,
+                    weight_grad_operands)
 from numba_conv3d import conv3d_weight, plan_conv3d
 from numba_conv3d.cpu import channel_weight_grad
 from reference import weight_gradient_reference
@@ -27,15 +28,7 @@ CASES = [
 
 
 def _gradient(x, g, w_shape, kwargs):
-    plan = plan_conv3d(x.shape, w_shape, dtype=x.dtype, **kwargs)
-    return channel_weight_grad.weight_grad(x, g, w_shape, plan.stride, plan.dilation, plan.pad_front,
-                                           plan.padded_size, plan.mode_code, plan.groups)
-
-
-def _operands(rng, x_shape, w_shape, kwargs, dtype):
-    x, _, _ = random_operands(rng, x_shape, w_shape, False, dtype)
-    plan = plan_conv3d(x_shape, w_shape, dtype=dtype, **kwargs)
-    return x, rng.standard_normal((plan.batch, plan.out_channels) + plan.output_size).astype(dtype)
+    return route_weight_grad(channel_weight_grad, x, g, w_shape, kwargs)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -45,7 +38,7 @@ def _operands(rng, x_shape, w_shape, kwargs, dtype):
 def test_matches_reference(x_shape, w_shape, kwargs, mode, dtype):
     rng = np.random.default_rng(sum(x_shape) + 2 * sum(w_shape))
     kwargs = dict(kwargs, padding_mode=mode)
-    x, g = _operands(rng, x_shape, w_shape, kwargs, dtype)
+    x, g = weight_grad_operands(rng, x_shape, w_shape, kwargs, dtype)
     result = _gradient(x, g, w_shape, kwargs)
     assert result.dtype == dtype and result.shape == w_shape
     exact = weight_gradient_reference(x, w_shape, g, **kwargs)
@@ -56,7 +49,7 @@ def test_matches_reference(x_shape, w_shape, kwargs, mode, dtype):
 
 def test_nan_and_inf_reach_every_tap_that_reads_them():
     rng = np.random.default_rng(9)
-    x, g = _operands(rng, (1, 3, 4, 5, 5), (40, 3, 3, 3, 3), {"padding": 1}, np.float64)
+    x, g = weight_grad_operands(rng, (1, 3, 4, 5, 5), (40, 3, 3, 3, 3), {"padding": 1}, np.float64)
     g[0, 1, 0, 0, 0] = np.inf  # times the padding it reads at the corner: NaN
     x[0, 2, 3, 4, 4] = np.nan
     result = _gradient(x, g, (40, 3, 3, 3, 3), {"padding": 1})
@@ -67,7 +60,7 @@ def test_nan_and_inf_reach_every_tap_that_reads_them():
 
 def test_bitwise_the_same_for_one_and_two_threads():
     rng = np.random.default_rng(7)
-    x, g = _operands(rng, (2, 24, 3, 6, 5), (48, 24, 3, 3, 3), {"padding": 1}, np.float32)
+    x, g = weight_grad_operands(rng, (2, 24, 3, 6, 5), (48, 24, 3, 3, 3), {"padding": 1}, np.float32)
     assert_bitwise_for_one_and_two_threads(lambda: _gradient(x, g, (48, 24, 3, 3, 3), {"padding": 1}))
 
 
@@ -88,7 +81,7 @@ def test_where_the_weight_gradient_takes_it(x_shape, w_shape, kwargs, expected):
 
 def test_conv3d_weight_takes_it_where_preferred(monkeypatch):
     rng = np.random.default_rng(3)
-    x, g = _operands(rng, (1, 16, 4, 6, 7), (32, 16, 3, 3, 3), {"padding": 1}, np.float32)
+    x, g = weight_grad_operands(rng, (1, 16, 4, 6, 7), (32, 16, 3, 3, 3), {"padding": 1}, np.float32)
     assert channel_weight_grad.preferred(plan_conv3d(x.shape, (32, 16, 3, 3, 3), padding=1))
     calls = []
     weight_grad = channel_weight_grad.weight_grad

@@ -6,8 +6,8 @@ it."""
 import numpy as np
 import pytest
 
-from checks import (MODES, assert_bitwise_for_one_and_two_threads, pads_fit, random_operands,
-                    winograd_weight_grad_bound)
+from checks import (MODES, assert_bitwise_for_one_and_two_threads, pads_fit, route_weight_grad,
+                    weight_grad_operands, winograd_weight_grad_bound)
 from numba_conv3d import conv3d_weight, plan_conv3d
 from numba_conv3d.cpu import gradients, winograd_weight_grad
 from reference import weight_gradient_reference
@@ -23,15 +23,7 @@ CASES = [
 
 
 def _gradient(x, g, w_shape, kwargs):
-    plan = plan_conv3d(x.shape, w_shape, dtype=x.dtype, **kwargs)
-    return winograd_weight_grad.weight_grad(x, g, w_shape, plan.stride, plan.dilation, plan.pad_front,
-                                            plan.padded_size, plan.mode_code, plan.groups)
-
-
-def _operands(rng, x_shape, w_shape, kwargs, dtype):
-    x, _, _ = random_operands(rng, x_shape, w_shape, False, dtype)
-    plan = plan_conv3d(x_shape, w_shape, dtype=dtype, **kwargs)
-    return x, rng.standard_normal((plan.batch, plan.out_channels) + plan.output_size).astype(dtype)
+    return route_weight_grad(winograd_weight_grad, x, g, w_shape, kwargs)
 
 
 def _assert_within_bound(result, x, g, w_shape, kwargs):
@@ -47,7 +39,7 @@ def _assert_within_bound(result, x, g, w_shape, kwargs):
 def test_matches_reference(x_shape, w_shape, kwargs, mode, dtype):
     rng = np.random.default_rng(sum(x_shape) + 3 * sum(w_shape))
     kwargs = dict(kwargs, padding_mode=mode)
-    x, g = _operands(rng, x_shape, w_shape, kwargs, dtype)
+    x, g = weight_grad_operands(rng, x_shape, w_shape, kwargs, dtype)
     result = _gradient(x, g, w_shape, kwargs)
     assert result.dtype == dtype and result.shape == w_shape
     _assert_within_bound(result, x, g, w_shape, kwargs)
@@ -61,7 +53,7 @@ def test_passes_of_tiles_add_up(monkeypatch, x_shape):
     monkeypatch.setattr(winograd_weight_grad, "_PASS_FEWEST_TILES", 16)
     rng = np.random.default_rng(4)
     kwargs = {"padding": 1}
-    x, g = _operands(rng, x_shape, (5, 6, 3, 3, 3), kwargs, np.float32)
+    x, g = weight_grad_operands(rng, x_shape, (5, 6, 3, 3, 3), kwargs, np.float32)
     assert winograd_weight_grad._pass_tiles(40 * x_shape[0], 64, 6, 5, 1, 4) == 16
     _assert_within_bound(_gradient(x, g, (5, 6, 3, 3, 3), kwargs), x, g, (5, 6, 3, 3, 3), kwargs)
 
@@ -69,7 +61,7 @@ def test_passes_of_tiles_add_up(monkeypatch, x_shape):
 def test_large_dynamic_range_stays_within_the_bound():
     rng = np.random.default_rng(5)
     kwargs = {"padding": 1}
-    x, g = _operands(rng, (1, 8, 6, 6, 6), (8, 8, 3, 3, 3), kwargs, np.float32)
+    x, g = weight_grad_operands(rng, (1, 8, 6, 6, 6), (8, 8, 3, 3, 3), kwargs, np.float32)
     x *= np.float32(10.0) ** rng.integers(-6, 7, x.shape).astype(np.float32)
     g *= np.float32(10.0) ** rng.integers(-6, 7, g.shape).astype(np.float32)
     _assert_within_bound(_gradient(x, g, (8, 8, 3, 3, 3), kwargs), x, g, (8, 8, 3, 3, 3), kwargs)
@@ -78,7 +70,7 @@ def test_large_dynamic_range_stays_within_the_bound():
 @pytest.mark.parametrize("where", ["input", "grad"])
 def test_a_nonfinite_weight_hands_the_gradient_back(monkeypatch, where):
     rng = np.random.default_rng(6)
-    x, g = _operands(rng, (1, 128, 4, 12, 16), (128, 128, 3, 3, 3), {"padding": 1}, np.float32)
+    x, g = weight_grad_operands(rng, (1, 128, 4, 12, 16), (128, 128, 3, 3, 3), {"padding": 1}, np.float32)
     (x if where == "input" else g)[0, 3, 1, 2, 3] = np.inf
     assert _gradient(x, g, (128, 128, 3, 3, 3), {"padding": 1}) is None
     plan = plan_conv3d(x.shape, (128, 128, 3, 3, 3), padding=1)
@@ -91,7 +83,7 @@ def test_a_nonfinite_weight_hands_the_gradient_back(monkeypatch, where):
 def test_through_conv3d_weight():
     rng = np.random.default_rng(8)
     kwargs = {"padding": 1}
-    x, g = _operands(rng, (1, 128, 4, 12, 16), (128, 128, 3, 3, 3), kwargs, np.float32)
+    x, g = weight_grad_operands(rng, (1, 128, 4, 12, 16), (128, 128, 3, 3, 3), kwargs, np.float32)
     assert winograd_weight_grad.preferred(plan_conv3d(x.shape, (128, 128, 3, 3, 3), **kwargs))
     _assert_within_bound(conv3d_weight(x, (128, 128, 3, 3, 3), g, **kwargs), x, g, (128, 128, 3, 3, 3),
                          kwargs)
@@ -99,7 +91,7 @@ def test_through_conv3d_weight():
 
 def test_bitwise_the_same_for_one_and_two_threads():
     rng = np.random.default_rng(7)
-    x, g = _operands(rng, (2, 24, 3, 6, 5), (48, 24, 3, 3, 3), {"padding": 1}, np.float32)
+    x, g = weight_grad_operands(rng, (2, 24, 3, 6, 5), (48, 24, 3, 3, 3), {"padding": 1}, np.float32)
     assert_bitwise_for_one_and_two_threads(lambda: _gradient(x, g, (48, 24, 3, 3, 3), {"padding": 1}))
 
 
