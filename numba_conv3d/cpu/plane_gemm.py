@@ -21,6 +21,7 @@ from . import blas
 from .cblas import AS_STORED, gemm, set_local_threads
 from .register_blocks import skips_padding
 from .slab import index_map, tap_sources
+from .tasks import even_bounds
 
 
 def serves(plan):
@@ -46,9 +47,7 @@ def pack_taps(weight, groups):
 def piece_bounds(columns):
     """(pieces, 2): ``[start, stop)`` of the output columns (of a sample and group) that each task adds,
     from the shape alone: up to ``blas.MAX_PIECES`` pieces of at least ``blas.MIN_PIECE_EXTENT``."""
-    count = max(1, min(blas.MAX_PIECES, columns // blas.MIN_PIECE_EXTENT))
-    bounds = [columns * p // count for p in range(count + 1)]
-    return np.array(list(zip(bounds[:-1], bounds[1:])), np.int64)
+    return even_bounds(columns, max(1, min(blas.MAX_PIECES, columns // blas.MIN_PIECE_EXTENT)))
 
 
 @njit(parallel=True, cache=True)

@@ -5,6 +5,7 @@ A task grid is the tuple ``(planes, plane_tiles, rows, row_tiles, splits)``: out
 per task, tiles of them per volume, and splits of the channels (or channel blocks).
 """
 import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -90,3 +91,10 @@ def split_range(split, units, splits):
     stop)``, empty (``first == stop``) for the last pieces when ``splits`` does not divide evenly."""
     size = ceil_div(units, splits)
     return min(units, split * size), min(units, (split + 1) * size)
+
+
+def even_bounds(extent, count):
+    """(``count``, 2): ``[start, stop)`` of ``count`` nearly equal pieces of ``extent``, from the numbers
+    alone."""
+    bounds = [extent * piece // count for piece in range(count + 1)]
+    return np.array(list(zip(bounds[:-1], bounds[1:])), np.int64)

@@ -29,6 +29,7 @@ from ..shape_rules import ceil_div
 from . import blas
 from .cblas import AS_STORED, gemm, set_local_threads
 from .slab import index_map
+from .tasks import even_bounds
 
 # Points of a tile along D, and the output planes it holds.
 POINTS = 4
@@ -48,9 +49,7 @@ def serves(plan):
 
 def column_blocks(plane):
     """(blocks, 2): ``[start, stop)`` of a plane's columns per task, from the shape alone."""
-    count = max(1, ceil_div(plane, COLUMNS))
-    bounds = [plane * b // count for b in range(count + 1)]
-    return np.array(list(zip(bounds[:-1], bounds[1:])), np.int64)
+    return even_bounds(plane, max(1, ceil_div(plane, COLUMNS)))
 
 
 def tasks(plan):
