@@ -10,8 +10,8 @@ def _nothing(plan):
     return 0
 
 
-Algorithm = namedtuple("Algorithm", "name reason applies workspace_bytes run prefers operands call_bytes",
-                       defaults=(_always, "computed", _nothing))
+Algorithm = namedtuple("Algorithm", "name reason applies workspace_bytes run prefers operands call_bytes "
+                       "run_flipped", defaults=(_always, "computed", _nothing, None))
 Algorithm.__doc__ = """One row of a backend's algorithm table; the planner takes the first row that applies
 and prefers the plan (a forced algorithm needs only to apply).
 
@@ -37,4 +37,8 @@ operands : {'computed', 'stored'}, optional
 call_bytes : callable(ConvPlan) -> int, optional
     Scratch bytes a CPU call holds once, whatever its number of workers (Winograd's weight points, the
     point-by-point kernel's transformed input and products); none by default.
+run_flipped : callable, optional
+    CPU rows that read the input gradient's weight in place: ``run_flipped(plan, input, weight, bias,
+    output)`` as ``run``, for a plan made for ``gradients.flipped_transpose(weight)`` (the input
+    gradient's correlation), given ``weight`` unflipped; None (default) where the row needs the copy.
 """

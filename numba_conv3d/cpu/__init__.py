@@ -1,5 +1,6 @@
 """CPU backend: the table of algorithms the planner chooses from, and the entry that runs a plan
 (``execution.py``)."""
+from functools import partial
 from math import prod
 
 import numpy as np
@@ -28,6 +29,7 @@ from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CH
 from . import (bfloat16_dot, blocked, channel_vectorized, direct, fft, gemm, phase_flat, plane_gemm,
                row_blocked, tap_gemm, winograd, winograd_depth, winograd_points, winograd_strided,
                winograd_tiles)
+from .flipped import flipped_transpose
 
 NAME = "cpu"
 
@@ -248,22 +250,27 @@ def direct_sums(plan):
     return next(a for a in ALGORITHMS if a.name not in _TRANSFORMS and a.applies(plan) and a.prefers(plan))
 
 
-def _falling_back(run):
+def _falling_back(run, flipped=False):
     """A transform row's ``run``: ``run``, then, where an output is not finite (an Inf or NaN in the
     operands, or an overflow in the transforms), the convolution again by ``direct_sums``, which give
-    torch's NaN and Inf."""
+    torch's NaN and Inf. With ``flipped``, a ``run_flipped``, whose fallback takes the flipped copy."""
     def checked(plan, x, weight, bias, out):
         if not run(plan, x, weight, bias, out):
-            direct_sums(plan).run(plan, x, weight, bias, out)
+            sums_weight = flipped_transpose(weight, plan.groups, False) if flipped else weight
+            direct_sums(plan).run(plan, x, sums_weight, bias, out)
 
     return checked
 
 
-def _winograd(name, reason, module, prefers, serves=None):
+def _winograd(name, reason, module, prefers, serves=None, flips=False):
     """A Winograd row: ``module``'s ``compute`` falling back to the direct sums, its workspace and call
-    bytes, served as ``module.serves`` (or ``serves``) says."""
+    bytes, served as ``module.serves`` (or ``serves``) says; where ``flips``, also run on the unflipped
+    weight of an input gradient (its ``compute(..., flipped=True)``)."""
+    flipped_run = _runner(partial(module.compute, flipped=True))
+    run_flipped = _falling_back(flipped_run, flipped=True) if flips else None
     return Algorithm(name, reason, serves or module.serves, module.workspace_bytes,
-                     _falling_back(_runner(module.compute)), prefers, call_bytes=module.call_bytes)
+                     _falling_back(_runner(module.compute)), prefers, call_bytes=module.call_bytes,
+                     run_flipped=run_flipped)
 
 
 ALGORITHMS = (
@@ -293,7 +300,7 @@ ALGORITHMS = (
               f"in passes of at most {WINOGRAD_POINTS_MAX_WORKSPACE_BYTES >> 20} MiB (256-512 channels "
               "at 4x8x8 to 16x7x7, 5x5x5 with 128-256 at 4x8x8 to 8x16x16: 1.1-1.9x the fused kernel, GEMM "
               "and the channel-vectorized kernel)",
-              winograd_points, prefers_winograd_points, serves=winograd.serves),
+              winograd_points, prefers_winograd_points, serves=winograd.serves, flips=True),
     _winograd("winograd", "real dtype, 3x3x3, 1x3x3, 5x5x5 or 1x5x5 kernel at unit stride and dilation, "
               f"weight points within {WINOGRAD_MAX_WEIGHT_BYTES >> 20} MiB, an estimated gain of >= "
               f"{WINOGRAD_MIN_GAIN} (cpu.winograd_gain: more channels and tiles gain more): Winograd "
@@ -305,7 +312,7 @@ ALGORITHMS = (
               "flattened over the batch and volume in register blocks of output channels x SIMD vectors "
               "of tiles (float32, 3x3x3 with 32-256 channels at 16^3 to 8x56x56: 1.1-2.3x the "
               "register-blocked kernels; 5x5x5 with 32-128 at 16^3 to 32^3: 1.2-3.0x)",
-              winograd, prefers_winograd),
+              winograd, prefers_winograd, flips=True),
     _winograd("winograd-strided", "real dtype, 3x3x3 kernel at stride 2 or 1x3x3 at stride 2 along H and "
               f"W, no dilation, >= {WINOGRAD_STRIDED_MIN_TILES} tiles and >= "
               f"{WINOGRAD_STRIDED_MIN_IN_CHANNELS} input channels per group, weight points within "
@@ -323,7 +330,8 @@ ALGORITHMS = (
               "over only the outputs whose tap reads the input (4x8x8 k5 with 256 channels: 1.35-1.56x "
               "the channel-vectorized kernel, now taken by Winograd point by point; 4x14x14 k3 with 512: "
               "1.07-1.16x)",
-              tap_gemm.serves, tap_gemm.workspace_bytes, _runner(tap_gemm.compute), prefers_tap_gemm),
+              tap_gemm.serves, tap_gemm.workspace_bytes, _runner(tap_gemm.compute), prefers_tap_gemm,
+              run_flipped=_runner(tap_gemm.correlate_flipped)),
     _winograd("winograd-depth", "real dtype, NumPy's OpenBLAS, a 3x1x1 kernel at unit stride and dilation "
               f"without pads along H and W, >= {WINOGRAD_DEPTH_MIN_TASKS} tasks (sample x group x pair of "
               f"output planes x block of plane columns), planes of >= {WINOGRAD_DEPTH_MIN_COLUMNS} "
@@ -387,4 +395,4 @@ ALGORITHMS = (
 
 
 # The entry that runs a plan, once the table above exists (it looks rows up there).
-from .execution import execute, execute_flipped  # noqa: E402,F401
+from .execution import execute, execute_flipped, reads_flipped  # noqa: E402,F401

@@ -5,21 +5,25 @@ import numpy as np
 
 from ..parallelism import safe_to_run
 from ..precision import narrow, widen
-from . import ALGORITHMS, _runner, tap_gemm
+from . import ALGORITHMS
 
 
 @functools.lru_cache(maxsize=256)
 def _launch(plan):
-    """What running ``plan`` needs beyond its operands, worked out once per plan: the algorithm's
-    ``run`` and the operands it takes (``Algorithm.operands``), the plan its kernel runs
-    (``plan.rows_merged()``), the batched output shape, the input and output shapes as the kernel reads
-    them (rows side by side where the plan merges them)."""
+    """What running ``plan`` needs beyond its operands, worked out once per plan: the algorithm's row of
+    ``ALGORITHMS``, the plan its kernel runs (``plan.rows_merged()``), the batched output shape, the
+    input and output shapes as the kernel reads them (rows side by side where the plan merges them)."""
     kernel_plan = plan.rows_merged()
     batched = (plan.batch, plan.out_channels) + plan.output_size
     row = next(a for a in ALGORITHMS if a.name == plan.algorithm)
-    return (row.run, row.operands, kernel_plan, batched,
-            (plan.batch, plan.in_channels) + kernel_plan.input_size,
+    return (row, kernel_plan, batched, (plan.batch, plan.in_channels) + kernel_plan.input_size,
             (plan.batch, plan.out_channels) + kernel_plan.output_size)
+
+
+def reads_flipped(plan):
+    """Whether ``plan``'s row runs from the unflipped weight of an input gradient
+    (``Algorithm.run_flipped``, :func:`execute_flipped`)."""
+    return _launch(plan)[0].run_flipped is not None
 
 
 def execute(plan, input, weight, bias):
@@ -28,23 +32,24 @@ def execute(plan, input, weight, bias):
     takes the input and weight as stored), and the float32 result is rounded once."""
     if plan.dtype == plan.compute_dtype:
         return _run(plan, input, weight, bias, plan.dtype)
-    if _launch(plan)[1] == "computed":
+    if _launch(plan)[0].operands == "computed":
         return narrow(execute(plan.computed(), widen(input), widen(weight), widen(bias)), plan.dtype)
     return narrow(_run(plan, input.view(np.uint16), np.ascontiguousarray(weight).view(np.uint16),
                        widen(bias), plan.compute_dtype), plan.dtype)
 
 
 def execute_flipped(plan, input, weight, bias):
-    """Run ``plan``, a tap-gemm plan made for the weight ``gradients.flipped_transpose(weight)`` (the
-    input gradient's correlation), on NumPy operands of its dtype with ``weight`` unflipped."""
-    return _run(plan, input, weight, bias, plan.dtype, _runner(tap_gemm.correlate_flipped))
+    """Run ``plan``, made for the weight ``gradients.flipped_transpose(weight)`` (the input gradient's
+    correlation) with a row that reads it so (:func:`reads_flipped`), on NumPy operands of its dtype with
+    ``weight`` unflipped."""
+    return _run(plan, input, weight, bias, plan.dtype, flipped=True)
 
 
-def _run(plan, input, weight, bias, out_dtype, run=None):
-    """``plan``'s algorithm (or ``run`` in its stead) on its operands into a new ``out_dtype`` result of
-    the caller's rank."""
-    row_run, _, kernel_plan, batched, input_shape, output_shape = _launch(plan)
-    run = run or row_run
+def _run(plan, input, weight, bias, out_dtype, flipped=False):
+    """``plan``'s algorithm (its ``run_flipped`` where ``flipped``) on its operands into a new
+    ``out_dtype`` result of the caller's rank."""
+    row, kernel_plan, batched, input_shape, output_shape = _launch(plan)
+    run = row.run_flipped if flipped else row.run
     out = np.empty(batched, out_dtype)
     if plan.batch:
         bias = _NO_BIAS[out_dtype] if bias is None else np.ascontiguousarray(bias)

@@ -5,10 +5,10 @@
 module by where the operands live and runs the same steps on it.
 """
 import numpy as np
-from numba import njit, prange
 
 from ..parallelism import safe_to_run
-from . import channel_weight_grad, execute_flipped, gemm, tap_gemm, winograd_weight_grad
+from . import channel_weight_grad, execute_flipped, gemm, reads_flipped, tap_gemm, winograd_weight_grad
+from .flipped import flipped_transpose  # noqa: F401  (the backends' shared interface)
 from .input_grad import padded_input_grad
 from .pad_fold import fold_padding
 from .weight_grad import weight_grad
@@ -65,54 +65,15 @@ def write_phase(result, offsets, stride, values, bias):
         target[...] = 0 if bias is None else bias.reshape((-1, 1, 1, 1))
 
 
-def flipped_transpose(weight, groups, conjugate, taps=None):
-    """(C_out, C_in / g, K...) -> (C_in, C_out / g, K...), each group's channels swapped and every kernel
-    flipped in D, H and W (and conjugated if ``conjugate``): the weight of the full correlation that is
-    the input gradient. With ``taps`` (per dimension, the kernel taps to keep, ascending), only those
-    taps, flipped: the sub-kernel of one stride phase."""
-    if taps is None:
-        taps = tuple(range(k) for k in weight.shape[2:])
-    kept = tuple(np.asarray(t, np.int64)[::-1] for t in taps)
-    sources = np.ravel_multi_index(np.meshgrid(*kept, indexing="ij"), weight.shape[2:]).reshape(-1)
-    out_channels, in_per_group = weight.shape[:2]
-    out = np.empty((in_per_group * groups, out_channels // groups) + tuple(t.size for t in kept),
-                   weight.dtype)
-    source = np.ascontiguousarray(weight).reshape(out_channels, in_per_group, -1)
-    with safe_to_run():
-        _gather_flipped(source, groups, sources, out.reshape(out.shape[:2] + (-1,)))
-    return np.conj(out, out=out) if conjugate and np.iscomplexobj(out) else out
-
-
-# Channels per side of the tiles in which ``_gather_flipped`` transposes: a tile's rows of the weight
-# (TILE output channels x TILE input channels x taps) stay in L1 while its transposed rows are written.
-_TILE = 16
-
-
-@njit(parallel=True, cache=True)
-def _gather_flipped(weight, groups, sources, out):
-    """``out[c, o, t] = weight[g * O + o, c % I, sources[t]]`` for input channel c of group g (O, I:
-    output and input channels per group; taps flattened), in tiles of channels."""
-    out_per_group, in_per_group = out.shape[1], weight.shape[1]
-    for tile in prange((out.shape[0] + _TILE - 1) // _TILE):
-        for o0 in range(0, out_per_group, _TILE):
-            for c in range(tile * _TILE, min(out.shape[0], (tile + 1) * _TILE)):
-                g, i = c // in_per_group, c % in_per_group
-                for o in range(o0, min(out_per_group, o0 + _TILE)):
-                    source = weight[g * out_per_group + o, i]
-                    target = out[c, o]
-                    for t in range(sources.size):
-                        target[t] = source[sources[t]]
-
-
 def correlates_flipped(plan):
     """Whether ``plan``, a correlation with the flipped, channel-swapped weight, runs from the unflipped
-    weight (:func:`correlate_flipped`): where it takes the tap-by-tap products, in its own dtype."""
-    return plan.algorithm == "tap-gemm" and plan.dtype == plan.compute_dtype
+    weight (:func:`correlate_flipped`): where its row reads the weight so (``Algorithm.run_flipped``: the
+    tap-by-tap products, the Winograd rows' weight transforms), in its own dtype."""
+    return plan.dtype == plan.compute_dtype and reads_flipped(plan)
 
 
 def correlate_flipped(plan, grad, weight, bias):
-    """``plan`` run on ``grad`` and ``flipped_transpose(weight, plan.groups, False)`` without that copy:
-    each tap's product reads the mirrored tap's packed weights transposed."""
+    """``plan`` run on ``grad`` and ``flipped_transpose(weight, plan.groups, False)`` without that copy."""
     return execute_flipped(plan, grad, weight, bias)
 
 

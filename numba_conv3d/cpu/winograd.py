@@ -58,13 +58,15 @@ _UNSIGNED = np.uint64
 
 
 @njit(parallel=True, cache=True)
-def transform_weights(weight, groups, depth_patch, patch, first_block, stop_block):
+def transform_weights(weight, groups, depth_patch, patch, first_block, stop_block, flipped):
     """Weights (C_out, C_in/g, KD, K, K), K 3 or 5 and KD K or 1 -> the points ``G g G^T`` of each
     group's channel blocks ``[first_block, stop_block)`` (g, points, blocks, C_in/g, ``BLOCK_CHANNELS``),
     computed in float64 and rounded once; missing channels of a group's last block are zeros. With P =
     ``patch`` points along H and W (``plane_patch``; ``STRIDED_PATCH`` for the stride-2 ``G``) and
     ``depth_patch`` along D (1 for KD = 1, no transform), point ``(a * P + b) * P + k`` is row a of
-    ``G`` along D, b along H, k along W.
+    ``G`` along D, b along H, k along W. Where ``flipped``, the points of
+    ``gradients.flipped_transpose(weight, groups)`` (the input gradient's correlation), read from
+    ``weight`` in place: C_out and C_in/g swap roles and each pair's taps are read backwards.
 
     A task transforms one channel block, a few input channels at a time (``_WEIGHT_TAPS``): their taps
     gathered into rows of (input channel, output channel) pairs, in the order the points are stored,
@@ -72,8 +74,11 @@ def transform_weights(weight, groups, depth_patch, patch, first_block, stop_bloc
     gather reads each pair's taps in order (a stream per output channel); its rows are a cache line
     longer than they hold, so that the taps of a pair, one row apart, do not all fall in one set of
     the L1 cache (rows of 2 KB would: the gather of 512 channels' 3x3x3 weights took 4x as long)."""
-    out_channels, in_per_group, kernel_depth, taps = weight.shape[:4]
-    out_per_group = out_channels // groups
+    kernel_depth, taps = weight.shape[2:4]
+    if flipped:
+        out_per_group, in_per_group = weight.shape[1], weight.shape[0] // groups
+    else:
+        out_per_group, in_per_group = weight.shape[0] // groups, weight.shape[1]
     blocks = stop_block - first_block
     plane_points = patch * patch
     count = depth_patch * plane_points
@@ -81,7 +86,8 @@ def transform_weights(weight, groups, depth_patch, patch, first_block, stop_bloc
     flat_packed = packed.reshape(-1)
     point_row = blocks * in_per_group * BLOCK_CHANNELS
     taps_per_channel = kernel_depth * taps * taps
-    flat = weight.reshape(out_channels, in_per_group * taps_per_channel)
+    flat = weight.reshape(weight.shape[0], weight.shape[1] * taps_per_channel)
+    last_tap = taps_per_channel - 1
     chunk_channels = max(4, _WEIGHT_TAPS // taps_per_channel // 4 * 4)
     width = chunk_channels * BLOCK_CHANNELS
     gathered_row = width + BLOCK_CHANNELS
@@ -96,10 +102,15 @@ def transform_weights(weight, groups, depth_patch, patch, first_block, stop_bloc
             pairs = min(chunk_channels, in_per_group - c0) * BLOCK_CHANNELS
             for c in range(pairs // BLOCK_CHANNELS):
                 for lane in range(lanes):
-                    taps_of_pair = flat[first + lane, _UNSIGNED((c0 + c) * taps_per_channel):]
+                    if flipped:
+                        row, at = g * in_per_group + c0 + c, (first - g * out_per_group + lane) * taps_per_channel
+                        to, step = last_tap * gathered_row + c * BLOCK_CHANNELS + lane, -gathered_row
+                    else:
+                        row, at = first + lane, (c0 + c) * taps_per_channel
+                        to, step = c * BLOCK_CHANNELS + lane, gathered_row
+                    taps_of_pair = flat[row]
                     for tap in range(taps_per_channel):
-                        gathered[_UNSIGNED(tap * gathered_row + c * BLOCK_CHANNELS + lane)] = taps_of_pair[
-                            _UNSIGNED(tap)]
+                        gathered[_UNSIGNED(to + step * tap)] = taps_of_pair[_UNSIGNED(at + tap)]
             for ij in range(kernel_depth * taps):
                 kernel_points(gathered, ij * taps, 1, gathered_row, along_w, ij * patch, 1, width, pairs,
                               taps, patch)
@@ -306,18 +317,20 @@ def _winograd_kernel(x, packed, bias, out, maps, tiles, patch, tile, splits, non
                    np.int64(task))
 
 
-def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups, flipped=False):
     """Fill the batched ``out`` from the batched ``x`` by Winograd (real dtypes, a kernel ``serves``
     takes). Returns whether every output is finite (where not, ``out`` holds what the transforms gave,
     and the caller computes it again directly).
 
-    The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
+    The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them; where
+    ``flipped``, ``weight`` is unflipped and the plan made for its ``gradients.flipped_transpose`` (the
+    input gradient's correlation), whose weight points are read from it in place.
     """
     tile = plane_tile(weight.shape[2:], out.shape[2:], out.shape[0],
                       weight.shape[0] * weight.shape[1] * x.itemsize)
     patch = plane_patch(weight.shape[2:], tile)
     packed = transform_weights(weight, groups, depth_points(*weight.shape[2:4]), patch, 0,
-                               ceil_div(out.shape[1] // groups, BLOCK_CHANNELS))
+                               ceil_div(out.shape[1] // groups, BLOCK_CHANNELS), flipped)
     tiles = tiles_of(out.shape[2:], weight.shape[2:], tile)
     chunk = chunk_tiles(x.itemsize)
     chunks = ceil_div(x.shape[0] * math.prod(tiles), chunk)

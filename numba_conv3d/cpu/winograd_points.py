@@ -191,18 +191,19 @@ def _pass_chunks(per_chunk, total):
     return max(1, min(total, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES // per_chunk))
 
 
-def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups, flipped=False):
     """Fill the batched ``out`` from the batched ``x`` by Winograd, point by point (real dtypes, a
     kernel ``winograd.serves`` takes). Returns whether every output is finite (where not, ``out`` holds
     what the transforms gave, and the caller computes it again directly).
 
-    The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
+    The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them, and
+    ``flipped`` as :func:`numba_conv3d.cpu.winograd.compute` takes it.
     """
-    tile = points_tile(weight.shape[2:], out.shape[2:], out.shape[0], weight.shape[1], out.shape[1] // groups,
+    in_per_group, out_per_group = x.shape[1] // groups, out.shape[1] // groups
+    tile = points_tile(weight.shape[2:], out.shape[2:], out.shape[0], in_per_group, out_per_group,
                        weight.shape[0] * weight.shape[1] * x.itemsize)
     patch = plane_patch(weight.shape[2:], tile)
     count = points_of(weight.shape[2:], tile)
-    in_per_group, out_per_group = weight.shape[1], out.shape[1] // groups
     blocks = ceil_div(out_per_group, BLOCK_CHANNELS)
     tiles = tiles_of(out.shape[2:], weight.shape[2:], tile)
     tile_count = x.shape[0] * math.prod(tiles)
@@ -216,7 +217,8 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     range_blocks = _range_blocks(x.itemsize, groups, count, in_per_group, blocks, chunk, total, per_pass)
     ranges = [(first, min(blocks, first + range_blocks)) for first in range(0, blocks, range_blocks)]
     depth_patch = depth_points(*weight.shape[2:4])
-    whole = transform_weights(weight, groups, depth_patch, patch, 0, blocks) if len(ranges) == 1 else None
+    whole = (transform_weights(weight, groups, depth_patch, patch, 0, blocks, flipped) if len(ranges) == 1
+             else None)
     finite = True
     for first_chunk in range(0, total, per_pass):
         chunks = min(per_pass, total - first_chunk)
@@ -224,7 +226,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
         input_kernel(x, maps, tiles, patch, tile, first_chunk, chunks, input_splits, points)
         for first_block, stop_block in ranges:
             packed = whole if whole is not None else transform_weights(weight, groups, depth_patch, patch,
-                                                                        first_block, stop_block)
+                                                                        first_block, stop_block, flipped)
             product_splits = channel_splits(stop_block - first_block, groups * count)
             _product_kernel(packed, first_block, points, first_chunk, chunks, tile_count, product_splits,
                             products)

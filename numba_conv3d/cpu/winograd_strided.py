@@ -241,7 +241,7 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     """
     planes, depth_step, tiles = _geometry(weight.shape[2:], stride, out.shape[2:])
     packed = transform_weights(weight, groups, planes, PATCH, 0,
-                               ceil_div(out.shape[1] // groups, BLOCK_CHANNELS))
+                               ceil_div(out.shape[1] // groups, BLOCK_CHANNELS), False)
     chunks = ceil_div(x.shape[0] * math.prod(tiles), chunk_tiles(x.itemsize))
     splits = channel_splits(packed.shape[2], groups * chunks)
     nonfinite = np.zeros(groups * chunks * splits, np.bool_)
