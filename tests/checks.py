@@ -263,6 +263,20 @@ def random_operands(rng, input_shape, weight_shape, bias, dtype):
             draw((weight_shape[0],)) if bias else None)
 
 
+def flipped_operands(rng, x_shape, w_shape, groups, dtype):
+    """Operands of an input gradient's correlation, whose weight (``w_shape``: C_in, C_out / g, K...) is
+    the flipped, channel-swapped copy of a forward layer's: the input, that layer's weight (unflipped),
+    the copy (``flipped_transpose``) and a bias."""
+    from numba_conv3d.cpu.gradients import flipped_transpose
+
+    unflipped_shape = (w_shape[1] * groups, w_shape[0] // groups) + tuple(w_shape[2:])
+    x, unflipped, _ = random_operands(rng, x_shape, unflipped_shape, False, dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    flipped = flipped_transpose(unflipped, groups, False)
+    assert flipped.shape == tuple(w_shape)
+    return x, unflipped, flipped, b
+
+
 MODES = ("zeros", "reflect", "replicate", "circular")
 
 

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from checks import (MODES, assert_bitwise_for_one_and_two_threads, assert_forced_algorithm_within,
-                    assert_matches_reference, mode_cases, random_operands)
+                    assert_matches_reference, flipped_operands, mode_cases, random_operands)
 from numba_conv3d import conv3d, conv3d_input, conv3d_weight, plan_conv3d
 from numba_conv3d.cpu import blas, channel_weight_grad, execute_flipped, gradients, tap_gemm
-from numba_conv3d.cpu.gradients import flipped_transpose
 from numba_conv3d.cpu.slab import index_map
 from numba_conv3d.shape_rules import padding_mode_code
 from reference import conv3d_reference
@@ -40,12 +39,7 @@ def test_matches_reference(x_shape, w_shape, kwargs, mode, dtype):
 def test_correlating_with_the_unflipped_weight_matches_the_flipped_copy(x_shape, w_shape, kwargs, mode,
                                                                         dtype):
     rng = np.random.default_rng(sum(x_shape) + 3 * sum(w_shape))
-    groups = kwargs.get("groups", 1)
-    unflipped_shape = (w_shape[1] * groups, w_shape[0] // groups) + w_shape[2:]
-    x, unflipped, _ = random_operands(rng, x_shape, unflipped_shape, False, dtype)
-    b = rng.standard_normal(w_shape[0]).astype(dtype)
-    flipped = flipped_transpose(unflipped, groups, False)
-    assert flipped.shape == w_shape
+    x, unflipped, flipped, b = flipped_operands(rng, x_shape, w_shape, kwargs.get("groups", 1), dtype)
     kwargs = dict(kwargs, padding_mode=mode)
     plan = plan_conv3d(x_shape, w_shape, dtype=dtype, algorithm="tap-gemm", **kwargs)
     assert_matches_reference(execute_flipped(plan, x, unflipped, b), x, flipped, b, **kwargs)

@@ -5,7 +5,7 @@ kernels, in ranges of weight points, and where a NaN or Inf sends the call to th
 import numpy as np
 import pytest
 
-from checks import assert_matches_winograd_bound, random_operands
+from checks import assert_matches_winograd_bound, flipped_operands, random_operands
 from numba_conv3d import conv3d_input, plan_conv3d
 from numba_conv3d.config import BLOCK_CHANNELS
 from numba_conv3d.cpu import (execute, execute_flipped, gradients, reads_flipped, winograd_points,
@@ -30,14 +30,7 @@ CASES = [
 
 def _operands(seed, x_shape, w_shape, kwargs, dtype=np.float32):
     """The correlation's input, the forward layer's (unflipped) weight, its flipped copy and a bias."""
-    rng = np.random.default_rng(seed)
-    groups = kwargs.get("groups", 1)
-    unflipped_shape = (w_shape[1] * groups, w_shape[0] // groups) + w_shape[2:]
-    x, unflipped, _ = random_operands(rng, x_shape, unflipped_shape, False, dtype)
-    b = rng.standard_normal(w_shape[0]).astype(dtype)
-    flipped = flipped_transpose(unflipped, groups, False)
-    assert flipped.shape == w_shape
-    return x, unflipped, flipped, b
+    return flipped_operands(np.random.default_rng(seed), x_shape, w_shape, kwargs.get("groups", 1), dtype)
 
 
 @pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)

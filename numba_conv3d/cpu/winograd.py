@@ -66,7 +66,7 @@ def transform_weights(weight, groups, depth_patch, patch, first_block, stop_bloc
     ``depth_patch`` along D (1 for KD = 1, no transform), point ``(a * P + b) * P + k`` is row a of
     ``G`` along D, b along H, k along W. Where ``flipped``, the points of
     ``gradients.flipped_transpose(weight, groups)`` (the input gradient's correlation), read from
-    ``weight`` in place: C_out and C_in/g swap roles and each pair's taps are read backwards.
+    ``weight`` in place: C_out and C_in/g swap roles and each pair's taps are gathered in mirrored order.
 
     A task transforms one channel block, a few input channels at a time (``_WEIGHT_TAPS``): their taps
     gathered into rows of (input channel, output channel) pairs, in the order the points are stored,
@@ -103,7 +103,8 @@ def transform_weights(weight, groups, depth_patch, patch, first_block, stop_bloc
             for c in range(pairs // BLOCK_CHANNELS):
                 for lane in range(lanes):
                     if flipped:
-                        row, at = g * in_per_group + c0 + c, (first - g * out_per_group + lane) * taps_per_channel
+                        row = g * in_per_group + c0 + c
+                        at = (first - g * out_per_group + lane) * taps_per_channel
                         to, step = last_tap * gathered_row + c * BLOCK_CHANNELS + lane, -gathered_row
                     else:
                         row, at = first + lane, (c0 + c) * taps_per_channel
