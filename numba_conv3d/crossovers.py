@@ -139,6 +139,14 @@ BFLOAT16_DOT_MAX_WINOGRAD_GAIN = 2.15
 # at 13x80x80 1.33, 96 -> 216 at 13x10x10 1.20, 432 -> 192 at 13x5x5 1.07); over 64 positions (256 from
 # 128 at 4x4x4) 0.86x; its squeeze-excitation layers (1 position) 0.85-1.10x.
 BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS = 256
+# Layers whose float32 plan takes Winograd along D (``winograd-depth``: 3x1x1 unit-stride kernels) take
+# it on widened operands where the output planes hold at most BFLOAT16_WIDENED_DEPTH_MAX_PLANE positions:
+# the dot products' kernel gathers each input plane into the slabs of the 3 output planes that read it,
+# as much work as the 3 taps' products (2026-12-06, Zen 4, same process, alternating, medians of 9; dot
+# products' time / widened Winograd): 64-576 -> 64-256 channels on planes of 14x14 to 40x40 (4-16
+# planes) 0.99-1.44x, R(2+1)D's temporal layers with 230-576 channels 1.06-1.22x; on 48x48 and 56x56
+# planes 0.71-0.82x (there the dot products ran 1.6x faster per position).
+BFLOAT16_WIDENED_DEPTH_MAX_PLANE = 1600
 
 # Kernels of at most GEMM_FEW_TAPS taps (R(2+1)D's 3x1x1 temporal layers) give the register-blocked
 # kernels little reuse of each gathered input: GEMM from GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL positions

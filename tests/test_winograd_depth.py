@@ -3,16 +3,19 @@ mode, groups, odd and 1-deep extents, NaN and Inf as the direct sums give them, 
 planner takes it."""
 from functools import partial
 
+import ml_dtypes
 import numpy as np
 import pytest
 
-from checks import (assert_bitwise_for_one_and_two_threads, assert_dynamic_range_within_bound,
-                    assert_forced_algorithm_within, assert_matches_transform_bound,
-                    assert_nonfinite_as_direct_sums, direct_fallback, mode_cases, random_operands,
-                    reference_input_gradient)
+from checks import (BFLOAT16, assert_bitwise_for_one_and_two_threads, assert_close,
+                    assert_dynamic_range_within_bound, assert_forced_algorithm_within,
+                    assert_matches_transform_bound, assert_nonfinite_as_direct_sums, direct_fallback,
+                    mode_cases, random_operands, reference_input_gradient, winograd_depth_rounding_bound)
 from numba_conv3d import conv3d, conv3d_input, plan_conv3d
-from numba_conv3d.crossovers import WINOGRAD_DEPTH_MIN_COLUMNS, WINOGRAD_DEPTH_MIN_TASKS
-from numba_conv3d.cpu import winograd_depth
+from numba_conv3d.crossovers import (BFLOAT16_WIDENED_DEPTH_MAX_PLANE, WINOGRAD_DEPTH_MIN_COLUMNS,
+                                     WINOGRAD_DEPTH_MIN_TASKS)
+from numba_conv3d.cpu import bfloat16_dot, winograd_depth
+from reference import conv3d_reference
 
 ALGORITHM = "winograd-depth"
 KERNEL = (3, 1, 1)
@@ -116,6 +119,42 @@ def test_planner_takes_it_past_the_measured_crossovers(x_shape, w_shape, expecte
                and x_shape[3] * x_shape[4] >= WINOGRAD_DEPTH_MIN_COLUMNS)
     assert crossed == expected
     assert (plan.algorithm == ALGORITHM) == expected
+
+
+def test_bfloat16_operands_take_the_float32_result_rounded_once():
+    """Widened, summed by F(2, 3) along D in float32, rounded once: within that bound plus half an ulp
+    of bfloat16."""
+    rng = np.random.default_rng(11)
+    shapes = ((2, 6, 5, 9, 11), (8, 6) + KERNEL, (8,))
+    x, w, b = (rng.standard_normal(shape).astype(BFLOAT16) for shape in shapes)
+    kwargs = {"padding": (1, 0, 0)}
+    out = conv3d(x, w, b, algorithm=ALGORITHM, **kwargs)
+    assert out.dtype == BFLOAT16
+    widened = (a.astype(np.float32) for a in (x, w, b))
+    rounded = conv3d(*widened, algorithm=ALGORITHM, **kwargs).astype(BFLOAT16)
+    np.testing.assert_array_equal(out.view(np.uint16), rounded.view(np.uint16))
+    wide = [a.astype(np.float64) for a in (x, w, b)]
+    expected = conv3d_reference(*wide, **kwargs)
+    summed = winograd_depth_rounding_bound(np.float32, *wide, **kwargs)
+    assert_close(out.astype(np.float64), expected,
+                 summed + float(ml_dtypes.finfo(BFLOAT16).eps) / 2 * (np.abs(expected) + summed))
+
+
+@pytest.mark.parametrize("x_shape, w_shape, expected", [
+    ((1, 288, 8, 28, 28), (128, 288) + KERNEL, ALGORITHM),
+    ((1, 576, 4, 14, 14), (256, 576) + KERNEL, ALGORITHM),
+    ((1, 128, 8, 40, 40), (128, 128) + KERNEL, ALGORITHM),
+    ((1, 144, 16, 56, 56), (64, 144) + KERNEL, "bfloat16-dot"),
+    ((1, 128, 8, 48, 48), (128, 128) + KERNEL, "bfloat16-dot"),
+])
+def test_bfloat16_takes_it_widened_on_small_planes(x_shape, w_shape, expected):
+    """Where the float32 plan takes it, on planes of at most ``BFLOAT16_WIDENED_DEPTH_MAX_PLANE``
+    positions (larger ones keep the dot products, where the CPU has them)."""
+    plan = plan_conv3d(x_shape, w_shape, padding=(1, 0, 0), dtype="bfloat16")
+    if not bfloat16_dot.serves(plan):
+        pytest.skip("this CPU has no AVX512-BF16 dot products (or no 512-bit vectors)")
+    assert (x_shape[3] * x_shape[4] <= BFLOAT16_WIDENED_DEPTH_MAX_PLANE) == (expected == ALGORITHM)
+    assert plan.algorithm == expected
 
 
 def test_tasks_and_call_bytes():

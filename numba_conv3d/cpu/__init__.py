@@ -11,7 +11,8 @@ from ..config import (BLOCKED_MIN_CHANNELS, BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VE
                       CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, VECTOR_BYTES,
                       WINOGRAD_POINTS_MAX_WORKSPACE_BYTES)
 from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
-                          BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS,
+                          BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_WIDENED_DEPTH_MAX_PLANE,
+                          BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS,
                           BLOCKED_MIN_FILL, FFT_DIRECT_MAC_SECONDS,
                           FFT_MAX_WORKSPACE_BYTES, FFT_MIN_GAIN, FLAT_MAX_NARROW_KERNEL_WIDTH,
                           FLAT_MAX_OUTPUT_WIDTH, FLAT_MAX_WORKSPACE_BYTES, GEMM_FEW_TAPS,
@@ -222,17 +223,25 @@ def prefers_phase_flat(plan):
 def prefers_bfloat16_dot(plan):
     """Whether the planner takes the bfloat16 dot products for a bfloat16 plan they serve: enough
     channels per group to fill the pairs and the channel blocks, and not where the float32 plan takes
-    FFT, Winograd with a large estimated gain, or a 1x1x1 GEMM, strided or over many positions
-    (``crossovers.BFLOAT16_*``, measured crossovers)."""
+    FFT, Winograd with a large estimated gain, Winograd along D on small planes, or a 1x1x1 GEMM,
+    strided or over many positions (``crossovers.BFLOAT16_*``, measured crossovers)."""
     computed = plan.computed()
     if (plan.out_per_group < BFLOAT16_DOT_MIN_OUT_CHANNELS or plan.in_per_group < BFLOAT16_DOT_MIN_IN_CHANNELS
             or (fft.serves(computed) and prefers_fft(computed))):
         return False
     if winograd.serves(computed) and prefers_winograd(computed):
         return winograd_gain(computed) < BFLOAT16_DOT_MAX_WINOGRAD_GAIN
+    if _widened_row(computed).name == "winograd-depth":
+        return prod(plan.output_size[1:]) > BFLOAT16_WIDENED_DEPTH_MAX_PLANE
     positions = plan.batch * prod(plan.output_size)
     return not (computed.kernel_size == (1, 1, 1) and prefers_gemm(computed)
                 and (computed.stride != (1, 1, 1) or positions >= BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS))
+
+
+def _widened_row(computed):
+    """The row the planner takes for ``computed``, the float32 plan of a bfloat16 one: what its
+    widened operands would run."""
+    return next(a for a in ALGORITHMS if a.applies(computed) and a.prefers(computed))
 
 
 # The point-by-point Winograd row's ranges, in words.
@@ -276,7 +285,8 @@ def _winograd(name, reason, module, prefers, serves=None, flips=False):
 ALGORITHMS = (
     Algorithm("bfloat16-dot", f"bfloat16 operands, AVX512-BF16, >= {BFLOAT16_DOT_MIN_OUT_CHANNELS} output "
               f"and >= {BFLOAT16_DOT_MIN_IN_CHANNELS} input channels per group, not where the float32 plan "
-              f"takes FFT, Winograd with an estimated gain >= {BFLOAT16_DOT_MAX_WINOGRAD_GAIN} or a 1x1x1 "
+              f"takes FFT, Winograd with an estimated gain >= {BFLOAT16_DOT_MAX_WINOGRAD_GAIN}, Winograd "
+              f"along D on planes of <= {BFLOAT16_WIDENED_DEPTH_MAX_PLANE} positions or a 1x1x1 "
               f"GEMM, strided or over >= {BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS} positions: the "
               "channel-vectorized kernel on pairs of input channels, two products per lane "
               "and instruction (vdpbf16ps), float32 sums rounded once (dense k3 and k5: 1.1-2.9x the "
