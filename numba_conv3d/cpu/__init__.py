@@ -275,8 +275,9 @@ def _winograd(name, reason, module, prefers, serves=None, flips=False):
     """A Winograd row: ``module``'s ``compute`` falling back to the direct sums, its workspace and call
     bytes, served as ``module.serves`` (or ``serves``) says; where ``flips``, also run on the unflipped
     weight of an input gradient (its ``compute(..., flipped=True)``)."""
-    flipped_run = _runner(partial(module.compute, flipped=True))
-    run_flipped = _falling_back(flipped_run, flipped=True) if flips else None
+    run_flipped = None
+    if flips:
+        run_flipped = _falling_back(_runner(partial(module.compute, flipped=True)), flipped=True)
     return Algorithm(name, reason, serves or module.serves, module.workspace_bytes,
                      _falling_back(_runner(module.compute)), prefers, call_bytes=module.call_bytes,
                      run_flipped=run_flipped)
