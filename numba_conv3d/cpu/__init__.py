@@ -1,36 +1,32 @@
 """CPU backend: the table of algorithms the planner chooses from, and the entry that runs a plan
 (``execution.py``)."""
 from functools import partial
-from math import prod
-
-import numpy as np
-from numba.extending import register_jitable
 
 from ..algorithm import Algorithm
 from ..config import (BLOCKED_MIN_CHANNELS, BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, CHANNEL_BLOCK_VECTORS,
-                      CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, VECTOR_BYTES,
-                      WINOGRAD_POINTS_MAX_WORKSPACE_BYTES)
+                      CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES)
 from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
                           BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_WIDENED_DEPTH_MAX_PLANE,
-                          BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS,
-                          BLOCKED_MIN_FILL, FFT_DIRECT_MAC_SECONDS,
-                          FFT_MAX_WORKSPACE_BYTES, FFT_MIN_GAIN, FLAT_MAX_NARROW_KERNEL_WIDTH,
-                          FLAT_MAX_OUTPUT_WIDTH, FLAT_MAX_WORKSPACE_BYTES, GEMM_FEW_TAPS,
-                          GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL, GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION,
-                          GEMM_POINTWISE_MIN_CHANNELS, GEMM_POSITIONS_PER_CHANNEL,
-                          GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS, PLANE_GEMM_MIN_CHANNELS,
-                          PLANE_GEMM_MIN_POSITIONS, ROW_BLOCKED_MAX_REDUCTION,
-                          ROW_BLOCKED_STRIDED_MAX_REDUCTION, TAP_GEMM_MAX_SHARE, TAP_GEMM_MIN_CHANNELS,
-                          TAP_GEMM_WIDE_CHANNELS, TAP_GEMM_WIDE_MAX_SHARE, WINOGRAD_DEEP_WIDE_MIN_TILES,
-                          WINOGRAD_DEPTH_MIN_COLUMNS, WINOGRAD_DEPTH_MIN_TASKS, WINOGRAD_MAX_WEIGHT_BYTES,
-                          WINOGRAD_MIN_GAIN,
-                          WINOGRAD_POINTS_MIN_TILES, WINOGRAD_POINTS_RANGES,
-                          WINOGRAD_STRIDED_MAX_WEIGHT_BYTES, WINOGRAD_STRIDED_MIN_IN_CHANNELS,
-                          WINOGRAD_STRIDED_MIN_TILES, WINOGRAD_WEIGHT_TILES)
+                          BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS, BLOCKED_MIN_FILL, FFT_MAX_WORKSPACE_BYTES,
+                          FFT_MIN_GAIN, FLAT_MAX_NARROW_KERNEL_WIDTH, FLAT_MAX_OUTPUT_WIDTH,
+                          GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION, GEMM_POINTWISE_MIN_CHANNELS,
+                          GEMM_POSITIONS_PER_CHANNEL, GEMM_STRIDED_POSITIONS_PER_CHANNEL,
+                          GEMM_UNIT_MIN_INPUTS, PLANE_GEMM_MIN_CHANNELS, PLANE_GEMM_MIN_POSITIONS,
+                          ROW_BLOCKED_MAX_REDUCTION, ROW_BLOCKED_STRIDED_MAX_REDUCTION, TAP_GEMM_MAX_SHARE,
+                          TAP_GEMM_MIN_CHANNELS, TAP_GEMM_WIDE_CHANNELS, TAP_GEMM_WIDE_MAX_SHARE,
+                          WINOGRAD_DEEP_WIDE_MIN_TILES, WINOGRAD_DEPTH_MIN_COLUMNS, WINOGRAD_DEPTH_MIN_TASKS,
+                          WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN, WINOGRAD_POINTS_MIN_TILES,
+                          WINOGRAD_POINTS_RANGES, WINOGRAD_STRIDED_MAX_WEIGHT_BYTES,
+                          WINOGRAD_STRIDED_MIN_IN_CHANNELS, WINOGRAD_STRIDED_MIN_TILES)
 from . import (bfloat16_dot, blocked, channel_vectorized, direct, fft, gemm, phase_flat, plane_gemm,
-               row_blocked, tap_gemm, winograd, winograd_depth, winograd_points, winograd_strided,
-               winograd_tiles)
+               row_blocked, tap_gemm, winograd, winograd_depth, winograd_points, winograd_strided)
 from .flipped import flipped_transpose
+# The rules are re-exported: the planner's tests, jitted ``conv3d`` and the docs name them ``cpu.*``.
+from .preferences import (BLOCKED, CHANNEL_VECTORIZED, ROW_BLOCKED, direct_sums, fft_gain,  # noqa: F401
+                          flat_max_output_width, picked, prefers_bfloat16_dot, prefers_fft, prefers_gemm,
+                          prefers_phase_flat, prefers_plane_gemm, prefers_tap_gemm, prefers_winograd,
+                          prefers_winograd_depth, prefers_winograd_points, prefers_winograd_strided,
+                          real_kernel, winograd_gain, winograd_tiles_per_channel)
 
 NAME = "cpu"
 
@@ -49,215 +45,10 @@ def _runner(compute):
     return run
 
 
-# The register-blocked kernels of real dtypes, as ``real_kernel`` names them.
-CHANNEL_VECTORIZED, BLOCKED, ROW_BLOCKED = range(3)
-
-
-@register_jitable
-def real_kernel(out_height, out_width, out_per_group, reduction, itemsize, kernel_width, stride_width):
-    """Which register-blocked kernel computes a real-dtype convolution whose output planes (as its
-    kernel runs them) are ``out_height`` x ``out_width``, with ``out_per_group`` output channels and
-    ``reduction`` input channels x taps per group, ``kernel_width`` taps and ``stride_width`` along W:
-    ``CHANNEL_VECTORIZED`` where it keeps more of its computed lanes, or nearly as many over a long
-    reduction (``channel_vectorized.preferred``), else ``BLOCKED`` where that serves, its channel blocks
-    are full enough (``blocked.fills_blocks``) and the reduction is not one that the row-blocked kernel
-    runs faster (``row_blocked.beats_channel_blocks``), else ``ROW_BLOCKED``. The planner's table and
-    jitted ``conv3d`` both choose by it."""
-    if channel_vectorized.preferred(out_height, out_width, out_per_group, reduction, itemsize):
-        return CHANNEL_VECTORIZED
-    if (blocked.serves(False, out_per_group) and blocked.fills_blocks(out_per_group)
-            and not row_blocked.beats_channel_blocks(kernel_width, stride_width, reduction)):
-        return BLOCKED
-    return ROW_BLOCKED
-
-
-def _picked(kernel):
-    """An algorithm's ``prefers``: whether ``real_kernel`` picks ``kernel`` for a plan."""
-    def prefers(plan):
-        merged = plan.rows_merged()
-        reduction = plan.in_per_group * prod(plan.kernel_size)
-        return real_kernel(*merged.output_size[1:], plan.out_per_group, reduction,
-                           np.dtype(plan.dtype).itemsize, merged.kernel_size[2], merged.stride[2]) == kernel
-
-    return prefers
-
-
-def prefers_gemm(plan):
-    """Whether the planner takes the GEMM algorithm for a real-dtype plan: a 1x1x1 convolution that
-    reads its input as the matrix, a small output volume for its many channels (larger for strided
-    and few-tap kernels), or a strided 1x1x1 projection (``crossovers.GEMM_*``, measured crossovers)."""
-    strided = plan.stride != (1, 1, 1)
-    if gemm.reads_input_as_columns(plan):
-        return plan.in_per_group >= GEMM_UNIT_MIN_INPUTS and plan.out_per_group >= 2
-    if strided and plan.kernel_size == (1, 1, 1):
-        return plan.out_per_group >= GEMM_POINTWISE_MIN_CHANNELS
-    if strided:
-        per_channel = GEMM_STRIDED_POSITIONS_PER_CHANNEL
-    elif prod(plan.kernel_size) <= GEMM_FEW_TAPS:
-        per_channel = GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL
-    else:
-        per_channel = GEMM_POSITIONS_PER_CHANNEL
-    return (plan.out_per_group >= GEMM_MIN_OUT_CHANNELS
-            and plan.in_per_group * prod(plan.kernel_size) >= GEMM_MIN_REDUCTION
-            and prod(plan.output_size) <= per_channel * plan.out_per_group)
-
-
-def prefers_tap_gemm(plan):
-    """Whether the planner takes the tap-by-tap products for a plan they serve: where it would take the
-    channel-vectorized kernel, with many channels and many taps reading zero padding
-    (``crossovers.TAP_GEMM_*``, measured crossovers)."""
-    if min(plan.in_per_group, plan.out_per_group) < TAP_GEMM_MIN_CHANNELS or prefers_gemm(plan):
-        return False
-    wide = min(plan.in_per_group, plan.out_per_group) >= TAP_GEMM_WIDE_CHANNELS
-    limit = TAP_GEMM_WIDE_MAX_SHARE if wide else TAP_GEMM_MAX_SHARE
-    return _picked(CHANNEL_VECTORIZED)(plan) and tap_gemm.read_share(plan) <= limit
-
-
-def prefers_plane_gemm(plan):
-    """Whether the planner takes the per-plane products for a plan they serve (a KDx1x1 kernel): deeper
-    than one plane, with many channels and output positions (``crossovers.PLANE_GEMM_*``, measured
-    crossovers)."""
-    return (plan.kernel_size[0] > 1 and min(plan.in_per_group, plan.out_per_group) >= PLANE_GEMM_MIN_CHANNELS
-            and prod(plan.output_size) >= PLANE_GEMM_MIN_POSITIONS)
-
-
-def prefers_winograd_depth(plan):
-    """Whether the planner takes F(2, 3) along D for a plan it serves (a 3x1x1 kernel): at least
-    ``WINOGRAD_DEPTH_MIN_TASKS`` tasks (each task's products run on one thread) and planes of at least
-    ``WINOGRAD_DEPTH_MIN_COLUMNS`` positions (measured crossovers)."""
-    return (winograd_depth.tasks(plan) >= WINOGRAD_DEPTH_MIN_TASKS
-            and plan.output_size[1] * plan.output_size[2] >= WINOGRAD_DEPTH_MIN_COLUMNS)
-
-
-def winograd_gain(plan):
-    """The estimated speed of Winograd over the direct kernels for a plan it serves
-    (``winograd_tiles.estimated_gain`` with the plan's tile and ``WINOGRAD_WEIGHT_TILES``)."""
-    return winograd_tiles.estimated_gain(plan.kernel_size, plan.output_size, plan.batch, plan.in_per_group,
-                                         plan.out_per_group, winograd_tiles.plan_tile(plan),
-                                         WINOGRAD_WEIGHT_TILES)
-
-
-def prefers_winograd(plan):
-    """Whether the planner takes Winograd for a plan it serves: an estimated gain of at least
-    ``WINOGRAD_MIN_GAIN`` with at most ``WINOGRAD_MAX_WEIGHT_BYTES`` of weight points, where the
-    planner would not take GEMM (small volumes for many channels, where the weight transform and the
-    weight points' traffic dominate)."""
-    return (winograd.call_bytes(plan) <= WINOGRAD_MAX_WEIGHT_BYTES
-            and winograd_gain(plan) >= WINOGRAD_MIN_GAIN and not prefers_gemm(plan))
-
-
-def winograd_tiles_per_channel(plan):
-    """A call's Winograd tiles (batch included) per channel pair's geometric mean, sqrt(C_in/g x
-    C_out/g): how far the tiles amortize the weight points (few tiles for many channels read much
-    weight for little work) and how much transformed input and products they hold."""
-    return (winograd_tiles.call_tiles(plan, winograd_tiles.plan_tile(plan))
-            / (plan.in_per_group * plan.out_per_group) ** 0.5)
-
-
-def prefers_winograd_points(plan):
-    """Whether the planner takes Winograd point by point for a plan Winograd serves: at least
-    ``WINOGRAD_POINTS_MIN_TILES`` tiles and, by the kernel's width (``WINOGRAD_POINTS_RANGES``), enough
-    channels and tiles per channel (``winograd_tiles_per_channel``) in range (measured crossovers: fewer
-    tiles are faster by GEMM, more by the fused kernel, fewer channels by the direct kernels)."""
-    channels, low, high = WINOGRAD_POINTS_RANGES[plan.kernel_size[2]]
-    return (winograd_tiles.call_tiles(plan, winograd_tiles.plan_tile(plan)) >= WINOGRAD_POINTS_MIN_TILES
-            and (plan.in_per_group * plan.out_per_group) ** 0.5 >= channels
-            and low <= winograd_tiles_per_channel(plan) <= high)
-
-
-def prefers_winograd_strided(plan):
-    """Whether the planner takes stride-2 Winograd for a plan it serves: at least
-    ``WINOGRAD_STRIDED_MIN_TILES`` tiles, ``WINOGRAD_STRIDED_MIN_IN_CHANNELS`` input channels per group
-    and at most ``WINOGRAD_STRIDED_MAX_WEIGHT_BYTES`` of weight points (measured crossovers)."""
-    return (winograd_strided.call_tiles(plan) >= WINOGRAD_STRIDED_MIN_TILES
-            and plan.in_per_group >= WINOGRAD_STRIDED_MIN_IN_CHANNELS
-            and winograd_strided.call_bytes(plan) <= WINOGRAD_STRIDED_MAX_WEIGHT_BYTES)
-
-
-def _direct_seconds(plan):
-    """Estimated seconds of the direct kernel the planner would take (``direct_sums``): its
-    multiply-adds at its ``FFT_DIRECT_MAC_SECONDS`` each (for the machine's vector width), on
-    ``fft.planning_threads``."""
-    macs = (plan.batch * plan.out_channels * prod(plan.output_size) * plan.in_per_group
-            * prod(plan.kernel_size))
-    return macs * FFT_DIRECT_MAC_SECONDS[VECTOR_BYTES][direct_sums(plan).name] / fft.planning_threads()
-
-
-def fft_gain(plan):
-    """The estimated speed of FFT convolution over the direct kernel the planner would take, for a
-    plan it serves: ``_direct_seconds`` over the FFT's estimated seconds for its best tiling
-    (``fft.tiling``)."""
-    return _direct_seconds(plan) / fft.estimated_seconds(plan)
-
-
-def prefers_fft(plan):
-    """Whether the planner takes FFT convolution for a plan it serves: an estimated gain of at least
-    ``FFT_MIN_GAIN`` (large kernels), and at least Winograd's where the planner would take Winograd.
-    Small kernels are ruled out by ``fft.lower_bound_seconds`` before any tiling is tried."""
-    direct = _direct_seconds(plan)
-    if direct < FFT_MIN_GAIN * fft.lower_bound_seconds(plan):
-        return False
-    gain = direct / fft.estimated_seconds(plan)
-    return gain >= FFT_MIN_GAIN and not (winograd.serves(plan) and prefers_winograd(plan)
-                                         and winograd_gain(plan) > gain)
-
-
-def flat_max_output_width(plan):
-    """The widest output rows the planner gives the flat-phase kernel: ``FLAT_MAX_NARROW_KERNEL_WIDTH``
-    times the stride along W for kernels of at most 3 taps along W (the depthwise k3 layers of video
-    networks), else ``FLAT_MAX_OUTPUT_WIDTH``."""
-    if plan.kernel_size[2] <= 3:
-        return FLAT_MAX_NARROW_KERNEL_WIDTH * plan.stride[2]
-    return FLAT_MAX_OUTPUT_WIDTH
-
-
-def prefers_phase_flat(plan):
-    """Whether the planner takes the flat-phase kernel for a real-dtype plan: fewer than
-    ``BLOCKED_MIN_CHANNELS`` output channels per group, output rows of at most
-    ``flat_max_output_width`` (where row blocks leave lanes idle) and its workspace within
-    ``FLAT_MAX_WORKSPACE_BYTES``."""
-    return (plan.out_per_group < BLOCKED_MIN_CHANNELS and plan.output_size[2] <= flat_max_output_width(plan)
-            and phase_flat.workspace_bytes(plan) <= FLAT_MAX_WORKSPACE_BYTES)
-
-
-def prefers_bfloat16_dot(plan):
-    """Whether the planner takes the bfloat16 dot products for a bfloat16 plan they serve: enough
-    channels per group to fill the pairs and the channel blocks, and not where the float32 plan takes
-    FFT, Winograd with a large estimated gain, Winograd along D on small planes, or a 1x1x1 GEMM,
-    strided or over many positions (``crossovers.BFLOAT16_*``, measured crossovers)."""
-    computed = plan.computed()
-    if (plan.out_per_group < BFLOAT16_DOT_MIN_OUT_CHANNELS or plan.in_per_group < BFLOAT16_DOT_MIN_IN_CHANNELS
-            or (fft.serves(computed) and prefers_fft(computed))):
-        return False
-    if winograd.serves(computed) and prefers_winograd(computed):
-        return winograd_gain(computed) < BFLOAT16_DOT_MAX_WINOGRAD_GAIN
-    if _widened_row(computed).name == "winograd-depth":
-        return prod(plan.output_size[1:]) > BFLOAT16_WIDENED_DEPTH_MAX_PLANE
-    positions = plan.batch * prod(plan.output_size)
-    return not (computed.kernel_size == (1, 1, 1) and prefers_gemm(computed)
-                and (computed.stride != (1, 1, 1) or positions >= BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS))
-
-
-def _widened_row(computed):
-    """The row the planner takes for ``computed``, the float32 plan of a bfloat16 one: what its
-    widened operands would run."""
-    return next(a for a in ALGORITHMS if a.applies(computed) and a.prefers(computed))
-
-
 # The point-by-point Winograd row's ranges, in words.
 _POINTS_RANGES = "; ".join(f"KxKxK and 1xKxK kernels with K = {taps}: >= {channels} channels, {low}-{high} "
                            "tiles per channel"
                            for taps, (channels, low, high) in WINOGRAD_POINTS_RANGES.items())
-
-# The rows that compute through transforms (their sums are not the direct ones).
-_TRANSFORMS = ("fft", "winograd", "winograd-points", "winograd-strided", "winograd-depth")
-
-
-def direct_sums(plan):
-    """The row the planner takes for ``plan`` when the transforms are left out: the one whose sums
-    FFT and Winograd fall back to."""
-    return next(a for a in ALGORITHMS if a.name not in _TRANSFORMS and a.applies(plan) and a.prefers(plan))
-
 
 def _falling_back(run, flipped=False):
     """A transform row's ``run``: ``run``, then, where an output is not finite (an Inf or NaN in the
@@ -383,12 +174,12 @@ ALGORITHMS = (
               "weights added to all of a task's planes (56-wide stem, 1x7x7: 1.22-1.25x the blocked kernel; "
               "4x8x8 with 32-256 channels: 1.07-1.45x)",
               lambda plan: not plan.is_complex, _on_merged_rows(channel_vectorized.workspace_bytes),
-              _runner(channel_vectorized.compute), _picked(CHANNEL_VECTORIZED)),
+              _runner(channel_vectorized.compute), picked(CHANNEL_VECTORIZED)),
     Algorithm("blocked", f"real dtype, >= {BLOCKED_MIN_CHANNELS} output channels per group filling >= "
               f"{BLOCKED_MIN_FILL:.0%} of its blocks: blocks of {BLOCK_CHANNELS} channels x {BLOCK_VECTORS} "
               "SIMD vectors of columns summed in registers (float32 dense k3: 130-220 GFLOP/s on 2 cores)",
               lambda plan: blocked.serves(plan.is_complex, plan.out_per_group),
-              _on_merged_rows(blocked.workspace_bytes), _runner(blocked.compute), _picked(BLOCKED)),
+              _on_merged_rows(blocked.workspace_bytes), _runner(blocked.compute), picked(BLOCKED)),
     Algorithm("row-blocked", f"real dtype, < {BLOCKED_MIN_CHANNELS} output channels per group "
               f"(one-channel, depthwise), or too few to fill {BLOCKED_MIN_FILL:.0%} of the blocked "
               f"kernel's {BLOCK_CHANNELS}-channel blocks (4 of 8: 1.3-1.5x faster than it), or 3 taps wide "
@@ -398,7 +189,7 @@ ALGORITHMS = (
               f"{BLOCK_ROWS} output rows x {BLOCK_VECTORS} SIMD vectors of columns summed in registers "
               "(one-channel k7: 2.7x the direct kernel)",
               lambda plan: not plan.is_complex, _on_merged_rows(row_blocked.workspace_bytes),
-              _runner(row_blocked.compute), _picked(ROW_BLOCKED)),
+              _runner(row_blocked.compute), picked(ROW_BLOCKED)),
     Algorithm("direct", "direct convolution over per-task padded input slabs; serves every argument "
               "(complex, fewer than 4 output channels per group)",
               lambda plan: True, _on_merged_rows(direct.workspace_bytes), _runner(direct.compute)),
