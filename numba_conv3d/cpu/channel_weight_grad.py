@@ -26,11 +26,11 @@ from ..config import (CHANNEL_WEIGHT_GRAD_CHUNK, CHANNEL_WEIGHT_GRAD_COLUMNS, CH
                       VECTOR_BYTES)
 from ..crossovers import (CHANNEL_WEIGHT_GRAD_MIN_IN, CHANNEL_WEIGHT_GRAD_MIN_OUT,
                           CHANNEL_WEIGHT_GRAD_MIN_POSITIONS)
-from ..shape_rules import round_up
+from ..shape_rules import ceil_div, round_up
 from .register_blocks import skips_padding
 from .simd import fma_tile, load_block, store_block, vector_lanes, zero_block
 from .slab import index_map, tap_sources
-from .tasks import channel_splits, split_range
+from .tasks import split_range, tasks_wanted
 
 COLUMNS = CHANNEL_WEIGHT_GRAD_COLUMNS
 VECTORS = CHANNEL_WEIGHT_GRAD_VECTORS
@@ -95,12 +95,14 @@ def _padded_input(x, groups, map_d, map_h, map_w, out):
 
 @njit(parallel=True, cache=True)
 def _kernel(grad_t, padded_x, reads_d, reads_h, out_size, kernel, stride, dilation, input_shape, front_d,
-            splits, chunk_rows, out):
+            out_splits, unit_splits, chunk_rows, out):
     """Fill ``out`` (C_out, C_in / g, taps) from the transposed output gradient ``grad_t`` (flat
     (g, positions, block-padded output channels)) and the padded input ``padded_x`` (flat
     ``input_shape``: (N, g, block-padded input channels, PD, PH, PW), its planes from padded plane
     ``front_d`` on); ``reads_d[kd, od]`` and ``reads_h[kh, oh]``: whether that tap and output plane
-    (row) read the input (False only where padding is skipped)."""
+    (row) read the input (False only where padding is skipped). A task of a group takes one of
+    ``out_splits`` ranges of output channel blocks and one of ``unit_splits`` ranges of units (block of
+    input channels, tap), numbered channel block first, so that a range of units reads few channels."""
     batch, groups, in_width, padded_d, padded_h, padded_w = input_shape
     out_per_group, in_per_group = out.shape[0] // groups, out.shape[1]
     channel_step = padded_d * padded_h * padded_w
@@ -114,35 +116,62 @@ def _kernel(grad_t, padded_x, reads_d, reads_h, out_size, kernel, stride, dilati
     units = taps * in_blocks
     rows = batch * out_depth * out_height
     size = COLUMNS * block_out
-    for task in prange(groups * out_blocks * splits):
-        g, ob, split = task // (out_blocks * splits), task // splits % out_blocks, task % splits
-        first, stop = split_range(split, units, splits)
-        sums = np.zeros((stop - first) * size, grad_t.dtype)
+    for task in prange(groups * out_splits * unit_splits):
+        g, out_split, unit_split = (task // (out_splits * unit_splits), task // unit_splits % out_splits,
+                                    task % unit_splits)
+        ob_first, ob_stop = split_range(out_split, out_blocks, out_splits)
+        first, stop = split_range(unit_split, units, unit_splits)
+        count = stop - first
+        sums = np.zeros((ob_stop - ob_first) * count * size, grad_t.dtype)
         like = zero_block(grad_t, COLUMNS, 1, VECTORS)
         for r0 in range(0, rows, chunk_rows):
-            for u in range(stop - first):
-                tap, cb = (first + u) // in_blocks, (first + u) % in_blocks
-                kd, kh, kw = tap // (kernel[1] * kernel[2]), tap // kernel[2] % kernel[1], tap % kernel[2]
-                acc = load_block(like, sums, u * size)
-                for row in range(r0, min(rows, r0 + chunk_rows)):
-                    n, z, y = row // (out_depth * out_height), row // out_height % out_depth, row % out_height
-                    if not (reads_d[kd, z] and reads_h[kh, y]):
-                        continue
-                    pd = z * stride[0] + kd * dilation[0] - front_d
-                    ph = y * stride[1] + kh * dilation[1]
-                    x_at = ((((n * groups + g) * in_width + cb * COLUMNS) * padded_d + pd) * padded_h
-                            + ph) * padded_w + kw * dilation[2]
-                    g_at = (g * positions + row * out_width) * out_width_padded + ob * block_out
-                    for w in range(out_width):
-                        acc = fma_tile(acc, padded_x, x_at + w * stride[2], channel_step, 0, COLUMNS, grad_t,
-                                       g_at + w * out_width_padded, VECTORS)
-                store_block(acc, sums, u * size)
-        for u in range(stop - first):
-            tap, cb = (first + u) // in_blocks, (first + u) % in_blocks
-            for c in range(min(COLUMNS, in_per_group - cb * COLUMNS)):
-                for k in range(min(block_out, out_per_group - ob * block_out)):
-                    out[g * out_per_group + ob * block_out + k, cb * COLUMNS + c, tap] = sums[
-                        u * size + c * block_out + k]
+            for ob in range(ob_first, ob_stop):
+                for u in range(count):
+                    cb, tap = (first + u) // taps, (first + u) % taps
+                    kd, kh, kw = tap // (kernel[1] * kernel[2]), tap // kernel[2] % kernel[1], tap % kernel[2]
+                    at = ((ob - ob_first) * count + u) * size
+                    acc = load_block(like, sums, at)
+                    for row in range(r0, min(rows, r0 + chunk_rows)):
+                        n, z, y = (row // (out_depth * out_height), row // out_height % out_depth,
+                                   row % out_height)
+                        if not (reads_d[kd, z] and reads_h[kh, y]):
+                            continue
+                        pd = z * stride[0] + kd * dilation[0] - front_d
+                        ph = y * stride[1] + kh * dilation[1]
+                        x_at = ((((n * groups + g) * in_width + cb * COLUMNS) * padded_d + pd) * padded_h
+                                + ph) * padded_w + kw * dilation[2]
+                        g_at = (g * positions + row * out_width) * out_width_padded + ob * block_out
+                        for w in range(out_width):
+                            acc = fma_tile(acc, padded_x, x_at + w * stride[2], channel_step, 0, COLUMNS,
+                                           grad_t, g_at + w * out_width_padded, VECTORS)
+                    store_block(acc, sums, at)
+        for ob in range(ob_first, ob_stop):
+            for u in range(count):
+                cb, tap = (first + u) // taps, (first + u) % taps
+                at = ((ob - ob_first) * count + u) * size
+                for c in range(min(COLUMNS, in_per_group - cb * COLUMNS)):
+                    for k in range(min(block_out, out_per_group - ob * block_out)):
+                        out[g * out_per_group + ob * block_out + k, cb * COLUMNS + c, tap] = sums[
+                            at + c * block_out + k]
+
+
+def task_splits(out_blocks, units, groups, input_bytes, grad_bytes):
+    """(ranges of output channel blocks, ranges of units) per group for ``tasks_wanted()`` tasks in all
+    (as many as the blocks and units allow): of those, the pair that reads the fewest bytes, as each
+    range of output blocks reads the padded input (``input_bytes`` a group) once and each range of
+    units the output gradient (``grad_bytes`` a group) once. One task per output block read a 64 ->
+    128 channel layer's 14 MB padded input 8 times where 2 ranges of 2 blocks x 4 of units read it
+    twice and the 6 MB output gradient 4 times."""
+    wanted = min(ceil_div(tasks_wanted(), groups), out_blocks * units)
+    best = None
+    for out_splits in range(1, out_blocks + 1):
+        unit_splits = min(units, ceil_div(wanted, out_splits))
+        if out_splits * unit_splits < wanted:
+            continue
+        traffic = input_bytes * out_splits + grad_bytes * unit_splits
+        if best is None or traffic < best[0]:
+            best = (traffic, out_splits, unit_splits)
+    return best[1:]
 
 
 def _reads(source_map, taps, outputs, stride, dilation, skip):
@@ -179,10 +208,11 @@ def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode
     reads_h = _reads(maps[1], kernel[1], grad.shape[3], stride[1], dilation[1], skip)
     out_blocks = out_width // block_out
     units = math.prod(kernel) * (padded_x.shape[2] // COLUMNS)
-    splits = channel_splits(units, groups * out_blocks)
+    out_splits, unit_splits = task_splits(out_blocks, units, groups, padded_x[0, 0].nbytes * x.shape[0],
+                                          grad_t.nbytes // groups)
     out = np.empty((weight_shape[0], in_per_group, math.prod(kernel)), x.dtype)
     _kernel(grad_t, padded_x.reshape(-1), reads_d, reads_h, np.array(grad.shape[2:], np.int64),
             np.array(kernel, np.int64), np.array(stride, np.int64), np.array(dilation, np.int64),
-            np.array(padded_x.shape, np.int64), front_d, splits,
+            np.array(padded_x.shape, np.int64), front_d, out_splits, unit_splits,
             max(1, CHANNEL_WEIGHT_GRAD_CHUNK // grad.shape[4]), out)
     return out.reshape(weight_shape)
