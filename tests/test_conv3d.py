@@ -190,6 +190,8 @@ def test_same_plan_twice_and_bitwise_for_any_thread_count(dtype):
                                         "stride": (2, 3, 1)}),
     ((3, 4, 6, 7), (3, 1, 3, 2, 3), {"padding": "same", "groups": 3, "dilation": (1, 2, 2)}),
     ((2, 40, 3, 4, 5), (40, 1, 3, 3, 3), {"padding": 1, "groups": 40, "stride": (1, 2, 1)}),
+    ((1, 6, 4, 6, 11), (6, 1, 2, 3, 3), {"padding": (1, 1, 2), "groups": 6, "stride": (1, 1, 3),
+                                         "dilation": (1, 1, 2)}),
 ])
 def test_the_flat_phase_kernel_matches_the_reference(mode, x_shape, w_shape, kwargs):
     """Stride phases along every axis, dilation, 1-wide rows, channel multipliers, unbatched input, 80

@@ -4,7 +4,8 @@ video networks) over flattened positions.
 The row kernels vectorize along one output row; where rows are a few columns wide (planes of 5x5 or
 10x10) most lanes idle. Here a task (one sample and group) gathers its group's padded input channels
 once, split into stride phases: phase (a, b, c) holds the padded positions (a + i * sd, b + j * sh,
-c + k * sw) as a (D', H', W') volume. Output (od, oh, ow) then reads tap (kd, kh, kw) from phase
+c + k * sw) as a (D', H', W') volume (copied row by row at unit stride along W, else element by
+element through an index worked out once per call). Output (od, oh, ow) then reads tap (kd, kh, kw) from phase
 (kd * dd % sd, kh * dh % sh, kw * dw % sw) at (od + kd * dd // sd, oh + kh * dh // sh, ow + kw * dw //
 sw): every tap is one constant offset into the flat phases. Outputs are computed at each position of
 the flat (D_out, H', W') grid, so that a block of SIMD vectors runs across rows and planes; the
@@ -91,38 +92,78 @@ def phase_sources(maps, stride, extents, height, width):
 
 
 @register_jitable
-def _gather_phases(x, n, c0, channels, sources, phases):
+def phase_index(maps, stride, extents, height, width):
+    """Where each element of one input channel's flat phases (phase, then D', H', W') reads, from the
+    padding ``maps`` (``slab.index_maps``): its offset within the input channel, or -1 for a zero."""
+    depth_map, height_map, width_map = maps[0], maps[1], maps[2]
+    index = np.full(stride[0] * stride[1] * stride[2] * extents[0] * extents[1] * extents[2], -1, np.int64)
+    at = 0
+    for a in range(stride[0]):
+        for b in range(stride[1]):
+            for e in range(stride[2]):
+                for i in range(extents[0]):
+                    pd = a + i * stride[0]
+                    sd = depth_map[pd] if pd < depth_map.shape[0] else -1
+                    for j in range(extents[1]):
+                        ph = b + j * stride[1]
+                        sh = height_map[ph] if ph < height_map.shape[0] else -1
+                        for k in range(extents[2]):
+                            pw = e + k * stride[2]
+                            sw = width_map[pw] if pw < width_map.shape[0] else -1
+                            if sd >= 0 and sh >= 0 and sw >= 0:
+                                index[at] = (sd * height + sh) * width + sw
+                            at += 1
+    return index
+
+
+@register_jitable
+def _gather_rows(x, n, c0, channels, sources, phases):
     """Write into ``phases`` (channels x phases x D' x H' x W', flat, zeros on entry) the padded input
-    of channels ``c0 ...`` of sample ``n``, as ``sources`` (``phase_sources``) say: the columns that
-    read the input itself are a strided copy of its row, the padding columns are looked up, and the
-    rows and columns that read zeros are left as they are."""
+    of channels ``c0 ...`` of sample ``n`` at unit stride along W, as ``sources`` (``phase_sources``)
+    say: the columns that read the input itself are a copy of its row, the padding columns are looked
+    up, and the rows and columns that read zeros are left as they are."""
     rows, columns, inner, outer = sources
-    step, width = columns.shape[0], columns.shape[1]
+    width = columns.shape[1]
+    first, last = inner[0], outer[0]
+    # Inner column k copies input column columns[0, first] + (k - first).
+    shift = columns[0, first] - first if first < last else 0
     channel_size = x.shape[2] * x.shape[3] * x.shape[4]
     flat = x.reshape(x.size)
     at = 0
     for c in range(c0, c0 + channels):
         channel = (n * x.shape[1] + c) * channel_size
         for ab in range(rows.shape[0]):
-            for e in range(step):
-                first, last = inner[e], outer[e]
-                # Inner column k copies input column columns[e, first] + (k - first) * step.
-                shift = columns[e, first] - first * step if first < last else 0
-                for r in range(rows.shape[1]):
-                    if rows[ab, r] >= 0:
-                        row = channel + rows[ab, r]
-                        if step == 1:
-                            copy_elements(phases, at + first, flat, row + shift + first, last - first)
-                        else:
-                            for k in range(first, last):
-                                phases[at + k] = flat[row + shift + k * step]
-                        for k in range(first):
-                            if columns[e, k] >= 0:
-                                phases[at + k] = flat[row + columns[e, k]]
-                        for k in range(last, width):
-                            if columns[e, k] >= 0:
-                                phases[at + k] = flat[row + columns[e, k]]
-                    at += width
+            for r in range(rows.shape[1]):
+                if rows[ab, r] >= 0:
+                    row = channel + rows[ab, r]
+                    copy_elements(phases, at + first, flat, row + shift + first, last - first)
+                    for k in range(first):
+                        if columns[0, k] >= 0:
+                            phases[at + k] = flat[row + columns[0, k]]
+                    for k in range(last, width):
+                        if columns[0, k] >= 0:
+                            phases[at + k] = flat[row + columns[0, k]]
+                at += width
+
+
+@register_jitable
+def _gather_elements(x, n, c0, channels, index, phases):
+    """Write into ``phases`` (channels x phases x D' x H' x W', flat) the padded input of channels
+    ``c0 ...`` of sample ``n``, element by element as ``index`` (``phase_index``) says. Strided along W,
+    a phase row holds a few elements taken ``stride_w`` apart: copying them row by row cost more per row
+    than per element (X3D's stride-2 depthwise layers at 10x10 to 40x40: 0.71-0.85x the layer's time
+    this way)."""
+    size = index.shape[0]
+    channel_size = x.shape[2] * x.shape[3] * x.shape[4]
+    flat = x.reshape(x.size)
+    zero = x.dtype.type(0)
+    for c in range(channels):
+        channel = (n * x.shape[1] + c0 + c) * channel_size
+        at = c * size
+        for i in range(size):
+            source = index[i]
+            value = flat[np.uint64(channel + max(source, 0))]
+            phases[np.uint64(at + i)] = value if source >= 0 else zero
 
 
 @register_jitable
@@ -152,8 +193,10 @@ def _phase_flat_kernel(x, weight, bias, out, stride, dilation, pad_front, padded
     positions = ceil_div(out_depth * plane, block) * block
     # Blocks past the grid's last position read this far past the last channel's phases.
     slack = positions + offsets.max()
-    sources = phase_sources(index_maps(x, padded, pad_front, mode), stride, extents, x.shape[3],
-                            x.shape[4])
+    maps = index_maps(x, padded, pad_front, mode)
+    sources = phase_sources(maps, stride, extents, x.shape[3], x.shape[4])
+    index = (phase_index(maps, stride, extents, x.shape[3], x.shape[4]) if stride[2] > 1
+             else np.empty(0, np.int64))
     out_flat = out.reshape(out.size)
     tasks = batch * groups
     per_chunk = max(1, tasks // FLAT_TASK_CHUNKS)
@@ -163,7 +206,10 @@ def _phase_flat_kernel(x, weight, bias, out, stride, dilation, pad_front, padded
         sums = np.empty(positions, x.dtype)
         for task in range(chunk * per_chunk, min(tasks, (chunk + 1) * per_chunk)):
             n, g = task // groups, task % groups
-            _gather_phases(x, n, g * in_per_group, in_per_group, sources, phases)
+            if stride[2] == 1:
+                _gather_rows(x, n, g * in_per_group, in_per_group, sources, phases)
+            else:
+                _gather_elements(x, n, g * in_per_group, in_per_group, index, phases)
             for o in range(g * out_per_group, (g + 1) * out_per_group):
                 for q in range(0, positions, block):
                     acc = splat_channels(zero_block(x, 1, 1, FLAT_VECTORS), bias, o, 0, 1, FLAT_VECTORS)
