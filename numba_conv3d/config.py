@@ -149,6 +149,16 @@ WEIGHT_BLOCK_SINGLE_TAPS = 12
 CHANNEL_WEIGHT_GRAD_COLUMNS = 8
 CHANNEL_WEIGHT_GRAD_VECTORS = 2
 CHANNEL_WEIGHT_GRAD_CHUNK = 256
+# Where a group's output channels fill at least two blocks of CHANNEL_WEIGHT_GRAD_WIDE_VECTORS vectors,
+# leaving no more lanes empty than the narrow blocks, blocks of CHANNEL_WEIGHT_GRAD_WIDE_COLUMNS input
+# channels x that many vectors (24 accumulators: 10 loads per 24 multiply-adds, where the narrow block
+# takes 10 per 16). Measured against the narrow block (2-core Zen 4, float32, both in one process,
+# alternating, medians of 9-11): 1x3x3 and 3x3x3 layers of MC3, R3D and R(2+1)D with 128-512 output
+# channels 0.92-1.00x the time, their 3x1x1 layers 0.89-0.98x, 3x3x3 with 128 and 256 channels at 8x28x28
+# and 4x14x14 0.97-0.99x; with 64 output channels 0.95-1.08x (one wide block) and with 32 2x (half of
+# it empty). AVX2 has 16 vector registers: the narrow block only.
+CHANNEL_WEIGHT_GRAD_WIDE_COLUMNS = 6 if VECTOR_BYTES == 64 else CHANNEL_WEIGHT_GRAD_COLUMNS
+CHANNEL_WEIGHT_GRAD_WIDE_VECTORS = 4 if VECTOR_BYTES == 64 else CHANNEL_WEIGHT_GRAD_VECTORS
 
 # Output positions (whole output rows, at least one) a task of the weight gradient sums at a time for
 # all its blocks, so that their rows of the output gradient stay in L1 between blocks.

@@ -64,6 +64,33 @@ def test_bitwise_the_same_for_one_and_two_threads():
     assert_bitwise_for_one_and_two_threads(lambda: _gradient(x, g, (48, 24, 3, 3, 3), {"padding": 1}))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_wide_and_narrow_register_blocks_give_the_same_bits(monkeypatch, dtype):
+    rng = np.random.default_rng(11)
+    kwargs = {"padding": (1, 1, 0), "stride": (1, 2, 1)}
+    x, g = weight_grad_operands(rng, (2, 13, 3, 7, 6), (64, 13, 3, 3, 2), kwargs, dtype)
+    results = []
+    for shape in [(channel_weight_grad.COLUMNS, channel_weight_grad.VECTORS),
+                  (channel_weight_grad.WIDE_COLUMNS, channel_weight_grad.WIDE_VECTORS)]:
+        monkeypatch.setattr(channel_weight_grad, "block_shape", lambda out, itemsize, shape=shape: shape)
+        results.append(_gradient(x, g, (64, 13, 3, 3, 2), kwargs))
+    np.testing.assert_array_equal(results[0], results[1])
+    exact = weight_gradient_reference(x, (64, 13, 3, 3, 2), g, **kwargs)
+    magnitudes = weight_gradient_reference(np.abs(x), (64, 13, 3, 3, 2), np.abs(g), **kwargs)
+    length = g.shape[0] * int(np.prod(g.shape[2:]))
+    assert np.all(np.abs(results[1] - exact) <= (length + 2) * np.finfo(dtype).eps * magnitudes)
+
+
+@pytest.mark.parametrize("out_channels, wide", [(128, True), (256, True), (230, True), (64, False),
+                                                (96, False), (32, False), (460, False)])
+def test_wide_blocks_where_output_channels_fill_them(out_channels, wide):
+    shape = channel_weight_grad.block_shape(out_channels, 4)
+    narrow = (channel_weight_grad.COLUMNS, channel_weight_grad.VECTORS)
+    if channel_weight_grad.WIDE_VECTORS == channel_weight_grad.VECTORS:
+        pytest.skip("one register block shape with this vector width")
+    assert shape == ((channel_weight_grad.WIDE_COLUMNS, channel_weight_grad.WIDE_VECTORS) if wide else narrow)
+
+
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, expected", [
     ((1, 64, 16, 56, 56), (64, 64, 3, 3, 3), {"padding": 1}, True),
     ((1, 144, 16, 56, 56), (64, 144, 3, 1, 1), {"padding": (1, 0, 0)}, True),

@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..config import (CHANNEL_WEIGHT_GRAD_CHUNK, CHANNEL_WEIGHT_GRAD_COLUMNS, CHANNEL_WEIGHT_GRAD_VECTORS,
-                      VECTOR_BYTES)
+                      CHANNEL_WEIGHT_GRAD_WIDE_COLUMNS, CHANNEL_WEIGHT_GRAD_WIDE_VECTORS, VECTOR_BYTES)
 from ..crossovers import (CHANNEL_WEIGHT_GRAD_MIN_IN, CHANNEL_WEIGHT_GRAD_MIN_OUT,
                           CHANNEL_WEIGHT_GRAD_MIN_POSITIONS)
 from ..shape_rules import ceil_div, round_up
@@ -34,6 +34,8 @@ from .tasks import split_range, tasks_wanted
 
 COLUMNS = CHANNEL_WEIGHT_GRAD_COLUMNS
 VECTORS = CHANNEL_WEIGHT_GRAD_VECTORS
+WIDE_COLUMNS = CHANNEL_WEIGHT_GRAD_WIDE_COLUMNS
+WIDE_VECTORS = CHANNEL_WEIGHT_GRAD_WIDE_VECTORS
 # Output positions per slice of the output gradient's transposition (one task each).
 _TRANSPOSE_POSITIONS = 1024
 
@@ -93,66 +95,90 @@ def _padded_input(x, groups, map_d, map_h, map_w, out):
                 plane[ph, pw] = source[map_w[pw]] if map_w[pw] >= 0 else 0
 
 
-@njit(parallel=True, cache=True)
-def _kernel(grad_t, padded_x, reads_d, reads_h, out_size, kernel, stride, dilation, input_shape, front_d,
-            out_splits, unit_splits, chunk_rows, out):
-    """Fill ``out`` (C_out, C_in / g, taps) from the transposed output gradient ``grad_t`` (flat
-    (g, positions, block-padded output channels)) and the padded input ``padded_x`` (flat
-    ``input_shape``: (N, g, block-padded input channels, PD, PH, PW), its planes from padded plane
-    ``front_d`` on); ``reads_d[kd, od]`` and ``reads_h[kh, oh]``: whether that tap and output plane
-    (row) read the input (False only where padding is skipped). A task of a group takes one of
-    ``out_splits`` ranges of output channel blocks and one of ``unit_splits`` ranges of units (block of
-    input channels, tap), numbered channel block first, so that a range of units reads few channels."""
+@njit(cache=True, inline='always')
+def _task(grad_t, padded_x, reads_d, reads_h, out_size, kernel, stride, dilation, input_shape, front_d,
+          out_splits, unit_splits, chunk_rows, out, task, columns, vectors):
+    """Task ``task`` of :func:`_kernel` in register blocks of ``columns`` input channels x ``vectors``
+    SIMD vectors of output channels (compile-time ints)."""
     batch, groups, in_width, padded_d, padded_h, padded_w = input_shape
     out_per_group, in_per_group = out.shape[0] // groups, out.shape[1]
     channel_step = padded_d * padded_h * padded_w
     out_depth, out_height, out_width = out_size
     positions = batch * out_depth * out_height * out_width
     out_width_padded = grad_t.size // (groups * positions)
-    lanes = vector_lanes(grad_t)
-    block_out = VECTORS * lanes
-    out_blocks, in_blocks = out_width_padded // block_out, in_width // COLUMNS
+    block_out = vectors * vector_lanes(grad_t)
+    out_blocks, in_blocks = out_width_padded // block_out, in_width // columns
     taps = kernel[0] * kernel[1] * kernel[2]
     units = taps * in_blocks
     rows = batch * out_depth * out_height
-    size = COLUMNS * block_out
-    for task in prange(groups * out_splits * unit_splits):
-        g, out_split, unit_split = (task // (out_splits * unit_splits), task // unit_splits % out_splits,
-                                    task % unit_splits)
-        ob_first, ob_stop = split_range(out_split, out_blocks, out_splits)
-        first, stop = split_range(unit_split, units, unit_splits)
-        count = stop - first
-        sums = np.zeros((ob_stop - ob_first) * count * size, grad_t.dtype)
-        like = zero_block(grad_t, COLUMNS, 1, VECTORS)
-        for r0 in range(0, rows, chunk_rows):
-            for ob in range(ob_first, ob_stop):
-                for u in range(count):
-                    cb, tap = (first + u) // taps, (first + u) % taps
-                    kd, kh, kw = tap // (kernel[1] * kernel[2]), tap // kernel[2] % kernel[1], tap % kernel[2]
-                    at = ((ob - ob_first) * count + u) * size
-                    acc = load_block(like, sums, at)
-                    for row in range(r0, min(rows, r0 + chunk_rows)):
-                        n, z, y = (row // (out_depth * out_height), row // out_height % out_depth,
-                                   row % out_height)
-                        if not (reads_d[kd, z] and reads_h[kh, y]):
-                            continue
-                        pd = z * stride[0] + kd * dilation[0] - front_d
-                        ph = y * stride[1] + kh * dilation[1]
-                        x_at = ((((n * groups + g) * in_width + cb * COLUMNS) * padded_d + pd) * padded_h
-                                + ph) * padded_w + kw * dilation[2]
-                        g_at = (g * positions + row * out_width) * out_width_padded + ob * block_out
-                        for w in range(out_width):
-                            acc = fma_tile(acc, padded_x, x_at + w * stride[2], channel_step, 0, COLUMNS,
-                                           grad_t, g_at + w * out_width_padded, VECTORS)
-                    store_block(acc, sums, at)
+    size = columns * block_out
+    g, out_split, unit_split = (task // (out_splits * unit_splits), task // unit_splits % out_splits,
+                                task % unit_splits)
+    ob_first, ob_stop = split_range(out_split, out_blocks, out_splits)
+    first, stop = split_range(unit_split, units, unit_splits)
+    count = stop - first
+    sums = np.zeros((ob_stop - ob_first) * count * size, grad_t.dtype)
+    like = zero_block(grad_t, columns, 1, vectors)
+    for r0 in range(0, rows, chunk_rows):
         for ob in range(ob_first, ob_stop):
             for u in range(count):
                 cb, tap = (first + u) // taps, (first + u) % taps
+                kd, kh, kw = tap // (kernel[1] * kernel[2]), tap // kernel[2] % kernel[1], tap % kernel[2]
                 at = ((ob - ob_first) * count + u) * size
-                for c in range(min(COLUMNS, in_per_group - cb * COLUMNS)):
-                    for k in range(min(block_out, out_per_group - ob * block_out)):
-                        out[g * out_per_group + ob * block_out + k, cb * COLUMNS + c, tap] = sums[
-                            at + c * block_out + k]
+                acc = load_block(like, sums, at)
+                for row in range(r0, min(rows, r0 + chunk_rows)):
+                    n, z, y = row // (out_depth * out_height), row // out_height % out_depth, row % out_height
+                    if not (reads_d[kd, z] and reads_h[kh, y]):
+                        continue
+                    pd = z * stride[0] + kd * dilation[0] - front_d
+                    ph = y * stride[1] + kh * dilation[1]
+                    x_at = ((((n * groups + g) * in_width + cb * columns) * padded_d + pd) * padded_h
+                            + ph) * padded_w + kw * dilation[2]
+                    g_at = (g * positions + row * out_width) * out_width_padded + ob * block_out
+                    for w in range(out_width):
+                        acc = fma_tile(acc, padded_x, x_at + w * stride[2], channel_step, 0, columns, grad_t,
+                                       g_at + w * out_width_padded, vectors)
+                store_block(acc, sums, at)
+    for ob in range(ob_first, ob_stop):
+        for u in range(count):
+            cb, tap = (first + u) // taps, (first + u) % taps
+            at = ((ob - ob_first) * count + u) * size
+            for c in range(min(columns, in_per_group - cb * columns)):
+                for k in range(min(block_out, out_per_group - ob * block_out)):
+                    out[g * out_per_group + ob * block_out + k, cb * columns + c, tap] = sums[
+                        at + c * block_out + k]
+
+
+@njit(parallel=True, cache=True)
+def _kernel(grad_t, padded_x, reads_d, reads_h, out_size, kernel, stride, dilation, input_shape, front_d,
+            out_splits, unit_splits, chunk_rows, out, wide):
+    """Fill ``out`` (C_out, C_in / g, taps) from the transposed output gradient ``grad_t`` (flat
+    (g, positions, block-padded output channels)) and the padded input ``padded_x`` (flat
+    ``input_shape``: (N, g, block-padded input channels, PD, PH, PW), its planes from padded plane
+    ``front_d`` on), in the wide register blocks or the narrow ones (``block_shape``); ``reads_d[kd,
+    od]`` and ``reads_h[kh, oh]``: whether that tap and output plane (row) read the input (False only
+    where padding is skipped). A task of a group takes one of ``out_splits`` ranges of output channel
+    blocks and one of ``unit_splits`` ranges of units (block of input channels, tap), numbered channel
+    block first, so that a range of units reads few channels."""
+    for task in prange(input_shape[1] * out_splits * unit_splits):
+        if wide:
+            _task(grad_t, padded_x, reads_d, reads_h, out_size, kernel, stride, dilation, input_shape,
+                  front_d, out_splits, unit_splits, chunk_rows, out, task, WIDE_COLUMNS, WIDE_VECTORS)
+        else:
+            _task(grad_t, padded_x, reads_d, reads_h, out_size, kernel, stride, dilation, input_shape,
+                  front_d, out_splits, unit_splits, chunk_rows, out, task, COLUMNS, VECTORS)
+
+
+def block_shape(out_per_group, itemsize):
+    """(input channels, SIMD vectors of output channels) of the kernel's register blocks for
+    ``out_per_group`` output channels per group: the wide blocks (``CHANNEL_WEIGHT_GRAD_WIDE_*``) where
+    those channels fill at least two of their output blocks and leave no more lanes empty than the
+    narrow blocks do."""
+    wide_block, narrow_block = (vectors * VECTOR_BYTES // itemsize for vectors in (WIDE_VECTORS, VECTORS))
+    if (out_per_group >= 2 * wide_block
+            and round_up(out_per_group, wide_block) == round_up(out_per_group, narrow_block)):
+        return WIDE_COLUMNS, WIDE_VECTORS
+    return COLUMNS, VECTORS
 
 
 def task_splits(out_blocks, units, groups, input_bytes, grad_bytes):
@@ -180,9 +206,9 @@ def _reads(source_map, taps, outputs, stride, dilation, skip):
     return (tap_sources(source_map, taps, outputs, stride, dilation) >= 0) | (not skip)
 
 
-def _padded(x, groups, maps, padded, in_per_group):
-    """The padded input, (N, g, channels of a group up to whole blocks, PD, PH, PW)."""
-    out = np.empty((x.shape[0], groups, round_up(in_per_group, COLUMNS)) + tuple(padded), x.dtype)
+def _padded(x, groups, maps, padded, in_per_group, columns):
+    """The padded input, (N, g, channels of a group up to whole blocks of ``columns``, PD, PH, PW)."""
+    out = np.empty((x.shape[0], groups, round_up(in_per_group, columns)) + tuple(padded), x.dtype)
     _padded_input(x, groups, *maps, out)
     return out
 
@@ -191,28 +217,30 @@ def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode
     """The weight's gradient (``weight_shape``) from the batched input ``x`` and output gradient ``grad``
     (float32 or float64, C-contiguous); the arguments are the plan's numbers, as
     :func:`numba_conv3d.cpu.weight_grad.weight_grad` takes them."""
-    block_out = CHANNEL_WEIGHT_GRAD_VECTORS * VECTOR_BYTES // x.itemsize
     kernel = tuple(weight_shape[2:])
     out_per_group, in_per_group = weight_shape[0] // groups, weight_shape[1]
+    columns, vectors = block_shape(out_per_group, x.itemsize)
+    block_out = vectors * VECTOR_BYTES // x.itemsize
     maps = [index_map(padded[d], pad_front[d], x.shape[2 + d], mode) for d in range(3)]
     out_width = round_up(out_per_group, block_out)
     grad_t = np.empty(groups * grad[0, 0].size * grad.shape[0] * out_width, x.dtype)
     _transposed_grad(grad, groups, out_width, grad_t)
     skip = skips_padding(x, grad, padded, mode)
-    if skip and tuple(padded[1:]) == x.shape[3:] and in_per_group % COLUMNS == 0:
+    if skip and tuple(padded[1:]) == x.shape[3:] and in_per_group % columns == 0:
         # Zero pads along D only, never read (their rows are skipped): the input as it is.
         padded_x, front_d = x.reshape((x.shape[0], groups, in_per_group) + x.shape[2:]), pad_front[0]
     else:
-        padded_x, front_d = _padded(x, groups, maps, padded, in_per_group), 0
+        padded_x, front_d = _padded(x, groups, maps, padded, in_per_group, columns), 0
     reads_d = _reads(maps[0], kernel[0], grad.shape[2], stride[0], dilation[0], skip)
     reads_h = _reads(maps[1], kernel[1], grad.shape[3], stride[1], dilation[1], skip)
     out_blocks = out_width // block_out
-    units = math.prod(kernel) * (padded_x.shape[2] // COLUMNS)
+    units = math.prod(kernel) * (padded_x.shape[2] // columns)
     out_splits, unit_splits = task_splits(out_blocks, units, groups, padded_x[0, 0].nbytes * x.shape[0],
                                           grad_t.nbytes // groups)
     out = np.empty((weight_shape[0], in_per_group, math.prod(kernel)), x.dtype)
     _kernel(grad_t, padded_x.reshape(-1), reads_d, reads_h, np.array(grad.shape[2:], np.int64),
             np.array(kernel, np.int64), np.array(stride, np.int64), np.array(dilation, np.int64),
             np.array(padded_x.shape, np.int64), front_d, out_splits, unit_splits,
-            max(1, CHANNEL_WEIGHT_GRAD_CHUNK // grad.shape[4]), out)
+            max(1, CHANNEL_WEIGHT_GRAD_CHUNK // grad.shape[4]), out,
+            (columns, vectors) == (WIDE_COLUMNS, WIDE_VECTORS))
     return out.reshape(weight_shape)
