@@ -9,14 +9,17 @@ blocks; a register block of ``CHANNEL_WEIGHT_GRAD_COLUMNS`` input channels x
 ``CHANNEL_WEIGHT_GRAD_VECTORS`` vectors of output channels of one tap adds, at each output position,
 the input channels' elements broadcast times the output gradient's vectors (``simd.fma_tile``): 2
 vector loads and 8 broadcasts per 16 multiply-adds (float32 AVX-512), every sum whole in one lane.
+Where the output channels fill wider blocks (``block_shape``), 6 input channels x 4 vectors: 10 loads
+per 24 multiply-adds.
 
-A task owns one block of output channels of a group and a range of units (tap, block of input
-channels). It walks the output rows in chunks of about ``CHANNEL_WEIGHT_GRAD_CHUNK`` positions, whose
-output gradient stays in L1 while every unit adds the chunk; a unit's block rests in a small array
-between chunks. Rows whose tap reads zero padding along D or H are skipped (not where the output
-gradient holds an Inf or NaN, whose product with a padding zero is NaN). Each weight element is summed
-by one thread over the positions in order, with fused multiply-adds: bitwise the same for any thread
-count.
+A task owns a range of output channel blocks of a group and a range of units (block of input channels,
+tap), the pair of range counts chosen to read the padded input and the output gradient the fewest
+times (``task_splits``). It walks the output rows in chunks of about ``CHANNEL_WEIGHT_GRAD_CHUNK``
+positions, whose output gradient for one block stays in L1 while the task's units add the chunk; a
+unit's block rests in a small array between chunks. Rows whose tap reads zero padding along D or H are
+skipped (not where the output gradient holds an Inf or NaN, whose product with a padding zero is
+NaN). Each weight element is summed by one thread over the positions in order, with fused
+multiply-adds: bitwise the same for any thread count, block shape and task split.
 """
 import math
 import numpy as np
