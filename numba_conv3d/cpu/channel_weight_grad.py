@@ -186,16 +186,17 @@ def block_shape(out_per_group, itemsize):
 
 def task_splits(out_blocks, units, groups, input_bytes, grad_bytes):
     """(ranges of output channel blocks, ranges of units) per group for ``tasks_wanted()`` tasks in all
-    (as many as the blocks and units allow): of those, the pair that reads the fewest bytes, as each
-    range of output blocks reads the padded input (``input_bytes`` a group) once and each range of
-    units the output gradient (``grad_bytes`` a group) once. One task per output block read a 64 ->
-    128 channel layer's 14 MB padded input 8 times where 2 ranges of 2 blocks x 4 of units read it
-    twice and the 6 MB output gradient 4 times."""
+    (as many as the blocks and units allow), the output blocks in ranges of equal size: of those, the
+    pair that reads the fewest bytes, as each range of output blocks reads the padded input
+    (``input_bytes`` a group) once and each range of units the output gradient (``grad_bytes`` a group)
+    once. One task per output block read a 64 -> 128 channel layer's 14 MB padded input 8 times where 2
+    ranges of 2 blocks x 4 of units read it twice and the 6 MB output gradient 4 times; unequal ranges
+    (5 blocks in 4) left a thread idle for a third of the call."""
     wanted = min(ceil_div(tasks_wanted(), groups), out_blocks * units)
     best = None
     for out_splits in range(1, out_blocks + 1):
         unit_splits = min(units, ceil_div(wanted, out_splits))
-        if out_splits * unit_splits < wanted:
+        if out_blocks % out_splits or out_splits * unit_splits < wanted:
             continue
         traffic = input_bytes * out_splits + grad_bytes * unit_splits
         if best is None or traffic < best[0]:
