@@ -9,6 +9,7 @@ from checks import (MODES, assert_bitwise_for_one_and_two_threads, pads_fit, rou
                     weight_grad_operands)
 from numba_conv3d import conv3d_weight, plan_conv3d
 from numba_conv3d.cpu import channel_weight_grad
+from numba_conv3d.cpu.tasks import tasks_wanted
 from reference import weight_gradient_reference
 
 CASES = [
@@ -89,6 +90,14 @@ def test_wide_blocks_where_output_channels_fill_them(out_channels, wide):
     if channel_weight_grad.WIDE_VECTORS == channel_weight_grad.VECTORS:
         pytest.skip("one register block shape with this vector width")
     assert shape == ((channel_weight_grad.WIDE_COLUMNS, channel_weight_grad.WIDE_VECTORS) if wide else narrow)
+
+
+@pytest.mark.parametrize("out_blocks, units", [(5, 72), (9, 72), (4, 72), (16, 288), (1, 54), (7, 3), (5, 1)])
+@pytest.mark.parametrize("input_bytes, grad_bytes", [(14e6, 32e6), (14e6, 6e6)])
+def test_tasks_take_equal_ranges_of_output_blocks(out_blocks, units, input_bytes, grad_bytes):
+    out_splits, unit_splits = channel_weight_grad.task_splits(out_blocks, units, 1, input_bytes, grad_bytes)
+    assert out_blocks % out_splits == 0 and unit_splits <= units
+    assert out_splits * unit_splits >= min(tasks_wanted(), out_blocks * units)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, expected", [
