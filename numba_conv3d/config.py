@@ -97,8 +97,11 @@ MERGED_ROW_COLUMNS = 1024
 DASK_WHOLE_BLOCK_BYTES = 4 * 2 ** 20
 
 # Bytes of the im2col columns that the GEMM algorithm (``cpu/gemm.py``) gathers for one matrix product:
-# chunks of whole output planes, within the L3 cache beside the weights.
-GEMM_COLUMN_BYTES = 8 * 2 ** 20
+# chunks of whole output planes, within the L3 cache beside the weights. Each chunk's product reads
+# all the weights again: at 8 MiB, R3D's layer3.0.conv1 (128 -> 256 channels, 3x3x3 at stride 2, 4
+# planes of 2.7 MB of columns) ran as products of 3 planes and 1; in one, 0.89x the time (batch 2:
+# 0.93x), other layers of the networks suite unchanged (2026-12-06, Zen 4, in one process).
+GEMM_COLUMN_BYTES = 16 * 2 ** 20
 
 # The tap-by-tap products (``cpu/tap_gemm.py``): at most TAP_GEMM_MAX_CHUNKS chunks of taps per group
 # (tasks), fewer where their partial outputs would take more than TAP_GEMM_PARTIAL_BYTES.
