@@ -92,27 +92,20 @@ def phase_sources(maps, stride, extents, height, width):
 
 
 @register_jitable
-def phase_index(maps, stride, extents, height, width):
-    """Where each element of one input channel's flat phases (phase, then D', H', W') reads, from the
-    padding ``maps`` (``slab.index_maps``): its offset within the input channel, or -1 for a zero."""
-    depth_map, height_map, width_map = maps[0], maps[1], maps[2]
-    index = np.full(stride[0] * stride[1] * stride[2] * extents[0] * extents[1] * extents[2], -1, np.int64)
+def phase_index(sources):
+    """Where each element of one input channel's flat phases (phase, then D', H', W') reads, from
+    ``phase_sources``' rows and columns: its offset within the input channel, or -1 for a zero."""
+    rows, columns = sources[0], sources[1]
+    step, width = columns.shape
+    index = np.full(rows.shape[0] * step * rows.shape[1] * width, -1, np.int64)
     at = 0
-    for a in range(stride[0]):
-        for b in range(stride[1]):
-            for e in range(stride[2]):
-                for i in range(extents[0]):
-                    pd = a + i * stride[0]
-                    sd = depth_map[pd] if pd < depth_map.shape[0] else -1
-                    for j in range(extents[1]):
-                        ph = b + j * stride[1]
-                        sh = height_map[ph] if ph < height_map.shape[0] else -1
-                        for k in range(extents[2]):
-                            pw = e + k * stride[2]
-                            sw = width_map[pw] if pw < width_map.shape[0] else -1
-                            if sd >= 0 and sh >= 0 and sw >= 0:
-                                index[at] = (sd * height + sh) * width + sw
-                            at += 1
+    for ab in range(rows.shape[0]):
+        for e in range(step):
+            for r in range(rows.shape[1]):
+                for k in range(width):
+                    if rows[ab, r] >= 0 and columns[e, k] >= 0:
+                        index[at] = rows[ab, r] + columns[e, k]
+                    at += 1
     return index
 
 
@@ -193,10 +186,9 @@ def _phase_flat_kernel(x, weight, bias, out, stride, dilation, pad_front, padded
     positions = ceil_div(out_depth * plane, block) * block
     # Blocks past the grid's last position read this far past the last channel's phases.
     slack = positions + offsets.max()
-    maps = index_maps(x, padded, pad_front, mode)
-    sources = phase_sources(maps, stride, extents, x.shape[3], x.shape[4])
-    index = (phase_index(maps, stride, extents, x.shape[3], x.shape[4]) if stride[2] > 1
-             else np.empty(0, np.int64))
+    sources = phase_sources(index_maps(x, padded, pad_front, mode), stride, extents, x.shape[3],
+                            x.shape[4])
+    index = phase_index(sources) if stride[2] > 1 else np.empty(0, np.int64)
     out_flat = out.reshape(out.size)
     tasks = batch * groups
     per_chunk = max(1, tasks // FLAT_TASK_CHUNKS)
