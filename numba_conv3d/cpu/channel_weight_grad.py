@@ -172,12 +172,17 @@ def _kernel(grad_t, padded_x, reads_d, reads_h, out_size, kernel, stride, dilati
                   front_d, out_splits, unit_splits, chunk_rows, out, task, COLUMNS, VECTORS)
 
 
+def _block_channels(vectors, itemsize):
+    """Output channels of a register block of ``vectors`` SIMD vectors."""
+    return vectors * VECTOR_BYTES // itemsize
+
+
 def block_shape(out_per_group, itemsize):
     """(input channels, SIMD vectors of output channels) of the kernel's register blocks for
     ``out_per_group`` output channels per group: the wide blocks (``CHANNEL_WEIGHT_GRAD_WIDE_*``) where
     those channels fill at least two of their output blocks and leave no more lanes empty than the
     narrow blocks do."""
-    wide_block, narrow_block = (vectors * VECTOR_BYTES // itemsize for vectors in (WIDE_VECTORS, VECTORS))
+    wide_block, narrow_block = (_block_channels(vectors, itemsize) for vectors in (WIDE_VECTORS, VECTORS))
     if (out_per_group >= 2 * wide_block
             and round_up(out_per_group, wide_block) == round_up(out_per_group, narrow_block)):
         return WIDE_COLUMNS, WIDE_VECTORS
@@ -224,7 +229,7 @@ def weight_grad(x, grad, weight_shape, stride, dilation, pad_front, padded, mode
     kernel = tuple(weight_shape[2:])
     out_per_group, in_per_group = weight_shape[0] // groups, weight_shape[1]
     columns, vectors = block_shape(out_per_group, x.itemsize)
-    block_out = vectors * VECTOR_BYTES // x.itemsize
+    block_out = _block_channels(vectors, x.itemsize)
     maps = [index_map(padded[d], pad_front[d], x.shape[2 + d], mode) for d in range(3)]
     out_width = round_up(out_per_group, block_out)
     grad_t = np.empty(groups * grad[0, 0].size * grad.shape[0] * out_width, x.dtype)

@@ -144,7 +144,7 @@ def _gather_elements(x, n, c0, channels, index, phases):
     """Write into ``phases`` (channels x phases x D' x H' x W', flat) the padded input of channels
     ``c0 ...`` of sample ``n``, element by element as ``index`` (``phase_index``) says. Strided along W,
     a phase row holds a few elements taken ``stride_w`` apart: copying them row by row cost more per row
-    than per element (X3D's stride-2 depthwise layers at 10x10 to 40x40: 0.71-0.85x the layer's time
+    than per element (X3D's stride-2 depthwise layers at 10x10 to 40x40: 0.69-0.86x the layer's time
     this way)."""
     size = index.shape[0]
     channel_size = x.shape[2] * x.shape[3] * x.shape[4]
