@@ -147,6 +147,18 @@ BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS = 256
 # planes) 0.99-1.44x, R(2+1)D's temporal layers with 230-576 channels 1.06-1.22x; on 48x48 and 56x56
 # planes 0.71-0.82x (there the dot products ran 1.6x faster per position).
 BFLOAT16_WIDENED_DEPTH_MAX_PLANE = 1600
+# The dot products along output rows (``bfloat16-rows``: the channel-blocked kernel on pairs) against the
+# channel-vectorized ones and the widened float32 rows (2026-12-07, Zen 4, same process, alternating,
+# medians of 7-9; rows' time / the plan's before): where output rows fill whole vectors (U-Net and V-Net
+# layers at 16^3 to 64^3, k3 and k5, 16-128 channels, 0.56-0.94x; C3D's 112-wide conv1a 0.98x) or rows
+# laid side by side nearly do (R(2+1)D's temporal layers at 8x28x28 and 4x14x14, 784 and 196 columns,
+# 94-100%: 0.61-0.80x), where they fill 77-88% (2x7x7 laid side by side, 49 columns: 1.07-1.12x; 28- and
+# 56-wide planes: 1.11-1.29x; 4^3 and 8^3: 1.4-2.1x) and the channel-vectorized kernel takes them; 1x1x1
+# layers at unit stride over 64-83200 positions a sample 0.52-0.84x, over 1 position 0.94-1.23x.
+# Against Winograd on widened operands: estimated gains 2.17-2.36 0.75-0.99x, 2.64-3.16 1.11-1.26x.
+BFLOAT16_ROWS_MIN_FILL = 0.9
+BFLOAT16_ROWS_MAX_WINOGRAD_GAIN = 2.5
+BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS = 64
 
 # Kernels of at most GEMM_FEW_TAPS taps (R(2+1)D's 3x1x1 temporal layers) give the register-blocked
 # kernels little reuse of each gathered input: GEMM from GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL positions

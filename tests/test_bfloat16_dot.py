@@ -1,5 +1,6 @@
-"""The bfloat16 dot-product kernel (``cpu/bfloat16_dot.py``): float32 sums of bfloat16 pairs by
-AVX512-BF16, against the float64 oracle of the bfloat16 operands, torch, and the planner's choice."""
+"""The bfloat16 dot-product kernels (``cpu/bfloat16_dot.py``): float32 sums of bfloat16 pairs by
+AVX512-BF16, channel-vectorized (``bfloat16-dot``) and along output rows (``bfloat16-rows``), against
+the float64 oracle of the bfloat16 operands, torch, each other, and the planner's choice."""
 import ml_dtypes
 import numba
 import numpy as np
@@ -24,7 +25,10 @@ SHAPES = (
     ((8, 3, 9, 14), (33, 8, 1, 3, 3), {"padding": (0, 1, 1)}),
     ((1, 7, 3, 5, 5), (16, 7, 2, 2, 2), {"stride": 2}),
     ((2, 6, 3, 4, 10), (16, 6, 3, 1, 1), {"padding": (1, 0, 0)}),  # pointwise in (H, W): rows merged
+    ((2, 6, 3, 4, 5), (16, 6, 1, 1, 1), {}),  # 1x1x1 on small planes: the volume as one row
+    ((1, 8, 5, 3, 3), (12, 4, 1, 1, 1), {"groups": 2}),
 )
+ALGORITHMS = ("bfloat16-dot", "bfloat16-rows")
 
 
 def _operands(x_shape, w_shape, bias, seed=0):
@@ -40,48 +44,76 @@ def _assert_within_bound(out, x, w, b, **kwargs):
     assert_close(out.astype(np.float64), expected, reduced_bound(BFLOAT16, expected, *wide, **kwargs))
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,mode", mode_cases(SHAPES))
-def test_matches_reference(x_shape, w_shape, kwargs, mode):
+def test_matches_reference(x_shape, w_shape, kwargs, mode, algorithm):
     kwargs = dict(kwargs, padding_mode=mode)
     for bias in (True, False):
         x, w, b = _operands(x_shape, w_shape, bias)
-        _assert_within_bound(conv3d(x, w, b, algorithm="bfloat16-dot", **kwargs), x, w, b, **kwargs)
+        _assert_within_bound(conv3d(x, w, b, algorithm=algorithm, **kwargs), x, w, b, **kwargs)
 
 
-def test_batch_zero_and_strided_views():
+@pytest.mark.parametrize("x_shape,w_shape,kwargs,mode", mode_cases(SHAPES))
+def test_rows_and_channel_vectors_sum_alike(x_shape, w_shape, kwargs, mode):
+    """Both kernels add each output's pairs and taps in the same order: the same bits."""
+    x, w, b = _operands(x_shape, w_shape, True)
+    kwargs = dict(kwargs, padding_mode=mode)
+    np.testing.assert_array_equal(*(conv3d(x, w, b, algorithm=algorithm, **kwargs).view(np.uint16)
+                                    for algorithm in ALGORITHMS))
+
+
+@pytest.mark.parametrize("size,kernel,stride,pads_none,expected", [
+    ((3, 4, 5), (1, 1, 1), (1, 1, 1), True, (1, 1, 60)),  # 20-position planes: all 3 in one row
+    ((26, 5, 5), (1, 1, 1), (1, 1, 1), True, (1, 1, 650)),  # no divisor of 26 reaches 1024 columns first
+    ((64, 10, 10), (1, 1, 1), (1, 1, 1), True, (4, 1, 1600)),
+    ((499, 10, 10), (1, 1, 1), (1, 1, 1), True, (499, 10, 10)),  # one row would pass the longest
+    ((8, 1, 1024), (1, 1, 1), (1, 1, 1), True, (8, 1, 1024)),  # long rows already
+    ((3, 4, 5), (1, 1, 1), (1, 1, 1), False, (3, 4, 5)),
+    ((3, 4, 5), (3, 1, 1), (1, 1, 1), True, (3, 4, 5)),
+    ((3, 4, 5), (1, 1, 1), (2, 1, 1), True, (3, 4, 5)),
+])
+def test_volume_rows(size, kernel, stride, pads_none, expected):
+    assert bfloat16_dot.volume_rows(size, kernel, stride, pads_none) == expected
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_batch_zero_and_strided_views(algorithm):
     x, w, b = _operands((3, 4, 5, 6, 14), (16, 4, 3, 3, 3), True)
-    empty = conv3d(x[:0], w, b, padding=1, algorithm="bfloat16-dot")
+    empty = conv3d(x[:0], w, b, padding=1, algorithm=algorithm)
     assert empty.shape == (0, 16, 5, 6, 14) and empty.dtype == BFLOAT16
     view = x[::2, :, :, :, ::2]
-    _assert_within_bound(conv3d(view, w, b, padding=1, algorithm="bfloat16-dot"), view, w, b, padding=1)
+    _assert_within_bound(conv3d(view, w, b, padding=1, algorithm=algorithm), view, w, b, padding=1)
 
 
-def test_nan_and_inf_reach_the_outputs_whose_taps_read_them():
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_nan_and_inf_reach_the_outputs_whose_taps_read_them(algorithm):
     x, w, b = _operands((1, 4, 4, 5, 5), (16, 4, 3, 3, 3), True)
     x[0, 1, 2, 2, 3] = np.inf
     x[0, 2, 0, 4, 0] = np.nan
-    out = conv3d(x, w, b, padding=1, algorithm="bfloat16-dot").astype(np.float64)
+    out = conv3d(x, w, b, padding=1, algorithm=algorithm).astype(np.float64)
     expected = conv3d_reference(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding=1)
     np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
     np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
 
 
-def test_an_inf_weight_times_zero_padding_is_nan_as_in_torch():
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_an_inf_weight_times_zero_padding_is_nan_as_in_torch(algorithm):
     x, w, b = _operands((1, 2, 3, 4, 4), (16, 2, 3, 3, 3), False)
     w[3, 1, 0, 0, 0] = np.inf
-    out = conv3d(x, w, padding=1, algorithm="bfloat16-dot").astype(np.float64)
+    out = conv3d(x, w, padding=1, algorithm=algorithm).astype(np.float64)
     expected = conv3d_reference(x.astype(np.float64), w.astype(np.float64), padding=1)
     np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
     assert np.isnan(out[0, 3, 0, 0, 0])
 
 
-def test_bitwise_the_same_for_one_and_two_threads():
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_bitwise_the_same_for_one_and_two_threads(algorithm):
     x, w, b = _operands((2, 32, 3, 6, 7), (48, 32, 3, 3, 3), True)
     results = []
     for threads in (1, 2):
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         try:
-            results.append(conv3d(x, w, b, padding=1, algorithm="bfloat16-dot").view(np.uint16))
+            results.append(conv3d(x, w, b, padding=1, algorithm=algorithm).view(np.uint16))
         finally:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     np.testing.assert_array_equal(results[0], results[1])
@@ -97,10 +129,11 @@ def test_pairs_of_channels():
     np.testing.assert_array_equal(pairs[:, 3], bits[:, 5])
 
 
-def test_agrees_with_torch():
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_agrees_with_torch(algorithm):
     torch = pytest.importorskip("torch", reason="torch is the optional second oracle")
     x, w, b = _operands((1, 32, 4, 8, 8), (64, 32, 3, 3, 3), True)
-    ours = conv3d(x, w, b, padding=1, algorithm="bfloat16-dot").astype(np.float64)
+    ours = conv3d(x, w, b, padding=1, algorithm=algorithm).astype(np.float64)
     theirs = torch.nn.functional.conv3d(*(torch_of(torch, a) for a in (x, w, b)), padding=1).double().numpy()
     wide = [a.astype(np.float64) for a in (x, w, b)]
     expected = conv3d_reference(*wide, padding=1)
@@ -108,30 +141,40 @@ def test_agrees_with_torch():
 
 
 @pytest.mark.parametrize("input_shape,weight_shape,kwargs,expected", [
-    ((1, 128, 8, 8, 8), (256, 128, 3, 3, 3), {"padding": 1}, "bfloat16-dot"),
-    ((1, 32, 8, 16, 16), (32, 32, 5, 5, 5), {"padding": 2}, "bfloat16-dot"),
+    ((1, 128, 8, 8, 8), (256, 128, 3, 3, 3), {"padding": 1}, "bfloat16-dot"),  # 8-wide rows
+    ((1, 256, 4, 14, 14), (256, 256, 3, 3, 3), {"padding": 1}, "bfloat16-dot"),
+    ((1, 32, 8, 16, 16), (32, 32, 5, 5, 5), {"padding": 2}, "bfloat16-rows"),  # whole vectors
+    ((1, 32, 32, 32, 32), (64, 32, 3, 3, 3), {"padding": 1}, "bfloat16-rows"),
+    ((1, 230, 8, 28, 28), (128, 230, 3, 1, 1), {"padding": (1, 0, 0)}, "bfloat16-rows"),  # 784 columns
+    ((1, 921, 2, 7, 7), (512, 921, 3, 1, 1), {"padding": (1, 0, 0)}, "bfloat16-dot"),  # 49 columns
     ((1, 64, 16, 56, 56), (128, 64, 3, 3, 3), {"padding": 1}, "winograd"),
+    ((1, 64, 32, 32, 32), (64, 64, 3, 3, 3), {"padding": 1}, "winograd"),  # estimated gain 2.64
+    ((1, 128, 8, 16, 16), (128, 128, 5, 5, 5), {"padding": 2}, "bfloat16-rows"),  # gain 2.36
     ((1, 1, 32, 32, 32), (16, 1, 3, 3, 3), {"padding": 1}, "row-blocked"),
     ((1, 54, 13, 40, 40), (54, 1, 3, 3, 3), {"padding": 1, "groups": 54}, "row-blocked"),
-    ((1, 128, 4, 4, 4), (256, 128, 1, 1, 1), {}, "bfloat16-dot"),
-    ((1, 96, 13, 10, 10), (216, 96, 1, 1, 1), {}, "gemm"),
-    ((2, 128, 2, 8, 8), (256, 128, 1, 1, 1), {}, "gemm"),
+    ((1, 128, 4, 4, 4), (256, 128, 1, 1, 1), {}, "bfloat16-rows"),
+    ((1, 96, 13, 10, 10), (216, 96, 1, 1, 1), {}, "bfloat16-rows"),
+    ((1, 32, 64, 64, 64), (3, 32, 1, 1, 1), {}, "gemm"),  # fewer than BLOCKED_MIN_CHANNELS
+    ((1, 54, 1, 1, 1), (8, 54, 1, 1, 1), {}, "gemm"),  # one position
+    ((1, 8, 1, 1, 1), (54, 8, 1, 1, 1), {}, "bfloat16-dot"),
     ((1, 64, 4, 14, 14), (128, 64, 1, 1, 1), {"stride": 2}, "gemm"),
 ])
 def test_where_the_planner_takes_it(input_shape, weight_shape, kwargs, expected):
     assert plan_conv3d(input_shape, weight_shape, dtype="bfloat16", **kwargs).algorithm == expected
 
 
-def test_other_dtypes_are_not_served():
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_other_dtypes_are_not_served(algorithm):
     for dtype in ("float32", "float16"):
         with pytest.raises(ValueError, match="does not serve"):
-            plan_conv3d((1, 4, 4, 4, 4), (16, 4, 3, 3, 3), dtype=dtype, algorithm="bfloat16-dot")
+            plan_conv3d((1, 4, 4, 4, 4), (16, 4, 3, 3, 3), dtype=dtype, algorithm=algorithm)
 
 
-def test_without_the_instructions_it_does_not_serve(monkeypatch):
-    monkeypatch.setattr(bfloat16_dot, "has_bfloat16_dot", lambda: False)  # a shape planned only here
-    assert plan_conv3d((1, 96, 7, 8, 9), (160, 96, 3, 3, 3), padding=1, dtype="bfloat16").algorithm != (
-        "bfloat16-dot")
+@pytest.mark.parametrize("input_shape,weight_shape", [((1, 96, 7, 8, 9), (160, 96, 3, 3, 3)),
+                                                      ((1, 96, 7, 8, 32), (160, 96, 3, 3, 3))])
+def test_without_the_instructions_it_does_not_serve(monkeypatch, input_shape, weight_shape):
+    monkeypatch.setattr(bfloat16_dot, "has_bfloat16_dot", lambda: False)  # shapes planned only here
+    assert plan_conv3d(input_shape, weight_shape, padding=1, dtype="bfloat16").algorithm not in ALGORITHMS
 
 
 def test_packing_pairs_the_weights_and_finds_non_finite_ones():

@@ -6,6 +6,7 @@ from ..algorithm import Algorithm
 from ..config import (BLOCKED_MIN_CHANNELS, BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, CHANNEL_BLOCK_VECTORS,
                       CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES)
 from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
+                          BFLOAT16_ROWS_MAX_WINOGRAD_GAIN, BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS,
                           BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_WIDENED_DEPTH_MAX_PLANE,
                           BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS, BLOCKED_MIN_FILL, FFT_MAX_WORKSPACE_BYTES,
                           FFT_MIN_GAIN, FLAT_MAX_NARROW_KERNEL_WIDTH, FLAT_MAX_OUTPUT_WIDTH,
@@ -23,10 +24,10 @@ from . import (bfloat16_dot, blocked, channel_vectorized, direct, fft, gemm, pha
 from .flipped import flipped_transpose
 # The rules are re-exported: the planner's tests, jitted ``conv3d`` and the docs name them ``cpu.*``.
 from .preferences import (BLOCKED, CHANNEL_VECTORIZED, ROW_BLOCKED, direct_sums, fft_gain,  # noqa: F401
-                          flat_max_output_width, picked, prefers_bfloat16_dot, prefers_fft, prefers_gemm,
-                          prefers_phase_flat, prefers_plane_gemm, prefers_tap_gemm, prefers_winograd,
-                          prefers_winograd_depth, prefers_winograd_points, prefers_winograd_strided,
-                          real_kernel, winograd_gain, winograd_tiles_per_channel)
+                          flat_max_output_width, picked, prefers_bfloat16_dot, prefers_bfloat16_rows,
+                          prefers_fft, prefers_gemm, prefers_phase_flat, prefers_plane_gemm, prefers_tap_gemm,
+                          prefers_winograd, prefers_winograd_depth, prefers_winograd_points,
+                          prefers_winograd_strided, real_kernel, winograd_gain, winograd_tiles_per_channel)
 
 NAME = "cpu"
 
@@ -75,6 +76,17 @@ def _winograd(name, reason, module, prefers, serves=None, flips=False):
 
 
 ALGORITHMS = (
+    Algorithm("bfloat16-rows", "bfloat16 operands, AVX512-BF16; 1x1x1 at unit stride without pads over >= "
+              f"{BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS} positions a sample, or >= "
+              f"{BFLOAT16_DOT_MIN_OUT_CHANNELS} output channels per group on output rows that whole vectors "
+              "fill better than the channel-vectorized tiles (rows of 16, 32, 64; rows laid side by side), "
+              f"not where the float32 plan takes FFT or Winograd with an estimated gain >= "
+              f"{BFLOAT16_ROWS_MAX_WINOGRAD_GAIN}: the channel-blocked kernel on pairs of input channels "
+              "(vdpbf16ps), vectors along output rows, 1x1x1 volumes of small planes as one row (U-Net and "
+              "V-Net layers at 16^3-64^3: 0.56-0.94x the time of the channel-vectorized dot products; "
+              "pointwise: 0.52-0.84x the widened GEMM)",
+              bfloat16_dot.serves, _on_merged_rows(bfloat16_dot.rows_workspace_bytes),
+              _runner(bfloat16_dot.compute_rows), prefers_bfloat16_rows, operands="stored"),
     Algorithm("bfloat16-dot", f"bfloat16 operands, AVX512-BF16, >= {BFLOAT16_DOT_MIN_OUT_CHANNELS} output "
               f"and >= {BFLOAT16_DOT_MIN_IN_CHANNELS} input channels per group, not where the float32 plan "
               f"takes FFT, Winograd with an estimated gain >= {BFLOAT16_DOT_MAX_WINOGRAD_GAIN}, Winograd "

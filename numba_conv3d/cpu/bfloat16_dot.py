@@ -19,18 +19,21 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from ..config import VECTOR_BYTES
+from ..config import BLOCK_CHANNELS, MERGED_ROW_COLUMNS, VECTOR_BYTES
 from ..environment import has_bfloat16_dot
-from ..shape_rules import ceil_div
+from ..shape_rules import ceil_div, row_merge
 from . import packed_weights
+from . import blocked
 from .channel_vectorized import _channel_vectorized_kernel, block_channels, task_layout
 from .channel_vectorized import workspace_bytes as float32_workspace_bytes
-from .register_blocks import pads_with_zeros
+from .register_blocks import pads_with_zeros, task_grid
 from .tasks import thread_count
 
 PAIR_BYTES = 4
 # The exponent bits of a bfloat16: all ones for Inf and NaN.
 _EXPONENTS = np.uint32(0x7F80)
+# The longest row :func:`volume_rows` makes of small planes side by side (its slab holds one row).
+VOLUME_ROW_MAX_COLUMNS = 8 * MERGED_ROW_COLUMNS
 
 
 def serves(plan):
@@ -134,8 +137,51 @@ def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padd
                                pads_with_zeros(x, padded, mode) and finite, tall)
 
 
+def volume_rows(size, kernel, stride, pads_none):
+    """The (D, H, W) that :func:`compute_rows` runs a 1x1x1 convolution at unit stride without pads
+    of ``size`` (as ``ConvPlan.rows_merged`` lays its rows) on: where a plane holds fewer than
+    ``MERGED_ROW_COLUMNS`` positions, ``m`` planes side by side as one row (``shape_rules.row_merge``),
+    at most ``VOLUME_ROW_MAX_COLUMNS`` long (each plane of 5x5 outputs would end in a partly filled
+    block); else ``size``."""
+    depth, height, width = size
+    plane = height * width
+    if kernel != (1, 1, 1) or stride != (1, 1, 1) or not pads_none or plane >= MERGED_ROW_COLUMNS:
+        return size
+    planes = row_merge(depth, plane, MERGED_ROW_COLUMNS)
+    return (depth // planes, 1, planes * plane) if planes * plane <= VOLUME_ROW_MAX_COLUMNS else size
+
+
+def compute_rows(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """:func:`compute` by the channel-blocked kernel (``blocked.py``: vectors along output rows, blocks
+    of ``BLOCK_CHANNELS`` output channels) on the same pairs, small planes of 1x1x1 convolutions side
+    by side (:func:`volume_rows`)."""
+    size = volume_rows(bits.shape[2:], weight.shape[2:], tuple(stride), tuple(padded) == bits.shape[2:])
+    if size != bits.shape[2:]:
+        bits, out, padded = bits.reshape(bits.shape[:2] + size), out.reshape(out.shape[:2] + size), size
+    pairs = pairs_per_group(weight.shape[1])
+    x = pair_channels(bits, groups, pairs)
+    packed, finite = packed_weights.packed(weight, (groups, BLOCK_CHANNELS), pack_pairs)
+    lanes = VECTOR_BYTES // PAIR_BYTES
+    grid = task_grid(x.shape[0], out.shape[2:], PAIR_BYTES, pairs, weight.shape[2:], stride, dilation,
+                     packed.shape[1], groups, blocked.rows_multiple(out.shape[4], lanes))
+    packed_bias = pack_bias(bias, has_bias, groups, weight.shape[0] // groups, BLOCK_CHANNELS)
+    blocked._blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
+                            weight.shape[2:], grid,
+                            blocked.input_chunk(pairs, weight.shape[2:], dilation, stride, PAIR_BYTES),
+                            pads_with_zeros(x, padded, mode) and finite)
+
+
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds: the channel-vectorized kernel's for the pairs as float32
     channels."""
     paired = replace(plan.computed(), in_channels=plan.groups * pairs_per_group(plan.in_per_group))
     return float32_workspace_bytes(paired)
+
+
+def rows_workspace_bytes(plan):
+    """Scratch bytes one worker thread of :func:`compute_rows` holds: the channel-blocked kernel's for
+    the pairs as float32 channels, on the volume it runs (``plan`` with its rows merged)."""
+    size = volume_rows(plan.input_size, plan.kernel_size, plan.stride, plan.pads == ((0, 0),) * 3)
+    paired = replace(plan.computed(), in_channels=plan.groups * pairs_per_group(plan.in_per_group),
+                     input_size=size)
+    return blocked.workspace_bytes(paired)

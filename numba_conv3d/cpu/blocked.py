@@ -83,7 +83,7 @@ def _block(slab, packed, packed_bias, taps, runs, run_count, g, block, channel_f
     ``partial``."""
     blocks, channels = packed.shape[1], packed.shape[2]
     unit = g * blocks + block
-    acc = zero_block(slab, BLOCK_CHANNELS, rows, vectors)
+    acc = zero_block(packed_bias, BLOCK_CHANNELS, rows, vectors)
     if channel_first == 0:
         acc = splat_channels(acc, packed_bias, unit * BLOCK_CHANNELS, 1, rows, vectors)
     else:
@@ -136,7 +136,7 @@ def _blocked_task(x, packed, packed_bias, out, stride, dilation, kernel, grid, c
     row_stop = min(oh0 + grid[2], out_height)
     taps = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
     runs = np.empty(2 * kernel[0], np.int64)
-    partial = np.empty(max(0, stop - first) * BLOCK_CHANNELS * BLOCK_VECTORS * lanes, x.dtype)
+    partial = np.empty(max(0, stop - first) * BLOCK_CHANNELS * BLOCK_VECTORS * lanes, packed_bias.dtype)
     row_step = slab_offset(slab, 1, 0, stride)
     for od in range(od0, min(od0 + grid[0], out_depth)):
         enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, slab, taps)

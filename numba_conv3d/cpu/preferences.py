@@ -6,7 +6,10 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ..config import (BLOCKED_MIN_CHANNELS, VECTOR_BYTES)
+from ..shape_rules import round_up
 from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
+                          BFLOAT16_ROWS_MAX_WINOGRAD_GAIN, BFLOAT16_ROWS_MIN_FILL,
+                          BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS,
                           BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_WIDENED_DEPTH_MAX_PLANE,
                           BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS, FFT_DIRECT_MAC_SECONDS, FFT_MIN_GAIN,
                           FLAT_MAX_NARROW_KERNEL_WIDTH, FLAT_MAX_OUTPUT_WIDTH, FLAT_MAX_WORKSPACE_BYTES,
@@ -209,6 +212,31 @@ def prefers_bfloat16_dot(plan):
     positions = plan.batch * prod(plan.output_size)
     return not (computed.kernel_size == (1, 1, 1) and prefers_gemm(computed)
                 and (computed.stride != (1, 1, 1) or positions >= BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS))
+
+
+def prefers_bfloat16_rows(plan):
+    """Whether the planner takes the bfloat16 dot products along output rows (``bfloat16-rows``, the
+    channel-blocked kernel on pairs) for a bfloat16 plan they serve: 1x1x1 layers at unit stride
+    without pads over at least ``BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS`` positions per sample, and
+    layers with >= ``BFLOAT16_DOT_MIN_OUT_CHANNELS`` output channels per group whose output rows (laid
+    side by side where ``ConvPlan.rows_merged`` lays them) fill at least ``BFLOAT16_ROWS_MIN_FILL`` of
+    their vectors (rows of 16, 32 or 64 outputs, or long merged rows), unless the float32 plan takes
+    FFT or Winograd with an estimated gain of at least ``BFLOAT16_ROWS_MAX_WINOGRAD_GAIN``
+    (``crossovers.BFLOAT16_ROWS_*``, measured crossovers)."""
+    computed = plan.computed()
+    if plan.in_per_group < BFLOAT16_DOT_MIN_IN_CHANNELS or (fft.serves(computed) and prefers_fft(computed)):
+        return False
+    if plan.kernel_size == (1, 1, 1):
+        return (plan.stride == (1, 1, 1) and plan.pads == ((0, 0),) * 3
+                and plan.out_per_group >= BLOCKED_MIN_CHANNELS
+                and prod(plan.output_size) >= BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS)
+    width = plan.rows_merged().output_size[2]
+    if (plan.out_per_group < BFLOAT16_DOT_MIN_OUT_CHANNELS
+            or width < BFLOAT16_ROWS_MIN_FILL * round_up(width, VECTOR_BYTES // 4)):
+        return False
+    if winograd.serves(computed) and prefers_winograd(computed):
+        return winograd_gain(computed) < BFLOAT16_ROWS_MAX_WINOGRAD_GAIN
+    return True
 
 
 def _widened_row(computed):
