@@ -47,13 +47,16 @@ BLOCK_VECTORS = 3
 # spill). On a 56-wide stem and 1x7x7, 14 positions in a row ran 1.04-1.08x faster than 8 and 12;
 # blocks of 4 vectors compute 64 channels where those have 32 (0.6x on 1x7x7), and 7 x 4 spills (2-core
 # Xeon, same process, alternating). The wide tile, 2 rows x 7, covers the widths 7, 14, 28 and 56 of
-# networks' later layers; the tall one, 3 x 4 (12 positions, 24 accumulators), the widths 4, 8 and 16,
-# where it ran 1.07-1.45x the channel-blocked kernel on 4x8x8 planes with 32-256 channels and 0.83-0.98x
-# on 8x16x16 (2-core Zen 4, same process, alternating). AVX2's 16 registers take 6 positions x 2
-# vectors (12 accumulators, as the channel-blocked kernel's 4 x 3; not measured).
+# networks' later layers; the tall one, 2 x 4 (8 positions, 16 accumulators), the widths 4, 8 and 16.
+# Tall tiles of 3 x 4 had run 1.07-1.45x the channel-blocked kernel on 4x8x8 planes with 32-256 channels
+# and 0.83-0.98x on 8x16x16; 2 x 4 then ran 0.82-0.97x their time on planes of 4, 8 and 16 rows (4^3 to
+# 8x16x16, 32-512 channels, k3 and k5, float32 and bfloat16: 3 x 4 computes 2 rows of 6 for nothing on
+# a 4-row plane) and 0.93-1.05x on 12 and 24 rows (2-core Zen 4, same process, alternating, bitwise the
+# same results). AVX2's 16 registers take 6 positions x 2 vectors (12 accumulators, as the
+# channel-blocked kernel's 4 x 3; not measured).
 CHANNEL_BLOCK_VECTORS = 2
 CHANNEL_WIDE_TILE = (2, 7) if VECTOR_BYTES == 64 else (1, 6)
-CHANNEL_TALL_TILE = (3, 4) if VECTOR_BYTES == 64 else (2, 3)
+CHANNEL_TALL_TILE = (2, 4) if VECTOR_BYTES == 64 else (2, 3)
 
 # Bytes of one block's weights that the channel-vectorized kernel adds to every column block of a task's
 # rows (in one output plane) before the next chunk of input channels (``channel_vectorized.weight_chunk``):

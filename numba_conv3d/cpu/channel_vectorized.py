@@ -7,7 +7,7 @@ block around: a tile of output positions (rows x columns) x ``CHANNEL_BLOCK_VECT
 output channels, held in registers across every input channel and tap. Per tap, the block's weights
 (packed so that one tap's channels lie side by side) are loaded as vectors once and each position's
 input element is broadcast (``simd.fma_tile``). Planes are cut into wide tiles (2 x 7 with AVX-512)
-or tall ones (3 x 4), whichever fills more of its positions (``tall_tiles``): 7-, 14-, 28- and 56-wide
+or tall ones (2 x 4), whichever fills more of its positions (``tall_tiles``): 7-, 14-, 28- and 56-wide
 planes take wide tiles, 4-, 8- and 16-wide ones tall tiles. The planner takes this kernel where that
 keeps more of the computed lanes (``preferred``).
 

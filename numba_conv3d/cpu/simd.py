@@ -11,7 +11,7 @@ A block of ``channels x rows x vectors`` accumulators is a flat tuple in that or
 + r) * vectors + v`` holds lanes ``v * lanes ...`` of output row ``r`` of channel ``c``. The channel-
 blocked kernel uses 4 channels x 1 row x 3 vectors, or 4 x 3 x 1 on narrow outputs; the row-blocked
 kernel 1 channel x 4 rows x 3 vectors (``blocked.py``, ``row_blocked.py``). The channel-vectorized
-kernel (``channel_vectorized.py``) turns a block around: 12 or 14 "channels" that are the output
+kernel (``channel_vectorized.py``) turns a block around: 8 or 14 "channels" that are the output
 positions of a tile of rows x columns (``fma_tile``), each of 2 vectors of output channels (written out
 by ``simd_masked.store_channel_rows``). Arrays are read and written
 as C-contiguous memory at element offsets, without bounds checks: callers guarantee the extents (slabs
