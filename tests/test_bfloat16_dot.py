@@ -9,7 +9,9 @@ import pytest
 from checks import BFLOAT16, assert_close, mode_cases, reduced_bound, torch_of
 from numba_conv3d import conv3d
 from numba_conv3d.cpu import bfloat16_dot
+from numba_conv3d.cpu.simd import load_rows, store_rows, stored_element, vector_lanes, zero_block
 from numba_conv3d.planner import plan_conv3d
+from numba_conv3d.precision import narrow
 from reference import conv3d_reference
 
 pytestmark = pytest.mark.skipif(not bfloat16_dot.serves(plan_conv3d((1, 2, 3, 3, 3), (2, 2, 1, 1, 1),
@@ -192,3 +194,30 @@ def test_packing_pairs_the_weights_and_finds_non_finite_ones():
             spoiled = weight.copy()
             spoiled[1, channel, 1] = bad
             assert not bfloat16_dot.pack_pairs(spoiled.view(np.uint16), 1, 16)[1]
+
+
+@numba.njit(cache=True)
+def _stored_bits(values, vector_bits, element_bits):
+    """``values`` (whole vectors of float32) stored into uint16 arrays by vector stores and element by
+    element."""
+    lanes = vector_lanes(values)
+    for start in range(0, values.size, lanes):
+        vector = load_rows(zero_block(values, 1, 1, 1), values, start, 0, 1, 1)
+        store_rows(vector, vector_bits, start, 0, 0, 1, 1)
+    for i in range(values.size):
+        element_bits[i] = stored_element(element_bits, values[i])
+
+
+def test_sums_are_stored_as_bfloat16_bits_as_narrowing_rounds():
+    """The kernels round their float32 sums into the result's bits as ``half_precision.narrow`` does:
+    ties to even, overflow to Inf, NaNs quiet with their sign, subnormals kept."""
+    special = np.array([0x3F808000, 0x3F818000, 0x3F807FFF, 0x7F7FFFFF, 0x7F7F7FFF, 0xFF7FFFFF, 0x7F800000,
+                        0xFF800000, 0x7FC00001, 0x7F800001, 0xFF800001, 0x00000001, 0x80018000, 0x00008000,
+                        0x80000000, 0x00000000], np.uint32)
+    words = np.concatenate([special, np.random.default_rng(0).integers(0, 2 ** 32, 16 * 63, dtype=np.uint32)])
+    values = words.view(np.float32)
+    vector_bits, element_bits = np.empty(values.size, np.uint16), np.empty(values.size, np.uint16)
+    _stored_bits(values, vector_bits, element_bits)
+    expected = narrow(values, BFLOAT16).view(np.uint16)
+    np.testing.assert_array_equal(vector_bits, expected)
+    np.testing.assert_array_equal(element_bits, expected)

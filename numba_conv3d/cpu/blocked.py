@@ -99,8 +99,8 @@ def _block(slab, packed, packed_bias, taps, runs, run_count, g, block, channel_f
     store_output(acc, out, output_offset(out, n, first_channel, od, oh, col0),
                  out.shape[2] * out.shape[3] * out.shape[4],
                  min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS),
-                 valid_rows, min(vectors * vector_lanes(out), out.shape[4] - col0),
-                 rows, vectors)
+                 valid_rows, min(vectors * vector_lanes(acc), out.shape[4] - col0),
+                 rows, vectors, packed_bias.dtype)
 
 
 @njit(cache=True, inline='always')

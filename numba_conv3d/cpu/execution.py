@@ -29,13 +29,14 @@ def reads_flipped(plan):
 def execute(plan, input, weight, bias):
     """Run ``plan`` on NumPy operands; see :func:`numba_conv3d.conv3d` for what it returns.
     float16 and bfloat16 operands are widened to float32 (all of them; or only the bias for a row that
-    takes the input and weight as stored), and the float32 result is rounded once."""
+    takes the input and weight as stored and rounds its float32 sums into the bits of the result),
+    and the float32 result is rounded once."""
     if plan.dtype == plan.compute_dtype:
         return _run(plan, input, weight, bias, plan.dtype)
     if _launch(plan)[0].operands == "computed":
         return narrow(execute(plan.computed(), widen(input), widen(weight), widen(bias)), plan.dtype)
-    return narrow(_run(plan, input.view(np.uint16), np.ascontiguousarray(weight).view(np.uint16),
-                       widen(bias), plan.compute_dtype), plan.dtype)
+    return _run(plan, input.view(np.uint16), np.ascontiguousarray(weight).view(np.uint16), widen(bias),
+                plan.dtype)
 
 
 def execute_flipped(plan, input, weight, bias):
@@ -47,17 +48,18 @@ def execute_flipped(plan, input, weight, bias):
 
 def _run(plan, input, weight, bias, out_dtype, flipped=False):
     """``plan``'s algorithm (its ``run_flipped`` where ``flipped``) on its operands into a new
-    ``out_dtype`` result of the caller's rank."""
+    ``out_dtype`` result of the caller's rank (a bfloat16 one as its uint16 bits)."""
     row, kernel_plan, batched, input_shape, output_shape = _launch(plan)
     run = row.run_flipped if flipped else row.run
     out = np.empty(batched, out_dtype)
     if plan.batch:
-        bias = _NO_BIAS[out_dtype] if bias is None else np.ascontiguousarray(bias)
+        bias = _NO_BIAS[plan.compute_dtype] if bias is None else np.ascontiguousarray(bias)
         # Like torch, a strided input is first copied into C order: the kernels then compile for
         # C-contiguous inputs only, once per dtype rather than once per dtype and layout.
         x = np.ascontiguousarray(input).reshape(input_shape)
+        kernel_out = out.reshape(output_shape)
         with safe_to_run():
-            run(kernel_plan, x, weight, bias, out.reshape(output_shape))
+            run(kernel_plan, x, weight, bias, kernel_out if out.itemsize != 2 else kernel_out.view(np.uint16))
     return out if plan.batched else out[0]
 
 

@@ -13,7 +13,7 @@ from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, SLAB_BYTES, STA
                       VECTOR_BYTES)
 from ..shape_rules import PAD_ZEROS, ceil_div, dilated_extent, round_up
 from .pointers import element_pointer, stack_buffer
-from .simd import store_block, store_rows, vector_lanes
+from .simd import store_block, store_rows, stored_element, vector_lanes
 from .slab import advance_ring, index_maps, slab_shape
 from .tasks import balanced, channel_splits, tasks_wanted
 
@@ -226,24 +226,25 @@ def enter_plane(x, n, g, groups, od0, od, oh0, stride, dilation, kernel, maps, s
 
 
 @njit(cache=True, inline='always')
-def store_output(block, out, start, channel_step, valid_channels, valid_rows, width, rows, vectors):
+def store_output(block, out, start, channel_step, valid_channels, valid_rows, width, rows, vectors,
+                 sums_dtype):
     """Write the first ``valid_channels`` x ``valid_rows`` x ``width`` columns of ``block`` (``rows x
-    vectors`` per channel) to the C-contiguous ``out`` from flat element ``start``, channels
-    ``channel_step`` apart and rows an output row apart: vector stores when the block is whole, else
-    through a stack buffer."""
-    lanes = vector_lanes(out)
+    vectors`` per channel of ``sums_dtype``) to the C-contiguous ``out`` from flat element ``start``,
+    channels ``channel_step`` apart and rows an output row apart (to a uint16 ``out`` as bfloat16 bits,
+    ``simd.stored_element``): vector stores when the block is whole, else through a stack buffer."""
+    lanes = vector_lanes(block)
     channels = len(block) // (rows * vectors)
     if valid_channels == channels and valid_rows == rows and width == vectors * lanes:
         store_rows(block, out, start, channel_step, out.shape[4], rows, vectors)
         return
-    buffer = numba.carray(stack_buffer(STACK_ITEMS, out.dtype), (channels, rows, vectors * lanes))
+    buffer = numba.carray(stack_buffer(STACK_ITEMS, sums_dtype), (channels, rows, vectors * lanes))
     store_block(block, buffer, 0)
     for c in range(valid_channels):
         for r in range(valid_rows):
             target = numba.carray(element_pointer(out, start + c * channel_step + r * out.shape[4]),
                                   width)
             for j in range(width):
-                target[j] = buffer[c, r, j]
+                target[j] = stored_element(out, buffer[c, r, j])
 
 
 @register_jitable

@@ -66,7 +66,7 @@ def _row_block(slab, weight, bias, taps, kernel, slides, channel, source, row_st
                         weight, weight_start, vectors)
     store_output(acc, out, output_offset(out, n, channel, od, oh, col0), 0, 1,
                  min(BLOCK_ROWS, out.shape[3] - oh),
-                 min(vectors * vector_lanes(out), out.shape[4] - col0), BLOCK_ROWS, vectors)
+                 min(vectors * vector_lanes(out), out.shape[4] - col0), BLOCK_ROWS, vectors, out.dtype)
 
 
 @njit(cache=True)

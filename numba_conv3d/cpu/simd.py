@@ -73,13 +73,14 @@ def _lanes(dtype):
 
 
 def vector_lanes(array):
-    """Elements of ``array``'s dtype in one vector (a compile-time constant in jitted code)."""
+    """Elements of ``array``'s dtype in one vector, or of a block's vectors (a compile-time constant in
+    jitted code)."""
     raise NotImplementedError("vector_lanes is only callable from jitted code")
 
 
 @overload(vector_lanes)
 def _vector_lanes(array):
-    lanes = _lanes(array.dtype)
+    lanes = array.dtype.lanes if isinstance(array.dtype, Vector) else _lanes(array.dtype)
     return lambda array: lanes
 
 
@@ -117,22 +118,58 @@ def store_block(typingctx, block, array, start):
     return types.none(block, array, start), codegen
 
 
+def stored(builder, array_type, vector):
+    """``vector`` as an array of ``array_type`` stores it: float32 sums rounded to the bfloat16 bits
+    of a uint16 array (:func:`bfloat16_bits`), else unchanged."""
+    return bfloat16_bits(builder, vector) if array_type.dtype == types.uint16 else vector
+
+
+def bfloat16_bits(builder, value):
+    """The bfloat16 bits (i16, or a vector of them) of float32 ``value`` (a scalar or a vector),
+    rounded to nearest, ties to even, beyond the largest finite value to Inf; a NaN the quiet NaN of
+    its sign, bit for bit as ``half_precision.narrow`` rounds."""
+    count = value.type.count if isinstance(value.type, ir.VectorType) else None
+    typed = lambda bits: ir.VectorType(ir.IntType(bits), count) if count else ir.IntType(bits)  # noqa: E731
+    constant = lambda word: ir.Constant(typed(32), [word] * count if count else word)  # noqa: E731
+    words = builder.bitcast(value, typed(32))
+    high = builder.lshr(words, constant(16))
+    rounded = builder.lshr(builder.add(words, builder.add(constant(0x7FFF), builder.and_(high, constant(1)))),
+                           constant(16))
+    nan = builder.icmp_unsigned(">", builder.and_(words, constant(0x7FFFFFFF)), constant(0x7F800000))
+    quiet = builder.or_(builder.and_(high, constant(0x8000)), constant(0x7FC0))
+    return builder.trunc(builder.select(nan, quiet, rounded), typed(16))
+
+
+@intrinsic
+def stored_element(typingctx, array, value):
+    """``value`` as an element of ``array``: a float32 sum as the bfloat16 bits of a uint16 array
+    (:func:`bfloat16_bits`), else cast to the array's dtype."""
+    rounds = array.dtype == types.uint16 and value == types.float32
+
+    def codegen(context, builder, signature, args):
+        if rounds:
+            return bfloat16_bits(builder, args[1])
+        return context.cast(builder, args[1], value, array.dtype)
+
+    return array.dtype(array, value), codegen
+
+
 @intrinsic
 def store_rows(typingctx, block, array, start, channel_step, row_step, rows, vectors):
     """Write ``block`` (``rows x vectors`` per channel, compile-time ints) to ``array``: channel c,
-    row r, vector v at element ``start + c * channel_step + r * row_step + v * lanes``."""
+    row r, vector v at element ``start + c * channel_step + r * row_step + v * lanes``; to a uint16
+    array as bfloat16 bits (:func:`stored`)."""
     if not _is_literal_int(rows, vectors):
         return None
 
     def codegen(context, builder, signature, args):
         values, array, start, channel_step, row_step, _, _ = args
-        vector_pointer = context.get_value_type(block.dtype).as_pointer()
         offsets = _offsets(builder, start, channel_step, row_step, block.count, rows.literal_value,
                            vectors.literal_value, block.dtype.lanes)
         for k, at in enumerate(offsets):
+            vector = stored(builder, signature.args[1], builder.extract_value(values, k))
             pointer = _element_pointer(context, builder, signature.args[1], array, at)
-            builder.store(builder.extract_value(values, k), builder.bitcast(pointer, vector_pointer),
-                          align=1)
+            builder.store(vector, builder.bitcast(pointer, vector.type.as_pointer()), align=1)
         return context.get_dummy_value()
 
     return types.none(block, array, start, channel_step, row_step, rows, vectors), codegen
@@ -168,8 +205,12 @@ def _splat(builder, scalar, vector_type):
 
 
 def _overload_suffix(vector_type):
-    """The suffix of an LLVM vector intrinsic's name for ``vector_type``: ``v16f32``, ``v8f64``, ..."""
-    return f"v{vector_type.count}{'f32' if vector_type.element == ir.FloatType() else 'f64'}"
+    """The suffix of an LLVM vector intrinsic's name for ``vector_type``: ``v16f32``, ``v8f64``,
+    ``v16i16``, ..."""
+    element = vector_type.element
+    if isinstance(element, ir.IntType):
+        return f"v{vector_type.count}i{element.width}"
+    return f"v{vector_type.count}{'f32' if element == ir.FloatType() else 'f64'}"
 
 
 def _fma(builder, a, b, c):

@@ -12,7 +12,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, register_jitable
 
 from .simd import (_element_pointer, _fma, _is_literal_int, _lanes, _overload_suffix, _splat, _vectors_at,
-                   vector_lanes)
+                   stored, vector_lanes)
 
 
 def _lane_mask(builder, valid, lanes):
@@ -158,8 +158,9 @@ def store_channel_rows(typingctx, block, array, start, channel_step, row_step, v
     lanes ...`` of position j, row ``j // columns`` and column ``j % columns``) to ``array`` as rows
     of channels: channel c, row r, column k at element ``start + c * channel_step + r * row_step +
     k``, for channels below ``valid_channels``, rows below ``valid_rows`` and columns below
-    ``valid_columns`` (no other element is written). Tiles of lanes x lanes are transposed in
-    registers and stored with masked stores, one per tile row they hold."""
+    ``valid_columns`` (no other element is written; to a uint16 ``array`` as bfloat16 bits,
+    ``simd.stored``). Tiles of lanes x lanes are transposed in registers and stored with masked
+    stores, one per tile row they hold."""
     if not _is_literal_int(columns, vectors):
         return None
 
@@ -191,7 +192,8 @@ def store_channel_rows(typingctx, block, array, start, channel_step, row_step, v
                                                  likely=True):
                                 row_at = builder.add(at, builder.add(builder.mul(row_step, row_step.type(r)),
                                                                      start.type(first - r * width)))
-                                _masked_store(context, builder, signature.args[1], array, row_at, row, mask)
+                                _masked_store(context, builder, signature.args[1], array, row_at,
+                                              stored(builder, signature.args[1], row), mask)
         return context.get_dummy_value()
 
     return types.none(block, array, start, channel_step, row_step, valid_channels, valid_rows,
