@@ -6,8 +6,11 @@ channels in registers) run on input channels taken in pairs: a pair of bfloat16 
 two weights side by side, so one instruction adds two products per lane (``simd.bfloat16_dot``), twice
 the multiply-adds of a float32 fused multiply-add. The slab, tasks, tiles, padding skips and stores are
 that kernel's, on 32-bit elements; sums are float32 from the bias, pair by pair in channel order, tap
-by tap as that kernel orders them, and the caller rounds each result once to bfloat16. A group with an
-odd channel count pairs its last channel with a zero.
+by tap as that kernel orders them. A group with an odd channel count pairs its last channel with a zero.
+:func:`compute_rows` runs the channel-blocked kernel (``blocked.py``: vectors along output rows, each
+lane a position, the weight pairs broadcast) on the same pairs and packed weights, in the same order of
+sums: the two give the same bits. Both round each float32 sum once, as they store it, into the bits of
+the bfloat16 result (``simd.stored``).
 
 The instruction flushes subnormal inputs and results to zero (as oneDNN's bfloat16 convolution does);
 Inf and NaN propagate as in the float32 sums.
@@ -119,9 +122,9 @@ def _task_layout(threads, batch, out_size, pairs, kernel, stride, dilation, out_
 
 
 def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
-    """Fill the batched float32 ``out`` from the bits (uint16, C-contiguous) of the batched bfloat16
-    input and of the weight, and the float32 bias; the weight packed once while its bytes stay the
-    same (``packed_weights.py``).
+    """Fill the batched ``out``, the bits (uint16) of a bfloat16 result (or float32 sums), from the
+    bits (uint16, C-contiguous) of the batched bfloat16 input and of the weight, and the float32 bias;
+    the weight packed once while its bytes stay the same (``packed_weights.py``).
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """

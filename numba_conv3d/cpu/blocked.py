@@ -12,7 +12,8 @@ up to a whole vector. Taps that read zero padding for every row of a block (the 
 and rows of small outputs) are skipped (``register_blocks.fill_tap_runs``). Each output element is
 summed by one thread in the fixed order (bias, input channel, kd, kh, kw), with fused multiply-adds
 (a block's sums wait in memory between chunks of input channels, unchanged), less products with zero
-padding: results are bitwise equal for any thread count.
+padding: results are bitwise equal for any thread count. The sums take the packed bias's dtype: the
+input's, or float32 for the bfloat16 pairs of ``bfloat16_dot.compute_rows``.
 """
 
 import numpy as np
