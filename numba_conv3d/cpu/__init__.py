@@ -6,8 +6,9 @@ from ..algorithm import Algorithm
 from ..config import (BLOCKED_MIN_CHANNELS, BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, CHANNEL_BLOCK_VECTORS,
                       CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES)
 from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
-                          BFLOAT16_ROWS_MAX_WINOGRAD_GAIN, BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS,
-                          BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_WIDENED_DEPTH_MAX_PLANE,
+                          BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
+                          BFLOAT16_ROWS_MIN_FILL, BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS,
+                          BFLOAT16_WIDENED_DEPTH_MAX_PLANE,
                           BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS, BLOCKED_MIN_FILL, FFT_MAX_WORKSPACE_BYTES,
                           FFT_MIN_GAIN, FLAT_MAX_NARROW_KERNEL_WIDTH, FLAT_MAX_OUTPUT_WIDTH,
                           GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION, GEMM_POINTWISE_MIN_CHANNELS,
@@ -78,9 +79,9 @@ def _winograd(name, reason, module, prefers, serves=None, flips=False):
 ALGORITHMS = (
     Algorithm("bfloat16-rows", "bfloat16 operands, AVX512-BF16; 1x1x1 at unit stride without pads over >= "
               f"{BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS} positions a sample, or >= "
-              f"{BFLOAT16_DOT_MIN_OUT_CHANNELS} output channels per group on output rows that whole vectors "
-              "fill better than the channel-vectorized tiles (rows of 16, 32, 64; rows laid side by side), "
-              f"not where the float32 plan takes FFT or Winograd with an estimated gain >= "
+              f"{BFLOAT16_DOT_MIN_OUT_CHANNELS} output channels per group on output rows (laid side by side "
+              f"where pointwise in H and W) that fill >= {BFLOAT16_ROWS_MIN_FILL:.0%} of their vectors (16-, "
+              "32-, 64-wide), not where the float32 plan takes FFT or Winograd with an estimated gain >= "
               f"{BFLOAT16_ROWS_MAX_WINOGRAD_GAIN}: the channel-blocked kernel on pairs of input channels "
               "(vdpbf16ps), vectors along output rows, 1x1x1 volumes of small planes as one row (U-Net and "
               "V-Net layers at 16^3-64^3: 0.56-0.94x the time of the channel-vectorized dot products; "

@@ -25,8 +25,7 @@ from numba.extending import register_jitable
 from ..config import BLOCK_CHANNELS, MERGED_ROW_COLUMNS, VECTOR_BYTES
 from ..environment import has_bfloat16_dot
 from ..shape_rules import ceil_div, row_merge
-from . import packed_weights
-from . import blocked
+from . import blocked, packed_weights
 from .channel_vectorized import _channel_vectorized_kernel, block_channels, task_layout
 from .channel_vectorized import workspace_bytes as float32_workspace_bytes
 from .register_blocks import pads_with_zeros, task_grid

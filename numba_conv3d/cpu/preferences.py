@@ -6,11 +6,10 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ..config import (BLOCKED_MIN_CHANNELS, VECTOR_BYTES)
-from ..shape_rules import round_up
 from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
-                          BFLOAT16_ROWS_MAX_WINOGRAD_GAIN, BFLOAT16_ROWS_MIN_FILL,
-                          BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS,
-                          BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_WIDENED_DEPTH_MAX_PLANE,
+                          BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
+                          BFLOAT16_ROWS_MIN_FILL, BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS,
+                          BFLOAT16_WIDENED_DEPTH_MAX_PLANE,
                           BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS, FFT_DIRECT_MAC_SECONDS, FFT_MIN_GAIN,
                           FLAT_MAX_NARROW_KERNEL_WIDTH, FLAT_MAX_OUTPUT_WIDTH, FLAT_MAX_WORKSPACE_BYTES,
                           GEMM_FEW_TAPS, GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL, GEMM_MIN_OUT_CHANNELS,
@@ -22,6 +21,7 @@ from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CH
                           WINOGRAD_POINTS_MIN_TILES, WINOGRAD_POINTS_RANGES,
                           WINOGRAD_STRIDED_MAX_WEIGHT_BYTES, WINOGRAD_STRIDED_MIN_IN_CHANNELS,
                           WINOGRAD_STRIDED_MIN_TILES, WINOGRAD_WEIGHT_TILES)
+from ..shape_rules import round_up
 from . import (blocked, channel_vectorized, fft, gemm, phase_flat, row_blocked, tap_gemm, winograd,
                winograd_depth, winograd_strided, winograd_tiles)
 
