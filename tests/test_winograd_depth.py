@@ -141,19 +141,22 @@ def test_bfloat16_operands_take_the_float32_result_rounded_once():
 
 
 @pytest.mark.parametrize("x_shape, w_shape, expected", [
-    ((1, 288, 8, 28, 28), (128, 288) + KERNEL, ALGORITHM),
-    ((1, 576, 4, 14, 14), (256, 576) + KERNEL, ALGORITHM),
-    ((1, 128, 8, 40, 40), (128, 128) + KERNEL, ALGORITHM),
-    ((1, 144, 16, 56, 56), (64, 144) + KERNEL, "bfloat16-dot"),
-    ((1, 128, 8, 48, 48), (128, 128) + KERNEL, "bfloat16-dot"),
+    ((1, 288, 8, 28, 28), (128, 288) + KERNEL, "bfloat16-rows"),  # planes as rows of 784: 98% of 49 vectors
+    ((1, 576, 4, 14, 14), (256, 576) + KERNEL, "bfloat16-rows"),  # rows of 196: 94% of 13
+    ((1, 128, 8, 40, 40), (128, 128) + KERNEL, "bfloat16-rows"),
+    ((1, 144, 16, 56, 56), (64, 144) + KERNEL, "bfloat16-rows"),
+    ((1, 256, 16, 10, 10), (256, 256) + KERNEL, ALGORITHM),  # rows of 100: 89% of 7
 ])
-def test_bfloat16_takes_it_widened_on_small_planes(x_shape, w_shape, expected):
-    """Where the float32 plan takes it, on planes of at most ``BFLOAT16_WIDENED_DEPTH_MAX_PLANE``
-    positions (larger ones keep the dot products, where the CPU has them)."""
+def test_bfloat16_takes_it_widened_on_small_planes_of_partly_filled_rows(x_shape, w_shape, expected):
+    """Where the float32 plan takes it, bfloat16 takes the dot products along rows where the planes
+    laid side by side fill ``BFLOAT16_ROWS_MIN_FILL`` of their vectors, else this kernel on widened
+    operands on planes of at most ``BFLOAT16_WIDENED_DEPTH_MAX_PLANE`` positions (where the CPU has the
+    dot products)."""
     plan = plan_conv3d(x_shape, w_shape, padding=(1, 0, 0), dtype="bfloat16")
     if not bfloat16_dot.serves(plan):
         pytest.skip("this CPU has no AVX512-BF16 dot products (or no 512-bit vectors)")
-    assert (x_shape[3] * x_shape[4] <= BFLOAT16_WIDENED_DEPTH_MAX_PLANE) == (expected == ALGORITHM)
+    assert plan_conv3d(x_shape, w_shape, padding=(1, 0, 0)).algorithm == ALGORITHM
+    assert (expected == ALGORITHM) <= (x_shape[3] * x_shape[4] <= BFLOAT16_WIDENED_DEPTH_MAX_PLANE)
     assert plan.algorithm == expected
 
 
