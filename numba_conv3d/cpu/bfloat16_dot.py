@@ -127,16 +127,22 @@ def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padd
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    pairs = pairs_per_group(weight.shape[1])
-    channels = block_channels(PAIR_BYTES)
-    x = pair_channels(bits, groups, pairs)
+    x, packed, packed_bias, finite = _paired(bits, weight, bias, has_bias, groups, block_channels(PAIR_BYTES))
+    tall, grid, slab_dims = _task_layout(thread_count(), x.shape[0], out.shape[2:], x.shape[1] // groups,
+                                         weight.shape[2:], tuple(stride), tuple(dilation),
+                                         weight.shape[0] // groups, groups)
+    _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
+                               weight.shape[2:], grid, slab_dims, pads_with_zeros(x, padded, mode) and finite,
+                               tall)
+
+
+def _paired(bits, weight, bias, has_bias, groups, channels):
+    """What both kernels run on: the input's pairs of channels (``pair_channels``), the weight's pairs
+    packed in blocks of ``channels`` output channels (kept between calls) and whether all are finite,
+    and the packed float32 bias: ``(x, packed, packed_bias, finite)``."""
+    x = pair_channels(bits, groups, pairs_per_group(weight.shape[1]))
     packed, finite = packed_weights.packed(weight, (groups, channels), pack_pairs)
-    out_per_group = weight.shape[0] // groups
-    tall, grid, slab_dims = _task_layout(thread_count(), x.shape[0], out.shape[2:], pairs, weight.shape[2:],
-                                         tuple(stride), tuple(dilation), out_per_group, groups)
-    _channel_vectorized_kernel(x, packed, pack_bias(bias, has_bias, groups, out_per_group, channels), out,
-                               stride, dilation, pad_front, padded, mode, weight.shape[2:], grid, slab_dims,
-                               pads_with_zeros(x, padded, mode) and finite, tall)
+    return x, packed, pack_bias(bias, has_bias, groups, weight.shape[0] // groups, channels), finite
 
 
 def volume_rows(size, kernel, stride, pads_none):
@@ -160,13 +166,10 @@ def compute_rows(bits, weight, bias, has_bias, out, stride, dilation, pad_front,
     size = volume_rows(bits.shape[2:], weight.shape[2:], tuple(stride), tuple(padded) == bits.shape[2:])
     if size != bits.shape[2:]:
         bits, out, padded = bits.reshape(bits.shape[:2] + size), out.reshape(out.shape[:2] + size), size
-    pairs = pairs_per_group(weight.shape[1])
-    x = pair_channels(bits, groups, pairs)
-    packed, finite = packed_weights.packed(weight, (groups, BLOCK_CHANNELS), pack_pairs)
-    lanes = VECTOR_BYTES // PAIR_BYTES
+    x, packed, packed_bias, finite = _paired(bits, weight, bias, has_bias, groups, BLOCK_CHANNELS)
+    pairs = packed.shape[2]
     grid = task_grid(x.shape[0], out.shape[2:], PAIR_BYTES, pairs, weight.shape[2:], stride, dilation,
-                     packed.shape[1], groups, blocked.rows_multiple(out.shape[4], lanes))
-    packed_bias = pack_bias(bias, has_bias, groups, weight.shape[0] // groups, BLOCK_CHANNELS)
+                     packed.shape[1], groups, blocked.rows_multiple(out.shape[4], VECTOR_BYTES // PAIR_BYTES))
     blocked._blocked_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
                             weight.shape[2:], grid,
                             blocked.input_chunk(pairs, weight.shape[2:], dilation, stride, PAIR_BYTES),
@@ -176,14 +179,16 @@ def compute_rows(bits, weight, bias, has_bias, out, stride, dilation, pad_front,
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds: the channel-vectorized kernel's for the pairs as float32
     channels."""
-    paired = replace(plan.computed(), in_channels=plan.groups * pairs_per_group(plan.in_per_group))
-    return float32_workspace_bytes(paired)
+    return float32_workspace_bytes(_paired_plan(plan))
+
+
+def _paired_plan(plan, **changes):
+    """``plan`` in float32 with its pairs as input channels (and ``changes``)."""
+    return replace(plan.computed(), in_channels=plan.groups * pairs_per_group(plan.in_per_group), **changes)
 
 
 def rows_workspace_bytes(plan):
     """Scratch bytes one worker thread of :func:`compute_rows` holds: the channel-blocked kernel's for
     the pairs as float32 channels, on the volume it runs (``plan`` with its rows merged)."""
     size = volume_rows(plan.input_size, plan.kernel_size, plan.stride, plan.pads == ((0, 0),) * 3)
-    paired = replace(plan.computed(), in_channels=plan.groups * pairs_per_group(plan.in_per_group),
-                     input_size=size)
-    return blocked.workspace_bytes(paired)
+    return blocked.workspace_bytes(_paired_plan(plan, input_size=size))

@@ -3,7 +3,8 @@ thread, and ml_dtypes' and NumPy's float16 ones at a few hundred MB/s).
 
 Widening is exact. Narrowing rounds to nearest, ties to even, beyond the largest finite value to Inf,
 as torch rounds: float16 through LLVM's ``fptrunc`` (F16C's ``vcvtps2ph`` on x86), bfloat16 by integer
-arithmetic on the float32 bits. A NaN stays a quiet NaN of the same sign (bfloat16: the one
+arithmetic on the float32 bits (``simd.stored_element``, as the bfloat16 kernels store their sums). A
+NaN stays a quiet NaN of the same sign (bfloat16: the one
 ``ml_dtypes`` gives; float16: LLVM's, whose payload can differ from NumPy's for a signaling NaN).
 """
 import numpy as np
@@ -11,8 +12,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-_SIGN = np.uint32(0x8000)
-_QUIET_NAN_BFLOAT16 = np.uint32(0x7FC0)
+from .simd import stored_element
 
 
 @intrinsic
@@ -58,13 +58,9 @@ def _widen_bfloat16(bits, out):
 
 
 @njit(parallel=True, cache=True)
-def _narrow_bfloat16(bits, out):
-    for i in prange(bits.size):
-        word = bits[i]
-        if word & np.uint32(0x7FFFFFFF) > np.uint32(0x7F800000):
-            out[i] = np.uint16(((word >> 16) & _SIGN) | _QUIET_NAN_BFLOAT16)
-        else:
-            out[i] = np.uint16((word + np.uint32(0x7FFF) + ((word >> 16) & np.uint32(1))) >> 16)
+def _narrow_bfloat16(values, out):
+    for i in prange(values.size):
+        out[i] = stored_element(out, values[i])
 
 
 def widen(array):
@@ -87,5 +83,5 @@ def narrow(array, dtype):
     if out.dtype.name == "float16":
         _narrow_float16(values.reshape(-1), bits)
     else:
-        _narrow_bfloat16(values.reshape(-1).view(np.uint32), bits)
+        _narrow_bfloat16(values.reshape(-1), bits)
     return out

@@ -196,14 +196,20 @@ def prefers_phase_flat(plan):
             and phase_flat.workspace_bytes(plan) <= FLAT_MAX_WORKSPACE_BYTES)
 
 
+def _pairs_pay(plan, computed):
+    """Whether a bfloat16 plan may take the dot products at all: enough input channels per group to
+    fill the pairs, and its float32 plan ``computed`` not by FFT."""
+    return plan.in_per_group >= BFLOAT16_DOT_MIN_IN_CHANNELS and not (fft.serves(computed)
+                                                                    and prefers_fft(computed))
+
+
 def prefers_bfloat16_dot(plan):
     """Whether the planner takes the bfloat16 dot products for a bfloat16 plan they serve: enough
     channels per group to fill the pairs and the channel blocks, and not where the float32 plan takes
     FFT, Winograd with a large estimated gain, Winograd along D on small planes, or a 1x1x1 GEMM,
     strided or over many positions (``crossovers.BFLOAT16_*``, measured crossovers)."""
     computed = plan.computed()
-    if (plan.out_per_group < BFLOAT16_DOT_MIN_OUT_CHANNELS or plan.in_per_group < BFLOAT16_DOT_MIN_IN_CHANNELS
-            or (fft.serves(computed) and prefers_fft(computed))):
+    if plan.out_per_group < BFLOAT16_DOT_MIN_OUT_CHANNELS or not _pairs_pay(plan, computed):
         return False
     if winograd.serves(computed) and prefers_winograd(computed):
         return winograd_gain(computed) < BFLOAT16_DOT_MAX_WINOGRAD_GAIN
@@ -224,7 +230,7 @@ def prefers_bfloat16_rows(plan):
     FFT or Winograd with an estimated gain of at least ``BFLOAT16_ROWS_MAX_WINOGRAD_GAIN``
     (``crossovers.BFLOAT16_ROWS_*``, measured crossovers)."""
     computed = plan.computed()
-    if plan.in_per_group < BFLOAT16_DOT_MIN_IN_CHANNELS or (fft.serves(computed) and prefers_fft(computed)):
+    if not _pairs_pay(plan, computed):
         return False
     if plan.kernel_size == (1, 1, 1):
         return (plan.stride == (1, 1, 1) and plan.pads == ((0, 0),) * 3

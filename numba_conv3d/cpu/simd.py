@@ -127,7 +127,7 @@ def stored(builder, array_type, vector):
 def bfloat16_bits(builder, value):
     """The bfloat16 bits (i16, or a vector of them) of float32 ``value`` (a scalar or a vector),
     rounded to nearest, ties to even, beyond the largest finite value to Inf; a NaN the quiet NaN of
-    its sign, bit for bit as ``half_precision.narrow`` rounds."""
+    its sign (the one ``ml_dtypes`` gives); ``half_precision.narrow`` rounds with it too."""
     count = value.type.count if isinstance(value.type, ir.VectorType) else None
     typed = lambda bits: ir.VectorType(ir.IntType(bits), count) if count else ir.IntType(bits)  # noqa: E731
     constant = lambda word: ir.Constant(typed(32), [word] * count if count else word)  # noqa: E731
