@@ -140,6 +140,12 @@ FLAT_VECTORS = 4
 # one gather buffer (X3D-S's depthwise layers on 5x5 to 10x10 planes: 6-10% faster than one per task).
 FLAT_TASK_CHUNKS = 32
 
+# The channels-last depthwise kernel (cpu/depthwise.py): output positions a register block sums, one
+# vector of channels each (16 of AVX-512's 32 registers, 8 of AVX2's 16), and the most bytes of input
+# one of its tasks gathers (the planes it reads, channels last, in the L2 cache).
+DEPTHWISE_TILE = 16 if VECTOR_BYTES == 64 else 8
+DEPTHWISE_SLAB_BYTES = 512 * 1024
+
 # Register block of the weight gradient (``cpu/weight_grad.py``): output channels x kernel taps of one
 # input channel, one accumulator vector each: 4 x 3 (12 of AVX2's 16 registers), 8 x 3 with AVX-512
 # (24 of 32; 1.2-1.4x the 4 x 3 blocks on dense, grouped and dilated k3, processes alternating). A group

@@ -329,12 +329,13 @@ FFT_COPY_SECONDS = 1.0e-9
 # the rate of Zen 2's 256-bit vectors and the channel-blocked one 1.2x. The GEMM and channel-vectorized
 # rates are those of 3x3x3 layers; with 5x5x5 kernels both run 1.5-3x slower, and FFT still loses there
 # (0.25-0.86x, many channels on 6^3-8^3 volumes: every FFT tile is mostly kernel). The tap-by-tap
-# products take GEMM's rate: the planner takes them only for deep layers, where FFT loses.
+# products take GEMM's rate: the planner takes them only for deep layers, where FFT loses. The depthwise
+# kernel's: X3D-S's 3x3x3 layers, 0.9-1.1e-10 (AVX2: twice that, not measured).
 FFT_DIRECT_MAC_SECONDS = {
-    32: {"row-blocked": 7e-11, "phase-flat": 7e-11, "direct": 2e-10, "gemm": 2.3e-11, "tap-gemm": 2.3e-11,
-         "plane-gemm": 2.3e-11, "channel-vectorized": 2.1e-11, "blocked": 2.3e-11},
-    64: {"row-blocked": 2.5e-11, "phase-flat": 1.4e-10, "direct": 2e-10, "gemm": 2.3e-11, "tap-gemm": 2.3e-11,
-         "plane-gemm": 2.3e-11, "channel-vectorized": 2.1e-11, "blocked": 1.9e-11},
+    32: {"row-blocked": 7e-11, "phase-flat": 7e-11, "depthwise": 2e-10, "direct": 2e-10, "gemm": 2.3e-11,
+         "tap-gemm": 2.3e-11, "plane-gemm": 2.3e-11, "channel-vectorized": 2.1e-11, "blocked": 2.3e-11},
+    64: {"row-blocked": 2.5e-11, "phase-flat": 1.4e-10, "depthwise": 1e-10, "direct": 2e-10, "gemm": 2.3e-11,
+         "tap-gemm": 2.3e-11, "plane-gemm": 2.3e-11, "channel-vectorized": 2.1e-11, "blocked": 1.9e-11},
 }
 FFT_MIN_GAIN = 1.3
 FFT_MAX_WORKSPACE_BYTES = 192 * 2 ** 20
@@ -353,6 +354,16 @@ FFT_TILE_COUNTS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)
 FLAT_MAX_OUTPUT_WIDTH = 12
 FLAT_MAX_NARROW_KERNEL_WIDTH = 28
 FLAT_MAX_WORKSPACE_BYTES = 1 << 22
+
+# The channels-last depthwise kernel (``cpu/depthwise.py``) takes depthwise layers of at least
+# DEPTHWISE_MIN_CHANNELS channels with output rows of at most DEPTHWISE_MAX_OUTPUT_WIDTH columns. Zen 4,
+# float32, 8-16 frames, its time / the route before (phase-flat, row-blocked or winograd-depth), alternating
+# calls: rows of 5-20 0.55-0.94 (X3D-S: 432 channels at 5x5 0.61, 216 at 10x10 0.77; 24-48 channels
+# 0.77-0.94), 24-28 0.83-0.95 (256 channels at 28x28 0.59), strided to 10-28 0.53-0.78, k5 at 14x14 0.42;
+# rows of 32 1.19-1.47, 40 1.04-1.21, 56-112 1.41-4.24 (the row kernels fill their vectors there); 1-16
+# channels at 16^3 1.38-2.7 (a vector of lanes mostly empty).
+DEPTHWISE_MIN_CHANNELS = 24
+DEPTHWISE_MAX_OUTPUT_WIDTH = 28
 
 # Where the weight gradient takes the kernel vectorized over output channels
 # (``channel_weight_grad.preferred``, before every other route): at

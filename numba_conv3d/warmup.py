@@ -10,7 +10,7 @@ from .planner import plan_conv3d
 from .precision import REDUCED_DTYPES
 
 # Tiny problems that every CPU algorithm serves: (input, weight, groups, stride) with 4 output channels
-# per group (the channel-vectorized and blocked kernels), 1 per group with groups=4 (row-blocked,
+# per group (the channel-vectorized and blocked kernels), 1 per group with groups=4 (depthwise, row-blocked,
 # direct), a 3x3x3 kernel (Winograd), at stride 2 (stride-2 Winograd); FFT serves the first.
 _SHAPES = (((1, 4, 3, 4, 5), (4, 4, 2, 2, 2), 1, 1), ((1, 4, 3, 4, 5), (4, 1, 2, 2, 2), 4, 1),
            ((1, 4, 3, 4, 5), (4, 4, 3, 3, 3), 1, 1), ((1, 4, 3, 4, 5), (4, 4, 3, 3, 3), 1, 2),

@@ -94,11 +94,14 @@ def test_algorithm_table(weight, groups, dtype, expected):
 
 
 @pytest.mark.parametrize("input_shape, weight, kwargs, expected", [
-    ((1, 432, 13, 5, 5), (432, 1, 3, 3, 3), {"padding": 1, "groups": 432}, "phase-flat"),
+    ((1, 432, 13, 5, 5), (432, 1, 3, 3, 3), {"padding": 1, "groups": 432}, "depthwise"),
     ((1, 432, 13, 10, 10), (432, 1, 3, 3, 3), {"padding": 1, "groups": 432, "stride": (1, 2, 2)},
-     "phase-flat"),
+     "depthwise"),
+    ((1, 16, 13, 10, 10), (16, 1, 3, 3, 3), {"padding": 1, "groups": 16}, "phase-flat"),  # few channels
     ((1, 4, 9, 9, 9), (6, 2, 3, 3, 3), {"groups": 2}, "phase-flat"),  # 3 output channels per group
-    ((1, 108, 13, 20, 20), (108, 1, 3, 3, 3), {"padding": 1, "groups": 108}, "phase-flat"),
+    ((1, 108, 13, 20, 20), (108, 1, 3, 3, 3), {"padding": 1, "groups": 108}, "depthwise"),
+    ((1, 256, 8, 28, 28), (256, 1, 3, 3, 3), {"padding": 1, "groups": 256}, "depthwise"),
+    ((1, 64, 8, 32, 32), (64, 1, 3, 3, 3), {"padding": 1, "groups": 64}, "row-blocked"),  # wide rows
     ((1, 54, 13, 80, 80), (54, 1, 3, 3, 3), {"padding": 1, "groups": 54, "stride": (1, 2, 2)}, "phase-flat"),
     ((1, 54, 13, 40, 40), (54, 1, 3, 3, 3), {"padding": 1, "groups": 54}, "row-blocked"),  # wide rows
     ((1, 54, 13, 160, 160), (54, 1, 3, 3, 3), {"padding": 1, "groups": 54, "stride": (1, 2, 2)},
@@ -106,8 +109,8 @@ def test_algorithm_table(weight, groups, dtype, expected):
     ((1, 4, 24, 20, 20), (4, 1, 5, 5, 5), {"padding": 2, "groups": 4}, "row-blocked"),  # a wider kernel
     ((1, 1, 200, 200, 12), (1, 1, 3, 3, 3), {"padding": 1}, "row-blocked"),  # too big a workspace
 ])
-def test_small_planes_with_few_channels_per_group_take_the_flat_phase_kernel(input_shape, weight, kwargs,
-                                                                             expected):
+def test_small_planes_with_few_channels_per_group_take_the_depthwise_or_flat_phase_kernel(
+        input_shape, weight, kwargs, expected):
     plan = plan_conv3d(input_shape, weight, dtype="float32", **kwargs)
     assert plan.algorithm == expected and plan.algorithm_reason
 

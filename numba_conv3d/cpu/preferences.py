@@ -10,7 +10,8 @@ from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CH
                           BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
                           BFLOAT16_ROWS_MIN_FILL, BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS,
                           BFLOAT16_WIDENED_DEPTH_MAX_PLANE,
-                          BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS, FFT_DIRECT_MAC_SECONDS, FFT_MIN_GAIN,
+                          BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS, DEPTHWISE_MAX_OUTPUT_WIDTH,
+                          DEPTHWISE_MIN_CHANNELS, FFT_DIRECT_MAC_SECONDS, FFT_MIN_GAIN,
                           FLAT_MAX_NARROW_KERNEL_WIDTH, FLAT_MAX_OUTPUT_WIDTH, FLAT_MAX_WORKSPACE_BYTES,
                           GEMM_FEW_TAPS, GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL, GEMM_MIN_OUT_CHANNELS,
                           GEMM_MIN_REDUCTION, GEMM_POINTWISE_MIN_CHANNELS, GEMM_POSITIONS_PER_CHANNEL,
@@ -185,6 +186,13 @@ def flat_max_output_width(plan):
     if plan.kernel_size[2] <= 3:
         return FLAT_MAX_NARROW_KERNEL_WIDTH * plan.stride[2]
     return FLAT_MAX_OUTPUT_WIDTH
+
+
+def prefers_depthwise(plan):
+    """Whether the planner takes the channels-last depthwise kernel for a depthwise plan it serves: at
+    least ``DEPTHWISE_MIN_CHANNELS`` channels (to fill its vectors of channels) and output rows of at
+    most ``DEPTHWISE_MAX_OUTPUT_WIDTH`` columns (wider ones fill the row kernels' vectors)."""
+    return plan.out_channels >= DEPTHWISE_MIN_CHANNELS and plan.output_size[2] <= DEPTHWISE_MAX_OUTPUT_WIDTH
 
 
 def prefers_phase_flat(plan):
