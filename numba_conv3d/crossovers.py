@@ -159,6 +159,11 @@ BFLOAT16_WIDENED_DEPTH_MAX_PLANE = 1600
 BFLOAT16_ROWS_MIN_FILL = 0.9
 BFLOAT16_ROWS_MAX_WINOGRAD_GAIN = 2.5
 BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS = 64
+# Its 1x1x1 layers lay planes of fewer than BFLOAT16_ROWS_MERGE_BELOW positions side by side as one row; a
+# row per plane from there (2026-12-07, same process; its time / one row for the whole volume): 20x20, 16x16
+# 0.69-0.91, 14x14 0.90, 10x10 0.85-1.0, at batch 2 1.0 (one row left the tasks only output channels to
+# split, each gathering the whole input: 2 threads as fast as 1); 5x5 2.46 (stays merged).
+BFLOAT16_ROWS_MERGE_BELOW = 64
 
 # Kernels of at most GEMM_FEW_TAPS taps (R(2+1)D's 3x1x1 temporal layers) give the register-blocked
 # kernels little reuse of each gathered input: GEMM from GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL positions

@@ -67,8 +67,9 @@ def test_rows_and_channel_vectors_sum_alike(x_shape, w_shape, kwargs, mode):
 @pytest.mark.parametrize("size,kernel,stride,pads_none,expected", [
     ((3, 4, 5), (1, 1, 1), (1, 1, 1), True, (1, 1, 60)),  # 20-position planes: all 3 in one row
     ((26, 5, 5), (1, 1, 1), (1, 1, 1), True, (1, 1, 650)),  # no divisor of 26 reaches 1024 columns first
-    ((64, 10, 10), (1, 1, 1), (1, 1, 1), True, (4, 1, 1600)),
-    ((499, 10, 10), (1, 1, 1), (1, 1, 1), True, (499, 10, 10)),  # one row would pass the longest
+    ((64, 7, 7), (1, 1, 1), (1, 1, 1), True, (2, 1, 1568)),
+    ((499, 5, 5), (1, 1, 1), (1, 1, 1), True, (499, 5, 5)),  # one row would pass the longest
+    ((13, 1, 100), (1, 1, 1), (1, 1, 1), True, (13, 1, 100)),  # planes of 100 positions stay apart
     ((8, 1, 1024), (1, 1, 1), (1, 1, 1), True, (8, 1, 1024)),  # long rows already
     ((3, 4, 5), (1, 1, 1), (1, 1, 1), False, (3, 4, 5)),
     ((3, 4, 5), (3, 1, 1), (1, 1, 1), True, (3, 4, 5)),

@@ -23,6 +23,7 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from ..config import BLOCK_CHANNELS, MERGED_ROW_COLUMNS, VECTOR_BYTES
+from ..crossovers import BFLOAT16_ROWS_MERGE_BELOW
 from ..environment import has_bfloat16_dot
 from ..shape_rules import ceil_div, row_merge
 from . import blocked, packed_weights
@@ -148,12 +149,13 @@ def _paired(bits, weight, bias, has_bias, groups, channels):
 def volume_rows(size, kernel, stride, pads_none):
     """The (D, H, W) that :func:`compute_rows` runs a 1x1x1 convolution at unit stride without pads
     of ``size`` (as ``ConvPlan.rows_merged`` lays its rows) on: where a plane holds fewer than
-    ``MERGED_ROW_COLUMNS`` positions, ``m`` planes side by side as one row (``shape_rules.row_merge``),
-    at most ``VOLUME_ROW_MAX_COLUMNS`` long (each plane of 5x5 outputs would end in a partly filled
-    block); else ``size``."""
+    ``BFLOAT16_ROWS_MERGE_BELOW`` positions, ``m`` planes side by side as one row
+    (``shape_rules.row_merge`` towards ``MERGED_ROW_COLUMNS``), at most ``VOLUME_ROW_MAX_COLUMNS`` long
+    (each plane of 5x5 outputs would end in a partly filled block); else ``size`` (larger planes fill
+    their vectors, and a row per plane lets the tasks split the planes rather than all gather them)."""
     depth, height, width = size
     plane = height * width
-    if kernel != (1, 1, 1) or stride != (1, 1, 1) or not pads_none or plane >= MERGED_ROW_COLUMNS:
+    if kernel != (1, 1, 1) or stride != (1, 1, 1) or not pads_none or plane >= BFLOAT16_ROWS_MERGE_BELOW:
         return size
     planes = row_merge(depth, plane, MERGED_ROW_COLUMNS)
     return (depth // planes, 1, planes * plane) if planes * plane <= VOLUME_ROW_MAX_COLUMNS else size
