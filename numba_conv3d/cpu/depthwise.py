@@ -8,9 +8,9 @@ last. A task (sample, block of ``lanes`` channels, run of output planes) gathers
 planes read into a slab of (plane, row, column, channel), every padding mode through the slab's index
 maps, and computes blocks of ``DEPTHWISE_TILE`` output positions, consecutive in the output plane
 (across its rows), each a vector of the block's channels: per tap, one vector of the channels' weights
-times each position's vector of inputs (``simd_lanes.fma_lanes``). Every lane computes a real output,
-whatever the plane's width; only a plane's last block computes positions past its end (their results
-are dropped). Blocks reach the output through in-register transposes and masked stores
+times each position's vector of inputs (``simd_lanes.fma_lanes``). Every lane of a full channel block
+computes a real output, whatever the plane's width; only a plane's last block computes positions past
+its end (their results are dropped). Blocks reach the output through in-register transposes and masked stores
 (``simd_masked.store_channel_rows``).
 
 Each output element is summed in the row-blocked kernel's order: the bias, then the taps in the order
