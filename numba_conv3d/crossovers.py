@@ -1,6 +1,7 @@
 """The CPU planner's measured crossovers: where each row of the algorithm table is taken over the
 others (thresholds, and the constants of the cost estimates that compare them), each with the
-measurements it was fitted on. The kernels' own tunables are in ``config.py``.
+measurements it was fitted on. The kernels' own tunables are in ``config.py``, the gradients' routes in
+``grad_crossovers.py``.
 
 Numba freezes module globals into compiled code, so a change here takes effect on the next compilation.
 """
@@ -107,18 +108,6 @@ PLANE_GEMM_MIN_POSITIONS = 256
 WINOGRAD_DEPTH_MIN_TASKS = 2
 WINOGRAD_DEPTH_MIN_COLUMNS = 64
 
-# The weight gradient is tap by tap (``tap_gemm.prefers_weight_grad``) where the forward plan is, and
-# from TAP_WEIGHT_GRAD_MIN_CHANNELS input and output channels per group over TAP_WEIGHT_GRAD_POSITIONS
-# (batch x output positions, bounds included) with at most TAP_WEIGHT_GRAD_MAX_SHARE of the pairs reading
-# the input. Measured on 2-core Zen 4 (float32, same process, alternating, medians of 9; GEMM time /
-# tap-by-tap time): 256-1152 channels over 49-784 positions 1.06-1.65 (2x7x7 k3 with 512: 1.11, batch 2
-# 1.57; 2x7x7 3x1x1 from 921-1152: 1.29; 4x14x14 k3 with 256-512: 1.23-1.26; 2x4x4x4 with 256: 1.56);
-# over 32 positions 0.97-1.06, over 1x4x4x4 with 256 0.66; over 3136-6272 positions (16x14x14 and
-# 8x28x28 with 256) 0.77-0.85; 128 channels 0.77-0.96.
-TAP_WEIGHT_GRAD_MIN_CHANNELS = 256
-TAP_WEIGHT_GRAD_POSITIONS = (96, 1024)
-TAP_WEIGHT_GRAD_MAX_SHARE = 0.85
-
 # bfloat16 by AVX512-BF16 dot products (``cpu/bfloat16_dot.py``) against the float32 path on widened
 # operands (2-core Zen 4, same process, alternating): 1.1-2.9x on dense k3, k5, 3x7x7, 3x1x1 and 1x1x1
 # layers with >= 16 output and >= 2 input channels per group; slower on one input channel (0.8x),
@@ -178,17 +167,6 @@ GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL = 16
 # 8x28x28 to 13x80x80 1.05-2.13 (X3D's 24 -> 24 shortcut at 13x80x80 1.88), 8 -> 16 and 8 -> 24 at stride 2
 # 0.80-0.98; 32 from Zen 2 (24 channels 0.92 there).
 GEMM_POINTWISE_MIN_CHANNELS = 8
-
-# The weight gradient is a matrix product (``cpu/gemm.py``) where the forward plan takes GEMM, from
-# ``GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS`` output channels per group (with ``GEMM_MIN_REDUCTION``) over at
-# most ``GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL`` output positions per sample for each output channel,
-# and from twice as many channels at any size. Measured against the weight-gradient kernel (Zen 2,
-# float32; kernel time / GEMM time): 256 channels at 8x28x28 and 4x14x14 1.56-1.71, 128 channels with
-# stride 2 at 8x28x28 (49 positions per channel) 1.85, 128 channels 1x3x3 at 16x28x28 (98) 1.06-1.28,
-# 128 channels from 384 at 16^3 (32) 0.85, 128 channels at 16x56x56 (392) 0.39; 64 channels
-# 0.42-0.81, 32 channels 0.25-0.30.
-GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS = 128
-GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL = 64
 
 # A 1x1x1 convolution at unit stride without pads is one matrix product per sample and group with the
 # input itself as the columns (no im2col): the planner takes GEMM for it from ``GEMM_UNIT_MIN_INPUTS``
@@ -369,45 +347,3 @@ FLAT_MAX_WORKSPACE_BYTES = 1 << 22
 # channels at 16^3 1.38-2.7 (a vector of lanes mostly empty).
 DEPTHWISE_MIN_CHANNELS = 24
 DEPTHWISE_MAX_OUTPUT_WIDTH = 28
-
-# Where the weight gradient takes the kernel vectorized over output channels
-# (``channel_weight_grad.preferred``, before every other route): at
-# least CHANNEL_WEIGHT_GRAD_MIN_IN input and CHANNEL_WEIGHT_GRAD_MIN_OUT output channels per group, more
-# than one tap, over at least CHANNEL_WEIGHT_GRAD_MIN_POSITIONS (batch x output positions). Measured on
-# every layer of the networks suite (2-core Zen 4, float32, alternating, medians of 5; previous route's
-# time / this kernel's): k3, k5, 1x3x3, 3x1x1 and 2x2x2 layers with 16-576 input and 32-921 output
-# channels over 256 positions and more 1.0-3.0 (1.3-2.0 typical, 0.94-0.98 on two strided 1x3x3); over
-# 98 positions with 512-1152 channels 0.84-1.40, over 32-64 positions 0.94-1.13; 16 output channels
-# 0.68, 1-3 input channels 0.05-0.32, depthwise 0.02-0.05, 1x1x1 layers 0.38-1.05 (the GEMM stays).
-CHANNEL_WEIGHT_GRAD_MIN_IN = 16
-CHANNEL_WEIGHT_GRAD_MIN_OUT = 32
-CHANNEL_WEIGHT_GRAD_MIN_POSITIONS = 128
-
-# Strided input gradients (and transposed convolutions) with at least this many output channels per
-# group run on the CPU as the weight matrix transposed times the output gradient, then col2im
-# (``cpu/gemm.py``), as do those whose forward plan is GEMM; fewer go through stride phases. Measured
-# (Zen 2, float32; against torch's input gradient, same process): stride 2 k3 64 -> 128 at 16x56x56
-# 0.43 -> 1.00x, 128 -> 256 at 8x28x28 0.37 -> 1.67x, 256 -> 512 at 4x14x14 0.38 -> 1.96x, 1x3x3
-# stride (1, 2, 2) 64 -> 128 0.78 -> 1.25x; unit stride where the forward is GEMM: 1.15-3.2x the
-# cropped correlation.
-COL2IM_MIN_OUT_CHANNELS = 64
-
-# Strided input gradients whose strides multiply to at most this run on the GPU as unit-stride
-# correlations of the output gradient with zeros inserted (that many times the multiply-adds, on the
-# fast forward kernels) instead of the gather kernel (the CPU takes col2im or stride phases first):
-# dense k3 stride 2 at 32^3, 32 channels, float32 on 2 CPU cores, before those existed, 49 -> 16 ms.
-GRAD_UPSAMPLE_MAX_STRIDES = 8
-
-# The weight gradient of 3x3x3 and 1x3x3 unit-stride layers by Winograd F(3, 2)
-# (``cpu/winograd_weight_grad.py``) from WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS input and output channels
-# per group and WINOGRAD_WEIGHT_GRAD_MIN_TILES tiles of 2x2x2 (1x2x2) output positions, batch included.
-# Measured 2026-12-06 on Zen 4 (float32, same process, alternating, medians; the other routes' time /
-# Winograd's): 3x3x3 with 256 channels at 8x28x28 (784 tiles) 1.30-1.73, 128 at 8x28x28 1.33-1.46, 384
-# -> 128 at 16^3 1.42, 256-512 at 4x14x14 (98 tiles) 1.11-1.26, 128-256 over 64 tiles 1.00-1.03, 512 at
-# 2x7x7 (16 tiles) 0.43; 1x3x3 with 128 -> 230 at 8x28x28 and 256 -> 576 at 4x14x14 1.32-1.33, 256 at
-# 16x14x14 1.22-1.28, 512 at 16x7x7 0.99-1.10, 128 at 16x28x28 1.05; with 64 channels 1.06-1.16 at 32^3
-# and 16x56x56, 0.79 at 8^3; 16-32 channels 0.68-0.80. Each
-# point's product of 64-channel matrices runs at 120-130 GFLOP/s on one core, where the direct routes
-# are near their best; over few tiles the summed points (64 per weight pair) outweigh the products.
-WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS = 128
-WINOGRAD_WEIGHT_GRAD_MIN_TILES = 96

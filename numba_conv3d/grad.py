@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import crossovers, cuda_config
+from . import cuda_config, grad_crossovers
 from .api import run_plan
 from .cuda.arrays import cuda_module
 from .dispatch import backend_of
@@ -107,8 +107,8 @@ def _by_full_correlation(plan, grad, weight, conjugate, backend, bias):
 def _upsamples(plan, grad):
     """Whether a strided input gradient goes through the unit-stride routes on the output gradient with
     zeros inserted between its elements: ``prod(stride)`` times the multiply-adds, on kernels many times
-    faster than the gather (up to ``crossovers.GRAD_UPSAMPLE_MAX_STRIDES``)."""
-    return plan.stride != (1, 1, 1) and math.prod(plan.stride) <= crossovers.GRAD_UPSAMPLE_MAX_STRIDES
+    faster than the gather (up to ``grad_crossovers.GRAD_UPSAMPLE_MAX_STRIDES``)."""
+    return plan.stride != (1, 1, 1) and math.prod(plan.stride) <= grad_crossovers.GRAD_UPSAMPLE_MAX_STRIDES
 
 
 def _by_upsampled_correlation(plan, grad, weight, conjugate, backend, bias):
@@ -159,9 +159,9 @@ def _by_stride_phases(plan, grad, weight, conjugate, backend, bias):
 def _col2im_applies(plan, grad):
     """Whether the input gradient is a matrix product and col2im (NumPy operands, real dtypes): where
     the forward convolution is one (small volumes, many channels), and strided with at least
-    ``crossovers.COL2IM_MIN_OUT_CHANNELS`` output channels per group to sum over."""
+    ``grad_crossovers.COL2IM_MIN_OUT_CHANNELS`` output channels per group to sum over."""
     return plan.backend == "cpu" and not plan.is_complex and (plan.algorithm == "gemm" or (
-        plan.stride != (1, 1, 1) and plan.out_per_group >= crossovers.COL2IM_MIN_OUT_CHANNELS))
+        plan.stride != (1, 1, 1) and plan.out_per_group >= grad_crossovers.COL2IM_MIN_OUT_CHANNELS))
 
 
 def _by_col2im(plan, grad, weight, conjugate, backend, bias):

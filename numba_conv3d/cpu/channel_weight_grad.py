@@ -27,8 +27,8 @@ from numba import njit, prange
 
 from ..config import (CHANNEL_WEIGHT_GRAD_CHUNK, CHANNEL_WEIGHT_GRAD_COLUMNS, CHANNEL_WEIGHT_GRAD_VECTORS,
                       CHANNEL_WEIGHT_GRAD_WIDE_COLUMNS, CHANNEL_WEIGHT_GRAD_WIDE_VECTORS, VECTOR_BYTES)
-from ..crossovers import (CHANNEL_WEIGHT_GRAD_MIN_IN, CHANNEL_WEIGHT_GRAD_MIN_OUT,
-                          CHANNEL_WEIGHT_GRAD_MIN_POSITIONS)
+from ..grad_crossovers import (CHANNEL_WEIGHT_GRAD_MIN_IN, CHANNEL_WEIGHT_GRAD_MIN_OUT,
+                               CHANNEL_WEIGHT_GRAD_MIN_POSITIONS)
 from ..shape_rules import ceil_div, round_up
 from .register_blocks import skips_padding
 from .simd import fma_tile, load_block, store_block, vector_lanes, zero_block
@@ -46,7 +46,7 @@ _TRANSPOSE_POSITIONS = 1024
 def preferred(plan):
     """Whether the weight gradient of ``plan`` (a forward plan) takes this kernel: float32 or float64,
     enough channels per group on both sides, more than one tap and enough output positions
-    (``crossovers.CHANNEL_WEIGHT_GRAD_MIN_*``, measured against the other routes)."""
+    (``grad_crossovers.CHANNEL_WEIGHT_GRAD_MIN_*``, measured against the other routes)."""
     return (plan.dtype in ("float32", "float64") and plan.in_per_group >= CHANNEL_WEIGHT_GRAD_MIN_IN
             and plan.out_per_group >= CHANNEL_WEIGHT_GRAD_MIN_OUT and math.prod(plan.kernel_size) > 1
             and plan.batch * math.prod(plan.output_size) >= CHANNEL_WEIGHT_GRAD_MIN_POSITIONS)

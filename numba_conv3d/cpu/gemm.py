@@ -19,8 +19,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..config import GEMM_COLUMN_BYTES
-from ..crossovers import (GEMM_MIN_REDUCTION, GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS,
-                          GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL)
+from ..crossovers import GEMM_MIN_REDUCTION
+from ..grad_crossovers import GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS, GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL
 from .blas import matmul
 from .slab import index_map
 
@@ -178,7 +178,7 @@ def padded_input_grad(grad, weight, padded_size, stride, dilation, groups):
 def computes_weight_grad(plan):
     """Whether the weight gradient of ``plan`` (a real-dtype forward plan) is this matrix product:
     where the forward convolution is one, or with many output channels per group for the output's
-    size (``crossovers.GEMM_WEIGHT_GRAD_*``)."""
+    size (``grad_crossovers.GEMM_WEIGHT_GRAD_*``)."""
     channels = plan.out_per_group
     few_positions = math.prod(plan.output_size) <= GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL * channels
     return not plan.is_complex and (plan.algorithm == "gemm" or (

@@ -23,7 +23,8 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from ..config import TAP_GEMM_MAX_CHUNKS, TAP_GEMM_PARTIAL_BYTES
-from ..crossovers import TAP_WEIGHT_GRAD_MAX_SHARE, TAP_WEIGHT_GRAD_MIN_CHANNELS, TAP_WEIGHT_GRAD_POSITIONS
+from ..grad_crossovers import (TAP_WEIGHT_GRAD_MAX_SHARE, TAP_WEIGHT_GRAD_MIN_CHANNELS,
+                               TAP_WEIGHT_GRAD_POSITIONS)
 from . import blas
 from .cblas import AS_STORED, TRANSPOSED, gemm, set_local_threads
 from .register_blocks import skips_padding
@@ -39,7 +40,7 @@ def prefers_weight_grad(plan):
     """Whether the weight gradient of ``plan`` (a forward plan) is computed tap by tap
     (:func:`weight_grad`) where the kernel vectorized over output channels is not taken: where the
     forward plan takes the tap-by-tap products, or with many channels over a few hundred output
-    positions (``crossovers.TAP_WEIGHT_GRAD_*``, measured against GEMM)."""
+    positions (``grad_crossovers.TAP_WEIGHT_GRAD_*``, measured against GEMM)."""
     if not serves(plan):
         return False
     positions = plan.batch * math.prod(plan.output_size)

@@ -29,7 +29,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..crossovers import WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS, WINOGRAD_WEIGHT_GRAD_MIN_TILES
+from ..grad_crossovers import WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS, WINOGRAD_WEIGHT_GRAD_MIN_TILES
 from ..shape_rules import ceil_div, round_up
 from . import blas
 from .cblas import AS_STORED, TRANSPOSED, run_pieces
@@ -63,7 +63,7 @@ def serves(plan):
 
 def preferred(plan):
     """Whether the weight gradient of ``plan`` takes this route: served, with enough channels per group
-    on both sides and enough tiles (``crossovers.WINOGRAD_WEIGHT_GRAD_*``, measured)."""
+    on both sides and enough tiles (``grad_crossovers.WINOGRAD_WEIGHT_GRAD_*``, measured)."""
     tiles = plan.batch * math.prod(tiles_of(plan.output_size, plan.kernel_size, TILE))
     return (serves(plan) and min(plan.in_per_group, plan.out_per_group) >= WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS
             and tiles >= WINOGRAD_WEIGHT_GRAD_MIN_TILES)
