@@ -14,8 +14,9 @@ its end (their results are dropped). Blocks reach the output through in-register
 (``simd_masked.store_channel_rows``).
 
 Each output element is summed in the row-blocked kernel's order: the bias, then the taps in the order
-(kd, kw, kh), one rounding per multiply-add. Results are bitwise those of that kernel and of the
-flat-phase kernel (up to the sign of a zero), for any thread count.
+(kd, kw, kh) (the flat-phase kernel's ``tap_offsets`` at unit stride), one rounding per multiply-add.
+Results are bitwise those of that kernel and of the flat-phase kernel (up to the sign of a zero), for
+any thread count.
 """
 import numpy as np
 from numba import njit, prange
@@ -23,6 +24,7 @@ from numba.extending import register_jitable
 
 from ..config import DEPTHWISE_SLAB_BYTES, DEPTHWISE_TILE, VECTOR_BYTES
 from ..shape_rules import ceil_div, dilated_extent
+from .phase_flat import tap_offsets
 from .register_blocks import output_offset
 from .simd import load_rows, vector_lanes, zero_block
 from .simd_lanes import fma_lanes
@@ -51,21 +53,18 @@ def task_planes(batch, channels, out_depth, padded_plane, kernel_depth, dilation
 
 
 @njit(cache=True)
-def pack(weight, bias, has_bias):
-    """The weights as (channel blocks, taps in the order (kd, kw, kh), lanes) and the bias as (blocks x
-    lanes), zeros past the last channel."""
-    channels, kernel = weight.shape[0], weight.shape[2:]
+def pack(weight, bias, has_bias, weight_taps):
+    """The weights as (channel blocks, taps in the order ``weight_taps`` gives their indices in C order,
+    lanes) and the bias as (blocks x lanes), zeros past the last channel."""
+    channels = weight.shape[0]
     lanes = vector_lanes(weight)
     blocks = ceil_div(channels, lanes)
-    packed = np.zeros((blocks, kernel[0] * kernel[1] * kernel[2], lanes), weight.dtype)
+    taps = weight.reshape(channels, -1)
+    packed = np.zeros((blocks, weight_taps.shape[0], lanes), weight.dtype)
     packed_bias = np.zeros(blocks * lanes, weight.dtype)
     for c in range(channels):
-        t = 0
-        for kd in range(kernel[0]):
-            for kw in range(kernel[2]):
-                for kh in range(kernel[1]):
-                    packed[c // lanes, t, c % lanes] = weight[c, 0, kd, kh, kw]
-                    t += 1
+        for t in range(weight_taps.shape[0]):
+            packed[c // lanes, t, c % lanes] = taps[c, weight_taps[t]]
         if has_bias:
             packed_bias[c] = bias[c]
     return packed, packed_bias
@@ -108,14 +107,7 @@ def _depthwise_task(x, packed, packed_bias, out, stride, dilation, kernel, maps,
     depth = (count - 1) * stride[0] + dilated_extent(kernel[0], dilation[0])
     slab = np.empty(depth * rows * columns * lanes, x.dtype)
     _gather(x, n, c0, od0 * stride[0], maps, slab)
-    offsets = np.empty(taps, np.int64)
-    t = 0
-    for kd in range(kernel[0]):
-        for kw in range(kernel[2]):
-            for kh in range(kernel[1]):
-                at = (kd * dilation[0] * rows + kh * dilation[1]) * columns + kw * dilation[2]
-                offsets[t] = at * lanes
-                t += 1
+    offsets = tap_offsets(kernel, dilation, (1, 1, 1), (depth, rows, columns))[0] * lanes
     plane = out_height * out_width
     bases = np.empty(DEPTHWISE_TILE, np.int64)
     like = zero_block(slab, DEPTHWISE_TILE, 1, 1)
@@ -160,7 +152,8 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
 
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
-    packed, packed_bias = pack(weight, bias, has_bias)
+    packed, packed_bias = pack(weight, bias, has_bias, tap_offsets(weight.shape[2:], dilation, (1, 1, 1),
+                                                                   padded)[1])
     planes = task_planes(x.shape[0], x.shape[1], out.shape[2], padded[1] * padded[2], weight.shape[2],
                          dilation[0], stride[0], x.itemsize)
     _depthwise_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
