@@ -28,7 +28,7 @@ from .dispatch import backend_of
 from .grad_planner import plan_input_grad, plan_weight_grad
 from .planner import check_array, plan_conv3d
 from .precision import computed_in_float32
-from .stride_phases import phases
+from .stride_phases import one_tap_per_phase, phases
 
 
 def gradient_backend(op, lead_name, lead, **others):
@@ -158,10 +158,18 @@ def _by_stride_phases(plan, grad, weight, conjugate, backend, bias):
 
 def _col2im_applies(plan, grad):
     """Whether the input gradient is a matrix product and col2im (NumPy operands, real dtypes): where
-    the forward convolution is one (small volumes, many channels), and strided with at least
-    ``grad_crossovers.COL2IM_MIN_OUT_CHANNELS`` output channels per group to sum over."""
-    return plan.backend == "cpu" and not plan.is_complex and (plan.algorithm == "gemm" or (
-        plan.stride != (1, 1, 1) and plan.out_per_group >= grad_crossovers.COL2IM_MIN_OUT_CHANNELS))
+    the forward convolution is one (small volumes, many channels), and strided with many output channels
+    per group to sum over, or with a few where the taps do not overlap or the columns have few rows
+    (``grad_crossovers.COL2IM_*``)."""
+    if plan.backend != "cpu" or plan.is_complex:
+        return False
+    if plan.algorithm == "gemm":
+        return True
+    if plan.stride == (1, 1, 1) or plan.out_per_group < grad_crossovers.COL2IM_FEW_OUT_CHANNELS:
+        return False
+    return (plan.out_per_group >= grad_crossovers.COL2IM_MIN_OUT_CHANNELS
+            or one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)
+            or plan.in_per_group * math.prod(plan.kernel_size) <= grad_crossovers.COL2IM_MAX_COLUMN_ROWS)
 
 
 def _by_col2im(plan, grad, weight, conjugate, backend, bias):

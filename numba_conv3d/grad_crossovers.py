@@ -41,14 +41,25 @@ CHANNEL_WEIGHT_GRAD_MIN_IN = 16
 CHANNEL_WEIGHT_GRAD_MIN_OUT = 32
 CHANNEL_WEIGHT_GRAD_MIN_POSITIONS = 128
 
-# Strided input gradients (and transposed convolutions) with at least this many output channels per
-# group run on the CPU as the weight matrix transposed times the output gradient, then col2im
-# (``cpu/gemm.py``), as do those whose forward plan is GEMM; fewer go through stride phases. Measured
-# (Zen 2, float32; against torch's input gradient, same process): stride 2 k3 64 -> 128 at 16x56x56
-# 0.43 -> 1.00x, 128 -> 256 at 8x28x28 0.37 -> 1.67x, 256 -> 512 at 4x14x14 0.38 -> 1.96x, 1x3x3
-# stride (1, 2, 2) 64 -> 128 0.78 -> 1.25x; unit stride where the forward is GEMM: 1.15-3.2x the
-# cropped correlation.
+# Strided input gradients (and transposed convolutions) with at least COL2IM_MIN_OUT_CHANNELS output
+# channels per group run on the CPU as the weight matrix transposed times the output gradient, then
+# col2im (``cpu/gemm.py``), as do those whose forward plan is GEMM. Measured (Zen 2, float32; against
+# torch's input gradient, same process): stride 2 k3 64 -> 128 at 16x56x56 0.43 -> 1.00x, 128 -> 256 at
+# 8x28x28 0.37 -> 1.67x, 256 -> 512 at 4x14x14 0.38 -> 1.96x, 1x3x3 stride (1, 2, 2) 64 -> 128 0.78 ->
+# 1.25x; unit stride where the forward is GEMM: 1.15-3.2x the cropped correlation.
 COL2IM_MIN_OUT_CHANNELS = 64
+# From COL2IM_FEW_OUT_CHANNELS output channels per group, so do those whose kernel taps do not overlap
+# (``stride_phases.one_tap_per_phase``: each phase a 1x1x1 product that reads the whole output gradient
+# again) and those of at most COL2IM_MAX_COLUMN_ROWS rows of columns (input channels per group x taps:
+# phases with few output channels keep few lanes busy). Measured on 2-core Zen 4 (float32, same
+# process, alternating; col2im time / stride phases', glibc keeping freed memory mapped as the
+# benchmarks do): 2x2x2 at stride 2 with 4-48 channels on either side at 16x32x32 to 64^3, grouped too,
+# 0.37-0.76; 1x2x2 at (1, 2, 2) 0.84-0.85, 1x1x1 at (1, 2, 2) 0.98, k3 at stride 3 0.21; k3 at stride 2
+# with 1-4 input channels (27-108 rows) and 4-64 output channels 0.26-0.61 (the transposed 32 -> 2 at
+# 32^3 of residual U-Nets 0.32), one tie at 108 rows with 8 output channels (1.05); 216-864 rows
+# 0.81-1.17 and the 3 -> 16 3x7x7 stem at (1, 2, 2) (441 rows) 1.67: those stay on stride phases.
+COL2IM_FEW_OUT_CHANNELS = 4
+COL2IM_MAX_COLUMN_ROWS = 108
 
 # Strided input gradients whose strides multiply to at most this run on the GPU as unit-stride
 # correlations of the output gradient with zeros inserted (that many times the multiply-adds, on the

@@ -9,6 +9,7 @@ zeros that spreading the output gradient ``stride`` apart would insert. The thre
 combine into ``prod(stride)`` correlations, interleaved into the result (CUTLASS splits its strided
 dgrad the same way).
 """
+import math
 from dataclasses import dataclass
 
 
@@ -74,3 +75,10 @@ def phases(start, length, kernel, stride, dilation, grad_extent):
         back = size + (len(taps) - 1) * spacing - grad_extent + first
         result.append(Phase(offset, size, taps, spacing, (-first, back)))
     return result
+
+
+def one_tap_per_phase(kernel, stride, dilation):
+    """Whether every stride phase is reached by at most one kernel tap along each dimension (taps ``k``
+    and ``k + j`` share a phase where ``j * dilation`` is a multiple of the stride): the kernel's taps
+    tile the input without overlapping, as a 2x2x2 kernel at stride 2 does."""
+    return all(k <= s // math.gcd(s, d) for k, s, d in zip(kernel, stride, dilation))

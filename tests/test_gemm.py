@@ -101,6 +101,39 @@ def test_the_planner_takes_gemm_for_small_volumes_with_many_channels(input_shape
     assert plan_conv3d(input_shape, weight_shape, dtype="complex64", **kwargs).algorithm != "gemm"
 
 
+# (input shape, weight shape, conv3d keyword arguments, whether the strided input gradient is col2im)
+FEW_CHANNEL_ROUTES = [
+    ((2, 3, 6, 8, 7), (4, 3, 2, 2, 2), dict(stride=2), True),  # 2x2x2 taps that do not overlap
+    ((1, 4, 3, 8, 6), (8, 2, 1, 2, 2), dict(stride=(1, 2, 2), groups=2, padding=(0, 1, 0)), True),
+    ((1, 6, 7, 6, 9), (5, 6, 3, 3, 3), dict(stride=3, padding=1, padding_mode="reflect"), True),  # 162
+    ((1, 2, 7, 6, 5), (6, 2, 3, 3, 3), dict(stride=2, padding=1), True),  # 54 rows of columns
+    ((1, 4, 7, 6, 5), (6, 4, 3, 3, 3), dict(stride=2, padding=1, padding_mode="circular"), True),  # 108
+    ((1, 5, 7, 6, 5), (6, 5, 3, 3, 3), dict(stride=2, padding=1), False),  # 135 rows: stride phases
+    ((1, 3, 6, 8, 7), (3, 3, 2, 2, 2), dict(stride=2), False),  # 3 output channels: stride phases
+    ((1, 6, 6, 8, 7), (6, 1, 2, 2, 2), dict(stride=2, groups=6), False),  # depthwise
+    ((1, 10, 6, 8, 7), (4, 10, 3, 2, 2), dict(stride=(1, 2, 2), dilation=(1, 1, 2)), False),  # 120 rows
+]
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, kwargs, col2im", FEW_CHANNEL_ROUTES)
+def test_strided_input_gradients_with_few_channels_take_col2im_where_it_pays(input_shape, weight_shape,
+                                                                             kwargs, col2im):
+    """Taps that do not overlap, or columns of few rows, take col2im from 4 output channels per group
+    (``grad_crossovers.COL2IM_FEW_OUT_CHANNELS``); the gradient matches the reference either way."""
+    from numba_conv3d.grad import INPUT_GRAD_ALGORITHMS, conv3d_input
+    from numba_conv3d.grad_planner import plan_input_grad
+
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal(weight_shape)
+    g = rng.standard_normal(conv3d_reference(np.zeros(input_shape), w, **kwargs).shape)
+    arguments = dict(dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"), **kwargs)
+    plan = plan_input_grad("test", input_shape, w, g, **arguments)
+    route = next(name for name, applies, _ in INPUT_GRAD_ALGORITHMS if applies(plan, g))
+    assert (route == "gemm-col2im") == col2im, route
+    np.testing.assert_allclose(conv3d_input(input_shape, w, g, **kwargs),
+                               reference_input_gradient(input_shape, w, g, **kwargs), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("kwargs", [
     dict(stride=2, padding=1),
     dict(stride=(2, 1, 3), padding=(1, 2, 0), dilation=(1, 2, 1), groups=2),

@@ -67,17 +67,24 @@ def test_strided_input_gradient_is_the_adjoint_of_the_reference(x_shape, w_shape
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("output_padding", [0, 1])
-def test_transposed_k3_s2_p1_up_convolution_matches_the_reference(dtype, output_padding):
-    """The up-convolution of U-Nets, with a bias: conv_transpose3d(y) is the adjoint of conv3d, whose
-    bias is added to every output (also the positions of phases that no tap reaches)."""
+@pytest.mark.parametrize("in_channels, route", [(3, "stride-phases"), (6, "gemm-col2im")])
+def test_transposed_k3_s2_p1_up_convolution_matches_the_reference(dtype, output_padding, in_channels, route):
+    """The up-convolution of U-Nets, with a bias, by each of its routes: conv_transpose3d(y) is the
+    adjoint of conv3d, whose bias is added to every output (also the positions of phases that no tap
+    reaches)."""
+    from numba_conv3d.grad import INPUT_GRAD_ALGORITHMS
+    from numba_conv3d.grad_planner import plan_conv_transpose3d
+
     rng = np.random.default_rng(5)
-    y = rng.standard_normal((2, 6, 4, 3, 5)).astype(dtype)
-    w = rng.standard_normal((6, 4, 3, 3, 3)).astype(dtype)
+    y = rng.standard_normal((2, in_channels, 4, 3, 5)).astype(dtype)
+    w = rng.standard_normal((in_channels, 4, 3, 3, 3)).astype(dtype)
     b = rng.standard_normal(4).astype(dtype)
     kwargs = dict(stride=2, padding=1)
+    plan = plan_conv_transpose3d("test", y, w, b, 2, 1, output_padding, 1, 1, "cpu")
+    assert next(name for name, applies, _ in INPUT_GRAD_ALGORITHMS if applies(plan, y)) == route
     out = conv_transpose3d(y, w, b, output_padding=output_padding, **kwargs)
     expected = reference_input_gradient(out.shape, w.astype(np.float64), y.astype(np.float64), **kwargs)
     expected += b.reshape(-1, 1, 1, 1)
-    tolerance = 4 * 6 * 8 * np.finfo(dtype).eps * (np.abs(expected).max() + 1)
+    tolerance = 4 * in_channels * 8 * np.finfo(dtype).eps * (np.abs(expected).max() + 1)
     np.testing.assert_allclose(out, expected, atol=tolerance, rtol=0)
     assert conv3d(out.astype(np.float64), w.astype(np.float64), **kwargs).shape[2:] == y.shape[2:]
