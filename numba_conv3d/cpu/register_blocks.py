@@ -15,7 +15,7 @@ from ..shape_rules import PAD_ZEROS, ceil_div, dilated_extent, round_up
 from .pointers import element_pointer, stack_buffer
 from .simd import store_block, store_rows, stored_element, vector_lanes
 from .slab import advance_ring, index_maps, slab_shape
-from .tasks import balanced, channel_splits, tasks_wanted
+from .tasks import balanced, channel_splits, tasks_wanted, thread_count
 
 # Vectors per row of the narrower blocks that end a row.
 NARROW_VECTORS = BLOCK_VECTORS - 1
@@ -79,7 +79,9 @@ def stationary_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dil
     (``weight_bytes``) outweigh its input (the deep layers' small volumes), the output channels
     (``units``) are split over tasks first, then the planes, so that each weight is read once per
     task; else the planes first, as ``task_grid`` splits them, so that each input plane is gathered
-    once per task."""
+    once per task. Either way it aims at as few tasks as give every thread the same number (the row
+    tiles' count rounded up to a multiple of the threads), not ``tasks_wanted()``: each task gathers
+    its slab anew (the whole input, where the channels are split)."""
     out_depth, out_height, out_width = out_size
     rows, row_tiles, input_plane_bytes = _row_tiling(out_height, out_width, itemsize, in_per_group,
                                                      kernel, stride, dilation, multiple)
@@ -87,14 +89,14 @@ def stationary_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dil
     kernel_planes = dilated_extent(kernel[0], dilation[0])
     fitting = (STATIONARY_SLAB_BYTES // input_plane_bytes - kernel_planes) // stride[0] + 1
     input_bytes = input_plane_bytes * ((out_depth - 1) * stride[0] + kernel_planes)
+    wanted = round_up(volumes, thread_count())
     if weight_bytes >= input_bytes:
-        splits = channel_splits(units, volumes)
+        splits = max(1, min(units, ceil_div(wanted, volumes)))
         planes, plane_tiles = balanced(
-            out_depth, min(fitting, out_depth // ceil_div(tasks_wanted(), volumes * splits)), 1)
+            out_depth, min(fitting, out_depth // ceil_div(wanted, volumes * splits)), 1)
         return planes, plane_tiles, rows, row_tiles, splits
-    planes, plane_tiles = balanced(out_depth, min(fitting, out_depth // ceil_div(tasks_wanted(), volumes)),
-                                   1)
-    return planes, plane_tiles, rows, row_tiles, channel_splits(units, volumes * plane_tiles)
+    planes, plane_tiles = balanced(out_depth, min(fitting, out_depth // ceil_div(wanted, volumes)), 1)
+    return planes, plane_tiles, rows, row_tiles, max(1, min(units, ceil_div(wanted, volumes * plane_tiles)))
 
 
 @register_jitable
