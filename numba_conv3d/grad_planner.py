@@ -9,6 +9,7 @@ operations bring: the operands' types, the gradient's shape, and the transposed 
 """
 
 from . import shape_checks
+from .plan_cache import memoized_on_operands
 from .planner import check_array, normalize_positive_int, normalize_triple, plan_conv3d
 from .shape_rules import dilated_extent
 
@@ -21,6 +22,7 @@ def _check_grad_shape(op, plan, grad_output):
                          f"{tuple(grad_output.shape)}")
 
 
+@memoized_on_operands
 def plan_input_grad(op, input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode,
                     backend="cpu"):
     """Validate ``conv3d_input``'s arguments; return the forward convolution's plan (``backend``: where
@@ -41,6 +43,7 @@ def plan_input_grad(op, input_shape, weight, grad_output, stride, padding, dilat
     return plan
 
 
+@memoized_on_operands
 def plan_weight_grad(op, input, weight_shape, grad_output, stride, padding, dilation, groups,
                      padding_mode, backend="cpu"):
     """Validate ``conv3d_weight``'s arguments; return the forward convolution's plan (``backend`` as in
@@ -107,6 +110,7 @@ def output_padding_for(op, input_shape, output_size, stride, padding, kernel_siz
     return tuple(n - lo for n, lo in zip(size, smallest))
 
 
+@memoized_on_operands
 def plan_conv_transpose3d(op, input, weight, bias, stride, padding, output_padding, groups, dilation,
                           backend="cpu"):
     """Validate ``conv_transpose3d``'s arguments (``torch.nn.functional.conv_transpose3d``'s rules;

@@ -244,6 +244,36 @@ def test_repeated_operands_skip_planning(monkeypatch):
         planner.plan_for_arrays(x, w, b, allow_tf32=np.False_)
 
 
+def test_backward_operations_reuse_their_plan_and_check_every_call_that_differs(monkeypatch):
+    from numba_conv3d import grad_planner, plan_cache
+    from numba_conv3d.grad import conv3d_input
+    from numba_conv3d.transposed import conv_transpose3d
+
+    plan_cache.clear()
+    y, w = np.ones((1, 4, 3, 3, 3), np.float32), np.ones((4, 2, 2, 2, 2), np.float32)
+    b = np.ones(2, np.float32)
+    first = grad_planner.plan_conv_transpose3d("t", y, w, b, 2, 0, 0, 1, 1, "cpu")
+    again = grad_planner.plan_conv_transpose3d("t", y + 1, w * 2, b, 2, 0, 0, 1, 1, "cpu")
+    assert again is first  # the same shapes and dtypes: the plan of the first call
+    assert grad_planner.plan_conv_transpose3d("t", y, w, b, 2, 0, 1, 1, 1, "cpu").input_size == (7, 7, 7)
+    assert grad_planner.plan_conv_transpose3d("t", y[:, :, :2], w, b, 2, 0, 0, 1, 1, "cpu") is not first
+    for _ in range(2):  # a call that raises is checked again each time
+        with pytest.raises(ValueError, match="bias of shape"):
+            conv_transpose3d(y, w, np.ones(3, np.float32), stride=2)
+        with pytest.raises(TypeError, match="dtype"):
+            conv_transpose3d(y, w.astype(np.float64), b, stride=2)
+        with pytest.raises(TypeError):
+            conv_transpose3d(y, w, b, stride=2.0)
+        with pytest.raises(ValueError, match="grad_output must have shape"):
+            conv3d_input((1, 2, 6, 6, 6), w, y[:, :, :2], stride=2)
+    grad = np.ones((1, 4, 3, 3, 3), np.float32)
+    plan = grad_planner.plan_input_grad("t", (1, 2, 6, 6, 6), np.ones((4, 2, 2, 2, 2), np.float32), grad, 2,
+                                        0, 1, 1, "zeros")
+    monkeypatch.setattr(grad_planner, "plan_conv3d", None)  # a repeated call plans nothing
+    assert grad_planner.plan_input_grad("t", (1, 2, 6, 6, 6), np.zeros((4, 2, 2, 2, 2), np.float32), grad, 2,
+                                        0, 1, 1, "zeros") is plan
+
+
 @pytest.mark.parametrize("stride, error", [(1.0, TypeError), (True, TypeError), (0, ValueError)])
 def test_a_cached_plan_never_answers_for_arguments_that_only_compare_equal(stride, error):
     plan_conv3d((1, 2, 5, 5, 5), (2, 2, 3, 3, 3), stride=1)
