@@ -1,4 +1,6 @@
 """Table tests of the planner: arguments in, pads, extents, group slicing and counts out."""
+import os
+
 import numpy as np
 import pytest
 
@@ -242,6 +244,23 @@ def test_repeated_operands_skip_planning(monkeypatch):
     assert planner.plan_for_arrays(x, w, b, allow_tf32=False) is first
     with pytest.raises(TypeError):
         planner.plan_for_arrays(x, w, b, allow_tf32=np.False_)
+
+
+def test_a_plan_hashes_once_and_a_pickled_plan_hashes_anew_in_another_process():
+    import dataclasses
+    import pickle
+    import subprocess
+    import sys
+
+    plan = plan_conv3d((1, 4, 6, 6, 6), (8, 4, 3, 3, 3), padding=1)
+    assert hash(plan) == hash(dataclasses.replace(plan)) and plan == dataclasses.replace(plan)
+    assert hash(dataclasses.replace(plan, batch=2)) != hash(plan)
+    check = ("import pickle, sys; from numba_conv3d import plan_conv3d; "
+             "plan = pickle.loads(sys.stdin.buffer.read()); "
+             "assert hash(plan) == hash(plan_conv3d((1, 4, 6, 6, 6), (8, 4, 3, 3, 3), padding=1))")
+    for seed in ("1", "2"):  # the string fields hash differently under each seed
+        subprocess.run([sys.executable, "-c", check], input=pickle.dumps(plan), check=True,
+                       env=dict(os.environ, PYTHONHASHSEED=seed))
 
 
 def test_backward_operations_reuse_their_plan_and_check_every_call_that_differs(monkeypatch):
