@@ -159,17 +159,19 @@ def _by_stride_phases(plan, grad, weight, conjugate, backend, bias):
 def _col2im_applies(plan, grad):
     """Whether the input gradient is a matrix product and col2im (NumPy operands, real dtypes): where
     the forward convolution is one (small volumes, many channels), and strided with many output channels
-    per group to sum over, or with a few where the taps do not overlap or the columns have few rows
-    (``grad_crossovers.COL2IM_*``)."""
+    per group to sum over, or with a few where the columns have few rows, or not many and the taps do
+    not overlap (``grad_crossovers.COL2IM_*``)."""
     if plan.backend != "cpu" or plan.is_complex:
         return False
     if plan.algorithm == "gemm":
         return True
     if plan.stride == (1, 1, 1) or plan.out_per_group < grad_crossovers.COL2IM_FEW_OUT_CHANNELS:
         return False
+    rows = plan.in_per_group * math.prod(plan.kernel_size)
     return (plan.out_per_group >= grad_crossovers.COL2IM_MIN_OUT_CHANNELS
-            or one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)
-            or plan.in_per_group * math.prod(plan.kernel_size) <= grad_crossovers.COL2IM_MAX_COLUMN_ROWS)
+            or rows <= grad_crossovers.COL2IM_MAX_COLUMN_ROWS
+            or (rows <= grad_crossovers.COL2IM_ONE_TAP_MAX_COLUMN_ROWS
+                and one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)))
 
 
 def _by_col2im(plan, grad, weight, conjugate, backend, bias):

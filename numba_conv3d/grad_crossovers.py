@@ -50,15 +50,18 @@ CHANNEL_WEIGHT_GRAD_MIN_POSITIONS = 128
 COL2IM_MIN_OUT_CHANNELS = 64
 # From COL2IM_FEW_OUT_CHANNELS output channels per group, so do those whose kernel taps do not overlap
 # (``stride_phases.one_tap_per_phase``: each phase a 1x1x1 product that reads the whole output gradient
-# again) and those of at most COL2IM_MAX_COLUMN_ROWS rows of columns (input channels per group x taps:
-# phases with few output channels keep few lanes busy). Measured on 2-core Zen 4 (float32, same
-# process, alternating; col2im time / stride phases', glibc keeping freed memory mapped as the
-# benchmarks do): 2x2x2 at stride 2 with 4-48 channels on either side at 16x32x32 to 64^3, grouped too,
-# 0.37-0.76; 1x2x2 at (1, 2, 2) 0.84-0.85, 1x1x1 at (1, 2, 2) 0.98, k3 at stride 3 0.21; k3 at stride 2
-# with 1-4 input channels (27-108 rows) and 4-64 output channels 0.26-0.61 (the transposed 32 -> 2 at
-# 32^3 of residual U-Nets 0.32), one tie at 108 rows with 8 output channels (1.05); 216-864 rows
-# 0.81-1.17 and the 3 -> 16 3x7x7 stem at (1, 2, 2) (441 rows) 1.67: those stay on stride phases.
+# again) with at most COL2IM_ONE_TAP_MAX_COLUMN_ROWS rows of columns (input channels per group x taps),
+# and any with at most COL2IM_MAX_COLUMN_ROWS (phases with few output channels keep few lanes busy).
+# Measured on 2-core Zen 4 (float32, same process, alternating; col2im time / stride phases', glibc
+# keeping freed memory mapped as the benchmarks do): 2x2x2 at stride 2 with 4-48 channels on either side
+# at 16x32x32 to 64^3 (32-384 rows), grouped too, 0.37-0.76; 1x2x2 at (1, 2, 2) 0.84-0.85, 1x1x1 at
+# (1, 2, 2) 0.98, k3 at stride 3 (162 rows) 0.21; 2x2x2 from 128-512 input channels to 8-32 (1024-4096
+# rows) 0.99-1.13, so they stay on stride phases. k3 at stride 2 with 1-4 input channels (27-108 rows)
+# and 4-64 output channels 0.26-0.61 (the transposed 32 -> 2 at 32^3 of residual U-Nets 0.32), one tie
+# at 108 rows with 8 output channels (1.05); 216-864 rows 0.81-1.17 and the 3 -> 16 3x7x7 stem at
+# (1, 2, 2) (441 rows) 1.67: those stay on stride phases.
 COL2IM_FEW_OUT_CHANNELS = 4
+COL2IM_ONE_TAP_MAX_COLUMN_ROWS = 512
 COL2IM_MAX_COLUMN_ROWS = 108
 
 # Strided input gradients whose strides multiply to at most this run on the GPU as unit-stride

@@ -92,10 +92,11 @@ def operands_key(input, weight, bias, arguments):
 
 
 def _operand_key(value):
-    """A NumPy array by its shape and dtype, an exact argument (``_exact``) as itself; None for anything
-    else (a CUDA array, a float, a list)."""
+    """A NumPy array of an operand's dtype by its shape and dtype, an exact argument (``_exact``) as
+    itself; None for anything else (a CUDA array, an array of integers where a shape or stride goes, a
+    float, a list)."""
     if type(value) is np.ndarray:
-        return value.shape, value.dtype
+        return None if value.dtype.kind in "biu" else (value.shape, value.dtype)
     return (value,) if _exact(value) else None
 
 

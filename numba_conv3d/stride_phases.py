@@ -79,6 +79,6 @@ def phases(start, length, kernel, stride, dilation, grad_extent):
 
 def one_tap_per_phase(kernel, stride, dilation):
     """Whether every stride phase is reached by at most one kernel tap along each dimension (taps ``k``
-    and ``k + j`` share a phase where ``j * dilation`` is a multiple of the stride): the kernel's taps
-    tile the input without overlapping, as a 2x2x2 kernel at stride 2 does."""
+    and ``k + j`` share a phase where ``j * dilation`` is a multiple of the stride): the windows of the
+    outputs never overlap, as those of a 2x2x2 kernel at stride 2 do not."""
     return all(k <= s // math.gcd(s, d) for k, s, d in zip(kernel, stride, dilation))

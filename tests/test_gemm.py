@@ -101,15 +101,20 @@ def test_the_planner_takes_gemm_for_small_volumes_with_many_channels(input_shape
     assert plan_conv3d(input_shape, weight_shape, dtype="complex64", **kwargs).algorithm != "gemm"
 
 
-# (input shape, weight shape, conv3d keyword arguments, whether the strided input gradient is col2im)
+# (input shape, weight shape, conv3d keyword arguments, whether the strided input gradient is col2im);
+# rows: input channels per group x taps, the columns' rows
 FEW_CHANNEL_ROUTES = [
-    ((2, 3, 6, 8, 7), (4, 3, 2, 2, 2), dict(stride=2), True),  # 2x2x2 taps that do not overlap
+    ((2, 3, 6, 8, 7), (4, 3, 2, 2, 2), dict(stride=2), True),  # 24 rows
+    ((1, 16, 6, 8, 7), (4, 16, 2, 2, 2), dict(stride=2), True),  # 128 rows, taps that do not overlap
+    ((1, 80, 4, 4, 4), (4, 80, 2, 2, 2), dict(stride=2), False),  # 640 rows, taps that do not overlap
     ((1, 4, 3, 8, 6), (8, 2, 1, 2, 2), dict(stride=(1, 2, 2), groups=2, padding=(0, 1, 0)), True),
     ((1, 6, 7, 6, 9), (5, 6, 3, 3, 3), dict(stride=3, padding=1, padding_mode="reflect"), True),  # 162
-    ((1, 2, 7, 6, 5), (6, 2, 3, 3, 3), dict(stride=2, padding=1), True),  # 54 rows of columns
+    ((1, 16, 8, 7, 8), (4, 16, 3, 3, 3), dict(stride=3, dilation=2, padding=2), True),  # 432, no overlap
+    ((1, 14, 7, 8, 8), (4, 14, 2, 2, 2), dict(stride=2, dilation=2), False),  # 112 rows, overlapping
+    ((1, 2, 7, 6, 5), (6, 2, 3, 3, 3), dict(stride=2, padding=1), True),  # 54 rows
     ((1, 4, 7, 6, 5), (6, 4, 3, 3, 3), dict(stride=2, padding=1, padding_mode="circular"), True),  # 108
-    ((1, 5, 7, 6, 5), (6, 5, 3, 3, 3), dict(stride=2, padding=1), False),  # 135 rows: stride phases
-    ((1, 3, 6, 8, 7), (3, 3, 2, 2, 2), dict(stride=2), False),  # 3 output channels: stride phases
+    ((1, 5, 7, 6, 5), (6, 5, 3, 3, 3), dict(stride=2, padding=1), False),  # 135 rows
+    ((1, 3, 6, 8, 7), (3, 3, 2, 2, 2), dict(stride=2), False),  # 3 output channels
     ((1, 6, 6, 8, 7), (6, 1, 2, 2, 2), dict(stride=2, groups=6), False),  # depthwise
     ((1, 10, 6, 8, 7), (4, 10, 3, 2, 2), dict(stride=(1, 2, 2), dilation=(1, 1, 2)), False),  # 120 rows
 ]
@@ -118,8 +123,8 @@ FEW_CHANNEL_ROUTES = [
 @pytest.mark.parametrize("input_shape, weight_shape, kwargs, col2im", FEW_CHANNEL_ROUTES)
 def test_strided_input_gradients_with_few_channels_take_col2im_where_it_pays(input_shape, weight_shape,
                                                                              kwargs, col2im):
-    """Taps that do not overlap, or columns of few rows, take col2im from 4 output channels per group
-    (``grad_crossovers.COL2IM_FEW_OUT_CHANNELS``); the gradient matches the reference either way."""
+    """Columns of few rows, or of not many where the taps do not overlap, take col2im from 4 output
+    channels per group (``grad_crossovers.COL2IM_*``); the gradient matches the reference either way."""
     from numba_conv3d.grad import INPUT_GRAD_ALGORITHMS, conv3d_input
     from numba_conv3d.grad_planner import plan_input_grad
 

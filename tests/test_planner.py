@@ -254,6 +254,7 @@ def test_a_plan_hashes_once_and_a_pickled_plan_hashes_anew_in_another_process():
 
     plan = plan_conv3d((1, 4, 6, 6, 6), (8, 4, 3, 3, 3), padding=1)
     assert hash(plan) == hash(dataclasses.replace(plan)) and plan == dataclasses.replace(plan)
+    assert "_hash" in vars(plan) and "_hash" not in pickle.loads(pickle.dumps(plan)).__dict__
     assert hash(dataclasses.replace(plan, batch=2)) != hash(plan)
     check = ("import pickle, sys; from numba_conv3d import plan_conv3d; "
              "plan = pickle.loads(sys.stdin.buffer.read()); "
@@ -264,6 +265,8 @@ def test_a_plan_hashes_once_and_a_pickled_plan_hashes_anew_in_another_process():
 
 
 def test_backward_operations_reuse_their_plan_and_check_every_call_that_differs(monkeypatch):
+    import numba
+
     from numba_conv3d import grad_planner, plan_cache
     from numba_conv3d.grad import conv3d_input
     from numba_conv3d.transposed import conv_transpose3d
@@ -288,6 +291,12 @@ def test_backward_operations_reuse_their_plan_and_check_every_call_that_differs(
     grad = np.ones((1, 4, 3, 3, 3), np.float32)
     plan = grad_planner.plan_input_grad("t", (1, 2, 6, 6, 6), np.ones((4, 2, 2, 2, 2), np.float32), grad, 2,
                                         0, 1, 1, "zeros")
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)  # plans depend on the thread count
+        assert grad_planner.plan_input_grad("t", (1, 2, 6, 6, 6), w, grad, 2, 0, 1, 1, "zeros") is not plan
+    finally:
+        numba.set_num_threads(previous)
     monkeypatch.setattr(grad_planner, "plan_conv3d", None)  # a repeated call plans nothing
     assert grad_planner.plan_input_grad("t", (1, 2, 6, 6, 6), np.zeros((4, 2, 2, 2, 2), np.float32), grad, 2,
                                         0, 1, 1, "zeros") is plan

@@ -7,7 +7,7 @@ import pytest
 from checks import reference_input_gradient
 from numba_conv3d import conv3d
 from numba_conv3d.grad import conv3d_input
-from numba_conv3d.stride_phases import phases
+from numba_conv3d.stride_phases import one_tap_per_phase, phases
 from numba_conv3d.transposed import conv_transpose3d
 from reference import conv3d_reference
 
@@ -41,6 +41,19 @@ def test_phases_list_exactly_the_taps_and_outputs_that_reach_each_position(kerne
                 assert reads <= grad_extent - 1 + phase.pads[1]
         total = sum(p.size for p in phases(start, length, kernel, stride, dilation, grad_extent))
         assert total == length
+
+
+@pytest.mark.parametrize("kernel", range(1, 7))
+def test_one_tap_per_phase_says_whether_any_phase_has_two_taps(kernel):
+    for stride in range(1, 6):
+        for dilation in range(1, 6):
+            extent = dilation * (kernel - 1) + 1 + 3 * stride
+            most = max(len(p.taps) for start in range(stride)
+                       for p in phases(start, extent - start, kernel, stride, dilation,
+                                       (extent - dilation * (kernel - 1) - 1) // stride + 1))
+            triples = ((kernel, 1, 1), (stride, 1, 1), (dilation, 1, 1))
+            assert one_tap_per_phase(*triples) == (most <= 1), (kernel, stride, dilation)
+            assert one_tap_per_phase(*(t[::-1] for t in triples)) == (most <= 1)
 
 
 CASES = [
