@@ -220,3 +220,32 @@ def test_tap_runs_hold_exactly_the_taps_that_read_the_input(mode, stride, dilati
                     if maps[0][od * stride + kd * dilation] >= 0
                     and any(maps[1][(oh + r) * stride + kh * dilation] >= 0 for r in range(rows))]
                 assert taps == expected, (od, oh, rows)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 4, 16])
+@pytest.mark.parametrize("channels_first", [True, False])
+def test_the_stationary_grid_takes_few_tasks_unless_more_balance_the_threads(threads, channels_first):
+    """Few tasks (each gathers its slab anew) where they keep the busiest thread as busy as
+    ``TASKS_PER_THREAD`` per thread would, else those; no split of the channel blocks is empty and
+    the tasks cover every block and plane."""
+    from numba_conv3d.config import TASKS_PER_THREAD
+    from numba_conv3d.cpu.tasks import split_range
+
+    if threads == 2:  # a deep layer's 4^3 output, 8 blocks of channels: one task per thread
+        assert register_blocks.stationary_tasks(2, 1, 8, 4, 4, channels_first) == ((2, 4, 1) if channels_first
+                                                                                  else (1, 2, 2))
+
+    work = register_blocks.slowest_thread_work
+    for volumes in (1, 2, 3, 6, 65):
+        for units in (1, 2, 5, 8, 16):
+            for depth, fitting in ((1, 1), (4, 4), (8, 3), (16, 16)):
+                arguments = (volumes, units, depth, fitting, channels_first)
+                splits, planes, tiles = register_blocks.stationary_tasks(threads, *arguments)
+                few = register_blocks._stationary_split(-(-volumes // threads) * threads, *arguments)
+                many = register_blocks._stationary_split(TASKS_PER_THREAD * threads, *arguments)
+                busiest = work(threads, volumes, units, splits, planes, tiles)
+                assert busiest == min(work(threads, volumes, units, *grid) for grid in (few, many))
+                assert (splits, planes, tiles) == few or busiest < work(threads, volumes, units, *few)
+                assert planes * tiles >= depth and planes * (tiles - 1) < depth and planes <= max(1, fitting)
+                assert all(split_range(s, units, splits)[1] > split_range(s, units, splits)[0]
+                           for s in range(splits))

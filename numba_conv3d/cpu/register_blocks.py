@@ -10,7 +10,7 @@ from numba import njit
 from numba.extending import register_jitable
 
 from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, SLAB_BYTES, STATIONARY_SLAB_BYTES,
-                      VECTOR_BYTES)
+                      TASKS_PER_THREAD, VECTOR_BYTES)
 from ..shape_rules import PAD_ZEROS, ceil_div, dilated_extent, round_up
 from .pointers import element_pointer, stack_buffer
 from .simd import store_block, store_rows, stored_element, vector_lanes
@@ -71,6 +71,29 @@ def task_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation,
 
 
 @register_jitable
+def _stationary_split(wanted, volumes, units, out_depth, fitting, channels_first):
+    """(splits of the units, planes per task, plane tiles) that cut ``volumes`` into about ``wanted``
+    tasks: the units first, then the planes (``channels_first``), or the other way round. A split
+    count is one that leaves no split empty (``split_range`` sizes them ``ceil(units / splits)``)."""
+    if channels_first:
+        splits = max(1, min(units, ceil_div(wanted, volumes)))
+        splits = ceil_div(units, ceil_div(units, splits))
+        most = out_depth // ceil_div(wanted, volumes * splits)
+        planes, plane_tiles = balanced(out_depth, min(fitting, most), 1)
+        return splits, planes, plane_tiles
+    planes, plane_tiles = balanced(out_depth, min(fitting, out_depth // ceil_div(wanted, volumes)), 1)
+    splits = max(1, min(units, ceil_div(wanted, volumes * plane_tiles)))
+    return ceil_div(units, ceil_div(units, splits)), planes, plane_tiles
+
+
+@register_jitable
+def slowest_thread_work(threads, volumes, units, splits, planes, plane_tiles):
+    """Units x planes that the busiest of ``threads`` threads computes, its tasks taken in rounds of
+    ``threads`` (equal tasks: at most ``ceil(units / splits)`` units and ``planes`` planes each)."""
+    return ceil_div(volumes * splits * plane_tiles, threads) * ceil_div(units, splits) * planes
+
+
+@register_jitable
 def stationary_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation, units, groups,
                     multiple, weight_bytes):
     """The grid of a kernel whose task gathers the input of all its output planes at once
@@ -79,24 +102,32 @@ def stationary_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dil
     (``weight_bytes``) outweigh its input (the deep layers' small volumes), the output channels
     (``units``) are split over tasks first, then the planes, so that each weight is read once per
     task; else the planes first, as ``task_grid`` splits them, so that each input plane is gathered
-    once per task. Either way it aims at as few tasks as give every thread the same number (the row
-    tiles' count rounded up to a multiple of the threads), not ``tasks_wanted()``: each task gathers
-    its slab anew (the whole input, where the channels are split)."""
+    once per task. Each task gathers its slab anew (the whole input, where the channels are split),
+    so the grid aims at few tasks: as many as the independent pieces (samples, groups, row tiles)
+    rounded up to a multiple of the threads, unless ``tasks_wanted()`` tasks leave the busiest thread
+    less work (``stationary_tasks``)."""
     out_depth, out_height, out_width = out_size
     rows, row_tiles, input_plane_bytes = _row_tiling(out_height, out_width, itemsize, in_per_group,
                                                      kernel, stride, dilation, multiple)
     volumes = max(1, batch * groups * row_tiles)
     kernel_planes = dilated_extent(kernel[0], dilation[0])
     fitting = (STATIONARY_SLAB_BYTES // input_plane_bytes - kernel_planes) // stride[0] + 1
-    input_bytes = input_plane_bytes * ((out_depth - 1) * stride[0] + kernel_planes)
-    wanted = round_up(volumes, thread_count())
-    if weight_bytes >= input_bytes:
-        splits = max(1, min(units, ceil_div(wanted, volumes)))
-        planes, plane_tiles = balanced(
-            out_depth, min(fitting, out_depth // ceil_div(wanted, volumes * splits)), 1)
-        return planes, plane_tiles, rows, row_tiles, splits
-    planes, plane_tiles = balanced(out_depth, min(fitting, out_depth // ceil_div(wanted, volumes)), 1)
-    return planes, plane_tiles, rows, row_tiles, max(1, min(units, ceil_div(wanted, volumes * plane_tiles)))
+    channels_first = weight_bytes >= input_plane_bytes * ((out_depth - 1) * stride[0] + kernel_planes)
+    splits, planes, plane_tiles = stationary_tasks(thread_count(), volumes, units, out_depth, fitting,
+                                                   channels_first)
+    return planes, plane_tiles, rows, row_tiles, splits
+
+
+@register_jitable
+def stationary_tasks(threads, volumes, units, out_depth, fitting, channels_first):
+    """(splits, planes per task, plane tiles) of :func:`stationary_grid` for ``threads`` threads: the
+    few tasks unless ``TASKS_PER_THREAD`` per thread leave the busiest thread less work."""
+    few = _stationary_split(round_up(volumes, threads), volumes, units, out_depth, fitting, channels_first)
+    many = _stationary_split(TASKS_PER_THREAD * threads, volumes, units, out_depth, fitting, channels_first)
+    if (slowest_thread_work(threads, volumes, units, many[0], many[1], many[2])
+            < slowest_thread_work(threads, volumes, units, few[0], few[1], few[2])):
+        return many
+    return few
 
 
 @register_jitable
