@@ -2,12 +2,13 @@
 layer.
 
 A transposed convolution is the input gradient of the convolution it transposes (same weight, stride,
-padding, dilation, groups), so it runs :func:`numba_conv3d.grad.input_gradient` with the kernels of
-``conv3d_input``, weight not conjugated, then adds the bias.
+padding, dilation, groups), so it runs :func:`numba_conv3d.input_grad_routes.input_gradient` with the
+kernels of ``conv3d_input``, weight not conjugated, then adds the bias.
 """
 import numpy as np
 
-from .grad import gradient_backend, input_gradient
+from .grad import gradient_backend
+from .input_grad_routes import input_gradient
 from .grad_planner import output_padding_for, plan_conv_transpose3d
 from .layer import Conv3d, normalize_device, set_layer_fields
 from .planner import normalize_padding_mode, normalize_triple, resolve_dtype

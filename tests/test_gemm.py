@@ -125,7 +125,8 @@ def test_strided_input_gradients_with_few_channels_take_col2im_where_it_pays(inp
                                                                              kwargs, col2im):
     """Columns of few rows, or of not many where the taps do not overlap, take col2im from 4 output
     channels per group (``grad_crossovers.COL2IM_*``); the gradient matches the reference either way."""
-    from numba_conv3d.grad import INPUT_GRAD_ALGORITHMS, conv3d_input
+    from numba_conv3d.grad import conv3d_input
+    from numba_conv3d.input_grad_routes import INPUT_GRAD_ALGORITHMS
     from numba_conv3d.grad_planner import plan_input_grad
 
     rng = np.random.default_rng(6)
@@ -148,7 +149,7 @@ def test_strided_input_gradients_with_few_channels_take_col2im_where_it_pays(inp
 ])
 def test_col2im_input_gradient_matches_the_gather_kernel_and_the_adjoint(kwargs):
     from numba_conv3d.cpu import gradients as cpu_gradients
-    from numba_conv3d.grad import INPUT_GRAD_ALGORITHMS
+    from numba_conv3d.input_grad_routes import INPUT_GRAD_ALGORITHMS
 
     rng = np.random.default_rng(3)
     groups = kwargs.get("groups", 1)

@@ -8,9 +8,9 @@ import pytest
 from checks import assert_close, gradient_bounds, random_operands
 from numba_conv3d import Conv3d, conv3d
 from numba_conv3d.cpu import gradients as cpu_gradients
-from numba_conv3d.grad import (INPUT_GRAD_ALGORITHMS, conv3d_backward, conv3d_bias, conv3d_input,
-                               conv3d_weight)
+from numba_conv3d.grad import conv3d_backward, conv3d_bias, conv3d_input, conv3d_weight
 from numba_conv3d.grad_planner import plan_input_grad
+from numba_conv3d.input_grad_routes import INPUT_GRAD_ALGORITHMS
 from reference import conv3d_reference
 
 # (input shape, weight shape, conv3d keyword arguments): every padding mode, strides, dilations,

@@ -85,7 +85,7 @@ def test_transposed_k3_s2_p1_up_convolution_matches_the_reference(dtype, output_
     """The up-convolution of U-Nets, with a bias, by each of its routes: conv_transpose3d(y) is the
     adjoint of conv3d, whose bias is added to every output (also the positions of phases that no tap
     reaches)."""
-    from numba_conv3d.grad import INPUT_GRAD_ALGORITHMS
+    from numba_conv3d.input_grad_routes import INPUT_GRAD_ALGORITHMS
     from numba_conv3d.grad_planner import plan_conv_transpose3d
 
     rng = np.random.default_rng(5)

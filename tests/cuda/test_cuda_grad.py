@@ -7,9 +7,9 @@ from checks import assert_close, gradient_bounds, random_operands
 from conftest import SIMULATED
 from numba_conv3d import Conv3d, ConvTranspose3d, conv3d, conv_transpose3d, cuda_config
 from numba_conv3d.cuda import gradients as cuda_gradients
-from numba_conv3d.grad import (INPUT_GRAD_ALGORITHMS, conv3d_backward, conv3d_bias, conv3d_input,
-                               conv3d_weight)
+from numba_conv3d.grad import conv3d_backward, conv3d_bias, conv3d_input, conv3d_weight
 from numba_conv3d.grad_planner import plan_input_grad
+from numba_conv3d.input_grad_routes import INPUT_GRAD_ALGORITHMS
 
 cuda = pytest.importorskip("numba.cuda")
 
