@@ -108,10 +108,11 @@ def memoized_on_operands(plan_function):
     calls that raise are not cached. Saves 15-25 us a call."""
     @functools.wraps(plan_function)
     def cached(*args, **kwargs):
-        parts = [_operand_key(value) for value in args + tuple(value for _, value in sorted(kwargs.items()))]
+        names = sorted(kwargs)
+        parts = tuple(_operand_key(value) for value in args + tuple(kwargs[name] for name in names))
         if None in parts:
             return plan_function(*args, **kwargs)
-        key = (plan_function, tuple(parts), tuple(sorted(kwargs)), numba.get_num_threads())
+        key = (plan_function, parts, tuple(names), numba.get_num_threads())
         plan = _OPERAND_PLANS.get(key)
         if plan is None:
             plan = plan_function(*args, **kwargs)

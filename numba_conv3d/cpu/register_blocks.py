@@ -71,19 +71,23 @@ def task_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation,
 
 
 @register_jitable
+def _even_splits(units, pieces):
+    """Splits of ``units`` for about ``pieces`` (at least one), none left empty (``split_range`` sizes
+    them ``ceil(units / splits)``)."""
+    return ceil_div(units, ceil_div(units, max(1, min(units, pieces))))
+
+
+@register_jitable
 def _stationary_split(wanted, volumes, units, out_depth, fitting, channels_first):
     """(splits of the units, planes per task, plane tiles) that cut ``volumes`` into about ``wanted``
-    tasks: the units first, then the planes (``channels_first``), or the other way round. A split
-    count is one that leaves no split empty (``split_range`` sizes them ``ceil(units / splits)``)."""
+    tasks: the units first, then the planes (``channels_first``), or the other way round."""
     if channels_first:
-        splits = max(1, min(units, ceil_div(wanted, volumes)))
-        splits = ceil_div(units, ceil_div(units, splits))
+        splits = _even_splits(units, ceil_div(wanted, volumes))
         most = out_depth // ceil_div(wanted, volumes * splits)
         planes, plane_tiles = balanced(out_depth, min(fitting, most), 1)
         return splits, planes, plane_tiles
     planes, plane_tiles = balanced(out_depth, min(fitting, out_depth // ceil_div(wanted, volumes)), 1)
-    splits = max(1, min(units, ceil_div(wanted, volumes * plane_tiles)))
-    return ceil_div(units, ceil_div(units, splits)), planes, plane_tiles
+    return _even_splits(units, ceil_div(wanted, volumes * plane_tiles)), planes, plane_tiles
 
 
 @register_jitable
