@@ -28,12 +28,15 @@ run : callable
 prefers : callable(ConvPlan) -> bool, optional
     Whether the planner takes the row for a plan it applies to (by default, always); a row that
     serves more plans than it is fastest on says here where it is.
-operands : {'computed', 'stored'}, optional
+operands : {'computed', 'stored', 'bits'}, optional
     What the row takes for a float16 or bfloat16 plan. 'computed' (default): ``applies``, ``prefers``
     and ``workspace_bytes`` see the float32 plan (``ConvPlan.computed``), and ``run`` takes it and
     float32 operands (the backend widens them, then rounds the result). 'stored': they see the plan
     itself, and ``run`` takes the input and weight as stored (their bits, ``uint16``, the weight
-    C-contiguous), a float32 bias and a float32 output, which the backend rounds.
+    C-contiguous), a float32 bias, and the output's bits (``uint16``), into which it rounds its float32
+    sums. 'bits': as 'computed' for float16; for bfloat16, the rules see the float32 plan and ``run``
+    takes the plan, the input's bits, the weight and bias widened to float32, and the output's bits (a
+    float32 kernel that widens what it reads and rounds what it writes).
 call_bytes : callable(ConvPlan) -> int, optional
     Scratch bytes a CPU call holds once, whatever its number of workers (Winograd's weight points, the
     point-by-point kernel's transformed input and products); none by default.

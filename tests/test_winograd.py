@@ -6,13 +6,14 @@ import numba
 import numpy as np
 import pytest
 
-from checks import (MODES, assert_close, assert_forced_algorithm_within, assert_matches_winograd_bound,
-                    assert_nonfinite_as_direct_sums, direct_fallback, mode_cases, random_operands,
-                    serving_algorithms, spread_dynamic_range)
+from checks import (BFLOAT16, MODES, assert_close, assert_forced_algorithm_within,
+                    assert_matches_winograd_bound, assert_nonfinite_as_direct_sums, direct_fallback,
+                    mode_cases, random_operands, serving_algorithms, spread_dynamic_range)
 from numba_conv3d import Conv3d, conv3d, conv3d_input, plan_conv3d
 from numba_conv3d.config import BLOCK_CHANNELS, VECTOR_BYTES
 from numba_conv3d.crossovers import WINOGRAD_POINTS_RANGES
 from numba_conv3d.cpu import winograd, winograd_points, winograd_tiles
+from numba_conv3d.precision import narrow, widen
 
 WINOGRAD_ROWS = ("winograd", "winograd-points")
 
@@ -102,6 +103,38 @@ def test_bitwise_for_any_thread_count(taps, algorithm):
             np.testing.assert_array_equal(first, conv3d(x, w, b, algorithm=algorithm, **kwargs))
     finally:
         numba.set_num_threads(threads)
+
+
+# A subset of SHAPES for the reduced-precision fronts: 3x3x3, grouped, 1x3x3 on wide planes (4x4
+# tiles), 5x5x5, batch 0, unbatched.
+REDUCED_SHAPES = [SHAPES[i] for i in (0, 2, 7, 8, 10, 12, 18)]
+
+
+@pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)
+@pytest.mark.parametrize("dtype", [BFLOAT16, np.float16], ids=str)
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, mode", mode_cases(REDUCED_SHAPES))
+def test_reduced_precision_is_float32_winograd_rounded_once(x_shape, w_shape, kwargs, mode, dtype, algorithm):
+    # bfloat16 reads the input's bits and rounds each sum into the result's (Algorithm.operands 'bits');
+    # float16 is widened first: both bitwise the float32 kernel on the widened operands, rounded once.
+    x, w, b = random_operands(np.random.default_rng(sum(w_shape)), x_shape, w_shape, True, dtype)
+    kwargs = dict(kwargs, padding_mode=mode, algorithm=algorithm)
+    out = conv3d(x, w, b, **kwargs)
+    assert out.dtype == dtype
+    widened = conv3d(widen(x), widen(w), widen(b), **kwargs)
+    np.testing.assert_array_equal(out.view(np.uint16), narrow(widened, dtype).view(np.uint16))
+
+
+@pytest.mark.parametrize("algorithm", WINOGRAD_ROWS)
+def test_bfloat16_nan_and_inf_as_the_direct_sums_give_them(algorithm):
+    rng = np.random.default_rng(6)
+    x, w, b = random_operands(rng, (2, 6, 7, 6, 9), (8, 6, 3, 3, 3), True, BFLOAT16)
+    x[0, 1, 2, 3, 4], x[1, 2, 6, 0, 0], x[1, 5, 3, 5, 8] = np.inf, -np.inf, np.nan
+    w[3, 2, 1, 1, 1] = 0
+    out = conv3d(x, w, b, padding=1, padding_mode="reflect", algorithm=algorithm)
+    wide = [widen(a) for a in (x, w, b)]
+    expected = narrow(direct_fallback(*wide, padding=1, padding_mode="reflect"), BFLOAT16)
+    np.testing.assert_array_equal(out.view(np.uint16), expected.view(np.uint16))
+    assert np.isnan(out.astype(np.float32)).any() and np.isinf(out.astype(np.float32)).any()
 
 
 POINTS_SHAPES = [

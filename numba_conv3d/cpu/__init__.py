@@ -2,7 +2,10 @@
 (``execution.py``)."""
 from functools import partial
 
+import numpy as np
+
 from ..algorithm import Algorithm
+from ..precision import bfloat16, narrow, widen
 from ..config import (BLOCKED_MIN_CHANNELS, BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, CHANNEL_BLOCK_VECTORS,
                       CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES)
 from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
@@ -61,21 +64,34 @@ def _falling_back(run, flipped=False):
     def checked(plan, x, weight, bias, out):
         if not run(plan, x, weight, bias, out):
             sums_weight = flipped_transpose(weight, plan.groups, False) if flipped else weight
-            direct_sums(plan).run(plan, x, sums_weight, bias, out)
+            if out.dtype == np.uint16:
+                _sums_of_bits(plan, x, sums_weight, bias, out)
+            else:
+                direct_sums(plan).run(plan, x, sums_weight, bias, out)
 
     return checked
 
 
-def _winograd(name, reason, module, prefers, serves=None, flips=False):
+def _sums_of_bits(plan, x, weight, bias, out):
+    """``direct_sums`` of a bfloat16 plan whose row reads the input's bits (``Algorithm.operands``
+    'bits'): on the input widened, the float32 sums rounded into ``out``'s bits."""
+    computed = plan.computed()
+    sums = np.empty(out.shape, np.float32)
+    direct_sums(computed).run(computed, widen(x.view(bfloat16())), weight, bias, sums)
+    out[...] = narrow(sums, bfloat16()).view(np.uint16)
+
+
+def _winograd(name, reason, module, prefers, serves=None, flips=False, operands="computed"):
     """A Winograd row: ``module``'s ``compute`` falling back to the direct sums, its workspace and call
-    bytes, served as ``module.serves`` (or ``serves``) says; where ``flips``, also run on the unflipped
-    weight of an input gradient (its ``compute(..., flipped=True)``)."""
+    bytes, served as ``module.serves`` (or ``serves``) says, on ``operands`` (``Algorithm.operands``);
+    where ``flips``, also run on the unflipped weight of an input gradient (its ``compute(...,
+    flipped=True)``)."""
     run_flipped = None
     if flips:
         run_flipped = _falling_back(_runner(partial(module.compute, flipped=True)), flipped=True)
     return Algorithm(name, reason, serves or module.serves, module.workspace_bytes,
-                     _falling_back(_runner(module.compute)), prefers, call_bytes=module.call_bytes,
-                     run_flipped=run_flipped)
+                     _falling_back(_runner(module.compute)), prefers, operands=operands,
+                     call_bytes=module.call_bytes, run_flipped=run_flipped)
 
 
 ALGORITHMS = (
@@ -125,7 +141,7 @@ ALGORITHMS = (
               f"in passes of at most {WINOGRAD_POINTS_MAX_WORKSPACE_BYTES >> 20} MiB (256-512 channels "
               "at 4x8x8 to 16x7x7, 5x5x5 with 128-256 at 4x8x8 to 8x16x16: 1.1-1.9x the fused kernel, GEMM "
               "and the channel-vectorized kernel)",
-              winograd_points, prefers_winograd_points, serves=winograd.serves, flips=True),
+              winograd_points, prefers_winograd_points, serves=winograd.serves, flips=True, operands="bits"),
     _winograd("winograd", "real dtype, 3x3x3, 1x3x3, 5x5x5 or 1x5x5 kernel at unit stride and dilation, "
               f"weight points within {WINOGRAD_MAX_WEIGHT_BYTES >> 20} MiB, an estimated gain of >= "
               f"{WINOGRAD_MIN_GAIN} (cpu.winograd_gain: more channels and tiles gain more): Winograd "
@@ -137,7 +153,7 @@ ALGORITHMS = (
               "flattened over the batch and volume in register blocks of output channels x SIMD vectors "
               "of tiles (float32, 3x3x3 with 32-256 channels at 16^3 to 8x56x56: 1.1-2.3x the "
               "register-blocked kernels; 5x5x5 with 32-128 at 16^3 to 32^3: 1.2-3.0x)",
-              winograd, prefers_winograd, flips=True),
+              winograd, prefers_winograd, flips=True, operands="bits"),
     _winograd("winograd-strided", "real dtype, 3x3x3 kernel at stride 2 or 1x3x3 at stride 2 along H and "
               f"W, no dilation, >= {WINOGRAD_STRIDED_MIN_TILES} tiles and >= "
               f"{WINOGRAD_STRIDED_MIN_IN_CHANNELS} input channels per group, weight points within "

@@ -28,15 +28,16 @@ def reads_flipped(plan):
 
 def execute(plan, input, weight, bias):
     """Run ``plan`` on NumPy operands; see :func:`numba_conv3d.conv3d` for what it returns.
-    float16 and bfloat16 operands are widened to float32 (all of them; or only the bias for a row that
-    takes the input and weight as stored and rounds its float32 sums into the bits of the result),
-    and the float32 result is rounded once."""
+    float16 and bfloat16 operands are widened to float32 and the float32 result is rounded once; a row
+    that reads the input as stored (``Algorithm.operands``) gets its bits instead and rounds its
+    float32 sums into the bits of the result (the weight, too, as stored or widened, as it says)."""
     if plan.dtype == plan.compute_dtype:
         return _run(plan, input, weight, bias, plan.dtype)
-    if _launch(plan)[0].operands == "computed":
+    operands = _launch(plan)[0].operands
+    if operands == "computed" or (operands == "bits" and plan.dtype != "bfloat16"):
         return narrow(execute(plan.computed(), widen(input), widen(weight), widen(bias)), plan.dtype)
-    return _run(plan, input.view(np.uint16), np.ascontiguousarray(weight).view(np.uint16), widen(bias),
-                plan.dtype)
+    weight = widen(weight) if operands == "bits" else np.ascontiguousarray(weight).view(np.uint16)
+    return _run(plan, input.view(np.uint16), weight, widen(bias), plan.dtype)
 
 
 def execute_flipped(plan, input, weight, bias):

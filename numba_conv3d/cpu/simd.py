@@ -143,12 +143,17 @@ def bfloat16_bits(builder, value):
 @intrinsic
 def stored_element(typingctx, array, value):
     """``value`` as an element of ``array``: a float32 sum as the bfloat16 bits of a uint16 array
-    (:func:`bfloat16_bits`), else cast to the array's dtype."""
+    (:func:`bfloat16_bits`), bfloat16 bits (uint16) as the float32 they hold in a float32 array
+    (exact), else cast to the array's dtype."""
     rounds = array.dtype == types.uint16 and value == types.float32
+    widens = array.dtype == types.float32 and value == types.uint16
 
     def codegen(context, builder, signature, args):
         if rounds:
             return bfloat16_bits(builder, args[1])
+        if widens:
+            word = builder.shl(builder.zext(args[1], ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
+            return builder.bitcast(word, ir.FloatType())
         return context.cast(builder, args[1], value, array.dtype)
 
     return array.dtype(array, value), codegen

@@ -14,6 +14,7 @@ from numba import njit
 from numba.extending import register_jitable
 
 from ..shape_rules import ceil_div, dilated_extent, padded_source_index
+from .simd import stored_element
 from .tasks import decode_task, split_range
 from .unlinked import call_apart
 
@@ -130,19 +131,20 @@ def padded_row(x, n, c, sd, sh, maps, first, width, row):
     """``row[:width]`` = padded input columns ``[first, first + width)`` of row (n, c, sd, sh) through
     the W map (zero past it); the columns inside the input are a plain copy, over slices so that LLVM
     knows the extents (indexing the whole arrays took 4-10x as long; the alternatives measured are in
-    docs/ARCHITECTURE.md, "Where the time goes")."""
+    docs/ARCHITECTURE.md, "Where the time goes"). A float32 ``row`` from the bfloat16 bits of a uint16
+    ``x`` holds their float32 values (``simd.stored_element``)."""
     map_w, pad_w = maps[2], maps[3]
     source = x[n, c, sd, sh]
     inside_first = min(max(pad_w - first, 0), width)
     inside_stop = max(inside_first, min(pad_w + x.shape[4] - first, width))
     for j in range(inside_first):
-        row[j] = padded_column(source, map_w, first + j)
+        row[j] = stored_element(row, padded_column(source, map_w, first + j))
     inside = source[first + inside_first - pad_w:]
     target = row[inside_first:inside_stop]
     for j in range(inside_stop - inside_first):
-        target[j] = inside[j]
+        target[j] = stored_element(target, inside[j])
     for j in range(inside_stop, width):
-        row[j] = padded_column(source, map_w, first + j)
+        row[j] = stored_element(row, padded_column(source, map_w, first + j))
 
 
 @njit(cache=True)

@@ -41,7 +41,7 @@ from numba import njit, prange
 
 from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, WINOGRAD_PASS_BLOCKS
 from ..shape_rules import ceil_div
-from .simd import fma_block, store_block, vector_lanes, zero_block
+from .simd import fma_block, store_block, stored_element, vector_lanes, zero_block
 from .slab import index_maps, padded_row
 from .tasks import channel_splits, split_range
 from .unlinked import call_apart
@@ -267,7 +267,7 @@ def _store_tiles(values, planes, tile, chunk, runs, out, o, bias_value):
                         else:
                             value = values[_UNSIGNED(at + t)] + bias_value
                         if ow < out_width:
-                            target[_UNSIGNED(ow)] = value
+                            target[_UNSIGNED(ow)] = stored_element(target, value)
                             finite &= np.isfinite(value)
     return finite
 
@@ -279,19 +279,19 @@ def _winograd_task(x, packed, bias, out, maps, tiles, patch, tile, splits, nonfi
     groups, count, blocks, in_per_group = packed.shape[:4]
     planes = count // (patch * patch)
     out_per_group = out.shape[1] // groups
-    chunk = BLOCK_VECTORS * vector_lanes(x)
+    chunk = BLOCK_VECTORS * vector_lanes(packed)
     total = x.shape[0] * tiles[0] * tiles[1] * tiles[2]
     chunks = ceil_div(total, chunk)
     g, rest = task // (chunks * splits), task % (chunks * splits)
     first_tile, split = rest // splits * chunk, rest % splits
     runs = tile_runs(first_tile, chunk, total, tiles)
-    points = np.empty(count * in_per_group * chunk, x.dtype)
-    along_w = np.empty(count * chunk, x.dtype)
-    along_h = np.empty(count * chunk, x.dtype)
-    row = np.empty(tile * chunk + patch, x.dtype)
+    points = np.empty(count * in_per_group * chunk, packed.dtype)
+    along_w = np.empty(count * chunk, packed.dtype)
+    along_h = np.empty(count * chunk, packed.dtype)
+    row = np.empty(tile * chunk + patch, packed.dtype)
     transform_input(x, in_per_group, g * in_per_group, maps, runs, planes, patch, tile, chunk, points,
                     in_per_group, along_w, along_h, row)
-    products = np.empty(count * WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS * chunk, x.dtype)
+    products = np.empty(count * WINOGRAD_PASS_BLOCKS * BLOCK_CHANNELS * chunk, packed.dtype)
     first, stop = split_range(split, blocks, splits)
     finite = True
     for pass_first in range(first, stop, WINOGRAD_PASS_BLOCKS):
@@ -303,7 +303,7 @@ def _winograd_task(x, packed, bias, out, maps, tiles, patch, tile, splits, nonfi
             transform_output(products, planes, patch, tile, (pass_stop - pass_first) * BLOCK_CHANNELS, lane,
                              chunk, along_w, along_h)
             finite &= store_tiles(along_h, planes, tile, chunk, runs, out, o,
-                                  bias[o] if bias.shape[0] else x.dtype.type(0))
+                                  bias[o] if bias.shape[0] else packed.dtype.type(0))
     nonfinite[task] = not finite
 
 
@@ -328,12 +328,12 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     input gradient's correlation), whose weight points are read from it in place.
     """
     tile = plane_tile(weight.shape[2:], out.shape[2:], out.shape[0],
-                      weight.shape[0] * weight.shape[1] * x.itemsize)
+                      weight.shape[0] * weight.shape[1] * weight.itemsize)
     patch = plane_patch(weight.shape[2:], tile)
     packed = transform_weights(weight, groups, depth_points(*weight.shape[2:4]), patch, 0,
                                ceil_div(out.shape[1] // groups, BLOCK_CHANNELS), flipped)
     tiles = tiles_of(out.shape[2:], weight.shape[2:], tile)
-    chunk = chunk_tiles(x.itemsize)
+    chunk = chunk_tiles(weight.itemsize)
     chunks = ceil_div(x.shape[0] * math.prod(tiles), chunk)
     splits = channel_splits(packed.shape[2], groups * chunks)
     nonfinite = np.zeros(groups * chunks * splits, np.bool_)

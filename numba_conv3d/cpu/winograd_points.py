@@ -60,9 +60,9 @@ def _input_task(x, maps, tiles, patch, tile, first_chunk, chunks, splits, points
     if first == stop:
         return
     runs = tile_runs((first_chunk + k) * chunk, chunk, total, tiles)
-    along_w = np.empty(count * chunk, x.dtype)
-    along_h = np.empty(count * chunk, x.dtype)
-    row = np.empty(tile * chunk + patch, x.dtype)
+    along_w = np.empty(count * chunk, points.dtype)
+    along_h = np.empty(count * chunk, points.dtype)
+    row = np.empty(tile * chunk + patch, points.dtype)
     target = points[g, k].reshape(-1)[first * chunk:]
     transform_input(x, stop - first, g * in_per_group + first, maps, runs, count // (patch * patch), patch,
                     tile, chunk, target, in_per_group, along_w, along_h, row)
@@ -140,14 +140,14 @@ def _output_task(products, bias, out, tiles, patch, tile, first_chunk, chunks, s
     first, stop = split_range(split, out_per_group, splits)
     runs = tile_runs((first_chunk + k) * chunk, chunk, total, tiles)
     planes = count // (patch * patch)
-    along_w = np.empty(count * chunk, out.dtype)
-    along_h = np.empty(count * chunk, out.dtype)
+    along_w = np.empty(count * chunk, products.dtype)
+    along_h = np.empty(count * chunk, products.dtype)
     source = products[g, k].reshape(-1)
     finite = True
     for lane in range(first, stop):
         o = g * out_per_group + lane
         transform_output(source, planes, patch, tile, padded_channels, lane, chunk, along_w, along_h)
-        bias_value = bias[o] if bias.shape[0] else out.dtype.type(0)
+        bias_value = bias[o] if bias.shape[0] else products.dtype.type(0)
         finite &= store_tiles(along_h, planes, tile, chunk, runs, out, o, bias_value)
     nonfinite[task] = not finite
 
@@ -201,20 +201,20 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
     """
     in_per_group, out_per_group = x.shape[1] // groups, out.shape[1] // groups
     tile = points_tile(weight.shape[2:], out.shape[2:], out.shape[0], in_per_group, out_per_group,
-                       weight.shape[0] * weight.shape[1] * x.itemsize)
+                       weight.shape[0] * weight.shape[1] * weight.itemsize)
     patch = plane_patch(weight.shape[2:], tile)
     count = points_of(weight.shape[2:], tile)
     blocks = ceil_div(out_per_group, BLOCK_CHANNELS)
     tiles = tiles_of(out.shape[2:], weight.shape[2:], tile)
     tile_count = x.shape[0] * math.prod(tiles)
-    chunk = points_chunk(x.itemsize, tile_count)
+    chunk = points_chunk(weight.itemsize, tile_count)
     total = ceil_div(tile_count, chunk)
-    per_pass = _pass_chunks(_chunk_bytes(x.itemsize, groups, count, in_per_group, blocks, chunk), total)
-    points = np.empty((groups, per_pass, count, in_per_group, chunk), x.dtype)
-    products = np.empty((groups, per_pass, count, blocks * BLOCK_CHANNELS, chunk), x.dtype)
+    per_pass = _pass_chunks(_chunk_bytes(weight.itemsize, groups, count, in_per_group, blocks, chunk), total)
+    points = np.empty((groups, per_pass, count, in_per_group, chunk), weight.dtype)
+    products = np.empty((groups, per_pass, count, blocks * BLOCK_CHANNELS, chunk), weight.dtype)
     maps = index_maps(x, padded, pad_front, mode)
     bias = bias if has_bias else bias[:0]
-    range_blocks = _range_blocks(x.itemsize, groups, count, in_per_group, blocks, chunk, total, per_pass)
+    range_blocks = _range_blocks(weight.itemsize, groups, count, in_per_group, blocks, chunk, total, per_pass)
     ranges = [(first, min(blocks, first + range_blocks)) for first in range(0, blocks, range_blocks)]
     depth_patch = depth_points(*weight.shape[2:4])
     whole = (transform_weights(weight, groups, depth_patch, patch, 0, blocks, flipped) if len(ranges) == 1
