@@ -21,7 +21,7 @@ from .dispatch import backend_of
 from .grad_planner import plan_input_grad, plan_weight_grad
 from .input_grad_routes import input_gradient
 from .planner import check_array
-from .precision import computed_in_float32
+from .precision import computed_in_float32, one_reduced_dtype
 
 
 def gradient_backend(op, lead_name, lead, **others):
@@ -49,7 +49,7 @@ def _bias_gradient(op, grad, backend):
                         grad)
 
 
-@computed_in_float32
+@one_reduced_dtype
 def conv3d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1,
                  padding_mode="zeros"):
     """Gradient of :func:`numba_conv3d.conv3d` with respect to its input.

@@ -10,7 +10,9 @@ import numpy as np
 
 from . import cuda_config, grad_crossovers
 from .api import run_plan
+from .cpu import bfloat16_dot
 from .planner import plan_conv3d
+from .precision import named_dtype, narrow, widen
 from .stride_phases import one_tap_per_phase, phases
 
 
@@ -160,6 +162,29 @@ def _by_col2im(plan, grad, weight, conjugate, backend, bias):
     return result
 
 
+def _tap_scatter_applies(plan, grad):
+    """Whether the input gradient is one pointwise convolution and a scatter (``cpu/tap_scatter.py``):
+    bfloat16 NumPy operands whose pointwise convolution takes the bfloat16 dot products, over at least
+    ``grad_crossovers.TAP_SCATTER_MIN_POSITIONS`` positions of the output gradient, zero pads, a stride
+    whose phases each meet at most one kernel tap (``stride_phases.one_tap_per_phase``)."""
+    return (plan.backend == "cpu" and bfloat16_dot.serves(plan) and plan.padding_mode == "zeros"
+            and plan.stride != (1, 1, 1) and one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)
+            and plan.batch * math.prod(grad.shape[-3:]) >= grad_crossovers.TAP_SCATTER_MIN_POSITIONS)
+
+
+def _by_tap_scatter(plan, grad, weight, conjugate, backend, bias):
+    """The output gradient times the weight transposed to one output channel per (input channel, tap),
+    by the forward planner's pointwise kernel, plus the bias per tap, each sum rounded once; then each
+    placed where its tap reads, the bias (or zero) where no tap does."""
+    pointwise = backend.pointwise_weight(weight, plan.groups)
+    taps = math.prod(plan.kernel_size)
+    columns_plan = plan_conv3d(grad.shape, pointwise.shape, bias=bias is not None, groups=plan.groups,
+                               dtype=plan.dtype, backend=backend.NAME, op="input gradient")
+    columns = run_plan(columns_plan, grad, pointwise, None if bias is None else np.repeat(bias, taps))
+    fill = np.zeros(plan.in_channels, columns.dtype) if bias is None else np.ascontiguousarray(bias)
+    return backend.scatter(plan, columns, fill)
+
+
 def _by_gather(plan, grad, weight, conjugate, backend, bias):
     """Any stride: the gather kernel (``cpu/input_grad.py``, ``cuda/grad_kernels.py``), then the fold."""
     return backend.fold(plan, backend.gathered_input_grad(plan, grad, weight, conjugate), bias)
@@ -170,6 +195,7 @@ def _by_gather(plan, grad, weight, conjugate, backend, bias):
 # channels, cropped 4.9 ms, full correlation and fold 18 ms; dense 32 channels, 11 ms and 23 ms; the
 # gather took 0.35 s on dense (AVX2).
 INPUT_GRAD_ALGORITHMS = (
+    ("tap-scatter", _tap_scatter_applies, _by_tap_scatter),
     ("gemm-col2im", _col2im_applies, _by_col2im),
     ("cropped-correlation", _crops_zero_pads, _by_cropped_correlation),
     ("full-correlation", _covers_padded_input, _by_full_correlation),
@@ -179,6 +205,14 @@ INPUT_GRAD_ALGORITHMS = (
 )
 
 
+def _computed_plan(plan):
+    """``plan`` made for float32 operands, its algorithm chosen for them (the routes look at it)."""
+    return plan_conv3d(plan.input_shape, plan.weight_shape, bias=plan.has_bias, stride=plan.stride,
+                       dilation=plan.dilation, groups=plan.groups, padding_mode=plan.padding_mode,
+                       dtype=plan.compute_dtype, backend=plan.backend, pads=plan.pads,
+                       allow_tf32=plan.allow_tf32, op="input gradient")
+
+
 def input_gradient(op, plan, grad, weight, conjugate, backend, bias=None):
     """Gradient of ``plan``'s input, given ``grad`` (of the caller's rank) for its output.
 
@@ -186,13 +220,18 @@ def input_gradient(op, plan, grad, weight, conjugate, backend, bias=None):
     with the conjugated weight) and :func:`numba_conv3d.transposed.conv_transpose3d` (which adds
     ``bias``); ``backend`` is the module of :func:`numba_conv3d.grad.gradient_backend`. ``grad``'s
     spatial extents may be smaller than ``plan.output_size`` (a transposed convolution's
-    ``output_padding >= stride``): the rest of the output then has no gradient.
+    ``output_padding >= stride``): the rest of the output then has no gradient. float16 and bfloat16
+    operands are widened and the float32 result rounded once, but on the route that rounds each sum
+    as it computes it (``tap-scatter``), which takes them as they are.
 
     Returns
     -------
     numpy.ndarray or CUDA array
         A new C-contiguous array of ``plan.input_shape``, where ``grad`` lives, of its kind.
     """
+    if plan.dtype != plan.compute_dtype and not (plan.batch and _tap_scatter_applies(plan, grad)):
+        return narrow(input_gradient(op, _computed_plan(plan), widen(grad), widen(weight), conjugate, backend,
+                                     widen(bias)), named_dtype(plan.dtype), grad)
     weight = backend.operand(op, "weight", weight)
     bias = None if bias is None else backend.operand(op, "bias", bias)
     if plan.batch == 0:

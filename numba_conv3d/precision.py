@@ -92,6 +92,17 @@ def computed_in_float32(function):
     to float32, the function computes in float32, and its array results are rounded once to the
     operands' dtype. The operands must then share that one dtype, as torch requires (a ``TypeError``
     names the first that does not); calls without reduced-precision operands pass straight through."""
+    return _reduced_operands(function, widened=True)
+
+
+def one_reduced_dtype(function):
+    """Wrap a public function that takes reduced-precision operands as they are (it widens what it
+    computes in float32 itself): they must share one dtype, as in :func:`computed_in_float32`."""
+    return _reduced_operands(function, widened=False)
+
+
+def _reduced_operands(function, widened):
+    """:func:`computed_in_float32` (``widened``) or :func:`one_reduced_dtype` of ``function``."""
     signature = inspect.signature(function)
 
     @functools.wraps(function)
@@ -106,6 +117,8 @@ def computed_in_float32(function):
             if dtype_name(value) != dtype:
                 raise TypeError(f"{function.__name__}: {name} dtype {dtype_name(value)} does not match "
                                 f"{first} dtype {dtype} (like torch, the operands must share one dtype)")
+        if not widened:
+            return function(*bound.args, **bound.kwargs)
         for name, value in arrays.items():
             bound.arguments[name] = widen(value)
         return narrow(function(*bound.args, **bound.kwargs), named_dtype(dtype), arrays[first])

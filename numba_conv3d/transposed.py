@@ -12,12 +12,12 @@ from .input_grad_routes import input_gradient
 from .grad_planner import output_padding_for, plan_conv_transpose3d
 from .layer import Conv3d, normalize_device, set_layer_fields
 from .planner import normalize_padding_mode, normalize_triple, resolve_dtype
-from .precision import computed_in_float32
+from .precision import one_reduced_dtype
 
 _OP = "ConvTranspose3d"
 
 
-@computed_in_float32
+@one_reduced_dtype
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Transposed 3-D convolution, with the semantics of ``torch.nn.functional.conv_transpose3d``.
 

@@ -1,0 +1,137 @@
+"""The input gradient of a strided convolution whose kernel taps never share a stride phase (a 2x2x2
+kernel at stride 2, ``stride_phases.one_tap_per_phase``), and so the transposed convolutions of U-Nets
+and V-Nets: each input position is read by at most one tap of at most one output position, so its
+gradient is a single dot product over the output channels.
+
+One pointwise (1x1x1) convolution of the output gradient computes all of them at once, with one output
+channel per (input channel, tap): its weight is the convolution's weight transposed to (C_in * taps,
+C_out / groups), and a transposed convolution's bias is added per tap, so that every sum is finished
+(and, for float16 and bfloat16 results, rounded once) before it is placed. The forward planner picks the
+pointwise kernel (GEMM on the output gradient as it lies, or the bfloat16 dot products). A scatter then
+moves each sum to the input position its tap reads; positions no tap reads get the bias (zero without
+one). Against the matrix product and col2im, which adds the columns into a zeroed padded gradient, crops
+it and adds the bias, this writes the result once.
+"""
+import functools
+import math
+
+import numpy as np
+from numba import njit, prange
+
+
+def pointwise_weight(weight, groups):
+    """The pointwise weight (C_in * taps, C_out / groups, 1, 1, 1) of ``weight`` (C_out, C_in / groups,
+    KD, KH, KW): output channel ``(c, tap)`` of group g holds ``weight[g * C_out / g + o, c, tap]`` for
+    input channel o of the output gradient."""
+    out_channels, in_per_group = weight.shape[:2]
+    taps = math.prod(weight.shape[2:])
+    result = np.empty((groups * in_per_group * taps, out_channels // groups, 1, 1, 1), weight.dtype)
+    _transpose_groups(_as_read(np.ascontiguousarray(weight)).reshape(out_channels, in_per_group * taps),
+                      groups, _as_read(result).reshape(result.shape[:2]))
+    return result
+
+
+# Columns of the weight matrix a step of ``_transpose_groups`` moves: each row's run of them is a cache
+# line of float32 (two of bfloat16), and the rows they land in stay in L1 as the step walks down.
+_TRANSPOSE_COLUMNS = 16
+
+
+@njit(parallel=True, cache=True)
+def _transpose_groups(matrix, groups, out):
+    """``out[g * R + r, o] = matrix[g * O + o, r]`` for each group g of O rows of ``matrix`` (R
+    columns): each group's block transposed, ``_TRANSPOSE_COLUMNS`` columns a step."""
+    columns, out_per_group = matrix.shape[1], out.shape[1]
+    steps = (columns + _TRANSPOSE_COLUMNS - 1) // _TRANSPOSE_COLUMNS
+    for unit in prange(groups * steps):
+        g, first = unit // steps, unit % steps * _TRANSPOSE_COLUMNS
+        stop = min(columns, first + _TRANSPOSE_COLUMNS)
+        for o in range(out_per_group):
+            source = matrix[g * out_per_group + o]
+            for r in range(first, stop):
+                out[g * columns + r, o] = source[r]
+
+
+@functools.lru_cache(maxsize=256)
+def _sources(start, length, kernel, stride, dilation, grad_extent):
+    """Along D or H, for each of the input positions ``[start, start + length)`` of the padded input:
+    the tap that reads it and the output position whose window holds it, as two int64 arrays (-1 and -1
+    where none does)."""
+    taps = np.full(length, -1, np.int64)
+    sources = np.full(length, -1, np.int64)
+    for p in range(length):
+        for k in range(kernel):
+            reach = start + p - k * dilation
+            if reach % stride == 0 and 0 <= reach // stride < grad_extent:
+                taps[p], sources[p] = k, reach // stride
+    return taps, sources
+
+
+@functools.lru_cache(maxsize=256)
+def _runs(start, length, kernel, stride, dilation, grad_extent):
+    """Along W, per tap k: the output positions ``[first, stop)`` whose windows read the input
+    positions ``q * stride + k * dilation - start`` inside ``[0, length)`` (an int64 array of (first,
+    stop, offset) rows), and whether some input position is read by none."""
+    runs = np.zeros((kernel, 3), np.int64)
+    read = np.zeros(length, np.bool_)
+    for k in range(kernel):
+        offset = k * dilation - start
+        first = max(0, -(offset // stride))
+        stop = min(grad_extent, (length - 1 - offset) // stride + 1)
+        runs[k] = first, max(first, stop), offset
+        read[[q * stride + offset for q in range(first, stop)]] = True
+    return runs, not read.all()
+
+
+@njit(parallel=True, cache=True)
+def _scatter(columns, kernel, stride, tap_d, source_d, tap_h, source_h, runs_w, gaps_w, paired, fill, out):
+    """``out[n, c, d, h, w]`` = ``columns[n, (c, taps of (d, h, w)), sources of (d, h, w)]``, or
+    ``fill[c]`` where no tap reads the position; one (sample, channel, plane) per step. Where
+    ``paired`` (2-byte elements, taps 0 and 1 of a 2-wide kernel at stride 2 filling each row), a row is
+    written as 32-bit words, each the two taps' elements side by side (little-endian), which LLVM
+    vectorizes where the interleaving stores do not."""
+    batch, channels, depth, height, width = out.shape
+    for unit in prange(batch * channels * depth):
+        n, c, d = unit // (channels * depth), unit // depth % channels, unit % depth
+        for h in range(height):
+            row = out[n, c, d, h]
+            if source_d[d] < 0 or source_h[h] < 0 or gaps_w:
+                for w in range(width):
+                    row[w] = fill[c]
+            if source_d[d] < 0 or source_h[h] < 0:
+                continue
+            first_tap = ((c * kernel[0] + tap_d[d]) * kernel[1] + tap_h[h]) * kernel[2]
+            if paired:
+                even = columns[n, first_tap, source_d[d], source_h[h]]
+                odd = columns[n, first_tap + 1, source_d[d], source_h[h]]
+                words = row.view(np.uint32)
+                for q in range(words.shape[0]):
+                    words[q] = np.uint32(even[q]) | (np.uint32(odd[q]) << 16)
+                continue
+            for k in range(kernel[2]):
+                source = columns[n, first_tap + k, source_d[d], source_h[h]]
+                first, stop, offset = runs_w[k, 0], runs_w[k, 1], runs_w[k, 2]
+                for q in range(first, stop):
+                    row[q * stride + offset] = source[q]
+
+
+def scatter(plan, columns, fill):
+    """The input gradient of ``plan`` (zero pads, taps never sharing a phase) from ``columns``, the
+    pointwise convolution of the output gradient by :func:`pointwise_weight` (bias included): each
+    position set from the column of the tap that reads it, else to ``fill`` (C_in,) of ``columns``'
+    dtype (a bfloat16 result as its bits)."""
+    numbers = [(front, n, k, s, d, extent) for front, n, k, s, d, extent in
+               zip(plan.pad_front, plan.input_size, plan.kernel_size, plan.stride, plan.dilation,
+                   columns.shape[2:])]
+    out = np.empty((columns.shape[0], plan.in_channels) + plan.input_size, columns.dtype)
+    runs_w, gaps_w = _runs(*numbers[2])
+    width = plan.input_size[2]
+    paired = (columns.dtype.itemsize == 2 and plan.stride[2] == 2 and plan.kernel_size[2] == 2
+              and runs_w.tolist() == [[0, width // 2, 0], [0, width // 2, 1]] and width % 2 == 0)
+    _scatter(_as_read(columns), np.array(plan.kernel_size, np.int64), plan.stride[2], *_sources(*numbers[0]),
+             *_sources(*numbers[1]), runs_w, gaps_w, paired, _as_read(fill), _as_read(out))
+    return out
+
+
+def _as_read(array):
+    """``array`` as the kernel reads it: a float16 or bfloat16 one as its bits."""
+    return array.view(np.uint16) if array.dtype.itemsize == 2 else array

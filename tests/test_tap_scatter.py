@@ -1,0 +1,153 @@
+"""bfloat16 input gradients and transposed convolutions whose taps never share a stride phase
+(``cpu/tap_scatter.py``, route ``tap-scatter``): where the route is taken, the float64 oracle within the
+float32 sums' bound and one rounding, NaN and Inf where they reach, thread-count determinism, and the
+pointwise weight."""
+import math
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from checks import BFLOAT16, assert_bitwise_for_one_and_two_threads
+from numba_conv3d import conv3d_input, conv_transpose3d
+from numba_conv3d.cpu import bfloat16_dot, tap_scatter
+from numba_conv3d.grad_crossovers import TAP_SCATTER_MIN_POSITIONS
+from numba_conv3d.grad_planner import plan_conv_transpose3d, plan_input_grad
+from numba_conv3d.input_grad_routes import INPUT_GRAD_ALGORITHMS
+from numba_conv3d.planner import plan_conv3d
+
+pytestmark = pytest.mark.skipif(not bfloat16_dot.serves(plan_conv3d((1, 2, 3, 3, 3), (2, 2, 1, 1, 1),
+                                                                    dtype="bfloat16")),
+                                reason="this CPU has no AVX512-BF16 dot products (or no 512-bit vectors)")
+
+# (transposed input, weight (C_in, C_out / groups, K...), kwargs): pairs of taps written as words
+# (2x2x2 at stride 2), odd widths and a cropped front (output_padding, padding), a 1x2x2 kernel, a
+# dilated kernel whose taps land 3 apart, groups, batch 2, unbatched.
+TRANSPOSED = (
+    ((1, 8, 8, 8, 8), (8, 6, 2, 2, 2), {"stride": 2}),
+    ((2, 6, 4, 8, 9), (6, 4, 2, 2, 2), {"stride": 2, "output_padding": 1}),
+    ((1, 4, 8, 9, 8), (4, 5, 2, 2, 2), {"stride": 2, "padding": 1}),
+    ((1, 6, 8, 8, 8), (6, 3, 1, 2, 2), {"stride": (1, 2, 2)}),
+    ((1, 4, 8, 8, 8), (4, 4, 2, 2, 2), {"stride": 2, "dilation": 3, "output_padding": (0, 1, 2)}),
+    ((1, 8, 8, 8, 9), (8, 3, 2, 2, 2), {"stride": 2, "groups": 2}),
+    ((6, 8, 9, 8), (6, 4, 2, 2, 2), {"stride": 2}),
+)
+
+
+def _draw(rng, shape):
+    return rng.standard_normal(shape).astype(BFLOAT16)
+
+
+def _route(plan, grad):
+    return next(name for name, applies, _ in INPUT_GRAD_ALGORITHMS if applies(plan, grad))
+
+
+def _assert_within_bound(out, expected, magnitude, terms):
+    """``out`` (bfloat16) against the float64 ``expected``: float32 sums of ``terms`` terms of
+    ``magnitude`` (the sum of their absolute values), rounded once."""
+    assert out.dtype == BFLOAT16
+    summed = (terms + 2) * np.finfo(np.float32).eps * magnitude
+    info = ml_dtypes.finfo(BFLOAT16)
+    bound = summed + float(info.eps) / 2 * (np.abs(expected) + summed) + float(info.smallest_subnormal) / 2
+    assert np.all(np.abs(out.astype(np.float64) - expected) <= bound)
+
+
+def _transposed_reference(x, w, stride, padding=0, output_padding=0, groups=1, dilation=1):
+    """float64 ``conv_transpose3d`` of batched ``x`` by ``w`` (C_in, C_out / groups, K...), written
+    plainly: each tap's products added at ``stride * i + dilation * k``, then the padding cropped."""
+    stride, padding, output_padding, dilation = (np.broadcast_to(v, 3) for v in (stride, padding,
+                                                                                   output_padding, dilation))
+    kernel = w.shape[2:]
+    full = [(n - 1) * s + d * (k - 1) + 1 + p for n, s, d, k, p in zip(x.shape[2:], stride, dilation, kernel,
+                                                                        output_padding)]
+    in_per_group, out_per_group = x.shape[1] // groups, w.shape[1]
+    out = np.zeros((x.shape[0], out_per_group * groups, *full))
+    for g in range(groups):
+        xg = x[:, g * in_per_group:(g + 1) * in_per_group]
+        wg = w[g * in_per_group:(g + 1) * in_per_group]
+        for taps in np.ndindex(*kernel):
+            products = np.einsum("ncdhw,co->nodhw", xg, wg[(slice(None), slice(None)) + taps])
+            window = tuple(slice(d * k, d * k + s * (n - 1) + 1, s)
+                           for d, k, s, n in zip(dilation, taps, stride, x.shape[2:]))
+            out[(slice(None), slice(g * out_per_group, (g + 1) * out_per_group)) + window] += products
+    return out[(slice(None), slice(None)) + tuple(slice(p, n - p) for p, n in zip(padding, full))]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,kwargs", TRANSPOSED)
+@pytest.mark.parametrize("bias", [True, False])
+def test_transposed_within_float32_sums_rounded_once(x_shape, w_shape, kwargs, bias):
+    rng = np.random.default_rng(sum(w_shape))
+    x, w = _draw(rng, x_shape), _draw(rng, w_shape)
+    b = _draw(rng, (w_shape[1] * kwargs.get("groups", 1),)) if bias else None
+    plan = plan_conv_transpose3d("t", x, w, b, kwargs["stride"], kwargs.get("padding", 0),
+                                 kwargs.get("output_padding", 0), kwargs.get("groups", 1),
+                                 kwargs.get("dilation", 1))
+    batched = x if x.ndim == 5 else x[np.newaxis]
+    assert _route(plan, batched) == "tap-scatter"
+    out = conv_transpose3d(x, w, b, **kwargs)
+    wide_x, wide_w = batched.astype(np.float64), w.astype(np.float64)
+    expected = _transposed_reference(wide_x, wide_w, **kwargs)
+    magnitude = _transposed_reference(np.abs(wide_x), np.abs(wide_w), **kwargs)
+    if bias:
+        expected += b.astype(np.float64).reshape(-1, 1, 1, 1)
+        magnitude += np.abs(b.astype(np.float64)).reshape(-1, 1, 1, 1)
+    _assert_within_bound(out if x.ndim == 5 else out[np.newaxis], expected, magnitude,
+                         w_shape[0] // kwargs.get("groups", 1) + bias)
+
+
+def test_input_gradient_with_positions_no_tap_reads():
+    # A 1x1x1 kernel at stride 2: every other input position has a zero gradient.
+    rng = np.random.default_rng(7)
+    w, g = _draw(rng, (12, 6, 1, 1, 1)), _draw(rng, (2, 12, 4, 8, 8))
+    x_shape = (2, 6, 8, 16, 15)
+    plan = plan_input_grad("i", x_shape, w, g, 2, 0, 1, 1, "zeros")
+    assert _route(plan, g) == "tap-scatter"
+    out = conv3d_input(x_shape, w, g, stride=2)
+    # The input gradient is the transposed convolution by the same weight (C_out, C_in, K...).
+    wide_w, wide_g = w.astype(np.float64), g.astype(np.float64)
+    expected = _transposed_reference(wide_g, wide_w, 2, output_padding=(1, 1, 0))
+    magnitude = _transposed_reference(np.abs(wide_g), np.abs(wide_w), 2, output_padding=(1, 1, 0))
+    _assert_within_bound(out, expected, magnitude, 12)
+    assert not out[:, :, 1::2].astype(np.float32).any()
+
+
+@pytest.mark.parametrize("dtype,positions,expected", [
+    (BFLOAT16, TAP_SCATTER_MIN_POSITIONS, "tap-scatter"),
+    (BFLOAT16, TAP_SCATTER_MIN_POSITIONS // 2, "gemm-col2im"),
+    (np.float16, TAP_SCATTER_MIN_POSITIONS, "gemm-col2im"),
+    (np.float32, TAP_SCATTER_MIN_POSITIONS, "gemm-col2im"),
+])
+def test_where_the_route_is_taken(dtype, positions, expected):
+    x = np.zeros((1, 64, 8, 8, positions // 64), dtype)
+    w = np.zeros((64, 32, 2, 2, 2), dtype)
+    plan = plan_conv_transpose3d("t", x, w, None, 2, 0, 0, 1, 1)
+    assert _route(plan, x) == expected
+
+
+def test_nan_and_inf_reach_the_outputs_whose_taps_read_them():
+    rng = np.random.default_rng(8)
+    x, w, b = _draw(rng, (1, 8, 8, 8, 8)), _draw(rng, (8, 4, 2, 2, 2)), _draw(rng, (4,))
+    x[0, 1, 2, 3, 4], x[0, 5, 6, 0, 7] = np.inf, np.nan
+    w[1, 2, 0, 1, 0] = 0  # 0 * Inf is NaN
+    out = conv_transpose3d(x, w, b, stride=2).astype(np.float32)
+    expected = conv_transpose3d(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), stride=2)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(out[np.isinf(expected)], expected[np.isinf(expected)])
+    assert np.isnan(out).any() and np.isinf(out).any()
+
+
+def test_bitwise_for_one_and_two_threads():
+    rng = np.random.default_rng(9)
+    x, w, b = _draw(rng, (2, 16, 8, 8, 8)), _draw(rng, (16, 8, 2, 2, 2)), _draw(rng, (8,))
+    assert_bitwise_for_one_and_two_threads(lambda: conv_transpose3d(x, w, b, stride=2).view(np.uint16))
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_pointwise_weight_is_each_groups_matrix_transposed(groups):
+    weight = _draw(np.random.default_rng(10), (6 * groups, 5, 2, 1, 3))
+    taps = math.prod(weight.shape[2:])
+    result = tap_scatter.pointwise_weight(weight, groups)
+    assert result.shape == (groups * 5 * taps, 6, 1, 1, 1) and result.dtype == BFLOAT16
+    blocks = weight.reshape(groups, 6, 5 * taps)
+    np.testing.assert_array_equal(result.reshape(groups, 5 * taps, 6).view(np.uint16),
+                                  blocks.transpose(0, 2, 1).view(np.uint16))
