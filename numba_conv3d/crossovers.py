@@ -143,7 +143,11 @@ BFLOAT16_WIDENED_DEPTH_MAX_PLANE = 1600
 # laid side by side nearly do (R(2+1)D's temporal layers at 8x28x28 and 4x14x14, 784 and 196 columns,
 # 94-100%: 0.61-0.80x), where they fill 77-88% (2x7x7 laid side by side, 49 columns: 1.07-1.12x; 28- and
 # 56-wide planes: 1.11-1.29x; 4^3 and 8^3: 1.4-2.1x) and the channel-vectorized kernel takes them; 1x1x1
-# layers at unit stride over 64-83200 positions a sample 0.52-0.84x, over 1 position 0.94-1.23x.
+# layers at unit stride over 64-83200 positions a sample 0.52-0.84x, over 1 position 0.94-1.23x. Strided
+# 1x1x1 layers without pads run at unit stride on the positions they read, copied out first (2026-12-07,
+# Zen 4, same process, alternating, medians of 11; rows' time / the widened GEMM's): the downsampling
+# projections of 3-D ResNets (64-256 -> 128-512 at stride 2 and (1, 2, 2), 98-3136 positions, batch 1
+# and 2) 0.50-0.75, X3D-S's shortcuts (24-96 -> 24-192 at (1, 2, 2)) 0.53-0.72; 8 positions 0.94.
 # Against Winograd on widened operands: estimated gains 2.17-2.36 0.75-0.99x, 2.64-3.16 1.11-1.26x.
 BFLOAT16_ROWS_MIN_FILL = 0.9
 BFLOAT16_ROWS_MAX_WINOGRAD_GAIN = 2.5

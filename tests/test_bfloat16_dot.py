@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not bfloat16_dot.serves(plan_conv3d((1, 2, 3, 3,
                                 reason="this CPU has no AVX512-BF16 dot products (or no 512-bit vectors)")
 
 # Odd and even channel counts per group (a pair half zero), strides, dilation, groups, 1-wide and odd
-# extents, unbatched input, tall (8-wide) and wide (7-wide) tiles, rows merged.
+# extents, unbatched input, tall (8-wide) and wide (7-wide) tiles, rows merged, strided 1x1x1.
 SHAPES = (
     ((2, 5, 4, 7, 6), (16, 5, 3, 3, 3), {"padding": 1}),
     ((1, 6, 5, 8, 8), (18, 3, 3, 3, 3), {"padding": (1, 0, 1), "groups": 2, "stride": (1, 2, 1)}),
@@ -29,6 +29,8 @@ SHAPES = (
     ((2, 6, 3, 4, 10), (16, 6, 3, 1, 1), {"padding": (1, 0, 0)}),  # pointwise in (H, W): rows merged
     ((2, 6, 3, 4, 5), (16, 6, 1, 1, 1), {}),  # 1x1x1 on small planes: the volume as one row
     ((1, 8, 5, 3, 3), (12, 4, 1, 1, 1), {"groups": 2}),
+    ((2, 6, 5, 8, 9), (16, 6, 1, 1, 1), {"stride": (2, 2, 3)}),  # strided 1x1x1: the positions copied out
+    ((1, 8, 6, 7, 8), (20, 4, 1, 1, 1), {"stride": (1, 2, 2), "groups": 2}),
 )
 ALGORITHMS = ("bfloat16-dot", "bfloat16-rows")
 
@@ -160,7 +162,8 @@ def test_agrees_with_torch(algorithm):
     ((1, 32, 64, 64, 64), (3, 32, 1, 1, 1), {}, "gemm"),  # fewer than BLOCKED_MIN_CHANNELS
     ((1, 54, 1, 1, 1), (8, 54, 1, 1, 1), {}, "gemm"),  # one position
     ((1, 8, 1, 1, 1), (54, 8, 1, 1, 1), {}, "bfloat16-dot"),
-    ((1, 64, 4, 14, 14), (128, 64, 1, 1, 1), {"stride": 2}, "gemm"),
+    ((1, 64, 4, 14, 14), (128, 64, 1, 1, 1), {"stride": 2}, "bfloat16-rows"),  # 98 positions
+    ((1, 128, 4, 4, 4), (256, 128, 1, 1, 1), {"stride": 2}, "gemm"),  # 8 positions
 ])
 def test_where_the_planner_takes_it(input_shape, weight_shape, kwargs, expected):
     assert plan_conv3d(input_shape, weight_shape, dtype="bfloat16", **kwargs).algorithm == expected

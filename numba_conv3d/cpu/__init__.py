@@ -95,8 +95,9 @@ def _winograd(name, reason, module, prefers, serves=None, flips=False, operands=
 
 
 ALGORITHMS = (
-    Algorithm("bfloat16-rows", "bfloat16 operands, AVX512-BF16; 1x1x1 at unit stride without pads over >= "
-              f"{BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS} positions a sample, or >= "
+    Algorithm("bfloat16-rows", "bfloat16 operands, AVX512-BF16; 1x1x1 without pads over >= "
+              f"{BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS} output positions a sample (strided: at unit stride "
+              "on the positions it reads, copied out; 0.50-0.75x the widened GEMM), or >= "
               f"{BFLOAT16_DOT_MIN_OUT_CHANNELS} output channels per group on output rows (laid side by side "
               f"where pointwise in H and W) that fill >= {BFLOAT16_ROWS_MIN_FILL:.0%} of their vectors (16-, "
               "32-, 64-wide), not where the float32 plan takes FFT or Winograd with an estimated gain >= "

@@ -161,10 +161,29 @@ def volume_rows(size, kernel, stride, pads_none):
     return (depth // planes, 1, planes * plane) if planes * plane <= VOLUME_ROW_MAX_COLUMNS else size
 
 
+@njit(parallel=True, cache=True)
+def _subsampled(bits, stride, size):
+    """The positions ``bits[:, :, ::sd, ::sh, ::sw]`` of ``size`` (D, H, W) that a strided 1x1x1 kernel
+    without pads reads, C-contiguous: one (sample, channel, plane) per step."""
+    batch, channels = bits.shape[:2]
+    out = np.empty((batch, channels) + size, bits.dtype)
+    for unit in prange(batch * channels * size[0]):
+        n, c, d = unit // (channels * size[0]), unit // size[0] % channels, unit % size[0]
+        for h in range(size[1]):
+            source, target = bits[n, c, d * stride[0], h * stride[1]], out[n, c, d, h]
+            for w in range(size[2]):
+                target[w] = source[w * stride[2]]
+    return out
+
+
 def compute_rows(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
     """:func:`compute` by the channel-blocked kernel (``blocked.py``: vectors along output rows, blocks
     of ``BLOCK_CHANNELS`` output channels) on the same pairs, small planes of 1x1x1 convolutions side
-    by side (:func:`volume_rows`)."""
+    by side (:func:`volume_rows`). A strided 1x1x1 kernel without pads runs at unit stride on the
+    positions it reads, copied out first (:func:`_subsampled`): vectors of whole input rows, not of every
+    other element."""
+    if weight.shape[2:] == (1, 1, 1) and tuple(stride) != (1, 1, 1) and tuple(padded) == bits.shape[2:]:
+        bits, stride, padded = _subsampled(bits, tuple(stride), out.shape[2:]), (1, 1, 1), out.shape[2:]
     size = volume_rows(bits.shape[2:], weight.shape[2:], tuple(stride), tuple(padded) == bits.shape[2:])
     if size != bits.shape[2:]:
         bits, out, padded = bits.reshape(bits.shape[:2] + size), out.reshape(out.shape[:2] + size), size
@@ -191,6 +210,9 @@ def _paired_plan(plan, **changes):
 
 def rows_workspace_bytes(plan):
     """Scratch bytes one worker thread of :func:`compute_rows` holds: the channel-blocked kernel's for
-    the pairs as float32 channels, on the volume it runs (``plan`` with its rows merged)."""
+    the pairs as float32 channels, on the volume it runs (``plan`` with its rows merged; a strided
+    1x1x1 kernel without pads at unit stride on the positions it reads)."""
+    if plan.kernel_size == (1, 1, 1) and plan.pads == ((0, 0),) * 3:
+        plan = replace(plan, input_size=plan.output_size, stride=(1, 1, 1))
     size = volume_rows(plan.input_size, plan.kernel_size, plan.stride, plan.pads == ((0, 0),) * 3)
     return blocked.workspace_bytes(_paired_plan(plan, input_size=size))

@@ -230,8 +230,8 @@ def prefers_bfloat16_dot(plan):
 
 def prefers_bfloat16_rows(plan):
     """Whether the planner takes the bfloat16 dot products along output rows (``bfloat16-rows``, the
-    channel-blocked kernel on pairs) for a bfloat16 plan they serve: 1x1x1 layers at unit stride
-    without pads over at least ``BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS`` positions per sample, and
+    channel-blocked kernel on pairs) for a bfloat16 plan they serve: 1x1x1 layers without pads (at any
+    stride) over at least ``BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS`` output positions per sample, and
     layers with >= ``BFLOAT16_DOT_MIN_OUT_CHANNELS`` output channels per group whose output rows (laid
     side by side where ``ConvPlan.rows_merged`` lays them) fill at least ``BFLOAT16_ROWS_MIN_FILL`` of
     their vectors (rows of 16, 32 or 64 outputs, or long merged rows), unless the float32 plan takes
@@ -241,8 +241,7 @@ def prefers_bfloat16_rows(plan):
     if not _pairs_pay(plan, computed):
         return False
     if plan.kernel_size == (1, 1, 1):
-        return (plan.stride == (1, 1, 1) and plan.pads == ((0, 0),) * 3
-                and plan.out_per_group >= BLOCKED_MIN_CHANNELS
+        return (plan.pads == ((0, 0),) * 3 and plan.out_per_group >= BLOCKED_MIN_CHANNELS
                 and prod(plan.output_size) >= BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS)
     width = plan.rows_merged().output_size[2]
     if (plan.out_per_group < BFLOAT16_DOT_MIN_OUT_CHANNELS
