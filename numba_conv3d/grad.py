@@ -20,8 +20,8 @@ from .cuda.arrays import cuda_module
 from .dispatch import backend_of
 from .grad_planner import plan_input_grad, plan_weight_grad
 from .input_grad_routes import input_gradient
-from .planner import check_array
-from .precision import computed_in_float32, one_reduced_dtype
+from .planner import check_array, plan_in_compute_dtype
+from .precision import computed_in_float32, named_dtype, narrow, one_reduced_dtype, widen
 
 
 def gradient_backend(op, lead_name, lead, **others):
@@ -170,7 +170,7 @@ def conv3d_bias(grad_output):
     return _bias_gradient(op, grad_output, backend)
 
 
-@computed_in_float32
+@one_reduced_dtype
 def conv3d_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, groups=1,
                     padding_mode="zeros", bias=True):
     """All the gradients of one :func:`numba_conv3d.conv3d` call, validated once.
@@ -201,5 +201,15 @@ def conv3d_backward(input, weight, grad_output, stride=1, padding=0, dilation=1,
     plan = plan_input_grad(op, tuple(input.shape), weight, grad_output, stride, padding, dilation, groups,
                            padding_mode, backend.NAME)
     return (input_gradient(op, plan, grad_output, weight, True, backend),
-            _weight_gradient(op, plan, input, grad_output, backend),
-            _bias_gradient(op, grad_output, backend) if bias else None)
+            *_parameter_gradients(op, plan, input, grad_output, backend, bias))
+
+
+def _parameter_gradients(op, plan, input, grad, backend, bias):
+    """The weight's gradient and (where ``bias``) the bias's, or None; float16 and bfloat16 operands are
+    widened and each result rounded once (the input gradient, by ``input_gradient``, takes them as
+    they are where a route pays)."""
+    if plan.dtype != plan.compute_dtype:
+        wide = _parameter_gradients(op, plan_in_compute_dtype(plan), widen(input), widen(grad), backend, bias)
+        return narrow(wide, named_dtype(plan.dtype), input)
+    return (_weight_gradient(op, plan, input, grad, backend),
+            _bias_gradient(op, grad, backend) if bias else None)

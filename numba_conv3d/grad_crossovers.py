@@ -62,6 +62,7 @@ COL2IM_MIN_OUT_CHANNELS = 64
 # (1, 2, 2) (441 rows) 1.67: those stay on stride phases.
 COL2IM_FEW_OUT_CHANNELS = 4
 COL2IM_ONE_TAP_MAX_COLUMN_ROWS = 512
+COL2IM_MAX_COLUMN_ROWS = 108
 
 # bfloat16 input gradients (and transposed convolutions) whose taps do not overlap (2x2x2 at stride 2, the
 # up-convolutions of U-Nets and V-Nets) run as one pointwise convolution, by the bfloat16 dot products, of
@@ -74,7 +75,6 @@ COL2IM_ONE_TAP_MAX_COLUMN_ROWS = 512
 # -> 64 and 256 -> 64 at 4x8x8 (256) 1.03-1.05, 256 -> 128 at 2x4x4 (32-64) 0.99-1.29, 512 -> 256 at 4^3
 # 1.77. float16 (widened for its pointwise convolution) 0.96-1.34: it stays on the float32 routes.
 TAP_SCATTER_MIN_POSITIONS = 512
-COL2IM_MAX_COLUMN_ROWS = 108
 
 # Strided input gradients whose strides multiply to at most this run on the GPU as unit-stride
 # correlations of the output gradient with zeros inserted (that many times the multiply-adds, on the

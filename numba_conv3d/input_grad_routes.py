@@ -10,8 +10,7 @@ import numpy as np
 
 from . import cuda_config, grad_crossovers
 from .api import run_plan
-from .cpu import bfloat16_dot
-from .planner import plan_conv3d
+from .planner import plan_conv3d, plan_in_compute_dtype
 from .precision import named_dtype, narrow, widen
 from .stride_phases import one_tap_per_phase, phases
 
@@ -162,26 +161,40 @@ def _by_col2im(plan, grad, weight, conjugate, backend, bias):
     return result
 
 
+# The rows whose pointwise convolution makes the tap-scatter route pay: the bfloat16 dot products.
+_DOT_PRODUCT_ROWS = ("bfloat16-rows", "bfloat16-dot")
+
+
+def _pointwise_plan(plan, grad_shape, bias):
+    """The plan of the pointwise convolution of an output gradient of ``grad_shape`` that gives each
+    (input channel, tap) of ``plan``'s input gradient, with a bias where ``bias``."""
+    weight_shape = (plan.in_channels * math.prod(plan.kernel_size), plan.out_per_group, 1, 1, 1)
+    return plan_conv3d(grad_shape, weight_shape, bias=bias, groups=plan.groups, dtype=plan.dtype,
+                       backend=plan.backend, op="input gradient")
+
+
 def _tap_scatter_applies(plan, grad):
     """Whether the input gradient is one pointwise convolution and a scatter (``cpu/tap_scatter.py``):
-    bfloat16 NumPy operands whose pointwise convolution takes the bfloat16 dot products, over at least
-    ``grad_crossovers.TAP_SCATTER_MIN_POSITIONS`` positions of the output gradient, zero pads, a stride
-    whose phases each meet at most one kernel tap (``stride_phases.one_tap_per_phase``)."""
-    return (plan.backend == "cpu" and bfloat16_dot.serves(plan) and plan.padding_mode == "zeros"
+    bfloat16 NumPy operands, zero pads, a stride whose phases each meet at most one kernel tap
+    (``stride_phases.one_tap_per_phase``), at least ``grad_crossovers.TAP_SCATTER_MIN_POSITIONS``
+    positions of the output gradient, and a pointwise convolution the bfloat16 dot products take."""
+    return (plan.backend == "cpu" and plan.dtype == "bfloat16" and plan.padding_mode == "zeros"
             and plan.stride != (1, 1, 1) and one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)
-            and plan.batch * math.prod(grad.shape[-3:]) >= grad_crossovers.TAP_SCATTER_MIN_POSITIONS)
+            and plan.batch * math.prod(grad.shape[-3:]) >= grad_crossovers.TAP_SCATTER_MIN_POSITIONS
+            and _pointwise_plan(plan, tuple(grad.shape), False).algorithm in _DOT_PRODUCT_ROWS)
 
 
 def _by_tap_scatter(plan, grad, weight, conjugate, backend, bias):
     """The output gradient times the weight transposed to one output channel per (input channel, tap),
     by the forward planner's pointwise kernel, plus the bias per tap, each sum rounded once; then each
-    placed where its tap reads, the bias (or zero) where no tap does."""
-    pointwise = backend.pointwise_weight(weight, plan.groups)
-    taps = math.prod(plan.kernel_size)
-    columns_plan = plan_conv3d(grad.shape, pointwise.shape, bias=bias is not None, groups=plan.groups,
-                               dtype=plan.dtype, backend=backend.NAME, op="input gradient")
-    columns = run_plan(columns_plan, grad, pointwise, None if bias is None else np.repeat(bias, taps))
-    fill = np.zeros(plan.in_channels, columns.dtype) if bias is None else np.ascontiguousarray(bias)
+    placed where its tap reads, the bias (+0 for a -0 bias, as 0 + bias gives; zero without one) where
+    no tap does."""
+    columns = run_plan(_pointwise_plan(plan, tuple(grad.shape), bias is not None), grad,
+                       backend.pointwise_weight(weight, plan.groups),
+                       None if bias is None else np.repeat(bias, math.prod(plan.kernel_size)))
+    fill = np.zeros(plan.in_channels, columns.dtype)
+    if bias is not None:
+        fill = (bias.astype(np.float32) + np.float32(0)).astype(columns.dtype)
     return backend.scatter(plan, columns, fill)
 
 
@@ -205,14 +218,6 @@ INPUT_GRAD_ALGORITHMS = (
 )
 
 
-def _computed_plan(plan):
-    """``plan`` made for float32 operands, its algorithm chosen for them (the routes look at it)."""
-    return plan_conv3d(plan.input_shape, plan.weight_shape, bias=plan.has_bias, stride=plan.stride,
-                       dilation=plan.dilation, groups=plan.groups, padding_mode=plan.padding_mode,
-                       dtype=plan.compute_dtype, backend=plan.backend, pads=plan.pads,
-                       allow_tf32=plan.allow_tf32, op="input gradient")
-
-
 def input_gradient(op, plan, grad, weight, conjugate, backend, bias=None):
     """Gradient of ``plan``'s input, given ``grad`` (of the caller's rank) for its output.
 
@@ -230,8 +235,9 @@ def input_gradient(op, plan, grad, weight, conjugate, backend, bias=None):
         A new C-contiguous array of ``plan.input_shape``, where ``grad`` lives, of its kind.
     """
     if plan.dtype != plan.compute_dtype and not (plan.batch and _tap_scatter_applies(plan, grad)):
-        return narrow(input_gradient(op, _computed_plan(plan), widen(grad), widen(weight), conjugate, backend,
-                                     widen(bias)), named_dtype(plan.dtype), grad)
+        wide = input_gradient(op, plan_in_compute_dtype(plan), widen(grad), widen(weight), conjugate, backend,
+                              widen(bias))
+        return narrow(wide, named_dtype(plan.dtype), grad)
     weight = backend.operand(op, "weight", weight)
     bias = None if bias is None else backend.operand(op, "bias", bias)
     if plan.batch == 0:

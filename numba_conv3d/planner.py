@@ -248,6 +248,15 @@ def plan_conv3d(input_shape, weight_shape, *, bias=True, stride=1, padding=0, di
     return _choose_algorithm(op, plan, algorithm)
 
 
+def plan_in_compute_dtype(plan):
+    """``plan`` made again for its compute dtype (float32 for float16 and bfloat16): the algorithm
+    chosen for float32 operands, where :meth:`ConvPlan.computed` keeps the reduced dtype's."""
+    return plan_conv3d(plan.input_shape, plan.weight_shape, bias=plan.has_bias, stride=plan.stride,
+                       dilation=plan.dilation, groups=plan.groups, padding_mode=plan.padding_mode,
+                       dtype=plan.compute_dtype, backend=plan.backend, pads=plan.pads,
+                       allow_tf32=plan.allow_tf32)
+
+
 def _check_bias(op, bias, w_shape):
     if bias is None or bias is False:
         return False

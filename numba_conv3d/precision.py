@@ -3,8 +3,10 @@
 torch's CPU convolution and cuDNN take float16 and bfloat16 operands, sum their products in float32,
 add the bias in float32 and round each result once to the operands' dtype (to nearest, ties to even).
 This module gives every front the same: operands are widened to float32 (exactly: each half-precision
-value is a float32 value), the float32 engine computes, and the result is rounded once. bfloat16 is
-``ml_dtypes.bfloat16``, the NumPy dtype JAX and others use.
+value is a float32 value), the float32 engine computes, and the result is rounded once; or, on the CPU
+routes that read bfloat16 as stored (its dot products, Winograd's bits, the transposed scatter), each
+float32 sum is rounded once as it is stored. bfloat16 is ``ml_dtypes.bfloat16``, the NumPy dtype JAX
+and others use.
 """
 import functools
 import inspect

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from checks import BFLOAT16, assert_bitwise_for_one_and_two_threads
-from numba_conv3d import conv3d_input, conv_transpose3d
+from numba_conv3d import conv3d_backward, conv3d_input, conv3d_weight, conv_transpose3d
 from numba_conv3d.cpu import bfloat16_dot, tap_scatter
 from numba_conv3d.grad_crossovers import TAP_SCATTER_MIN_POSITIONS
 from numba_conv3d.grad_planner import plan_conv_transpose3d, plan_input_grad
@@ -122,6 +122,33 @@ def test_where_the_route_is_taken(dtype, positions, expected):
     w = np.zeros((64, 32, 2, 2, 2), dtype)
     plan = plan_conv_transpose3d("t", x, w, None, 2, 0, 0, 1, 1)
     assert _route(plan, x) == expected
+
+
+def test_not_where_the_pointwise_convolution_takes_no_dot_products():
+    # One output-gradient channel per group: no pairs to fill, the pointwise convolution is widened.
+    x, w = np.zeros((1, 4, 8, 8, 8), BFLOAT16), np.zeros((4, 1, 2, 2, 2), BFLOAT16)
+    plan = plan_conv_transpose3d("t", x, w, None, 2, 0, 0, 4, 1)
+    assert _route(plan, x) != "tap-scatter"
+
+
+def test_a_negative_zero_bias_gives_positive_zeros_where_no_tap_reads():
+    # 0 + (-0) is +0, as torch's col2im and bias give.
+    x, w = np.ones((1, 8, 8, 8, 8), BFLOAT16), np.ones((8, 4, 1, 1, 1), BFLOAT16)
+    out = conv_transpose3d(x, w, np.full(4, -0.0, BFLOAT16), stride=2, output_padding=1)
+    assert (out.view(np.uint16)[:, :, 1::2] == 0).all()
+
+
+def test_conv3d_backward_gives_conv3d_inputs_gradient():
+    rng = np.random.default_rng(11)
+    x, w, g = _draw(rng, (1, 16, 16, 16, 16)), _draw(rng, (24, 16, 2, 2, 2)), _draw(rng, (1, 24, 8, 8, 8))
+    grad_input, grad_weight, grad_bias = conv3d_backward(x, w, g, stride=2)
+    expected_input = conv3d_input(x.shape, w, g, stride=2)
+    np.testing.assert_array_equal(grad_input.view(np.uint16), expected_input.view(np.uint16))
+    # The weight's gradient stays the float32 one rounded once.
+    wide_x, wide_g = x.astype(np.float32), g.astype(np.float32)
+    expected_weight = conv3d_weight(wide_x, w.shape, wide_g, stride=2).astype(BFLOAT16)
+    np.testing.assert_array_equal(grad_weight.view(np.uint16), expected_weight.view(np.uint16))
+    assert grad_bias.dtype == BFLOAT16
 
 
 def test_nan_and_inf_reach_the_outputs_whose_taps_read_them():

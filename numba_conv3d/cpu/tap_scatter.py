@@ -18,17 +18,25 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from . import packed_weights
+
 
 def pointwise_weight(weight, groups):
     """The pointwise weight (C_in * taps, C_out / groups, 1, 1, 1) of ``weight`` (C_out, C_in / groups,
     KD, KH, KW): output channel ``(c, tap)`` of group g holds ``weight[g * C_out / g + o, c, tap]`` for
-    input channel o of the output gradient."""
+    input channel o of the output gradient. Kept between calls while the weight's bytes stay the same
+    (``packed_weights``): one array per weight, whose own packing the dot products keep in turn."""
+    return packed_weights.packed(np.ascontiguousarray(weight), (groups,), _transposed)[0]
+
+
+def _transposed(weight, groups):
+    """(:func:`pointwise_weight` of ``weight``,)."""
     out_channels, in_per_group = weight.shape[:2]
     taps = math.prod(weight.shape[2:])
     result = np.empty((groups * in_per_group * taps, out_channels // groups, 1, 1, 1), weight.dtype)
-    _transpose_groups(_as_read(np.ascontiguousarray(weight)).reshape(out_channels, in_per_group * taps),
-                      groups, _as_read(result).reshape(result.shape[:2]))
-    return result
+    _transpose_groups(_as_read(weight).reshape(out_channels, in_per_group * taps), groups,
+                      _as_read(result).reshape(result.shape[:2]))
+    return (result,)
 
 
 # Columns of the weight matrix a step of ``_transpose_groups`` moves: each row's run of them is a cache
