@@ -67,14 +67,15 @@ COL2IM_MAX_COLUMN_ROWS = 108
 # bfloat16 input gradients (and transposed convolutions) whose taps do not overlap (2x2x2 at stride 2, the
 # up-convolutions of U-Nets and V-Nets) run as one pointwise convolution, by the bfloat16 dot products, of
 # the output gradient over at least TAP_SCATTER_MIN_POSITIONS positions (batch included), then a scatter
-# (``cpu/tap_scatter.py``). Measured on 2-core Zen 4 (same process, alternating, medians of 11; its time
-# / the float32 routes' on widened operands, bitwise the same errors against float64): 2x2x2 at stride 2
-# from 16-128 channels at 8x16x16 to 32^3 0.40-0.69, 1x2x2 at (1, 2, 2) 64 -> 64 at 8x16x16 0.69, 96 ->
-# 48 at 16^3 0.65, 64 -> 32 and 256 -> 256 at 8^3 (512 positions) 0.91-0.96, 256 -> 64 at 2x4x8x8 0.95;
-# over fewer positions, where transposing the weight and the dot products' few columns cost more, 128
-# -> 64 and 256 -> 64 at 4x8x8 (256) 1.03-1.05, 256 -> 128 at 2x4x4 (32-64) 0.99-1.29, 512 -> 256 at 4^3
-# 1.77. float16 (widened for its pointwise convolution) 0.96-1.34: it stays on the float32 routes.
-TAP_SCATTER_MIN_POSITIONS = 512
+# (``cpu/tap_scatter.py``). Measured on 2-core Zen 4 (same process, alternating, medians of 11-15; its
+# time / the float32 routes' on widened operands): 2x2x2 at stride 2 from 16-128 channels at 8x16x16 to
+# 32^3 0.40-0.69, 1x2x2 at (1, 2, 2) 64 -> 64 at 8x16x16 0.69, 96 -> 48 at 16^3 0.65. Over 32-512
+# positions, with the transposed weight made anew each call, 0.91-1.77; kept between calls (as a
+# network's layer runs): 64-256 positions (128-512 -> 64-256 channels at 4^3 to 4x8x8, batch 1 and 2)
+# 0.52-0.89 in two rounds, one 1.05 then 0.79; 256 -> 256 at 8^3 0.96-1.05; 32 positions (256 -> 128 at
+# 2x4x4) 0.95-0.99, which stays on col2im. float16 (widened for its pointwise convolution) 0.96-1.34 at
+# 512-32768 positions: it stays on the float32 routes.
+TAP_SCATTER_MIN_POSITIONS = 64
 
 # Strided input gradients whose strides multiply to at most this run on the GPU as unit-stride
 # correlations of the output gradient with zeros inserted (that many times the multiply-adds, on the
