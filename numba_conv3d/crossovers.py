@@ -157,6 +157,14 @@ BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS = 64
 # 0.69-0.91, 14x14 0.90, 10x10 0.85-1.0, at batch 2 1.0 (one row left the tasks only output channels to
 # split, each gathering the whole input: 2 threads as fast as 1); 5x5 2.46 (stays merged).
 BFLOAT16_ROWS_MERGE_BELOW = 64
+# So do planes of up to BFLOAT16_ROWS_MERGE_MANY_CHANNELS_UP_TO positions for at least
+# BFLOAT16_ROWS_MERGE_MIN_OUT_CHANNELS output channels per group, which leave the tasks enough channel
+# blocks to split while a row per plane fills its blocks of 3 vectors poorly (8x8: 4 vectors, two blocks;
+# 2026-12-07, same process, medians of 15; one row's time / a row per plane): 8x8 planes for 256-2048
+# output channels 0.71-0.90 (the pointwise convolutions of bfloat16 transposed 2x2x2 layers), 10x10 for
+# 512 0.78; 128 output channels at 8x8 1.02-1.04, 216 at 10x10 1.03, 256 at 14x14 1.04, 512 at 16x16 0.97.
+BFLOAT16_ROWS_MERGE_MANY_CHANNELS_UP_TO = 128
+BFLOAT16_ROWS_MERGE_MIN_OUT_CHANNELS = 256
 
 # Kernels of at most GEMM_FEW_TAPS taps (R(2+1)D's 3x1x1 temporal layers) give the register-blocked
 # kernels little reuse of each gathered input: GEMM from GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL positions

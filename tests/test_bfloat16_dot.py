@@ -29,6 +29,7 @@ SHAPES = (
     ((2, 6, 3, 4, 10), (16, 6, 3, 1, 1), {"padding": (1, 0, 0)}),  # pointwise in (H, W): rows merged
     ((2, 6, 3, 4, 5), (16, 6, 1, 1, 1), {}),  # 1x1x1 on small planes: the volume as one row
     ((1, 8, 5, 3, 3), (12, 4, 1, 1, 1), {"groups": 2}),
+    ((1, 8, 3, 8, 8), (256, 8, 1, 1, 1), {}),  # 8x8 planes for many output channels: one row
     ((2, 6, 5, 8, 9), (16, 6, 1, 1, 1), {"stride": (2, 2, 3)}),  # strided 1x1x1: the positions copied out
     ((1, 8, 6, 7, 8), (20, 4, 1, 1, 1), {"stride": (1, 2, 2), "groups": 2}),
 )
@@ -66,19 +67,23 @@ def test_rows_and_channel_vectors_sum_alike(x_shape, w_shape, kwargs, mode):
                                     for algorithm in ALGORITHMS))
 
 
-@pytest.mark.parametrize("size,kernel,stride,pads_none,expected", [
-    ((3, 4, 5), (1, 1, 1), (1, 1, 1), True, (1, 1, 60)),  # 20-position planes: all 3 in one row
-    ((26, 5, 5), (1, 1, 1), (1, 1, 1), True, (1, 1, 650)),  # no divisor of 26 reaches 1024 columns first
-    ((64, 7, 7), (1, 1, 1), (1, 1, 1), True, (2, 1, 1568)),
-    ((499, 5, 5), (1, 1, 1), (1, 1, 1), True, (499, 5, 5)),  # one row would pass the longest
-    ((13, 1, 100), (1, 1, 1), (1, 1, 1), True, (13, 1, 100)),  # planes of 100 positions stay apart
-    ((8, 1, 1024), (1, 1, 1), (1, 1, 1), True, (8, 1, 1024)),  # long rows already
-    ((3, 4, 5), (1, 1, 1), (1, 1, 1), False, (3, 4, 5)),
-    ((3, 4, 5), (3, 1, 1), (1, 1, 1), True, (3, 4, 5)),
-    ((3, 4, 5), (1, 1, 1), (2, 1, 1), True, (3, 4, 5)),
+@pytest.mark.parametrize("size,kernel,stride,pads_none,out_per_group,expected", [
+    ((3, 4, 5), (1, 1, 1), (1, 1, 1), True, 16, (1, 1, 60)),  # 20-position planes: all 3 in one row
+    ((26, 5, 5), (1, 1, 1), (1, 1, 1), True, 16, (1, 1, 650)),  # no divisor of 26 reaches 1024 columns first
+    ((64, 7, 7), (1, 1, 1), (1, 1, 1), True, 16, (2, 1, 1568)),
+    ((499, 5, 5), (1, 1, 1), (1, 1, 1), True, 16, (499, 5, 5)),  # one row would pass the longest
+    ((13, 1, 100), (1, 1, 1), (1, 1, 1), True, 16, (13, 1, 100)),  # planes of 100 positions stay apart
+    ((13, 1, 100), (1, 1, 1), (1, 1, 1), True, 256, (1, 1, 1300)),  # ... but for many output channels
+    ((8, 8, 8), (1, 1, 1), (1, 1, 1), True, 255, (8, 8, 8)),
+    ((8, 8, 8), (1, 1, 1), (1, 1, 1), True, 2048, (1, 1, 512)),
+    ((8, 12, 12), (1, 1, 1), (1, 1, 1), True, 2048, (8, 12, 12)),  # 144-position planes stay apart
+    ((8, 1, 1024), (1, 1, 1), (1, 1, 1), True, 16, (8, 1, 1024)),  # long rows already
+    ((3, 4, 5), (1, 1, 1), (1, 1, 1), False, 16, (3, 4, 5)),
+    ((3, 4, 5), (3, 1, 1), (1, 1, 1), True, 16, (3, 4, 5)),
+    ((3, 4, 5), (1, 1, 1), (2, 1, 1), True, 16, (3, 4, 5)),
 ])
-def test_volume_rows(size, kernel, stride, pads_none, expected):
-    assert bfloat16_dot.volume_rows(size, kernel, stride, pads_none) == expected
+def test_volume_rows(size, kernel, stride, pads_none, out_per_group, expected):
+    assert bfloat16_dot.volume_rows(size, kernel, stride, pads_none, out_per_group) == expected
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

@@ -23,7 +23,8 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from ..config import BLOCK_CHANNELS, MERGED_ROW_COLUMNS, VECTOR_BYTES
-from ..crossovers import BFLOAT16_ROWS_MERGE_BELOW
+from ..crossovers import (BFLOAT16_ROWS_MERGE_BELOW, BFLOAT16_ROWS_MERGE_MANY_CHANNELS_UP_TO,
+                          BFLOAT16_ROWS_MERGE_MIN_OUT_CHANNELS)
 from ..environment import has_bfloat16_dot
 from ..shape_rules import ceil_div, row_merge
 from . import blocked, packed_weights
@@ -146,16 +147,20 @@ def _paired(bits, weight, bias, has_bias, groups, channels):
     return x, packed, pack_bias(bias, has_bias, groups, weight.shape[0] // groups, channels), finite
 
 
-def volume_rows(size, kernel, stride, pads_none):
+def volume_rows(size, kernel, stride, pads_none, out_per_group):
     """The (D, H, W) that :func:`compute_rows` runs a 1x1x1 convolution at unit stride without pads
     of ``size`` (as ``ConvPlan.rows_merged`` lays its rows) on: where a plane holds fewer than
-    ``BFLOAT16_ROWS_MERGE_BELOW`` positions, ``m`` planes side by side as one row
-    (``shape_rules.row_merge`` towards ``MERGED_ROW_COLUMNS``), at most ``VOLUME_ROW_MAX_COLUMNS`` long
-    (each plane of 5x5 outputs would end in a partly filled block); else ``size`` (larger planes fill
-    their vectors, and a row per plane lets the tasks split the planes rather than all gather them)."""
+    ``BFLOAT16_ROWS_MERGE_BELOW`` positions, or at most ``BFLOAT16_ROWS_MERGE_MANY_CHANNELS_UP_TO`` for
+    at least ``BFLOAT16_ROWS_MERGE_MIN_OUT_CHANNELS`` output channels per group, ``m`` planes side by
+    side as one row (``shape_rules.row_merge`` towards ``MERGED_ROW_COLUMNS``), at most
+    ``VOLUME_ROW_MAX_COLUMNS`` long (each plane of 5x5 outputs would end in a partly filled block);
+    else ``size`` (larger planes fill their vectors, and a row per plane lets the tasks split the planes
+    rather than all gather them)."""
     depth, height, width = size
     plane = height * width
-    if kernel != (1, 1, 1) or stride != (1, 1, 1) or not pads_none or plane >= BFLOAT16_ROWS_MERGE_BELOW:
+    merges = plane < BFLOAT16_ROWS_MERGE_BELOW or (plane <= BFLOAT16_ROWS_MERGE_MANY_CHANNELS_UP_TO and
+                                                    out_per_group >= BFLOAT16_ROWS_MERGE_MIN_OUT_CHANNELS)
+    if kernel != (1, 1, 1) or stride != (1, 1, 1) or not pads_none or not merges:
         return size
     planes = row_merge(depth, plane, MERGED_ROW_COLUMNS)
     return (depth // planes, 1, planes * plane) if planes * plane <= VOLUME_ROW_MAX_COLUMNS else size
@@ -184,7 +189,8 @@ def compute_rows(bits, weight, bias, has_bias, out, stride, dilation, pad_front,
     other element."""
     if weight.shape[2:] == (1, 1, 1) and tuple(stride) != (1, 1, 1) and tuple(padded) == bits.shape[2:]:
         bits, stride, padded = _subsampled(bits, tuple(stride), out.shape[2:]), (1, 1, 1), out.shape[2:]
-    size = volume_rows(bits.shape[2:], weight.shape[2:], tuple(stride), tuple(padded) == bits.shape[2:])
+    size = volume_rows(bits.shape[2:], weight.shape[2:], tuple(stride), tuple(padded) == bits.shape[2:],
+                       weight.shape[0] // groups)
     if size != bits.shape[2:]:
         bits, out, padded = bits.reshape(bits.shape[:2] + size), out.reshape(out.shape[:2] + size), size
     x, packed, packed_bias, finite = _paired(bits, weight, bias, has_bias, groups, BLOCK_CHANNELS)
@@ -214,5 +220,6 @@ def rows_workspace_bytes(plan):
     1x1x1 kernel without pads at unit stride on the positions it reads)."""
     if plan.kernel_size == (1, 1, 1) and plan.pads == ((0, 0),) * 3:
         plan = replace(plan, input_size=plan.output_size, stride=(1, 1, 1))
-    size = volume_rows(plan.input_size, plan.kernel_size, plan.stride, plan.pads == ((0, 0),) * 3)
+    size = volume_rows(plan.input_size, plan.kernel_size, plan.stride, plan.pads == ((0, 0),) * 3,
+                       plan.out_per_group)
     return blocked.workspace_bytes(_paired_plan(plan, input_size=size))
