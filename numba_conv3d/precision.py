@@ -61,12 +61,14 @@ def is_reduced(array):
 def widen(array):
     """A C-contiguous float32 copy of a reduced-precision ``array`` (exact; a CUDA array's copy is a
     Numba device array); anything else unchanged."""
-    if not is_reduced(array):
-        return array
-    if isinstance(array, np.ndarray):
+    if isinstance(array, np.ndarray):  # first: the CUDA check costs more than a tiny call's widening
+        if array.dtype.name not in REDUCED_DTYPES:
+            return array
         from .cpu.half_precision import widen as widened
 
         return widened(array)
+    if not is_reduced(array):
+        return array
     from .cuda.widened import widened_array
 
     return widened_array(array)

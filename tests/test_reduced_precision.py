@@ -146,11 +146,13 @@ def test_nonfinite_and_overflow_as_float32_rounded(dtype):
     assert np.isinf(out[0, :, 2, 3, 3].astype(np.float32)).any()
 
 
+# Sizes converted by the parallel loops and by the casts (``half_precision._CAST_MAX_ELEMENTS``).
+@pytest.mark.parametrize("size", [20000, 1000])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_conversions_are_numpys_casts(dtype):
+def test_conversions_are_numpys_casts(dtype, size):
     rng = np.random.default_rng(5)
     with np.errstate(all="ignore"):
-        values = (rng.standard_normal(20000) * 10.0 ** rng.integers(-45, 39, 20000)).astype(np.float32)
+        values = (rng.standard_normal(size) * 10.0 ** rng.integers(-45, 39, size)).astype(np.float32)
         values = np.concatenate([values, np.array([np.inf, -np.inf, 0.0, -0.0, 65504, 65519.99, 65520,
                                                    3.4e38, 1e-45, -1e-40, 1 + 3 * 2 ** -9], np.float32)])
         expected = values.astype(dtype)
