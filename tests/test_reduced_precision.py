@@ -162,6 +162,16 @@ def test_conversions_are_numpys_casts(dtype, size):
     assert np.isnan(nan).all() and np.signbit(nan).tolist() == [False, True]
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_conversions_give_the_same_bits_whatever_the_size(dtype):
+    # Signaling and quiet NaNs of both signs, and a 0-d array keeping its shape.
+    nans = np.array([0x7F800001, 0xFF800001, 0x7FC00000, 0xFFC00001], np.uint32).view(np.float32)
+    small, large = narrow(nans, dtype), narrow(np.tile(nans, 1000), dtype)
+    np.testing.assert_array_equal(small.view(np.uint16), large.view(np.uint16)[:4])
+    np.testing.assert_array_equal(widen(small).view(np.uint32), widen(large).view(np.uint32)[:4])
+    assert narrow(np.array(1.5, np.float32), dtype).shape == widen(np.array(1.5, dtype)).shape == ()
+
+
 def test_rounds_to_nearest_even():
     # 1 + 3 * 2**-8 lies halfway between the bfloat16 values 1 + 2**-7 and 1 + 2 * 2**-7: ties to even.
     x = np.ones((1, 1, 1, 1, 1), BFLOAT16)
