@@ -178,3 +178,24 @@ def test_pointwise_weight_is_each_groups_matrix_transposed(groups):
     blocks = weight.reshape(groups, 6, 5 * taps)
     np.testing.assert_array_equal(result.reshape(groups, 5 * taps, 6).view(np.uint16),
                                   blocks.transpose(0, 2, 1).view(np.uint16))
+
+
+@pytest.mark.parametrize("stride,dilation", [(2, 1), (2, 3), (3, 1), (3, 2), (4, 3), (1, 1)])
+def test_each_position_maps_to_the_tap_and_output_that_read_it(stride, dilation):
+    # Plainly: padded position start + p is read by tap k of output o where start + p = o * stride + k *
+    # dilation, 0 <= o < grad_extent (one such (k, o) at most when taps never share a phase).
+    for kernel in range(1, stride // math.gcd(stride, dilation) + 1):
+        for start, length, extent in [(0, 9, 4), (1, 12, 6), (3, 7, 2), (2, 13, 9)]:
+            expected = {}
+            for p in range(length):
+                for k in range(kernel):
+                    reach = start + p - k * dilation
+                    if reach % stride == 0 and 0 <= reach // stride < extent:
+                        expected[p] = (k, reach // stride)
+            taps, sources = tap_scatter._sources(start, length, kernel, stride, dilation, extent)
+            assert {p: (taps[p], sources[p]) for p in range(length) if taps[p] >= 0} == expected
+            runs, gaps = tap_scatter._runs(start, length, kernel, stride, dilation, extent)
+            reached = {q * stride + runs[k, 2]: (k, q)
+                       for k in range(kernel) for q in range(runs[k, 0], runs[k, 1])}
+            assert reached == expected and gaps == (len(expected) < length)
+

@@ -6,8 +6,8 @@ gradient is a single dot product over the output channels.
 One pointwise (1x1x1) convolution of the output gradient computes all of them at once, with one output
 channel per (input channel, tap): its weight is the convolution's weight transposed to (C_in * taps,
 C_out / groups), and a transposed convolution's bias is added per tap, so that every sum is finished
-(and, for float16 and bfloat16 results, rounded once) before it is placed. The forward planner picks the
-pointwise kernel (GEMM on the output gradient as it lies, or the bfloat16 dot products). A scatter then
+(for bfloat16, rounded once) before it is placed. The forward planner picks the pointwise kernel (the
+route is taken where that is the bfloat16 dot products, ``input_grad_routes``). A scatter then
 moves each sum to the input position its tap reads; positions no tap reads get the bias (zero without
 one). Against the matrix product and col2im, which adds the columns into a zeroed padded gradient, crops
 it and adds the bias, this writes the result once.
@@ -18,6 +18,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..stride_phases import phases
 from . import packed_weights
 
 
@@ -59,6 +60,21 @@ def _transpose_groups(matrix, groups, out):
                 out[g * columns + r, o] = source[r]
 
 
+def _one_tap_phases(start, length, kernel, stride, dilation, grad_extent):
+    """Along one dimension, each stride phase's tap and the output positions that reach it
+    (``stride_phases.phases``, at most one tap each): (tap, first position of the phase, first output
+    position, how many) per phase some output reads."""
+    found = []
+    for phase in phases(start, length, kernel, stride, dilation, grad_extent):
+        if phase.taps:
+            first = -phase.pads[0]  # the output position the phase's first element reads from
+            skipped = max(0, -first)
+            count = min(phase.size, grad_extent - first) - skipped
+            if count > 0:
+                found.append((phase.taps[0], phase.offset + skipped * stride, first + skipped, count))
+    return found
+
+
 @functools.lru_cache(maxsize=256)
 def _sources(start, length, kernel, stride, dilation, grad_extent):
     """Along D or H, for each of the input positions ``[start, start + length)`` of the padded input:
@@ -66,28 +82,23 @@ def _sources(start, length, kernel, stride, dilation, grad_extent):
     where none does)."""
     taps = np.full(length, -1, np.int64)
     sources = np.full(length, -1, np.int64)
-    for p in range(length):
-        for k in range(kernel):
-            reach = start + p - k * dilation
-            if reach % stride == 0 and 0 <= reach // stride < grad_extent:
-                taps[p], sources[p] = k, reach // stride
+    for tap, position, source, count in _one_tap_phases(start, length, kernel, stride, dilation, grad_extent):
+        taps[position:position + count * stride:stride] = tap
+        sources[position:position + count * stride:stride] = np.arange(source, source + count)
     return taps, sources
 
 
 @functools.lru_cache(maxsize=256)
 def _runs(start, length, kernel, stride, dilation, grad_extent):
     """Along W, per tap k: the output positions ``[first, stop)`` whose windows read the input
-    positions ``q * stride + k * dilation - start`` inside ``[0, length)`` (an int64 array of (first,
-    stop, offset) rows), and whether some input position is read by none."""
+    positions ``q * stride + offset`` inside ``[0, length)`` (an int64 array of (first, stop, offset)
+    rows; empty for a tap that reads none), and whether some input position is read by none."""
     runs = np.zeros((kernel, 3), np.int64)
-    read = np.zeros(length, np.bool_)
-    for k in range(kernel):
-        offset = k * dilation - start
-        first = max(0, -(offset // stride))
-        stop = min(grad_extent, (length - 1 - offset) // stride + 1)
-        runs[k] = first, max(first, stop), offset
-        read[[q * stride + offset for q in range(first, stop)]] = True
-    return runs, not read.all()
+    read = 0
+    for tap, position, source, count in _one_tap_phases(start, length, kernel, stride, dilation, grad_extent):
+        runs[tap] = source, source + count, position - source * stride
+        read += count
+    return runs, read < length
 
 
 @njit(parallel=True, cache=True)
