@@ -166,6 +166,12 @@ def volume_rows(size, kernel, stride, pads_none, out_per_group):
     return (depth // planes, 1, planes * plane) if planes * plane <= VOLUME_ROW_MAX_COLUMNS else size
 
 
+def _reads_subsampled(kernel, stride, pads_none):
+    """Whether :func:`compute_rows` runs a convolution at unit stride on the positions it reads (a
+    strided 1x1x1 kernel without pads)."""
+    return kernel == (1, 1, 1) and stride != (1, 1, 1) and pads_none
+
+
 @njit(parallel=True, cache=True)
 def _subsampled(bits, stride, size):
     """The positions ``bits[:, :, ::sd, ::sh, ::sw]`` of ``size`` (D, H, W) that a strided 1x1x1 kernel
@@ -187,7 +193,7 @@ def compute_rows(bits, weight, bias, has_bias, out, stride, dilation, pad_front,
     by side (:func:`volume_rows`). A strided 1x1x1 kernel without pads runs at unit stride on the
     positions it reads, copied out first (:func:`_subsampled`): vectors of whole input rows, not of every
     other element."""
-    if weight.shape[2:] == (1, 1, 1) and tuple(stride) != (1, 1, 1) and tuple(padded) == bits.shape[2:]:
+    if _reads_subsampled(weight.shape[2:], tuple(stride), tuple(padded) == bits.shape[2:]):
         bits, stride, padded = _subsampled(bits, tuple(stride), out.shape[2:]), (1, 1, 1), out.shape[2:]
     size = volume_rows(bits.shape[2:], weight.shape[2:], tuple(stride), tuple(padded) == bits.shape[2:],
                        weight.shape[0] // groups)
@@ -218,7 +224,7 @@ def rows_workspace_bytes(plan):
     """Scratch bytes one worker thread of :func:`compute_rows` holds: the channel-blocked kernel's for
     the pairs as float32 channels, on the volume it runs (``plan`` with its rows merged; a strided
     1x1x1 kernel without pads at unit stride on the positions it reads)."""
-    if plan.kernel_size == (1, 1, 1) and plan.pads == ((0, 0),) * 3:
+    if _reads_subsampled(plan.kernel_size, plan.stride, plan.pads == ((0, 0),) * 3):
         plan = replace(plan, input_size=plan.output_size, stride=(1, 1, 1))
     size = volume_rows(plan.input_size, plan.kernel_size, plan.stride, plan.pads == ((0, 0),) * 3,
                        plan.out_per_group)
