@@ -121,13 +121,15 @@ WINOGRAD_DEPTH_MIN_COLUMNS = 64
 BFLOAT16_DOT_MIN_OUT_CHANNELS = 16
 BFLOAT16_DOT_MIN_IN_CHANNELS = 2
 BFLOAT16_DOT_MAX_WINOGRAD_GAIN = 2.15
-# 1x1x1 unit-stride layers by GEMM (the input is the matrix) over at least
-# BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS output positions (batch included) take OpenBLAS's float32
-# product on widened operands (2026-12-07, Zen 4, same process, alternating, medians of 15 over 3 rounds;
-# dot products' time / widened): X3D-S's pointwise layers over 325-83200 positions 1.07-1.47x (24 -> 54
-# at 13x80x80 1.33, 96 -> 216 at 13x10x10 1.20, 432 -> 192 at 13x5x5 1.07); over 64 positions (256 from
-# 128 at 4x4x4) 0.86x; its squeeze-excitation layers (1 position) 0.85-1.10x.
-BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS = 256
+# 1x1x1 layers whose float32 plan takes the GEMM never take the dot products: those without pads over
+# at least BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS positions a sample take the dot products along rows
+# (below), the others OpenBLAS's float32 product on widened operands. Channel-vectorized dot products'
+# time / widened (2026-12-07, Zen 4, same process, alternating, medians of 15 over 3 rounds): X3D-S's
+# pointwise layers over 325-83200 positions 1.07-1.47x; over 64 positions (256 from 128 at 4x4x4) 0.86x.
+# Later that day, medians of 15 to 21, 8-108 -> 32 and 216 channels, alone / each call after a depthwise
+# layer of 13x80x80 (as in a network): one position (X3D-S's squeeze-excitation layers) 1.03-1.53x /
+# 1.23-1.47x; 16 positions 0.80-1.40x / 1.00-1.39x (-> 216 channels 0.80-0.97x alone, 1.00-1.06x after
+# the depthwise layer).
 # Layers whose float32 plan takes Winograd along D (``winograd-depth``: 3x1x1 unit-stride kernels) take
 # it on widened operands where the output planes hold at most BFLOAT16_WIDENED_DEPTH_MAX_PLANE positions:
 # the dot products' kernel gathers each input plane into the slabs of the 3 output planes that read it,

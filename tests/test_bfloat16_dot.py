@@ -166,7 +166,8 @@ def test_agrees_with_torch(algorithm):
     ((1, 96, 13, 10, 10), (216, 96, 1, 1, 1), {}, "bfloat16-rows"),
     ((1, 32, 64, 64, 64), (3, 32, 1, 1, 1), {}, "gemm"),  # fewer than BLOCKED_MIN_CHANNELS
     ((1, 54, 1, 1, 1), (8, 54, 1, 1, 1), {}, "gemm"),  # one position
-    ((1, 8, 1, 1, 1), (54, 8, 1, 1, 1), {}, "bfloat16-dot"),
+    ((1, 8, 1, 1, 1), (54, 8, 1, 1, 1), {}, "gemm"),  # one position: widened
+    ((1, 64, 2, 4, 4), (128, 64, 1, 1, 1), {}, "gemm"),  # 32 positions
     ((1, 64, 4, 14, 14), (128, 64, 1, 1, 1), {"stride": 2}, "bfloat16-rows"),  # 98 positions
     ((1, 128, 4, 4, 4), (256, 128, 1, 1, 1), {"stride": 2}, "gemm"),  # 8 positions
 ])

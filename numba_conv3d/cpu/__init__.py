@@ -11,8 +11,7 @@ from ..config import (BLOCKED_MIN_CHANNELS, BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VE
 from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
                           BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
                           BFLOAT16_ROWS_MIN_FILL, BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS,
-                          BFLOAT16_WIDENED_DEPTH_MAX_PLANE,
-                          BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS, BLOCKED_MIN_FILL,
+                          BFLOAT16_WIDENED_DEPTH_MAX_PLANE, BLOCKED_MIN_FILL,
                           DEPTHWISE_MAX_OUTPUT_WIDTH, DEPTHWISE_MIN_CHANNELS, FFT_MAX_WORKSPACE_BYTES,
                           FFT_MIN_GAIN, FLAT_MAX_NARROW_KERNEL_WIDTH, FLAT_MAX_OUTPUT_WIDTH,
                           GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION, GEMM_POINTWISE_MIN_CHANNELS,
@@ -111,7 +110,7 @@ ALGORITHMS = (
               f"and >= {BFLOAT16_DOT_MIN_IN_CHANNELS} input channels per group, not where the float32 plan "
               f"takes FFT, Winograd with an estimated gain >= {BFLOAT16_DOT_MAX_WINOGRAD_GAIN}, Winograd "
               f"along D on planes of <= {BFLOAT16_WIDENED_DEPTH_MAX_PLANE} positions or a 1x1x1 "
-              f"GEMM, strided or over >= {BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS} positions: the "
+              "GEMM: the "
               "channel-vectorized kernel on pairs of input channels, two products per lane "
               "and instruction (vdpbf16ps), float32 sums rounded once (dense k3 and k5: 1.1-2.9x the "
               "float32 path on widened operands)",

@@ -9,8 +9,7 @@ from ..config import (BLOCKED_MIN_CHANNELS, VECTOR_BYTES)
 from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
                           BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
                           BFLOAT16_ROWS_MIN_FILL, BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS,
-                          BFLOAT16_WIDENED_DEPTH_MAX_PLANE,
-                          BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS, DEPTHWISE_MAX_OUTPUT_WIDTH,
+                          BFLOAT16_WIDENED_DEPTH_MAX_PLANE, DEPTHWISE_MAX_OUTPUT_WIDTH,
                           DEPTHWISE_MIN_CHANNELS, FFT_DIRECT_MAC_SECONDS, FFT_MIN_GAIN,
                           FLAT_MAX_NARROW_KERNEL_WIDTH, FLAT_MAX_OUTPUT_WIDTH, FLAT_MAX_WORKSPACE_BYTES,
                           GEMM_FEW_TAPS, GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL, GEMM_MIN_OUT_CHANNELS,
@@ -214,8 +213,8 @@ def _pairs_pay(plan, computed):
 def prefers_bfloat16_dot(plan):
     """Whether the planner takes the bfloat16 dot products for a bfloat16 plan they serve: enough
     channels per group to fill the pairs and the channel blocks, and not where the float32 plan takes
-    FFT, Winograd with a large estimated gain, Winograd along D on small planes, or a 1x1x1 GEMM,
-    strided or over many positions (``crossovers.BFLOAT16_*``, measured crossovers)."""
+    FFT, Winograd with a large estimated gain, Winograd along D on small planes, or a 1x1x1 GEMM (whose
+    few positions the rows kernel does not take: ``crossovers.BFLOAT16_DOT_*``, measured crossovers)."""
     computed = plan.computed()
     if plan.out_per_group < BFLOAT16_DOT_MIN_OUT_CHANNELS or not _pairs_pay(plan, computed):
         return False
@@ -223,9 +222,7 @@ def prefers_bfloat16_dot(plan):
         return winograd_gain(computed) < BFLOAT16_DOT_MAX_WINOGRAD_GAIN
     if _widened_row(computed).name == "winograd-depth":
         return prod(plan.output_size[1:]) > BFLOAT16_WIDENED_DEPTH_MAX_PLANE
-    positions = plan.batch * prod(plan.output_size)
-    return not (computed.kernel_size == (1, 1, 1) and prefers_gemm(computed)
-                and (computed.stride != (1, 1, 1) or positions >= BFLOAT16_WIDENED_POINTWISE_MIN_POSITIONS))
+    return not (computed.kernel_size == (1, 1, 1) and prefers_gemm(computed))
 
 
 def prefers_bfloat16_rows(plan):
