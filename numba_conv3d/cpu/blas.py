@@ -30,15 +30,19 @@ from .cblas import AS_STORED, TRANSPOSED, run_pieces
 # A product is cut into pieces of at least MIN_PIECE_EXTENT rows (or columns), at most MAX_PIECES of them
 # (an even number, which 2 and 4 threads share evenly; each piece streams the other operand again: C3D's
 # conv4b product in 8 pieces took 86 ms, in 4 75 ms); one of fewer than SMALL_PRODUCT_FLOPS is one
-# piece, as handing a piece to another thread costs tens of microseconds (more after a pause, when
-# Numba's threads sleep: seven products of 12-17 MFLOP after 1 ms idle, 2-core Zen 4, in pieces / in
-# one on the calling thread: 192-293 / 146-235 us; 24-26 MFLOP 0.9-1.1; 51-54 MFLOP 0.70-0.78; with the
-# piece table 48 us cheaper, 8 MFLOP made X3D's 12 MFLOP shortcuts 1.2-1.3x slower in its network).
+# piece, as handing a piece to another thread costs tens of microseconds. That cost depends on what ran
+# before: after 1 ms idle, when Numba's threads sleep, pieces lose on small products (2-core Zen 4, in
+# pieces / on the calling thread: 12-17 MFLOP 192-293 / 146-235 us, 4.2-12 MFLOP 1.0-1.33x, 24-26 MFLOP
+# 0.9-1.1, 51-54 MFLOP 0.70-0.78), right after a parallel kernel, as in a network, they win (2026-12-07:
+# 4.2-26 MFLOP 0.70-0.95x). The threshold follows networks (the suite's timing, 2026-12-07, 4 MFLOP /
+# 20 MFLOP, three alternations of 11 rounds): V-Net's down4.down (16.8 MFLOP) 0.37-0.43 / 0.46-0.48 ms,
+# X3D-S's 12 MFLOP shortcuts 0.17-0.26 / 0.21-0.29 ms, their training steps 0.61-1.08 / 0.79-1.54 ms (an
+# earlier run with 8 MFLOP and a slower piece table found those shortcuts 1.2-1.3x slower).
 # Pieces of 64 rows ran 1.3x faster than pieces of 32 (a weight gradient's 256 x 784 x 1728 product,
 # Zen 4), each piece packing the other operand again.
 MIN_PIECE_EXTENT = 48
 MAX_PIECES = 4
-SMALL_PRODUCT_FLOPS = 2e7
+SMALL_PRODUCT_FLOPS = 4e6
 # Pieces start at multiples of PIECE_ALIGNMENT rows (or columns), so that they hold whole tiles of the
 # GEMM kernels' unrolling (216 rows in pieces of 54: 0.56 ms; 64, 48, 64, 40: 0.37 ms).
 PIECE_ALIGNMENT = 16
