@@ -76,6 +76,12 @@ COL2IM_MAX_COLUMN_ROWS = 108
 # 2x4x4) 0.95-0.99, which stays on col2im. float16 (widened for its pointwise convolution) 0.96-1.34 at
 # 512-32768 positions: it stays on the float32 routes.
 TAP_SCATTER_MIN_POSITIONS = 64
+# bfloat16 input gradients (and transposed convolutions) whose stride phases meet several taps (3x3x3 at
+# stride 2) run as one correlation of every phase by the bfloat16 dot products over at least
+# PHASE_STACK_MIN_POSITIONS positions of the output gradient, where the zero weights bring the products
+# to at most PHASE_STACK_MAX_PRODUCTS times the convolution's.
+PHASE_STACK_MIN_POSITIONS = 64
+PHASE_STACK_MAX_PRODUCTS = 2.5
 
 # Strided input gradients whose strides multiply to at most this run on the GPU as unit-stride
 # correlations of the output gradient with zeros inserted (that many times the multiply-adds, on the

@@ -12,7 +12,7 @@ from . import cuda_config, grad_crossovers
 from .api import run_plan
 from .planner import plan_conv3d, plan_in_compute_dtype
 from .precision import named_dtype, narrow, widen
-from .stride_phases import one_tap_per_phase, phases
+from .stride_phases import one_tap_per_phase, phases, stacked
 
 
 def _full_correlation_pads(plan):
@@ -161,7 +161,7 @@ def _by_col2im(plan, grad, weight, conjugate, backend, bias):
     return result
 
 
-# The rows whose pointwise convolution makes the tap-scatter route pay: the bfloat16 dot products.
+# The rows whose convolution makes the tap-scatter and phase-stack routes pay: the bfloat16 dot products.
 _DOT_PRODUCT_ROWS = ("bfloat16-rows", "bfloat16-dot")
 
 
@@ -192,10 +192,91 @@ def _by_tap_scatter(plan, grad, weight, conjugate, backend, bias):
     columns = run_plan(_pointwise_plan(plan, tuple(grad.shape), bias is not None), grad,
                        backend.pointwise_weight(weight, plan.groups),
                        None if bias is None else np.repeat(bias, math.prod(plan.kernel_size)))
-    fill = np.zeros(plan.in_channels, columns.dtype)
-    if bias is not None:
-        fill = (bias.astype(np.float32) + np.float32(0)).astype(columns.dtype)
-    return backend.scatter(plan, columns, fill)
+    return backend.scatter(plan, columns, _fill(plan, bias, columns.dtype))
+
+
+def _stacked_phases(plan, grad_extents):
+    """Per dimension, ``stride_phases.stacked`` of ``plan``'s input positions (zero pads) from an output
+    gradient of ``grad_extents``, or None where some dimension's phases read none of it."""
+    dims = tuple(stacked(front, n, k, s, extent) for front, n, k, s, extent in
+                 zip(plan.pad_front, plan.input_size, plan.kernel_size, plan.stride, grad_extents))
+    return None if None in dims else dims
+
+
+def _stacked_reads(dims, grad_extents):
+    """Per dimension, the slice of the output gradient the stacked correlation reads (what ``dims`` pad
+    negatively cut off)."""
+    return tuple(slice(max(0, -d.pads[0]), n - max(0, -d.pads[1])) for d, n in zip(dims, grad_extents))
+
+
+def _stacked_plan(plan, grad_shape, dims, bias):
+    """The plan of the correlation of an output gradient of ``grad_shape`` (cut to
+    :func:`_stacked_reads`) that gives every stride phase at once (``cpu/phase_stack.py``), with a bias
+    where ``bias``."""
+    cropped = grad_shape[:2] + tuple(read.stop - read.start for read in _stacked_reads(dims, grad_shape[2:]))
+    weight_shape = (plan.in_channels * math.prod(len(d.taps) for d in dims), plan.out_per_group) + tuple(
+        d.extent for d in dims)
+    return plan_conv3d(cropped, weight_shape, bias=bias, groups=plan.groups, dtype=plan.dtype,
+                       pads=tuple((max(0, d.pads[0]), max(0, d.pads[1])) for d in dims), backend=plan.backend,
+                       op="input gradient")
+
+
+def _phase_stack_applies(plan, grad):
+    """Whether the input gradient is one correlation of every stride phase and a scatter
+    (``cpu/phase_stack.py``): bfloat16 NumPy operands, zero pads, unit dilation, a stride some of
+    whose phases meet several kernel taps, at least ``grad_crossovers.PHASE_STACK_MIN_POSITIONS``
+    positions of the output gradient, at most ``grad_crossovers.PHASE_STACK_MAX_PRODUCTS`` times the
+    convolution's products (the zero weights' included), a forward convolution that is not a matrix
+    product in float32 (whose gradient's matrix product and col2im run as fast: small volumes with
+    many channels) and a correlation the bfloat16 dot products take. The operands must be finite too
+    (:func:`_reads_reduced`)."""
+    if not (plan.backend == "cpu" and plan.dtype == "bfloat16" and plan.padding_mode == "zeros"
+            and plan.stride != (1, 1, 1) and plan.dilation == (1, 1, 1)
+            and not one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)
+            and plan.batch * math.prod(grad.shape[-3:]) >= grad_crossovers.PHASE_STACK_MIN_POSITIONS):
+        return False
+    dims = _stacked_phases(plan, grad.shape[-3:])
+    if dims is None or plan_in_compute_dtype(plan).algorithm == "gemm":
+        return False
+    products = math.prod(len(d.taps) * d.extent for d in dims)
+    return (products <= grad_crossovers.PHASE_STACK_MAX_PRODUCTS * math.prod(plan.kernel_size)
+            and _stacked_plan(plan, (plan.batch, plan.out_channels) + tuple(grad.shape[-3:]), dims,
+                              False).algorithm in _DOT_PRODUCT_ROWS)
+
+
+def _by_phase_stack(plan, grad, weight, conjugate, backend, bias):
+    """The output gradient's correlation with the stacked weight, one output channel per (input
+    channel, phase), plus the bias per phase, each sum rounded once; then each phase placed, as
+    tap-scatter places taps."""
+    dims = _stacked_phases(plan, grad.shape[2:])
+    cropped = grad[(slice(None), slice(None)) + _stacked_reads(dims, grad.shape[2:])]
+    phase_count = math.prod(len(d.taps) for d in dims)
+    columns = run_plan(_stacked_plan(plan, tuple(grad.shape), dims, bias is not None), cropped,
+                       backend.stacked_weight(weight, plan.groups, tuple(d.taps for d in dims))[0],
+                       None if bias is None else np.repeat(bias, phase_count))
+    placement = backend.Placement((0, 0, 0), plan.input_size, tuple(len(d.taps) for d in dims), plan.stride,
+                                  (1, 1, 1), plan.in_channels)
+    return backend.scatter(placement, columns, _fill(plan, bias, columns.dtype))
+
+
+def _fill(plan, bias, dtype):
+    """Where no tap reads an input position: the bias, +0 for a -0 bias (as 0 + bias gives), zeros
+    without one."""
+    if bias is None:
+        return np.zeros(plan.in_channels, dtype)
+    return (bias.astype(np.float32) + np.float32(0)).astype(dtype)
+
+
+def _reads_reduced(plan, grad, weight, backend):
+    """Whether a bfloat16 or float16 input gradient runs on its operands as they are, on a route that
+    rounds each sum as it computes it: tap-scatter, or phase-stack where the gradient and the weight
+    are finite (a zero weight meets every element)."""
+    if _tap_scatter_applies(plan, grad):
+        return True
+    if not _phase_stack_applies(plan, grad) or not backend.finite_bits(grad):
+        return False
+    taps = tuple(d.taps for d in _stacked_phases(plan, grad.shape[-3:]))
+    return backend.stacked_weight(weight, plan.groups, taps)[1]
 
 
 def _by_gather(plan, grad, weight, conjugate, backend, bias):
@@ -209,6 +290,7 @@ def _by_gather(plan, grad, weight, conjugate, backend, bias):
 # gather took 0.35 s on dense (AVX2).
 INPUT_GRAD_ALGORITHMS = (
     ("tap-scatter", _tap_scatter_applies, _by_tap_scatter),
+    ("phase-stack", _phase_stack_applies, _by_phase_stack),
     ("gemm-col2im", _col2im_applies, _by_col2im),
     ("cropped-correlation", _crops_zero_pads, _by_cropped_correlation),
     ("full-correlation", _covers_padded_input, _by_full_correlation),
@@ -226,15 +308,16 @@ def input_gradient(op, plan, grad, weight, conjugate, backend, bias=None):
     ``bias``); ``backend`` is the module of :func:`numba_conv3d.grad.gradient_backend`. ``grad``'s
     spatial extents may be smaller than ``plan.output_size`` (a transposed convolution's
     ``output_padding >= stride``): the rest of the output then has no gradient. float16 and bfloat16
-    operands are widened and the float32 result rounded once, but on the route that rounds each sum
-    as it computes it (``tap-scatter``), which takes them as they are.
+    operands are widened and the float32 result rounded once, but on the routes that round each sum
+    as they compute it (``tap-scatter``, ``phase-stack``: :func:`_reads_reduced`), which take them as
+    they are.
 
     Returns
     -------
     numpy.ndarray or CUDA array
         A new C-contiguous array of ``plan.input_shape``, where ``grad`` lives, of its kind.
     """
-    if plan.dtype != plan.compute_dtype and not (plan.batch and _tap_scatter_applies(plan, grad)):
+    if plan.dtype != plan.compute_dtype and not (plan.batch and _reads_reduced(plan, grad, weight, backend)):
         wide = input_gradient(op, plan_in_compute_dtype(plan), widen(grad), widen(weight), conjugate, backend,
                               widen(bias))
         return narrow(wide, named_dtype(plan.dtype), grad)

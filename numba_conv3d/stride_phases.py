@@ -82,3 +82,45 @@ def one_tap_per_phase(kernel, stride, dilation):
     and ``k + j`` share a phase where ``j * dilation`` is a multiple of the stride): the windows of the
     outputs never overlap, as those of a 2x2x2 kernel at stride 2 do not."""
     return all(k <= s // math.gcd(s, d) for k, s, d in zip(kernel, stride, dilation))
+
+
+@dataclass(frozen=True)
+class StackedPhases:
+    """Along one dimension, the stride phases of a unit-dilation input gradient as one correlation: the
+    phase ``r``'s element ``q`` (padded position ``start + r + q * stride``) is the sum over combined taps
+    ``j < extent`` of ``weight[taps]`` times output gradient element ``q + j`` of the gradient padded by
+    ``pads``, where ``(j, k)`` in ``taps[r]`` gives kernel tap ``k`` to combined tap ``j`` (the others
+    hold zero weights).
+
+    Attributes
+    ----------
+    taps : tuple of tuples
+        Per phase, its (combined tap, kernel tap) pairs.
+    extent : int
+        Combined taps: the span of the gradient elements the phases' taps read for one ``q``.
+    size : int
+        Positions of the largest phase: the correlation's output extent.
+    pads : tuple of 2 ints
+        (front, back) pads of the output gradient; negative: that many of its elements are cut off.
+    """
+
+    taps: tuple
+    extent: int
+    size: int
+    pads: tuple
+
+
+def stacked(start, length, kernel, stride, grad_extent):
+    """:func:`phases` at unit dilation stacked into one correlation (:class:`StackedPhases`), or None
+    where no phase reads the gradient."""
+    found = phases(start, length, kernel, stride, 1, grad_extent)
+    read = [phase for phase in found if phase.taps]
+    if not read:
+        return None
+    # a phase's tap taps[t] reads gradient element first + q + (len(taps) - 1 - t), first = -pads[0]
+    base = min(-phase.pads[0] for phase in read)
+    extent = max(-phase.pads[0] + len(phase.taps) for phase in read) - base
+    size = max(phase.size for phase in found)
+    taps = tuple(tuple((-phase.pads[0] - base + len(phase.taps) - 1 - t, k) for t, k in enumerate(phase.taps))
+                 for phase in found)
+    return StackedPhases(taps, extent, size, (-base, base + size + extent - 1 - grad_extent))

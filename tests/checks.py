@@ -451,3 +451,13 @@ def assert_bitwise_for_one_and_two_threads(compute):
         finally:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def assert_reduced_within_bound(out, expected, magnitude, terms):
+    """``out`` (bfloat16) against the float64 ``expected``: float32 sums of ``terms`` terms of
+    ``magnitude`` (the sum of their absolute values), rounded once."""
+    assert out.dtype == BFLOAT16
+    summed = (terms + 2) * np.finfo(np.float32).eps * magnitude
+    info = ml_dtypes.finfo(BFLOAT16)
+    bound = summed + float(info.eps) / 2 * (np.abs(expected) + summed) + float(info.smallest_subnormal) / 2
+    assert np.all(np.abs(out.astype(np.float64) - expected) <= bound)

@@ -98,3 +98,24 @@ def weight_gradient_reference(x, weight_shape, g, stride=1, padding=0, dilation=
                 out[(slice(group * cout_g, (group + 1) * cout_g), slice(None)) + tap] = np.einsum(
                     "ncdhw,nodhw->oc", xg[(slice(None), slice(None)) + window], gg)
     return out
+
+
+def transposed_reference(x, w, stride, padding=0, output_padding=0, groups=1, dilation=1):
+    """float64 ``conv_transpose3d`` of batched ``x`` by ``w`` (C_in, C_out / groups, K...), written
+    plainly: each tap's products added at ``stride * i + dilation * k``, then the padding cropped."""
+    stride, padding, output_padding, dilation = (np.broadcast_to(v, 3) for v in (stride, padding,
+                                                                                   output_padding, dilation))
+    kernel = w.shape[2:]
+    full = [(n - 1) * s + d * (k - 1) + 1 + p for n, s, d, k, p in zip(x.shape[2:], stride, dilation, kernel,
+                                                                        output_padding)]
+    in_per_group, out_per_group = x.shape[1] // groups, w.shape[1]
+    out = np.zeros((x.shape[0], out_per_group * groups, *full))
+    for g in range(groups):
+        xg = x[:, g * in_per_group:(g + 1) * in_per_group]
+        wg = w[g * in_per_group:(g + 1) * in_per_group]
+        for taps in np.ndindex(*kernel):
+            products = np.einsum("ncdhw,co->nodhw", xg, wg[(slice(None), slice(None)) + taps])
+            window = tuple(slice(d * k, d * k + s * (n - 1) + 1, s)
+                           for d, k, s, n in zip(dilation, taps, stride, x.shape[2:]))
+            out[(slice(None), slice(g * out_per_group, (g + 1) * out_per_group)) + window] += products
+    return out[(slice(None), slice(None)) + tuple(slice(p, n - p) for p, n in zip(padding, full))]

@@ -4,17 +4,17 @@ float32 sums' bound and one rounding, NaN and Inf where they reach, thread-count
 pointwise weight."""
 import math
 
-import ml_dtypes
 import numpy as np
 import pytest
 
-from checks import BFLOAT16, assert_bitwise_for_one_and_two_threads
+from checks import BFLOAT16, assert_bitwise_for_one_and_two_threads, assert_reduced_within_bound
 from numba_conv3d import conv3d_backward, conv3d_input, conv3d_weight, conv_transpose3d
 from numba_conv3d.cpu import bfloat16_dot, tap_scatter
 from numba_conv3d.grad_crossovers import TAP_SCATTER_MIN_POSITIONS
 from numba_conv3d.grad_planner import plan_conv_transpose3d, plan_input_grad
 from numba_conv3d.input_grad_routes import INPUT_GRAD_ALGORITHMS
 from numba_conv3d.planner import plan_conv3d
+from reference import transposed_reference
 
 pytestmark = pytest.mark.skipif(not bfloat16_dot.serves(plan_conv3d((1, 2, 3, 3, 3), (2, 2, 1, 1, 1),
                                                                     dtype="bfloat16")),
@@ -42,37 +42,6 @@ def _route(plan, grad):
     return next(name for name, applies, _ in INPUT_GRAD_ALGORITHMS if applies(plan, grad))
 
 
-def _assert_within_bound(out, expected, magnitude, terms):
-    """``out`` (bfloat16) against the float64 ``expected``: float32 sums of ``terms`` terms of
-    ``magnitude`` (the sum of their absolute values), rounded once."""
-    assert out.dtype == BFLOAT16
-    summed = (terms + 2) * np.finfo(np.float32).eps * magnitude
-    info = ml_dtypes.finfo(BFLOAT16)
-    bound = summed + float(info.eps) / 2 * (np.abs(expected) + summed) + float(info.smallest_subnormal) / 2
-    assert np.all(np.abs(out.astype(np.float64) - expected) <= bound)
-
-
-def _transposed_reference(x, w, stride, padding=0, output_padding=0, groups=1, dilation=1):
-    """float64 ``conv_transpose3d`` of batched ``x`` by ``w`` (C_in, C_out / groups, K...), written
-    plainly: each tap's products added at ``stride * i + dilation * k``, then the padding cropped."""
-    stride, padding, output_padding, dilation = (np.broadcast_to(v, 3) for v in (stride, padding,
-                                                                                   output_padding, dilation))
-    kernel = w.shape[2:]
-    full = [(n - 1) * s + d * (k - 1) + 1 + p for n, s, d, k, p in zip(x.shape[2:], stride, dilation, kernel,
-                                                                        output_padding)]
-    in_per_group, out_per_group = x.shape[1] // groups, w.shape[1]
-    out = np.zeros((x.shape[0], out_per_group * groups, *full))
-    for g in range(groups):
-        xg = x[:, g * in_per_group:(g + 1) * in_per_group]
-        wg = w[g * in_per_group:(g + 1) * in_per_group]
-        for taps in np.ndindex(*kernel):
-            products = np.einsum("ncdhw,co->nodhw", xg, wg[(slice(None), slice(None)) + taps])
-            window = tuple(slice(d * k, d * k + s * (n - 1) + 1, s)
-                           for d, k, s, n in zip(dilation, taps, stride, x.shape[2:]))
-            out[(slice(None), slice(g * out_per_group, (g + 1) * out_per_group)) + window] += products
-    return out[(slice(None), slice(None)) + tuple(slice(p, n - p) for p, n in zip(padding, full))]
-
-
 @pytest.mark.parametrize("x_shape,w_shape,kwargs", TRANSPOSED)
 @pytest.mark.parametrize("bias", [True, False])
 def test_transposed_within_float32_sums_rounded_once(x_shape, w_shape, kwargs, bias):
@@ -86,12 +55,12 @@ def test_transposed_within_float32_sums_rounded_once(x_shape, w_shape, kwargs, b
     assert _route(plan, batched) == "tap-scatter"
     out = conv_transpose3d(x, w, b, **kwargs)
     wide_x, wide_w = batched.astype(np.float64), w.astype(np.float64)
-    expected = _transposed_reference(wide_x, wide_w, **kwargs)
-    magnitude = _transposed_reference(np.abs(wide_x), np.abs(wide_w), **kwargs)
+    expected = transposed_reference(wide_x, wide_w, **kwargs)
+    magnitude = transposed_reference(np.abs(wide_x), np.abs(wide_w), **kwargs)
     if bias:
         expected += b.astype(np.float64).reshape(-1, 1, 1, 1)
         magnitude += np.abs(b.astype(np.float64)).reshape(-1, 1, 1, 1)
-    _assert_within_bound(out if x.ndim == 5 else out[np.newaxis], expected, magnitude,
+    assert_reduced_within_bound(out if x.ndim == 5 else out[np.newaxis], expected, magnitude,
                          w_shape[0] // kwargs.get("groups", 1) + bias)
 
 
@@ -105,9 +74,9 @@ def test_input_gradient_with_positions_no_tap_reads():
     out = conv3d_input(x_shape, w, g, stride=2)
     # The input gradient is the transposed convolution by the same weight (C_out, C_in, K...).
     wide_w, wide_g = w.astype(np.float64), g.astype(np.float64)
-    expected = _transposed_reference(wide_g, wide_w, 2, output_padding=(1, 1, 0))
-    magnitude = _transposed_reference(np.abs(wide_g), np.abs(wide_w), 2, output_padding=(1, 1, 0))
-    _assert_within_bound(out, expected, magnitude, 12)
+    expected = transposed_reference(wide_g, wide_w, 2, output_padding=(1, 1, 0))
+    magnitude = transposed_reference(np.abs(wide_g), np.abs(wide_w), 2, output_padding=(1, 1, 0))
+    assert_reduced_within_bound(out, expected, magnitude, 12)
     assert not out[:, :, 1::2].astype(np.float32).any()
 
 

@@ -8,7 +8,8 @@ import numpy as np
 
 from ..parallelism import safe_to_run
 from . import channel_weight_grad, execute_flipped, gemm, reads_flipped, tap_gemm, winograd_weight_grad
-from .tap_scatter import pointwise_weight, scatter  # noqa: F401  (the tap-scatter route's steps)
+from .tap_scatter import Placement, pointwise_weight, scatter  # noqa: F401  (the tap-scatter route's steps)
+from .phase_stack import finite_bits, stacked_weight  # noqa: F401  (the phase-stack route's steps)
 from .flipped import flipped_transpose  # noqa: F401  (the backends' shared interface)
 from .input_grad import padded_input_grad
 from .pad_fold import fold_padding

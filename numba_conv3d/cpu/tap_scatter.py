@@ -14,6 +14,7 @@ it and adds the bias, this writes the result once.
 """
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -133,11 +134,24 @@ def _scatter(columns, kernel, stride, tap_d, source_d, tap_h, source_h, runs_w, 
                     out[n, c, d, h, q * stride + offset] = columns[n, first_tap + k, sd, sh, q]
 
 
+class Placement(NamedTuple):
+    """What :func:`scatter` reads of a plan: a convolution of ``input_size`` padded by ``pad_front`` in
+    front, its ``kernel_size``, ``stride``, ``dilation`` and ``in_channels`` (``phase_stack.py`` places
+    stride phases as the taps of a kernel of one tap per phase)."""
+
+    pad_front: tuple
+    input_size: tuple
+    kernel_size: tuple
+    stride: tuple
+    dilation: tuple
+    in_channels: int
+
+
 def scatter(plan, columns, fill):
-    """The input gradient of ``plan`` (zero pads, taps never sharing a phase) from ``columns``, the
-    pointwise convolution of the output gradient by :func:`pointwise_weight` (bias included): each
-    position set from the column of the tap that reads it, else to ``fill`` (C_in,) of ``columns``'
-    dtype (a bfloat16 result as its bits)."""
+    """The input gradient of ``plan`` (a ``ConvPlan`` or :class:`Placement`; zero pads, taps never
+    sharing a phase) from ``columns``, the pointwise convolution of the output gradient by
+    :func:`pointwise_weight` (bias included): each position set from the column of the tap that reads
+    it, else to ``fill`` (C_in,) of ``columns``' dtype (a bfloat16 result as its bits)."""
     numbers = [(front, n, k, s, d, extent) for front, n, k, s, d, extent in
                zip(plan.pad_front, plan.input_size, plan.kernel_size, plan.stride, plan.dilation,
                    columns.shape[2:])]
