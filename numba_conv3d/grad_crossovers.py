@@ -79,7 +79,12 @@ TAP_SCATTER_MIN_POSITIONS = 64
 # bfloat16 input gradients (and transposed convolutions) whose stride phases meet several taps (3x3x3 at
 # stride 2) run as one correlation of every phase by the bfloat16 dot products over at least
 # PHASE_STACK_MIN_POSITIONS positions of the output gradient, where the zero weights bring the products
-# to at most PHASE_STACK_MAX_PRODUCTS times the convolution's.
+# to at most PHASE_STACK_MAX_PRODUCTS times the convolution's (k3 s2 2.37, k5 s2 1.73, k4 s2 p1 3.38).
+# Measured (2026-12-07, Zen 4, same process, alternating, medians of 7 over 3 rounds; its time / the
+# widened routes'): k3 s2 p1 16-32 channels at 8^3-32^3 0.33-0.46, 64 -> 16-64 at 16^3 0.58-0.77, at
+# 4x28x28 0.74, 1x3x3 at (1, 2, 2) 0.58, k5 0.46, batch 2 64 -> 32 at 8^3 0.80-0.85, 64 -> 32 at 7^3
+# 0.89-1.01; where the float32 forward is a matrix product (128-512 channels at 4^3 to 8^3, whose
+# gradient col2im computes) 0.81-1.43 (256 -> 128 at 4^3 1.43): those stay off the route.
 PHASE_STACK_MIN_POSITIONS = 64
 PHASE_STACK_MAX_PRODUCTS = 2.5
 
