@@ -74,7 +74,9 @@ COL2IM_MAX_COLUMN_ROWS = 108
 # network's layer runs): 64-256 positions (128-512 -> 64-256 channels at 4^3 to 4x8x8, batch 1 and 2)
 # 0.52-0.89 in two rounds, one 1.05 then 0.79; 256 -> 256 at 8^3 0.96-1.05; 32 positions (256 -> 128 at
 # 2x4x4) 0.95-0.99, which stays on col2im. float16 (widened for its pointwise convolution) 0.96-1.34 at
-# 512-32768 positions: it stays on the float32 routes.
+# 512-32768 positions: it stays on the float32 routes. Since the pointwise convolutions of 1x1x1 layers
+# take the dot products only along rows, from BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS positions a sample
+# (crossovers.py), a batch whose samples have fewer (2 x 32) stays on col2im too.
 TAP_SCATTER_MIN_POSITIONS = 64
 # bfloat16 input gradients (and transposed convolutions) whose stride phases meet several taps (3x3x3 at
 # stride 2) run as one correlation of every phase by the bfloat16 dot products over at least

@@ -12,6 +12,7 @@ from numba_conv3d import conv3d_input, conv_transpose3d
 from numba_conv3d.cpu import bfloat16_dot, phase_stack
 from numba_conv3d.grad_crossovers import PHASE_STACK_MIN_POSITIONS
 from numba_conv3d.grad_planner import plan_conv_transpose3d, plan_input_grad
+from numba_conv3d import input_grad_routes
 from numba_conv3d.input_grad_routes import INPUT_GRAD_ALGORITHMS
 from numba_conv3d.planner import plan_conv3d
 from numba_conv3d.stride_phases import stacked
@@ -22,13 +23,15 @@ pytestmark = pytest.mark.skipif(not bfloat16_dot.serves(plan_conv3d((1, 2, 3, 3,
                                 reason="this CPU has no AVX512-BF16 dot products (or no 512-bit vectors)")
 
 # (transposed input, weight (C_in, C_out / groups, K...), kwargs): the k3 s2 up-convolution of U-Nets,
-# odd extents and batch 2, a cropped front (padding 0 and 2), output_padding, stride 3 with 5 taps, a
-# unit-stride dimension, a 4x4x4 kernel whose phases read the same span, groups, unbatched.
+# odd extents and batch 2, no padding and padding 2, padding 3 (the correlation cuts the input's front
+# and back), output_padding, stride 3 with 5 taps, a unit-stride dimension, a 4x4x4 kernel whose phases
+# read the same span, groups, unbatched.
 TRANSPOSED = (
     ((1, 16, 8, 8, 8), (16, 8, 3, 3, 3), {"stride": 2, "padding": 1, "output_padding": 1}),
     ((2, 8, 5, 6, 7), (8, 6, 3, 3, 3), {"stride": 2, "padding": 1}),
     ((1, 8, 5, 6, 7), (8, 4, 3, 3, 3), {"stride": 2, "output_padding": 1}),
     ((1, 8, 6, 6, 6), (8, 6, 3, 3, 3), {"stride": 2, "padding": 2, "output_padding": 1}),
+    ((1, 8, 7, 7, 7), (8, 6, 3, 3, 3), {"stride": 2, "padding": 3, "output_padding": 1}),
     ((1, 8, 4, 5, 6), (8, 6, 5, 3, 3), {"stride": (3, 2, 2), "padding": (2, 1, 0)}),
     ((1, 8, 3, 4, 9), (8, 8, 3, 1, 3), {"stride": (2, 1, 2), "padding": (1, 0, 1)}),
     ((1, 8, 5, 5, 5), (8, 4, 4, 4, 4), {"stride": 2}),
@@ -45,6 +48,23 @@ def _route(plan, grad):
     return next(name for name, applies, _ in INPUT_GRAD_ALGORITHMS if applies(plan, grad))
 
 
+@pytest.fixture
+def phase_stack_runs(monkeypatch):
+    """The number of times the phase-stack route runs meanwhile (a list of one count)."""
+    runs = [0]
+
+    def counted(run):
+        def run_counted(*arguments):
+            runs[0] += 1
+            return run(*arguments)
+        return run_counted
+
+    monkeypatch.setattr(input_grad_routes, "INPUT_GRAD_ALGORITHMS", tuple(
+        (name, applies, counted(run) if name == "phase-stack" else run)
+        for name, applies, run in INPUT_GRAD_ALGORITHMS))
+    return runs
+
+
 def _plan(x, w, kwargs):
     return plan_conv_transpose3d("t", x, w, None, kwargs["stride"], kwargs.get("padding", 0),
                                  kwargs.get("output_padding", 0), kwargs.get("groups", 1), 1)
@@ -52,13 +72,14 @@ def _plan(x, w, kwargs):
 
 @pytest.mark.parametrize("x_shape,w_shape,kwargs", TRANSPOSED)
 @pytest.mark.parametrize("bias", [True, False])
-def test_transposed_within_float32_sums_rounded_once(x_shape, w_shape, kwargs, bias):
+def test_transposed_within_float32_sums_rounded_once(x_shape, w_shape, kwargs, bias, phase_stack_runs):
     rng = np.random.default_rng(sum(w_shape))
     x, w = _draw(rng, x_shape), _draw(rng, w_shape)
     b = _draw(rng, (w_shape[1] * kwargs.get("groups", 1),)) if bias else None
     batched = x if x.ndim == 5 else x[np.newaxis]
     assert _route(_plan(x, w, kwargs), batched) == "phase-stack"
     out = conv_transpose3d(x, w, b, **kwargs)
+    assert phase_stack_runs == [1]
     wide_x, wide_w = batched.astype(np.float64), w.astype(np.float64)
     expected = transposed_reference(wide_x, wide_w, **kwargs)
     magnitude = transposed_reference(np.abs(wide_x), np.abs(wide_w), **kwargs)
@@ -70,13 +91,14 @@ def test_transposed_within_float32_sums_rounded_once(x_shape, w_shape, kwargs, b
     assert_reduced_within_bound(out if x.ndim == 5 else out[np.newaxis], expected, magnitude, terms)
 
 
-def test_input_gradient_of_a_strided_convolution():
+def test_input_gradient_of_a_strided_convolution(phase_stack_runs):
     rng = np.random.default_rng(7)
     w, g = _draw(rng, (16, 12, 3, 3, 3)), _draw(rng, (2, 16, 4, 8, 8))
     x_shape = (2, 12, 8, 16, 15)
     plan = plan_input_grad("i", x_shape, w, g, 2, 1, 1, 1, "zeros")
     assert _route(plan, g) == "phase-stack"
     out = conv3d_input(x_shape, w, g, stride=2, padding=1)
+    assert phase_stack_runs == [1]
     # The input gradient is the transposed convolution by the same weight (C_out, C_in, K...).
     wide_w, wide_g = w.astype(np.float64), g.astype(np.float64)
     kwargs = {"stride": 2, "padding": 1, "output_padding": (1, 1, 0)}
@@ -106,7 +128,7 @@ def test_not_where_the_forward_convolution_is_a_matrix_product():
 
 
 @pytest.mark.parametrize("where", ["input", "weight"])
-def test_non_finite_operands_take_the_widened_route(where):
+def test_non_finite_operands_take_the_widened_route(where, phase_stack_runs):
     # A zero weight of the stacked kernel meets every input element (0 * Inf is NaN), and a non-finite
     # weight the zeros padded around the input: the result is the widened route's, rounded once.
     rng = np.random.default_rng(8)
@@ -116,6 +138,7 @@ def test_non_finite_operands_take_the_widened_route(where):
     else:
         w[1, 2, 0, 1, 0] = np.inf
     out = conv_transpose3d(x, w, b, stride=2, padding=1, output_padding=1)
+    assert phase_stack_runs == [0]
     wide = conv_transpose3d(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), stride=2,
                             padding=1, output_padding=1)
     np.testing.assert_array_equal(out.view(np.uint16), wide.astype(BFLOAT16).view(np.uint16))

@@ -7,9 +7,9 @@ module by where the operands live and runs the same steps on it.
 import numpy as np
 
 from ..parallelism import safe_to_run
-from . import channel_weight_grad, execute_flipped, gemm, reads_flipped, tap_gemm, winograd_weight_grad
-from .tap_scatter import Placement, pointwise_weight, scatter  # noqa: F401  (the tap-scatter route's steps)
-from .phase_stack import finite_bits, stacked_weight  # noqa: F401  (the phase-stack route's steps)
+from . import (channel_weight_grad, execute_flipped, gemm, phase_stack, reads_flipped, tap_gemm, tap_scatter,
+               winograd_weight_grad)
+from .tap_scatter import Placement  # noqa: F401  (what the phase-stack route places)
 from .flipped import flipped_transpose  # noqa: F401  (the backends' shared interface)
 from .input_grad import padded_input_grad
 from .pad_fold import fold_padding
@@ -85,6 +85,30 @@ def upsampled(grad, stride, extents):
     out[:, :, :grad.shape[2] * stride[0]:stride[0], :grad.shape[3] * stride[1]:stride[1],
         :grad.shape[4] * stride[2]:stride[2]] = grad
     return out
+
+
+def pointwise_weight(weight, groups):
+    """The tap-scatter route's pointwise weight (``tap_scatter.pointwise_weight``)."""
+    with safe_to_run():
+        return tap_scatter.pointwise_weight(weight, groups)
+
+
+def scatter(plan, columns, fill):
+    """Each tap's (or phase's) sums placed where it reads (``tap_scatter.scatter``)."""
+    with safe_to_run():
+        return tap_scatter.scatter(plan, columns, fill)
+
+
+def finite_bits(array):
+    """Whether every element of a bfloat16 array is finite (``phase_stack.finite_bits``)."""
+    with safe_to_run():
+        return phase_stack.finite_bits(array)
+
+
+def stacked_weight(weight, groups, taps):
+    """The phase-stack route's weight and whether the weight is finite (``phase_stack.stacked_weight``)."""
+    with safe_to_run():
+        return phase_stack.stacked_weight(weight, groups, taps)
 
 
 def gathered_input_grad(plan, grad, weight, conjugate):

@@ -45,10 +45,10 @@ def finite_bits(array):
 def stacked_weight(weight, groups, taps):
     """The correlation's weight (C_in * phases, C_out / groups, extents...) for ``weight`` (C_out, C_in /
     groups, KD, KH, KW) and the per-dimension ``taps`` of ``stride_phases.stacked``: output channel
-    ``(c, phase)`` (phases in C order over the dimensions) holds, at combined taps ``(jd, jh, jw)``,
-    ``weight[g * C_out / g + o, c, kd, kh, kw]`` for input channel o of the output gradient where
-    each dimension's phase gives kernel tap k to combined tap j, else zero; and whether the weight is
-    finite. Kept between calls while the weight's bytes stay the same (``packed_weights``)."""
+    ``(c, phase)`` of group g (phases in C order over the dimensions) holds, at combined taps ``(jd, jh,
+    jw)``, ``weight[g * (C_out / groups) + o, c, kd, kh, kw]`` for input channel o of the group's output
+    gradient where each dimension's phase gives kernel tap k to combined tap j, else zero; and whether
+    the weight is finite. Kept between calls while the weight's bytes stay the same (``packed_weights``)."""
     return packed_weights.packed(np.ascontiguousarray(weight), (groups, taps), _stacked)
 
 
