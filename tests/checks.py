@@ -6,7 +6,7 @@ import numba
 import numpy as np
 
 from numba_conv3d import plan_conv3d
-from reference import NUMPY_PAD_MODES, conv3d_reference, reference_pads
+from reference import NUMPY_PAD_MODES, conv3d_reference, reference_pads, transposed_reference
 
 
 def _abs_or_none(a):
@@ -461,3 +461,16 @@ def assert_reduced_within_bound(out, expected, magnitude, terms):
     info = ml_dtypes.finfo(BFLOAT16)
     bound = summed + float(info.eps) / 2 * (np.abs(expected) + summed) + float(info.smallest_subnormal) / 2
     assert np.all(np.abs(out.astype(np.float64) - expected) <= bound)
+
+
+def assert_transposed_within_bound(out, x, w, b, terms, **kwargs):
+    """A bfloat16 ``conv_transpose3d(x, w, b, **kwargs)``'s batched result ``out`` (``x`` batched)
+    against the float64 oracle (``reference.transposed_reference``): float32 sums of ``terms`` terms
+    rounded once (:func:`assert_reduced_within_bound`)."""
+    wide_x, wide_w = x.astype(np.float64), w.astype(np.float64)
+    expected = transposed_reference(wide_x, wide_w, **kwargs)
+    magnitude = transposed_reference(np.abs(wide_x), np.abs(wide_w), **kwargs)
+    if b is not None:
+        expected += b.astype(np.float64).reshape(-1, 1, 1, 1)
+        magnitude += np.abs(b.astype(np.float64)).reshape(-1, 1, 1, 1)
+    assert_reduced_within_bound(out, expected, magnitude, terms)
