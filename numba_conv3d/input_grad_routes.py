@@ -252,7 +252,7 @@ def _by_phase_stack(plan, grad, weight, conjugate, backend, bias):
     cropped = grad[(slice(None), slice(None)) + _stacked_reads(dims, grad.shape[2:])]
     phase_count = math.prod(len(d.taps) for d in dims)
     columns = run_plan(_stacked_plan(plan, tuple(grad.shape), dims, bias is not None), cropped,
-                       backend.stacked_weight(weight, plan.groups, tuple(d.taps for d in dims))[0],
+                       backend.stacked_weight(weight, plan.groups, tuple(d.taps for d in dims)),
                        None if bias is None else np.repeat(bias, phase_count))
     placement = backend.Placement((0, 0, 0), plan.input_size, tuple(len(d.taps) for d in dims), plan.stride,
                                   (1, 1, 1), plan.in_channels)
@@ -271,12 +271,8 @@ def _reads_reduced(plan, grad, weight, backend):
     """Whether a bfloat16 or float16 input gradient runs on its operands as they are, on a route that
     rounds each sum as it computes it: tap-scatter, or phase-stack where the gradient and the weight
     are finite (a zero weight meets every element)."""
-    if _tap_scatter_applies(plan, grad):
-        return True
-    if not _phase_stack_applies(plan, grad) or not backend.finite_bits(grad):
-        return False
-    taps = tuple(d.taps for d in _stacked_phases(plan, grad.shape[-3:]))
-    return backend.stacked_weight(weight, plan.groups, taps)[1]
+    return _tap_scatter_applies(plan, grad) or (_phase_stack_applies(plan, grad) and backend.finite_bits(grad)
+                                                 and backend.finite_bits(weight))
 
 
 def _by_gather(plan, grad, weight, conjugate, backend, bias):

@@ -9,6 +9,7 @@ zeros that spreading the output gradient ``stride`` apart would insert. The thre
 combine into ``prod(stride)`` correlations, interleaved into the result (CUTLASS splits its strided
 dgrad the same way).
 """
+import functools
 import math
 from dataclasses import dataclass
 
@@ -110,9 +111,10 @@ class StackedPhases:
     pads: tuple
 
 
+@functools.lru_cache(maxsize=256)
 def stacked(start, length, kernel, stride, grad_extent):
     """:func:`phases` at unit dilation stacked into one correlation (:class:`StackedPhases`), or None
-    where no phase reads the gradient."""
+    where no phase reads the gradient; kept per arguments (a call plans with it twice)."""
     found = phases(start, length, kernel, stride, 1, grad_extent)
     read = [phase for phase in found if phase.taps]
     if not read:

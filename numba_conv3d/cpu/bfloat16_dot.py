@@ -35,7 +35,7 @@ from .tasks import thread_count
 
 PAIR_BYTES = 4
 # The exponent bits of a bfloat16: all ones for Inf and NaN.
-_EXPONENTS = np.uint32(0x7F80)
+EXPONENTS = np.uint32(0x7F80)
 # The longest row :func:`volume_rows` makes of small planes side by side (its slab holds one row).
 VOLUME_ROW_MAX_COLUMNS = 8 * MERGED_ROW_COLUMNS
 
@@ -100,7 +100,7 @@ def pack_pairs(weight, groups, block_channels):
             paired = 2 * p + 1 < in_per_group
             for tap in range(taps):
                 pair = np.uint32(low[tap]) | ((np.uint32(high[tap]) << 16) if paired else np.uint32(0))
-                found |= (pair & _EXPONENTS) == _EXPONENTS or (pair >> 16) & _EXPONENTS == _EXPONENTS
+                found |= (pair & EXPONENTS) == EXPONENTS or (pair >> 16) & EXPONENTS == EXPONENTS
                 target[tap, lane] = pair
         nonfinite[job] = found
     return packed, not nonfinite.any()

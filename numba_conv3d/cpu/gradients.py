@@ -106,7 +106,7 @@ def finite_bits(array):
 
 
 def stacked_weight(weight, groups, taps):
-    """The phase-stack route's weight and whether the weight is finite (``phase_stack.stacked_weight``)."""
+    """The phase-stack route's weight (``phase_stack.stacked_weight``)."""
     with safe_to_run():
         return phase_stack.stacked_weight(weight, groups, taps)
 

@@ -7,7 +7,8 @@ included) rounded once; ``tap_scatter.scatter`` then interleaves the phases.
 
 A zero weight meets every gradient element its combined tap reads: an Inf or NaN there would give NaN
 where the convolution has no such product, and so would a non-finite weight meet the zeros padded
-around the gradient. The route is taken only where both operands are finite (:func:`finite_bits`).
+around the gradient. The route is taken only where both operands are finite (:func:`finite_bits`,
+each call).
 """
 import itertools
 import math
@@ -16,9 +17,8 @@ import numpy as np
 from numba import njit, prange
 
 from . import packed_weights
+from .bfloat16_dot import EXPONENTS
 
-# The exponent bits of a bfloat16: all ones for Inf and NaN.
-_EXPONENTS = np.uint16(0x7F80)
 _CHUNK = 1 << 14
 
 
@@ -31,7 +31,7 @@ def _nonfinite_chunks(bits):
     for chunk in prange(chunks):
         hit = np.uint16(0)
         for i in range(chunk * _CHUNK, min(bits.size, (chunk + 1) * _CHUNK)):
-            hit |= np.uint16((bits[i] & _EXPONENTS) == _EXPONENTS)
+            hit |= np.uint16((bits[i] & EXPONENTS) == EXPONENTS)
         found[chunk] = hit != 0
     return found
 
@@ -47,13 +47,13 @@ def stacked_weight(weight, groups, taps):
     groups, KD, KH, KW) and the per-dimension ``taps`` of ``stride_phases.stacked``: output channel
     ``(c, phase)`` of group g (phases in C order over the dimensions) holds, at combined taps ``(jd, jh,
     jw)``, ``weight[g * (C_out / groups) + o, c, kd, kh, kw]`` for input channel o of the group's output
-    gradient where each dimension's phase gives kernel tap k to combined tap j, else zero; and whether
-    the weight is finite. Kept between calls while the weight's bytes stay the same (``packed_weights``)."""
-    return packed_weights.packed(np.ascontiguousarray(weight), (groups, taps), _stacked)
+    gradient where each dimension's phase gives kernel tap k to combined tap j, else zero. Kept between
+    calls while the weight's bytes stay the same (``packed_weights``)."""
+    return packed_weights.packed(np.ascontiguousarray(weight), (groups, taps), _stacked)[0]
 
 
 def _stacked(weight, groups, taps):
-    """(:func:`stacked_weight`'s array, whether the weight is finite)."""
+    """(:func:`stacked_weight`'s array,)."""
     out_channels, in_per_group = weight.shape[:2]
     out_per_group = out_channels // groups
     extents = [1 + max((j for phase in dim for j, _ in phase), default=0) for dim in taps]
@@ -66,4 +66,4 @@ def _stacked(weight, groups, taps):
         for (jd, kd), (jh, kh), (jw, kw) in itertools.product(*phase):
             stacked[:, :, index, :, jd, jh, jw] = by_group[:, :, :, kd, kh, kw].transpose(0, 2, 1)
     shape = (groups * in_per_group * phase_count, out_per_group, *extents)
-    return stacked.reshape(shape).view(weight.dtype), finite_bits(weight)
+    return (stacked.reshape(shape).view(weight.dtype),)
