@@ -249,3 +249,38 @@ def test_the_stationary_grid_takes_few_tasks_unless_more_balance_the_threads(thr
                 assert planes * tiles >= depth and planes * (tiles - 1) < depth and planes <= max(1, fitting)
                 assert all(split_range(s, units, splits)[1] > split_range(s, units, splits)[0]
                            for s in range(splits))
+
+
+@pytest.mark.parametrize("out_size, in_per_group, kernel, stride", [
+    ((4, 14, 14), 256, (3, 3, 3), (1, 1, 1)),  # 7 strips of 2 rows: 4 + 3 where the rows are tiled
+    ((8, 28, 28), 32, (3, 3, 3), (2, 2, 2)),
+    ((2, 7, 7), 128, (3, 3, 3), (2, 2, 2)),
+    ((8, 56, 56), 64, (3, 3, 3), (1, 1, 1)),
+    ((2, 40, 40), 1024, (3, 3, 3), (1, 1, 1)),  # one whole plane outgrows the stationary slab
+])
+def test_the_stationary_grid_keeps_whole_planes_where_row_tiles_leave_a_thread_more_strips(
+        monkeypatch, out_size, in_per_group, kernel, stride):
+    """Output rows stay tiled (each plane's slab within ``SLAB_BYTES``) unless whole planes, within
+    ``STATIONARY_SLAB_BYTES``, leave the busiest of two threads fewer strips of output rows to compute
+    (channel blocks x planes x strips)."""
+    from numba_conv3d.config import STATIONARY_SLAB_BYTES
+
+    monkeypatch.setattr(register_blocks, "thread_count", lambda: 2)
+    arguments = (1, out_size, in_per_group, kernel, stride, (1, 1, 1), 16, 1, 2)
+    weight_bytes = in_per_group * 27 * 16 * 32 * 4
+    grid = register_blocks.stationary_grid(*arguments[:2], 4, *arguments[2:], weight_bytes)
+    rows, row_tiles, plane_bytes = register_blocks._row_tiling(out_size[1], out_size[2], 4, in_per_group,
+                                                               kernel, stride, (1, 1, 1), 2)
+    tiled, tiled_work = register_blocks._stationary_rows(*arguments, weight_bytes, rows, row_tiles,
+                                                         plane_bytes)
+    assert grid[2] * grid[3] >= out_size[1] and grid[2] % 2 == 0
+    if grid != tiled:
+        whole_bytes = register_blocks._input_plane_bytes(grid[2], out_size[2], 4, in_per_group, kernel,
+                                                         stride, (1, 1, 1))
+        assert grid[3] == 1 and whole_bytes * kernel[0] <= STATIONARY_SLAB_BYTES
+        whole_work = register_blocks._stationary_rows(*arguments, weight_bytes, grid[2], 1, whole_bytes)[1]
+        assert whole_work < tiled_work
+    if out_size == (4, 14, 14):
+        assert (grid[2], grid[3], grid[4]) == (14, 1, 2)
+    if in_per_group == 1024:
+        assert grid == tiled and row_tiles > 1

@@ -45,12 +45,26 @@ def _row_tiling(out_height, out_width, itemsize, in_per_group, kernel, stride, d
     """Output rows per task (a multiple of ``multiple``) and tiles of them per plane, so that the
     slab of one output plane stays within ``SLAB_BYTES`` (unless one output row needs more); and the
     bytes of one input plane of a task's slab."""
-    row_bytes = stride[2] * slab_columns(kernel, dilation, stride, out_width, itemsize) * itemsize
+    row_bytes = _slab_row_bytes(out_width, itemsize, kernel, stride, dilation)
     kernel_planes, kernel_rows = dilated_extent(kernel[0], dilation[0]), dilated_extent(kernel[1],
                                                                                       dilation[1])
     plane_rows = SLAB_BYTES // (in_per_group * kernel_planes * row_bytes)
     rows, row_tiles = balanced(out_height, (plane_rows - kernel_rows) // stride[1] + 1, multiple)
-    return rows, row_tiles, in_per_group * ((rows - 1) * stride[1] + kernel_rows) * row_bytes
+    return rows, row_tiles, _input_plane_bytes(rows, out_width, itemsize, in_per_group, kernel, stride,
+                                               dilation)
+
+
+@register_jitable
+def _slab_row_bytes(out_width, itemsize, kernel, stride, dilation):
+    """Bytes of one input row of a register-blocked kernel's slab, all its W phases."""
+    return stride[2] * slab_columns(kernel, dilation, stride, out_width, itemsize) * itemsize
+
+
+@register_jitable
+def _input_plane_bytes(rows, out_width, itemsize, in_per_group, kernel, stride, dilation):
+    """Bytes of the input plane of a slab whose tasks compute ``rows`` output rows."""
+    return (in_per_group * ((rows - 1) * stride[1] + dilated_extent(kernel[1], dilation[1]))
+            * _slab_row_bytes(out_width, itemsize, kernel, stride, dilation))
 
 
 @register_jitable
@@ -110,16 +124,36 @@ def stationary_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dil
     so the grid aims at few tasks: as many as the independent pieces (samples, groups, row tiles)
     rounded up to a multiple of the threads, unless ``tasks_wanted()`` tasks leave the busiest thread
     less work (``stationary_tasks``)."""
-    out_depth, out_height, out_width = out_size
-    rows, row_tiles, input_plane_bytes = _row_tiling(out_height, out_width, itemsize, in_per_group,
+    rows, row_tiles, input_plane_bytes = _row_tiling(out_size[1], out_size[2], itemsize, in_per_group,
                                                      kernel, stride, dilation, multiple)
+    grid, work = _stationary_rows(batch, out_size, in_per_group, kernel, stride, dilation, units, groups,
+                                  multiple, weight_bytes, rows, row_tiles, input_plane_bytes)
+    whole_rows = round_up(out_size[1], multiple)
+    whole_plane_bytes = _input_plane_bytes(whole_rows, out_size[2], itemsize, in_per_group, kernel, stride,
+                                           dilation)
+    if row_tiles == 1 or STATIONARY_SLAB_BYTES < whole_plane_bytes * dilated_extent(kernel[0], dilation[0]):
+        return grid
+    whole, whole_work = _stationary_rows(batch, out_size, in_per_group, kernel, stride, dilation, units,
+                                         groups, multiple, weight_bytes, whole_rows, 1, whole_plane_bytes)
+    return whole if whole_work < work else grid
+
+
+@register_jitable
+def _stationary_rows(batch, out_size, in_per_group, kernel, stride, dilation, units, groups, multiple,
+                     weight_bytes, rows, row_tiles, input_plane_bytes):
+    """:func:`stationary_grid` for its output rows cut into ``row_tiles`` tiles of ``rows`` rows, each
+    plane of a task's slab ``input_plane_bytes``; and the work of its busiest thread (units x planes x
+    strips of ``multiple`` rows, see ``slowest_thread_work``)."""
     volumes = max(1, batch * groups * row_tiles)
     kernel_planes = dilated_extent(kernel[0], dilation[0])
     fitting = (STATIONARY_SLAB_BYTES // input_plane_bytes - kernel_planes) // stride[0] + 1
-    channels_first = weight_bytes >= input_plane_bytes * ((out_depth - 1) * stride[0] + kernel_planes)
-    splits, planes, plane_tiles = stationary_tasks(thread_count(), volumes, units, out_depth, fitting,
+    channels_first = weight_bytes >= input_plane_bytes * ((out_size[0] - 1) * stride[0] + kernel_planes)
+    threads = thread_count()
+    splits, planes, plane_tiles = stationary_tasks(threads, volumes, units, out_size[0], fitting,
                                                    channels_first)
-    return planes, plane_tiles, rows, row_tiles, splits
+    work = (slowest_thread_work(threads, volumes, units, splits, planes, plane_tiles)
+            * ceil_div(rows, multiple))
+    return (planes, plane_tiles, rows, row_tiles, splits), work
 
 
 @register_jitable
