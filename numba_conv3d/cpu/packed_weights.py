@@ -5,9 +5,10 @@ a small volume (512 x 512 x 27 bfloat16 weights: 3.5 ms, the layer 3.4 ms). A ne
 inference convolves with the same weights every call, so the packed arrays are kept, keyed by the
 weight's address, shape and the packing's arguments, next to a copy of the weight's bytes. A call that
 finds an entry compares the whole weight with that copy (a changed element anywhere, even where the
-user wrote into the array in place, packs again); the comparison reads both once, in parallel (2-2.5
-ms for 14 MB, where packing takes 3.5-8 ms). Entries beyond ``config.PACKED_WEIGHTS_BYTES`` (copies and
-packed arrays together) are dropped, least recently used first.
+user wrote into the array in place, packs again); the comparison reads both once, in parallel (0.3
+ms for 14 MB, 0.05 ms for 3.5 MB, where packing takes 3.5-8 ms). Entries beyond
+``config.PACKED_WEIGHTS_BYTES`` (copies and packed arrays together) are dropped, least recently used
+first.
 """
 import threading
 from collections import OrderedDict
@@ -25,13 +26,17 @@ _LOCK = threading.Lock()
 
 @njit(parallel=True, cache=True)
 def _same_words(kept, given):
-    """Whether two equally long uint64 arrays are equal (chunks in parallel, vectorized XORs)."""
+    """Whether two equally long uint64 arrays are equal (chunks in parallel, vectorized XORs: each
+    chunk a slice indexed from 0, which LLVM vectorizes; indexed from the chunk's start, the loop ran
+    scalar at a fifth of the speed)."""
     chunks = (kept.size + _CHUNK - 1) // _CHUNK
     differs = np.zeros(chunks, np.bool_)
     for chunk in prange(chunks):
+        kept_chunk = kept[chunk * _CHUNK:(chunk + 1) * _CHUNK]
+        given_chunk = given[chunk * _CHUNK:(chunk + 1) * _CHUNK]
         bits = np.uint64(0)
-        for i in range(chunk * _CHUNK, min(kept.size, (chunk + 1) * _CHUNK)):
-            bits |= kept[i] ^ given[i]
+        for i in range(kept_chunk.size):
+            bits |= kept_chunk[i] ^ given_chunk[i]
         differs[chunk] = bits != 0
     return not differs.any()
 

@@ -29,9 +29,12 @@ def _nonfinite_chunks(bits):
     chunks = (bits.size + _CHUNK - 1) // _CHUNK
     found = np.zeros(chunks, np.bool_)
     for chunk in prange(chunks):
+        # a slice indexed from 0, as ``packed_weights._same_words`` reads its chunks: a loop LLVM
+        # vectorizes
+        chunk_bits = bits[chunk * _CHUNK:(chunk + 1) * _CHUNK]
         hit = np.uint16(0)
-        for i in range(chunk * _CHUNK, min(bits.size, (chunk + 1) * _CHUNK)):
-            hit |= np.uint16((bits[i] & EXPONENTS) == EXPONENTS)
+        for i in range(chunk_bits.size):
+            hit |= np.uint16((chunk_bits[i] & EXPONENTS) == EXPONENTS)
         found[chunk] = hit != 0
     return found
 
