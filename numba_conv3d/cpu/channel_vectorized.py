@@ -34,12 +34,12 @@ from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, CHANNEL_BLOCK_VECTORS, CHAN
 from ..crossovers import (CHANNEL_VECTORS_LONG_SHARE, CHANNEL_VECTORS_MARGIN, CHANNEL_VECTORS_MIN_REDUCTION,
                           WIDE_BLOCK_GAIN)
 from .blocked import pack_weights
-from .register_blocks import (blocked_slab_shape, fill_tap_offsets, fill_tap_runs, output_offset,
-                              row_blocks, skips_padding, slab_offset, stationary_grid)
-from ..shape_rules import ceil_div, round_up
+from .register_blocks import (fill_tap_offsets, fill_tap_runs, output_offset, row_blocks, skips_padding,
+                              slab_offset, stationary_grid, tap_columns)
+from ..shape_rules import ceil_div, dilated_extent, round_up
 from .simd import fma_tile, load_block, load_rows, store_block, vector_lanes, zero_block
 from .simd_masked import store_channel_rows
-from .slab import gather_slab, index_maps, task_start
+from .slab import gather_slab, index_maps, slab_shape, task_start
 from .tasks import balanced, task_count
 from .unlinked import call_apart
 
@@ -232,15 +232,19 @@ def task_layout(batch, out_size, itemsize, in_per_group, kernel, stride, dilatio
                 groups):
     """How the kernel runs a convolution: whether in tall tiles (``tall_tiles``), its task grid
     (``register_blocks.stationary_grid``: rows in whole strips of tiles but the last) and the shape of
-    a task's slab (all its output planes' input, rows in whole strips, columns in whole tiles)."""
+    a task's slab (all its output planes' input, rows in whole strips, columns in whole tiles plus
+    those its taps reach: no more, as the kernel broadcasts single elements of the slab rather than
+    loading vectors of it, so its rows need not end on a vector; 7-wide outputs of k3 gather 9
+    columns, not 32)."""
     tall = tall_tiles(out_size[1], out_size[2])
     rows, columns = tile_shape(tall)
     width = round_up(out_size[2], columns)
     grid = stationary_grid(batch, (out_size[0], out_size[1], width), itemsize, in_per_group, kernel,
                            stride, dilation, ceil_div(out_per_group, block_channels(itemsize)), groups,
                            rows, in_per_group * kernel[0] * kernel[1] * kernel[2] * out_per_group * itemsize)
-    slab_dims = blocked_slab_shape(in_per_group, kernel, dilation, stride, width, itemsize,
-                                   (grid[0], grid[1], round_up(grid[2], rows), grid[3], grid[4]), grid[0])
+    slab_dims = slab_shape(in_per_group, kernel[0], dilation[0], stride[0], grid[0],
+                           (round_up(grid[2], rows) - 1) * stride[1] + dilated_extent(kernel[1], dilation[1]),
+                           stride[2], width + tap_columns(kernel, dilation, stride))
     return tall, grid, slab_dims
 
 
