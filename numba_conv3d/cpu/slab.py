@@ -79,8 +79,9 @@ def _gather_phases(x, n, c0, origin, first, stop, row0, maps, slab, phases):
     plain strided copy, its indices unsigned so that Numba adds no negative-index wraparound, which
     would make every load a gather), then the map again up to cut 2, then zeros. Rows are reached
     through one view per plane, and the padding columns read through the map in this loop's own
-    code: indexing the 5-D arrays per element, and ``padded_column`` called per column (a call that
-    takes an array, even inlined), made a slab 2.5-3.5x as slow (14-28-column rows 18-26 -> 6-7 ns)."""
+    code: indexing the 5-D arrays per element, and a helper function called per padding column (a
+    call that takes an array, even inlined), made a slab 2.5-3.5x as slow (14-28-column rows 18-26 ->
+    6-7 ns)."""
     map_d, map_h, map_w, pad_w = maps
     channels, slots, rows, _, columns = slab.shape
     padded_d, padded_h, padded_w, width = map_d.shape[0], map_h.shape[0], map_w.shape[0], x.shape[4]
@@ -120,33 +121,27 @@ def _first_column(padded_column, phase, phases, columns):
     return min(columns, max(0, ceil_div(padded_column - phase, phases)))
 
 
-@register_jitable
-def padded_column(source, map_w, col):
-    """Padded column ``col`` of the input row ``source`` through the W map (-1, or past the map, reads
-    zero)."""
-    sw = map_w[col] if col < map_w.shape[0] else -1
-    return source[sw] if sw >= 0 else source.dtype.type(0)
-
-
 @njit(cache=True, inline='always')
 def padded_row(x, n, c, sd, sh, maps, first, width, row):
     """``row[:width]`` = padded input columns ``[first, first + width)`` of row (n, c, sd, sh) through
     the W map (zero past it); the columns inside the input are a plain copy, over slices so that LLVM
     knows the extents (indexing the whole arrays took 4-10x as long; the alternatives measured are in
-    docs/ARCHITECTURE.md, "Where the time goes"). A float32 ``row`` from the bfloat16 bits of a uint16
-    ``x`` holds their float32 values (``simd.stored_element``)."""
+    docs/ARCHITECTURE.md, "Where the time goes"), and the padding columns read in this function's own
+    code (through a helper's call, even one never taken, a row took 2.2-3.6x as long). A
+    float32 ``row`` from the bfloat16 bits of a uint16 ``x`` holds their float32 values
+    (``simd.stored_element``)."""
     map_w, pad_w = maps[2], maps[3]
     source = x[n, c, sd, sh]
     inside_first = min(max(pad_w - first, 0), width)
     inside_stop = max(inside_first, min(pad_w + x.shape[4] - first, width))
-    for j in range(inside_first):
-        row[j] = stored_element(row, padded_column(source, map_w, first + j))
+    for side in range(2):  # the padding columns before the input row, then after it
+        for j in range(inside_stop if side else 0, width if side else inside_first):
+            sw = map_w[first + j] if first + j < map_w.shape[0] else -1
+            row[j] = stored_element(row, source[sw] if sw >= 0 else source.dtype.type(0))
     inside = source[first + inside_first - pad_w:]
     target = row[inside_first:inside_stop]
     for j in range(inside_stop - inside_first):
         target[j] = stored_element(target, inside[j])
-    for j in range(inside_stop, width):
-        row[j] = stored_element(row, padded_column(source, map_w, first + j))
 
 
 @njit(cache=True)
