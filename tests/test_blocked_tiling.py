@@ -169,10 +169,9 @@ def _channel_vectorized(x, w, b, plan, grid, tall):
     packed, packed_bias = blocked.pack_weights(w, b, True, plan.groups,
                                                channel_vectorized.block_channels(x.itemsize))
     rows, columns = channel_vectorized.tile_shape(tall)
-    slab_dims = register_blocks.blocked_slab_shape(
-        plan.in_per_group, plan.kernel_size, plan.dilation, plan.stride,
-        -(-plan.output_size[2] // columns) * columns, x.itemsize,
-        (grid[0], grid[1], -(-grid[2] // rows) * rows, grid[3], grid[4]), grid[0])
+    width = -(-plan.output_size[2] // columns) * columns
+    slab_dims = channel_vectorized.task_slab_shape(plan.in_per_group, plan.kernel_size, plan.stride,
+                                                   plan.dilation, width, grid, rows)
     channel_vectorized._channel_vectorized_kernel(x, packed, packed_bias, out, plan.stride, plan.dilation,
                                                   plan.pad_front, plan.padded_size, plan.mode_code,
                                                   plan.kernel_size, grid, slab_dims, True, tall)

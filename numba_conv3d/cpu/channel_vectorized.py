@@ -242,10 +242,17 @@ def task_layout(batch, out_size, itemsize, in_per_group, kernel, stride, dilatio
     grid = stationary_grid(batch, (out_size[0], out_size[1], width), itemsize, in_per_group, kernel,
                            stride, dilation, ceil_div(out_per_group, block_channels(itemsize)), groups,
                            rows, in_per_group * kernel[0] * kernel[1] * kernel[2] * out_per_group * itemsize)
-    slab_dims = slab_shape(in_per_group, kernel[0], dilation[0], stride[0], grid[0],
-                           (round_up(grid[2], rows) - 1) * stride[1] + dilated_extent(kernel[1], dilation[1]),
-                           stride[2], width + tap_columns(kernel, dilation, stride))
-    return tall, grid, slab_dims
+    return tall, grid, task_slab_shape(in_per_group, kernel, stride, dilation, width, grid, rows)
+
+
+@register_jitable
+def task_slab_shape(in_per_group, kernel, stride, dilation, width, grid, tile_rows):
+    """The slab of a task of ``grid`` whose tiles of ``tile_rows`` rows cover ``width`` columns: the
+    input of all its output planes, rows in whole strips, columns in whole tiles plus those the taps
+    reach (see :func:`task_layout`)."""
+    rows = (round_up(grid[2], tile_rows) - 1) * stride[1] + dilated_extent(kernel[1], dilation[1])
+    return slab_shape(in_per_group, kernel[0], dilation[0], stride[0], grid[0], rows, stride[2],
+                      width + tap_columns(kernel, dilation, stride))
 
 
 def workspace_bytes(plan):

@@ -115,8 +115,11 @@ def slowest_thread_work(threads, volumes, units, splits, planes, plane_tiles):
 def stationary_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dilation, units, groups,
                     multiple, weight_bytes):
     """The grid of a kernel whose task gathers the input of all its output planes at once
-    (``channel_vectorized.py``): rows tiled as ``task_grid`` tiles them, at most as many planes per
-    task as keep its slab within ``STATIONARY_SLAB_BYTES``. Where a group's weights
+    (``channel_vectorized.py``): rows tiled as ``task_grid`` tiles them, unless whole planes leave
+    the busiest thread fewer strips of rows (``_stationary_rows``), at most as many planes per task as
+    keep its slab within ``STATIONARY_SLAB_BYTES``. The slab's bytes are counted with rows of whole
+    vectors, as the blocked kernels' slabs hold them: an upper bound of this kernel's narrower rows,
+    kept because its crossovers were measured with it. Where a group's weights
     (``weight_bytes``) outweigh its input (the deep layers' small volumes), the output channels
     (``units``) are split over tasks first, then the planes, so that each weight is read once per
     task; else the planes first, as ``task_grid`` splits them, so that each input plane is gathered

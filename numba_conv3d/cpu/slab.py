@@ -74,14 +74,14 @@ def _gather_phases(x, n, c0, origin, first, stop, row0, maps, slab, phases):
     """:func:`gather_slab` for ``phases`` W phases: a constant (1 or 2, the common strides) turns the
     column arithmetic's divisions into shifts and lets LLVM vectorize the copy.
 
-    A phase's columns are cut the same way in every row, so the cuts are made once: columns j whose
-    padded column j * S + phase is in [0, cut 0) go through the W map, then the input row itself (a
-    plain strided copy, its indices unsigned so that Numba adds no negative-index wraparound, which
-    would make every load a gather), then the map again up to cut 2, then zeros. Rows are reached
-    through one view per plane, and the padding columns read through the map in this loop's own
-    code: indexing the 5-D arrays per element, and a helper function called per padding column (a
-    call that takes an array, even inlined), made a slab 2.5-3.5x as slow (14-28-column rows 18-26 ->
-    6-7 ns)."""
+    A phase's columns are cut the same way in every row, so the cuts are made once: columns j below
+    cut 0 (padded column j * S + phase before the input's first) go through the W map, then the input
+    row itself (a plain strided copy, its indices unsigned so that Numba adds no negative-index
+    wraparound, which would make every load a gather), then the map again up to cut 2, then zeros.
+    Rows are reached through one view per plane, and the padding columns read through the map in this
+    loop's own code: indexing the 5-D arrays per element, and a helper function called per padding
+    column (a call that takes an array, even inlined), made a slab 2.5-3.5x as slow (14-28-column rows
+    18-26 -> 6-7 ns)."""
     map_d, map_h, map_w, pad_w = maps
     channels, slots, rows, _, columns = slab.shape
     padded_d, padded_h, padded_w, width = map_d.shape[0], map_h.shape[0], map_w.shape[0], x.shape[4]
