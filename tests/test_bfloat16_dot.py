@@ -32,6 +32,10 @@ SHAPES = (
     ((1, 8, 3, 8, 8), (256, 8, 1, 1, 1), {}),  # 8x8 planes for many output channels: one row
     ((2, 6, 5, 8, 9), (16, 6, 1, 1, 1), {"stride": (2, 2, 3)}),  # strided 1x1x1: the positions copied out
     ((1, 8, 6, 7, 8), (20, 4, 1, 1, 1), {"stride": (1, 2, 2), "groups": 2}),
+    # tiles past the plane's last row, taps reading padding at some of a tile's rows and columns only
+    ((1, 6, 2, 7, 7), (16, 6, 3, 3, 3), {"padding": 1}),
+    ((1, 5, 3, 4, 4), (16, 5, 3, 3, 3), {"padding": 1}),
+    ((1, 4, 2, 5, 12), (16, 4, 3, 5, 5), {"padding": (1, 2, 2)}),
 )
 ALGORITHMS = ("bfloat16-dot", "bfloat16-rows")
 

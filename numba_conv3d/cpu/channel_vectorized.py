@@ -41,6 +41,7 @@ from .simd import fma_tile, load_block, load_rows, store_block, vector_lanes, ze
 from .simd_masked import store_channel_rows
 from .slab import gather_slab, index_maps, slab_shape, task_start
 from .tasks import balanced, task_count
+from .tile_spans import task_spans
 from .unlinked import call_apart
 
 # The two tiles (output rows x columns) of the kernel, as module ints that jitted code reads as
@@ -108,16 +109,16 @@ def preferred(out_height, out_width, out_per_group, reduction, itemsize):
 
 
 @njit(cache=True, inline='always')
-def _tile(slab, packed, packed_bias, taps, runs, run_count, g, block, channel_first, channel_stop,
+def _tile(slab, packed, packed_bias, taps, runs, run_count, spans, g, block, channel_first, channel_stop,
           partial, partial_start, source, row_step, out, n, od, oh, col0, tile_rows, tile_columns,
           tile_positions):
     """Input channels ``[channel_first, channel_stop)`` of output channels ``block_channels`` of group
     ``g``'s block ``block`` x a tile of ``tile_rows`` x ``tile_columns`` (``tile_positions`` in all,
     compile-time ints) output positions from (``od``, ``oh``, ``col0``), reading the slab from offset
     ``source``, ``row_step`` per row, at the taps of the first ``run_count`` runs of ``runs``
-    (``fill_tap_runs``). The tile starts from the bias at the first input channel, else from its sums
-    so far in ``partial`` (from ``partial_start``); it goes to the output after the last input
-    channel, else back to ``partial``."""
+    (``fill_tap_runs``), each at the positions of its span in ``spans`` (``tile_spans.py``). The tile
+    starts from the bias at the first input channel, else from its sums so far in ``partial`` (from
+    ``partial_start``); it goes to the output after the last input channel, else back to ``partial``."""
     channels = block_channels(slab.itemsize)
     blocks, in_channels, ntaps = packed.shape[1], packed.shape[2], packed.shape[3]
     unit = g * blocks + block
@@ -134,7 +135,7 @@ def _tile(slab, packed, packed_bias, taps, runs, run_count, g, block, channel_fi
         for run in range(run_count):
             for t in range(runs[2 * run], runs[2 * run + 1]):
                 acc = fma_tile(acc, slab, start + taps[t], 1, row_step, tile_columns, packed,
-                               weight + t * channels, CHANNEL_BLOCK_VECTORS)
+                               weight + t * channels, CHANNEL_BLOCK_VECTORS, spans[t])
     if channel_stop < in_channels:
         store_block(acc, partial, partial_start)
         return
@@ -182,6 +183,8 @@ def _tiled_task(x, packed, packed_bias, out, stride, dilation, kernel, grid, map
             row = strip * tile_rows
             run_counts[p, strip] = fill_tap_runs(runs[p, strip], kernel, stride, dilation, maps, od0 + p,
                                                  oh0 + row, min(tile_rows, rows - row), skip_padding)
+    spans = task_spans(kernel, stride, dilation, maps, oh0, rows, out_height, out_width, tile_rows,
+                       tile_columns, skip_padding)
     # planes whose tiles each chunk of weights serves before the next
     together = min(planes, ceil_div(STATIONARY_BLOCKS, strips * tiles))
     partial = np.empty(together * strips * tiles * items, packed_bias.dtype)
@@ -196,7 +199,7 @@ def _tiled_task(x, packed, packed_bias, out, stride, dilation, kernel, grid, map
                         for k in range(tiles):
                             col0 = k * tile_columns
                             _tile(slab, packed, packed_bias, taps[p], runs[p, strip], run_counts[p, strip],
-                                  g, block, channel_first, channel_stop, partial,
+                                  spans[strip, k], g, block, channel_first, channel_stop, partial,
                                   (((p - first_plane) * strips + strip) * tiles + k) * items,
                                   slab_offset(slab, row, col0, stride), row_step, out, n, od0 + p,
                                   oh0 + row, col0, tile_rows, tile_columns, tile_positions)

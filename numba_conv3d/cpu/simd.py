@@ -23,6 +23,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
 from ..config import VECTOR_BYTES
+from .tile_spans import span_codes, span_positions
 
 
 class Vector(types.Type):
@@ -230,20 +231,25 @@ def _fma(builder, a, b, c):
 def _broadcast_products(context, builder, block, values, weights_type, weights, weight_offsets,
                         loaded):
     """``values`` (a ``block``) plus, for channel c, the weight at element ``weight_offsets[c]`` of
-    ``weights`` broadcast times each of the ``loaded`` vectors (one rounding per element). uint32
-    ``weights`` hold bfloat16 pairs, and the ``loaded`` vectors pairs too: each lane then adds the
-    pair's two products (``bfloat16_dot``)."""
-    vector_type = context.get_value_type(block.dtype)
-    pairs = weights_type.dtype == types.uint32
+    ``weights`` broadcast times each of the ``loaded`` vectors (:func:`_channel_products`)."""
+    count = len(loaded)
     out = []
     for c, w_at in enumerate(weight_offsets):
-        weight = builder.load(_element_pointer(context, builder, weights_type, weights, w_at))
-        splat = _splat(builder, weight, ir.VectorType(weight.type, vector_type.count))
-        for k, vector in enumerate(loaded):
-            acc = builder.extract_value(values, c * len(loaded) + k)
-            multiply_add = bfloat16_dot if pairs else _fma
-            out.append(multiply_add(builder, splat, vector, acc))
+        out.extend(_channel_products(builder, [builder.extract_value(values, c * count + k)
+                                               for k in range(count)],
+                                     _element_pointer(context, builder, weights_type, weights, w_at),
+                                     weights_type, loaded))
     return context.make_tuple(builder, block, out)
+
+
+def _channel_products(builder, accumulators, weight_pointer, weights_type, loaded):
+    """Each of ``accumulators`` plus the weight at ``weight_pointer`` broadcast times the ``loaded``
+    vector of the same index (one rounding per element). uint32 ``weights`` hold bfloat16 pairs, and
+    the ``loaded`` vectors pairs too: each lane then adds the pair's two products (``bfloat16_dot``)."""
+    weight = builder.load(weight_pointer)
+    splat = _splat(builder, weight, ir.VectorType(weight.type, accumulators[0].type.count))
+    multiply_add = bfloat16_dot if weights_type.dtype == types.uint32 else _fma
+    return [multiply_add(builder, splat, vector, acc) for acc, vector in zip(accumulators, loaded)]
 
 
 class _BFloat16(ir.types._BaseFloatType):
@@ -302,29 +308,54 @@ def fma_block(typingctx, block, weights, w_start, w_step, source, s_start, s_ste
 
 @intrinsic
 def fma_tile(typingctx, block, weights, w_start, w_step, w_row_step, columns, source, s_start,
-             vectors):
+             vectors, span):
     """``block[c, v] += weights[w_start + (c // columns) * w_row_step + (c % columns) * w_step] *
-    source[s_start + v * lanes ...]``, one rounding per element; ``columns`` and ``vectors`` are
-    compile-time ints: :func:`fma_block` with one row per channel, whose channels are the positions
-    of a tile of output rows x ``columns`` columns, each broadcasting its own input element."""
+    source[s_start + v * lanes ...]``, one rounding per element, for the positions c that ``span``
+    covers (``tile_spans.py``; the others unchanged); ``columns`` and ``vectors`` are compile-time
+    ints: :func:`fma_block` with one row per channel, whose channels are the positions of a tile of
+    output rows x ``columns`` columns, each broadcasting its own input element. The vectors of
+    ``source`` are loaded once, then a switch on ``span`` runs the products of its positions."""
     if not _is_literal_int(columns, vectors):
         return None
 
     def codegen(context, builder, signature, args):
-        values, weights, w_start, w_step, w_row_step, _, source, s_start, _ = args
+        values, weights, w_start, w_step, w_row_step, _, source, s_start, _, span = args
         count, width = vectors.literal_value, columns.literal_value
+        positions = block.count // count
         loaded = _vectors_at(context, builder, signature.args[6], source,
                              [builder.add(s_start, s_start.type(v * block.dtype.lanes))
                               for v in range(count)], context.get_value_type(block.dtype))
-        weight_offsets = []
-        for c in range(block.count // count):
-            row, column = divmod(c, width)
-            weight_offsets.append(builder.add(w_start, builder.add(
-                builder.mul(w_row_step, w_row_step.type(row)), builder.mul(w_step, w_step.type(column)))))
-        return _broadcast_products(context, builder, block, values, signature.args[1], weights,
-                                   weight_offsets, loaded)
+        before = [builder.extract_value(values, k) for k in range(block.count)]
+        merge = builder.append_basic_block("tile.merge")
+        incoming = []
+        switch = builder.switch(span, merge)
+        incoming.append((before, builder.block))
+        for code in span_codes(positions // width, width):
+            case = builder.append_basic_block(f"tile.span{code}")
+            switch.add_case(span.type(code), case)
+            builder.position_at_end(case)
+            after = list(before)
+            for c in span_positions(code, positions // width, width):
+                row, column = divmod(c, width)
+                at = builder.add(w_start, builder.add(builder.mul(w_row_step, w_row_step.type(row)),
+                                                      builder.mul(w_step, w_step.type(column))))
+                after[c * count:(c + 1) * count] = _channel_products(
+                    builder, before[c * count:(c + 1) * count],
+                    _element_pointer(context, builder, signature.args[1], weights, at), signature.args[1],
+                    loaded)
+            incoming.append((after, builder.block))
+            builder.branch(merge)
+        builder.position_at_end(merge)
+        out = []
+        for k in range(block.count):
+            phi = builder.phi(before[k].type)
+            for vectors_in, predecessor in incoming:
+                phi.add_incoming(vectors_in[k], predecessor)
+            out.append(phi)
+        return context.make_tuple(builder, block, out)
 
-    return block(block, weights, w_start, w_step, w_row_step, columns, source, s_start, vectors), codegen
+    signature = block(block, weights, w_start, w_step, w_row_step, columns, source, s_start, vectors, span)
+    return signature, codegen
 
 
 @intrinsic
