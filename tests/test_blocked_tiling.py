@@ -260,8 +260,8 @@ def test_the_stationary_grid_takes_few_tasks_unless_more_balance_the_threads(thr
 def test_the_stationary_grid_keeps_whole_planes_where_row_tiles_leave_a_thread_more_strips(
         monkeypatch, out_size, in_per_group, kernel, stride):
     """Output rows stay tiled (each plane's slab within ``SLAB_BYTES``) unless whole planes, within
-    ``STATIONARY_SLAB_BYTES``, leave the busiest of two threads fewer strips of output rows to compute
-    (channel blocks x planes x strips)."""
+    ``STATIONARY_SLAB_BYTES``, leave the busiest of two threads no more strips of output rows to compute
+    (channel blocks x planes x strips; on a tie whole planes read each weight fewer times)."""
     from numba_conv3d.config import STATIONARY_SLAB_BYTES
 
     monkeypatch.setattr(register_blocks, "thread_count", lambda: 2)
@@ -278,7 +278,7 @@ def test_the_stationary_grid_keeps_whole_planes_where_row_tiles_leave_a_thread_m
                                                          stride, (1, 1, 1))
         assert grid[3] == 1 and whole_bytes * kernel[0] <= STATIONARY_SLAB_BYTES
         whole_work = register_blocks._stationary_rows(*arguments, weight_bytes, grid[2], 1, whole_bytes)[1]
-        assert whole_work < tiled_work
+        assert whole_work <= tiled_work
     if out_size == (4, 14, 14):
         assert (grid[2], grid[3], grid[4]) == (14, 1, 2)
     if in_per_group == 1024:

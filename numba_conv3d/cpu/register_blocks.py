@@ -116,7 +116,9 @@ def stationary_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dil
                     multiple, weight_bytes):
     """The grid of a kernel whose task gathers the input of all its output planes at once
     (``channel_vectorized.py``): rows tiled as ``task_grid`` tiles them, unless whole planes leave
-    the busiest thread fewer strips of rows (``_stationary_rows``), at most as many planes per task as
+    the busiest thread no more strips of rows (``_stationary_rows``; on a tie each task of whole planes
+    reads the weights once, not once per row tile: float32 2x7x7 with 512 channels 9.1 -> 6.0 ms),
+    at most as many planes per task as
     keep its slab within ``STATIONARY_SLAB_BYTES``. The slab's bytes are counted with rows of whole
     vectors, as the blocked kernels' slabs hold them: an upper bound of this kernel's narrower rows,
     kept because its crossovers were measured with it. Where a group's weights
@@ -138,7 +140,7 @@ def stationary_grid(batch, out_size, itemsize, in_per_group, kernel, stride, dil
         return grid
     whole, whole_work = _stationary_rows(batch, out_size, in_per_group, kernel, stride, dilation, units,
                                          groups, multiple, weight_bytes, whole_rows, 1, whole_plane_bytes)
-    return whole if whole_work < work else grid
+    return whole if whole_work <= work else grid
 
 
 @register_jitable
