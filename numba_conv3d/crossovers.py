@@ -65,7 +65,10 @@ ROW_BLOCKED_STRIDED_MAX_REDUCTION = 18
 # channels 0.92); depthwise and few-channel layers 0.03-0.5. Since the channel-vectorized kernel's tiles
 # and skipped padding taps (2-core Zen 4, float32, same process, GEMM time / best other time): 1
 # position per channel (V-Net's 256 channels at 4x8x8 k5) 1.27, 1.5 (C3D conv4a, conv4b, MC3's 512
-# channels at 16x7x7) 1.0-1.25; 0.125-0.25 (4x4x4 and 2x7x7 with 256-512 channels) 0.6.
+# channels at 16x7x7) 1.0-1.25; 0.125-0.25 (4x4x4 and 2x7x7 with 256-512 channels) 0.6. Since that kernel
+# keeps its packed weights between calls and leaves out padding products, it takes the unit-stride float32
+# layers of more than GEMM_FEW_TAPS taps below GEMM_POSITIONS_PER_CHANNEL (``cpu.small_dense_volume``:
+# GEMM's time / its time 1.06-1.47).
 GEMM_MIN_OUT_CHANNELS = 96
 GEMM_MIN_REDUCTION = 96
 GEMM_POSITIONS_PER_CHANNEL = 0.75

@@ -202,7 +202,8 @@ def test_packing_pairs_the_weights_and_finds_non_finite_ones():
     np.testing.assert_array_equal(packed[0, 0, 0, :, :2] >> 16, bits[:, 1, :, 0, 0].T)
     np.testing.assert_array_equal(packed[0, 0, 1, :, :2], bits[:, 2, :, 0, 0].T)  # half zero
     assert not packed[..., 2:].any()
-    assert bfloat16_dot.pack_bias(np.ones(2, np.float32), True, 1, 2, 16).tolist() == [1, 1] + [0] * 14
+    packed_bias = bfloat16_dot.pack_bias(np.ones(2, np.float32), True, 1, 2, 16, np.float32)
+    assert packed_bias.tolist() == [1, 1] + [0] * 14
     for bad in (np.inf, -np.inf, np.nan):
         for channel in (1, 2):
             spoiled = weight.copy()

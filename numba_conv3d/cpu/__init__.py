@@ -31,8 +31,8 @@ from .preferences import (BLOCKED, CHANNEL_VECTORIZED, ROW_BLOCKED, direct_sums,
                           flat_max_output_width, picked, prefers_bfloat16_dot, prefers_bfloat16_rows,
                           prefers_depthwise, prefers_fft, prefers_gemm, prefers_phase_flat,
                           prefers_plane_gemm, prefers_tap_gemm, prefers_winograd, prefers_winograd_depth,
-                          prefers_winograd_points, prefers_winograd_strided, real_kernel, winograd_gain,
-                          winograd_tiles_per_channel)
+                          prefers_winograd_points, prefers_winograd_strided, real_kernel, small_dense_volume,
+                          winograd_gain, winograd_tiles_per_channel)
 
 NAME = "cpu"
 
@@ -213,7 +213,8 @@ ALGORITHMS = (
               "weights added to all of a task's planes (56-wide stem, 1x7x7: 1.22-1.25x the blocked kernel; "
               "4x8x8 with 32-256 channels: 1.07-1.45x)",
               lambda plan: not plan.is_complex, _on_merged_rows(channel_vectorized.workspace_bytes),
-              _runner(channel_vectorized.compute), picked(CHANNEL_VECTORIZED)),
+              _runner(channel_vectorized.compute_kept),
+              lambda plan: picked(CHANNEL_VECTORIZED)(plan) or small_dense_volume(plan)),
     Algorithm("blocked", f"real dtype, >= {BLOCKED_MIN_CHANNELS} output channels per group filling >= "
               f"{BLOCKED_MIN_FILL:.0%} of its blocks: blocks of {BLOCK_CHANNELS} channels x {BLOCK_VECTORS} "
               "SIMD vectors of columns summed in registers (float32 dense k3: 130-220 GFLOP/s on 2 cores)",

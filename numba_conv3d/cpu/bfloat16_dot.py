@@ -15,7 +15,6 @@ the bfloat16 result (``simd.stored``).
 The instruction flushes subnormal inputs and results to zero (as oneDNN's bfloat16 convolution does);
 Inf and NaN propagate as in the float32 sums.
 """
-import functools
 from dataclasses import replace
 
 import numpy as np
@@ -28,7 +27,7 @@ from ..crossovers import (BFLOAT16_ROWS_MERGE_BELOW, BFLOAT16_ROWS_MERGE_MANY_CH
 from ..environment import has_bfloat16_dot
 from ..shape_rules import ceil_div, row_merge
 from . import blocked, packed_weights
-from .channel_vectorized import _channel_vectorized_kernel, block_channels, task_layout
+from .channel_vectorized import _channel_vectorized_kernel, block_channels, kept_layout, pack_bias
 from .channel_vectorized import workspace_bytes as float32_workspace_bytes
 from .register_blocks import pads_with_zeros, task_grid
 from .tasks import thread_count
@@ -106,22 +105,6 @@ def pack_pairs(weight, groups, block_channels):
     return packed, not nonfinite.any()
 
 
-def pack_bias(bias, has_bias, groups, out_per_group, block_channels):
-    """The float32 bias (zeros without one) -> (g * blocks * ``block_channels``,), as
-    ``blocked.pack_weights`` packs it."""
-    blocks = ceil_div(out_per_group, block_channels)
-    packed = np.zeros((groups, blocks * block_channels), np.float32)
-    if has_bias:
-        packed[:, :out_per_group] = bias.reshape(groups, out_per_group)
-    return packed.reshape(-1)
-
-
-@functools.lru_cache(maxsize=256)
-def _task_layout(threads, batch, out_size, pairs, kernel, stride, dilation, out_per_group, groups):
-    """``channel_vectorized.task_layout`` for pairs, kept per shape and thread count (6 us a call)."""
-    return task_layout(batch, out_size, PAIR_BYTES, pairs, kernel, stride, dilation, out_per_group, groups)
-
-
 def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
     """Fill the batched ``out``, the bits (uint16) of a bfloat16 result (or float32 sums), from the
     bits (uint16, C-contiguous) of the batched bfloat16 input and of the weight, and the float32 bias;
@@ -130,9 +113,9 @@ def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padd
     The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
     """
     x, packed, packed_bias, finite = _paired(bits, weight, bias, has_bias, groups, block_channels(PAIR_BYTES))
-    tall, grid, slab_dims = _task_layout(thread_count(), x.shape[0], out.shape[2:], x.shape[1] // groups,
-                                         weight.shape[2:], tuple(stride), tuple(dilation),
-                                         weight.shape[0] // groups, groups)
+    tall, grid, slab_dims = kept_layout(thread_count(), x.shape[0], out.shape[2:], PAIR_BYTES,
+                                        x.shape[1] // groups, weight.shape[2:], tuple(stride),
+                                        tuple(dilation), weight.shape[0] // groups, groups)
     _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
                                weight.shape[2:], grid, slab_dims, pads_with_zeros(x, padded, mode) and finite,
                                tall)
@@ -144,7 +127,8 @@ def _paired(bits, weight, bias, has_bias, groups, channels):
     and the packed float32 bias: ``(x, packed, packed_bias, finite)``."""
     x = pair_channels(bits, groups, pairs_per_group(weight.shape[1]))
     packed, finite = packed_weights.packed(weight, (groups, channels), pack_pairs)
-    return x, packed, pack_bias(bias, has_bias, groups, weight.shape[0] // groups, channels), finite
+    packed_bias = pack_bias(bias, has_bias, groups, weight.shape[0] // groups, channels, np.float32)
+    return x, packed, packed_bias, finite
 
 
 def volume_rows(size, kernel, stride, pads_none, out_per_group):

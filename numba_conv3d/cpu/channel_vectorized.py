@@ -24,7 +24,9 @@ input channel, kd, kh, kw) with fused multiply-adds, less products with zero pad
 channel-blocked kernel: results are those of that kernel (up to the sign of a zero result), for any
 thread count.
 """
+import functools
 import math
+
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
@@ -33,14 +35,15 @@ from ..config import (BLOCK_CHANNELS, BLOCK_VECTORS, CHANNEL_BLOCK_VECTORS, CHAN
                       CHANNEL_WEIGHT_CHUNK_BYTES, CHANNEL_WIDE_TILE, STATIONARY_BLOCKS, VECTOR_BYTES)
 from ..crossovers import (CHANNEL_VECTORS_LONG_SHARE, CHANNEL_VECTORS_MARGIN, CHANNEL_VECTORS_MIN_REDUCTION,
                           WIDE_BLOCK_GAIN)
+from . import packed_weights
 from .blocked import pack_weights
-from .register_blocks import (fill_tap_offsets, fill_tap_runs, output_offset, row_blocks, skips_padding,
-                              slab_offset, stationary_grid, tap_columns)
+from .register_blocks import (fill_tap_offsets, fill_tap_runs, output_offset, pads_with_zeros, row_blocks,
+                              skips_padding, slab_offset, stationary_grid, tap_columns)
 from ..shape_rules import ceil_div, dilated_extent, round_up
 from .simd import fma_tile, load_block, load_rows, store_block, vector_lanes, zero_block
 from .simd_masked import store_channel_rows
 from .slab import gather_slab, index_maps, slab_shape, task_start
-from .tasks import balanced, task_count
+from .tasks import balanced, task_count, thread_count
 from .tile_spans import task_spans
 from .unlinked import call_apart
 
@@ -284,4 +287,46 @@ def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded,
                                         groups)
     _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
                                weight.shape[2:], grid, slab_dims, skips_padding(x, weight, padded, mode),
+                               tall)
+
+
+@functools.lru_cache(maxsize=256)
+def kept_layout(threads, batch, out_size, itemsize, in_per_group, kernel, stride, dilation, out_per_group,
+                groups):
+    """:func:`task_layout`, kept per shape and thread count (the grid depends on the thread count; 6 us
+    a call from Python)."""
+    return task_layout(batch, out_size, itemsize, in_per_group, kernel, stride, dilation, out_per_group,
+                       groups)
+
+
+@njit(cache=True)
+def _pack_kept(weight, groups, channels):
+    """The weights packed as :func:`compute` packs them (without the bias), and whether all are
+    finite."""
+    packed, _ = pack_weights(weight, weight.reshape(-1)[:0], False, groups, channels)
+    return packed, np.isfinite(weight).all()
+
+
+def pack_bias(bias, has_bias, groups, out_per_group, channels, dtype):
+    """The bias (zeros without one) in ``dtype`` -> (g * blocks * ``channels``,), as ``pack_weights``
+    packs it."""
+    packed = np.zeros((groups, ceil_div(out_per_group, channels) * channels), dtype)
+    if has_bias:
+        packed[:, :out_per_group] = bias.reshape(groups, out_per_group)
+    return packed.reshape(-1)
+
+
+def compute_kept(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """:func:`compute` from Python: the weights packed once while their bytes stay the same
+    (``packed_weights.py``; a deep layer's packing took as long as its convolution), their finiteness
+    read in the same pass."""
+    channels = block_channels(x.itemsize)
+    packed, finite = packed_weights.packed(np.ascontiguousarray(weight), (groups, channels), _pack_kept)
+    out_per_group = weight.shape[0] // groups
+    tall, grid, slab_dims = kept_layout(thread_count(), x.shape[0], out.shape[2:], x.itemsize,
+                                        weight.shape[1], weight.shape[2:], tuple(stride), tuple(dilation),
+                                        out_per_group, groups)
+    packed_bias = pack_bias(bias, has_bias, groups, out_per_group, channels, x.dtype)
+    _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation, pad_front, padded, mode,
+                               weight.shape[2:], grid, slab_dims, pads_with_zeros(x, padded, mode) and finite,
                                tall)
