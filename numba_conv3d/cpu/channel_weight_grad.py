@@ -32,6 +32,7 @@ from ..grad_crossovers import (CHANNEL_WEIGHT_GRAD_MIN_IN, CHANNEL_WEIGHT_GRAD_M
 from ..shape_rules import ceil_div, round_up
 from .register_blocks import skips_padding
 from .simd import fma_tile, load_block, store_block, vector_lanes, zero_block
+from .tile_spans import SPAN_ALL
 from .slab import index_map, tap_sources
 from .tasks import split_range, tasks_wanted
 
@@ -140,7 +141,7 @@ def _task(grad_t, padded_x, reads_d, reads_h, out_size, kernel, stride, dilation
                     g_at = (g * positions + row * out_width) * out_width_padded + ob * block_out
                     for w in range(out_width):
                         acc = fma_tile(acc, padded_x, x_at + w * stride[2], channel_step, 0, columns, grad_t,
-                                       g_at + w * out_width_padded, vectors)
+                                       g_at + w * out_width_padded, vectors, SPAN_ALL)
                 store_block(acc, sums, at)
     for ob in range(ob_first, ob_stop):
         for u in range(count):

@@ -9,7 +9,8 @@ output, a 2 x 4 tile over a 4x4 plane 1.44x. So each tap carries a span: the ran
 and the range of its columns that it multiplies, each the whole extent, or one position shorter at
 the start, at the end or at both (exact for padding by 1 and a last row or column past the output's
 end; wider padding multiplies the zeros of its other positions). A span code is ``4 * row_part +
-column_part``, a part ``2 * (starts at 1) + (stops 1 short)``; ``SPAN_NONE`` multiplies none.
+column_part``, a part ``2 * (starts at 1) + (stops 1 short)``: ``SPAN_ALL`` multiplies every position,
+``SPAN_NONE`` none.
 
 Only products with zero padding and with positions never stored are left out, so each stored sum is
 the same sum in the same order, as the channel-blocked kernel adds it (up to the sign of a zero).
@@ -17,6 +18,7 @@ the same sum in the same order, as the channel-blocked kernel adds it (up to the
 import numpy as np
 from numba.extending import register_jitable
 
+SPAN_ALL = 0
 SPAN_NONE = 16
 
 
