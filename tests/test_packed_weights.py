@@ -25,17 +25,28 @@ class CountingPack:
 def test_reused_while_the_bytes_are_the_same_and_packed_again_after_any_change():
     pack = CountingPack()
     weight = np.arange(3 * 70000, dtype=np.float32).reshape(3, 70000)
+    packed_weights.packed(weight, (2,), pack)  # seen once: not kept
     first = packed_weights.packed(weight, (2,), pack)
-    assert packed_weights.packed(weight, (2,), pack) is first and pack.calls == 1
+    assert packed_weights.packed(weight, (2,), pack) is first and pack.calls == 2
     for index in ((0, 0), (1, 5), (2, 69999)):  # in the first, a middle and the last chunk
         weight[index] += 1
         again = packed_weights.packed(weight, (2,), pack)
         assert again is not first and again[0][index] == 2 * weight[index]
         first = again
-    assert pack.calls == 4
+    assert pack.calls == 5
     packed_weights.packed(weight, (3,), pack)
-    packed_weights.packed(weight.copy(), (2,), pack)  # same bytes elsewhere: another entry
-    assert pack.calls == 6
+    copy = weight.copy()
+    packed_weights.packed(copy, (2,), pack)  # same bytes elsewhere: another entry
+    packed_weights.packed(copy, (2,), pack)
+    assert pack.calls == 8 and packed_weights.packed(copy, (2,), pack) is not first
+
+
+def test_a_weight_seen_once_is_not_kept():
+    pack = CountingPack()
+    weights = [np.full(70000, k, np.float32) for k in range(3)]
+    for weight in weights:
+        packed_weights.packed(weight, (1,), pack)
+    assert not packed_weights._ENTRIES and pack.calls == 3
 
 
 def test_entries_beyond_the_budget_are_dropped_oldest_first(monkeypatch):
@@ -44,10 +55,11 @@ def test_entries_beyond_the_budget_are_dropped_oldest_first(monkeypatch):
     weights = [np.full(8000, k, np.float32) for k in range(3)]
     for weight in weights:
         packed_weights.packed(weight, (1,), pack)
+        packed_weights.packed(weight, (1,), pack)
     packed_weights.packed(weights[2], (1,), pack)
-    assert pack.calls == 3
+    assert pack.calls == 6
     packed_weights.packed(weights[0], (1,), pack)  # dropped: packed again
-    assert pack.calls == 4
+    assert pack.calls == 7
 
 
 @pytest.mark.parametrize("count", [300000, 1000])  # compared in parallel, and on the calling thread
