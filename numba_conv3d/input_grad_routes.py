@@ -10,6 +10,7 @@ import numpy as np
 
 from . import cuda_config, grad_crossovers
 from .api import run_plan
+from .cpu.preferences import forward_is_gemm_shaped
 from .planner import plan_conv3d, plan_in_compute_dtype
 from .precision import named_dtype, narrow, widen
 from .stride_phases import one_tap_per_phase, phases, stacked
@@ -132,12 +133,13 @@ def _by_stride_phases(plan, grad, weight, conjugate, backend, bias):
 
 def _col2im_applies(plan, grad):
     """Whether the input gradient is a matrix product and col2im (NumPy operands, real dtypes): where
-    the forward convolution is one (small volumes, many channels), and strided with many output channels
+    the forward convolution is one or GEMM-shaped (small volumes, many channels:
+    ``cpu.preferences.forward_is_gemm_shaped``), and strided with many output channels
     per group to sum over, or with a few where the columns have few rows, or not many and the taps do
     not overlap (``grad_crossovers.COL2IM_*``)."""
     if plan.backend != "cpu" or plan.is_complex:
         return False
-    if plan.algorithm == "gemm":
+    if forward_is_gemm_shaped(plan):
         return True
     if plan.stride == (1, 1, 1) or plan.out_per_group < grad_crossovers.COL2IM_FEW_OUT_CHANNELS:
         return False
@@ -236,7 +238,7 @@ def _phase_stack_applies(plan, grad):
             and plan.batch * math.prod(grad.shape[-3:]) >= grad_crossovers.PHASE_STACK_MIN_POSITIONS):
         return False
     dims = _stacked_phases(plan, grad.shape[-3:])
-    if dims is None or plan_in_compute_dtype(plan).algorithm == "gemm":
+    if dims is None or forward_is_gemm_shaped(plan_in_compute_dtype(plan)):
         return False
     products = math.prod(len(d.taps) * d.extent for d in dims)
     return (products <= grad_crossovers.PHASE_STACK_MAX_PRODUCTS * math.prod(plan.kernel_size)

@@ -256,8 +256,9 @@ def test_the_stationary_grid_takes_few_tasks_unless_more_balance_the_threads(thr
     ((2, 7, 7), 128, (3, 3, 3), (2, 2, 2)),
     ((8, 56, 56), 64, (3, 3, 3), (1, 1, 1)),
     ((2, 40, 40), 1024, (3, 3, 3), (1, 1, 1)),  # one whole plane outgrows the stationary slab
+    ((2, 7, 7), 512, (3, 3, 3), (1, 1, 1)),  # a tie (4 row tiles of one strip, or 4 strips): whole planes
 ])
-def test_the_stationary_grid_keeps_whole_planes_where_row_tiles_leave_a_thread_more_strips(
+def test_the_stationary_grid_keeps_whole_planes_where_row_tiles_leave_a_thread_no_fewer_strips(
         monkeypatch, out_size, in_per_group, kernel, stride):
     """Output rows stay tiled (each plane's slab within ``SLAB_BYTES``) unless whole planes, within
     ``STATIONARY_SLAB_BYTES``, leave the busiest of two threads no more strips of output rows to compute
@@ -283,3 +284,5 @@ def test_the_stationary_grid_keeps_whole_planes_where_row_tiles_leave_a_thread_m
         assert (grid[2], grid[3], grid[4]) == (14, 1, 2)
     if in_per_group == 1024:
         assert grid == tiled and row_tiles > 1
+    if in_per_group == 512:
+        assert row_tiles > 1 and grid[2:4] == (8, 1)

@@ -7,7 +7,7 @@ import pytest
 
 from checks import assert_matches_reference
 from numba_conv3d import conv3d, plan_conv3d
-from numba_conv3d.cpu import channel_vectorized
+from numba_conv3d.cpu import channel_vectorized, packed_weights
 
 
 def _operands(dtype=np.float32, seed=0):
@@ -17,9 +17,14 @@ def _operands(dtype=np.float32, seed=0):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_an_in_place_weight_change_packs_again(dtype):
+def test_kept_and_an_in_place_weight_change_packs_again(dtype):
     x, w, b = _operands(dtype)
-    conv3d(x, w, b, padding=1, algorithm="channel-vectorized")
+    packed_weights.clear()
+    for _ in range(2):
+        conv3d(x, w, b, padding=1, algorithm="channel-vectorized")
+    (kept,) = packed_weights._ENTRIES.values()
+    assert kept[1][0].shape == (1, 40 // channel_vectorized.block_channels(x.itemsize) + 1, 6, 27,
+                                channel_vectorized.block_channels(x.itemsize))
     w[3, 2, 1, 1, 1] += 1
     out = conv3d(x, w, b, padding=1, algorithm="channel-vectorized")
     assert_matches_reference(out, x, w, b, padding=1)

@@ -246,7 +246,7 @@ def test_planner_takes_it_for_1x3x3_kernels(in_channels, out_channels, size, exp
 ])
 def test_planner_takes_points_for_few_tiles_and_many_channels(x_shape, w_shape, expected):
     """From 16 tiles and within 0.06-1 tiles per channel: 8 tiles for 128 channels (4^3, batch 1) and
-    16 for 512 (2x7x7) go to GEMM, 784 for 256 (8x28x28) to the fused kernel."""
+    16 for 512 (2x7x7) go to the channel-vectorized kernel, 784 for 256 (8x28x28) to the fused kernel."""
     padding = (w_shape[2] // 2, 1, 1)
     plan = plan_conv3d(x_shape, w_shape, padding=padding)
     assert (plan.algorithm == "winograd-points") == expected
@@ -261,7 +261,7 @@ def test_planner_takes_points_for_few_tiles_and_many_channels(x_shape, w_shape, 
     ((1, 128, 8, 16, 16), (128, 128, 5, 5, 5), "winograd-points"),
     ((1, 256, 4, 8, 8), (256, 256, 5, 5, 5), "winograd-points"),
     ((1, 64, 8, 8, 8), (64, 64, 5, 5, 5), "channel-vectorized"),
-    ((1, 256, 2, 4, 4), (256, 256, 5, 5, 5), "gemm"),
+    ((1, 256, 2, 4, 4), (256, 256, 5, 5, 5), "channel-vectorized"),
     ((1, 16, 64, 64, 64), (16, 16, 5, 5, 5), "winograd"),
     ((1, 16, 16, 16, 16), (16, 16, 5, 5, 5), "blocked"),
 ])
@@ -269,7 +269,7 @@ def test_planner_takes_it_for_5x5x5_kernels(x_shape, w_shape, expected):
     """Measured on V-Net's layers and C -> C at 8^3 to 32^3: fused from 32 channels at 16^3 (ahead of FFT
     where its estimated gain is larger: 64 channels at 2x16x32x32, 2.38 against 1.40); point by point from
     128 channels at up to 3 tiles per channel; 64 channels at 8^3 and 16 at 64^3 to the direct kernels, 256
-    at 2x4x4 to GEMM."""
+    at 2x4x4 to the channel-vectorized kernel (``small_dense_volume``)."""
     assert plan_conv3d(x_shape, w_shape, padding=2).algorithm == expected
 
 

@@ -194,7 +194,8 @@ ALGORITHMS = (
               f"{GEMM_STRIDED_POSITIONS_PER_CHANNEL} when strided) or a strided 1x1x1 projection (>= "
               f"{GEMM_POINTWISE_MIN_CHANNELS} output channels per group): im2col "
               "columns of whole output planes times the weight matrix by NumPy's BLAS (2x7x7 with 512 "
-              "channels: 2.2x the blocked kernel, pointwise 1.1-1.9x)",
+              "channels: 2.2x the blocked kernel, pointwise 1.1-1.9x; float32 small volumes at unit "
+              "stride with more than 3 taps go to the channel-vectorized kernel instead)",
               lambda plan: not plan.is_complex, _on_merged_rows(gemm.workspace_bytes), _runner(gemm.compute),
               prefers_gemm),
     Algorithm("phase-flat", f"real dtype, < {BLOCKED_MIN_CHANNELS} output channels per group (depthwise), "
@@ -210,8 +211,10 @@ ALGORITHMS = (
               "their end: tiles of output positions (rows x columns: "
               f"{'{}x{} or {}x{}'.format(*CHANNEL_WIDE_TILE, *CHANNEL_TALL_TILE)}) x "
               f"{CHANNEL_BLOCK_VECTORS} SIMD vectors of output channels summed in registers, each chunk of "
-              "weights added to all of a task's planes (56-wide stem, 1x7x7: 1.22-1.25x the blocked kernel; "
-              "4x8x8 with 32-256 channels: 1.07-1.45x)",
+              "weights added to all of a task's planes, each tap only at the positions that read the input "
+              "(56-wide stem, 1x7x7: 1.22-1.25x the blocked kernel; 4x8x8 with 32-256 channels: 1.07-1.45x); "
+              "also float32 small volumes for many channels at unit stride where GEMM's rule holds, its "
+              "packed weights kept between calls (2x7x7 and 4^3 with 128-512 channels: 1.06-1.47x GEMM)",
               lambda plan: not plan.is_complex, _on_merged_rows(channel_vectorized.workspace_bytes),
               _runner(channel_vectorized.compute_kept),
               lambda plan: picked(CHANNEL_VECTORIZED)(plan) or small_dense_volume(plan)),

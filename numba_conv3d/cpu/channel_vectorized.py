@@ -17,7 +17,10 @@ stay in L1, to the tiles of several of those planes before the next chunk (``STA
 tiles); where a layer's weights outweigh its input (the small planes of deep layers: 4x8x8 with
 128-512 channels), the output channels are split over tasks first, so that each weight is read about
 once per task rather than once per plane (``register_blocks.stationary_grid``). Taps that read zero
-padding for every row of a strip are skipped (``register_blocks.fill_tap_runs``). A block reaches the
+padding for every row of a strip are skipped (``register_blocks.fill_tap_runs``), and each other tap
+multiplies only the tile's positions that read the input and exist (``tile_spans.py``). Called from
+Python (``compute_kept``), the kernel keeps its packed weights between calls (``packed_weights.py``).
+A block reaches the
 output through in-register transposes and masked stores, one per tile row
 (``simd_masked.store_channel_rows``). Each output element is summed by one thread in the order (bias,
 input channel, kd, kh, kw) with fused multiply-adds, less products with zero padding, as in the
@@ -226,7 +229,8 @@ def _channel_vectorized_kernel(x, packed, packed_bias, out, stride, dilation, pa
     """Fill ``out`` (N, C_out, OD, OH, OW) from ``x`` with the weights and bias packed by
     ``pack_weights`` in blocks of ``block_channels``, in the tasks of ``grid``, each with a slab of
     ``slab_dims`` (``task_layout``) and run apart (``unlinked.py``), in tall tiles or in wide ones,
-    skipping the taps that read only zero padding if ``skip_padding``."""
+    skipping the products with zero padding if ``skip_padding`` (taps, and each tap's tile positions,
+    ``tile_spans.py``); products at positions past the output's end are skipped in any case."""
     maps = index_maps(x, padded, pad_front, mode)
     for task in prange(task_count(x.shape[0], packed.shape[0], grid)):
         call_apart(_channel_vectorized_task, x, packed, packed_bias, out, stride, dilation, kernel,

@@ -177,11 +177,13 @@ def padded_input_grad(grad, weight, padded_size, stride, dilation, groups):
 
 def computes_weight_grad(plan):
     """Whether the weight gradient of ``plan`` (a real-dtype forward plan) is this matrix product:
-    where the forward convolution is one, or with many output channels per group for the output's
-    size (``grad_crossovers.GEMM_WEIGHT_GRAD_*``)."""
+    where the forward convolution is one, or GEMM-shaped (``preferences.forward_is_gemm_shaped``), or
+    with many output channels per group for the output's size (``grad_crossovers.GEMM_WEIGHT_GRAD_*``)."""
+    from .preferences import forward_is_gemm_shaped  # imported here: preferences imports this module
+
     channels = plan.out_per_group
     few_positions = math.prod(plan.output_size) <= GEMM_WEIGHT_GRAD_POSITIONS_PER_CHANNEL * channels
-    return not plan.is_complex and (plan.algorithm == "gemm" or (
+    return not plan.is_complex and (forward_is_gemm_shaped(plan) or (
         plan.in_per_group * math.prod(plan.kernel_size) >= GEMM_MIN_REDUCTION
         and (channels >= 2 * GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS
              or (channels >= GEMM_WEIGHT_GRAD_MIN_OUT_CHANNELS and few_positions))))

@@ -61,7 +61,7 @@ def picked(kernel):
 def prefers_gemm(plan):
     """Whether the planner takes the GEMM algorithm for a real-dtype plan: a 1x1x1 convolution that
     reads its input as the matrix, a small output volume for its many channels (larger for strided
-    and few-tap kernels; at unit stride with many taps in float32 the channel-vectorized kernel instead,
+    and few-tap kernels; not the float32 ones the channel-vectorized kernel takes,
     ``small_dense_volume``), or a strided 1x1x1 projection (``crossovers.GEMM_*``, measured
     crossovers)."""
     strided = plan.stride != (1, 1, 1)
@@ -86,15 +86,29 @@ def _many_channels_per_position(plan, per_channel):
             and prod(plan.output_size) <= per_channel * plan.out_per_group)
 
 
-def small_dense_volume(plan):
-    """A float32 plan at unit stride with more than ``GEMM_FEW_TAPS`` taps and the small output volume
-    for many channels at which GEMM beat the direct kernels (``GEMM_POSITIONS_PER_CHANNEL``): the
-    channel-vectorized kernel, its weights packed once and its padding products left out, takes it
-    (2x7x7 and 4x4x4 with 128-512 channels, V-Net's 2x4x4 k5 with 256: 0.71-0.88x GEMM's time,
-    0.5x the tap-by-tap products', 0.3-0.6x Winograd's; 2-core Zen 4, same process)."""
-    return (np.dtype(plan.dtype).itemsize == 4 and plan.stride == (1, 1, 1)
-            and prod(plan.kernel_size) > GEMM_FEW_TAPS and not plan.is_complex
+def gemm_small_volume(plan):
+    """GEMM's rule for a small output volume at unit stride with more than ``GEMM_FEW_TAPS`` taps
+    (``GEMM_POSITIONS_PER_CHANNEL``), real dtypes."""
+    return (not plan.is_complex and plan.stride == (1, 1, 1) and prod(plan.kernel_size) > GEMM_FEW_TAPS
             and _many_channels_per_position(plan, GEMM_POSITIONS_PER_CHANNEL))
+
+
+def small_dense_volume(plan):
+    """Where the channel-vectorized kernel, its weights packed once and its padding products left out,
+    takes a float32 plan that GEMM's small-volume rule holds for (``gemm_small_volume``) and
+    ``real_kernel`` gives it (jitted ``conv3d`` takes the same kernel): 2x7x7 and 4^3 with 128-512
+    channels, V-Net's 2x4x4 k5 with 256, R(2+1)D's 1x3x3 at 2x7x7 with 512 -> 921-1152 ran 0.68-0.94x
+    GEMM's time, about half the tap-by-tap products' and a third to two thirds of Winograd's (2-core
+    Zen 4, same process, alternating; float64 not measured, left to GEMM)."""
+    return (np.dtype(plan.dtype).itemsize == 4 and gemm_small_volume(plan)
+            and picked(CHANNEL_VECTORIZED)(plan))
+
+
+def forward_is_gemm_shaped(plan):
+    """Whether the planner takes GEMM for ``plan``'s forward convolution, or would but for
+    ``small_dense_volume``: the gradient routes measured beside GEMM's forward (col2im, the weight
+    gradient's product) stay where they were."""
+    return plan.algorithm == "gemm" or (plan.algorithm == "channel-vectorized" and gemm_small_volume(plan))
 
 
 def prefers_tap_gemm(plan):
@@ -136,8 +150,9 @@ def winograd_gain(plan):
 def prefers_winograd(plan):
     """Whether the planner takes Winograd for a plan it serves: an estimated gain of at least
     ``WINOGRAD_MIN_GAIN`` with at most ``WINOGRAD_MAX_WEIGHT_BYTES`` of weight points, where the
-    planner would not take GEMM (small volumes for many channels, where the weight transform and the
-    weight points' traffic dominate)."""
+    planner would not take GEMM or the channel-vectorized kernel for a small volume
+    (``small_dense_volume``): small volumes for many channels, where the weight transform and the
+    weight points' traffic dominate."""
     return (winograd.call_bytes(plan) <= WINOGRAD_MAX_WEIGHT_BYTES
             and winograd_gain(plan) >= WINOGRAD_MIN_GAIN and not prefers_gemm(plan)
             and not small_dense_volume(plan))
