@@ -23,15 +23,18 @@ def _covered(first, stop, extent):
     return set(range(low, high))
 
 
-@pytest.mark.parametrize("size,pad,kernel,stride,dilation,extent",
-                         [(7, 1, 3, 1, 1, 7), (7, 1, 3, 1, 1, 2), (4, 1, 3, 1, 1, 4), (14, 1, 3, 2, 1, 7),
-                          (12, 2, 5, 1, 1, 7), (9, 2, 3, 1, 2, 4), (3, 0, 3, 1, 1, 2), (1, 1, 3, 1, 1, 7),
-                          (5, 3, 3, 1, 1, 1)])
+@pytest.mark.parametrize("size,pads,kernel,stride,dilation,extent",
+                         [(7, (1, 1), 3, 1, 1, 7), (7, (1, 1), 3, 1, 1, 2), (4, (1, 1), 3, 1, 1, 4),
+                          (14, (1, 1), 3, 2, 1, 7), (12, (2, 2), 5, 1, 1, 7), (9, (2, 2), 3, 1, 2, 4),
+                          (3, (0, 0), 3, 1, 1, 2), (1, (1, 1), 3, 1, 1, 7), (5, (3, 3), 3, 1, 1, 1),
+                          (8, (0, 1), 2, 1, 1, 4), (8, (1, 2), 4, 1, 1, 4), (9, (1, 0), 3, 2, 1, 6),
+                          (7, (1, 1), 3, 1, 1, 3), (7, (1, 1), 3, 1, 1, 6)])
 @pytest.mark.parametrize("skip_padding", [True, False])
-def test_a_span_covers_what_reads_the_input_and_leaves_out_only_padding(size, pad, kernel, stride,
+def test_a_span_covers_what_reads_the_input_and_leaves_out_only_padding(size, pads, kernel, stride,
                                                                         dilation, extent, skip_padding):
-    index_map = _index_map(size, pad, pad)
-    out_extent = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    index_map = _index_map(size, *pads)
+    pad = max(pads)
+    out_extent = (size + sum(pads) - dilation * (kernel - 1) - 1) // stride + 1
     for base, k in itertools.product(range(0, out_extent, extent), range(kernel)):
         exists = {j for j in range(extent) if base + j < out_extent}
         reads = {j for j in exists if index_map[(base + j) * stride + k * dilation] >= 0}
