@@ -303,8 +303,11 @@ WINOGRAD_STRIDED_MAX_WEIGHT_BYTES = 8 * 2 ** 20
 # from 128 channels up to 2 tiles per channel 1.18-1.81x (128 at 4x8x8 to 8x16x16, 256 at 4x8x8: over GEMM by
 # kernel tap and the fused kernel), at 4 0.92-1.06x the fused kernel, beyond 0.5-0.86x; with 32-64 channels at
 # 8^3 0.75-0.91x the channel-vectorized kernel; from 256 channels at 2x4x4 (0.02-0.03) GEMM (0.36-0.51x).
+# Since that kernel leaves out its padding products (2026-12-07), 3x3x3 with 64 channels at 8^3 (1 tile
+# per channel) ran there 0.69-0.83x this kernel's time (128 channels at 8^3 1.08x, 256 at 4x14x14
+# 1.02-1.13x: kept here), hence at least 96 channels for 3-wide kernels too.
 WINOGRAD_POINTS_MIN_TILES = 16
-WINOGRAD_POINTS_RANGES = {3: (1, 0.06, 1.0), 5: (96, 0.06, 3.0)}
+WINOGRAD_POINTS_RANGES = {3: (96, 0.06, 1.0), 5: (96, 0.06, 3.0)}
 
 # Where the planner prefers FFT convolution (``cpu/fft.py``, real dtypes at unit stride) to the direct
 # kernels (``cpu.fft_gain``): the estimated seconds of the direct kernel the planner would take (its
