@@ -308,6 +308,14 @@ WINOGRAD_STRIDED_MAX_WEIGHT_BYTES = 8 * 2 ** 20
 # 1.02-1.13x: kept here), hence at least 96 channels for 3-wide kernels too.
 WINOGRAD_POINTS_MIN_TILES = 16
 WINOGRAD_POINTS_RANGES = {3: (96, 0.06, 1.0), 5: (96, 0.06, 3.0)}
+# Where the float32 channel-vectorized kernel takes a plan from point-by-point Winograd
+# (``cpu.small_dense_volume``), by the kernel's width: fewer channels (sqrt(C_in/g x C_out/g)) than the
+# first number and fewer tiles per channel than the second. V-Net's 128-channel 5x5x5 layer at 4x8x8
+# (0.25 and, at batch 2, 0.5 tiles per channel) ran there 0.80x and 0.64x the point-by-point time (the
+# tap-by-tap products and the fused Winograd kernel, next in the table, 1.6-2.4x), its 256-channel one
+# (0.125, 0.25) 1.0x and 1.27x, 128 channels at 8x16x16 (2 per channel) 1.52x (2-core Zen 4, same process;
+# float64 0.98-1.01x, left to Winograd).
+CHANNEL_VECTORIZED_POINTS_BELOW = {5: (192, 1.0)}
 
 # Where the planner prefers FFT convolution (``cpu/fft.py``, real dtypes at unit stride) to the direct
 # kernels (``cpu.fft_gain``): the estimated seconds of the direct kernel the planner would take (its

@@ -51,6 +51,11 @@ def test_bitwise_as_the_jitted_path():
     ((1, 256, 2, 4, 4), (256, 256, 5, 5, 5), "float32", "channel-vectorized"),
     ((1, 512, 2, 7, 7), (512, 512, 3, 3, 3), "float64", "gemm"),  # measured in float32 only
     ((1, 512, 4, 7, 7), (512, 512, 3, 1, 1), "float32", "gemm"),  # few taps
+    ((1, 128, 4, 8, 8), (128, 128, 5, 5, 5), "float32", "channel-vectorized"),  # V-Net, 0.25 tiles/channel
+    ((2, 128, 4, 8, 8), (128, 128, 5, 5, 5), "float32", "channel-vectorized"),  # 0.5
+    ((1, 128, 4, 8, 8), (128, 128, 5, 5, 5), "float64", "winograd-points"),
+    ((1, 256, 4, 8, 8), (256, 256, 5, 5, 5), "float32", "winograd-points"),  # 256 channels
+    ((1, 128, 8, 16, 16), (128, 128, 5, 5, 5), "float32", "winograd-points"),  # 2 tiles per channel
 ])
 def test_small_dense_volumes_take_the_channel_vectorized_kernel(input_shape, weight_shape, dtype, expected):
     padding = tuple(k // 2 for k in weight_shape[2:])

@@ -8,6 +8,7 @@ from numba.extending import register_jitable
 from ..config import (BLOCKED_MIN_CHANNELS, VECTOR_BYTES)
 from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
                           BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
+                          CHANNEL_VECTORIZED_POINTS_BELOW,
                           BFLOAT16_ROWS_MIN_FILL, BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS,
                           BFLOAT16_WIDENED_DEPTH_MAX_PLANE, DEPTHWISE_MAX_OUTPUT_WIDTH,
                           DEPTHWISE_MIN_CHANNELS, FFT_DIRECT_MAC_SECONDS, FFT_MIN_GAIN,
@@ -95,13 +96,30 @@ def gemm_small_volume(plan):
 
 def small_dense_volume(plan):
     """Where the channel-vectorized kernel, its weights packed once and its padding products left out,
-    takes a float32 plan that GEMM's small-volume rule holds for (``gemm_small_volume``) and
-    ``real_kernel`` gives it (jitted ``conv3d`` takes the same kernel): 2x7x7 and 4^3 with 128-512
-    channels, V-Net's 2x4x4 k5 with 256, R(2+1)D's 1x3x3 at 2x7x7 with 512 -> 921-1152 ran 0.68-0.94x
-    GEMM's time, about half the tap-by-tap products' and a third to two thirds of Winograd's (2-core
-    Zen 4, same process, alternating; float64 not measured, left to GEMM)."""
-    return (np.dtype(plan.dtype).itemsize == 4 and gemm_small_volume(plan)
-            and picked(CHANNEL_VECTORIZED)(plan))
+    takes a float32 plan that ``real_kernel`` gives it (jitted ``conv3d`` takes the same kernel) from
+    GEMM's small-volume rule (``gemm_small_volume``) or from point-by-point Winograd
+    (``CHANNEL_VECTORIZED_POINTS_BELOW``): 2x7x7 and 4^3 with 128-512 channels, V-Net's 2x4x4 k5 with
+    256, R(2+1)D's 1x3x3 at 2x7x7 with 512 -> 921-1152 ran 0.68-0.94x GEMM's time, about half the
+    tap-by-tap products' and a third to two thirds of Winograd's; V-Net's 4x8x8 k5 with 128 channels
+    0.64-0.80x point-by-point Winograd's (2-core Zen 4, same process, alternating; float64 not
+    measured, left where it was)."""
+    return (np.dtype(plan.dtype).itemsize == 4 and picked(CHANNEL_VECTORIZED)(plan)
+            and (gemm_small_volume(plan) or _few_points_per_channel(plan)))
+
+
+def _channel_vectorized_over_points(plan):
+    """Where ``small_dense_volume`` takes a plan from point-by-point Winograd."""
+    return (np.dtype(plan.dtype).itemsize == 4 and picked(CHANNEL_VECTORIZED)(plan)
+            and _few_points_per_channel(plan))
+
+
+def _few_points_per_channel(plan):
+    """A plan that point-by-point Winograd serves with fewer channels and tiles per channel than
+    ``CHANNEL_VECTORIZED_POINTS_BELOW`` gives for its kernel's width."""
+    below = CHANNEL_VECTORIZED_POINTS_BELOW.get(plan.kernel_size[2])
+    return (below is not None and winograd.serves(plan) and plan.stride == (1, 1, 1)
+            and (plan.in_per_group * plan.out_per_group) ** 0.5 < below[0]
+            and winograd_tiles_per_channel(plan) < below[1])
 
 
 def forward_is_gemm_shaped(plan):
@@ -174,7 +192,7 @@ def prefers_winograd_points(plan):
     channels, low, high = WINOGRAD_POINTS_RANGES[plan.kernel_size[2]]
     return (winograd_tiles.call_tiles(plan, winograd_tiles.plan_tile(plan)) >= WINOGRAD_POINTS_MIN_TILES
             and (plan.in_per_group * plan.out_per_group) ** 0.5 >= channels
-            and low <= winograd_tiles_per_channel(plan) <= high)
+            and low <= winograd_tiles_per_channel(plan) <= high and not _channel_vectorized_over_points(plan))
 
 
 def prefers_winograd_strided(plan):
