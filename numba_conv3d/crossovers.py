@@ -300,6 +300,8 @@ WINOGRAD_STRIDED_MAX_WEIGHT_BYTES = 8 * 2 ** 20
 # fused kernel; 512 at 16x7x7: 1.23x; 128 -> 256 at 8^3: 1.52x over GEMM) but for 1x3x3 with 512 -> 921-1152
 # at 2x7x7 (0.96-1.0x); below, GEMM (0.54-0.68x: 8-32 tiles for 128-1152 channels); 1.0-1.14 0.94-1.36x; from
 # 2 the fused kernel (0.4-0.95x). 5x5x5 kernels (V-Net's layers and C -> C at 8^3 to 32^3, batch 1 and 2):
+# (measured before the channel-vectorized kernel left out its padding products: see
+# CHANNEL_VECTORIZED_POINTS_BELOW for 128 channels at 4x8x8 now)
 # from 128 channels up to 2 tiles per channel 1.18-1.81x (128 at 4x8x8 to 8x16x16, 256 at 4x8x8: over GEMM by
 # kernel tap and the fused kernel), at 4 0.92-1.06x the fused kernel, beyond 0.5-0.86x; with 32-64 channels at
 # 8^3 0.75-0.91x the channel-vectorized kernel; from 256 channels at 2x4x4 (0.02-0.03) GEMM (0.36-0.51x).

@@ -56,6 +56,8 @@ def test_bitwise_as_the_jitted_path():
     ((1, 128, 4, 8, 8), (128, 128, 5, 5, 5), "float64", "winograd-points"),
     ((1, 256, 4, 8, 8), (256, 256, 5, 5, 5), "float32", "winograd-points"),  # 256 channels
     ((1, 128, 8, 16, 16), (128, 128, 5, 5, 5), "float32", "winograd-points"),  # 2 tiles per channel
+    ((1, 128, 8, 8, 8), (128, 128, 3, 3, 3), "float32", "winograd-points"),  # 1 tile per channel
+    ((1, 64, 8, 8, 8), (64, 64, 3, 3, 3), "float32", "channel-vectorized"),  # fewer than 96 channels
 ])
 def test_small_dense_volumes_take_the_channel_vectorized_kernel(input_shape, weight_shape, dtype, expected):
     padding = tuple(k // 2 for k in weight_shape[2:])

@@ -37,8 +37,8 @@ def resident(field):
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith(field))
 
-x = np.random.default_rng(0).standard_normal((1, 128, 4, 8, 8), dtype=np.float32)
-w = np.random.default_rng(1).standard_normal((128, 128, 5, 5, 5), dtype=np.float32)
+x = np.random.default_rng(0).standard_normal((1, 256, 4, 8, 8), dtype=np.float32)
+w = np.random.default_rng(1).standard_normal((256, 256, 5, 5, 5), dtype=np.float32)
 conv3d(x, w, padding=2)
 before = resident("VmRSS:")
 with open("/proc/self/clear_refs", "w") as refs:
@@ -53,7 +53,7 @@ print(json.dumps({"beyond_output": resident("VmHWM:") - before - out.nbytes, "ou
 def test_point_by_point_winograd_call_needs_no_more_than_its_plan_says():
     """Its weight points and transformed input are held once per call (``call_bytes``), not per thread:
     the plan counts them beside the threads' workspace."""
-    plan = plan_conv3d((1, 128, 4, 8, 8), (128, 128, 5, 5, 5), padding=2)
+    plan = plan_conv3d((1, 256, 4, 8, 8), (256, 256, 5, 5, 5), padding=2)
     assert plan.algorithm == "winograd-points" and plan.call_bytes > 0
     out = subprocess.run([sys.executable, "-c", _POINTS_CALL], capture_output=True, text=True, check=True)
     record = json.loads(out.stdout.splitlines()[-1])

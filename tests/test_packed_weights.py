@@ -37,8 +37,8 @@ def test_reused_while_the_bytes_are_the_same_and_packed_again_after_any_change()
     packed_weights.packed(weight, (3,), pack)
     copy = weight.copy()
     packed_weights.packed(copy, (2,), pack)  # same bytes elsewhere: another entry
-    packed_weights.packed(copy, (2,), pack)
-    assert pack.calls == 8 and packed_weights.packed(copy, (2,), pack) is not first
+    kept = packed_weights.packed(copy, (2,), pack)
+    assert packed_weights.packed(copy, (2,), pack) is kept and kept is not first and pack.calls == 8
 
 
 def test_a_weight_seen_once_is_not_kept():

@@ -268,8 +268,9 @@ def test_planner_takes_points_for_few_tiles_and_many_channels(x_shape, w_shape, 
 def test_planner_takes_it_for_5x5x5_kernels(x_shape, w_shape, expected):
     """Measured on V-Net's layers and C -> C at 8^3 to 32^3: fused from 32 channels at 16^3 (ahead of FFT
     where its estimated gain is larger: 64 channels at 2x16x32x32, 2.38 against 1.40); point by point from
-    128 channels at up to 3 tiles per channel; 64 channels at 8^3 and 16 at 64^3 to the direct kernels, 256
-    at 2x4x4 to the channel-vectorized kernel (``small_dense_volume``)."""
+    128 channels at up to 3 tiles per channel (but 128 channels at 4x8x8, under 1 tile per channel, and
+    256 at 2x4x4: the channel-vectorized kernel, ``small_dense_volume``); 64 channels at 8^3 and 16 at
+    64^3 to the direct kernels."""
     assert plan_conv3d(x_shape, w_shape, padding=2).algorithm == expected
 
 

@@ -140,7 +140,8 @@ ALGORITHMS = (
               "with every tile's input points, then every tile's outputs; transformed input and products "
               f"in passes of at most {WINOGRAD_POINTS_MAX_WORKSPACE_BYTES >> 20} MiB (256-512 channels "
               "at 4x8x8 to 16x7x7, 5x5x5 with 128-256 at 4x8x8 to 8x16x16: 1.1-1.9x the fused kernel, GEMM "
-              "and the channel-vectorized kernel)",
+              "and the channel-vectorized kernel; since that kernel leaves out its padding products, not "
+              "float32 5x5x5 with 128 channels at 4x8x8, 0.64-0.80x its time there)",
               winograd_points, prefers_winograd_points, serves=winograd.serves, flips=True, operands="bits"),
     _winograd("winograd", "real dtype, 3x3x3, 1x3x3, 5x5x5 or 1x5x5 kernel at unit stride and dilation, "
               f"weight points within {WINOGRAD_MAX_WEIGHT_BYTES >> 20} MiB, an estimated gain of >= "
@@ -213,8 +214,10 @@ ALGORITHMS = (
               f"{CHANNEL_BLOCK_VECTORS} SIMD vectors of output channels summed in registers, each chunk of "
               "weights added to all of a task's planes, each tap only at the positions that read the input "
               "(56-wide stem, 1x7x7: 1.22-1.25x the blocked kernel; 4x8x8 with 32-256 channels: 1.07-1.45x); "
-              "also float32 small volumes for many channels at unit stride where GEMM's rule holds, its "
-              "packed weights kept between calls (2x7x7 and 4^3 with 128-512 channels: 1.06-1.47x GEMM)",
+              "also float32 small volumes for many channels at unit stride where GEMM's rule holds, or "
+              "5x5x5 kernels with few Winograd tiles for fewer than 192 channels, its packed weights kept "
+              "between calls (2x7x7 and 4^3 with 128-512 channels: 1.06-1.47x GEMM; V-Net's 128 channels "
+              "at 4x8x8 k5: 1.25-1.56x point-by-point Winograd)",
               lambda plan: not plan.is_complex, _on_merged_rows(channel_vectorized.workspace_bytes),
               _runner(channel_vectorized.compute_kept),
               lambda plan: picked(CHANNEL_VECTORIZED)(plan) or small_dense_volume(plan)),

@@ -9,8 +9,10 @@ user wrote into the array in place, packs again); the comparison reads both once
 ms for 14 MB, 0.05 ms for 3.5 MB, where packing takes 3.5-8 ms). Entries beyond
 ``config.PACKED_WEIGHTS_BYTES`` (copies and packed arrays together) are dropped, least recently used
 first. A weight is kept only from its second call at the same address: copies made for one call (a
-widened float16 weight, an input gradient's flipped weight) would otherwise each add a copy of their
-bytes and an entry never found again, pushing out the ones that are.
+widened float16 weight, an input gradient's flipped weight) at a new address each call would
+otherwise each add a copy of their bytes and an entry never found again, pushing out the ones that
+are (a copy that the allocator puts back at the same address is kept, and found while its bytes stay
+the same).
 """
 import threading
 from collections import OrderedDict
@@ -25,7 +27,7 @@ _PARALLEL_COMPARE_BYTES = 1 << 16
 _ENTRIES = OrderedDict()
 # The keys of the last ``_SEEN_KEYS`` weights packed once and not kept.
 _SEEN = OrderedDict()
-_SEEN_KEYS = 256
+_SEEN_KEYS = 4096
 _LOCK = threading.Lock()
 
 

@@ -101,8 +101,9 @@ def small_dense_volume(plan):
     (``CHANNEL_VECTORIZED_POINTS_BELOW``): 2x7x7 and 4^3 with 128-512 channels, V-Net's 2x4x4 k5 with
     256, R(2+1)D's 1x3x3 at 2x7x7 with 512 -> 921-1152 ran 0.68-0.94x GEMM's time, about half the
     tap-by-tap products' and a third to two thirds of Winograd's; V-Net's 4x8x8 k5 with 128 channels
-    0.64-0.80x point-by-point Winograd's (2-core Zen 4, same process, alternating; float64 not
-    measured, left where it was)."""
+    0.64-0.80x point-by-point Winograd's (2-core Zen 4, same process, alternating; float64 left where
+    it was: not measured against GEMM, 0.98-1.01x Winograd's). The planner judges it on the float32 plan
+    of float32, and of float16 and bfloat16 without their own rows (as for every real row)."""
     return (np.dtype(plan.dtype).itemsize == 4 and picked(CHANNEL_VECTORIZED)(plan)
             and (gemm_small_volume(plan) or _few_points_per_channel(plan)))
 
@@ -114,11 +115,11 @@ def _channel_vectorized_over_points(plan):
 
 
 def _few_points_per_channel(plan):
-    """A plan that point-by-point Winograd serves with fewer channels and tiles per channel than
-    ``CHANNEL_VECTORIZED_POINTS_BELOW`` gives for its kernel's width."""
+    """A cubic kernel's plan in the point-by-point Winograd range (``_points_range``) with fewer channels
+    and tiles per channel than ``CHANNEL_VECTORIZED_POINTS_BELOW`` gives for its kernel's width."""
     below = CHANNEL_VECTORIZED_POINTS_BELOW.get(plan.kernel_size[2])
-    return (below is not None and winograd.serves(plan) and plan.stride == (1, 1, 1)
-            and (plan.in_per_group * plan.out_per_group) ** 0.5 < below[0]
+    return (below is not None and len(set(plan.kernel_size)) == 1 and winograd.serves(plan)
+            and _points_range(plan) and (plan.in_per_group * plan.out_per_group) ** 0.5 < below[0]
             and winograd_tiles_per_channel(plan) < below[1])
 
 
@@ -188,11 +189,17 @@ def prefers_winograd_points(plan):
     """Whether the planner takes Winograd point by point for a plan Winograd serves: at least
     ``WINOGRAD_POINTS_MIN_TILES`` tiles and, by the kernel's width (``WINOGRAD_POINTS_RANGES``), enough
     channels and tiles per channel (``winograd_tiles_per_channel``) in range (measured crossovers: fewer
-    tiles are faster by GEMM, more by the fused kernel, fewer channels by the direct kernels)."""
+    tiles are faster by GEMM, more by the fused kernel, fewer channels by the direct kernels), unless the
+    channel-vectorized kernel takes it (``small_dense_volume``)."""
+    return _points_range(plan) and not _channel_vectorized_over_points(plan)
+
+
+def _points_range(plan):
+    """Whether a plan Winograd serves is in point-by-point Winograd's range (``prefers_winograd_points``)."""
     channels, low, high = WINOGRAD_POINTS_RANGES[plan.kernel_size[2]]
     return (winograd_tiles.call_tiles(plan, winograd_tiles.plan_tile(plan)) >= WINOGRAD_POINTS_MIN_TILES
             and (plan.in_per_group * plan.out_per_group) ** 0.5 >= channels
-            and low <= winograd_tiles_per_channel(plan) <= high and not _channel_vectorized_over_points(plan))
+            and low <= winograd_tiles_per_channel(plan) <= high)
 
 
 def prefers_winograd_strided(plan):
