@@ -9,7 +9,8 @@ import pytest
 from checks import BFLOAT16, assert_close, mode_cases, reduced_bound, torch_of
 from numba_conv3d import conv3d
 from numba_conv3d.cpu import bfloat16_dot
-from numba_conv3d.cpu.simd import load_rows, store_rows, stored_element, vector_lanes, zero_block
+from numba_conv3d.cpu.simd import load_rows, store_rows, vector_lanes, zero_block
+from numba_conv3d.cpu.simd_bfloat16 import stored_element
 from numba_conv3d.planner import plan_conv3d
 from numba_conv3d.precision import narrow
 from reference import conv3d_reference

@@ -2,15 +2,15 @@
 
 The channel-vectorized kernel (``channel_vectorized.py``: tiles of output positions x vectors of output
 channels in registers) run on input channels taken in pairs: a pair of bfloat16 input values is one
-32-bit slab element, broadcast to every lane, and the packed weights hold, per output channel, the pair's
-two weights side by side, so one instruction adds two products per lane (``simd.bfloat16_dot``), twice
-the multiply-adds of a float32 fused multiply-add. The slab, tasks, tiles, padding skips and stores are
-that kernel's, on 32-bit elements; sums are float32 from the bias, pair by pair in channel order, tap
-by tap as that kernel orders them. A group with an odd channel count pairs its last channel with a zero.
-:func:`compute_rows` runs the channel-blocked kernel (``blocked.py``: vectors along output rows, each
-lane a position, the weight pairs broadcast) on the same pairs and packed weights, in the same order of
-sums: the two give the same bits. Both round each float32 sum once, as they store it, into the bits of
-the bfloat16 result (``simd.stored``).
+32-bit slab element, broadcast to every lane, and the packed weights hold, per output channel, the
+pair's two weights side by side, so one instruction adds two products per lane
+(``simd_bfloat16.bfloat16_dot``), twice the multiply-adds of a float32 fused multiply-add. The slab,
+tasks, tiles, padding skips and stores are that kernel's, on 32-bit elements; sums are float32 from the
+bias, pair by pair in channel order, tap by tap as that kernel orders them. A group with an odd channel
+count pairs its last channel with a zero. :func:`compute_rows` runs the channel-blocked kernel
+(``blocked.py``: vectors along output rows, each lane a position, the weight pairs broadcast) on the
+same pairs and packed weights, in the same order of sums: the two give the same bits. Both round each
+float32 sum once, as they store it, into the bits of the bfloat16 result (``simd_bfloat16.stored``).
 
 The instruction flushes subnormal inputs and results to zero (as oneDNN's bfloat16 convolution does);
 Inf and NaN propagate as in the float32 sums.

@@ -4,7 +4,7 @@ ml_dtypes' casts, which give the same bits and start sooner.
 
 Widening is exact. Narrowing rounds to nearest, ties to even, beyond the largest finite value to Inf,
 as torch rounds: float16 through LLVM's ``fptrunc`` (F16C's ``vcvtps2ph`` on x86), bfloat16 by integer
-arithmetic on the float32 bits (``simd.stored_element``, as the bfloat16 kernels store their sums). A
+arithmetic on the float32 bits (``simd_bfloat16.stored_element``, as the bfloat16 kernels store their sums). A
 NaN stays a quiet NaN of the same sign (bfloat16: the one
 ``ml_dtypes`` gives; float16: LLVM's, whose payload can differ from NumPy's for a signaling NaN).
 """
@@ -13,7 +13,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .simd import stored_element
+from .simd_bfloat16 import stored_element
 
 
 @intrinsic

@@ -13,7 +13,8 @@ from ..config import (BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, SLAB_BYTES, STA
                       TASKS_PER_THREAD, VECTOR_BYTES)
 from ..shape_rules import PAD_ZEROS, ceil_div, dilated_extent, round_up
 from .pointers import element_pointer, stack_buffer
-from .simd import store_block, store_rows, stored_element, vector_lanes
+from .simd import store_block, store_rows, vector_lanes
+from .simd_bfloat16 import stored_element
 from .slab import advance_ring, index_maps, slab_shape
 from .tasks import balanced, channel_splits, tasks_wanted, thread_count
 
@@ -307,7 +308,7 @@ def store_output(block, out, start, channel_step, valid_channels, valid_rows, wi
     """Write the first ``valid_channels`` x ``valid_rows`` x ``width`` columns of ``block`` (``rows x
     vectors`` per channel of ``sums_dtype``) to the C-contiguous ``out`` from flat element ``start``,
     channels ``channel_step`` apart and rows an output row apart (to a uint16 ``out`` as bfloat16 bits,
-    ``simd.stored_element``): vector stores when the block is whole, else through a stack buffer."""
+    ``simd_bfloat16.stored_element``): vector stores when the block is whole, else through a stack buffer."""
     lanes = vector_lanes(block)
     channels = len(block) // (rows * vectors)
     if valid_channels == channels and valid_rows == rows and width == vectors * lanes:

@@ -12,7 +12,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic, register_jitable
 
 from .simd import (_element_pointer, _fma, _is_literal_int, _lanes, _overload_suffix, _splat, _vectors_at,
-                   stored, vector_lanes)
+                   vector_lanes)
+from .simd_bfloat16 import stored
 
 
 def _lane_mask(builder, valid, lanes):
@@ -159,7 +160,7 @@ def store_channel_rows(typingctx, block, array, start, channel_step, row_step, v
     of channels: channel c, row r, column k at element ``start + c * channel_step + r * row_step +
     k``, for channels below ``valid_channels``, rows below ``valid_rows`` and columns below
     ``valid_columns`` (no other element is written; to a uint16 ``array`` as bfloat16 bits,
-    ``simd.stored``). Tiles of lanes x lanes are transposed in registers and stored with masked
+    ``simd_bfloat16.stored``). Tiles of lanes x lanes are transposed in registers and stored with masked
     stores, one per tile row they hold."""
     if not _is_literal_int(columns, vectors):
         return None

@@ -14,7 +14,7 @@ from numba import njit
 from numba.extending import register_jitable
 
 from ..shape_rules import ceil_div, dilated_extent, padded_source_index
-from .simd import stored_element
+from .simd_bfloat16 import stored_element
 from .tasks import decode_task, split_range
 from .unlinked import call_apart
 
@@ -129,7 +129,7 @@ def padded_row(x, n, c, sd, sh, maps, first, width, row):
     docs/ARCHITECTURE.md, "Where the time goes"), and the padding columns read in this function's own
     code (through a helper's call, even one never taken, a row took 2.2-3.6x as long). A
     float32 ``row`` from the bfloat16 bits of a uint16 ``x`` holds their float32 values
-    (``simd.stored_element``)."""
+    (``simd_bfloat16.stored_element``)."""
     map_w, pad_w = maps[2], maps[3]
     source = x[n, c, sd, sh]
     inside_first = min(max(pad_w - first, 0), width)

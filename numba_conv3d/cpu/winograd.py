@@ -41,7 +41,8 @@ from numba import njit, prange
 
 from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, WINOGRAD_PASS_BLOCKS
 from ..shape_rules import ceil_div
-from .simd import fma_block, store_block, stored_element, vector_lanes, zero_block
+from .simd import fma_block, store_block, vector_lanes, zero_block
+from .simd_bfloat16 import stored_element
 from .slab import index_maps, padded_row
 from .tasks import channel_splits, split_range
 from .unlinked import call_apart
