@@ -31,8 +31,8 @@ from .preferences import (BLOCKED, CHANNEL_VECTORIZED, ROW_BLOCKED, direct_sums,
                           flat_max_output_width, picked, prefers_bfloat16_dot, prefers_bfloat16_rows,
                           prefers_depthwise, prefers_fft, prefers_gemm, prefers_phase_flat,
                           prefers_plane_gemm, prefers_tap_gemm, prefers_winograd, prefers_winograd_depth,
-                          prefers_winograd_points, prefers_winograd_strided, real_kernel, small_dense_volume,
-                          winograd_gain, winograd_tiles_per_channel)
+                          prefers_winograd_points, prefers_winograd_strided, real_kernel, winograd_gain,
+                          winograd_tiles_per_channel)
 
 NAME = "cpu"
 
@@ -219,8 +219,7 @@ ALGORITHMS = (
               "between calls (2x7x7 and 4^3 with 128-512 channels: 1.06-1.47x GEMM; V-Net's 128 channels "
               "at 4x8x8 k5: 1.25-1.56x point-by-point Winograd)",
               lambda plan: not plan.is_complex, _on_merged_rows(channel_vectorized.workspace_bytes),
-              _runner(channel_vectorized.compute_kept),
-              lambda plan: picked(CHANNEL_VECTORIZED)(plan) or small_dense_volume(plan)),
+              _runner(channel_vectorized.compute_kept), picked(CHANNEL_VECTORIZED)),
     Algorithm("blocked", f"real dtype, >= {BLOCKED_MIN_CHANNELS} output channels per group filling >= "
               f"{BLOCKED_MIN_FILL:.0%} of its blocks: blocks of {BLOCK_CHANNELS} channels x {BLOCK_VECTORS} "
               "SIMD vectors of columns summed in registers (float32 dense k3: 130-220 GFLOP/s on 2 cores)",

@@ -104,14 +104,17 @@ def small_dense_volume(plan):
     0.64-0.80x point-by-point Winograd's (2-core Zen 4, same process, alternating; float64 left where
     it was: not measured against GEMM, 0.98-1.01x Winograd's). The planner judges it on the float32 plan
     of float32, and of float16 and bfloat16 without their own rows (as for every real row)."""
-    return (np.dtype(plan.dtype).itemsize == 4 and picked(CHANNEL_VECTORIZED)(plan)
-            and (gemm_small_volume(plan) or _few_points_per_channel(plan)))
+    return _channel_vectorized_float32(plan) and (gemm_small_volume(plan) or _few_points_per_channel(plan))
 
 
 def _channel_vectorized_over_points(plan):
     """Where ``small_dense_volume`` takes a plan from point-by-point Winograd."""
-    return (np.dtype(plan.dtype).itemsize == 4 and picked(CHANNEL_VECTORIZED)(plan)
-            and _few_points_per_channel(plan))
+    return _channel_vectorized_float32(plan) and _few_points_per_channel(plan)
+
+
+def _channel_vectorized_float32(plan):
+    """A float32 plan that ``real_kernel`` gives the channel-vectorized kernel."""
+    return np.dtype(plan.dtype).itemsize == 4 and picked(CHANNEL_VECTORIZED)(plan)
 
 
 def _few_points_per_channel(plan):
