@@ -28,6 +28,8 @@ def info(as_json):
                f"{record['kernel_vector_bits']}-bit vectors)")
     bfloat16 = ("AVX512-BF16 dot products where the planner takes them, else float32"
                 if record["bfloat16_dot_products"] else "float32 (no AVX512-BF16 on this CPU)")
+    if record["amx_bfloat16_tiles"]:
+        bfloat16 = f"AMX tiles (tdpbf16ps) or {bfloat16}"
     click.echo(f"half         float16 computed in float32, bfloat16 by {bfloat16}; rounded once")
     click.echo(f"threads      {record['threads']} ({record['threading_layer']} threading layer)")
     click.echo(f"cache        {record['cache_dir']}")

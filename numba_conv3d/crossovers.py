@@ -157,6 +157,16 @@ BFLOAT16_WIDENED_DEPTH_MAX_PLANE = 1600
 BFLOAT16_ROWS_MIN_FILL = 0.9
 BFLOAT16_ROWS_MAX_WINOGRAD_GAIN = 2.5
 BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS = 64
+
+# bfloat16 on AMX tiles (``cpu/amx_bfloat16.py``, ``cpu.prefers_bfloat16_amx``) against the AVX512-BF16
+# dot products (2-core Xeon with AMX, same process, alternating, medians; AMX's time / the dot
+# products'): dense k3 layers of the networks suite with 64-512 channels 0.07-0.45, 16 channels at 32^3
+# 0.69, R(2+1)D's 3x1x1 layers with 460-921 channels 0.27-0.5, the 3-channel 3x7x7 stem 0.60; 8 -> 16
+# channels at 32^3 k3 1.2, 4 -> 16 2.2 (a tile row of one or two pairs); 1x1x1 layers 0.97-3.5 (their
+# input laid out again costs what the products save). So: more than one tap, at least
+# AMX_MIN_REDUCTION input channels x taps and AMX_MIN_OUT_CHANNELS output channels per group.
+AMX_MIN_REDUCTION = 256
+AMX_MIN_OUT_CHANNELS = 16
 # Its 1x1x1 layers lay planes of fewer than BFLOAT16_ROWS_MERGE_BELOW positions side by side as one row; a
 # row per plane from there (2026-12-07, same process; its time / one row for the whole volume): 20x20, 16x16
 # 0.69-0.91, 14x14 0.90, 10x10 0.85-1.0, at batch 2 1.0 (one row left the tasks only output channels to

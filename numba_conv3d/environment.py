@@ -1,4 +1,5 @@
 """What this process runs on: versions, CPU and SIMD, threads, cache, CUDA (for ``info`` and benchmarks)."""
+import ctypes
 import functools
 import importlib.metadata
 import os
@@ -12,6 +13,10 @@ from .config import VECTOR_BYTES
 from .parallelism import threading_layer
 
 SIMD_PREFIXES = ("avx", "fma", "sse4", "neon", "sve")
+# Linux's arch_prctl call, its request for an extended state component, and AMX's tile data component.
+_SYS_ARCH_PRCTL = 158
+_ARCH_REQ_XCOMP_PERM = 0x1023
+_XFEATURE_XTILEDATA = 18
 
 
 def _version(package):
@@ -72,6 +77,21 @@ def has_bfloat16_dot():
     return bool(llvmlite.binding.get_host_cpu_features().get("avx512bf16"))
 
 
+@functools.lru_cache(maxsize=None)
+def has_amx_bfloat16():
+    """Whether the CPU Numba compiles for has AMX tiles with bfloat16 products (``tdpbf16ps``) and
+    Linux lets this process use them: the tile registers' state is lent to a process only on request
+    (``arch_prctl(ARCH_REQ_XCOMP_PERM)``), which this makes, once."""
+    features = llvmlite.binding.get_host_cpu_features()
+    if not (features.get("amx-tile") and features.get("amx-bf16")):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def describe():
     """A JSON-ready record of the environment.
 
@@ -96,6 +116,7 @@ def describe():
         "simd": sorted(name for name, on in features.items() if on and name.startswith(SIMD_PREFIXES)),
         "kernel_vector_bits": 8 * VECTOR_BYTES,
         "bfloat16_dot_products": has_bfloat16_dot(),
+        "amx_bfloat16_tiles": has_amx_bfloat16(),
         "threading_layer": threading_layer(),
         "threads": numba.get_num_threads(),
         "cache_dir": cache_directory(),

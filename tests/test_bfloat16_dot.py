@@ -176,7 +176,7 @@ def test_agrees_with_torch(algorithm):
     ((1, 64, 4, 14, 14), (128, 64, 1, 1, 1), {"stride": 2}, "bfloat16-rows"),  # 98 positions
     ((1, 128, 4, 4, 4), (256, 128, 1, 1, 1), {"stride": 2}, "gemm"),  # 8 positions
 ])
-def test_where_the_planner_takes_it(input_shape, weight_shape, kwargs, expected):
+def test_where_the_planner_takes_it(input_shape, weight_shape, kwargs, expected, without_amx):
     assert plan_conv3d(input_shape, weight_shape, dtype="bfloat16", **kwargs).algorithm == expected
 
 

@@ -91,6 +91,7 @@ def test_info_text_and_json():
     assert record["threads"] >= 1 and record["threading_layer"]
     assert {"numba", "llvmlite", "numpy", "torch"} <= set(record["versions"])
     assert record["bfloat16_dot_products"] == ("avx512bf16" in record["simd"])
+    assert isinstance(record["amx_bfloat16_tiles"], bool)
     assert "bfloat16 by" in text.output
 
 

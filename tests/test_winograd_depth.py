@@ -147,7 +147,8 @@ def test_bfloat16_operands_take_the_float32_result_rounded_once():
     ((1, 144, 16, 56, 56), (64, 144) + KERNEL, "bfloat16-rows"),
     ((1, 256, 16, 10, 10), (256, 256) + KERNEL, ALGORITHM),  # rows of 100: 89% of 7
 ])
-def test_bfloat16_takes_it_widened_on_small_planes_of_partly_filled_rows(x_shape, w_shape, expected):
+def test_bfloat16_takes_it_widened_on_small_planes_of_partly_filled_rows(x_shape, w_shape, expected,
+                                                                        without_amx):
     """Where the float32 plan takes it, bfloat16 takes the dot products along rows where the planes
     laid side by side fill ``BFLOAT16_ROWS_MIN_FILL`` of their vectors, else this kernel on widened
     operands on planes of at most ``BFLOAT16_WIDENED_DEPTH_MAX_PLANE`` positions (where the CPU has the

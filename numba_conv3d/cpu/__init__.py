@@ -8,8 +8,9 @@ from ..algorithm import Algorithm
 from ..precision import bfloat16, narrow, widen
 from ..config import (BLOCKED_MIN_CHANNELS, BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, CHANNEL_BLOCK_VECTORS,
                       CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES)
-from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
-                          BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
+from ..crossovers import (AMX_MIN_OUT_CHANNELS, AMX_MIN_REDUCTION, BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
+                          BFLOAT16_DOT_MIN_IN_CHANNELS, BFLOAT16_DOT_MIN_OUT_CHANNELS,
+                          BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
                           BFLOAT16_ROWS_MIN_FILL, BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS,
                           BFLOAT16_WIDENED_DEPTH_MAX_PLANE, BLOCKED_MIN_FILL,
                           DEPTHWISE_MAX_OUTPUT_WIDTH, DEPTHWISE_MIN_CHANNELS, FFT_MAX_WORKSPACE_BYTES,
@@ -23,12 +24,14 @@ from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CH
                           WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN, WINOGRAD_POINTS_MIN_TILES,
                           WINOGRAD_POINTS_RANGES, WINOGRAD_STRIDED_MAX_WEIGHT_BYTES,
                           WINOGRAD_STRIDED_MIN_IN_CHANNELS, WINOGRAD_STRIDED_MIN_TILES)
-from . import (bfloat16_dot, blocked, channel_vectorized, depthwise, direct, fft, gemm, phase_flat,
-               plane_gemm, row_blocked, tap_gemm, winograd, winograd_depth, winograd_points, winograd_strided)
+from . import (amx_bfloat16, bfloat16_dot, blocked, channel_vectorized, depthwise, direct, fft, gemm,
+               phase_flat, plane_gemm, row_blocked, tap_gemm, winograd, winograd_depth, winograd_points,
+               winograd_strided)
 from .flipped import flipped_transpose
 # The rules are re-exported: the planner's tests, jitted ``conv3d`` and the docs name them ``cpu.*``.
 from .preferences import (BLOCKED, CHANNEL_VECTORIZED, ROW_BLOCKED, direct_sums, fft_gain,  # noqa: F401
-                          flat_max_output_width, picked, prefers_bfloat16_dot, prefers_bfloat16_rows,
+                          flat_max_output_width, picked, prefers_bfloat16_amx, prefers_bfloat16_dot,
+                          prefers_bfloat16_rows,
                           prefers_depthwise, prefers_fft, prefers_gemm, prefers_phase_flat,
                           prefers_plane_gemm, prefers_tap_gemm, prefers_winograd, prefers_winograd_depth,
                           prefers_winograd_points, prefers_winograd_strided, real_kernel, winograd_gain,
@@ -94,6 +97,15 @@ def _winograd(name, reason, module, prefers, serves=None, flips=False, operands=
 
 
 ALGORITHMS = (
+    Algorithm("bfloat16-amx", "bfloat16 operands, unit stride, AMX tiles (Intel), a kernel of more than one "
+              f"tap, >= {AMX_MIN_REDUCTION} input channels x taps and >= {AMX_MIN_OUT_CHANNELS} output "
+              "channels per group: the padded input laid out as positions x pairs of input channels, "
+              "blocks of 32 positions of the padded grid x 32 output channels in four float32 tiles, each "
+              "chunk of up to 32 input channels and tap two input tiles times two weight tiles "
+              "(tdpbf16ps), float32 sums rounded once (dense k3 layers of the networks suite with 64-512 "
+              "channels: 2-14x the AVX512-BF16 dot products)",
+              amx_bfloat16.serves, amx_bfloat16.workspace_bytes, _runner(amx_bfloat16.compute),
+              prefers_bfloat16_amx, operands="stored", call_bytes=amx_bfloat16.call_bytes),
     Algorithm("bfloat16-rows", "bfloat16 operands, AVX512-BF16; 1x1x1 without pads over >= "
               f"{BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS} output positions a sample (strided: at unit stride "
               "on the positions it reads, copied out; 0.50-0.75x the widened GEMM), or >= "

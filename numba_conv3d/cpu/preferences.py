@@ -6,8 +6,9 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ..config import (BLOCKED_MIN_CHANNELS, VECTOR_BYTES)
-from ..crossovers import (BFLOAT16_DOT_MAX_WINOGRAD_GAIN, BFLOAT16_DOT_MIN_IN_CHANNELS,
-                          BFLOAT16_DOT_MIN_OUT_CHANNELS, BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
+from ..crossovers import (AMX_MIN_OUT_CHANNELS, AMX_MIN_REDUCTION, BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
+                          BFLOAT16_DOT_MIN_IN_CHANNELS, BFLOAT16_DOT_MIN_OUT_CHANNELS,
+                          BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
                           CHANNEL_VECTORIZED_POINTS_BELOW,
                           BFLOAT16_ROWS_MIN_FILL, BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS,
                           BFLOAT16_WIDENED_DEPTH_MAX_PLANE, DEPTHWISE_MAX_OUTPUT_WIDTH,
@@ -272,6 +273,15 @@ def _pairs_pay(plan, computed):
     fill the pairs, and its float32 plan ``computed`` not by FFT."""
     return plan.in_per_group >= BFLOAT16_DOT_MIN_IN_CHANNELS and not (fft.serves(computed)
                                                                     and prefers_fft(computed))
+
+
+def prefers_bfloat16_amx(plan):
+    """Whether the planner takes AMX tiles for a bfloat16 plan they serve: a kernel of more than one
+    tap, at least ``AMX_MIN_REDUCTION`` input channels x taps and ``AMX_MIN_OUT_CHANNELS`` output
+    channels per group (``crossovers.AMX_*``, measured crossovers)."""
+    taps = prod(plan.kernel_size)
+    return (taps > 1 and plan.in_per_group * taps >= AMX_MIN_REDUCTION
+            and plan.out_per_group >= AMX_MIN_OUT_CHANNELS)
 
 
 def prefers_bfloat16_dot(plan):

@@ -152,6 +152,30 @@ def _transposed(builder, rows):
 
 
 @intrinsic
+def transpose_square(typingctx, target, t_start, t_step, source, s_start, s_step):
+    """``target[t_start + i * t_step + j] = source[s_start + j * s_step + i]`` for ``i, j`` below one
+    vector's lanes: a square of whole vectors loaded, transposed in registers and stored."""
+    if target.dtype != source.dtype:
+        return None
+
+    def codegen(context, builder, signature, args):
+        target_value, t_start_value, t_step_value, source_value, s_start_value, s_step_value = args
+        lanes = _lanes(source.dtype)
+        vector_type = ir.VectorType(context.get_value_type(source.dtype), lanes)
+        rows = _vectors_at(context, builder, signature.args[3], source_value,
+                           [builder.add(s_start_value, builder.mul(s_step_value, s_step_value.type(j)))
+                            for j in range(lanes)], vector_type)
+        for i, column in enumerate(_transposed(builder, rows)):
+            at = builder.add(t_start_value, builder.mul(t_step_value, t_step_value.type(i)))
+            pointer = builder.bitcast(_element_pointer(context, builder, signature.args[0], target_value, at),
+                                      vector_type.as_pointer())
+            builder.store(column, pointer, align=1)
+        return context.get_dummy_value()
+
+    return types.void(target, t_start, t_step, source, s_start, s_step), codegen
+
+
+@intrinsic
 def store_channel_rows(typingctx, block, array, start, channel_step, row_step, valid_channels,
                        valid_rows, valid_columns, columns, vectors):
     """Write ``block`` (a tile of output rows x ``columns`` columns, each position ``vectors``

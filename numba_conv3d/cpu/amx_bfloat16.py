@@ -1,0 +1,323 @@
+"""bfloat16 convolution on Intel AMX tiles (``amx_tiles.py``): implicit GEMM over flattened positions.
+
+The input of each (sample, group) is laid out once per call on the padded grid, every padding mode
+applied as the index maps of ``slab.py`` give it: position ``(d * Hp + h) * Wp + w`` of the padded
+volume holds, per chunk of input channels, the chunk's pairs of channels side by side (a pair of
+bfloat16 values in one 32-bit word, channel 2k low, 2k + 1 high). At unit stride, output (od, oh, ow)
+of tap (kd, kh, kw) reads the grid at ``p + offset(tap)``, where ``p = (od * Hp + oh) * Wp + ow`` is the
+output's own grid position: so 16 consecutive grid positions of one tap and chunk are 16 consecutive
+rows in memory, one ``tileloadd``. Grid positions that are no output (columns past OW, rows past OH)
+are computed and thrown away: on a 14x14 plane with k3, 28% more positions; on 4x4, 2.3x. A chunk holds
+up to 16 pairs, as few as the group's channels split evenly need (16 channels: 8 pairs a row).
+
+A task holds 32 positions x 32 output channels in four float32 tiles and, per chunk and tap, loads two
+tiles of input (16 positions each) and two of weights (the chunk's pairs x 16 output channels, packed
+once in that order and kept between calls, ``packed_weights.py``) and multiplies each pair
+(``tdpbf16ps``); tasks split the batch, groups, blocks of 32 output channels and the positions. The
+tiles go to a float32 scratch, and each output's sum, plus the bias, is rounded once into the bfloat16
+result. Each output is summed in one order (chunk, tap, pairs inside the instruction) whatever the
+thread count.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+from numba.extending import register_jitable
+
+from ..shape_rules import ceil_div, padded_source_index, round_up
+from . import packed_weights
+from ..environment import has_amx_bfloat16
+from .amx_tiles import (TILE_ROW_BYTES, TILE_ROWS, aligned_zeros, load_config, release_tiles, tile_config,
+                        tile_dot, tile_load, tile_store, tile_zero)
+from .channel_vectorized import pack_bias
+from .simd_bfloat16 import stored_element
+from .simd_masked import copy_elements, transpose_square
+from .tasks import thread_count
+
+# Pairs of input channels a tile row holds at most (64 bytes), and the tile rows of a block.
+MAX_CHUNK_PAIRS = TILE_ROW_BYTES // 4
+# Positions and output channels of a task's four sum tiles (2 x 2 tiles of 16 x 16).
+BLOCK_POSITIONS = 2 * TILE_ROWS
+BLOCK_CHANNELS = 2 * TILE_ROWS
+# Position blocks whose rounded sums a task keeps before it writes them out.
+STAGED_BLOCKS = 8
+# Tasks per thread the positions are split into, at least, where the channels make too few.
+TASKS_PER_THREAD = 8
+
+
+def serves(plan):
+    """bfloat16 operands at unit stride on a CPU whose AMX tiles this process may use."""
+    return plan.dtype == "bfloat16" and plan.stride == (1, 1, 1) and has_amx_bfloat16()
+
+
+@register_jitable
+def chunking(in_per_group):
+    """(chunks, pairs per chunk): a group's channel pairs split evenly into chunks of at most
+    ``MAX_CHUNK_PAIRS``, rounded up to a power of two (so that no tile row crosses a cache line)."""
+    pairs = ceil_div(in_per_group, 2)
+    chunks = ceil_div(pairs, MAX_CHUNK_PAIRS)
+    chunk_pairs = 1
+    while chunk_pairs < ceil_div(pairs, chunks):
+        chunk_pairs *= 2
+    return chunks, chunk_pairs
+
+
+def _tap_offsets(kernel, dilation, padded):
+    """Grid offset of each tap, (kd, kh, kw) in C order."""
+    kd, kh, kw = np.unravel_index(np.arange(math.prod(kernel)), kernel)
+    return ((kd * dilation[0] * padded[1] + kh * dilation[1]) * padded[2] + kw * dilation[2]).astype(np.int64)
+
+
+@register_jitable
+def _grid(out_size, padded):
+    """Number of grid positions up to the last output's, and of position blocks that cover them."""
+    last = ((out_size[0] - 1) * padded[1] + out_size[1] - 1) * padded[2] + out_size[2]
+    return last, ceil_div(last, BLOCK_POSITIONS)
+
+
+def grid_positions(out_size, padded, kernel, dilation):
+    """Positions a chunk's grid holds: the padded volume, or as far as the last block's positions
+    read, in whole tiles (every chunk's grid starts on a cache line)."""
+    _, blocks = _grid(out_size, padded)
+    reach = blocks * BLOCK_POSITIONS + int(_tap_offsets(kernel, dilation, padded)[-1])
+    return round_up(max(math.prod(padded), reach), TILE_ROWS)
+
+
+@njit(parallel=True, cache=True)
+def chunk_grids(bits, groups, chunks, chunk_pairs, padded, pad_front, mode, positions):
+    """bfloat16 input bits (N, C, D, H, W), C-contiguous uint16 -> (N, groups, ``chunks``,
+    ``positions``, ``chunk_pairs``) uint32: pair k of chunk c of group g holds the group's channels
+    2 (c * chunk_pairs + k) (low half) and the next (high half) at every position of the padded volume,
+    (d * Hp + h) * Wp + w; zero past the group's channels and the volume."""
+    batch, channels = bits.shape[:2]
+    per_group = channels // groups
+    columns = np.empty(padded[2], np.int64)
+    for zw in range(padded[2]):
+        columns[zw] = padded_source_index(zw, pad_front[2], bits.shape[4], mode)
+    out = aligned_zeros(batch * groups * chunks * positions * chunk_pairs, np.uint32).reshape(
+        (batch, groups, chunks, positions, chunk_pairs))
+    for job in prange(batch * groups * chunks * padded[0]):
+        n, g = job // (groups * chunks * padded[0]), job // (chunks * padded[0]) % groups
+        chunk, zd = job // padded[0] % chunks, job % padded[0]
+        d = padded_source_index(zd, pad_front[0], bits.shape[2], mode)
+        if d < 0:
+            continue
+        target = out[n, g, chunk]
+        first = g * per_group + 2 * chunk * chunk_pairs
+        count = min(2 * chunk_pairs, (g + 1) * per_group - first)
+        for zh in range(padded[1]):
+            h = padded_source_index(zh, pad_front[1], bits.shape[3], mode)
+            if h < 0:
+                continue
+            row = (zd * padded[1] + zh) * padded[2]
+            for c in range(count):
+                source = bits[n, first + c, d, h]
+                pair, shift = c // 2, 16 * (c % 2)
+                for zw in range(padded[2]):
+                    w = columns[zw]
+                    if w >= 0:
+                        target[row + zw, pair] |= np.uint32(source[w]) << shift
+    return out
+
+
+@njit(parallel=True, cache=True)
+def pack_tiles(weight, groups):
+    """bfloat16 weight bits (C_out, C_in/g, KD, KH, KW), C-contiguous uint16 -> (g, blocks of
+    ``BLOCK_CHANNELS``, chunks, taps, 2, pairs per chunk, 16, 2) uint16 (``chunking``): per block,
+    chunk and tap, two weight tiles (the chunk's pairs x 16 output channels x the pair); zero past a
+    group's channels. Also whether every weight is finite (read in the same pass)."""
+    out_channels, in_per_group = weight.shape[:2]
+    out_per_group = out_channels // groups
+    blocks = ceil_div(out_per_group, BLOCK_CHANNELS)
+    chunks, chunk_pairs = chunking(in_per_group)
+    taps = weight.shape[2] * weight.shape[3] * weight.shape[4]
+    bits = weight.reshape(out_channels, in_per_group, taps)
+    count = groups * blocks * chunks * taps * 4 * chunk_pairs * TILE_ROWS
+    packed = aligned_zeros(count, np.uint16).reshape(
+        (groups, blocks, chunks, taps, 2, chunk_pairs, TILE_ROWS, 2))
+    nonfinite = np.zeros(groups * blocks * BLOCK_CHANNELS, np.bool_)
+    for job in prange(groups * blocks * BLOCK_CHANNELS):
+        g, block = job // (blocks * BLOCK_CHANNELS), job // BLOCK_CHANNELS % blocks
+        lane = job % BLOCK_CHANNELS
+        channel = block * BLOCK_CHANNELS + lane
+        if channel >= out_per_group:
+            continue
+        source = bits[g * out_per_group + channel]
+        half, column = lane // TILE_ROWS, lane % TILE_ROWS
+        found = False
+        for c in range(in_per_group):
+            chunk, pair, side = c // (2 * chunk_pairs), c % (2 * chunk_pairs) // 2, c % 2
+            for tap in range(taps):
+                value = source[c, tap]
+                found |= value & 0x7F80 == 0x7F80
+                packed[g, block, chunk, tap, half, pair, column, side] = value
+        nonfinite[job] = found
+    return packed, not nonfinite.any()
+
+
+@njit(cache=True)
+def _configure(chunk_pairs):
+    """Load the tile configuration: sums (0-3) 16 x 16 float32, input (4, 5) 16 positions x
+    ``chunk_pairs`` pairs, weights (6, 7) ``chunk_pairs`` pairs x 16 output channels."""
+    config = tile_config()
+    for tile in (4, 5):
+        config[16 + 2 * tile] = 4 * chunk_pairs
+    for tile in (6, 7):
+        config[48 + tile] = chunk_pairs
+    load_config(config)
+
+
+@njit(cache=True)
+def _round_block(sums, transposed, rounded, bias, channel0, channels, column):
+    """A block's float32 ``sums`` (32 grid positions x 32 channels, flat) transposed (in registers, into
+    ``transposed``), plus the bias, rounded into ``rounded`` (channels x staged positions) from
+    ``column`` on."""
+    for half in range(2):
+        for part in range(2):
+            transpose_square(transposed, (part * BLOCK_POSITIONS + half) * TILE_ROWS, BLOCK_POSITIONS,
+                             sums, (half * BLOCK_CHANNELS + part) * TILE_ROWS, BLOCK_CHANNELS)
+    for c in range(channels):
+        shift = bias[channel0 + c]
+        for j in range(BLOCK_POSITIONS):
+            rounded[c, column + j] = stored_element(rounded, transposed[c * BLOCK_POSITIONS + j] + shift)
+
+
+@njit(cache=True)
+def _write_staged(rounded, out, channel0, channels, p0, count, runs, out_size, padded):
+    """The ``count`` staged positions of ``rounded`` from grid position ``p0`` into ``out`` (C_out x OD
+    * OH * OW of one sample, flat) where they are outputs: the runs of outputs along rows found once,
+    then copied channel by channel (``copy_elements``: whole and masked vectors)."""
+    plane = padded[1] * padded[2]
+    segments = 0
+    j = 0
+    while j < count:
+        p = p0 + j
+        od, rest = p // plane, p % plane
+        oh, ow = rest // padded[2], rest % padded[2]
+        if od >= out_size[0]:
+            break
+        if oh >= out_size[1]:
+            j += plane - rest
+        elif ow >= out_size[2]:
+            j += padded[2] - ow
+        else:
+            run = min(count - j, out_size[2] - ow)
+            runs[segments, 0], runs[segments, 1] = j, (od * out_size[1] + oh) * out_size[2] + ow
+            runs[segments, 2] = run
+            segments += 1
+            j += run
+    volume = out_size[0] * out_size[1] * out_size[2]
+    for c in range(channels):
+        source, start = rounded[c], (channel0 + c) * volume
+        for segment in range(segments):
+            copy_elements(out, start + runs[segment, 1], source, runs[segment, 0], runs[segment, 2])
+
+
+@njit(cache=True)
+def _task(x, packed, bias, out, offsets, out_size, padded, n, g, block, first, stop):
+    """Position blocks ``[first, stop)`` of output-channel block ``block`` of sample ``n``, group
+    ``g``: their sums rounded into a stage of ``STAGED_BLOCKS`` blocks, written out when it is full."""
+    chunks, taps, chunk_pairs = packed.shape[2], packed.shape[3], packed.shape[5]
+    out_per_group = out.shape[1] // packed.shape[0]
+    channel0 = g * out_per_group + block * BLOCK_CHANNELS
+    channels = min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS)
+    grids = x[n, g].reshape(-1)
+    weights = packed[g, block].reshape(-1)
+    samples = out[n].reshape(-1)
+    row_bytes, positions = 4 * chunk_pairs, x.shape[3]
+    tile_words = 2 * chunk_pairs * TILE_ROWS
+    flat = aligned_zeros(BLOCK_POSITIONS * BLOCK_CHANNELS, np.float32)
+    transposed = aligned_zeros(BLOCK_POSITIONS * BLOCK_CHANNELS, np.float32)
+    staged = STAGED_BLOCKS * BLOCK_POSITIONS
+    rounded = np.empty((BLOCK_CHANNELS, staged), out.dtype)
+    runs = np.empty((staged, 3), np.int64)
+    _configure(chunk_pairs)
+    for position_block in range(first, stop):
+        p0 = position_block * BLOCK_POSITIONS
+        tile_zero(0)
+        tile_zero(1)
+        tile_zero(2)
+        tile_zero(3)
+        for chunk in range(chunks):
+            base = (chunk * positions + p0) * chunk_pairs
+            for tap in range(taps):
+                # each load issued just before the first product that reads it, so that the tile unit
+                # overlaps it with the products before
+                a = base + offsets[tap] * chunk_pairs
+                b = (chunk * taps + tap) * 2 * tile_words
+                tile_load(4, grids, a, row_bytes)
+                tile_load(6, weights, b, TILE_ROW_BYTES)
+                tile_dot(0, 4, 6)
+                tile_load(7, weights, b + tile_words, TILE_ROW_BYTES)
+                tile_dot(1, 4, 7)
+                tile_load(5, grids, a + TILE_ROWS * chunk_pairs, row_bytes)
+                tile_dot(2, 5, 6)
+                tile_dot(3, 5, 7)
+        sum_row_bytes = BLOCK_CHANNELS * 4
+        tile_store(0, flat, 0, sum_row_bytes)
+        tile_store(1, flat, TILE_ROWS, sum_row_bytes)
+        tile_store(2, flat, TILE_ROWS * BLOCK_CHANNELS, sum_row_bytes)
+        tile_store(3, flat, TILE_ROWS * BLOCK_CHANNELS + TILE_ROWS, sum_row_bytes)
+        slot = (position_block - first) % STAGED_BLOCKS
+        _round_block(flat, transposed, rounded, bias, channel0, channels, slot * BLOCK_POSITIONS)
+        if slot == STAGED_BLOCKS - 1 or position_block == stop - 1:
+            _write_staged(rounded, samples, channel0, channels, p0 - slot * BLOCK_POSITIONS,
+                          (slot + 1) * BLOCK_POSITIONS, runs, out_size, padded)
+    release_tiles()
+
+
+@njit(parallel=True, cache=True)
+def _kernel(x, packed, bias, out, offsets, out_size, padded, blocks_per_task):
+    """Fill ``out`` (N, C_out, OD * OH * OW) from the chunk grids ``x`` and the packed weight tiles, in
+    tasks of ``blocks_per_task`` position blocks."""
+    batch, groups = x.shape[:2]
+    channel_blocks = packed.shape[1]
+    _, position_blocks = _grid(out_size, padded)
+    splits = ceil_div(position_blocks, blocks_per_task)
+    for task in prange(batch * groups * channel_blocks * splits):
+        split, unit = task % splits, task // splits
+        block, unit = unit % channel_blocks, unit // channel_blocks
+        g, n = unit % groups, unit // groups
+        _task(x, packed, bias, out, offsets, out_size, padded, n, g, block, split * blocks_per_task,
+              min(position_blocks, (split + 1) * blocks_per_task))
+
+
+def blocks_per_task(units, position_blocks, threads):
+    """Position blocks per task: all of them where the other splits make ``TASKS_PER_THREAD`` tasks per
+    thread, else as many as make that many."""
+    splits = min(position_blocks, ceil_div(TASKS_PER_THREAD * threads, units))
+    return ceil_div(position_blocks, splits)
+
+
+def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """Fill the batched ``out``, the bits (uint16) of a bfloat16 result (or float32 sums), from the
+    bits (uint16, C-contiguous) of the batched bfloat16 input and of the weight, and the float32 bias;
+    the weight packed once while its bytes stay the same (``packed_weights.py``). Unit stride.
+
+    The arguments are the plan's numbers, as :func:`numba_conv3d.cpu.direct.compute` takes them.
+    """
+    if not has_amx_bfloat16():
+        raise RuntimeError("AMX tiles with bfloat16 products are not available to this process")
+    kernel, padded, out_size = weight.shape[2:], tuple(padded), out.shape[2:]
+    chunks, chunk_pairs = chunking(weight.shape[1])
+    positions = grid_positions(out_size, padded, kernel, tuple(dilation))
+    x = chunk_grids(bits, groups, chunks, chunk_pairs, padded, tuple(pad_front), mode, positions)
+    packed, _ = packed_weights.packed(weight, (groups,), pack_tiles)
+    packed_bias = pack_bias(bias, has_bias, 1, weight.shape[0], weight.shape[0], np.float32)
+    _, position_blocks = _grid(out_size, padded)
+    per_task = blocks_per_task(bits.shape[0] * groups * packed.shape[1], position_blocks, thread_count())
+    _kernel(x, packed, packed_bias, out.reshape(out.shape[:2] + (-1,)),
+            _tap_offsets(kernel, tuple(dilation), padded), out_size, padded, per_task)
+
+
+def workspace_bytes(plan):
+    """Scratch bytes one worker thread holds: its block of float32 sums, their staged rounded copies
+    and the stage's runs."""
+    return BLOCK_CHANNELS * BLOCK_POSITIONS * (4 + 2 * STAGED_BLOCKS) + STAGED_BLOCKS * BLOCK_POSITIONS * 24
+
+
+def call_bytes(plan):
+    """Scratch bytes a call holds once: the chunk grids of the whole batch."""
+    chunks, chunk_pairs = chunking(plan.in_per_group)
+    positions = grid_positions(plan.output_size, plan.padded_size, plan.kernel_size, plan.dilation)
+    return plan.batch * plan.groups * chunks * positions * chunk_pairs * 4

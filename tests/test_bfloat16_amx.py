@@ -1,0 +1,196 @@
+"""bfloat16 on AMX tiles (``cpu/amx_bfloat16.py``): float32 sums of bfloat16 pairs by ``tdpbf16ps``
+against the float64 oracle of the bfloat16 operands and torch, where the CPU has the tiles; the input
+and weight layouts the tiles read, and the planner's rules, everywhere."""
+import ml_dtypes
+import numba
+import numpy as np
+import pytest
+
+from checks import BFLOAT16, assert_close, mode_cases, reduced_bound, torch_of
+from numba_conv3d import conv3d
+from numba_conv3d.cpu import amx_bfloat16
+from numba_conv3d.cpu.amx_tiles import aligned_zeros
+from numba_conv3d.planner import plan_conv3d
+from numba_conv3d.shape_rules import PADDING_MODES
+from reference import NUMPY_PAD_MODES, conv3d_reference
+
+ALGORITHM = "bfloat16-amx"
+needs_tiles = pytest.mark.skipif(not amx_bfloat16.serves(plan_conv3d((1, 2, 3, 3, 3), (2, 2, 1, 1, 1),
+                                                                     dtype="bfloat16")),
+                                 reason="this CPU has no AMX tiles with bfloat16 products (or Linux does "
+                                        "not lend them to this process)")
+
+# Channel counts whose pairs fill tile rows of 1 to 16 pairs, odd ones (a pair half zero), several
+# chunks (40 and 70 channels), output channels past a block of 32 and short of one; groups, dilation,
+# 1-wide and odd extents, outputs whose grid positions cross rows and planes, unbatched input, 1x1x1.
+SHAPES = (
+    ((2, 5, 4, 7, 6), (16, 5, 3, 3, 3), {"padding": 1}),
+    ((1, 6, 5, 8, 8), (18, 3, 3, 3, 3), {"padding": (1, 0, 1), "groups": 2}),
+    ((1, 4, 6, 7, 1), (20, 4, 3, 3, 1), {"padding": (2, 2, 0), "dilation": (2, 2, 1)}),
+    ((16, 3, 9, 14), (33, 16, 1, 3, 3), {"padding": (0, 1, 1)}),
+    ((1, 40, 3, 5, 5), (40, 40, 2, 2, 2), {}),
+    ((1, 70, 2, 4, 4), (8, 70, 3, 3, 3), {"padding": 1}),
+    ((2, 12, 3, 4, 10), (64, 6, 3, 1, 1), {"padding": (1, 0, 0), "groups": 2}),
+    ((1, 32, 3, 5, 6), (48, 32, 1, 1, 1), {}),
+    ((1, 9, 6, 6, 6), (17, 9, 5, 5, 5), {"padding": 2}),
+    ((1, 8, 2, 7, 7), (32, 8, 3, 3, 3), {"padding": 1, "dilation": (1, 2, 1)}),
+)
+
+
+def _operands(x_shape, w_shape, bias, seed=0):
+    rng = np.random.default_rng(seed)
+    draw = lambda shape: rng.standard_normal(shape).astype(BFLOAT16)  # noqa: E731
+    return draw(x_shape), draw(w_shape), draw(w_shape[:1]) if bias else None
+
+
+def _assert_within_bound(out, x, w, b, **kwargs):
+    assert out.dtype == BFLOAT16
+    wide = [None if a is None else a.astype(np.float64) for a in (x, w, b)]
+    expected = conv3d_reference(*wide, **kwargs)
+    assert_close(out.astype(np.float64), expected, reduced_bound(BFLOAT16, expected, *wide, **kwargs))
+
+
+@needs_tiles
+@pytest.mark.parametrize("x_shape,w_shape,kwargs,mode", mode_cases(SHAPES))
+def test_matches_reference(x_shape, w_shape, kwargs, mode):
+    kwargs = dict(kwargs, padding_mode=mode)
+    for bias in (True, False):
+        x, w, b = _operands(x_shape, w_shape, bias)
+        _assert_within_bound(conv3d(x, w, b, algorithm=ALGORITHM, **kwargs), x, w, b, **kwargs)
+
+
+@needs_tiles
+def test_agrees_with_torch():
+    torch = pytest.importorskip("torch", reason="torch is the optional second oracle")
+    x, w, b = _operands((1, 48, 4, 8, 8), (64, 48, 3, 3, 3), True)
+    ours = conv3d(x, w, b, padding=1, algorithm=ALGORITHM).astype(np.float64)
+    theirs = torch.nn.functional.conv3d(*(torch_of(torch, a) for a in (x, w, b)), padding=1).double().numpy()
+    wide = [a.astype(np.float64) for a in (x, w, b)]
+    expected = conv3d_reference(*wide, padding=1)
+    assert_close(ours, theirs, 2 * reduced_bound(BFLOAT16, expected, *wide, padding=1))
+
+
+@needs_tiles
+def test_batch_zero_and_strided_views():
+    x, w, b = _operands((3, 16, 5, 6, 14), (16, 16, 3, 3, 3), True)
+    empty = conv3d(x[:0], w, b, padding=1, algorithm=ALGORITHM)
+    assert empty.shape == (0, 16, 5, 6, 14) and empty.dtype == BFLOAT16
+    view = x[::2, :, :, :, ::2]
+    _assert_within_bound(conv3d(view, w, b, padding=1, algorithm=ALGORITHM), view, w, b, padding=1)
+
+
+@needs_tiles
+def test_nan_and_inf_reach_the_outputs_whose_taps_read_them():
+    x, w, b = _operands((1, 20, 4, 5, 5), (16, 20, 3, 3, 3), True)
+    x[0, 1, 2, 2, 3] = np.inf
+    x[0, 19, 0, 4, 0] = np.nan
+    out = conv3d(x, w, b, padding=1, algorithm=ALGORITHM).astype(np.float64)
+    expected = conv3d_reference(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding=1)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+
+
+@needs_tiles
+def test_an_inf_weight_times_zero_padding_is_nan_as_in_torch():
+    x, w, b = _operands((1, 2, 3, 4, 4), (16, 2, 3, 3, 3), False)
+    w[3, 1, 0, 0, 0] = np.inf
+    out = conv3d(x, w, padding=1, algorithm=ALGORITHM).astype(np.float64)
+    expected = conv3d_reference(x.astype(np.float64), w.astype(np.float64), padding=1)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    assert np.isnan(out[0, 3, 0, 0, 0])
+
+
+@needs_tiles
+def test_bitwise_the_same_for_one_and_two_threads():
+    x, w, b = _operands((2, 40, 3, 6, 7), (48, 40, 3, 3, 3), True)
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            results.append(conv3d(x, w, b, padding=1, algorithm=ALGORITHM).view(np.uint16))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+@needs_tiles
+@pytest.mark.parametrize("input_shape,weight_shape,kwargs,expected", [
+    ((1, 256, 4, 14, 14), (256, 256, 3, 3, 3), {"padding": 1}, ALGORITHM),
+    ((1, 16, 32, 32, 32), (32, 16, 3, 3, 3), {"padding": 1}, ALGORITHM),  # 16 x 27 taps
+    ((1, 3, 16, 112, 112), (64, 3, 3, 7, 7), {"padding": (1, 3, 3)}, ALGORITHM),  # 3 x 147 taps
+    ((1, 460, 8, 14, 14), (256, 460, 3, 1, 1), {"padding": (1, 0, 0)}, ALGORITHM),
+    ((1, 8, 32, 32, 32), (16, 8, 3, 3, 3), {"padding": 1}, "bfloat16-rows"),  # 8 x 27 taps
+    ((1, 96, 13, 10, 10), (432, 96, 1, 1, 1), {}, "bfloat16-rows"),  # one tap
+    ((1, 64, 16, 56, 56), (128, 64, 3, 3, 3), {"padding": 1, "stride": 2}, "bfloat16-dot"),  # strided
+])
+def test_where_the_planner_takes_it(input_shape, weight_shape, kwargs, expected):
+    assert plan_conv3d(input_shape, weight_shape, dtype="bfloat16", **kwargs).algorithm == expected
+
+
+def test_without_the_tiles_it_does_not_serve(without_amx):
+    plan = plan_conv3d((1, 64, 7, 8, 9), (64, 64, 3, 3, 3), padding=1, dtype="bfloat16")
+    assert plan.algorithm != ALGORITHM and not amx_bfloat16.serves(plan)
+
+
+def test_other_dtypes_and_strides_are_not_served():
+    for dtype in ("float32", "float16"):
+        with pytest.raises(ValueError, match="does not serve"):
+            plan_conv3d((1, 32, 4, 4, 4), (32, 32, 3, 3, 3), dtype=dtype, algorithm=ALGORITHM)
+    with pytest.raises(ValueError, match="does not serve"):
+        plan_conv3d((1, 32, 4, 4, 4), (32, 32, 3, 3, 3), stride=2, dtype="bfloat16", algorithm=ALGORITHM)
+
+
+@pytest.mark.parametrize("in_per_group,expected", [
+    (1, (1, 1)), (3, (1, 2)), (16, (1, 8)), (24, (1, 16)), (32, (1, 16)), (40, (2, 16)), (70, (3, 16)),
+    (512, (16, 16)),
+])
+def test_chunking(in_per_group, expected):
+    """Chunks of at most 16 pairs, as few as hold the channels, each a power of two pairs wide."""
+    assert amx_bfloat16.chunking(in_per_group) == expected
+
+
+def test_aligned_zeros_start_on_a_cache_line():
+    for count in (1, 7, 1000):
+        for dtype in (np.uint16, np.uint32, np.float32):
+            zeros = aligned_zeros(count, dtype)
+            assert zeros.ctypes.data % 64 == 0 and zeros.size == count and zeros.dtype == dtype
+            assert not zeros.any()
+
+
+@pytest.mark.parametrize("mode", PADDING_MODES)
+def test_chunk_grids_hold_the_padded_input_in_pairs(mode):
+    """Each grid position holds the padded input's channel pairs of its chunk (low half the even
+    channel), zero past the group's channels and past the padded volume."""
+    bits = np.random.default_rng(1).integers(0, 1 << 16, (2, 10, 3, 4, 5), dtype=np.uint16)
+    groups, pads = 2, (1, 2, 1)
+    padded = tuple(n + 2 * p for n, p in zip(bits.shape[2:], pads))
+    chunks, chunk_pairs = amx_bfloat16.chunking(5)
+    grids = amx_bfloat16.chunk_grids(bits, groups, chunks, chunk_pairs, padded, pads,
+                                     PADDING_MODES.index(mode), np.prod(padded) + 16)
+    assert grids.shape == (2, groups, 1, np.prod(padded) + 16, 4) and grids.ctypes.data % 64 == 0
+    wide = np.pad(bits, [(0, 0), (0, 0)] + [(p, p) for p in pads], mode=NUMPY_PAD_MODES[mode])
+    volume = wide.reshape(2, groups, 5, -1)
+    np.testing.assert_array_equal(grids[:, :, 0, :volume.shape[-1], :2] & 0xFFFF,
+                                  volume[:, :, 0:4:2].transpose(0, 1, 3, 2))
+    np.testing.assert_array_equal(grids[:, :, 0, :volume.shape[-1], :2] >> 16,
+                                  volume[:, :, 1:4:2].transpose(0, 1, 3, 2))
+    np.testing.assert_array_equal(grids[:, :, 0, :volume.shape[-1], 2], volume[:, :, 4])  # half zero
+    assert not grids[:, :, 0, :, 3].any() and not grids[:, :, 0, volume.shape[-1]:].any()
+
+
+def test_packed_tiles_hold_pairs_by_output_channel_and_find_non_finite_ones():
+    weight = np.arange(40 * 3 * 2, dtype=np.float32).reshape(40, 3, 2, 1, 1).astype(ml_dtypes.bfloat16)
+    bits = weight.view(np.uint16)
+    packed, finite = amx_bfloat16.pack_tiles(bits, 1)
+    assert packed.shape == (1, 2, 1, 2, 2, 2, 16, 2) and finite and packed.ctypes.data % 64 == 0
+    for channel in (0, 17, 39):
+        block, half, column = channel // 32, channel % 32 // 16, channel % 16
+        for tap in range(2):
+            tile = packed[0, block, 0, tap, half]
+            assert tile[0, column].tolist() == [bits[channel, 0, tap, 0, 0], bits[channel, 1, tap, 0, 0]]
+            assert tile[1, column].tolist() == [bits[channel, 2, tap, 0, 0], 0]
+    assert not packed[0, 1, :, :, 0, :, 8:].any()  # channels 40-47 of the second block
+    for bad in (np.inf, -np.inf, np.nan):
+        spoiled = weight.copy()
+        spoiled[39, 2, 1] = bad
+        assert not amx_bfloat16.pack_tiles(spoiled.view(np.uint16), 1)[1]
