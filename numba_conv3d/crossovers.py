@@ -158,15 +158,19 @@ BFLOAT16_ROWS_MIN_FILL = 0.9
 BFLOAT16_ROWS_MAX_WINOGRAD_GAIN = 2.5
 BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS = 64
 
-# bfloat16 on AMX tiles (``cpu/amx_bfloat16.py``, ``cpu.prefers_bfloat16_amx``) against the AVX512-BF16
-# dot products (2-core Xeon with AMX, same process, alternating, medians; AMX's time / the dot
-# products'): dense k3 layers of the networks suite with 64-512 channels 0.07-0.45, 16 channels at 32^3
-# 0.69, R(2+1)D's 3x1x1 layers with 460-921 channels 0.27-0.5, the 3-channel 3x7x7 stem 0.60; 8 -> 16
-# channels at 32^3 k3 1.2, 4 -> 16 2.2 (a tile row of one or two pairs); 1x1x1 layers 0.97-3.5 (their
-# input laid out again costs what the products save). So: more than one tap, at least
-# AMX_MIN_REDUCTION input channels x taps and AMX_MIN_OUT_CHANNELS output channels per group.
-AMX_MIN_REDUCTION = 256
-AMX_MIN_OUT_CHANNELS = 16
+# bfloat16 on AMX tiles (``cpu/amx_bfloat16.py``, ``cpu.prefers_bfloat16_amx``) against the planner's
+# pick without them (the AVX512-BF16 dot products, or the float32 kernels on widened operands; 2-core Xeon
+# with AMX, 2026-12-07, same process, alternating, minimum of 3 medians of 5; AMX's time / the other's):
+# dense k3 layers of the networks suite with 64-512 channels 0.07-0.45; 8-16 channels at 32^3 0.47-0.83,
+# 4 -> 16 1.05 (input channels x taps 108); strided k3, 1x3x3 and 3x1x1 layers 0.24-0.55, 2x2x2 at stride
+# 2 128 -> 256 0.75, 32 -> 64 1.58 and k3 16 -> 32 at stride 2 1.09 (the input laid out whole for few
+# products per input element: output channels x taps / prod(stride) 64 and 108); 1x1x1 layers 96 -> 432
+# at 13x10x10 0.64, 128 -> 256 at 4^3 0.92, 216 -> 96 0.95, 24 -> 54 and 32 -> 16 at 40^2 to 64^3
+# 1.6-2.8, one position (squeeze-excitation) 2.0-2.1; the 3-channel stems 0.41-0.68. So: at least
+# AMX_MIN_REDUCTION input channels x taps per group and AMX_MIN_OUTPUT_WORK output channels x taps per
+# group and stride phase.
+AMX_MIN_REDUCTION = 96
+AMX_MIN_OUTPUT_WORK = 128
 # Its 1x1x1 layers lay planes of fewer than BFLOAT16_ROWS_MERGE_BELOW positions side by side as one row; a
 # row per plane from there (2026-12-07, same process; its time / one row for the whole volume): 20x20, 16x16
 # 0.69-0.91, 14x14 0.90, 10x10 0.85-1.0, at batch 2 1.0 (one row left the tasks only output channels to

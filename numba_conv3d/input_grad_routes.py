@@ -163,8 +163,9 @@ def _by_col2im(plan, grad, weight, conjugate, backend, bias):
     return result
 
 
-# The rows whose convolution makes the tap-scatter and phase-stack routes pay: the bfloat16 dot products.
-_DOT_PRODUCT_ROWS = ("bfloat16-rows", "bfloat16-dot")
+# The rows whose convolution makes the tap-scatter and phase-stack routes pay: the bfloat16 dot products
+# and AMX tiles.
+_DOT_PRODUCT_ROWS = ("bfloat16-amx", "bfloat16-rows", "bfloat16-dot")
 
 
 def _pointwise_plan(plan, grad_shape, bias):
@@ -228,22 +229,25 @@ def _phase_stack_applies(plan, grad):
     (``cpu/phase_stack.py``): bfloat16 NumPy operands, zero pads, unit dilation, a stride some of
     whose phases meet several kernel taps, at least ``grad_crossovers.PHASE_STACK_MIN_POSITIONS``
     positions of the output gradient, at most ``grad_crossovers.PHASE_STACK_MAX_PRODUCTS`` times the
-    convolution's products (the zero weights' included), a forward convolution that is not a matrix
-    product in float32 (whose gradient's matrix product and col2im run as fast: small volumes with
-    many channels) and a correlation the bfloat16 dot products take. The operands must be finite too
-    (:func:`_reads_reduced`)."""
+    convolution's products (the zero weights' included), and a correlation that AMX tiles take, or the
+    bfloat16 dot products where the forward convolution is not a matrix product in float32 (whose
+    gradient's matrix product and col2im run as fast: small volumes with many channels). The operands
+    must be finite too (:func:`_reads_reduced`)."""
     if not (plan.backend == "cpu" and plan.dtype == "bfloat16" and plan.padding_mode == "zeros"
             and plan.stride != (1, 1, 1) and plan.dilation == (1, 1, 1)
             and not one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)
             and plan.batch * math.prod(grad.shape[-3:]) >= grad_crossovers.PHASE_STACK_MIN_POSITIONS):
         return False
     dims = _stacked_phases(plan, grad.shape[-3:])
-    if dims is None or forward_is_gemm_shaped(plan_in_compute_dtype(plan)):
+    if dims is None:
         return False
     products = math.prod(len(d.taps) * d.extent for d in dims)
-    return (products <= grad_crossovers.PHASE_STACK_MAX_PRODUCTS * math.prod(plan.kernel_size)
-            and _stacked_plan(plan, (plan.batch, plan.out_channels) + tuple(grad.shape[-3:]), dims,
-                              False).algorithm in _DOT_PRODUCT_ROWS)
+    if products > grad_crossovers.PHASE_STACK_MAX_PRODUCTS * math.prod(plan.kernel_size):
+        return False
+    algorithm = _stacked_plan(plan, (plan.batch, plan.out_channels) + tuple(grad.shape[-3:]), dims,
+                              False).algorithm
+    return algorithm == "bfloat16-amx" or (algorithm in _DOT_PRODUCT_ROWS
+                                           and not forward_is_gemm_shaped(plan_in_compute_dtype(plan)))
 
 
 def _by_phase_stack(plan, grad, weight, conjugate, backend, bias):

@@ -22,7 +22,8 @@ needs_tiles = pytest.mark.skipif(not amx_bfloat16.serves(plan_conv3d((1, 2, 3, 3
 
 # Channel counts whose pairs fill tile rows of 1 to 16 pairs, odd ones (a pair half zero), several
 # chunks (40 and 70 channels), output channels past a block of 32 and short of one; groups, dilation,
-# 1-wide and odd extents, outputs whose grid positions cross rows and planes, unbatched input, 1x1x1.
+# 1-wide and odd extents, outputs whose grid positions cross rows and planes, unbatched input, 1x1x1,
+# strides.
 SHAPES = (
     ((2, 5, 4, 7, 6), (16, 5, 3, 3, 3), {"padding": 1}),
     ((1, 6, 5, 8, 8), (18, 3, 3, 3, 3), {"padding": (1, 0, 1), "groups": 2}),
@@ -34,6 +35,13 @@ SHAPES = (
     ((1, 32, 3, 5, 6), (48, 32, 1, 1, 1), {}),
     ((1, 9, 6, 6, 6), (17, 9, 5, 5, 5), {"padding": 2}),
     ((1, 8, 2, 7, 7), (32, 8, 3, 3, 3), {"padding": 1, "dilation": (1, 2, 1)}),
+    # strides: a grid per stride phase
+    ((1, 16, 8, 9, 10), (32, 16, 3, 3, 3), {"stride": 2, "padding": 1}),
+    ((2, 20, 5, 12, 11), (24, 20, 1, 3, 3), {"stride": (1, 2, 2), "padding": (0, 1, 1)}),
+    ((1, 12, 9, 9, 9), (20, 6, 3, 3, 3), {"stride": (3, 2, 1), "padding": 1, "dilation": (1, 2, 1),
+                                          "groups": 2}),
+    ((1, 8, 8, 8, 7), (16, 8, 2, 2, 2), {"stride": 2}),
+    ((1, 40, 6, 7, 8), (33, 40, 1, 1, 1), {"stride": 2}),
 )
 
 
@@ -119,9 +127,12 @@ def test_bitwise_the_same_for_one_and_two_threads():
     ((1, 16, 32, 32, 32), (32, 16, 3, 3, 3), {"padding": 1}, ALGORITHM),  # 16 x 27 taps
     ((1, 3, 16, 112, 112), (64, 3, 3, 7, 7), {"padding": (1, 3, 3)}, ALGORITHM),  # 3 x 147 taps
     ((1, 460, 8, 14, 14), (256, 460, 3, 1, 1), {"padding": (1, 0, 0)}, ALGORITHM),
-    ((1, 8, 32, 32, 32), (16, 8, 3, 3, 3), {"padding": 1}, "bfloat16-rows"),  # 8 x 27 taps
-    ((1, 96, 13, 10, 10), (432, 96, 1, 1, 1), {}, "bfloat16-rows"),  # one tap
-    ((1, 64, 16, 56, 56), (128, 64, 3, 3, 3), {"padding": 1, "stride": 2}, "bfloat16-dot"),  # strided
+    ((1, 8, 32, 32, 32), (16, 8, 3, 3, 3), {"padding": 1}, ALGORITHM),  # 8 x 27 taps
+    ((1, 2, 32, 64, 64), (16, 2, 3, 3, 3), {"padding": 1}, "bfloat16-rows"),  # 2 x 27 taps
+    ((1, 64, 16, 56, 56), (128, 64, 3, 3, 3), {"padding": 1, "stride": 2}, ALGORITHM),
+    ((1, 32, 16, 32, 32), (64, 32, 2, 2, 2), {"stride": 2}, "bfloat16-rows"),  # 64 x 8 taps / 8 phases
+    ((1, 96, 13, 10, 10), (432, 96, 1, 1, 1), {}, ALGORITHM),
+    ((1, 24, 13, 40, 40), (54, 24, 1, 1, 1), {}, "bfloat16-rows"),  # 54 output channels x 1 tap
 ])
 def test_where_the_planner_takes_it(input_shape, weight_shape, kwargs, expected):
     assert plan_conv3d(input_shape, weight_shape, dtype="bfloat16", **kwargs).algorithm == expected
@@ -132,12 +143,10 @@ def test_without_the_tiles_it_does_not_serve(without_amx):
     assert plan.algorithm != ALGORITHM and not amx_bfloat16.serves(plan)
 
 
-def test_other_dtypes_and_strides_are_not_served():
+def test_other_dtypes_are_not_served():
     for dtype in ("float32", "float16"):
         with pytest.raises(ValueError, match="does not serve"):
             plan_conv3d((1, 32, 4, 4, 4), (32, 32, 3, 3, 3), dtype=dtype, algorithm=ALGORITHM)
-    with pytest.raises(ValueError, match="does not serve"):
-        plan_conv3d((1, 32, 4, 4, 4), (32, 32, 3, 3, 3), stride=2, dtype="bfloat16", algorithm=ALGORITHM)
 
 
 @pytest.mark.parametrize("in_per_group,expected", [
@@ -158,24 +167,31 @@ def test_aligned_zeros_start_on_a_cache_line():
 
 
 @pytest.mark.parametrize("mode", PADDING_MODES)
-def test_chunk_grids_hold_the_padded_input_in_pairs(mode):
-    """Each grid position holds the padded input's channel pairs of its chunk (low half the even
-    channel), zero past the group's channels and past the padded volume."""
+@pytest.mark.parametrize("stride", [(1, 1, 1), (2, 1, 2)])
+def test_chunk_grids_hold_the_padded_input_in_pairs_by_stride_phase(mode, stride):
+    """Each position of a stride phase's grid holds the padded input's channel pairs of its chunk (low
+    half the even channel), zero past the group's channels and past the padded volume."""
     bits = np.random.default_rng(1).integers(0, 1 << 16, (2, 10, 3, 4, 5), dtype=np.uint16)
     groups, pads = 2, (1, 2, 1)
     padded = tuple(n + 2 * p for n, p in zip(bits.shape[2:], pads))
+    grid = amx_bfloat16.grid_size(padded, stride)
+    positions = int(np.prod(grid)) + 16
     chunks, chunk_pairs = amx_bfloat16.chunking(5)
     grids = amx_bfloat16.chunk_grids(bits, groups, chunks, chunk_pairs, padded, pads,
-                                     PADDING_MODES.index(mode), np.prod(padded) + 16)
-    assert grids.shape == (2, groups, 1, np.prod(padded) + 16, 4) and grids.ctypes.data % 64 == 0
+                                     PADDING_MODES.index(mode), stride, grid, positions)
+    phases = int(np.prod(stride))
+    assert grids.shape == (2, groups, 1, phases * positions, 4) and grids.ctypes.data % 64 == 0
     wide = np.pad(bits, [(0, 0), (0, 0)] + [(p, p) for p in pads], mode=NUMPY_PAD_MODES[mode])
-    volume = wide.reshape(2, groups, 5, -1)
-    np.testing.assert_array_equal(grids[:, :, 0, :volume.shape[-1], :2] & 0xFFFF,
-                                  volume[:, :, 0:4:2].transpose(0, 1, 3, 2))
-    np.testing.assert_array_equal(grids[:, :, 0, :volume.shape[-1], :2] >> 16,
-                                  volume[:, :, 1:4:2].transpose(0, 1, 3, 2))
-    np.testing.assert_array_equal(grids[:, :, 0, :volume.shape[-1], 2], volume[:, :, 4])  # half zero
-    assert not grids[:, :, 0, :, 3].any() and not grids[:, :, 0, volume.shape[-1]:].any()
+    wide = np.pad(wide, [(0, 0), (0, 0)] + [(0, g * s - n) for g, s, n in zip(grid, stride, padded)])
+    for phase, (a, b, c) in enumerate(np.ndindex(*stride)):
+        volume = wide[:, :, a::stride[0], b::stride[1], c::stride[2]].reshape(2, groups, 5, -1)
+        held = grids[:, :, 0, phase * positions:(phase + 1) * positions]
+        np.testing.assert_array_equal(held[:, :, :volume.shape[-1], :2] & 0xFFFF,
+                                      volume[:, :, 0:4:2].transpose(0, 1, 3, 2))
+        np.testing.assert_array_equal(held[:, :, :volume.shape[-1], :2] >> 16,
+                                      volume[:, :, 1:4:2].transpose(0, 1, 3, 2))
+        np.testing.assert_array_equal(held[:, :, :volume.shape[-1], 2], volume[:, :, 4])  # half zero
+        assert not held[:, :, :, 3].any() and not held[:, :, volume.shape[-1]:].any()
 
 
 def test_packed_tiles_hold_pairs_by_output_channel_and_find_non_finite_ones():

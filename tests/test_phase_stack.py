@@ -116,8 +116,9 @@ def test_where_the_route_is_taken(dtype, positions, kernel, padding, expected):
     assert _route(plan, x) == expected
 
 
-def test_not_where_the_forward_convolution_is_a_matrix_product():
-    # Small volumes with many channels: the float32 matrix product and col2im run as fast.
+def test_not_where_the_forward_convolution_is_a_matrix_product(without_amx):
+    # Small volumes with many channels: the float32 matrix product and col2im run as fast as the dot
+    # products.
     x, w = np.zeros((1, 256, 4, 4, 4), BFLOAT16), np.zeros((256, 128, 3, 3, 3), BFLOAT16)
     assert _route(_plan(x, w, {"stride": 2, "padding": 1}), x) == "gemm-col2im"
 

@@ -46,8 +46,8 @@ TASKS_PER_THREAD = 8
 
 
 def serves(plan):
-    """bfloat16 operands at unit stride on a CPU whose AMX tiles this process may use."""
-    return plan.dtype == "bfloat16" and plan.stride == (1, 1, 1) and has_amx_bfloat16()
+    """bfloat16 operands on a CPU whose AMX tiles this process may use."""
+    return plan.dtype == "bfloat16" and has_amx_bfloat16()
 
 
 @register_jitable
@@ -62,40 +62,60 @@ def chunking(in_per_group):
     return chunks, chunk_pairs
 
 
-def _tap_offsets(kernel, dilation, padded):
-    """Grid offset of each tap, (kd, kh, kw) in C order."""
-    kd, kh, kw = np.unravel_index(np.arange(math.prod(kernel)), kernel)
-    return ((kd * dilation[0] * padded[1] + kh * dilation[1]) * padded[2] + kw * dilation[2]).astype(np.int64)
+def grid_size(padded, stride):
+    """(D, H, W) of one stride phase of the padded volume: the grid the outputs are positions of."""
+    return tuple(ceil_div(extent, step) for extent, step in zip(padded, stride))
+
+
+def _tap_phases(kernel, dilation, stride, grid):
+    """Per tap, (kd, kh, kw) in C order: its stride phase's index and its offset within the phase's
+    grid."""
+    taps = np.unravel_index(np.arange(math.prod(kernel)), kernel)
+    reach = [k * d for k, d in zip(taps, dilation)]
+    phase = ((reach[0] % stride[0]) * stride[1] + reach[1] % stride[1]) * stride[2] + reach[2] % stride[2]
+    local = ((reach[0] // stride[0]) * grid[1] + reach[1] // stride[1]) * grid[2] + reach[2] // stride[2]
+    return phase.astype(np.int64), local.astype(np.int64)
 
 
 @register_jitable
-def _grid(out_size, padded):
+def _blocks(out_size, grid):
     """Number of grid positions up to the last output's, and of position blocks that cover them."""
-    last = ((out_size[0] - 1) * padded[1] + out_size[1] - 1) * padded[2] + out_size[2]
+    last = ((out_size[0] - 1) * grid[1] + out_size[1] - 1) * grid[2] + out_size[2]
     return last, ceil_div(last, BLOCK_POSITIONS)
 
 
-def grid_positions(out_size, padded, kernel, dilation):
-    """Positions a chunk's grid holds: the padded volume, or as far as the last block's positions
-    read, in whole tiles (every chunk's grid starts on a cache line)."""
-    _, blocks = _grid(out_size, padded)
-    reach = blocks * BLOCK_POSITIONS + int(_tap_offsets(kernel, dilation, padded)[-1])
-    return round_up(max(math.prod(padded), reach), TILE_ROWS)
+def phase_positions(out_size, grid, kernel, dilation, stride):
+    """Positions of one stride phase's grid: the phase of the padded volume, or as far as the last
+    block's positions read, in whole tiles (every phase and chunk starts on a cache line)."""
+    _, blocks = _blocks(out_size, grid)
+    reach = blocks * BLOCK_POSITIONS + int(_tap_phases(kernel, dilation, stride, grid)[1].max())
+    return round_up(max(math.prod(grid), reach), TILE_ROWS)
+
+
+def _tap_offsets(kernel, dilation, stride, grid, positions):
+    """Per tap, its offset from an output's grid position into a chunk's phases of ``positions``
+    each."""
+    phase, local = _tap_phases(kernel, dilation, stride, grid)
+    return phase * positions + local
 
 
 @njit(parallel=True, cache=True)
-def chunk_grids(bits, groups, chunks, chunk_pairs, padded, pad_front, mode, positions):
-    """bfloat16 input bits (N, C, D, H, W), C-contiguous uint16 -> (N, groups, ``chunks``,
-    ``positions``, ``chunk_pairs``) uint32: pair k of chunk c of group g holds the group's channels
-    2 (c * chunk_pairs + k) (low half) and the next (high half) at every position of the padded volume,
-    (d * Hp + h) * Wp + w; zero past the group's channels and the volume."""
+def chunk_grids(bits, groups, chunks, chunk_pairs, padded, pad_front, mode, stride, grid, positions):
+    """bfloat16 input bits (N, C, D, H, W), C-contiguous uint16 -> (N, groups, ``chunks``, stride
+    phases x ``positions``, ``chunk_pairs``) uint32: pair k of chunk c of group g holds the group's
+    channels 2 (c * chunk_pairs + k) (low half) and the next (high half); padded position (zd, zh, zw)
+    is position (z * GH + y) * GW + x of phase (a * SH + b) * SW + c, where zd = z * SD + a, and so on
+    along H and W (``grid_size``); zero past the group's channels and the padded volume."""
     batch, channels = bits.shape[:2]
     per_group = channels // groups
     columns = np.empty(padded[2], np.int64)
+    column_at = np.empty(padded[2], np.int64)
     for zw in range(padded[2]):
         columns[zw] = padded_source_index(zw, pad_front[2], bits.shape[4], mode)
-    out = aligned_zeros(batch * groups * chunks * positions * chunk_pairs, np.uint32).reshape(
-        (batch, groups, chunks, positions, chunk_pairs))
+        column_at[zw] = zw % stride[2] * positions + zw // stride[2]
+    phases = stride[0] * stride[1] * stride[2]
+    out = aligned_zeros(batch * groups * chunks * phases * positions * chunk_pairs, np.uint32).reshape(
+        (batch, groups, chunks, phases * positions, chunk_pairs))
     for job in prange(batch * groups * chunks * padded[0]):
         n, g = job // (groups * chunks * padded[0]), job // (chunks * padded[0]) % groups
         chunk, zd = job // padded[0] % chunks, job % padded[0]
@@ -109,14 +129,15 @@ def chunk_grids(bits, groups, chunks, chunk_pairs, padded, pad_front, mode, posi
             h = padded_source_index(zh, pad_front[1], bits.shape[3], mode)
             if h < 0:
                 continue
-            row = (zd * padded[1] + zh) * padded[2]
+            row = (((zd % stride[0]) * stride[1] + zh % stride[1]) * stride[2] * positions
+                   + (zd // stride[0] * grid[1] + zh // stride[1]) * grid[2])
             for c in range(count):
                 source = bits[n, first + c, d, h]
                 pair, shift = c // 2, 16 * (c % 2)
                 for zw in range(padded[2]):
                     w = columns[zw]
                     if w >= 0:
-                        target[row + zw, pair] |= np.uint32(source[w]) << shift
+                        target[row + column_at[zw], pair] |= np.uint32(source[w]) << shift
     return out
 
 
@@ -183,23 +204,23 @@ def _round_block(sums, transposed, rounded, bias, channel0, channels, column):
 
 
 @njit(cache=True)
-def _write_staged(rounded, out, channel0, channels, p0, count, runs, out_size, padded):
+def _write_staged(rounded, out, channel0, channels, p0, count, runs, out_size, grid):
     """The ``count`` staged positions of ``rounded`` from grid position ``p0`` into ``out`` (C_out x OD
     * OH * OW of one sample, flat) where they are outputs: the runs of outputs along rows found once,
     then copied channel by channel (``copy_elements``: whole and masked vectors)."""
-    plane = padded[1] * padded[2]
+    plane = grid[1] * grid[2]
     segments = 0
     j = 0
     while j < count:
         p = p0 + j
         od, rest = p // plane, p % plane
-        oh, ow = rest // padded[2], rest % padded[2]
+        oh, ow = rest // grid[2], rest % grid[2]
         if od >= out_size[0]:
             break
         if oh >= out_size[1]:
             j += plane - rest
         elif ow >= out_size[2]:
-            j += padded[2] - ow
+            j += grid[2] - ow
         else:
             run = min(count - j, out_size[2] - ow)
             runs[segments, 0], runs[segments, 1] = j, (od * out_size[1] + oh) * out_size[2] + ow
@@ -214,7 +235,7 @@ def _write_staged(rounded, out, channel0, channels, p0, count, runs, out_size, p
 
 
 @njit(cache=True)
-def _task(x, packed, bias, out, offsets, out_size, padded, n, g, block, first, stop):
+def _task(x, packed, bias, out, offsets, out_size, grid, n, g, block, first, stop):
     """Position blocks ``[first, stop)`` of output-channel block ``block`` of sample ``n``, group
     ``g``: their sums rounded into a stage of ``STAGED_BLOCKS`` blocks, written out when it is full."""
     chunks, taps, chunk_pairs = packed.shape[2], packed.shape[3], packed.shape[5]
@@ -262,23 +283,23 @@ def _task(x, packed, bias, out, offsets, out_size, padded, n, g, block, first, s
         _round_block(flat, transposed, rounded, bias, channel0, channels, slot * BLOCK_POSITIONS)
         if slot == STAGED_BLOCKS - 1 or position_block == stop - 1:
             _write_staged(rounded, samples, channel0, channels, p0 - slot * BLOCK_POSITIONS,
-                          (slot + 1) * BLOCK_POSITIONS, runs, out_size, padded)
+                          (slot + 1) * BLOCK_POSITIONS, runs, out_size, grid)
     release_tiles()
 
 
 @njit(parallel=True, cache=True)
-def _kernel(x, packed, bias, out, offsets, out_size, padded, blocks_per_task):
+def _kernel(x, packed, bias, out, offsets, out_size, grid, blocks_per_task):
     """Fill ``out`` (N, C_out, OD * OH * OW) from the chunk grids ``x`` and the packed weight tiles, in
     tasks of ``blocks_per_task`` position blocks."""
     batch, groups = x.shape[:2]
     channel_blocks = packed.shape[1]
-    _, position_blocks = _grid(out_size, padded)
+    _, position_blocks = _blocks(out_size, grid)
     splits = ceil_div(position_blocks, blocks_per_task)
     for task in prange(batch * groups * channel_blocks * splits):
         split, unit = task % splits, task // splits
         block, unit = unit % channel_blocks, unit // channel_blocks
         g, n = unit % groups, unit // groups
-        _task(x, packed, bias, out, offsets, out_size, padded, n, g, block, split * blocks_per_task,
+        _task(x, packed, bias, out, offsets, out_size, grid, n, g, block, split * blocks_per_task,
               min(position_blocks, (split + 1) * blocks_per_task))
 
 
@@ -298,16 +319,19 @@ def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padd
     """
     if not has_amx_bfloat16():
         raise RuntimeError("AMX tiles with bfloat16 products are not available to this process")
-    kernel, padded, out_size = weight.shape[2:], tuple(padded), out.shape[2:]
+    kernel, stride, dilation = weight.shape[2:], tuple(stride), tuple(dilation)
+    padded, out_size = tuple(padded), out.shape[2:]
+    grid = grid_size(padded, stride)
     chunks, chunk_pairs = chunking(weight.shape[1])
-    positions = grid_positions(out_size, padded, kernel, tuple(dilation))
-    x = chunk_grids(bits, groups, chunks, chunk_pairs, padded, tuple(pad_front), mode, positions)
+    positions = phase_positions(out_size, grid, kernel, dilation, stride)
+    x = chunk_grids(bits, groups, chunks, chunk_pairs, padded, tuple(pad_front), mode, stride, grid,
+                    positions)
     packed, _ = packed_weights.packed(weight, (groups,), pack_tiles)
     packed_bias = pack_bias(bias, has_bias, 1, weight.shape[0], weight.shape[0], np.float32)
-    _, position_blocks = _grid(out_size, padded)
+    _, position_blocks = _blocks(out_size, grid)
     per_task = blocks_per_task(bits.shape[0] * groups * packed.shape[1], position_blocks, thread_count())
     _kernel(x, packed, packed_bias, out.reshape(out.shape[:2] + (-1,)),
-            _tap_offsets(kernel, tuple(dilation), padded), out_size, padded, per_task)
+            _tap_offsets(kernel, dilation, stride, grid, positions), out_size, grid, per_task)
 
 
 def workspace_bytes(plan):
@@ -319,5 +343,6 @@ def workspace_bytes(plan):
 def call_bytes(plan):
     """Scratch bytes a call holds once: the chunk grids of the whole batch."""
     chunks, chunk_pairs = chunking(plan.in_per_group)
-    positions = grid_positions(plan.output_size, plan.padded_size, plan.kernel_size, plan.dilation)
-    return plan.batch * plan.groups * chunks * positions * chunk_pairs * 4
+    grid = grid_size(plan.padded_size, plan.stride)
+    positions = phase_positions(plan.output_size, grid, plan.kernel_size, plan.dilation, plan.stride)
+    return plan.batch * plan.groups * chunks * math.prod(plan.stride) * positions * chunk_pairs * 4

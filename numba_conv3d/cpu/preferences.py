@@ -6,7 +6,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ..config import (BLOCKED_MIN_CHANNELS, VECTOR_BYTES)
-from ..crossovers import (AMX_MIN_OUT_CHANNELS, AMX_MIN_REDUCTION, BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
+from ..crossovers import (AMX_MIN_OUTPUT_WORK, AMX_MIN_REDUCTION, BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
                           BFLOAT16_DOT_MIN_IN_CHANNELS, BFLOAT16_DOT_MIN_OUT_CHANNELS,
                           BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
                           CHANNEL_VECTORIZED_POINTS_BELOW,
@@ -276,12 +276,13 @@ def _pairs_pay(plan, computed):
 
 
 def prefers_bfloat16_amx(plan):
-    """Whether the planner takes AMX tiles for a bfloat16 plan they serve: a kernel of more than one
-    tap, at least ``AMX_MIN_REDUCTION`` input channels x taps and ``AMX_MIN_OUT_CHANNELS`` output
-    channels per group (``crossovers.AMX_*``, measured crossovers)."""
+    """Whether the planner takes AMX tiles for a bfloat16 plan they serve: at least
+    ``AMX_MIN_REDUCTION`` input channels x taps per group, and at least ``AMX_MIN_OUTPUT_WORK`` output
+    channels x taps per group and stride phase, the products per input element that pay for laying
+    the input out (``crossovers.AMX_*``, measured crossovers)."""
     taps = prod(plan.kernel_size)
-    return (taps > 1 and plan.in_per_group * taps >= AMX_MIN_REDUCTION
-            and plan.out_per_group >= AMX_MIN_OUT_CHANNELS)
+    return (plan.in_per_group * taps >= AMX_MIN_REDUCTION
+            and plan.out_per_group * taps >= AMX_MIN_OUTPUT_WORK * prod(plan.stride))
 
 
 def prefers_bfloat16_dot(plan):
