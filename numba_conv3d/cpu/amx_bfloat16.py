@@ -242,6 +242,8 @@ def _task(x, packed, bias, out, offsets, out_size, grid, n, g, block, first, sto
     out_per_group = out.shape[1] // packed.shape[0]
     channel0 = g * out_per_group + block * BLOCK_CHANNELS
     channels = min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS)
+    # a block of at most 16 output channels leaves its second half of tiles out
+    both_halves = channels > TILE_ROWS
     grids = x[n, g].reshape(-1)
     weights = packed[g, block].reshape(-1)
     samples = out[n].reshape(-1)
@@ -269,11 +271,13 @@ def _task(x, packed, bias, out, offsets, out_size, grid, n, g, block, first, sto
                 tile_load(4, grids, a, row_bytes)
                 tile_load(6, weights, b, TILE_ROW_BYTES)
                 tile_dot(0, 4, 6)
-                tile_load(7, weights, b + tile_words, TILE_ROW_BYTES)
-                tile_dot(1, 4, 7)
+                if both_halves:
+                    tile_load(7, weights, b + tile_words, TILE_ROW_BYTES)
+                    tile_dot(1, 4, 7)
                 tile_load(5, grids, a + TILE_ROWS * chunk_pairs, row_bytes)
                 tile_dot(2, 5, 6)
-                tile_dot(3, 5, 7)
+                if both_halves:
+                    tile_dot(3, 5, 7)
         sum_row_bytes = BLOCK_CHANNELS * 4
         tile_store(0, flat, 0, sum_row_bytes)
         tile_store(1, flat, TILE_ROWS, sum_row_bytes)
