@@ -30,6 +30,33 @@ def rounding_bound(dtype, x, w, b=None, **kwargs):
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
 
+def bfloat16_operands(x_shape, w_shape, bias, seed=0):
+    """Random bfloat16 input, weight and bias (None without one) of standard normal values."""
+    rng = np.random.default_rng(seed)
+    draw = lambda shape: rng.standard_normal(shape).astype(BFLOAT16)  # noqa: E731
+    return draw(x_shape), draw(w_shape), draw(w_shape[:1]) if bias else None
+
+
+def assert_bfloat16_within_bound(out, x, w, b, **kwargs):
+    """``out`` is bfloat16 and within the float32 sums' bound plus one rounding of the float64
+    reference on the bfloat16 operands (``reduced_bound``)."""
+    assert out.dtype == BFLOAT16
+    wide = [None if a is None else a.astype(np.float64) for a in (x, w, b)]
+    expected = conv3d_reference(*wide, **kwargs)
+    assert_close(out.astype(np.float64), expected, reduced_bound(BFLOAT16, expected, *wide, **kwargs))
+
+
+def has_amx_tiles():
+    """Whether the AMX kernel (``cpu/amx_bfloat16.py``) serves bfloat16 plans here."""
+    from numba_conv3d.cpu import amx_bfloat16
+
+    return amx_bfloat16.serves(plan_conv3d((1, 2, 3, 3, 3), (2, 2, 1, 1, 1), dtype="bfloat16"))
+
+
+AMX_TILES_REASON = ("this CPU has no AMX tiles with bfloat16 products (or Linux does not lend them to this "
+                    "process)")
+
+
 def torch_of(torch, array):
     """A float16 or bfloat16 NumPy ``array`` as a torch tensor of its dtype (through float32, exactly:
     torch cannot read ``ml_dtypes`` arrays)."""

@@ -1,24 +1,22 @@
 """bfloat16 on AMX tiles (``cpu/amx_bfloat16.py``): float32 sums of bfloat16 pairs by ``tdpbf16ps``
-against the float64 oracle of the bfloat16 operands and torch, where the CPU has the tiles; the input
-and weight layouts the tiles read, and the planner's rules, everywhere."""
+against the float64 oracle of the bfloat16 operands on every padding mode, where the CPU has the tiles
+(batch 0, views, NaN and Inf, threads and torch: ``test_bfloat16_dot.py``'s checks of every such
+kernel); the input and weight layouts the tiles read, and the planner's rules, everywhere."""
 import ml_dtypes
-import numba
 import numpy as np
 import pytest
 
-from checks import BFLOAT16, assert_close, mode_cases, reduced_bound, torch_of
+from checks import (AMX_TILES_REASON, assert_bfloat16_within_bound, bfloat16_operands, has_amx_tiles,
+                    mode_cases)
 from numba_conv3d import conv3d
 from numba_conv3d.cpu import amx_bfloat16
 from numba_conv3d.cpu.amx_tiles import aligned_zeros
 from numba_conv3d.planner import plan_conv3d
 from numba_conv3d.shape_rules import PADDING_MODES
-from reference import NUMPY_PAD_MODES, conv3d_reference
+from reference import NUMPY_PAD_MODES
 
 ALGORITHM = "bfloat16-amx"
-needs_tiles = pytest.mark.skipif(not amx_bfloat16.serves(plan_conv3d((1, 2, 3, 3, 3), (2, 2, 1, 1, 1),
-                                                                     dtype="bfloat16")),
-                                 reason="this CPU has no AMX tiles with bfloat16 products (or Linux does "
-                                        "not lend them to this process)")
+needs_tiles = pytest.mark.skipif(not has_amx_tiles(), reason=AMX_TILES_REASON)
 
 # Channel counts whose pairs fill tile rows of 1 to 16 pairs, odd ones (a pair half zero), several
 # chunks (40 and 70 channels), output channels past a block of 32 and short of one; groups, dilation,
@@ -45,80 +43,13 @@ SHAPES = (
 )
 
 
-def _operands(x_shape, w_shape, bias, seed=0):
-    rng = np.random.default_rng(seed)
-    draw = lambda shape: rng.standard_normal(shape).astype(BFLOAT16)  # noqa: E731
-    return draw(x_shape), draw(w_shape), draw(w_shape[:1]) if bias else None
-
-
-def _assert_within_bound(out, x, w, b, **kwargs):
-    assert out.dtype == BFLOAT16
-    wide = [None if a is None else a.astype(np.float64) for a in (x, w, b)]
-    expected = conv3d_reference(*wide, **kwargs)
-    assert_close(out.astype(np.float64), expected, reduced_bound(BFLOAT16, expected, *wide, **kwargs))
-
-
 @needs_tiles
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,mode", mode_cases(SHAPES))
 def test_matches_reference(x_shape, w_shape, kwargs, mode):
     kwargs = dict(kwargs, padding_mode=mode)
     for bias in (True, False):
-        x, w, b = _operands(x_shape, w_shape, bias)
-        _assert_within_bound(conv3d(x, w, b, algorithm=ALGORITHM, **kwargs), x, w, b, **kwargs)
-
-
-@needs_tiles
-def test_agrees_with_torch():
-    torch = pytest.importorskip("torch", reason="torch is the optional second oracle")
-    x, w, b = _operands((1, 48, 4, 8, 8), (64, 48, 3, 3, 3), True)
-    ours = conv3d(x, w, b, padding=1, algorithm=ALGORITHM).astype(np.float64)
-    theirs = torch.nn.functional.conv3d(*(torch_of(torch, a) for a in (x, w, b)), padding=1).double().numpy()
-    wide = [a.astype(np.float64) for a in (x, w, b)]
-    expected = conv3d_reference(*wide, padding=1)
-    assert_close(ours, theirs, 2 * reduced_bound(BFLOAT16, expected, *wide, padding=1))
-
-
-@needs_tiles
-def test_batch_zero_and_strided_views():
-    x, w, b = _operands((3, 16, 5, 6, 14), (16, 16, 3, 3, 3), True)
-    empty = conv3d(x[:0], w, b, padding=1, algorithm=ALGORITHM)
-    assert empty.shape == (0, 16, 5, 6, 14) and empty.dtype == BFLOAT16
-    view = x[::2, :, :, :, ::2]
-    _assert_within_bound(conv3d(view, w, b, padding=1, algorithm=ALGORITHM), view, w, b, padding=1)
-
-
-@needs_tiles
-def test_nan_and_inf_reach_the_outputs_whose_taps_read_them():
-    x, w, b = _operands((1, 20, 4, 5, 5), (16, 20, 3, 3, 3), True)
-    x[0, 1, 2, 2, 3] = np.inf
-    x[0, 19, 0, 4, 0] = np.nan
-    out = conv3d(x, w, b, padding=1, algorithm=ALGORITHM).astype(np.float64)
-    expected = conv3d_reference(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding=1)
-    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
-    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
-
-
-@needs_tiles
-def test_an_inf_weight_times_zero_padding_is_nan_as_in_torch():
-    x, w, b = _operands((1, 2, 3, 4, 4), (16, 2, 3, 3, 3), False)
-    w[3, 1, 0, 0, 0] = np.inf
-    out = conv3d(x, w, padding=1, algorithm=ALGORITHM).astype(np.float64)
-    expected = conv3d_reference(x.astype(np.float64), w.astype(np.float64), padding=1)
-    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
-    assert np.isnan(out[0, 3, 0, 0, 0])
-
-
-@needs_tiles
-def test_bitwise_the_same_for_one_and_two_threads():
-    x, w, b = _operands((2, 40, 3, 6, 7), (48, 40, 3, 3, 3), True)
-    results = []
-    for threads in (1, 2):
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        try:
-            results.append(conv3d(x, w, b, padding=1, algorithm=ALGORITHM).view(np.uint16))
-        finally:
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    np.testing.assert_array_equal(results[0], results[1])
+        x, w, b = bfloat16_operands(x_shape, w_shape, bias)
+        assert_bfloat16_within_bound(conv3d(x, w, b, algorithm=ALGORITHM, **kwargs), x, w, b, **kwargs)
 
 
 @needs_tiles

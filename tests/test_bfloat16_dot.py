@@ -1,12 +1,15 @@
 """The bfloat16 dot-product kernels (``cpu/bfloat16_dot.py``): float32 sums of bfloat16 pairs by
 AVX512-BF16, channel-vectorized (``bfloat16-dot``) and along output rows (``bfloat16-rows``), against
-the float64 oracle of the bfloat16 operands, torch, each other, and the planner's choice."""
+the float64 oracle of the bfloat16 operands, torch, each other, and the planner's choice; the checks
+every such kernel must pass (batch 0, views, NaN and Inf, threads, torch) also on AMX tiles
+(``bfloat16-amx``, where the CPU has them)."""
 import ml_dtypes
 import numba
 import numpy as np
 import pytest
 
-from checks import BFLOAT16, assert_close, mode_cases, reduced_bound, torch_of
+from checks import (AMX_TILES_REASON, BFLOAT16, assert_bfloat16_within_bound, assert_close, bfloat16_operands,
+                    has_amx_tiles, mode_cases, reduced_bound, torch_of)
 from numba_conv3d import conv3d
 from numba_conv3d.cpu import bfloat16_dot
 from numba_conv3d.cpu.simd import load_rows, store_rows, vector_lanes, zero_block
@@ -39,19 +42,9 @@ SHAPES = (
     ((1, 4, 2, 5, 12), (16, 4, 3, 5, 5), {"padding": (1, 2, 2)}),
 )
 ALGORITHMS = ("bfloat16-dot", "bfloat16-rows")
-
-
-def _operands(x_shape, w_shape, bias, seed=0):
-    rng = np.random.default_rng(seed)
-    draw = lambda shape: rng.standard_normal(shape).astype(BFLOAT16)  # noqa: E731
-    return draw(x_shape), draw(w_shape), draw(w_shape[:1]) if bias else None
-
-
-def _assert_within_bound(out, x, w, b, **kwargs):
-    assert out.dtype == BFLOAT16
-    wide = [None if a is None else a.astype(np.float64) for a in (x, w, b)]
-    expected = conv3d_reference(*wide, **kwargs)
-    assert_close(out.astype(np.float64), expected, reduced_bound(BFLOAT16, expected, *wide, **kwargs))
+# Every kernel that sums bfloat16 pairs in float32, for the checks they all must pass.
+KERNELS = ALGORITHMS + (pytest.param("bfloat16-amx", marks=pytest.mark.skipif(not has_amx_tiles(),
+                                                                              reason=AMX_TILES_REASON)),)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -59,14 +52,14 @@ def _assert_within_bound(out, x, w, b, **kwargs):
 def test_matches_reference(x_shape, w_shape, kwargs, mode, algorithm):
     kwargs = dict(kwargs, padding_mode=mode)
     for bias in (True, False):
-        x, w, b = _operands(x_shape, w_shape, bias)
-        _assert_within_bound(conv3d(x, w, b, algorithm=algorithm, **kwargs), x, w, b, **kwargs)
+        x, w, b = bfloat16_operands(x_shape, w_shape, bias)
+        assert_bfloat16_within_bound(conv3d(x, w, b, algorithm=algorithm, **kwargs), x, w, b, **kwargs)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,mode", mode_cases(SHAPES))
 def test_rows_and_channel_vectors_sum_alike(x_shape, w_shape, kwargs, mode):
     """Both kernels add each output's pairs and taps in the same order: the same bits."""
-    x, w, b = _operands(x_shape, w_shape, True)
+    x, w, b = bfloat16_operands(x_shape, w_shape, True)
     kwargs = dict(kwargs, padding_mode=mode)
     np.testing.assert_array_equal(*(conv3d(x, w, b, algorithm=algorithm, **kwargs).view(np.uint16)
                                     for algorithm in ALGORITHMS))
@@ -91,18 +84,18 @@ def test_volume_rows(size, kernel, stride, pads_none, out_per_group, expected):
     assert bfloat16_dot.volume_rows(size, kernel, stride, pads_none, out_per_group) == expected
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", KERNELS)
 def test_batch_zero_and_strided_views(algorithm):
-    x, w, b = _operands((3, 4, 5, 6, 14), (16, 4, 3, 3, 3), True)
+    x, w, b = bfloat16_operands((3, 4, 5, 6, 14), (16, 4, 3, 3, 3), True)
     empty = conv3d(x[:0], w, b, padding=1, algorithm=algorithm)
     assert empty.shape == (0, 16, 5, 6, 14) and empty.dtype == BFLOAT16
     view = x[::2, :, :, :, ::2]
-    _assert_within_bound(conv3d(view, w, b, padding=1, algorithm=algorithm), view, w, b, padding=1)
+    assert_bfloat16_within_bound(conv3d(view, w, b, padding=1, algorithm=algorithm), view, w, b, padding=1)
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", KERNELS)
 def test_nan_and_inf_reach_the_outputs_whose_taps_read_them(algorithm):
-    x, w, b = _operands((1, 4, 4, 5, 5), (16, 4, 3, 3, 3), True)
+    x, w, b = bfloat16_operands((1, 4, 4, 5, 5), (16, 4, 3, 3, 3), True)
     x[0, 1, 2, 2, 3] = np.inf
     x[0, 2, 0, 4, 0] = np.nan
     out = conv3d(x, w, b, padding=1, algorithm=algorithm).astype(np.float64)
@@ -111,9 +104,9 @@ def test_nan_and_inf_reach_the_outputs_whose_taps_read_them(algorithm):
     np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", KERNELS)
 def test_an_inf_weight_times_zero_padding_is_nan_as_in_torch(algorithm):
-    x, w, b = _operands((1, 2, 3, 4, 4), (16, 2, 3, 3, 3), False)
+    x, w, b = bfloat16_operands((1, 2, 3, 4, 4), (16, 2, 3, 3, 3), False)
     w[3, 1, 0, 0, 0] = np.inf
     out = conv3d(x, w, padding=1, algorithm=algorithm).astype(np.float64)
     expected = conv3d_reference(x.astype(np.float64), w.astype(np.float64), padding=1)
@@ -121,9 +114,9 @@ def test_an_inf_weight_times_zero_padding_is_nan_as_in_torch(algorithm):
     assert np.isnan(out[0, 3, 0, 0, 0])
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", KERNELS)
 def test_bitwise_the_same_for_one_and_two_threads(algorithm):
-    x, w, b = _operands((2, 32, 3, 6, 7), (48, 32, 3, 3, 3), True)
+    x, w, b = bfloat16_operands((2, 32, 3, 6, 7), (48, 32, 3, 3, 3), True)
     results = []
     for threads in (1, 2):
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
@@ -144,10 +137,10 @@ def test_pairs_of_channels():
     np.testing.assert_array_equal(pairs[:, 3], bits[:, 5])
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", KERNELS)
 def test_agrees_with_torch(algorithm):
     torch = pytest.importorskip("torch", reason="torch is the optional second oracle")
-    x, w, b = _operands((1, 32, 4, 8, 8), (64, 32, 3, 3, 3), True)
+    x, w, b = bfloat16_operands((1, 32, 4, 8, 8), (64, 32, 3, 3, 3), True)
     ours = conv3d(x, w, b, padding=1, algorithm=algorithm).astype(np.float64)
     theirs = torch.nn.functional.conv3d(*(torch_of(torch, a) for a in (x, w, b)), padding=1).double().numpy()
     wide = [a.astype(np.float64) for a in (x, w, b)]

@@ -57,34 +57,28 @@ def load_config(typingctx, config):
     return types.void(config), codegen
 
 
-@intrinsic
-def tile_load(typingctx, tile, array, offset, stride_bytes):
-    """``tileloadd``: 16 rows of 64 bytes into ``tile`` from contiguous ``array``'s element ``offset``
-    on, rows ``stride_bytes`` apart."""
-    _literal(tile)
+def _memory_intrinsic(name, doc):
+    """An intrinsic ``(tile, array, offset, stride_bytes)`` calling LLVM's ``name`` on ``tile`` and the
+    address of contiguous ``array``'s element ``offset``, rows ``stride_bytes`` apart."""
+    def typer(typingctx, tile, array, offset, stride_bytes):
+        _literal(tile)
 
-    def codegen(context, builder, signature, arguments):
-        _call(builder, "llvm.x86.tileloadd64",
-              [_tile(signature.args[0]), _address(context, builder, signature.args[1], arguments[1],
-                                                  arguments[2]), arguments[3]])
-        return context.get_dummy_value()
+        def codegen(context, builder, signature, arguments):
+            _call(builder, name, [_tile(signature.args[0]),
+                                  _address(context, builder, signature.args[1], arguments[1], arguments[2]),
+                                  arguments[3]])
+            return context.get_dummy_value()
 
-    return types.void(tile, array, offset, stride_bytes), codegen
+        return types.void(tile, array, offset, stride_bytes), codegen
+
+    typer.__doc__ = doc
+    return intrinsic(typer)
 
 
-@intrinsic
-def tile_store(typingctx, tile, array, offset, stride_bytes):
-    """``tilestored``: ``tile``'s 16 rows into contiguous ``array`` from element ``offset`` on, rows
-    ``stride_bytes`` apart."""
-    _literal(tile)
-
-    def codegen(context, builder, signature, arguments):
-        _call(builder, "llvm.x86.tilestored64",
-              [_tile(signature.args[0]), _address(context, builder, signature.args[1], arguments[1],
-                                                  arguments[2]), arguments[3]])
-        return context.get_dummy_value()
-
-    return types.void(tile, array, offset, stride_bytes), codegen
+tile_load = _memory_intrinsic("llvm.x86.tileloadd64", """``tileloadd``: 16 rows of 64 bytes into ``tile``
+    from contiguous ``array``'s element ``offset`` on, rows ``stride_bytes`` apart.""")
+tile_store = _memory_intrinsic("llvm.x86.tilestored64", """``tilestored``: ``tile``'s 16 rows into
+    contiguous ``array`` from element ``offset`` on, rows ``stride_bytes`` apart.""")
 
 
 @intrinsic
