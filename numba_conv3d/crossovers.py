@@ -166,9 +166,13 @@ BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS = 64
 # 2 128 -> 256 0.75, 32 -> 64 1.58 and k3 16 -> 32 at stride 2 1.09 (the input laid out whole for few
 # products per input element: output channels x taps / prod(stride) 64 and 108); 1x1x1 layers 96 -> 432
 # at 13x10x10 0.64, 128 -> 256 at 4^3 0.92, 216 -> 96 0.95, 24 -> 54 and 32 -> 16 at 40^2 to 64^3
-# 1.6-2.8, one position (squeeze-excitation) 2.0-2.1; the 3-channel stems 0.41-0.68. So: at least
-# AMX_MIN_REDUCTION input channels x taps per group and AMX_MIN_OUTPUT_WORK output channels x taps per
-# group and stride phase.
+# 1.6-2.8, one position (squeeze-excitation) 2.0-2.1; the 3-channel stems 0.41-0.68; 16 -> 8 channels at
+# 32^3 0.83; depthwise layers 14-20x and 2 channels per group 5x (a block of 32 output channels and a
+# chunk of input channels per group, nearly all zeros). So: at least AMX_MIN_IN_CHANNELS input and
+# AMX_MIN_OUT_CHANNELS output channels per group, AMX_MIN_REDUCTION input channels x taps per group and
+# AMX_MIN_OUTPUT_WORK output channels x taps per group and stride phase.
+AMX_MIN_IN_CHANNELS = 3
+AMX_MIN_OUT_CHANNELS = 8
 AMX_MIN_REDUCTION = 96
 AMX_MIN_OUTPUT_WORK = 128
 # Its 1x1x1 layers lay planes of fewer than BFLOAT16_ROWS_MERGE_BELOW positions side by side as one row; a

@@ -4,6 +4,7 @@ import functools
 import importlib.metadata
 import os
 import platform
+import sys
 from pathlib import Path
 
 import llvmlite.binding
@@ -80,15 +81,18 @@ def has_bfloat16_dot():
 @functools.lru_cache(maxsize=None)
 def has_amx_bfloat16():
     """Whether the CPU Numba compiles for has AMX tiles with bfloat16 products (``tdpbf16ps``) and
-    Linux lets this process use them: the tile registers' state is lent to a process only on request
-    (``arch_prctl(ARCH_REQ_XCOMP_PERM)``), which this makes, once."""
-    features = llvmlite.binding.get_host_cpu_features()
-    if not (features.get("amx-tile") and features.get("amx-bf16")):
+    512-bit vectors, and Linux (x86-64) lets this process use the tiles: their state is lent to a
+    process only on request (``arch_prctl(ARCH_REQ_XCOMP_PERM)``), which this makes, once."""
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        features = llvmlite.binding.get_host_cpu_features().flatten()
+    wanted = {"+amx-tile", "+amx-bf16", "+avx512f"}
+    if not wanted <= set(features.split(",")) or sys.platform != "linux" or platform.machine() != "x86_64":
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) == 0
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return False
 
 

@@ -163,9 +163,9 @@ def _by_col2im(plan, grad, weight, conjugate, backend, bias):
     return result
 
 
-# The rows whose convolution makes the tap-scatter and phase-stack routes pay: the bfloat16 dot products
-# and AMX tiles.
-_DOT_PRODUCT_ROWS = ("bfloat16-amx", "bfloat16-rows", "bfloat16-dot")
+# The rows whose convolution makes the tap-scatter and phase-stack routes pay: bfloat16 pairs summed in
+# float32 by AMX tiles or the AVX512-BF16 dot products.
+_PAIR_PRODUCT_ROWS = ("bfloat16-amx", "bfloat16-rows", "bfloat16-dot")
 
 
 def _pointwise_plan(plan, grad_shape, bias):
@@ -180,11 +180,12 @@ def _tap_scatter_applies(plan, grad):
     """Whether the input gradient is one pointwise convolution and a scatter (``cpu/tap_scatter.py``):
     bfloat16 NumPy operands, zero pads, a stride whose phases each meet at most one kernel tap
     (``stride_phases.one_tap_per_phase``), at least ``grad_crossovers.TAP_SCATTER_MIN_POSITIONS``
-    positions of the output gradient, and a pointwise convolution the bfloat16 dot products take."""
+    positions of the output gradient, and a pointwise convolution that AMX tiles or the bfloat16 dot
+    products take."""
     return (plan.backend == "cpu" and plan.dtype == "bfloat16" and plan.padding_mode == "zeros"
             and plan.stride != (1, 1, 1) and one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)
             and plan.batch * math.prod(grad.shape[-3:]) >= grad_crossovers.TAP_SCATTER_MIN_POSITIONS
-            and _pointwise_plan(plan, tuple(grad.shape), False).algorithm in _DOT_PRODUCT_ROWS)
+            and _pointwise_plan(plan, tuple(grad.shape), False).algorithm in _PAIR_PRODUCT_ROWS)
 
 
 def _by_tap_scatter(plan, grad, weight, conjugate, backend, bias):
@@ -246,8 +247,9 @@ def _phase_stack_applies(plan, grad):
         return False
     algorithm = _stacked_plan(plan, (plan.batch, plan.out_channels) + tuple(grad.shape[-3:]), dims,
                               False).algorithm
-    return algorithm == "bfloat16-amx" or (algorithm in _DOT_PRODUCT_ROWS
-                                           and not forward_is_gemm_shaped(plan_in_compute_dtype(plan)))
+    if algorithm == "bfloat16-amx":
+        return True
+    return algorithm in _PAIR_PRODUCT_ROWS and not forward_is_gemm_shaped(plan_in_compute_dtype(plan))
 
 
 def _by_phase_stack(plan, grad, weight, conjugate, backend, bias):

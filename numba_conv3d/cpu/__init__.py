@@ -8,7 +8,8 @@ from ..algorithm import Algorithm
 from ..precision import bfloat16, narrow, widen
 from ..config import (BLOCKED_MIN_CHANNELS, BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, CHANNEL_BLOCK_VECTORS,
                       CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES)
-from ..crossovers import (AMX_MIN_OUTPUT_WORK, AMX_MIN_REDUCTION, BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
+from ..crossovers import (AMX_MIN_IN_CHANNELS, AMX_MIN_OUT_CHANNELS, AMX_MIN_OUTPUT_WORK,
+                          AMX_MIN_REDUCTION, BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
                           BFLOAT16_DOT_MIN_IN_CHANNELS, BFLOAT16_DOT_MIN_OUT_CHANNELS,
                           BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
                           BFLOAT16_ROWS_MIN_FILL, BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS,
@@ -97,13 +98,14 @@ def _winograd(name, reason, module, prefers, serves=None, flips=False, operands=
 
 
 ALGORITHMS = (
-    Algorithm("bfloat16-amx", f"bfloat16 operands, AMX tiles (Intel), >= {AMX_MIN_REDUCTION} input "
-              f"channels x taps and >= {AMX_MIN_OUTPUT_WORK} output channels x taps per group and stride "
-              "phase: the padded input laid out once as stride phases of positions x pairs of input "
-              "channels, blocks of 32 positions of a phase's grid x 32 output channels in four float32 "
-              "tiles, each chunk of up to 32 input channels and tap two input tiles times two weight "
-              "tiles (tdpbf16ps), float32 sums rounded once (dense k3 layers of the networks suite with "
-              "64-512 channels: 2-14x the AVX512-BF16 dot products; strided k3: 2-4x)",
+    Algorithm("bfloat16-amx", f"bfloat16 operands, AMX tiles (Intel), >= {AMX_MIN_IN_CHANNELS} input and "
+              f">= {AMX_MIN_OUT_CHANNELS} output channels, >= {AMX_MIN_REDUCTION} input channels x taps "
+              f"and >= {AMX_MIN_OUTPUT_WORK} output channels x taps per group and stride phase: the padded "
+              "input laid out once as stride phases of positions x pairs of input channels, blocks of 32 "
+              "positions of a phase's grid x 32 output channels in four float32 tiles, each chunk of up "
+              "to 32 input channels and tap two input tiles times two weight tiles (tdpbf16ps), float32 "
+              "sums rounded once (dense k3 layers of the networks suite with 64-512 channels: 2-14x the "
+              "AVX512-BF16 dot products; strided k3: 2-4x)",
               amx_bfloat16.serves, amx_bfloat16.workspace_bytes, _runner(amx_bfloat16.compute),
               prefers_bfloat16_amx, operands="stored", call_bytes=amx_bfloat16.call_bytes),
     Algorithm("bfloat16-rows", "bfloat16 operands, AVX512-BF16; 1x1x1 without pads over >= "

@@ -1,14 +1,17 @@
 """bfloat16 convolution on Intel AMX tiles (``amx_tiles.py``): implicit GEMM over flattened positions.
 
-The input of each (sample, group) is laid out once per call on the padded grid, every padding mode
-applied as the index maps of ``slab.py`` give it: position ``(d * Hp + h) * Wp + w`` of the padded
-volume holds, per chunk of input channels, the chunk's pairs of channels side by side (a pair of
-bfloat16 values in one 32-bit word, channel 2k low, 2k + 1 high). At unit stride, output (od, oh, ow)
-of tap (kd, kh, kw) reads the grid at ``p + offset(tap)``, where ``p = (od * Hp + oh) * Wp + ow`` is the
-output's own grid position: so 16 consecutive grid positions of one tap and chunk are 16 consecutive
-rows in memory, one ``tileloadd``. Grid positions that are no output (columns past OW, rows past OH)
-are computed and thrown away: on a 14x14 plane with k3, 28% more positions; on 4x4, 2.3x. A chunk holds
-up to 16 pairs, as few as the group's channels split evenly need (16 channels: 8 pairs a row).
+The input of each (sample, group) is laid out once per call (``chunk_grids``), every padding mode
+applied as the index maps of ``slab.py`` give it, as one grid per stride phase of the padded volume:
+padded position (a + SD z, b + SH y, c + SW x) is position ``(z * GH + y) * GW + x`` of phase (a, b, c)
+(``grid_size``), and each position holds, per chunk of input channels, the chunk's pairs of channels
+side by side (a pair of bfloat16 values in one 32-bit word, channel 2k low, 2k + 1 high). Output
+(od, oh, ow) is grid position ``p = (od * GH + oh) * GW + ow``, and its tap (kd, kh, kw) reads the tap's
+phase at ``p + offset(tap)`` (``_tap_phases``): so 16 consecutive grid positions of one tap and chunk
+are 16 consecutive rows in memory, one ``tileloadd``, at any stride and dilation. Grid positions that
+are no output (columns past OW, rows past OH) are computed and thrown away: on a 14x14 plane with k3,
+28% more positions; on 4x4, 2.3x. A chunk holds up to 16 pairs, as few as the group's channels split
+evenly need, rounded up to a power of two so that no tile row crosses a cache line (``chunking``: 16
+channels make rows of 8 pairs).
 
 A task holds 32 positions x 32 output channels in four float32 tiles and, per chunk and tap, loads two
 tiles of input (16 positions each) and two of weights (the chunk's pairs x 16 output channels, packed
@@ -25,6 +28,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
+from ..config import TASKS_PER_THREAD
 from ..shape_rules import ceil_div, padded_source_index, round_up
 from . import packed_weights
 from ..environment import has_amx_bfloat16
@@ -42,8 +46,6 @@ BLOCK_POSITIONS = 2 * TILE_ROWS
 BLOCK_CHANNELS = 2 * TILE_ROWS
 # Position blocks whose rounded sums a task keeps before it writes them out.
 STAGED_BLOCKS = 8
-# Tasks per thread the positions are split into, at least, where the channels make too few.
-TASKS_PER_THREAD = 8
 
 
 def serves(plan):
@@ -134,26 +136,24 @@ def chunk_grids(bits, groups, chunks, chunk_pairs, padded, pad_front, mode, stri
                    + (zd // stride[0] * grid[1] + zh // stride[1]) * grid[2])
             for pair in range(ceil_div(count, 2)):
                 low = bits[n, first + 2 * pair, d, h]
-                if 2 * pair + 1 < count:
-                    high = bits[n, first + 2 * pair + 1, d, h]
-                    for zw in range(padded[2]):
-                        w = columns[zw]
-                        if w >= 0:
-                            target[row + column_at[zw], pair] = np.uint32(low[w]) | np.uint32(high[w]) << 16
-                else:
-                    for zw in range(padded[2]):
-                        w = columns[zw]
-                        if w >= 0:
-                            target[row + column_at[zw], pair] = np.uint32(low[w])
+                # a group's odd last channel pairs with zero: its high half reads the low channel, masked
+                paired = 2 * pair + 1 < count
+                high = bits[n, first + 2 * pair + paired, d, h]
+                high_mask = np.uint32(0xFFFF0000) if paired else np.uint32(0)
+                for zw in range(padded[2]):
+                    w = columns[zw]
+                    if w >= 0:
+                        target[row + column_at[zw], pair] = (np.uint32(low[w])
+                                                             | np.uint32(high[w]) << 16 & high_mask)
     return out
 
 
 @njit(parallel=True, cache=True)
 def pack_tiles(weight, groups):
-    """bfloat16 weight bits (C_out, C_in/g, KD, KH, KW), C-contiguous uint16 -> (g, blocks of
-    ``BLOCK_CHANNELS``, chunks, taps, 2, pairs per chunk, 16, 2) uint16 (``chunking``): per block,
+    """bfloat16 weight bits (C_out, C_in/g, KD, KH, KW), C-contiguous uint16 -> a 1-tuple of (g, blocks
+    of ``BLOCK_CHANNELS``, chunks, taps, 2, pairs per chunk, 16, 2) uint16 (``chunking``): per block,
     chunk and tap, two weight tiles (the chunk's pairs x 16 output channels x the pair); zero past a
-    group's channels. Also whether every weight is finite (read in the same pass)."""
+    group's channels. (The kernel multiplies the zero padding, so it needs no finiteness flag.)"""
     out_channels, in_per_group = weight.shape[:2]
     out_per_group = out_channels // groups
     blocks = ceil_div(out_per_group, BLOCK_CHANNELS)
@@ -163,7 +163,6 @@ def pack_tiles(weight, groups):
     count = groups * blocks * chunks * taps * 4 * chunk_pairs * TILE_ROWS
     packed = aligned_zeros(count, np.uint16).reshape(
         (groups, blocks, chunks, taps, 2, chunk_pairs, TILE_ROWS, 2))
-    nonfinite = np.zeros(groups * blocks * BLOCK_CHANNELS, np.bool_)
     for job in prange(groups * blocks * BLOCK_CHANNELS):
         g, block = job // (blocks * BLOCK_CHANNELS), job // BLOCK_CHANNELS % blocks
         lane = job % BLOCK_CHANNELS
@@ -172,15 +171,11 @@ def pack_tiles(weight, groups):
             continue
         source = bits[g * out_per_group + channel]
         half, column = lane // TILE_ROWS, lane % TILE_ROWS
-        found = False
         for c in range(in_per_group):
             chunk, pair, side = c // (2 * chunk_pairs), c % (2 * chunk_pairs) // 2, c % 2
             for tap in range(taps):
-                value = source[c, tap]
-                found |= value & 0x7F80 == 0x7F80
-                packed[g, block, chunk, tap, half, pair, column, side] = value
-        nonfinite[job] = found
-    return packed, not nonfinite.any()
+                packed[g, block, chunk, tap, half, pair, column, side] = source[c, tap]
+    return (packed,)
 
 
 @njit(cache=True)
@@ -346,16 +341,19 @@ def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padd
         weight.shape[1], weight.shape[2:], stride, tuple(dilation), padded, out_size)
     x = chunk_grids(bits, groups, chunks, chunk_pairs, padded, tuple(pad_front), mode, stride, grid,
                     positions)
-    packed, _ = packed_weights.packed(weight, (groups,), pack_tiles)
+    packed, = packed_weights.packed(weight, (groups,), pack_tiles)
     packed_bias = pack_bias(bias, has_bias, 1, weight.shape[0], weight.shape[0], np.float32)
     per_task = blocks_per_task(bits.shape[0] * groups * packed.shape[1], position_blocks, thread_count())
     _kernel(x, packed, packed_bias, out.reshape(out.shape[:2] + (-1,)), offsets, out_size, grid, per_task)
 
 
 def workspace_bytes(plan):
-    """Scratch bytes one worker thread holds: its block of float32 sums, their staged rounded copies
+    """Scratch bytes one worker thread holds: its block of float32 sums and their transpose (each from
+    a cache line, ``aligned_zeros``: up to ``TILE_ROW_BYTES`` elements more), the staged rounded sums
     and the stage's runs."""
-    return BLOCK_CHANNELS * BLOCK_POSITIONS * (4 + 2 * STAGED_BLOCKS) + STAGED_BLOCKS * BLOCK_POSITIONS * 24
+    staged = STAGED_BLOCKS * BLOCK_POSITIONS
+    return (2 * (BLOCK_CHANNELS * BLOCK_POSITIONS + TILE_ROW_BYTES) * 4 + BLOCK_CHANNELS * staged * 2
+            + staged * 3 * 8)
 
 
 def call_bytes(plan):

@@ -6,7 +6,8 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ..config import (BLOCKED_MIN_CHANNELS, VECTOR_BYTES)
-from ..crossovers import (AMX_MIN_OUTPUT_WORK, AMX_MIN_REDUCTION, BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
+from ..crossovers import (AMX_MIN_IN_CHANNELS, AMX_MIN_OUT_CHANNELS, AMX_MIN_OUTPUT_WORK,
+                          AMX_MIN_REDUCTION, BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
                           BFLOAT16_DOT_MIN_IN_CHANNELS, BFLOAT16_DOT_MIN_OUT_CHANNELS,
                           BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
                           CHANNEL_VECTORIZED_POINTS_BELOW,
@@ -277,11 +278,14 @@ def _pairs_pay(plan, computed):
 
 def prefers_bfloat16_amx(plan):
     """Whether the planner takes AMX tiles for a bfloat16 plan they serve: at least
-    ``AMX_MIN_REDUCTION`` input channels x taps per group, and at least ``AMX_MIN_OUTPUT_WORK`` output
-    channels x taps per group and stride phase, the products per input element that pay for laying
-    the input out (``crossovers.AMX_*``, measured crossovers)."""
+    ``AMX_MIN_IN_CHANNELS`` input and ``AMX_MIN_OUT_CHANNELS`` output channels per group (not depthwise
+    layers: a tile block's channels would be nearly all zeros), ``AMX_MIN_REDUCTION`` input channels x
+    taps per group, and ``AMX_MIN_OUTPUT_WORK`` output channels x taps per group and stride phase, the
+    products per input element that pay for laying the input out (``crossovers.AMX_*``, measured
+    crossovers)."""
     taps = prod(plan.kernel_size)
-    return (plan.in_per_group * taps >= AMX_MIN_REDUCTION
+    return (plan.in_per_group >= AMX_MIN_IN_CHANNELS and plan.out_per_group >= AMX_MIN_OUT_CHANNELS
+            and plan.in_per_group * taps >= AMX_MIN_REDUCTION
             and plan.out_per_group * taps >= AMX_MIN_OUTPUT_WORK * prod(plan.stride))
 
 
