@@ -170,7 +170,8 @@ BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS = 64
 # 32^3 0.83; depthwise layers 14-20x and 2 channels per group 5x (a block of 32 output channels and a
 # chunk of input channels per group, nearly all zeros). So: at least AMX_MIN_IN_CHANNELS input and
 # AMX_MIN_OUT_CHANNELS output channels per group, AMX_MIN_REDUCTION input channels x taps per group and
-# AMX_MIN_OUTPUT_WORK output channels x taps per group and stride phase.
+# AMX_MIN_OUTPUT_WORK output channels x taps per group and stride phase read (a strided 1x1x1 kernel
+# reads one: 128-256 -> 256-512 channels at stride 2 0.60-0.78 once only that phase was laid out).
 AMX_MIN_IN_CHANNELS = 3
 AMX_MIN_OUT_CHANNELS = 8
 AMX_MIN_REDUCTION = 96

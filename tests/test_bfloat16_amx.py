@@ -66,6 +66,7 @@ def test_matches_reference(x_shape, w_shape, kwargs, mode):
     ((1, 32, 16, 32, 32), (64, 32, 2, 2, 2), {"stride": 2}, "bfloat16-rows"),  # 64 x 8 taps / 8 phases
     ((1, 96, 13, 10, 10), (432, 96, 1, 1, 1), {}, ALGORITHM),
     ((1, 24, 13, 40, 40), (54, 24, 1, 1, 1), {}, "bfloat16-rows"),  # 54 output channels x 1 tap
+    ((1, 128, 8, 28, 28), (256, 128, 1, 1, 1), {"stride": 2}, ALGORITHM),  # one phase of 8 read
     ((1, 64, 16, 32, 32), (64, 1, 7, 7, 7), {"padding": 3, "groups": 64}, "row-blocked"),  # depthwise
     ((1, 64, 16, 32, 32), (64, 2, 5, 5, 5), {"padding": 2, "groups": 32}, "row-blocked"),  # 2 per group
 ])
@@ -82,6 +83,18 @@ def test_other_dtypes_are_not_served():
     for dtype in ("float32", "float16"):
         with pytest.raises(ValueError, match="does not serve"):
             plan_conv3d((1, 32, 4, 4, 4), (32, 32, 3, 3, 3), dtype=dtype, algorithm=ALGORITHM)
+
+
+def test_phases_no_tap_reads_stay_zero():
+    """A strided 1x1x1 kernel reads one phase of each stride: only that phase is laid out."""
+    read = amx_bfloat16.phases_read((1, 3, 2), (1, 1, 2), (2, 2, 2))
+    assert read.tolist() == [[1, 0], [1, 1], [1, 0]]  # 2 taps 2 apart along W: phase 0 only
+    bits = np.full((1, 2, 4, 4, 4), 7, np.uint16)
+    grid = amx_bfloat16.grid_size((4, 4, 4), (2, 2, 2))
+    grids = amx_bfloat16.chunk_grids(bits, 1, 1, 1, (4, 4, 4), (0, 0, 0), 0, (2, 2, 2), read, grid, 8)
+    for phase, (a, _, c) in enumerate(np.ndindex(2, 2, 2)):
+        held = grids[0, 0, 0, phase * 8:(phase + 1) * 8, 0]
+        assert (held == (7 | 7 << 16)).all() if (a, c) == (0, 0) else not held.any()
 
 
 @pytest.mark.parametrize("in_per_group,expected", [
@@ -112,8 +125,9 @@ def test_chunk_grids_hold_the_padded_input_in_pairs_by_stride_phase(mode, stride
     grid = amx_bfloat16.grid_size(padded, stride)
     positions = int(np.prod(grid)) + 16
     chunks, chunk_pairs = amx_bfloat16.chunking(5)
+    read = np.ones((3, 2), np.uint8)
     grids = amx_bfloat16.chunk_grids(bits, groups, chunks, chunk_pairs, padded, pads,
-                                     PADDING_MODES.index(mode), stride, grid, positions)
+                                     PADDING_MODES.index(mode), stride, read, grid, positions)
     phases = int(np.prod(stride))
     assert grids.shape == (2, groups, 1, phases * positions, 4) and grids.ctypes.data % 64 == 0
     wide = np.pad(bits, [(0, 0), (0, 0)] + [(p, p) for p in pads], mode=NUMPY_PAD_MODES[mode])

@@ -95,6 +95,15 @@ def phase_positions(out_size, grid, kernel, dilation, stride):
     return round_up(max(math.prod(grid), reach), TILE_ROWS)
 
 
+def phases_read(kernel, dilation, stride):
+    """(3, max stride) uint8: whether some tap reads stride phase a along D (row 0), H (1) and W (2)
+    (a strided 1x1x1 kernel reads one phase of each dimension's stride)."""
+    read = np.zeros((3, max(stride)), np.uint8)
+    for dim in range(3):
+        read[dim, [k * dilation[dim] % stride[dim] for k in range(kernel[dim])]] = 1
+    return read
+
+
 def _tap_offsets(kernel, dilation, stride, grid, positions):
     """Per tap, its offset from an output's grid position into a chunk's phases of ``positions``
     each."""
@@ -103,18 +112,20 @@ def _tap_offsets(kernel, dilation, stride, grid, positions):
 
 
 @njit(parallel=True, cache=True)
-def chunk_grids(bits, groups, chunks, chunk_pairs, padded, pad_front, mode, stride, grid, positions):
+def chunk_grids(bits, groups, chunks, chunk_pairs, padded, pad_front, mode, stride, read, grid, positions):
     """bfloat16 input bits (N, C, D, H, W), C-contiguous uint16 -> (N, groups, ``chunks``, stride
     phases x ``positions``, ``chunk_pairs``) uint32: pair k of chunk c of group g holds the group's
     channels 2 (c * chunk_pairs + k) (low half) and the next (high half); padded position (zd, zh, zw)
     is position (z * GH + y) * GW + x of phase (a * SH + b) * SW + c, where zd = z * SD + a, and so on
-    along H and W (``grid_size``); zero past the group's channels and the padded volume."""
+    along H and W (``grid_size``); zero past the group's channels and the padded volume, and in the
+    phases no tap reads (``phases_read``: ``read``)."""
     batch, channels = bits.shape[:2]
     per_group = channels // groups
     columns = np.empty(padded[2], np.int64)
     column_at = np.empty(padded[2], np.int64)
     for zw in range(padded[2]):
-        columns[zw] = padded_source_index(zw, pad_front[2], bits.shape[4], mode)
+        source = padded_source_index(zw, pad_front[2], bits.shape[4], mode)
+        columns[zw] = source if read[2, zw % stride[2]] else -1
         column_at[zw] = zw % stride[2] * positions + zw // stride[2]
     phases = stride[0] * stride[1] * stride[2]
     out = aligned_zeros(batch * groups * chunks * phases * positions * chunk_pairs, np.uint32).reshape(
@@ -123,14 +134,14 @@ def chunk_grids(bits, groups, chunks, chunk_pairs, padded, pad_front, mode, stri
         n, g = job // (groups * chunks * padded[0]), job // (chunks * padded[0]) % groups
         chunk, zd = job // padded[0] % chunks, job % padded[0]
         d = padded_source_index(zd, pad_front[0], bits.shape[2], mode)
-        if d < 0:
+        if d < 0 or not read[0, zd % stride[0]]:
             continue
         target = out[n, g, chunk]
         first = g * per_group + 2 * chunk * chunk_pairs
         count = min(2 * chunk_pairs, (g + 1) * per_group - first)
         for zh in range(padded[1]):
             h = padded_source_index(zh, pad_front[1], bits.shape[3], mode)
-            if h < 0:
+            if h < 0 or not read[1, zh % stride[1]]:
                 continue
             row = (((zd % stride[0]) * stride[1] + zh % stride[1]) * stride[2] * positions
                    + (zd // stride[0] * grid[1] + zh // stride[1]) * grid[2])
@@ -320,11 +331,12 @@ def blocks_per_task(units, position_blocks, threads):
 def layout(in_per_group, kernel, stride, dilation, padded, out_size):
     """How a call lays out and walks a convolution, kept per shape (0.05 ms a call from Python): the
     grid (``grid_size``), (chunks, pairs per chunk) (``chunking``), the positions of a phase's grid
-    (``phase_positions``), the tap offsets (``_tap_offsets``) and the number of position blocks."""
+    (``phase_positions``), the tap offsets (``_tap_offsets``), the number of position blocks and the
+    phases read (``phases_read``)."""
     grid = grid_size(padded, stride)
     positions = phase_positions(out_size, grid, kernel, dilation, stride)
     return (grid, chunking(in_per_group), positions, _tap_offsets(kernel, dilation, stride, grid, positions),
-            _blocks(out_size, grid)[1])
+            _blocks(out_size, grid)[1], phases_read(kernel, dilation, stride))
 
 
 def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
@@ -337,9 +349,9 @@ def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padd
     if not has_amx_bfloat16():
         raise RuntimeError("AMX tiles with bfloat16 products are not available to this process")
     stride, padded, out_size = tuple(stride), tuple(padded), out.shape[2:]
-    grid, (chunks, chunk_pairs), positions, offsets, position_blocks = layout(
+    grid, (chunks, chunk_pairs), positions, offsets, position_blocks, read = layout(
         weight.shape[1], weight.shape[2:], stride, tuple(dilation), padded, out_size)
-    x = chunk_grids(bits, groups, chunks, chunk_pairs, padded, tuple(pad_front), mode, stride, grid,
+    x = chunk_grids(bits, groups, chunks, chunk_pairs, padded, tuple(pad_front), mode, stride, read, grid,
                     positions)
     packed, = packed_weights.packed(weight, (groups,), pack_tiles)
     packed_bias = pack_bias(bias, has_bias, 1, weight.shape[0], weight.shape[0], np.float32)

@@ -25,8 +25,8 @@ from ..crossovers import (AMX_MIN_IN_CHANNELS, AMX_MIN_OUT_CHANNELS, AMX_MIN_OUT
                           WINOGRAD_STRIDED_MAX_WEIGHT_BYTES, WINOGRAD_STRIDED_MIN_IN_CHANNELS,
                           WINOGRAD_STRIDED_MIN_TILES, WINOGRAD_WEIGHT_TILES)
 from ..shape_rules import round_up
-from . import (blocked, channel_vectorized, fft, gemm, phase_flat, row_blocked, tap_gemm, winograd,
-               winograd_depth, winograd_strided, winograd_tiles)
+from . import (amx_bfloat16, blocked, channel_vectorized, fft, gemm, phase_flat, row_blocked, tap_gemm,
+               winograd, winograd_depth, winograd_strided, winograd_tiles)
 
 # The register-blocked kernels of real dtypes, as ``real_kernel`` names them.
 CHANNEL_VECTORIZED, BLOCKED, ROW_BLOCKED = range(3)
@@ -280,13 +280,14 @@ def prefers_bfloat16_amx(plan):
     """Whether the planner takes AMX tiles for a bfloat16 plan they serve: at least
     ``AMX_MIN_IN_CHANNELS`` input and ``AMX_MIN_OUT_CHANNELS`` output channels per group (not depthwise
     layers: a tile block's channels would be nearly all zeros), ``AMX_MIN_REDUCTION`` input channels x
-    taps per group, and ``AMX_MIN_OUTPUT_WORK`` output channels x taps per group and stride phase, the
-    products per input element that pay for laying the input out (``crossovers.AMX_*``, measured
-    crossovers)."""
+    taps per group, and ``AMX_MIN_OUTPUT_WORK`` output channels x taps per group and stride phase read
+    (``amx_bfloat16.phases_read``), the products per input element that pay for laying it out
+    (``crossovers.AMX_*``, measured crossovers)."""
     taps = prod(plan.kernel_size)
+    phases = int(amx_bfloat16.phases_read(plan.kernel_size, plan.dilation, plan.stride).sum(axis=1).prod())
     return (plan.in_per_group >= AMX_MIN_IN_CHANNELS and plan.out_per_group >= AMX_MIN_OUT_CHANNELS
             and plan.in_per_group * taps >= AMX_MIN_REDUCTION
-            and plan.out_per_group * taps >= AMX_MIN_OUTPUT_WORK * prod(plan.stride))
+            and plan.out_per_group * taps >= AMX_MIN_OUTPUT_WORK * phases)
 
 
 def prefers_bfloat16_dot(plan):
