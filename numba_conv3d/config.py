@@ -12,17 +12,22 @@ TASKS_PER_THREAD = 4
 ACCUMULATOR_TILE_BYTES = 16 * 1024
 
 
-def _target_vector_bytes():
-    """Bytes of the widest SIMD register of the CPU Numba compiles for: 64 with AVX-512 (zmm), else 32
-    (AVX2 ymm). Numba targets the host unless ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` say
-    otherwise (a 'generic' CPU has no AVX-512)."""
+def target_cpu_features():
+    """The LLVM features ('+avx512f', ...) of the CPU Numba compiles for: the host's unless
+    ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` say otherwise (a 'generic' CPU has none of them)."""
     import llvmlite.binding
     import numba
 
     features = numba.config.CPU_FEATURES
     if features is None:
         features = llvmlite.binding.get_host_cpu_features().flatten()
-    return 64 if "+avx512f" in features.split(",") else 32
+    return frozenset(features.split(","))
+
+
+def _target_vector_bytes():
+    """Bytes of the widest SIMD register of the CPU Numba compiles for: 64 with AVX-512 (zmm), else 32
+    (AVX2 ymm)."""
+    return 64 if "+avx512f" in target_cpu_features() else 32
 
 
 # Bytes of one SIMD register the CPU register blocks are built from (``cpu/simd.py``): 64 with AVX-512

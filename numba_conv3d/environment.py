@@ -10,7 +10,7 @@ from pathlib import Path
 import llvmlite.binding
 import numba
 
-from .config import VECTOR_BYTES
+from .config import VECTOR_BYTES, target_cpu_features
 from .parallelism import threading_layer
 
 SIMD_PREFIXES = ("avx", "fma", "sse4", "neon", "sve")
@@ -83,11 +83,8 @@ def has_amx_bfloat16():
     """Whether the CPU Numba compiles for has AMX tiles with bfloat16 products (``tdpbf16ps``) and
     512-bit vectors, and Linux (x86-64) lets this process use the tiles: their state is lent to a
     process only on request (``arch_prctl(ARCH_REQ_XCOMP_PERM)``), which this makes, once."""
-    features = numba.config.CPU_FEATURES
-    if features is None:
-        features = llvmlite.binding.get_host_cpu_features().flatten()
-    wanted = {"+amx-tile", "+amx-bf16", "+avx512f"}
-    if not wanted <= set(features.split(",")) or sys.platform != "linux" or platform.machine() != "x86_64":
+    if (VECTOR_BYTES != 64 or not {"+amx-tile", "+amx-bf16"} <= target_cpu_features()
+            or sys.platform != "linux" or platform.machine() != "x86_64"):
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
