@@ -1,7 +1,8 @@
 """Masked-vector copies (``cpu/simd_masked.copy_elements``), which the flat-phase kernel's gather and
 stores use: every run length around whole vectors, both float dtypes, nothing outside the run read
 into the target or written; and the in-register transpose of a square of vectors
-(``transpose_square``)."""
+(``transpose_square``), shifted, and rounded to bfloat16 bits."""
+import ml_dtypes
 import numpy as np
 import pytest
 from numba import njit
@@ -28,8 +29,8 @@ def test_copies_exactly_the_run(dtype):
 
 
 @njit
-def _transpose(target, t_start, t_step, source, s_start, s_step):
-    transpose_square(target, t_start, t_step, source, s_start, s_step)
+def _transpose(target, t_start, t_step, source, s_start, s_step, shift, shift_start):
+    transpose_square(target, t_start, t_step, source, s_start, s_step, shift, shift_start)
 
 
 @njit
@@ -38,13 +39,26 @@ def _lanes(array):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_transposes_a_square_of_vectors(dtype):
+def test_transposes_a_shifted_square_of_vectors(dtype):
     lanes = _lanes(np.empty(1, dtype))
     source = np.arange(1, 4 * lanes * lanes + 1, dtype=dtype)
+    shift = np.arange(3 * lanes, dtype=dtype) * 1000
     target = np.full(3 * lanes * lanes, -1, dtype)
-    _transpose(target, 5, 2 * lanes, source, 3, lanes + 1)  # rows apart by more than a vector
+    _transpose(target, 5, 2 * lanes, source, 3, lanes + 1, shift, 7)  # rows apart by more than a vector
     expected = np.full(3 * lanes * lanes, -1, dtype)
     for i in range(lanes):
         start = 5 + i * 2 * lanes
-        expected[start:start + lanes] = source[3 + i:3 + i + lanes * (lanes + 1):lanes + 1]
+        expected[start:start + lanes] = source[3 + i:3 + i + lanes * (lanes + 1):lanes + 1] + shift[7 + i]
     np.testing.assert_array_equal(target, expected)
+
+
+def test_transposed_float32_sums_round_to_bfloat16():
+    lanes = _lanes(np.empty(1, np.float32))
+    rng = np.random.default_rng(3)
+    source = rng.standard_normal(lanes * lanes).astype(np.float32)
+    source[[1, 2, 3]] = np.nan, np.inf, -np.inf
+    shift = rng.standard_normal(lanes).astype(np.float32)
+    target = np.zeros(lanes * lanes, np.uint16)
+    _transpose(target, 0, lanes, source, 0, lanes, shift, 0)
+    expected = (source.reshape(lanes, lanes) + shift).T.astype(ml_dtypes.bfloat16).view(np.uint16)
+    np.testing.assert_array_equal(target, expected.reshape(-1))

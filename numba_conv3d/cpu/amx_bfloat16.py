@@ -17,9 +17,10 @@ A task holds 32 positions x 32 output channels in four float32 tiles and, per ch
 tiles of input (16 positions each) and two of weights (the chunk's pairs x 16 output channels, packed
 once in that order and kept between calls, ``packed_weights.py``) and multiplies each pair
 (``tdpbf16ps``); tasks split the batch, groups, blocks of 32 output channels and the positions. The
-tiles go to a float32 scratch, and each output's sum, plus the bias, is rounded once into the bfloat16
-result. Each output is summed in one order (chunk, tap, pairs inside the instruction) whatever the
-thread count.
+tiles go to a float32 scratch; each square of 16 positions x 16 channels is shifted by the bias,
+transposed in registers and rounded once (``simd_masked.transpose_square``), and the rounded outputs
+are copied into the bfloat16 result by masked vectors. Each output is summed in one order (chunk, tap,
+pairs inside the instruction) whatever the thread count.
 """
 import functools
 import math
@@ -35,7 +36,6 @@ from ..environment import has_amx_bfloat16
 from .amx_tiles import (TILE_ROW_BYTES, TILE_ROWS, aligned_zeros, load_config, release_tiles, tile_config,
                         tile_dot, tile_load, tile_store, tile_zero)
 from .channel_vectorized import pack_bias
-from .simd_bfloat16 import stored_element
 from .simd_masked import copy_elements, transpose_square
 from .tasks import thread_count
 
@@ -202,18 +202,17 @@ def _configure(chunk_pairs):
 
 
 @njit(cache=True)
-def _round_block(sums, transposed, rounded, bias, channel0, channels, column):
-    """A block's float32 ``sums`` (32 grid positions x 32 channels, flat) transposed (in registers, into
-    ``transposed``), plus the bias, rounded into ``rounded`` (channels x staged positions) from
-    ``column`` on."""
-    for half in range(2):
+def _round_block(sums, rounded, bias, bias0, halves, column):
+    """A block's float32 ``sums`` (32 grid positions x 32 channels, flat), plus the bias from ``bias0``
+    on, transposed (in registers) and rounded into ``rounded`` (channels x staged positions) from
+    ``column`` on: its first ``halves`` halves of 16 channels."""
+    staged = rounded.shape[1]
+    flat = rounded.reshape(-1)
+    for half in range(halves):
         for part in range(2):
-            transpose_square(transposed, (part * BLOCK_POSITIONS + half) * TILE_ROWS, BLOCK_POSITIONS,
-                             sums, (half * BLOCK_CHANNELS + part) * TILE_ROWS, BLOCK_CHANNELS)
-    for c in range(channels):
-        shift = bias[channel0 + c]
-        for j in range(BLOCK_POSITIONS):
-            rounded[c, column + j] = stored_element(rounded, transposed[c * BLOCK_POSITIONS + j] + shift)
+            transpose_square(flat, half * TILE_ROWS * staged + column + part * TILE_ROWS, staged,
+                             sums, (part * BLOCK_CHANNELS + half) * TILE_ROWS, BLOCK_CHANNELS,
+                             bias, bias0 + half * TILE_ROWS)
 
 
 @njit(cache=True)
@@ -263,7 +262,6 @@ def _task(x, packed, bias, out, offsets, out_size, grid, n, g, block, first, sto
     row_bytes, positions = 4 * chunk_pairs, x.shape[3]
     tile_words = 2 * chunk_pairs * TILE_ROWS
     flat = aligned_zeros(BLOCK_POSITIONS * BLOCK_CHANNELS, np.float32)
-    transposed = aligned_zeros(BLOCK_POSITIONS * BLOCK_CHANNELS, np.float32)
     staged = STAGED_BLOCKS * BLOCK_POSITIONS
     rounded = np.empty((BLOCK_CHANNELS, staged), out.dtype)
     runs = np.empty((staged, 3), np.int64)
@@ -297,7 +295,8 @@ def _task(x, packed, bias, out, offsets, out_size, grid, n, g, block, first, sto
         tile_store(2, flat, TILE_ROWS * BLOCK_CHANNELS, sum_row_bytes)
         tile_store(3, flat, TILE_ROWS * BLOCK_CHANNELS + TILE_ROWS, sum_row_bytes)
         slot = (position_block - first) % STAGED_BLOCKS
-        _round_block(flat, transposed, rounded, bias, channel0, channels, slot * BLOCK_POSITIONS)
+        _round_block(flat, rounded, bias, (g * packed.shape[1] + block) * BLOCK_CHANNELS, 1 + both_halves,
+                     slot * BLOCK_POSITIONS)
         if slot == STAGED_BLOCKS - 1 or position_block == stop - 1:
             _write_staged(rounded, samples, channel0, channels, p0 - slot * BLOCK_POSITIONS,
                           (slot + 1) * BLOCK_POSITIONS, runs, out_size, grid)
@@ -354,17 +353,17 @@ def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padd
     x = chunk_grids(bits, groups, chunks, chunk_pairs, padded, tuple(pad_front), mode, stride, read, grid,
                     positions)
     packed, = packed_weights.packed(weight, (groups,), pack_tiles)
-    packed_bias = pack_bias(bias, has_bias, 1, weight.shape[0], weight.shape[0], np.float32)
+    packed_bias = pack_bias(bias, has_bias, groups, weight.shape[0] // groups, BLOCK_CHANNELS, np.float32)
     per_task = blocks_per_task(bits.shape[0] * groups * packed.shape[1], position_blocks, thread_count())
     _kernel(x, packed, packed_bias, out.reshape(out.shape[:2] + (-1,)), offsets, out_size, grid, per_task)
 
 
 def workspace_bytes(plan):
-    """Scratch bytes one worker thread holds: its block of float32 sums and their transpose (each from
-    a cache line, ``aligned_zeros``: up to ``TILE_ROW_BYTES`` elements more), the staged rounded sums
-    and the stage's runs."""
+    """Scratch bytes one worker thread holds: its block of float32 sums (from a cache line,
+    ``aligned_zeros``: up to ``TILE_ROW_BYTES`` elements more), the staged rounded sums and the stage's
+    runs."""
     staged = STAGED_BLOCKS * BLOCK_POSITIONS
-    return (2 * (BLOCK_CHANNELS * BLOCK_POSITIONS + TILE_ROW_BYTES) * 4 + BLOCK_CHANNELS * staged * 2
+    return ((BLOCK_CHANNELS * BLOCK_POSITIONS + TILE_ROW_BYTES) * 4 + BLOCK_CHANNELS * staged * 2
             + staged * 3 * 8)
 
 

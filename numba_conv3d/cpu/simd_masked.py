@@ -152,27 +152,33 @@ def _transposed(builder, rows):
 
 
 @intrinsic
-def transpose_square(typingctx, target, t_start, t_step, source, s_start, s_step):
-    """``target[t_start + i * t_step + j] = source[s_start + j * s_step + i]`` for ``i, j`` below one
-    vector's lanes: a square of whole vectors loaded, transposed in registers and stored."""
-    if target.dtype != source.dtype:
+def transpose_square(typingctx, target, t_start, t_step, source, s_start, s_step, shift, shift_start):
+    """``target[t_start + i * t_step + j] = source[s_start + j * s_step + i] + shift[shift_start + i]``
+    for ``i, j`` below one vector's lanes of ``source``: a square of whole vectors loaded, shifted,
+    transposed in registers and stored; float32 sums into a uint16 ``target`` as the bits of their
+    bfloat16 rounding (``simd_bfloat16.stored``)."""
+    rounds = target.dtype == types.uint16 and source.dtype == types.float32
+    if not (target.dtype == source.dtype == shift.dtype or rounds and shift.dtype == types.float32):
         return None
 
     def codegen(context, builder, signature, args):
-        target_value, t_start_value, t_step_value, source_value, s_start_value, s_step_value = args
+        target_value, t_start_value, t_step_value, source_value, s_start_value, s_step_value = args[:6]
         lanes = _lanes(source.dtype)
         vector_type = ir.VectorType(context.get_value_type(source.dtype), lanes)
-        rows = _vectors_at(context, builder, signature.args[3], source_value,
-                           [builder.add(s_start_value, builder.mul(s_step_value, s_step_value.type(j)))
-                            for j in range(lanes)], vector_type)
+        added = _vectors_at(context, builder, signature.args[6], args[6], [args[7]], vector_type)[0]
+        rows = [builder.fadd(row, added) for row in _vectors_at(
+            context, builder, signature.args[3], source_value,
+            [builder.add(s_start_value, builder.mul(s_step_value, s_step_value.type(j))) for j in range(lanes)],
+            vector_type)]
         for i, column in enumerate(_transposed(builder, rows)):
             at = builder.add(t_start_value, builder.mul(t_step_value, t_step_value.type(i)))
+            value = stored(builder, signature.args[0], column)
             pointer = builder.bitcast(_element_pointer(context, builder, signature.args[0], target_value, at),
-                                      vector_type.as_pointer())
-            builder.store(column, pointer, align=1)
+                                      value.type.as_pointer())
+            builder.store(value, pointer, align=1)
         return context.get_dummy_value()
 
-    return types.void(target, t_start, t_step, source, s_start, s_step), codegen
+    return types.void(target, t_start, t_step, source, s_start, s_step, shift, shift_start), codegen
 
 
 @intrinsic
