@@ -165,11 +165,11 @@ def transpose_square(typingctx, target, t_start, t_step, source, s_start, s_step
         target_value, t_start_value, t_step_value, source_value, s_start_value, s_step_value = args[:6]
         lanes = _lanes(source.dtype)
         vector_type = ir.VectorType(context.get_value_type(source.dtype), lanes)
-        added = _vectors_at(context, builder, signature.args[6], args[6], [args[7]], vector_type)[0]
+        shifts = _vectors_at(context, builder, signature.args[6], args[6], [args[7]], vector_type)[0]
         row_starts = [builder.add(s_start_value, builder.mul(s_step_value, s_step_value.type(j)))
                       for j in range(lanes)]
-        rows = [builder.fadd(row, added)
-                for row in _vectors_at(context, builder, signature.args[3], source_value, row_starts, vector_type)]
+        loaded = _vectors_at(context, builder, signature.args[3], source_value, row_starts, vector_type)
+        rows = [builder.fadd(row, shifts) for row in loaded]
         for i, column in enumerate(_transposed(builder, rows)):
             at = builder.add(t_start_value, builder.mul(t_step_value, t_step_value.type(i)))
             value = stored(builder, signature.args[0], column)
