@@ -42,6 +42,8 @@ SHAPES = (
     ((1, 40, 6, 7, 8), (33, 40, 1, 1, 1), {"stride": 2}),
     # tasks of more than the 8 position blocks staged at once (181 blocks)
     ((1, 8, 12, 20, 20), (16, 8, 3, 3, 3), {"padding": 1}),
+    # planes laid out in two bands of rows (``LAYOUT_BAND_POSITIONS``)
+    ((1, 6, 2, 40, 30), (8, 6, 3, 3, 3), {"padding": (1, 2, 1), "stride": (1, 2, 1)}),
 )
 
 
@@ -85,16 +87,21 @@ def test_other_dtypes_are_not_served():
             plan_conv3d((1, 32, 4, 4, 4), (32, 32, 3, 3, 3), dtype=dtype, algorithm=ALGORITHM)
 
 
-def test_phases_no_tap_reads_stay_zero():
-    """A strided 1x1x1 kernel reads one phase of each stride: only that phase is laid out."""
+def test_only_the_phases_some_tap_reads_are_laid_out():
+    """A kernel that reads one phase along D and W (of stride 2) lays out those phases, each position
+    the pair of channels at its padded position; the others are never read and need not be written."""
     read = amx_bfloat16.phases_read((1, 3, 2), (1, 1, 2), (2, 2, 2))
     assert read.tolist() == [[1, 0], [1, 1], [1, 0]]  # 2 taps 2 apart along W: phase 0 only
-    bits = np.full((1, 2, 4, 4, 4), 7, np.uint16)
+    bits = np.arange(2 * 4 * 4 * 4, dtype=np.uint16).reshape(1, 2, 4, 4, 4)
     grid = amx_bfloat16.grid_size((4, 4, 4), (2, 2, 2))
     grids = amx_bfloat16.chunk_grids(bits, 1, 1, 1, (4, 4, 4), (0, 0, 0), 0, (2, 2, 2), read, grid, 8)
-    for phase, (a, _, c) in enumerate(np.ndindex(2, 2, 2)):
+    for phase, (a, b, c) in enumerate(np.ndindex(2, 2, 2)):
+        if (a, c) != (0, 0):
+            continue
         held = grids[0, 0, 0, phase * 8:(phase + 1) * 8, 0]
-        assert (held == (7 | 7 << 16)).all() if (a, c) == (0, 0) else not held.any()
+        for z, y, x in np.ndindex(*grid):
+            low, high = (int(bits[0, k, 2 * z + a, 2 * y + b, 2 * x + c]) for k in range(2))
+            assert held[(z * grid[1] + y) * grid[2] + x] == low | high << 16
 
 
 @pytest.mark.parametrize("in_per_group,expected", [
@@ -116,10 +123,12 @@ def test_aligned_zeros_start_on_a_cache_line():
 
 @pytest.mark.parametrize("mode", PADDING_MODES)
 @pytest.mark.parametrize("stride", [(1, 1, 1), (2, 1, 2)])
-def test_chunk_grids_hold_the_padded_input_in_pairs_by_stride_phase(mode, stride):
-    """Each position of a stride phase's grid holds the padded input's channel pairs of its chunk (low
-    half the even channel), zero past the group's channels and past the padded volume."""
-    bits = np.random.default_rng(1).integers(0, 1 << 16, (2, 10, 3, 4, 5), dtype=np.uint16)
+@pytest.mark.parametrize("extents", [(3, 4, 5), (2, 37, 33)])  # planes of one band and of two
+def test_chunk_grids_hold_the_padded_input_in_pairs_by_stride_phase(mode, stride, extents):
+    """Each position of a stride phase's grid that lies in the padded volume holds the padded input's
+    channel pairs of its chunk (low half the even channel), zero past the group's channels. (Positions
+    past the padded volume are read only for grid positions that are no output.)"""
+    bits = np.random.default_rng(1).integers(0, 1 << 16, (2, 10) + extents, dtype=np.uint16)
     groups, pads = 2, (1, 2, 1)
     padded = tuple(n + 2 * p for n, p in zip(bits.shape[2:], pads))
     grid = amx_bfloat16.grid_size(padded, stride)
@@ -133,14 +142,15 @@ def test_chunk_grids_hold_the_padded_input_in_pairs_by_stride_phase(mode, stride
     wide = np.pad(bits, [(0, 0), (0, 0)] + [(p, p) for p in pads], mode=NUMPY_PAD_MODES[mode])
     wide = np.pad(wide, [(0, 0), (0, 0)] + [(0, g * s - n) for g, s, n in zip(grid, stride, padded)])
     for phase, (a, b, c) in enumerate(np.ndindex(*stride)):
-        volume = wide[:, :, a::stride[0], b::stride[1], c::stride[2]].reshape(2, groups, 5, -1)
-        held = grids[:, :, 0, phase * positions:(phase + 1) * positions]
-        np.testing.assert_array_equal(held[:, :, :volume.shape[-1], :2] & 0xFFFF,
-                                      volume[:, :, 0:4:2].transpose(0, 1, 3, 2))
-        np.testing.assert_array_equal(held[:, :, :volume.shape[-1], :2] >> 16,
-                                      volume[:, :, 1:4:2].transpose(0, 1, 3, 2))
-        np.testing.assert_array_equal(held[:, :, :volume.shape[-1], 2], volume[:, :, 4])  # half zero
-        assert not held[:, :, :, 3].any() and not held[:, :, volume.shape[-1]:].any()
+        z, y, x = np.indices(grid).reshape(3, -1)
+        inside = ((z * stride[0] + a < padded[0]) & (y * stride[1] + b < padded[1])
+                  & (x * stride[2] + c < padded[2]))
+        volume = wide[:, :, a::stride[0], b::stride[1], c::stride[2]].reshape(2, groups, 5, -1)[..., inside]
+        held = grids[:, :, 0, phase * positions:phase * positions + z.size][:, :, inside]
+        np.testing.assert_array_equal(held[..., :2] & 0xFFFF, volume[:, :, 0:4:2].transpose(0, 1, 3, 2))
+        np.testing.assert_array_equal(held[..., :2] >> 16, volume[:, :, 1:4:2].transpose(0, 1, 3, 2))
+        np.testing.assert_array_equal(held[..., 2], volume[:, :, 4])  # half zero
+        assert not held[..., 3].any()
 
 
 def test_packed_tiles_hold_pairs_by_output_channel():

@@ -8,7 +8,7 @@ import pytest
 from numba import njit
 
 from numba_conv3d.cpu.simd import vector_lanes
-from numba_conv3d.cpu.simd_masked import copy_elements, transpose_square
+from numba_conv3d.cpu.simd_masked import copy_elements, scatter_transposed, transpose_square
 
 
 @njit
@@ -62,3 +62,26 @@ def test_transposed_float32_sums_round_to_bfloat16():
     _transpose(target, 0, lanes, source, 0, lanes, shift, 0)
     expected = (source.reshape(lanes, lanes) + shift).T.astype(ml_dtypes.bfloat16).view(np.uint16)
     np.testing.assert_array_equal(target, expected.reshape(-1))
+
+
+@njit
+def _scatter(target, rows, first, base, step, stored_lanes, source, s_start, s_step):
+    scatter_transposed(target, rows, first, base, step, stored_lanes, source, s_start, s_step)
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.float64])
+def test_scatters_the_columns_of_a_square_to_their_rows(dtype):
+    lanes = _lanes(np.empty(1, dtype))
+    source = np.arange(1, 3 * lanes * lanes + 1).astype(dtype)
+    rows = np.full(lanes + 3, -1, np.int64)
+    rows[3:] = np.arange(lanes)[::-1] * 2
+    rows[3 + 1] = -1  # column 1 is stored nowhere
+    for stored_lanes in (1, lanes // 2, lanes):
+        target = np.zeros(2 * lanes * 8 + 40, dtype)
+        _scatter(target, rows, 3, 5, 8, stored_lanes, source, 2, lanes + 3)
+        expected = np.zeros_like(target)
+        for i in range(lanes):
+            if rows[3 + i] >= 0:
+                start = (5 + rows[3 + i]) * 8
+                expected[start:start + stored_lanes] = source[2 + i::lanes + 3][:stored_lanes]
+        np.testing.assert_array_equal(target, expected, err_msg=str(stored_lanes))

@@ -33,10 +33,10 @@ from ..config import TASKS_PER_THREAD
 from ..shape_rules import ceil_div, padded_source_index, round_up
 from . import packed_weights
 from ..environment import has_amx_bfloat16
-from .amx_tiles import (TILE_ROW_BYTES, TILE_ROWS, aligned_zeros, load_config, release_tiles, tile_config,
-                        tile_dot, tile_load, tile_store, tile_zero)
+from .amx_tiles import (TILE_ROW_BYTES, TILE_ROWS, aligned_empty, aligned_zeros, load_config, release_tiles,
+                        tile_config, tile_dot, tile_load, tile_store, tile_zero)
 from .channel_vectorized import pack_bias
-from .simd_masked import copy_elements, transpose_square
+from .simd_masked import copy_elements, scatter_transposed, transpose_square
 from .tasks import thread_count
 
 # Pairs of input channels a tile row holds at most (64 bytes), and the tile rows of a block.
@@ -46,6 +46,8 @@ BLOCK_POSITIONS = 2 * TILE_ROWS
 BLOCK_CHANNELS = 2 * TILE_ROWS
 # Position blocks whose rounded sums a task keeps before it writes them out.
 STAGED_BLOCKS = 8
+# Positions of an input plane whose channel pairs the layout forms at a time (16 pairs of them: 64 KiB).
+LAYOUT_BAND_POSITIONS = 1024
 
 
 def serves(plan):
@@ -111,51 +113,104 @@ def _tap_offsets(kernel, dilation, stride, grid, positions):
     return phase * positions + local
 
 
+@register_jitable
+def _pair_words(words, bits, n, low_channel, high_channel, d, first, count):
+    """``words[k]`` = the pair of input channels ``low_channel`` (low half) and ``high_channel`` (high
+    half; none where it is negative) at element ``first + k`` of plane d of sample ``n``, for ``k``
+    below ``count``."""
+    low = bits[n, low_channel, d].reshape(-1)[first:first + count]
+    high = bits[n, max(high_channel, 0), d].reshape(-1)[first:first + count]
+    high_mask = np.uint32(0xFFFF0000) if high_channel >= 0 else np.uint32(0)
+    for k in range(count):
+        words[k] = np.uint32(low[k]) | np.uint32(high[k]) << 16 & high_mask
+
+
+@register_jitable
+def _grid_row(zd, zh, stride, grid, positions):
+    """The grid position of padded row (zd, zh)'s first column in its stride phase of W (phase 0)."""
+    return (((zd % stride[0]) * stride[1] + zh % stride[1]) * stride[2] * positions
+            + (zd // stride[0] * grid[1] + zh // stride[1]) * grid[2])
+
+
 @njit(parallel=True, cache=True)
 def chunk_grids(bits, groups, chunks, chunk_pairs, padded, pad_front, mode, stride, read, grid, positions):
     """bfloat16 input bits (N, C, D, H, W), C-contiguous uint16 -> (N, groups, ``chunks``, stride
     phases x ``positions``, ``chunk_pairs``) uint32: pair k of chunk c of group g holds the group's
     channels 2 (c * chunk_pairs + k) (low half) and the next (high half); padded position (zd, zh, zw)
     is position (z * GH + y) * GW + x of phase (a * SH + b) * SW + c, where zd = z * SD + a, and so on
-    along H and W (``grid_size``); zero past the group's channels and the padded volume, and in the
-    phases no tap reads (``phases_read``: ``read``)."""
+    along H and W (``grid_size``); zero past the group's channels and in the padding. The phases no
+    tap reads (``phases_read``: ``read``) and the positions past the padded volume (read only for grid
+    positions that are no output) are left unwritten.
+
+    Per band of rows of an input plane, each pair's words are formed along the band, then squares of
+    16 columns x 16 pairs of a row are transposed in registers and stored, one position's pairs at a
+    time (``simd_masked.scatter_transposed``); the padding columns another mode fills are copied one
+    by one."""
     batch, channels = bits.shape[:2]
-    per_group = channels // groups
-    columns = np.empty(padded[2], np.int64)
-    column_at = np.empty(padded[2], np.int64)
+    per_group, height, width = channels // groups, bits.shape[3], bits.shape[4]
+    lanes = MAX_CHUNK_PAIRS
+    # per column of the input, its position in the grids (-1 where no tap reads it), in whole vectors
+    column_positions = np.full(round_up(width, lanes), -1, np.int64)
+    # per padded column, the input column it holds (-1 for zeros or where no tap reads it)
+    columns = np.full(padded[2], -1, np.int64)
     for zw in range(padded[2]):
-        source = padded_source_index(zw, pad_front[2], bits.shape[4], mode)
-        columns[zw] = source if read[2, zw % stride[2]] else -1
-        column_at[zw] = zw % stride[2] * positions + zw // stride[2]
+        source = padded_source_index(zw, pad_front[2], width, mode)
+        if read[2, zw % stride[2]] and source >= 0:
+            if zw - pad_front[2] == source:
+                column_positions[source] = zw % stride[2] * positions + zw // stride[2]
+            else:
+                columns[zw] = source
+    band_rows = max(1, LAYOUT_BAND_POSITIONS // width)
+    # a square's last columns read up to a vector past the band
+    span = round_up(band_rows * width, lanes) + lanes
     phases = stride[0] * stride[1] * stride[2]
-    out = aligned_zeros(batch * groups * chunks * phases * positions * chunk_pairs, np.uint32).reshape(
+    out = aligned_empty(batch * groups * chunks * phases * positions * chunk_pairs, np.uint32).reshape(
         (batch, groups, chunks, phases * positions, chunk_pairs))
     for job in prange(batch * groups * chunks * padded[0]):
         n, g = job // (groups * chunks * padded[0]), job // (chunks * padded[0]) % groups
         chunk, zd = job // padded[0] % chunks, job % padded[0]
-        d = padded_source_index(zd, pad_front[0], bits.shape[2], mode)
-        if d < 0 or not read[0, zd % stride[0]]:
+        if not read[0, zd % stride[0]]:
             continue
         target = out[n, g, chunk]
+        words = target.reshape(-1)
+        # the rows' phases zeroed first (the padding); a phase no tap reads, or a position no output
+        # reads (past the padded volume), is left as it was
+        for zh in range(padded[1]):
+            if read[1, zh % stride[1]]:
+                row = _grid_row(zd, zh, stride, grid, positions)
+                for phase in range(stride[2]):
+                    start = (row + phase * positions) * chunk_pairs
+                    words[start:start + grid[2] * chunk_pairs] = 0
+        d = padded_source_index(zd, pad_front[0], bits.shape[2], mode)
+        if d < 0:
+            continue
         first = g * per_group + 2 * chunk * chunk_pairs
         count = min(2 * chunk_pairs, (g + 1) * per_group - first)
-        for zh in range(padded[1]):
-            h = padded_source_index(zh, pad_front[1], bits.shape[3], mode)
-            if h < 0 or not read[1, zh % stride[1]]:
-                continue
-            row = (((zd % stride[0]) * stride[1] + zh % stride[1]) * stride[2] * positions
-                   + (zd // stride[0] * grid[1] + zh // stride[1]) * grid[2])
-            for pair in range(ceil_div(count, 2)):
-                low = bits[n, first + 2 * pair, d, h]
-                # a group's odd last channel pairs with zero: its high half reads the low channel, masked
-                paired = 2 * pair + 1 < count
-                high = bits[n, first + 2 * pair + paired, d, h]
-                high_mask = np.uint32(0xFFFF0000) if paired else np.uint32(0)
+        pairs = ceil_div(count, 2)
+        # the chunk's pairs along a band of rows, pair by pair: past the group's channels zero, past
+        # the chunk's pairs loaded but never stored
+        pair_rows = aligned_empty(lanes * span, np.uint32)
+        pair_rows[pairs * span:chunk_pairs * span] = 0
+        for h0 in range(0, height, band_rows):
+            h1 = min(height, h0 + band_rows)
+            for pair in range(pairs):
+                # a group's odd last channel pairs with zero
+                high = first + 2 * pair + 1 if 2 * pair + 1 < count else -1
+                _pair_words(pair_rows[pair * span:], bits, n, first + 2 * pair, high, d, h0 * width,
+                            (h1 - h0) * width)
+            for zh in range(padded[1]):
+                h = padded_source_index(zh, pad_front[1], height, mode)
+                if not read[1, zh % stride[1]] or h < h0 or h >= h1:
+                    continue
+                row = _grid_row(zd, zh, stride, grid, positions)
+                for w0 in range(0, width, lanes):
+                    scatter_transposed(words, column_positions, w0, row, chunk_pairs, chunk_pairs, pair_rows,
+                                       (h - h0) * width + w0, span)
                 for zw in range(padded[2]):
-                    w = columns[zw]
-                    if w >= 0:
-                        target[row + column_at[zw], pair] = (np.uint32(low[w])
-                                                             | np.uint32(high[w]) << 16 & high_mask)
+                    if columns[zw] >= 0:
+                        at = row + zw % stride[2] * positions + zw // stride[2]
+                        for pair in range(chunk_pairs):
+                            target[at, pair] = pair_rows[pair * span + (h - h0) * width + columns[zw]]
     return out
 
 

@@ -116,15 +116,27 @@ def release_tiles(typingctx):
 
 
 @register_jitable
-def aligned_zeros(count, dtype):
-    """``count`` zeros of ``dtype`` from an address that is a multiple of ``TILE_ROW_BYTES`` (of a buffer
-    ``TILE_ROW_BYTES`` elements longer, whatever their size: Numba types the dtype, not its size): a tile
-    row that crosses a cache line loads six times slower (1 KiB tiles from L1: 2.7 ns aligned, 17 ns
-    not)."""
-    buffer = np.zeros(count + TILE_ROW_BYTES, dtype)
+def _from_cache_line(buffer, count):
+    """The ``count`` elements of ``buffer`` (``TILE_ROW_BYTES`` elements longer, whatever their size:
+    Numba types the dtype, not its size) from its first address that is a multiple of
+    ``TILE_ROW_BYTES``."""
     itemsize = buffer.itemsize
     start = (TILE_ROW_BYTES - buffer.ctypes.data % TILE_ROW_BYTES) % TILE_ROW_BYTES // itemsize
     return buffer[start:start + count]
+
+
+@register_jitable
+def aligned_zeros(count, dtype):
+    """``count`` zeros of ``dtype`` from an address that is a multiple of ``TILE_ROW_BYTES``: a tile row
+    that crosses a cache line loads six times slower (1 KiB tiles from L1: 2.7 ns aligned, 17 ns
+    not)."""
+    return _from_cache_line(np.zeros(count + TILE_ROW_BYTES, dtype), count)
+
+
+@register_jitable
+def aligned_empty(count, dtype):
+    """:func:`aligned_zeros` left uninitialized, for buffers whose writer fills what is read."""
+    return _from_cache_line(np.empty(count + TILE_ROW_BYTES, dtype), count)
 
 
 @njit(cache=True)

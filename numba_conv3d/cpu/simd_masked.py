@@ -182,6 +182,39 @@ def transpose_square(typingctx, target, t_start, t_step, source, s_start, s_step
 
 
 @intrinsic
+def scatter_transposed(typingctx, target, rows, first, base, step, stored_lanes, source, s_start, s_step):
+    """``target[(base + rows[first + i]) * step + j] = source[s_start + j * s_step + i]`` for ``j``
+    below ``stored_lanes`` and each ``i`` below one vector's lanes whose ``rows[first + i]`` is not
+    negative: a square of whole vectors loaded, transposed in registers and stored by masked stores
+    (nothing else is written)."""
+    if target.dtype != source.dtype:
+        return None
+
+    def codegen(context, builder, signature, args):
+        target_value, rows_value, first_value, stored_value = args[0], args[1], args[2], args[5]
+        source_value, s_start_value, s_step_value = args[6:]
+        base_value, step_value = (context.cast(builder, args[k], signature.args[k], types.int64)
+                                  for k in (3, 4))
+        lanes = _lanes(source.dtype)
+        vector_type = ir.VectorType(context.get_value_type(source.dtype), lanes)
+        row_starts = [builder.add(s_start_value, builder.mul(s_step_value, s_step_value.type(j)))
+                      for j in range(lanes)]
+        loaded = _vectors_at(context, builder, signature.args[6], source_value, row_starts, vector_type)
+        kept = _lane_mask(builder, stored_value, lanes)
+        for i, column in enumerate(_transposed(builder, loaded)):
+            row = builder.load(_element_pointer(context, builder, signature.args[1], rows_value,
+                                                builder.add(first_value, first_value.type(i))))
+            row = context.cast(builder, row, signature.args[1].dtype, types.int64)
+            mask = builder.select(builder.icmp_signed(">=", row, row.type(0)), kept,
+                                  ir.Constant(kept.type, None))
+            at = builder.mul(builder.add(base_value, row), step_value)
+            _masked_store(context, builder, signature.args[0], target_value, at, column, mask)
+        return context.get_dummy_value()
+
+    return types.void(target, rows, first, base, step, stored_lanes, source, s_start, s_step), codegen
+
+
+@intrinsic
 def store_channel_rows(typingctx, block, array, start, channel_step, row_step, valid_channels,
                        valid_rows, valid_columns, columns, vectors):
     """Write ``block`` (a tile of output rows x ``columns`` columns, each position ``vectors``
