@@ -257,17 +257,16 @@ def _configure(chunk_pairs):
 
 
 @njit(cache=True)
-def _round_block(sums, rounded, bias, bias0, halves, column):
-    """A block's float32 ``sums`` (32 grid positions x 32 channels, flat), plus the bias from ``bias0``
-    on, transposed (in registers) and rounded into ``rounded`` (channels x staged positions) from
-    ``column`` on: its first ``halves`` halves of 16 channels."""
+def _round_square(sums, rounded, bias, bias0, square, column):
+    """Square ``square`` of a block's float32 ``sums`` (32 grid positions x 32 channels, flat; square
+    ``2 h + p``: channels ``16 h ...``, positions ``16 p ...``), plus the bias from ``bias0`` on,
+    transposed (in registers) and rounded into ``rounded`` (channels x staged positions) from
+    ``column`` on."""
     staged = rounded.shape[1]
-    flat = rounded.reshape(-1)
-    for half in range(halves):
-        for part in range(2):
-            transpose_square(flat, half * TILE_ROWS * staged + column + part * TILE_ROWS, staged,
-                             sums, (part * BLOCK_CHANNELS + half) * TILE_ROWS, BLOCK_CHANNELS,
-                             bias, bias0 + half * TILE_ROWS)
+    half, part = square // 2, square % 2
+    transpose_square(rounded.reshape(-1), half * TILE_ROWS * staged + column + part * TILE_ROWS, staged,
+                     sums, (part * BLOCK_CHANNELS + half) * TILE_ROWS, BLOCK_CHANNELS,
+                     bias, bias0 + half * TILE_ROWS)
 
 
 @njit(cache=True)
@@ -304,57 +303,72 @@ def _write_staged(rounded, out, channel0, channels, p0, count, runs, out_size, g
 @njit(cache=True)
 def _task(x, packed, bias, out, offsets, out_size, grid, n, g, block, first, stop):
     """Position blocks ``[first, stop)`` of output-channel block ``block`` of sample ``n``, group
-    ``g``: their sums rounded into a stage of ``STAGED_BLOCKS`` blocks, written out when it is full."""
+    ``g``: their sums rounded into a stage of ``STAGED_BLOCKS`` blocks, written out when it is full.
+    A block's sums are rounded while the next block's products run, a square every so many steps:
+    the vector unit's work overlaps the tile unit's, and the tile stores have long completed when
+    the vector loads read them."""
     chunks, taps, chunk_pairs = packed.shape[2], packed.shape[3], packed.shape[5]
     out_per_group = out.shape[1] // packed.shape[0]
     channel0 = g * out_per_group + block * BLOCK_CHANNELS
     channels = min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS)
     # a block of at most 16 output channels leaves its second half of tiles out
     both_halves = channels > TILE_ROWS
+    squares = 2 + 2 * both_halves
+    interval = max(1, chunks * taps // squares)
+    bias0 = (g * packed.shape[1] + block) * BLOCK_CHANNELS
     grids = x[n, g].reshape(-1)
     weights = packed[g, block].reshape(-1)
     samples = out[n].reshape(-1)
     row_bytes, positions = 4 * chunk_pairs, x.shape[3]
     tile_words = 2 * chunk_pairs * TILE_ROWS
-    flat = aligned_zeros(BLOCK_POSITIONS * BLOCK_CHANNELS, np.float32)
+    sum_row_bytes = BLOCK_CHANNELS * 4
+    sums = aligned_zeros(BLOCK_POSITIONS * BLOCK_CHANNELS, np.float32)
     staged = STAGED_BLOCKS * BLOCK_POSITIONS
     rounded = np.empty((BLOCK_CHANNELS, staged), out.dtype)
     runs = np.empty((staged, 3), np.int64)
     _configure(chunk_pairs)
-    for position_block in range(first, stop):
-        p0 = position_block * BLOCK_POSITIONS
-        tile_zero(0)
-        tile_zero(1)
-        tile_zero(2)
-        tile_zero(3)
-        for chunk in range(chunks):
-            base = (chunk * positions + p0) * chunk_pairs
-            for tap in range(taps):
-                # each load issued just before the first product that reads it, so that the tile unit
-                # overlaps it with the products before
-                a = base + offsets[tap] * chunk_pairs
-                b = (chunk * taps + tap) * 2 * tile_words
-                tile_load(4, grids, a, row_bytes)
-                tile_load(6, weights, b, TILE_ROW_BYTES)
-                tile_dot(0, 4, 6)
-                if both_halves:
-                    tile_load(7, weights, b + tile_words, TILE_ROW_BYTES)
-                    tile_dot(1, 4, 7)
-                tile_load(5, grids, a + TILE_ROWS * chunk_pairs, row_bytes)
-                tile_dot(2, 5, 6)
-                if both_halves:
-                    tile_dot(3, 5, 7)
-        sum_row_bytes = BLOCK_CHANNELS * 4
-        tile_store(0, flat, 0, sum_row_bytes)
-        tile_store(1, flat, TILE_ROWS, sum_row_bytes)
-        tile_store(2, flat, TILE_ROWS * BLOCK_CHANNELS, sum_row_bytes)
-        tile_store(3, flat, TILE_ROWS * BLOCK_CHANNELS + TILE_ROWS, sum_row_bytes)
-        slot = (position_block - first) % STAGED_BLOCKS
-        _round_block(flat, rounded, bias, (g * packed.shape[1] + block) * BLOCK_CHANNELS, 1 + both_halves,
-                     slot * BLOCK_POSITIONS)
-        if slot == STAGED_BLOCKS - 1 or position_block == stop - 1:
-            _write_staged(rounded, samples, channel0, channels, p0 - slot * BLOCK_POSITIONS,
-                          (slot + 1) * BLOCK_POSITIONS, runs, out_size, grid)
+    for position_block in range(first, stop + 1):
+        # the squares of the previous block's sums still to round, and its column in the stage
+        pending = squares if position_block > first else 0
+        column = (position_block - 1 - first) % STAGED_BLOCKS * BLOCK_POSITIONS
+        if position_block < stop:
+            p0 = position_block * BLOCK_POSITIONS
+            tile_zero(0)
+            tile_zero(1)
+            tile_zero(2)
+            tile_zero(3)
+            for chunk in range(chunks):
+                base = (chunk * positions + p0) * chunk_pairs
+                for tap in range(taps):
+                    # each load issued just before the first product that reads it, so that the tile
+                    # unit overlaps it with the products before
+                    a = base + offsets[tap] * chunk_pairs
+                    b = (chunk * taps + tap) * 2 * tile_words
+                    tile_load(4, grids, a, row_bytes)
+                    tile_load(6, weights, b, TILE_ROW_BYTES)
+                    tile_dot(0, 4, 6)
+                    if both_halves:
+                        tile_load(7, weights, b + tile_words, TILE_ROW_BYTES)
+                        tile_dot(1, 4, 7)
+                    tile_load(5, grids, a + TILE_ROWS * chunk_pairs, row_bytes)
+                    tile_dot(2, 5, 6)
+                    if both_halves:
+                        tile_dot(3, 5, 7)
+                    if pending and (chunk * taps + tap) % interval == interval - 1:
+                        pending -= 1
+                        _round_square(sums, rounded, bias, bias0, pending, column)
+        while pending:
+            pending -= 1
+            _round_square(sums, rounded, bias, bias0, pending, column)
+        if position_block > first and (column == staged - BLOCK_POSITIONS or position_block == stop):
+            stage_first = (position_block - 1) * BLOCK_POSITIONS - column
+            _write_staged(rounded, samples, channel0, channels, stage_first, column + BLOCK_POSITIONS, runs,
+                          out_size, grid)
+        if position_block < stop:
+            tile_store(0, sums, 0, sum_row_bytes)
+            tile_store(1, sums, TILE_ROWS, sum_row_bytes)
+            tile_store(2, sums, TILE_ROWS * BLOCK_CHANNELS, sum_row_bytes)
+            tile_store(3, sums, TILE_ROWS * BLOCK_CHANNELS + TILE_ROWS, sum_row_bytes)
     release_tiles()
 
 
