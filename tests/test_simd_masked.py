@@ -1,14 +1,15 @@
 """Masked-vector copies (``cpu/simd_masked.copy_elements``), which the flat-phase kernel's gather and
 stores use: every run length around whole vectors, both float dtypes, nothing outside the run read
-into the target or written; and the in-register transpose of a square of vectors
-(``transpose_square``), shifted, and rounded to bfloat16 bits."""
+into the target or written; and the in-register transposes of the AMX kernel: stacked squares shifted,
+rounded to bfloat16 bits and stored along runs (``store_transposed_runs``), a square scattered a
+column at a time (``scatter_transposed``)."""
 import ml_dtypes
 import numpy as np
 import pytest
 from numba import njit
 
 from numba_conv3d.cpu.simd import vector_lanes
-from numba_conv3d.cpu.simd_masked import copy_elements, scatter_transposed, transpose_square
+from numba_conv3d.cpu.simd_masked import copy_elements, scatter_transposed, store_transposed_runs
 
 
 @njit
@@ -29,8 +30,19 @@ def test_copies_exactly_the_run(dtype):
 
 
 @njit
-def _transpose(target, t_start, t_step, source, s_start, s_step, shift, shift_start):
-    transpose_square(target, t_start, t_step, source, s_start, s_step, shift, shift_start)
+def _store_runs(target, t_start, t_step, columns, source, s_start, s_step, shift, shift_start, runs, count):
+    store_transposed_runs(target, t_start, t_step, columns, source, s_start, s_step, 2, shift, shift_start,
+                          runs, count)
+
+
+def _expected_runs(target, t_start, t_step, columns, rows, runs):
+    """``target`` with the columns of ``rows`` (stacked squares, shifted) stored along ``runs``."""
+    expected = target.copy()
+    for i in range(columns):
+        for first, count, offset in runs:
+            at = t_start + i * t_step + offset
+            expected[at:at + count] = rows[first:first + count, i]
+    return expected
 
 
 @njit
@@ -39,28 +51,33 @@ def _lanes(array):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_transposes_a_shifted_square_of_vectors(dtype):
+def test_stores_a_shifted_transposed_stack_of_squares_along_runs(dtype):
     lanes = _lanes(np.empty(1, dtype))
-    source = np.arange(1, 4 * lanes * lanes + 1, dtype=dtype)
+    source = np.arange(1, 5 * lanes * lanes + 1, dtype=dtype)
     shift = np.arange(3 * lanes, dtype=dtype) * 1000
-    target = np.full(3 * lanes * lanes, -1, dtype)
-    _transpose(target, 5, 2 * lanes, source, 3, lanes + 1, shift, 7)  # rows apart by more than a vector
-    expected = np.full(3 * lanes * lanes, -1, dtype)
-    for i in range(lanes):
-        start = 5 + i * 2 * lanes
-        expected[start:start + lanes] = source[3 + i:3 + i + lanes * (lanes + 1):lanes + 1] + shift[7 + i]
-    np.testing.assert_array_equal(target, expected)
+    s_start, s_step, shift_start = 3, lanes + 2, 7  # rows apart by more than a vector
+    rows = np.stack([source[s_start + j * s_step:s_start + j * s_step + lanes] for j in range(2 * lanes)])
+    rows = rows + shift[shift_start:shift_start + lanes]
+    # runs inside one square, across the two, of one row, and the last row alone
+    runs = np.array([[0, 3, 1], [5, lanes, 9], [lanes + 6, 1, 40], [2 * lanes - 1, 1, 60]], np.int64)
+    for columns in (lanes, lanes - 3, 1):
+        for count in (0, 1, len(runs)):
+            target = np.full(lanes * 80, -1, dtype)
+            _store_runs(target, 4, 80, columns, source, s_start, s_step, shift, shift_start, runs, count)
+            expected = _expected_runs(np.full(lanes * 80, -1, dtype), 4, 80, columns, rows, runs[:count])
+            np.testing.assert_array_equal(target, expected, err_msg=f"{columns} {count}")
 
 
-def test_transposed_float32_sums_round_to_bfloat16():
+def test_stored_float32_sums_round_to_bfloat16():
     lanes = _lanes(np.empty(1, np.float32))
     rng = np.random.default_rng(3)
-    source = rng.standard_normal(lanes * lanes).astype(np.float32)
+    source = rng.standard_normal(2 * lanes * lanes).astype(np.float32)
     source[[1, 2, 3]] = np.nan, np.inf, -np.inf
     shift = rng.standard_normal(lanes).astype(np.float32)
-    target = np.zeros(lanes * lanes, np.uint16)
-    _transpose(target, 0, lanes, source, 0, lanes, shift, 0)
-    expected = (source.reshape(lanes, lanes) + shift).T.astype(ml_dtypes.bfloat16).view(np.uint16)
+    runs = np.array([[0, 2 * lanes, 0]], np.int64)
+    target = np.zeros(lanes * 2 * lanes, np.uint16)
+    _store_runs(target, 0, 2 * lanes, lanes, source, 0, lanes, shift, 0, runs, 1)
+    expected = (source.reshape(2 * lanes, lanes) + shift).T.astype(ml_dtypes.bfloat16).view(np.uint16)
     np.testing.assert_array_equal(target, expected.reshape(-1))
 
 

@@ -18,8 +18,8 @@ tiles of input (16 positions each) and two of weights (the chunk's pairs x 16 ou
 once in that order and kept between calls, ``packed_weights.py``) and multiplies each pair
 (``tdpbf16ps``); tasks split the batch, groups, blocks of 32 output channels and the positions. The
 tiles go to a float32 scratch; each square of 16 positions x 16 channels is shifted by the bias,
-transposed in registers and rounded once (``simd_masked.transpose_square``), and the rounded outputs
-are copied into the bfloat16 result by masked vectors. Each output is summed in one order (chunk, tap,
+transposed in registers, rounded once and stored along the runs of outputs its positions hold by
+masked stores (``simd_masked.store_transposed_runs``). Each output is summed in one order (chunk, tap,
 pairs inside the instruction) whatever the thread count.
 """
 import functools
@@ -36,7 +36,7 @@ from ..environment import has_amx_bfloat16
 from .amx_tiles import (TILE_ROW_BYTES, TILE_ROWS, aligned_empty, aligned_zeros, load_config, release_tiles,
                         tile_config, tile_dot, tile_load, tile_store, tile_zero)
 from .channel_vectorized import pack_bias
-from .simd_masked import copy_elements, scatter_transposed, transpose_square
+from .simd_masked import scatter_transposed, store_transposed_runs
 from .tasks import thread_count
 
 # Pairs of input channels a tile row holds at most (64 bytes), and the tile rows of a block.
@@ -44,8 +44,8 @@ MAX_CHUNK_PAIRS = TILE_ROW_BYTES // 4
 # Positions and output channels of a task's four sum tiles (2 x 2 tiles of 16 x 16).
 BLOCK_POSITIONS = 2 * TILE_ROWS
 BLOCK_CHANNELS = 2 * TILE_ROWS
-# Position blocks whose rounded sums a task keeps before it writes them out.
-STAGED_BLOCKS = 8
+# Squares of 16 positions x 16 channels a block's half of channels stacks.
+STACKED_SQUARES = BLOCK_POSITIONS // TILE_ROWS
 # Positions of an input plane whose channel pairs the layout forms at a time (16 pairs of them: 64 KiB).
 LAYOUT_BAND_POSITIONS = 1024
 
@@ -256,28 +256,15 @@ def _configure(chunk_pairs):
     load_config(config)
 
 
-@njit(cache=True)
-def _round_square(sums, rounded, bias, bias0, square, column):
-    """Square ``square`` of a block's float32 ``sums`` (32 grid positions x 32 channels, flat; square
-    ``2 h + p``: channels ``16 h ...``, positions ``16 p ...``), plus the bias from ``bias0`` on,
-    transposed (in registers) and rounded into ``rounded`` (channels x staged positions) from
-    ``column`` on."""
-    staged = rounded.shape[1]
-    half, part = square // 2, square % 2
-    transpose_square(rounded.reshape(-1), half * TILE_ROWS * staged + column + part * TILE_ROWS, staged,
-                     sums, (part * BLOCK_CHANNELS + half) * TILE_ROWS, BLOCK_CHANNELS,
-                     bias, bias0 + half * TILE_ROWS)
-
-
-@njit(cache=True)
-def _write_staged(rounded, out, channel0, channels, p0, count, runs, out_size, grid):
-    """The ``count`` staged positions of ``rounded`` from grid position ``p0`` into ``out`` (C_out x OD
-    * OH * OW of one sample, flat) where they are outputs: the runs of outputs along rows found once,
-    then copied channel by channel (``copy_elements``: whole and masked vectors)."""
+@register_jitable
+def _output_runs(p0, out_size, grid, runs):
+    """The runs of outputs among the ``BLOCK_POSITIONS`` grid positions from ``p0`` (columns past OW
+    and rows past OH are none) into ``runs`` (first position, positions, output index in the sample's
+    volume); their number."""
     plane = grid[1] * grid[2]
-    segments = 0
+    count = 0
     j = 0
-    while j < count:
+    while j < BLOCK_POSITIONS:
         p = p0 + j
         od, rest = p // plane, p % plane
         oh, ow = rest // grid[2], rest % grid[2]
@@ -288,49 +275,56 @@ def _write_staged(rounded, out, channel0, channels, p0, count, runs, out_size, g
         elif ow >= out_size[2]:
             j += grid[2] - ow
         else:
-            run = min(count - j, out_size[2] - ow)
-            runs[segments, 0], runs[segments, 1] = j, (od * out_size[1] + oh) * out_size[2] + ow
-            runs[segments, 2] = run
-            segments += 1
+            run = min(BLOCK_POSITIONS - j, out_size[2] - ow)
+            runs[count, 0], runs[count, 1] = j, run
+            runs[count, 2] = (od * out_size[1] + oh) * out_size[2] + ow
+            count += 1
             j += run
-    volume = out_size[0] * out_size[1] * out_size[2]
-    for c in range(channels):
-        source, start = rounded[c], (channel0 + c) * volume
-        for segment in range(segments):
-            copy_elements(out, start + runs[segment, 1], source, runs[segment, 0], runs[segment, 2])
+    return count
+
+
+@njit(cache=True)
+def _store_half(sums, samples, bias, bias0, channel0, channels, volume, half, runs, run_count):
+    """Half ``half`` of a block's float32 ``sums`` (32 grid positions x 32 channels, flat): its 16
+    channels from ``channel0 + 16 half``, plus the bias from ``bias0 + 16 half`` on, transposed in
+    registers, rounded, and stored into ``samples`` (C_out x ``volume`` of one sample, flat) along the
+    block's ``run_count`` runs of outputs (``runs``)."""
+    store_transposed_runs(samples, (channel0 + half * TILE_ROWS) * volume, volume,
+                          min(TILE_ROWS, channels - half * TILE_ROWS), sums, half * TILE_ROWS, BLOCK_CHANNELS,
+                          STACKED_SQUARES, bias, bias0 + half * TILE_ROWS, runs, run_count)
 
 
 @njit(cache=True)
 def _task(x, packed, bias, out, offsets, out_size, grid, n, g, block, first, stop):
     """Position blocks ``[first, stop)`` of output-channel block ``block`` of sample ``n``, group
-    ``g``: their sums rounded into a stage of ``STAGED_BLOCKS`` blocks, written out when it is full.
-    A block's sums are rounded while the next block's products run, a square every so many steps:
-    the vector unit's work overlaps the tile unit's, and the tile stores have long completed when
-    the vector loads read them."""
+    ``g``. A block's sums are rounded and stored while the next block's products run, a half every
+    so many steps: the vector unit's work overlaps the tile unit's, and the tile stores have long
+    completed when the vector loads read them."""
     chunks, taps, chunk_pairs = packed.shape[2], packed.shape[3], packed.shape[5]
     out_per_group = out.shape[1] // packed.shape[0]
     channel0 = g * out_per_group + block * BLOCK_CHANNELS
     channels = min(BLOCK_CHANNELS, out_per_group - block * BLOCK_CHANNELS)
     # a block of at most 16 output channels leaves its second half of tiles out
     both_halves = channels > TILE_ROWS
-    squares = 2 + 2 * both_halves
-    interval = max(1, chunks * taps // squares)
+    halves, steps = 1 + both_halves, chunks * taps
     bias0 = (g * packed.shape[1] + block) * BLOCK_CHANNELS
     grids = x[n, g].reshape(-1)
     weights = packed[g, block].reshape(-1)
     samples = out[n].reshape(-1)
+    volume = out.shape[2]
     row_bytes, positions = 4 * chunk_pairs, x.shape[3]
     tile_words = 2 * chunk_pairs * TILE_ROWS
     sum_row_bytes = BLOCK_CHANNELS * 4
     sums = aligned_zeros(BLOCK_POSITIONS * BLOCK_CHANNELS, np.float32)
-    staged = STAGED_BLOCKS * BLOCK_POSITIONS
-    rounded = np.empty((BLOCK_CHANNELS, staged), out.dtype)
-    runs = np.empty((staged, 3), np.int64)
+    # the previous block's runs of outputs
+    runs = np.empty((BLOCK_POSITIONS, 3), np.int64)
     _configure(chunk_pairs)
     for position_block in range(first, stop + 1):
-        # the squares of the previous block's sums still to round, and its column in the stage
-        pending = squares if position_block > first else 0
-        column = (position_block - 1 - first) % STAGED_BLOCKS * BLOCK_POSITIONS
+        # the halves of the previous block's sums still to store
+        pending = run_count = 0
+        if position_block > first:
+            pending = halves
+            run_count = _output_runs((position_block - 1) * BLOCK_POSITIONS, out_size, grid, runs)
         if position_block < stop:
             p0 = position_block * BLOCK_POSITIONS
             tile_zero(0)
@@ -354,16 +348,14 @@ def _task(x, packed, bias, out, offsets, out_size, grid, n, g, block, first, sto
                     tile_dot(2, 5, 6)
                     if both_halves:
                         tile_dot(3, 5, 7)
-                    if pending and (chunk * taps + tap) % interval == interval - 1:
+                    # the halves stored at the middles of equal shares of the steps
+                    if pending and chunk * taps + tap >= (2 * (halves - pending) + 1) * steps // (2 * halves):
                         pending -= 1
-                        _round_square(sums, rounded, bias, bias0, pending, column)
+                        _store_half(sums, samples, bias, bias0, channel0, channels, volume, pending, runs,
+                                    run_count)
         while pending:
             pending -= 1
-            _round_square(sums, rounded, bias, bias0, pending, column)
-        if position_block > first and (column == staged - BLOCK_POSITIONS or position_block == stop):
-            stage_first = (position_block - 1) * BLOCK_POSITIONS - column
-            _write_staged(rounded, samples, channel0, channels, stage_first, column + BLOCK_POSITIONS, runs,
-                          out_size, grid)
+            _store_half(sums, samples, bias, bias0, channel0, channels, volume, pending, runs, run_count)
         if position_block < stop:
             tile_store(0, sums, 0, sum_row_bytes)
             tile_store(1, sums, TILE_ROWS, sum_row_bytes)
@@ -429,11 +421,9 @@ def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padd
 
 def workspace_bytes(plan):
     """Scratch bytes one worker thread holds: its block of float32 sums (from a cache line,
-    ``aligned_zeros``: up to ``TILE_ROW_BYTES`` elements more), the staged rounded sums and the stage's
-    runs."""
-    staged = STAGED_BLOCKS * BLOCK_POSITIONS
-    return ((BLOCK_CHANNELS * BLOCK_POSITIONS + TILE_ROW_BYTES) * 4 + BLOCK_CHANNELS * staged * 2
-            + staged * 3 * 8)
+    ``aligned_zeros``: up to ``TILE_ROW_BYTES`` elements more) and the runs of outputs of a block's
+    positions."""
+    return (BLOCK_CHANNELS * BLOCK_POSITIONS + TILE_ROW_BYTES) * 4 + BLOCK_POSITIONS * 3 * 8
 
 
 def call_bytes(plan):

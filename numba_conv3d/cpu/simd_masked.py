@@ -152,33 +152,88 @@ def _transposed(builder, rows):
 
 
 @intrinsic
-def transpose_square(typingctx, target, t_start, t_step, source, s_start, s_step, shift, shift_start):
-    """``target[t_start + i * t_step + j] = source[s_start + j * s_step + i] + shift[shift_start + i]``
-    for ``i, j`` below one vector's lanes of ``source``: a square of whole vectors loaded, shifted,
-    transposed in registers and stored; float32 sums into a uint16 ``target`` as the bits of their
-    bfloat16 rounding (``simd_bfloat16.stored``)."""
+def store_transposed_runs(typingctx, target, t_start, t_step, columns, source, s_start, s_step, squares,
+                          shift, shift_start, runs, run_count):
+    """``squares`` (a compile-time int) squares of one vector's lanes of ``source``, stacked (row ``j``
+    at ``s_start + j * s_step``), shifted by ``shift[shift_start + i]`` in column ``i``, transposed,
+    and stored in runs: for each column ``i`` below ``columns`` and each run ``r`` below ``run_count``
+    (``runs[r]``: first row, rows, target offset), ``target[t_start + i * t_step + offset + j -
+    first] = source[s_start + j * s_step + i] + shift[shift_start + i]`` for ``j`` from ``first`` on.
+    Loaded whole, transposed in registers, each column of the stack stored by one masked store per
+    run (nothing else is written); float32 sums into a uint16 ``target`` as the bits of their bfloat16
+    rounding (``simd_bfloat16.stored``)."""
     rounds = target.dtype == types.uint16 and source.dtype == types.float32
-    if not (target.dtype == source.dtype == shift.dtype or rounds and shift.dtype == types.float32):
+    if not _is_literal_int(squares) or not (target.dtype == source.dtype == shift.dtype
+                                            or rounds and shift.dtype == types.float32):
         return None
 
     def codegen(context, builder, signature, args):
-        target_value, t_start_value, t_step_value, source_value, s_start_value, s_step_value = args[:6]
+        as_int64 = [context.cast(builder, value, kind, types.int64) if isinstance(kind, types.Integer)
+                    else value for value, kind in zip(args, signature.args)]
+        t_start_value, t_step_value, columns_value = as_int64[1:4]
         lanes = _lanes(source.dtype)
         vector_type = ir.VectorType(context.get_value_type(source.dtype), lanes)
-        shifts = _vectors_at(context, builder, signature.args[6], args[6], [args[7]], vector_type)[0]
-        row_starts = [builder.add(s_start_value, builder.mul(s_step_value, s_step_value.type(j)))
-                      for j in range(lanes)]
-        loaded = _vectors_at(context, builder, signature.args[3], source_value, row_starts, vector_type)
-        rows = [builder.fadd(row, shifts) for row in loaded]
-        for i, column in enumerate(_transposed(builder, rows)):
-            at = builder.add(t_start_value, builder.mul(t_step_value, t_step_value.type(i)))
-            value = stored(builder, signature.args[0], column)
-            pointer = builder.bitcast(_element_pointer(context, builder, signature.args[0], target_value, at),
-                                      value.type.as_pointer())
-            builder.store(value, pointer, align=1)
+        shifts = _vectors_at(context, builder, signature.args[8], args[8], [as_int64[9]], vector_type)[0]
+        stacked = lanes * squares.literal_value
+        row_starts = [builder.add(as_int64[5], builder.mul(as_int64[6], ir.Constant(ir.IntType(64), j)))
+                      for j in range(stacked)]
+        rows = [builder.fadd(row, shifts)
+                for row in _vectors_at(context, builder, signature.args[4], args[4], row_starts, vector_type)]
+        columns = _stacked_columns(builder, [_transposed(builder, rows[k:k + lanes])
+                                             for k in range(0, stacked, lanes)])
+        values = [stored(builder, signature.args[0], column) for column in columns]
+        with cgutils.for_range(builder, as_int64[11]) as loop:
+            first, count, offset = (_int64_at(context, builder, signature.args[10], args[10],
+                                              builder.add(builder.mul(loop.index, loop.index.type(3)),
+                                                          loop.index.type(k)))
+                                    for k in range(3))
+            mask = _lane_range(builder, first, builder.add(first, count), stacked)
+            base = builder.sub(builder.add(t_start_value, offset), first)
+            for i, value in enumerate(values):
+                below = builder.icmp_signed("<", columns_value.type(i), columns_value)
+                at = builder.add(base, builder.mul(t_step_value, t_step_value.type(i)))
+                with builder.if_then(below, likely=True):
+                    _masked_store(context, builder, signature.args[0], args[0], at, value, mask)
         return context.get_dummy_value()
 
-    return types.void(target, t_start, t_step, source, s_start, s_step, shift, shift_start), codegen
+    return types.void(target, t_start, t_step, columns, source, s_start, s_step, squares, shift, shift_start,
+                      runs, run_count), codegen
+
+
+def _stacked_columns(builder, squares):
+    """Column ``i`` of each transposed square (``squares``: lists of columns), concatenated in order."""
+    columns = list(squares[0])
+    for square in squares[1:]:
+        lanes, width = square[0].type.count, columns[0].type.count
+        order = ir.Constant(ir.VectorType(ir.IntType(32), width + lanes), list(range(width + lanes)))
+        columns = [builder.shuffle_vector(column, _widened(builder, part, width), order)
+                   for column, part in zip(columns, square)]
+    return columns
+
+
+def _widened(builder, vector, lanes):
+    """``vector`` padded with undefined lanes to ``lanes`` (a shuffle's second operand must match the
+    first's type)."""
+    count = vector.type.count
+    if count == lanes:
+        return vector
+    return builder.shuffle_vector(vector, ir.Constant(vector.type, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), lanes),
+                                              list(range(count)) + [count] * (lanes - count)))
+
+
+def _int64_at(context, builder, array_type, array, at):
+    """Element ``at`` of an integer array, as an i64."""
+    return context.cast(builder, builder.load(_element_pointer(context, builder, array_type, array, at)),
+                        array_type.dtype, types.int64)
+
+
+def _lane_range(builder, first, stop, lanes):
+    """The mask of lanes from ``first`` to below ``stop`` (i64) of a vector of ``lanes``."""
+    index_type = ir.VectorType(ir.IntType(64), lanes)
+    numbers = ir.Constant(index_type, list(range(lanes)))
+    return builder.and_(builder.icmp_signed(">=", numbers, _splat(builder, first, index_type)),
+                        builder.icmp_signed("<", numbers, _splat(builder, stop, index_type)))
 
 
 @intrinsic
