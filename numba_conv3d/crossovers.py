@@ -160,22 +160,33 @@ BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS = 64
 
 # bfloat16 on AMX tiles (``cpu/amx_bfloat16.py``, ``cpu.prefers_bfloat16_amx``) against the planner's
 # pick without them (the AVX512-BF16 dot products, or the float32 kernels on widened operands; 2-core Xeon
-# with AMX, 2026-12-07, same process, alternating, minimum of 3 medians of 5; AMX's time / the other's):
-# dense k3 layers of the networks suite with 64-512 channels 0.07-0.45; 8-16 channels at 32^3 0.47-0.83,
-# 4 -> 16 1.05 (input channels x taps 108); strided k3, 1x3x3 and 3x1x1 layers 0.24-0.55, 2x2x2 at stride
-# 2 128 -> 256 0.75, 32 -> 64 1.58 and k3 16 -> 32 at stride 2 1.09 (the input laid out whole for few
-# products per input element: output channels x taps / prod(stride) 64 and 108); 1x1x1 layers 96 -> 432
-# at 13x10x10 0.64, 128 -> 256 at 4^3 0.92, 216 -> 96 0.95, 24 -> 54 and 32 -> 16 at 40^2 to 64^3
-# 1.6-2.8, one position (squeeze-excitation) 2.0-2.1; the 3-channel stems 0.41-0.68; 16 -> 8 channels at
-# 32^3 0.83; depthwise layers 14-20x and 2 channels per group 5x (a block of 32 output channels and a
-# chunk of input channels per group, nearly all zeros). So: at least AMX_MIN_IN_CHANNELS input and
-# AMX_MIN_OUT_CHANNELS output channels per group, AMX_MIN_REDUCTION input channels x taps per group and
-# AMX_MIN_OUTPUT_WORK output channels x taps per group and stride phase read (a strided 1x1x1 kernel
-# reads one: 128-256 -> 256-512 channels at stride 2 0.60-0.78 once only that phase was laid out).
+# with AMX, same process, alternating, minimum of 3 medians of 5; AMX's time / the other's). Measured
+# again on 2026-12-07 once the layout and the stores were 2-3x faster:
+# - dense k3 layers of the networks suite with 64-512 channels 0.07-0.45; 8-32 -> 8 channels at 16^3-32^3
+#   0.31-0.63 (8 -> 8 at 32^3 1.07); 3 -> 16-32 at 32^3-64^3 0.51-0.77; the 3x7x7 stems 0.38-0.42;
+# - strided layers: k3 at stride 2 with 8-64 input channels 0.17-0.63 (output channels x taps / phases
+#   read 54-432), 4 -> 16 0.93, 3 -> 16 1.19; 2x2x2 at stride 2 with 64-128 -> 32-128 work 0.54-0.71,
+#   16 -> 16 and 8 -> 16 (work 16) 0.93-1.10; 1x1x1 at stride 2 (one phase read) 0.52-0.76 for 64-128
+#   outputs, 24 -> 24 at (1, 2, 2) 1.25;
+# - unstrided 1x1x1 layers: 64-80 -> 128-192 at 13x40x40-32^3 0.44-0.51; 32-64 -> 32-108 on volumes of
+#   512-6272 positions 0.58-0.79, 8-16 -> 24-64 at 16^3 0.84-1.07; 32-64 -> 16-32 at 32^3 and 40 -> 24 at
+#   16x28x28 0.98-1.35 (the rows kernel does well on large volumes); 16 -> 8-16 1.09-1.13; one position
+#   (squeeze-excitation, 256-432 -> 64-192) 1.11-1.36;
+# - depthwise layers 14-20x and 2 channels per group 5x (a block of 32 output channels and a chunk of
+#   input channels per group, nearly all zeros).
+# So: at least AMX_MIN_IN_CHANNELS input and AMX_MIN_OUT_CHANNELS output channels per group and
+# AMX_MIN_OUTPUT_POSITIONS output positions a sample; then AMX_MIN_REDUCTION input channels x taps and
+# AMX_MIN_OUTPUT_WORK output channels x taps per stride phase read, or, on strided layers and on volumes
+# of at most AMX_SMALL_VOLUME output positions, AMX_LOW_WORK_IN_CHANNELS input channels and
+# AMX_LOW_OUTPUT_WORK.
 AMX_MIN_IN_CHANNELS = 3
 AMX_MIN_OUT_CHANNELS = 8
-AMX_MIN_REDUCTION = 96
+AMX_MIN_OUTPUT_POSITIONS = 32
+AMX_MIN_REDUCTION = 64
 AMX_MIN_OUTPUT_WORK = 128
+AMX_SMALL_VOLUME = 8192
+AMX_LOW_WORK_IN_CHANNELS = 8
+AMX_LOW_OUTPUT_WORK = 32
 # Its 1x1x1 layers lay planes of fewer than BFLOAT16_ROWS_MERGE_BELOW positions side by side as one row; a
 # row per plane from there (2026-12-07, same process; its time / one row for the whole volume): 20x20, 16x16
 # 0.69-0.91, 14x14 0.90, 10x10 0.85-1.0, at batch 2 1.0 (one row left the tasks only output channels to

@@ -65,9 +65,16 @@ def test_matches_reference(x_shape, w_shape, kwargs, mode):
     ((1, 8, 32, 32, 32), (16, 8, 3, 3, 3), {"padding": 1}, ALGORITHM),  # 8 x 27 taps
     ((1, 2, 32, 64, 64), (16, 2, 3, 3, 3), {"padding": 1}, "bfloat16-rows"),  # 2 x 27 taps
     ((1, 64, 16, 56, 56), (128, 64, 3, 3, 3), {"padding": 1, "stride": 2}, ALGORITHM),
-    ((1, 32, 16, 32, 32), (64, 32, 2, 2, 2), {"stride": 2}, "bfloat16-rows"),  # 64 x 8 taps / 8 phases
+    ((1, 32, 16, 32, 32), (64, 32, 2, 2, 2), {"stride": 2}, ALGORITHM),  # strided: 64 x 8 taps / 8 phases
+    ((1, 16, 32, 32, 32), (16, 16, 2, 2, 2), {"stride": 2}, "bfloat16-rows"),  # 16 x 8 taps / 8 phases
+    ((1, 3, 64, 64, 64), (16, 3, 3, 3, 3), {"stride": 2, "padding": 1}, "bfloat16-rows"),  # 3 channels
+    ((1, 3, 64, 64, 64), (16, 3, 3, 3, 3), {"padding": 1}, ALGORITHM),  # 3 x 27 taps, 16 x 27
     ((1, 96, 13, 10, 10), (432, 96, 1, 1, 1), {}, ALGORITHM),
+    ((1, 64, 32, 32, 32), (128, 64, 1, 1, 1), {}, ALGORITHM),
     ((1, 24, 13, 40, 40), (54, 24, 1, 1, 1), {}, "bfloat16-rows"),  # 54 output channels x 1 tap
+    ((1, 64, 32, 32, 32), (32, 64, 1, 1, 1), {}, "bfloat16-rows"),  # 32 outputs on a large volume
+    ((1, 64, 16, 16, 16), (32, 64, 1, 1, 1), {}, ALGORITHM),  # ... on a small one
+    ((1, 432, 1, 1, 1), (192, 432, 1, 1, 1), {}, "gemm"),  # one position
     ((1, 128, 8, 28, 28), (256, 128, 1, 1, 1), {"stride": 2}, ALGORITHM),  # one phase of 8 read
     ((1, 64, 16, 32, 32), (64, 1, 7, 7, 7), {"padding": 3, "groups": 64}, "row-blocked"),  # depthwise
     ((1, 64, 16, 32, 32), (64, 2, 5, 5, 5), {"padding": 2, "groups": 32}, "row-blocked"),  # 2 per group

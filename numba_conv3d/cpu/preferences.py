@@ -6,8 +6,9 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ..config import (BLOCKED_MIN_CHANNELS, VECTOR_BYTES)
-from ..crossovers import (AMX_MIN_IN_CHANNELS, AMX_MIN_OUT_CHANNELS, AMX_MIN_OUTPUT_WORK,
-                          AMX_MIN_REDUCTION, BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
+from ..crossovers import (AMX_LOW_OUTPUT_WORK, AMX_LOW_WORK_IN_CHANNELS, AMX_MIN_IN_CHANNELS,
+                          AMX_MIN_OUT_CHANNELS, AMX_MIN_OUTPUT_POSITIONS, AMX_MIN_OUTPUT_WORK,
+                          AMX_MIN_REDUCTION, AMX_SMALL_VOLUME, BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
                           BFLOAT16_DOT_MIN_IN_CHANNELS, BFLOAT16_DOT_MIN_OUT_CHANNELS,
                           BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
                           CHANNEL_VECTORIZED_POINTS_BELOW,
@@ -277,17 +278,25 @@ def _pairs_pay(plan, computed):
 
 
 def prefers_bfloat16_amx(plan):
-    """Whether the planner takes AMX tiles for a bfloat16 plan they serve: at least
-    ``AMX_MIN_IN_CHANNELS`` input and ``AMX_MIN_OUT_CHANNELS`` output channels per group (not depthwise
-    layers: a tile block's channels would be nearly all zeros), ``AMX_MIN_REDUCTION`` input channels x
-    taps per group, and ``AMX_MIN_OUTPUT_WORK`` output channels x taps per group and stride phase read
-    (``amx_bfloat16.phases_read``), the products per input element that pay for laying it out
-    (``crossovers.AMX_*``, measured crossovers)."""
+    """Whether the planner takes AMX tiles for a bfloat16 plan they serve (``crossovers.AMX_*``,
+    measured crossovers): at least ``AMX_MIN_IN_CHANNELS`` input and ``AMX_MIN_OUT_CHANNELS`` output
+    channels per group (not depthwise layers: a tile block's channels would be nearly all zeros) and
+    ``AMX_MIN_OUTPUT_POSITIONS`` output positions a sample (a block's positions); then the products per
+    input element that pay for laying it out: output channels x taps per group and stride phase read
+    (``amx_bfloat16.phases_read``) of at least ``AMX_MIN_OUTPUT_WORK`` with ``AMX_MIN_REDUCTION``
+    input channels x taps per group, or, where the other kernels are weaker (strided layers, volumes of
+    at most ``AMX_SMALL_VOLUME`` output positions a sample), ``AMX_LOW_OUTPUT_WORK`` with
+    ``AMX_LOW_WORK_IN_CHANNELS`` input channels per group."""
+    if (plan.in_per_group < AMX_MIN_IN_CHANNELS or plan.out_per_group < AMX_MIN_OUT_CHANNELS
+            or prod(plan.output_size) < AMX_MIN_OUTPUT_POSITIONS):
+        return False
     taps = prod(plan.kernel_size)
     phases = int(amx_bfloat16.phases_read(plan.kernel_size, plan.dilation, plan.stride).sum(axis=1).prod())
-    return (plan.in_per_group >= AMX_MIN_IN_CHANNELS and plan.out_per_group >= AMX_MIN_OUT_CHANNELS
-            and plan.in_per_group * taps >= AMX_MIN_REDUCTION
-            and plan.out_per_group * taps >= AMX_MIN_OUTPUT_WORK * phases)
+    work = plan.out_per_group * taps / phases
+    if plan.in_per_group * taps >= AMX_MIN_REDUCTION and work >= AMX_MIN_OUTPUT_WORK:
+        return True
+    weaker_elsewhere = plan.stride != (1, 1, 1) or prod(plan.output_size) <= AMX_SMALL_VOLUME
+    return weaker_elsewhere and plan.in_per_group >= AMX_LOW_WORK_IN_CHANNELS and work >= AMX_LOW_OUTPUT_WORK
 
 
 def prefers_bfloat16_dot(plan):
