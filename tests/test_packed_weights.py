@@ -70,3 +70,39 @@ def test_same_bytes(count):
         assert packed_weights.same_bytes(a, b)
         b[index] ^= 1
         assert not packed_weights.same_bytes(a, b)
+
+
+def test_a_derived_weight_is_found_again_without_its_bytes_compared(monkeypatch):
+    """An array a kept packing returned (and a view of it, as a kernel takes its bits) is packed again
+    from its first call and found while it is the same array; the user's weight is never taken for
+    one, nor a packing that returns a view of it."""
+    pack = CountingPack()
+    weight = np.arange(70000, dtype=np.float32)
+    packed_weights.packed(weight, (2,), pack)
+    derived = packed_weights.packed(weight, (2,), pack)[0]
+    compared = []
+    monkeypatch.setattr(packed_weights, "same_bytes", lambda *arrays: compared.append(1) or True)
+    second = CountingPack()
+    first = packed_weights.packed(derived.view(np.int64), (3,), second)
+    assert packed_weights.packed(derived.view(np.int64), (3,), second) is first
+    assert second.calls == 1 and not compared
+    packed_weights.packed(weight, (2,), pack)
+    assert compared  # the user's weight: compared
+
+    def as_view(array, scale):
+        return (array.reshape(-1),)
+
+    packed_weights.packed(weight, (4,), as_view)
+    packed_weights.packed(weight, (4,), as_view)
+    assert not packed_weights._DERIVED.get(id(weight))
+
+
+def test_a_derived_weight_whose_entry_is_dropped_is_compared_again(monkeypatch):
+    pack = CountingPack()
+    weight = np.arange(70000, dtype=np.float32)
+    packed_weights.packed(weight, (2,), pack)
+    derived = packed_weights.packed(weight, (2,), pack)[0]
+    packed_weights.clear()
+    second = CountingPack()
+    packed_weights.packed(derived, (3,), second)  # no longer derived: seen once, not kept
+    assert not packed_weights._ENTRIES and second.calls == 1

@@ -28,6 +28,8 @@ _ENTRIES = OrderedDict()
 # The keys of the last ``_SEEN_KEYS`` weights packed once and not kept.
 _SEEN = OrderedDict()
 _SEEN_KEYS = 4096
+# The arrays that kept entries' packings returned, by id (each held by its entry meanwhile).
+_DERIVED = {}
 _LOCK = threading.Lock()
 
 
@@ -58,15 +60,56 @@ def same_bytes(kept, given):
             and np.array_equal(kept[words:], given[words:]))
 
 
+def _arrays(result):
+    return [array for array in result if isinstance(array, np.ndarray)]
+
+
 def _nbytes(entry):
-    return sum(array.nbytes for array in entry if isinstance(array, np.ndarray))
+    kept, result, _ = entry
+    return kept.nbytes + sum(array.nbytes for array in _arrays(result))
+
+
+def _owner(array):
+    """The array that owns ``array``'s memory (its views share it)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def _forget(entry):
+    """Forget that ``entry``'s result arrays are derived ones."""
+    for owner in map(_owner, _arrays(entry[1])):
+        if _DERIVED.get(id(owner)) is owner:
+            del _DERIVED[id(owner)]
+
+
+def _keep(key, entry, weight_owner):
+    """Store ``entry`` under ``key`` (its result's arrays become derived ones, but for views of the
+    weight, which owns ``weight_owner``), then drop the least recently used entries beyond
+    ``PACKED_WEIGHTS_BYTES``. Called under ``_LOCK``."""
+    replaced = _ENTRIES.pop(key, None)
+    if replaced is not None:
+        _forget(replaced)
+    _ENTRIES[key] = entry
+    for owner in map(_owner, _arrays(entry[1])):
+        if owner is not weight_owner:
+            _DERIVED[id(owner)] = owner
+    total = sum(_nbytes(e) for e in _ENTRIES.values())
+    while _ENTRIES and total > PACKED_WEIGHTS_BYTES:
+        _, dropped = _ENTRIES.popitem(last=False)
+        _forget(dropped)
+        total -= _nbytes(dropped)
 
 
 def packed(weight, arguments, pack):
     """``pack(weight, *arguments)`` (a tuple), or what it returned for an earlier call whose weight had
     the same address, shape, dtype and bytes, and the same ``arguments``. A weight is kept from its
     second call at the same address on (``_SEEN``): a copy made for one call (a widened, flipped or
-    contiguous copy of the user's weight, new each call) is packed without being copied and kept.
+    contiguous copy of the user's weight, new each call) is packed without being copied and kept. A
+    derived weight (a view of an array an entry's packing returned, such as a transposed or stacked
+    weight that a kernel packs again) is kept from its first call, with the array that owns its memory
+    in place of a copy of its bytes, and found again while its memory is that array's: nothing writes
+    into a derived array.
 
     Parameters
     ----------
@@ -78,27 +121,23 @@ def packed(weight, arguments, pack):
         Returns a tuple of arrays (and flags) that depends only on the weight's values and ``arguments``.
     """
     key = (weight.ctypes.data, weight.shape, weight.dtype.str, arguments, pack)
+    owner = _owner(weight)
     with _LOCK:
         entry = _ENTRIES.get(key)
         if entry is not None:
             _ENTRIES.move_to_end(key)
+        derived = _DERIVED.get(id(owner)) is owner
     raw = weight.reshape(-1).view(np.uint8)
-    if entry is not None and same_bytes(entry[0], raw):
+    if entry is not None and (entry[0] is owner if entry[2] else same_bytes(entry[0], raw)):
         return entry[1]
     result = pack(weight, *arguments)
     with _LOCK:
-        if entry is None and _SEEN.pop(key, None) is None:
+        if not derived and entry is None and _SEEN.pop(key, None) is None:
             _SEEN[key] = True
             if len(_SEEN) > _SEEN_KEYS:
                 _SEEN.popitem(last=False)
             return result
-    entry = (raw.copy(), result)
-    with _LOCK:
-        _ENTRIES[key] = entry
-        total = sum(e[0].nbytes + _nbytes(e[1]) for e in _ENTRIES.values())
-        while _ENTRIES and total > PACKED_WEIGHTS_BYTES:
-            _, dropped = _ENTRIES.popitem(last=False)
-            total -= dropped[0].nbytes + _nbytes(dropped[1])
+        _keep(key, (owner, result, True) if derived else (raw.copy(), result, False), owner)
     return result
 
 
@@ -107,3 +146,4 @@ def clear():
     with _LOCK:
         _ENTRIES.clear()
         _SEEN.clear()
+        _DERIVED.clear()
