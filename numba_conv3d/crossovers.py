@@ -173,9 +173,13 @@ BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS = 64
 #   16x28x28 0.98-1.35 (the rows kernel does well on large volumes); 16 -> 8-16 1.09-1.13; one position
 #   (squeeze-excitation, 256-432 -> 64-192) 1.11-1.36;
 # - depthwise layers 14-20x and 2 channels per group 5x (a block of 32 output channels and a chunk of
-#   input channels per group, nearly all zeros).
-# So: at least AMX_MIN_IN_CHANNELS input and AMX_MIN_OUT_CHANNELS output channels per group and
-# AMX_MIN_OUTPUT_POSITIONS output positions a sample; then AMX_MIN_REDUCTION input channels x taps and
+#   input channels per group, nearly all zeros);
+# - fewer than 8 output channels: 32-128 input channels 0.47-0.84 (32 -> 2 at k5 and k3, 64 -> 1 at k3
+#   and 1x1x1, 32-128 -> 3 at 1x1x1); 8-24 input channels 0.66-2.27 (16 -> 2 at 64^3 0.66, 8 -> 4 0.79,
+#   24 -> 2 1.08, 16 -> 1 at k5 1.04, 4 -> 2 1.66, 8 -> 1 2.27, 2 groups of 8 -> 2 1.83).
+# So: at least AMX_MIN_IN_CHANNELS input channels per group and AMX_MIN_OUTPUT_POSITIONS output
+# positions a sample; below AMX_MIN_OUT_CHANNELS output channels per group, at least
+# AMX_FEW_OUTPUTS_MIN_IN_CHANNELS input channels; else AMX_MIN_REDUCTION input channels x taps and
 # AMX_MIN_OUTPUT_WORK output channels x taps per stride phase read, or, on strided layers and on volumes
 # of at most AMX_SMALL_VOLUME output positions, AMX_LOW_WORK_IN_CHANNELS input channels and
 # AMX_LOW_OUTPUT_WORK.
@@ -187,6 +191,7 @@ AMX_MIN_OUTPUT_WORK = 128
 AMX_SMALL_VOLUME = 8192
 AMX_LOW_WORK_IN_CHANNELS = 8
 AMX_LOW_OUTPUT_WORK = 32
+AMX_FEW_OUTPUTS_MIN_IN_CHANNELS = 32
 # Its 1x1x1 layers lay planes of fewer than BFLOAT16_ROWS_MERGE_BELOW positions side by side as one row; a
 # row per plane from there (2026-12-07, same process; its time / one row for the whole volume): 20x20, 16x16
 # 0.69-0.91, 14x14 0.90, 10x10 0.85-1.0, at batch 2 1.0 (one row left the tasks only output channels to

@@ -75,6 +75,8 @@ def test_matches_reference(x_shape, w_shape, kwargs, mode):
     ((1, 64, 32, 32, 32), (32, 64, 1, 1, 1), {}, "bfloat16-rows"),  # 32 outputs on a large volume
     ((1, 64, 16, 16, 16), (32, 64, 1, 1, 1), {}, ALGORITHM),  # ... on a small one
     ((1, 432, 1, 1, 1), (192, 432, 1, 1, 1), {}, "gemm"),  # one position
+    ((1, 32, 32, 64, 64), (2, 32, 5, 5, 5), {"padding": 2}, ALGORITHM),  # few outputs of 32 channels
+    ((1, 24, 32, 32, 32), (2, 24, 3, 3, 3), {"padding": 1}, "row-blocked"),  # ... of 24
     ((1, 128, 8, 28, 28), (256, 128, 1, 1, 1), {"stride": 2}, ALGORITHM),  # one phase of 8 read
     ((1, 64, 16, 32, 32), (64, 1, 7, 7, 7), {"padding": 3, "groups": 64}, "row-blocked"),  # depthwise
     ((1, 64, 16, 32, 32), (64, 2, 5, 5, 5), {"padding": 2, "groups": 32}, "row-blocked"),  # 2 per group

@@ -6,7 +6,8 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ..config import (BLOCKED_MIN_CHANNELS, VECTOR_BYTES)
-from ..crossovers import (AMX_LOW_OUTPUT_WORK, AMX_LOW_WORK_IN_CHANNELS, AMX_MIN_IN_CHANNELS,
+from ..crossovers import (AMX_FEW_OUTPUTS_MIN_IN_CHANNELS, AMX_LOW_OUTPUT_WORK, AMX_LOW_WORK_IN_CHANNELS,
+                          AMX_MIN_IN_CHANNELS,
                           AMX_MIN_OUT_CHANNELS, AMX_MIN_OUTPUT_POSITIONS, AMX_MIN_OUTPUT_WORK,
                           AMX_MIN_REDUCTION, AMX_SMALL_VOLUME, BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
                           BFLOAT16_DOT_MIN_IN_CHANNELS, BFLOAT16_DOT_MIN_OUT_CHANNELS,
@@ -279,17 +280,20 @@ def _pairs_pay(plan, computed):
 
 def prefers_bfloat16_amx(plan):
     """Whether the planner takes AMX tiles for a bfloat16 plan they serve (``crossovers.AMX_*``,
-    measured crossovers): at least ``AMX_MIN_IN_CHANNELS`` input and ``AMX_MIN_OUT_CHANNELS`` output
-    channels per group (not depthwise layers: a tile block's channels would be nearly all zeros) and
-    ``AMX_MIN_OUTPUT_POSITIONS`` output positions a sample (a block's positions); then the products per
-    input element that pay for laying it out: output channels x taps per group and stride phase read
+    measured crossovers): at least ``AMX_MIN_IN_CHANNELS`` input channels per group (not depthwise
+    layers: a tile block's channels would be nearly all zeros) and ``AMX_MIN_OUTPUT_POSITIONS`` output
+    positions a sample (a block's positions). Fewer than ``AMX_MIN_OUT_CHANNELS`` output channels per
+    group take them with ``AMX_FEW_OUTPUTS_MIN_IN_CHANNELS`` input channels (each output's many
+    products keep the tiles worth it, their rows mostly empty); more take them where the products per
+    input element pay for laying it out: output channels x taps per group and stride phase read
     (``amx_bfloat16.phases_read``) of at least ``AMX_MIN_OUTPUT_WORK`` with ``AMX_MIN_REDUCTION``
     input channels x taps per group, or, where the other kernels are weaker (strided layers, volumes of
     at most ``AMX_SMALL_VOLUME`` output positions a sample), ``AMX_LOW_OUTPUT_WORK`` with
     ``AMX_LOW_WORK_IN_CHANNELS`` input channels per group."""
-    if (plan.in_per_group < AMX_MIN_IN_CHANNELS or plan.out_per_group < AMX_MIN_OUT_CHANNELS
-            or prod(plan.output_size) < AMX_MIN_OUTPUT_POSITIONS):
+    if plan.in_per_group < AMX_MIN_IN_CHANNELS or prod(plan.output_size) < AMX_MIN_OUTPUT_POSITIONS:
         return False
+    if plan.out_per_group < AMX_MIN_OUT_CHANNELS:
+        return plan.in_per_group >= AMX_FEW_OUTPUTS_MIN_IN_CHANNELS
     taps = prod(plan.kernel_size)
     phases = int(amx_bfloat16.phases_read(plan.kernel_size, plan.dilation, plan.stride).sum(axis=1).prod())
     work = plan.out_per_group * taps / phases
