@@ -2,12 +2,14 @@
 padding modes, strides, dilations, kernel shapes, channel counts that end inside a vector, batches (0
 included), unbatched input and odd or 1-wide extents; NaN and Inf where the definition puts them;
 bitwise the row-blocked kernel's results (jitted ``conv3d`` runs that one) and the same for 1 and 2
-threads; where the planner takes it and what it does not serve."""
+threads; bfloat16 read as stored, bitwise the float32 result rounded once; where the planner takes
+it and what it does not serve."""
 import numpy as np
 import pytest
 
-from checks import (assert_bitwise_for_one_and_two_threads, assert_forced_algorithm_within,
-                    assert_matches_reference, conv3d_with, mode_cases, random_operands)
+from checks import (BFLOAT16, assert_bfloat16_within_bound, assert_bitwise_for_one_and_two_threads,
+                    assert_forced_algorithm_within, assert_matches_reference, bfloat16_operands, conv3d_with,
+                    mode_cases, random_operands)
 from numba_conv3d import conv3d, plan_conv3d
 from reference import conv3d_reference
 
@@ -39,6 +41,22 @@ def test_matches_torch_and_the_row_blocked_kernels_bits(x_shape, w_shape, kwargs
     out = conv3d_with("depthwise", x, w, b, **kwargs)
     assert_matches_torch(out, x, w, b, **kwargs)
     np.testing.assert_array_equal(out, conv3d_with("row-blocked", x, w, b, **kwargs))
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, mode", mode_cases(CASES))
+def test_bfloat16_read_as_stored_is_the_float32_result_rounded_once(x_shape, w_shape, kwargs, mode):
+    """bfloat16 operands: the input's bits widened as they are gathered, each sum rounded as it is
+    stored; bitwise the float32 kernel on the widened operands rounded once (NaN and Inf included),
+    and within the bound of the float64 reference."""
+    x, w, b = bfloat16_operands(x_shape, w_shape, True)
+    x.reshape(-1)[::37] = np.inf
+    x.reshape(-1)[5::41] = np.nan
+    kwargs = dict(kwargs, padding_mode=mode)
+    out = conv3d_with("depthwise", x, w, b, **kwargs)
+    widened = conv3d_with("depthwise", *(a.astype(np.float32) for a in (x, w, b)), **kwargs)
+    np.testing.assert_array_equal(out.view(np.uint16), widened.astype(BFLOAT16).view(np.uint16))
+    finite = bfloat16_operands(x_shape, w_shape, True, seed=1)
+    assert_bfloat16_within_bound(conv3d_with("depthwise", *finite, **kwargs), *finite, **kwargs)
 
 
 def test_nan_and_inf_reach_the_outputs_whose_taps_read_them():

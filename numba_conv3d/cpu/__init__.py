@@ -144,7 +144,7 @@ ALGORITHMS = (
               "each tap one vector of weights times one vector of inputs per position (X3D-S's 3x3x3 "
               "layers at 5x5 to 20x20: 0.55-0.94x the time of the flat-phase kernel)",
               depthwise.serves, _on_merged_rows(depthwise.workspace_bytes), _runner(depthwise.compute),
-              prefers_depthwise),
+              prefers_depthwise, operands="bits"),
     _winograd("winograd-points", "what the winograd row serves, with >= "
               f"{WINOGRAD_POINTS_MIN_TILES} tiles and {_POINTS_RANGES} (cpu.winograd_tiles_per_channel: few "
               "tiles for many channels): its transforms in three passes over a call's tiles (1x3x3 "
