@@ -44,6 +44,9 @@ SHAPES = (
     ((1, 8, 12, 20, 20), (16, 8, 3, 3, 3), {"padding": 1}),
     # planes laid out in two bands of rows (``LAYOUT_BAND_POSITIONS``)
     ((1, 6, 2, 40, 30), (8, 6, 3, 3, 3), {"padding": (1, 2, 1), "stride": (1, 2, 1)}),
+    # fewer output channels than a tile's columns: 2 and 3 of 16 stored
+    ((1, 32, 5, 6, 7), (2, 32, 3, 3, 3), {"padding": 1}),
+    ((2, 40, 4, 5, 6), (3, 40, 1, 1, 1), {}),
 )
 
 
