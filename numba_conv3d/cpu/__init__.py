@@ -8,8 +8,10 @@ from ..algorithm import Algorithm
 from ..precision import bfloat16, narrow, widen
 from ..config import (BLOCKED_MIN_CHANNELS, BLOCK_CHANNELS, BLOCK_ROWS, BLOCK_VECTORS, CHANNEL_BLOCK_VECTORS,
                       CHANNEL_TALL_TILE, CHANNEL_WIDE_TILE, WINOGRAD_POINTS_MAX_WORKSPACE_BYTES)
-from ..crossovers import (AMX_MIN_IN_CHANNELS, AMX_MIN_OUT_CHANNELS, AMX_MIN_OUTPUT_WORK,
-                          AMX_MIN_REDUCTION, BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
+from ..crossovers import (AMX_FEW_OUTPUTS_MIN_IN_CHANNELS, AMX_LOW_OUTPUT_WORK, AMX_LOW_WORK_IN_CHANNELS,
+                          AMX_MIN_IN_CHANNELS, AMX_MIN_OUT_CHANNELS, AMX_MIN_OUTPUT_POSITIONS,
+                          AMX_MIN_OUTPUT_WORK, AMX_MIN_REDUCTION, AMX_SMALL_VOLUME,
+                          BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
                           BFLOAT16_DOT_MIN_IN_CHANNELS, BFLOAT16_DOT_MIN_OUT_CHANNELS,
                           BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
                           BFLOAT16_ROWS_MIN_FILL, BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS,
@@ -98,14 +100,17 @@ def _winograd(name, reason, module, prefers, serves=None, flips=False, operands=
 
 
 ALGORITHMS = (
-    Algorithm("bfloat16-amx", f"bfloat16 operands, AMX tiles (Intel), >= {AMX_MIN_IN_CHANNELS} input and "
-              f">= {AMX_MIN_OUT_CHANNELS} output channels, >= {AMX_MIN_REDUCTION} input channels x taps "
-              f"and >= {AMX_MIN_OUTPUT_WORK} output channels x taps per group and stride phase: the padded "
+    Algorithm("bfloat16-amx", f"bfloat16 operands, AMX tiles (Intel), >= {AMX_MIN_IN_CHANNELS} input "
+              f"channels per group and >= {AMX_MIN_OUTPUT_POSITIONS} output positions; below {AMX_MIN_OUT_CHANNELS} "
+              f"output channels per group >= {AMX_FEW_OUTPUTS_MIN_IN_CHANNELS} input channels, else >= "
+              f"{AMX_MIN_REDUCTION} input channels x taps and >= {AMX_MIN_OUTPUT_WORK} output channels x "
+              f"taps per group and stride phase read (strided, or <= {AMX_SMALL_VOLUME} output positions: "
+              f">= {AMX_LOW_WORK_IN_CHANNELS} input channels and >= {AMX_LOW_OUTPUT_WORK}): the padded "
               "input laid out once as stride phases of positions x pairs of input channels, blocks of 32 "
               "positions of a phase's grid x 32 output channels in four float32 tiles, each chunk of up "
               "to 32 input channels and tap two input tiles times two weight tiles (tdpbf16ps), float32 "
-              "sums rounded once (dense k3 layers of the networks suite with 64-512 channels: 2-14x the "
-              "AVX512-BF16 dot products; strided k3: 2-4x)",
+              "sums rounded once as they are stored (dense k3 layers of the networks suite with 64-512 "
+              "channels: 2-14x the AVX512-BF16 dot products; strided k3: 2-6x)",
               amx_bfloat16.serves, amx_bfloat16.workspace_bytes, _runner(amx_bfloat16.compute),
               prefers_bfloat16_amx, operands="stored", call_bytes=amx_bfloat16.call_bytes),
     Algorithm("bfloat16-rows", "bfloat16 operands, AVX512-BF16; 1x1x1 without pads over >= "
