@@ -101,8 +101,9 @@ def _winograd(name, reason, module, prefers, serves=None, flips=False, operands=
 
 ALGORITHMS = (
     Algorithm("bfloat16-amx", f"bfloat16 operands, AMX tiles (Intel), >= {AMX_MIN_IN_CHANNELS} input "
-              f"channels per group and >= {AMX_MIN_OUTPUT_POSITIONS} output positions; below {AMX_MIN_OUT_CHANNELS} "
-              f"output channels per group >= {AMX_FEW_OUTPUTS_MIN_IN_CHANNELS} input channels, else >= "
+              f"channels per group and >= {AMX_MIN_OUTPUT_POSITIONS} output positions; below "
+              f"{AMX_MIN_OUT_CHANNELS} output channels per group >= {AMX_FEW_OUTPUTS_MIN_IN_CHANNELS} input "
+              "channels, else >= "
               f"{AMX_MIN_REDUCTION} input channels x taps and >= {AMX_MIN_OUTPUT_WORK} output channels x "
               f"taps per group and stride phase read (strided, or <= {AMX_SMALL_VOLUME} output positions: "
               f">= {AMX_LOW_WORK_IN_CHANNELS} input channels and >= {AMX_LOW_OUTPUT_WORK}): the padded "
