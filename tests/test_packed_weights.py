@@ -106,3 +106,32 @@ def test_a_derived_weight_whose_entry_is_dropped_is_compared_again(monkeypatch):
     second = CountingPack()
     packed_weights.packed(derived, (3,), second)  # no longer derived: seen once, not kept
     assert not packed_weights._ENTRIES and second.calls == 1
+
+
+def test_a_jitted_packing_that_returns_a_view_of_the_weight_makes_nothing_derived():
+    from numba import njit
+
+    @njit
+    def flat(weight, scale):
+        return (weight.reshape(-1),)
+
+    def summed(weight, scale):
+        return (weight.astype(np.float64).sum() * np.ones(1),)
+
+    weight = np.ones((300, 300), np.float32)
+    packed_weights.packed(weight, (1,), flat)
+    view = packed_weights.packed(weight, (1,), flat)[0]
+    for _ in range(2):
+        before = packed_weights.packed(view, (2,), summed)[0][0]
+    weight[:] = 0
+    assert before == 90000 and packed_weights.packed(view, (2,), summed)[0][0] == 0
+
+
+def test_another_view_of_a_derived_weight_at_its_address_is_another_entry():
+    pack = CountingPack()
+    weight = np.arange(300 * 300, dtype=np.float32).reshape(300, 300)
+    packed_weights.packed(weight, (1,), pack)
+    derived = packed_weights.packed(weight, (1,), pack)[0]
+    first_rows = CountingPack()
+    assert packed_weights.packed(derived, (1,), first_rows)[0][0, 1] == derived[0, 1]
+    assert packed_weights.packed(derived.T, (1,), first_rows)[0][0, 1] == derived[1, 0]

@@ -3,16 +3,18 @@
 Packing a deep layer's weights into the order a kernel reads them costs as much as the convolution of
 a small volume (512 x 512 x 27 bfloat16 weights: 3.5 ms, the layer 3.4 ms). A network run for
 inference convolves with the same weights every call, so the packed arrays are kept, keyed by the
-weight's address, shape and the packing's arguments, next to a copy of the weight's bytes. A call that
-finds an entry compares the whole weight with that copy (a changed element anywhere, even where the
-user wrote into the array in place, packs again); the comparison reads both once, in parallel (0.3
-ms for 14 MB, 0.05 ms for 3.5 MB, where packing takes 3.5-8 ms). Entries beyond
+weight's address, shape, strides and the packing's arguments, next to a copy of the weight's bytes. A
+call that finds an entry compares the whole weight with that copy (a changed element anywhere, even
+where the user wrote into the array in place, packs again); the comparison reads both once, in
+parallel (0.3 ms for 14 MB, 0.05 ms for 3.5 MB, where packing takes 3.5-8 ms). Entries beyond
 ``config.PACKED_WEIGHTS_BYTES`` (copies and packed arrays together) are dropped, least recently used
 first. A weight is kept only from its second call at the same address: copies made for one call (a
 widened float16 weight, an input gradient's flipped weight) at a new address each call would
 otherwise each add a copy of their bytes and an entry never found again, pushing out the ones that
 are (a copy that the allocator puts back at the same address is kept, and found while its bytes stay
-the same).
+the same). A derived weight (an array one of the kept packings made, such as the stacked weight of the
+phase-stack route that AMX tiles pack again) is found again without its bytes compared: nothing
+writes into such an array.
 """
 import threading
 from collections import OrderedDict
@@ -65,8 +67,10 @@ def _arrays(result):
 
 
 def _nbytes(entry):
-    kept, result, _ = entry
-    return kept.nbytes + sum(array.nbytes for array in _arrays(result))
+    """Bytes an entry holds: its copy of the weight (a derived weight's owner is counted with the entry
+    that made it) and its result."""
+    kept, result, derived = entry
+    return (0 if derived else kept.nbytes) + sum(array.nbytes for array in _arrays(result))
 
 
 def _owner(array):
@@ -83,16 +87,17 @@ def _forget(entry):
             del _DERIVED[id(owner)]
 
 
-def _keep(key, entry, weight_owner):
-    """Store ``entry`` under ``key`` (its result's arrays become derived ones, but for views of the
-    weight, which owns ``weight_owner``), then drop the least recently used entries beyond
-    ``PACKED_WEIGHTS_BYTES``. Called under ``_LOCK``."""
+def _keep(key, entry, weight):
+    """Store ``entry`` under ``key`` (its result's arrays become derived ones, but for any that may share
+    memory with ``weight``), then drop the least recently used entries beyond ``PACKED_WEIGHTS_BYTES``.
+    Called under ``_LOCK``."""
     replaced = _ENTRIES.pop(key, None)
     if replaced is not None:
         _forget(replaced)
     _ENTRIES[key] = entry
-    for owner in map(_owner, _arrays(entry[1])):
-        if owner is not weight_owner:
+    for array in _arrays(entry[1]):
+        if not np.may_share_memory(array, weight):
+            owner = _owner(array)
             _DERIVED[id(owner)] = owner
     total = sum(_nbytes(e) for e in _ENTRIES.values())
     while _ENTRIES and total > PACKED_WEIGHTS_BYTES:
@@ -103,13 +108,13 @@ def _keep(key, entry, weight_owner):
 
 def packed(weight, arguments, pack):
     """``pack(weight, *arguments)`` (a tuple), or what it returned for an earlier call whose weight had
-    the same address, shape, dtype and bytes, and the same ``arguments``. A weight is kept from its
-    second call at the same address on (``_SEEN``): a copy made for one call (a widened, flipped or
+    the same address, shape, strides, dtype and bytes, and the same ``arguments``. A weight is kept from
+    its second call at the same address on (``_SEEN``): a copy made for one call (a widened, flipped or
     contiguous copy of the user's weight, new each call) is packed without being copied and kept. A
-    derived weight (a view of an array an entry's packing returned, such as a transposed or stacked
-    weight that a kernel packs again) is kept from its first call, with the array that owns its memory
-    in place of a copy of its bytes, and found again while its memory is that array's: nothing writes
-    into a derived array.
+    derived weight (a view of an array an entry's packing returned that shares no memory with that
+    entry's weight, such as a transposed or stacked weight that a kernel packs again) is kept from its
+    first call, with the array that owns its memory in place of a copy of its bytes, and found again
+    while its memory is that array's: nothing writes into a derived array.
 
     Parameters
     ----------
@@ -120,7 +125,7 @@ def packed(weight, arguments, pack):
     pack : callable
         Returns a tuple of arrays (and flags) that depends only on the weight's values and ``arguments``.
     """
-    key = (weight.ctypes.data, weight.shape, weight.dtype.str, arguments, pack)
+    key = (weight.ctypes.data, weight.shape, weight.strides, weight.dtype.str, arguments, pack)
     owner = _owner(weight)
     with _LOCK:
         entry = _ENTRIES.get(key)
@@ -137,7 +142,7 @@ def packed(weight, arguments, pack):
             if len(_SEEN) > _SEEN_KEYS:
                 _SEEN.popitem(last=False)
             return result
-        _keep(key, (owner, result, True) if derived else (raw.copy(), result, False), owner)
+        _keep(key, (owner, result, True) if derived else (raw.copy(), result, False), weight)
     return result
 
 
