@@ -163,7 +163,8 @@ BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS = 64
 # with AMX, same process, alternating, minimum of 3 medians of 5; AMX's time / the other's). Measured
 # again on 2026-12-07 once the layout and the stores were 2-3x faster:
 # - dense k3 layers of the networks suite with 64-512 channels 0.07-0.45; 8-32 -> 8 channels at 16^3-32^3
-#   0.31-0.63 (8 -> 8 at 32^3 1.07); 3 -> 16-32 at 32^3-64^3 0.51-0.77; the 3x7x7 stems 0.38-0.42;
+#   0.31-0.63 (8 -> 8 at 32^3 0.49-1.07 in two runs); 3 -> 16-32 at 32^3-64^3 0.51-0.77; the 3x7x7
+#   stems 0.38-0.42;
 # - strided layers: k3 at stride 2 with 8-64 input channels 0.17-0.63 (output channels x taps / phases
 #   read 54-432), 4 -> 16 0.93, 3 -> 16 1.19; 2x2x2 at stride 2 with 64-128 -> 32-128 work 0.54-0.71,
 #   16 -> 16 and 8 -> 16 (work 16) 0.93-1.10; 1x1x1 at stride 2 (one phase read) 0.52-0.76 for 64-128

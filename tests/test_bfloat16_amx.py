@@ -40,7 +40,7 @@ SHAPES = (
                                           "groups": 2}),
     ((1, 8, 8, 8, 7), (16, 8, 2, 2, 2), {"stride": 2}),
     ((1, 40, 6, 7, 8), (33, 40, 1, 1, 1), {"stride": 2}),
-    # tasks of more than the 8 position blocks staged at once (181 blocks)
+    # tasks of many position blocks, stored while the next one's products run (181 blocks)
     ((1, 8, 12, 20, 20), (16, 8, 3, 3, 3), {"padding": 1}),
     # planes laid out in two bands of rows (``LAYOUT_BAND_POSITIONS``)
     ((1, 6, 2, 40, 30), (8, 6, 3, 3, 3), {"padding": (1, 2, 1), "stride": (1, 2, 1)}),

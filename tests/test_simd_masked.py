@@ -29,10 +29,17 @@ def test_copies_exactly_the_run(dtype):
             np.testing.assert_array_equal(target, expected, err_msg=f"{count} {t_start} {s_start}")
 
 
-@njit
-def _store_runs(target, t_start, t_step, columns, source, s_start, s_step, shift, shift_start, runs, count):
-    store_transposed_runs(target, t_start, t_step, columns, source, s_start, s_step, 2, shift, shift_start,
-                          runs, count)
+def _runs_store(squares):
+    """A jitted call of ``store_transposed_runs`` with ``squares`` (a compile-time int) stacked."""
+    @njit
+    def store(target, t_start, t_step, columns, source, s_start, s_step, shift, shift_start, runs, count):
+        store_transposed_runs(target, t_start, t_step, columns, source, s_start, s_step, squares, shift,
+                              shift_start, runs, count)
+
+    return store
+
+
+_store_runs = {squares: _runs_store(squares) for squares in (1, 2, 3)}
 
 
 def _expected_runs(target, t_start, t_step, columns, rows, runs):
@@ -50,21 +57,26 @@ def _lanes(array):
     return vector_lanes(array)
 
 
+@pytest.mark.parametrize("squares", [1, 2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_stores_a_shifted_transposed_stack_of_squares_along_runs(dtype):
+def test_stores_a_shifted_transposed_stack_of_squares_along_runs(dtype, squares):
     lanes = _lanes(np.empty(1, dtype))
-    source = np.arange(1, 5 * lanes * lanes + 1, dtype=dtype)
+    stacked = squares * lanes
+    source = np.arange(1, (stacked + 3) * (lanes + 2) + 1, dtype=dtype)
     shift = np.arange(3 * lanes, dtype=dtype) * 1000
     s_start, s_step, shift_start = 3, lanes + 2, 7  # rows apart by more than a vector
-    rows = np.stack([source[s_start + j * s_step:s_start + j * s_step + lanes] for j in range(2 * lanes)])
+    rows = np.stack([source[s_start + j * s_step:s_start + j * s_step + lanes] for j in range(stacked)])
     rows = rows + shift[shift_start:shift_start + lanes]
-    # runs inside one square, across the two, of one row, and the last row alone
-    runs = np.array([[0, 3, 1], [5, lanes, 9], [lanes + 6, 1, 40], [2 * lanes - 1, 1, 60]], np.int64)
+    # runs inside one square, across squares, of one row, and the last row alone
+    runs = np.array([[0, 3, 1], [2, stacked - 3, 9], [stacked - 2, 1, 30 + stacked],
+                     [stacked - 1, 1, 40 + stacked]], np.int64)
+    step = 50 + 2 * stacked
     for columns in (lanes, lanes - 3, 1):
         for count in (0, 1, len(runs)):
-            target = np.full(lanes * 80, -1, dtype)
-            _store_runs(target, 4, 80, columns, source, s_start, s_step, shift, shift_start, runs, count)
-            expected = _expected_runs(np.full(lanes * 80, -1, dtype), 4, 80, columns, rows, runs[:count])
+            target = np.full(lanes * step, -1, dtype)
+            _store_runs[squares](target, 4, step, columns, source, s_start, s_step, shift, shift_start, runs,
+                                 count)
+            expected = _expected_runs(np.full(lanes * step, -1, dtype), 4, step, columns, rows, runs[:count])
             np.testing.assert_array_equal(target, expected, err_msg=f"{columns} {count}")
 
 
@@ -76,7 +88,7 @@ def test_stored_float32_sums_round_to_bfloat16():
     shift = rng.standard_normal(lanes).astype(np.float32)
     runs = np.array([[0, 2 * lanes, 0]], np.int64)
     target = np.zeros(lanes * 2 * lanes, np.uint16)
-    _store_runs(target, 0, 2 * lanes, lanes, source, 0, lanes, shift, 0, runs, 1)
+    _store_runs[2](target, 0, 2 * lanes, lanes, source, 0, lanes, shift, 0, runs, 1)
     expected = (source.reshape(2 * lanes, lanes) + shift).T.astype(ml_dtypes.bfloat16).view(np.uint16)
     np.testing.assert_array_equal(target, expected.reshape(-1))
 

@@ -126,6 +126,14 @@ def _pair_words(words, bits, n, low_channel, high_channel, d, first, count):
 
 
 @register_jitable
+def _band(width):
+    """(input rows a band of the layout holds, words per pair of its channels): up to
+    ``LAYOUT_BAND_POSITIONS`` positions, and a vector more, which a square's last columns read."""
+    rows = max(1, LAYOUT_BAND_POSITIONS // width)
+    return rows, round_up(rows * width, MAX_CHUNK_PAIRS) + MAX_CHUNK_PAIRS
+
+
+@register_jitable
 def _grid_row(zd, zh, stride, grid, positions):
     """The grid position of padded row (zd, zh)'s first column in its stride phase of W (phase 0)."""
     return (((zd % stride[0]) * stride[1] + zh % stride[1]) * stride[2] * positions
@@ -151,7 +159,8 @@ def chunk_grids(bits, groups, chunks, chunk_pairs, padded, pad_front, mode, stri
     lanes = MAX_CHUNK_PAIRS
     # per column of the input, its position in the grids (-1 where no tap reads it), in whole vectors
     column_positions = np.full(round_up(width, lanes), -1, np.int64)
-    # per padded column, the input column it holds (-1 for zeros or where no tap reads it)
+    # per padded column outside the input's (another padding mode's), the input column it holds (-1 for
+    # the input's own columns, which ``column_positions`` places, for zeros, and where no tap reads it)
     columns = np.full(padded[2], -1, np.int64)
     for zw in range(padded[2]):
         source = padded_source_index(zw, pad_front[2], width, mode)
@@ -160,9 +169,7 @@ def chunk_grids(bits, groups, chunks, chunk_pairs, padded, pad_front, mode, stri
                 column_positions[source] = zw % stride[2] * positions + zw // stride[2]
             else:
                 columns[zw] = source
-    band_rows = max(1, LAYOUT_BAND_POSITIONS // width)
-    # a square's last columns read up to a vector past the band
-    span = round_up(band_rows * width, lanes) + lanes
+    band_rows, span = _band(width)
     phases = stride[0] * stride[1] * stride[2]
     out = aligned_empty(batch * groups * chunks * phases * positions * chunk_pairs, np.uint32).reshape(
         (batch, groups, chunks, phases * positions, chunk_pairs))
@@ -179,8 +186,9 @@ def chunk_grids(bits, groups, chunks, chunk_pairs, padded, pad_front, mode, stri
             if read[1, zh % stride[1]]:
                 row = _grid_row(zd, zh, stride, grid, positions)
                 for phase in range(stride[2]):
-                    start = (row + phase * positions) * chunk_pairs
-                    words[start:start + grid[2] * chunk_pairs] = 0
+                    if read[2, phase]:
+                        start = (row + phase * positions) * chunk_pairs
+                        words[start:start + grid[2] * chunk_pairs] = 0
         d = padded_source_index(zd, pad_front[0], bits.shape[2], mode)
         if d < 0:
             continue
@@ -420,10 +428,12 @@ def compute(bits, weight, bias, has_bias, out, stride, dilation, pad_front, padd
 
 
 def workspace_bytes(plan):
-    """Scratch bytes one worker thread holds: its block of float32 sums (from a cache line,
-    ``aligned_zeros``: up to ``TILE_ROW_BYTES`` elements more) and the runs of outputs of a block's
-    positions."""
-    return (BLOCK_CHANNELS * BLOCK_POSITIONS + TILE_ROW_BYTES) * 4 + BLOCK_POSITIONS * 3 * 8
+    """Scratch bytes one worker thread holds: the layout's channel pairs of a band of input rows, its
+    block of float32 sums (each from a cache line, ``aligned_zeros``: up to ``TILE_ROW_BYTES`` elements
+    more) and the runs of outputs of a block's positions."""
+    span = _band(plan.input_size[2])[1]
+    return ((MAX_CHUNK_PAIRS * span + BLOCK_CHANNELS * BLOCK_POSITIONS + 2 * TILE_ROW_BYTES) * 4
+            + BLOCK_POSITIONS * 3 * 8)
 
 
 def call_bytes(plan):

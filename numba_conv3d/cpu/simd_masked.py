@@ -2,9 +2,10 @@
 
 ``simd.py`` holds the register blocks of whole vectors; here are the operations whose vectors end
 inside a row or are read across it: the weight gradient's outer products with a masked tail
-(``weight_grad.py``) and the channel-vectorized kernel's transposed, masked stores
-(``channel_vectorized.py``). The same conventions hold: blocks are tuples of LLVM vectors, arrays
-C-contiguous memory at element offsets, extents guaranteed by the callers.
+(``weight_grad.py``), the channel-vectorized and depthwise kernels' transposed, masked stores
+(``channel_vectorized.py``, ``depthwise.py``), and the AMX kernel's layout and stores, squares
+transposed in registers (``amx_bfloat16.py``). The same conventions hold: blocks are tuples of LLVM
+vectors, arrays C-contiguous memory at element offsets, extents guaranteed by the callers.
 """
 from llvmlite import ir
 from numba import types
@@ -158,8 +159,8 @@ def store_transposed_runs(typingctx, target, t_start, t_step, columns, source, s
     at ``s_start + j * s_step``), shifted by ``shift[shift_start + i]`` in column ``i``, transposed,
     and stored in runs: for each column ``i`` below ``columns`` and each run ``r`` below ``run_count``
     (``runs[r]``: first row, rows, target offset), ``target[t_start + i * t_step + offset + j -
-    first] = source[s_start + j * s_step + i] + shift[shift_start + i]`` for ``j`` from ``first`` on.
-    Loaded whole, transposed in registers, each column of the stack stored by one masked store per
+    first] = source[s_start + j * s_step + i] + shift[shift_start + i]`` for ``first <= j < first +
+    rows``. Loaded whole, transposed in registers, each column of the stack stored by one masked store per
     run (nothing else is written); float32 sums into a uint16 ``target`` as the bits of their bfloat16
     rounding (``simd_bfloat16.stored``)."""
     rounds = target.dtype == types.uint16 and source.dtype == types.float32
