@@ -76,7 +76,9 @@ COL2IM_MAX_COLUMN_ROWS = 108
 # 2x4x4) 0.95-0.99, which stays on col2im. float16 (widened for its pointwise convolution) 0.96-1.34 at
 # 512-32768 positions: it stays on the float32 routes. Since the pointwise convolutions of 1x1x1 layers
 # take the dot products only along rows, from BFLOAT16_ROWS_POINTWISE_MIN_POSITIONS positions a sample
-# (crossovers.py), a batch whose samples have fewer (2 x 32) stays on col2im too.
+# (crossovers.py), a batch whose samples have fewer (2 x 32) stays on col2im too. Where AMX tiles take the
+# pointwise convolution (from 32 positions a sample, ``crossovers.AMX_MIN_OUTPUT_POSITIONS``) the route
+# needs no more: 256 -> 128 at 2x4x4 0.80x col2im's time (2-core Xeon, 2026-12-07, same process).
 TAP_SCATTER_MIN_POSITIONS = 64
 # bfloat16 input gradients (and transposed convolutions) whose stride phases meet several taps (3x3x3 at
 # stride 2) run as one correlation of every phase by the bfloat16 dot products over at least
@@ -86,7 +88,9 @@ TAP_SCATTER_MIN_POSITIONS = 64
 # widened routes'): k3 s2 p1 16-32 channels at 8^3-32^3 0.33-0.46, 64 -> 16-64 at 16^3 0.58-0.77, at
 # 4x28x28 0.74, 1x3x3 at (1, 2, 2) 0.58, k5 0.46, batch 2 64 -> 32 at 8^3 0.80-0.85, 64 -> 32 at 7^3
 # 0.89-1.01; where the float32 forward is a matrix product (128-512 channels at 4^3 to 8^3, whose
-# gradient col2im computes) 0.81-1.43 (256 -> 128 at 4^3 1.43): those stay off the route.
+# gradient col2im computes) 0.81-1.43 (256 -> 128 at 4^3 1.43): those stay off the route. Where AMX tiles
+# take the correlation (from 32 positions a sample) neither limit holds: 256 -> 128 at 2x4x4 0.79x
+# col2im's time, 128 -> 64 1.04x (2-core Xeon, 2026-12-07, same process).
 PHASE_STACK_MIN_POSITIONS = 64
 PHASE_STACK_MAX_PRODUCTS = 2.5
 

@@ -179,13 +179,16 @@ def _pointwise_plan(plan, grad_shape, bias):
 def _tap_scatter_applies(plan, grad):
     """Whether the input gradient is one pointwise convolution and a scatter (``cpu/tap_scatter.py``):
     bfloat16 NumPy operands, zero pads, a stride whose phases each meet at most one kernel tap
-    (``stride_phases.one_tap_per_phase``), at least ``grad_crossovers.TAP_SCATTER_MIN_POSITIONS``
-    positions of the output gradient, and a pointwise convolution that AMX tiles or the bfloat16 dot
-    products take."""
-    return (plan.backend == "cpu" and plan.dtype == "bfloat16" and plan.padding_mode == "zeros"
-            and plan.stride != (1, 1, 1) and one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)
-            and plan.batch * math.prod(grad.shape[-3:]) >= grad_crossovers.TAP_SCATTER_MIN_POSITIONS
-            and _pointwise_plan(plan, tuple(grad.shape), False).algorithm in _PAIR_PRODUCT_ROWS)
+    (``stride_phases.one_tap_per_phase``), and a pointwise convolution that AMX tiles take, or the
+    bfloat16 dot products over at least ``grad_crossovers.TAP_SCATTER_MIN_POSITIONS`` positions of the
+    output gradient."""
+    if not (plan.backend == "cpu" and plan.dtype == "bfloat16" and plan.padding_mode == "zeros"
+            and plan.stride != (1, 1, 1) and one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)):
+        return False
+    algorithm = _pointwise_plan(plan, tuple(grad.shape), False).algorithm
+    return algorithm in _PAIR_PRODUCT_ROWS and (
+        algorithm == "bfloat16-amx"
+        or plan.batch * math.prod(grad.shape[-3:]) >= grad_crossovers.TAP_SCATTER_MIN_POSITIONS)
 
 
 def _by_tap_scatter(plan, grad, weight, conjugate, backend, bias):
@@ -228,16 +231,15 @@ def _stacked_plan(plan, grad_shape, dims, bias):
 def _phase_stack_applies(plan, grad):
     """Whether the input gradient is one correlation of every stride phase and a scatter
     (``cpu/phase_stack.py``): bfloat16 NumPy operands, zero pads, unit dilation, a stride some of
-    whose phases meet several kernel taps, at least ``grad_crossovers.PHASE_STACK_MIN_POSITIONS``
-    positions of the output gradient, at most ``grad_crossovers.PHASE_STACK_MAX_PRODUCTS`` times the
-    convolution's products (the zero weights' included), and a correlation that AMX tiles take, or the
-    bfloat16 dot products where the forward convolution is not a matrix product in float32 (whose
+    whose phases meet several kernel taps, at most ``grad_crossovers.PHASE_STACK_MAX_PRODUCTS`` times
+    the convolution's products (the zero weights' included), and a correlation that AMX tiles take, or
+    the bfloat16 dot products over at least ``grad_crossovers.PHASE_STACK_MIN_POSITIONS`` positions of
+    the output gradient where the forward convolution is not a matrix product in float32 (whose
     gradient's matrix product and col2im run as fast: small volumes with many channels). The operands
     must be finite too (:func:`_reads_reduced`)."""
     if not (plan.backend == "cpu" and plan.dtype == "bfloat16" and plan.padding_mode == "zeros"
             and plan.stride != (1, 1, 1) and plan.dilation == (1, 1, 1)
-            and not one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)
-            and plan.batch * math.prod(grad.shape[-3:]) >= grad_crossovers.PHASE_STACK_MIN_POSITIONS):
+            and not one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)):
         return False
     dims = _stacked_phases(plan, grad.shape[-3:])
     if dims is None:
@@ -249,7 +251,8 @@ def _phase_stack_applies(plan, grad):
                               False).algorithm
     if algorithm == "bfloat16-amx":
         return True
-    return algorithm in _PAIR_PRODUCT_ROWS and not forward_is_gemm_shaped(plan_in_compute_dtype(plan))
+    return (algorithm in _PAIR_PRODUCT_ROWS and not forward_is_gemm_shaped(plan_in_compute_dtype(plan))
+            and plan.batch * math.prod(grad.shape[-3:]) >= grad_crossovers.PHASE_STACK_MIN_POSITIONS)
 
 
 def _by_phase_stack(plan, grad, weight, conjugate, backend, bias):

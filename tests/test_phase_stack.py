@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from checks import (BFLOAT16, assert_bitwise_for_one_and_two_threads, assert_reduced_within_bound,
-                    assert_transposed_within_bound)
+from checks import (AMX_TILES_REASON, BFLOAT16, assert_bitwise_for_one_and_two_threads,
+                    assert_reduced_within_bound, assert_transposed_within_bound, has_amx_tiles)
 from numba_conv3d import conv3d_input, conv_transpose3d
 from numba_conv3d.cpu import bfloat16_dot, phase_stack
 from numba_conv3d.grad_crossovers import PHASE_STACK_MIN_POSITIONS
@@ -109,11 +109,19 @@ def test_input_gradient_of_a_strided_convolution(phase_stack_runs):
     (np.float16, PHASE_STACK_MIN_POSITIONS, 3, 1, "stride-phases"),
     (np.float32, PHASE_STACK_MIN_POSITIONS, 3, 1, "stride-phases"),
 ])
-def test_where_the_route_is_taken(dtype, positions, kernel, padding, expected):
+def test_where_the_route_is_taken(dtype, positions, kernel, padding, expected, without_amx):
     x = np.zeros((1, 16, 2, 2, positions // 4), dtype)
     w = np.zeros((16, 16, kernel, kernel, kernel), dtype)
     plan = plan_conv_transpose3d("t", x, w, None, 2, padding, 0, 1, 1)
     assert _route(plan, x) == expected
+
+
+@pytest.mark.skipif(not has_amx_tiles(), reason=AMX_TILES_REASON)
+def test_on_amx_tiles_the_route_is_taken_on_fewer_positions():
+    """Where AMX tiles take the stacked correlation, below ``PHASE_STACK_MIN_POSITIONS`` too."""
+    x = np.zeros((1, 256, 2, 4, PHASE_STACK_MIN_POSITIONS // 16), BFLOAT16)  # half as many positions
+    w = np.zeros((256, 128, 3, 3, 3), BFLOAT16)
+    assert _route(plan_conv_transpose3d("t", x, w, None, 2, 1, 1, 1, 1), x) == "phase-stack"
 
 
 def test_not_where_the_forward_convolution_is_a_matrix_product(without_amx):

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from checks import (BFLOAT16, assert_bitwise_for_one_and_two_threads, assert_reduced_within_bound,
-                    assert_transposed_within_bound)
+from checks import (AMX_TILES_REASON, BFLOAT16, assert_bitwise_for_one_and_two_threads,
+                    assert_reduced_within_bound, assert_transposed_within_bound, has_amx_tiles)
 from numba_conv3d import conv3d_backward, conv3d_input, conv3d_weight, conv_transpose3d
 from numba_conv3d.cpu import bfloat16_dot, tap_scatter
 from numba_conv3d.grad_crossovers import TAP_SCATTER_MIN_POSITIONS
@@ -81,11 +81,20 @@ def test_input_gradient_with_positions_no_tap_reads():
     (np.float16, TAP_SCATTER_MIN_POSITIONS, "gemm-col2im"),
     (np.float32, TAP_SCATTER_MIN_POSITIONS, "gemm-col2im"),
 ])
-def test_where_the_route_is_taken(dtype, positions, expected):
+def test_where_the_route_is_taken(dtype, positions, expected, without_amx):
     x = np.zeros((1, 64, 4, 4, positions // 16), dtype)
     w = np.zeros((64, 32, 2, 2, 2), dtype)
     plan = plan_conv_transpose3d("t", x, w, None, 2, 0, 0, 1, 1)
     assert _route(plan, x) == expected
+
+
+@pytest.mark.skipif(not has_amx_tiles(), reason=AMX_TILES_REASON)
+def test_on_amx_tiles_the_route_is_taken_on_fewer_positions():
+    """Where AMX tiles take the pointwise convolution (from 32 positions), below
+    ``TAP_SCATTER_MIN_POSITIONS`` too."""
+    x = np.zeros((1, 64, 4, 4, TAP_SCATTER_MIN_POSITIONS // 32), BFLOAT16)
+    w = np.zeros((64, 32, 2, 2, 2), BFLOAT16)
+    assert _route(plan_conv_transpose3d("t", x, w, None, 2, 0, 0, 1, 1), x) == "tap-scatter"
 
 
 def test_not_where_the_pointwise_convolution_takes_no_dot_products():
