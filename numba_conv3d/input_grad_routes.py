@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import cuda_config, grad_crossovers
+from . import cuda_config, grad_crossovers, plan_cache
 from .api import run_plan
 from .cpu.preferences import forward_is_gemm_shaped
 from .planner import plan_conv3d, plan_in_compute_dtype
@@ -182,13 +182,18 @@ def _tap_scatter_applies(plan, grad):
     (``stride_phases.one_tap_per_phase``), and a pointwise convolution that AMX tiles take, or the
     bfloat16 dot products over at least ``grad_crossovers.TAP_SCATTER_MIN_POSITIONS`` positions of the
     output gradient."""
-    if not (plan.backend == "cpu" and plan.dtype == "bfloat16" and plan.padding_mode == "zeros"
-            and plan.stride != (1, 1, 1) and one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)):
-        return False
-    algorithm = _pointwise_plan(plan, tuple(grad.shape), False).algorithm
+    return (plan.backend == "cpu" and plan.dtype == "bfloat16" and plan.padding_mode == "zeros"
+            and plan.stride != (1, 1, 1) and one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)
+            and _tap_scatter_pays(plan, tuple(grad.shape)))
+
+
+@plan_cache.memoized_decision
+def _tap_scatter_pays(plan, grad_shape):
+    """:func:`_tap_scatter_applies`'s choice of the pointwise convolution's kernel, per plan and shape."""
+    algorithm = _pointwise_plan(plan, grad_shape, False).algorithm
     return algorithm in _PAIR_PRODUCT_ROWS and (
         algorithm == "bfloat16-amx"
-        or plan.batch * math.prod(grad.shape[-3:]) >= grad_crossovers.TAP_SCATTER_MIN_POSITIONS)
+        or plan.batch * math.prod(grad_shape[-3:]) >= grad_crossovers.TAP_SCATTER_MIN_POSITIONS)
 
 
 def _by_tap_scatter(plan, grad, weight, conjugate, backend, bias):
@@ -237,22 +242,27 @@ def _phase_stack_applies(plan, grad):
     the output gradient where the forward convolution is not a matrix product in float32 (whose
     gradient's matrix product and col2im run as fast: small volumes with many channels). The operands
     must be finite too (:func:`_reads_reduced`)."""
-    if not (plan.backend == "cpu" and plan.dtype == "bfloat16" and plan.padding_mode == "zeros"
+    return (plan.backend == "cpu" and plan.dtype == "bfloat16" and plan.padding_mode == "zeros"
             and plan.stride != (1, 1, 1) and plan.dilation == (1, 1, 1)
-            and not one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)):
-        return False
-    dims = _stacked_phases(plan, grad.shape[-3:])
+            and not one_tap_per_phase(plan.kernel_size, plan.stride, plan.dilation)
+            and _phase_stack_pays(plan, tuple(grad.shape)))
+
+
+@plan_cache.memoized_decision
+def _phase_stack_pays(plan, grad_shape):
+    """:func:`_phase_stack_applies`'s reading of the stacked phases and their correlation's kernel, per
+    plan and shape."""
+    dims = _stacked_phases(plan, grad_shape[-3:])
     if dims is None:
         return False
     products = math.prod(len(d.taps) * d.extent for d in dims)
     if products > grad_crossovers.PHASE_STACK_MAX_PRODUCTS * math.prod(plan.kernel_size):
         return False
-    algorithm = _stacked_plan(plan, (plan.batch, plan.out_channels) + tuple(grad.shape[-3:]), dims,
-                              False).algorithm
+    algorithm = _stacked_plan(plan, (plan.batch, plan.out_channels) + grad_shape[-3:], dims, False).algorithm
     if algorithm == "bfloat16-amx":
         return True
     return (algorithm in _PAIR_PRODUCT_ROWS and not forward_is_gemm_shaped(plan_in_compute_dtype(plan))
-            and plan.batch * math.prod(grad.shape[-3:]) >= grad_crossovers.PHASE_STACK_MIN_POSITIONS)
+            and plan.batch * math.prod(grad_shape[-3:]) >= grad_crossovers.PHASE_STACK_MIN_POSITIONS)
 
 
 def _by_phase_stack(plan, grad, weight, conjugate, backend, bias):

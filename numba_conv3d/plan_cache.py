@@ -32,6 +32,9 @@ ARRAY_PLANS = BoundedCache()
 # arguments and the thread count.
 _OPERAND_PLANS = BoundedCache()
 
+# Decisions made from a plan and shapes alone (``memoized_decision``).
+_DECISIONS = BoundedCache()
+
 
 def _typed_key(value):
     """``value`` as a hashable key that tells its type apart (``1``, ``1.0`` and ``True`` are
@@ -123,8 +126,25 @@ def memoized_on_operands(plan_function):
     return cached
 
 
+def memoized_decision(decide):
+    """``decide(plan, shape)`` (a CPU plan, a tuple of ints; it reads nothing else) returning what it
+    returned for the same plan and shape: the input gradient's routes, asked twice a call, plan their
+    sub-convolutions to decide."""
+    @functools.wraps(decide)
+    def cached(plan, shape):
+        key = (decide, plan, shape)
+        found = _DECISIONS.get(key)
+        if found is None:
+            found = decide(plan, shape)
+            _DECISIONS.store(key, found)
+        return found
+
+    return cached
+
+
 def clear():
-    """Forget every cached plan (after a change of ``config`` that plans depend on)."""
+    """Forget every cached plan and decision (after a change of ``config`` that plans depend on)."""
     _PLANS.clear()
     ARRAY_PLANS.clear()
     _OPERAND_PLANS.clear()
+    _DECISIONS.clear()
