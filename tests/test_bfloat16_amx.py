@@ -9,7 +9,7 @@ import pytest
 from checks import (AMX_TILES_REASON, assert_bfloat16_within_bound, bfloat16_operands, has_amx_tiles,
                     mode_cases)
 from numba_conv3d import conv3d
-from numba_conv3d.cpu import amx_bfloat16
+from numba_conv3d.cpu import amx_bfloat16, amx_layout
 from numba_conv3d.cpu.amx_tiles import aligned_zeros
 from numba_conv3d.planner import plan_conv3d
 from numba_conv3d.shape_rules import PADDING_MODES
@@ -102,11 +102,11 @@ def test_other_dtypes_are_not_served():
 def test_only_the_phases_some_tap_reads_are_laid_out():
     """A kernel that reads one phase along D and W (of stride 2) lays out those phases, each position
     the pair of channels at its padded position; the others are never read and need not be written."""
-    read = amx_bfloat16.phases_read((1, 3, 2), (1, 1, 2), (2, 2, 2))
+    read = amx_layout.phases_read((1, 3, 2), (1, 1, 2), (2, 2, 2))
     assert read.tolist() == [[1, 0], [1, 1], [1, 0]]  # 2 taps 2 apart along W: phase 0 only
     bits = np.arange(2 * 4 * 4 * 4, dtype=np.uint16).reshape(1, 2, 4, 4, 4)
-    grid = amx_bfloat16.grid_size((4, 4, 4), (2, 2, 2))
-    grids = amx_bfloat16.chunk_grids(bits, 1, 1, 1, (4, 4, 4), (0, 0, 0), 0, (2, 2, 2), read, grid, 8)
+    grid = amx_layout.grid_size((4, 4, 4), (2, 2, 2))
+    grids = amx_layout.chunk_grids(bits, 1, 1, 1, (4, 4, 4), (0, 0, 0), 0, (2, 2, 2), read, grid, 8)
     for phase, (a, b, c) in enumerate(np.ndindex(2, 2, 2)):
         if (a, c) != (0, 0):
             continue
@@ -122,7 +122,7 @@ def test_only_the_phases_some_tap_reads_are_laid_out():
 ])
 def test_chunking(in_per_group, expected):
     """Chunks of at most 16 pairs, as few as hold the channels, each a power of two pairs wide."""
-    assert amx_bfloat16.chunking(in_per_group) == expected
+    assert amx_layout.chunking(in_per_group) == expected
 
 
 def test_aligned_zeros_start_on_a_cache_line():
@@ -143,11 +143,11 @@ def test_chunk_grids_hold_the_padded_input_in_pairs_by_stride_phase(mode, stride
     bits = np.random.default_rng(1).integers(0, 1 << 16, (2, 10) + extents, dtype=np.uint16)
     groups, pads = 2, (1, 2, 1)
     padded = tuple(n + 2 * p for n, p in zip(bits.shape[2:], pads))
-    grid = amx_bfloat16.grid_size(padded, stride)
+    grid = amx_layout.grid_size(padded, stride)
     positions = int(np.prod(grid)) + 16
-    chunks, chunk_pairs = amx_bfloat16.chunking(5)
+    chunks, chunk_pairs = amx_layout.chunking(5)
     read = np.ones((3, 2), np.uint8)
-    grids = amx_bfloat16.chunk_grids(bits, groups, chunks, chunk_pairs, padded, pads,
+    grids = amx_layout.chunk_grids(bits, groups, chunks, chunk_pairs, padded, pads,
                                      PADDING_MODES.index(mode), stride, read, grid, positions)
     phases = int(np.prod(stride))
     assert grids.shape == (2, groups, 1, phases * positions, 4) and grids.ctypes.data % 64 == 0

@@ -27,7 +27,7 @@ from ..crossovers import (AMX_FEW_OUTPUTS_MIN_IN_CHANNELS, AMX_LOW_OUTPUT_WORK, 
                           WINOGRAD_STRIDED_MAX_WEIGHT_BYTES, WINOGRAD_STRIDED_MIN_IN_CHANNELS,
                           WINOGRAD_STRIDED_MIN_TILES, WINOGRAD_WEIGHT_TILES)
 from ..shape_rules import round_up
-from . import (amx_bfloat16, blocked, channel_vectorized, fft, gemm, phase_flat, row_blocked, tap_gemm,
+from . import (amx_layout, blocked, channel_vectorized, fft, gemm, phase_flat, row_blocked, tap_gemm,
                winograd, winograd_depth, winograd_strided, winograd_tiles)
 
 # The register-blocked kernels of real dtypes, as ``real_kernel`` names them.
@@ -286,7 +286,7 @@ def prefers_bfloat16_amx(plan):
     group take them with ``AMX_FEW_OUTPUTS_MIN_IN_CHANNELS`` input channels (each output's many
     products keep the tiles worth it, their rows mostly empty); more take them where the products per
     input element pay for laying it out: output channels x taps per group and stride phase read
-    (``amx_bfloat16.phases_read``) of at least ``AMX_MIN_OUTPUT_WORK`` with ``AMX_MIN_REDUCTION``
+    (``amx_layout.phases_read``) of at least ``AMX_MIN_OUTPUT_WORK`` with ``AMX_MIN_REDUCTION``
     input channels x taps per group, or, where the other kernels are weaker (strided layers, volumes of
     at most ``AMX_SMALL_VOLUME`` output positions a sample), ``AMX_LOW_OUTPUT_WORK`` with
     ``AMX_LOW_WORK_IN_CHANNELS`` input channels per group."""
@@ -295,7 +295,7 @@ def prefers_bfloat16_amx(plan):
     if plan.out_per_group < AMX_MIN_OUT_CHANNELS:
         return plan.in_per_group >= AMX_FEW_OUTPUTS_MIN_IN_CHANNELS
     taps = prod(plan.kernel_size)
-    phases = int(amx_bfloat16.phases_read(plan.kernel_size, plan.dilation, plan.stride).sum(axis=1).prod())
+    phases = int(amx_layout.phases_read(plan.kernel_size, plan.dilation, plan.stride).sum(axis=1).prod())
     work = plan.out_per_group * taps / phases
     if plan.in_per_group * taps >= AMX_MIN_REDUCTION and work >= AMX_MIN_OUTPUT_WORK:
         return True
