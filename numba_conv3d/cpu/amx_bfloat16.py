@@ -295,7 +295,6 @@ def workspace_bytes(plan):
 
 def call_bytes(plan):
     """Scratch bytes a call holds once: the chunk grids of the whole batch."""
-    chunks, chunk_pairs = chunking(plan.in_per_group)
-    grid = grid_size(plan.padded_size, plan.stride)
-    positions = phase_positions(plan.output_size, grid, plan.kernel_size, plan.dilation, plan.stride)
+    _, (chunks, chunk_pairs), positions = layout(plan.in_per_group, plan.kernel_size, plan.stride,
+                                                 plan.dilation, plan.padded_size, plan.output_size)[:3]
     return plan.batch * plan.groups * chunks * math.prod(plan.stride) * positions * chunk_pairs * 4
