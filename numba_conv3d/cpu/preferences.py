@@ -8,7 +8,8 @@ from numba.extending import register_jitable
 from ..config import (BLOCKED_MIN_CHANNELS, VECTOR_BYTES)
 from ..crossovers import (AMX_FEW_OUTPUTS_MIN_IN_CHANNELS, AMX_LOW_OUTPUT_WORK, AMX_LOW_WORK_IN_CHANNELS,
                           AMX_MIN_IN_CHANNELS, AMX_MIN_OUT_CHANNELS, AMX_MIN_OUTPUT_POSITIONS,
-                          AMX_MIN_OUTPUT_WORK, AMX_MIN_REDUCTION, AMX_SMALL_VOLUME, BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
+                          AMX_MIN_OUTPUT_WORK, AMX_MIN_REDUCTION, AMX_SMALL_VOLUME,
+                          BFLOAT16_DOT_MAX_WINOGRAD_GAIN,
                           BFLOAT16_DOT_MIN_IN_CHANNELS, BFLOAT16_DOT_MIN_OUT_CHANNELS,
                           BFLOAT16_ROWS_MAX_WINOGRAD_GAIN,
                           CHANNEL_VECTORIZED_POINTS_BELOW,
