@@ -74,6 +74,17 @@ GEMM_MIN_REDUCTION = 96
 GEMM_POSITIONS_PER_CHANNEL = 0.75
 GEMM_STRIDED_POSITIONS_PER_CHANNEL = 16
 
+# Where the planner takes the register-blocked pointwise kernel (``cpu/pointwise.py``) for a 1x1x1 layer
+# without pads it serves: at most POINTWISE_MAX_IN_CHANNELS input channels per group (more are GEMM's:
+# OpenBLAS's packing pays for itself over long reductions). Measured against the planner's previous pick
+# (2-core Xeon with AVX-512, float32 but where noted, same process, alternating, medians; pointwise time /
+# previous): X3D-S's unit-stride layers, 24-192 -> 54-432 at 13x5x5 to 13x40x40, 0.52-0.78 (GEMM);
+# stride (1, 2, 2) shortcuts 0.48-0.62 and ResNet stride-2 downsamplings with 64-256 input channels
+# 0.70-0.89 (GEMM); 1-4 input channels at 32^3-32x64x64 0.64-0.71 (blocked kernel); 64 -> 128 in 2-4
+# groups 0.46-0.70; 256 -> 256 at 8x14x14 0.88, 384 -> 384 at 4x14x14 0.85; float64 0.65-0.90; 512 -> 512 at
+# 2x7x7 1.03, 512 -> 2048 at 8x14x14 1.29, 1024 -> 1024 at 8^3 2.2.
+POINTWISE_MAX_IN_CHANNELS = 384
+
 # Where the planner prefers the tap-by-tap products to the channel-vectorized kernel
 # (``cpu.prefers_tap_gemm``, only where that kernel is the pick): at least TAP_GEMM_MIN_CHANNELS input
 # and output channels per group, and at most TAP_GEMM_MAX_SHARE of the (output, tap) pairs reading the
@@ -382,9 +393,11 @@ FFT_COPY_SECONDS = 1.0e-9
 # kernel's: X3D-S's 3x3x3 layers, 0.9-1.1e-10 (AVX2: twice that, not measured).
 FFT_DIRECT_MAC_SECONDS = {
     32: {"row-blocked": 7e-11, "phase-flat": 7e-11, "depthwise": 2e-10, "direct": 2e-10, "gemm": 2.3e-11,
-         "tap-gemm": 2.3e-11, "plane-gemm": 2.3e-11, "channel-vectorized": 2.1e-11, "blocked": 2.3e-11},
+         "tap-gemm": 2.3e-11, "plane-gemm": 2.3e-11, "channel-vectorized": 2.1e-11, "blocked": 2.3e-11,
+         "pointwise": 2.3e-11},
     64: {"row-blocked": 2.5e-11, "phase-flat": 1.4e-10, "depthwise": 1e-10, "direct": 2e-10, "gemm": 2.3e-11,
-         "tap-gemm": 2.3e-11, "plane-gemm": 2.3e-11, "channel-vectorized": 2.1e-11, "blocked": 1.9e-11},
+         "tap-gemm": 2.3e-11, "plane-gemm": 2.3e-11, "channel-vectorized": 2.1e-11, "blocked": 1.9e-11,
+         "pointwise": 2.3e-11},
 }
 FFT_MIN_GAIN = 1.3
 FFT_MAX_WORKSPACE_BYTES = 192 * 2 ** 20

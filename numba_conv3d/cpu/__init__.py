@@ -21,6 +21,7 @@ from ..crossovers import (AMX_FEW_OUTPUTS_MIN_IN_CHANNELS, AMX_LOW_OUTPUT_WORK, 
                           GEMM_MIN_OUT_CHANNELS, GEMM_MIN_REDUCTION, GEMM_POINTWISE_MIN_CHANNELS,
                           GEMM_POSITIONS_PER_CHANNEL, GEMM_STRIDED_POSITIONS_PER_CHANNEL,
                           GEMM_UNIT_MIN_INPUTS, PLANE_GEMM_MIN_CHANNELS, PLANE_GEMM_MIN_POSITIONS,
+                          POINTWISE_MAX_IN_CHANNELS,
                           ROW_BLOCKED_MAX_REDUCTION, ROW_BLOCKED_STRIDED_MAX_REDUCTION, TAP_GEMM_MAX_SHARE,
                           TAP_GEMM_MIN_CHANNELS, TAP_GEMM_WIDE_CHANNELS, TAP_GEMM_WIDE_MAX_SHARE,
                           WINOGRAD_DEEP_WIDE_MIN_TILES, WINOGRAD_DEPTH_MIN_COLUMNS, WINOGRAD_DEPTH_MIN_TASKS,
@@ -28,15 +29,16 @@ from ..crossovers import (AMX_FEW_OUTPUTS_MIN_IN_CHANNELS, AMX_LOW_OUTPUT_WORK, 
                           WINOGRAD_POINTS_RANGES, WINOGRAD_STRIDED_MAX_WEIGHT_BYTES,
                           WINOGRAD_STRIDED_MIN_IN_CHANNELS, WINOGRAD_STRIDED_MIN_TILES)
 from . import (amx_bfloat16, bfloat16_dot, blocked, channel_vectorized, depthwise, direct, fft, gemm,
-               phase_flat, plane_gemm, row_blocked, tap_gemm, winograd, winograd_depth, winograd_points,
-               winograd_strided)
+               phase_flat, plane_gemm, pointwise, row_blocked, tap_gemm, winograd, winograd_depth,
+               winograd_points, winograd_strided)
 from .flipped import flipped_transpose
 # The rules are re-exported: the planner's tests, jitted ``conv3d`` and the docs name them ``cpu.*``.
 from .preferences import (BLOCKED, CHANNEL_VECTORIZED, ROW_BLOCKED, direct_sums, fft_gain,  # noqa: F401
                           flat_max_output_width, picked, prefers_bfloat16_amx, prefers_bfloat16_dot,
                           prefers_bfloat16_rows,
                           prefers_depthwise, prefers_fft, prefers_gemm, prefers_phase_flat,
-                          prefers_plane_gemm, prefers_tap_gemm, prefers_winograd, prefers_winograd_depth,
+                          prefers_plane_gemm, prefers_pointwise, prefers_tap_gemm, prefers_winograd,
+                          prefers_winograd_depth,
                           prefers_winograd_points, prefers_winograd_strided, real_kernel, winograd_gain,
                           winograd_tiles_per_channel)
 
@@ -208,8 +210,17 @@ ALGORITHMS = (
               "the input planes it reads, in place, by OpenBLAS's gemm, added onto the output (3x1x1 "
               "layers of (2+1)-D networks with 230-576 channels: 1.14-1.21x the blocked kernel and GEMM)",
               plane_gemm.serves, plane_gemm.workspace_bytes, _runner(plane_gemm.compute), prefers_plane_gemm),
+    Algorithm("pointwise", f"real dtype, a 1x1x1 kernel without pads (any stride), >= {BLOCK_CHANNELS} "
+              f"output and <= {POINTWISE_MAX_IN_CHANNELS} input channels per group, >= {BLOCK_VECTORS} SIMD "
+              "vectors of output positions a sample: strips of output positions (flattened across rows "
+              f"and planes) x blocks of {BLOCK_CHANNELS} output channels summed in registers, a strip's "
+              "input read in place (unit stride) or gathered once, the weights broadcast as they lie "
+              "(X3D-S's pointwise layers and shortcuts, ResNet downsamplings: 0.46-0.89x GEMM's time; "
+              "1-4 input channels: 0.64-0.71x the blocked kernel's)",
+              pointwise.serves, pointwise.workspace_bytes, _runner(pointwise.compute), prefers_pointwise),
     Algorithm("gemm", f"real dtype: a 1x1x1 unit-stride layer (>= {GEMM_UNIT_MIN_INPUTS} input channels "
-              f"per group; the input is the matrix), a small output volume for many channels (>= "
+              f"per group, > {POINTWISE_MAX_IN_CHANNELS} or too few positions or output channels for the "
+              "pointwise row; the input is the matrix), a small output volume for many channels (>= "
               f"{GEMM_MIN_OUT_CHANNELS} output channels and >= {GEMM_MIN_REDUCTION} input channels x taps "
               f"per group, <= {GEMM_POSITIONS_PER_CHANNEL} output positions per channel, "
               f"{GEMM_STRIDED_POSITIONS_PER_CHANNEL} when strided) or a strided 1x1x1 projection (>= "

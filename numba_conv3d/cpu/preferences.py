@@ -20,7 +20,8 @@ from ..crossovers import (AMX_FEW_OUTPUTS_MIN_IN_CHANNELS, AMX_LOW_OUTPUT_WORK, 
                           GEMM_FEW_TAPS, GEMM_FEW_TAPS_POSITIONS_PER_CHANNEL, GEMM_MIN_OUT_CHANNELS,
                           GEMM_MIN_REDUCTION, GEMM_POINTWISE_MIN_CHANNELS, GEMM_POSITIONS_PER_CHANNEL,
                           GEMM_STRIDED_POSITIONS_PER_CHANNEL, GEMM_UNIT_MIN_INPUTS, PLANE_GEMM_MIN_CHANNELS,
-                          PLANE_GEMM_MIN_POSITIONS, TAP_GEMM_MAX_SHARE, TAP_GEMM_MIN_CHANNELS,
+                          PLANE_GEMM_MIN_POSITIONS, POINTWISE_MAX_IN_CHANNELS, TAP_GEMM_MAX_SHARE,
+                          TAP_GEMM_MIN_CHANNELS,
                           TAP_GEMM_WIDE_CHANNELS, TAP_GEMM_WIDE_MAX_SHARE, WINOGRAD_DEPTH_MIN_COLUMNS,
                           WINOGRAD_DEPTH_MIN_TASKS, WINOGRAD_MAX_WEIGHT_BYTES, WINOGRAD_MIN_GAIN,
                           WINOGRAD_POINTS_MIN_TILES, WINOGRAD_POINTS_RANGES,
@@ -131,10 +132,18 @@ def _few_points_per_channel(plan):
 
 
 def forward_is_gemm_shaped(plan):
-    """Whether the planner takes GEMM for ``plan``'s forward convolution, or would but for
-    ``small_dense_volume``: the gradient routes measured beside GEMM's forward (col2im, the weight
-    gradient's product) stay where they were."""
-    return plan.algorithm == "gemm" or (plan.algorithm == "channel-vectorized" and gemm_small_volume(plan))
+    """Whether the planner takes GEMM for ``plan``'s forward convolution, or would but for the pointwise
+    kernel or ``small_dense_volume``: the gradient routes measured beside GEMM's forward (col2im, the
+    weight gradient's product) stay where they were."""
+    return (plan.algorithm == "gemm" or (plan.algorithm == "pointwise" and prefers_gemm(plan))
+            or (plan.algorithm == "channel-vectorized" and gemm_small_volume(plan)))
+
+
+def prefers_pointwise(plan):
+    """Whether the planner takes the register-blocked pointwise kernel for a 1x1x1 plan it serves: at
+    most ``POINTWISE_MAX_IN_CHANNELS`` input channels per group (measured crossover: longer reductions
+    are GEMM's)."""
+    return plan.in_per_group <= POINTWISE_MAX_IN_CHANNELS
 
 
 def prefers_tap_gemm(plan):

@@ -1,0 +1,129 @@
+"""1x1x1 convolution (the pointwise layers of X3D-style networks, strided projections of residual
+networks) in register blocks of output channels x SIMD vectors of output positions, for real dtypes.
+
+Without pads, a 1x1x1 convolution is, per sample and group, the product of the weights (C_out/g x
+C_in/g) and the input's positions: each output position reads one input position, the same
+(unit stride) or every stride-th. GEMM (``gemm.py``) hands that product to OpenBLAS, which packs both
+operands for every call; with few input channels (24-192 in X3D-S) the packing outweighs the
+multiply-adds. Here the output's positions, flattened across rows and planes, are cut into strips of
+``BLOCK_VECTORS`` SIMD vectors; a strip's input (each input channel's positions for the strip, read in
+place at unit stride, else gathered into a small buffer once per strip) stays in L1 while every block
+of ``BLOCK_CHANNELS`` output channels adds all input channels into registers, each weight broadcast
+from the weight array as it lies (a block's weights for successive input channels share cache lines:
+nothing is packed). A last strip or channel block that would run past the end is moved back to end
+there: it computes some outputs of the one before it again, the same sums, on the same thread.
+
+Each output element is summed by one thread in the order (bias, input channel) with fused
+multiply-adds: the same result for any thread count.
+"""
+import numpy as np
+from numba import njit, prange
+from numba.extending import register_jitable
+
+from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES
+from ..shape_rules import ceil_div
+from .simd import fma_block, splat_channels, store_rows, zero_block
+from .tasks import thread_count
+
+
+@register_jitable
+def strip_positions(itemsize):
+    """Output positions of one strip: ``BLOCK_VECTORS`` SIMD vectors of the dtype."""
+    return BLOCK_VECTORS * VECTOR_BYTES // itemsize
+
+
+def serves(plan):
+    """Whether this algorithm computes ``plan``: a real dtype, a 1x1x1 kernel without pads, at least
+    ``BLOCK_CHANNELS`` output channels per group and one strip of output positions a sample."""
+    return (not plan.is_complex and plan.kernel_size == (1, 1, 1) and plan.padded_size == plan.input_size
+            and plan.out_per_group >= BLOCK_CHANNELS
+            and np.prod(plan.output_size) >= strip_positions(np.dtype(plan.compute_dtype).itemsize))
+
+
+def workspace_bytes(plan):
+    """Scratch bytes one worker thread holds: a strip of gathered input (strided plans)."""
+    itemsize = np.dtype(plan.compute_dtype).itemsize
+    return 0 if plan.stride == (1, 1, 1) else plan.in_per_group * strip_positions(itemsize) * itemsize
+
+
+@njit(cache=True)
+def _gather_strip(flat, channel_base, in_per_group, in_volume, first, out_size, in_size, stride, strip):
+    """The input of output positions ``[first, first + strip positions)`` of every input channel (from
+    ``channel_base``, channels ``in_volume`` apart in ``flat``) into ``strip`` (in_per_group, positions)."""
+    positions = strip.shape[0] // in_per_group
+    plane = out_size[1] * out_size[2]
+    for j in range(positions):
+        q = first + j
+        od, rest = q // plane, q % plane
+        oh, ow = rest // out_size[2], rest % out_size[2]
+        at = channel_base + (od * stride[0] * in_size[1] + oh * stride[1]) * in_size[2] + ow * stride[2]
+        for c in range(in_per_group):
+            strip[c * positions + j] = flat[at + c * in_volume]
+
+
+@njit(cache=True)
+def _piece(x, weight, groups, bias, has_bias, out, stride, n, g, first, stop, first_block, stop_block):
+    """Output positions ``[first, stop)`` of sample ``n`` and group ``g``, the output channels of blocks
+    ``[first_block, stop_block)``."""
+    in_channels, out_channels, in_per_group = x.shape[1], out.shape[1], weight.shape[1]
+    out_per_group = out_channels // groups
+    in_volume = x.shape[2] * x.shape[3] * x.shape[4]
+    volume = out.shape[2] * out.shape[3] * out.shape[4]
+    flat, weights, target = x.reshape(-1), weight.reshape(-1), out.reshape(-1)
+    positions = strip_positions(x.itemsize)
+    unit = stride[0] == 1 and stride[1] == 1 and stride[2] == 1
+    strip = np.empty(0 if unit else in_per_group * positions, x.dtype)
+    channel_base = (n * in_channels + g * in_per_group) * in_volume
+    like = zero_block(x, BLOCK_CHANNELS, 1, BLOCK_VECTORS)
+    for start in range(first, stop, positions):
+        p = min(start, volume - positions)
+        if unit:
+            source, source_start, source_step = flat, channel_base + p, in_volume
+        else:
+            _gather_strip(flat, channel_base, in_per_group, in_volume, p, out.shape[2:], x.shape[2:], stride,
+                          strip)
+            source, source_start, source_step = strip, 0, positions
+        for block in range(first_block, stop_block):
+            o = g * out_per_group + min(block * BLOCK_CHANNELS, out_per_group - BLOCK_CHANNELS)
+            acc = splat_channels(like, bias, o, 1, 1, BLOCK_VECTORS) if has_bias else like
+            for c in range(in_per_group):
+                acc = fma_block(acc, weights, o * in_per_group + c, in_per_group, source,
+                                source_start + c * source_step, 0, 1, BLOCK_VECTORS)
+            store_rows(acc, target, (n * out_channels + o) * volume + p, volume, 0, 1, BLOCK_VECTORS)
+
+
+@njit(parallel=True, cache=True)
+def _pointwise_kernel(x, weight, groups, bias, has_bias, out, stride, pieces, parts):
+    """Fill ``out`` (N, C_out, OD, OH, OW) from ``x`` and the C-contiguous ``weight``: task (sample,
+    group, piece ``[pieces[k], pieces[k + 1])`` of the flattened output positions, part ``[parts[j],
+    parts[j + 1])`` of the group's blocks of output channels)."""
+    count, part_count = pieces.shape[0] - 1, parts.shape[0] - 1
+    per_sample = groups * count * part_count
+    for task in prange(x.shape[0] * per_sample):
+        n, g = task // per_sample, task // (count * part_count) % groups
+        k, j = task // part_count % count, task % part_count
+        _piece(x, weight, groups, bias, has_bias, out, stride, n, g, pieces[k], pieces[k + 1], parts[j],
+               parts[j + 1])
+
+
+def task_bounds(volume, samples, out_per_group, itemsize, threads):
+    """The tasks of a call whose samples x groups are ``samples``, each of ``volume`` flattened output
+    positions: bounds of the pieces of the positions (whole strips, the last piece also taking the
+    remainder) and of the parts of a group's blocks of output channels, about two tasks per thread,
+    the positions split first (each part gathers a strided strip again)."""
+    strips = volume // strip_positions(itemsize)
+    blocks = ceil_div(out_per_group, BLOCK_CHANNELS)
+    count = max(1, min(strips, ceil_div(2 * threads, samples)))
+    part_count = max(1, min(blocks, ceil_div(2 * threads, samples * count)))
+    pieces = [k * strips // count * strip_positions(itemsize) for k in range(count)] + [volume]
+    parts = [j * blocks // part_count for j in range(part_count + 1)]
+    return np.array(pieces, np.int64), np.array(parts, np.int64)
+
+
+def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
+    """Fill the batched ``out`` from the batched ``x`` (a 1x1x1 plan without pads) with the
+    register-blocked pointwise kernel."""
+    pieces, parts = task_bounds(int(np.prod(out.shape[2:])), x.shape[0] * groups, weight.shape[0] // groups,
+                                x.itemsize, thread_count())
+    _pointwise_kernel(x, np.ascontiguousarray(weight), groups, bias, has_bias, out, tuple(stride), pieces,
+                      parts)

@@ -1,0 +1,114 @@
+"""The register-blocked pointwise kernel (``cpu/pointwise.py``) against the float64 reference over
+strides, groups, batches, unbatched input, odd extents and channel counts that leave a last strip or
+channel block moved back; against torch where installed; NaN and Inf where the definition puts them;
+bitwise the same for 1 and 2 threads; where the planner takes it and which arguments it does not
+serve."""
+import numpy as np
+import pytest
+
+from checks import (assert_bitwise_for_one_and_two_threads, assert_forced_algorithm_within,
+                    assert_matches_reference, random_operands)
+from numba_conv3d import conv3d, conv3d_input, plan_conv3d
+from numba_conv3d.config import BLOCK_CHANNELS
+from numba_conv3d.cpu import pointwise
+from reference import conv3d_reference
+
+CASES = [
+    ((2, 8, 6, 5, 7), (12, 8, 1, 1, 1), {}),
+    ((1, 24, 3, 10, 10), (54, 24, 1, 1, 1), {}),
+    ((1, 12, 7, 9, 8), (27, 4, 1, 1, 1), {"groups": 3}),
+    ((3, 6, 9, 11, 13), (9, 6, 1, 1, 1), {"stride": 2}),
+    ((1, 10, 5, 20, 22), (16, 10, 1, 1, 1), {"stride": (1, 2, 2)}),
+    ((1, 16, 8, 9, 7), (24, 8, 1, 1, 1), {"stride": (2, 1, 3), "groups": 2}),
+    ((1, 1, 4, 8, 8), (8, 1, 1, 1, 1), {}),
+    ((5, 7, 3, 4), (11, 5, 1, 1, 1), {}),
+    ((0, 4, 5, 5, 5), (8, 4, 1, 1, 1), {}),
+    ((1, 3, 1, 1, 64), (8, 3, 1, 1, 1), {"dilation": 2}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
+def test_matches_reference(x_shape, w_shape, kwargs, dtype):
+    assert_forced_algorithm_within("pointwise", assert_matches_reference, x_shape, w_shape, kwargs, "zeros",
+                                   dtype)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES[:6])
+def test_matches_torch(x_shape, w_shape, kwargs):
+    pytest.importorskip("torch", reason="torch is the second oracle where installed (test extra)")
+    from torch_oracle import assert_matches_torch
+
+    rng = np.random.default_rng(3)
+    x, w, b = random_operands(rng, x_shape, w_shape, True, np.float32)
+    assert_matches_torch(conv3d(x, w, b, algorithm="pointwise", **kwargs), x, w, b, **kwargs)
+
+
+def test_nan_and_inf_reach_exactly_the_outputs_that_read_them():
+    rng = np.random.default_rng(6)
+    x, w, b = random_operands(rng, (1, 6, 4, 6, 10), (16, 6, 1, 1, 1), True, np.float64)
+    x[0, 1, 2, 2, 4] = np.inf
+    x[0, 3, 1, 4, 8] = np.nan
+    w[5, 2, 0, 0, 0] = np.inf
+    for stride in (1, 2):
+        out = conv3d(x, w, b, stride=stride, algorithm="pointwise")
+        expected = conv3d_reference(x, w, b, stride=stride)
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+        np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+        finite = np.isfinite(expected)
+        np.testing.assert_allclose(out[finite], expected[finite], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("stride", [1, (1, 2, 2)])
+def test_bitwise_the_same_for_one_and_two_threads(stride):
+    rng = np.random.default_rng(7)
+    x, w, b = random_operands(rng, (2, 40, 5, 18, 22), (60, 40, 1, 1, 1), True, np.float32)
+    assert_bitwise_for_one_and_two_threads(lambda: conv3d(x, w, b, stride=stride, algorithm="pointwise"))
+
+
+def test_moved_back_blocks_compute_the_same_sums():
+    # 13 output channels and 61 positions: the last channel block and the last strip start before the
+    # end of the ones before them; each output must equal the one the full blocks compute.
+    rng = np.random.default_rng(9)
+    x, w, b = random_operands(rng, (1, 5, 1, 1, 61), (13, 5, 1, 1, 1), True, np.float32)
+    out = conv3d(x, w, b, algorithm="pointwise")
+    wide = conv3d(np.concatenate([x, x], axis=-1), np.concatenate([w, w[:3]]),
+                  np.concatenate([b, b[:3]]), algorithm="pointwise")
+    np.testing.assert_array_equal(out, wide[:, :13, ..., :61])
+
+
+def test_the_input_gradient_of_a_pointwise_layer_takes_it():
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((54, 24, 1, 1, 1)).astype(np.float32)
+    g = rng.standard_normal((1, 54, 3, 10, 10)).astype(np.float32)
+    assert plan_conv3d(g.shape, (24, 54, 1, 1, 1)).algorithm == "pointwise"
+    result = conv3d_input((1, 24, 3, 10, 10), w, g)
+    expected = conv3d_input((1, 24, 3, 10, 10), w.astype(np.float64), g.astype(np.float64))
+    magnitudes = conv3d_input((1, 24, 3, 10, 10), np.abs(w).astype(np.float64), np.abs(g).astype(np.float64))
+    assert np.all(np.abs(result - expected) <= (54 + 2) * np.finfo(np.float32).eps * magnitudes)
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, kwargs, expected", [
+    ((1, 24, 13, 40, 40), (54, 24, 1, 1, 1), {}, True),
+    ((1, 192, 13, 5, 5), (432, 192, 1, 1, 1), {}, True),
+    ((1, 256, 4, 14, 14), (512, 256, 1, 1, 1), {"stride": 2}, True),
+    ((1, 2, 32, 64, 64), (16, 2, 1, 1, 1), {}, True),
+    ((1, 512, 2, 7, 7), (512, 512, 1, 1, 1), {}, False),  # a long reduction: GEMM's
+    ((1, 54, 1, 1, 1), (8, 54, 1, 1, 1), {}, False),  # one position, less than a strip
+    ((1, 32, 64, 64, 64), (3, 32, 1, 1, 1), {}, False),  # fewer outputs than a channel block
+    ((1, 32, 16, 16, 16), (64, 32, 1, 1, 1), {"padding": 1}, False),  # pads
+])
+def test_where_the_planner_takes_it(input_shape, weight_shape, kwargs, expected):
+    assert (plan_conv3d(input_shape, weight_shape, **kwargs).algorithm == "pointwise") == expected
+
+
+@pytest.mark.parametrize("weight_shape, kwargs", [
+    ((16, 8, 1, 1, 1), {"padding": (0, 1, 0)}),
+    ((16, 8, 1, 1, 1), {"dtype": "complex64"}),
+    ((16, 8, 3, 1, 1), {}),
+    ((BLOCK_CHANNELS - 1, 8, 1, 1, 1), {}),
+])
+def test_what_it_does_not_serve(weight_shape, kwargs):
+    assert not pointwise.serves(plan_conv3d((1, 8, 5, 6, 7), weight_shape, **kwargs))
+    with pytest.raises(ValueError, match="pointwise"):
+        plan_conv3d((1, 8, 5, 6, 7), weight_shape, algorithm="pointwise", **kwargs)
