@@ -78,12 +78,13 @@ GEMM_STRIDED_POSITIONS_PER_CHANNEL = 16
 # without pads it serves: at most POINTWISE_MAX_IN_CHANNELS input channels per group (more are GEMM's:
 # OpenBLAS's packing pays for itself over long reductions). Measured against the planner's previous pick
 # (2-core Xeon with AVX-512, float32 but where noted, same process, alternating, medians; pointwise time /
-# previous): X3D-S's unit-stride layers, 24-192 -> 54-432 at 13x5x5 to 13x40x40, 0.52-0.78 (GEMM);
-# stride (1, 2, 2) shortcuts 0.48-0.62 and ResNet stride-2 downsamplings with 64-256 input channels
-# 0.70-0.89 (GEMM); 1-4 input channels at 32^3-32x64x64 0.64-0.71 (blocked kernel); 64 -> 128 in 2-4
-# groups 0.46-0.70; 256 -> 256 at 8x14x14 0.88, 384 -> 384 at 4x14x14 0.85; float64 0.65-0.90; 512 -> 512 at
-# 2x7x7 1.03, 512 -> 2048 at 8x14x14 1.29, 1024 -> 1024 at 8^3 2.2.
-POINTWISE_MAX_IN_CHANNELS = 384
+# previous). Alone: X3D-S's unit-stride layers, 24-192 -> 54-432 at 13x5x5 to 13x40x40, 0.52-0.78
+# (GEMM); 1-4 input channels at 32^3-32x64x64 0.52-0.60 (blocked kernel); 64 -> 128 in 2-4 groups
+# 0.49-0.55; float64 0.62-0.77; 256 -> 256 at 8x14x14 0.88-0.98, 384 -> 384 at 4x14x14 0.85-1.01, 512 ->
+# 512 at 2x7x7 1.03-1.21, 512 -> 2048 at 8x14x14 1.29, 1024 -> 1024 at 8^3 2.2. In network order (inputs
+# from memory): X3D-S's pointwise layers 0.52-0.97 (its stride (1, 2, 2) shortcuts 0.55-0.97), the
+# network's convolutions 0.85; ResNet stride-2 downsamplings with 64-256 inputs 0.72-1.09.
+POINTWISE_MAX_IN_CHANNELS = 256
 
 # Where the planner prefers the tap-by-tap products to the channel-vectorized kernel
 # (``cpu.prefers_tap_gemm``, only where that kernel is the pick): at least TAP_GEMM_MIN_CHANNELS input
