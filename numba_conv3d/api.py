@@ -39,7 +39,7 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         'auto' (default): the algorithm the planner picks from measured crossovers (``numba-conv3d
         plan`` says which and why). Or one of the backend's algorithms by name, forced: on the CPU
         'fft', 'depthwise', 'winograd-points', 'winograd', 'winograd-strided', 'tap-gemm',
-        'winograd-depth', 'plane-gemm', 'gemm', 'phase-flat', 'channel-vectorized', 'blocked',
+        'winograd-depth', 'plane-gemm', 'pointwise', 'gemm', 'phase-flat', 'channel-vectorized', 'blocked',
         'row-blocked', 'direct' (a ValueError names them, and says so where the forced one does not serve
         the arguments).
         Not in torch, whose results every algorithm reproduces within its stated rounding

@@ -11,10 +11,11 @@ from .precision import REDUCED_DTYPES
 
 # Tiny problems that every CPU algorithm serves: (input, weight, groups, stride) with 4 output channels
 # per group (the channel-vectorized and blocked kernels), 1 per group with groups=4 (depthwise, row-blocked,
-# direct), a 3x3x3 kernel (Winograd), at stride 2 (stride-2 Winograd); FFT serves the first.
+# direct), a 3x3x3 kernel (Winograd), at stride 2 (stride-2 Winograd), a 1x1x1 kernel with 8 output
+# channels (pointwise); FFT serves the first.
 _SHAPES = (((1, 4, 3, 4, 5), (4, 4, 2, 2, 2), 1, 1), ((1, 4, 3, 4, 5), (4, 1, 2, 2, 2), 4, 1),
            ((1, 4, 3, 4, 5), (4, 4, 3, 3, 3), 1, 1), ((1, 4, 3, 4, 5), (4, 4, 3, 3, 3), 1, 2),
-           ((1, 4, 3, 4, 5), (4, 4, 3, 1, 1), 1, 1))
+           ((1, 4, 3, 4, 5), (4, 4, 3, 1, 1), 1, 1), ((1, 4, 3, 4, 5), (8, 4, 1, 1, 1), 1, 1))
 
 
 def _operands(algorithm, dtype):
@@ -25,7 +26,8 @@ def _operands(algorithm, dtype):
                                algorithm=algorithm.name)
         except ValueError:  # the algorithm does not serve this problem
             continue
-        return plan, np.ones(input_shape, dtype), np.ones(weight_shape, dtype), np.ones(4, dtype)
+        return (plan, np.ones(input_shape, dtype), np.ones(weight_shape, dtype),
+                np.ones(weight_shape[0], dtype))
     return None
 
 

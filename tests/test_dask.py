@@ -54,6 +54,7 @@ CASES = {
                                      dict(dilation=2, padding=4, padding_mode="reflect")),
     "batch over chunks": ((3, 2, 6, 6, 6), (2, 2, 3, 3, 3), (1, 2, 6, 3, 6), dict(padding=1)),
     "pads wider than the kernel": ((1, 1, 6, 6, 6), (1, 1, 1, 1, 1), (1, 1, 2, 2, 2), dict(padding=3)),
+    "pointwise, a chunk below one strip": ((1, 24, 5, 4, 4), (54, 24, 1, 1, 1), (1, 24, 4, 4, 4), {}),
 }
 
 

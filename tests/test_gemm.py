@@ -82,14 +82,14 @@ def test_weight_gradient_is_a_matrix_product_for_many_output_channels(input_shap
     ((1, 512, 2, 7, 7), (512, 512, 3, 3, 3), dict(padding=1), None),  # r3d_18 layer4: channel-vectorized
     ((1, 256, 4, 4, 4), (256, 256, 3, 3, 3), dict(padding=1), None),  # a U-Net's bottom: the same
     ((1, 256, 4, 14, 14), (512, 256, 3, 3, 3), dict(stride=2, padding=1), "gemm"),  # strided, deep
-    ((1, 64, 16, 56, 56), (128, 64, 1, 1, 1), dict(stride=2), None),  # strided 1x1x1: the pointwise kernel
+    ((1, 64, 16, 56, 56), (128, 64, 1, 1, 1), dict(stride=2), "pointwise"),  # strided 1x1x1
     ((1, 512, 4, 14, 14), (1024, 512, 1, 1, 1), dict(stride=2), "gemm"),  # 1x1x1 from 512 channels
     ((1, 64, 16, 56, 56), (64, 64, 3, 3, 3), dict(padding=1), None),  # large volume: direct kernels
-    ((1, 24, 13, 40, 40), (24, 24, 1, 1, 1), dict(stride=(1, 2, 2)), None),  # X3D's shortcut: pointwise
+    ((1, 24, 13, 40, 40), (24, 24, 1, 1, 1), dict(stride=(1, 2, 2)), "pointwise"),  # X3D's shortcut
     ((1, 8, 13, 40, 40), (4, 8, 1, 1, 1), dict(stride=(1, 2, 2)), None),  # too few output channels
     ((1, 432, 13, 5, 5), (432, 1, 3, 3, 3), dict(padding=1, groups=432), None),  # depthwise
     ((1, 8, 2, 3, 3), (128, 8, 1, 2, 2), {}, None),  # a reduction of 8 input channels x 4 taps
-    ((1, 32, 16, 56, 56), (64, 32, 1, 1, 1), {}, None),  # pointwise: the register-blocked kernel
+    ((1, 32, 16, 56, 56), (64, 32, 1, 1, 1), {}, "pointwise"),  # the register-blocked pointwise kernel
     ((1, 1024, 8, 8, 8), (256, 1024, 1, 1, 1), {}, "gemm"),  # pointwise, long reduction: input as matrix
     ((1, 4, 16, 56, 56), (64, 4, 1, 1, 1), {}, None),  # pointwise from 4 channels
     ((1, 576, 4, 14, 14), (256, 576, 3, 1, 1), dict(padding=(1, 0, 0)), None),  # R(2+1)D temporal: planes
@@ -100,6 +100,7 @@ def test_the_planner_takes_gemm_for_small_volumes_with_many_channels(input_shape
                                                                      expected):
     algorithm = plan_conv3d(input_shape, weight_shape, **kwargs).algorithm
     assert (algorithm == "gemm") == (expected == "gemm"), algorithm
+    assert expected != "pointwise" or algorithm == "pointwise", algorithm
     assert plan_conv3d(input_shape, weight_shape, dtype="complex64", **kwargs).algorithm != "gemm"
 
 

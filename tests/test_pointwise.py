@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from checks import (assert_bitwise_for_one_and_two_threads, assert_forced_algorithm_within,
-                    assert_matches_reference, random_operands)
+                    assert_matches_reference, random_operands, reference_input_gradient)
 from numba_conv3d import conv3d, conv3d_input, plan_conv3d
 from numba_conv3d.config import BLOCK_CHANNELS
 from numba_conv3d.cpu import pointwise
@@ -24,6 +24,9 @@ CASES = [
     ((5, 7, 3, 4), (11, 5, 1, 1, 1), {}),
     ((0, 4, 5, 5, 5), (8, 4, 1, 1, 1), {}),
     ((1, 3, 1, 1, 64), (8, 3, 1, 1, 1), {"dilation": 2}),
+    ((1, 5, 1, 6, 8), (9, 5, 1, 1, 1), {}),  # one float32 strip, two float64 ones
+    ((1, 5, 1, 7, 7), (9, 5, 1, 1, 1), {}),  # one strip and one position
+    ((1, 5, 2, 3, 3), (9, 5, 1, 1, 1), {}),  # less than a strip: the blocked kernel
 ]
 
 
@@ -88,15 +91,37 @@ def test_panels_of_many_strips_match_the_reference():
         assert_matches_reference(out, x, w, b, stride=stride)
 
 
-def test_the_input_gradient_of_a_pointwise_layer_takes_it():
+def test_below_one_strip_it_gives_the_blocked_kernels_bits():
+    rng = np.random.default_rng(12)
+    for dtype in (np.float32, np.float64):
+        x, w, b = random_operands(rng, (2, 6, 2, 3, 3), (10, 6, 1, 1, 1), True, dtype)
+        assert pointwise.strip_positions(np.dtype(dtype).itemsize) > 18
+        np.testing.assert_array_equal(conv3d(x, w, b, algorithm="pointwise"),
+                                      conv3d(x, w, b, algorithm="blocked"))
+
+
+@pytest.mark.parametrize("weight_shape, gemm_shaped", [((54, 24, 1, 1, 1), True), ((64, 4, 1, 1, 1), False)])
+def test_the_gradients_keep_the_routes_of_gemms_forward(weight_shape, gemm_shaped):
+    # where GEMM would take the forward convolution, the input gradient stays col2im and the weight
+    # gradient GEMM's product, as measured beside GEMM's forward
+    from numba_conv3d.cpu import gemm
+    from numba_conv3d.cpu.preferences import forward_is_gemm_shaped
+    from numba_conv3d.grad_planner import plan_input_grad
+    from numba_conv3d.input_grad_routes import INPUT_GRAD_ALGORITHMS
+
+    input_shape = (1, weight_shape[1], 3, 10, 10)
+    plan = plan_conv3d(input_shape, weight_shape)
+    assert plan.algorithm == "pointwise"
+    assert forward_is_gemm_shaped(plan) == gemm_shaped and gemm.computes_weight_grad(plan) == gemm_shaped
     rng = np.random.default_rng(4)
-    w = rng.standard_normal((54, 24, 1, 1, 1)).astype(np.float32)
-    g = rng.standard_normal((1, 54, 3, 10, 10)).astype(np.float32)
-    assert plan_conv3d(g.shape, (24, 54, 1, 1, 1)).algorithm == "pointwise"
-    result = conv3d_input((1, 24, 3, 10, 10), w, g)
-    expected = conv3d_input((1, 24, 3, 10, 10), w.astype(np.float64), g.astype(np.float64))
-    magnitudes = conv3d_input((1, 24, 3, 10, 10), np.abs(w).astype(np.float64), np.abs(g).astype(np.float64))
-    assert np.all(np.abs(result - expected) <= (54 + 2) * np.finfo(np.float32).eps * magnitudes)
+    w = rng.standard_normal(weight_shape)
+    g = rng.standard_normal((1, weight_shape[0], 3, 10, 10))
+    grad_plan = plan_input_grad("test", input_shape, w, g, stride=1, padding=0, dilation=1, groups=1,
+                                padding_mode="zeros")
+    route = next(name for name, applies, _ in INPUT_GRAD_ALGORITHMS if applies(grad_plan, g))
+    assert (route == "gemm-col2im") == gemm_shaped, route
+    np.testing.assert_allclose(conv3d_input(input_shape, w, g), reference_input_gradient(input_shape, w, g),
+                               rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("input_shape, weight_shape, kwargs, expected", [
@@ -105,7 +130,7 @@ def test_the_input_gradient_of_a_pointwise_layer_takes_it():
     ((1, 256, 4, 14, 14), (512, 256, 1, 1, 1), {"stride": 2}, True),
     ((1, 2, 32, 64, 64), (16, 2, 1, 1, 1), {}, True),
     ((1, 384, 4, 14, 14), (384, 384, 1, 1, 1), {}, False),  # a long reduction: GEMM's
-    ((1, 54, 1, 1, 1), (8, 54, 1, 1, 1), {}, False),  # one position, less than a strip
+    ((1, 54, 1, 1, 1), (8, 54, 1, 1, 1), {}, False),  # one position, less than a strip: GEMM's
     ((1, 32, 64, 64, 64), (3, 32, 1, 1, 1), {}, False),  # fewer outputs than a channel block
     ((1, 32, 16, 16, 16), (64, 32, 1, 1, 1), {"padding": 1}, False),  # pads
 ])

@@ -25,7 +25,7 @@ def test_import_compiles_nothing_and_every_kernel_caches():
 def test_warmup_compiles_each_algorithm_and_the_jitted_entry_per_dtype(tmp_path):
     result = CliRunner().invoke(main, ["warmup", "--dtype", "float64", "--jit"], catch_exceptions=False)
     lines = result.output.splitlines()
-    assert [line.split()[:2] for line in lines[:15]] == [["fft", "float64"],
+    assert [line.split()[:2] for line in lines[:16]] == [["fft", "float64"],
                                                          ["depthwise", "float64"],
                                                          ["winograd-points", "float64"],
                                                          ["winograd", "float64"],
@@ -33,6 +33,7 @@ def test_warmup_compiles_each_algorithm_and_the_jitted_entry_per_dtype(tmp_path)
                                                          ["tap-gemm", "float64"],
                                                          ["winograd-depth", "float64"],
                                                          ["plane-gemm", "float64"],
+                                                         ["pointwise", "float64"],
                                                          ["gemm", "float64"],
                                                          ["phase-flat", "float64"],
                                                          ["channel-vectorized", "float64"],
@@ -40,4 +41,4 @@ def test_warmup_compiles_each_algorithm_and_the_jitted_entry_per_dtype(tmp_path)
                                                          ["row-blocked", "float64"],
                                                          ["direct", "float64"],
                                                          ["jitted-conv3d", "float64"]]
-    assert lines[15].startswith("total") and "cache:" in lines[15]
+    assert lines[16].startswith("total") and "cache:" in lines[16]

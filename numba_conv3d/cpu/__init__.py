@@ -212,11 +212,12 @@ ALGORITHMS = (
               plane_gemm.serves, plane_gemm.workspace_bytes, _runner(plane_gemm.compute), prefers_plane_gemm),
     Algorithm("pointwise", f"real dtype, a 1x1x1 kernel without pads (any stride), >= {BLOCK_CHANNELS} "
               f"output and <= {POINTWISE_MAX_IN_CHANNELS} input channels per group, >= {BLOCK_VECTORS} SIMD "
-              "vectors of output positions a sample: strips of output positions (flattened across rows "
-              f"and planes) x blocks of {BLOCK_CHANNELS} output channels summed in registers, in panels of "
-              "strips whose input is read in place (unit stride) or gathered once, the weights broadcast "
-              "as they lie (X3D-S's pointwise layers and shortcuts in network order: 0.52-0.97x GEMM's "
-              "time; 1-4 input channels: 0.52-0.60x the blocked kernel's)",
+              "vectors of output positions a sample (forced on fewer, the blocked kernel runs, with the "
+              "same sums): strips of output positions (flattened across rows and planes) x blocks of "
+              f"{BLOCK_CHANNELS} output channels summed in registers, in panels of strips whose input is "
+              "read in place (unit stride) or gathered once, the weights broadcast as they lie (X3D-S's "
+              "pointwise layers and shortcuts in network order: 0.52-0.97x GEMM's time; 1-4 input "
+              "channels: 0.52-0.60x the blocked kernel's)",
               pointwise.serves, pointwise.workspace_bytes, _runner(pointwise.compute), prefers_pointwise),
     Algorithm("gemm", f"real dtype: a 1x1x1 unit-stride layer (>= {GEMM_UNIT_MIN_INPUTS} input channels "
               f"per group, > {POINTWISE_MAX_IN_CHANNELS} or too few positions or output channels for the "

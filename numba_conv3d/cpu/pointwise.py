@@ -13,17 +13,20 @@ into registers, strip after strip of the panel, before the next block, so the pa
 from memory once, in runs along each channel, and from the cache by the other blocks; each weight broadcast
 from the weight array as it lies (a block's weights for successive input channels share cache lines:
 nothing is packed). A last strip or channel block that would run past the end is moved back to end
-there: it computes some outputs of the one before it again, the same sums, on the same thread.
+there: it computes some outputs of the one before it again, the same sums, in the same task.
 
 Each output element is summed by one thread in the order (bias, input channel) with fused
 multiply-adds: the same result for any thread count.
 """
+import math
+
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
 from ..config import BLOCK_CHANNELS, BLOCK_VECTORS, VECTOR_BYTES
 from ..shape_rules import ceil_div
+from . import blocked
 from .simd import fma_block, splat_channels, store_rows, zero_block
 from .tasks import thread_count
 
@@ -41,20 +44,27 @@ def strip_positions(itemsize):
 
 
 def serves(plan):
-    """Whether this algorithm computes ``plan``: a real dtype, a 1x1x1 kernel without pads, at least
-    ``BLOCK_CHANNELS`` output channels per group and one strip of output positions a sample."""
+    """Whether this algorithm computes ``plan``: a real dtype, a 1x1x1 kernel without pads and at least
+    ``BLOCK_CHANNELS`` output channels per group (volumes of less than one strip a sample run on the
+    channel-blocked kernel: ``compute``)."""
     return (not plan.is_complex and plan.kernel_size == (1, 1, 1) and plan.padded_size == plan.input_size
-            and plan.out_per_group >= BLOCK_CHANNELS
-            and np.prod(plan.output_size) >= strip_positions(np.dtype(plan.compute_dtype).itemsize))
+            and plan.out_per_group >= BLOCK_CHANNELS)
+
+
+def fills_a_strip(plan):
+    """Whether ``plan``'s output holds at least one strip of positions a sample."""
+    return math.prod(plan.output_size) >= strip_positions(np.dtype(plan.compute_dtype).itemsize)
 
 
 def workspace_bytes(plan):
-    """Scratch bytes one worker thread holds: a panel's gathered input (strided plans)."""
+    """Scratch bytes one worker thread holds: a panel's gathered input (strided plans); the
+    channel-blocked kernel's below one strip a sample."""
     itemsize = np.dtype(plan.compute_dtype).itemsize
+    if not fills_a_strip(plan):
+        return blocked.workspace_bytes(plan)
     if plan.stride == (1, 1, 1):
         return 0
-    positions = panel_positions(plan.in_per_group, itemsize) + strip_positions(itemsize)
-    return plan.in_per_group * positions * itemsize
+    return plan.in_per_group * panel_positions(plan.in_per_group, itemsize) * itemsize
 
 
 @register_jitable
@@ -66,10 +76,12 @@ def panel_positions(in_per_group, itemsize):
 
 
 @njit(cache=True)
-def _gather_positions(flat, channel_base, in_per_group, in_volume, first, out_size, in_size, stride, strip):
+def _gather_positions(flat, channel_base, in_per_group, in_volume, first, out_size, in_size, stride,
+                      gathered):
     """The input of output positions ``[first, first + positions)`` of every input channel (from
-    ``channel_base``, channels ``in_volume`` apart in ``flat``) into ``strip`` (in_per_group, positions)."""
-    positions = strip.shape[0] // in_per_group
+    ``channel_base``, channels ``in_volume`` apart in ``flat``) into ``gathered`` (in_per_group,
+    positions)."""
+    positions = gathered.shape[0] // in_per_group
     plane = out_size[1] * out_size[2]
     for j in range(positions):
         q = first + j
@@ -77,7 +89,7 @@ def _gather_positions(flat, channel_base, in_per_group, in_volume, first, out_si
         oh, ow = rest // out_size[2], rest % out_size[2]
         at = channel_base + (od * stride[0] * in_size[1] + oh * stride[1]) * in_size[2] + ow * stride[2]
         for c in range(in_per_group):
-            strip[c * positions + j] = flat[at + c * in_volume]
+            gathered[c * positions + j] = flat[at + c * in_volume]
 
 
 @njit(cache=True)
@@ -92,7 +104,7 @@ def _piece(x, weight, groups, bias, has_bias, out, stride, n, g, first, stop, fi
     positions = strip_positions(x.itemsize)
     unit = stride[0] == 1 and stride[1] == 1 and stride[2] == 1
     panel = panel_positions(in_per_group, x.itemsize)
-    gathered = np.empty(0 if unit else in_per_group * (panel + positions), x.dtype)
+    gathered = np.empty(0 if unit else in_per_group * panel, x.dtype)
     channel_base = (n * in_channels + g * in_per_group) * in_volume
     like = zero_block(x, BLOCK_CHANNELS, 1, BLOCK_VECTORS)
     for panel_start in range(first, stop, panel):
@@ -135,21 +147,29 @@ def _pointwise_kernel(x, weight, groups, bias, has_bias, out, stride, pieces, pa
 def task_bounds(volume, samples, out_per_group, itemsize, threads):
     """The tasks of a call whose samples x groups are ``samples``, each of ``volume`` flattened output
     positions: bounds of the pieces of the positions (whole strips, the last piece also taking the
-    remainder) and of the parts of a group's blocks of output channels, about two tasks per thread,
-    the positions split first (each part gathers a strided strip again)."""
+    remainder) and of the parts of a group's blocks of output channels (whole blocks, the last part also
+    taking the block moved back, so that no two tasks store an output), about two tasks per thread, the
+    positions split first (each part gathers a strided panel again)."""
     strips = volume // strip_positions(itemsize)
-    blocks = ceil_div(out_per_group, BLOCK_CHANNELS)
+    whole_blocks = out_per_group // BLOCK_CHANNELS
     count = max(1, min(strips, ceil_div(2 * threads, samples)))
-    part_count = max(1, min(blocks, ceil_div(2 * threads, samples * count)))
+    part_count = max(1, min(whole_blocks, ceil_div(2 * threads, samples * count)))
     pieces = [k * strips // count * strip_positions(itemsize) for k in range(count)] + [volume]
-    parts = [j * blocks // part_count for j in range(part_count + 1)]
+    parts = [j * whole_blocks // part_count for j in range(part_count)] + [ceil_div(out_per_group,
+                                                                                   BLOCK_CHANNELS)]
     return np.array(pieces, np.int64), np.array(parts, np.int64)
 
 
 def compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups):
     """Fill the batched ``out`` from the batched ``x`` (a 1x1x1 plan without pads) with the
-    register-blocked pointwise kernel."""
-    pieces, parts = task_bounds(int(np.prod(out.shape[2:])), x.shape[0] * groups, weight.shape[0] // groups,
-                                x.itemsize, thread_count())
+    register-blocked pointwise kernel; below one strip of output positions a sample (chunks of a Dask
+    array a pointwise plan runs on), with the channel-blocked kernel, which adds the same sums in the
+    same order."""
+    volume = math.prod(out.shape[2:])
+    if volume < strip_positions(x.itemsize):
+        blocked.compute(x, weight, bias, has_bias, out, stride, dilation, pad_front, padded, mode, groups)
+        return
+    pieces, parts = task_bounds(volume, x.shape[0] * groups, weight.shape[0] // groups, x.itemsize,
+                                thread_count())
     _pointwise_kernel(x, np.ascontiguousarray(weight), groups, bias, has_bias, out, tuple(stride), pieces,
                       parts)

@@ -28,8 +28,8 @@ from ..crossovers import (AMX_FEW_OUTPUTS_MIN_IN_CHANNELS, AMX_LOW_OUTPUT_WORK, 
                           WINOGRAD_STRIDED_MAX_WEIGHT_BYTES, WINOGRAD_STRIDED_MIN_IN_CHANNELS,
                           WINOGRAD_STRIDED_MIN_TILES, WINOGRAD_WEIGHT_TILES)
 from ..shape_rules import round_up
-from . import (amx_layout, blocked, channel_vectorized, fft, gemm, phase_flat, row_blocked, tap_gemm,
-               winograd, winograd_depth, winograd_strided, winograd_tiles)
+from . import (amx_layout, blocked, channel_vectorized, fft, gemm, phase_flat, pointwise, row_blocked,
+               tap_gemm, winograd, winograd_depth, winograd_strided, winograd_tiles)
 
 # The register-blocked kernels of real dtypes, as ``real_kernel`` names them.
 CHANNEL_VECTORIZED, BLOCKED, ROW_BLOCKED = range(3)
@@ -141,9 +141,10 @@ def forward_is_gemm_shaped(plan):
 
 def prefers_pointwise(plan):
     """Whether the planner takes the register-blocked pointwise kernel for a 1x1x1 plan it serves: at
-    most ``POINTWISE_MAX_IN_CHANNELS`` input channels per group (measured crossover: longer reductions
-    are GEMM's)."""
-    return plan.in_per_group <= POINTWISE_MAX_IN_CHANNELS
+    least one strip of output positions a sample (``pointwise.fills_a_strip``) and at most
+    ``POINTWISE_MAX_IN_CHANNELS`` input channels per group (measured crossover: longer reductions are
+    GEMM's)."""
+    return pointwise.fills_a_strip(plan) and plan.in_per_group <= POINTWISE_MAX_IN_CHANNELS
 
 
 def prefers_tap_gemm(plan):
