@@ -18,6 +18,7 @@ there: it computes some outputs of the one before it again, the same sums, in th
 Each output element is summed by one thread in the order (bias, input channel) with fused
 multiply-adds: the same result for any thread count.
 """
+import functools
 import math
 
 import numpy as np
@@ -144,12 +145,14 @@ def _pointwise_kernel(x, weight, groups, bias, has_bias, out, stride, pieces, pa
                parts[j + 1])
 
 
+@functools.lru_cache(maxsize=256)
 def task_bounds(volume, samples, out_per_group, itemsize, threads):
     """The tasks of a call whose samples x groups are ``samples``, each of ``volume`` flattened output
     positions: bounds of the pieces of the positions (whole strips, the last piece also taking the
     remainder) and of the parts of a group's blocks of output channels (whole blocks, the last part also
     taking the block moved back, so that no two tasks store an output), about two tasks per thread, the
-    positions split first (each part gathers a strided panel again)."""
+    positions split first (each part gathers a strided panel again). Kept per shape and thread count
+    (the arrays are only read)."""
     strips = volume // strip_positions(itemsize)
     whole_blocks = out_per_group // BLOCK_CHANNELS
     count = max(1, min(strips, ceil_div(2 * threads, samples)))
